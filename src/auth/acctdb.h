@@ -1,0 +1,84 @@
+/* acctdb.h - the account database (<data>/system.db, SQLite): domains, accounts, aliases.
+ *
+ * Addresses are stored lower-cased ("Local@Dom" and "local@dom" are one account): the login name is
+ * matched without regard to case. Every function returns -1 on error with *err_r set (a string
+ * valid until the next call on this db), otherwise as documented.
+ * A struct acctdb is used by one thread at a time; each worker thread opens its own.
+ */
+#ifndef POSTINO_ACCTDB_H
+#define POSTINO_ACCTDB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct acctdb;
+
+#define ACCTDB_ADDRESS_MAX 254   /* RFC 5321 4.5.3.1.3: a path is 256 octets with its brackets */
+
+struct acct_user {
+	char address[321];   /* local@domain, lower-case */
+	char hash[256];      /* password hash, crypt(3) form or Dovecot {SCHEME} form */
+	int suspended;       /* non-zero: sending suspended (issue 5) */
+	uint64_t quota_bytes;/* 0 = unlimited */
+	int64_t created;     /* unix time */
+};
+
+/* Open (and with `create`, create/migrate the schema of) system.db. WAL mode, busy timeout 5 s. */
+int acctdb_open(const char *path, int create, struct acctdb **db_r, const char **err_r);
+void acctdb_close(struct acctdb **db);
+
+/* Domains. add: 1 added, 0 already there. remove: 1 removed, 0 not found (refuses with -1 while
+ * accounts or aliases of the domain exist). exists: 1/0. */
+int acctdb_domain_add(struct acctdb *db, const char *domain, const char **err_r);
+int acctdb_domain_remove(struct acctdb *db, const char *domain, const char **err_r);
+int acctdb_domain_exists(struct acctdb *db, const char *domain, const char **err_r);
+/* Calls cb for each domain in name order; returns count or -1. */
+int acctdb_domain_list(struct acctdb *db, void (*cb)(void *ctx, const char *domain), void *ctx,
+		       const char **err_r);
+
+/* Accounts. The domain must exist (else -1 with a clear message). add: 1 added, 0 exists. */
+int acctdb_user_add(struct acctdb *db, const char *address, const char *hash, const char **err_r);
+/* 1 changed, 0 no such user. */
+int acctdb_user_set_hash(struct acctdb *db, const char *address, const char *hash,
+			 const char **err_r);
+int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_r);
+/* 1 found (*u filled), 0 not found. Address matched case-insensitively. */
+int acctdb_user_get(struct acctdb *db, const char *address, struct acct_user *u,
+		    const char **err_r);
+/* domain NULL = all. Returns count or -1. */
+int acctdb_user_list(struct acctdb *db, const char *domain,
+		     void (*cb)(void *ctx, const struct acct_user *u), void *ctx, const char **err_r);
+
+/* Aliases: `alias` is local@domain, or "@domain" for the domain's catch-all. `targets` is a
+ * comma- or space-separated list of addresses (local or remote). add: 1 added, 0 replaced. */
+int acctdb_alias_add(struct acctdb *db, const char *alias, const char *targets, const char **err_r);
+int acctdb_alias_remove(struct acctdb *db, const char *alias, const char **err_r);
+int acctdb_alias_list(struct acctdb *db, const char *domain,
+		      void (*cb)(void *ctx, const char *alias, const char *targets), void *ctx,
+		      const char **err_r);
+
+/* Resolve a recipient address: calls cb once per final target address (lower-case), expanding
+ * aliases recursively (depth limit 10, duplicates removed). An existing account is itself; an
+ * exact alias wins over an account of the same name; the catch-all "@domain" applies only when
+ * neither an account nor an exact alias matches. Returns the number of targets (0: unknown
+ * recipient), or -1. */
+int acctdb_resolve(struct acctdb *db, const char *address,
+		   void (*cb)(void *ctx, const char *target), void *ctx, const char **err_r);
+
+/* May account `user` send as `address`? 1 yes (own address, or an exact alias whose targets
+ * include the user), 0 no. */
+int acctdb_may_send_as(struct acctdb *db, const char *user, const char *address,
+		       const char **err_r);
+/* Calls cb with every address `user` may send as (its own first). Returns count or -1. */
+int acctdb_sendable_addresses(struct acctdb *db, const char *user,
+			      void (*cb)(void *ctx, const char *address), void *ctx,
+			      const char **err_r);
+
+/* Check and lower-case a domain name (LDH labels of 1..63, at most 253 characters, no trailing
+ * dot, top label not all digits) into out. 0 ok, -1 invalid or does not fit. Thread-safe. */
+int acctdb_normalize_domain(const char *in, char *out, size_t outlen);
+/* Check and lower-case an address local@domain (local part: 1..64 atext characters and dots, no
+ * leading, trailing or double dot; domain as above) into out. 0 ok, -1 invalid. Thread-safe. */
+int acctdb_normalize_address(const char *in, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,443 @@
+/* main.c - the postino command: one binary, subcommands.
+ *
+ * SECURITY: administrative subcommands run as the invoking user; when that is root and the
+ * configuration names a run_user, they switch to run_user before touching the data directory,
+ * so every file in it stays owned by the user the workers run as.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "acctdb.h"
+#include "cli-admin.h"
+#include "config.h"
+#include "log.h"
+#include "master.h"
+#include "password.h"
+#include "store-path.h"
+#include "store.h"
+#include "tls.h"
+
+#define POSTINO_VERSION "0.1.0"
+
+static const char usage_main[] =
+	"usage: postino COMMAND [ARGS] [--config FILE | --data DIR]\n"
+	"\n"
+	"commands:\n"
+	"  quickstart HOSTNAME --data DIR   create a data dir, config, certificate and demo domain\n"
+	"  serve                            run the mail server in the foreground\n"
+	"  domain add|list|remove           hosted domains\n"
+	"  user add|passwd|list|show|remove accounts (passwords are read from stdin)\n"
+	"  alias add|list|remove            aliases and catch-alls\n"
+	"  config check|show                validate / print the effective configuration\n"
+	"  version                          print the version\n"
+	"\n"
+	"Every command answers --help. Without --config or --data the configuration is read from\n"
+	"$POSTINO_CONFIG or /etc/postino/postino.conf.\n";
+
+static const char usage_quickstart[] =
+	"usage: postino quickstart HOSTNAME --data DIR [--port-offset N] [--listen ADDR]\n"
+	"                          [--domain DOMAIN] [--account ADDRESS] [--user SYSUSER]\n"
+	"\n"
+	"Creates DIR/postino.conf, DIR/system.db, the mail, queue and tmp directories and a\n"
+	"self-signed certificate for HOSTNAME in DIR/certs. Hosts DOMAIN (default: HOSTNAME without\n"
+	"its first label). With --account, creates that account with a random password and prints\n"
+	"it. With --port-offset N every listener sits at its standard port plus N (25 -> N+25,\n"
+	"587 -> N+587, ...), so a non-root user can run the whole server on loopback. --listen sets\n"
+	"the address (default 127.0.0.1; \"*\" for all). --user makes SYSUSER own the data dir and\n"
+	"the workers run as SYSUSER when started as root.\n";
+
+static const char usage_serve[] =
+	"usage: postino serve [--config FILE | --data DIR]\n"
+	"\n"
+	"Runs the master in the foreground: it opens the listeners, forks the workers and restarts\n"
+	"them if they crash. SIGHUP reloads the configuration and certificates; SIGTERM stops\n"
+	"gracefully (sessions in the middle of a message finish it). Logs go to stderr.\n";
+
+static const char usage_config[] =
+	"usage: postino config check|show [--config FILE | --data DIR]\n"
+	"\n"
+	"check: validate the configuration, certificates and data directory; exit 0 if usable.\n"
+	"show: print every setting with its effective value; defaults are marked.\n";
+
+/* Is this argument a request for help? */
+static int is_help(const char *a)
+{
+	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
+}
+
+/* Remove "--config FILE" / "--data DIR" from argv, returning the config path. */
+static int take_config_opt(int *argc, char **argv, char *path, size_t pathlen)
+{
+	const char *env = getenv("POSTINO_CONFIG");
+	snprintf(path, pathlen, "%s", env && *env ? env : "/etc/postino/postino.conf");
+	int o = 0;
+	for (int i = 0; i < *argc; i++) {
+		if ((strcmp(argv[i], "--config") == 0 || strcmp(argv[i], "--data") == 0)) {
+			if (i + 1 >= *argc) {
+				fprintf(stderr, "postino: %s needs a value\n", argv[i]);
+				return -1;
+			}
+			if (strcmp(argv[i], "--config") == 0)
+				snprintf(path, pathlen, "%s", argv[i + 1]);
+			else
+				snprintf(path, pathlen, "%s/postino.conf", argv[i + 1]);
+			i++;
+			continue;
+		}
+		argv[o++] = argv[i];
+	}
+	*argc = o;
+	argv[o] = NULL;
+	return 0;
+}
+
+/* Load the configuration or explain why not. */
+static int load_config(struct config *cfg, const char *path)
+{
+	char err[1200];
+	config_defaults(cfg);
+	if (config_load(cfg, path, err, sizeof(err)) < 0) {
+		fprintf(stderr, "postino: %s\n", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* Become the configured run_user when running as root (admin commands). */
+static int become_run_user(const struct config *cfg)
+{
+	if (geteuid() != 0 || cfg->run_user[0] == '\0')
+		return 0;
+	struct passwd *pw = getpwnam(cfg->run_user);
+	if (pw == NULL) {
+		fprintf(stderr, "postino: run_user '%s' does not exist: create it or fix %s\n",
+			cfg->run_user, cfg->path);
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+		fprintf(stderr, "postino: cannot switch to %s: %s\n", cfg->run_user, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* A random password of 16 characters people can type. */
+static void random_password(char out[17])
+{
+	static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+	unsigned char r[16];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+		abort();
+	for (int i = 0; i < 16; i++)
+		out[i] = alphabet[r[i] % (sizeof(alphabet) - 1)];
+	out[16] = '\0';
+}
+
+/* mkdir that accepts an existing directory. */
+static int mkdir_ok(const char *path, mode_t mode)
+{
+	if (mkdir(path, mode) == 0 || errno == EEXIST)
+		return 0;
+	fprintf(stderr, "postino: cannot create %s: %s\n", path, strerror(errno));
+	return -1;
+}
+
+/* chown -R of the data dir to the run user. */
+static int chown_tree(const char *path, uid_t uid, gid_t gid)
+{
+	char cmd[CONFIG_PATH_MAX * 2];
+	/* a fixed argv through /bin/chown; the path is ours, quoted for the shell */
+	if (strchr(path, '\'') != NULL)
+		return -1;
+	snprintf(cmd, sizeof(cmd), "chown -R %u:%u '%s'", (unsigned)uid, (unsigned)gid, path);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+/* postino quickstart. */
+static int cmd_quickstart(int argc, char **argv)
+{
+	const char *host = NULL, *data = NULL, *listen = "127.0.0.1", *domain = NULL,
+		   *account = NULL, *sysuser = NULL;
+	unsigned long offset = 0;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (is_help(a)) {
+			fputs(usage_quickstart, stdout);
+			return 0;
+		}
+		int more = i + 1 < argc;
+		if (strcmp(a, "--data") == 0 && more)
+			data = argv[++i];
+		else if (strcmp(a, "--port-offset") == 0 && more) {
+			char *end;
+			offset = strtoul(argv[++i], &end, 10);
+			if (*end || offset > 65000) {
+				fprintf(stderr, "postino: --port-offset needs a number up to 65000\n");
+				return 2;
+			}
+		} else if (strcmp(a, "--listen") == 0 && more)
+			listen = argv[++i];
+		else if (strcmp(a, "--domain") == 0 && more)
+			domain = argv[++i];
+		else if (strcmp(a, "--account") == 0 && more)
+			account = argv[++i];
+		else if (strcmp(a, "--user") == 0 && more)
+			sysuser = argv[++i];
+		else if (a[0] != '-' && host == NULL)
+			host = a;
+		else {
+			fprintf(stderr, "postino: unexpected argument '%s'\n%s", a, usage_quickstart);
+			return 2;
+		}
+	}
+	if (host == NULL || data == NULL) {
+		fputs(usage_quickstart, stderr);
+		return 2;
+	}
+	if (strlen(host) > 200 || strchr(host, '/') || strchr(host, '\'') || host[0] == '.') {
+		fprintf(stderr, "postino: '%s' is not a host name\n", host);
+		return 2;
+	}
+	if (domain == NULL) {
+		const char *dot = strchr(host, '.');
+		domain = dot && strchr(dot + 1, '.') ? dot + 1 : host;
+	}
+	struct passwd *pw = NULL;
+	if (sysuser && (pw = getpwnam(sysuser)) == NULL) {
+		fprintf(stderr, "postino: system user '%s' does not exist: create it first (useradd "
+				"--system %s)\n", sysuser, sysuser);
+		return 1;
+	}
+	umask(027);
+	char abs[CONFIG_PATH_MAX], p[CONFIG_PATH_MAX + 300], p2[CONFIG_PATH_MAX + 300];
+	if (mkdir_ok(data, 0750) < 0 || realpath(data, abs) == NULL) {
+		fprintf(stderr, "postino: cannot use data directory %s\n", data);
+		return 1;
+	}
+	static const char *subdirs[] = { "mail", "queue", "tmp", "certs" };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(p, sizeof(p), "%s/%s", abs, subdirs[i]);
+		if (mkdir_ok(p, 0750) < 0)
+			return 1;
+	}
+	char cert[CONFIG_PATH_MAX + 300], key[CONFIG_PATH_MAX + 300];
+	snprintf(cert, sizeof(cert), "%s/certs/%s.pem", abs, host);
+	snprintf(key, sizeof(key), "%s/certs/%s.key", abs, host);
+	const char *err;
+	if (access(cert, F_OK) != 0) {
+		mode_t old = umask(077);
+		int r = tls_make_selfsigned(host, cert, key, &err);
+		umask(old);
+		if (r < 0) {
+			fprintf(stderr, "postino: cannot create the certificate: %s\n", err);
+			return 1;
+		}
+	}
+	snprintf(p, sizeof(p), "%s/postino.conf", abs);
+	int wrote_conf = 0;
+	if (access(p, F_OK) != 0) {
+		FILE *f = fopen(p, "w");
+		if (f == NULL) {
+			fprintf(stderr, "postino: cannot write %s: %s\n", p, strerror(errno));
+			return 1;
+		}
+		fprintf(f, "# postino configuration, written by 'postino quickstart %s'.\n"
+			   "# 'postino config show' lists every setting and its default.\n\n"
+			   "hostname = %s\ndata_dir = %s\nrun_user = %s\nworkers = 2\n"
+			   "listen = %s\n\n"
+			   "# self-signed; replace with a real certificate (and add tls_host lines for\n"
+			   "# other names served by SNI: tls_host = NAME CERTFILE KEYFILE)\n"
+			   "tls_cert = %s\ntls_key = %s\n\n",
+			host, host, abs, sysuser ? sysuser : "", listen, cert, key);
+		static const struct { const char *name; unsigned port; } ports[] = {
+			{ "smtp", 25 }, { "submission", 587 }, { "submissions", 465 }, { "imap", 143 },
+			{ "imaps", 993 }, { "pop3", 110 }, { "pop3s", 995 }, { "http", 80 },
+			{ "https", 443 } };
+		fprintf(f, "# listeners (0 disables one)\n");
+		for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+			fprintf(f, "%s_port = %lu\n", ports[i].name, ports[i].port + offset);
+		fprintf(f, "\n# limits\nmessage_size_limit = 25M\nmax_recipients = 100\n"
+			   "max_conn_per_ip = 20\n");
+		if (fclose(f) != 0) {
+			fprintf(stderr, "postino: cannot write %s\n", p);
+			return 1;
+		}
+		wrote_conf = 1;
+	}
+	snprintf(p2, sizeof(p2), "%s/system.db", abs);
+	struct acctdb *db;
+	if (acctdb_open(p2, 1, &db, &err) < 0) {
+		fprintf(stderr, "postino: cannot create %s: %s\n", p2, err);
+		return 1;
+	}
+	if (acctdb_domain_add(db, domain, &err) < 0) {
+		fprintf(stderr, "postino: cannot add domain %s: %s\n", domain, err);
+		acctdb_close(&db);
+		return 1;
+	}
+	char password[17] = "";
+	if (account) {
+		char root[CONFIG_PATH_MAX + 700];
+		random_password(password);
+		char *hash = password_hash(password);
+		if (hash == NULL) {
+			fprintf(stderr, "postino: cannot hash a password\n");
+			acctdb_close(&db);
+			return 1;
+		}
+		int r = acctdb_user_add(db, account, hash, &err);
+		free(hash);
+		if (r < 0) {
+			fprintf(stderr, "postino: cannot add %s: %s\n", account, err);
+			acctdb_close(&db);
+			return 1;
+		}
+		if (r == 0) {
+			password[0] = '\0';   /* existed: its password is unchanged */
+		}
+		if (store_account_path(abs, account, root, sizeof(root)) < 0 ||
+		    store_account_create(root, &err) < 0) {
+			fprintf(stderr, "postino: cannot create the mailbox of %s\n", account);
+			acctdb_close(&db);
+			return 1;
+		}
+	}
+	acctdb_close(&db);
+	if (pw && chown_tree(abs, pw->pw_uid, pw->pw_gid) < 0) {
+		fprintf(stderr, "postino: cannot give %s to %s\n", abs, sysuser);
+		return 1;
+	}
+	printf("postino data directory: %s\n", abs);
+	printf("configuration:          %s%s\n", p, wrote_conf ? "" : " (kept the existing one)");
+	printf("certificate:            %s (self-signed for %s)\n", cert, host);
+	printf("hosted domain:          %s\n", domain);
+	if (account && password[0])
+		printf("account:                %s\npassword: %s\n", account, password);
+	else if (account)
+		printf("account:                %s (already existed; password unchanged)\n", account);
+	printf("\nNext steps:\n"
+	       "  postino serve --data %s                  # start the server\n"
+	       "  postino user add you@%s --data %s        # add an account (password on stdin)\n"
+	       "  postino config show --data %s            # every setting\n"
+	       "SMTP listens on port %lu (MX), %lu (submission, STARTTLS) and %lu (implicit TLS).\n",
+	       abs, domain, abs, abs, 25 + offset, 587 + offset, 465 + offset);
+	return 0;
+}
+
+/* postino config check|show. */
+static int cmd_config(int argc, char **argv, const char *path)
+{
+	if (argc < 2 || is_help(argv[1])) {
+		fputs(usage_config, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	struct config *cfg = malloc(sizeof(*cfg));
+	if (cfg == NULL)
+		return 1;
+	int rc = 0;
+	if (load_config(cfg, path) < 0) {
+		free(cfg);
+		return 1;
+	}
+	if (strcmp(argv[1], "show") == 0) {
+		config_show(cfg, stdout);
+	} else if (strcmp(argv[1], "check") == 0) {
+		const char *err;
+		char p[CONFIG_PATH_MAX + 16];
+		if (cfg->tls_cert[0]) {
+			struct tls_ctx *t = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &err);
+			if (t == NULL) {
+				fprintf(stderr, "postino: %s: %s\n", path, err);
+				rc = 1;
+			}
+			for (size_t i = 0; t && i < cfg->ntls_hosts; i++) {
+				if (tls_ctx_add_host(t, cfg->tls_hosts[i].name, cfg->tls_hosts[i].cert,
+						     cfg->tls_hosts[i].key, &err) < 0) {
+					fprintf(stderr, "postino: %s: tls_host %s: %s\n", path,
+						cfg->tls_hosts[i].name, err);
+					rc = 1;
+				}
+			}
+			tls_ctx_free(&t);
+		} else {
+			fprintf(stderr, "postino: warning: no tls_cert: ports 465, 993, 995 and 443 "
+					"stay closed and STARTTLS is not offered\n");
+		}
+		snprintf(p, sizeof(p), "%s/system.db", cfg->data_dir);
+		struct acctdb *db;
+		if (acctdb_open(p, 0, &db, &err) < 0) {
+			fprintf(stderr, "postino: cannot open %s: %s (run 'postino quickstart')\n", p,
+				err);
+			rc = 1;
+		} else {
+			acctdb_close(&db);
+		}
+		if (rc == 0)
+			printf("%s: configuration OK\n", path);
+	} else {
+		fputs(usage_config, stderr);
+		rc = 2;
+	}
+	free(cfg);
+	return rc;
+}
+
+/* Entry point. */
+int main(int argc, char **argv)
+{
+	char path[CONFIG_PATH_MAX];
+	if (argc < 2 || is_help(argv[1])) {
+		fputs(usage_main, argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+		printf("postino %s\n", POSTINO_VERSION);
+		return 0;
+	}
+	if (strcmp(cmd, "quickstart") == 0)
+		return cmd_quickstart(argc - 1, argv + 1);
+	argc--;
+	argv++;
+	if (take_config_opt(&argc, argv, path, sizeof(path)) < 0)
+		return 2;
+	if (strcmp(cmd, "serve") == 0) {
+		for (int i = 1; i < argc; i++) {
+			if (is_help(argv[i])) {
+				fputs(usage_serve, stdout);
+				return 0;
+			}
+			fprintf(stderr, "postino: unexpected argument '%s'\n%s", argv[i], usage_serve);
+			return 2;
+		}
+		return master_main(path);
+	}
+	if (strcmp(cmd, "config") == 0)
+		return cmd_config(argc, argv, path);
+	if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 || strcmp(cmd, "alias") == 0) {
+		int help = 0;
+		for (int i = 1; i < argc; i++)
+			help |= is_help(argv[i]);
+		if (help)   /* help needs no configuration */
+			return cli_admin_main(NULL, argc, argv);
+		struct config *cfg = malloc(sizeof(*cfg));
+		if (cfg == NULL || load_config(cfg, path) < 0 || become_run_user(cfg) < 0) {
+			free(cfg);
+			return 1;
+		}
+		int rc = cli_admin_main(cfg->data_dir, argc, argv);
+		free(cfg);
+		return rc;
+	}
+	fprintf(stderr, "postino: unknown command '%s'\n%s", cmd, usage_main);
+	return 2;
+}

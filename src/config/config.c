@@ -1,0 +1,450 @@
+/* config.c - the postino.conf parser. */
+#include "config.h"
+#include "num.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum ktype { K_STR, K_PATH, K_UINT, K_SIZE, K_DURATION, K_BOOL, K_BARELF, K_TLSHOST };
+
+/* Settings of the whole server. */
+struct gkey {
+	const char *name;
+	enum ktype type;
+	size_t off;
+	size_t len;          /* for strings: buffer size */
+	const char *help;
+};
+
+#define G(name, type, field, help) { name, type, offsetof(struct config, field), \
+				     sizeof(((struct config *)0)->field), help }
+static const struct gkey gkeys[] = {
+	G("hostname", K_STR, hostname, "this server's host name (EHLO, Received:, certificates)"),
+	G("data_dir", K_PATH, data_dir, "directory holding system.db, mail/, queue/"),
+	G("run_user", K_STR, run_user, "unprivileged user the workers run as when started as root"),
+	G("workers", K_UINT, workers, "protocol worker processes"),
+	G("log_debug", K_BOOL, log_debug, "log every command"),
+	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
+	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
+	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
+};
+#define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
+
+/* Settings that a listener may override. */
+struct lkey {
+	const char *name;
+	enum ktype type;
+	size_t off;
+	size_t len;
+	const char *help;
+};
+#define L(name, type, field, help) { name, type, offsetof(struct listener_conf, field), \
+				     sizeof(((struct listener_conf *)0)->field), help }
+static const struct lkey lkeys[] = {
+	L("port", K_UINT, port, "TCP port (0 disables the listener)"),
+	L("listen", K_STR, listen, "address to listen on (\"*\" for all)"),
+	L("message_size_limit", K_SIZE, message_size_limit, "largest message accepted (K, M, G)"),
+	L("max_recipients", K_UINT, max_recipients, "recipients per message"),
+	L("line_length_limit", K_SIZE, line_length_limit, "longest command line in octets"),
+	L("max_errors", K_UINT, max_errors, "protocol errors before the session is closed"),
+	L("command_timeout", K_DURATION, command_timeout, "idle time allowed between commands"),
+	L("data_timeout", K_DURATION, data_timeout, "idle time allowed while receiving a message"),
+	L("max_conn_per_ip", K_UINT, max_conn_per_ip, "concurrent connections from one IP address"),
+	L("max_connections", K_UINT, max_connections, "concurrent connections per worker"),
+	L("bare_lf", K_BARELF, bare_lf_reject, "reject or normalize bare LF / CR line ends in DATA"),
+};
+#define NLKEYS (sizeof(lkeys) / sizeof(lkeys[0]))
+
+static const struct {
+	const char *name;
+	enum proto proto;
+	unsigned port;
+	int implicit_tls, submission;
+} listener_defs[LST_COUNT] = {
+	[LST_SMTP] = { "smtp", PROTO_SMTP, 25, 0, 0 },
+	[LST_SUBMISSION] = { "submission", PROTO_SMTP, 587, 0, 1 },
+	[LST_SUBMISSIONS] = { "submissions", PROTO_SMTP, 465, 1, 1 },
+	[LST_IMAP] = { "imap", PROTO_IMAP, 143, 0, 0 },
+	[LST_IMAPS] = { "imaps", PROTO_IMAP, 993, 1, 0 },
+	[LST_POP3] = { "pop3", PROTO_POP3, 110, 0, 0 },
+	[LST_POP3S] = { "pop3s", PROTO_POP3, 995, 1, 0 },
+	[LST_HTTP] = { "http", PROTO_HTTP, 80, 0, 0 },
+	[LST_HTTPS] = { "https", PROTO_HTTP, 443, 1, 0 },
+};
+
+/* Listener id by name. */
+int config_listener_id(const char *name)
+{
+	for (int i = 0; i < LST_COUNT; i++)
+		if (strcmp(listener_defs[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+/* Built-in defaults. */
+void config_defaults(struct config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
+	cfg->workers = 2;
+	for (int i = 0; i < LST_COUNT; i++) {
+		struct listener_conf *l = &cfg->l[i];
+		l->name = listener_defs[i].name;
+		l->proto = listener_defs[i].proto;
+		l->port = listener_defs[i].port;
+		l->implicit_tls = listener_defs[i].implicit_tls;
+		l->submission = listener_defs[i].submission;
+		snprintf(l->listen, sizeof(l->listen), "127.0.0.1");
+		l->message_size_limit = 25 * 1024 * 1024;
+		l->max_recipients = 100;
+		l->line_length_limit = 2048;
+		l->max_errors = 10;
+		l->command_timeout = 300;
+		l->data_timeout = 600;
+		l->max_conn_per_ip = 20;
+		l->max_connections = 5000;
+		l->bare_lf_reject = l->submission;   /* submission clients have no excuse */
+	}
+}
+
+/* Format an error message "file:line: ...". */
+static int cfg_err(char *err, size_t errlen, const char *file, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 5, 6)));
+static int cfg_err(char *err, size_t errlen, const char *file, unsigned line, const char *fmt, ...)
+{
+	int n = snprintf(err, errlen, "%s:%u: ", file, line);
+	if (n >= 0 && (size_t)n < errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+/* Resolve a path value relative to the config file's directory. */
+static int cfg_path(const char *cfgpath, const char *val, char *out, size_t outlen)
+{
+	int n;
+	if (val[0] == '/') {
+		n = snprintf(out, outlen, "%s", val);
+	} else {
+		const char *slash = strrchr(cfgpath, '/');
+		if (slash == NULL)
+			n = snprintf(out, outlen, "%s", val);
+		else
+			n = snprintf(out, outlen, "%.*s/%s", (int)(slash - cfgpath), cfgpath, val);
+	}
+	return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
+}
+
+/* Store one typed value into a field. Returns NULL or the text of what was expected. */
+static const char *cfg_set(const char *cfgpath, enum ktype type, void *field, size_t len,
+			   const char *val)
+{
+	uint64_t v;
+	switch (type) {
+	case K_STR:
+		if (strlen(val) >= len)
+			return "a shorter value";
+		memcpy(field, val, strlen(val) + 1);
+		return NULL;
+	case K_PATH:
+		if (cfg_path(cfgpath, val, field, len) < 0)
+			return "a shorter path";
+		return NULL;
+	case K_UINT:
+		if (num_parse_u64(val, strlen(val), UINT_MAX, &v) < 0)
+			return "a whole number";
+		*(unsigned *)field = (unsigned)v;
+		return NULL;
+	case K_DURATION:
+		if (num_parse_duration(val, &v) < 0 || v > UINT_MAX)
+			return "a duration such as 300, 300s, 5m, 1h or 1d";
+		*(unsigned *)field = (unsigned)v;
+		return NULL;
+	case K_SIZE:
+		if (num_parse_size(val, &v) < 0)
+			return "a size such as 1048576, 512K, 25M or 1G";
+		if (len == sizeof(size_t))
+			*(size_t *)field = (size_t)v;
+		else
+			*(uint64_t *)field = v;
+		return NULL;
+	case K_BOOL:
+		if (strcmp(val, "yes") == 0 || strcmp(val, "1") == 0 || strcmp(val, "true") == 0)
+			*(int *)field = 1;
+		else if (strcmp(val, "no") == 0 || strcmp(val, "0") == 0 || strcmp(val, "false") == 0)
+			*(int *)field = 0;
+		else
+			return "yes or no";
+		return NULL;
+	case K_BARELF:
+		if (strcmp(val, "reject") == 0)
+			*(int *)field = 1;
+		else if (strcmp(val, "normalize") == 0)
+			*(int *)field = 0;
+		else
+			return "reject or normalize";
+		return NULL;
+	case K_TLSHOST:
+		return "NAME CERTFILE KEYFILE";
+	}
+	return "a valid value";
+}
+
+/* Parse "tls_host = NAME CERT KEY". */
+static const char *cfg_tls_host(struct config *cfg, const char *val)
+{
+	char name[256], cert[CONFIG_PATH_MAX], key[CONFIG_PATH_MAX], extra[2];
+	if (cfg->ntls_hosts >= CONFIG_MAX_TLS_HOSTS)
+		return "fewer tls_host lines (at most 256)";
+	if (strlen(val) >= sizeof(cert) ||
+	    sscanf(val, "%255s %1023s %1023s %1s", name, cert, key, extra) != 3)
+		return "NAME CERTFILE KEYFILE";
+	struct tls_host_conf *h = &cfg->tls_hosts[cfg->ntls_hosts];
+	snprintf(h->name, sizeof(h->name), "%s", name);
+	if (cfg_path(cfg->path, cert, h->cert, sizeof(h->cert)) < 0 ||
+	    cfg_path(cfg->path, key, h->key, sizeof(h->key)) < 0)
+		return "shorter paths";
+	cfg->ntls_hosts++;
+	return NULL;
+}
+
+/* Trim ASCII white space at both ends in place. */
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	size_t n = strlen(s);
+	while (n > 0 && isspace((unsigned char)s[n - 1]))
+		s[--n] = '\0';
+	return s;
+}
+
+/* Apply one "key = value" pair. */
+static int cfg_apply(struct config *cfg, const char *key, const char *val, const char *file,
+		     unsigned lineno, char *err, size_t errlen, int *port_keys_set)
+{
+	const char *want;
+	/* LISTENER.key */
+	const char *dot = strchr(key, '.');
+	if (dot != NULL) {
+		char lname[32];
+		size_t ln = (size_t)(dot - key);
+		if (ln >= sizeof(lname))
+			return cfg_err(err, errlen, file, lineno, "unknown listener in '%s'", key);
+		memcpy(lname, key, ln);
+		lname[ln] = '\0';
+		int id = config_listener_id(lname);
+		if (id < 0)
+			return cfg_err(err, errlen, file, lineno,
+				       "unknown listener '%s' (expected smtp, submission, submissions, "
+				       "imap, imaps, pop3, pop3s, http or https)", lname);
+		for (size_t k = 0; k < NLKEYS; k++) {
+			if (strcmp(lkeys[k].name, dot + 1) != 0)
+				continue;
+			want = cfg_set(cfg->path, lkeys[k].type, (char *)&cfg->l[id] + lkeys[k].off,
+				       lkeys[k].len, val);
+			if (want)
+				return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'",
+					       key, want, val);
+			cfg->set_listener[id][k] = 1;
+			return 0;
+		}
+		return cfg_err(err, errlen, file, lineno,
+			       "'%s' cannot be set per listener (expected one of: port, listen, "
+			       "message_size_limit, max_recipients, line_length_limit, max_errors, "
+			       "command_timeout, data_timeout, max_conn_per_ip, max_connections, bare_lf)",
+			       dot + 1);
+	}
+	/* <listener>_port */
+	size_t kl = strlen(key);
+	if (kl > 5 && strcmp(key + kl - 5, "_port") == 0) {
+		char lname[32];
+		if (kl - 5 < sizeof(lname)) {
+			memcpy(lname, key, kl - 5);
+			lname[kl - 5] = '\0';
+			int id = config_listener_id(lname);
+			if (id >= 0) {
+				uint64_t v;
+				if (num_parse_u64(val, strlen(val), 65535, &v) < 0)
+					return cfg_err(err, errlen, file, lineno,
+						       "'%s' expects a port number 0-65535, got '%s'",
+						       key, val);
+				cfg->l[id].port = (unsigned)v;
+				cfg->set_listener[id][0] = 1;
+				port_keys_set[id] = 1;
+				return 0;
+			}
+		}
+	}
+	for (size_t k = 0; k < NGKEYS; k++) {
+		if (strcmp(gkeys[k].name, key) != 0)
+			continue;
+		if (gkeys[k].type == K_TLSHOST)
+			want = cfg_tls_host(cfg, val);
+		else
+			want = cfg_set(cfg->path, gkeys[k].type, (char *)cfg + gkeys[k].off,
+				       gkeys[k].len, val);
+		if (want)
+			return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'", key,
+				       want, val);
+		cfg->set_global[k] = 1;
+		return 0;
+	}
+	/* a listener key given globally applies to every listener not overriding it */
+	for (size_t k = 0; k < NLKEYS; k++) {
+		if (strcmp(lkeys[k].name, key) != 0 || k == 0)
+			continue;
+		for (int id = 0; id < LST_COUNT; id++) {
+			want = cfg_set(cfg->path, lkeys[k].type, (char *)&cfg->l[id] + lkeys[k].off,
+				       lkeys[k].len, val);
+			if (want)
+				return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'",
+					       key, want, val);
+		}
+		cfg->set_global[NGKEYS + k] = 1;
+		return 0;
+	}
+	return cfg_err(err, errlen, file, lineno,
+		       "unknown setting '%s' (see 'postino config show' for every setting)", key);
+}
+
+/* Read a config file. */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(cfg->path, sizeof(cfg->path), "%s", path);
+	if (cfg->data_dir[0] == '\0')
+		cfg_path(path, ".", cfg->data_dir, sizeof(cfg->data_dir));
+	char line[4096];
+	unsigned lineno = 0;
+	int port_keys_set[LST_COUNT] = { 0 };
+	int rc = 0;
+	/* Two passes: global listener keys first would lose to LISTENER.key lines given earlier,
+	 * so LISTENER.key overrides are recorded (set_listener == 1) and re-applied at the end. */
+	struct {
+		char key[128], val[4096];
+		unsigned lineno;
+	} *over = NULL;
+	size_t nover = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		if (strchr(line, '\n') == NULL && !feof(f)) {
+			rc = cfg_err(err, errlen, path, lineno, "line too long (at most 4095 octets)");
+			break;
+		}
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (eq == NULL) {
+			rc = cfg_err(err, errlen, path, lineno, "expected 'key = value', got '%.60s'", s);
+			break;
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		if (*key == '\0' || strlen(key) >= 128) {
+			rc = cfg_err(err, errlen, path, lineno, "expected a setting name before '='");
+			break;
+		}
+		if (strchr(key, '.') != NULL) {
+			void *n = realloc(over, (nover + 1) * sizeof(*over));
+			if (n == NULL) {
+				rc = cfg_err(err, errlen, path, lineno, "out of memory");
+				break;
+			}
+			over = n;
+			snprintf(over[nover].key, sizeof(over[nover].key), "%s", key);
+			snprintf(over[nover].val, sizeof(over[nover].val), "%s", val);
+			over[nover].lineno = lineno;
+			nover++;
+		}
+		rc = cfg_apply(cfg, key, val, path, lineno, err, errlen, port_keys_set);
+		if (rc < 0)
+			break;
+	}
+	for (size_t i = 0; rc == 0 && i < nover; i++)
+		rc = cfg_apply(cfg, over[i].key, over[i].val, path, over[i].lineno, err, errlen,
+			       port_keys_set);
+	free(over);
+	fclose(f);
+	if (rc == 0 && cfg->workers == 0)
+		rc = cfg_err(err, errlen, path, lineno, "'workers' must be at least 1");
+	return rc;
+}
+
+/* Print one typed value. */
+static void show_val(FILE *out, enum ktype type, const void *field, size_t len)
+{
+	switch (type) {
+	case K_STR:
+	case K_PATH:
+		fprintf(out, "%s", (const char *)field);
+		break;
+	case K_UINT:
+	case K_DURATION:
+		fprintf(out, "%u", *(const unsigned *)field);
+		if (type == K_DURATION)
+			fputc('s', out);
+		break;
+	case K_SIZE:
+		fprintf(out, "%llu", len == sizeof(size_t) ? (unsigned long long)*(const size_t *)field
+							   : (unsigned long long)*(const uint64_t *)field);
+		break;
+	case K_BOOL:
+		fprintf(out, "%s", *(const int *)field ? "yes" : "no");
+		break;
+	case K_BARELF:
+		fprintf(out, "%s", *(const int *)field ? "reject" : "normalize");
+		break;
+	case K_TLSHOST:
+		break;
+	}
+}
+
+/* Print the effective configuration. */
+void config_show(const struct config *cfg, FILE *out)
+{
+	fprintf(out, "# effective configuration from %s\n", cfg->path[0] ? cfg->path : "(defaults)");
+	fprintf(out, "# lines ending in '# default' were not set in the file\n");
+	for (size_t k = 0; k < NGKEYS; k++) {
+		if (gkeys[k].type == K_TLSHOST) {
+			for (size_t i = 0; i < cfg->ntls_hosts; i++)
+				fprintf(out, "tls_host = %s %s %s\n", cfg->tls_hosts[i].name,
+					cfg->tls_hosts[i].cert, cfg->tls_hosts[i].key);
+			continue;
+		}
+		fprintf(out, "%s = ", gkeys[k].name);
+		show_val(out, gkeys[k].type, (const char *)cfg + gkeys[k].off, gkeys[k].len);
+		fprintf(out, "%s\n", cfg->set_global[k] ? "" : "    # default");
+	}
+	for (int id = 0; id < LST_COUNT; id++) {
+		const struct listener_conf *l = &cfg->l[id];
+		fprintf(out, "\n# listener %s (%s%s)\n", l->name, l->implicit_tls ? "implicit TLS" :
+			l->proto == PROTO_HTTP ? "plain" : "STARTTLS",
+			l->submission ? ", authentication required" : "");
+		for (size_t k = 0; k < NLKEYS; k++) {
+			fprintf(out, "%s.%s = ", l->name, lkeys[k].name);
+			show_val(out, lkeys[k].type, (const char *)l + lkeys[k].off, lkeys[k].len);
+			int set = cfg->set_listener[id][k] || (k > 0 && cfg->set_global[NGKEYS + k]);
+			fprintf(out, "%s\n", set ? "" : "    # default");
+		}
+	}
+}
+
+/* <data_dir>/<rel>. */
+int config_data_path(const struct config *cfg, const char *rel, char *out, size_t outlen)
+{
+	int n = snprintf(out, outlen, "%s/%s", cfg->data_dir, rel);
+	return (n < 0 || (size_t)n >= outlen) ? -1 : 0;
+}

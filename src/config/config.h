@@ -1,0 +1,85 @@
+/* config.h - postino.conf: "key = value" lines in the style of Postfix's main.cf.
+ *
+ * "#" starts a comment line; a later line overrides an earlier one; "LISTENER.key = value"
+ * overrides a listener setting for one listener only (LISTENER: smtp, submission, submissions,
+ * imap, imaps, pop3, pop3s, http, https). Relative paths are relative to the config file's
+ * directory. Errors name file:line and what was expected.
+ */
+#ifndef POSTINO_CONFIG_H
+#define POSTINO_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+enum listener_id {
+	LST_SMTP,
+	LST_SUBMISSION,
+	LST_SUBMISSIONS,
+	LST_IMAP,
+	LST_IMAPS,
+	LST_POP3,
+	LST_POP3S,
+	LST_HTTP,
+	LST_HTTPS,
+	LST_COUNT
+};
+
+enum proto { PROTO_SMTP, PROTO_IMAP, PROTO_POP3, PROTO_HTTP };
+
+#define CONFIG_PATH_MAX 1024
+#define CONFIG_MAX_TLS_HOSTS 256
+
+struct listener_conf {
+	const char *name;          /* "smtp", "submission", ... (static) */
+	enum proto proto;
+	int implicit_tls;          /* 465, 993, 995, 443 */
+	int submission;            /* 587/465: AUTH required, TLS required */
+	unsigned port;             /* 0 = disabled */
+	char listen[256];          /* address, "*" = all */
+	uint64_t message_size_limit;
+	unsigned max_recipients;
+	size_t line_length_limit;
+	unsigned max_errors;
+	unsigned command_timeout;  /* seconds */
+	unsigned data_timeout;     /* seconds */
+	unsigned max_conn_per_ip;
+	unsigned max_connections;  /* per worker */
+	int bare_lf_reject;        /* 1 reject messages with bare LF/CR line ends, 0 normalize */
+};
+
+struct tls_host_conf {
+	char name[256];
+	char cert[CONFIG_PATH_MAX];
+	char key[CONFIG_PATH_MAX];
+};
+
+struct config {
+	char path[CONFIG_PATH_MAX];        /* the file read */
+	char hostname[256];
+	char data_dir[CONFIG_PATH_MAX];
+	char run_user[64];                 /* "" = stay the invoking user */
+	unsigned workers;
+	int log_debug;
+	char tls_cert[CONFIG_PATH_MAX];
+	char tls_key[CONFIG_PATH_MAX];
+	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];
+	size_t ntls_hosts;
+	struct listener_conf l[LST_COUNT];
+	/* which keys were set in the file, for "config show" (indexes into the key table) */
+	unsigned char set_global[64];
+	unsigned char set_listener[LST_COUNT][32];
+};
+
+/* Fill with built-in defaults. */
+void config_defaults(struct config *cfg);
+/* Read a file over the defaults. 0 ok; -1 with a message "file:line: ..." in err (errlen). */
+int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
+/* Print the effective configuration, marking values that are defaults. */
+void config_show(const struct config *cfg, FILE *out);
+/* Listener id by name, or -1. */
+int config_listener_id(const char *name);
+/* Build <data_dir>/<rel> into out. -1 if it does not fit. */
+int config_data_path(const struct config *cfg, const char *rel, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,91 @@
+/* store.h - the mailbox store behind a narrow interface.
+ *
+ * One account = one directory <root> holding a Maildir++ tree and index.db:
+ *   <root>/cur new tmp            INBOX
+ *   <root>/.Sent/cur new tmp      other mailboxes ("Sent" -> ".Sent", "a/b" -> ".a.b"?? see below)
+ *   <root>/index.db               SQLite: mailboxes and messages (UIDs, flags, MODSEQ, sizes)
+ *
+ * Mailbox names are data, never paths: store_mailbox_dir() maps a name to a directory name with
+ * an escaping that cannot produce "..", "/" or collide with cur/new/tmp.
+ *
+ * Thread-safety: a struct store_account is used by one thread at a time. Delivery runs on a
+ * worker thread-pool thread, never on the event-loop thread (it fsyncs).
+ * All functions return -1 on error with *err_r set to a static or account-owned string valid
+ * until the next call on that account, 0 / 1 as documented.
+ */
+#ifndef POSTINO_STORE_H
+#define POSTINO_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+struct store_account;
+
+/* Default mailboxes created with each account, with their SPECIAL-USE attribute. */
+#define STORE_DEFAULT_MAILBOXES "INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"
+
+/* Flags kept in the index and mirrored as Maildir info suffix letters. */
+enum store_flag {
+	STORE_F_SEEN = 1 << 0,     /* S */
+	STORE_F_ANSWERED = 1 << 1, /* R */
+	STORE_F_FLAGGED = 1 << 2,  /* F */
+	STORE_F_DELETED = 1 << 3,  /* T */
+	STORE_F_DRAFT = 1 << 4,    /* D */
+};
+
+struct store_mailbox_info {
+	int64_t id;
+	char name[256];
+	uint32_t uidvalidity;
+	uint32_t uidnext;
+	uint64_t highestmodseq;
+	uint32_t messages;
+	const char *special_use; /* "\\Sent", ... or NULL; static string */
+};
+
+struct store_msg_info {
+	uint32_t uid;
+	unsigned flags;        /* enum store_flag */
+	uint64_t modseq;
+	time_t internaldate;
+	uint64_t size;         /* octets of the file (stored with CRLF line ends) */
+	char filename[256];    /* base name inside cur/ or new/ */
+	int in_new;            /* 1: file is in new/, 0: in cur/ */
+};
+
+/* Create the account directory tree (mkdir -p root, Maildir++ dirs for every default mailbox,
+ * index.db with those mailboxes). Idempotent. */
+int store_account_create(const char *root, const char **err_r);
+
+/* Open an existing account. Returns 1 ok, 0 does not exist, -1 error. */
+int store_account_open(const char *root, struct store_account **acct_r, const char **err_r);
+void store_account_close(struct store_account **acct);
+
+/* Deliver one message durably into mailbox `box` (NULL = INBOX).
+ * `src_fd` is a regular file holding the complete message (trace headers included), read from
+ * offset 0 to EOF; `size` its length. The store links or copies it into <box>/tmp, fsyncs the file,
+ * renames into new/, fsyncs new/, then commits the index row (UID = UIDNEXT, MODSEQ bumped).
+ * If `src_already_synced` is non-zero and the store can hard-link the source (same filesystem),
+ * it links instead of copying and skips the file fsync (the caller fsynced it).
+ * On any failure nothing is left visible in new/ and -1 is returned (callers answer 4xx).
+ * On success *uid_r is the new UID (may be NULL). */
+int store_deliver(struct store_account *acct, const char *box, int src_fd, uint64_t size,
+		  int src_already_synced, time_t internaldate, unsigned flags, uint32_t *uid_r,
+		  const char **err_r);
+
+/* Mailbox listing and status. Returns the count, or -1. *boxes_r is malloc'd (free()). */
+int store_mailbox_list(struct store_account *acct, struct store_mailbox_info **boxes_r,
+		       const char **err_r);
+/* Returns 1 found, 0 not found, -1 error. */
+int store_mailbox_get(struct store_account *acct, const char *box, struct store_mailbox_info *info_r,
+		      const char **err_r);
+
+/* All messages of a mailbox in UID order. Returns count or -1; *msgs_r malloc'd (free()). */
+int store_message_list(struct store_account *acct, const char *box, struct store_msg_info **msgs_r,
+		       const char **err_r);
+
+/* Open a message file read-only; returns an fd or -1. */
+int store_message_open(struct store_account *acct, const char *box, uint32_t uid, const char **err_r);
+
+#endif

@@ -1,0 +1,336 @@
+/* tls.c - OpenSSL 3 server contexts with SNI, non-blocking sessions, self-signed certificates. */
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+struct tls_host {
+	char *name;
+	SSL_CTX *ctx;
+};
+
+struct tls_ctx {
+	SSL_CTX *def;
+	struct tls_host *hosts;
+	size_t nhosts;
+};
+
+struct tls_session {
+	SSL *ssl;
+};
+
+static __thread char tls_errbuf[256];
+
+/* Remember the first queued OpenSSL error (or a fallback text) for tls_last_error. */
+static const char *tls_set_error(const char *what)
+{
+	unsigned long e = ERR_get_error();
+	char detail[200] = "";
+	if (e)
+		ERR_error_string_n(e, detail, sizeof(detail));
+	ERR_clear_error();
+	snprintf(tls_errbuf, sizeof(tls_errbuf), "%s%s%s", what, e ? ": " : "", detail);
+	return tls_errbuf;
+}
+
+/* The last failure on this thread. */
+const char *tls_last_error(void)
+{
+	return tls_errbuf;
+}
+
+/* Choose the host context matching the SNI name, if any. */
+static int tls_sni_cb(SSL *ssl, int *alert, void *arg)
+{
+	struct tls_ctx *c = arg;
+	const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+	(void)alert;
+	if (name == NULL)
+		return SSL_TLSEXT_ERR_OK;
+	for (size_t i = 0; i < c->nhosts; i++) {
+		if (strcasecmp(c->hosts[i].name, name) == 0) {
+			SSL_set_SSL_CTX(ssl, c->hosts[i].ctx);
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	const char *dot = strchr(name, '.');
+	if (dot != NULL) {
+		for (size_t i = 0; i < c->nhosts; i++) {
+			const char *h = c->hosts[i].name;
+			if (h[0] == '*' && h[1] == '.' && strcasecmp(h + 1, dot) == 0) {
+				SSL_set_SSL_CTX(ssl, c->hosts[i].ctx);
+				return SSL_TLSEXT_ERR_OK;
+			}
+		}
+	}
+	return SSL_TLSEXT_ERR_OK;   /* unknown names get the default certificate */
+}
+
+/* One server SSL_CTX with our protocol policy and the given certificate. */
+static SSL_CTX *tls_make_ctx(const char *cert, const char *key, const char **err_r)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (ctx == NULL) {
+		*err_r = tls_set_error("SSL_CTX_new");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+				 SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!RC4");
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"postino", 7);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		static char msg[512];
+		snprintf(msg, sizeof(msg), "cannot load certificate %s (%s)", cert,
+			 tls_set_error("PEM"));
+		*err_r = msg;
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		static char msg[512];
+		snprintf(msg, sizeof(msg), "cannot load key %s or it does not match %s (%s)", key,
+			 cert, tls_set_error("PEM"));
+		*err_r = msg;
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+/* Load the default certificate. */
+struct tls_ctx *tls_ctx_new(const char *cert_file, const char *key_file, const char **err_r)
+{
+	struct tls_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		*err_r = "out of memory";
+		return NULL;
+	}
+	c->def = tls_make_ctx(cert_file, key_file, err_r);
+	if (c->def == NULL) {
+		free(c);
+		return NULL;
+	}
+	SSL_CTX_set_tlsext_servername_callback(c->def, tls_sni_cb);
+	SSL_CTX_set_tlsext_servername_arg(c->def, c);
+	return c;
+}
+
+/* Add an SNI host certificate. */
+int tls_ctx_add_host(struct tls_ctx *c, const char *name, const char *cert_file,
+		     const char *key_file, const char **err_r)
+{
+	SSL_CTX *ctx = tls_make_ctx(cert_file, key_file, err_r);
+	if (ctx == NULL)
+		return -1;
+	struct tls_host *h = realloc(c->hosts, (c->nhosts + 1) * sizeof(*h));
+	if (h == NULL) {
+		SSL_CTX_free(ctx);
+		*err_r = "out of memory";
+		return -1;
+	}
+	c->hosts = h;
+	h[c->nhosts].name = strdup(name);
+	h[c->nhosts].ctx = ctx;
+	c->nhosts++;
+	return 0;
+}
+
+/* Free a context and its host certificates. */
+void tls_ctx_free(struct tls_ctx **cp)
+{
+	struct tls_ctx *c = *cp;
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < c->nhosts; i++) {
+		free(c->hosts[i].name);
+		SSL_CTX_free(c->hosts[i].ctx);
+	}
+	free(c->hosts);
+	SSL_CTX_free(c->def);
+	free(c);
+	*cp = NULL;
+}
+
+/* New server session on fd. */
+struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
+{
+	struct tls_session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->ssl = SSL_new(c->def);
+	if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1) {
+		tls_set_error("SSL_new");
+		SSL_free(s->ssl);
+		free(s);
+		return NULL;
+	}
+	SSL_set_accept_state(s->ssl);
+	return s;
+}
+
+/* Free a session without sending anything. */
+void tls_session_free(struct tls_session **sp)
+{
+	if (*sp == NULL)
+		return;
+	SSL_free((*sp)->ssl);
+	free(*sp);
+	*sp = NULL;
+}
+
+/* Map an SSL_* result to our return convention. */
+static int tls_result(struct tls_session *s, int r, const char *what)
+{
+	switch (SSL_get_error(s->ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+		return TLS_WANT_READ;
+	case SSL_ERROR_WANT_WRITE:
+		return TLS_WANT_WRITE;
+	case SSL_ERROR_ZERO_RETURN:
+		return 0;
+	case SSL_ERROR_SYSCALL:
+		if (ERR_peek_error() == 0) {
+			snprintf(tls_errbuf, sizeof(tls_errbuf), "%s: connection closed", what);
+			return -1;
+		}
+		/* fall through */
+	default:
+		tls_set_error(what);
+		return -1;
+	}
+}
+
+/* Drive the handshake. */
+int tls_handshake(struct tls_session *s)
+{
+	ERR_clear_error();
+	int r = SSL_do_handshake(s->ssl);
+	if (r == 1)
+		return 1;
+	r = tls_result(s, r, "handshake");
+	return r == 0 ? -1 : r;
+}
+
+/* Read decrypted bytes. */
+ssize_t tls_read(struct tls_session *s, void *buf, size_t n)
+{
+	size_t got = 0;
+	ERR_clear_error();
+	int r = SSL_read_ex(s->ssl, buf, n, &got);
+	if (r == 1)
+		return (ssize_t)got;
+	return tls_result(s, 0, "read");
+}
+
+/* Write bytes (partial writes allowed). */
+ssize_t tls_write(struct tls_session *s, const void *buf, size_t n)
+{
+	size_t done = 0;
+	ERR_clear_error();
+	int r = SSL_write_ex(s->ssl, buf, n, &done);
+	if (r == 1)
+		return (ssize_t)done;
+	r = tls_result(s, 0, "write");
+	return r == 0 ? -1 : r;
+}
+
+/* Decrypted bytes waiting inside OpenSSL. */
+size_t tls_pending(struct tls_session *s)
+{
+	return (size_t)SSL_pending(s->ssl);
+}
+
+/* Best-effort close_notify. */
+void tls_shutdown(struct tls_session *s)
+{
+	ERR_clear_error();
+	SSL_shutdown(s->ssl);
+	ERR_clear_error();
+}
+
+/* Negotiated protocol name, e.g. "TLSv1.3". */
+const char *tls_version(struct tls_session *s)
+{
+	return SSL_get_version(s->ssl);
+}
+
+/* Negotiated cipher name. */
+const char *tls_cipher(struct tls_session *s)
+{
+	const char *c = SSL_get_cipher_name(s->ssl);
+	return c ? c : "unknown";
+}
+
+/* SNI name sent by the client. */
+const char *tls_sni(struct tls_session *s)
+{
+	return SSL_get_servername(s->ssl, TLSEXT_NAMETYPE_host_name);
+}
+
+/* Write a self-signed P-256 certificate valid 10 years for hostname. */
+int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,
+			const char **err_r)
+{
+	int ok = -1;
+	EVP_PKEY *pkey = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	FILE *f = NULL;
+	if (pkey == NULL || x == NULL) {
+		*err_r = tls_set_error("key generation");
+		goto out;
+	}
+	X509_set_version(x, 2);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), (long)time(NULL));
+	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+	X509_gmtime_adj(X509_getm_notAfter(x), 10L * 365 * 86400);
+	X509_set_pubkey(x, pkey);
+	X509_NAME *n = X509_get_subject_name(x);
+	X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)hostname, -1, -1, 0);
+	X509_set_issuer_name(x, n);
+	char san[300];
+	snprintf(san, sizeof(san), "DNS:%s", hostname);
+	X509V3_CTX v3;
+	X509V3_set_ctx_nodb(&v3);
+	X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
+	X509_EXTENSION *ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, san);
+	if (ext == NULL) {
+		*err_r = tls_set_error("subjectAltName");
+		goto out;
+	}
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	if (X509_sign(x, pkey, EVP_sha256()) == 0) {
+		*err_r = tls_set_error("sign");
+		goto out;
+	}
+	f = fopen(key_file, "wx");
+	if (f == NULL || PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) != 1) {
+		*err_r = "cannot write the key file (does it exist already?)";
+		goto out;
+	}
+	fclose(f);
+	f = fopen(cert_file, "w");
+	if (f == NULL || PEM_write_X509(f, x) != 1) {
+		*err_r = "cannot write the certificate file";
+		goto out;
+	}
+	ok = 0;
+out:
+	if (f)
+		fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(pkey);
+	return ok;
+}

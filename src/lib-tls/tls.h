@@ -1,0 +1,47 @@
+/* tls.h - the only interface to the TLS library (OpenSSL 3).
+ *
+ * A tls_ctx holds a default certificate and any number of host certificates chosen by SNI
+ * (exact name first, then a "*.parent" wildcard entry). TLS 1.2 and 1.3 only.
+ */
+#ifndef POSTINO_TLS_H
+#define POSTINO_TLS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct tls_ctx;
+struct tls_session;
+
+enum { TLS_WANT_READ = -2, TLS_WANT_WRITE = -3 };
+
+/* Load the default certificate chain and key. NULL with *err_r set (static buffer) on failure. */
+struct tls_ctx *tls_ctx_new(const char *cert_file, const char *key_file, const char **err_r);
+/* Add a certificate for host name `name` (SNI). 0 ok, -1 error. */
+int tls_ctx_add_host(struct tls_ctx *ctx, const char *name, const char *cert_file,
+		     const char *key_file, const char **err_r);
+void tls_ctx_free(struct tls_ctx **ctx);
+
+/* Start a server-side session on a connected socket. NULL on failure. */
+struct tls_session *tls_session_new(struct tls_ctx *ctx, int fd);
+void tls_session_free(struct tls_session **s);
+/* 1 done, TLS_WANT_READ / TLS_WANT_WRITE, -1 failed (reason in tls_last_error). */
+int tls_handshake(struct tls_session *s);
+/* >0 bytes, 0 clean EOF, -1 error, TLS_WANT_*. */
+ssize_t tls_read(struct tls_session *s, void *buf, size_t n);
+ssize_t tls_write(struct tls_session *s, const void *buf, size_t n);
+/* Bytes decrypted and buffered inside the TLS layer, not yet read. */
+size_t tls_pending(struct tls_session *s);
+/* Send close_notify (best effort, non-blocking). */
+void tls_shutdown(struct tls_session *s);
+const char *tls_version(struct tls_session *s);
+const char *tls_cipher(struct tls_session *s);
+/* The SNI name the client sent, or NULL. */
+const char *tls_sni(struct tls_session *s);
+/* A short description of the last failure on this thread (static buffer). */
+const char *tls_last_error(void);
+
+/* Create a self-signed certificate + key for hostname (quickstart). 0 ok, -1 error. */
+int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,
+			const char **err_r);
+
+#endif

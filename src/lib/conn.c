@@ -1,0 +1,239 @@
+/* conn.c - non-blocking socket I/O with a TLS hook. */
+#include "conn.h"
+#include "log.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void conn_update_events(struct conn *c);
+static void conn_after_event(struct conn *c);
+static void conn_resume(void *arg);
+
+/* Read what the socket (or TLS layer) has, up to the room left in c->in. Returns 1 if data came. */
+static int conn_fill(struct conn *c)
+{
+	int got = 0;
+	while (!c->read_paused && !c->eof && !c->failed) {
+		size_t room = c->in.max - c->in.len;
+		if (room == 0)
+			break;
+		if (room > 16384)
+			room = 16384;
+		if (buf_reserve(&c->in, room) < 0) {
+			c->failed = 1;
+			break;
+		}
+		ssize_t n;
+		if (c->tls) {
+			n = tls_read(c->tls, c->in.data + c->in.len, room);
+			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+				break;
+		} else {
+			n = read(c->fd, c->in.data + c->in.len, room);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (n < 0 && errno == EINTR)
+				continue;
+		}
+		if (n == 0) {
+			c->eof = 1;
+			break;
+		}
+		if (n < 0) {
+			c->failed = 1;
+			break;
+		}
+		c->in.len += (size_t)n;
+		c->in.data[c->in.len] = '\0';
+		got = 1;
+	}
+	return got;
+}
+
+/* Send as much queued output as the socket takes. */
+void conn_flush(struct conn *c)
+{
+	while (c->out.len > 0 && !c->failed && c->tls_state != CONN_TLS_HANDSHAKE) {
+		ssize_t n;
+		if (c->tls) {
+			n = tls_write(c->tls, c->out.data, c->out.len);
+			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
+				break;
+		} else {
+			n = send(c->fd, c->out.data, c->out.len, MSG_NOSIGNAL);
+			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+				break;
+			if (n < 0 && errno == EINTR)
+				continue;
+		}
+		if (n <= 0) {
+			c->failed = 1;
+			break;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	if (c->out.len == 0 && c->want_tls_after_flush && !c->failed) {
+		c->want_tls_after_flush = 0;
+		c->tls = tls_session_new(c->tls_ctx, c->fd);
+		if (c->tls == NULL)
+			c->failed = 1;
+		else
+			c->tls_state = CONN_TLS_HANDSHAKE;
+	}
+	conn_update_events(c);
+}
+
+/* Keep epoll interest in line with what we are waiting for. */
+static void conn_update_events(struct conn *c)
+{
+	if (c->fd < 0)
+		return;
+	unsigned ev = 0;
+	if (c->tls_state == CONN_TLS_HANDSHAKE)
+		ev = EV_READ;   /* the handshake step below adds EV_WRITE when it must */
+	else if (!c->read_paused && c->in.len < c->in.max && !c->eof)
+		ev |= EV_READ;
+	if (c->out.len > 0)
+		ev |= EV_WRITE;
+	ev_io_mod(c->loop, &c->io, ev);
+}
+
+/* Advance the TLS handshake; returns 1 when it completed now. */
+static int conn_handshake(struct conn *c)
+{
+	int r = tls_handshake(c->tls);
+	if (r == 1) {
+		c->tls_state = CONN_TLS;
+		c->tls_just_done = 1;
+		return 1;
+	}
+	if (r == TLS_WANT_WRITE) {
+		ev_io_mod(c->loop, &c->io, EV_READ | EV_WRITE);
+		return 0;
+	}
+	if (r == TLS_WANT_READ) {
+		ev_io_mod(c->loop, &c->io, EV_READ);
+		return 0;
+	}
+	c->failed = 1;
+	return 0;
+}
+
+/* The epoll callback: do I/O, then tell the owner. */
+static void conn_on_io(struct ev_io *io, unsigned events)
+{
+	struct conn *c = io->arg;
+	(void)events;
+	if (c->tls_state == CONN_TLS_HANDSHAKE) {
+		if (!conn_handshake(c)) {
+			if (c->failed)
+				c->on_event(c);
+			return;
+		}
+	}
+	if (c->out.len > 0)
+		conn_flush(c);
+	conn_fill(c);
+	c->on_event(c);
+	conn_after_event(c);
+}
+
+/* Take over fd. */
+int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_t out_max,
+	      conn_cb *on_event, void *owner)
+{
+	c->fd = fd;
+	c->loop = loop;
+	buf_init(&c->in, in_max);
+	buf_init(&c->out, out_max);
+	c->tls = NULL;
+	c->tls_state = CONN_PLAIN;
+	c->deferred = 0;
+	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
+	c->tls_ctx = NULL;
+	c->on_event = on_event;
+	c->owner = owner;
+	return ev_io_add(loop, &c->io, fd, EV_READ, conn_on_io, c);
+}
+
+/* Tear down. */
+void conn_close(struct conn *c)
+{
+	if (c->fd >= 0) {
+		ev_io_del(c->loop, &c->io);
+		if (c->tls && c->tls_state == CONN_TLS && !c->failed)
+			tls_shutdown(c->tls);
+		close(c->fd);
+		c->fd = -1;
+	}
+	tls_session_free(&c->tls);
+	buf_free(&c->in);
+	buf_free(&c->out);
+}
+
+/* Queue output. */
+int conn_write(struct conn *c, const void *p, size_t n)
+{
+	return buf_append(&c->out, p, n);
+}
+
+/* Begin TLS; see the header. */
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx)
+{
+	buf_reset(&c->in);          /* plaintext pipelined behind STARTTLS is discarded */
+	c->tls_ctx = ctx;
+	if (c->out.len > 0) {
+		c->want_tls_after_flush = 1;
+		conn_flush(c);
+		return c->failed ? -1 : 0;
+	}
+	c->tls = tls_session_new(ctx, c->fd);
+	if (c->tls == NULL)
+		return -1;
+	c->tls_state = CONN_TLS_HANDSHAKE;
+	conn_update_events(c);
+	return 0;
+}
+
+/* Resume processing from a deferred call. */
+static void conn_resume(void *arg)
+{
+	struct conn *c = arg;
+	c->deferred--;
+	if (c->fd < 0 || c->read_paused)
+		return;
+	conn_fill(c);
+	c->on_event(c);
+	conn_after_event(c);
+}
+
+/* After the owner ran: re-arm events, and come back for input TLS has buffered but epoll cannot
+ * see. */
+static void conn_after_event(struct conn *c)
+{
+	if (c->fd < 0)
+		return;
+	conn_update_events(c);
+	if (c->tls && c->tls_state == CONN_TLS && !c->read_paused && !c->eof && !c->failed &&
+	    c->in.len < c->in.max && tls_pending(c->tls) > 0 && ev_defer(c->loop, conn_resume, c) == 0)
+		c->deferred++;
+}
+
+/* Pause/resume input. */
+void conn_pause_read(struct conn *c, int paused)
+{
+	if (c->read_paused == paused)
+		return;
+	c->read_paused = paused;
+	if (!paused && ev_defer(c->loop, conn_resume, c) == 0)
+		c->deferred++;
+	conn_update_events(c);
+}
+
+/* Queued output bytes. */
+size_t conn_out_pending(const struct conn *c)
+{
+	return c->out.len;
+}

@@ -1,0 +1,59 @@
+/* conn.h - a non-blocking connection with bounded input/output buffers and optional TLS.
+ *
+ * The owner gets one callback, conn->on_event, whenever something may have changed: new input in
+ * conn->in, output drained, TLS handshake finished, peer closed (conn->eof) or error (conn->failed).
+ * The owner consumes conn->in, appends replies with conn_write, and calls conn_flush.
+ * Input is read only while conn->in has room and the owner has not paused reading.
+ */
+#ifndef POSTINO_CONN_H
+#define POSTINO_CONN_H
+
+#include <stddef.h>
+
+#include "buf.h"
+#include "ev.h"
+
+struct tls_ctx;
+struct tls_session;
+struct conn;
+
+typedef void conn_cb(struct conn *c);
+
+enum conn_tls { CONN_PLAIN, CONN_TLS_HANDSHAKE, CONN_TLS };
+
+struct conn {
+	int fd;
+	struct ev_loop *loop;
+	struct ev_io io;
+	struct buf in, out;
+	struct tls_session *tls;
+	enum conn_tls tls_state;
+	int eof;             /* peer closed its side */
+	int failed;          /* I/O or TLS error; the owner should close */
+	int read_paused;     /* owner does not want input now */
+	int tls_just_done;   /* set when the handshake completes, cleared by the owner */
+	int want_tls_after_flush;
+	int deferred;        /* deferred calls that still point at this conn: free only at 0 */
+	struct tls_ctx *tls_ctx;
+	conn_cb *on_event;
+	void *owner;
+};
+
+/* Take over a connected, non-blocking socket. in_max/out_max bound the buffers. 0 ok, -1 error. */
+int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_t out_max,
+	      conn_cb *on_event, void *owner);
+/* Stop watching, shut TLS down, close the socket, free buffers. */
+void conn_close(struct conn *c);
+/* Queue bytes for output. -1 if the output buffer is full (the owner closes the session). */
+int conn_write(struct conn *c, const void *p, size_t n);
+/* Try to send queued output now; keeps EV_WRITE interest while some remains. */
+void conn_flush(struct conn *c);
+/* Start TLS now (implicit TLS) or once queued output has been sent (STARTTLS). Any input already
+ * buffered is discarded, so commands pipelined behind STARTTLS are never executed. 0 / -1. */
+int conn_start_tls(struct conn *c, struct tls_ctx *ctx);
+/* Pause or resume reading; resuming also processes input already buffered in TLS or conn->in. */
+void conn_pause_read(struct conn *c, int paused);
+/* Bytes queued for output. */
+size_t conn_out_pending(const struct conn *c);
+
+#endif

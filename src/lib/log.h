@@ -1,0 +1,28 @@
+/* log.h - one-line key=value logs on stderr, safe for peer bytes. */
+#ifndef POSTINO_LOG_H
+#define POSTINO_LOG_H
+
+#include <stddef.h>
+#include <stdnoreturn.h>
+
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+
+void log_set_level(enum log_level lvl);
+/* Non-zero when debug lines are written (to skip building them otherwise). */
+int log_debug_enabled(void);
+void log_set_ident(const char *ident);
+void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+noreturn void log_panic(const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Escape peer bytes for a log line: control and non-ASCII octets become \xNN, '"' and '\' are
+ * escaped; the result is clipped to about 100 characters. Returns out. */
+const char *log_escape(const char *in, size_t len, char *out, size_t outlen);
+
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define PANIC(...) log_panic(__FILE__, __LINE__, __VA_ARGS__)
+
+#endif

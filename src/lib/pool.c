@@ -1,0 +1,155 @@
+/* pool.c - worker threads hand finished jobs back to the loop through an eventfd. */
+#include "pool.h"
+#include "ev.h"
+#include "log.h"
+
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct job {
+	pool_fn *work, *done;
+	void *arg;
+	struct job *next;
+};
+
+struct pool {
+	struct ev_loop *loop;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct job *todo_head, *todo_tail;   /* waiting for a thread */
+	struct job *done_head, *done_tail;   /* waiting for the loop */
+	int quit;
+	int efd;
+	struct ev_io io;
+	unsigned nthreads;
+	size_t pending;
+	pthread_t *threads;
+};
+
+/* Append a job to a singly linked FIFO. */
+static void jobq_push(struct job **head, struct job **tail, struct job *j)
+{
+	j->next = NULL;
+	if (*tail)
+		(*tail)->next = j;
+	else
+		*head = j;
+	*tail = j;
+}
+
+/* A pool thread: take jobs, run them, hand them back. */
+static void *pool_thread(void *arg)
+{
+	struct pool *p = arg;
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (p->todo_head == NULL && !p->quit)
+			pthread_cond_wait(&p->cv, &p->mu);
+		if (p->todo_head == NULL && p->quit)
+			break;
+		struct job *j = p->todo_head;
+		p->todo_head = j->next;
+		if (p->todo_head == NULL)
+			p->todo_tail = NULL;
+		pthread_mutex_unlock(&p->mu);
+		j->work(j->arg);
+		pthread_mutex_lock(&p->mu);
+		jobq_push(&p->done_head, &p->done_tail, j);
+		uint64_t one = 1;
+		ssize_t w = write(p->efd, &one, sizeof(one));
+		(void)w;
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* Loop side: run done() of every finished job. */
+static void pool_on_event(struct ev_io *io, unsigned events)
+{
+	struct pool *p = io->arg;
+	uint64_t v;
+	(void)events;
+	ssize_t r = read(p->efd, &v, sizeof(v));
+	(void)r;
+	pthread_mutex_lock(&p->mu);
+	struct job *j = p->done_head;
+	p->done_head = p->done_tail = NULL;
+	pthread_mutex_unlock(&p->mu);
+	while (j) {
+		struct job *next = j->next;
+		p->pending--;
+		if (j->done)
+			j->done(j->arg);
+		free(j);
+		j = next;
+	}
+}
+
+/* Start nthreads threads bound to loop. */
+struct pool *pool_new(struct ev_loop *loop, unsigned nthreads)
+{
+	struct pool *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	p->loop = loop;
+	p->nthreads = nthreads ? nthreads : 1;
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->cv, NULL);
+	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	p->threads = calloc(p->nthreads, sizeof(*p->threads));
+	if (p->efd < 0 || p->threads == NULL ||
+	    ev_io_add(loop, &p->io, p->efd, EV_READ, pool_on_event, p) < 0)
+		PANIC("cannot set up the thread pool");
+	for (unsigned i = 0; i < p->nthreads; i++)
+		if (pthread_create(&p->threads[i], NULL, pool_thread, p) != 0)
+			PANIC("pthread_create failed");
+	return p;
+}
+
+/* Stop the threads after the queued jobs; done() callbacks still pending are run. */
+void pool_free(struct pool **pp)
+{
+	struct pool *p = *pp;
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	p->quit = 1;
+	pthread_cond_broadcast(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
+	pool_on_event(&p->io, EV_READ);
+	ev_io_del(p->loop, &p->io);
+	close(p->efd);
+	free(p->threads);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->cv);
+	free(p);
+	*pp = NULL;
+}
+
+/* Queue a job. */
+int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg)
+{
+	struct job *j = malloc(sizeof(*j));
+	if (j == NULL)
+		return -1;
+	j->work = work;
+	j->done = done;
+	j->arg = arg;
+	pthread_mutex_lock(&p->mu);
+	jobq_push(&p->todo_head, &p->todo_tail, j);
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->mu);
+	p->pending++;
+	return 0;
+}
+
+/* Jobs not yet completed on the loop side. */
+size_t pool_pending(const struct pool *p)
+{
+	return p->pending;
+}

@@ -1,0 +1,332 @@
+/* master.c - the master process of "postino serve".
+ *
+ * SECURITY: the master stays as the invoking user (root in production) so that it can bind the
+ * low ports and re-read certificates on SIGHUP. It talks to no peer: it only opens listening
+ * sockets, loads the configuration and keys, forks workers and waits for signals. Workers drop
+ * to run_user right after fork.
+ */
+#include "master.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+
+#include "config.h"
+#include "iptable.h"
+#include "log.h"
+#include "tls.h"
+#include "worker.h"
+
+#define MASTER_MAX_WORKERS IPTABLE_WORKERS
+#define MASTER_RESTART_BACKOFF_S 1     /* a worker crashing at once is restarted after this */
+#define MASTER_STOP_WAIT_S 35          /* then SIGKILL: a little over the workers' grace */
+
+struct generation {
+	struct config *cfg;
+	struct tls_ctx *tls;
+	int lfd[LST_COUNT];
+	int refs;                      /* live workers using it */
+};
+
+struct worker_slot {
+	pid_t pid;
+	struct generation *gen;
+	time_t started;
+	int retiring;                  /* told to stop (reload or shutdown): do not restart */
+};
+
+static struct worker_slot slots[MASTER_MAX_WORKERS];
+static struct iptable *ipt;
+static struct generation *current;
+
+/* Listen on addr:port (addr "*" for all). Returns the fd or -1 (logged). */
+static int master_listen(const char *addr, unsigned port, const char *name)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
+	struct addrinfo *res;
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	int r = getaddrinfo(strcmp(addr, "*") == 0 ? NULL : addr, portstr, &hints, &res);
+	if (r != 0) {
+		log_error("event=listen-failed listener=%s address=%s error=\"%s\"", name, addr,
+			  gai_strerror(r));
+		return -1;
+	}
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int one = 1;
+	if (fd >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+		if (res->ai_family == AF_INET6)
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 0 }, sizeof(int));
+	}
+	if (fd < 0 || bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, 511) < 0) {
+		log_error("event=listen-failed listener=%s address=%s port=%u error=\"%s\"", name,
+			  addr, port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+/* Protocols this build serves; listeners of the others are not opened. */
+static int master_proto_served(enum proto p)
+{
+	return p == PROTO_SMTP;
+}
+
+/* Load config, certificates and listeners into a new generation; reuse the previous generation's
+ * sockets where address and port did not change. NULL on error (logged). */
+static struct generation *master_load(const char *path, const struct generation *prev)
+{
+	char err[1024];
+	const char *terr;
+	struct generation *g = calloc(1, sizeof(*g));
+	if (g == NULL)
+		return NULL;
+	g->cfg = malloc(sizeof(*g->cfg));
+	if (g->cfg == NULL) {
+		free(g);
+		return NULL;
+	}
+	config_defaults(g->cfg);
+	for (int i = 0; i < LST_COUNT; i++)
+		g->lfd[i] = -1;
+	if (config_load(g->cfg, path, err, sizeof(err)) < 0) {
+		log_error("event=config-error error=\"%s\"", err);
+		goto fail;
+	}
+	if (g->cfg->tls_cert[0]) {
+		g->tls = tls_ctx_new(g->cfg->tls_cert, g->cfg->tls_key, &terr);
+		if (g->tls == NULL) {
+			log_error("event=tls-error error=\"%s\"", terr);
+			goto fail;
+		}
+		for (size_t i = 0; i < g->cfg->ntls_hosts; i++) {
+			const struct tls_host_conf *h = &g->cfg->tls_hosts[i];
+			if (tls_ctx_add_host(g->tls, h->name, h->cert, h->key, &terr) < 0) {
+				log_error("event=tls-error host=%s error=\"%s\"", h->name, terr);
+				goto fail;
+			}
+		}
+	}
+	for (int i = 0; i < LST_COUNT; i++) {
+		const struct listener_conf *l = &g->cfg->l[i];
+		if (l->port == 0 || !master_proto_served(l->proto))
+			continue;
+		if (l->implicit_tls && g->tls == NULL) {
+			log_warn("event=listener-skipped listener=%s reason=\"no tls_cert configured\"",
+				 l->name);
+			continue;
+		}
+		if (prev && prev->lfd[i] >= 0 && prev->cfg->l[i].port == l->port &&
+		    strcmp(prev->cfg->l[i].listen, l->listen) == 0) {
+			g->lfd[i] = dup(prev->lfd[i]);
+		} else {
+			g->lfd[i] = master_listen(l->listen, l->port, l->name);
+		}
+		if (g->lfd[i] < 0)
+			goto fail;
+		log_info("event=listening listener=%s address=%s port=%u", l->name, l->listen, l->port);
+	}
+	return g;
+fail:
+	for (int i = 0; i < LST_COUNT; i++)
+		if (g->lfd[i] >= 0)
+			close(g->lfd[i]);
+	tls_ctx_free(&g->tls);
+	free(g->cfg);
+	free(g);
+	return NULL;
+}
+
+/* Free a generation no worker uses any more (and that is not current). */
+static void master_gen_release(struct generation *g)
+{
+	if (g == NULL || --g->refs > 0 || g == current)
+		return;
+	for (int i = 0; i < LST_COUNT; i++)
+		if (g->lfd[i] >= 0)
+			close(g->lfd[i]);
+	tls_ctx_free(&g->tls);
+	free(g->cfg);
+	free(g);
+}
+
+/* Fork a worker into slot i. */
+static void master_spawn(unsigned i, struct generation *g)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("event=fork-failed error=\"%s\"", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		/* signals stay blocked: the worker reads them from its own signalfd */
+		worker_main(i, g->cfg, g->tls, g->lfd, ipt);
+	}
+	slots[i].pid = pid;
+	slots[i].gen = g;
+	slots[i].started = time(NULL);
+	slots[i].retiring = 0;
+	g->refs++;
+}
+
+/* Start cfg->workers workers of the current generation in free slots. */
+static void master_spawn_all(void)
+{
+	unsigned want = current->cfg->workers, have = 0;
+	if (want > MASTER_MAX_WORKERS / 2)
+		want = MASTER_MAX_WORKERS / 2;   /* leave slots for a reload overlapping */
+	for (unsigned i = 0; i < MASTER_MAX_WORKERS && have < want; i++) {
+		if (slots[i].pid != 0)
+			continue;
+		master_spawn(i, current);
+		have++;
+	}
+}
+
+/* Remove leftovers of interrupted receptions: nothing in <data>/tmp was ever acknowledged. */
+static void master_clean_tmp(const struct config *cfg)
+{
+	char dir[CONFIG_PATH_MAX + 8];
+	snprintf(dir, sizeof(dir), "%s/tmp", cfg->data_dir);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (strncmp(e->d_name, "in.", 3) == 0)
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
+/* The master's main. */
+int master_main(const char *config_path)
+{
+	log_set_ident("postino/master");
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGALRM);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	ipt = iptable_new_shared();
+	if (sfd < 0 || ipt == NULL) {
+		log_error("event=startup-failed error=\"%s\"", strerror(errno));
+		return 1;
+	}
+	current = master_load(config_path, NULL);
+	if (current == NULL)
+		return 1;
+	current->refs = 1;   /* held by the master while current */
+	if (current->cfg->log_debug)
+		log_set_level(LOG_DEBUG);
+	master_clean_tmp(current->cfg);
+	master_spawn_all();
+	log_info("event=started hostname=%s workers=%u config=%s", current->cfg->hostname,
+		 current->cfg->workers, config_path);
+	int stopping = 0;
+	time_t stop_deadline = 0;
+	for (;;) {
+		struct signalfd_siginfo si;
+		if (stopping) {
+			int alive = 0;
+			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+				alive += slots[i].pid != 0;
+			if (alive == 0)
+				break;
+			if (time(NULL) >= stop_deadline) {
+				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+					if (slots[i].pid)
+						kill(slots[i].pid, SIGKILL);
+			}
+			alarm(1);    /* wake up to check the deadline */
+		}
+		ssize_t r = read(sfd, &si, sizeof(si));
+		if (r != (ssize_t)sizeof(si)) {
+			if (errno == EINTR)
+				continue;
+			if (stopping)
+				sleep(1);
+			continue;
+		}
+		if (si.ssi_signo == SIGCHLD) {
+			int status;
+			pid_t pid;
+			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
+					if (slots[i].pid != pid)
+						continue;
+					struct generation *g = slots[i].gen;
+					int expected = slots[i].retiring || stopping;
+					time_t started = slots[i].started;
+					slots[i].pid = 0;
+					slots[i].gen = NULL;
+					iptable_clear_worker(ipt, i);
+					if (!expected) {
+						log_warn("event=worker-died index=%u pid=%d status=%s%d",
+							 i, (int)pid, WIFSIGNALED(status) ? "signal " :
+							 "exit ", WIFSIGNALED(status) ?
+							 WTERMSIG(status) : WEXITSTATUS(status));
+						if (time(NULL) - started < MASTER_RESTART_BACKOFF_S)
+							sleep(MASTER_RESTART_BACKOFF_S);
+						if (g == current)
+							master_spawn(i, current);
+					}
+					master_gen_release(g);
+				}
+			}
+		} else if (si.ssi_signo == SIGHUP && !stopping) {
+			log_info("event=reload config=%s", config_path);
+			struct generation *g = master_load(config_path, current);
+			if (g == NULL) {
+				log_error("event=reload-failed reason=\"keeping the running configuration\"");
+				continue;
+			}
+			struct generation *old = current;
+			current = g;
+			current->refs = 1;
+			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
+				if (slots[i].pid && slots[i].gen == old) {
+					slots[i].retiring = 1;
+					kill(slots[i].pid, SIGTERM);
+				}
+			}
+			master_spawn_all();
+			master_gen_release(old);   /* drop the master's reference */
+		} else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !stopping) {
+			log_info("event=stopping");
+			stopping = 1;
+			stop_deadline = time(NULL) + MASTER_STOP_WAIT_S;
+			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+				if (slots[i].pid)
+					kill(slots[i].pid, SIGTERM);
+			for (int i = 0; i < LST_COUNT; i++)
+				if (current->lfd[i] >= 0) {
+					close(current->lfd[i]);
+					current->lfd[i] = -1;
+				}
+		}
+	}
+	log_info("event=stopped");
+	return 0;
+}

@@ -1,0 +1,266 @@
+/* worker.c - a protocol worker process: one epoll loop serving many sessions.
+ *
+ * SECURITY: a worker talks to untrusted peers on the listening sockets it inherits from the master.
+ * It runs as run_user (when the master started as root), reads system.db, writes the mail store,
+ * the outbound spool and <data>/tmp. It holds the TLS keys in memory (inherited), which the
+ * planned auth/login split will take away from it.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "acctdb.h"
+#include "ev.h"
+#include "iptable.h"
+#include "log.h"
+#include "pool.h"
+
+#define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
+#define WORKER_POOL_THREADS 4
+
+struct listener {
+	struct ev_io io;
+	enum listener_id id;
+	struct worker *w;
+	int paused;
+};
+
+static struct listener listeners[LST_COUNT];
+static struct ev_timer stop_timer;
+static struct ev_io sig_io;
+
+/* Add a session to the worker's list. */
+void worker_session_add(struct worker *w, struct session *s)
+{
+	unsigned char r[8];
+	if (getrandom(r, sizeof(r), 0) == (ssize_t)sizeof(r))
+		memcpy(&s->id, r, sizeof(s->id));
+	const struct sockaddr *sa = (const struct sockaddr *)&s->peer;
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->peer_ip,
+			  sizeof(s->peer_ip));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->peer_ip,
+			  sizeof(s->peer_ip));
+	s->next = w->sessions;
+	s->prev = NULL;
+	if (w->sessions)
+		w->sessions->prev = s;
+	w->sessions = s;
+	w->nsessions++;
+}
+
+/* Resume listeners paused at the session cap or on fd exhaustion. */
+static void worker_resume_listeners(struct worker *w)
+{
+	for (int i = 0; i < LST_COUNT; i++) {
+		struct listener *l = &listeners[i];
+		if (l->paused && l->io.fd >= 0 && !w->stopping) {
+			l->paused = 0;
+			ev_io_mod(w->loop, &l->io, EV_READ);
+		}
+	}
+}
+
+/* Remove a session from the list and the per-IP table. */
+void worker_session_remove(struct worker *w, struct session *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		w->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	w->nsessions--;
+	iptable_release(w->ipt, w->index, (struct sockaddr *)&s->peer);
+	worker_resume_listeners(w);
+	if (w->stopping && w->nsessions == 0)
+		ev_stop(w->loop);
+}
+
+/* Accept every pending connection on a listener. */
+static void worker_on_accept(struct ev_io *io, unsigned events)
+{
+	struct listener *l = io->arg;
+	struct worker *w = l->w;
+	const struct listener_conf *lc = &w->cfg->l[l->id];
+	(void)events;
+	for (int i = 0; i < 64 && !w->stopping; i++) {
+		struct sockaddr_storage peer;
+		socklen_t plen = sizeof(peer);
+		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* pause and resume on the next close; never spin, never exit */
+				log_warn("event=accept-paused listener=%s error=\"%s\"", lc->name,
+					 strerror(errno));
+				l->paused = 1;
+				ev_io_mod(w->loop, io, 0);
+			}
+			return;
+		}
+		if (w->nsessions >= lc->max_connections) {
+			static const char busy[] = "421 4.3.2 Server busy; please try again later\r\n";
+			ssize_t wr = write(fd, busy, sizeof(busy) - 1);
+			(void)wr;
+			close(fd);
+			l->paused = 1;
+			ev_io_mod(w->loop, io, 0);
+			return;
+		}
+		if (!iptable_acquire(w->ipt, w->index, (struct sockaddr *)&peer, lc->max_conn_per_ip)) {
+			char msg[200];
+			int n = snprintf(msg, sizeof(msg), "421 4.7.0 %s Too many connections from your "
+				 "IP address (limit %u); close some and try again\r\n",
+				 w->cfg->hostname, lc->max_conn_per_ip);
+			if (lc->proto == PROTO_SMTP && !lc->implicit_tls) {
+				ssize_t wr = write(fd, msg, (size_t)n);
+				(void)wr;
+			}
+			log_info("event=conn-refused listener=%s reason=per-ip-limit", lc->name);
+			close(fd);
+			continue;
+		}
+		switch (lc->proto) {
+		case PROTO_SMTP:
+			smtp_session_start(w, fd, l->id, &peer);
+			break;
+		default:
+			iptable_release(w->ipt, w->index, (struct sockaddr *)&peer);
+			close(fd);
+			break;
+		}
+	}
+}
+
+/* The grace period after SIGTERM is over. */
+static void worker_stop_now(struct ev_timer *t)
+{
+	struct worker *w = t->arg;
+	log_warn("event=stop-timeout sessions=%u", w->nsessions);
+	ev_stop(w->loop);
+}
+
+/* SIGTERM: stop accepting, ask sessions to finish, exit when they are gone. */
+static void worker_begin_stop(struct worker *w)
+{
+	if (w->stopping)
+		return;
+	w->stopping = 1;
+	for (int i = 0; i < LST_COUNT; i++) {
+		if (listeners[i].io.fd >= 0) {
+			int fd = listeners[i].io.fd;
+			ev_io_del(w->loop, &listeners[i].io);
+			close(fd);
+		}
+	}
+	for (struct session *s = w->sessions, *next; s; s = next) {
+		next = s->next;
+		s->shutdown(s);
+	}
+	if (w->nsessions == 0)
+		ev_stop(w->loop);
+	else
+		ev_timer_set(w->loop, &stop_timer, WORKER_STOP_GRACE_MS, worker_stop_now, w);
+}
+
+/* Signals arrive through a signalfd, so handlers never run in the middle of loop code. */
+static void worker_on_signal(struct ev_io *io, unsigned events)
+{
+	struct worker *w = io->arg;
+	struct signalfd_siginfo si;
+	(void)events;
+	while (read(io->fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT)
+			worker_begin_stop(w);
+	}
+}
+
+/* Become run_user for good. Returns 0, or -1 (logged). */
+static int worker_drop_privileges(const char *user)
+{
+	if (geteuid() != 0 || user[0] == '\0')
+		return 0;
+	struct passwd *pw = getpwnam(user);
+	if (pw == NULL) {
+		log_error("event=drop-privileges-failed user=%s error=\"no such user\"", user);
+		return -1;
+	}
+	if (setgroups(0, NULL) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+	    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0) {
+		log_error("event=drop-privileges-failed user=%s error=\"%s\"", user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0 || seteuid(0) == 0) {
+		log_error("event=drop-privileges-failed user=%s error=\"root could be regained\"", user);
+		return -1;
+	}
+	return 0;
+}
+
+/* The worker's main: set up, loop, exit. */
+void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
+		 struct iptable *ipt)
+{
+	static struct worker w;
+	const char *err;
+	log_set_ident("postino/worker");
+	prctl(PR_SET_PDEATHSIG, SIGTERM);      /* a killed master takes its workers along */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (getppid() == 1)
+		_exit(0);
+	if (worker_drop_privileges(cfg->run_user) < 0)
+		_exit(3);
+	w.index = index;
+	w.cfg = cfg;
+	w.tls = tls;
+	w.ipt = ipt;
+	w.loop = ev_loop_new();
+	if (w.loop == NULL)
+		_exit(3);
+	char path[CONFIG_PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
+	if (acctdb_open(path, 0, &w.db, &err) < 0) {
+		log_error("event=startup-failed error=\"cannot open %s: %s\"", path, err);
+		_exit(3);
+	}
+	w.pool = pool_new(w.loop, WORKER_POOL_THREADS);
+	int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0 || ev_io_add(w.loop, &sig_io, sfd, EV_READ, worker_on_signal, &w) < 0)
+		_exit(3);
+	for (int i = 0; i < LST_COUNT; i++) {
+		listeners[i].io.fd = -1;
+		listeners[i].id = (enum listener_id)i;
+		listeners[i].w = &w;
+		if (lfds[i] < 0)
+			continue;
+		if (ev_io_add(w.loop, &listeners[i].io, lfds[i], EV_READ, worker_on_accept,
+			      &listeners[i]) < 0)
+			_exit(3);
+	}
+	log_info("event=worker-started index=%u", index);
+	ev_run(w.loop);
+	pool_free(&w.pool);
+	acctdb_close(&w.db);
+	log_info("event=worker-stopped index=%u", index);
+	_exit(0);
+}

@@ -1,0 +1,55 @@
+/* worker.h - what every session in a protocol worker process shares. */
+#ifndef POSTINO_WORKER_H
+#define POSTINO_WORKER_H
+
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "config.h"
+
+struct ev_loop;
+struct pool;
+struct tls_ctx;
+struct acctdb;
+struct iptable;
+struct session;
+
+/* The part of every protocol session the worker manages: listing, shutdown and accounting. */
+struct session {
+	struct worker *w;
+	const struct listener_conf *lc;
+	enum listener_id lst;
+	uint64_t id;                       /* random, for log lines */
+	struct sockaddr_storage peer;
+	char peer_ip[64];
+	struct session *prev, *next;
+	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
+	void (*shutdown)(struct session *s);
+};
+
+struct worker {
+	unsigned index;
+	struct ev_loop *loop;
+	struct pool *pool;
+	const struct config *cfg;
+	struct tls_ctx *tls;
+	struct acctdb *db;                 /* loop-thread handle: lookups only */
+	struct iptable *ipt;
+	int stopping;
+	unsigned nsessions;
+	struct session *sessions;
+};
+
+/* Register/unregister a session with its worker (and the per-IP table). */
+void worker_session_add(struct worker *w, struct session *s);
+void worker_session_remove(struct worker *w, struct session *s);
+
+/* Run a worker process until told to stop. Never returns. */
+void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
+		 struct iptable *ipt) __attribute__((__noreturn__));
+
+/* Protocol entry points: take over an accepted socket. */
+void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer);
+
+#endif

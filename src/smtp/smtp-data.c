@@ -1,0 +1,540 @@
+/* smtp-data.c - receiving a message (DATA and BDAT) and delivering it before the final reply.
+ *
+ * The message goes to a temp file under <data>/tmp with our trace headers in front. At the end
+ * a thread-pool job fsyncs it once, links it into each local recipient's Maildir (store_deliver:
+ * rename into new/, fsync new/, commit the index row) and into the outbound spool, and only then
+ * does the session answer 250. Any failure is a 4xx and leaves no partial message visible.
+ *
+ * SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A line ending in a bare LF never ends the message,
+ * and neither does a "." after such a line; bare CR is never a line end at all.
+ */
+#include "smtp-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "acctdb.h"
+#include "addr.h"
+#include "log.h"
+#include "pool.h"
+#include "store-path.h"
+#include "store.h"
+
+#define SMTP_WBUF_FLUSH 65536        /* write the temp file in chunks of this size */
+#define SMTP_PARTIAL_LINE 4096       /* pass on a line without LF once this much is buffered */
+
+
+/* A random 16-hex-digit id for queue files and log lines. */
+static void smtp_new_id(char out[17])
+{
+	unsigned char r[8];
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		memcpy(r, &ts.tv_nsec, 4);
+		memcpy(r + 4, &ts.tv_sec, 4);
+	}
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+/* RFC 5322 date-time for the Received header. */
+static void smtp_date(char *out, size_t outlen)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+	localtime_r(&now, &tm);
+	strftime(out, outlen, "%a, %d %b %Y %H:%M:%S %z", &tm);
+}
+
+/* Write buffered message bytes to the temp file. */
+static void tx_flush(struct smtp_tx *tx)
+{
+	size_t off = 0;
+	while (off < tx->wbuf.len && !tx->write_failed) {
+		ssize_t w = write(tx->fd, tx->wbuf.data + off, tx->wbuf.len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			tx->write_failed = 1;
+			break;
+		}
+		off += (size_t)w;
+	}
+	buf_reset(&tx->wbuf);
+}
+
+/* Append raw bytes to the file (trace headers and body). */
+static void tx_write(struct smtp_tx *tx, const char *p, size_t n)
+{
+	if (tx->write_failed)
+		return;
+	if (tx->wbuf.len + n > SMTP_WBUF_FLUSH)
+		tx_flush(tx);
+	if (n > SMTP_WBUF_FLUSH) {
+		buf_append(&tx->wbuf, p, n);   /* wbuf's max allows it; flushed right away */
+		tx_flush(tx);
+		return;
+	}
+	if (buf_append(&tx->wbuf, p, n) < 0)
+		tx->write_failed = 1;
+}
+
+/* Body bytes: count against the size limit, capture the header section, write. */
+static void tx_body(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = s->tx;
+	if (tx->too_big)
+		return;
+	if (n > s->base.lc->message_size_limit - tx->size) {
+		tx->too_big = 1;
+		return;
+	}
+	tx->size += n;
+	if (!tx->headers_done) {
+		size_t old = tx->headers.len;
+		if (buf_append(&tx->headers, p, n) < 0) {
+			tx->headers_done = 2;   /* header section too large to check */
+		} else {
+			size_t from = old >= 3 ? old - 3 : 0;
+			const char *h = tx->headers.data;
+			for (size_t i = from; i + 1 < tx->headers.len; i++) {
+				if (i == 0 && (h[0] == '\n' || (h[0] == '\r' && h[1] == '\n'))) {
+					tx->headers.len = 0;
+					tx->headers_done = 1;
+					break;
+				}
+				if (h[i] == '\n' && (h[i + 1] == '\n' ||
+				    (h[i + 1] == '\r' && i + 2 < tx->headers.len && h[i + 2] == '\n'))) {
+					tx->headers.len = i + 1;
+					tx->headers_done = 1;
+					break;
+				}
+			}
+		}
+	}
+	tx_write(tx, p, n);
+}
+
+/* Open the temp file and write Return-Path and Received. 0 ok, -1 replied 451. */
+int smtp_data_begin(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct config *cfg = s->base.w->cfg;
+	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.XXXXXX", cfg->data_dir);
+	tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
+	if (tx->fd < 0) {
+		log_warn("sess=%016llx proto=smtp event=tmpfile-failed path=%s error=\"%s\"",
+			 (unsigned long long)s->base.id, tx->tmppath, strerror(errno));
+		tx->tmppath[0] = '\0';
+		smtp_reply(s, "451 4.3.0 Temporary storage failure; please try again later");
+		return -1;
+	}
+	buf_init(&tx->wbuf, SIZE_MAX / 2);
+	buf_init(&tx->headers, SMTP_HEADER_CAPTURE_MAX);
+	tx->at_line_start = 1;
+	tx->prev_crlf = 1;
+	char id[17], date[64];
+	smtp_new_id(id);
+	smtp_date(date, sizeof(date));
+	const char *proto = !s->esmtp ? "SMTP" : s->tls && s->auth_user[0] ? "ESMTPSA" :
+			    s->tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
+	if (tx->smtputf8)
+		proto = s->tls && s->auth_user[0] ? "UTF8SMTPSA" : s->tls ? "UTF8SMTPS" :
+			s->auth_user[0] ? "UTF8SMTPA" : "UTF8SMTP";
+	struct buf h;
+	buf_init(&h, 8192);
+	buf_appendf(&h, "Return-Path: <%s>\r\n", tx->null_sender ? "" : tx->from);
+	buf_appendf(&h, "Received: from %s ([%s])\r\n\tby %s (postino) with %s id %s", s->helo,
+		    s->base.peer_ip, cfg->hostname, proto, id);
+	if (s->tls)
+		buf_appendf(&h, "\r\n\t(%s)", s->tls_info);
+	if (s->auth_user[0])
+		buf_appendf(&h, "\r\n\t(authenticated as %s)", s->auth_user);
+	if (tx->nrcpts == 1)
+		buf_appendf(&h, "\r\n\tfor <%s>", tx->rcpts[0].addr);
+	buf_appendf(&h, "; %s\r\n", date);
+	tx->header_len = h.len;
+	tx_write(tx, h.data, h.len);
+	buf_free(&h);
+	return 0;
+}
+
+/* Handle one DATA line of n octets including its LF. Returns 1 at the end-of-data line. */
+static int data_line(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = s->tx;
+	int crlf = n >= 2 && p[n - 2] == '\r';
+	size_t clen = n - (crlf ? 2 : 1);
+	if (crlf && clen == 1 && p[0] == '.' && tx->at_line_start && tx->prev_crlf)
+		return 1;
+	const char *q = p;
+	if (tx->at_line_start && clen > 0 && q[0] == '.') {   /* dot-unstuffing, RFC 5321 4.5.2 */
+		q++;
+		clen--;
+	}
+	/* a bare LF line end, or a bare CR inside the line: never ends DATA; the message is
+	 * refused or stored with CRLF, as configured */
+	if (!crlf || memchr(q, '\r', clen) != NULL)
+		tx->bare_lf = 1;
+	tx_body(s, q, clen);
+	tx_body(s, "\r\n", 2);
+	tx->at_line_start = 1;
+	tx->prev_crlf = crlf;
+	return 0;
+}
+
+/* Consume DATA input. */
+size_t smtp_data_feed(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = s->tx;
+	size_t used = 0;
+	while (used < n) {
+		const char *lf = memchr(p + used, '\n', n - used);
+		if (lf == NULL) {
+			size_t rest = n - used;
+			if (rest < SMTP_PARTIAL_LINE)
+				break;
+			/* a long line: pass on what we have, keeping a trailing CR for the LF check */
+			if (p[n - 1] == '\r')
+				rest--;
+			if (tx->at_line_start && p[used] == '.') {
+				used++;
+				rest--;
+			}
+			if (memchr(p + used, '\r', rest) != NULL)
+				tx->bare_lf = 1;
+			tx_body(s, p + used, rest);
+			used += rest;
+			tx->at_line_start = 0;
+			break;
+		}
+		size_t len = (size_t)(lf - (p + used)) + 1;   /* including LF */
+		int end = data_line(s, p + used, len);
+		used += len;
+		if (end) {
+			smtp_data_finish(s);
+			break;
+		}
+	}
+	return used;
+}
+
+/* Consume BDAT chunk bytes (binary, no dot-stuffing). */
+size_t smtp_bdat_feed(struct smtp_session *s, const char *p, size_t n)
+{
+	struct smtp_tx *tx = s->tx;
+	size_t take = n < s->bdat_remaining ? n : (size_t)s->bdat_remaining;
+	if (!tx->bdat_failed && take > 0)
+		tx_body(s, p, take);
+	s->bdat_remaining -= take;
+	if (s->bdat_remaining > 0)
+		return take;
+	char sz[32];
+	if (tx->bdat_failed) {
+		smtp_reply(s, "503 5.5.1 BDAT refused: send MAIL FROM and a valid RCPT TO first");
+		smtp_count_error(s);
+		if (s->bdat_last || tx->nrcpts == 0) {
+			smtp_tx_free(&s->tx);
+			smtp_set_state(s, s->helo[0] ? SMTP_ST_READY : SMTP_ST_GREET);
+		} else {
+			smtp_set_state(s, SMTP_ST_RCPT);
+		}
+		return take;
+	}
+	if (tx->too_big) {
+		smtp_reply(s, "552 5.3.4 Message too big: the limit is %s; make it smaller",
+			   smtp_size_text(s->base.lc->message_size_limit, sz, sizeof(sz)));
+		tx->bdat_failed = 1;
+		if (s->bdat_last) {
+			smtp_tx_free(&s->tx);
+			smtp_set_state(s, SMTP_ST_READY);
+		} else {
+			smtp_set_state(s, SMTP_ST_RCPT);
+		}
+		return take;
+	}
+	if (s->bdat_last) {
+		smtp_data_finish(s);
+		return take;
+	}
+	smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)tx->size);
+	smtp_set_state(s, SMTP_ST_RCPT);
+	return take;
+}
+
+/* Collects From: header addresses for the sender check. */
+struct from_ctx {
+	struct smtp_session *s;
+	char bad[SMTP_ADDR_MAX];
+	int failed;
+};
+
+static void check_from(void *ctx, const char *address)
+{
+	struct from_ctx *c = ctx;
+	const char *err;
+	if (c->bad[0])
+		return;
+	int r = acctdb_may_send_as(c->s->base.w->db, c->s->auth_user, address, &err);
+	if (r < 0)
+		c->failed = 1;
+	else if (r == 0)
+		snprintf(c->bad, sizeof(c->bad), "%s", address);
+}
+
+/* Check the From: header(s) of an authenticated user's message. 1 ok, 0 replied. */
+static int smtp_check_from_header(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	if (tx->headers_done == 2) {
+		smtp_reply(s, "552 5.3.4 Message header section too large (limit %u KB)",
+			   SMTP_HEADER_CAPTURE_MAX / 1024);
+		return 0;
+	}
+	const char *h = tx->headers.data ? tx->headers.data : "";
+	size_t len = tx->headers.len;
+	struct from_ctx c = { s, "", 0 };
+	for (size_t i = 0; i < len;) {
+		size_t eol = i;
+		while (eol < len && h[eol] != '\n')
+			eol++;
+		if (eol - i >= 5 && strncasecmp(h + i, "From:", 5) == 0) {
+			/* the field body runs through folded continuation lines */
+			size_t end = eol;
+			while (end + 1 < len && (h[end + 1] == ' ' || h[end + 1] == '\t')) {
+				end++;
+				while (end < len && h[end] != '\n')
+					end++;
+			}
+			int n = addr_parse_list(h + i + 5, end - i - 5, check_from, &c);
+			if (n <= 0 && !c.bad[0]) {
+				smtp_reply(s, "553 5.7.1 The From: header is not a valid address; as %s "
+					      "use From: %s", s->auth_user, s->auth_user);
+				return 0;
+			}
+			eol = end;
+		}
+		i = eol + 1;
+	}
+	if (c.failed) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		return 0;
+	}
+	if (c.bad[0]) {
+		smtp_reply_not_yours(s, "From: header", c.bad);
+		return 0;
+	}
+	return 1;
+}
+
+struct deliver_job {
+	struct smtp_session *s;
+	const struct config *cfg;
+	struct smtp_tx *tx;
+	char id[17];
+	int result;                /* 0 ok, -1 temporary failure */
+	char why[200];
+	unsigned delivered, spooled;
+};
+
+/* fsync a directory by path. */
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	int r = fsync(fd);
+	close(fd);
+	return r;
+}
+
+/* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
+static int spool_remote(struct deliver_job *j)
+{
+	struct smtp_tx *tx = j->tx;
+	char qdir[CONFIG_PATH_MAX + 8], body[CONFIG_PATH_MAX + 64], env[CONFIG_PATH_MAX + 64],
+		envtmp[CONFIG_PATH_MAX + 64];
+	snprintf(qdir, sizeof(qdir), "%s/queue", j->cfg->data_dir);
+	snprintf(body, sizeof(body), "%s/%s.msg", qdir, j->id);
+	snprintf(env, sizeof(env), "%s/%s.env", qdir, j->id);
+	snprintf(envtmp, sizeof(envtmp), "%s/%s.env.tmp", qdir, j->id);
+	if (link(tx->tmppath, body) < 0) {
+		snprintf(j->why, sizeof(j->why), "link into queue: %s", strerror(errno));
+		return -1;
+	}
+	FILE *f = fopen(envtmp, "w");
+	if (f == NULL) {
+		snprintf(j->why, sizeof(j->why), "create envelope: %s", strerror(errno));
+		unlink(body);
+		return -1;
+	}
+	fprintf(f, "version 1\nid %s\narrived %lld\nfrom <%s>\n", j->id, (long long)time(NULL),
+		tx->null_sender ? "" : tx->from);
+	fprintf(f, "body %s\nsmtputf8 %d\nret %s\nenvid %s\nauth %s\nsize %llu\n",
+		tx->body_8bit ? "8BITMIME" : "7BIT", tx->smtputf8, tx->ret[0] ? tx->ret : "-",
+		tx->envid[0] ? tx->envid : "-", j->s->auth_user[0] ? j->s->auth_user : "-",
+		(unsigned long long)(tx->size + tx->header_len));
+	for (unsigned i = 0; i < tx->ntargets; i++) {
+		if (tx->targets[i].local)
+			continue;
+		const struct smtp_rcpt *r = &tx->rcpts[tx->targets[i].rcpt];
+		fprintf(f, "rcpt <%s> notify=%s orcpt=%s\n", tx->targets[i].addr,
+			r->notify[0] ? r->notify : "-", r->orcpt[0] ? r->orcpt : "-");
+	}
+	int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+	bad |= fclose(f) != 0;
+	if (bad || rename(envtmp, env) < 0 || fsync_dir(qdir) < 0) {
+		snprintf(j->why, sizeof(j->why), "write envelope: %s", strerror(errno));
+		unlink(envtmp);
+		unlink(env);
+		unlink(body);
+		return -1;
+	}
+	return 0;
+}
+
+/* Pool thread: make the message durable everywhere it goes. */
+static void deliver_work(void *arg)
+{
+	struct deliver_job *j = arg;
+	struct smtp_tx *tx = j->tx;
+	const char *err;
+	uint64_t total = tx->size + tx->header_len;
+	if (fsync(tx->fd) != 0) {
+		snprintf(j->why, sizeof(j->why), "fsync: %s", strerror(errno));
+		j->result = -1;
+		return;
+	}
+	int remote = 0;
+	for (unsigned i = 0; i < tx->ntargets; i++) {
+		if (!tx->targets[i].local) {
+			remote = 1;
+			continue;
+		}
+		char root[CONFIG_PATH_MAX + 700];
+		struct store_account *acct = NULL;
+		if (store_account_path(j->cfg->data_dir, tx->targets[i].addr, root, sizeof(root)) < 0) {
+			snprintf(j->why, sizeof(j->why), "bad mailbox path");
+			j->result = -1;
+			return;
+		}
+		int r = store_account_open(root, &acct, &err);
+		if (r == 0 && store_account_create(root, &err) == 0)
+			r = store_account_open(root, &acct, &err);
+		if (r <= 0) {
+			snprintf(j->why, sizeof(j->why), "open mailbox of %s: %s",
+				 tx->targets[i].addr, r == 0 ? "missing" : err);
+			j->result = -1;
+			return;
+		}
+		uint32_t uid;
+		r = store_deliver(acct, NULL, tx->fd, total, 1, time(NULL), 0, &uid, &err);
+		if (r < 0) {
+			snprintf(j->why, sizeof(j->why), "deliver to %s: %s", tx->targets[i].addr, err);
+			store_account_close(&acct);
+			j->result = -1;
+			return;
+		}
+		store_account_close(&acct);
+		j->delivered++;
+	}
+	if (remote) {
+		if (spool_remote(j) < 0) {
+			j->result = -1;
+			return;
+		}
+		j->spooled = 1;
+	}
+	j->result = 0;
+}
+
+/* Loop thread: the final reply. */
+static void deliver_done(void *arg)
+{
+	struct deliver_job *j = arg;
+	struct smtp_session *s = j->s;
+	s->job_running = 0;
+	if (j->result == 0) {
+		log_info("sess=%016llx proto=smtp event=accepted id=%s from=<%s> rcpts=%u local=%u "
+			 "queued=%u size=%llu", (unsigned long long)s->base.id, j->id,
+			 j->tx->null_sender ? "" : j->tx->from, j->tx->nrcpts, j->delivered,
+			 j->spooled, (unsigned long long)j->tx->size);
+		s->ntx++;
+		if (!s->closing)
+			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
+	} else {
+		log_warn("sess=%016llx proto=smtp event=delivery-failed id=%s error=\"%s\"",
+			 (unsigned long long)s->base.id, j->id, j->why);
+		if (!s->closing)
+			smtp_reply(s, "451 4.3.0 Temporary storage failure; the message was not "
+				      "accepted, please try again later");
+	}
+	smtp_tx_free(&j->tx);
+	free(j);
+	if (s->closing) {
+		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		return;
+	}
+	smtp_set_state(s, SMTP_ST_READY);
+	conn_pause_read(&s->conn, 0);
+	conn_flush(&s->conn);
+	if (s->base.w->stopping)
+		s->base.shutdown(&s->base);
+}
+
+/* End of message: check it, then deliver on the pool. */
+void smtp_data_finish(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	char sz[32];
+	tx_flush(tx);
+	if (tx->too_big) {
+		smtp_reply(s, "552 5.3.4 Message too big: the limit is %s; make it smaller, for example "
+			      "by sending large attachments as links",
+			   smtp_size_text(s->base.lc->message_size_limit, sz, sizeof(sz)));
+		goto refuse;
+	}
+	if (tx->bare_lf && s->base.lc->bare_lf_reject && !tx->chunking) {
+		smtp_reply(s, "550 5.6.0 Message refused: it has lines ending in a bare LF or CR; "
+			      "lines must end in CRLF (a bug in the sending program)");
+		goto refuse;
+	}
+	if (tx->write_failed) {
+		smtp_reply(s, "451 4.3.0 Temporary storage failure; please try again later");
+		goto refuse;
+	}
+	if (s->auth_user[0] && !smtp_check_from_header(s))
+		goto refuse;
+	struct deliver_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		smtp_reply(s, "451 4.3.0 Out of memory; please try again later");
+		goto refuse;
+	}
+	j->s = s;
+	j->cfg = s->base.w->cfg;
+	j->tx = tx;
+	smtp_new_id(j->id);
+	s->tx = NULL;
+	if (pool_submit(s->base.w->pool, deliver_work, deliver_done, j) < 0) {
+		s->tx = tx;
+		free(j);
+		smtp_reply(s, "451 4.3.0 Out of memory; please try again later");
+		goto refuse;
+	}
+	s->job_running = 1;
+	smtp_set_state(s, SMTP_ST_BUSY);
+	conn_pause_read(&s->conn, 1);
+	return;
+refuse:
+	smtp_tx_free(&s->tx);
+	smtp_set_state(s, SMTP_ST_READY);
+}

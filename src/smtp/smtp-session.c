@@ -1,0 +1,1241 @@
+/* smtp-session.c - the SMTP server session: greeting, command dispatch, EHLO, STARTTLS, AUTH,
+ * MAIL, RCPT and the small commands. DATA and BDAT bodies are in smtp-data.c.
+ *
+ * One session serves the MX (port 25) and submission (587 STARTTLS, 465 implicit TLS) listeners;
+ * what differs is read from the listener's flags, never from the port number.
+ */
+#include "smtp-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "acctdb.h"
+#include "addr.h"
+#include "base64.h"
+#include "log.h"
+#include "password.h"
+#include "pool.h"
+#include "tls.h"
+
+static void smtp_on_event(struct conn *c);
+static void smtp_process(struct smtp_session *s);
+
+static const char *state_names[] = { "greet", "ready", "mail", "rcpt", "data", "bdat", "auth",
+				     "busy" };
+
+/* Change state, logging the transition in debug mode. */
+void smtp_set_state(struct smtp_session *s, enum smtp_state st)
+{
+	log_debug("sess=%016llx state %s -> %s", (unsigned long long)s->base.id,
+		  state_names[s->st], state_names[st]);
+	s->st = st;
+}
+
+/* Queue one reply line (CRLF added); the log and the wire say the same. */
+void smtp_reply(struct smtp_session *s, const char *fmt, ...)
+{
+	char line[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
+	if (line[0] >= '4')
+		log_info("sess=%016llx proto=smtp event=reply result=\"%.*s\"",
+			 (unsigned long long)s->base.id, (int)len, line);
+	line[len++] = '\r';
+	line[len++] = '\n';
+	if (conn_write(&s->conn, line, len) < 0)
+		smtp_session_close(s, "output buffer full");
+}
+
+/* "25 MB", "1.5 MB", "512 KB": a size as people read it. */
+const char *smtp_size_text(uint64_t bytes, char *out, size_t outlen)
+{
+	if (bytes >= 1048576 && bytes % 1048576 == 0)
+		snprintf(out, outlen, "%llu MB", (unsigned long long)(bytes / 1048576));
+	else if (bytes >= 1048576)
+		snprintf(out, outlen, "%.1f MB", (double)bytes / 1048576.0);
+	else
+		snprintf(out, outlen, "%llu KB", (unsigned long long)((bytes + 1023) / 1024));
+	return out;
+}
+
+/* Free a transaction: close and remove its temp file. */
+void smtp_tx_free(struct smtp_tx **txp)
+{
+	struct smtp_tx *tx = *txp;
+	if (tx == NULL)
+		return;
+	if (tx->fd >= 0)
+		close(tx->fd);
+	if (tx->tmppath[0])
+		unlink(tx->tmppath);
+	buf_free(&tx->wbuf);
+	buf_free(&tx->headers);
+	free(tx->rcpts);
+	free(tx->targets);
+	free(tx);
+	*txp = NULL;
+}
+
+/* Forget SASL state, wiping secrets. */
+static void smtp_auth_clear(struct smtp_session *s)
+{
+	if (s->auth_secret) {
+		explicit_bzero(s->auth_secret, strlen(s->auth_secret));
+		free(s->auth_secret);
+		s->auth_secret = NULL;
+	}
+	s->auth_mech = s->auth_step = 0;
+	s->auth_login_user[0] = '\0';
+}
+
+/* Free the session once nothing points at it any more. */
+void smtp_session_reap(void *arg)
+{
+	struct smtp_session *s = arg;
+	if (s->job_running)
+		return;   /* the job's completion reaps the session */
+	if (s->conn.deferred > 0) {
+		/* those calls were queued before this one, so they run first */
+		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		return;
+	}
+	ev_timer_cancel(s->base.w->loop, &s->timer);
+	conn_flush(&s->conn);
+	conn_close(&s->conn);
+	smtp_tx_free(&s->tx);
+	smtp_auth_clear(s);
+	worker_session_remove(s->base.w, &s->base);
+	free(s);
+}
+
+/* Close the session at the next safe point; see STYLE.md section 7. */
+void smtp_session_close(struct smtp_session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	log_info("sess=%016llx proto=smtp event=close reason=\"%s\" messages=%u",
+		 (unsigned long long)s->base.id, reason, s->ntx);
+	conn_pause_read(&s->conn, 1);
+	ev_defer(s->base.w->loop, smtp_session_reap, s);
+}
+
+/* A protocol error by the peer: count it and hang up after too many. */
+void smtp_count_error(struct smtp_session *s)
+{
+	if (++s->errors >= s->base.lc->max_errors) {
+		smtp_reply(s, "421 4.7.0 %s Too many errors in this session; closing the connection",
+			   s->base.w->cfg->hostname);
+		smtp_session_close(s, "too many errors");
+	}
+}
+
+/* Idle timeout: say why and hang up. */
+static void smtp_on_timeout(struct ev_timer *t)
+{
+	struct smtp_session *s = t->arg;
+	if (s->st == SMTP_ST_BUSY) {   /* our own work is slow; not the peer's fault */
+		ev_timer_set(s->base.w->loop, &s->timer, 1000, smtp_on_timeout, s);
+		return;
+	}
+	smtp_reply(s, "421 4.4.2 %s Timeout: no command received in time; closing the connection",
+		   s->base.w->cfg->hostname);
+	smtp_session_close(s, "timeout");
+}
+
+/* (Re)arm the idle timer for the current state. */
+static void smtp_arm_timer(struct smtp_session *s)
+{
+	unsigned secs = (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT) ?
+				s->base.lc->data_timeout : s->base.lc->command_timeout;
+	ev_timer_set(s->base.w->loop, &s->timer, (uint64_t)secs * 1000, smtp_on_timeout, s);
+}
+
+/* Worker shutdown: idle sessions get a 421 now; busy ones finish their message first. */
+static void smtp_on_shutdown(struct session *b)
+{
+	struct smtp_session *s = (struct smtp_session *)b;
+	if (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT || s->st == SMTP_ST_BUSY)
+		return;
+	smtp_reply(s, "421 4.3.2 %s Service shutting down; please try again in a minute",
+		   s->base.w->cfg->hostname);
+	smtp_session_close(s, "shutdown");
+}
+
+/* Send the 220 greeting. */
+static void smtp_greet(struct smtp_session *s)
+{
+	smtp_reply(s, "220 %s ESMTP postino", s->base.w->cfg->hostname);
+}
+
+/* Take over an accepted connection. */
+void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer)
+{
+	struct smtp_session *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->base.w = w;
+	s->base.lst = lst;
+	s->base.lc = &w->cfg->l[lst];
+	s->base.peer = *peer;
+	s->base.shutdown = smtp_on_shutdown;
+	linereader_init(&s->lr, s->base.lc->line_length_limit);
+	if (conn_init(&s->conn, w->loop, fd, SMTP_AUTH_LINE_MAX + 2 > s->base.lc->line_length_limit + 2 ?
+		      SMTP_AUTH_LINE_MAX + 2 : s->base.lc->line_length_limit + 2,
+		      SMTP_OUT_MAX, smtp_on_event, s) < 0) {
+		close(fd);
+		free(s);
+		return;
+	}
+	worker_session_add(w, &s->base);
+	log_info("sess=%016llx proto=smtp event=connect listener=%s ip=%s",
+		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	smtp_arm_timer(s);
+	if (s->base.lc->implicit_tls) {
+		if (conn_start_tls(&s->conn, w->tls) < 0)
+			smtp_session_close(s, "TLS setup failed");
+		return;   /* greeting after the handshake */
+	}
+	smtp_greet(s);
+	conn_flush(&s->conn);
+}
+
+/* The conn callback: handshake results, input, EOF. */
+static void smtp_on_event(struct conn *c)
+{
+	struct smtp_session *s = c->owner;
+	if (s->closing)
+		return;
+	if (c->failed) {
+		if (c->tls_state == CONN_TLS_HANDSHAKE)
+			log_info("sess=%016llx proto=smtp event=tls-failed reason=\"%s\"",
+				 (unsigned long long)s->base.id, tls_last_error());
+		smtp_session_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
+								     "I/O error");
+		return;
+	}
+	if (c->tls_just_done) {
+		c->tls_just_done = 0;
+		s->tls = 1;
+		snprintf(s->tls_info, sizeof(s->tls_info), "using %s with cipher %s",
+			 tls_version(c->tls), tls_cipher(c->tls));
+		log_info("sess=%016llx proto=smtp event=tls version=%s cipher=%s sni=%s",
+			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls),
+			 tls_sni(c->tls) ? tls_sni(c->tls) : "-");
+		if (s->base.lc->implicit_tls)
+			smtp_greet(s);
+	}
+	smtp_process(s);
+	if (!s->closing && c->eof && s->st != SMTP_ST_BUSY)
+		smtp_session_close(s, "client disconnected");
+	conn_flush(c);
+	if (!s->closing && c->failed)
+		smtp_session_close(s, "I/O error");
+}
+
+/* ---- commands ---- */
+
+enum { NEED_TLS_IF_SUBM = 1, NEED_AUTH_IF_SUBM = 2, NEED_NOT_TLS = 4, NEED_SUBMISSION = 8,
+       NEED_HELO = 16 };
+#define ST_ANY_CMD ((1u << SMTP_ST_GREET) | (1u << SMTP_ST_READY) | (1u << SMTP_ST_MAIL) | \
+		    (1u << SMTP_ST_RCPT))
+#define ST_NOTX ((1u << SMTP_ST_GREET) | (1u << SMTP_ST_READY))
+
+struct smtp_cmd {
+	const char *verb;
+	unsigned states;   /* bit per enum smtp_state */
+	unsigned needs;
+	void (*fn)(struct smtp_session *s, char *args);
+};
+
+/* Parse "KEY=VALUE" ESMTP parameters; calls fn for each. Returns 0, or -1 when fn refused. */
+static int smtp_each_param(struct smtp_session *s, char *p,
+			   int (*fn)(struct smtp_session *s, const char *key, const char *val))
+{
+	while (*p) {
+		while (*p == ' ')
+			p++;
+		if (*p == '\0')
+			break;
+		char *kw = p;
+		while (*p && *p != ' ')
+			p++;
+		if (*p)
+			*p++ = '\0';
+		char *eq = strchr(kw, '=');
+		const char *val = NULL;
+		if (eq) {
+			*eq = '\0';
+			val = eq + 1;
+		}
+		if (fn(s, kw, val) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Fail the command with 501 (syntax) and count the error. */
+static void smtp_syntax(struct smtp_session *s, const char *what)
+{
+	smtp_reply(s, "501 5.5.4 Syntax error: %s", what);
+	smtp_count_error(s);
+}
+
+/* Does xtext (RFC 3461 section 4) look right? "+" must be followed by two upper-case hex digits. */
+static int xtext_valid(const char *v, size_t max)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = strlen(v);
+	if (n == 0 || n > max)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c == '+') {
+			if (i + 2 >= n || memchr(hex, v[i + 1], 16) == NULL ||
+			    memchr(hex, v[i + 2], 16) == NULL)
+				return 0;
+			i += 2;
+		} else if (c < 33 || c > 126 || c == '=') {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* EHLO / HELO. */
+static void smtp_helo_common(struct smtp_session *s, char *args, int esmtp)
+{
+	while (*args == ' ')
+		args++;
+	size_t n = strcspn(args, " ");
+	if (n == 0) {
+		smtp_syntax(s, esmtp ? "EHLO needs your host name, as in EHLO mail.example.com" :
+				       "HELO needs your host name, as in HELO mail.example.com");
+		return;
+	}
+	if (n >= sizeof(s->helo))
+		n = sizeof(s->helo) - 1;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)args[i];
+		if (c < 33 || c > 126) {
+			smtp_syntax(s, "the host name has characters that are not allowed");
+			return;
+		}
+	}
+	memcpy(s->helo, args, n);
+	s->helo[n] = '\0';
+	s->esmtp = esmtp;
+	smtp_tx_free(&s->tx);   /* EHLO resets any transaction (RFC 5321 4.1.4) */
+	smtp_set_state(s, SMTP_ST_READY);
+	const struct listener_conf *lc = s->base.lc;
+	const char *host = s->base.w->cfg->hostname;
+	if (!esmtp) {
+		smtp_reply(s, "250 %s", host);
+		return;
+	}
+	smtp_reply(s, "250-%s Hello %s [%s]", host, s->helo, s->base.peer_ip);
+	smtp_reply(s, "250-PIPELINING");
+	smtp_reply(s, "250-SIZE %llu", (unsigned long long)lc->message_size_limit);
+	smtp_reply(s, "250-8BITMIME");
+	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
+	if (!s->tls && s->base.w->tls)
+		smtp_reply(s, "250-STARTTLS");
+	if (lc->submission && s->tls && s->auth_user[0] == '\0')
+		smtp_reply(s, "250-AUTH PLAIN LOGIN");
+	smtp_reply(s, "250-SMTPUTF8");
+	smtp_reply(s, "250-CHUNKING");
+	smtp_reply(s, "250 DSN");
+}
+
+static void cmd_ehlo(struct smtp_session *s, char *args)
+{
+	smtp_helo_common(s, args, 1);
+}
+
+static void cmd_helo(struct smtp_session *s, char *args)
+{
+	smtp_helo_common(s, args, 0);
+}
+
+/* STARTTLS: reply, then forget everything the plaintext session said (RFC 3207 section 4.2). */
+static void cmd_starttls(struct smtp_session *s, char *args)
+{
+	if (*args) {
+		smtp_syntax(s, "STARTTLS takes no arguments");
+		return;
+	}
+	if (s->base.w->tls == NULL) {
+		smtp_reply(s, "454 4.7.0 TLS not available: the server has no certificate configured");
+		return;
+	}
+	smtp_reply(s, "220 2.0.0 Ready to start TLS");
+	smtp_tx_free(&s->tx);
+	s->helo[0] = '\0';
+	s->esmtp = 0;
+	smtp_set_state(s, SMTP_ST_GREET);
+	if (conn_start_tls(&s->conn, s->base.w->tls) < 0)
+		smtp_session_close(s, "TLS setup failed");
+}
+
+/* Handle one MAIL parameter. */
+static int mail_param(struct smtp_session *s, const char *k, const char *v)
+{
+	struct smtp_tx *tx = s->tx;
+	char sz[32];
+	if (strcasecmp(k, "SIZE") == 0) {
+		char *end;
+		if (v == NULL || *v < '0' || *v > '9') {
+			smtp_syntax(s, "SIZE= needs a number");
+			return -1;
+		}
+		errno = 0;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (*end != '\0' || errno) {
+			smtp_syntax(s, "SIZE= needs a number");
+			return -1;
+		}
+		if (n > s->base.lc->message_size_limit) {
+			smtp_reply(s, "552 5.3.4 Message too big: the limit is %s; make it smaller, "
+				      "for example by sending large attachments as links",
+				   smtp_size_text(s->base.lc->message_size_limit, sz, sizeof(sz)));
+			return -1;
+		}
+		return 0;
+	}
+	if (strcasecmp(k, "BODY") == 0) {
+		if (v && strcasecmp(v, "8BITMIME") == 0)
+			tx->body_8bit = 1;
+		else if (!(v && strcasecmp(v, "7BIT") == 0)) {
+			smtp_reply(s, "555 5.5.4 BODY= must be 7BIT or 8BITMIME");
+			return -1;
+		}
+		return 0;
+	}
+	if (strcasecmp(k, "SMTPUTF8") == 0 && v == NULL) {
+		tx->smtputf8 = 1;
+		return 0;
+	}
+	if (strcasecmp(k, "RET") == 0) {
+		if (v && (strcasecmp(v, "FULL") == 0 || strcasecmp(v, "HDRS") == 0)) {
+			snprintf(tx->ret, sizeof(tx->ret), "%s", v);
+			return 0;
+		}
+		smtp_reply(s, "501 5.5.4 RET= must be FULL or HDRS");
+		return -1;
+	}
+	if (strcasecmp(k, "ENVID") == 0) {
+		if (v && xtext_valid(v, 100)) {
+			snprintf(tx->envid, sizeof(tx->envid), "%s", v);
+			return 0;
+		}
+		smtp_reply(s, "501 5.5.4 ENVID= must be xtext of at most 100 characters");
+		return -1;
+	}
+	if (strcasecmp(k, "AUTH") == 0 && v != NULL)
+		return 0;   /* RFC 4954 section 5: accepted, not trusted */
+	smtp_reply(s, "555 5.5.4 Unsupported MAIL parameter %.40s", k);
+	return -1;
+}
+
+/* Collects the addresses a user may send as, for the 553 message. */
+struct sendable_ctx {
+	char list[600];
+	unsigned n;
+};
+
+static void collect_sendable(void *ctx, const char *address)
+{
+	struct sendable_ctx *c = ctx;
+	size_t len = strlen(c->list);
+	if (c->n++ > 0 && len + 2 < sizeof(c->list)) {
+		memcpy(c->list + len, ", ", 3);
+		len += 2;
+	}
+	if (len + strlen(address) + 4 < sizeof(c->list))
+		memcpy(c->list + len, address, strlen(address) + 1);
+	else if (len + 4 < sizeof(c->list))
+		memcpy(c->list + len, "...", 4);
+}
+
+/* Refuse a sender the authenticated user may not use, naming the ones allowed. */
+void smtp_reply_not_yours(struct smtp_session *s, const char *what, const char *addr)
+{
+	struct sendable_ctx c = { "", 0 };
+	const char *err;
+	acctdb_sendable_addresses(s->base.w->db, s->auth_user, collect_sendable, &c, &err);
+	smtp_reply(s, "553 5.7.1 You may not send as %.100s in the %s; as %s you may send from: %s",
+		   addr[0] ? addr : "<>", what, s->auth_user, c.list[0] ? c.list : s->auth_user);
+}
+
+/* MAIL FROM:<path> [params]. */
+static void cmd_mail(struct smtp_session *s, char *args)
+{
+	if (strncasecmp(args, "FROM:", 5) != 0) {
+		smtp_syntax(s, "use MAIL FROM:<address>");
+		return;
+	}
+	char *p = args + 5;
+	while (*p == ' ')
+		p++;
+	struct addr a;
+	const char *end;
+	if (*p != '<' || addr_parse_path(p, strlen(p), 1, &a, &end) < 0) {
+		smtp_reply(s, "501 5.1.7 Bad sender address syntax: use MAIL FROM:<you@example.com>");
+		smtp_count_error(s);
+		return;
+	}
+	if (*end != '\0' && *end != ' ') {
+		smtp_syntax(s, "unexpected text after the address");
+		return;
+	}
+	s->tx = calloc(1, sizeof(*s->tx));
+	if (s->tx == NULL) {
+		smtp_reply(s, "451 4.3.0 Out of memory; please try again later");
+		return;
+	}
+	s->tx->fd = -1;
+	if (smtp_each_param(s, (char *)end, mail_param) < 0) {
+		smtp_tx_free(&s->tx);
+		return;
+	}
+	if ((a.flags & ADDR_F_UTF8) && !s->tx->smtputf8) {
+		smtp_reply(s, "553 5.6.7 This address has non-ASCII characters: it needs the SMTPUTF8 "
+			      "parameter");
+		smtp_tx_free(&s->tx);
+		return;
+	}
+	s->tx->null_sender = (a.flags & ADDR_F_NULL) != 0;
+	if (!s->tx->null_sender && addr_format(&a, s->tx->from, sizeof(s->tx->from)) < 0) {
+		smtp_reply(s, "501 5.1.7 Sender address too long");
+		smtp_tx_free(&s->tx);
+		return;
+	}
+	if (s->auth_user[0]) {
+		const char *err;
+		int ok = s->tx->null_sender ? 0 :
+			 acctdb_may_send_as(s->base.w->db, s->auth_user, s->tx->from, &err);
+		if (ok < 0) {
+			smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+			smtp_tx_free(&s->tx);
+			return;
+		}
+		if (ok == 0) {
+			smtp_reply_not_yours(s, "envelope sender (MAIL FROM)", s->tx->from);
+			smtp_tx_free(&s->tx);
+			return;
+		}
+	}
+	smtp_set_state(s, SMTP_ST_MAIL);
+	smtp_reply(s, "250 2.1.0 Sender OK");
+}
+
+/* Handle one RCPT parameter. */
+static int rcpt_param(struct smtp_session *s, const char *k, const char *v)
+{
+	struct smtp_rcpt *r = &s->tx->rcpts[s->tx->nrcpts];
+	if (strcasecmp(k, "NOTIFY") == 0) {
+		if (v == NULL || strlen(v) >= sizeof(r->notify)) {
+			smtp_reply(s, "501 5.5.4 NOTIFY= must be NEVER or a list of SUCCESS, FAILURE, DELAY");
+			return -1;
+		}
+		char tmp[40], *save, *tok;
+		snprintf(tmp, sizeof(tmp), "%s", v);
+		int never = 0, other = 0;
+		for (tok = strtok_r(tmp, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (strcasecmp(tok, "NEVER") == 0)
+				never = 1;
+			else if (strcasecmp(tok, "SUCCESS") == 0 || strcasecmp(tok, "FAILURE") == 0 ||
+				 strcasecmp(tok, "DELAY") == 0)
+				other = 1;
+			else
+				other = 2;
+		}
+		if ((never && other) || other == 2 || (!never && !other)) {
+			smtp_reply(s, "501 5.5.4 NOTIFY= must be NEVER or a list of SUCCESS, FAILURE, DELAY");
+			return -1;
+		}
+		snprintf(r->notify, sizeof(r->notify), "%s", v);
+		return 0;
+	}
+	if (strcasecmp(k, "ORCPT") == 0) {
+		const char *semi = v ? strchr(v, ';') : NULL;
+		if (semi == NULL || semi == v || strlen(v) >= sizeof(r->orcpt) ||
+		    !xtext_valid(semi + 1, 500)) {
+			smtp_reply(s, "501 5.5.4 ORCPT= must be addr-type;xtext");
+			return -1;
+		}
+		snprintf(r->orcpt, sizeof(r->orcpt), "%s", v);
+		return 0;
+	}
+	smtp_reply(s, "555 5.5.4 Unsupported RCPT parameter %.40s", k);
+	return -1;
+}
+
+/* Collects alias expansion results into the transaction's target list. */
+struct target_ctx {
+	struct smtp_session *s;
+	int overflow;
+	unsigned added;
+};
+
+static void add_target(void *ctx, const char *target)
+{
+	struct target_ctx *c = ctx;
+	struct smtp_tx *tx = c->s->tx;
+	for (unsigned i = 0; i < tx->ntargets; i++)
+		if (strcmp(tx->targets[i].addr, target) == 0)
+			return;   /* a message reaches each mailbox once */
+	if (tx->ntargets >= SMTP_TARGETS_MAX) {
+		c->overflow = 1;
+		return;
+	}
+	if (tx->targets == NULL || tx->ntargets % 16 == 0) {
+		void *n = realloc(tx->targets, (tx->ntargets + 16) * sizeof(*tx->targets));
+		if (n == NULL) {
+			c->overflow = 1;
+			return;
+		}
+		tx->targets = n;
+	}
+	struct smtp_target *t = &tx->targets[tx->ntargets];
+	snprintf(t->addr, sizeof(t->addr), "%s", target);
+	const char *at = strrchr(target, '@');
+	const char *err;
+	t->local = at && acctdb_domain_exists(c->s->base.w->db, at + 1, &err) == 1;
+	t->rcpt = tx->nrcpts;
+	tx->ntargets++;
+	c->added++;
+}
+
+/* Relay denied, in words that tell the user what to do. */
+static void smtp_relay_denied(struct smtp_session *s)
+{
+	if (s->base.lc->submission)
+		smtp_reply(s, "554 5.7.1 Relay access denied: this address form is not accepted "
+			      "(no source routes, %% or ! hops, quoted @ or IP-literal domains)");
+	else
+		smtp_reply(s, "554 5.7.1 Relay access denied: this server accepts mail only for the "
+			      "domains it hosts; to send to other domains, log in to your provider's "
+			      "submission server on port 587 or 465");
+}
+
+/* RCPT TO:<path> [params]. */
+static void cmd_rcpt(struct smtp_session *s, char *args)
+{
+	struct smtp_tx *tx = s->tx;
+	if (strncasecmp(args, "TO:", 3) != 0) {
+		smtp_syntax(s, "use RCPT TO:<address>");
+		return;
+	}
+	char *p = args + 3;
+	while (*p == ' ')
+		p++;
+	if (tx->nrcpts >= s->base.lc->max_recipients) {
+		smtp_reply(s, "452 4.5.3 Too many recipients: the limit is %u per message; send the "
+			      "rest in another message", s->base.lc->max_recipients);
+		return;
+	}
+	struct addr a;
+	const char *end;
+	if (*p != '<' || addr_parse_path(p, strlen(p), 1, &a, &end) < 0) {
+		/* "u@remote@ours" and similar tricks fail the syntax; call them what they are */
+		const char *at = strchr(p, '@');
+		if (at && (strchr(at + 1, '@') || strpbrk(p, "%!:")))
+			smtp_relay_denied(s);
+		else
+			smtp_reply(s, "501 5.1.3 Bad recipient address syntax: use "
+				      "RCPT TO:<someone@example.com>");
+		smtp_count_error(s);
+		return;
+	}
+	if (a.flags & ADDR_F_NULL) {
+		smtp_reply(s, "501 5.1.3 The null address <> cannot be a recipient");
+		smtp_count_error(s);
+		return;
+	}
+	if (*end != '\0' && *end != ' ') {
+		smtp_syntax(s, "unexpected text after the address");
+		return;
+	}
+	if ((a.flags & ADDR_F_UTF8) && !tx->smtputf8) {
+		smtp_reply(s, "553 5.6.7 This address has non-ASCII characters: it needs the SMTPUTF8 "
+			      "parameter on MAIL FROM");
+		return;
+	}
+	if (a.flags & (ADDR_F_ROUTE | ADDR_F_IPLITERAL | ADDR_F_RELAYCHARS)) {
+		smtp_relay_denied(s);
+		return;
+	}
+	if (tx->rcpts == NULL || tx->nrcpts % 8 == 0) {
+		void *n = realloc(tx->rcpts, (tx->nrcpts + 8) * sizeof(*tx->rcpts));
+		if (n == NULL) {
+			smtp_reply(s, "452 4.3.0 Out of memory; please try again later");
+			return;
+		}
+		tx->rcpts = n;
+	}
+	struct smtp_rcpt *r = &tx->rcpts[tx->nrcpts];
+	memset(r, 0, sizeof(*r));
+	if (addr_format(&a, r->addr, sizeof(r->addr)) < 0) {
+		smtp_reply(s, "501 5.1.3 Recipient address too long");
+		return;
+	}
+	if (smtp_each_param(s, (char *)end, rcpt_param) < 0)
+		return;
+	const char *err;
+	struct target_ctx c = { s, 0, 0 };
+	int hosted = acctdb_domain_exists(s->base.w->db, a.domain, &err);
+	if (hosted < 0) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		return;
+	}
+	if (hosted) {
+		/* lookups are case-insensitive; the stored address is lower-case */
+		char lc[SMTP_ADDR_MAX];
+		snprintf(lc, sizeof(lc), "%s", r->addr);
+		for (char *q = lc; *q; q++)
+			if (*q >= 'A' && *q <= 'Z')
+				*q = (char)(*q - 'A' + 'a');
+		int n = acctdb_resolve(s->base.w->db, lc, add_target, &c, &err);
+		if (n < 0) {
+			smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+			return;
+		}
+		if (n == 0) {
+			smtp_reply(s, "550 5.1.1 <%s>: no such mailbox here; check the address for typos",
+				   r->addr);
+			return;
+		}
+		if (c.overflow) {
+			smtp_reply(s, "452 4.5.3 Too many recipients after alias expansion; please try "
+				      "again later");
+			return;
+		}
+	} else if (s->auth_user[0]) {
+		add_target(&c, r->addr);
+		if (c.overflow) {
+			smtp_reply(s, "452 4.5.3 Too many recipients; send the rest in another message");
+			return;
+		}
+		tx->targets[tx->ntargets - 1].local = 0;
+	} else {
+		smtp_relay_denied(s);
+		return;
+	}
+	tx->nrcpts++;
+	smtp_set_state(s, SMTP_ST_RCPT);
+	smtp_reply(s, "250 2.1.5 Recipient OK");
+}
+
+/* DATA. */
+static void cmd_data(struct smtp_session *s, char *args)
+{
+	if (*args) {
+		smtp_syntax(s, "DATA takes no arguments");
+		return;
+	}
+	if (s->tx->chunking) {
+		smtp_reply(s, "503 5.5.1 DATA cannot follow BDAT in one transaction");
+		return;
+	}
+	if (smtp_data_begin(s) < 0)
+		return;
+	smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	smtp_set_state(s, SMTP_ST_DATA);
+}
+
+/* BDAT size [LAST]. */
+static void cmd_bdat(struct smtp_session *s, char *args)
+{
+	char *end;
+	if (*args < '0' || *args > '9') {
+		smtp_syntax(s, "use BDAT <size> [LAST]");
+		return;
+	}
+	errno = 0;
+	unsigned long long n = strtoull(args, &end, 10);
+	int last = 0;
+	if (errno) {
+		smtp_syntax(s, "chunk size out of range");
+		smtp_session_close(s, "bad BDAT size");   /* cannot know where the chunk ends */
+		return;
+	}
+	while (*end == ' ')
+		end++;
+	if (strcasecmp(end, "LAST") == 0)
+		last = 1;
+	else if (*end != '\0') {
+		smtp_syntax(s, "use BDAT <size> [LAST]");
+		smtp_session_close(s, "bad BDAT arguments");
+		return;
+	}
+	if (s->st != SMTP_ST_RCPT) {
+		/* the chunk is on its way anyway: read and drop it, then refuse */
+		if (s->tx == NULL) {
+			s->tx = calloc(1, sizeof(*s->tx));
+			if (s->tx == NULL) {
+				smtp_session_close(s, "out of memory");
+				return;
+			}
+			s->tx->fd = -1;
+		}
+		s->tx->bdat_failed = 1;
+	}
+	if (!s->tx->chunking && !s->tx->bdat_failed) {
+		if (smtp_data_begin(s) < 0)
+			s->tx->bdat_failed = 1;
+		s->tx->chunking = 1;
+	}
+	s->tx->chunking = 1;
+	s->bdat_remaining = n;
+	s->bdat_last = last;
+	smtp_set_state(s, SMTP_ST_BDAT);
+}
+
+/* RSET. */
+static void cmd_rset(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_tx_free(&s->tx);
+	if (s->st != SMTP_ST_GREET)
+		smtp_set_state(s, SMTP_ST_READY);
+	smtp_reply(s, "250 2.0.0 OK");
+}
+
+static void cmd_noop(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "250 2.0.0 OK");
+}
+
+static void cmd_quit(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "221 2.0.0 %s closing connection", s->base.w->cfg->hostname);
+	smtp_session_close(s, "quit");
+}
+
+static void cmd_vrfy(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "252 2.5.2 Cannot verify the user, but will accept the message and attempt "
+		      "delivery");
+}
+
+static void cmd_expn(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "502 5.5.1 EXPN is not available");
+}
+
+static void cmd_help(struct smtp_session *s, char *args)
+{
+	(void)args;
+	smtp_reply(s, "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP "
+		      "QUIT STARTTLS AUTH");
+}
+
+/* ---- AUTH ---- */
+
+struct auth_job {
+	struct smtp_session *s;
+	char data_dir[CONFIG_PATH_MAX];
+	char user[SMTP_ADDR_MAX];
+	char *password;
+	int result;               /* 1 ok, 0 bad credentials, -1 temporary failure */
+	char reason[64];
+};
+
+static __thread struct acctdb *pool_db;   /* one handle per pool thread */
+
+/* Pool thread: look the account up and check the password. */
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+	const char *err;
+	struct acct_user u;
+	if (pool_db == NULL) {
+		char path[CONFIG_PATH_MAX + 16];
+		snprintf(path, sizeof(path), "%s/system.db", j->data_dir);
+		if (acctdb_open(path, 0, &pool_db, &err) < 0) {
+			j->result = -1;
+			return;
+		}
+	}
+	int r = acctdb_user_get(pool_db, j->user, &u, &err);
+	if (r < 0) {
+		j->result = -1;
+		return;
+	}
+	if (r == 0) {
+		/* spend the same time as a real check so user names cannot be probed by timing */
+		password_verify("$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd"
+				".RhAtQ7", j->password);
+		j->result = 0;
+		snprintf(j->reason, sizeof(j->reason), "unknown user");
+		return;
+	}
+	int v = password_verify(u.hash, j->password);
+	j->result = v == 1 ? 1 : 0;
+	snprintf(j->reason, sizeof(j->reason), v == 1 ? "ok" : v == 0 ? "wrong password" :
+								     "unusable password hash");
+	explicit_bzero(&u, sizeof(u));
+}
+
+/* Loop thread: report the outcome. */
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct smtp_session *s = j->s;
+	s->job_running = 0;
+	explicit_bzero(j->password, strlen(j->password));
+	free(j->password);
+	if (s->closing) {
+		free(j);
+		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		return;
+	}
+	smtp_set_state(s, SMTP_ST_READY);
+	if (j->result == 1) {
+		snprintf(s->auth_user, sizeof(s->auth_user), "%s", j->user);
+		log_info("sess=%016llx proto=smtp event=login result=ok user=%s ip=%s",
+			 (unsigned long long)s->base.id, s->auth_user, s->base.peer_ip);
+		smtp_reply(s, "235 2.7.0 Authentication successful");
+	} else if (j->result == 0) {
+		char esc[128];
+		log_info("sess=%016llx proto=smtp event=login result=failed reason=\"%s\" user=\"%s\" "
+			 "ip=%s", (unsigned long long)s->base.id, j->reason,
+			 log_escape(j->user, strlen(j->user), esc, sizeof(esc)), s->base.peer_ip);
+		smtp_reply(s, "535 5.7.8 Authentication failed: the user name or password is wrong "
+			      "(the user name is your full email address)");
+		s->auth_failures++;
+		smtp_count_error(s);
+	} else {
+		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
+	}
+	free(j);
+	conn_pause_read(&s->conn, 0);
+	conn_flush(&s->conn);
+}
+
+/* Hand the credentials to the pool; the session waits. */
+static void auth_submit(struct smtp_session *s, const char *user, const char *password)
+{
+	struct auth_job *j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->password = strdup(password)) == NULL) {
+		free(j);
+		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
+		return;
+	}
+	j->s = s;
+	snprintf(j->data_dir, sizeof(j->data_dir), "%s", s->base.w->cfg->data_dir);
+	/* the login name is the full address, matched without regard to case */
+	size_t i = 0;
+	for (; user[i] && i < sizeof(j->user) - 1; i++)
+		j->user[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') : user[i];
+	j->user[i] = '\0';
+	if (pool_submit(s->base.w->pool, auth_work, auth_done, j) < 0) {
+		explicit_bzero(j->password, strlen(j->password));
+		free(j->password);
+		free(j);
+		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
+		return;
+	}
+	s->job_running = 1;
+	smtp_set_state(s, SMTP_ST_BUSY);
+	conn_pause_read(&s->conn, 1);
+}
+
+/* Decode one base64 SASL line into out (NUL-terminated). -1 if invalid. */
+static ssize_t auth_decode(const char *in, char *out, size_t outcap)
+{
+	if (strcmp(in, "=") == 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	ssize_t n = base64_decode(in, strlen(in), (unsigned char *)out, outcap - 1);
+	if (n < 0)
+		return -1;
+	out[n] = '\0';
+	return n;
+}
+
+/* A complete PLAIN response: authzid NUL authcid NUL passwd. */
+static void auth_plain(struct smtp_session *s, const char *b64)
+{
+	char buf[SMTP_AUTH_LINE_MAX];
+	ssize_t n = auth_decode(b64, buf, sizeof(buf));
+	if (n < 0) {
+		smtp_reply(s, "501 5.5.2 Cannot decode the AUTH PLAIN response (invalid base64)");
+		smtp_count_error(s);
+		smtp_set_state(s, SMTP_ST_READY);
+		return;
+	}
+	const char *authz = buf;
+	const char *nul1 = memchr(buf, '\0', (size_t)n);
+	const char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
+	if (nul1 == NULL || nul2 == NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		smtp_reply(s, "501 5.5.2 Malformed AUTH PLAIN response");
+		smtp_count_error(s);
+		smtp_set_state(s, SMTP_ST_READY);
+		return;
+	}
+	const char *authc = nul1 + 1, *pass = nul2 + 1;
+	if (*authz && strcasecmp(authz, authc) != 0) {
+		explicit_bzero(buf, sizeof(buf));
+		smtp_reply(s, "535 5.7.8 Authentication failed: logging in on behalf of another user "
+			      "is not allowed");
+		smtp_count_error(s);
+		smtp_set_state(s, SMTP_ST_READY);
+		return;
+	}
+	char pw[SMTP_AUTH_LINE_MAX];
+	size_t pl = (size_t)(buf + n - pass);
+	memcpy(pw, pass, pl);
+	pw[pl] = '\0';
+	auth_submit(s, authc, pw);
+	explicit_bzero(pw, sizeof(pw));
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* A SASL continuation line. */
+static void auth_continue(struct smtp_session *s, const char *line)
+{
+	if (strcmp(line, "*") == 0) {
+		smtp_auth_clear(s);
+		smtp_set_state(s, SMTP_ST_READY);
+		smtp_reply(s, "501 5.0.0 Authentication cancelled");
+		return;
+	}
+	if (s->auth_mech == 1) {
+		s->auth_mech = 0;
+		smtp_set_state(s, SMTP_ST_READY);
+		auth_plain(s, line);
+		return;
+	}
+	/* LOGIN */
+	char buf[SMTP_AUTH_LINE_MAX];
+	if (auth_decode(line, buf, sizeof(buf)) < 0 || strlen(buf) >= SMTP_ADDR_MAX) {
+		smtp_auth_clear(s);
+		smtp_set_state(s, SMTP_ST_READY);
+		smtp_reply(s, "501 5.5.2 Cannot decode the AUTH LOGIN response (invalid base64)");
+		smtp_count_error(s);
+		return;
+	}
+	if (s->auth_step == 0) {
+		snprintf(s->auth_login_user, sizeof(s->auth_login_user), "%s", buf);
+		s->auth_step = 1;
+		smtp_reply(s, "334 UGFzc3dvcmQ6");
+		return;
+	}
+	char user[SMTP_ADDR_MAX];
+	snprintf(user, sizeof(user), "%s", s->auth_login_user);
+	smtp_auth_clear(s);
+	smtp_set_state(s, SMTP_ST_READY);
+	auth_submit(s, user, buf);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* AUTH mechanism [initial-response]. */
+static void cmd_auth(struct smtp_session *s, char *args)
+{
+	if (s->auth_user[0]) {
+		smtp_reply(s, "503 5.5.1 Already authenticated");
+		return;
+	}
+	char *ir = strchr(args, ' ');
+	if (ir)
+		*ir++ = '\0';
+	if (strcasecmp(args, "PLAIN") == 0) {
+		if (ir && *ir) {
+			auth_plain(s, ir);
+			return;
+		}
+		s->auth_mech = 1;
+		smtp_set_state(s, SMTP_ST_AUTH);
+		smtp_reply(s, "334 ");
+		return;
+	}
+	if (strcasecmp(args, "LOGIN") == 0) {
+		s->auth_mech = 2;
+		s->auth_step = 0;
+		smtp_set_state(s, SMTP_ST_AUTH);
+		if (ir && *ir) {
+			auth_continue(s, ir);
+			return;
+		}
+		smtp_reply(s, "334 VXNlcm5hbWU6");
+		return;
+	}
+	smtp_reply(s, "504 5.5.4 Unsupported authentication mechanism; use PLAIN or LOGIN");
+	smtp_count_error(s);
+}
+
+/* ---- dispatch ---- */
+
+static const struct smtp_cmd smtp_cmds[] = {
+	/* verb        allowed states                            needs              handler */
+	{ "EHLO",     ST_ANY_CMD,                                0,                 cmd_ehlo },
+	{ "HELO",     ST_ANY_CMD,                                0,                 cmd_helo },
+	{ "STARTTLS", ST_NOTX,                                   NEED_NOT_TLS,      cmd_starttls },
+	{ "AUTH",     1u << SMTP_ST_READY,                       NEED_SUBMISSION | NEED_TLS_IF_SUBM,
+								  cmd_auth },
+	{ "MAIL",     1u << SMTP_ST_READY,                       NEED_TLS_IF_SUBM | NEED_AUTH_IF_SUBM,
+								  cmd_mail },
+	{ "RCPT",     (1u << SMTP_ST_MAIL) | (1u << SMTP_ST_RCPT), 0,               cmd_rcpt },
+	{ "DATA",     1u << SMTP_ST_RCPT,                        0,                 cmd_data },
+	{ "BDAT",     ST_ANY_CMD,                                0,                 cmd_bdat },
+	{ "RSET",     ST_ANY_CMD,                                0,                 cmd_rset },
+	{ "NOOP",     ST_ANY_CMD,                                0,                 cmd_noop },
+	{ "QUIT",     ST_ANY_CMD,                                0,                 cmd_quit },
+	{ "VRFY",     ST_ANY_CMD,                                0,                 cmd_vrfy },
+	{ "EXPN",     ST_ANY_CMD,                                0,                 cmd_expn },
+	{ "HELP",     ST_ANY_CMD,                                0,                 cmd_help },
+};
+
+/* Refuse a command given in the wrong state, saying what comes first. */
+static void smtp_bad_sequence(struct smtp_session *s, const char *verb)
+{
+	if (s->st == SMTP_ST_GREET)
+		smtp_reply(s, "503 5.5.1 Send EHLO (or HELO) first");
+	else if (strcmp(verb, "MAIL") == 0)
+		smtp_reply(s, "503 5.5.1 Nested MAIL command: finish or RSET the current message");
+	else if (strcmp(verb, "RCPT") == 0)
+		smtp_reply(s, "503 5.5.1 Send MAIL FROM before RCPT TO");
+	else if (strcmp(verb, "DATA") == 0 && s->st == SMTP_ST_MAIL)
+		smtp_reply(s, "554 5.5.1 No valid recipients");
+	else if (strcmp(verb, "DATA") == 0)
+		smtp_reply(s, "503 5.5.1 Send MAIL FROM and RCPT TO before DATA");
+	else if (strcmp(verb, "STARTTLS") == 0 || strcmp(verb, "AUTH") == 0)
+		smtp_reply(s, "503 5.5.1 %s is not allowed during a mail transaction", verb);
+	else
+		smtp_reply(s, "503 5.5.1 Bad sequence of commands");
+	smtp_count_error(s);
+}
+
+/* Run one command line. */
+static void smtp_dispatch(struct smtp_session *s, char *line)
+{
+	char *args = line;
+	while (*args && *args != ' ')
+		args++;
+	size_t vlen = (size_t)(args - line);
+	if (*args)
+		*args++ = '\0';
+	for (size_t i = 0; i < sizeof(smtp_cmds) / sizeof(smtp_cmds[0]); i++) {
+		const struct smtp_cmd *c = &smtp_cmds[i];
+		if (strlen(c->verb) != vlen || strcasecmp(c->verb, line) != 0)
+			continue;
+		const struct listener_conf *lc = s->base.lc;
+		if (log_debug_enabled())
+			log_debug("sess=%016llx proto=smtp cmd=%s", (unsigned long long)s->base.id,
+				  c->verb);
+		if (!(c->states & (1u << s->st))) {
+			smtp_bad_sequence(s, c->verb);
+			return;
+		}
+		if ((c->needs & NEED_NOT_TLS) && s->tls) {
+			smtp_reply(s, "503 5.5.1 TLS is already active");
+			smtp_count_error(s);
+			return;
+		}
+		if ((c->needs & NEED_SUBMISSION) && !lc->submission) {
+			smtp_reply(s, "503 5.5.1 AUTH is not offered on this port; log in on the "
+				      "submission port 587 or 465");
+			smtp_count_error(s);
+			return;
+		}
+		if ((c->needs & NEED_TLS_IF_SUBM) && lc->submission && !s->tls) {
+			smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first: turn on "
+				      "encryption (STARTTLS) in your mail program");
+			smtp_count_error(s);
+			return;
+		}
+		if ((c->needs & NEED_AUTH_IF_SUBM) && lc->submission && !s->auth_user[0]) {
+			smtp_reply(s, "530 5.7.0 Authentication required: log in with your full email "
+				      "address and password");
+			smtp_count_error(s);
+			return;
+		}
+		c->fn(s, args);
+		return;
+	}
+	char esc[128];
+	log_info("sess=%016llx proto=smtp event=unknown-command cmd=\"%s\"",
+		 (unsigned long long)s->base.id, log_escape(line, strlen(line), esc, sizeof(esc)));
+	smtp_reply(s, "500 5.5.2 Command not recognized");
+	smtp_count_error(s);
+}
+
+/* Work through buffered input: command lines, SASL lines, message data. */
+static void smtp_process(struct smtp_session *s)
+{
+	struct conn *c = &s->conn;
+	static char line[SMTP_AUTH_LINE_MAX + 1];
+	while (!s->closing && c->fd >= 0) {
+		if (s->st == SMTP_ST_BUSY || c->tls_state == CONN_TLS_HANDSHAKE ||
+		    c->want_tls_after_flush)
+			break;
+		if (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT) {
+			size_t n = s->st == SMTP_ST_DATA ? smtp_data_feed(s, c->in.data, c->in.len) :
+							  smtp_bdat_feed(s, c->in.data, c->in.len);
+			buf_consume(&c->in, n);
+			if (n > 0)
+				smtp_arm_timer(s);
+			if (n == 0 && s->st != SMTP_ST_BUSY && s->st != SMTP_ST_READY &&
+			    s->st != SMTP_ST_RCPT)
+				break;
+			continue;
+		}
+		const char *l;
+		size_t len, consumed;
+		s->lr.max = s->st == SMTP_ST_AUTH ? SMTP_AUTH_LINE_MAX : s->base.lc->line_length_limit;
+		enum rl r = linereader_next(&s->lr, c->in.data, c->in.len, &l, &len, &consumed);
+		if (r == RL_MORE) {
+			buf_consume(&c->in, consumed);
+			if (consumed == 0)
+				break;
+			continue;
+		}
+		if (r == RL_TOOLONG) {
+			buf_consume(&c->in, consumed);
+			smtp_reply(s, "500 5.5.2 Line too long: the limit is %zu octets",
+				   s->lr.max);
+			if (s->st == SMTP_ST_AUTH) {
+				smtp_auth_clear(s);
+				smtp_set_state(s, SMTP_ST_READY);
+			}
+			smtp_count_error(s);
+			continue;
+		}
+		int has_nul = memchr(l, '\0', len) != NULL;
+		memcpy(line, l, len);
+		line[len] = '\0';
+		buf_consume(&c->in, consumed);
+		smtp_arm_timer(s);
+		if (has_nul) {
+			smtp_reply(s, "500 5.5.2 NUL characters are not allowed in commands");
+			smtp_count_error(s);
+			continue;
+		}
+		if (s->st == SMTP_ST_AUTH)
+			auth_continue(s, line);
+		else
+			smtp_dispatch(s, line);
+		explicit_bzero(line, len);
+	}
+}
