@@ -10,6 +10,10 @@
 #ifndef POSTINO_PASSWORD_H
 #define POSTINO_PASSWORD_H
 
+/* Longest password the crypt(3) forms take (libxcrypt's CRYPT_MAX_PASSPHRASE_SIZE - 1): longer
+ * ones cannot be hashed (password_hash gives NULL) and never match a crypt(3) hash (0). */
+#define PASSWORD_MAX 511
+
 /* Hash a new password with yescrypt. Returns a malloc'd string, or NULL on failure. */
 char *password_hash(const char *password);
 

@@ -56,7 +56,7 @@ static int master_listen(const char *addr, unsigned port, const char *name)
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
 				  .ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV };
 	struct addrinfo *res;
-	char portstr[8];
+	char portstr[16];
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	int r = getaddrinfo(strcmp(addr, "*") == 0 ? NULL : addr, portstr, &hints, &res);
 	if (r != 0) {
@@ -200,9 +200,12 @@ static void master_spawn_all(void)
 	}
 }
 
-/* Remove leftovers of interrupted receptions: nothing in <data>/tmp was ever acknowledged. */
-static void master_clean_tmp(const struct config *cfg)
+/* Remove leftovers of interrupted receptions (of one dead worker, or pid 0 for all): nothing in
+ * <data>/tmp was ever acknowledged with a 250. */
+static void master_clean_tmp(const struct config *cfg, pid_t pid)
 {
+	char prefix[32];
+	snprintf(prefix, sizeof(prefix), pid ? "in.%d." : "in.", (int)pid);
 	char dir[CONFIG_PATH_MAX + 8];
 	snprintf(dir, sizeof(dir), "%s/tmp", cfg->data_dir);
 	DIR *d = opendir(dir);
@@ -210,7 +213,7 @@ static void master_clean_tmp(const struct config *cfg)
 		return;
 	struct dirent *e;
 	while ((e = readdir(d)) != NULL)
-		if (strncmp(e->d_name, "in.", 3) == 0)
+		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
 			unlinkat(dirfd(d), e->d_name, 0);
 	closedir(d);
 }
@@ -240,7 +243,7 @@ int master_main(const char *config_path)
 	current->refs = 1;   /* held by the master while current */
 	if (current->cfg->log_debug)
 		log_set_level(LOG_DEBUG);
-	master_clean_tmp(current->cfg);
+	master_clean_tmp(current->cfg, 0);
 	master_spawn_all();
 	log_info("event=started hostname=%s workers=%u config=%s", current->cfg->hostname,
 		 current->cfg->workers, config_path);
@@ -282,6 +285,7 @@ int master_main(const char *config_path)
 					slots[i].pid = 0;
 					slots[i].gen = NULL;
 					iptable_clear_worker(ipt, i);
+					master_clean_tmp(g->cfg, pid);
 					if (!expected) {
 						log_warn("event=worker-died index=%u pid=%d status=%s%d",
 							 i, (int)pid, WIFSIGNALED(status) ? "signal " :

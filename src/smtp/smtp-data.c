@@ -129,7 +129,9 @@ int smtp_data_begin(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	const struct config *cfg = s->base.w->cfg;
-	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.XXXXXX", cfg->data_dir);
+	/* the pid in the name lets the master clean up after a worker that died */
+	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.%d.XXXXXX", cfg->data_dir,
+		 (int)getpid());
 	tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
 	if (tx->fd < 0) {
 		log_warn("sess=%016llx proto=smtp event=tmpfile-failed path=%s error=\"%s\"",
@@ -142,8 +144,8 @@ int smtp_data_begin(struct smtp_session *s)
 	buf_init(&tx->headers, SMTP_HEADER_CAPTURE_MAX);
 	tx->at_line_start = 1;
 	tx->prev_crlf = 1;
-	char id[17], date[64];
-	smtp_new_id(id);
+	char date[64];
+	smtp_new_id(tx->id);
 	smtp_date(date, sizeof(date));
 	const char *proto = !s->esmtp ? "SMTP" : s->tls && s->auth_user[0] ? "ESMTPSA" :
 			    s->tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
@@ -154,7 +156,7 @@ int smtp_data_begin(struct smtp_session *s)
 	buf_init(&h, 8192);
 	buf_appendf(&h, "Return-Path: <%s>\r\n", tx->null_sender ? "" : tx->from);
 	buf_appendf(&h, "Received: from %s ([%s])\r\n\tby %s (postino) with %s id %s", s->helo,
-		    s->base.peer_ip, cfg->hostname, proto, id);
+		    s->base.peer_ip, cfg->hostname, proto, tx->id);
 	if (s->tls)
 		buf_appendf(&h, "\r\n\t(%s)", s->tls_info);
 	if (s->auth_user[0])
@@ -342,7 +344,7 @@ struct deliver_job {
 	struct smtp_tx *tx;
 	char id[17];
 	int result;                /* 0 ok, -1 temporary failure */
-	char why[200];
+	char why[1024];
 	unsigned delivered, spooled;
 };
 
@@ -522,7 +524,7 @@ void smtp_data_finish(struct smtp_session *s)
 	j->s = s;
 	j->cfg = s->base.w->cfg;
 	j->tx = tx;
-	smtp_new_id(j->id);
+	memcpy(j->id, tx->id, sizeof(j->id));
 	s->tx = NULL;
 	if (pool_submit(s->base.w->pool, deliver_work, deliver_done, j) < 0) {
 		s->tx = tx;

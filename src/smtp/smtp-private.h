@@ -41,6 +41,7 @@ struct smtp_target {
 };
 
 struct smtp_tx {
+	char id[17];                  /* in Received:, the 250 reply, logs and the queue file name */
 	char from[SMTP_ADDR_MAX];
 	int null_sender;
 	int smtputf8;
