@@ -1037,7 +1037,7 @@ static void auth_continue(struct smtp_session *s, const char *line)
 		return;
 	}
 	if (s->auth_step == 0) {
-		snprintf(s->auth_login_user, sizeof(s->auth_login_user), "%s", buf);
+		memcpy(s->auth_login_user, buf, strlen(buf) + 1);   /* length checked above */
 		s->auth_step = 1;
 		smtp_reply(s, "334 UGFzc3dvcmQ6");
 		return;
