@@ -16,9 +16,9 @@
 
 #include "acctdb.h"
 #include "addr.h"
+#include "auth-verify.h"
 #include "base64.h"
 #include "log.h"
-#include "password.h"
 #include "pool.h"
 #include "tls.h"
 
@@ -850,83 +850,35 @@ static void cmd_help(struct smtp_session *s, char *args)
 
 /* ---- AUTH ---- */
 
-struct auth_job {
-	struct smtp_session *s;
-	char data_dir[CONFIG_PATH_MAX];
-	char user[SMTP_ADDR_MAX];
-	char *password;
-	int result;               /* 1 ok, 0 bad credentials, -1 temporary failure */
-	char reason[64];
-};
-
-static __thread struct acctdb *pool_db;   /* one handle per pool thread */
-
-/* Pool thread: look the account up and check the password. */
-static void auth_work(void *arg)
+/* Loop thread: the outcome of a login check. */
+static void auth_done(void *ctx, const struct auth_result *r)
 {
-	struct auth_job *j = arg;
-	const char *err;
-	struct acct_user u;
-	if (pool_db == NULL) {
-		char path[CONFIG_PATH_MAX + 16];
-		snprintf(path, sizeof(path), "%s/system.db", j->data_dir);
-		if (acctdb_open(path, 0, &pool_db, &err) < 0) {
-			j->result = -1;
-			return;
-		}
-	}
-	int r = acctdb_user_get(pool_db, j->user, &u, &err);
-	if (r < 0) {
-		j->result = -1;
-		return;
-	}
-	if (r == 0) {
-		/* spend the same time as a real check so user names cannot be probed by timing */
-		password_verify("$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd"
-				".RhAtQ7", j->password);
-		j->result = 0;
-		snprintf(j->reason, sizeof(j->reason), "unknown user");
-		return;
-	}
-	int v = password_verify(u.hash, j->password);
-	j->result = v == 1 ? 1 : 0;
-	snprintf(j->reason, sizeof(j->reason), v == 1 ? "ok" : v == 0 ? "wrong password" :
-								     "unusable password hash");
-	explicit_bzero(&u, sizeof(u));
-}
-
-/* Loop thread: report the outcome. */
-static void auth_done(void *arg)
-{
-	struct auth_job *j = arg;
-	struct smtp_session *s = j->s;
+	struct smtp_session *s = ctx;
 	s->job_running = 0;
-	explicit_bzero(j->password, strlen(j->password));
-	free(j->password);
 	if (s->closing) {
-		free(j);
 		ev_defer(s->base.w->loop, smtp_session_reap, s);
 		return;
 	}
 	smtp_set_state(s, SMTP_ST_READY);
-	if (j->result == 1) {
-		snprintf(s->auth_user, sizeof(s->auth_user), "%s", j->user);
+	if (r->result == 1) {
+		snprintf(s->auth_user, sizeof(s->auth_user), "%s", r->user);
 		log_info("sess=%016llx proto=smtp event=login result=ok user=%s ip=%s",
 			 (unsigned long long)s->base.id, s->auth_user, s->base.peer_ip);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
-	} else if (j->result == 0) {
+	} else if (r->result == 0) {
 		char esc[128];
 		log_info("sess=%016llx proto=smtp event=login result=failed reason=\"%s\" user=\"%s\" "
-			 "ip=%s", (unsigned long long)s->base.id, j->reason,
-			 log_escape(j->user, strlen(j->user), esc, sizeof(esc)), s->base.peer_ip);
+			 "ip=%s", (unsigned long long)s->base.id, r->reason,
+			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
 		smtp_reply(s, "535 5.7.8 Authentication failed: the user name or password is wrong "
 			      "(the user name is your full email address)");
 		s->auth_failures++;
 		smtp_count_error(s);
 	} else {
+		log_warn("sess=%016llx proto=smtp event=login result=tempfail reason=\"%s\"",
+			 (unsigned long long)s->base.id, r->reason);
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 	}
-	free(j);
 	conn_pause_read(&s->conn, 0);
 	conn_flush(&s->conn);
 }
@@ -934,23 +886,8 @@ static void auth_done(void *arg)
 /* Hand the credentials to the pool; the session waits. */
 static void auth_submit(struct smtp_session *s, const char *user, const char *password)
 {
-	struct auth_job *j = calloc(1, sizeof(*j));
-	if (j == NULL || (j->password = strdup(password)) == NULL) {
-		free(j);
-		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
-		return;
-	}
-	j->s = s;
-	snprintf(j->data_dir, sizeof(j->data_dir), "%s", s->base.w->cfg->data_dir);
-	/* the login name is the full address, matched without regard to case */
-	size_t i = 0;
-	for (; user[i] && i < sizeof(j->user) - 1; i++)
-		j->user[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') : user[i];
-	j->user[i] = '\0';
-	if (pool_submit(s->base.w->pool, auth_work, auth_done, j) < 0) {
-		explicit_bzero(j->password, strlen(j->password));
-		free(j->password);
-		free(j);
+	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, password, auth_done,
+			       s) < 0) {
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 		return;
 	}
@@ -976,40 +913,20 @@ static ssize_t auth_decode(const char *in, char *out, size_t outcap)
 /* A complete PLAIN response: authzid NUL authcid NUL passwd. */
 static void auth_plain(struct smtp_session *s, const char *b64)
 {
-	char buf[SMTP_AUTH_LINE_MAX];
-	ssize_t n = auth_decode(b64, buf, sizeof(buf));
-	if (n < 0) {
-		smtp_reply(s, "501 5.5.2 Cannot decode the AUTH PLAIN response (invalid base64)");
-		smtp_count_error(s);
-		smtp_set_state(s, SMTP_ST_READY);
-		return;
-	}
-	const char *authz = buf;
-	const char *nul1 = memchr(buf, '\0', (size_t)n);
-	const char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
-	if (nul1 == NULL || nul2 == NULL) {
-		explicit_bzero(buf, sizeof(buf));
-		smtp_reply(s, "501 5.5.2 Malformed AUTH PLAIN response");
-		smtp_count_error(s);
-		smtp_set_state(s, SMTP_ST_READY);
-		return;
-	}
-	const char *authc = nul1 + 1, *pass = nul2 + 1;
-	if (*authz && strcasecmp(authz, authc) != 0) {
-		explicit_bzero(buf, sizeof(buf));
+	char user[SMTP_ADDR_MAX], pw[1024];
+	int r = sasl_plain_decode(b64, user, sizeof(user), pw, sizeof(pw));
+	smtp_set_state(s, SMTP_ST_READY);
+	if (r == -2) {
 		smtp_reply(s, "535 5.7.8 Authentication failed: logging in on behalf of another user "
 			      "is not allowed");
 		smtp_count_error(s);
-		smtp_set_state(s, SMTP_ST_READY);
-		return;
+	} else if (r < 0) {
+		smtp_reply(s, "501 5.5.2 Cannot decode the AUTH PLAIN response");
+		smtp_count_error(s);
+	} else {
+		auth_submit(s, user, pw);
 	}
-	char pw[SMTP_AUTH_LINE_MAX];
-	size_t pl = (size_t)(buf + n - pass);
-	memcpy(pw, pass, pl);
-	pw[pl] = '\0';
-	auth_submit(s, authc, pw);
 	explicit_bzero(pw, sizeof(pw));
-	explicit_bzero(buf, sizeof(buf));
 }
 
 /* A SASL continuation line. */

@@ -1,0 +1,127 @@
+/* auth-verify.c - login checks on the thread pool. */
+#include "auth-verify.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "acctdb.h"
+#include "base64.h"
+#include "config.h"
+#include "password.h"
+#include "pool.h"
+
+struct auth_job {
+	char data_dir[CONFIG_PATH_MAX];
+	char *password;
+	auth_verify_cb *cb;
+	void *ctx;
+	struct auth_result r;
+};
+
+static __thread struct acctdb *pool_db;   /* one handle per pool thread */
+
+/* A hash of a random password, verified when the user does not exist. */
+#define AUTH_DUMMY_HASH "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
+
+/* Pool thread: look the account up and check the password. */
+static void auth_work(void *arg)
+{
+	struct auth_job *j = arg;
+	const char *err;
+	struct acct_user u;
+	if (pool_db == NULL) {
+		char path[CONFIG_PATH_MAX + 16];
+		snprintf(path, sizeof(path), "%s/system.db", j->data_dir);
+		if (acctdb_open(path, 0, &pool_db, &err) < 0) {
+			pool_db = NULL;
+			j->r.result = -1;
+			j->r.reason = "account database unavailable";
+			return;
+		}
+	}
+	int r = acctdb_user_get(pool_db, j->r.user, &u, &err);
+	if (r < 0) {
+		j->r.result = -1;
+		j->r.reason = "account database error";
+		return;
+	}
+	if (r == 0) {
+		password_verify(AUTH_DUMMY_HASH, j->password);
+		j->r.result = 0;
+		j->r.reason = "unknown user";
+		return;
+	}
+	int v = password_verify(u.hash, j->password);
+	j->r.result = v == 1 ? 1 : 0;
+	j->r.reason = v == 1 ? "ok" : v == 0 ? "wrong password" : "unusable password hash";
+	explicit_bzero(&u, sizeof(u));
+}
+
+/* Loop thread: hand the outcome to the session. */
+static void auth_done(void *arg)
+{
+	struct auth_job *j = arg;
+	explicit_bzero(j->password, strlen(j->password));
+	free(j->password);
+	j->cb(j->ctx, &j->r);
+	free(j);
+}
+
+/* Queue a check. */
+int auth_verify_submit(struct pool *pool, const char *data_dir, const char *user,
+		       const char *password, auth_verify_cb *cb, void *ctx)
+{
+	struct auth_job *j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->password = strdup(password)) == NULL) {
+		free(j);
+		return -1;
+	}
+	snprintf(j->data_dir, sizeof(j->data_dir), "%s", data_dir);
+	size_t i = 0;
+	for (; user[i] && i < sizeof(j->r.user) - 1; i++)
+		j->r.user[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') :
+								   user[i];
+	j->r.user[i] = '\0';
+	j->cb = cb;
+	j->ctx = ctx;
+	if (pool_submit(pool, auth_work, auth_done, j) < 0) {
+		explicit_bzero(j->password, strlen(j->password));
+		free(j->password);
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+/* Decode SASL PLAIN. */
+int sasl_plain_decode(const char *b64, char *authc, size_t authclen, char *pass, size_t passlen)
+{
+	unsigned char buf[4096];
+	ssize_t n = base64_decode(b64, strlen(b64), buf, sizeof(buf) - 1);
+	if (n < 0)
+		return -1;
+	buf[n] = '\0';
+	const unsigned char *nul1 = memchr(buf, '\0', (size_t)n);
+	const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
+	int rc = 0;
+	if (nul1 == NULL || nul2 == NULL) {
+		rc = -1;
+	} else {
+		const char *az = (const char *)buf, *ac = (const char *)nul1 + 1,
+			   *pw = (const char *)nul2 + 1;
+		size_t pl = (size_t)(buf + n - nul2 - 1);
+		if (*az && strcasecmp(az, ac) != 0)
+			rc = -2;
+		else if (strlen(ac) >= authclen || pl >= passlen || *ac == '\0')
+			rc = -1;
+		else {
+			memcpy(authc, ac, strlen(ac) + 1);
+			memcpy(pass, pw, pl);
+			pass[pl] = '\0';
+		}
+	}
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}

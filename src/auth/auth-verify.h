@@ -1,0 +1,30 @@
+/* auth-verify.h - check a login (address + password) off the event loop.
+ *
+ * The lookup and the password hash run on the worker's thread pool; cb runs on the loop thread
+ * with the outcome. The login name is the full address, matched without regard to case. An
+ * unknown user costs the same time as a wrong password, so names cannot be probed by timing.
+ */
+#ifndef POSTINO_AUTH_VERIFY_H
+#define POSTINO_AUTH_VERIFY_H
+
+#include <stddef.h>
+
+struct pool;
+
+struct auth_result {
+	int result;              /* 1 ok, 0 bad credentials, -1 temporary failure */
+	char user[321];          /* the normalized (lower-case) login name */
+	const char *reason;      /* "ok", "unknown user", "wrong password", ... (static) */
+};
+
+typedef void auth_verify_cb(void *ctx, const struct auth_result *r);
+
+/* Queue a check. The password is copied (and wiped after use). 0 queued, -1 out of memory. */
+int auth_verify_submit(struct pool *pool, const char *data_dir, const char *user,
+		       const char *password, auth_verify_cb *cb, void *ctx);
+
+/* Decode a SASL PLAIN response (base64 of authzid NUL authcid NUL passwd) into authc and pass.
+ * Returns 0, -1 malformed (bad base64 or layout), -2 authzid names another user. */
+int sasl_plain_decode(const char *b64, char *authc, size_t authclen, char *pass, size_t passlen);
+
+#endif
