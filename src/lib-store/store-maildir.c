@@ -5,6 +5,7 @@
  * removes what that call made visible.
  */
 #include "store.h"
+#include "wire.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -172,7 +173,10 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
 	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"
-	" in_new INTEGER NOT NULL DEFAULT 1, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;";
+	" in_new INTEGER NOT NULL DEFAULT 1, wire_size INTEGER NOT NULL DEFAULT 0,"
+	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	"CREATE TABLE IF NOT EXISTS expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));";
 
 /* Open index.db with our pragmas. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
@@ -362,7 +366,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 	}
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
-			       "in_new FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
+			       "in_new, wire_size FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list messages");
 	sqlite3_bind_int64(st, 1, mb.id);
@@ -385,6 +389,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 		m->size = (uint64_t)sqlite3_column_int64(st, 4);
 		snprintf(m->filename, sizeof(m->filename), "%s", sqlite3_column_text(st, 5));
 		m->in_new = sqlite3_column_int(st, 6);
+		m->wire_size = (uint64_t)sqlite3_column_int64(st, 7);
 	}
 	sqlite3_finalize(st);
 	*msgs_r = v;
@@ -489,8 +494,8 @@ static void maildir_name(char *out, size_t outlen, uint64_t size)
 /* Add an index row for a file already in new/ or cur/: UID = UIDNEXT, MODSEQ bumped.
  * Runs inside the caller's transaction. */
 static int index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
-			unsigned flags, time_t internaldate, uint64_t size, uint32_t *uid_r,
-			const char **err_r)
+			unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
+			uint32_t *uid_r, const char **err_r)
 {
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT uidnext, highestmodseq FROM mailboxes WHERE id = ?",
@@ -520,8 +525,8 @@ static int index_insert(struct store_account *a, int64_t box_id, const char *fna
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "update UIDNEXT");
 	if (sqlite3_prepare_v2(a->db, "INSERT INTO messages(mailbox_id, uid, filename, flags, "
-			       "modseq, internaldate, size, savedate, in_new) VALUES "
-			       "(?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
+			       "modseq, internaldate, size, savedate, in_new, wire_size) VALUES "
+			       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "insert message row");
 	sqlite3_bind_int64(st, 1, box_id);
 	sqlite3_bind_int64(st, 2, uid);
@@ -532,6 +537,7 @@ static int index_insert(struct store_account *a, int64_t box_id, const char *fna
 	sqlite3_bind_int64(st, 7, (int64_t)size);
 	sqlite3_bind_int64(st, 8, (int64_t)time(NULL));
 	sqlite3_bind_int(st, 9, in_new);
+	sqlite3_bind_int64(st, 10, (int64_t)wire_size);
 	r = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
@@ -561,6 +567,9 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		*err_r = a->err;
 		return -1;
 	}
+	int64_t wire = wire_size_fd(src_fd);   /* POP3's LIST size, computed once */
+	if (wire < 0)
+		return store_fail(a, err_r, "read message");
 	maildir_name(fname, sizeof(fname), size);
 	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname);
 	snprintf(dst, sizeof(dst), "%s/new/%s", dir, fname);
@@ -593,7 +602,8 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		store_dbfail(a, err_r, "begin index transaction");
 		goto undo;
 	}
-	if (index_insert(a, mb.id, fname, 1, flags, internaldate, size, uid_r, err_r) < 0) {
+	if (index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, uid_r,
+			 err_r) < 0) {
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 		goto undo;
 	}
@@ -607,6 +617,131 @@ undo:
 	unlink(dst);
 	fsync_dir(newdir);
 	return -1;
+}
+
+/* Was this file name expunged from the mailbox? */
+static int store_was_expunged(struct store_account *a, int64_t box_id, const char *fname)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT 1 FROM expunged WHERE mailbox_id = ? AND filename = ?",
+			       -1, &st, NULL) != SQLITE_OK)
+		return 0;
+	sqlite3_bind_int64(st, 1, box_id);
+	sqlite3_bind_text(st, 2, fname, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st) == SQLITE_ROW;
+	sqlite3_finalize(st);
+	return r;
+}
+
+/* Path of a listed message. */
+int store_message_path(struct store_account *a, const char *box, const struct store_msg_info *m,
+		       char *out, size_t outlen)
+{
+	char dir[4300];
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
+		return -1;
+	int n = snprintf(out, outlen, "%s/%s/%s", dir, m->in_new ? "new" : "cur", m->filename);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* The account directory. */
+const char *store_account_root(const struct store_account *a)
+{
+	return a->root;
+}
+
+/* Expunge by UID: commit the index change first, then remove the files. */
+int store_expunge(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
+		  const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300];
+	int r = store_mailbox_get(a, box, &mb, err_r);
+	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		if (r == 0) {
+			snprintf(a->err, sizeof(a->err), "no such mailbox");
+			*err_r = a->err;
+		}
+		return -1;
+	}
+	char **paths = calloc(n + 1, sizeof(*paths));
+	if (paths == NULL) {
+		*err_r = "out of memory";
+		return -1;
+	}
+	size_t np = 0;
+	int rc = 0;
+	sqlite3_stmt *sel = NULL, *del = NULL, *rec = NULL, *upd = NULL;
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(paths);
+		return store_dbfail(a, err_r, "begin expunge");
+	}
+	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new FROM messages WHERE mailbox_id = ? "
+			       "AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
+			       &del, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
+			       "filename) VALUES (?, ?, ?, ?)", -1, &rec, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1,
+			       &upd, NULL) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "prepare expunge");
+		goto out;
+	}
+	uint64_t modseq = mb.highestmodseq + 1;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(sel);
+		sqlite3_bind_int64(sel, 1, mb.id);
+		sqlite3_bind_int64(sel, 2, uids[i]);
+		if (sqlite3_step(sel) != SQLITE_ROW)
+			continue;
+		char p[4700];
+		snprintf(p, sizeof(p), "%s/%s/%s", dir, sqlite3_column_int(sel, 1) ? "new" : "cur",
+			 sqlite3_column_text(sel, 0));
+		sqlite3_reset(rec);
+		sqlite3_bind_int64(rec, 1, mb.id);
+		sqlite3_bind_int64(rec, 2, uids[i]);
+		sqlite3_bind_int64(rec, 3, (int64_t)modseq);
+		sqlite3_bind_text(rec, 4, (const char *)sqlite3_column_text(sel, 0), -1,
+				  SQLITE_TRANSIENT);
+		sqlite3_reset(del);
+		sqlite3_bind_int64(del, 1, mb.id);
+		sqlite3_bind_int64(del, 2, uids[i]);
+		if (sqlite3_step(rec) != SQLITE_DONE || sqlite3_step(del) != SQLITE_DONE) {
+			rc = store_dbfail(a, err_r, "expunge row");
+			goto out;
+		}
+		paths[np] = strdup(p);
+		if (paths[np] == NULL) {
+			rc = -1;
+			*err_r = "out of memory";
+			goto out;
+		}
+		np++;
+	}
+	sqlite3_bind_int64(upd, 1, (int64_t)modseq);
+	sqlite3_bind_int64(upd, 2, mb.id);
+	if (np > 0 && sqlite3_step(upd) != SQLITE_DONE) {
+		rc = store_dbfail(a, err_r, "update HIGHESTMODSEQ");
+		goto out;
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "commit expunge");
+		goto out;
+	}
+	for (size_t i = 0; i < np; i++)
+		unlink(paths[i]);
+	rc = (int)np;
+out:
+	if (rc < 0)
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_finalize(sel);
+	sqlite3_finalize(del);
+	sqlite3_finalize(rec);
+	sqlite3_finalize(upd);
+	for (size_t i = 0; i < np; i++)
+		free(paths[i]);
+	free(paths);
+	return rc;
 }
 
 /* Maildir info suffix ":2,FRST" to store flags. */
@@ -680,8 +815,19 @@ int store_mailbox_sync(struct store_account *a, const char *box, const char **er
 			snprintf(p, sizeof(p), "%s/%s", sub, e->d_name);
 			if (stat(p, &st) < 0 || !S_ISREG(st.st_mode))
 				continue;
+			int fd = open(p, O_RDONLY | O_CLOEXEC);
+			int64_t wire = fd >= 0 ? wire_size_fd(fd) : -1;
+			if (fd >= 0)
+				close(fd);
+			if (wire < 0)
+				continue;
+			if (store_was_expunged(a, mb.id, e->d_name)) {
+				unlink(p);   /* expunged, the unlink was cut short by a crash */
+				continue;
+			}
 			rc = index_insert(a, mb.id, e->d_name, in_new, flags_from_name(e->d_name),
-					  st.st_mtime, (uint64_t)st.st_size, NULL, err_r);
+					  st.st_mtime, (uint64_t)st.st_size, (uint64_t)wire, NULL,
+					  err_r);
 		}
 		closedir(d);
 	}

@@ -50,6 +50,7 @@ struct store_msg_info {
 	uint64_t modseq;
 	time_t internaldate;
 	uint64_t size;         /* octets of the file (stored with CRLF line ends) */
+	uint64_t wire_size;    /* octets POP3 sends for it (CRLF, dot-stuffed; see wire.h) */
 	char filename[256];    /* base name inside cur/ or new/ */
 	int in_new;            /* 1: file is in new/, 0: in cur/ */
 };
@@ -84,6 +85,19 @@ int store_mailbox_get(struct store_account *acct, const char *box, struct store_
 /* All messages of a mailbox in UID order. Returns count or -1; *msgs_r malloc'd (free()). */
 int store_message_list(struct store_account *acct, const char *box, struct store_msg_info **msgs_r,
 		       const char **err_r);
+
+/* Path of a message file (from a store_message_list entry). 0 ok, -1 does not fit. */
+int store_message_path(struct store_account *acct, const char *box, const struct store_msg_info *m,
+		       char *out, size_t outlen);
+
+/* Expunge messages by UID in one transaction (rows removed, HIGHESTMODSEQ bumped, each recorded
+ * in the expunged table so a crash cannot bring its file back), then unlink the files. UIDs not
+ * present are ignored. Returns the number expunged, or -1 (nothing changed). */
+int store_expunge(struct store_account *acct, const char *box, const uint32_t *uids, size_t n,
+		  const char **err_r);
+
+/* Directory of the account (for per-account lock files). */
+const char *store_account_root(const struct store_account *acct);
 
 /* Open a message file read-only; returns an fd or -1. */
 int store_message_open(struct store_account *acct, const char *box, uint32_t uid, const char **err_r);

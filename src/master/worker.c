@@ -126,7 +126,11 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 			int n = snprintf(msg, sizeof(msg), "421 4.7.0 %s Too many connections from your "
 				 "IP address (limit %u); close some and try again\r\n",
 				 w->cfg->hostname, lc->max_conn_per_ip);
-			if (lc->proto == PROTO_SMTP && !lc->implicit_tls) {
+			if (lc->proto == PROTO_POP3)
+				n = snprintf(msg, sizeof(msg), "-ERR [SYS/TEMP] Too many connections from "
+					     "your IP address (limit %u); close some and try again\r\n",
+					     lc->max_conn_per_ip);
+			if ((lc->proto == PROTO_SMTP || lc->proto == PROTO_POP3) && !lc->implicit_tls) {
 				ssize_t wr = write(fd, msg, (size_t)n);
 				(void)wr;
 			}
@@ -137,6 +141,9 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 		switch (lc->proto) {
 		case PROTO_SMTP:
 			smtp_session_start(w, fd, l->id, &peer);
+			break;
+		case PROTO_POP3:
+			pop3_session_start(w, fd, l->id, &peer);
 			break;
 		default:
 			iptable_release(w->ipt, w->index, (struct sockaddr *)&peer);

@@ -1,0 +1,72 @@
+/* wire.c - CRLF and dot-stuffing for POP3 output, and the size it produces. */
+#include "wire.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Start at the beginning of a message. */
+void wire_init(struct wire_state *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->at_line_start = 1;
+}
+
+/* Transform one chunk; see the header. */
+int wire_transform(struct wire_state *w, const char *in, size_t n, struct buf *out)
+{
+	if (n > SIZE_MAX / 2 || buf_reserve(out, n * 2) < 0)   /* at most one added octet each */
+		return -1;
+	char *o = out->data + out->len;
+	for (size_t i = 0; i < n; i++) {
+		char c = in[i];
+		if (w->at_line_start && c == '.')
+			*o++ = '.';
+		if (c == '\n' && !w->prev_cr)
+			*o++ = '\r';
+		*o++ = c;
+		w->prev_cr = c == '\r';
+		w->at_line_start = c == '\n';
+	}
+	out->len = (size_t)(o - out->data);
+	out->data[out->len] = '\0';
+	return 0;
+}
+
+/* End the last line if it had no LF. */
+int wire_finish(struct wire_state *w, struct buf *out)
+{
+	if (w->at_line_start)
+		return 0;
+	w->at_line_start = 1;
+	return buf_append(out, w->prev_cr ? "\n" : "\r\n", w->prev_cr ? 1 : 2);
+}
+
+/* Count the transformed size of a file. */
+int64_t wire_size_fd(int fd)
+{
+	char buf[65536];
+	off_t off = 0;
+	int64_t size = 0;
+	int at_start = 1, prev_cr = 0;
+	for (;;) {
+		ssize_t n = pread(fd, buf, sizeof(buf), off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		for (ssize_t i = 0; i < n; i++) {
+			char c = buf[i];
+			size += 1 + (at_start && c == '.') + (c == '\n' && !prev_cr);
+			prev_cr = c == '\r';
+			at_start = c == '\n';
+		}
+		off += n;
+	}
+	if (!at_start)
+		size += prev_cr ? 1 : 2;
+	return size;
+}

@@ -1,0 +1,989 @@
+/* pop3-session.c - the POP3 server (RFC 1939, 2449 CAPA, 2595 STLS, 5034 SASL, 3206 codes).
+ *
+ * Serves INBOX from the same store as SMTP delivers into and IMAP reads. After login a pool job
+ * takes the account's POP3 lock (flock on <account>/pop3.lock, so a second session in any worker
+ * gets [IN-USE]) and loads the message list once. UIDL is "%08X%08X" of UID and UIDVALIDITY, so
+ * it is stable across sessions, restarts and index rebuilds and agrees with IMAP's UIDs. LIST
+ * sizes are the exact octets RETR sends (computed at delivery, see wire.h). RETR, TOP, LIST and
+ * UIDL stream: they write while the socket takes it and resume when it drains. DELE only marks;
+ * QUIT expunges the marked messages in one index transaction; a dropped connection changes
+ * nothing.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "auth-verify.h"
+#include "base64.h"
+#include "conn.h"
+#include "ev.h"
+#include "linereader.h"
+#include "log.h"
+#include "num.h"
+#include "pool.h"
+#include "store-path.h"
+#include "store.h"
+#include "tls.h"
+#include "wire.h"
+#include "worker.h"
+
+#define POP3_LINE_MAX 253            /* RFC 2449 4: 255 octets including CRLF */
+#define POP3_SASL_LINE_MAX 4096      /* SASL responses are longer than commands */
+#define POP3_OUT_HIWAT 65536         /* stop producing output above this, resume on drain */
+#define POP3_OUT_MAX (1024 * 1024)   /* hard cap of queued output */
+#define POP3_ADDR_MAX 321
+
+enum pop3_state { P_AUTH, P_SASL, P_TRANS, P_BUSY };
+enum pop3_stream { S_NONE, S_LIST, S_UIDL, S_RETR, S_TOP };
+
+struct pop3_msg {
+	uint32_t uid;
+	uint8_t deleted;
+	uint8_t in_new;
+	uint64_t wire_size;
+	char *fname;
+};
+
+struct pop3_session {
+	struct session base;
+	struct conn conn;
+	struct linereader lr;
+	struct ev_timer timer;
+	enum pop3_state st;
+	int tls;
+	int closing;
+	int job_running;
+	unsigned errors;
+	char user_cmd[POP3_ADDR_MAX];    /* from USER, waiting for PASS */
+	char user[POP3_ADDR_MAX];        /* logged in */
+	int sasl_mech;                   /* 1 PLAIN, 2 LOGIN */
+	int sasl_step;
+	char sasl_user[POP3_ADDR_MAX];
+	/* transaction state */
+	struct store_account *acct;
+	int lock_fd;
+	uint32_t uidvalidity;
+	struct pop3_msg *msgs;
+	size_t nmsgs;
+	/* a multi-line response in progress */
+	enum pop3_stream stream;
+	size_t pos;
+	int fd;
+	struct wire_state ws;
+	uint64_t top_lines, top_seen;
+	int top_in_body, top_line_empty, top_done;
+	struct buf chunk;
+};
+
+static void pop3_process(struct pop3_session *s);
+
+/* Queue one reply line (CRLF added). */
+static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
+{
+	char line[600];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
+	if (line[0] == '-')
+		log_info("sess=%016llx proto=pop3 event=reply result=\"%.*s\"",
+			 (unsigned long long)s->base.id, (int)len, line);
+	line[len++] = '\r';
+	line[len++] = '\n';
+	if (conn_write(&s->conn, line, len) < 0)
+		s->conn.failed = 1;
+}
+
+/* Release everything the transaction state holds. */
+static void pop3_drop_mailbox(struct pop3_session *s)
+{
+	if (s->fd >= 0) {
+		close(s->fd);
+		s->fd = -1;
+	}
+	for (size_t i = 0; i < s->nmsgs; i++)
+		free(s->msgs[i].fname);
+	free(s->msgs);
+	s->msgs = NULL;
+	s->nmsgs = 0;
+	store_account_close(&s->acct);
+	if (s->lock_fd >= 0) {
+		close(s->lock_fd);   /* releases the flock */
+		s->lock_fd = -1;
+	}
+}
+
+/* Free the session once nothing points at it. */
+static void pop3_reap(void *arg)
+{
+	struct pop3_session *s = arg;
+	if (s->job_running)
+		return;
+	if (s->conn.deferred > 0) {
+		ev_defer(s->base.w->loop, pop3_reap, s);
+		return;
+	}
+	ev_timer_cancel(s->base.w->loop, &s->timer);
+	conn_flush(&s->conn);
+	conn_close(&s->conn);
+	pop3_drop_mailbox(s);
+	buf_free(&s->chunk);
+	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	worker_session_remove(s->base.w, &s->base);
+	free(s);
+}
+
+/* Close at the next safe point. */
+static void pop3_close(struct pop3_session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	log_info("sess=%016llx proto=pop3 event=close reason=\"%s\" user=%s",
+		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
+	conn_pause_read(&s->conn, 1);
+	ev_defer(s->base.w->loop, pop3_reap, s);
+}
+
+/* A protocol error by the client; too many end the session. */
+static void pop3_error(struct pop3_session *s)
+{
+	if (++s->errors >= s->base.lc->max_errors) {
+		pop3_reply(s, "-ERR Too many errors in this session; closing the connection");
+		pop3_close(s, "too many errors");
+	}
+}
+
+/* Autologout. */
+static void pop3_on_timeout(struct ev_timer *t)
+{
+	struct pop3_session *s = t->arg;
+	if (s->st == P_BUSY || s->stream != S_NONE) {
+		ev_timer_set(s->base.w->loop, &s->timer, 1000, pop3_on_timeout, s);
+		return;
+	}
+	pop3_reply(s, "-ERR Autologout: idle for too long; nothing was deleted");
+	pop3_close(s, "timeout");
+}
+
+/* (Re)arm the idle timer: RFC 1939 asks for at least 10 minutes once logged in. */
+static void pop3_arm_timer(struct pop3_session *s)
+{
+	uint64_t secs = s->base.lc->command_timeout;
+	if (s->st == P_AUTH || s->st == P_SASL)
+		secs = secs < 60 ? secs : 60;   /* shorter before login */
+	else if (secs < 600)
+		secs = 600;
+	ev_timer_set(s->base.w->loop, &s->timer, secs * 1000, pop3_on_timeout, s);
+}
+
+/* Worker shutdown: idle sessions end now, without committing deletions. */
+static void pop3_on_shutdown(struct session *b)
+{
+	struct pop3_session *s = (struct pop3_session *)b;
+	if (s->st == P_BUSY)
+		return;
+	pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down; nothing was deleted, please reconnect");
+	pop3_close(s, "shutdown");
+}
+
+/* ---- login ---- */
+
+struct open_job {
+	struct pop3_session *s;
+	char root[4096];
+	int result;                 /* 1 ok, 0 in use, -1 failure */
+	char why[300];
+	struct store_account *acct;
+	int lock_fd;
+	uint32_t uidvalidity;
+	struct pop3_msg *msgs;
+	size_t nmsgs;
+};
+
+/* Pool thread: lock the account's POP3 access and load INBOX. */
+static void open_work(void *arg)
+{
+	struct open_job *j = arg;
+	const char *err;
+	char lock[4200];
+	j->lock_fd = -1;
+	int r = store_account_open(j->root, &j->acct, &err);
+	if (r == 0 && store_account_create(j->root, &err) == 0)
+		r = store_account_open(j->root, &j->acct, &err);
+	if (r <= 0) {
+		snprintf(j->why, sizeof(j->why), "open mailbox: %s", r == 0 ? "missing" : err);
+		j->result = -1;
+		return;
+	}
+	snprintf(lock, sizeof(lock), "%s/pop3.lock", j->root);
+	j->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (j->lock_fd < 0) {
+		snprintf(j->why, sizeof(j->why), "lock file: %s", strerror(errno));
+		j->result = -1;
+		return;
+	}
+	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		j->result = errno == EWOULDBLOCK ? 0 : -1;
+		snprintf(j->why, sizeof(j->why), "lock: %s", strerror(errno));
+		return;
+	}
+	struct store_mailbox_info mb;
+	if (store_mailbox_get(j->acct, "INBOX", &mb, &err) != 1) {
+		snprintf(j->why, sizeof(j->why), "INBOX: %s", err);
+		j->result = -1;
+		return;
+	}
+	j->uidvalidity = mb.uidvalidity;
+	struct store_msg_info *m;
+	int n = store_message_list(j->acct, "INBOX", &m, &err);
+	if (n < 0) {
+		snprintf(j->why, sizeof(j->why), "list: %s", err);
+		j->result = -1;
+		return;
+	}
+	j->msgs = calloc((size_t)n + 1, sizeof(*j->msgs));
+	if (j->msgs == NULL) {
+		free(m);
+		j->result = -1;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		j->msgs[i].uid = m[i].uid;
+		j->msgs[i].in_new = (uint8_t)m[i].in_new;
+		j->msgs[i].wire_size = m[i].wire_size;
+		j->msgs[i].fname = strdup(m[i].filename);
+		if (j->msgs[i].fname == NULL) {
+			j->result = -1;
+			j->nmsgs = (size_t)i;
+			free(m);
+			return;
+		}
+	}
+	j->nmsgs = (size_t)n;
+	free(m);
+	j->result = 1;
+}
+
+/* Loop thread: enter the transaction state, or say why not. */
+static void open_done(void *arg)
+{
+	struct open_job *j = arg;
+	struct pop3_session *s = j->s;
+	s->job_running = 0;
+	if (s->closing || j->result != 1) {
+		store_account_close(&j->acct);
+		if (j->lock_fd >= 0)
+			close(j->lock_fd);
+		for (size_t i = 0; i < j->nmsgs; i++)
+			free(j->msgs[i].fname);
+		free(j->msgs);
+		if (s->closing) {
+			free(j);
+			ev_defer(s->base.w->loop, pop3_reap, s);
+			return;
+		}
+		if (j->result == 0) {
+			log_info("sess=%016llx proto=pop3 event=in-use user=%s",
+				 (unsigned long long)s->base.id, s->user);
+			pop3_reply(s, "-ERR [IN-USE] Another POP3 session is using this mailbox: close "
+				      "your other mail program or wait for it to finish");
+		} else {
+			log_warn("sess=%016llx proto=pop3 event=open-failed user=%s error=\"%s\"",
+				 (unsigned long long)s->base.id, s->user, j->why);
+			pop3_reply(s, "-ERR [SYS/TEMP] Cannot open your mailbox now; please try again "
+				      "later");
+		}
+		s->user[0] = '\0';
+		s->st = P_AUTH;
+	} else {
+		s->acct = j->acct;
+		s->lock_fd = j->lock_fd;
+		s->msgs = j->msgs;
+		s->nmsgs = j->nmsgs;
+		s->uidvalidity = j->uidvalidity;
+		s->st = P_TRANS;
+		uint64_t total = 0;
+		for (size_t i = 0; i < s->nmsgs; i++)
+			total += s->msgs[i].wire_size;
+		log_info("sess=%016llx proto=pop3 event=login result=ok user=%s ip=%s messages=%zu",
+			 (unsigned long long)s->base.id, s->user, s->base.peer_ip, s->nmsgs);
+		pop3_reply(s, "+OK Logged in: %zu messages (%llu octets)", s->nmsgs,
+			   (unsigned long long)total);
+	}
+	free(j);
+	pop3_arm_timer(s);
+	conn_pause_read(&s->conn, 0);
+	conn_flush(&s->conn);
+}
+
+/* The login succeeded: open the mailbox on the pool. */
+static void pop3_open_mailbox(struct pop3_session *s)
+{
+	struct open_job *j = calloc(1, sizeof(*j));
+	if (j == NULL || store_account_path(s->base.w->cfg->data_dir, s->user, j->root,
+					    sizeof(j->root)) < 0) {
+		free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot open your mailbox now; please try again later");
+		s->user[0] = '\0';
+		s->st = P_AUTH;
+		return;
+	}
+	j->s = s;
+	if (pool_submit(s->base.w->pool, open_work, open_done, j) < 0) {
+		free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Cannot open your mailbox now; please try again later");
+		s->user[0] = '\0';
+		s->st = P_AUTH;
+		return;
+	}
+	s->job_running = 1;
+	s->st = P_BUSY;
+	conn_pause_read(&s->conn, 1);
+}
+
+/* Loop thread: the password check finished. */
+static void pop3_auth_done(void *ctx, const struct auth_result *r)
+{
+	struct pop3_session *s = ctx;
+	s->job_running = 0;
+	if (s->closing) {
+		ev_defer(s->base.w->loop, pop3_reap, s);
+		return;
+	}
+	s->st = P_AUTH;
+	if (r->result == 1) {
+		snprintf(s->user, sizeof(s->user), "%s", r->user);
+		pop3_open_mailbox(s);
+	} else if (r->result == 0) {
+		char esc[128];
+		log_info("sess=%016llx proto=pop3 event=login result=failed reason=\"%s\" user=\"%s\" "
+			 "ip=%s", (unsigned long long)s->base.id, r->reason,
+			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
+		pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password (the user "
+			      "name is your full email address)");
+		pop3_error(s);
+	} else {
+		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; please try again "
+			      "later");
+	}
+	if (s->st != P_BUSY) {
+		conn_pause_read(&s->conn, 0);
+		conn_flush(&s->conn);
+	}
+}
+
+/* Check credentials on the pool. */
+static void pop3_login(struct pop3_session *s, const char *user, const char *pass)
+{
+	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, pass,
+			       pop3_auth_done, s) < 0) {
+		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; please try again "
+			      "later");
+		return;
+	}
+	s->job_running = 1;
+	s->st = P_BUSY;
+	conn_pause_read(&s->conn, 1);
+}
+
+/* Refuse credentials over plaintext. 1 refused. */
+static int pop3_need_tls(struct pop3_session *s)
+{
+	if (s->tls)
+		return 0;
+	pop3_reply(s, "-ERR [AUTH] Plaintext login is not allowed: turn on encryption (SSL/TLS or "
+		      "STARTTLS) in your mail program");
+	pop3_error(s);
+	return 1;
+}
+
+/* Decode a base64 SASL line into out (NUL-terminated). -1 if invalid or too long. */
+static int pop3_b64(const char *in, char *out, size_t outlen)
+{
+	ssize_t n = base64_decode(in, strlen(in), (unsigned char *)out, outlen - 1);
+	if (n < 0 || memchr(out, '\0', (size_t)n) != NULL)
+		return -1;
+	out[n] = '\0';
+	return 0;
+}
+
+/* A SASL response line. */
+static void pop3_sasl_line(struct pop3_session *s, const char *line)
+{
+	char user[POP3_ADDR_MAX], pw[1024];
+	if (strcmp(line, "*") == 0) {
+		s->st = P_AUTH;
+		pop3_reply(s, "-ERR Authentication cancelled");
+		return;
+	}
+	if (s->sasl_mech == 1) {
+		s->st = P_AUTH;
+		int r = sasl_plain_decode(line, user, sizeof(user), pw, sizeof(pw));
+		if (r == 0)
+			pop3_login(s, user, pw);
+		else {
+			pop3_reply(s, "-ERR [AUTH] %s", r == -2 ? "Logging in on behalf of another user "
+				   "is not allowed" : "Malformed AUTH PLAIN response");
+			pop3_error(s);
+		}
+		explicit_bzero(pw, sizeof(pw));
+		return;
+	}
+	if (s->sasl_step == 0) {
+		if (pop3_b64(line, s->sasl_user, sizeof(s->sasl_user)) < 0) {
+			s->st = P_AUTH;
+			pop3_reply(s, "-ERR Malformed AUTH LOGIN response (invalid base64)");
+			pop3_error(s);
+			return;
+		}
+		s->sasl_step = 1;
+		pop3_reply(s, "+ UGFzc3dvcmQ6");
+		return;
+	}
+	s->st = P_AUTH;
+	if (pop3_b64(line, pw, sizeof(pw)) < 0) {
+		pop3_reply(s, "-ERR Malformed AUTH LOGIN response (invalid base64)");
+		pop3_error(s);
+		return;
+	}
+	pop3_login(s, s->sasl_user, pw);
+	explicit_bzero(pw, sizeof(pw));
+}
+
+/* ---- commands ---- */
+
+/* Parse a message number argument: 1..nmsgs and not deleted. Returns the index or -1 (replied). */
+static ssize_t pop3_msgno(struct pop3_session *s, const char *arg, int allow_deleted)
+{
+	uint64_t n;
+	if (arg == NULL || num_parse_u64(arg, strlen(arg), UINT32_MAX, &n) < 0) {
+		pop3_reply(s, "-ERR Invalid message number: give a number from the LIST output");
+		pop3_error(s);
+		return -1;
+	}
+	if (n == 0 || n > s->nmsgs) {
+		pop3_reply(s, "-ERR There is no message %llu", (unsigned long long)n);
+		return -1;
+	}
+	if (s->msgs[n - 1].deleted && !allow_deleted) {
+		pop3_reply(s, "-ERR Message %llu is already deleted", (unsigned long long)n);
+		return -1;
+	}
+	return (ssize_t)(n - 1);
+}
+
+/* CAPA. */
+static void cmd_capa(struct pop3_session *s)
+{
+	pop3_reply(s, "+OK Capability list follows");
+	pop3_reply(s, "TOP");
+	pop3_reply(s, "UIDL");
+	pop3_reply(s, "RESP-CODES");
+	pop3_reply(s, "AUTH-RESP-CODE");
+	pop3_reply(s, "PIPELINING");
+	if (s->st == P_AUTH && s->tls) {
+		pop3_reply(s, "USER");
+		pop3_reply(s, "SASL PLAIN LOGIN");
+	}
+	if (s->st == P_AUTH && !s->tls && s->base.w->tls)
+		pop3_reply(s, "STLS");
+	pop3_reply(s, "IMPLEMENTATION postino");
+	pop3_reply(s, ".");
+}
+
+/* Open message i for RETR/TOP. 0 ok, -1 replied. */
+static int pop3_open_msg(struct pop3_session *s, size_t i)
+{
+	char path[4600];
+	const char *root = store_account_root(s->acct);
+	snprintf(path, sizeof(path), "%s/%s/%s", root, s->msgs[i].in_new ? "new" : "cur",
+		 s->msgs[i].fname);
+	s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (s->fd < 0 && s->msgs[i].in_new) {
+		/* an IMAP client may have moved it to cur/ meanwhile */
+		snprintf(path, sizeof(path), "%s/cur/%s", root, s->msgs[i].fname);
+		s->fd = open(path, O_RDONLY | O_CLOEXEC);
+	}
+	if (s->fd < 0) {
+		log_warn("sess=%016llx proto=pop3 event=open-message-failed path=\"%s\" error=\"%s\"",
+			 (unsigned long long)s->base.id, path, strerror(errno));
+		pop3_reply(s, "-ERR [SYS/TEMP] This message cannot be read now (it may have been "
+			      "deleted by another program)");
+		return -1;
+	}
+	wire_init(&s->ws);
+	return 0;
+}
+
+/* Commands of the TRANSACTION state. */
+static void pop3_trans_cmd(struct pop3_session *s, const char *verb, char *a1, char *a2)
+{
+	if (strcasecmp(verb, "STAT") == 0 && !a1) {
+		uint64_t total = 0;
+		size_t n = 0;
+		for (size_t i = 0; i < s->nmsgs; i++)
+			if (!s->msgs[i].deleted) {
+				n++;
+				total += s->msgs[i].wire_size;
+			}
+		pop3_reply(s, "+OK %zu %llu", n, (unsigned long long)total);
+	} else if ((strcasecmp(verb, "LIST") == 0 || strcasecmp(verb, "UIDL") == 0) && !a2) {
+		int uidl = verb[0] == 'U' || verb[0] == 'u';
+		if (a1) {
+			ssize_t i = pop3_msgno(s, a1, 0);
+			if (i < 0)
+				return;
+			if (uidl)
+				pop3_reply(s, "+OK %zd %08X%08X", i + 1, s->msgs[i].uid, s->uidvalidity);
+			else
+				pop3_reply(s, "+OK %zd %llu", i + 1,
+					   (unsigned long long)s->msgs[i].wire_size);
+			return;
+		}
+		pop3_reply(s, "+OK %s follows", uidl ? "unique-id listing" : "scan listing");
+		s->stream = uidl ? S_UIDL : S_LIST;
+		s->pos = 0;
+	} else if (strcasecmp(verb, "RETR") == 0 && a1 && !a2) {
+		ssize_t i = pop3_msgno(s, a1, 0);
+		if (i < 0 || pop3_open_msg(s, (size_t)i) < 0)
+			return;
+		pop3_reply(s, "+OK %llu octets", (unsigned long long)s->msgs[i].wire_size);
+		s->stream = S_RETR;
+	} else if (strcasecmp(verb, "TOP") == 0 && a1 && a2) {
+		uint64_t lines;
+		if (num_parse_u64(a2, strlen(a2), UINT64_MAX, &lines) < 0) {
+			pop3_reply(s, "-ERR Invalid line count: use TOP <message> <lines>, lines >= 0");
+			pop3_error(s);
+			return;
+		}
+		ssize_t i = pop3_msgno(s, a1, 0);
+		if (i < 0 || pop3_open_msg(s, (size_t)i) < 0)
+			return;
+		pop3_reply(s, "+OK top of message follows");
+		s->stream = S_TOP;
+		s->top_lines = lines;
+		s->top_seen = 0;
+		s->top_in_body = 0;
+		s->top_line_empty = 1;
+		s->top_done = 0;
+	} else if (strcasecmp(verb, "DELE") == 0 && a1 && !a2) {
+		ssize_t i = pop3_msgno(s, a1, 0);
+		if (i < 0)
+			return;
+		s->msgs[i].deleted = 1;
+		pop3_reply(s, "+OK Message %zd deleted", i + 1);
+	} else if (strcasecmp(verb, "RSET") == 0 && !a1) {
+		size_t n = 0;
+		for (size_t i = 0; i < s->nmsgs; i++) {
+			n += s->msgs[i].deleted;
+			s->msgs[i].deleted = 0;
+		}
+		pop3_reply(s, "+OK %zu messages undeleted", n);
+	} else if (strcasecmp(verb, "NOOP") == 0 && !a1) {
+		pop3_reply(s, "+OK");
+	} else {
+		pop3_reply(s, "-ERR Unknown command or wrong arguments in this state");
+		pop3_error(s);
+	}
+}
+
+struct update_job {
+	struct pop3_session *s;
+	uint32_t *uids;
+	size_t n;
+	int result;
+	char why[300];
+};
+
+/* Pool thread: expunge what was marked, in one transaction. */
+static void update_work(void *arg)
+{
+	struct update_job *j = arg;
+	const char *err;
+	int r = store_expunge(j->s->acct, "INBOX", j->uids, j->n, &err);
+	j->result = r;
+	if (r < 0)
+		snprintf(j->why, sizeof(j->why), "%s", err);
+}
+
+/* Loop thread: report the UPDATE state's outcome and close. */
+static void update_done(void *arg)
+{
+	struct update_job *j = arg;
+	struct pop3_session *s = j->s;
+	s->job_running = 0;
+	if (j->result < 0) {
+		log_warn("sess=%016llx proto=pop3 event=update-failed user=%s error=\"%s\"",
+			 (unsigned long long)s->base.id, s->user, j->why);
+		pop3_reply(s, "-ERR [SYS/TEMP] Could not delete the messages; nothing was deleted, "
+			      "please try again");
+	} else {
+		log_info("sess=%016llx proto=pop3 event=update user=%s deleted=%d",
+			 (unsigned long long)s->base.id, s->user, j->result);
+		pop3_reply(s, "+OK Goodbye (%d messages deleted)", j->result);
+	}
+	free(j->uids);
+	free(j);
+	pop3_close(s, "quit");
+}
+
+/* QUIT: sign off, committing deletions when logged in. */
+static void cmd_quit(struct pop3_session *s)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < s->nmsgs; i++)
+		n += s->msgs[i].deleted;
+	if (s->st != P_TRANS || n == 0) {
+		pop3_reply(s, "+OK Goodbye");
+		pop3_close(s, "quit");
+		return;
+	}
+	struct update_job *j = calloc(1, sizeof(*j));
+	if (j == NULL || (j->uids = calloc(n, sizeof(*j->uids))) == NULL) {
+		free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory; nothing was deleted");
+		pop3_close(s, "quit");
+		return;
+	}
+	for (size_t i = 0; i < s->nmsgs; i++)
+		if (s->msgs[i].deleted)
+			j->uids[j->n++] = s->msgs[i].uid;
+	j->s = s;
+	if (pool_submit(s->base.w->pool, update_work, update_done, j) < 0) {
+		free(j->uids);
+		free(j);
+		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory; nothing was deleted");
+		pop3_close(s, "quit");
+		return;
+	}
+	s->job_running = 1;
+	s->st = P_BUSY;
+	conn_pause_read(&s->conn, 1);
+}
+
+/* Run one command line. */
+static void pop3_dispatch(struct pop3_session *s, char *line)
+{
+	if (strncasecmp(line, "PASS ", 5) == 0 && s->st == P_AUTH) {
+		/* the password is everything after "PASS " (it may hold spaces) */
+		if (pop3_need_tls(s))
+			return;
+		if (s->user_cmd[0] == '\0') {
+			pop3_reply(s, "-ERR Send USER first");
+			pop3_error(s);
+			return;
+		}
+		char user[POP3_ADDR_MAX];
+		snprintf(user, sizeof(user), "%s", s->user_cmd);
+		s->user_cmd[0] = '\0';
+		pop3_login(s, user, line + 5);
+		return;
+	}
+	char *save = NULL;
+	char *verb = strtok_r(line, " ", &save);
+	char *a1 = strtok_r(NULL, " ", &save);
+	char *a2 = strtok_r(NULL, " ", &save);
+	char *a3 = strtok_r(NULL, " ", &save);
+	if (verb == NULL) {
+		pop3_reply(s, "-ERR Empty command");
+		pop3_error(s);
+		return;
+	}
+	if (log_debug_enabled())
+		log_debug("sess=%016llx proto=pop3 cmd=%.8s", (unsigned long long)s->base.id, verb);
+	if (strcasecmp(verb, "QUIT") == 0) {
+		cmd_quit(s);
+		return;
+	}
+	if (strcasecmp(verb, "CAPA") == 0) {
+		cmd_capa(s);
+		return;
+	}
+	if (a3 != NULL) {
+		pop3_reply(s, "-ERR Too many arguments");
+		pop3_error(s);
+		return;
+	}
+	if (s->st == P_TRANS) {
+		pop3_trans_cmd(s, verb, a1, a2);
+		return;
+	}
+	/* AUTHORIZATION state */
+	if (strcasecmp(verb, "STLS") == 0 && !a1) {
+		if (s->tls || s->base.w->tls == NULL) {
+			pop3_reply(s, "-ERR %s", s->tls ? "TLS is already active" :
+				   "TLS is not available on this server");
+			pop3_error(s);
+			return;
+		}
+		pop3_reply(s, "+OK Begin TLS negotiation");
+		s->user_cmd[0] = '\0';
+		if (conn_start_tls(&s->conn, s->base.w->tls) < 0)
+			pop3_close(s, "TLS setup failed");
+		return;
+	}
+	if (strcasecmp(verb, "USER") == 0 && a1 && !a2) {
+		if (pop3_need_tls(s))
+			return;
+		if (strlen(a1) >= sizeof(s->user_cmd)) {
+			pop3_reply(s, "-ERR [AUTH] That user name is too long");
+			pop3_error(s);
+			return;
+		}
+		snprintf(s->user_cmd, sizeof(s->user_cmd), "%s", a1);
+		pop3_reply(s, "+OK Now send your password with PASS");
+		return;
+	}
+	if (strcasecmp(verb, "AUTH") == 0) {
+		if (a1 == NULL) {
+			pop3_reply(s, "+OK Mechanisms follow");
+			if (s->tls) {
+				pop3_reply(s, "PLAIN");
+				pop3_reply(s, "LOGIN");
+			}
+			pop3_reply(s, ".");
+			return;
+		}
+		if (pop3_need_tls(s))
+			return;
+		if (strcasecmp(a1, "PLAIN") == 0) {
+			s->sasl_mech = 1;
+			s->st = P_SASL;
+			if (a2 && strcmp(a2, "=") != 0)
+				pop3_sasl_line(s, a2);
+			else if (a2)
+				pop3_sasl_line(s, "");
+			else
+				pop3_reply(s, "+ ");
+			return;
+		}
+		if (strcasecmp(a1, "LOGIN") == 0) {
+			s->sasl_mech = 2;
+			s->sasl_step = 0;
+			s->st = P_SASL;
+			if (a2)
+				pop3_sasl_line(s, a2);
+			else
+				pop3_reply(s, "+ VXNlcm5hbWU6");
+			return;
+		}
+		pop3_reply(s, "-ERR Unsupported authentication mechanism; use PLAIN or LOGIN");
+		pop3_error(s);
+		return;
+	}
+	if (strcasecmp(verb, "APOP") == 0) {
+		pop3_reply(s, "-ERR APOP is not supported; use USER/PASS or AUTH over TLS");
+		pop3_error(s);
+		return;
+	}
+	pop3_reply(s, "-ERR Unknown command, or not allowed before login");
+	pop3_error(s);
+}
+
+/* ---- multi-line responses that stream ---- */
+
+/* How many of n octets TOP passes on: headers, the blank line, then top_lines body lines. */
+static size_t pop3_top_take(struct pop3_session *s, const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] != '\n') {
+			if (p[i] != '\r')
+				s->top_line_empty = 0;
+			continue;
+		}
+		/* end of a line */
+		if (!s->top_in_body) {
+			if (s->top_line_empty) {
+				s->top_in_body = 1;
+				if (s->top_lines == 0) {
+					s->top_done = 1;
+					return i + 1;
+				}
+			}
+		} else if (++s->top_seen >= s->top_lines) {
+			s->top_done = 1;
+			return i + 1;
+		}
+		s->top_line_empty = 1;
+	}
+	return n;
+}
+
+/* Produce output for the response in progress until the socket is full. 1 when finished. */
+static int pop3_stream(struct pop3_session *s)
+{
+	struct conn *c = &s->conn;
+	while (conn_out_pending(c) < POP3_OUT_HIWAT) {
+		if (s->stream == S_LIST || s->stream == S_UIDL) {
+			if (s->pos >= s->nmsgs) {
+				pop3_reply(s, ".");
+				return 1;
+			}
+			size_t i = s->pos++;
+			if (s->msgs[i].deleted)
+				continue;
+			if (s->stream == S_UIDL)
+				pop3_reply(s, "%zu %08X%08X", i + 1, s->msgs[i].uid, s->uidvalidity);
+			else
+				pop3_reply(s, "%zu %llu", i + 1,
+					   (unsigned long long)s->msgs[i].wire_size);
+			continue;
+		}
+		/* RETR / TOP */
+		char in[16384];
+		ssize_t n = s->top_done ? 0 : read(s->fd, in, sizeof(in));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			/* the +OK is out: all we can do is end the connection */
+			log_warn("sess=%016llx proto=pop3 event=read-failed error=\"%s\"",
+				 (unsigned long long)s->base.id, strerror(errno));
+			pop3_close(s, "message read error");
+			return 1;
+		}
+		size_t take = (size_t)n;
+		if (s->stream == S_TOP && n > 0)
+			take = pop3_top_take(s, in, (size_t)n);
+		buf_reset(&s->chunk);
+		if ((take > 0 && wire_transform(&s->ws, in, take, &s->chunk) < 0) ||
+		    conn_write(c, s->chunk.data, s->chunk.len) < 0) {
+			pop3_close(s, "output buffer full");
+			return 1;
+		}
+		if (n == 0 || s->top_done) {
+			buf_reset(&s->chunk);
+			wire_finish(&s->ws, &s->chunk);
+			buf_append(&s->chunk, ".\r\n", 3);
+			conn_write(c, s->chunk.data, s->chunk.len);
+			close(s->fd);
+			s->fd = -1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Work through buffered input and any response in progress. */
+static void pop3_process(struct pop3_session *s)
+{
+	struct conn *c = &s->conn;
+	static char line[POP3_SASL_LINE_MAX + 1];
+	while (!s->closing && c->fd >= 0) {
+		if (s->stream != S_NONE) {
+			if (!pop3_stream(s))
+				break;   /* resumes when the output drains */
+			s->stream = S_NONE;
+			continue;
+		}
+		if (s->st == P_BUSY || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
+			break;
+		const char *l;
+		size_t len, consumed;
+		s->lr.max = s->st == P_SASL ? POP3_SASL_LINE_MAX : POP3_LINE_MAX;
+		enum rl r = linereader_next(&s->lr, c->in.data, c->in.len, &l, &len, &consumed);
+		if (r == RL_MORE) {
+			buf_consume(&c->in, consumed);
+			if (consumed == 0)
+				break;
+			continue;
+		}
+		if (r == RL_TOOLONG) {
+			buf_consume(&c->in, consumed);
+			pop3_reply(s, "-ERR Line too long: commands are limited to 255 octets");
+			if (s->st == P_SASL)
+				s->st = P_AUTH;
+			pop3_error(s);
+			continue;
+		}
+		int has_nul = memchr(l, '\0', len) != NULL;
+		memcpy(line, l, len);
+		line[len] = '\0';
+		buf_consume(&c->in, consumed);
+		pop3_arm_timer(s);
+		if (has_nul) {
+			pop3_reply(s, "-ERR NUL characters are not allowed in commands");
+			pop3_error(s);
+		} else if (s->st == P_SASL) {
+			pop3_sasl_line(s, line);
+		} else {
+			pop3_dispatch(s, line);
+		}
+		explicit_bzero(line, len);
+	}
+}
+
+/* The conn callback. */
+static void pop3_on_event(struct conn *c)
+{
+	struct pop3_session *s = c->owner;
+	if (s->closing)
+		return;
+	if (c->failed) {
+		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
+								  "I/O error");
+		return;
+	}
+	if (c->tls_just_done) {
+		c->tls_just_done = 0;
+		s->tls = 1;
+		log_info("sess=%016llx proto=pop3 event=tls version=%s cipher=%s",
+			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
+		if (s->base.lc->implicit_tls)
+			pop3_reply(s, "+OK postino POP3 ready");
+	}
+	pop3_process(s);
+	if (!s->closing && c->eof && s->st != P_BUSY)
+		pop3_close(s, "client disconnected");
+	conn_flush(c);
+	if (!s->closing && c->failed)
+		pop3_close(s, "I/O error");
+}
+
+/* Take over an accepted connection. */
+void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer)
+{
+	struct pop3_session *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->base.w = w;
+	s->base.lst = lst;
+	s->base.lc = &w->cfg->l[lst];
+	s->base.peer = *peer;
+	s->base.shutdown = pop3_on_shutdown;
+	s->fd = -1;
+	s->lock_fd = -1;
+	buf_init(&s->chunk, 65536);
+	linereader_init(&s->lr, POP3_LINE_MAX);
+	if (conn_init(&s->conn, w->loop, fd, POP3_SASL_LINE_MAX + 2, POP3_OUT_MAX, pop3_on_event,
+		      s) < 0) {
+		close(fd);
+		free(s);
+		return;
+	}
+	worker_session_add(w, &s->base);
+	log_info("sess=%016llx proto=pop3 event=connect listener=%s ip=%s",
+		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	pop3_arm_timer(s);
+	if (s->base.lc->implicit_tls) {
+		if (conn_start_tls(&s->conn, w->tls) < 0)
+			pop3_close(s, "TLS setup failed");
+		return;
+	}
+	pop3_reply(s, "+OK postino POP3 ready");
+	conn_flush(&s->conn);
+}
