@@ -5,6 +5,7 @@
  * removes what that call made visible.
  */
 #include "store.h"
+#include "store-private.h"
 #include "wire.h"
 
 #include <dirent.h>
@@ -23,11 +24,7 @@
 #define STORE_NAME_MAX 255        /* octets of a mailbox name */
 #define STORE_DEPTH_MAX 16        /* hierarchy levels of a mailbox name */
 
-struct store_account {
-	char root[4096];
-	sqlite3 *db;
-	char err[512];
-};
+
 
 static const struct {
 	const char *name, *special;
@@ -37,7 +34,7 @@ static const struct {
 };
 
 /* The static SPECIAL-USE string for a stored value. */
-static const char *special_static(const char *v)
+const char *store_special_static(const char *v)
 {
 	for (size_t i = 1; v && i < sizeof(default_boxes) / sizeof(default_boxes[0]); i++)
 		if (strcmp(default_boxes[i].special, v) == 0)
@@ -76,7 +73,7 @@ int store_mailbox_name_valid(const char *name)
 
 /* Directory of a mailbox: INBOX is the root, others ".<escaped>" with '/' written as '.' and
  * every octet outside [A-Za-z0-9 _-] (dots included) as "%XX". */
-static int store_box_dir(const struct store_account *a, const char *box, char *out, size_t outlen)
+int store_box_dir(const struct store_account *a, const char *box, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	if (box == NULL || strcasecmp(box, "INBOX") == 0) {
@@ -115,7 +112,7 @@ static int mkdir_ok(const char *p)
 }
 
 /* mkdir -p. */
-static int mkdir_p(const char *path)
+int store_mkdir_p(const char *path)
 {
 	char tmp[4096];
 	size_t n = strlen(path);
@@ -134,10 +131,10 @@ static int mkdir_p(const char *path)
 }
 
 /* Create cur/ new/ tmp/ under dir. */
-static int maildir_make(const char *dir)
+int store_maildir_make(const char *dir)
 {
 	char p[4200];
-	if (mkdir_p(dir) < 0)
+	if (store_mkdir_p(dir) < 0)
 		return -1;
 	static const char *sub[] = { "cur", "new", "tmp" };
 	for (int i = 0; i < 3; i++) {
@@ -149,7 +146,7 @@ static int maildir_make(const char *dir)
 }
 
 /* Record an error on the account. */
-static int store_fail(struct store_account *a, const char **err_r, const char *what)
+int store_fail(struct store_account *a, const char **err_r, const char *what)
 {
 	snprintf(a->err, sizeof(a->err), "%s%s%s", what, errno ? ": " : "",
 		 errno ? strerror(errno) : "");
@@ -158,7 +155,7 @@ static int store_fail(struct store_account *a, const char **err_r, const char *w
 }
 
 /* Record an SQLite error on the account. */
-static int store_dbfail(struct store_account *a, const char **err_r, const char *what)
+int store_dbfail(struct store_account *a, const char **err_r, const char *what)
 {
 	snprintf(a->err, sizeof(a->err), "%s: %s", what, sqlite3_errmsg(a->db));
 	*err_r = a->err;
@@ -174,9 +171,11 @@ static const char schema[] =
 	" filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
 	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"
 	" in_new INTEGER NOT NULL DEFAULT 1, wire_size INTEGER NOT NULL DEFAULT 0,"
+	" keywords INTEGER NOT NULL DEFAULT 0,"
 	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
-	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));";
+	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));"
+	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);";
 
 /* Open index.db with our pragmas. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
@@ -216,7 +215,7 @@ int store_account_create(const char *root, const char **err_r)
 	snprintf(a->root, sizeof(a->root), "%s", root);
 	int rc = -1;
 	errno = 0;
-	if (maildir_make(root) < 0) {
+	if (store_maildir_make(root) < 0) {
 		store_fail(a, err_r, "create mail directory");
 		goto out;
 	}
@@ -234,7 +233,7 @@ int store_account_create(const char *root, const char **err_r)
 		char dir[4300];
 		errno = 0;
 		if (store_box_dir(a, default_boxes[i].name, dir, sizeof(dir)) < 0 ||
-		    maildir_make(dir) < 0) {
+		    store_maildir_make(dir) < 0) {
 			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 			store_fail(a, err_r, "create mailbox directory");
 			goto out;
@@ -303,7 +302,9 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
 	if (sqlite3_prepare_v2(a->db, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
-			       "special_use, (SELECT count(*) FROM messages WHERE mailbox_id = id) "
+			       "special_use, (SELECT count(*) FROM messages WHERE mailbox_id = id), subscribed, "
+			       "(SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = id), "
+			       "(SELECT count(*) FROM messages WHERE mailbox_id = id AND flags & 1 = 0) "
 			       "FROM mailboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
 	sqlite3_bind_text(st, 1, box, -1, SQLITE_TRANSIENT);
@@ -315,8 +316,11 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 		info->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
 		info->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
 		info->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
-		info->special_use = special_static((const char *)sqlite3_column_text(st, 5));
+		info->special_use = store_special_static((const char *)sqlite3_column_text(st, 5));
 		info->messages = (uint32_t)sqlite3_column_int64(st, 6);
+		info->subscribed = sqlite3_column_int(st, 7);
+		info->size = (uint64_t)sqlite3_column_int64(st, 8);
+		info->unseen = (uint32_t)sqlite3_column_int64(st, 9);
 	}
 	sqlite3_finalize(st);
 	if (r == SQLITE_ROW)
@@ -366,7 +370,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 	}
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
-			       "in_new, wire_size FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
+			       "in_new, wire_size, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list messages");
 	sqlite3_bind_int64(st, 1, mb.id);
@@ -390,6 +394,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 		snprintf(m->filename, sizeof(m->filename), "%s", sqlite3_column_text(st, 5));
 		m->in_new = sqlite3_column_int(st, 6);
 		m->wire_size = (uint64_t)sqlite3_column_int64(st, 7);
+		m->keywords = (uint64_t)sqlite3_column_int64(st, 8);
 	}
 	sqlite3_finalize(st);
 	*msgs_r = v;
@@ -404,19 +409,11 @@ int store_message_open(struct store_account *a, const char *box, uint32_t uid, c
 	if (n < 0)
 		return -1;
 	int fd = -1;
-	for (int i = 0; i < n; i++) {
-		if (v[i].uid != uid)
-			continue;
-		char dir[4300], p[4600];
-		if (store_box_dir(a, box, dir, sizeof(dir)) == 0) {
-			snprintf(p, sizeof(p), "%s/%s/%s", dir, v[i].in_new ? "new" : "cur",
-				 v[i].filename);
-			fd = open(p, O_RDONLY | O_CLOEXEC);
-		}
-		break;
-	}
+	for (int i = 0; i < n; i++)
+		if (v[i].uid == uid)
+			fd = store_message_fd(a, box, &v[i], err_r);
 	free(v);
-	if (fd < 0) {
+	if (fd < 0 && n >= 0) {
 		snprintf(a->err, sizeof(a->err), "message %u not found", uid);
 		*err_r = a->err;
 	}
@@ -424,7 +421,7 @@ int store_message_open(struct store_account *a, const char *box, uint32_t uid, c
 }
 
 /* fsync a directory. */
-static int fsync_dir(const char *path)
+int store_fsync_dir(const char *path)
 {
 	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
@@ -470,7 +467,7 @@ fail:
 }
 
 /* A unique Maildir file name. */
-static void maildir_name(char *out, size_t outlen, uint64_t size)
+void store_maildir_name(char *out, size_t outlen, uint64_t size)
 {
 	static __thread unsigned counter;
 	static char host[64];
@@ -493,7 +490,7 @@ static void maildir_name(char *out, size_t outlen, uint64_t size)
 
 /* Add an index row for a file already in new/ or cur/: UID = UIDNEXT, MODSEQ bumped.
  * Runs inside the caller's transaction. */
-static int index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
+int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 			unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
 			uint32_t *uid_r, const char **err_r)
 {
@@ -570,7 +567,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 	int64_t wire = wire_size_fd(src_fd);   /* POP3's LIST size, computed once */
 	if (wire < 0)
 		return store_fail(a, err_r, "read message");
-	maildir_name(fname, sizeof(fname), size);
+	store_maildir_name(fname, sizeof(fname), size);
 	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname);
 	snprintf(dst, sizeof(dst), "%s/new/%s", dir, fname);
 	snprintf(newdir, sizeof(newdir), "%s/new", dir);
@@ -591,7 +588,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		errno = e;
 		return store_fail(a, err_r, "rename into new/");
 	}
-	if (fsync_dir(newdir) < 0) {
+	if (store_fsync_dir(newdir) < 0) {
 		int e = errno;
 		unlink(dst);
 		errno = e;
@@ -602,7 +599,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		store_dbfail(a, err_r, "begin index transaction");
 		goto undo;
 	}
-	if (index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, uid_r,
+	if (store_index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, uid_r,
 			 err_r) < 0) {
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 		goto undo;
@@ -615,7 +612,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 	return 0;
 undo:
 	unlink(dst);
-	fsync_dir(newdir);
+	store_fsync_dir(newdir);
 	return -1;
 }
 
@@ -640,8 +637,7 @@ int store_message_path(struct store_account *a, const char *box, const struct st
 	char dir[4300];
 	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
 		return -1;
-	int n = snprintf(out, outlen, "%s/%s/%s", dir, m->in_new ? "new" : "cur", m->filename);
-	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+	return store_msg_path(dir, m->filename, m->in_new, m->flags, out, outlen);
 }
 
 /* The account directory. */
@@ -676,8 +672,8 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		free(paths);
 		return store_dbfail(a, err_r, "begin expunge");
 	}
-	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new FROM messages WHERE mailbox_id = ? "
-			       "AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
+	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags FROM messages WHERE "
+			       "mailbox_id = ? AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
 			       &del, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
@@ -695,8 +691,11 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		if (sqlite3_step(sel) != SQLITE_ROW)
 			continue;
 		char p[4700];
-		snprintf(p, sizeof(p), "%s/%s/%s", dir, sqlite3_column_int(sel, 1) ? "new" : "cur",
-			 sqlite3_column_text(sel, 0));
+		const char *base = (const char *)sqlite3_column_text(sel, 0);
+		store_msg_path(dir, base, sqlite3_column_int(sel, 1),
+			       (unsigned)sqlite3_column_int(sel, 2), p, sizeof(p));
+		if (access(p, F_OK) != 0)
+			store_msg_find(dir, base, p, sizeof(p));
 		sqlite3_reset(rec);
 		sqlite3_bind_int64(rec, 1, mb.id);
 		sqlite3_bind_int64(rec, 2, uids[i]);
@@ -745,7 +744,7 @@ out:
 }
 
 /* Maildir info suffix ":2,FRST" to store flags. */
-static unsigned flags_from_name(const char *name)
+unsigned store_flags_from_name(const char *name)
 {
 	const char *info = strstr(name, ":2,");
 	unsigned f = 0;
@@ -801,8 +800,13 @@ int store_mailbox_sync(struct store_account *a, const char *box, const char **er
 			if (e->d_name[0] == '.')
 				continue;
 			int found = 0;
+			char base[256];
+			snprintf(base, sizeof(base), "%s", e->d_name);
+			char *colon = strchr(base, ':');
+			if (colon)
+				*colon = '\0';
 			for (int i = 0; i < n; i++) {
-				if (strcmp(known[i].filename, e->d_name) == 0) {
+				if (strcmp(known[i].filename, base) == 0) {
 					seen[i] = 1;
 					found = 1;
 					break;
@@ -821,11 +825,11 @@ int store_mailbox_sync(struct store_account *a, const char *box, const char **er
 				close(fd);
 			if (wire < 0)
 				continue;
-			if (store_was_expunged(a, mb.id, e->d_name)) {
+			if (store_was_expunged(a, mb.id, base)) {
 				unlink(p);   /* expunged, the unlink was cut short by a crash */
 				continue;
 			}
-			rc = index_insert(a, mb.id, e->d_name, in_new, flags_from_name(e->d_name),
+			rc = store_index_insert(a, mb.id, base, in_new, store_flags_from_name(e->d_name),
 					  st.st_mtime, (uint64_t)st.st_size, (uint64_t)wire, NULL,
 					  err_r);
 		}

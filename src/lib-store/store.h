@@ -42,6 +42,9 @@ struct store_mailbox_info {
 	uint64_t highestmodseq;
 	uint32_t messages;
 	const char *special_use; /* "\\Sent", ... or NULL; static string */
+	int subscribed;
+	uint64_t size;           /* octets of all messages (STATUS SIZE) */
+	uint32_t unseen;
 };
 
 struct store_msg_info {
@@ -51,6 +54,7 @@ struct store_msg_info {
 	time_t internaldate;
 	uint64_t size;         /* octets of the file (stored with CRLF line ends) */
 	uint64_t wire_size;    /* octets POP3 sends for it (CRLF, dot-stuffed; see wire.h) */
+	uint64_t keywords;     /* bit i = keyword id i of the account (store_keyword_*) */
 	char filename[256];    /* base name inside cur/ or new/ */
 	int in_new;            /* 1: file is in new/, 0: in cur/ */
 };
@@ -95,6 +99,38 @@ int store_message_path(struct store_account *acct, const char *box, const struct
  * present are ignored. Returns the number expunged, or -1 (nothing changed). */
 int store_expunge(struct store_account *acct, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r);
+
+/* ---- IMAP (store-imap.c) ---- */
+
+struct store_flag_change {
+	uint32_t uid;
+	unsigned flags;        /* the new complete flag set */
+	uint64_t keywords;     /* the new complete keyword set */
+};
+
+/* Open a listed message, wherever its flags put the file. fd or -1. */
+int store_message_fd(struct store_account *acct, const char *box, const struct store_msg_info *m,
+		     const char **err_r);
+int store_keyword_id(struct store_account *acct, const char *name, int create, const char **err_r);
+int store_keyword_list(struct store_account *acct, void (*cb)(void *ctx, int id, const char *name),
+		       void *ctx, const char **err_r);
+int store_set_flags(struct store_account *acct, const char *box, const struct store_flag_change *ch,
+		    size_t n, uint64_t *modseq_r, const char **err_r);
+int store_append(struct store_account *acct, const char *box, const char *data, size_t len,
+		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
+		 uint32_t *uidvalidity_r, const char **err_r);
+int store_copy(struct store_account *acct, const char *src, const uint32_t *uids, size_t n,
+	       const char *dst, uint32_t *new_uids, uint32_t *dst_uidvalidity_r, const char **err_r);
+int store_mailbox_create(struct store_account *acct, const char *name, const char *special_use,
+			 const char **err_r);
+int store_mailbox_delete(struct store_account *acct, const char *name, const char **err_r);
+int store_mailbox_rename(struct store_account *acct, const char *from, const char *to,
+			 const char **err_r);
+int store_mailbox_subscribe(struct store_account *acct, const char *name, int on,
+			    const char **err_r);
+int store_changes_since(struct store_account *acct, const char *box, uint64_t modseq,
+			void (*cb_msg)(void *ctx, const struct store_msg_info *m),
+			void (*cb_expunged)(void *ctx, uint32_t uid), void *ctx, const char **err_r);
 
 /* Directory of the account (for per-account lock files). */
 const char *store_account_root(const struct store_account *acct);

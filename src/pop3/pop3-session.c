@@ -46,6 +46,7 @@ struct pop3_msg {
 	uint32_t uid;
 	uint8_t deleted;
 	uint8_t in_new;
+	unsigned flags;
 	uint64_t wire_size;
 	char *fname;
 };
@@ -262,6 +263,7 @@ static void open_work(void *arg)
 	for (int i = 0; i < n; i++) {
 		j->msgs[i].uid = m[i].uid;
 		j->msgs[i].in_new = (uint8_t)m[i].in_new;
+		j->msgs[i].flags = m[i].flags;
 		j->msgs[i].wire_size = m[i].wire_size;
 		j->msgs[i].fname = strdup(m[i].filename);
 		if (j->msgs[i].fname == NULL) {
@@ -506,19 +508,17 @@ static void cmd_capa(struct pop3_session *s)
 /* Open message i for RETR/TOP. 0 ok, -1 replied. */
 static int pop3_open_msg(struct pop3_session *s, size_t i)
 {
-	char path[4600];
-	const char *root = store_account_root(s->acct);
-	snprintf(path, sizeof(path), "%s/%s/%s", root, s->msgs[i].in_new ? "new" : "cur",
-		 s->msgs[i].fname);
-	s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (s->fd < 0 && s->msgs[i].in_new) {
-		/* an IMAP client may have moved it to cur/ meanwhile */
-		snprintf(path, sizeof(path), "%s/cur/%s", root, s->msgs[i].fname);
-		s->fd = open(path, O_RDONLY | O_CLOEXEC);
-	}
+	struct store_msg_info m;
+	const char *err;
+	memset(&m, 0, sizeof(m));
+	m.uid = s->msgs[i].uid;
+	m.in_new = s->msgs[i].in_new;
+	m.flags = s->msgs[i].flags;
+	snprintf(m.filename, sizeof(m.filename), "%s", s->msgs[i].fname);
+	s->fd = store_message_fd(s->acct, "INBOX", &m, &err);
 	if (s->fd < 0) {
-		log_warn("sess=%016llx proto=pop3 event=open-message-failed path=\"%s\" error=\"%s\"",
-			 (unsigned long long)s->base.id, path, strerror(errno));
+		log_warn("sess=%016llx proto=pop3 event=open-message-failed error=\"%s\"",
+			 (unsigned long long)s->base.id, err);
 		pop3_reply(s, "-ERR [SYS/TEMP] This message cannot be read now (it may have been "
 			      "deleted by another program)");
 		return -1;

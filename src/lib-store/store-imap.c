@@ -1,0 +1,658 @@
+/* store-imap.c - what IMAP needs beyond delivery: mailbox management, flags and keywords with
+ * MODSEQ, copy, append and change tracking.
+ *
+ * File names: the index keeps a message's base name; the file is new/<base> until its flags are
+ * first set, then cur/<base>:2,<FLAGS> with the flag letters in ASCII order, as Maildir wants.
+ * The index is committed first and the file renamed after; a crash in between leaves a file whose
+ * suffix is stale, which store_message_fd() still finds.
+ */
+#include "store-private.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "wire.h"
+
+#define STORE_KEYWORDS_MAX 64        /* one bit each in messages.keywords */
+
+/* The Maildir info suffix letters for flags, in ASCII order. */
+static void flag_letters(unsigned flags, char out[8])
+{
+	size_t o = 0;
+	if (flags & STORE_F_DRAFT)
+		out[o++] = 'D';
+	if (flags & STORE_F_FLAGGED)
+		out[o++] = 'F';
+	if (flags & STORE_F_ANSWERED)
+		out[o++] = 'R';
+	if (flags & STORE_F_SEEN)
+		out[o++] = 'S';
+	if (flags & STORE_F_DELETED)
+		out[o++] = 'T';
+	out[o] = '\0';
+}
+
+/* Path of a message file as the index says it should be. */
+int store_msg_path(const char *dir, const char *base, int in_new, unsigned flags, char *out,
+		    size_t outlen)
+{
+	char fl[8];
+	int n;
+	if (in_new) {
+		n = snprintf(out, outlen, "%s/new/%s", dir, base);
+	} else {
+		flag_letters(flags, fl);
+		n = snprintf(out, outlen, "%s/cur/%s:2,%s", dir, base, fl);
+	}
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/* Find a message file wherever it is (new/, or cur/ with any suffix). 0 found, -1 not. */
+int store_msg_find(const char *dir, const char *base, char *out, size_t outlen)
+{
+	struct stat st;
+	snprintf(out, outlen, "%s/new/%s", dir, base);
+	if (stat(out, &st) == 0)
+		return 0;
+	char cur[4400];
+	snprintf(cur, sizeof(cur), "%s/cur", dir);
+	DIR *d = opendir(cur);
+	if (d == NULL)
+		return -1;
+	size_t bl = strlen(base);
+	struct dirent *e;
+	int rc = -1;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, base, bl) == 0 && (e->d_name[bl] == ':' || e->d_name[bl] == 0)) {
+			snprintf(out, outlen, "%s/%s", cur, e->d_name);
+			rc = 0;
+			break;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Open a listed message. */
+int store_message_fd(struct store_account *a, const char *box, const struct store_msg_info *m,
+		     const char **err_r)
+{
+	char dir[4300], p[4700];
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0 ||
+	    store_msg_path(dir, m->filename, m->in_new, m->flags, p, sizeof(p)) < 0) {
+		*err_r = "bad mailbox name";
+		return -1;
+	}
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && store_msg_find(dir, m->filename, p, sizeof(p)) == 0)
+		fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(a->err, sizeof(a->err), "message file %s: %s", m->filename, strerror(errno));
+		*err_r = a->err;
+	}
+	return fd;
+}
+
+/* Keyword id for a name, creating it if `create`. Returns the id, -1 none/full, -2 error. */
+int store_keyword_id(struct store_account *a, const char *name, int create, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT id FROM keywords WHERE name = ? COLLATE NOCASE", -1,
+			       &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "keywords") - 1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	int id = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		id = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	if (id >= 0 || !create)
+		return id;
+	if (sqlite3_prepare_v2(a->db, "INSERT INTO keywords(id, name) SELECT coalesce(max(id) + 1, 0), ?"
+			       " FROM keywords HAVING coalesce(max(id) + 1, 0) < 64", -1, &st,
+			       NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "keywords") - 1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return store_dbfail(a, err_r, "add keyword") - 1;
+	if (sqlite3_changes(a->db) == 0)
+		return -1;   /* all 64 in use */
+	return store_keyword_id(a, name, 0, err_r);
+}
+
+/* Names of all keywords: cb(ctx, id, name). Returns count or -1. */
+int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, const char *name),
+		       void *ctx, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT id, name FROM keywords ORDER BY id", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return store_dbfail(a, err_r, "keywords");
+	int n = 0;
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		cb(ctx, sqlite3_column_int(st, 0), (const char *)sqlite3_column_text(st, 1));
+		n++;
+	}
+	sqlite3_finalize(st);
+	return n;
+}
+
+/* Set flags and keywords of several messages in one transaction with one new MODSEQ; then
+ * rename their files to carry the flags. changes[i].uid selects; unknown UIDs are skipped.
+ * On success *modseq_r is the MODSEQ given to the changed messages. */
+int store_set_flags(struct store_account *a, const char *box, const struct store_flag_change *ch,
+		    size_t n, uint64_t *modseq_r, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300];
+	int r = store_mailbox_get(a, box, &mb, err_r);
+	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	uint64_t modseq = mb.highestmodseq + 1;
+	struct ren {
+		char from[4700], to[4700];
+	} *rens = calloc(n + 1, sizeof(*rens));
+	if (rens == NULL) {
+		*err_r = "out of memory";
+		return -1;
+	}
+	size_t nren = 0;
+	sqlite3_stmt *sel = NULL, *upd = NULL;
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(rens);
+		return store_dbfail(a, err_r, "begin");
+	}
+	int rc = 0;
+	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, keywords FROM messages "
+			       "WHERE mailbox_id = ? AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "UPDATE messages SET flags = ?, keywords = ?, modseq = ?, "
+			       "in_new = 0 WHERE mailbox_id = ? AND uid = ?", -1, &upd, NULL) !=
+		    SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "prepare");
+		goto out;
+	}
+	size_t changed = 0;
+	for (size_t i = 0; i < n; i++) {
+		sqlite3_reset(sel);
+		sqlite3_bind_int64(sel, 1, mb.id);
+		sqlite3_bind_int64(sel, 2, ch[i].uid);
+		if (sqlite3_step(sel) != SQLITE_ROW)
+			continue;
+		const char *base = (const char *)sqlite3_column_text(sel, 0);
+		int in_new = sqlite3_column_int(sel, 1);
+		unsigned oflags = (unsigned)sqlite3_column_int(sel, 2);
+		uint64_t okw = (uint64_t)sqlite3_column_int64(sel, 3);
+		if (oflags == ch[i].flags && okw == ch[i].keywords && !in_new)
+			continue;
+		store_msg_path(dir, base, in_new, oflags, rens[nren].from, sizeof(rens[nren].from));
+		store_msg_path(dir, base, 0, ch[i].flags, rens[nren].to, sizeof(rens[nren].to));
+		if (strcmp(rens[nren].from, rens[nren].to) != 0)
+			nren++;
+		sqlite3_reset(upd);
+		sqlite3_bind_int(upd, 1, (int)ch[i].flags);
+		sqlite3_bind_int64(upd, 2, (int64_t)ch[i].keywords);
+		sqlite3_bind_int64(upd, 3, (int64_t)modseq);
+		sqlite3_bind_int64(upd, 4, mb.id);
+		sqlite3_bind_int64(upd, 5, ch[i].uid);
+		if (sqlite3_step(upd) != SQLITE_DONE) {
+			rc = store_dbfail(a, err_r, "update flags");
+			goto out;
+		}
+		changed++;
+	}
+	if (changed) {
+		char sql[128];
+		snprintf(sql, sizeof(sql), "UPDATE mailboxes SET highestmodseq = %llu WHERE id = %lld",
+			 (unsigned long long)modseq, (long long)mb.id);
+		if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+			rc = store_dbfail(a, err_r, "update modseq");
+			goto out;
+		}
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "commit flags");
+		goto out;
+	}
+	for (size_t i = 0; i < nren; i++)
+		rename(rens[i].from, rens[i].to);   /* best effort: store_message_fd finds stale names */
+	*modseq_r = changed ? modseq : mb.highestmodseq;
+out:
+	if (rc < 0)
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_finalize(sel);
+	sqlite3_finalize(upd);
+	free(rens);
+	return rc;
+}
+
+/* Insert a file already in place under a fresh UID (inside a transaction) with flags set. */
+static int insert_with_flags(struct store_account *a, int64_t box_id, const char *base,
+			     unsigned flags, uint64_t keywords, time_t date, uint64_t size,
+			     uint64_t wire, uint32_t *uid_r, const char **err_r)
+{
+	uint32_t uid;
+	if (store_index_insert(a, box_id, base, flags == 0 && keywords == 0, flags, date, size, wire,
+			       &uid, err_r) < 0)
+		return -1;
+	if (keywords) {
+		sqlite3_stmt *st;
+		sqlite3_prepare_v2(a->db, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND "
+				   "uid = ?", -1, &st, NULL);
+		sqlite3_bind_int64(st, 1, (int64_t)keywords);
+		sqlite3_bind_int64(st, 2, box_id);
+		sqlite3_bind_int64(st, 3, uid);
+		int r = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (r != SQLITE_DONE)
+			return store_dbfail(a, err_r, "set keywords");
+	}
+	*uid_r = uid;
+	return 0;
+}
+
+/* APPEND: write the bytes durably into the mailbox. */
+int store_append(struct store_account *a, const char *box, const char *data, size_t len,
+		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
+		 uint32_t *uidvalidity_r, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300], base[256], tmp[4700], dst[4700], sub[4400];
+	int r = store_mailbox_get(a, box, &mb, err_r);
+	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	store_maildir_name(base, sizeof(base), len);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, base);
+	store_msg_path(dir, base, flags == 0 && keywords == 0, flags, dst, sizeof(dst));
+	snprintf(sub, sizeof(sub), "%s/%s", dir, flags == 0 && keywords == 0 ? "new" : "cur");
+	errno = 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (fd < 0)
+		return store_fail(a, err_r, "create message file");
+	size_t off = 0;
+	while (off < len) {
+		ssize_t w = write(fd, data + off, len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	if (off < len || fsync(fd) != 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return store_fail(a, err_r, "write message file");
+	}
+	int64_t wire = wire_size_fd(fd);
+	close(fd);
+	if (rename(tmp, dst) < 0 || store_fsync_dir(sub) < 0) {
+		int e = errno;
+		unlink(tmp);
+		unlink(dst);
+		errno = e;
+		return store_fail(a, err_r, "move message into place");
+	}
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
+	    insert_with_flags(a, mb.id, base, flags, keywords, date, len, (uint64_t)wire, uid_r,
+			      err_r) < 0 ||
+	    sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		if (*err_r == NULL)
+			store_dbfail(a, err_r, "commit");
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		unlink(dst);
+		store_fsync_dir(sub);
+		return -1;
+	}
+	if (uidvalidity_r)
+		*uidvalidity_r = mb.uidvalidity;
+	return 0;
+}
+
+/* COPY: hard-link messages into another mailbox under new UIDs, in one transaction.
+ * new_uids[i] is 0 for a source UID that did not exist. Returns the number copied or -1. */
+int store_copy(struct store_account *a, const char *src, const uint32_t *uids, size_t n,
+	       const char *dst, uint32_t *new_uids, uint32_t *dst_uidvalidity_r, const char **err_r)
+{
+	struct store_mailbox_info smb, dmb;
+	char sdir[4300], ddir[4300];
+	int r1 = store_mailbox_get(a, src, &smb, err_r);
+	int r2 = r1 > 0 ? store_mailbox_get(a, dst, &dmb, err_r) : 0;
+	if (r1 <= 0 || r2 <= 0 || store_box_dir(a, src, sdir, sizeof(sdir)) < 0 ||
+	    store_box_dir(a, dst, ddir, sizeof(ddir)) < 0) {
+		if (r1 == 0 || r2 == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	char (*made)[4700] = calloc(n + 1, sizeof(*made));
+	if (made == NULL) {
+		*err_r = "out of memory";
+		return -1;
+	}
+	size_t nmade = 0;
+	int rc = 0;
+	*err_r = NULL;
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(made);
+		return store_dbfail(a, err_r, "begin copy");
+	}
+	sqlite3_stmt *sel = NULL;
+	sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, keywords, internaldate, size, "
+			   "wire_size FROM messages WHERE mailbox_id = ? AND uid = ?", -1, &sel, NULL);
+	for (size_t i = 0; i < n; i++) {
+		new_uids[i] = 0;
+		sqlite3_reset(sel);
+		sqlite3_bind_int64(sel, 1, smb.id);
+		sqlite3_bind_int64(sel, 2, uids[i]);
+		if (sqlite3_step(sel) != SQLITE_ROW)
+			continue;
+		char from[4700], base[256];
+		const char *obase = (const char *)sqlite3_column_text(sel, 0);
+		int in_new = sqlite3_column_int(sel, 1);
+		unsigned flags = (unsigned)sqlite3_column_int(sel, 2);
+		uint64_t kw = (uint64_t)sqlite3_column_int64(sel, 3);
+		time_t date = (time_t)sqlite3_column_int64(sel, 4);
+		uint64_t size = (uint64_t)sqlite3_column_int64(sel, 5);
+		uint64_t wire = (uint64_t)sqlite3_column_int64(sel, 6);
+		store_msg_path(sdir, obase, in_new, flags, from, sizeof(from));
+		if (access(from, F_OK) != 0 && store_msg_find(sdir, obase, from, sizeof(from)) < 0)
+			continue;
+		store_maildir_name(base, sizeof(base), size);
+		store_msg_path(ddir, base, flags == 0 && kw == 0, flags, made[nmade], sizeof(made[0]));
+		if (link(from, made[nmade]) < 0) {
+			rc = store_fail(a, err_r, "link message");
+			goto out;
+		}
+		nmade++;
+		if (insert_with_flags(a, dmb.id, base, flags, kw, date, size, wire, &new_uids[i],
+				      err_r) < 0) {
+			rc = -1;
+			goto out;
+		}
+		rc++;
+	}
+	char d1[4400], d2[4400];
+	snprintf(d1, sizeof(d1), "%s/new", ddir);
+	snprintf(d2, sizeof(d2), "%s/cur", ddir);
+	if (store_fsync_dir(d1) < 0 || store_fsync_dir(d2) < 0) {
+		rc = store_fail(a, err_r, "fsync");
+		goto out;
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "commit copy");
+		goto out;
+	}
+	if (dst_uidvalidity_r)
+		*dst_uidvalidity_r = dmb.uidvalidity;
+out:
+	sqlite3_finalize(sel);
+	if (rc < 0) {
+		if (*err_r == NULL)
+			store_dbfail(a, err_r, "copy");
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		for (size_t i = 0; i < nmade; i++)
+			unlink(made[i]);
+	}
+	free(made);
+	return rc;
+}
+
+/* CREATE. 1 created, 0 exists, -1 error. */
+int store_mailbox_create(struct store_account *a, const char *name, const char *special_use,
+			 const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300];
+	if (!store_mailbox_name_valid(name) || strcasecmp(name, "INBOX") == 0 ||
+	    store_box_dir(a, name, dir, sizeof(dir)) < 0) {
+		*err_r = "invalid mailbox name";
+		return strcasecmp(name, "INBOX") == 0 ? 0 : -1;
+	}
+	int r = store_mailbox_get(a, name, &mb, err_r);
+	if (r != 0)
+		return r < 0 ? -1 : 0;
+	errno = 0;
+	if (store_maildir_make(dir) < 0)
+		return store_fail(a, err_r, "create mailbox directory");
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "INSERT INTO mailboxes(name, uidvalidity, special_use) "
+			       "VALUES (?, max(strftime('%s','now'), (SELECT coalesce(max(uidvalidity), 0)"
+			       " + 1 FROM mailboxes)), ?)", -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "create mailbox");
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	if (special_use)
+		sqlite3_bind_text(st, 2, special_use, -1, SQLITE_TRANSIENT);
+	else
+		sqlite3_bind_null(st, 2);
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return store_dbfail(a, err_r, "create mailbox");
+	return 1;
+}
+
+/* rm -r of a Maildir's cur/ new/ tmp/ and the directory itself (nothing else is ours). */
+static void maildir_remove(const char *dir)
+{
+	static const char *sub[] = { "cur", "new", "tmp" };
+	char p[4400];
+	for (int i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
+		DIR *d = opendir(p);
+		if (d == NULL)
+			continue;
+		struct dirent *e;
+		while ((e = readdir(d)) != NULL)
+			if (e->d_name[0] != '.')
+				unlinkat(dirfd(d), e->d_name, 0);
+		closedir(d);
+		rmdir(p);
+	}
+	rmdir(dir);
+}
+
+/* DELETE. 1 deleted, 0 no such mailbox, -1 error (INBOX cannot be deleted). */
+int store_mailbox_delete(struct store_account *a, const char *name, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300];
+	if (strcasecmp(name, "INBOX") == 0) {
+		*err_r = "INBOX cannot be deleted";
+		return -1;
+	}
+	int r = store_mailbox_get(a, name, &mb, err_r);
+	if (r <= 0)
+		return r;
+	if (store_box_dir(a, name, dir, sizeof(dir)) < 0) {
+		*err_r = "invalid mailbox name";
+		return -1;
+	}
+	char sql[200];
+	snprintf(sql, sizeof(sql), "BEGIN IMMEDIATE; DELETE FROM messages WHERE mailbox_id = %lld; "
+		 "DELETE FROM expunged WHERE mailbox_id = %lld; DELETE FROM mailboxes WHERE id = %lld;"
+		 " COMMIT;", (long long)mb.id, (long long)mb.id, (long long)mb.id);
+	if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		store_dbfail(a, err_r, "delete mailbox");
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	maildir_remove(dir);
+	return 1;
+}
+
+/* RENAME a mailbox and its children. 1 ok, 0 source missing, -2 target exists, -1 error.
+ * Renaming INBOX moves its messages into the new mailbox and leaves INBOX empty (RFC 3501). */
+int store_mailbox_rename(struct store_account *a, const char *from, const char *to,
+			 const char **err_r)
+{
+	struct store_mailbox_info mb, tmb;
+	if (!store_mailbox_name_valid(to) || strcasecmp(to, "INBOX") == 0) {
+		*err_r = "invalid target name";
+		return -1;
+	}
+	int r = store_mailbox_get(a, from, &mb, err_r);
+	if (r <= 0)
+		return r;
+	if (store_mailbox_get(a, to, &tmb, err_r) != 0)
+		return -2;
+	if (strcasecmp(from, "INBOX") == 0) {
+		if (store_mailbox_create(a, to, NULL, err_r) < 0)
+			return -1;
+		struct store_msg_info *m;
+		int n = store_message_list(a, "INBOX", &m, err_r);
+		if (n < 0)
+			return -1;
+		uint32_t *uids = calloc((size_t)n + 1, sizeof(*uids) * 2);
+		if (uids == NULL) {
+			free(m);
+			return -1;
+		}
+		for (int i = 0; i < n; i++)
+			uids[i] = m[i].uid;
+		free(m);
+		int c = store_copy(a, "INBOX", uids, (size_t)n, to, uids + n, NULL, err_r);
+		if (c >= 0 && store_expunge(a, "INBOX", uids, (size_t)n, err_r) < 0)
+			c = -1;
+		free(uids);
+		return c < 0 ? -1 : 1;
+	}
+	/* every mailbox named `from` or under `from/` */
+	struct store_mailbox_info *boxes;
+	int n = store_mailbox_list(a, &boxes, err_r);
+	if (n < 0)
+		return -1;
+	size_t fl = strlen(from);
+	int rc = 1;
+	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+		free(boxes);
+		return store_dbfail(a, err_r, "begin rename");
+	}
+	struct pair {
+		char from[4300], to[4300];
+	} *moves = calloc((size_t)n + 1, sizeof(*moves));
+	size_t nm = 0;
+	for (int i = 0; i < n && moves; i++) {
+		const char *name = boxes[i].name;
+		if (strncmp(name, from, fl) != 0 || (name[fl] != '\0' && name[fl] != '/'))
+			continue;
+		char newname[600];
+		snprintf(newname, sizeof(newname), "%s%s", to, name + fl);
+		if (!store_mailbox_name_valid(newname) ||
+		    store_box_dir(a, name, moves[nm].from, sizeof(moves[nm].from)) < 0 ||
+		    store_box_dir(a, newname, moves[nm].to, sizeof(moves[nm].to)) < 0) {
+			*err_r = "resulting name too long or invalid";
+			rc = -1;
+			break;
+		}
+		sqlite3_stmt *st;
+		sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET name = ? WHERE id = ?", -1, &st, NULL);
+		sqlite3_bind_text(st, 1, newname, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, boxes[i].id);
+		int s = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (s != SQLITE_DONE) {
+			rc = store_dbfail(a, err_r, "rename mailbox");
+			break;
+		}
+		nm++;
+	}
+	free(boxes);
+	if (moves == NULL)
+		rc = -1;
+	/* directories first (a failure rolls everything back), then the commit */
+	size_t done = 0;
+	for (; rc == 1 && done < nm; done++) {
+		if (rename(moves[done].from, moves[done].to) < 0) {
+			rc = store_fail(a, err_r, "rename mailbox directory");
+			break;
+		}
+	}
+	if (rc == 1 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		rc = store_dbfail(a, err_r, "commit rename");
+	if (rc != 1) {
+		while (done-- > 0)
+			rename(moves[done].to, moves[done].from);
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	free(moves);
+	return rc;
+}
+
+/* SUBSCRIBE / UNSUBSCRIBE. 1 ok, 0 no such mailbox. */
+int store_mailbox_subscribe(struct store_account *a, const char *name, int on, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET subscribed = ? WHERE name = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "subscribe");
+	sqlite3_bind_int(st, 1, on);
+	sqlite3_bind_text(st, 2, strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, -1,
+			  SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return store_dbfail(a, err_r, "subscribe");
+	return sqlite3_changes(a->db) > 0;
+}
+
+/* Changes since a MODSEQ: messages changed or added (cb_msg) and UIDs expunged (cb_expunged).
+ * Returns 0 or -1. */
+int store_changes_since(struct store_account *a, const char *box, uint64_t modseq,
+			void (*cb_msg)(void *ctx, const struct store_msg_info *m),
+			void (*cb_expunged)(void *ctx, uint32_t uid), void *ctx, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	int r = store_mailbox_get(a, box, &mb, err_r);
+	if (r <= 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	sqlite3_stmt *st;
+	if (cb_expunged) {
+		if (sqlite3_prepare_v2(a->db, "SELECT uid FROM expunged WHERE mailbox_id = ? AND "
+				       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
+			return store_dbfail(a, err_r, "changes");
+		sqlite3_bind_int64(st, 1, mb.id);
+		sqlite3_bind_int64(st, 2, (int64_t)modseq);
+		while (sqlite3_step(st) == SQLITE_ROW)
+			cb_expunged(ctx, (uint32_t)sqlite3_column_int64(st, 0));
+		sqlite3_finalize(st);
+	}
+	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
+			       "in_new, wire_size, keywords FROM messages WHERE mailbox_id = ? AND "
+			       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "changes");
+	sqlite3_bind_int64(st, 1, mb.id);
+	sqlite3_bind_int64(st, 2, (int64_t)modseq);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct store_msg_info m;
+		memset(&m, 0, sizeof(m));
+		m.uid = (uint32_t)sqlite3_column_int64(st, 0);
+		m.flags = (unsigned)sqlite3_column_int(st, 1);
+		m.modseq = (uint64_t)sqlite3_column_int64(st, 2);
+		m.internaldate = (time_t)sqlite3_column_int64(st, 3);
+		m.size = (uint64_t)sqlite3_column_int64(st, 4);
+		snprintf(m.filename, sizeof(m.filename), "%s", sqlite3_column_text(st, 5));
+		m.in_new = sqlite3_column_int(st, 6);
+		m.wire_size = (uint64_t)sqlite3_column_int64(st, 7);
+		m.keywords = (uint64_t)sqlite3_column_int64(st, 8);
+		cb_msg(ctx, &m);
+	}
+	sqlite3_finalize(st);
+	return 0;
+}

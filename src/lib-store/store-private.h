@@ -1,0 +1,35 @@
+/* store-private.h - internals shared by the Maildir backend's files. */
+#ifndef POSTINO_STORE_PRIVATE_H
+#define POSTINO_STORE_PRIVATE_H
+
+#include <sqlite3.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "store.h"
+
+struct store_account {
+	char root[4096];
+	sqlite3 *db;
+	char err[512];
+};
+
+const char *store_special_static(const char *v);
+int store_box_dir(const struct store_account *a, const char *box, char *out, size_t outlen);
+int store_mkdir_p(const char *path);
+int store_maildir_make(const char *dir);
+int store_fail(struct store_account *a, const char **err_r, const char *what);
+int store_dbfail(struct store_account *a, const char **err_r, const char *what);
+int store_fsync_dir(const char *path);
+void store_maildir_name(char *out, size_t outlen, uint64_t size);
+int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
+		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
+		       uint32_t *uid_r, const char **err_r);
+unsigned store_flags_from_name(const char *name);
+/* Where a message file should be: new/<base>, or cur/<base>:2,<flag letters>. */
+int store_msg_path(const char *dir, const char *base, int in_new, unsigned flags, char *out,
+		   size_t outlen);
+/* Find a message file by base name wherever it is. 0 found (path in out), -1 not. */
+int store_msg_find(const char *dir, const char *base, char *out, size_t outlen);
+
+#endif
