@@ -1,0 +1,678 @@
+/* imap-fetch.c - FETCH (streamed: one message at a time while the socket takes it), STORE
+ * (one index transaction and one MODSEQ per command), COPY and MOVE (UIDPLUS COPYUID). */
+#include "imap-private.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "imap-quote.h"
+#include "imap-seqset.h"
+#include "log.h"
+#include "mime.h"
+
+int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
+		     unsigned *flags_r, uint64_t *kw_r);
+
+/* Messages selected by a set: indexes into s->msgs, in order. */
+int imap_select_msgs(struct imap_session *s, const char *setstr, int uid, size_t **idx_r,
+		     size_t *n_r)
+{
+	struct imap_seqset set;
+	*idx_r = NULL;
+	*n_r = 0;
+	if (strcmp(setstr, "$") == 0) {
+		size_t *v = calloc(s->nsearchres + 1, sizeof(*v));
+		if (v == NULL)
+			return -1;
+		size_t k = 0;
+		for (size_t j = 0; j < s->nsearchres; j++)
+			for (size_t i = 0; i < s->nmsgs; i++)
+				if (s->msgs[i].uid == s->searchres[j])
+					v[k++] = i;
+		*idx_r = v;
+		*n_r = k;
+		return 0;
+	}
+	uint32_t star = uid ? (s->nmsgs ? s->msgs[s->nmsgs - 1].uid : 0) : (uint32_t)s->nmsgs;
+	if (imap_seqset_parse(setstr, star, &set) < 0)
+		return -1;
+	if (!uid && s->nmsgs == 0 && strcmp(setstr, "*") != 0) {
+		/* sequence numbers into an empty mailbox are invalid */
+	}
+	size_t *v = calloc(s->nmsgs + 1, sizeof(*v));
+	if (v == NULL) {
+		imap_seqset_free(&set);
+		return -1;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < s->nmsgs; i++)
+		if (imap_seqset_contains(&set, uid ? s->msgs[i].uid : (uint32_t)(i + 1)))
+			v[k++] = i;
+	imap_seqset_free(&set);
+	*idx_r = v;
+	*n_r = k;
+	return 0;
+}
+
+enum fetch_kind {
+	F_UID, F_FLAGS, F_INTERNALDATE, F_SIZE, F_ENVELOPE, F_BODYSTRUCTURE, F_BODY, F_SECTION,
+	F_BINARY, F_BINARYSIZE, F_MODSEQ, F_SAVEDATE, F_RFC822, F_RFC822_HEADER, F_RFC822_TEXT
+};
+
+struct fetch_item {
+	enum fetch_kind kind;
+	int peek;
+	char section[512];     /* inside [...] */
+	int partial;
+	uint64_t p_off, p_len;
+	char label[600];       /* how the response names it */
+};
+
+struct fetch_ctx {
+	size_t *idx;
+	size_t n, pos;
+	struct fetch_item items[64];
+	size_t nitems;
+	int uid;
+	int need_body;
+	uint64_t changedsince;
+	struct buf out;
+};
+
+static void fetch_free(void *p)
+{
+	struct fetch_ctx *f = p;
+	free(f->idx);
+	buf_free(&f->out);
+	free(f);
+}
+
+/* Parse "BODY[...]<a.b>" style atoms. -1 invalid. */
+static int fetch_parse_section(const char *a, struct fetch_item *it, const char *prefix)
+{
+	const char *lb = strchr(a, '[');
+	const char *rb = lb ? strchr(lb, ']') : NULL;
+	if (lb == NULL || rb == NULL || (size_t)(rb - lb - 1) >= sizeof(it->section))
+		return -1;
+	memcpy(it->section, lb + 1, (size_t)(rb - lb - 1));
+	it->section[rb - lb - 1] = '\0';
+	const char *rest = rb + 1;
+	if (*rest == '<') {
+		unsigned long long o, l;
+		char end;
+		if (sscanf(rest, "<%llu.%llu%c", &o, &l, &end) != 3 || end != '>' || l == 0)
+			return -1;
+		it->partial = 1;
+		it->p_off = o;
+		it->p_len = l;
+	} else if (*rest != '\0') {
+		return -1;
+	}
+	snprintf(it->label, sizeof(it->label), "%s[%s]", prefix, it->section);
+	if (it->partial)
+		snprintf(it->label + strlen(it->label), sizeof(it->label) - strlen(it->label), "<%llu>",
+			 (unsigned long long)it->p_off);
+	return 0;
+}
+
+/* One fetch attribute. -1 invalid. */
+static int fetch_parse_item(struct fetch_ctx *f, const char *a)
+{
+	if (f->nitems >= 64)
+		return -1;
+	struct fetch_item *it = &f->items[f->nitems];
+	memset(it, 0, sizeof(*it));
+	static const struct { const char *n; enum fetch_kind k; int body; } simple[] = {
+		{ "UID", F_UID, 0 }, { "FLAGS", F_FLAGS, 0 }, { "INTERNALDATE", F_INTERNALDATE, 0 },
+		{ "RFC822.SIZE", F_SIZE, 0 }, { "ENVELOPE", F_ENVELOPE, 1 },
+		{ "BODYSTRUCTURE", F_BODYSTRUCTURE, 1 }, { "BODY", F_BODY, 1 },
+		{ "MODSEQ", F_MODSEQ, 0 }, { "SAVEDATE", F_SAVEDATE, 0 },
+		{ "RFC822", F_RFC822, 1 }, { "RFC822.HEADER", F_RFC822_HEADER, 1 },
+		{ "RFC822.TEXT", F_RFC822_TEXT, 1 } };
+	for (size_t i = 0; i < sizeof(simple) / sizeof(simple[0]); i++) {
+		if (strcasecmp(a, simple[i].n) == 0) {
+			it->kind = simple[i].k;
+			snprintf(it->label, sizeof(it->label), "%s", simple[i].n);
+			f->need_body |= simple[i].body;
+			if (it->kind == F_RFC822_HEADER)
+				it->peek = 1;
+			f->nitems++;
+			return 0;
+		}
+	}
+	if (strncasecmp(a, "BODY[", 5) == 0 || strncasecmp(a, "BODY.PEEK[", 10) == 0) {
+		it->kind = F_SECTION;
+		it->peek = strncasecmp(a, "BODY.PEEK", 9) == 0;
+		if (fetch_parse_section(a, it, "BODY") < 0)
+			return -1;
+	} else if (strncasecmp(a, "BINARY[", 7) == 0 || strncasecmp(a, "BINARY.PEEK[", 12) == 0) {
+		it->kind = F_BINARY;
+		it->peek = strncasecmp(a, "BINARY.PEEK", 11) == 0;
+		if (fetch_parse_section(a, it, "BINARY") < 0)
+			return -1;
+	} else if (strncasecmp(a, "BINARY.SIZE[", 12) == 0) {
+		it->kind = F_BINARYSIZE;
+		if (fetch_parse_section(a, it, "BINARY.SIZE") < 0 || it->partial)
+			return -1;
+	} else {
+		return -1;
+	}
+	f->need_body = 1;
+	f->nitems++;
+	return 0;
+}
+
+/* IMAP date-time of a time_t. */
+static void imap_date(time_t t, char *out, size_t outlen)
+{
+	struct tm tm;
+	gmtime_r(&t, &tm);
+	strftime(out, outlen, "%d-%b-%Y %H:%M:%S +0000", &tm);
+}
+
+/* Append a literal (or NIL). */
+static void append_literal(struct buf *out, const char *p, size_t n, int binary)
+{
+	buf_appendf(out, "%s{%zu}\r\n", binary ? "~" : "", n);
+	buf_append(out, p, n);
+}
+
+/* Build the FETCH response of one message into f->out. -1 when the message cannot be read. */
+static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
+{
+	struct imap_msg *m = &s->msgs[i];
+	const char *msg = NULL;
+	size_t len = 0;
+	void *map = MAP_FAILED;
+	struct mime_part *root = NULL;
+	int fd = -1;
+	if (f->need_body) {
+		struct store_msg_info mi;
+		const char *err;
+		memset(&mi, 0, sizeof(mi));
+		mi.uid = m->uid;
+		mi.in_new = m->in_new;
+		mi.flags = m->flags;
+		snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
+		fd = store_message_fd(s->acct, s->box, &mi, &err);
+		struct stat st;
+		if (fd < 0 || fstat(fd, &st) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+		len = (size_t)st.st_size;
+		if (len > 0) {
+			map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+			if (map == MAP_FAILED) {
+				close(fd);
+				return -1;
+			}
+			msg = map;
+		} else {
+			msg = "";
+		}
+	}
+	struct buf *o = &f->out;
+	buf_appendf(o, "* %zu FETCH (", i + 1);
+	int first = 1, have_uid = 0;
+	struct buf tmp;
+	buf_init(&tmp, 64u << 20);
+	for (size_t k = 0; k < f->nitems; k++) {
+		struct fetch_item *it = &f->items[k];
+		if (it->kind == F_UID)
+			have_uid = 1;
+		if (!first)
+			buf_appendstr(o, " ");
+		first = 0;
+		char fl[1200], date[64];
+		if ((it->kind == F_ENVELOPE || it->kind == F_BODYSTRUCTURE || it->kind == F_BODY ||
+		     it->kind == F_SECTION || it->kind == F_BINARY || it->kind == F_BINARYSIZE) &&
+		    root == NULL)
+			root = mime_parse(msg, len);
+		switch (it->kind) {
+		case F_UID:
+			buf_appendf(o, "UID %u", m->uid);
+			break;
+		case F_FLAGS:
+			buf_appendf(o, "FLAGS (%s)", imap_flags_text(s, m->flags, m->keywords, fl,
+								       sizeof(fl)));
+			break;
+		case F_INTERNALDATE:
+			imap_date(m->internaldate, date, sizeof(date));
+			buf_appendf(o, "INTERNALDATE \"%s\"", date);
+			break;
+		case F_SAVEDATE:
+			imap_date(m->internaldate, date, sizeof(date));
+			buf_appendf(o, "SAVEDATE \"%s\"", date);
+			break;
+		case F_SIZE:
+			buf_appendf(o, "RFC822.SIZE %llu", (unsigned long long)m->size);
+			break;
+		case F_MODSEQ:
+			buf_appendf(o, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+			break;
+		case F_ENVELOPE:
+			buf_appendstr(o, "ENVELOPE ");
+			mime_envelope(msg, mime_header_len(msg, len), o);
+			break;
+		case F_BODYSTRUCTURE:
+		case F_BODY:
+			buf_appendstr(o, it->kind == F_BODY ? "BODY " : "BODYSTRUCTURE ");
+			if (root)
+				mime_bodystructure(root, msg, it->kind == F_BODYSTRUCTURE, o);
+			break;
+		case F_RFC822:
+		case F_RFC822_HEADER:
+		case F_RFC822_TEXT: {
+			size_t hl = mime_header_len(msg, len);
+			buf_appendf(o, "%s ", it->label);
+			if (it->kind == F_RFC822)
+				append_literal(o, msg, len, 0);
+			else if (it->kind == F_RFC822_HEADER)
+				append_literal(o, msg, hl, 0);
+			else
+				append_literal(o, msg + hl, len - hl, 0);
+			break;
+		}
+		case F_SECTION:
+		case F_BINARY:
+		case F_BINARYSIZE: {
+			const char *data = "";
+			size_t dlen = 0;
+			buf_reset(&tmp);
+			int r;
+			if (it->kind == F_SECTION) {
+				r = root ? mime_section(root, msg, len, it->section, &tmp, &data, &dlen) : 1;
+			} else {
+				r = root ? mime_binary(root, msg, len, it->section, &tmp) : -2;
+				data = tmp.data ? tmp.data : "";
+				dlen = tmp.len;
+			}
+			if (r < 0 && it->kind != F_SECTION && r == -1) {
+				buf_free(&tmp);
+				if (root)
+					mime_free(&root);
+				if (map != MAP_FAILED)
+					munmap(map, len);
+				if (fd >= 0)
+					close(fd);
+				return -2;   /* unknown CTE */
+			}
+			if (r != 0) {
+				data = "";
+				dlen = 0;
+			}
+			if (it->kind == F_BINARYSIZE) {
+				buf_appendf(o, "%s %zu", it->label, dlen);
+				break;
+			}
+			if (it->partial) {
+				if (it->p_off >= dlen) {
+					data = "";
+					dlen = 0;
+				} else {
+					data += it->p_off;
+					dlen -= it->p_off;
+					if (dlen > it->p_len)
+						dlen = (size_t)it->p_len;
+				}
+			}
+			buf_appendf(o, "%s ", it->label);
+			append_literal(o, data, dlen,
+				       it->kind == F_BINARY && memchr(data, '\0', dlen) != NULL);
+			break;
+		}
+		}
+	}
+	if (f->uid && !have_uid)
+		buf_appendf(o, " UID %u", m->uid);
+	buf_appendstr(o, ")\r\n");
+	buf_free(&tmp);
+	if (root)
+		mime_free(&root);
+	if (map != MAP_FAILED)
+		munmap(map, len);
+	if (fd >= 0)
+		close(fd);
+	return 0;
+}
+
+/* Produce FETCH responses until the socket is full; 1 when all are out. */
+static int fetch_resume(struct imap_session *s)
+{
+	struct fetch_ctx *f = s->cmd_ctx;
+	while (f->pos < f->n) {
+		if (conn_out_pending(&s->conn) > IMAP_OUT_HIWAT)
+			return 0;
+		size_t i = f->idx[f->pos++];
+		if (i >= s->nmsgs)
+			continue;
+		if (f->changedsince && s->msgs[i].modseq <= f->changedsince)
+			continue;
+		buf_reset(&f->out);
+		int r = fetch_one(s, f, i);
+		if (r == -2) {
+			imap_tagged(s, "NO", "[UNKNOWN-CTE] Unknown content transfer encoding");
+			return 1;
+		}
+		if (r < 0)
+			continue;   /* expunged underneath us: skip, as Dovecot does */
+		imap_write(s, f->out.data, f->out.len);
+	}
+	imap_tagged(s, "OK", "%sFETCH completed", f->uid ? "UID " : "");
+	return 1;
+}
+
+/* FETCH set items [(CHANGEDSINCE n)]. */
+void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+{
+	if (n < 2 || args[0].type != IMAP_ARG_ATOM) {
+		imap_bad(s, "Use FETCH sequence-set items");
+		return;
+	}
+	struct fetch_ctx *f = calloc(1, sizeof(*f));
+	if (f == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	buf_init(&f->out, 128u << 20);
+	f->uid = uid;
+	const struct imap_arg *items = &args[1];
+	int ok = 0;
+	if (items->type == IMAP_ARG_ATOM) {
+		const char *a = items->str;
+		if (strcasecmp(a, "ALL") == 0)
+			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+			     !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE");
+		else if (strcasecmp(a, "FAST") == 0)
+			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+			     !fetch_parse_item(f, "RFC822.SIZE");
+		else if (strcasecmp(a, "FULL") == 0)
+			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+			     !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE") &&
+			     !fetch_parse_item(f, "BODY");
+		else
+			ok = fetch_parse_item(f, a) == 0;
+	} else if (items->type == IMAP_ARG_LIST) {
+		ok = 1;
+		for (size_t i = 0; i < items->nlist && ok; i++)
+			ok = items->list[i].type == IMAP_ARG_ATOM &&
+			     fetch_parse_item(f, items->list[i].str) == 0;
+	}
+	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist == 2 &&
+	    strcasecmp(args[2].list[0].str, "CHANGEDSINCE") == 0) {
+		f->changedsince = strtoull(args[2].list[1].str, NULL, 10);
+		s->condstore = 1;
+		fetch_parse_item(f, "MODSEQ");
+	} else if (n != 2) {
+		ok = 0;
+	}
+	if (!ok) {
+		fetch_free(f);
+		imap_bad(s, "Invalid FETCH item");
+		return;
+	}
+	for (size_t k = 0; k < f->nitems; k++)
+		if (s->condstore && f->items[k].kind == F_MODSEQ)
+			break;
+	if (s->condstore) {
+		int have = 0;
+		for (size_t k = 0; k < f->nitems; k++)
+			have |= f->items[k].kind == F_MODSEQ;
+		if (!have)
+			fetch_parse_item(f, "MODSEQ");
+	}
+	imap_sync_mailbox(s, 0);
+	if (imap_select_msgs(s, args[0].str, uid, &f->idx, &f->n) < 0) {
+		fetch_free(f);
+		imap_bad(s, "Invalid sequence set");
+		return;
+	}
+	/* non-PEEK body fetches set \Seen: one transaction for the whole command */
+	int sets_seen = 0;
+	for (size_t k = 0; k < f->nitems; k++)
+		if ((f->items[k].kind == F_SECTION || f->items[k].kind == F_BINARY ||
+		     f->items[k].kind == F_RFC822 || f->items[k].kind == F_RFC822_TEXT) &&
+		    !f->items[k].peek)
+			sets_seen = 1;
+	if (sets_seen && !s->readonly) {
+		struct store_flag_change *ch = calloc(f->n + 1, sizeof(*ch));
+		size_t nch = 0;
+		for (size_t j = 0; ch && j < f->n; j++) {
+			struct imap_msg *m = &s->msgs[f->idx[j]];
+			if (m->flags & STORE_F_SEEN)
+				continue;
+			ch[nch].uid = m->uid;
+			ch[nch].flags = m->flags | STORE_F_SEEN;
+			ch[nch].keywords = m->keywords;
+			nch++;
+		}
+		uint64_t modseq;
+		const char *err;
+		if (nch > 0 && store_set_flags(s->acct, s->box, ch, nch, &modseq, &err) == 0) {
+			for (size_t j = 0; j < f->n; j++) {
+				struct imap_msg *m = &s->msgs[f->idx[j]];
+				if (!(m->flags & STORE_F_SEEN)) {
+					m->flags |= STORE_F_SEEN;
+					m->modseq = modseq;
+					m->in_new = 0;
+				}
+			}
+			int have = 0;
+			for (size_t k = 0; k < f->nitems; k++)
+				have |= f->items[k].kind == F_FLAGS;
+			if (!have)
+				fetch_parse_item(f, "FLAGS");
+		}
+		free(ch);
+	}
+	s->cmd_ctx = f;
+	s->cmd_free = fetch_free;
+	s->resume = fetch_resume;
+}
+
+/* STORE set [(UNCHANGEDSINCE n)] [+-]FLAGS[.SILENT] (flags). */
+void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+{
+	size_t a = 1;
+	uint64_t unchangedsince = UINT64_MAX;
+	if (n >= 4 && args[1].type == IMAP_ARG_LIST && args[1].nlist == 2 &&
+	    strcasecmp(args[1].list[0].str, "UNCHANGEDSINCE") == 0) {
+		unchangedsince = strtoull(args[1].list[1].str, NULL, 10);
+		s->condstore = 1;
+		a = 2;
+	}
+	if (n != a + 2 || args[0].type != IMAP_ARG_ATOM || args[a].type != IMAP_ARG_ATOM) {
+		imap_bad(s, "Use STORE sequence-set [+|-]FLAGS[.SILENT] (flags)");
+		return;
+	}
+	if (s->readonly) {
+		imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	const char *op = args[a].str;
+	int mode = op[0] == '+' ? 1 : op[0] == '-' ? -1 : 0;
+	const char *what = mode ? op + 1 : op;
+	int silent = 0;
+	if (strcasecmp(what, "FLAGS.SILENT") == 0)
+		silent = 1;
+	else if (strcasecmp(what, "FLAGS") != 0) {
+		imap_bad(s, "Use FLAGS, +FLAGS or -FLAGS");
+		return;
+	}
+	unsigned flags;
+	uint64_t kw;
+	const struct imap_arg *fl = &args[a + 1];
+	int bad = fl->type == IMAP_ARG_LIST ? imap_parse_flags(s, fl->list, fl->nlist, &flags, &kw)
+					    : imap_parse_flags(s, fl, 1, &flags, &kw);
+	if (bad < 0) {
+		imap_bad(s, "Invalid flag");
+		return;
+	}
+	imap_sync_mailbox(s, 0);
+	size_t *idx, ni;
+	if (imap_select_msgs(s, args[0].str, uid, &idx, &ni) < 0) {
+		imap_bad(s, "Invalid sequence set");
+		return;
+	}
+	struct store_flag_change *ch = calloc(ni + 1, sizeof(*ch));
+	size_t nch = 0;
+	char modified[2048] = "";
+	for (size_t j = 0; ch && j < ni; j++) {
+		struct imap_msg *m = &s->msgs[idx[j]];
+		if (m->modseq > unchangedsince) {
+			size_t l = strlen(modified);
+			snprintf(modified + l, sizeof(modified) - l, "%s%u", l ? "," : "",
+				 uid ? m->uid : (uint32_t)(idx[j] + 1));
+			continue;
+		}
+		ch[nch].uid = m->uid;
+		ch[nch].flags = mode > 0 ? m->flags | flags : mode < 0 ? m->flags & ~flags : flags;
+		ch[nch].keywords = mode > 0 ? m->keywords | kw : mode < 0 ? m->keywords & ~kw : kw;
+		nch++;
+	}
+	uint64_t modseq = 0;
+	const char *err;
+	if (ch == NULL || (nch > 0 && store_set_flags(s->acct, s->box, ch, nch, &modseq, &err) < 0)) {
+		free(ch);
+		free(idx);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Could not store the flags; please try again");
+		return;
+	}
+	size_t c = 0;
+	for (size_t j = 0; j < ni; j++) {
+		struct imap_msg *m = &s->msgs[idx[j]];
+		if (c >= nch || ch[c].uid != m->uid)
+			continue;
+		int changed = m->flags != ch[c].flags || m->keywords != ch[c].keywords;
+		m->flags = ch[c].flags;
+		m->keywords = ch[c].keywords;
+		if (changed) {
+			m->modseq = modseq;
+			m->in_new = 0;
+		}
+		c++;
+		if (silent && !(s->condstore && changed))
+			continue;
+		char ft[1200];
+		char extra[64] = "";
+		if (s->condstore)
+			snprintf(extra, sizeof(extra), " MODSEQ (%llu)", (unsigned long long)m->modseq);
+		if (uid)
+			imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s)%s)", idx[j] + 1, m->uid,
+				   imap_flags_text(s, m->flags, m->keywords, ft, sizeof(ft)), extra);
+		else
+			imap_reply(s, "* %zu FETCH (FLAGS (%s)%s)", idx[j] + 1,
+				   imap_flags_text(s, m->flags, m->keywords, ft, sizeof(ft)), extra);
+	}
+	if (modseq > s->highestmodseq)
+		s->highestmodseq = modseq;
+	free(ch);
+	free(idx);
+	if (modified[0])
+		imap_tagged(s, "OK", "[MODIFIED %s] Conditional STORE failed for some", modified);
+	else
+		imap_tagged(s, "OK", "%sSTORE completed", uid ? "UID " : "");
+}
+
+/* Append "a:b,c" for a sorted array. */
+static void uidset_text(const uint32_t *v, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && v[j + 1] == v[j] + 1)
+			j++;
+		if (i)
+			buf_appendstr(out, ",");
+		if (j > i)
+			buf_appendf(out, "%u:%u", v[i], v[j]);
+		else
+			buf_appendf(out, "%u", v[i]);
+		i = j + 1;
+	}
+}
+
+/* COPY / MOVE set mailbox. */
+void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
+		   int move)
+{
+	char box[1024];
+	const char *err;
+	if (n != 2 || args[0].type != IMAP_ARG_ATOM ||
+	    imap_mailbox_arg(s, &args[1], box, sizeof(box)) < 0) {
+		imap_bad(s, "Use %s sequence-set mailbox", move ? "MOVE" : "COPY");
+		return;
+	}
+	if (move && s->readonly) {
+		imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	struct store_mailbox_info mb;
+	if (store_mailbox_get(s->acct, box, &mb, &err) != 1) {
+		imap_tagged(s, "NO", "[TRYCREATE] No mailbox named %.200s", box);
+		return;
+	}
+	size_t *idx, ni;
+	if (imap_select_msgs(s, args[0].str, uid, &idx, &ni) < 0) {
+		imap_bad(s, "Invalid sequence set");
+		return;
+	}
+	uint32_t *src = calloc(ni + 1, sizeof(*src)), *dst = calloc(ni + 1, sizeof(*dst));
+	for (size_t j = 0; src && j < ni; j++)
+		src[j] = s->msgs[idx[j]].uid;
+	free(idx);
+	uint32_t uv = 0;
+	int r = src && dst ? store_copy(s->acct, s->box, src, ni, box, dst, &uv, &err) : -1;
+	if (r < 0) {
+		free(src);
+		free(dst);
+		imap_tagged(s, "NO", "[UNAVAILABLE] %s failed; nothing was changed",
+			    move ? "MOVE" : "COPY");
+		return;
+	}
+	struct buf a, b;
+	buf_init(&a, 1 << 20);
+	buf_init(&b, 1 << 20);
+	uint32_t *sa = calloc(ni + 1, sizeof(*sa)), *da = calloc(ni + 1, sizeof(*da));
+	size_t k = 0;
+	for (size_t j = 0; sa && da && j < ni; j++)
+		if (dst[j]) {
+			sa[k] = src[j];
+			da[k] = dst[j];
+			k++;
+		}
+	if (k > 0) {
+		uidset_text(sa, k, &a);
+		uidset_text(da, k, &b);
+	}
+	if (move && k > 0) {
+		if (store_expunge(s->acct, s->box, sa, k, &err) < 0) {
+			imap_tagged(s, "NO", "[UNAVAILABLE] MOVE could not remove the originals");
+			goto out;
+		}
+		imap_reply(s, "* OK [COPYUID %u %s %s] Moved", uv, a.data, b.data);
+		imap_sync_mailbox(s, 1);
+		imap_tagged(s, "OK", "%sMOVE completed", uid ? "UID " : "");
+	} else if (k > 0) {
+		imap_tagged(s, "OK", "[COPYUID %u %s %s] %sCOPY completed", uv, a.data, b.data,
+			    uid ? "UID " : "");
+	} else {
+		imap_tagged(s, "OK", "%s%s completed (nothing matched)", uid ? "UID " : "",
+			    move ? "MOVE" : "COPY");
+	}
+out:
+	buf_free(&a);
+	buf_free(&b);
+	free(sa);
+	free(da);
+	free(src);
+	free(dst);
+}

@@ -1,0 +1,555 @@
+/* imap-mailbox.c - mailbox commands: SELECT/EXAMINE, CREATE, DELETE, RENAME, (UN)SUBSCRIBE,
+ * LIST/LSUB (with SPECIAL-USE, CHILDREN, LIST-EXTENDED selection and RETURN (STATUS)), STATUS,
+ * APPEND (MULTIAPPEND, UIDPLUS) and EXPUNGE/CLOSE. */
+#include "imap-private.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "imap-quote.h"
+#include "imap-seqset.h"
+#include "imap-utf7.h"
+#include "log.h"
+
+/* SELECT / EXAMINE. */
+void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n, int readonly)
+{
+	char box[1024];
+	const char *err;
+	if (n < 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_bad(s, "Use SELECT mailbox");
+		return;
+	}
+	for (size_t i = 1; i < n; i++) {   /* (CONDSTORE) / (QRESYNC ...) */
+		if (args[i].type == IMAP_ARG_LIST)
+			for (size_t k = 0; k < args[i].nlist; k++)
+				if (args[i].list[k].type == IMAP_ARG_ATOM &&
+				    strcasecmp(args[i].list[k].str, "CONDSTORE") == 0)
+					s->condstore = 1;
+	}
+	if (s->st == IMAP_SELECTED) {
+		imap_unselect(s);
+		if (s->rev2 || s->condstore)
+			imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
+	}
+	if (imap_load_mailbox(s, box, &err) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No mailbox named %.200s", box);
+		return;
+	}
+	s->st = IMAP_SELECTED;
+	s->readonly = readonly;
+	char fl[4096];
+	imap_flags_text(s, 0, ~0ull, fl, sizeof(fl));
+	imap_reply(s, "* %zu EXISTS", s->nmsgs);
+	if (!s->rev2)
+		imap_reply(s, "* 0 RECENT");
+	imap_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)", fl[0] ? " " : "",
+		   fl);
+	imap_reply(s, "* OK [PERMANENTFLAGS (%s\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s \\*)] "
+		      "Flags permitted", "", fl[0] ? " " : "", fl);
+	size_t unseen = 0;
+	for (size_t i = 0; i < s->nmsgs; i++)
+		if (!(s->msgs[i].flags & STORE_F_SEEN)) {
+			unseen = i + 1;
+			break;
+		}
+	if (unseen && !s->rev2)
+		imap_reply(s, "* OK [UNSEEN %zu] First unseen", unseen);
+	imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
+	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
+	imap_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)s->highestmodseq);
+	imap_reply(s, "* LIST () \"/\" %s", box);   /* RFC 9051 requires it; names are atoms here */
+	imap_tagged(s, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
+		    readonly ? "EXAMINE" : "SELECT");
+}
+
+/* CREATE name [(USE (\Special))]. */
+void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char box[1024];
+	const char *err;
+	const char *special = NULL;
+	if (n < 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name: no empty parts, \".\", \"..\" or "
+				     "control characters");
+		return;
+	}
+	if (n == 2 && args[1].type == IMAP_ARG_LIST && args[1].nlist == 2 &&
+	    strcasecmp(args[1].list[0].str, "USE") == 0 && args[1].list[1].type == IMAP_ARG_LIST &&
+	    args[1].list[1].nlist == 1) {
+		static const char *ok[] = { "\\Sent", "\\Drafts", "\\Trash", "\\Junk", "\\Archive",
+					    "\\All", "\\Flagged" };
+		for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+			if (strcasecmp(args[1].list[1].list[0].str, ok[i]) == 0)
+				special = ok[i];
+		if (special == NULL) {
+			imap_tagged(s, "NO", "[USEATTR] Unsupported special-use attribute");
+			return;
+		}
+	}
+	size_t l = strlen(box);
+	if (l > 0 && box[l - 1] == '/')
+		box[--l] = '\0';   /* a trailing separator only declares intent (RFC 3501) */
+	/* parents are created implicitly */
+	for (size_t i = 1; i < l; i++) {
+		if (box[i] == '/') {
+			box[i] = '\0';
+			store_mailbox_create(s->acct, box, NULL, &err);
+			box[i] = '/';
+		}
+	}
+	int r = store_mailbox_create(s->acct, box, special, &err);
+	if (r < 0)
+		imap_tagged(s, "NO", "[CANNOT] %s", err);
+	else if (r == 0)
+		imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
+	else
+		imap_tagged(s, "OK", "CREATE completed");
+}
+
+/* DELETE. */
+void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char box[1024];
+	const char *err;
+	if (n != 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		return;
+	}
+	if (s->st == IMAP_SELECTED && strcmp(s->box, box) == 0)
+		imap_unselect(s);
+	int r = store_mailbox_delete(s->acct, box, &err);
+	if (r < 0)
+		imap_tagged(s, "NO", "[CANNOT] %s", err);
+	else if (r == 0)
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+	else
+		imap_tagged(s, "OK", "DELETE completed");
+}
+
+/* RENAME. */
+void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char from[1024], to[1024];
+	const char *err;
+	if (n != 2 || imap_mailbox_arg(s, &args[0], from, sizeof(from)) < 0 ||
+	    imap_mailbox_arg(s, &args[1], to, sizeof(to)) < 0) {
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
+		return;
+	}
+	int r = store_mailbox_rename(s->acct, from, to, &err);
+	if (r == 1)
+		imap_tagged(s, "OK", "RENAME completed");
+	else if (r == 0)
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+	else if (r == -2)
+		imap_tagged(s, "NO", "[ALREADYEXISTS] Target mailbox exists");
+	else
+		imap_tagged(s, "NO", "[CANNOT] %s", err);
+}
+
+/* SUBSCRIBE / UNSUBSCRIBE. */
+void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args, size_t n, int on)
+{
+	char box[1024];
+	const char *err;
+	if (n != 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_bad(s, "Use %s mailbox", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+		return;
+	}
+	int r = store_mailbox_subscribe(s->acct, box, on, &err);
+	if (r < 0)
+		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+	else if (r == 0 && on)
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+	else
+		imap_tagged(s, "OK", "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+}
+
+/* IMAP LIST pattern match: '*' any, '%' any but '/'. */
+static int list_match(const char *pat, const char *name)
+{
+	for (; *pat; pat++, name++) {
+		if (*pat == '*' || *pat == '%') {
+			for (const char *p = name;; p++) {
+				if (list_match(pat + 1, p))
+					return 1;
+				if (*p == '\0' || (*pat == '%' && *p == '/'))
+					return 0;
+			}
+		}
+		if (*name == '\0')
+			return 0;
+		if (*pat != *name)
+			return 0;
+	}
+	return *name == '\0';
+}
+
+/* STATUS items into out ("MESSAGES 3 UIDNEXT 4 ..."). -1 on an unknown item. */
+static int status_items(struct imap_session *s, const struct store_mailbox_info *mb,
+			const struct imap_arg *items, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		const char *it = items[i].str;
+		if (items[i].type != IMAP_ARG_ATOM)
+			return -1;
+		if (i)
+			buf_appendstr(out, " ");
+		if (strcasecmp(it, "MESSAGES") == 0)
+			buf_appendf(out, "MESSAGES %u", mb->messages);
+		else if (strcasecmp(it, "UIDNEXT") == 0)
+			buf_appendf(out, "UIDNEXT %u", mb->uidnext);
+		else if (strcasecmp(it, "UIDVALIDITY") == 0)
+			buf_appendf(out, "UIDVALIDITY %u", mb->uidvalidity);
+		else if (strcasecmp(it, "UNSEEN") == 0)
+			buf_appendf(out, "UNSEEN %u", mb->unseen);
+		else if (strcasecmp(it, "RECENT") == 0)
+			buf_appendstr(out, "RECENT 0");
+		else if (strcasecmp(it, "SIZE") == 0)
+			buf_appendf(out, "SIZE %llu", (unsigned long long)mb->size);
+		else if (strcasecmp(it, "HIGHESTMODSEQ") == 0)
+			buf_appendf(out, "HIGHESTMODSEQ %llu", (unsigned long long)mb->highestmodseq);
+		else if (strcasecmp(it, "DELETED") == 0)
+			buf_appendf(out, "DELETED 0");
+		else
+			return -1;
+	}
+	(void)s;
+	return 0;
+}
+
+/* LIST / LSUB, with LIST-EXTENDED selection options and RETURN (SUBSCRIBED CHILDREN STATUS). */
+void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n, int lsub)
+{
+	const char *err;
+	size_t a = 0;
+	int sel_subscribed = lsub, sel_special = 0, ret_status = 0, ret_special = 1;
+	const struct imap_arg *status_list = NULL;
+	if (!lsub && n > 0 && args[0].type == IMAP_ARG_LIST) {
+		for (size_t i = 0; i < args[0].nlist; i++) {
+			const char *o = args[0].list[i].str;
+			if (strcasecmp(o, "SUBSCRIBED") == 0)
+				sel_subscribed = 1;
+			else if (strcasecmp(o, "SPECIAL-USE") == 0)
+				sel_special = 1;
+		}
+		a = 1;
+	}
+	if (n < a + 2) {
+		imap_bad(s, "Use LIST reference pattern");
+		return;
+	}
+	const struct imap_arg *ref = &args[a], *pats = &args[a + 1];
+	for (size_t i = a + 2; i + 1 < n; i++) {
+		if (args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].str, "RETURN") == 0 &&
+		    args[i + 1].type == IMAP_ARG_LIST) {
+			const struct imap_arg *r = &args[i + 1];
+			for (size_t k = 0; k < r->nlist; k++) {
+				if (strcasecmp(r->list[k].str, "STATUS") == 0 && k + 1 < r->nlist &&
+				    r->list[k + 1].type == IMAP_ARG_LIST) {
+					ret_status = 1;
+					status_list = &r->list[k + 1];
+					k++;
+				}
+			}
+		}
+	}
+	char refname[1024] = "";
+	if (ref->type != IMAP_ARG_NIL && ref->len > 0 &&
+	    imap_mailbox_arg(s, ref, refname, sizeof(refname)) < 0)
+		refname[0] = '\0';
+	size_t npat = pats->type == IMAP_ARG_LIST ? pats->nlist : 1;
+	const struct imap_arg *patv = pats->type == IMAP_ARG_LIST ? pats->list : pats;
+	if (npat == 1 && patv[0].len == 0) {
+		imap_reply(s, "* %s (\\Noselect) \"/\" \"\"", lsub ? "LSUB" : "LIST");
+		imap_tagged(s, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+		return;
+	}
+	struct store_mailbox_info *boxes;
+	int nb = store_mailbox_list(s->acct, &boxes, &err);
+	if (nb < 0) {
+		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+		return;
+	}
+	struct buf line;
+	buf_init(&line, 65536);
+	for (int i = 0; i < nb; i++) {
+		const char *name = boxes[i].name;
+		int match = 0;
+		for (size_t p = 0; p < npat && !match; p++) {
+			char pat[2048];
+			struct buf pb;
+			buf_init(&pb, 1024);
+			const char *praw = patv[p].str;
+			if (!s->utf8 && imap_mutf7_to_utf8(praw, &pb) == 0 && pb.data)
+				praw = pb.data;
+			snprintf(pat, sizeof(pat), "%s%s", refname, praw);
+			if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/'))
+				memcpy(pat, "INBOX", 5);
+			match = list_match(pat, name);
+			buf_free(&pb);
+		}
+		if (!match || (sel_subscribed && !boxes[i].subscribed) ||
+		    (sel_special && boxes[i].special_use == NULL))
+			continue;
+		int children = 0;
+		size_t nl = strlen(name);
+		for (int k = 0; k < nb; k++)
+			if (strncmp(boxes[k].name, name, nl) == 0 && boxes[k].name[nl] == '/')
+				children = 1;
+		buf_reset(&line);
+		buf_appendf(&line, "* %s (%s", lsub ? "LSUB" : "LIST",
+			    children ? "\\HasChildren" : "\\HasNoChildren");
+		if (boxes[i].subscribed && (sel_subscribed || !lsub) && !lsub)
+			buf_appendstr(&line, " \\Subscribed");
+		if (ret_special && boxes[i].special_use)
+			buf_appendf(&line, " %s", boxes[i].special_use);
+		buf_appendstr(&line, ") \"/\" ");
+		imap_append_mailbox(s, &line, name);
+		buf_appendstr(&line, "\r\n");
+		imap_write(s, line.data, line.len);
+		if (ret_status && status_list) {
+			buf_reset(&line);
+			buf_appendstr(&line, "* STATUS ");
+			imap_append_mailbox(s, &line, name);
+			buf_appendstr(&line, " (");
+			if (status_items(s, &boxes[i], status_list->list, status_list->nlist, &line) == 0) {
+				buf_appendstr(&line, ")\r\n");
+				imap_write(s, line.data, line.len);
+			}
+		}
+	}
+	buf_free(&line);
+	free(boxes);
+	imap_tagged(s, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+}
+
+/* STATUS mailbox (items). */
+void imap_cmd_status(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char box[1024];
+	const char *err;
+	struct store_mailbox_info mb;
+	if (n != 2 || args[1].type != IMAP_ARG_LIST ||
+	    imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_bad(s, "Use STATUS mailbox (items)");
+		return;
+	}
+	if (store_mailbox_get(s->acct, box, &mb, &err) != 1) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		return;
+	}
+	struct buf out;
+	buf_init(&out, 4096);
+	buf_appendstr(&out, "* STATUS ");
+	imap_append_mailbox(s, &out, box);
+	buf_appendstr(&out, " (");
+	if (status_items(s, &mb, args[1].list, args[1].nlist, &out) < 0) {
+		buf_free(&out);
+		imap_bad(s, "Unknown STATUS item");
+		return;
+	}
+	buf_appendstr(&out, ")\r\n");
+	imap_write(s, out.data, out.len);
+	buf_free(&out);
+	imap_tagged(s, "OK", "STATUS completed");
+}
+
+/* Parse a flag list into store flags and keyword bits (creating keywords). -1 invalid. */
+int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
+		     unsigned *flags_r, uint64_t *kw_r);
+int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
+		     unsigned *flags_r, uint64_t *kw_r)
+{
+	static const struct { const char *n; unsigned f; } sys[] = {
+		{ "\\Seen", STORE_F_SEEN }, { "\\Answered", STORE_F_ANSWERED },
+		{ "\\Flagged", STORE_F_FLAGGED }, { "\\Deleted", STORE_F_DELETED },
+		{ "\\Draft", STORE_F_DRAFT } };
+	const char *err;
+	*flags_r = 0;
+	*kw_r = 0;
+	for (size_t i = 0; i < n; i++) {
+		const char *f = list[i].str;
+		if (list[i].type != IMAP_ARG_ATOM)
+			return -1;
+		if (f[0] == '\\') {
+			size_t k;
+			for (k = 0; k < 5; k++)
+				if (strcasecmp(f, sys[k].n) == 0)
+					break;
+			if (k == 5) {
+				if (strcasecmp(f, "\\Recent") == 0)
+					continue;
+				return -1;
+			}
+			*flags_r |= sys[k].f;
+			continue;
+		}
+		if (strlen(f) >= 64 || strpbrk(f, "(){%*\"\\]") != NULL)
+			return -1;
+		int id = store_keyword_id(s->acct, f, 1, &err);
+		if (id < 0)
+			continue;   /* all 64 keyword slots in use: ignored, like a full PERMANENTFLAGS */
+		*kw_r |= 1ull << id;
+		if (id < 64) {
+			snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", f);
+			if (id + 1 > s->nkeywords_known)
+				s->nkeywords_known = id + 1;
+		}
+	}
+	return 0;
+}
+
+/* Parse an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz". -1 invalid. */
+static int parse_datetime(const char *v, time_t *out)
+{
+	static const char *mon[] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+				     "Oct", "Nov", "Dec" };
+	int d, y, h, mi, sec, zone;
+	char m[4], sign;
+	if (sscanf(v, "%2d-%3s-%4d %2d:%2d:%2d %c%4d", &d, m, &y, &h, &mi, &sec, &sign, &zone) != 8)
+		return -1;
+	int mo = -1;
+	for (int i = 0; i < 12; i++)
+		if (strcasecmp(m, mon[i]) == 0)
+			mo = i;
+	if (mo < 0 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 || y < 1900 ||
+	    (sign != '+' && sign != '-'))
+		return -1;
+	struct tm tm = { .tm_year = y - 1900, .tm_mon = mo, .tm_mday = d, .tm_hour = h,
+			 .tm_min = mi, .tm_sec = sec };
+	time_t t = timegm(&tm);
+	int off = (zone / 100) * 3600 + (zone % 100) * 60;
+	*out = sign == '+' ? t - off : t + off;
+	return 0;
+}
+
+/* APPEND mailbox [(flags)] [date] literal [ [(flags)] [date] literal ...] (MULTIAPPEND). */
+void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char box[1024];
+	const char *err;
+	if (n < 2 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_bad(s, "Use APPEND mailbox [(flags)] [date-time] literal");
+		return;
+	}
+	struct store_mailbox_info mb;
+	if (store_mailbox_get(s->acct, box, &mb, &err) != 1) {
+		imap_tagged(s, "NO", "[TRYCREATE] No mailbox named %.200s", box);
+		return;
+	}
+	uint32_t uids[64], uidvalidity = 0;
+	size_t nu = 0;
+	for (size_t i = 1; i < n;) {
+		unsigned flags = 0;
+		uint64_t kw = 0;
+		time_t date = time(NULL);
+		if (args[i].type == IMAP_ARG_LIST) {
+			if (imap_parse_flags(s, args[i].list, args[i].nlist, &flags, &kw) < 0) {
+				imap_bad(s, "Invalid flag in APPEND");
+				return;
+			}
+			i++;
+		}
+		if (i < n && args[i].type == IMAP_ARG_QUOTED) {
+			if (parse_datetime(args[i].str, &date) < 0) {
+				imap_bad(s, "Invalid date-time in APPEND");
+				return;
+			}
+			i++;
+		}
+		if (i >= n || args[i].type != IMAP_ARG_LITERAL) {
+			imap_bad(s, "APPEND needs the message as a literal");
+			return;
+		}
+		if (args[i].len > s->base.lc->message_size_limit) {
+			imap_tagged(s, "NO", "[TOOBIG] Message too big: the limit is %llu octets",
+				    (unsigned long long)s->base.lc->message_size_limit);
+			return;
+		}
+		if (args[i].len == 0) {
+			imap_tagged(s, "NO", "Empty messages cannot be appended");
+			return;
+		}
+		if (!args[i].literal8 && memchr(args[i].str, '\0', args[i].len) != NULL) {
+			imap_tagged(s, "NO", "Message contains NUL; use a literal8 (~{n}) for binary");
+			return;
+		}
+		uint32_t uid;
+		if (store_append(s->acct, box, args[i].str, args[i].len, flags, kw, date, &uid,
+				 &uidvalidity, &err) < 0) {
+			log_warn("sess=%016llx proto=imap event=append-failed error=\"%s\"",
+				 (unsigned long long)s->base.id, err);
+			imap_tagged(s, "NO", "[UNAVAILABLE] The message could not be stored: please "
+					     "try again later");
+			return;
+		}
+		if (nu < 64)
+			uids[nu++] = uid;
+		i++;
+	}
+	if (s->st == IMAP_SELECTED && strcmp(s->box, box) == 0)
+		imap_sync_mailbox(s, 0);
+	if (nu == 1)
+		imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed", uidvalidity, uids[0]);
+	else
+		imap_tagged(s, "OK", "[APPENDUID %u %u:%u] APPEND completed", uidvalidity, uids[0],
+			    uids[nu - 1]);
+}
+
+/* EXPUNGE, UID EXPUNGE set, CLOSE. */
+void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
+		      int close_after, int silent)
+{
+	const char *err;
+	struct imap_seqset set;
+	int have_set = 0;
+	if (uid) {
+		if (n != 1 || args[0].type != IMAP_ARG_ATOM ||
+		    imap_seqset_parse(args[0].str, s->uidnext ? s->uidnext - 1 : 0, &set) < 0) {
+			imap_bad(s, "Use UID EXPUNGE uid-set");
+			return;
+		}
+		have_set = 1;
+	} else if (n != 0) {
+		imap_bad(s, "%s takes no arguments", close_after ? "CLOSE" : "EXPUNGE");
+		return;
+	}
+	if (s->readonly) {
+		if (have_set)
+			imap_seqset_free(&set);
+		if (close_after) {
+			imap_unselect(s);
+			imap_tagged(s, "OK", "CLOSE completed");
+		} else {
+			imap_tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		}
+		return;
+	}
+	uint32_t *uids = calloc(s->nmsgs + 1, sizeof(*uids));
+	size_t nu = 0;
+	for (size_t i = 0; uids && i < s->nmsgs; i++)
+		if ((s->msgs[i].flags & STORE_F_DELETED) &&
+		    (!have_set || imap_seqset_contains(&set, s->msgs[i].uid)))
+			uids[nu++] = s->msgs[i].uid;
+	if (have_set)
+		imap_seqset_free(&set);
+	if (nu > 0 && store_expunge(s->acct, s->box, uids, nu, &err) < 0) {
+		free(uids);
+		imap_tagged(s, "NO", "[UNAVAILABLE] Expunge failed: %s", err);
+		return;
+	}
+	free(uids);
+	if (close_after) {
+		imap_unselect(s);
+		imap_tagged(s, "OK", "CLOSE completed");
+		return;
+	}
+	(void)silent;
+	imap_sync_mailbox(s, 1);
+	imap_tagged(s, "OK", "%sEXPUNGE completed", uid ? "UID " : "");
+}

@@ -1,0 +1,123 @@
+/* imap-private.h - the IMAP server's session, shared by its files. */
+#ifndef POSTINO_IMAP_PRIVATE_H
+#define POSTINO_IMAP_PRIVATE_H
+
+#include <stdint.h>
+#include <time.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "ev.h"
+#include "imap-parser.h"
+#include "store.h"
+#include "worker.h"
+
+#define IMAP_LINE_MAX 65536            /* command line octets outside literals */
+#define IMAP_LITERAL_MAX (64u << 20)   /* APPEND literal; APPENDLIMIT advertises the real one */
+#define IMAP_DEPTH_MAX 100             /* parenthesis nesting */
+#define IMAP_ARGS_MAX 100000           /* arguments in one command */
+#define IMAP_OUT_HIWAT 262144          /* stop producing FETCH output above this */
+#define IMAP_OUT_MAX (16u << 20)       /* queued output cap */
+#define IMAP_IDLE_POLL_MS 500          /* how often an IDLE session looks for changes */
+#define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in */
+#define IMAP_PREAUTH_TIMEOUT_S 60
+
+enum imap_state { IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
+
+struct imap_msg {
+	uint32_t uid;
+	unsigned flags;
+	uint64_t keywords;
+	uint64_t modseq;
+	uint64_t size;
+	time_t internaldate;
+	int in_new;
+	char *fname;
+};
+
+struct imap_session;
+/* A command that continues (FETCH output, IDLE, a pool job) keeps its state here. */
+typedef int imap_resume_fn(struct imap_session *s);   /* 1 done, 0 call again later */
+
+struct imap_session {
+	struct session base;
+	struct conn conn;
+	struct imap_parser *parser;
+	struct ev_timer timer;
+	enum imap_state st;
+	int tls;
+	int closing;
+	int job_running;
+	unsigned errors;
+	char user[321];
+	/* ENABLEd */
+	int rev2, utf8, condstore, qresync;
+	/* the account and the selected mailbox */
+	struct store_account *acct;
+	char box[1024];
+	int readonly;
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	struct imap_msg *msgs;
+	size_t nmsgs, capmsgs;
+	/* a command in progress */
+	char tag[128];
+	imap_resume_fn *resume;
+	void *cmd_ctx;
+	void (*cmd_free)(void *ctx);
+	int idling;
+	struct ev_timer idle_timer;
+	uint32_t *searchres;           /* SEARCHRES "$" */
+	size_t nsearchres;
+	char keyword_names[64][64];   /* keyword id -> name cache */
+	int nkeywords_known;
+};
+
+/* imap-session.c */
+void imap_reply(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void imap_write(struct imap_session *s, const void *p, size_t n);
+void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void imap_close(struct imap_session *s, const char *reason);
+void imap_bad(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Report changes other sessions made to the selected mailbox (EXISTS, EXPUNGE, FETCH FLAGS);
+ * expunges only when allow_expunge (not during FETCH/STORE/SEARCH, RFC 3501 7.4.1). */
+void imap_sync_mailbox(struct imap_session *s, int allow_expunge);
+/* Run work on the pool; done on the loop; the session stops reading meanwhile. */
+int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *), void *ctx);
+void imap_job_finished(struct imap_session *s);
+const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t keywords, char *out,
+			    size_t outlen);
+/* Mailbox name from the client (mUTF-7 unless UTF8=ACCEPT) to UTF-8 storage form; INBOX
+ * case-folded. 0 ok, -1 invalid (replied nothing). */
+int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outlen);
+/* Mailbox name to the client's form, as an astring appended to out. */
+void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *name);
+
+/* imap-mailbox.c */
+void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n, int readonly);
+void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args, size_t n, int on);
+void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n, int lsub);
+void imap_cmd_status(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
+		      int close_after, int silent_close);
+void imap_unselect(struct imap_session *s);
+int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_r);
+
+/* imap-fetch.c */
+void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
+void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
+void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
+		   int move);
+/* Messages selected by a sequence set (uid: UIDs) as indexes into s->msgs; malloc'd. */
+int imap_select_msgs(struct imap_session *s, const char *set, int uid, size_t **idx_r,
+		     size_t *n_r);
+
+/* imap-search.c */
+void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
+
+#endif

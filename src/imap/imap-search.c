@@ -1,0 +1,552 @@
+/* imap-search.c - SEARCH and UID SEARCH (RFC 9051 6.4.4) with ESEARCH RETURN options and
+ * SEARCHRES. The keys are compiled into a tree once, then evaluated per message; message text is
+ * mapped only when a text key needs it. Matching of strings is a case-insensitive substring test
+ * over RFC 2047-decoded header values (UTF-8) and the raw body text. */
+#include "imap-private.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "imap-seqset.h"
+#include "mime.h"
+
+#define SEARCH_DEPTH_MAX 1000    /* nested NOT/OR/() before we call it too complex */
+#define SEARCH_NODES_MAX 20000
+
+enum skey {
+	K_ALL, K_FLAG, K_NOTFLAG, K_KEYWORD, K_UNKEYWORD, K_HEADER, K_BODY, K_TEXT, K_LARGER,
+	K_SMALLER, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_UID, K_SEQ,
+	K_NOT, K_OR, K_AND, K_MODSEQ, K_OLDER, K_YOUNGER, K_NONE
+};
+
+struct snode {
+	enum skey k;
+	unsigned flag;
+	int kw;                  /* keyword id, -1 unknown (never matches) */
+	char hdr[64];
+	const char *str;
+	uint64_t num;
+	time_t day;
+	struct imap_seqset set;
+	int has_set;
+	int a, b;                /* children (node indexes) */
+};
+
+struct search {
+	struct imap_session *s;
+	struct snode *nodes;
+	size_t n;
+	int need_text;
+	const char *err;
+};
+
+/* "1-Feb-1994" -> start of that day, UTC. */
+static int parse_date(const char *v, time_t *out)
+{
+	static const char *mon[] = { "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep",
+				     "oct", "nov", "dec" };
+	int d, y;
+	char m[4];
+	if (sscanf(v, "%2d-%3s-%4d", &d, m, &y) != 3)
+		return -1;
+	for (int i = 0; i < 12; i++) {
+		if (strcasecmp(m, mon[i]) == 0) {
+			struct tm tm = { .tm_year = y - 1900, .tm_mon = i, .tm_mday = d };
+			*out = timegm(&tm);
+			return d >= 1 && d <= 31 ? 0 : -1;
+		}
+	}
+	return -1;
+}
+
+/* Compile keys from args[*i]; returns the node index or -1. */
+static int compile(struct search *x, const struct imap_arg *args, size_t n, size_t *i,
+		   unsigned depth);
+
+/* Compile a run of keys into an AND chain until the end of args. */
+static int compile_all(struct search *x, const struct imap_arg *args, size_t n, size_t *i,
+		       unsigned depth)
+{
+	int acc = -1;
+	while (*i < n) {
+		int k = compile(x, args, n, i, depth);
+		if (k < 0)
+			return -1;
+		if (acc < 0) {
+			acc = k;
+			continue;
+		}
+		if (x->n >= SEARCH_NODES_MAX)
+			return -1;
+		struct snode *a = &x->nodes[x->n];
+		memset(a, 0, sizeof(*a));
+		a->k = K_AND;
+		a->a = acc;
+		a->b = k;
+		acc = (int)x->n++;
+	}
+	return acc;
+}
+
+static int compile(struct search *x, const struct imap_arg *args, size_t n, size_t *i,
+		   unsigned depth)
+{
+	if (depth > SEARCH_DEPTH_MAX) {
+		x->err = "Search is too complex (nested too deeply)";
+		return -1;
+	}
+	if (*i >= n || x->n >= SEARCH_NODES_MAX)
+		return -1;
+	const struct imap_arg *a = &args[(*i)++];
+	int me = (int)x->n++;
+	struct snode *nd = &x->nodes[me];
+	memset(nd, 0, sizeof(*nd));
+	if (a->type == IMAP_ARG_LIST) {
+		size_t j = 0;
+		int c = compile_all(x, a->list, a->nlist, &j, depth + 1);
+		if (c < 0)
+			return -1;
+		nd = &x->nodes[me];
+		nd->k = K_AND;
+		nd->a = c;
+		nd->b = -1;
+		return me;
+	}
+	const char *k = a->str;
+	static const struct { const char *n; enum skey k; unsigned f; } flagkeys[] = {
+		{ "ANSWERED", K_FLAG, STORE_F_ANSWERED }, { "DELETED", K_FLAG, STORE_F_DELETED },
+		{ "DRAFT", K_FLAG, STORE_F_DRAFT }, { "FLAGGED", K_FLAG, STORE_F_FLAGGED },
+		{ "SEEN", K_FLAG, STORE_F_SEEN }, { "OLD", K_ALL, 0 }, { "RECENT", K_NONE, 0 },
+		{ "NEW", K_NONE, 0 },
+		{ "UNANSWERED", K_NOTFLAG, STORE_F_ANSWERED }, { "UNDELETED", K_NOTFLAG, STORE_F_DELETED },
+		{ "UNDRAFT", K_NOTFLAG, STORE_F_DRAFT }, { "UNFLAGGED", K_NOTFLAG, STORE_F_FLAGGED },
+		{ "UNSEEN", K_NOTFLAG, STORE_F_SEEN }, { "ALL", K_ALL, 0 } };
+	for (size_t f = 0; f < sizeof(flagkeys) / sizeof(flagkeys[0]); f++) {
+		if (strcasecmp(k, flagkeys[f].n) == 0) {
+			nd->k = flagkeys[f].k;
+			nd->flag = flagkeys[f].f;
+			return me;
+		}
+	}
+	const char *arg1 = *i < n ? args[*i].str : NULL;
+	if (strcasecmp(k, "NOT") == 0 || strcasecmp(k, "OR") == 0) {
+		int or = k[0] == 'O' || k[0] == 'o';
+		int c1 = compile(x, args, n, i, depth + 1);
+		int c2 = c1 >= 0 && or ? compile(x, args, n, i, depth + 1) : -1;
+		if (c1 < 0 || (or && c2 < 0))
+			return -1;
+		nd = &x->nodes[me];
+		nd->k = or ? K_OR : K_NOT;
+		nd->a = c1;
+		nd->b = c2;
+		return me;
+	}
+	static const char *hdrkeys[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
+	for (size_t h = 0; h < 5; h++) {
+		if (strcasecmp(k, hdrkeys[h]) == 0) {
+			if (arg1 == NULL)
+				return -1;
+			nd->k = K_HEADER;
+			snprintf(nd->hdr, sizeof(nd->hdr), "%s", hdrkeys[h]);
+			nd->str = arg1;
+			(*i)++;
+			x->need_text = 1;
+			return me;
+		}
+	}
+	if (strcasecmp(k, "HEADER") == 0) {
+		if (*i + 1 >= n || args[*i].len >= sizeof(nd->hdr))
+			return -1;
+		nd->k = K_HEADER;
+		snprintf(nd->hdr, sizeof(nd->hdr), "%s", args[*i].str);
+		nd->str = args[*i + 1].str;
+		*i += 2;
+		x->need_text = 1;
+		return me;
+	}
+	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
+		if (arg1 == NULL)
+			return -1;
+		nd->k = k[0] == 'B' || k[0] == 'b' ? K_BODY : K_TEXT;
+		nd->str = arg1;
+		(*i)++;
+		x->need_text = 1;
+		return me;
+	}
+	if (strcasecmp(k, "KEYWORD") == 0 || strcasecmp(k, "UNKEYWORD") == 0) {
+		const char *err;
+		if (arg1 == NULL)
+			return -1;
+		nd->k = k[0] == 'K' || k[0] == 'k' ? K_KEYWORD : K_UNKEYWORD;
+		nd->kw = store_keyword_id(x->s->acct, arg1, 0, &err);
+		(*i)++;
+		return me;
+	}
+	static const struct { const char *n; enum skey k; } numkeys[] = {
+		{ "LARGER", K_LARGER }, { "SMALLER", K_SMALLER }, { "MODSEQ", K_MODSEQ },
+		{ "OLDER", K_OLDER }, { "YOUNGER", K_YOUNGER } };
+	for (size_t q = 0; q < 5; q++) {
+		if (strcasecmp(k, numkeys[q].n) == 0) {
+			if (arg1 == NULL || arg1[0] < '0' || arg1[0] > '9')
+				return -1;
+			nd->k = numkeys[q].k;
+			if (nd->k == K_MODSEQ && *i + 2 < n + 1 && args[*i].type == IMAP_ARG_QUOTED) {
+				*i += 2;   /* MODSEQ "/flags/\\Seen" all 123: entry name and type */
+				arg1 = *i < n ? args[*i].str : NULL;
+				if (arg1 == NULL)
+					return -1;
+			}
+			nd->num = strtoull(arg1, NULL, 10);
+			(*i)++;
+			if (nd->k == K_MODSEQ)
+				x->s->condstore = 1;
+			return me;
+		}
+	}
+	static const struct { const char *n; enum skey k; } datekeys[] = {
+		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
+		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
+		{ "SAVEDBEFORE", K_BEFORE }, { "SAVEDON", K_ON }, { "SAVEDSINCE", K_SINCE } };
+	for (size_t q = 0; q < sizeof(datekeys) / sizeof(datekeys[0]); q++) {
+		if (strcasecmp(k, datekeys[q].n) == 0) {
+			if (arg1 == NULL || parse_date(arg1, &nd->day) < 0)
+				return -1;
+			nd->k = datekeys[q].k;
+			(*i)++;
+			return me;
+		}
+	}
+	if (strcasecmp(k, "SAVEDATESUPPORTED") == 0) {
+		nd->k = K_ALL;
+		return me;
+	}
+	uint32_t maxuid = x->s->nmsgs ? x->s->msgs[x->s->nmsgs - 1].uid : 0;
+	if (strcasecmp(k, "UID") == 0) {
+		if (arg1 == NULL)
+			return -1;
+		nd->k = K_UID;
+		(*i)++;
+		if (strcmp(arg1, "$") == 0) {
+			nd->k = K_UID;
+			nd->has_set = 0;
+			nd->str = "$";
+			return me;
+		}
+		if (imap_seqset_parse(arg1, maxuid, &nd->set) < 0)
+			return -1;
+		nd->has_set = 1;
+		return me;
+	}
+	if (a->type == IMAP_ARG_ATOM && (strcmp(k, "$") == 0 || (k[0] >= '0' && k[0] <= '9') ||
+					 k[0] == '*')) {
+		nd->k = K_SEQ;
+		if (strcmp(k, "$") == 0) {
+			nd->k = K_UID;
+			nd->str = "$";
+			return me;
+		}
+		if (imap_seqset_parse(k, (uint32_t)x->s->nmsgs, &nd->set) < 0)
+			return -1;
+		nd->has_set = 1;
+		return me;
+	}
+	return -1;
+}
+
+/* Case-insensitive substring (ASCII folding; UTF-8 bytes compared as they are). */
+static int contains_ci(const char *hay, size_t hl, const char *needle)
+{
+	size_t nl = strlen(needle);
+	if (nl == 0)
+		return 1;
+	for (size_t i = 0; i + nl <= hl; i++)
+		if (strncasecmp(hay + i, needle, nl) == 0)
+			return 1;
+	return 0;
+}
+
+struct msgtext {
+	const char *msg;
+	size_t len, hlen;
+	void *map;
+	int tried;
+};
+
+/* Map the message text on first need. */
+static int text_load(struct search *x, size_t i, struct msgtext *t)
+{
+	if (t->tried)
+		return t->msg != NULL;
+	t->tried = 1;
+	struct imap_msg *m = &x->s->msgs[i];
+	struct store_msg_info mi;
+	const char *err;
+	memset(&mi, 0, sizeof(mi));
+	mi.uid = m->uid;
+	mi.in_new = m->in_new;
+	mi.flags = m->flags;
+	snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
+	int fd = store_message_fd(x->s->acct, x->s->box, &mi, &err);
+	struct stat st;
+	if (fd < 0)
+		return 0;
+	if (fstat(fd, &st) < 0 || st.st_size == 0) {
+		close(fd);
+		t->msg = "";
+		return 1;
+	}
+	t->map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (t->map == MAP_FAILED) {
+		t->map = NULL;
+		return 0;
+	}
+	t->msg = t->map;
+	t->len = (size_t)st.st_size;
+	t->hlen = mime_header_len(t->msg, t->len);
+	return 1;
+}
+
+/* Does header `name` (decoded) contain s? For an empty s: does the header exist? */
+static int header_match(struct msgtext *t, const char *name, const char *s)
+{
+	struct buf raw, dec;
+	buf_init(&raw, 1 << 20);
+	buf_init(&dec, 4 << 20);
+	int r = 0;
+	if (mime_header_get(t->msg, t->hlen, name, &raw) == 1) {
+		if (s[0] == '\0')
+			r = 1;
+		else if (mime_decode_words(raw.data ? raw.data : "", raw.len, &dec) == 0 && dec.data)
+			r = contains_ci(dec.data, dec.len, s);
+		else
+			r = contains_ci(raw.data ? raw.data : "", raw.len, s);
+	}
+	buf_free(&raw);
+	buf_free(&dec);
+	return r;
+}
+
+/* Sent date of the Date: header, day resolution; -1 unknown. */
+static time_t sent_day(struct msgtext *t)
+{
+	struct buf raw;
+	buf_init(&raw, 4096);
+	time_t r = -1;
+	if (mime_header_get(t->msg, t->hlen, "Date", &raw) == 1 && raw.data) {
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		const char *p = raw.data;
+		const char *comma = strchr(p, ',');
+		if (comma)
+			p = comma + 1;
+		if (strptime(p, " %d %b %Y", &tm) != NULL) {
+			tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
+			r = timegm(&tm);
+		}
+	}
+	buf_free(&raw);
+	return r;
+}
+
+/* Evaluate node k for message i. */
+static int eval(struct search *x, int k, size_t i, struct msgtext *t)
+{
+	const struct snode *nd = &x->nodes[k];
+	const struct imap_msg *m = &x->s->msgs[i];
+	time_t day = m->internaldate - m->internaldate % 86400;
+	switch (nd->k) {
+	case K_ALL:
+		return 1;
+	case K_NONE:
+		return 0;
+	case K_FLAG:
+		return (m->flags & nd->flag) != 0;
+	case K_NOTFLAG:
+		return (m->flags & nd->flag) == 0;
+	case K_KEYWORD:
+		return nd->kw >= 0 && (m->keywords & (1ull << nd->kw));
+	case K_UNKEYWORD:
+		return nd->kw < 0 || !(m->keywords & (1ull << nd->kw));
+	case K_LARGER:
+		return m->size > nd->num;
+	case K_SMALLER:
+		return m->size < nd->num;
+	case K_MODSEQ:
+		return m->modseq >= nd->num;
+	case K_OLDER:
+		return (uint64_t)(time(NULL) - m->internaldate) >= nd->num;
+	case K_YOUNGER:
+		return (uint64_t)(time(NULL) - m->internaldate) <= nd->num;
+	case K_BEFORE:
+		return day < nd->day;
+	case K_ON:
+		return day == nd->day;
+	case K_SINCE:
+		return day >= nd->day;
+	case K_SENTBEFORE:
+	case K_SENTON:
+	case K_SENTSINCE: {
+		if (!text_load(x, i, t))
+			return 0;
+		time_t sd = sent_day(t);
+		if (sd < 0)
+			sd = day;
+		return nd->k == K_SENTBEFORE ? sd < nd->day : nd->k == K_SENTON ? sd == nd->day :
+								     sd >= nd->day;
+	}
+	case K_UID:
+		if (nd->str && strcmp(nd->str, "$") == 0) {
+			for (size_t j = 0; j < x->s->nsearchres; j++)
+				if (x->s->searchres[j] == m->uid)
+					return 1;
+			return 0;
+		}
+		return imap_seqset_contains(&nd->set, m->uid);
+	case K_SEQ:
+		return imap_seqset_contains(&nd->set, (uint32_t)(i + 1));
+	case K_HEADER:
+		return text_load(x, i, t) && header_match(t, nd->hdr, nd->str);
+	case K_BODY:
+		return text_load(x, i, t) && contains_ci(t->msg + t->hlen, t->len - t->hlen, nd->str);
+	case K_TEXT:
+		return text_load(x, i, t) && contains_ci(t->msg, t->len, nd->str);
+	case K_NOT:
+		return !eval(x, nd->a, i, t);
+	case K_OR:
+		return eval(x, nd->a, i, t) || eval(x, nd->b, i, t);
+	case K_AND:
+		return eval(x, nd->a, i, t) && (nd->b < 0 || eval(x, nd->b, i, t));
+	}
+	return 0;
+}
+
+/* SEARCH [RETURN (...)] [CHARSET x] keys. */
+void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+{
+	size_t i = 0;
+	int esearch = 0, r_min = 0, r_max = 0, r_count = 0, r_all = 0, r_save = 0;
+	if (n > 1 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].str, "RETURN") == 0 &&
+	    args[1].type == IMAP_ARG_LIST) {
+		esearch = 1;
+		for (size_t k = 0; k < args[1].nlist; k++) {
+			const char *o = args[1].list[k].str;
+			if (strcasecmp(o, "MIN") == 0)
+				r_min = 1;
+			else if (strcasecmp(o, "MAX") == 0)
+				r_max = 1;
+			else if (strcasecmp(o, "COUNT") == 0)
+				r_count = 1;
+			else if (strcasecmp(o, "ALL") == 0)
+				r_all = 1;
+			else if (strcasecmp(o, "SAVE") == 0)
+				r_save = 1;
+			else {
+				imap_bad(s, "Unknown RETURN option");
+				return;
+			}
+		}
+		if (!r_min && !r_max && !r_count && !r_save)
+			r_all = 1;
+		i = 2;
+	}
+	if (i + 1 < n && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].str, "CHARSET") == 0) {
+		const char *cs = args[i + 1].str;
+		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+			imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+			return;
+		}
+		i += 2;
+	}
+	if (i >= n) {
+		imap_bad(s, "SEARCH needs at least one key");
+		return;
+	}
+	imap_sync_mailbox(s, 0);
+	struct search x = { s, calloc(SEARCH_NODES_MAX, sizeof(struct snode)), 0, 0, NULL };
+	if (x.nodes == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	int root = compile_all(&x, args, n, &i, 0);
+	if (root < 0) {
+		for (size_t k = 0; k < x.n; k++)
+			if (x.nodes[k].has_set)
+				imap_seqset_free(&x.nodes[k].set);
+		free(x.nodes);
+		imap_bad(s, "%s", x.err ? x.err : "Invalid SEARCH key or argument");
+		return;
+	}
+	uint32_t *hits = calloc(s->nmsgs + 1, sizeof(*hits));
+	size_t nh = 0;
+	uint64_t maxmodseq = 0;
+	for (size_t m = 0; hits && m < s->nmsgs; m++) {
+		struct msgtext t = { 0 };
+		if (eval(&x, root, m, &t)) {
+			hits[nh++] = uid || r_save ? s->msgs[m].uid : (uint32_t)(m + 1);
+			if (s->msgs[m].modseq > maxmodseq)
+				maxmodseq = s->msgs[m].modseq;
+		}
+		if (t.map)
+			munmap(t.map, t.len);
+	}
+	for (size_t k = 0; k < x.n; k++)
+		if (x.nodes[k].has_set)
+			imap_seqset_free(&x.nodes[k].set);
+	free(x.nodes);
+	if (r_save) {
+		free(s->searchres);
+		s->searchres = calloc(nh + 1, sizeof(*s->searchres));
+		s->nsearchres = 0;
+		for (size_t k = 0; s->searchres && k < nh; k++)
+			s->searchres[s->nsearchres++] = hits[k];
+		if (!uid)   /* the reply speaks sequence numbers */
+			for (size_t k = 0, m = 0; k < nh && m < s->nmsgs; m++)
+				if (s->msgs[m].uid == hits[k])
+					hits[k++] = (uint32_t)(m + 1);
+	}
+	struct buf out;
+	buf_init(&out, 64u << 20);
+	if (esearch) {
+		buf_appendf(&out, "* ESEARCH (TAG \"%s\")%s", s->tag, uid ? " UID" : "");
+		if (r_min && nh)
+			buf_appendf(&out, " MIN %u", hits[0]);
+		if (r_max && nh)
+			buf_appendf(&out, " MAX %u", hits[nh - 1]);
+		if (r_count)
+			buf_appendf(&out, " COUNT %zu", nh);
+		if (r_all && nh) {
+			buf_appendstr(&out, " ALL ");
+			for (size_t k = 0; k < nh;) {
+				size_t j = k;
+				while (j + 1 < nh && hits[j + 1] == hits[j] + 1)
+					j++;
+				buf_appendf(&out, k ? ",%u" : "%u", hits[k]);
+				if (j > k)
+					buf_appendf(&out, ":%u", hits[j]);
+				k = j + 1;
+			}
+		}
+		if (s->condstore && nh && maxmodseq)
+			buf_appendf(&out, " MODSEQ %llu", (unsigned long long)maxmodseq);
+	} else {
+		buf_appendstr(&out, "* SEARCH");
+		for (size_t k = 0; k < nh; k++)
+			buf_appendf(&out, " %u", hits[k]);
+		if (s->condstore && nh && maxmodseq)
+			buf_appendf(&out, " (MODSEQ %llu)", (unsigned long long)maxmodseq);
+	}
+	buf_appendstr(&out, "\r\n");
+	if (!(esearch && r_save && !r_min && !r_max && !r_count && !r_all))
+		imap_write(s, out.data, out.len);
+	buf_free(&out);
+	free(hits);
+	imap_tagged(s, "OK", "%sSEARCH completed", uid ? "UID " : "");
+}

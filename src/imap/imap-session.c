@@ -1,0 +1,1095 @@
+/* imap-session.c - the IMAP server session (RFC 3501, RFC 9051): connection, command dispatch,
+ * login, STARTTLS, CAPABILITY, ENABLE, ID, NOOP, IDLE, LOGOUT and mailbox change notification.
+ *
+ * Commands are parsed by lib-imap's incremental parser and executed in order (pipelining). A
+ * command that cannot finish at once (a pool job, FETCH output above the high-water mark, IDLE)
+ * sets s->resume; the session stops reading until it completes.
+ */
+#include "imap-private.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth-verify.h"
+#include "base64.h"
+#include "imap-quote.h"
+#include "imap-utf7.h"
+#include "log.h"
+#include "pool.h"
+#include "store-path.h"
+#include "tls.h"
+
+static void imap_process(struct imap_session *s);
+
+static const char *imap_caps_common =
+	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
+	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND";
+
+/* Queue raw output. */
+void imap_write(struct imap_session *s, const void *p, size_t n)
+{
+	if (conn_write(&s->conn, p, n) < 0)
+		imap_close(s, "output buffer full");
+}
+
+/* One untagged or continuation line, CRLF added. */
+void imap_reply(struct imap_session *s, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
+	line[len++] = '\r';
+	line[len++] = '\n';
+	imap_write(s, line, len);
+}
+
+/* The tagged completion of the current command. */
+void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ...)
+{
+	char text[1500];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (strcmp(status, "OK") != 0)
+		log_info("sess=%016llx proto=imap event=reply result=\"%s %.200s\"",
+			 (unsigned long long)s->base.id, status, text);
+	imap_reply(s, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
+}
+
+/* BAD for the current command; counts towards the error limit. */
+void imap_bad(struct imap_session *s, const char *fmt, ...)
+{
+	char text[1000];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	imap_tagged(s, "BAD", "%s", text);
+	if (++s->errors >= s->base.lc->max_errors) {
+		imap_reply(s, "* BYE Too many invalid commands; closing the connection");
+		imap_close(s, "too many errors");
+	}
+}
+
+/* Free the selected mailbox's message table. */
+static void imap_free_msgs(struct imap_session *s)
+{
+	for (size_t i = 0; i < s->nmsgs; i++)
+		free(s->msgs[i].fname);
+	free(s->msgs);
+	s->msgs = NULL;
+	s->nmsgs = s->capmsgs = 0;
+}
+
+/* Leave the selected state (no expunge). */
+void imap_unselect(struct imap_session *s)
+{
+	imap_free_msgs(s);
+	s->box[0] = '\0';
+	free(s->searchres);
+	s->searchres = NULL;
+	s->nsearchres = 0;
+	if (s->st == IMAP_SELECTED)
+		s->st = IMAP_AUTH;
+}
+
+/* Free the session once nothing points at it. */
+static void imap_reap(void *arg)
+{
+	struct imap_session *s = arg;
+	if (s->job_running)
+		return;
+	if (s->conn.deferred > 0) {
+		ev_defer(s->base.w->loop, imap_reap, s);
+		return;
+	}
+	ev_timer_cancel(s->base.w->loop, &s->timer);
+	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
+	if (s->cmd_free && s->cmd_ctx)
+		s->cmd_free(s->cmd_ctx);
+	conn_flush(&s->conn);
+	conn_close(&s->conn);
+	imap_unselect(s);
+	store_account_close(&s->acct);
+	imap_parser_free(&s->parser);
+	worker_session_remove(s->base.w, &s->base);
+	free(s);
+}
+
+/* Close at the next safe point. */
+void imap_close(struct imap_session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	log_info("sess=%016llx proto=imap event=close reason=\"%s\" user=%s",
+		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
+	conn_pause_read(&s->conn, 1);
+	ev_defer(s->base.w->loop, imap_reap, s);
+}
+
+/* Autologout. */
+static void imap_on_timeout(struct ev_timer *t)
+{
+	struct imap_session *s = t->arg;
+	if (s->job_running) {
+		ev_timer_set(s->base.w->loop, &s->timer, 1000, imap_on_timeout, s);
+		return;
+	}
+	imap_reply(s, "* BYE Autologout: idle for too long");
+	imap_close(s, "timeout");
+}
+
+/* (Re)arm the idle timer: 30 minutes once logged in, shorter before. */
+static void imap_arm_timer(struct imap_session *s)
+{
+	uint64_t secs = s->st == IMAP_NOTAUTH ? IMAP_PREAUTH_TIMEOUT_S : IMAP_AUTOLOGOUT_S;
+	ev_timer_set(s->base.w->loop, &s->timer, secs * 1000, imap_on_timeout, s);
+}
+
+/* Worker shutdown. */
+static void imap_on_shutdown(struct session *b)
+{
+	struct imap_session *s = (struct imap_session *)b;
+	if (s->job_running)
+		return;
+	imap_reply(s, "* BYE Server shutting down; please reconnect in a minute");
+	imap_close(s, "shutdown");
+}
+
+/* Queue a pool job for the current command. */
+int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *), void *ctx)
+{
+	if (pool_submit(s->base.w->pool, work, done, ctx) < 0)
+		return -1;
+	s->job_running = 1;
+	conn_pause_read(&s->conn, 1);
+	return 0;
+}
+
+/* A pool job's completion: resume the session (or let it go). */
+void imap_job_finished(struct imap_session *s)
+{
+	s->job_running = 0;
+	if (s->closing) {
+		ev_defer(s->base.w->loop, imap_reap, s);
+		return;
+	}
+	conn_pause_read(&s->conn, 0);
+	conn_flush(&s->conn);
+}
+
+/* "\Seen \Flagged kw1" for flags + keywords. */
+const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t keywords, char *out,
+			    size_t outlen)
+{
+	static const struct { unsigned f; const char *n; } names[] = {
+		{ STORE_F_ANSWERED, "\\Answered" }, { STORE_F_FLAGGED, "\\Flagged" },
+		{ STORE_F_DELETED, "\\Deleted" }, { STORE_F_SEEN, "\\Seen" },
+		{ STORE_F_DRAFT, "\\Draft" } };
+	size_t o = 0;
+	out[0] = '\0';
+	for (size_t i = 0; i < 5; i++) {
+		if (flags & names[i].f) {
+			int n = snprintf(out + o, outlen - o, "%s%s", o ? " " : "", names[i].n);
+			if (n > 0 && (size_t)n < outlen - o)
+				o += (size_t)n;
+		}
+	}
+	for (int k = 0; k < 64 && keywords; k++) {
+		if (!(keywords & (1ull << k)) || k >= s->nkeywords_known ||
+		    s->keyword_names[k][0] == '\0')
+			continue;
+		int n = snprintf(out + o, outlen - o, "%s%s", o ? " " : "", s->keyword_names[k]);
+		if (n > 0 && (size_t)n < outlen - o)
+			o += (size_t)n;
+	}
+	return out;
+}
+
+/* Keyword cache callback. */
+static void keyword_cb(void *ctx, int id, const char *name)
+{
+	struct imap_session *s = ctx;
+	if (id >= 0 && id < 64) {
+		snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", name);
+		if (id + 1 > s->nkeywords_known)
+			s->nkeywords_known = id + 1;
+	}
+}
+
+/* Add or update a message in the table (kept in UID order). Returns its index or -1. */
+static ssize_t imap_msg_upsert(struct imap_session *s, const struct store_msg_info *m, int *added)
+{
+	size_t lo = 0, hi = s->nmsgs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (s->msgs[mid].uid < m->uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*added = 0;
+	if (lo < s->nmsgs && s->msgs[lo].uid == m->uid) {
+		struct imap_msg *x = &s->msgs[lo];
+		x->flags = m->flags;
+		x->keywords = m->keywords;
+		x->modseq = m->modseq;
+		x->in_new = m->in_new;
+		return (ssize_t)lo;
+	}
+	if (lo != s->nmsgs)
+		return -1;   /* a new UID below the highest: impossible, UIDs only grow */
+	if (s->nmsgs == s->capmsgs) {
+		size_t ncap = s->capmsgs ? s->capmsgs * 2 : 64;
+		void *n = realloc(s->msgs, ncap * sizeof(*s->msgs));
+		if (n == NULL)
+			return -1;
+		s->msgs = n;
+		s->capmsgs = ncap;
+	}
+	struct imap_msg *x = &s->msgs[s->nmsgs];
+	x->uid = m->uid;
+	x->flags = m->flags;
+	x->keywords = m->keywords;
+	x->modseq = m->modseq;
+	x->size = m->size;
+	x->internaldate = m->internaldate;
+	x->in_new = m->in_new;
+	x->fname = strdup(m->filename);
+	if (x->fname == NULL)
+		return -1;
+	*added = 1;
+	return (ssize_t)s->nmsgs++;
+}
+
+/* Load the selected mailbox's table. */
+int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	int r = store_mailbox_get(s->acct, box, &mb, err_r);
+	if (r <= 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	struct store_msg_info *m;
+	int n = store_message_list(s->acct, box, &m, err_r);
+	if (n < 0)
+		return -1;
+	imap_free_msgs(s);
+	s->msgs = calloc((size_t)n + 1, sizeof(*s->msgs));
+	s->capmsgs = (size_t)n + 1;
+	if (s->msgs == NULL) {
+		free(m);
+		*err_r = "out of memory";
+		return -1;
+	}
+	for (int i = 0; i < n; i++) {
+		int added;
+		imap_msg_upsert(s, &m[i], &added);
+	}
+	free(m);
+	s->uidvalidity = mb.uidvalidity;
+	s->uidnext = mb.uidnext;
+	s->highestmodseq = mb.highestmodseq;
+	s->nkeywords_known = 0;
+	store_keyword_list(s->acct, keyword_cb, s, err_r);
+	snprintf(s->box, sizeof(s->box), "%s", box);
+	return 0;
+}
+
+struct sync_ctx {
+	struct imap_session *s;
+	int allow_expunge;
+	uint32_t *expunged;
+	size_t nexp, capexp;
+	int deferred_expunge;
+};
+
+/* A changed or new message. */
+static void sync_msg(void *ctx, const struct store_msg_info *m)
+{
+	struct sync_ctx *c = ctx;
+	struct imap_session *s = c->s;
+	int added;
+	size_t before = s->nmsgs;
+	ssize_t i = imap_msg_upsert(s, m, &added);
+	if (i < 0 || added)
+		return;
+	if ((size_t)i < before) {
+		char fl[1200];
+		if (s->condstore)
+			imap_reply(s, "* %zd FETCH (UID %u FLAGS (%s) MODSEQ (%llu))", i + 1, m->uid,
+				   imap_flags_text(s, m->flags, m->keywords, fl, sizeof(fl)),
+				   (unsigned long long)m->modseq);
+		else
+			imap_reply(s, "* %zd FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
+				   imap_flags_text(s, m->flags, m->keywords, fl, sizeof(fl)));
+	}
+}
+
+/* An expunged UID. */
+static void sync_expunged(void *ctx, uint32_t uid)
+{
+	struct sync_ctx *c = ctx;
+	if (c->nexp == c->capexp) {
+		size_t ncap = c->capexp ? c->capexp * 2 : 16;
+		void *n = realloc(c->expunged, ncap * sizeof(uint32_t));
+		if (n == NULL)
+			return;
+		c->expunged = n;
+		c->capexp = ncap;
+	}
+	c->expunged[c->nexp++] = uid;
+}
+
+/* Report what others changed; see the header. */
+void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
+{
+	const char *err;
+	struct store_mailbox_info mb;
+	if (s->st != IMAP_SELECTED || s->acct == NULL)
+		return;
+	if (store_mailbox_get(s->acct, s->box, &mb, &err) != 1) {
+		imap_reply(s, "* BYE The selected mailbox was deleted or renamed by another session");
+		imap_close(s, "mailbox gone");
+		return;
+	}
+	if (mb.highestmodseq == s->highestmodseq && mb.uidnext == s->uidnext)
+		return;
+	if (!allow_expunge && mb.highestmodseq != s->highestmodseq) {
+		/* flags and new messages can be reported now; expunges wait for NOOP/IDLE */
+	}
+	struct sync_ctx c = { s, allow_expunge, NULL, 0, 0, 0 };
+	size_t before = s->nmsgs;
+	s->nkeywords_known = 0;
+	store_keyword_list(s->acct, keyword_cb, s, &err);
+	if (store_changes_since(s->acct, s->box, s->highestmodseq, sync_msg,
+				allow_expunge ? sync_expunged : NULL, &c, &err) < 0) {
+		free(c.expunged);
+		return;
+	}
+	if (allow_expunge) {
+		for (size_t k = 0; k < c.nexp; k++) {
+			for (size_t i = 0; i < s->nmsgs; i++) {
+				if (s->msgs[i].uid != c.expunged[k])
+					continue;
+				free(s->msgs[i].fname);
+				memmove(&s->msgs[i], &s->msgs[i + 1],
+					(s->nmsgs - i - 1) * sizeof(*s->msgs));
+				s->nmsgs--;
+				if (i < before)
+					before--;
+				imap_reply(s, "* %zu EXPUNGE", i + 1);
+				break;
+			}
+		}
+	}
+	free(c.expunged);
+	if (s->nmsgs != before || mb.uidnext != s->uidnext) {
+		imap_reply(s, "* %zu EXISTS", s->nmsgs);
+		if (!s->rev2)
+			imap_reply(s, "* 0 RECENT");
+	}
+	s->uidnext = mb.uidnext;
+	if (allow_expunge)
+		s->highestmodseq = mb.highestmodseq;
+	else if (c.nexp == 0)
+		s->highestmodseq = mb.highestmodseq;
+}
+
+/* Mailbox name from the client; see the header. */
+int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outlen)
+{
+	if (a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_QUOTED && a->type != IMAP_ARG_LITERAL)
+		return -1;
+	if (memchr(a->str, '\0', a->len) != NULL)
+		return -1;
+	struct buf b;
+	buf_init(&b, outlen - 1);
+	const char *name = a->str;
+	if (!s->utf8) {
+		if (imap_mutf7_to_utf8(a->str, &b) < 0) {
+			buf_free(&b);
+			return -1;
+		}
+		name = b.data ? b.data : "";
+	}
+	int rc = 0;
+	if (strcasecmp(name, "INBOX") == 0)
+		snprintf(out, outlen, "INBOX");
+	else if (strncasecmp(name, "INBOX/", 6) == 0)
+		snprintf(out, outlen, "INBOX/%s", name + 6);
+	else if (strlen(name) < outlen)
+		snprintf(out, outlen, "%s", name);
+	else
+		rc = -1;
+	buf_free(&b);
+	if (rc == 0 && strcmp(out, "INBOX") != 0 && !store_mailbox_name_valid(out))
+		rc = -1;
+	return rc;
+}
+
+/* Mailbox name to the client. */
+void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *name)
+{
+	if (s->utf8) {
+		imap_append_astring(out, name, strlen(name));
+		return;
+	}
+	struct buf b;
+	buf_init(&b, 4096);
+	if (imap_utf8_to_mutf7(name, &b) == 0 && b.data)
+		imap_append_astring(out, b.data, b.len);
+	else
+		imap_append_astring(out, name, strlen(name));
+	buf_free(&b);
+}
+
+/* ---- commands of any state ---- */
+
+/* The capability list for the current state. */
+static void imap_caps(struct imap_session *s, char *out, size_t outlen)
+{
+	int can_login = s->tls || s->base.lc->implicit_tls;
+	snprintf(out, outlen, "%s%s%s%s APPENDLIMIT=%llu", imap_caps_common,
+		 !s->tls && s->base.w->tls ? " STARTTLS" : "",
+		 s->st == IMAP_NOTAUTH && can_login ? " AUTH=PLAIN AUTH=LOGIN" : "",
+		 s->st == IMAP_NOTAUTH && !can_login ? " LOGINDISABLED" : "",
+		 (unsigned long long)s->base.lc->message_size_limit);
+}
+
+static void cmd_capability(struct imap_session *s)
+{
+	char caps[1024];
+	imap_caps(s, caps, sizeof(caps));
+	imap_reply(s, "* CAPABILITY %s", caps);
+	imap_tagged(s, "OK", "CAPABILITY completed");
+}
+
+/* ID (RFC 2971): log what the client says, answer with ours. */
+static void cmd_id(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	if (n == 1 && args[0].type == IMAP_ARG_LIST) {
+		char desc[300] = "";
+		size_t o = 0;
+		for (size_t i = 0; i + 1 < args[0].nlist && i < 20; i += 2) {
+			const struct imap_arg *k = &args[0].list[i], *v = &args[0].list[i + 1];
+			if (v->type == IMAP_ARG_NIL || k->len > 30 || v->len > 60)
+				continue;
+			int m = snprintf(desc + o, sizeof(desc) - o, "%s%s=%s", o ? "," : "", k->str,
+					 v->str);
+			if (m > 0 && (size_t)m < sizeof(desc) - o)
+				o += (size_t)m;
+		}
+		char esc[200];
+		log_info("sess=%016llx proto=imap event=id client=\"%s\"",
+			 (unsigned long long)s->base.id, log_escape(desc, o, esc, sizeof(esc)));
+	} else if (!(n == 1 && args[0].type == IMAP_ARG_NIL)) {
+		imap_bad(s, "ID takes a parenthesized list or NIL");
+		return;
+	}
+	imap_reply(s, "* ID (\"name\" \"postino\" \"version\" \"0.1.0\")");
+	imap_tagged(s, "OK", "ID completed");
+}
+
+/* ENABLE (RFC 5161). */
+static void cmd_enable(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	char enabled[200] = "";
+	for (size_t i = 0; i < n; i++) {
+		if (args[i].type != IMAP_ARG_ATOM)
+			continue;
+		const char *c = args[i].str;
+		int *flag = NULL;
+		if (strcasecmp(c, "IMAP4rev2") == 0)
+			flag = &s->rev2;
+		else if (strcasecmp(c, "UTF8=ACCEPT") == 0)
+			flag = &s->utf8;
+		else if (strcasecmp(c, "CONDSTORE") == 0)
+			flag = &s->condstore;
+		if (flag && !*flag) {
+			*flag = 1;
+			size_t l = strlen(enabled);
+			snprintf(enabled + l, sizeof(enabled) - l, " %s", c);
+		}
+	}
+	imap_reply(s, "* ENABLED%s", enabled);
+	imap_tagged(s, "OK", "ENABLE completed");
+}
+
+/* Login outcome. */
+static void imap_auth_done(void *ctx, const struct auth_result *r)
+{
+	struct imap_session *s = ctx;
+	if (s->closing) {
+		imap_job_finished(s);
+		return;
+	}
+	if (r->result == 1) {
+		char root[4096];
+		const char *err;
+		int ok = store_account_path(s->base.w->cfg->data_dir, r->user, root, sizeof(root)) == 0;
+		int o = ok ? store_account_open(root, &s->acct, &err) : -1;
+		if (o == 0 && store_account_create(root, &err) == 0)
+			o = store_account_open(root, &s->acct, &err);
+		if (o <= 0) {
+			imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; please "
+					     "try again later");
+		} else {
+			snprintf(s->user, sizeof(s->user), "%s", r->user);
+			s->st = IMAP_AUTH;
+			log_info("sess=%016llx proto=imap event=login result=ok user=%s ip=%s",
+				 (unsigned long long)s->base.id, s->user, s->base.peer_ip);
+			char caps[1024];
+			imap_caps(s, caps, sizeof(caps));
+			imap_tagged(s, "OK", "[CAPABILITY %s] Logged in", caps);
+		}
+	} else if (r->result == 0) {
+		char esc[128];
+		log_info("sess=%016llx proto=imap event=login result=failed reason=\"%s\" user=\"%s\" "
+			 "ip=%s", (unsigned long long)s->base.id, r->reason,
+			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
+		imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Wrong address or password (the user name "
+				     "is your full email address)");
+		s->errors++;
+	} else {
+		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; please try again "
+				     "later");
+	}
+	imap_arm_timer(s);
+	imap_job_finished(s);
+}
+
+/* Start a login check. */
+static void imap_login(struct imap_session *s, const char *user, const char *pass)
+{
+	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, pass, imap_auth_done,
+			       s) < 0) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure");
+		return;
+	}
+	s->job_running = 1;
+	conn_pause_read(&s->conn, 1);
+}
+
+/* Refuse logins before TLS. 1 refused. */
+static int imap_need_tls(struct imap_session *s)
+{
+	if (s->tls)
+		return 0;
+	imap_tagged(s, "NO", "[PRIVACYREQUIRED] Plaintext login is not allowed: turn on encryption "
+			     "(SSL/TLS or STARTTLS) in your mail program");
+	s->errors++;
+	return 1;
+}
+
+static void cmd_login(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	if (n != 2 || args[0].type == IMAP_ARG_LIST || args[1].type == IMAP_ARG_LIST ||
+	    args[0].type == IMAP_ARG_NIL || args[1].type == IMAP_ARG_NIL) {
+		imap_bad(s, "Use LOGIN user password");
+		return;
+	}
+	if (imap_need_tls(s))
+		return;
+	imap_login(s, args[0].str, args[1].str);
+}
+
+/* SASL continuation state for AUTHENTICATE without an initial response. */
+struct sasl_ctx {
+	int mech;        /* 1 PLAIN, 2 LOGIN */
+	int step;
+	char user[321];
+};
+
+static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args, size_t n)
+{
+	if (n < 1 || n > 2 || args[0].type != IMAP_ARG_ATOM) {
+		imap_bad(s, "Use AUTHENTICATE mechanism [initial-response]");
+		return;
+	}
+	if (imap_need_tls(s))
+		return;
+	const char *mech = args[0].str;
+	if (strcasecmp(mech, "PLAIN") == 0 && n == 2) {
+		char user[321], pw[1024];
+		int r = strcmp(args[1].str, "=") == 0 ? -1 :
+			sasl_plain_decode(args[1].str, user, sizeof(user), pw, sizeof(pw));
+		if (r < 0) {
+			imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed PLAIN response");
+			s->errors++;
+		} else {
+			imap_login(s, user, pw);
+		}
+		explicit_bzero(pw, sizeof(pw));
+		return;
+	}
+	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		imap_tagged(s, "NO", "[CANNOT] Unsupported mechanism; use PLAIN or LOGIN");
+		return;
+	}
+	struct sasl_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	c->mech = strcasecmp(mech, "PLAIN") == 0 ? 1 : 2;
+	if (c->mech == 2 && n == 2) {
+		ssize_t l = base64_decode(args[1].str, args[1].len, (unsigned char *)c->user,
+					  sizeof(c->user) - 1);
+		if (l < 0) {
+			free(c);
+			imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed LOGIN response");
+			return;
+		}
+		c->user[l] = '\0';
+		c->step = 1;
+	}
+	s->cmd_ctx = c;
+	s->cmd_free = free;
+	imap_reply(s, "+ %s", c->mech == 1 ? "" : c->step == 0 ? "VXNlcm5hbWU6" : "UGFzc3dvcmQ6");
+}
+
+/* A line answering an AUTHENTICATE continuation. 1 consumed. */
+static void imap_sasl_line(struct imap_session *s, const char *line)
+{
+	struct sasl_ctx *c = s->cmd_ctx;
+	char pw[1024];
+	if (strcmp(line, "*") == 0) {
+		free(c);
+		s->cmd_ctx = NULL;
+		imap_tagged(s, "BAD", "Authentication cancelled");
+		return;
+	}
+	if (c->mech == 1) {
+		char user[321];
+		int r = sasl_plain_decode(line, user, sizeof(user), pw, sizeof(pw));
+		free(c);
+		s->cmd_ctx = NULL;
+		if (r < 0) {
+			imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed PLAIN response");
+			s->errors++;
+		} else {
+			imap_login(s, user, pw);
+		}
+		explicit_bzero(pw, sizeof(pw));
+		return;
+	}
+	char *target = c->step == 0 ? c->user : pw;
+	size_t cap = c->step == 0 ? sizeof(c->user) : sizeof(pw);
+	ssize_t l = base64_decode(line, strlen(line), (unsigned char *)target, cap - 1);
+	if (l < 0) {
+		free(c);
+		s->cmd_ctx = NULL;
+		imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed LOGIN response");
+		return;
+	}
+	target[l] = '\0';
+	if (c->step == 0) {
+		c->step = 1;
+		imap_reply(s, "+ UGFzc3dvcmQ6");
+		return;
+	}
+	char user[321];
+	snprintf(user, sizeof(user), "%s", c->user);
+	free(c);
+	s->cmd_ctx = NULL;
+	imap_login(s, user, pw);
+	explicit_bzero(pw, sizeof(pw));
+}
+
+static void cmd_starttls(struct imap_session *s, size_t n)
+{
+	if (n != 0) {
+		imap_bad(s, "STARTTLS takes no arguments");
+		return;
+	}
+	if (s->tls || s->base.w->tls == NULL) {
+		imap_bad(s, "%s", s->tls ? "TLS is already active" : "TLS is not available");
+		return;
+	}
+	imap_tagged(s, "OK", "Begin TLS negotiation now");
+	imap_parser_reset(s->parser);   /* commands pipelined behind STARTTLS are discarded */
+	if (conn_start_tls(&s->conn, s->base.w->tls) < 0)
+		imap_close(s, "TLS setup failed");
+}
+
+/* IDLE poll: report changes. */
+static void imap_idle_poll(struct ev_timer *t)
+{
+	struct imap_session *s = t->arg;
+	if (!s->idling || s->closing)
+		return;
+	imap_sync_mailbox(s, 1);
+	conn_flush(&s->conn);
+	ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS, imap_idle_poll, s);
+}
+
+static void cmd_idle(struct imap_session *s, size_t n)
+{
+	if (n != 0) {
+		imap_bad(s, "IDLE takes no arguments");
+		return;
+	}
+	imap_sync_mailbox(s, 1);
+	imap_reply(s, "+ idling");
+	s->idling = 1;
+	ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS, imap_idle_poll, s);
+}
+
+/* A line during IDLE: only DONE ends it. */
+static void imap_idle_line(struct imap_session *s, const char *line)
+{
+	s->idling = 0;
+	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
+	if (strcasecmp(line, "DONE") == 0) {
+		imap_sync_mailbox(s, 1);
+		imap_tagged(s, "OK", "IDLE terminated");
+	} else {
+		imap_bad(s, "Expected DONE to end IDLE");
+	}
+}
+
+static void cmd_namespace(struct imap_session *s)
+{
+	imap_reply(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+	imap_tagged(s, "OK", "NAMESPACE completed");
+}
+
+/* ---- dispatch ---- */
+
+enum { NEED_NOTAUTH = 1, NEED_AUTH = 2, NEED_SELECTED = 4 };
+
+struct imap_cmd {
+	const char *name;
+	unsigned needs;
+	int kind;
+};
+
+enum {
+	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
+	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
+	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
+	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID
+};
+
+static const struct imap_cmd imap_cmds[] = {
+	{ "CAPABILITY", 0, C_CAPABILITY }, { "NOOP", 0, C_NOOP }, { "LOGOUT", 0, C_LOGOUT },
+	{ "STARTTLS", NEED_NOTAUTH, C_STARTTLS }, { "LOGIN", NEED_NOTAUTH, C_LOGIN },
+	{ "AUTHENTICATE", NEED_NOTAUTH, C_AUTHENTICATE }, { "ID", 0, C_ID },
+	{ "ENABLE", NEED_AUTH, C_ENABLE }, { "SELECT", NEED_AUTH, C_SELECT },
+	{ "EXAMINE", NEED_AUTH, C_EXAMINE }, { "CREATE", NEED_AUTH, C_CREATE },
+	{ "DELETE", NEED_AUTH, C_DELETE }, { "RENAME", NEED_AUTH, C_RENAME },
+	{ "SUBSCRIBE", NEED_AUTH, C_SUBSCRIBE }, { "UNSUBSCRIBE", NEED_AUTH, C_UNSUBSCRIBE },
+	{ "LIST", NEED_AUTH, C_LIST }, { "LSUB", NEED_AUTH, C_LSUB },
+	{ "NAMESPACE", NEED_AUTH, C_NAMESPACE }, { "STATUS", NEED_AUTH, C_STATUS },
+	{ "APPEND", NEED_AUTH, C_APPEND }, { "IDLE", NEED_AUTH, C_IDLE },
+	{ "CHECK", NEED_SELECTED, C_CHECK }, { "CLOSE", NEED_SELECTED, C_CLOSE },
+	{ "UNSELECT", NEED_SELECTED, C_UNSELECT }, { "EXPUNGE", NEED_SELECTED, C_EXPUNGE },
+	{ "SEARCH", NEED_SELECTED, C_SEARCH }, { "FETCH", NEED_SELECTED, C_FETCH },
+	{ "STORE", NEED_SELECTED, C_STORE }, { "COPY", NEED_SELECTED, C_COPY },
+	{ "MOVE", NEED_SELECTED, C_MOVE }, { "UID", NEED_SELECTED, C_UID },
+};
+
+/* Run one parsed command. */
+static void imap_dispatch(struct imap_session *s, const char *name, const struct imap_arg *args,
+			  size_t n)
+{
+	const struct imap_cmd *c = NULL;
+	for (size_t i = 0; i < sizeof(imap_cmds) / sizeof(imap_cmds[0]); i++)
+		if (strcasecmp(imap_cmds[i].name, name) == 0)
+			c = &imap_cmds[i];
+	if (c == NULL) {
+		imap_bad(s, "Unknown command %.30s", name);
+		return;
+	}
+	if ((c->needs & NEED_NOTAUTH) && s->st != IMAP_NOTAUTH) {
+		imap_bad(s, "Already logged in");
+		return;
+	}
+	if ((c->needs & (NEED_AUTH | NEED_SELECTED)) && s->st == IMAP_NOTAUTH) {
+		imap_bad(s, "Log in first");
+		return;
+	}
+	if ((c->needs & NEED_SELECTED) && s->st != IMAP_SELECTED) {
+		imap_bad(s, "Select a mailbox first");
+		return;
+	}
+	if (log_debug_enabled())
+		log_debug("sess=%016llx proto=imap cmd=%s", (unsigned long long)s->base.id, c->name);
+	switch (c->kind) {
+	case C_CAPABILITY:
+		cmd_capability(s);
+		break;
+	case C_NOOP:
+	case C_CHECK:
+		imap_sync_mailbox(s, 1);
+		imap_tagged(s, "OK", "%s completed", c->name);
+		break;
+	case C_LOGOUT:
+		imap_reply(s, "* BYE Logging out");
+		imap_tagged(s, "OK", "LOGOUT completed");
+		imap_close(s, "logout");
+		break;
+	case C_STARTTLS:
+		cmd_starttls(s, n);
+		break;
+	case C_LOGIN:
+		cmd_login(s, args, n);
+		break;
+	case C_AUTHENTICATE:
+		cmd_authenticate(s, args, n);
+		break;
+	case C_ID:
+		cmd_id(s, args, n);
+		break;
+	case C_ENABLE:
+		cmd_enable(s, args, n);
+		break;
+	case C_SELECT:
+	case C_EXAMINE:
+		imap_cmd_select(s, args, n, c->kind == C_EXAMINE);
+		break;
+	case C_CREATE:
+		imap_cmd_create(s, args, n);
+		break;
+	case C_DELETE:
+		imap_cmd_delete(s, args, n);
+		break;
+	case C_RENAME:
+		imap_cmd_rename(s, args, n);
+		break;
+	case C_SUBSCRIBE:
+	case C_UNSUBSCRIBE:
+		imap_cmd_subscribe(s, args, n, c->kind == C_SUBSCRIBE);
+		break;
+	case C_LIST:
+	case C_LSUB:
+		imap_cmd_list(s, args, n, c->kind == C_LSUB);
+		break;
+	case C_NAMESPACE:
+		cmd_namespace(s);
+		break;
+	case C_STATUS:
+		imap_cmd_status(s, args, n);
+		break;
+	case C_APPEND:
+		imap_cmd_append(s, args, n);
+		break;
+	case C_IDLE:
+		cmd_idle(s, n);
+		break;
+	case C_CLOSE:
+		imap_cmd_expunge(s, args, n, 0, 1, 1);
+		break;
+	case C_UNSELECT:
+		imap_unselect(s);
+		imap_tagged(s, "OK", "UNSELECT completed");
+		break;
+	case C_EXPUNGE:
+		imap_cmd_expunge(s, args, n, 0, 0, 0);
+		break;
+	case C_SEARCH:
+		imap_cmd_search(s, args, n, 0);
+		break;
+	case C_FETCH:
+		imap_cmd_fetch(s, args, n, 0);
+		break;
+	case C_STORE:
+		imap_cmd_store(s, args, n, 0);
+		break;
+	case C_COPY:
+	case C_MOVE:
+		imap_cmd_copy(s, args, n, 0, c->kind == C_MOVE);
+		break;
+	case C_UID:
+		if (n < 1 || args[0].type != IMAP_ARG_ATOM) {
+			imap_bad(s, "UID needs a command");
+			break;
+		}
+		if (strcasecmp(args[0].str, "FETCH") == 0)
+			imap_cmd_fetch(s, args + 1, n - 1, 1);
+		else if (strcasecmp(args[0].str, "SEARCH") == 0)
+			imap_cmd_search(s, args + 1, n - 1, 1);
+		else if (strcasecmp(args[0].str, "STORE") == 0)
+			imap_cmd_store(s, args + 1, n - 1, 1);
+		else if (strcasecmp(args[0].str, "COPY") == 0)
+			imap_cmd_copy(s, args + 1, n - 1, 1, 0);
+		else if (strcasecmp(args[0].str, "MOVE") == 0)
+			imap_cmd_copy(s, args + 1, n - 1, 1, 1);
+		else if (strcasecmp(args[0].str, "EXPUNGE") == 0)
+			imap_cmd_expunge(s, args + 1, n - 1, 1, 0, 0);
+		else
+			imap_bad(s, "Unknown UID command %.30s", args[0].str);
+		break;
+	}
+}
+
+/* Lines that are not commands: SASL responses and IDLE's DONE. 1 if one was handled. */
+static int imap_special_line(struct imap_session *s)
+{
+	struct conn *c = &s->conn;
+	const char *lf = memchr(c->in.data, '\n', c->in.len);
+	if (lf == NULL) {
+		if (c->in.len >= c->in.max) {
+			buf_reset(&c->in);
+			imap_close(s, "overlong line");
+		}
+		return 0;
+	}
+	size_t len = (size_t)(lf - c->in.data);
+	char line[8192];
+	size_t l = len > 0 && c->in.data[len - 1] == '\r' ? len - 1 : len;
+	if (l >= sizeof(line))
+		l = sizeof(line) - 1;
+	memcpy(line, c->in.data, l);
+	line[l] = '\0';
+	buf_consume(&c->in, len + 1);
+	if (s->idling)
+		imap_idle_line(s, line);
+	else
+		imap_sasl_line(s, line);
+	explicit_bzero(line, sizeof(line));
+	return 1;
+}
+
+/* Work through buffered input and any command in progress. */
+static void imap_process(struct imap_session *s)
+{
+	struct conn *c = &s->conn;
+	while (!s->closing && c->fd >= 0) {
+		if (s->resume) {
+			if (!s->resume(s))
+				break;
+			s->resume = NULL;
+			if (s->cmd_free && s->cmd_ctx)
+				s->cmd_free(s->cmd_ctx);
+			s->cmd_ctx = NULL;
+			s->cmd_free = NULL;
+			continue;
+		}
+		if (s->job_running || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
+			break;
+		if (conn_out_pending(c) > IMAP_OUT_HIWAT)
+			break;   /* let a pipelining client read first */
+		if (c->in.len == 0)
+			break;
+		if (s->idling || s->cmd_ctx) {
+			if (!imap_special_line(s))
+				break;
+			continue;
+		}
+		size_t consumed = 0;
+		enum imap_parse_result r = imap_parser_feed(s->parser, c->in.data, c->in.len,
+							    &consumed);
+		buf_consume(&c->in, consumed);
+		if (r == IMAP_PARSE_MORE) {
+			if (consumed == 0)
+				break;
+			continue;
+		}
+		imap_arm_timer(s);
+		if (r == IMAP_PARSE_CONTINUE) {
+			imap_reply(s, "+ OK");
+			continue;
+		}
+		const char *tag = imap_parser_tag(s->parser);
+		snprintf(s->tag, sizeof(s->tag), "%s", tag ? tag : "*");
+		if (r == IMAP_PARSE_ERROR) {
+			if (tag)
+				imap_bad(s, "%s", imap_parser_error(s->parser));
+			else {
+				imap_reply(s, "* BAD %s", imap_parser_error(s->parser));
+				if (++s->errors >= s->base.lc->max_errors)
+					imap_close(s, "too many errors");
+			}
+			continue;
+		}
+		size_t n;
+		const struct imap_arg *args = imap_parser_args(s->parser, &n);
+		imap_dispatch(s, imap_parser_name(s->parser), args, n);
+	}
+}
+
+/* The conn callback. */
+static void imap_on_event(struct conn *c)
+{
+	struct imap_session *s = c->owner;
+	if (s->closing)
+		return;
+	if (c->failed) {
+		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
+								 "I/O error");
+		return;
+	}
+	if (c->tls_just_done) {
+		c->tls_just_done = 0;
+		s->tls = 1;
+		log_info("sess=%016llx proto=imap event=tls version=%s cipher=%s",
+			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
+		if (s->base.lc->implicit_tls) {
+			char caps[1024];
+			imap_caps(s, caps, sizeof(caps));
+			imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
+		}
+	}
+	imap_process(s);
+	if (!s->closing && c->eof && !s->job_running)
+		imap_close(s, "client disconnected");
+	conn_flush(c);
+	if (!s->closing && c->failed)
+		imap_close(s, "I/O error");
+}
+
+/* Take over an accepted connection. */
+void imap_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer)
+{
+	struct imap_session *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		close(fd);
+		return;
+	}
+	s->base.w = w;
+	s->base.lst = lst;
+	s->base.lc = &w->cfg->l[lst];
+	s->base.peer = *peer;
+	s->base.shutdown = imap_on_shutdown;
+	struct imap_parser_limits lim = { IMAP_LINE_MAX, s->base.lc->message_size_limit,
+					  IMAP_DEPTH_MAX, IMAP_ARGS_MAX };
+	s->parser = imap_parser_new(&lim);
+	if (s->parser == NULL || conn_init(&s->conn, w->loop, fd, 262144, IMAP_OUT_MAX,
+					   imap_on_event, s) < 0) {
+		imap_parser_free(&s->parser);
+		close(fd);
+		free(s);
+		return;
+	}
+	worker_session_add(w, &s->base);
+	log_info("sess=%016llx proto=imap event=connect listener=%s ip=%s",
+		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	imap_arm_timer(s);
+	if (s->base.lc->implicit_tls) {
+		if (conn_start_tls(&s->conn, w->tls) < 0)
+			imap_close(s, "TLS setup failed");
+		return;
+	}
+	char caps[1024];
+	imap_caps(s, caps, sizeof(caps));
+	imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
+	conn_flush(&s->conn);
+}
