@@ -404,12 +404,63 @@ static int spool_remote(struct deliver_job *j)
 	return 0;
 }
 
+#define DELIVER_CACHE 32   /* open account indexes kept per pool thread */
+
+/* Open account handles per pool thread: opening index.db costs several syncs (WAL creation,
+ * checkpoint and removal on close), so busy mailboxes keep theirs open. An entry is checked
+ * against index.db's inode before use, so a removed and re-created account is never written
+ * through a stale handle. */
+static __thread struct acct_cache {
+	char root[CONFIG_PATH_MAX + 700];
+	struct store_account *acct;
+	dev_t dev;
+	ino_t ino;
+	uint64_t used;
+} acct_cache[DELIVER_CACHE];
+static __thread uint64_t acct_cache_clock;
+
+/* An open account for root (created if missing), from the cache when possible. NULL on error. */
+static struct store_account *deliver_account(const char *root, const char **err_r)
+{
+	char idx[CONFIG_PATH_MAX + 720];
+	struct stat st;
+	snprintf(idx, sizeof(idx), "%s/index.db", root);
+	if (stat(idx, &st) < 0) {
+		if (store_account_create(root, err_r) < 0 || stat(idx, &st) < 0)
+			return NULL;
+	}
+	struct acct_cache *victim = &acct_cache[0];
+	for (size_t i = 0; i < DELIVER_CACHE; i++) {
+		struct acct_cache *c = &acct_cache[i];
+		if (c->acct && strcmp(c->root, root) == 0) {
+			if (c->dev == st.st_dev && c->ino == st.st_ino) {
+				c->used = ++acct_cache_clock;
+				return c->acct;
+			}
+			victim = c;
+			break;
+		}
+		if (c->used < victim->used)
+			victim = c;
+	}
+	store_account_close(&victim->acct);
+	if (store_account_open(root, &victim->acct, err_r) <= 0) {
+		victim->acct = NULL;
+		return NULL;
+	}
+	snprintf(victim->root, sizeof(victim->root), "%s", root);
+	victim->dev = st.st_dev;
+	victim->ino = st.st_ino;
+	victim->used = ++acct_cache_clock;
+	return victim->acct;
+}
+
 /* Pool thread: make the message durable everywhere it goes. */
 static void deliver_work(void *arg)
 {
 	struct deliver_job *j = arg;
 	struct smtp_tx *tx = j->tx;
-	const char *err;
+	const char *err = NULL;
 	uint64_t total = tx->size + tx->header_len;
 	if (fsync(tx->fd) != 0) {
 		snprintf(j->why, sizeof(j->why), "fsync: %s", strerror(errno));
@@ -423,30 +474,24 @@ static void deliver_work(void *arg)
 			continue;
 		}
 		char root[CONFIG_PATH_MAX + 700];
-		struct store_account *acct = NULL;
 		if (store_account_path(j->cfg->data_dir, tx->targets[i].addr, root, sizeof(root)) < 0) {
 			snprintf(j->why, sizeof(j->why), "bad mailbox path");
 			j->result = -1;
 			return;
 		}
-		int r = store_account_open(root, &acct, &err);
-		if (r == 0 && store_account_create(root, &err) == 0)
-			r = store_account_open(root, &acct, &err);
-		if (r <= 0) {
+		struct store_account *acct = deliver_account(root, &err);
+		if (acct == NULL) {
 			snprintf(j->why, sizeof(j->why), "open mailbox of %s: %s",
-				 tx->targets[i].addr, r == 0 ? "missing" : err);
+				 tx->targets[i].addr, err ? err : "missing");
 			j->result = -1;
 			return;
 		}
 		uint32_t uid;
-		r = store_deliver(acct, NULL, tx->fd, total, 1, time(NULL), 0, &uid, &err);
-		if (r < 0) {
+		if (store_deliver(acct, NULL, tx->fd, total, 1, time(NULL), 0, &uid, &err) < 0) {
 			snprintf(j->why, sizeof(j->why), "deliver to %s: %s", tx->targets[i].addr, err);
-			store_account_close(&acct);
 			j->result = -1;
 			return;
 		}
-		store_account_close(&acct);
 		j->delivered++;
 	}
 	if (remote) {
