@@ -188,6 +188,60 @@ static void test_sync(void **state)
 	store_account_close(&a);
 }
 
+/* Flags rename the file with a Maildir suffix; copy links; expunge removes for good (a later
+ * sync does not bring an expunged file back); append stores bytes with flags. */
+static void test_imap_ops(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	int fd = source("Subject: x\r\n\r\nhello\r\n");
+	uint32_t uid, uv;
+	assert_int_equal(store_deliver(a, NULL, fd, 23, 0, 5, 0, &uid, &err), 0);
+	close(fd);
+	int kw = store_keyword_id(a, "$Important", 1, &err);
+	assert_true(kw >= 0);
+	struct store_flag_change ch = { uid, STORE_F_SEEN | STORE_F_FLAGGED, 1ull << kw };
+	uint64_t modseq;
+	assert_int_equal(store_set_flags(a, "INBOX", &ch, 1, &modseq, &err), 0);
+	struct store_msg_info *m;
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 1);
+	assert_int_equal(m[0].flags, STORE_F_SEEN | STORE_F_FLAGGED);
+	assert_int_equal(m[0].keywords, 1ull << kw);
+	assert_int_equal(m[0].modseq, modseq);
+	assert_int_equal(m[0].in_new, 0);
+	char p[600];
+	snprintf(p, sizeof(p), "%s/cur/%s:2,FS", root, m[0].filename);
+	assert_int_equal(access(p, F_OK), 0);
+	fd = store_message_fd(a, "INBOX", &m[0], &err);
+	assert_true(fd >= 0);
+	close(fd);
+	free(m);
+	uint32_t nu[1];
+	assert_int_equal(store_copy(a, "INBOX", &uid, 1, "Archive", nu, &uv, &err), 1);
+	assert_int_equal(nu[0], 1);
+	assert_int_equal(store_expunge(a, "INBOX", &uid, 1, &err), 1);
+	assert_int_equal(store_mailbox_sync(a, "INBOX", &err), 0);
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 0);
+	free(m);
+	assert_int_equal(store_message_list(a, "Archive", &m, &err), 1);
+	assert_int_equal(m[0].flags, STORE_F_SEEN | STORE_F_FLAGGED);
+	free(m);
+	assert_int_equal(store_append(a, "Drafts", "a\r\n", 3, STORE_F_DRAFT, 0, 7, &uid, &uv,
+				      &err), 0);
+	assert_int_equal(store_mailbox_create(a, "Projects/2026", NULL, &err), 1);
+	assert_int_equal(store_mailbox_create(a, "Projects/2026", NULL, &err), 0);
+	assert_int_equal(store_mailbox_create(a, "../evil", NULL, &err), -1);
+	assert_int_equal(store_mailbox_rename(a, "Projects/2026", "Old/2026", &err), 1);
+	struct store_mailbox_info info;
+	assert_int_equal(store_mailbox_get(a, "Old/2026", &info, &err), 1);
+	assert_int_equal(store_mailbox_delete(a, "Old/2026", &err), 1);
+	assert_int_equal(store_mailbox_delete(a, "INBOX", &err), -1);
+	store_account_close(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -195,6 +249,7 @@ int main(void)
 		cmocka_unit_test_setup(test_deliver_failure, setup),
 		cmocka_unit_test_setup(test_names, setup),
 		cmocka_unit_test_setup(test_sync, setup),
+		cmocka_unit_test_setup(test_imap_ops, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

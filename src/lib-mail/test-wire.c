@@ -1,0 +1,66 @@
+/* test-wire.c - POP3 wire form: CRLF, dot-stuffing, and the size LIST reports agree. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "wire.h"
+
+static const struct {
+	const char *in, *want;
+} cases[] = {
+	{ "a\r\nb\r\n", "a\r\nb\r\n" },
+	{ "a\nb\n", "a\r\nb\r\n" },
+	{ ".x\r\n..y\r\n", "..x\r\n...y\r\n" },
+	{ "end without newline", "end without newline\r\n" },
+	{ "cr at end\r", "cr at end\r\n" },
+	{ "mid\rcr\r\n.\r\n", "mid\rcr\r\n..\r\n" },
+	{ "", "" },
+	{ "\n.\n", "\r\n..\r\n" },
+};
+
+/* Each case, transformed in chunks of 1..4 octets, gives the wanted bytes, and wire_size_fd
+ * of a file with the input counts exactly as many. */
+static void test_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in;
+		size_t n = strlen(in);
+		for (size_t step = 1; step <= 4; step++) {
+			struct wire_state w;
+			struct buf out;
+			buf_init(&out, 1 << 20);
+			wire_init(&w);
+			for (size_t o = 0; o < n; o += step)
+				assert_int_equal(wire_transform(&w, in + o, n - o < step ? n - o : step,
+								&out), 0);
+			assert_int_equal(wire_finish(&w, &out), 0);
+			assert_int_equal(out.len, strlen(cases[i].want));
+			if (out.len)
+				assert_memory_equal(out.data, cases[i].want, out.len);
+			buf_free(&out);
+		}
+		char path[] = "/tmp/postino-test-wire-XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		unlink(path);
+		assert_int_equal(write(fd, in, n), (ssize_t)n);
+		assert_int_equal(wire_size_fd(fd), (int64_t)strlen(cases[i].want));
+		close(fd);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cases),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
