@@ -6,7 +6,8 @@ set -eu
 pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcrypt-dev
       libsodium-dev zlib1g-dev openssl"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks sqlite3 clang libclang-rt-14-dev"
+	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks sqlite3 clang libclang-rt-14-dev
+	      fetchmail getmail6"
 fi
 missing=""
 for p in $pkgs; do
