@@ -458,6 +458,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		uint64_t modseq;
 		const char *err;
 		if (nch > 0 && store_set_flags(s->acct, s->box, ch, nch, &modseq, &err) == 0) {
+			if (modseq > s->highestmodseq)
+				s->highestmodseq = modseq;
 			for (size_t j = 0; j < f->n; j++) {
 				struct imap_msg *m = &s->msgs[f->idx[j]];
 				if (!(m->flags & STORE_F_SEEN)) {

@@ -1069,8 +1069,11 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 	s->base.lc = &w->cfg->l[lst];
 	s->base.peer = *peer;
 	s->base.shutdown = imap_on_shutdown;
-	struct imap_parser_limits lim = { IMAP_LINE_MAX, s->base.lc->message_size_limit,
-					  IMAP_DEPTH_MAX, IMAP_ARGS_MAX };
+	/* MULTIAPPEND: all the literals of one command together stay within 4 messages */
+	struct imap_parser_limits lim = { .max_line = IMAP_LINE_MAX,
+					  .max_literal = s->base.lc->message_size_limit,
+					  .max_depth = IMAP_DEPTH_MAX, .max_args = IMAP_ARGS_MAX,
+					  .max_literal_total = 4 * s->base.lc->message_size_limit };
 	s->parser = imap_parser_new(&lim);
 	if (s->parser == NULL || conn_init(&s->conn, w->loop, fd, 262144, IMAP_OUT_MAX,
 					   imap_on_event, s) < 0) {

@@ -189,6 +189,14 @@ static int store_db_open(struct store_account *a, int create, const char **err_r
 	if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
 			 NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "configure index.db");
+	if (!create) {
+		/* indexes made by earlier versions: add what they lack (errors mean "exists") */
+		sqlite3_exec(a->db, schema, NULL, NULL, NULL);
+		sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN wire_size INTEGER NOT NULL "
+				    "DEFAULT 0", NULL, NULL, NULL);
+		sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL "
+				    "DEFAULT 0", NULL, NULL, NULL);
+	}
 	return 0;
 }
 

@@ -29,7 +29,7 @@
 #include "pool.h"
 
 #define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
-#define WORKER_POOL_THREADS 4
+#define WORKER_POOL_THREADS 8   /* deliveries wait on the disk, not the CPU */
 
 struct listener {
 	struct ev_io io;
@@ -130,7 +130,11 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 				n = snprintf(msg, sizeof(msg), "-ERR [SYS/TEMP] Too many connections from "
 					     "your IP address (limit %u); close some and try again\r\n",
 					     lc->max_conn_per_ip);
-			if ((lc->proto == PROTO_SMTP || lc->proto == PROTO_POP3) && !lc->implicit_tls) {
+			if (lc->proto == PROTO_IMAP)
+				n = snprintf(msg, sizeof(msg), "* BYE [UNAVAILABLE] Too many connections "
+					     "from your IP address (limit %u); close some and try "
+					     "again\r\n", lc->max_conn_per_ip);
+			if (lc->proto != PROTO_HTTP && !lc->implicit_tls) {
 				ssize_t wr = write(fd, msg, (size_t)n);
 				(void)wr;
 			}
@@ -144,6 +148,9 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 			break;
 		case PROTO_POP3:
 			pop3_session_start(w, fd, l->id, &peer);
+			break;
+		case PROTO_IMAP:
+			imap_session_start(w, fd, l->id, &peer);
 			break;
 		default:
 			iptable_release(w->ipt, w->index, (struct sockaddr *)&peer);

@@ -52,6 +52,8 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer);
 
+void imap_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer);
 void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer);
 
