@@ -1,0 +1,256 @@
+/* imap-utf7.c - modified UTF-7 mailbox names (RFC 3501 section 5.1.3); see imap-utf7.h.
+ *
+ * Modified UTF-7 differs from RFC 2152 UTF-7: '&' starts a shift (written "&-" for itself), ','
+ * replaces '/' in the base64 alphabet, there is no padding, every shift ends with '-', and
+ * printable ASCII (0x20..0x7e) must always represent itself.
+ */
+#include "imap-utf7.h"
+
+#include <stdint.h>
+#include <string.h>
+
+static const char mb64_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
+
+/* Printable US-ASCII: the characters that represent themselves. */
+static int is_printable(uint32_t c)
+{
+	return c >= 0x20 && c <= 0x7e;
+}
+
+/* Value of a modified base64 character, or -1. */
+static int mb64_value(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == ',')
+		return 63;
+	return -1;
+}
+
+/* Decode one well-formed UTF-8 character at s into *cp; returns its length, 0 if invalid
+ * (including the terminating NUL). */
+static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
+{
+	uint32_t c = s[0];
+	unsigned char lo = 0x80, hi = 0xbf;
+	size_t n;
+	if (c >= 0x01 && c <= 0x7f) {
+		*cp = c;
+		return 1;
+	}
+	if (c >= 0xc2 && c <= 0xdf) {
+		n = 2;
+		c &= 0x1f;
+	} else if (c >= 0xe0 && c <= 0xef) {
+		n = 3;
+		if (c == 0xe0)
+			lo = 0xa0;
+		else if (c == 0xed)
+			hi = 0x9f;
+		c &= 0x0f;
+	} else if (c >= 0xf0 && c <= 0xf4) {
+		n = 4;
+		if (c == 0xf0)
+			lo = 0x90;
+		else if (c == 0xf4)
+			hi = 0x8f;
+		c &= 0x07;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if (s[i] < lo || s[i] > hi)
+			return 0; /* also stops at the NUL */
+		c = (c << 6) | (s[i] & 0x3fu);
+		lo = 0x80;
+		hi = 0xbf;
+	}
+	*cp = c;
+	return n;
+}
+
+/* Append the UTF-8 form of cp (a valid scalar value). */
+static int utf8_put(struct buf *out, uint32_t cp)
+{
+	unsigned char b[4];
+	size_t n;
+	if (cp < 0x80) {
+		b[0] = (unsigned char)cp;
+		n = 1;
+	} else if (cp < 0x800) {
+		b[0] = (unsigned char)(0xc0 | (cp >> 6));
+		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (unsigned char)(0xe0 | (cp >> 12));
+		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 3;
+	} else {
+		b[0] = (unsigned char)(0xf0 | (cp >> 18));
+		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
+		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
+		b[3] = (unsigned char)(0x80 | (cp & 0x3f));
+		n = 4;
+	}
+	return out != NULL ? buf_append(out, b, n) : 0;
+}
+
+/* Undo a partial append. */
+static void truncate_to(struct buf *out, size_t len)
+{
+	if (out == NULL)
+		return;
+	out->len = len;
+	if (out->data != NULL)
+		out->data[len] = '\0';
+}
+
+/* Append the base64 digits for one UTF-16 code unit, keeping the leftover bits in *bits. */
+static int put_unit(struct buf *out, uint32_t unit, uint32_t *bits, unsigned *nbits)
+{
+	*bits = (*bits << 16) | unit;
+	*nbits += 16;
+	while (*nbits >= 6) {
+		*nbits -= 6;
+		if (buf_append(out, &mb64_alphabet[(*bits >> *nbits) & 0x3f], 1) < 0)
+			return -1;
+	}
+	*bits &= (1u << *nbits) - 1;
+	return 0;
+}
+
+/* UTF-8 to modified UTF-7. */
+int imap_utf8_to_mutf7(const char *in, struct buf *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t start = out->len;
+	while (*s != '\0') {
+		if (is_printable(*s)) {
+			int amp = *s == '&';
+			if (buf_append(out, amp ? "&-" : (const char *)s, amp ? 2 : 1) < 0)
+				goto fail;
+			s++;
+			continue;
+		}
+		/* one shift for the whole run of characters that are not printable ASCII */
+		uint32_t bits = 0;
+		unsigned nbits = 0;
+		if (buf_append(out, "&", 1) < 0)
+			goto fail;
+		while (*s != '\0' && !is_printable(*s)) {
+			uint32_t cp;
+			size_t n = utf8_decode(s, &cp);
+			if (n == 0)
+				goto fail;
+			s += n;
+			if (cp >= 0x10000) {
+				cp -= 0x10000;
+				if (put_unit(out, 0xd800 | (cp >> 10), &bits, &nbits) < 0 ||
+				    put_unit(out, 0xdc00 | (cp & 0x3ff), &bits, &nbits) < 0)
+					goto fail;
+			} else if (put_unit(out, cp, &bits, &nbits) < 0) {
+				goto fail;
+			}
+		}
+		if (nbits > 0 &&
+		    buf_append(out, &mb64_alphabet[(bits << (6 - nbits)) & 0x3f], 1) < 0)
+			goto fail;
+		if (buf_append(out, "-", 1) < 0)
+			goto fail;
+	}
+	return 0;
+fail:
+	truncate_to(out, start);
+	return -1;
+}
+
+/* Decode into out (or only validate when out is NULL). */
+static int mutf7_decode(const char *in, struct buf *out)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t start = out != NULL ? out->len : 0;
+	int after_shift = 0;
+	while (*s != '\0') {
+		if (!is_printable(*s))
+			goto fail;
+		if (*s != '&') {
+			if (out != NULL && buf_append(out, s, 1) < 0)
+				goto fail;
+			s++;
+			after_shift = 0;
+			continue;
+		}
+		s++;
+		if (*s == '-') {
+			if (out != NULL && buf_append(out, "&", 1) < 0)
+				goto fail;
+			s++;
+			after_shift = 0;
+			continue;
+		}
+		/* two shifts in a row should have been one */
+		if (after_shift)
+			goto fail;
+		uint32_t bits = 0, high = 0;
+		unsigned nbits = 0;
+		size_t units = 0;
+		while (*s != '-') {
+			int v = mb64_value(*s); /* the NUL of an unterminated shift fails here */
+			if (v < 0)
+				goto fail;
+			s++;
+			bits = (bits << 6) | (uint32_t)v;
+			nbits += 6;
+			if (nbits < 16)
+				continue;
+			nbits -= 16;
+			uint32_t u = (bits >> nbits) & 0xffff;
+			bits &= (1u << nbits) - 1;
+			units++;
+			if (high != 0) {
+				if (u < 0xdc00 || u > 0xdfff)
+					goto fail;
+				u = 0x10000 + ((high - 0xd800) << 10) + (u - 0xdc00);
+				high = 0;
+			} else if (u >= 0xd800 && u <= 0xdbff) {
+				high = u;
+				continue;
+			} else if (u >= 0xdc00 && u <= 0xdfff) {
+				goto fail;
+			} else if (u == 0 || is_printable(u)) {
+				goto fail;
+			}
+			if (utf8_put(out, u) < 0)
+				goto fail;
+		}
+		s++; /* '-' */
+		/* a full sextet left over, or nonzero padding bits, is not canonical */
+		if (units == 0 || high != 0 || nbits >= 6 || bits != 0)
+			goto fail;
+		after_shift = 1;
+	}
+	return 0;
+fail:
+	truncate_to(out, start);
+	return -1;
+}
+
+/* Modified UTF-7 to UTF-8. */
+int imap_mutf7_to_utf8(const char *in, struct buf *out)
+{
+	return mutf7_decode(in, out);
+}
+
+/* Validate a modified UTF-7 name. */
+int imap_mutf7_is_valid(const char *in)
+{
+	return mutf7_decode(in, NULL) == 0;
+}

@@ -1,0 +1,435 @@
+/* mime-section.c - BODY[section] and BINARY[section] (RFC 3501 6.4.5, RFC 9051, RFC 3516).
+ *
+ * section-spec    = section-msgtext / (section-part ["." section-text])
+ * section-msgtext = "HEADER" / "HEADER.FIELDS" [".NOT"] SP header-list / "TEXT"
+ * section-part    = nz-number *("." nz-number)
+ * section-text    = section-msgtext / "MIME"
+ *
+ * Part numbers: the parts of a multipart are 1..n; a message that is not multipart has only
+ * part 1, its body; below a message/rfc822 part the numbers continue into the encapsulated
+ * message the same way. HEADER, TEXT and HEADER.FIELDS after part numbers are only meaningful
+ * for a message/rfc822 part (they then address the encapsulated message); for other parts
+ * the section does not exist. The header sections always include the blank line; one is
+ * added for HEADER.FIELDS (which is built in the caller's buffer).
+ */
+#include "mime-private.h"
+
+#include <stdint.h>
+#include <string.h>
+
+#include "buf.h"
+
+/* Each part number descends at least one level, so more than this cannot name a part. */
+#define SEC_NUMS_MAX (MIME_DEPTH_MAX + 2)
+/* A part number above this cannot exist (MIME_PARTS_MAX); keeps the parse overflow-free. */
+#define SEC_NUM_MAX 1000000
+
+enum sec_kind { SK_BODY, SK_HEADER, SK_TEXT, SK_MIME, SK_FIELDS, SK_FIELDS_NOT };
+
+struct sec {
+	size_t nums[SEC_NUMS_MAX];
+	size_t nnums;
+	int missing;		/* syntactically fine but cannot exist */
+	enum sec_kind kind;
+	const char *list;	/* header-list contents, without the parentheses */
+	size_t list_len;
+};
+
+/* Value of one hex digit, or -1. */
+int mime_hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Does s start with the keyword kw (case-insensitive)? Returns its length or 0. */
+static size_t kw(const char *s, const char *word)
+{
+	size_t n = strlen(word);
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (c >= 'a' && c <= 'z')
+			c = (char)(c - 'a' + 'A');
+		if (c != word[i])
+			return 0;
+	}
+	return n;
+}
+
+/* RFC 3501 ASTRING-CHAR: CHAR except atom-specials, but ']' is allowed. */
+static int is_astring_char(unsigned char c)
+{
+	return c > 0x20 && c < 0x7f && strchr("(){%*\"\\", c) == NULL;
+}
+
+/* Next name of a header-list at *p; 1 found, 0 end, -1 syntax error. */
+static int list_next(const char *l, size_t n, size_t *p, const char **s_r, size_t *len_r,
+		     int *quoted_r)
+{
+	size_t i = *p;
+	while (i < n && l[i] == ' ')
+		i++;
+	if (i >= n)
+		return 0;
+	if (i > 0 && i == *p && *p != 0)
+		return -1;	/* names must be separated by SP */
+	if (l[i] == '"') {
+		size_t s = ++i;
+		while (i < n && l[i] != '"') {
+			if (l[i] == '\r' || l[i] == '\n')
+				return -1;
+			if (l[i] == '\\') {
+				if (i + 1 >= n || (l[i + 1] != '"' && l[i + 1] != '\\'))
+					return -1;
+				i++;
+			}
+			i++;
+		}
+		if (i >= n)
+			return -1;
+		*s_r = l + s;
+		*len_r = i - s;
+		*quoted_r = 1;
+		*p = i + 1;
+		return 1;
+	}
+	size_t s = i;
+	while (i < n && is_astring_char((unsigned char)l[i]))
+		i++;
+	if (i == s)
+		return -1;
+	*s_r = l + s;
+	*len_r = i - s;
+	*quoted_r = 0;
+	*p = i;
+	return 1;
+}
+
+/* Parse a section-spec. 0 ok, -1 syntax error. */
+static int sec_parse(const char *s, struct sec *sp)
+{
+	size_t p = 0;
+	memset(sp, 0, sizeof(*sp));
+	sp->kind = SK_BODY;
+	if (s[0] == '\0')
+		return 0;
+	while (s[p] >= '0' && s[p] <= '9') {
+		if (s[p] == '0')
+			return -1;	/* nz-number */
+		size_t v = 0;
+		while (s[p] >= '0' && s[p] <= '9') {
+			if (v <= SEC_NUM_MAX)
+				v = v * 10 + (size_t)(s[p] - '0');
+			p++;
+		}
+		if (v > SEC_NUM_MAX || sp->nnums >= SEC_NUMS_MAX)
+			sp->missing = 1;
+		else
+			sp->nums[sp->nnums++] = v;
+		if (s[p] == '\0')
+			return 0;
+		if (s[p] != '.')
+			return -1;
+		p++;
+		if (s[p] < '0' || s[p] > '9')
+			break;
+	}
+	size_t n;
+	int nums = p > 0;
+	if ((n = kw(s + p, "HEADER.FIELDS.NOT")) != 0) {
+		sp->kind = SK_FIELDS_NOT;
+	} else if ((n = kw(s + p, "HEADER.FIELDS")) != 0) {
+		sp->kind = SK_FIELDS;
+	} else if ((n = kw(s + p, "HEADER")) != 0) {
+		sp->kind = SK_HEADER;
+	} else if ((n = kw(s + p, "TEXT")) != 0) {
+		sp->kind = SK_TEXT;
+	} else if (nums && (n = kw(s + p, "MIME")) != 0) {
+		sp->kind = SK_MIME;
+	} else {
+		return -1;
+	}
+	p += n;
+	if (sp->kind != SK_FIELDS && sp->kind != SK_FIELDS_NOT)
+		return s[p] == '\0' ? 0 : -1;
+	if (s[p] != ' ')
+		return -1;
+	while (s[p] == ' ')
+		p++;
+	if (s[p] != '(')
+		return -1;
+	size_t ls = ++p;
+	int quoted = 0;
+	while (s[p] != '\0' && (s[p] != ')' || quoted)) {
+		if (quoted && s[p] == '\\' && s[p + 1] != '\0')
+			p++;
+		else if (s[p] == '"')
+			quoted = !quoted;
+		p++;
+	}
+	if (s[p] != ')' || s[p + 1] != '\0')
+		return -1;
+	sp->list = s + ls;
+	sp->list_len = p - ls;
+	/* validate: one or more names */
+	size_t lp = 0, count = 0, nl;
+	const char *nm;
+	int q, r;
+	while ((r = list_next(sp->list, sp->list_len, &lp, &nm, &nl, &q)) == 1)
+		count++;
+	return r < 0 || count == 0 ? -1 : 0;
+}
+
+/* The parts one number picks below a message-level part m. */
+static const struct mime_part *msg_child(const struct mime_part *m, size_t k)
+{
+	if ((m->flags & MIME_PART_MULTIPART) == 0)
+		return k == 1 ? m : NULL;
+	const struct mime_part *c = m->children;
+	for (size_t i = 1; c != NULL && i < k; i++)
+		c = c->next;
+	return c;
+}
+
+/* The part named by the numbers, or NULL. */
+static const struct mime_part *sec_resolve(const struct mime_part *root, const struct sec *sp)
+{
+	const struct mime_part *p = msg_child(root, sp->nums[0]);
+	for (size_t i = 1; p != NULL && i < sp->nnums; i++) {
+		if ((p->flags & MIME_PART_MULTIPART) != 0) {
+			const struct mime_part *c = p->children;
+			for (size_t j = 1; c != NULL && j < sp->nums[i]; j++)
+				c = c->next;
+			p = c;
+		} else if ((p->flags & MIME_PART_RFC822) != 0 && p->children != NULL) {
+			p = msg_child(p->children, sp->nums[i]);
+		} else {
+			p = NULL;
+		}
+	}
+	return p;
+}
+
+/* Is the field name f[0..n) in the header-list? */
+static int list_has(const struct sec *sp, const char *f, size_t n)
+{
+	size_t lp = 0, nl;
+	const char *nm;
+	int q;
+	while (list_next(sp->list, sp->list_len, &lp, &nm, &nl, &q) == 1) {
+		size_t i = 0, j = 0;
+		for (; i < nl && j < n; i++, j++) {
+			unsigned char a = (unsigned char)nm[i], b = (unsigned char)f[j];
+			if (q && a == '\\' && i + 1 < nl)
+				a = (unsigned char)nm[++i];
+			if (a >= 'A' && a <= 'Z')
+				a = (unsigned char)(a - 'A' + 'a');
+			if (b >= 'A' && b <= 'Z')
+				b = (unsigned char)(b - 'A' + 'a');
+			if (a != b)
+				break;
+		}
+		if (i == nl && j == n)
+			return 1;
+	}
+	return 0;
+}
+
+/* Build HEADER.FIELDS[.NOT] of the header hdr[0..len) into tmp. 0 ok, -1 tmp full. */
+static int fields_build(const struct sec *sp, const char *hdr, size_t len, struct buf *tmp)
+{
+	struct mime_hdr_field f;
+	size_t pos = 0;
+	buf_reset(tmp);
+	while (mime_hdr_next(hdr, len, &pos, &f)) {
+		int match = f.has_colon && list_has(sp, f.name, f.name_len);
+		if (match == (sp->kind == SK_FIELDS) && buf_append(tmp, f.raw, f.raw_len) < 0)
+			return -1;
+	}
+	if (tmp->len > 0 && tmp->data[tmp->len - 1] != '\n' && buf_append(tmp, "\r\n", 2) < 0)
+		return -1;
+	return buf_append(tmp, "\r\n", 2);
+}
+
+/* Resolve a BODY[section] spec to the octets to send. */
+int mime_section(const struct mime_part *root, const char *msg, size_t len, const char *section,
+		 struct buf *tmp, const char **data_r, size_t *len_r)
+{
+	struct sec sp;
+	*data_r = msg;
+	*len_r = 0;
+	if (sec_parse(section, &sp) < 0)
+		return -1;
+	if (sp.missing)
+		return 1;
+	const struct mime_part *p = root, *m = root;
+	if (sp.nnums > 0) {
+		p = sec_resolve(root, &sp);
+		if (p == NULL)
+			return 1;
+		if (sp.kind == SK_BODY) {
+			*data_r = msg + p->body_off;
+			*len_r = p->body_len;
+			return 0;
+		}
+		if (sp.kind == SK_MIME) {
+			*data_r = msg + p->hdr_off;
+			*len_r = p->hdr_len;
+			return 0;
+		}
+		if ((p->flags & MIME_PART_RFC822) == 0 || p->children == NULL)
+			return 1;
+		m = p->children;
+	} else if (sp.kind == SK_BODY) {
+		*len_r = len;
+		return 0;
+	}
+	switch (sp.kind) {
+	case SK_HEADER:
+		*data_r = msg + m->hdr_off;
+		*len_r = m->hdr_len;
+		return 0;
+	case SK_TEXT:
+		*data_r = msg + m->body_off;
+		*len_r = m->body_len;
+		return 0;
+	case SK_FIELDS:
+	case SK_FIELDS_NOT:
+		if (fields_build(&sp, msg + m->hdr_off, m->hdr_len, tmp) < 0)
+			return -2;
+		*data_r = tmp->data;
+		*len_r = tmp->len;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Value of one base64 character, or -1. */
+static int b64val(unsigned char c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c - 'A';
+	if (c >= 'a' && c <= 'z')
+		return c - 'a' + 26;
+	if (c >= '0' && c <= '9')
+		return c - '0' + 52;
+	if (c == '+')
+		return 62;
+	if (c == '/')
+		return 63;
+	return -1;
+}
+
+/* Lenient base64 (RFC 2045 6.8): line breaks and other stray characters are skipped; '='
+ * ends a group, so concatenated encodings decode too. 0 ok, -1 out full. */
+int mime_base64_decode(const char *in, size_t len, struct buf *out)
+{
+	unsigned char chunk[4096];
+	size_t cn = 0;
+	uint_least32_t acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		int v = b64val(c);
+		if (v < 0) {
+			if (c == '=') {
+				acc = 0;
+				bits = 0;
+			}
+			continue;
+		}
+		acc = ((acc << 6) | (uint_least32_t)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			chunk[cn++] = (unsigned char)(acc >> bits);
+			if (cn == sizeof(chunk)) {
+				if (buf_append(out, chunk, cn) < 0)
+					return -1;
+				cn = 0;
+			}
+		}
+	}
+	return buf_append(out, chunk, cn);
+}
+
+/* Quoted-printable (RFC 2045 6.7): "=XX" (either case), soft line breaks "=" at the end of a
+ * line, trailing blanks of each line removed; a malformed '=' stays as it is. Line ends are
+ * kept as they are in the input. 0 ok, -1 out full. */
+int mime_qp_decode(const char *in, size_t len, struct buf *out)
+{
+	size_t p = 0;
+	while (p < len) {
+		const char *nl = memchr(in + p, '\n', len - p);
+		size_t le = nl != NULL ? (size_t)(nl - in) + 1 : len;
+		size_t ce = le, eol_start;
+		if (ce > p && in[ce - 1] == '\n')
+			ce--;
+		if (ce > p && in[ce - 1] == '\r' && ce < le)
+			ce--;
+		eol_start = ce;
+		while (ce > p && (in[ce - 1] == ' ' || in[ce - 1] == '\t'))
+			ce--;
+		int soft = ce > p && in[ce - 1] == '=';
+		if (soft)
+			ce--;
+		size_t run = p;
+		for (size_t i = p; i < ce; i++) {
+			if (in[i] != '=' || i + 2 >= ce ||
+			    mime_hexval((unsigned char)in[i + 1]) < 0 ||
+			    mime_hexval((unsigned char)in[i + 2]) < 0)
+				continue;
+			unsigned char c = (unsigned char)(mime_hexval((unsigned char)in[i + 1]) * 16 +
+							  mime_hexval((unsigned char)in[i + 2]));
+			if (buf_append(out, in + run, i - run) < 0 || buf_append(out, &c, 1) < 0)
+				return -1;
+			i += 2;
+			run = i + 1;
+		}
+		if (buf_append(out, in + run, ce - run) < 0)
+			return -1;
+		if (!soft && buf_append(out, in + eol_start, le - eol_start) < 0)
+			return -1;
+		p = le;
+	}
+	return 0;
+}
+
+/* BINARY[section]: the part's body with its transfer encoding removed. */
+int mime_binary(const struct mime_part *root, const char *msg, size_t len, const char *section,
+		struct buf *out)
+{
+	struct sec sp;
+	if (sec_parse(section, &sp) < 0 || sp.kind != SK_BODY)
+		return -2;
+	if (sp.missing)
+		return 1;
+	if (sp.nnums == 0)
+		return buf_append(out, msg, len) < 0 ? -3 : 0;
+	const struct mime_part *p = sec_resolve(root, &sp);
+	if (p == NULL)
+		return 1;
+	const char *body = msg + p->body_off;
+	struct mime_hdr_field f;
+	const char *tok;
+	size_t tl;
+	int r;
+	if ((p->flags & MIME_PART_MULTIPART) != 0 ||
+	    !mime_hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Transfer-Encoding", &f) ||
+	    !mime_cte_token(f.value, f.value_len, &tok, &tl) || mime_eq_ci(tok, tl, "7bit") ||
+	    mime_eq_ci(tok, tl, "8bit") || mime_eq_ci(tok, tl, "binary"))
+		r = buf_append(out, body, p->body_len);
+	else if (mime_eq_ci(tok, tl, "base64"))
+		r = mime_base64_decode(body, p->body_len, out);
+	else if (mime_eq_ci(tok, tl, "quoted-printable"))
+		r = mime_qp_decode(body, p->body_len, out);
+	else
+		return -1;
+	return r < 0 ? -3 : 0;
+}
