@@ -336,9 +336,15 @@ static int cmd_quickstart(int argc, char **argv)
 /* postino config check|show. */
 static int cmd_config(int argc, char **argv, const char *path)
 {
-	if (argc < 2 || is_help(argv[1])) {
-		fputs(usage_config, argc < 2 ? stderr : stdout);
-		return argc < 2 ? 2 : 0;
+	for (int i = 1; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(usage_config, stdout);
+			return 0;
+		}
+	}
+	if (argc < 2) {
+		fputs(usage_config, stderr);
+		return 2;
 	}
 	struct config *cfg = malloc(sizeof(*cfg));
 	if (cfg == NULL)
