@@ -24,7 +24,7 @@ build() {
 	ninja -C "$dir" >"$results/build-$dir.log" 2>&1 || { cat "$results/build-$dir.log"; return 1; }
 }
 
-# suite NAME BUILDDIR
+# suite NAME BUILDDIR: cmocka unit tests, then the end-to-end suite against that build
 suite() {
 	name=$1
 	dir=$2
@@ -66,6 +66,11 @@ if [ -z "${POSTINO_TEST_QUICK:-}" ]; then
 		fail_setup=1
 	fi
 fi
+
+echo "== fuzz targets (5 s each; scripts/fuzz.sh 600 for a longer run)"
+scripts/fuzz.sh 5 | tee "$results/fuzz.log"
+echo "$(grep -c ': ok' "$results/fuzz.log") $(grep -c ': FAILED' "$results/fuzz.log")" \
+	>"$results/count-fuzz"
 
 passed=0
 failed=$fail_setup

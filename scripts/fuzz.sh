@@ -1,0 +1,43 @@
+#!/bin/sh
+# fuzz.sh - build every libFuzzer target with clang (ASan+UBSan) and run each for a while.
+#   scripts/fuzz.sh            5 seconds each (what run-tests.sh does)
+#   scripts/fuzz.sh 600        ten minutes each, for a real fuzzing session
+# Prints one "fuzz NAME: ok|FAILED" line per target and exits non-zero if any target failed.
+# Crash inputs are kept in build-fuzz/NAME-crashes/.
+set -u
+cd "$(dirname "$0")/.."
+secs=${1:-5}
+out=build-fuzz
+mkdir -p "$out"
+CC="clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -D_GNU_SOURCE"
+fail=0
+# target sources...
+run() {
+	name=$1
+	shift
+	if ! $CC -Isrc/lib -Isrc/lib-mail -Isrc/lib-imap "$@" -o "$out/$name" 2>"$out/$name.build.log"; then
+		echo "fuzz $name: FAILED (build)"
+		cat "$out/$name.build.log"
+		fail=1
+		return
+	fi
+	mkdir -p "$out/$name-corpus" "$out/$name-crashes"
+	if "$out/$name" -print_final_stats=1 -max_total_time="$secs" -rss_limit_mb=2048 -artifact_prefix="$out/$name-crashes/" \
+		"$out/$name-corpus" >"$out/$name.log" 2>&1; then
+		echo "fuzz $name: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$out/$name.log" |
+			awk '{print $2}') runs)"
+	else
+		echo "fuzz $name: FAILED"
+		tail -40 "$out/$name.log"
+		fail=1
+	fi
+}
+run fuzz-addr src/lib-mail/addr.c src/lib-mail/fuzz-addr.c
+run fuzz-imap-parser src/lib/buf.c src/lib-imap/imap-parser.c src/lib-imap/imap-quote.c \
+	src/lib-imap/fuzz-imap-parser.c
+run fuzz-imap-utf7 src/lib/buf.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
+	src/lib-imap/fuzz-imap-utf7.c
+if [ -f src/lib-mail/fuzz-mime.c ]; then
+	run fuzz-mime src/lib/buf.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
+fi
+exit $fail
