@@ -712,6 +712,30 @@ int acctdb_user_set_hash(struct acctdb *db, const char *address, const char *has
 	return sqlite3_changes(db->db) > 0 ? 1 : 0;
 }
 
+/* Set an account's storage quota in octets (0 = unlimited). 1 changed, 0 no such user. */
+int acctdb_user_set_quota(struct acctdb *db, const char *address, uint64_t bytes,
+			  const char **err_r)
+{
+	char a[ACCTDB_ADDRESS_MAX + 1];
+	sqlite3_stmt *st;
+	if (acctdb_normalize_address(address, a, sizeof(a)) < 0)
+		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
+	if (bytes > INT64_MAX)
+		return fail(db, err_r, "quota too large");
+	if (sqlite3_prepare_v2(db->db, "UPDATE users SET quota_bytes = ? WHERE address = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return fail(db, err_r, "account database error while setting a quota: %s",
+			    sqlite3_errmsg(db->db));
+	sqlite3_bind_int64(st, 1, (int64_t)bytes);
+	sqlite3_bind_text(st, 2, a, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return fail(db, err_r, "account database error while setting a quota: %s",
+			    sqlite3_errmsg(db->db));
+	return sqlite3_changes(db->db) > 0 ? 1 : 0;
+}
+
 /* Remove an account row (the mail files are the caller's business). */
 int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_r)
 {

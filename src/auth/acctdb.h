@@ -41,6 +41,9 @@ int acctdb_user_add(struct acctdb *db, const char *address, const char *hash, co
 /* 1 changed, 0 no such user. */
 int acctdb_user_set_hash(struct acctdb *db, const char *address, const char *hash,
 			 const char **err_r);
+/* Storage quota in octets, 0 = unlimited. 1 changed, 0 no such user. */
+int acctdb_user_set_quota(struct acctdb *db, const char *address, uint64_t bytes,
+			  const char **err_r);
 int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_r);
 /* 1 found (*u filled), 0 not found. Address matched case-insensitively. */
 int acctdb_user_get(struct acctdb *db, const char *address, struct acct_user *u,

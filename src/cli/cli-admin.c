@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "acctdb.h"
+#include "num.h"
 #include "password.h"
 #include "store-path.h"
 #include "store.h"
@@ -439,6 +440,31 @@ static int user_add(struct admin *a)
 }
 
 /* user passwd ADDRESS [--hash HASH] */
+static const char *human_bytes(uint64_t n, char *out, size_t outlen);
+
+static int user_quota(struct admin *a)
+{
+	char addr[ACCTDB_ADDRESS_MAX + 1], h[64];
+	const char *err;
+	uint64_t bytes;
+	if (want_address(a->args[0], addr, sizeof(addr)))
+		return 1;
+	if (strcmp(a->args[1], "none") == 0 || strcmp(a->args[1], "unlimited") == 0)
+		bytes = 0;
+	else if (num_parse_size(a->args[1], &bytes) < 0)
+		return fail("'%s' is not a size: use for example 500M, 2G, or 0 for no limit",
+			    a->args[1]);
+	if (open_db(a))
+		return 1;
+	int r = acctdb_user_set_quota(a->db, addr, bytes, &err);
+	if (r < 0)
+		return fail("cannot set the quota of %s: %s", addr, err);
+	if (r == 0)
+		return fail("there is no account %s: see 'postino user list'", addr);
+	printf("quota of %s: %s\n", addr, bytes ? human_bytes(bytes, h, sizeof(h)) : "unlimited");
+	return 0;
+}
+
 static int user_passwd(struct admin *a)
 {
 	char addr[ACCTDB_ADDRESS_MAX + 1];
@@ -830,6 +856,11 @@ static const struct admin_cmd admin_cmds[] = {
 	  "Sets a new password for ADDRESS, read from standard input as for 'user add' (typed\n"
 	  "twice at a terminal, or one line from a pipe), or imports a hash with --hash HASH.\n",
 	  OPT_HASH, 1, 1, 1, user_passwd },
+	{ "user", "quota", "ADDRESS SIZE", "set an account's storage limit",
+	  "Limits the mail ADDRESS may keep to SIZE (for example 500M or 2G; 0 for no limit).\n"
+	  "Mail that would go over it is refused: SMTP answers 452 4.2.2 (the sender retries),\n"
+	  "IMAP APPEND and COPY answer NO [OVERQUOTA]; IMAP clients see it with GETQUOTAROOT.\n",
+	  0, 2, 2, 1, user_quota },
 	{ "user", "list", "[DOMAIN]", "print the accounts",
 	  "Prints every account, or those of DOMAIN, one per line; suspended accounts are marked.\n",
 	  0, 0, 1, 0, user_list },

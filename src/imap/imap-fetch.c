@@ -627,6 +627,13 @@ void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n
 		imap_bad(s, "Invalid sequence set");
 		return;
 	}
+	uint64_t more = 0;
+	for (size_t j = 0; j < ni; j++)
+		more += s->msgs[idx[j]].size;
+	if (!move && imap_over_quota(s, more)) {
+		free(idx);
+		return;
+	}
 	uint32_t *src = calloc(ni + 1, sizeof(*src)), *dst = calloc(ni + 1, sizeof(*dst));
 	for (size_t j = 0; src && j < ni; j++)
 		src[j] = s->msgs[idx[j]].uid;

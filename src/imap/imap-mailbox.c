@@ -475,6 +475,8 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 			imap_tagged(s, "NO", "Empty messages cannot be appended");
 			return;
 		}
+		if (imap_over_quota(s, args[i].len))
+			return;
 		if (!args[i].literal8 && memchr(args[i].str, '\0', args[i].len) != NULL) {
 			imap_tagged(s, "NO", "Message contains NUL; use a literal8 (~{n}) for binary");
 			return;

@@ -50,6 +50,7 @@ struct imap_session {
 	int job_running;
 	unsigned errors;
 	char user[321];
+	uint64_t quota;                /* storage limit in octets, 0 = none */
 	/* ENABLEd */
 	int rev2, utf8, condstore, qresync;
 	/* the account and the selected mailbox */
@@ -93,6 +94,9 @@ const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t key
 int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out, size_t outlen);
 /* Mailbox name to the client's form, as an astring appended to out. */
 void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *name);
+
+/* 1 if adding `more` octets would exceed the account's quota (replied NO [OVERQUOTA]). */
+int imap_over_quota(struct imap_session *s, uint64_t more);
 
 /* imap-mailbox.c */
 void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n, int readonly);

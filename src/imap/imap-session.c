@@ -15,6 +15,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "acctdb.h"
 #include "auth-verify.h"
 #include "base64.h"
 #include "imap-quote.h"
@@ -29,7 +30,8 @@ static void imap_process(struct imap_session *s);
 static const char *imap_caps_common =
 	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
-	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND";
+	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
+	"QUOTA=RES-STORAGE";
 
 /* Queue raw output. */
 void imap_write(struct imap_session *s, const void *p, size_t n)
@@ -551,6 +553,10 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 					     "try again later");
 		} else {
 			snprintf(s->user, sizeof(s->user), "%s", r->user);
+			struct acct_user u;
+			if (acctdb_user_get(s->base.w->db, s->user, &u, &err) == 1)
+				s->quota = u.quota_bytes;
+			explicit_bzero(&u, sizeof(u));
 			s->st = IMAP_AUTH;
 			log_info("sess=%016llx proto=imap event=login result=ok user=%s ip=%s",
 				 (unsigned long long)s->base.id, s->user, s->base.peer_ip);
@@ -764,6 +770,60 @@ static void imap_idle_line(struct imap_session *s, const char *line)
 	}
 }
 
+/* Quota check for APPEND and COPY. */
+int imap_over_quota(struct imap_session *s, uint64_t more)
+{
+	const char *err;
+	if (s->quota == 0)
+		return 0;
+	int64_t used = store_account_usage(s->acct, &err);
+	if (used < 0 || (uint64_t)used + more <= s->quota)
+		return 0;
+	imap_tagged(s, "NO", "[OVERQUOTA] Your mailbox is full (limit %llu KB): delete some mail, "
+			     "and empty the Trash", (unsigned long long)(s->quota / 1024));
+	return 1;
+}
+
+/* GETQUOTAROOT mailbox / GETQUOTA root / SETQUOTA (RFC 9208): one root "" per account. */
+static void cmd_quota(struct imap_session *s, const char *name, const struct imap_arg *args,
+		      size_t n)
+{
+	const char *err;
+	if (strcasecmp(name, "SETQUOTA") == 0) {
+		imap_tagged(s, "NO", "[NOPERM] Quotas are set by the administrator");
+		return;
+	}
+	if (n != 1) {
+		imap_bad(s, "Use %s %s", name, strcasecmp(name, "GETQUOTA") == 0 ? "root" : "mailbox");
+		return;
+	}
+	if (strcasecmp(name, "GETQUOTAROOT") == 0) {
+		char box[1024];
+		struct store_mailbox_info mb;
+		if (imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0 ||
+		    store_mailbox_get(s->acct, box, &mb, &err) != 1) {
+			imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+			return;
+		}
+		struct buf b;
+		buf_init(&b, 4096);
+		buf_appendstr(&b, "* QUOTAROOT ");
+		imap_append_mailbox(s, &b, box);
+		buf_appendstr(&b, s->quota ? " \"\"\r\n" : "\r\n");
+		imap_write(s, b.data, b.len);
+		buf_free(&b);
+	} else if (args[0].len != 0 || s->quota == 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No such quota root");
+		return;
+	}
+	if (s->quota) {
+		int64_t used = store_account_usage(s->acct, &err);
+		imap_reply(s, "* QUOTA \"\" (STORAGE %lld %llu)", (long long)(used < 0 ? 0 : used / 1024),
+			   (unsigned long long)(s->quota / 1024));
+	}
+	imap_tagged(s, "OK", "%s completed", name);
+}
+
 static void cmd_namespace(struct imap_session *s)
 {
 	imap_reply(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
@@ -784,7 +844,7 @@ enum {
 	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
-	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID
+	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -803,6 +863,8 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "SEARCH", NEED_SELECTED, C_SEARCH }, { "FETCH", NEED_SELECTED, C_FETCH },
 	{ "STORE", NEED_SELECTED, C_STORE }, { "COPY", NEED_SELECTED, C_COPY },
 	{ "MOVE", NEED_SELECTED, C_MOVE }, { "UID", NEED_SELECTED, C_UID },
+	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
+	{ "SETQUOTA", NEED_AUTH, C_QUOTA },
 };
 
 /* Run one parsed command. */
@@ -883,6 +945,9 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 		break;
 	case C_NAMESPACE:
 		cmd_namespace(s);
+		break;
+	case C_QUOTA:
+		cmd_quota(s, c->name, args, n);
 		break;
 	case C_STATUS:
 		imap_cmd_status(s, args, n);

@@ -656,3 +656,17 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 	sqlite3_finalize(st);
 	return 0;
 }
+
+/* Octets of all messages of the account (QUOTA usage). -1 on error. */
+int64_t store_account_usage(struct store_account *a, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(a->db, "SELECT coalesce(sum(size), 0) FROM messages", -1, &st,
+			       NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "usage");
+	int64_t v = -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}

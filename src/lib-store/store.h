@@ -132,6 +132,9 @@ int store_changes_since(struct store_account *acct, const char *box, uint64_t mo
 			void (*cb_msg)(void *ctx, const struct store_msg_info *m),
 			void (*cb_expunged)(void *ctx, uint32_t uid), void *ctx, const char **err_r);
 
+/* Octets of all messages of the account (QUOTA usage). -1 on error. */
+int64_t store_account_usage(struct store_account *acct, const char **err_r);
+
 /* Directory of the account (for per-account lock files). */
 const char *store_account_root(const struct store_account *acct);
 

@@ -46,6 +46,7 @@ struct smtp_tx {
 	int null_sender;
 	int smtputf8;
 	int body_8bit;
+	uint64_t declared_size;       /* MAIL SIZE= */
 	char ret[8];                  /* DSN RET= */
 	char envid[101];              /* DSN ENVID= (xtext, as given) */
 	struct smtp_rcpt *rcpts;

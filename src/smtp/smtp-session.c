@@ -20,6 +20,8 @@
 #include "base64.h"
 #include "log.h"
 #include "pool.h"
+#include "store-path.h"
+#include "store.h"
 #include "tls.h"
 
 static void smtp_on_event(struct conn *c);
@@ -407,6 +409,7 @@ static int mail_param(struct smtp_session *s, const char *k, const char *v)
 			smtp_syntax(s, "SIZE= needs a number");
 			return -1;
 		}
+		tx->declared_size = n;
 		if (n > s->base.lc->message_size_limit) {
 			smtp_reply(s, "552 5.3.4 Message too big: the limit is %s; make it smaller, "
 				      "for example by sending large attachments as links",
@@ -620,6 +623,27 @@ static void add_target(void *ctx, const char *target)
 	c->added++;
 }
 
+/* Is a local account at or over its storage quota? (Read on the loop: only accounts with a
+ * quota pay for the index lookup.) */
+static int smtp_over_quota(struct smtp_session *s, const char *addr)
+{
+	struct acct_user u;
+	const char *err;
+	if (acctdb_user_get(s->base.w->db, addr, &u, &err) != 1 || u.quota_bytes == 0)
+		return 0;
+	char root[CONFIG_PATH_MAX + 700];
+	struct store_account *a = NULL;
+	int over = 0;
+	if (store_account_path(s->base.w->cfg->data_dir, addr, root, sizeof(root)) == 0 &&
+	    store_account_open(root, &a, &err) == 1) {
+		int64_t used = store_account_usage(a, &err);
+		over = used >= 0 && (uint64_t)used + (s->tx ? s->tx->declared_size : 0) >= u.quota_bytes;
+	}
+	store_account_close(&a);
+	explicit_bzero(&u, sizeof(u));
+	return over;
+}
+
 /* Relay denied, in words that tell the user what to do. */
 static void smtp_relay_denied(struct smtp_session *s)
 {
@@ -723,6 +747,14 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 			smtp_reply(s, "452 4.5.3 Too many recipients after alias expansion; please try "
 				      "again later");
 			return;
+		}
+		for (unsigned t = tx->ntargets - c.added; t < tx->ntargets; t++) {
+			if (tx->targets[t].local && smtp_over_quota(s, tx->targets[t].addr)) {
+				tx->ntargets -= c.added;
+				smtp_reply(s, "452 4.2.2 <%s>: mailbox full; the recipient has to delete "
+					      "some mail before more can arrive", r->addr);
+				return;
+			}
 		}
 	} else if (s->auth_user[0]) {
 		add_target(&c, r->addr);
