@@ -250,7 +250,7 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			buf_appendf(o, "INTERNALDATE \"%s\"", date);
 			break;
 		case F_SAVEDATE:
-			imap_date(m->internaldate, date, sizeof(date));
+			imap_date(m->savedate ? m->savedate : m->internaldate, date, sizeof(date));
 			buf_appendf(o, "SAVEDATE \"%s\"", date);
 			break;
 		case F_SIZE:
@@ -371,7 +371,40 @@ static int fetch_resume(struct imap_session *s)
 	return 1;
 }
 
-/* FETCH set items [(CHANGEDSINCE n)]. */
+struct vanished_ctx {
+	struct imap_seqset set;
+	struct buf out;
+};
+
+static void vanished_cb(void *ctx, uint32_t uid)
+{
+	struct vanished_ctx *v = ctx;
+	if (imap_seqset_contains(&v->set, uid))
+		buf_appendf(&v->out, v->out.len ? ",%u" : "%u", uid);
+}
+
+static void ignore_msg(void *ctx, const struct store_msg_info *m)
+{
+	(void)ctx;
+	(void)m;
+}
+
+/* UID FETCH ... (CHANGEDSINCE n VANISHED): the UIDs of the set expunged since n. */
+static void imap_fetch_vanished(struct imap_session *s, const char *set, uint64_t since)
+{
+	struct vanished_ctx v;
+	const char *err;
+	if (imap_seqset_parse(set, UINT32_MAX, &v.set) != 0)
+		return;
+	buf_init(&v.out, 4 << 20);
+	store_changes_since(s->acct, s->box, since, ignore_msg, vanished_cb, &v, &err);
+	if (v.out.len)
+		imap_reply(s, "* VANISHED (EARLIER) %s", v.out.data);
+	buf_free(&v.out);
+	imap_seqset_free(&v.set);
+}
+
+/* FETCH set items [(CHANGEDSINCE n [VANISHED])]. */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
 	if (n < 2 || args[0].type != IMAP_ARG_ATOM) {
@@ -407,11 +440,17 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 			ok = items->list[i].type == IMAP_ARG_ATOM &&
 			     fetch_parse_item(f, items->list[i].str) == 0;
 	}
-	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist == 2 &&
+	int vanished = 0;
+	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 2 &&
 	    strcasecmp(args[2].list[0].str, "CHANGEDSINCE") == 0) {
 		f->changedsince = strtoull(args[2].list[1].str, NULL, 10);
 		s->condstore = 1;
 		fetch_parse_item(f, "MODSEQ");
+		if (args[2].nlist == 3 && strcasecmp(args[2].list[2].str, "VANISHED") == 0) {
+			if (!uid || !s->qresync)
+				ok = 0;   /* RFC 7162 3.2.6: UID FETCH with QRESYNC enabled only */
+			vanished = 1;
+		}
 	} else if (n != 2) {
 		ok = 0;
 	}
@@ -431,6 +470,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 			fetch_parse_item(f, "MODSEQ");
 	}
 	imap_sync_mailbox(s, 0);
+	if (vanished)
+		imap_fetch_vanished(s, args[0].str, f->changedsince);
 	if (imap_select_msgs(s, args[0].str, uid, &f->idx, &f->n) < 0) {
 		fetch_free(f);
 		imap_bad(s, "Invalid sequence set");
@@ -568,7 +609,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 		char extra[64] = "";
 		if (s->condstore)
 			snprintf(extra, sizeof(extra), " MODSEQ (%llu)", (unsigned long long)m->modseq);
-		if (uid)
+		if (uid || s->qresync)   /* RFC 7162 3.2.4: with QRESYNC, FETCH carries UID */
 			imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s)%s)", idx[j] + 1, m->uid,
 				   imap_flags_text(s, m->flags, m->keywords, ft, sizeof(ft)), extra);
 		else

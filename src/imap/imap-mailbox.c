@@ -23,12 +23,30 @@ void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t
 		imap_bad(s, "Use SELECT mailbox");
 		return;
 	}
-	for (size_t i = 1; i < n; i++) {   /* (CONDSTORE) / (QRESYNC ...) */
-		if (args[i].type == IMAP_ARG_LIST)
-			for (size_t k = 0; k < args[i].nlist; k++)
-				if (args[i].list[k].type == IMAP_ARG_ATOM &&
-				    strcasecmp(args[i].list[k].str, "CONDSTORE") == 0)
-					s->condstore = 1;
+	uint32_t q_uidvalidity = 0;
+	uint64_t q_modseq = 0;
+	const char *q_known = NULL;
+	for (size_t i = 1; i < n; i++) {   /* (CONDSTORE) / (QRESYNC (uidvalidity modseq [uids])) */
+		if (args[i].type != IMAP_ARG_LIST)
+			continue;
+		for (size_t k = 0; k < args[i].nlist; k++) {
+			const struct imap_arg *p = &args[i].list[k];
+			if (p->type == IMAP_ARG_ATOM && strcasecmp(p->str, "CONDSTORE") == 0)
+				s->condstore = 1;
+			if (p->type == IMAP_ARG_ATOM && strcasecmp(p->str, "QRESYNC") == 0 &&
+			    k + 1 < args[i].nlist && args[i].list[k + 1].type == IMAP_ARG_LIST) {
+				const struct imap_arg *q = &args[i].list[k + 1];
+				if (!s->qresync || q->nlist < 2) {
+					imap_bad(s, "QRESYNC needs ENABLE QRESYNC and (uidvalidity modseq)");
+					return;
+				}
+				q_uidvalidity = (uint32_t)strtoul(q->list[0].str, NULL, 10);
+				q_modseq = strtoull(q->list[1].str, NULL, 10);
+				if (q->nlist >= 3 && q->list[2].type == IMAP_ARG_ATOM)
+					q_known = q->list[2].str;
+				k++;
+			}
+		}
 	}
 	if (s->st == IMAP_SELECTED) {
 		imap_unselect(s);
@@ -61,9 +79,70 @@ void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t
 	imap_reply(s, "* OK [UIDVALIDITY %u] UIDs valid", s->uidvalidity);
 	imap_reply(s, "* OK [UIDNEXT %u] Predicted next UID", s->uidnext);
 	imap_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest", (unsigned long long)s->highestmodseq);
-	imap_reply(s, "* LIST () \"/\" %s", box);   /* RFC 9051 requires it; names are atoms here */
+	if (s->rev2) {   /* RFC 9051 6.3.2: the mailbox name with its attributes */
+		struct buf b;
+		buf_init(&b, 4096);
+		buf_appendstr(&b, "* LIST () \"/\" ");
+		imap_append_mailbox(s, &b, box);
+		buf_appendstr(&b, "\r\n");
+		imap_write(s, b.data, b.len);
+		buf_free(&b);
+	}
+	if (q_uidvalidity && q_uidvalidity == s->uidvalidity)
+		imap_qresync_select(s, q_modseq, q_known);
 	imap_tagged(s, "OK", "[%s] %s completed", readonly ? "READ-ONLY" : "READ-WRITE",
 		    readonly ? "EXAMINE" : "SELECT");
+}
+
+struct qresync_ctx {
+	struct imap_session *s;
+	struct imap_seqset known;
+	int have_known;
+	struct buf vanished;
+	uint64_t since;
+};
+
+/* An expunged UID the client may still know. */
+static void qresync_expunged(void *ctx, uint32_t uid)
+{
+	struct qresync_ctx *q = ctx;
+	if (q->have_known && !imap_seqset_contains(&q->known, uid))
+		return;
+	buf_appendf(&q->vanished, q->vanished.len ? ",%u" : "%u", uid);
+}
+
+/* A message changed since the client's MODSEQ (changes_since already updated nothing). */
+static void qresync_changed(void *ctx, const struct store_msg_info *m)
+{
+	(void)ctx;
+	(void)m;
+}
+
+/* SELECT (QRESYNC ...): VANISHED (EARLIER) and the flags of what changed since modseq. */
+void imap_qresync_select(struct imap_session *s, uint64_t modseq, const char *known)
+{
+	const char *err;
+	struct qresync_ctx q;
+	memset(&q, 0, sizeof(q));
+	q.s = s;
+	buf_init(&q.vanished, 4 << 20);
+	if (known && imap_seqset_parse(known, UINT32_MAX, &q.known) == 0)
+		q.have_known = 1;
+	store_changes_since(s->acct, s->box, modseq, qresync_changed, qresync_expunged, &q, &err);
+	if (q.vanished.len)
+		imap_reply(s, "* VANISHED (EARLIER) %s", q.vanished.data);
+	buf_free(&q.vanished);
+	if (q.have_known)
+		imap_seqset_free(&q.known);
+	for (size_t i = 0; i < s->nmsgs; i++) {
+		struct imap_msg *m = &s->msgs[i];
+		if (m->modseq <= modseq)
+			continue;
+		char fl[1200];
+		imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s) MODSEQ (%llu))", i + 1, m->uid,
+			   imap_flags_text(s, m->flags, m->keywords, fl, sizeof(fl)),
+			   (unsigned long long)m->modseq);
+	}
 }
 
 /* CREATE name [(USE (\Special))]. */

@@ -31,6 +31,7 @@ struct imap_msg {
 	uint64_t modseq;
 	uint64_t size;
 	time_t internaldate;
+	time_t savedate;
 	int in_new;
 	char *fname;
 };
@@ -110,6 +111,7 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
 		      int close_after, int silent_close);
 void imap_unselect(struct imap_session *s);
+void imap_qresync_select(struct imap_session *s, uint64_t modseq, const char *known);
 int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_r);
 
 /* imap-fetch.c */

@@ -23,7 +23,8 @@
 enum skey {
 	K_ALL, K_FLAG, K_NOTFLAG, K_KEYWORD, K_UNKEYWORD, K_HEADER, K_BODY, K_TEXT, K_LARGER,
 	K_SMALLER, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_UID, K_SEQ,
-	K_NOT, K_OR, K_AND, K_MODSEQ, K_OLDER, K_YOUNGER, K_NONE
+	K_NOT, K_OR, K_AND, K_MODSEQ, K_OLDER, K_YOUNGER, K_NONE, K_SAVEDBEFORE, K_SAVEDON,
+	K_SAVEDSINCE
 };
 
 struct snode {
@@ -213,7 +214,8 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 	static const struct { const char *n; enum skey k; } datekeys[] = {
 		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
 		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
-		{ "SAVEDBEFORE", K_BEFORE }, { "SAVEDON", K_ON }, { "SAVEDSINCE", K_SINCE } };
+		{ "SAVEDBEFORE", K_SAVEDBEFORE }, { "SAVEDON", K_SAVEDON },
+		{ "SAVEDSINCE", K_SAVEDSINCE } };
 	for (size_t q = 0; q < sizeof(datekeys) / sizeof(datekeys[0]); q++) {
 		if (strcasecmp(k, datekeys[q].n) == 0) {
 			if (arg1 == NULL || parse_date(arg1, &nd->day) < 0)
@@ -391,6 +393,13 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 		return day == nd->day;
 	case K_SINCE:
 		return day >= nd->day;
+	case K_SAVEDBEFORE:
+	case K_SAVEDON:
+	case K_SAVEDSINCE: {
+		time_t sd = m->savedate - m->savedate % 86400;
+		return nd->k == K_SAVEDBEFORE ? sd < nd->day : nd->k == K_SAVEDON ? sd == nd->day :
+								      sd >= nd->day;
+	}
 	case K_SENTBEFORE:
 	case K_SENTON:
 	case K_SENTSINCE: {

@@ -31,7 +31,7 @@ static const char *imap_caps_common =
 	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
-	"QUOTA=RES-STORAGE";
+	"QUOTA=RES-STORAGE QRESYNC";
 
 /* Queue raw output. */
 void imap_write(struct imap_session *s, const void *p, size_t n)
@@ -269,6 +269,7 @@ static ssize_t imap_msg_upsert(struct imap_session *s, const struct store_msg_in
 	x->modseq = m->modseq;
 	x->size = m->size;
 	x->internaldate = m->internaldate;
+	x->savedate = m->savedate;
 	x->in_new = m->in_new;
 	x->fname = strdup(m->filename);
 	if (x->fname == NULL)
@@ -384,6 +385,8 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 		free(c.expunged);
 		return;
 	}
+	struct buf vanished;
+	buf_init(&vanished, 1 << 20);
 	if (allow_expunge) {
 		for (size_t k = 0; k < c.nexp; k++) {
 			for (size_t i = 0; i < s->nmsgs; i++) {
@@ -395,12 +398,19 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 				s->nmsgs--;
 				if (i < before)
 					before--;
-				imap_reply(s, "* %zu EXPUNGE", i + 1);
+				if (s->qresync)   /* RFC 7162 3.2.10: VANISHED replaces EXPUNGE */
+					buf_appendf(&vanished, vanished.len ? ",%u" : "%u",
+						    c.expunged[k]);
+				else
+					imap_reply(s, "* %zu EXPUNGE", i + 1);
 				break;
 			}
 		}
 	}
 	free(c.expunged);
+	if (vanished.len)
+		imap_reply(s, "* VANISHED %s", vanished.data);
+	buf_free(&vanished);
 	if (s->nmsgs != before || mb.uidnext != s->uidnext) {
 		imap_reply(s, "* %zu EXISTS", s->nmsgs);
 		if (!s->rev2)
@@ -523,6 +533,10 @@ static void cmd_enable(struct imap_session *s, const struct imap_arg *args, size
 			flag = &s->utf8;
 		else if (strcasecmp(c, "CONDSTORE") == 0)
 			flag = &s->condstore;
+		else if (strcasecmp(c, "QRESYNC") == 0) {
+			flag = &s->qresync;
+			s->condstore = 1;   /* RFC 7162 3.2.3: QRESYNC implies CONDSTORE */
+		}
 		if (flag && !*flag) {
 			*flag = 1;
 			size_t l = strlen(enabled);

@@ -634,7 +634,7 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 		sqlite3_finalize(st);
 	}
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
-			       "in_new, wire_size, keywords FROM messages WHERE mailbox_id = ? AND "
+			       "in_new, wire_size, keywords, savedate FROM messages WHERE mailbox_id = ? AND "
 			       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "changes");
 	sqlite3_bind_int64(st, 1, mb.id);
@@ -651,6 +651,7 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 		m.in_new = sqlite3_column_int(st, 6);
 		m.wire_size = (uint64_t)sqlite3_column_int64(st, 7);
 		m.keywords = (uint64_t)sqlite3_column_int64(st, 8);
+		m.savedate = (time_t)sqlite3_column_int64(st, 9);
 		cb_msg(ctx, &m);
 	}
 	sqlite3_finalize(st);

@@ -378,7 +378,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 	}
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
-			       "in_new, wire_size, keywords FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
+			       "in_new, wire_size, keywords, savedate FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list messages");
 	sqlite3_bind_int64(st, 1, mb.id);
@@ -403,6 +403,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 		m->in_new = sqlite3_column_int(st, 6);
 		m->wire_size = (uint64_t)sqlite3_column_int64(st, 7);
 		m->keywords = (uint64_t)sqlite3_column_int64(st, 8);
+		m->savedate = (time_t)sqlite3_column_int64(st, 9);
 	}
 	sqlite3_finalize(st);
 	*msgs_r = v;

@@ -52,6 +52,7 @@ struct store_msg_info {
 	unsigned flags;        /* enum store_flag */
 	uint64_t modseq;
 	time_t internaldate;
+	time_t savedate;       /* when it was put in this mailbox (RFC 8514) */
 	uint64_t size;         /* octets of the file (stored with CRLF line ends) */
 	uint64_t wire_size;    /* octets POP3 sends for it (CRLF, dot-stuffed; see wire.h) */
 	uint64_t keywords;     /* bit i = keyword id i of the account (store_keyword_*) */
