@@ -124,6 +124,9 @@ int imap_select_msgs(struct imap_session *s, const char *set, int uid, size_t **
 		     size_t *n_r);
 
 /* imap-search.c */
+int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_t n,
+		      size_t **idx_r, size_t *n_r, const char **why_r);
+void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 
 #endif

@@ -437,6 +437,39 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 	return 0;
 }
 
+/* The messages (indexes into s->msgs, in order) matching search keys. 0, or -1 with *why_r. */
+int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_t n,
+		      size_t **idx_r, size_t *n_r, const char **why_r)
+{
+	size_t i = 0;
+	struct search x = { s, calloc(SEARCH_NODES_MAX, sizeof(struct snode)), 0, 0, NULL };
+	*why_r = "Out of memory";
+	if (x.nodes == NULL)
+		return -1;
+	int root = n > 0 ? compile_all(&x, args, n, &i, 0) : -1;
+	size_t *v = root >= 0 ? calloc(s->nmsgs + 1, sizeof(*v)) : NULL;
+	size_t k = 0;
+	for (size_t m = 0; v && m < s->nmsgs; m++) {
+		struct msgtext t = { 0 };
+		if (eval(&x, root, m, &t))
+			v[k++] = m;
+		if (t.map)
+			munmap(t.map, t.len);
+	}
+	for (size_t j = 0; j < x.n; j++)
+		if (x.nodes[j].has_set)
+			imap_seqset_free(&x.nodes[j].set);
+	free(x.nodes);
+	if (root < 0 || v == NULL) {
+		free(v);
+		*why_r = x.err ? x.err : "Invalid SEARCH key or argument";
+		return -1;
+	}
+	*idx_r = v;
+	*n_r = k;
+	return 0;
+}
+
 /* SEARCH [RETURN (...)] [CHARSET x] keys. */
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
@@ -479,37 +512,21 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 		return;
 	}
 	imap_sync_mailbox(s, 0);
-	struct search x = { s, calloc(SEARCH_NODES_MAX, sizeof(struct snode)), 0, 0, NULL };
-	if (x.nodes == NULL) {
-		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+	size_t *match, nh;
+	const char *why;
+	if (imap_search_match(s, args + i, n - i, &match, &nh, &why) < 0) {
+		imap_bad(s, "%s", why);
 		return;
 	}
-	int root = compile_all(&x, args, n, &i, 0);
-	if (root < 0) {
-		for (size_t k = 0; k < x.n; k++)
-			if (x.nodes[k].has_set)
-				imap_seqset_free(&x.nodes[k].set);
-		free(x.nodes);
-		imap_bad(s, "%s", x.err ? x.err : "Invalid SEARCH key or argument");
-		return;
-	}
-	uint32_t *hits = calloc(s->nmsgs + 1, sizeof(*hits));
-	size_t nh = 0;
+	uint32_t *hits = calloc(nh + 1, sizeof(*hits));
 	uint64_t maxmodseq = 0;
-	for (size_t m = 0; hits && m < s->nmsgs; m++) {
-		struct msgtext t = { 0 };
-		if (eval(&x, root, m, &t)) {
-			hits[nh++] = uid || r_save ? s->msgs[m].uid : (uint32_t)(m + 1);
-			if (s->msgs[m].modseq > maxmodseq)
-				maxmodseq = s->msgs[m].modseq;
-		}
-		if (t.map)
-			munmap(t.map, t.len);
+	for (size_t k = 0; hits && k < nh; k++) {
+		size_t m = match[k];
+		hits[k] = uid || r_save ? s->msgs[m].uid : (uint32_t)(m + 1);
+		if (s->msgs[m].modseq > maxmodseq)
+			maxmodseq = s->msgs[m].modseq;
 	}
-	for (size_t k = 0; k < x.n; k++)
-		if (x.nodes[k].has_set)
-			imap_seqset_free(&x.nodes[k].set);
-	free(x.nodes);
+	free(match);
 	if (r_save) {
 		free(s->searchres);
 		s->searchres = calloc(nh + 1, sizeof(*s->searchres));

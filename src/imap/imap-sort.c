@@ -1,0 +1,323 @@
+/* imap-sort.c - SORT (RFC 5256): ARRIVAL, CC, DATE, FROM, SIZE, SUBJECT, TO, DISPLAY and REVERSE,
+ * over the messages a search selects; ties are broken by sequence number. Sort keys are read
+ * from each message's header once, before sorting. */
+#include "imap-private.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mime.h"
+
+#define SORT_KEYS_MAX 8
+#define SORT_TEXT_MAX 256
+
+enum sort_crit { S_ARRIVAL, S_CC, S_DATE, S_FROM, S_SIZE, S_SUBJECT, S_TO, S_DISPLAYFROM,
+		 S_DISPLAYTO };
+
+struct sort_key {
+	enum sort_crit c;
+	int reverse;
+};
+
+struct sort_item {
+	size_t idx;                      /* into s->msgs */
+	char text[SORT_KEYS_MAX][SORT_TEXT_MAX];
+	int64_t num[SORT_KEYS_MAX];
+};
+
+static struct sort_key sort_keys[SORT_KEYS_MAX];
+static size_t nsort_keys;
+
+/* RFC 5256 2.1 base subject, simplified: drop leading "Re:", "Fw:", "Fwd:" (any case, with
+ * optional [blob]) and "[blob]" prefixes, trailing "(fwd)", and fold white space; lower-cased. */
+static void base_subject(const char *in, char *out, size_t outlen)
+{
+	char tmp[1024];
+	size_t o = 0;
+	for (const char *p = in; *p && o + 1 < sizeof(tmp); p++) {   /* fold white space */
+		if (isspace((unsigned char)*p)) {
+			if (o > 0 && tmp[o - 1] != ' ')
+				tmp[o++] = ' ';
+		} else {
+			tmp[o++] = (char)tolower((unsigned char)*p);
+		}
+	}
+	tmp[o] = '\0';
+	char *s = tmp;
+	for (int changed = 1; changed;) {
+		changed = 0;
+		size_t l = strlen(s);
+		while (l > 0 && s[l - 1] == ' ')
+			s[--l] = '\0';
+		if (l >= 5 && strcmp(s + l - 5, "(fwd)") == 0) {
+			s[l - 5] = '\0';
+			changed = 1;
+			continue;
+		}
+		while (*s == ' ')
+			s++;
+		if (*s == '[') {
+			char *e = strchr(s, ']');
+			if (e && e[1] != '\0') {
+				s = e + 1;
+				changed = 1;
+				continue;
+			}
+		}
+		static const char *pre[] = { "re", "fwd", "fw" };
+		for (size_t k = 0; k < 3 && !changed; k++) {
+			size_t pl = strlen(pre[k]);
+			if (strncmp(s, pre[k], pl) != 0)
+				continue;
+			char *q = s + pl;
+			while (*q == ' ')
+				q++;
+			if (*q == '[') {
+				char *e = strchr(q, ']');
+				if (e == NULL)
+					continue;
+				q = e + 1;
+			}
+			if (*q == ':') {
+				s = q + 1;
+				changed = 1;
+			}
+		}
+	}
+	snprintf(out, outlen, "%s", s);
+}
+
+/* First address of an address header: its mailbox part (or display name), lower-cased. */
+static void first_address(const char *hdr, size_t hl, const char *name, int display, char *out,
+			  size_t outlen)
+{
+	struct buf v, d;
+	buf_init(&v, 65536);
+	buf_init(&d, 65536);
+	out[0] = '\0';
+	if (mime_header_get(hdr, hl, name, &v) == 1 && v.data) {
+		const char *p = v.data;
+		const char *lt = strchr(p, '<');
+		if (display && lt && lt > p) {
+			mime_decode_words(p, (size_t)(lt - p), &d);
+			const char *q = d.data ? d.data : "";
+			while (*q == ' ' || *q == '"')
+				q++;
+			snprintf(out, outlen, "%s", q);
+			size_t l = strlen(out);
+			while (l > 0 && (out[l - 1] == ' ' || out[l - 1] == '"'))
+				out[--l] = '\0';
+		} else {
+			const char *start = lt ? lt + 1 : p;
+			while (*start == ' ')
+				start++;
+			size_t l = strcspn(start, "@>, ");
+			if (l >= outlen)
+				l = outlen - 1;
+			memcpy(out, start, l);
+			out[l] = '\0';
+		}
+		for (char *c = out; *c; c++)
+			*c = (char)tolower((unsigned char)*c);
+	}
+	buf_free(&v);
+	buf_free(&d);
+}
+
+/* Compare two items by the sort program; ties by sequence number. */
+static int sort_cmp(const void *a, const void *b)
+{
+	const struct sort_item *x = a, *y = b;
+	for (size_t k = 0; k < nsort_keys; k++) {
+		int r;
+		switch (sort_keys[k].c) {
+		case S_ARRIVAL:
+		case S_DATE:
+		case S_SIZE:
+			r = x->num[k] < y->num[k] ? -1 : x->num[k] > y->num[k];
+			break;
+		default:
+			r = strcmp(x->text[k], y->text[k]);
+			break;
+		}
+		if (r)
+			return sort_keys[k].reverse ? -r : r;
+	}
+	return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* Fill the sort keys of one message. */
+static void sort_fill(struct imap_session *s, struct sort_item *it)
+{
+	struct imap_msg *m = &s->msgs[it->idx];
+	const char *msg = "";
+	size_t len = 0, hl = 0;
+	void *map = NULL;
+	int need_hdr = 0;
+	for (size_t k = 0; k < nsort_keys; k++)
+		need_hdr |= sort_keys[k].c != S_ARRIVAL && sort_keys[k].c != S_SIZE;
+	if (need_hdr) {
+		struct store_msg_info mi;
+		const char *err;
+		struct stat st;
+		memset(&mi, 0, sizeof(mi));
+		mi.uid = m->uid;
+		mi.in_new = m->in_new;
+		mi.flags = m->flags;
+		snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
+		int fd = store_message_fd(s->acct, s->box, &mi, &err);
+		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
+			map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+			if (map == MAP_FAILED) {
+				map = NULL;
+			} else {
+				msg = map;
+				len = (size_t)st.st_size;
+				hl = mime_header_len(msg, len);
+			}
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	for (size_t k = 0; k < nsort_keys; k++) {
+		it->text[k][0] = '\0';
+		it->num[k] = 0;
+		switch (sort_keys[k].c) {
+		case S_ARRIVAL:
+			it->num[k] = m->internaldate;
+			break;
+		case S_SIZE:
+			it->num[k] = (int64_t)m->size;
+			break;
+		case S_DATE: {
+			struct buf v;
+			buf_init(&v, 4096);
+			it->num[k] = m->internaldate;
+			if (mime_header_get(msg, hl, "Date", &v) == 1 && v.data) {
+				struct tm tm;
+				memset(&tm, 0, sizeof(tm));
+				const char *p = strchr(v.data, ',');
+				p = p ? p + 1 : v.data;
+				const char *e = strptime(p, " %d %b %Y %H:%M:%S", &tm);
+				if (e != NULL) {
+					long off = 0;
+					int zh, zm;
+					char sign;
+					if (sscanf(e, " %c%2d%2d", &sign, &zh, &zm) == 3 &&
+					    (sign == '+' || sign == '-'))
+						off = (sign == '+' ? 1 : -1) * (zh * 3600L + zm * 60L);
+					it->num[k] = (int64_t)timegm(&tm) - off;
+				}
+			}
+			buf_free(&v);
+			break;
+		}
+		case S_SUBJECT: {
+			struct buf v, d;
+			buf_init(&v, 65536);
+			buf_init(&d, 65536);
+			if (mime_header_get(msg, hl, "Subject", &v) == 1 && v.data) {
+				mime_decode_words(v.data, v.len, &d);
+				base_subject(d.data ? d.data : v.data, it->text[k], SORT_TEXT_MAX);
+			}
+			buf_free(&v);
+			buf_free(&d);
+			break;
+		}
+		case S_FROM:
+		case S_DISPLAYFROM:
+			first_address(msg, hl, "From", sort_keys[k].c == S_DISPLAYFROM, it->text[k],
+				      SORT_TEXT_MAX);
+			break;
+		case S_TO:
+		case S_DISPLAYTO:
+			first_address(msg, hl, "To", sort_keys[k].c == S_DISPLAYTO, it->text[k],
+				      SORT_TEXT_MAX);
+			break;
+		case S_CC:
+			first_address(msg, hl, "Cc", 0, it->text[k], SORT_TEXT_MAX);
+			break;
+		}
+	}
+	if (map)
+		munmap(map, len);
+}
+
+/* SORT (criteria) charset keys. */
+void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+{
+	static const struct { const char *n; enum sort_crit c; } crits[] = {
+		{ "ARRIVAL", S_ARRIVAL }, { "CC", S_CC }, { "DATE", S_DATE }, { "FROM", S_FROM },
+		{ "SIZE", S_SIZE }, { "SUBJECT", S_SUBJECT }, { "TO", S_TO },
+		{ "DISPLAYFROM", S_DISPLAYFROM }, { "DISPLAYTO", S_DISPLAYTO } };
+	if (n < 3 || args[0].type != IMAP_ARG_LIST || args[0].nlist == 0) {
+		imap_bad(s, "Use SORT (criteria) charset search-keys");
+		return;
+	}
+	nsort_keys = 0;
+	int rev = 0;
+	for (size_t i = 0; i < args[0].nlist; i++) {
+		const char *c = args[0].list[i].str;
+		if (strcasecmp(c, "REVERSE") == 0) {
+			rev = 1;
+			continue;
+		}
+		size_t k;
+		for (k = 0; k < sizeof(crits) / sizeof(crits[0]); k++)
+			if (strcasecmp(c, crits[k].n) == 0)
+				break;
+		if (k == sizeof(crits) / sizeof(crits[0]) || nsort_keys == SORT_KEYS_MAX) {
+			imap_bad(s, "Unknown or too many sort criteria");
+			return;
+		}
+		sort_keys[nsort_keys].c = crits[k].c;
+		sort_keys[nsort_keys].reverse = rev;
+		nsort_keys++;
+		rev = 0;
+	}
+	if (rev || nsort_keys == 0) {
+		imap_bad(s, "REVERSE must precede a criterion");
+		return;
+	}
+	const char *cs = args[1].str;
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		return;
+	}
+	imap_sync_mailbox(s, 0);
+	size_t *match, nm;
+	const char *why;
+	if (imap_search_match(s, args + 2, n - 2, &match, &nm, &why) < 0) {
+		imap_bad(s, "%s", why);
+		return;
+	}
+	struct sort_item *items = calloc(nm + 1, sizeof(*items));
+	if (items == NULL) {
+		free(match);
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	for (size_t i = 0; i < nm; i++) {
+		items[i].idx = match[i];
+		sort_fill(s, &items[i]);
+	}
+	free(match);
+	qsort(items, nm, sizeof(*items), sort_cmp);
+	struct buf out;
+	buf_init(&out, 64u << 20);
+	buf_appendstr(&out, "* SORT");
+	for (size_t i = 0; i < nm; i++)
+		buf_appendf(&out, " %u", uid ? s->msgs[items[i].idx].uid : (uint32_t)(items[i].idx + 1));
+	buf_appendstr(&out, "\r\n");
+	imap_write(s, out.data, out.len);
+	buf_free(&out);
+	free(items);
+	imap_tagged(s, "OK", "%sSORT completed", uid ? "UID " : "");
+}
