@@ -84,11 +84,52 @@ struct fetch_ctx {
 	int need_body;
 	uint64_t changedsince;
 	struct buf out;
+	/* the current message's response as segments: text in `out`, or views into `map` (large
+	 * literals are sent straight from the mapped file, a slice at a time) */
+	struct fetch_seg {
+		const char *view;      /* NULL: text out.data[off .. off+len) */
+		size_t off, len;
+	} segs[160];
+	size_t nsegs, seg, seg_done, text_mark;
+	void *map;
+	size_t maplen;
 };
+
+#define FETCH_VIEW_MIN 65536     /* literals at least this big are not copied */
+#define FETCH_SLICE 262144       /* written per turn from a view */
+
+/* Close the text segment that ends at the current end of f->out. */
+static void seg_text(struct fetch_ctx *f)
+{
+	if (f->out.len > f->text_mark && f->nsegs < 160) {
+		f->segs[f->nsegs].view = NULL;
+		f->segs[f->nsegs].off = f->text_mark;
+		f->segs[f->nsegs].len = f->out.len - f->text_mark;
+		f->nsegs++;
+	}
+	f->text_mark = f->out.len;
+}
+
+/* A literal's data: big ones as a view into the mapped message, small ones copied. */
+static void put_literal(struct fetch_ctx *f, const char *p, size_t n, int binary, int mapped)
+{
+	buf_appendf(&f->out, "%s{%zu}\r\n", binary ? "~" : "", n);
+	if (mapped && n >= FETCH_VIEW_MIN && f->nsegs + 2 < 160) {
+		seg_text(f);
+		f->segs[f->nsegs].view = p;
+		f->segs[f->nsegs].off = 0;
+		f->segs[f->nsegs].len = n;
+		f->nsegs++;
+		return;
+	}
+	buf_append(&f->out, p, n);
+}
 
 static void fetch_free(void *p)
 {
 	struct fetch_ctx *f = p;
+	if (f->map)
+		munmap(f->map, f->maplen);
 	free(f->idx);
 	buf_free(&f->out);
 	free(f);
@@ -175,13 +216,6 @@ static void imap_date(time_t t, char *out, size_t outlen)
 	struct tm tm;
 	gmtime_r(&t, &tm);
 	strftime(out, outlen, "%d-%b-%Y %H:%M:%S +0000", &tm);
-}
-
-/* Append a literal (or NIL). */
-static void append_literal(struct buf *out, const char *p, size_t n, int binary)
-{
-	buf_appendf(out, "%s{%zu}\r\n", binary ? "~" : "", n);
-	buf_append(out, p, n);
 }
 
 /* Build the FETCH response of one message into f->out. -1 when the message cannot be read. */
@@ -275,11 +309,11 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			size_t hl = mime_header_len(msg, len);
 			buf_appendf(o, "%s ", it->label);
 			if (it->kind == F_RFC822)
-				append_literal(o, msg, len, 0);
+				put_literal(f, msg, len, 0, 1);
 			else if (it->kind == F_RFC822_HEADER)
-				append_literal(o, msg, hl, 0);
+				put_literal(f, msg, hl, 0, 1);
 			else
-				append_literal(o, msg + hl, len - hl, 0);
+				put_literal(f, msg + hl, len - hl, 0, 1);
 			break;
 		}
 		case F_SECTION:
@@ -326,8 +360,9 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 				}
 			}
 			buf_appendf(o, "%s ", it->label);
-			append_literal(o, data, dlen,
-				       it->kind == F_BINARY && memchr(data, '\0', dlen) != NULL);
+			put_literal(f, data, dlen,
+				    it->kind == F_BINARY && memchr(data, '\0', dlen) != NULL,
+				    len > 0 && data >= msg && data + dlen <= msg + len);
 			break;
 		}
 		}
@@ -335,11 +370,19 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 	if (f->uid && !have_uid)
 		buf_appendf(o, " UID %u", m->uid);
 	buf_appendstr(o, ")\r\n");
+	seg_text(f);
 	buf_free(&tmp);
 	if (root)
 		mime_free(&root);
-	if (map != MAP_FAILED)
+	int views = 0;
+	for (size_t k = 0; k < f->nsegs; k++)
+		views |= f->segs[k].view != NULL;
+	if (map != MAP_FAILED && views) {
+		f->map = map;      /* unmapped once the views are written */
+		f->maplen = len;
+	} else if (map != MAP_FAILED) {
 		munmap(map, len);
+	}
 	if (fd >= 0)
 		close(fd);
 	return 0;
@@ -349,9 +392,30 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 static int fetch_resume(struct imap_session *s)
 {
 	struct fetch_ctx *f = s->cmd_ctx;
-	while (f->pos < f->n) {
+	for (;;) {
+		/* first finish the message in progress */
+		while (f->seg < f->nsegs) {
+			if (conn_out_pending(&s->conn) > IMAP_OUT_HIWAT)
+				return 0;
+			struct fetch_seg *g = &f->segs[f->seg];
+			size_t left = g->len - f->seg_done;
+			size_t take = g->view && left > FETCH_SLICE ? FETCH_SLICE : left;
+			imap_write(s, (g->view ? g->view : f->out.data + g->off) + f->seg_done, take);
+			f->seg_done += take;
+			if (f->seg_done == g->len) {
+				f->seg++;
+				f->seg_done = 0;
+			}
+		}
+		if (f->map) {
+			munmap(f->map, f->maplen);
+			f->map = NULL;
+		}
+		if (f->pos >= f->n || s->closing)
+			break;
 		if (conn_out_pending(&s->conn) > IMAP_OUT_HIWAT)
 			return 0;
+		f->nsegs = f->seg = f->seg_done = f->text_mark = 0;
 		size_t i = f->idx[f->pos++];
 		if (i >= s->nmsgs)
 			continue;
@@ -363,9 +427,10 @@ static int fetch_resume(struct imap_session *s)
 			imap_tagged(s, "NO", "[UNKNOWN-CTE] Unknown content transfer encoding");
 			return 1;
 		}
-		if (r < 0)
+		if (r < 0) {
+			f->nsegs = 0;
 			continue;   /* expunged underneath us: skip, as Dovecot does */
-		imap_write(s, f->out.data, f->out.len);
+		}
 	}
 	imap_tagged(s, "OK", "%sFETCH completed", f->uid ? "UID " : "");
 	return 1;

@@ -1057,8 +1057,10 @@ static void imap_process(struct imap_session *s)
 	struct conn *c = &s->conn;
 	while (!s->closing && c->fd >= 0) {
 		if (s->resume) {
-			if (!s->resume(s))
+			if (!s->resume(s)) {
+				c->want_write = 1;   /* resume when the socket drains */
 				break;
+			}
 			s->resume = NULL;
 			if (s->cmd_free && s->cmd_ctx)
 				s->cmd_free(s->cmd_ctx);
@@ -1068,8 +1070,10 @@ static void imap_process(struct imap_session *s)
 		}
 		if (s->job_running || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
 			break;
-		if (conn_out_pending(c) > IMAP_OUT_HIWAT)
-			break;   /* let a pipelining client read first */
+		if (conn_out_pending(c) > IMAP_OUT_HIWAT) {
+			c->want_write = 1;   /* let a pipelining client read first */
+			break;
+		}
 		if (c->in.len == 0)
 			break;
 		if (s->idling || s->cmd_ctx) {

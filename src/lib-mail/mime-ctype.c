@@ -310,7 +310,8 @@ static int pct_encode(const unsigned char *s, size_t n, struct buf *out)
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = s[i];
 		int keep = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-			   (c >= '0' && c <= '9') || (c != '\0' && strchr("!#$&+-.^_`|~", c) != NULL);
+			   (c >= '0' && c <= '9') ||
+			   (c != '\0' && strchr("!#$&+-.^_`|~", c) != NULL);
 		int r = keep ? buf_append(out, &c, 1) :
 			       buf_appendf(out, "%%%c%c", hex[c >> 4], hex[c & 15]);
 		if (r < 0)
@@ -402,9 +403,9 @@ static int pw_2231(struct pw *w, const struct mime_ctype *ct, size_t first)
 		size_t tl = tmp.len, skip = 0;
 		if (i == 0 && seg[i]->ext && (seg[i]->section <= 0)) {
 			/* charset'language'value */
-			const char *q1 = memchr(t, '\'', tl);
-			const char *q2 = q1 != NULL ? memchr(q1 + 1, '\'', tl - (size_t)(q1 - t) - 1)
-						    : NULL;
+			const char *q1 = memchr(t, '\'', tl), *q2 = NULL;
+			if (q1 != NULL)
+				q2 = memchr(q1 + 1, '\'', tl - (size_t)(q1 - t) - 1);
 			if (q2 != NULL) {
 				have_cs = 1;
 				cslen = (size_t)(q1 - t);

@@ -187,11 +187,14 @@ static void aw_addr(struct aw *w, const char *name, size_t nl, const char *adl, 
 	}
 	w->count++;
 	aw_str(w, name, nl);
-	buf_append(w->out, " ", 1);
+	if (buf_append(w->out, " ", 1) < 0)
+		w->err = 1;
 	aw_str(w, adl, al);
-	buf_append(w->out, " ", 1);
+	if (buf_append(w->out, " ", 1) < 0)
+		w->err = 1;
 	aw_str(w, mbox, ml);
-	buf_append(w->out, " ", 1);
+	if (buf_append(w->out, " ", 1) < 0)
+		w->err = 1;
 	aw_str(w, host, hl);
 	if (buf_append(w->out, ")", 1) < 0)
 		w->err = 1;
@@ -286,10 +289,12 @@ static int write_addr_list(struct buf *out, const char *v, size_t n, size_t *cou
 	lx.n = n;
 	memset(&w, 0, sizeof(w));
 	w.out = out;
-	buf_init(&w.name, n + 1);
-	buf_init(&w.adl, 2 * n + 2);
-	buf_init(&w.local, n + 1);
-	buf_init(&w.domain, n + 1);
+	/* scratch: each is built from the value's own octets plus separators, so twice its
+	 * length always fits; the caller's out is the only limit that can be reached */
+	buf_init(&w.name, 2 * n + 16);
+	buf_init(&w.adl, 2 * n + 16);
+	buf_init(&w.local, 2 * n + 16);
+	buf_init(&w.domain, 2 * n + 16);
 
 	while (!w.err) {
 		lex_next(&lx, &t);
@@ -323,8 +328,8 @@ static int write_addr_list(struct buf *out, const char *v, size_t n, size_t *cou
 			skip_junk(&lx);
 		} else if (is_sp(&t, ':')) {
 			if (!in_group) {
-				aw_addr(&w, NULL, 0, NULL, 0, w.name.data != NULL ? w.name.data : "",
-					w.name.len, NULL, 0);
+				const char *g = w.name.data != NULL ? w.name.data : "";
+				aw_addr(&w, NULL, 0, NULL, 0, g, w.name.len, NULL, 0);
 				in_group = 1;
 			}
 		} else if (is_sp(&t, '@')) {

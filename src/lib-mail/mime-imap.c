@@ -221,7 +221,8 @@ static int write_ext_tail(struct buf *out, const struct part_fields *pf)
 /* The empty text/plain body written for a multipart that has no parts. */
 static int write_empty(struct buf *out, int extended)
 {
-	if (buf_appendstr(out, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0") < 0)
+	if (buf_appendstr(out, "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL "
+			       "\"7BIT\" 0 0") < 0)
 		return -1;
 	if (extended && buf_appendstr(out, " NIL NIL NIL NIL") < 0)
 		return -1;
@@ -264,10 +265,12 @@ static NOINLINE int write_leaf_head(struct buf *out, const struct mime_part *p,
 	} else if (ct_ok) {
 		*text_r = (p->flags & MIME_PART_RFC822) == 0 &&
 			  mime_eq_ci(ct.type, ct.type_len, "text");
-		r = mime_imap_string_flags(out, ct.type, ct.type_len, MIME_STR_UPPER) < 0 ||
+		r = 0;
+		if (mime_imap_string_flags(out, ct.type, ct.type_len, MIME_STR_UPPER) < 0 ||
 		    buf_append(out, " ", 1) < 0 ||
 		    mime_imap_string_flags(out, ct.subtype, ct.subtype_len, MIME_STR_UPPER) < 0 ||
-		    buf_append(out, " ", 1) < 0 || mime_params_write(&ct, *text_r, out) < 0 ? -1 : 0;
+		    buf_append(out, " ", 1) < 0 || mime_params_write(&ct, *text_r, out) < 0)
+			r = -1;
 	} else {
 		*text_r = 1;
 		r = buf_appendstr(out, "\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\")");

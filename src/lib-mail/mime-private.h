@@ -44,11 +44,11 @@ struct mime_part {
 
 /* One header field as found by mime_hdr_next. All pointers point into the header block. */
 struct mime_hdr_field {
-	const char *name;	/* field name without trailing blanks; the whole line if !has_colon */
+	const char *name;	/* name without trailing blanks; the whole line if !has_colon */
 	size_t name_len;
-	const char *value;	/* after the colon up to the field's last line end, folds included */
+	const char *value;	/* after the colon to the field's last line end, folds kept */
 	size_t value_len;
-	const char *raw;	/* the whole field, continuation lines and final line end included */
+	const char *raw;	/* the whole field: continuation lines and final line end too */
 	size_t raw_len;
 	int has_colon;
 };

@@ -76,7 +76,7 @@ static int list_next(const char *l, size_t n, size_t *p, const char **s_r, size_
 		i++;
 	if (i >= n)
 		return 0;
-	if (i > 0 && i == *p && *p != 0)
+	if (*p != 0 && i == *p)
 		return -1;	/* names must be separated by SP */
 	if (l[i] == '"') {
 		size_t s = ++i;
@@ -385,8 +385,9 @@ int mime_qp_decode(const char *in, size_t len, struct buf *out)
 			    mime_hexval((unsigned char)in[i + 1]) < 0 ||
 			    mime_hexval((unsigned char)in[i + 2]) < 0)
 				continue;
-			unsigned char c = (unsigned char)(mime_hexval((unsigned char)in[i + 1]) * 16 +
-							  mime_hexval((unsigned char)in[i + 2]));
+			int hi = mime_hexval((unsigned char)in[i + 1]);
+			int lo = mime_hexval((unsigned char)in[i + 2]);
+			unsigned char c = (unsigned char)(hi * 16 + lo);
 			if (buf_append(out, in + run, i - run) < 0 || buf_append(out, &c, 1) < 0)
 				return -1;
 			i += 2;

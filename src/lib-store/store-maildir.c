@@ -3,6 +3,12 @@
  * Durability contract of store_deliver: the message is in <box>/new/ (file data synced, the
  * directory synced) and its index row committed before it returns 0. A failure at any step
  * removes what that call made visible.
+ *
+ * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
+ * processes. store_deliver takes it before the rename into new/ and keeps it until the row is
+ * committed, and store_mailbox_sync takes it before it reads the directories, so a sync never
+ * sees a delivered file without its row and never adopts a message a delivery is committing.
+ * The slow part of a delivery (copy and file fsync) happens before the lock.
  */
 #include "store.h"
 #include "store-private.h"
@@ -12,6 +18,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
+#include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +29,13 @@
 #include <unistd.h>
 
 #define STORE_SCHEMA_VERSION 1
-#define STORE_NAME_MAX 255        /* octets of a mailbox name */
-#define STORE_DEPTH_MAX 16        /* hierarchy levels of a mailbox name */
-
-
+#define STORE_NAME_MAX 255             /* octets of a mailbox name */
+#define STORE_DEPTH_MAX 16             /* hierarchy levels of a mailbox name */
+#define STORE_COMPONENT_MAX 255        /* NAME_MAX: ".<escaped name>" must fit one component */
+#define STORE_BUSY_MS 5000             /* SQLite busy timeout per attempt */
+#define STORE_BEGIN_TRIES 3            /* BEGIN IMMEDIATE attempts before giving up */
+#define STORE_TMP_STALE (36 * 3600)    /* Maildir: tmp/ files this old are litter */
+#define STORE_COPY_CHUNK (1u << 20)    /* octets per copy_file_range call */
 
 static const struct {
 	const char *name, *special;
@@ -32,11 +43,12 @@ static const struct {
 	{ "INBOX", NULL }, { "Sent", "\\Sent" }, { "Drafts", "\\Drafts" },
 	{ "Trash", "\\Trash" }, { "Junk", "\\Junk" }, { "Archive", "\\Archive" },
 };
+#define N_DEFAULT_BOXES (sizeof(default_boxes) / sizeof(default_boxes[0]))
 
 /* The static SPECIAL-USE string for a stored value. */
 const char *store_special_static(const char *v)
 {
-	for (size_t i = 1; v && i < sizeof(default_boxes) / sizeof(default_boxes[0]); i++)
+	for (size_t i = 1; v && i < N_DEFAULT_BOXES; i++)
 		if (strcmp(default_boxes[i].special, v) == 0)
 			return default_boxes[i].special;
 	return NULL;
@@ -45,34 +57,29 @@ const char *store_special_static(const char *v)
 /* Is this a mailbox name we accept? No empty components, "." or "..", control characters. */
 int store_mailbox_name_valid(const char *name)
 {
-	size_t n = strlen(name);
-	unsigned depth = 1;
-	if (n == 0 || n > STORE_NAME_MAX || name[0] == '/' || name[n - 1] == '/')
+	size_t n = strlen(name), depth = 1;
+	if (n == 0 || n > STORE_NAME_MAX)
 		return 0;
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0, start = 0; i <= n; i++) {
 		unsigned char c = (unsigned char)name[i];
-		if (c < 0x20 || c == 0x7f)
+		if ((c < 0x20 && c != '\0') || c == 0x7f)
 			return 0;
-		if (c == '/') {
-			if (name[i + 1] == '/')
-				return 0;
-			if (++depth > STORE_DEPTH_MAX)
-				return 0;
-		}
-	}
-	/* no component may be "." or ".." */
-	for (const char *p = name; p;) {
-		const char *slash = strchr(p, '/');
-		size_t len = slash ? (size_t)(slash - p) : strlen(p);
-		if ((len == 1 && p[0] == '.') || (len == 2 && p[0] == '.' && p[1] == '.'))
+		if (c != '/' && c != '\0')
+			continue;
+		size_t len = i - start;   /* the component name[start..i) */
+		if (len == 0 || (len == 1 && name[start] == '.') ||
+		    (len == 2 && name[start] == '.' && name[start + 1] == '.'))
 			return 0;
-		p = slash ? slash + 1 : NULL;
+		if (c == '/' && ++depth > STORE_DEPTH_MAX)
+			return 0;
+		start = i + 1;
 	}
 	return 1;
 }
 
 /* Directory of a mailbox: INBOX is the root, others ".<escaped>" with '/' written as '.' and
- * every octet outside [A-Za-z0-9 _-] (dots included) as "%XX". */
+ * every octet outside [A-Za-z0-9 _-] (dots included) as "%XX". The escaping is reversible and
+ * cannot yield "..", "/", a second leading dot, or cur/new/tmp/index.db (all start with "."). */
 int store_box_dir(const struct store_account *a, const char *box, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789ABCDEF";
@@ -85,7 +92,7 @@ int store_box_dir(const struct store_account *a, const char *box, char *out, siz
 	int n = snprintf(out, outlen, "%s/.", a->root);
 	if (n < 0 || (size_t)n >= outlen)
 		return -1;
-	size_t o = (size_t)n;
+	size_t o = (size_t)n, first = o - 1;
 	for (const char *p = box; *p; p++) {
 		unsigned char c = (unsigned char)*p;
 		if (o + 4 >= outlen)
@@ -102,25 +109,49 @@ int store_box_dir(const struct store_account *a, const char *box, char *out, siz
 		}
 	}
 	out[o] = '\0';
+	return o - first > STORE_COMPONENT_MAX ? -1 : 0;
+}
+
+/* snprintf into a path buffer: 0 ok, -1 it does not fit. */
+__attribute__((format(printf, 3, 4))) static int path_fmt(char *out, size_t outlen, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, outlen, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= outlen) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
 	return 0;
 }
 
 /* mkdir that accepts an existing directory. */
 static int mkdir_ok(const char *p)
 {
-	return mkdir(p, 0750) == 0 || errno == EEXIST ? 0 : -1;
+	struct stat st;
+	if (mkdir(p, 0750) == 0)
+		return 0;
+	if (errno != EEXIST)
+		return -1;
+	if (stat(p, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	errno = ENOTDIR;
+	return -1;
 }
 
 /* mkdir -p. */
 int store_mkdir_p(const char *path)
 {
-	char tmp[4096];
+	char tmp[STORE_PATH_MAX];
 	size_t n = strlen(path);
-	if (n >= sizeof(tmp))
+	if (n >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
 		return -1;
+	}
 	memcpy(tmp, path, n + 1);
 	for (size_t i = 1; i < n; i++) {
-		if (tmp[i] == '/') {
+		if (tmp[i] == '/' && tmp[i - 1] != '/') {
 			tmp[i] = '\0';
 			if (mkdir_ok(tmp) < 0)
 				return -1;
@@ -133,33 +164,57 @@ int store_mkdir_p(const char *path)
 /* Create cur/ new/ tmp/ under dir. */
 int store_maildir_make(const char *dir)
 {
-	char p[4200];
+	static const char *const sub[] = { "cur", "new", "tmp" };
+	char p[STORE_PATH_MAX];
 	if (store_mkdir_p(dir) < 0)
 		return -1;
-	static const char *sub[] = { "cur", "new", "tmp" };
-	for (int i = 0; i < 3; i++) {
-		snprintf(p, sizeof(p), "%s/%s", dir, sub[i]);
-		if (mkdir_ok(p) < 0)
+	for (size_t i = 0; i < 3; i++)
+		if (path_fmt(p, sizeof(p), "%s/%s", dir, sub[i]) < 0 || mkdir_ok(p) < 0)
 			return -1;
-	}
 	return 0;
 }
 
-/* Record an error on the account. */
-int store_fail(struct store_account *a, const char **err_r, const char *what)
+/* Record "<message>: <strerror(e)>" (just the message when e is 0) on the account; -1. */
+__attribute__((format(printf, 4, 5))) static int store_errf(struct store_account *a,
+							    const char **err_r, int e,
+							    const char *fmt, ...)
 {
-	snprintf(a->err, sizeof(a->err), "%s%s%s", what, errno ? ": " : "",
-		 errno ? strerror(errno) : "");
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(a->err, sizeof(a->err), fmt, ap);
+	va_end(ap);
+	if (e != 0 && n >= 0 && (size_t)n < sizeof(a->err))
+		snprintf(a->err + n, sizeof(a->err) - (size_t)n, ": %s", strerror(e));
 	*err_r = a->err;
 	return -1;
+}
+
+/* Record an error on the account, with errno's text when errno is set. */
+int store_fail(struct store_account *a, const char **err_r, const char *what)
+{
+	return store_errf(a, err_r, errno, "%s", what);
 }
 
 /* Record an SQLite error on the account. */
 int store_dbfail(struct store_account *a, const char **err_r, const char *what)
 {
-	snprintf(a->err, sizeof(a->err), "%s: %s", what, sqlite3_errmsg(a->db));
-	*err_r = a->err;
-	return -1;
+	return store_errf(a, err_r, 0, "%s: %s", what, sqlite3_errmsg(a->db));
+}
+
+/* BEGIN IMMEDIATE (the write lock), trying again while another process holds it. */
+int store_db_begin(struct store_account *a)
+{
+	int r = SQLITE_BUSY;
+	for (int i = 0; i < STORE_BEGIN_TRIES && (r == SQLITE_BUSY || r == SQLITE_LOCKED); i++)
+		r = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	return r;
+}
+
+/* Roll back the open transaction, if there is one. */
+static void db_rollback(struct store_account *a)
+{
+	if (!sqlite3_get_autocommit(a->db))
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
 static const char schema[] =
@@ -180,12 +235,14 @@ static const char schema[] =
 /* Open index.db with our pragmas. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
 {
-	char p[4200];
-	snprintf(p, sizeof(p), "%s/index.db", a->root);
+	char p[STORE_PATH_MAX];
+	if (path_fmt(p, sizeof(p), "%s/index.db", a->root) < 0)
+		return store_errf(a, err_r, errno, "index.db path");
 	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
 	if (sqlite3_open_v2(p, &a->db, flags, NULL) != SQLITE_OK)
-		return store_dbfail(a, err_r, "open index.db");
-	sqlite3_busy_timeout(a->db, 5000);
+		return a->db ? store_dbfail(a, err_r, "open index.db")
+			     : store_errf(a, err_r, ENOMEM, "open index.db");
+	sqlite3_busy_timeout(a->db, STORE_BUSY_MS);
 	if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
 			 NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "configure index.db");
@@ -211,17 +268,70 @@ void store_account_close(struct store_account **ap)
 	*ap = NULL;
 }
 
-/* Create the account tree and index. */
-int store_account_create(const char *root, const char **err_r)
+/* A new handle for root (not opened). NULL if out of memory or root is too long. */
+static struct store_account *account_new(const char *root, const char **err_r)
 {
-	static __thread char err[512];
 	struct store_account *a = calloc(1, sizeof(*a));
 	if (a == NULL) {
 		*err_r = "out of memory";
-		return -1;
+		return NULL;
 	}
-	snprintf(a->root, sizeof(a->root), "%s", root);
+	if (path_fmt(a->root, sizeof(a->root), "%s", root) < 0) {
+		free(a);
+		*err_r = "account path too long";
+		return NULL;
+	}
+	return a;
+}
+
+/* Copy the account's error into a per-thread buffer that outlives the account. */
+static void keep_err(const char **err_r)
+{
+	static _Thread_local char err[512];
+	snprintf(err, sizeof(err), "%s", *err_r);
+	*err_r = err;
+}
+
+/* Insert every default mailbox that is missing, in the caller's transaction. */
+static int create_default_boxes(struct store_account *a, const char **err_r)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+	if (sqlite3_prepare_v2(a->db, "INSERT OR IGNORE INTO mailboxes(name, uidvalidity, "
+			       "special_use) VALUES (?1, max(?2, (SELECT coalesce(max(uidvalidity), 0)"
+			       " + 1 FROM mailboxes)), ?3)", -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "prepare mailbox row");
+	int64_t uv = (int64_t)time(NULL);
+	for (size_t i = 0; i < N_DEFAULT_BOXES && rc == 0; i++) {
+		char dir[STORE_PATH_MAX];
+		errno = 0;
+		if (store_box_dir(a, default_boxes[i].name, dir, sizeof(dir)) < 0 ||
+		    store_maildir_make(dir) < 0) {
+			rc = store_errf(a, err_r, errno, "create mailbox directory %s",
+					default_boxes[i].name);
+			break;
+		}
+		sqlite3_reset(st);
+		sqlite3_bind_text(st, 1, default_boxes[i].name, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 2, uv + (int64_t)i);   /* unique per mailbox in the account */
+		if (default_boxes[i].special)
+			sqlite3_bind_text(st, 3, default_boxes[i].special, -1, SQLITE_STATIC);
+		else
+			sqlite3_bind_null(st, 3);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = store_dbfail(a, err_r, "create mailbox row");
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* Create the account tree and index. */
+int store_account_create(const char *root, const char **err_r)
+{
+	struct store_account *a = account_new(root, err_r);
 	int rc = -1;
+	if (a == NULL)
+		return -1;
 	errno = 0;
 	if (store_maildir_make(root) < 0) {
 		store_fail(a, err_r, "create mail directory");
@@ -233,36 +343,19 @@ int store_account_create(const char *root, const char **err_r)
 		store_dbfail(a, err_r, "create index schema");
 		goto out;
 	}
-	sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
-	sqlite3_exec(a->db, "INSERT INTO schema_version SELECT 1 WHERE NOT EXISTS "
-			    "(SELECT 1 FROM schema_version)", NULL, NULL, NULL);
-	uint32_t uv = (uint32_t)time(NULL);
-	for (size_t i = 0; i < sizeof(default_boxes) / sizeof(default_boxes[0]); i++) {
-		char dir[4300];
-		errno = 0;
-		if (store_box_dir(a, default_boxes[i].name, dir, sizeof(dir)) < 0 ||
-		    store_maildir_make(dir) < 0) {
-			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-			store_fail(a, err_r, "create mailbox directory");
-			goto out;
-		}
-		sqlite3_stmt *st;
-		sqlite3_prepare_v2(a->db, "INSERT OR IGNORE INTO mailboxes(name, uidvalidity, "
-				   "special_use) VALUES (?, ?, ?)", -1, &st, NULL);
-		sqlite3_bind_text(st, 1, default_boxes[i].name, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 2, uv + i);   /* unique per mailbox in the account */
-		if (default_boxes[i].special)
-			sqlite3_bind_text(st, 3, default_boxes[i].special, -1, SQLITE_STATIC);
-		else
-			sqlite3_bind_null(st, 3);
-		int r = sqlite3_step(st);
-		sqlite3_finalize(st);
-		if (r != SQLITE_DONE) {
-			store_dbfail(a, err_r, "create mailbox row");
-			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-			goto out;
-		}
+	if (store_db_begin(a) != SQLITE_OK) {
+		store_dbfail(a, err_r, "begin index transaction");
+		goto out;
 	}
+	char sql[128];
+	snprintf(sql, sizeof(sql), "INSERT INTO schema_version SELECT %d WHERE NOT EXISTS "
+		 "(SELECT 1 FROM schema_version)", STORE_SCHEMA_VERSION);
+	if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		store_dbfail(a, err_r, "write schema version");
+		goto out;
+	}
+	if (create_default_boxes(a, err_r) < 0)
+		goto out;
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		store_dbfail(a, err_r, "commit index");
 		goto out;
@@ -270,8 +363,9 @@ int store_account_create(const char *root, const char **err_r)
 	rc = 0;
 out:
 	if (rc < 0) {
-		snprintf(err, sizeof(err), "%s", *err_r);
-		*err_r = err;
+		if (a->db)
+			db_rollback(a);
+		keep_err(err_r);
 	}
 	store_account_close(&a);
 	return rc;
@@ -280,26 +374,51 @@ out:
 /* Open an existing account. */
 int store_account_open(const char *root, struct store_account **acct_r, const char **err_r)
 {
-	static __thread char err[512];
-	char p[4200];
+	char p[STORE_PATH_MAX];
 	struct stat st;
-	snprintf(p, sizeof(p), "%s/index.db", root);
-	if (stat(p, &st) < 0)
-		return 0;
-	struct store_account *a = calloc(1, sizeof(*a));
-	if (a == NULL) {
-		*err_r = "out of memory";
+	if (path_fmt(p, sizeof(p), "%s/index.db", root) < 0) {
+		*err_r = "account path too long";
 		return -1;
 	}
-	snprintf(a->root, sizeof(a->root), "%s", root);
+	if (stat(p, &st) < 0) {
+		if (errno == ENOENT || errno == ENOTDIR)
+			return 0;
+		*err_r = "cannot stat index.db";
+		return -1;
+	}
+	struct store_account *a = account_new(root, err_r);
+	if (a == NULL)
+		return -1;
 	if (store_db_open(a, 0, err_r) < 0) {
-		snprintf(err, sizeof(err), "%s", *err_r);
-		*err_r = err;
+		keep_err(err_r);
 		store_account_close(&a);
 		return -1;
 	}
 	*acct_r = a;
 	return 1;
+}
+
+/* The columns box_row() reads, for a query on mailboxes. */
+#define BOX_COLS \
+	"SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed, " \
+	"(SELECT count(*) FROM messages WHERE mailbox_id = id), " \
+	"(SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = id), " \
+	"(SELECT count(*) FROM messages WHERE mailbox_id = id AND flags & 1 = 0) FROM mailboxes "
+
+/* Fill info from a BOX_COLS row. */
+static void box_row(sqlite3_stmt *st, struct store_mailbox_info *info)
+{
+	memset(info, 0, sizeof(*info));
+	info->id = sqlite3_column_int64(st, 0);
+	snprintf(info->name, sizeof(info->name), "%s", sqlite3_column_text(st, 1));
+	info->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
+	info->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
+	info->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
+	info->special_use = store_special_static((const char *)sqlite3_column_text(st, 5));
+	info->subscribed = sqlite3_column_int(st, 6);
+	info->messages = (uint32_t)sqlite3_column_int64(st, 7);
+	info->size = (uint64_t)sqlite3_column_int64(st, 8);
+	info->unseen = (uint32_t)sqlite3_column_int64(st, 9);
 }
 
 /* Look up a mailbox row. 1 found, 0 not, -1 error. */
@@ -309,33 +428,26 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 	sqlite3_stmt *st;
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
-	if (sqlite3_prepare_v2(a->db, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
-			       "special_use, (SELECT count(*) FROM messages WHERE mailbox_id = id), subscribed, "
-			       "(SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = id), "
-			       "(SELECT count(*) FROM messages WHERE mailbox_id = id AND flags & 1 = 0) "
-			       "FROM mailboxes WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(a->db, BOX_COLS "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
 	sqlite3_bind_text(st, 1, box, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW) {
-		memset(info, 0, sizeof(*info));
-		info->id = sqlite3_column_int64(st, 0);
-		snprintf(info->name, sizeof(info->name), "%s", sqlite3_column_text(st, 1));
-		info->uidvalidity = (uint32_t)sqlite3_column_int64(st, 2);
-		info->uidnext = (uint32_t)sqlite3_column_int64(st, 3);
-		info->highestmodseq = (uint64_t)sqlite3_column_int64(st, 4);
-		info->special_use = store_special_static((const char *)sqlite3_column_text(st, 5));
-		info->messages = (uint32_t)sqlite3_column_int64(st, 6);
-		info->subscribed = sqlite3_column_int(st, 7);
-		info->size = (uint64_t)sqlite3_column_int64(st, 8);
-		info->unseen = (uint32_t)sqlite3_column_int64(st, 9);
-	}
-	sqlite3_finalize(st);
 	if (r == SQLITE_ROW)
-		return 1;
-	if (r == SQLITE_DONE)
-		return 0;
-	return store_dbfail(a, err_r, "query mailbox");
+		box_row(st, info);
+	else if (r != SQLITE_DONE)
+		store_dbfail(a, err_r, "query mailbox");
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
+/* Look up a mailbox that must exist: 0 ok, -1 error or missing (*err_r says which). */
+static int mailbox_need(struct store_account *a, const char *box, struct store_mailbox_info *mb,
+			const char **err_r)
+{
+	int r = store_mailbox_get(a, box, mb, err_r);
+	if (r == 0)
+		return store_errf(a, err_r, 0, "no such mailbox");
+	return r < 0 ? -1 : 0;
 }
 
 /* All mailboxes. */
@@ -343,24 +455,30 @@ int store_mailbox_list(struct store_account *a, struct store_mailbox_info **boxe
 		       const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT name FROM mailboxes ORDER BY name", -1, &st, NULL) !=
-	    SQLITE_OK)
+	if (sqlite3_prepare_v2(a->db, BOX_COLS "ORDER BY name", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list mailboxes");
 	struct store_mailbox_info *v = NULL;
-	int n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		char name[256];
-		snprintf(name, sizeof(name), "%s", sqlite3_column_text(st, 0));
-		void *nv = realloc(v, (size_t)(n + 1) * sizeof(*v));
+	size_t n = 0;
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		void *nv = realloc(v, (n + 1) * sizeof(*v));
 		if (nv == NULL)
 			break;
 		v = nv;
-		if (store_mailbox_get(a, name, &v[n], err_r) == 1)
-			n++;
+		box_row(st, &v[n++]);
+	}
+	if (r != SQLITE_DONE) {
+		if (r == SQLITE_ROW)
+			store_errf(a, err_r, ENOMEM, "list mailboxes");
+		else
+			store_dbfail(a, err_r, "list mailboxes");
+		n = 0;
+		free(v);
+		v = NULL;
 	}
 	sqlite3_finalize(st);
 	*boxes_r = v;
-	return n;
+	return r == SQLITE_DONE ? (int)n : -1;
 }
 
 /* Messages of a mailbox, in UID order. */
@@ -368,32 +486,24 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 		       const char **err_r)
 {
 	struct store_mailbox_info mb;
-	int r = store_mailbox_get(a, box, &mb, err_r);
-	if (r <= 0) {
-		if (r == 0) {
-			snprintf(a->err, sizeof(a->err), "no such mailbox");
-			*err_r = a->err;
-		}
-		return -1;
-	}
 	sqlite3_stmt *st;
+	if (mailbox_need(a, box, &mb, err_r) < 0)
+		return -1;
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
-			       "in_new, wire_size, keywords, savedate FROM messages WHERE mailbox_id = ? ORDER BY uid", -1, &st,
-			       NULL) != SQLITE_OK)
+			       "in_new, wire_size, keywords, savedate FROM messages WHERE "
+			       "mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list messages");
 	sqlite3_bind_int64(st, 1, mb.id);
 	struct store_msg_info *v = NULL;
-	int n = 0;
-	while (sqlite3_step(st) == SQLITE_ROW) {
-		void *nv = realloc(v, (size_t)(n + 1) * sizeof(*v));
-		if (nv == NULL) {
-			free(v);
-			sqlite3_finalize(st);
-			*err_r = "out of memory";
-			return -1;
-		}
+	size_t n = 0;
+	int r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		void *nv = realloc(v, (n + 1) * sizeof(*v));
+		if (nv == NULL)
+			break;
 		v = nv;
 		struct store_msg_info *m = &v[n++];
+		memset(m, 0, sizeof(*m));
 		m->uid = (uint32_t)sqlite3_column_int64(st, 0);
 		m->flags = (unsigned)sqlite3_column_int(st, 1);
 		m->modseq = (uint64_t)sqlite3_column_int64(st, 2);
@@ -405,9 +515,18 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 		m->keywords = (uint64_t)sqlite3_column_int64(st, 8);
 		m->savedate = (time_t)sqlite3_column_int64(st, 9);
 	}
+	if (r != SQLITE_DONE) {
+		if (r == SQLITE_ROW)
+			store_errf(a, err_r, ENOMEM, "list messages");
+		else
+			store_dbfail(a, err_r, "list messages");
+		sqlite3_finalize(st);
+		free(v);
+		return -1;
+	}
 	sqlite3_finalize(st);
 	*msgs_r = v;
-	return n;
+	return (int)n;
 }
 
 /* Open a message file by UID. */
@@ -417,15 +536,13 @@ int store_message_open(struct store_account *a, const char *box, uint32_t uid, c
 	int n = store_message_list(a, box, &v, err_r);
 	if (n < 0)
 		return -1;
-	int fd = -1;
-	for (int i = 0; i < n; i++)
+	int fd = -2;
+	for (int i = 0; i < n && fd == -2; i++)
 		if (v[i].uid == uid)
 			fd = store_message_fd(a, box, &v[i], err_r);
 	free(v);
-	if (fd < 0 && n >= 0) {
-		snprintf(a->err, sizeof(a->err), "message %u not found", uid);
-		*err_r = a->err;
-	}
+	if (fd == -2)
+		return store_errf(a, err_r, 0, "message %u not found", uid);
 	return fd;
 }
 
@@ -436,100 +553,122 @@ int store_fsync_dir(const char *path)
 	if (fd < 0)
 		return -1;
 	int r = fsync(fd);
+	int e = errno;
 	close(fd);
+	errno = e;
 	return r;
 }
 
-/* Copy src_fd (from offset 0) into a new file at path and fsync it. */
-static int copy_file(int src_fd, const char *path)
+/* Write all of buf to fd. 0 ok, -1 with errno. */
+static int write_all(int fd, const char *buf, size_t len)
 {
-	int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
-	if (out < 0)
-		return -1;
-	char buf[65536];
-	off_t off = 0;
-	for (;;) {
-		ssize_t n = pread(src_fd, buf, sizeof(buf), off);
-		if (n < 0 && errno == EINTR)
+	while (len > 0) {
+		ssize_t k = write(fd, buf, len);
+		if (k < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			goto fail;
-		if (n == 0)
-			break;
-		for (ssize_t w = 0; w < n;) {
-			ssize_t k = write(out, buf + w, (size_t)(n - w));
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				goto fail;
-			w += k;
+		if (k <= 0) {
+			if (k == 0)
+				errno = EIO;
+			return -1;
 		}
-		off += n;
+		buf += k;
+		len -= (size_t)k;
 	}
-	if (fsync(out) != 0)
-		goto fail;
-	return close(out) == 0 ? 0 : -1;
-fail:
-	close(out);
-	unlink(path);
-	return -1;
+	return 0;
 }
 
-/* A unique Maildir file name. */
+/* Copy size octets of src_fd (from offset 0) into the new file path and fsync it: in-kernel
+ * with copy_file_range where the filesystems allow, else read/write. On failure path is gone. */
+static int copy_file(struct store_account *a, int src_fd, uint64_t size, const char *path,
+		     const char **err_r)
+{
+	char buf[65536];
+	const char *what = NULL;
+	int use_cfr = 1, e = 0;
+	loff_t off = 0;
+	int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (out < 0)
+		return store_errf(a, err_r, errno, "deliver: create file in tmp/");
+	while ((uint64_t)off < size && what == NULL) {
+		uint64_t left = size - (uint64_t)off;
+		ssize_t n;
+		if (use_cfr) {
+			n = copy_file_range(src_fd, &off, out, NULL,
+					    left > STORE_COPY_CHUNK ? STORE_COPY_CHUNK : left, 0);
+			if (n > 0 || (n < 0 && errno == EINTR))
+				continue;
+			use_cfr = 0;   /* EXDEV, ENOSYS, EINVAL, ...: the portable path decides */
+			continue;
+		}
+		n = pread(src_fd, buf, left > sizeof(buf) ? sizeof(buf) : (size_t)left, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : 0;
+			what = n < 0 ? "deliver: read source" : "deliver: source shorter than its size";
+		} else if (write_all(out, buf, (size_t)n) < 0) {
+			e = errno;
+			what = "deliver: write file in tmp/";
+		} else {
+			off += n;
+		}
+	}
+	if (what == NULL && fsync(out) != 0) {
+		e = errno;
+		what = "deliver: fsync file in tmp/";
+	}
+	if (close(out) != 0 && what == NULL) {
+		e = errno;
+		what = "deliver: close file in tmp/";
+	}
+	if (what == NULL)
+		return 0;
+	unlink(path);
+	return store_errf(a, err_r, e, "%s", what);
+}
+
+/* A unique Maildir file name: <time>.M<usec>P<pid>Q<counter>.<host>,S=<size>. */
 void store_maildir_name(char *out, size_t outlen, uint64_t size)
 {
-	static __thread unsigned counter;
-	static char host[64];
+	static atomic_uint counter;
+	char host[65];
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	if (host[0] == '\0') {
-		char h[64];
-		if (gethostname(h, sizeof(h)) != 0)
-			snprintf(h, sizeof(h), "localhost");
-		h[sizeof(h) - 1] = '\0';
-		for (char *p = h; *p; p++)   /* '/' and ':' are special in Maildir names */
-			if (*p == '/' || *p == ':')
-				*p = '_';
-		memcpy(host, h, sizeof(host));
-	}
-	snprintf(out, outlen, "%lld.M%ldP%dQ%uT%lx.%s,S=%llu", (long long)tv.tv_sec,
-		 (long)tv.tv_usec, (int)getpid(), ++counter, (unsigned long)gettid(), host,
-		 (unsigned long long)size);
+	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	for (char *p = host; *p; p++)   /* '/' ':' ',' are special in Maildir names */
+		if (*p == '/' || *p == ':' || *p == ',' || (unsigned char)*p <= ' ' || *p == 0x7f)
+			*p = '_';
+	unsigned q = atomic_fetch_add(&counter, 1) + 1;
+	snprintf(out, outlen, "%lld.M%ldP%ldQ%u.%s,S=%llu", (long long)tv.tv_sec,
+		 (long)tv.tv_usec, (long)getpid(), q, host, (unsigned long long)size);
 }
 
 /* Add an index row for a file already in new/ or cur/: UID = UIDNEXT, MODSEQ bumped.
  * Runs inside the caller's transaction. */
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
-			unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
-			uint32_t *uid_r, const char **err_r)
+		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
+		       uint32_t *uid_r, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT uidnext, highestmodseq FROM mailboxes WHERE id = ?",
+	if (sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = "
+			       "highestmodseq + 1 WHERE id = ? RETURNING uidnext - 1, highestmodseq",
 			       -1, &st, NULL) != SQLITE_OK)
-		return store_dbfail(a, err_r, "read UIDNEXT");
-	sqlite3_bind_int64(st, 1, box_id);
-	if (sqlite3_step(st) != SQLITE_ROW) {
-		sqlite3_finalize(st);
-		return store_dbfail(a, err_r, "read UIDNEXT");
-	}
-	int64_t uid = sqlite3_column_int64(st, 0);
-	int64_t modseq = sqlite3_column_int64(st, 1) + 1;
-	sqlite3_finalize(st);
-	if (uid > (int64_t)UINT32_MAX - 1) {
-		snprintf(a->err, sizeof(a->err), "mailbox UIDs exhausted");
-		*err_r = a->err;
-		return -1;
-	}
-	if (sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? "
-			       "WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "update UIDNEXT");
-	sqlite3_bind_int64(st, 1, uid + 1);
-	sqlite3_bind_int64(st, 2, modseq);
-	sqlite3_bind_int64(st, 3, box_id);
+	sqlite3_bind_int64(st, 1, box_id);
+	int64_t uid = 0, modseq = 0;
 	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		uid = sqlite3_column_int64(st, 0);
+		modseq = sqlite3_column_int64(st, 1);
+		r = sqlite3_step(st);
+	}
 	sqlite3_finalize(st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "update UIDNEXT");
+	if (uid < 1 || uid > (int64_t)UINT32_MAX - 1)   /* also: mailbox deleted meanwhile */
+		return store_errf(a, err_r, 0, "no such mailbox or its UIDs are exhausted");
 	if (sqlite3_prepare_v2(a->db, "INSERT INTO messages(mailbox_id, uid, filename, flags, "
 			       "modseq, internaldate, size, savedate, in_new, wire_size) VALUES "
 			       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
@@ -553,73 +692,98 @@ int store_index_insert(struct store_account *a, int64_t box_id, const char *fnam
 	return 0;
 }
 
-/* The durable delivery path; see store.h. */
+/* rename(2) that refuses to replace an existing file where the filesystem can say so. */
+static int rename_noreplace(const char *from, const char *to)
+{
+	if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	return rename(from, to);
+}
+
+/* Reconcile a mailbox the first time this handle delivers into it, so a message a crash left in
+ * new/ without its row (kill -9 between rename and commit) is indexed by the next delivery.
+ * Best effort: a failed sync does not stop the delivery. */
+static void sync_once(struct store_account *a, const char *box, int64_t id)
+{
+	const char *ignored;
+	size_t n = a->nsynced < 8 ? a->nsynced : 8;
+	for (size_t i = 0; i < n; i++)
+		if (a->synced[i] == id)
+			return;
+	if (store_mailbox_sync(a, box, &ignored) == 0)
+		a->synced[a->nsynced++ % 8] = id;
+}
+
+/* The durable delivery path; see store.h and the top of this file. */
 int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t size,
 		  int src_already_synced, time_t internaldate, unsigned flags, uint32_t *uid_r,
 		  const char **err_r)
 {
 	struct store_mailbox_info mb;
-	char dir[4300], fname[256], tmp[4600], dst[4600], newdir[4400];
-	int r = store_mailbox_get(a, box, &mb, err_r);
-	if (r <= 0) {
-		if (r == 0) {
-			snprintf(a->err, sizeof(a->err), "no such mailbox");
-			*err_r = a->err;
-		}
+	struct stat st;
+	char dir[STORE_PATH_MAX], fname[256], tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
+	char newdir[STORE_PATH_MAX];
+	uint32_t uid;
+	if (mailbox_need(a, box, &mb, err_r) < 0)
 		return -1;
-	}
-	if (store_box_dir(a, box, dir, sizeof(dir)) < 0) {
-		snprintf(a->err, sizeof(a->err), "invalid mailbox name");
-		*err_r = a->err;
-		return -1;
-	}
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
+		return store_errf(a, err_r, 0, "deliver: mailbox name has no directory");
+	sync_once(a, box, mb.id);
+	if (fstat(src_fd, &st) < 0)
+		return store_errf(a, err_r, errno, "deliver: fstat source");
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
+		return store_errf(a, err_r, 0, "deliver: source is not a regular file of %llu octets",
+				  (unsigned long long)size);
 	int64_t wire = wire_size_fd(src_fd);   /* POP3's LIST size, computed once */
 	if (wire < 0)
-		return store_fail(a, err_r, "read message");
+		return store_errf(a, err_r, errno, "deliver: read source");
 	store_maildir_name(fname, sizeof(fname), size);
-	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname);
-	snprintf(dst, sizeof(dst), "%s/new/%s", dir, fname);
-	snprintf(newdir, sizeof(newdir), "%s/new", dir);
-	/* 1. into tmp/: a hard link of an already synced source costs no copy and no fsync */
+	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname) < 0 ||
+	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, fname) < 0 ||
+	    path_fmt(newdir, sizeof(newdir), "%s/new", dir) < 0)
+		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
+	/* 1. into tmp/: a hard link of an already synced source costs no copy and no fsync;
+	 * any failure to link (EXDEV, an unlinked source, no /proc) falls back to a copy */
 	int linked = 0;
 	if (src_already_synced) {
 		char proc[64];
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src_fd);
 		linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
 	}
-	errno = 0;
-	if (!linked && copy_file(src_fd, tmp) < 0)
-		return store_fail(a, err_r, "write message file");
-	/* 2. into new/, and make the rename durable */
-	if (rename(tmp, dst) < 0) {
+	if (!linked && copy_file(a, src_fd, size, tmp, err_r) < 0)
+		return -1;
+	/* 2. the write lock, then new/ and its fsync: nothing visible without the lock held */
+	if (store_db_begin(a) != SQLITE_OK) {
+		store_dbfail(a, err_r, "deliver: lock index");
+		db_rollback(a);
+		unlink(tmp);
+		return -1;
+	}
+	if (rename_noreplace(tmp, dst) < 0) {
 		int e = errno;
 		unlink(tmp);
-		errno = e;
-		return store_fail(a, err_r, "rename into new/");
+		db_rollback(a);
+		return store_errf(a, err_r, e, "deliver: rename tmp/ into new/");
 	}
 	if (store_fsync_dir(newdir) < 0) {
-		int e = errno;
-		unlink(dst);
-		errno = e;
-		return store_fail(a, err_r, "fsync new/");
+		store_errf(a, err_r, errno, "deliver: fsync new/");
+		goto undo;
 	}
 	/* 3. the index row */
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		store_dbfail(a, err_r, "begin index transaction");
+	if (store_index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, &uid,
+			       err_r) < 0)
 		goto undo;
-	}
-	if (store_index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, uid_r,
-			 err_r) < 0) {
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-		goto undo;
-	}
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		store_dbfail(a, err_r, "commit index row");
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		store_dbfail(a, err_r, "deliver: commit index row");
 		goto undo;
 	}
+	if (uid_r)
+		*uid_r = uid;
 	return 0;
 undo:
+	db_rollback(a);
 	unlink(dst);
 	store_fsync_dir(newdir);
 	return -1;
@@ -643,7 +807,7 @@ static int store_was_expunged(struct store_account *a, int64_t box_id, const cha
 int store_message_path(struct store_account *a, const char *box, const struct store_msg_info *m,
 		       char *out, size_t outlen)
 {
-	char dir[4300];
+	char dir[STORE_PATH_MAX];
 	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
 		return -1;
 	return store_msg_path(dir, m->filename, m->in_new, m->flags, out, outlen);
@@ -655,81 +819,98 @@ const char *store_account_root(const struct store_account *a)
 	return a->root;
 }
 
+/* Record one UID as expunged at modseq and delete its row (caller's transaction). */
+static int expunge_row(struct store_account *a, int64_t box_id, uint32_t uid, uint64_t modseq,
+		       const char *fname, const char **err_r)
+{
+	sqlite3_stmt *rec = NULL, *del = NULL;
+	int rc = 0;
+	if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
+			       "filename) VALUES (?, ?, ?, ?)", -1, &rec, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
+			       &del, NULL) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "prepare expunge");
+		goto out;
+	}
+	sqlite3_bind_int64(rec, 1, box_id);
+	sqlite3_bind_int64(rec, 2, uid);
+	sqlite3_bind_int64(rec, 3, (int64_t)modseq);
+	sqlite3_bind_text(rec, 4, fname, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(del, 1, box_id);
+	sqlite3_bind_int64(del, 2, uid);
+	if (sqlite3_step(rec) != SQLITE_DONE || sqlite3_step(del) != SQLITE_DONE)
+		rc = store_dbfail(a, err_r, "expunge row");
+out:
+	sqlite3_finalize(rec);
+	sqlite3_finalize(del);
+	return rc;
+}
+
+/* Set HIGHESTMODSEQ of a mailbox (caller's transaction). */
+static int set_highestmodseq(struct store_account *a, int64_t box_id, uint64_t modseq,
+			     const char **err_r)
+{
+	char sql[128];
+	snprintf(sql, sizeof(sql), "UPDATE mailboxes SET highestmodseq = %llu WHERE id = %lld",
+		 (unsigned long long)modseq, (long long)box_id);
+	if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "update HIGHESTMODSEQ");
+	return 0;
+}
+
 /* Expunge by UID: commit the index change first, then remove the files. */
 int store_expunge(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r)
 {
 	struct store_mailbox_info mb;
-	char dir[4300];
-	int r = store_mailbox_get(a, box, &mb, err_r);
-	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
-		if (r == 0) {
-			snprintf(a->err, sizeof(a->err), "no such mailbox");
-			*err_r = a->err;
-		}
+	char dir[STORE_PATH_MAX];
+	if (mailbox_need(a, box, &mb, err_r) < 0)
 		return -1;
-	}
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
+		return store_errf(a, err_r, 0, "expunge: mailbox name has no directory");
 	char **paths = calloc(n + 1, sizeof(*paths));
-	if (paths == NULL) {
-		*err_r = "out of memory";
-		return -1;
-	}
+	if (paths == NULL)
+		return store_errf(a, err_r, ENOMEM, "expunge");
 	size_t np = 0;
 	int rc = 0;
-	sqlite3_stmt *sel = NULL, *del = NULL, *rec = NULL, *upd = NULL;
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		free(paths);
-		return store_dbfail(a, err_r, "begin expunge");
+	sqlite3_stmt *sel = NULL;
+	if (store_db_begin(a) != SQLITE_OK) {
+		rc = store_dbfail(a, err_r, "begin expunge");
+		goto out;
 	}
-	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags FROM messages WHERE "
-			       "mailbox_id = ? AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
-			       &del, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
-			       "filename) VALUES (?, ?, ?, ?)", -1, &rec, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1,
-			       &upd, NULL) != SQLITE_OK) {
+	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, highestmodseq FROM messages,"
+			       " mailboxes WHERE mailbox_id = ? AND uid = ? AND id = mailbox_id", -1,
+			       &sel, NULL) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "prepare expunge");
 		goto out;
 	}
-	uint64_t modseq = mb.highestmodseq + 1;
+	uint64_t modseq = 0;
 	for (size_t i = 0; i < n; i++) {
 		sqlite3_reset(sel);
 		sqlite3_bind_int64(sel, 1, mb.id);
 		sqlite3_bind_int64(sel, 2, uids[i]);
 		if (sqlite3_step(sel) != SQLITE_ROW)
 			continue;
-		char p[4700];
+		char p[STORE_PATH_MAX];
 		const char *base = (const char *)sqlite3_column_text(sel, 0);
-		store_msg_path(dir, base, sqlite3_column_int(sel, 1),
-			       (unsigned)sqlite3_column_int(sel, 2), p, sizeof(p));
-		if (access(p, F_OK) != 0)
+		if (modseq == 0)   /* read inside the lock: another process may have bumped it */
+			modseq = (uint64_t)sqlite3_column_int64(sel, 3) + 1;
+		if (store_msg_path(dir, base, sqlite3_column_int(sel, 1),
+				   (unsigned)sqlite3_column_int(sel, 2), p, sizeof(p)) < 0 ||
+		    access(p, F_OK) != 0)
 			store_msg_find(dir, base, p, sizeof(p));
-		sqlite3_reset(rec);
-		sqlite3_bind_int64(rec, 1, mb.id);
-		sqlite3_bind_int64(rec, 2, uids[i]);
-		sqlite3_bind_int64(rec, 3, (int64_t)modseq);
-		sqlite3_bind_text(rec, 4, (const char *)sqlite3_column_text(sel, 0), -1,
-				  SQLITE_TRANSIENT);
-		sqlite3_reset(del);
-		sqlite3_bind_int64(del, 1, mb.id);
-		sqlite3_bind_int64(del, 2, uids[i]);
-		if (sqlite3_step(rec) != SQLITE_DONE || sqlite3_step(del) != SQLITE_DONE) {
-			rc = store_dbfail(a, err_r, "expunge row");
+		if (expunge_row(a, mb.id, uids[i], modseq, base, err_r) < 0) {
+			rc = -1;
 			goto out;
 		}
-		paths[np] = strdup(p);
-		if (paths[np] == NULL) {
-			rc = -1;
-			*err_r = "out of memory";
+		if ((paths[np] = strdup(p)) == NULL) {
+			rc = store_errf(a, err_r, ENOMEM, "expunge");
 			goto out;
 		}
 		np++;
 	}
-	sqlite3_bind_int64(upd, 1, (int64_t)modseq);
-	sqlite3_bind_int64(upd, 2, mb.id);
-	if (np > 0 && sqlite3_step(upd) != SQLITE_DONE) {
-		rc = store_dbfail(a, err_r, "update HIGHESTMODSEQ");
+	if (np > 0 && set_highestmodseq(a, mb.id, modseq, err_r) < 0) {
+		rc = -1;
 		goto out;
 	}
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
@@ -740,12 +921,9 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		unlink(paths[i]);
 	rc = (int)np;
 out:
-	if (rc < 0)
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(sel);
-	sqlite3_finalize(del);
-	sqlite3_finalize(rec);
-	sqlite3_finalize(upd);
+	if (rc < 0)
+		db_rollback(a);
 	for (size_t i = 0; i < np; i++)
 		free(paths[i]);
 	free(paths);
@@ -755,112 +933,155 @@ out:
 /* Maildir info suffix ":2,FRST" to store flags. */
 unsigned store_flags_from_name(const char *name)
 {
+	static const char letters[] = "SRFTD";   /* bit i of enum store_flag */
 	const char *info = strstr(name, ":2,");
 	unsigned f = 0;
-	if (info == NULL)
-		return 0;
-	for (const char *p = info + 3; *p; p++) {
-		switch (*p) {
-		case 'S': f |= STORE_F_SEEN; break;
-		case 'R': f |= STORE_F_ANSWERED; break;
-		case 'F': f |= STORE_F_FLAGGED; break;
-		case 'T': f |= STORE_F_DELETED; break;
-		case 'D': f |= STORE_F_DRAFT; break;
-		default: break;
-		}
+	for (const char *p = info ? info + 3 : ""; *p; p++) {
+		const char *l = strchr(letters, *p);
+		if (l != NULL)
+			f |= 1u << (l - letters);
 	}
 	return f;
 }
 
+/* Order messages by file name. */
+static int msg_name_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct store_msg_info *)x)->filename,
+		      ((const struct store_msg_info *)y)->filename);
+}
+
+/* Adopt one unknown file of new/ or cur/ under a fresh UID, or finish its interrupted expunge. */
+static int sync_adopt(struct store_account *a, int64_t box_id, int dfd, const char *name,
+		      const char *base, int in_new, const char **err_r)
+{
+	struct stat st;
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+		return 0;   /* gone meanwhile, or not a message */
+	if (store_was_expunged(a, box_id, base)) {
+		unlinkat(dfd, name, 0);   /* expunged, the unlink was cut short by a crash */
+		return 0;
+	}
+	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0)
+		return store_errf(a, err_r, errno, "sync: open %s", name);
+	int64_t wire = wire_size_fd(fd);
+	int e = errno;
+	close(fd);
+	if (wire < 0)
+		return store_errf(a, err_r, e, "sync: read %s", name);
+	return store_index_insert(a, box_id, base, in_new, in_new ? 0 : store_flags_from_name(name),
+				  st.st_mtime, (uint64_t)st.st_size, (uint64_t)wire, NULL, err_r);
+}
+
+/* Walk new/ or cur/: mark (seen[i]) files the index knows, give stale cur/ suffixes the
+ * index's flags, adopt the rest. rows is sorted by file name. 0 ok, -1 error. */
+static int sync_dir(struct store_account *a, int64_t box_id, const char *dir, int in_new,
+		    struct store_msg_info *rows, size_t n, char *seen, const char **err_r)
+{
+	char sub[STORE_PATH_MAX];
+	if (path_fmt(sub, sizeof(sub), "%s/%s", dir, in_new ? "new" : "cur") < 0)
+		return store_errf(a, err_r, errno, "sync");
+	DIR *d = opendir(sub);
+	if (d == NULL)   /* never treat an unreadable directory as empty: that drops rows */
+		return store_errf(a, err_r, errno, "sync: open %s/", in_new ? "new" : "cur");
+	struct dirent *e;
+	int rc = 0;
+	while (rc == 0 && (e = readdir(d)) != NULL) {
+		struct store_msg_info key;
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(key.filename, sizeof(key.filename), "%s", e->d_name);
+		char *colon = in_new ? NULL : strchr(key.filename, ':');
+		if (colon)
+			*colon = '\0';
+		struct store_msg_info *k = n ? bsearch(&key, rows, n, sizeof(*rows), msg_name_cmp)
+					     : NULL;
+		if (k == NULL) {
+			rc = sync_adopt(a, box_id, dirfd(d), e->d_name, key.filename, in_new, err_r);
+			continue;
+		}
+		seen[k - rows] = 1;
+		char want[STORE_PATH_MAX], have[STORE_PATH_MAX];
+		if (!in_new && !k->in_new &&
+		    store_msg_path(dir, k->filename, 0, k->flags, want, sizeof(want)) == 0 &&
+		    path_fmt(have, sizeof(have), "%s/%s", sub, e->d_name) == 0 &&
+		    strcmp(want, have) != 0)
+			(void)rename_noreplace(have, want);   /* best effort; the index wins */
+	}
+	closedir(d);
+	return rc;
+}
+
+/* Remove tmp/ files older than STORE_TMP_STALE (a crash mid-delivery). Best effort. */
+static void sync_clean_tmp(const char *dir)
+{
+	char sub[STORE_PATH_MAX];
+	struct stat st;
+	if (path_fmt(sub, sizeof(sub), "%s/tmp", dir) < 0)
+		return;
+	DIR *d = opendir(sub);
+	if (d == NULL)
+		return;
+	time_t now = time(NULL);
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.' &&
+		    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISREG(st.st_mode) && now - st.st_mtime > STORE_TMP_STALE)
+			unlinkat(dirfd(d), e->d_name, 0);
+	closedir(d);
+}
+
 /* Reconcile the index with the files: adopt unknown files (a crash between rename and commit),
- * drop rows whose file is gone. */
+ * drop rows whose file is gone (recorded as expunged, so IMAP clients hear of it). */
 int store_mailbox_sync(struct store_account *a, const char *box, const char **err_r)
 {
 	struct store_mailbox_info mb;
-	char dir[4300], sub[4400];
-	int r = store_mailbox_get(a, box, &mb, err_r);
-	if (r <= 0)
-		return r == 0 ? -1 : -1;
+	char dir[STORE_PATH_MAX], *seen = NULL;
+	struct store_msg_info *rows = NULL;
+	if (mailbox_need(a, box, &mb, err_r) < 0)
+		return -1;
 	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
-		return -1;
-	struct store_msg_info *known;
-	int n = store_message_list(a, box, &known, err_r);
-	if (n < 0)
-		return -1;
-	char *seen = calloc((size_t)n + 1, 1);
-	if (seen == NULL) {
-		free(known);
-		*err_r = "out of memory";
+		return store_errf(a, err_r, 0, "sync: mailbox name has no directory");
+	if (store_db_begin(a) != SQLITE_OK) {
+		store_dbfail(a, err_r, "sync: lock index");
+		db_rollback(a);
 		return -1;
 	}
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		free(known);
-		free(seen);
-		return store_dbfail(a, err_r, "begin sync");
-	}
-	int rc = 0;
-	for (int in_new = 1; in_new >= 0 && rc == 0; in_new--) {
-		snprintf(sub, sizeof(sub), "%s/%s", dir, in_new ? "new" : "cur");
-		DIR *d = opendir(sub);
-		if (d == NULL)
-			continue;
-		struct dirent *e;
-		while ((e = readdir(d)) != NULL && rc == 0) {
-			if (e->d_name[0] == '.')
-				continue;
-			int found = 0;
-			char base[256];
-			snprintf(base, sizeof(base), "%s", e->d_name);
-			char *colon = strchr(base, ':');
-			if (colon)
-				*colon = '\0';
-			for (int i = 0; i < n; i++) {
-				if (strcmp(known[i].filename, base) == 0) {
-					seen[i] = 1;
-					found = 1;
-					break;
-				}
-			}
-			if (found)
-				continue;
-			char p[4700];
-			struct stat st;
-			snprintf(p, sizeof(p), "%s/%s", sub, e->d_name);
-			if (stat(p, &st) < 0 || !S_ISREG(st.st_mode))
-				continue;
-			int fd = open(p, O_RDONLY | O_CLOEXEC);
-			int64_t wire = fd >= 0 ? wire_size_fd(fd) : -1;
-			if (fd >= 0)
-				close(fd);
-			if (wire < 0)
-				continue;
-			if (store_was_expunged(a, mb.id, base)) {
-				unlink(p);   /* expunged, the unlink was cut short by a crash */
-				continue;
-			}
-			rc = store_index_insert(a, mb.id, base, in_new, store_flags_from_name(e->d_name),
-					  st.st_mtime, (uint64_t)st.st_size, (uint64_t)wire, NULL,
-					  err_r);
-		}
-		closedir(d);
-	}
-	for (int i = 0; i < n && rc == 0; i++) {
+	int n = store_message_list(a, box, &rows, err_r);   /* under the lock */
+	int rc = n < 0 ? -1 : 0;
+	if (rc == 0 && (seen = calloc((size_t)n + 1, 1)) == NULL)
+		rc = store_errf(a, err_r, ENOMEM, "sync");
+	if (rc == 0 && n > 1)
+		qsort(rows, (size_t)n, sizeof(*rows), msg_name_cmp);
+	/* new/ before cur/: a file moving new/ -> cur/ meanwhile is met at least once */
+	if (rc == 0)
+		rc = sync_dir(a, mb.id, dir, 1, rows, (size_t)n, seen, err_r);
+	if (rc == 0)
+		rc = sync_dir(a, mb.id, dir, 0, rows, (size_t)n, seen, err_r);
+	uint64_t modseq = 0;
+	for (int i = 0; rc == 0 && i < n; i++) {
 		if (seen[i])
 			continue;
-		sqlite3_stmt *st;
-		sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
-				   &st, NULL);
-		sqlite3_bind_int64(st, 1, mb.id);
-		sqlite3_bind_int64(st, 2, known[i].uid);
-		if (sqlite3_step(st) != SQLITE_DONE)
-			rc = store_dbfail(a, err_r, "drop stale row");
-		sqlite3_finalize(st);
+		if (modseq == 0) {
+			struct store_mailbox_info now;
+			if ((rc = mailbox_need(a, box, &now, err_r)) < 0)
+				break;
+			modseq = now.highestmodseq + 1;
+		}
+		rc = expunge_row(a, mb.id, rows[i].uid, modseq, rows[i].filename, err_r);
 	}
-	free(known);
+	if (rc == 0 && modseq != 0)
+		rc = set_highestmodseq(a, mb.id, modseq, err_r);
+	free(rows);
 	free(seen);
 	if (rc == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
-		rc = store_dbfail(a, err_r, "commit sync");
-	if (rc < 0)
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-	return rc;
+		rc = store_dbfail(a, err_r, "sync: commit");
+	if (rc < 0) {
+		db_rollback(a);
+		return -1;
+	}
+	sync_clean_tmp(dir);
+	return 0;
 }

@@ -8,10 +8,14 @@
 
 #include "store.h"
 
+#define STORE_PATH_MAX 4096    /* PATH_MAX: longer paths fail in the kernel anyway */
+
 struct store_account {
 	char root[4096];
 	sqlite3 *db;
 	char err[512];
+	int64_t synced[8];     /* mailbox ids this handle has reconciled (store_deliver) */
+	size_t nsynced;
 };
 
 const char *store_special_static(const char *v);
@@ -21,6 +25,8 @@ int store_maildir_make(const char *dir);
 int store_fail(struct store_account *a, const char **err_r, const char *what);
 int store_dbfail(struct store_account *a, const char **err_r, const char *what);
 int store_fsync_dir(const char *path);
+/* BEGIN IMMEDIATE, trying again while another process holds the write lock: an SQLite code. */
+int store_db_begin(struct store_account *a);
 void store_maildir_name(char *out, size_t outlen, uint64_t size);
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,

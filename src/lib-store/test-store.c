@@ -6,25 +6,45 @@
 #include <cmocka.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "store-path.h"
+#include "store-private.h"
 #include "store.h"
 
-static char root[256];
+static char top[64], root[256];
 
 /* A fresh account directory per test. */
 static int setup(void **state)
 {
 	(void)state;
-	char tmpl[] = "/tmp/postino-test-store-XXXXXX";
-	assert_non_null(mkdtemp(tmpl));
-	snprintf(root, sizeof(root), "%s/acct", tmpl);
+	snprintf(top, sizeof(top), "/tmp/postino-test-store-XXXXXX");
+	assert_non_null(mkdtemp(top));
+	snprintf(root, sizeof(root), "%s/acct", top);
 	return 0;
+}
+
+/* nftw callback: remove one entry. */
+static int rm_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+	(void)st;
+	(void)type;
+	(void)ftw;
+	return remove(path);
+}
+
+/* Remove the test's directory tree. */
+static int teardown(void **state)
+{
+	(void)state;
+	return nftw(top, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 /* A file holding `text`, opened for reading. */
@@ -197,9 +217,10 @@ static void test_imap_ops(void **state)
 	struct store_account *a;
 	assert_int_equal(store_account_create(root, &err), 0);
 	assert_int_equal(store_account_open(root, &a, &err), 1);
-	int fd = source("Subject: x\r\n\r\nhello\r\n");
+	const char *text = "Subject: x\r\n\r\nhello\r\n";
+	int fd = source(text);
 	uint32_t uid, uv;
-	assert_int_equal(store_deliver(a, NULL, fd, 23, 0, 5, 0, &uid, &err), 0);
+	assert_int_equal(store_deliver(a, NULL, fd, strlen(text), 0, 5, 0, &uid, &err), 0);
 	close(fd);
 	int kw = store_keyword_id(a, "$Important", 1, &err);
 	assert_true(kw >= 0);
@@ -242,14 +263,447 @@ static void test_imap_ops(void **state)
 	store_account_close(&a);
 }
 
+/* Read a whole small file into buf (NUL-terminated). Returns its length or -1. */
+static ssize_t slurp(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, len - 1);
+	close(fd);
+	if (n >= 0)
+		buf[n] = '\0';
+	return n;
+}
+
+/* One integer from an SQL query on the account's index.db (-1 if no row). */
+static long long sql_int(const char *sql)
+{
+	char p[400];
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+	snprintf(p, sizeof(p), "%s/index.db", root);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* The files in new/ are the exact bytes under Maildir names, and the index rows match them. */
+static void test_deliver_files(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	static const char *const msgs[] = { "A: 1\r\n\r\none\r\n", "B: 2\r\n\r\ntwo two\r\n",
+					    "C: 3\r\n\r\n.\r\nthree\r\n" };
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	for (uint32_t i = 0; i < 3; i++) {
+		int fd = source(msgs[i]);
+		uint32_t uid = 0;
+		assert_int_equal(store_deliver(a, "INBOX", fd, strlen(msgs[i]), 0, 77, 0, &uid, &err),
+				 0);
+		assert_int_equal(uid, i + 1);
+		close(fd);
+	}
+	char p[600], want[64], buf[256];
+	snprintf(p, sizeof(p), "%s/new", root);
+	DIR *d = opendir(p);
+	assert_non_null(d);
+	struct dirent *e;
+	int found = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		assert_null(strchr(e->d_name, ':'));     /* no info suffix in new/ */
+		assert_non_null(strstr(e->d_name, ".M"));
+		assert_non_null(strstr(e->d_name, "Q"));
+		snprintf(p, sizeof(p), "%s/new/%s", root, e->d_name);
+		ssize_t n = slurp(p, buf, sizeof(buf));
+		assert_true(n > 0);
+		snprintf(want, sizeof(want), ",S=%zd", n);
+		assert_non_null(strstr(e->d_name, want));
+		int k = 0;
+		while (k < 3 && strcmp(buf, msgs[k]) != 0)
+			k++;
+		assert_true(k < 3);
+		char sql[512];
+		snprintf(sql, sizeof(sql), "SELECT uid FROM messages WHERE filename = '%s' AND "
+			 "size = %zd AND internaldate = 77 AND mailbox_id = (SELECT id FROM "
+			 "mailboxes WHERE name = 'INBOX')", e->d_name, n);
+		assert_int_equal(sql_int(sql), k + 1);
+		found++;
+	}
+	closedir(d);
+	assert_int_equal(found, 3);
+	assert_int_equal(sql_int("SELECT version FROM schema_version"), 1);
+	assert_int_equal(sql_int("SELECT uidnext FROM mailboxes WHERE name = 'INBOX'"), 4);
+	assert_int_equal(sql_int("SELECT highestmodseq FROM mailboxes WHERE name = 'INBOX'"), 4);
+	assert_int_equal(sql_int("SELECT count(DISTINCT uidvalidity) FROM mailboxes"), 6);
+	assert_int_equal(sql_int("SELECT count(*) FROM mailboxes WHERE special_use IS NOT NULL"), 5);
+	assert_int_equal(sql_int("SELECT count(*) FROM mailboxes WHERE name = 'Junk' AND "
+				 "special_use = '\\Junk'"), 1);
+	/* a size that is not the file's is refused before anything is written */
+	int fd = source("abc\r\n");
+	assert_int_equal(store_deliver(a, NULL, fd, 4, 0, 0, 0, NULL, &err), -1);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/new", root);
+	assert_int_equal(count_files(p), 3);
+	store_account_close(&a);
+}
+
+/* An already synced named source on the same filesystem is hard-linked, not copied. */
+static void test_deliver_link(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	char src[400];
+	struct stat st;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	snprintf(src, sizeof(src), "%s/../spool-XXXXXX", root);
+	int fd = mkstemp(src);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "L: 1\r\n\r\nlinked\r\n", 16), 16);
+	assert_int_equal(fsync(fd), 0);
+	uint32_t uid;
+	assert_int_equal(store_deliver(a, "Archive", fd, 16, 1, 0, 0, &uid, &err), 0);
+	assert_int_equal(uid, 1);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_nlink, 2);
+	close(fd);
+	unlink(src);
+	char buf[64];
+	fd = store_message_open(a, "Archive", 1, &err);
+	assert_true(fd >= 0);
+	assert_int_equal(read(fd, buf, sizeof(buf)), 16);
+	assert_memory_equal(buf, "L: 1\r\n\r\nlinked\r\n", 16);
+	close(fd);
+	store_account_close(&a);
+}
+
+/* How mailbox names become directories: reversible, never a path, never hidden twice. */
+static void test_name_escaping(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name, *dir;   /* dir NULL: refused */
+	} cases[] = {
+		{ "INBOX", "" }, { "inbox", "" }, { NULL, "" }, { "Sent", "/.Sent" },
+		{ "a/b", "/.a.b" }, { "a.b", "/.a%2Eb" }, { ".hidden", "/.%2Ehidden" },
+		{ "cur", "/.cur" }, { "new", "/.new" }, { "index.db", "/.index%2Edb" },
+		{ "x y_z-1", "/.x y_z-1" }, { "50%", "/.50%25" }, { "&AOQ-", "/.%26AOQ-" },
+		{ "\xc3\xa9", "/.%C3%A9" }, { "a\\b", "/.a%5Cb" }, { "..x", "/.%2E%2Ex" },
+		{ "../x", NULL }, { "a/../b", NULL }, { "..", NULL }, { "x\n", NULL },
+		{ "/x", NULL }, { "a//b", NULL }, { "x\x7f", NULL },
+	};
+	struct store_account fake;
+	char dir[STORE_PATH_MAX], want[STORE_PATH_MAX];
+	memset(&fake, 0, sizeof(fake));
+	snprintf(fake.root, sizeof(fake.root), "/r");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r = store_box_dir(&fake, cases[i].name, dir, sizeof(dir));
+		if (cases[i].dir == NULL) {
+			if (r != -1)
+				fail_msg("case %zu: want refusal, got %s", i, dir);
+			continue;
+		}
+		snprintf(want, sizeof(want), "/r%s", cases[i].dir);
+		if (r != 0 || strcmp(dir, want) != 0)
+			fail_msg("case %zu: want %s, got %d %s", i, want, r, r == 0 ? dir : "");
+	}
+	/* 255 octets is a valid name, but one whose escaped form overflows NAME_MAX is refused */
+	char longname[300];
+	memset(longname, 'a', 255);
+	longname[255] = '\0';
+	assert_int_equal(store_mailbox_name_valid(longname), 1);
+	assert_int_equal(store_box_dir(&fake, longname, dir, sizeof(dir)), -1);
+	longname[254] = '\0';
+	assert_int_equal(store_box_dir(&fake, longname, dir, sizeof(dir)), 0);
+	longname[254] = 'a';
+	longname[255] = 'a';
+	longname[256] = '\0';
+	assert_int_equal(store_mailbox_name_valid(longname), 0);
+	/* hostile names through the API leave no directory outside the account */
+	const char *err;
+	struct store_account *a;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	static const char *const hostile[] = { "../x", "a/../b", "x\n", "..", "/etc" };
+	for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++)
+		assert_int_equal(store_mailbox_create(a, hostile[i], NULL, &err), -1);
+	assert_int_equal(store_mailbox_create(a, ".hidden", NULL, &err), 1);
+	assert_int_equal(store_mailbox_create(a, "cur", NULL, &err), 1);
+	char p[600];
+	struct stat st;
+	snprintf(p, sizeof(p), "%s/.%%2Ehidden/new", root);
+	assert_int_equal(stat(p, &st), 0);
+	snprintf(p, sizeof(p), "%s/.cur/tmp", root);
+	assert_int_equal(stat(p, &st), 0);
+	snprintf(p, sizeof(p), "%s/../x", root);
+	assert_int_equal(stat(p, &st), -1);
+	int fd = source("h\r\n");
+	assert_int_equal(store_deliver(a, "cur", fd, 3, 0, 0, 0, NULL, &err), 0);
+	assert_int_equal(store_deliver(a, "../x", fd, 3, 0, 0, 0, NULL, &err), -1);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/.cur/new", root);
+	assert_int_equal(count_files(p), 1);
+	snprintf(p, sizeof(p), "%s/cur", root);
+	assert_int_equal(count_files(p), 0);
+	store_account_close(&a);
+}
+
+/* A failed delivery leaves new/ and tmp/ empty and the index untouched. */
+static void assert_nothing_delivered(const char *boxdir, const char *box)
+{
+	char p[600];
+	snprintf(p, sizeof(p), "%s/new", boxdir);
+	int n = count_files(p);
+	assert_true(n <= 0);   /* -1: new/ is not a readable directory at all */
+	snprintf(p, sizeof(p), "%s/tmp", boxdir);
+	n = count_files(p);
+	assert_true(n <= 0);
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT uidnext * 1000 + (SELECT count(*) FROM messages WHERE "
+		 "mailbox_id = id) FROM mailboxes WHERE name = '%s'", box);
+	assert_int_equal(sql_int(sql), 1000);
+}
+
+/* new/ that cannot be written (read-only for a normal user; for root, whom modes do not stop,
+ * tmp/ as a dangling symlink): -1 with a reason, nothing visible, and a later delivery works. */
+static void test_deliver_unwritable(void **state)
+{
+	(void)state;
+	const char *err = NULL;
+	struct store_account *a;
+	char dir[400], p[600], q[600];
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	snprintf(dir, sizeof(dir), "%s/.Trash", root);
+	int fd = source("m\r\n");
+	if (geteuid() != 0) {
+		snprintf(p, sizeof(p), "%s/new", dir);
+		assert_int_equal(chmod(p, 0555), 0);
+		assert_int_equal(store_deliver(a, "Trash", fd, 3, 0, 0, 0, NULL, &err), -1);
+		assert_non_null(strstr(err, "new/"));
+		assert_nothing_delivered(dir, "Trash");
+		assert_int_equal(chmod(p, 0750), 0);
+	}
+	snprintf(p, sizeof(p), "%s/tmp", dir);
+	snprintf(q, sizeof(q), "%s/tmp.away", dir);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(symlink("/nonexistent/postino-test", p), 0);
+	err = NULL;
+	assert_int_equal(store_deliver(a, "Trash", fd, 3, 0, 0, 0, NULL, &err), -1);
+	assert_non_null(err);
+	assert_non_null(strstr(err, "tmp/"));
+	assert_nothing_delivered(dir, "Trash");
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(rename(q, p), 0);
+	uint32_t uid = 0;
+	assert_int_equal(store_deliver(a, "Trash", fd, 3, 1, 0, 0, &uid, &err), 0);
+	assert_int_equal(uid, 1);
+	close(fd);
+	store_account_close(&a);
+}
+
+/* The index refuses the row (commit-time failure) or stays locked: the file in new/ is removed
+ * again and UIDNEXT is unchanged. */
+static void test_deliver_index_failure(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	char p[400];
+	sqlite3 *db;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	snprintf(p, sizeof(p), "%s/index.db", root);
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "CREATE TRIGGER nope BEFORE INSERT ON messages BEGIN "
+				      "SELECT RAISE(ABORT, 'disk on fire'); END", NULL, NULL, NULL),
+			 SQLITE_OK);
+	int fd = source("n\r\n");
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, NULL, &err), -1);
+	assert_non_null(strstr(err, "disk on fire"));
+	assert_nothing_delivered(root, "INBOX");
+	assert_int_equal(sqlite3_exec(db, "DROP TRIGGER nope", NULL, NULL, NULL), SQLITE_OK);
+	/* another process holds the write lock past our (shortened) busy timeout */
+	sqlite3_busy_timeout(a->db, 20);
+	assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, NULL, &err), -1);
+	assert_non_null(strstr(err, "lock"));
+	assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+	assert_nothing_delivered(root, "INBOX");
+	uint32_t uid = 0;
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, &uid, &err), 0);
+	assert_int_equal(uid, 1);
+	close(fd);
+	sqlite3_close(db);
+	store_account_close(&a);
+}
+
+/* Sync drops a row whose file is gone as an expunge (MODSEQ bumped, UID recorded), puts a stale
+ * cur/ flag suffix right, and leaves an intact mailbox alone. */
+static void test_sync_repairs(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	struct store_msg_info *m;
+	struct store_mailbox_info before, after;
+	char p[600], q[600];
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	int fd = source("s\r\n");
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(store_deliver(a, "Sent", fd, 3, 0, 0, 0, NULL, &err), 0);
+	close(fd);
+	assert_int_equal(store_mailbox_get(a, "Sent", &before, &err), 1);
+	assert_int_equal(store_mailbox_sync(a, "Sent", &err), 0);
+	assert_int_equal(store_mailbox_get(a, "Sent", &after, &err), 1);
+	assert_int_equal(after.highestmodseq, before.highestmodseq);
+	assert_int_equal(after.messages, 3);
+	struct store_flag_change ch = { 3, STORE_F_SEEN, 0 };
+	uint64_t modseq;
+	assert_int_equal(store_set_flags(a, "Sent", &ch, 1, &modseq, &err), 0);
+	assert_int_equal(store_message_list(a, "Sent", &m, &err), 3);
+	assert_int_equal(store_message_path(a, "Sent", &m[1], p, sizeof(p)), 0);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(store_message_path(a, "Sent", &m[2], p, sizeof(p)), 0);
+	snprintf(q, sizeof(q), "%s/.Sent/cur/%s:2,", root, m[2].filename);   /* crash mid-STORE */
+	assert_int_equal(rename(p, q), 0);
+	free(m);
+	assert_int_equal(store_mailbox_sync(a, "Sent", &err), 0);
+	assert_int_equal(access(p, F_OK), 0);
+	assert_int_equal(store_message_list(a, "Sent", &m, &err), 2);
+	assert_int_equal(m[0].uid, 1);
+	assert_int_equal(m[1].uid, 3);
+	assert_int_equal(m[1].flags, STORE_F_SEEN);
+	free(m);
+	assert_int_equal(store_mailbox_get(a, "Sent", &after, &err), 1);
+	assert_int_equal(after.highestmodseq, modseq + 1);
+	assert_int_equal(after.uidnext, 4);
+	assert_int_equal(sql_int("SELECT uid FROM expunged"), 2);
+	/* a missing cur/ is an error, never "all files gone" */
+	snprintf(p, sizeof(p), "%s/.Sent/cur", root);
+	snprintf(q, sizeof(q), "%s/.Sent/cur.away", root);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(store_mailbox_sync(a, "Sent", &err), -1);
+	assert_int_equal(rename(q, p), 0);
+	assert_int_equal(store_mailbox_get(a, "Sent", &after, &err), 1);
+	assert_int_equal(after.messages, 2);
+	assert_int_equal(store_mailbox_sync(a, "Nope", &err), -1);
+	store_account_close(&a);
+}
+
+/* A file a crash left in new/ without its row is indexed by the next delivery of a new handle. */
+static void test_deliver_adopts_orphan(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	char p[400];
+	assert_int_equal(store_account_create(root, &err), 0);
+	snprintf(p, sizeof(p), "%s/new/1.M1P1Q1.crashed,S=4", root);
+	int f = open(p, O_CREAT | O_WRONLY, 0600);
+	assert_int_equal(write(f, "o\r\n\r", 4), 4);
+	close(f);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	int fd = source("d\r\n");
+	uint32_t uid = 0;
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, &uid, &err), 0);
+	assert_int_equal(uid, 2);
+	close(fd);
+	struct store_msg_info *m;
+	assert_int_equal(store_message_list(a, NULL, &m, &err), 2);
+	assert_string_equal(m[0].filename, "1.M1P1Q1.crashed,S=4");
+	assert_int_equal(m[0].size, 4);
+	free(m);
+	store_account_close(&a);
+}
+
+#define CONC_PROCS 4     /* delivering processes */
+#define CONC_EACH 25     /* messages each */
+
+/* Child: open the account itself and deliver CONC_EACH messages (or sync repeatedly). */
+static void conc_child(int syncer)
+{
+	const char *err;
+	struct store_account *a;
+	if (store_account_open(root, &a, &err) != 1)
+		_exit(2);
+	int fd = source("Subject: race\r\n\r\nbody\r\n");
+	for (int i = 0; i < CONC_EACH; i++) {
+		if (syncer ? store_mailbox_sync(a, NULL, &err) < 0
+			   : store_deliver(a, NULL, fd, 23, i & 1, 0, 0, NULL, &err) < 0) {
+			fprintf(stderr, "child: %s\n", err);
+			_exit(1);
+		}
+	}
+	close(fd);
+	store_account_close(&a);
+	_exit(0);
+}
+
+/* Several processes deliver into one account while another syncs it: every message gets its
+ * own UID, one row and one file. */
+static void test_concurrent(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	pid_t pids[CONC_PROCS + 1];
+	assert_int_equal(store_account_create(root, &err), 0);
+	for (int i = 0; i <= CONC_PROCS; i++) {
+		pids[i] = fork();
+		assert_true(pids[i] >= 0);
+		if (pids[i] == 0)
+			conc_child(i == CONC_PROCS);
+	}
+	for (int i = 0; i <= CONC_PROCS; i++) {
+		int status;
+		assert_int_equal(waitpid(pids[i], &status, 0), pids[i]);
+		assert_true(WIFEXITED(status));
+		assert_int_equal(WEXITSTATUS(status), 0);
+	}
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	assert_int_equal(store_mailbox_sync(a, NULL, &err), 0);
+	struct store_msg_info *m;
+	assert_int_equal(store_message_list(a, NULL, &m, &err), CONC_PROCS * CONC_EACH);
+	for (int i = 0; i < CONC_PROCS * CONC_EACH; i++)
+		assert_int_equal(m[i].uid, (uint32_t)i + 1);
+	free(m);
+	char p[400];
+	snprintf(p, sizeof(p), "%s/new", root);
+	assert_int_equal(count_files(p), CONC_PROCS * CONC_EACH);
+	assert_int_equal(sql_int("SELECT count(DISTINCT filename) FROM messages"),
+			 CONC_PROCS * CONC_EACH);
+	store_account_close(&a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_deliver, setup),
-		cmocka_unit_test_setup(test_deliver_failure, setup),
-		cmocka_unit_test_setup(test_names, setup),
-		cmocka_unit_test_setup(test_sync, setup),
-		cmocka_unit_test_setup(test_imap_ops, setup),
+		cmocka_unit_test_setup_teardown(test_deliver, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_imap_ops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_files, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_link, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_escaping, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_unwritable, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_index_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_repairs, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -95,7 +95,7 @@ static void conn_update_events(struct conn *c)
 		ev = EV_READ;   /* the handshake step below adds EV_WRITE when it must */
 	else if (!c->read_paused && c->in.len < c->in.max && !c->eof)
 		ev |= EV_READ;
-	if (c->out.len > 0)
+	if (c->out.len > 0 || c->want_write)
 		ev |= EV_WRITE;
 	ev_io_mod(c->loop, &c->io, ev);
 }
@@ -136,6 +136,7 @@ static void conn_on_io(struct ev_io *io, unsigned events)
 	if (c->out.len > 0)
 		conn_flush(c);
 	conn_fill(c);
+	c->want_write = 0;   /* the owner sets it again if it is still waiting */
 	c->on_event(c);
 	conn_after_event(c);
 }
@@ -151,6 +152,7 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->tls = NULL;
 	c->tls_state = CONN_PLAIN;
 	c->deferred = 0;
+	c->want_write = 0;
 	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
 	c->on_event = on_event;

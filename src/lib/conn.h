@@ -34,6 +34,8 @@ struct conn {
 	int tls_just_done;   /* set when the handshake completes, cleared by the owner */
 	int want_tls_after_flush;
 	int deferred;        /* deferred calls that still point at this conn: free only at 0 */
+	int want_write;      /* the owner paused output at its high-water mark: call it again
+			      * once the socket is writable, even if the buffer drained meanwhile */
 	struct tls_ctx *tls_ctx;
 	conn_cb *on_event;
 	void *owner;

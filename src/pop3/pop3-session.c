@@ -882,8 +882,10 @@ static void pop3_process(struct pop3_session *s)
 	static char line[POP3_SASL_LINE_MAX + 1];
 	while (!s->closing && c->fd >= 0) {
 		if (s->stream != S_NONE) {
-			if (!pop3_stream(s))
-				break;   /* resumes when the output drains */
+			if (!pop3_stream(s)) {
+				c->want_write = 1;   /* resumes when the output drains */
+				break;
+			}
 			s->stream = S_NONE;
 			continue;
 		}

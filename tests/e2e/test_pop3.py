@@ -293,3 +293,18 @@ def test_getmail_downloads_once_with_keep(srv, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(os.listdir(md / "new")) == 4
     shutil.rmtree(md.parent, ignore_errors=True)
+
+
+def test_large_message_streams(srv):
+    """A message far bigger than the output buffer's high-water mark arrives whole (RETR and
+    TOP stream from the file and resume when the socket drains)."""
+    user = "erin@example.test"
+    srv.add_user(user)
+    body = "Subject: big\r\n\r\n" + ("y" * 998 + "\r\n") * 3000
+    srv.deliver(user, body)
+    p = pop3s(srv, user)
+    n, size = p.stat()
+    resp, lines, octets = p.retr(1)
+    assert octets == size and len(lines) > 3000
+    assert b"\r\n".join(lines).endswith(b"y" * 998)
+    p.quit()
