@@ -300,15 +300,21 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 	}
 	int64_t wire = wire_size_fd(fd);
 	close(fd);
+	/* take the index lock before the file becomes visible, so a concurrent sync cannot
+	 * adopt it as well */
+	if (store_db_begin(a) != SQLITE_OK) {
+		unlink(tmp);
+		return store_dbfail(a, err_r, "begin append");
+	}
 	if (rename(tmp, dst) < 0 || store_fsync_dir(sub) < 0) {
 		int e = errno;
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 		unlink(tmp);
 		unlink(dst);
 		errno = e;
 		return store_fail(a, err_r, "move message into place");
 	}
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK ||
-	    insert_with_flags(a, mb.id, base, flags, keywords, date, len, (uint64_t)wire, uid_r,
+	if (insert_with_flags(a, mb.id, base, flags, keywords, date, len, (uint64_t)wire, uid_r,
 			      err_r) < 0 ||
 	    sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		if (*err_r == NULL)

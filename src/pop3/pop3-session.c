@@ -241,6 +241,7 @@ static void open_work(void *arg)
 		return;
 	}
 	struct store_mailbox_info mb;
+	store_mailbox_sync(j->acct, "INBOX", &err);   /* adopt what a crash left unindexed */
 	if (store_mailbox_get(j->acct, "INBOX", &mb, &err) != 1) {
 		snprintf(j->why, sizeof(j->why), "INBOX: %s", err);
 		j->result = -1;
