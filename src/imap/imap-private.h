@@ -127,6 +127,9 @@ int imap_select_msgs(struct imap_session *s, const char *set, int uid, size_t **
 int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_t n,
 		      size_t **idx_r, size_t *n_r, const char **why_r);
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
+/* RFC 5256 base subject (simplified), lower-cased. */
+void imap_base_subject(const char *in, char *out, size_t outlen);
+void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 
 #endif

@@ -31,7 +31,7 @@ static const char *imap_caps_common =
 	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
-	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY";
+	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
 
 /* Queue raw output. */
 void imap_write(struct imap_session *s, const void *p, size_t n)
@@ -860,7 +860,7 @@ enum {
 	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
-	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT
+	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -881,6 +881,7 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "MOVE", NEED_SELECTED, C_MOVE }, { "UID", NEED_SELECTED, C_UID },
 	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
 	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
+	{ "THREAD", NEED_SELECTED, C_THREAD },
 };
 
 /* Run one parsed command. */
@@ -968,6 +969,9 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 	case C_SORT:
 		imap_cmd_sort(s, args, n, 0);
 		break;
+	case C_THREAD:
+		imap_cmd_thread(s, args, n, 0);
+		break;
 	case C_STATUS:
 		imap_cmd_status(s, args, n);
 		break;
@@ -1017,6 +1021,8 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 			imap_cmd_copy(s, args + 1, n - 1, 1, 1);
 		else if (strcasecmp(args[0].str, "SORT") == 0)
 			imap_cmd_sort(s, args + 1, n - 1, 1);
+		else if (strcasecmp(args[0].str, "THREAD") == 0)
+			imap_cmd_thread(s, args + 1, n - 1, 1);
 		else if (strcasecmp(args[0].str, "EXPUNGE") == 0)
 			imap_cmd_expunge(s, args + 1, n - 1, 1, 0, 0);
 		else

@@ -37,7 +37,7 @@ static size_t nsort_keys;
 
 /* RFC 5256 2.1 base subject, simplified: drop leading "Re:", "Fw:", "Fwd:" (any case, with
  * optional [blob]) and "[blob]" prefixes, trailing "(fwd)", and fold white space; lower-cased. */
-static void base_subject(const char *in, char *out, size_t outlen)
+void imap_base_subject(const char *in, char *out, size_t outlen)
 {
 	char tmp[1024];
 	size_t o = 0;
@@ -225,7 +225,7 @@ static void sort_fill(struct imap_session *s, struct sort_item *it)
 			buf_init(&d, 65536);
 			if (mime_header_get(msg, hl, "Subject", &v) == 1 && v.data) {
 				mime_decode_words(v.data, v.len, &d);
-				base_subject(d.data ? d.data : v.data, it->text[k], SORT_TEXT_MAX);
+				imap_base_subject(d.data ? d.data : v.data, it->text[k], SORT_TEXT_MAX);
 			}
 			buf_free(&v);
 			buf_free(&d);
