@@ -35,9 +35,9 @@ run() {
 run fuzz-addr src/lib-mail/addr.c src/lib-mail/fuzz-addr.c
 run fuzz-imap-parser src/lib/buf.c src/lib-imap/imap-parser.c src/lib-imap/imap-quote.c \
 	src/lib-imap/fuzz-imap-parser.c
-run fuzz-imap-utf7 src/lib/buf.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
+run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c
 if [ -f src/lib-mail/fuzz-mime.c ]; then
-	run fuzz-mime src/lib/buf.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
+	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
 exit $fail

@@ -1160,11 +1160,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	s->base.w = w;
-	s->base.lst = lst;
-	s->base.lc = &w->cfg->l[lst];
-	s->base.peer = *peer;
-	s->base.shutdown = imap_on_shutdown;
+	worker_session_init(&s->base, w, lst, peer, imap_on_shutdown);
 	/* MULTIAPPEND: all the literals of one command together stay within 4 messages */
 	struct imap_parser_limits lim = { .max_line = IMAP_LINE_MAX,
 					  .max_literal = s->base.lc->message_size_limit,
@@ -1178,9 +1174,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
-	worker_session_add(w, &s->base);
-	log_info("sess=%016llx proto=imap event=connect listener=%s ip=%s",
-		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	worker_session_add(w, &s->base, "imap");
 	imap_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)

@@ -5,6 +5,7 @@
  * printable ASCII (0x20..0x7e) must always represent itself.
  */
 #include "imap-utf7.h"
+#include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -76,32 +77,6 @@ static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
 	return n;
 }
 
-/* Append the UTF-8 form of cp (a valid scalar value). */
-static int utf8_put(struct buf *out, uint32_t cp)
-{
-	unsigned char b[4];
-	size_t n;
-	if (cp < 0x80) {
-		b[0] = (unsigned char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (unsigned char)(0xc0 | (cp >> 6));
-		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (unsigned char)(0xe0 | (cp >> 12));
-		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (unsigned char)(0xf0 | (cp >> 18));
-		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	return out != NULL ? buf_append(out, b, n) : 0;
-}
 
 /* Undo a partial append. */
 static void truncate_to(struct buf *out, size_t len)
@@ -228,7 +203,7 @@ static int mutf7_decode(const char *in, struct buf *out)
 			} else if (u == 0 || is_printable(u)) {
 				goto fail;
 			}
-			if (utf8_put(out, u) < 0)
+			if (out != NULL && utf8_append(out, u) < 0)
 				goto fail;
 		}
 		s++; /* '-' */

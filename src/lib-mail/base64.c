@@ -7,7 +7,7 @@ static const char b64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /* The 6-bit value of base64 character c, or -1 if c is not in the alphabet ('=' included). */
-static int b64_value(unsigned char c)
+int base64_value(unsigned char c)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -47,7 +47,7 @@ ssize_t base64_decode(const char *in, size_t inlen, unsigned char *out, size_t o
 		for (size_t k = 0; k < 4; k++) {
 			int d = 0;
 			if (k < data) {
-				d = b64_value(u[i + k]);
+				d = base64_value(u[i + k]);
 				if (d < 0)   /* also catches '=' before the final padding */
 					return -1;
 			}

@@ -31,4 +31,7 @@ ssize_t base64_decode(const char *in, size_t inlen, unsigned char *out, size_t o
  * so a caller with inlen > 0 treats 0 as "does not fit". */
 size_t base64_encode(const unsigned char *in, size_t inlen, char *out, size_t outcap);
 
+/* The 6-bit value of a standard-alphabet base64 character, or -1 ('=' included). */
+int base64_value(unsigned char c);
+
 #endif

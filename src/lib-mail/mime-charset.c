@@ -7,6 +7,7 @@
  * Malformed input never fails: it becomes U+FFFD.
  */
 #include "mime-private.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <iconv.h>
@@ -26,32 +27,6 @@ static const uint16_t cp1252_c1[32] = {
 	0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
 };
 
-/* Append code point cp as UTF-8. */
-static int put_cp(struct buf *out, uint32_t cp)
-{
-	unsigned char b[4];
-	size_t n;
-	if (cp < 0x80) {
-		b[0] = (unsigned char)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (unsigned char)(0xc0 | (cp >> 6));
-		b[1] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (unsigned char)(0xe0 | (cp >> 12));
-		b[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[2] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 3;
-	} else {
-		b[0] = (unsigned char)(0xf0 | (cp >> 18));
-		b[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-		b[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-		b[3] = (unsigned char)(0x80 | (cp & 0x3f));
-		n = 4;
-	}
-	return buf_append(out, b, n);
-}
 
 /* Length of the well-formed UTF-8 sequence at p[0] >= 0x80 (RFC 3629), 0 if malformed. */
 static size_t utf8_len(const unsigned char *p, size_t avail)
@@ -102,7 +77,7 @@ static int utf8_clean(struct buf *out, const unsigned char *s, size_t n, int dro
 		} else {
 			size_t l = utf8_len(s + i, n - i);
 			if (l == 0) {
-				if (put_cp(out, 0xfffd) < 0)
+				if (utf8_append(out, 0xfffd) < 0)
 					return -1;
 				i++;
 			} else {
@@ -191,7 +166,7 @@ static int via_iconv(const char *cs, size_t n, const unsigned char *in, size_t l
 		if (r != (size_t)-1 || e == E2BIG)
 			continue;
 		/* EILSEQ: skip one octet; EINVAL (truncated at the end) or other: stop */
-		if (put_cp(out, 0xfffd) < 0)
+		if (utf8_append(out, 0xfffd) < 0)
 			ret = -1;
 		if (e != EILSEQ)
 			break;
@@ -233,7 +208,7 @@ int mime_charset_to_utf8(const char *cs, size_t cslen, const unsigned char *in, 
 			cp = latin9_cp(c);
 		else if (k == CS_CP1252 && c < 0xa0)
 			cp = cp1252_c1[c - 0x80];
-		if (put_cp(out, cp) < 0)
+		if (utf8_append(out, cp) < 0)
 			return -1;
 	}
 	return buf_append(out, in + run, len - run);

@@ -13,6 +13,7 @@
  * added for HEADER.FIELDS (which is built in the caller's buffer).
  */
 #include "mime-private.h"
+#include "base64.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -310,21 +311,6 @@ int mime_section(const struct mime_part *root, const char *msg, size_t len, cons
 	}
 }
 
-/* Value of one base64 character, or -1. */
-static int b64val(unsigned char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
 
 /* Lenient base64 (RFC 2045 6.8): line breaks and other stray characters are skipped; '='
  * ends a group, so concatenated encodings decode too. 0 ok, -1 out full. */
@@ -336,7 +322,7 @@ int mime_base64_decode(const char *in, size_t len, struct buf *out)
 	int bits = 0;
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)in[i];
-		int v = b64val(c);
+		int v = base64_value(c);
 		if (v < 0) {
 			if (c == '=') {
 				acc = 0;

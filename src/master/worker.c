@@ -42,8 +42,19 @@ static struct listener listeners[LST_COUNT];
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
 
+/* Fill the common fields of a new session. */
+void worker_session_init(struct session *s, struct worker *w, enum listener_id lst,
+			 const struct sockaddr_storage *peer, void (*shutdown)(struct session *s))
+{
+	s->w = w;
+	s->lst = lst;
+	s->lc = &w->cfg->l[lst];
+	s->peer = *peer;
+	s->shutdown = shutdown;
+}
+
 /* Add a session to the worker's list. */
-void worker_session_add(struct worker *w, struct session *s)
+void worker_session_add(struct worker *w, struct session *s, const char *proto)
 {
 	unsigned char r[8];
 	if (getrandom(r, sizeof(r), 0) == (ssize_t)sizeof(r))
@@ -61,6 +72,8 @@ void worker_session_add(struct worker *w, struct session *s)
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
+	log_info("sess=%016llx proto=%s event=connect listener=%s ip=%s", (unsigned long long)s->id,
+		 proto, s->lc->name, s->peer_ip);
 }
 
 /* Resume listeners paused at the session cap or on fd exhaustion. */

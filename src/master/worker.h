@@ -40,8 +40,11 @@ struct worker {
 	struct session *sessions;
 };
 
-/* Register/unregister a session with its worker (and the per-IP table). */
-void worker_session_add(struct worker *w, struct session *s);
+/* Fill the common fields of a new session. */
+void worker_session_init(struct session *s, struct worker *w, enum listener_id lst,
+			 const struct sockaddr_storage *peer, void (*shutdown)(struct session *s));
+/* Register/unregister a session with its worker (and the per-IP table); logs the connect. */
+void worker_session_add(struct worker *w, struct session *s, const char *proto);
 void worker_session_remove(struct worker *w, struct session *s);
 
 /* Run a worker process until told to stop. Never returns. */

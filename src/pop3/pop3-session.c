@@ -963,11 +963,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	s->base.w = w;
-	s->base.lst = lst;
-	s->base.lc = &w->cfg->l[lst];
-	s->base.peer = *peer;
-	s->base.shutdown = pop3_on_shutdown;
+	worker_session_init(&s->base, w, lst, peer, pop3_on_shutdown);
 	s->fd = -1;
 	s->lock_fd = -1;
 	buf_init(&s->chunk, 65536);
@@ -978,9 +974,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
-	worker_session_add(w, &s->base);
-	log_info("sess=%016llx proto=pop3 event=connect listener=%s ip=%s",
-		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	worker_session_add(w, &s->base, "pop3");
 	pop3_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)

@@ -189,11 +189,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	s->base.w = w;
-	s->base.lst = lst;
-	s->base.lc = &w->cfg->l[lst];
-	s->base.peer = *peer;
-	s->base.shutdown = smtp_on_shutdown;
+	worker_session_init(&s->base, w, lst, peer, smtp_on_shutdown);
 	linereader_init(&s->lr, s->base.lc->line_length_limit);
 	if (conn_init(&s->conn, w->loop, fd, SMTP_AUTH_LINE_MAX + 2 > s->base.lc->line_length_limit + 2 ?
 		      SMTP_AUTH_LINE_MAX + 2 : s->base.lc->line_length_limit + 2,
@@ -202,9 +198,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
-	worker_session_add(w, &s->base);
-	log_info("sess=%016llx proto=smtp event=connect listener=%s ip=%s",
-		 (unsigned long long)s->base.id, s->base.lc->name, s->base.peer_ip);
+	worker_session_add(w, &s->base, "smtp");
 	smtp_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
