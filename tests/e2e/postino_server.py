@@ -38,7 +38,7 @@ class Server:
     """A running postino with helpers to reach it."""
 
     def __init__(self, extra_conf="", users=("alice@example.test",), password="Secret-pw-1",
-                 wait_for=("smtp", "pop3")):
+                 wait_for=("smtp", "pop3"), quickstart_args=()):
         self.wait_for = wait_for
         self.dir = tempfile.mkdtemp(prefix="postino-e2e-")
         self.data = os.path.join(self.dir, "data")
@@ -48,8 +48,12 @@ class Server:
             if _free(self.offset):
                 break
         self._make_ca()
+        if quickstart_args:   # the run user must be able to read the certificate
+            os.chmod(self.dir, 0o755)
+            for f in (self.cert, self.key, self.ca):
+                os.chmod(f, 0o644)
         _run(BIN, "quickstart", "mail.example.test", "--data", self.data,
-             "--port-offset", str(self.offset), "--domain", "example.test")
+             "--port-offset", str(self.offset), "--domain", "example.test", *quickstart_args)
         with open(os.path.join(self.data, "postino.conf"), "a") as f:
             f.write("\ntls_cert = %s\ntls_key = %s\n" % (self.cert, self.key))
             f.write(extra_conf + "\n")

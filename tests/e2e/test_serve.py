@@ -1,0 +1,122 @@
+"""postino serve as a process: reload on SIGHUP, graceful stop on SIGTERM, idle timeouts,
+privilege drop to run_user (issue 2)."""
+import os
+import pwd
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from postino_server import BIN, Server
+
+USER = "alice@example.test"
+
+
+def read_reply(f):
+    lines = []
+    while True:
+        l = f.readline()
+        lines.append(l)
+        if len(l) < 4 or l[3:4] != b"-":
+            return b"".join(lines)
+
+
+def test_sighup_reloads_configuration(tmp_path):
+    srv = Server(extra_conf="max_recipients = 2", users=(USER,))
+    try:
+        old = smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10)
+        old.ehlo()
+        with open(os.path.join(srv.data, "postino.conf"), "a") as f:
+            f.write("max_recipients = 3\n")
+        os.kill(srv.proc.pid, signal.SIGHUP)
+        deadline = time.time() + 10
+        codes = []
+        while time.time() < deadline:
+            try:
+                s = smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10)
+                s.ehlo()
+                s.mail("a@remote.test")
+                codes = [s.rcpt(USER)[0] for _ in range(4)]
+                s.quit()
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                codes = []   # accepted by a retiring worker: it said 421; a client retries
+            if codes == [250, 250, 250, 452]:
+                break
+            time.sleep(0.1)
+        assert codes == [250, 250, 250, 452]
+        # an idle connection of a retiring worker is told to come back (421), never dropped
+        try:
+            code = old.noop()[0]
+        except smtplib.SMTPServerDisconnected:
+            code = 421
+        assert code in (250, 421)
+        assert srv.proc.poll() is None
+        # the listening sockets never closed: connections keep working
+        for _ in range(5):
+            with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=10) as s:
+                assert s.noop()[0] == 250
+    finally:
+        srv.stop()
+
+
+def test_sigterm_lets_a_message_in_flight_finish():
+    srv = Server(users=(USER,))
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.port("smtp")), 10)
+        f = sock.makefile("rb")
+        read_reply(f)
+        for c in (b"EHLO t", b"MAIL FROM:<a@remote.test>", b"RCPT TO:<%s>" % USER.encode(),
+                  b"DATA"):
+            sock.sendall(c + b"\r\n")
+            read_reply(f)
+        sock.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
+        os.kill(srv.proc.pid, signal.SIGTERM)
+        time.sleep(0.5)
+        sock.sendall(b"second half\r\n.\r\n")
+        assert read_reply(f).startswith(b"250 ")
+        rest = read_reply(f)   # then the server says goodbye and closes
+        assert rest.startswith(b"421 ") or rest == b""
+        assert srv.proc.wait(15) == 0
+        files = os.listdir(os.path.join(srv.maildir(USER), "new"))
+        assert len(files) == 1
+        assert b"second half" in open(os.path.join(srv.maildir(USER), "new", files[0]),
+                                      "rb").read()
+    finally:
+        srv.stop()
+
+
+def test_idle_client_gets_timeout_reply():
+    srv = Server(extra_conf="smtp.command_timeout = 2s", users=(USER,))
+    try:
+        sock = socket.create_connection(("127.0.0.1", srv.port("smtp")), 10)
+        f = sock.makefile("rb")
+        read_reply(f)
+        t0 = time.time()
+        reply = read_reply(f)
+        assert reply.startswith(b"421 4.4.2"), reply
+        assert 1.5 < time.time() - t0 < 10
+        assert f.readline() == b""   # closed
+    finally:
+        srv.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="privilege drop needs root")
+def test_workers_run_as_run_user(tmp_path):
+    srv = Server(users=(USER,), quickstart_args=("--user", "nobody"))
+    try:
+        # the data dir must belong to the run user, as quickstart --user arranges
+        nobody = pwd.getpwnam("nobody")
+        master = srv.proc.pid
+        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
+                              text=True).stdout.split()
+        assert kids
+        for k in kids:
+            status = open("/proc/%s/status" % k).read()
+            uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
+            assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+        assert os.stat("/proc/%d" % master).st_uid == 0
+    finally:
+        srv.stop()
