@@ -28,6 +28,10 @@ static const struct gkey gkeys[] = {
 	G("run_user", K_STR, run_user, "unprivileged user the workers run as when started as root"),
 	G("workers", K_UINT, workers, "protocol worker processes"),
 	G("log_debug", K_BOOL, log_debug, "log every command"),
+	G("pop3_expire", K_STR, pop3_expire,
+	  "POP3 EXPIRE: days a downloaded message is kept, or never (empty: not announced)"),
+	G("pop3_login_delay", K_DURATION, pop3_login_delay,
+	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
 	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
@@ -380,6 +384,11 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	fclose(f);
 	if (rc == 0 && cfg->workers == 0)
 		rc = cfg_err(err, errlen, path, lineno, "'workers' must be at least 1");
+	if (rc == 0 && cfg->pop3_expire[0] && strcmp(cfg->pop3_expire, "never") != 0 &&
+	    strspn(cfg->pop3_expire, "0123456789") != strlen(cfg->pop3_expire))
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'pop3_expire' expects a number of days or never, got '%s'",
+			     cfg->pop3_expire);
 	return rc;
 }
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth-verify.h"
@@ -45,8 +46,10 @@ enum pop3_stream { S_NONE, S_LIST, S_UIDL, S_RETR, S_TOP };
 struct pop3_msg {
 	uint32_t uid;
 	uint8_t deleted;
+	uint8_t retrieved;
 	uint8_t in_new;
 	unsigned flags;
+	uint64_t keywords;
 	uint64_t wire_size;
 	char *fname;
 };
@@ -204,7 +207,10 @@ static void pop3_on_shutdown(struct session *b)
 struct open_job {
 	struct pop3_session *s;
 	char root[4096];
-	int result;                 /* 1 ok, 0 in use, -1 failure */
+	unsigned login_delay;       /* seconds, 0 = none */
+	unsigned expire_days;       /* 0 = no expiry */
+	long wait_left;             /* LOGIN-DELAY: seconds until the next login is allowed */
+	int result;                 /* 1 ok, 0 in use, 2 too soon, -1 failure */
 	char why[300];
 	struct store_account *acct;
 	int lock_fd;
@@ -212,6 +218,30 @@ struct open_job {
 	struct pop3_msg *msgs;
 	size_t nmsgs;
 };
+
+/* EXPIRE: remove messages downloaded (\Seen) more than `days` days ago. */
+static void pop3_expire_old(struct store_account *acct, unsigned days)
+{
+	const char *err;
+	struct store_msg_info *m;
+	int n = store_message_list(acct, "INBOX", &m, &err);
+	if (n <= 0) {
+		if (n == 0)
+			free(m);
+		return;
+	}
+	time_t cutoff = time(NULL) - (time_t)days * 86400;
+	uint32_t *uids = calloc((size_t)n, sizeof(*uids));
+	size_t k = 0;
+	for (int i = 0; uids && i < n; i++)
+		if ((m[i].flags & STORE_F_SEEN) && (m[i].savedate ? m[i].savedate : m[i].internaldate) <
+		    cutoff)
+			uids[k++] = m[i].uid;
+	if (k > 0 && store_expunge(acct, "INBOX", uids, k, &err) > 0)
+		log_info("event=pop3-expire removed=%zu days=%u", k, days);
+	free(uids);
+	free(m);
+}
 
 /* Pool thread: lock the account's POP3 access and load INBOX. */
 static void open_work(void *arg)
@@ -240,8 +270,25 @@ static void open_work(void *arg)
 		snprintf(j->why, sizeof(j->why), "lock: %s", strerror(errno));
 		return;
 	}
+	/* LOGIN-DELAY: the lock file holds the time of the last login */
+	char last[32] = "";
+	time_t now = time(NULL);
+	ssize_t got = pread(j->lock_fd, last, sizeof(last) - 1, 0);
+	if (got > 0)
+		last[got] = '\0';
+	long prev = got > 0 ? atol(last) : 0;
+	if (j->login_delay && prev > 0 && now - prev < (long)j->login_delay && now >= prev) {
+		j->wait_left = (long)j->login_delay - (now - prev);
+		j->result = 2;
+		return;
+	}
+	int len = snprintf(last, sizeof(last), "%lld\n", (long long)now);
+	if (ftruncate(j->lock_fd, 0) == 0 && pwrite(j->lock_fd, last, (size_t)len, 0) != len)
+		log_warn("event=pop3-lock-write-failed root=\"%s\"", j->root);
 	struct store_mailbox_info mb;
 	store_mailbox_sync(j->acct, "INBOX", &err);   /* adopt what a crash left unindexed */
+	if (j->expire_days)
+		pop3_expire_old(j->acct, j->expire_days);
 	if (store_mailbox_get(j->acct, "INBOX", &mb, &err) != 1) {
 		snprintf(j->why, sizeof(j->why), "INBOX: %s", err);
 		j->result = -1;
@@ -265,6 +312,7 @@ static void open_work(void *arg)
 		j->msgs[i].uid = m[i].uid;
 		j->msgs[i].in_new = (uint8_t)m[i].in_new;
 		j->msgs[i].flags = m[i].flags;
+		j->msgs[i].keywords = m[i].keywords;
 		j->msgs[i].wire_size = m[i].wire_size;
 		j->msgs[i].fname = strdup(m[i].filename);
 		if (j->msgs[i].fname == NULL) {
@@ -297,7 +345,11 @@ static void open_done(void *arg)
 			ev_defer(s->base.w->loop, pop3_reap, s);
 			return;
 		}
-		if (j->result == 0) {
+		if (j->result == 2) {
+			pop3_reply(s, "-ERR [LOGIN-DELAY] This account may check mail once every %u "
+				      "seconds: try again in %ld seconds", s->base.w->cfg->pop3_login_delay,
+				   j->wait_left);
+		} else if (j->result == 0) {
 			log_info("sess=%016llx proto=pop3 event=in-use user=%s",
 				 (unsigned long long)s->base.id, s->user);
 			pop3_reply(s, "-ERR [IN-USE] Another POP3 session is using this mailbox: close "
@@ -344,6 +396,8 @@ static void pop3_open_mailbox(struct pop3_session *s)
 		return;
 	}
 	j->s = s;
+	j->login_delay = s->base.w->cfg->pop3_login_delay;
+	j->expire_days = (unsigned)atoi(s->base.w->cfg->pop3_expire);   /* "never" gives 0 */
 	if (pool_submit(s->base.w->pool, open_work, open_done, j) < 0) {
 		free(j);
 		pop3_reply(s, "-ERR [SYS/TEMP] Cannot open your mailbox now; please try again later");
@@ -502,6 +556,13 @@ static void cmd_capa(struct pop3_session *s)
 	}
 	if (s->st == P_AUTH && !s->tls && s->base.w->tls)
 		pop3_reply(s, "STLS");
+	const struct config *cfg = s->base.w->cfg;
+	if (strcmp(cfg->pop3_expire, "never") == 0)
+		pop3_reply(s, "EXPIRE NEVER");
+	else if (cfg->pop3_expire[0])
+		pop3_reply(s, "EXPIRE %s", cfg->pop3_expire);
+	if (cfg->pop3_login_delay)
+		pop3_reply(s, "LOGIN-DELAY %u", cfg->pop3_login_delay);
 	pop3_reply(s, "IMPLEMENTATION postino");
 	pop3_reply(s, ".");
 }
@@ -561,6 +622,7 @@ static void pop3_trans_cmd(struct pop3_session *s, const char *verb, char *a1, c
 		if (i < 0 || pop3_open_msg(s, (size_t)i) < 0)
 			return;
 		pop3_reply(s, "+OK %llu octets", (unsigned long long)s->msgs[i].wire_size);
+		s->msgs[i].retrieved = 1;
 		s->stream = S_RETR;
 	} else if (strcasecmp(verb, "TOP") == 0 && a1 && a2) {
 		uint64_t lines;
@@ -604,6 +666,8 @@ struct update_job {
 	struct pop3_session *s;
 	uint32_t *uids;
 	size_t n;
+	struct store_flag_change *seen;   /* EXPIRE: downloaded messages get \Seen */
+	size_t nseen;
 	int result;
 	char why[300];
 };
@@ -613,7 +677,10 @@ static void update_work(void *arg)
 {
 	struct update_job *j = arg;
 	const char *err;
-	int r = store_expunge(j->s->acct, "INBOX", j->uids, j->n, &err);
+	uint64_t modseq;
+	if (j->nseen > 0)
+		store_set_flags(j->s->acct, "INBOX", j->seen, j->nseen, &modseq, &err);
+	int r = j->n ? store_expunge(j->s->acct, "INBOX", j->uids, j->n, &err) : 0;
 	j->result = r;
 	if (r < 0)
 		snprintf(j->why, sizeof(j->why), "%s", err);
@@ -636,6 +703,7 @@ static void update_done(void *arg)
 		pop3_reply(s, "+OK Goodbye (%d messages deleted)", j->result);
 	}
 	free(j->uids);
+	free(j->seen);
 	free(j);
 	pop3_close(s, "quit");
 }
@@ -643,24 +711,44 @@ static void update_done(void *arg)
 /* QUIT: sign off, committing deletions when logged in. */
 static void cmd_quit(struct pop3_session *s)
 {
-	size_t n = 0;
-	for (size_t i = 0; i < s->nmsgs; i++)
+	size_t n = 0, nseen = 0;
+	const char *ex = s->base.w->cfg->pop3_expire;
+	int expire = atoi(ex) > 0;
+	if (strcmp(ex, "0") == 0)   /* EXPIRE 0: downloaded messages are not kept */
+		for (size_t i = 0; i < s->nmsgs; i++)
+			if (s->msgs[i].retrieved)
+				s->msgs[i].deleted = 1;
+	for (size_t i = 0; i < s->nmsgs; i++) {
 		n += s->msgs[i].deleted;
-	if (s->st != P_TRANS || n == 0) {
+		nseen += expire && s->msgs[i].retrieved && !s->msgs[i].deleted &&
+			 !(s->msgs[i].flags & STORE_F_SEEN);
+	}
+	if (s->st != P_TRANS || (n == 0 && nseen == 0)) {
 		pop3_reply(s, "+OK Goodbye");
 		pop3_close(s, "quit");
 		return;
 	}
 	struct update_job *j = calloc(1, sizeof(*j));
-	if (j == NULL || (j->uids = calloc(n, sizeof(*j->uids))) == NULL) {
+	if (j == NULL || (j->uids = calloc(n + 1, sizeof(*j->uids))) == NULL ||
+	    (j->seen = calloc(nseen + 1, sizeof(*j->seen))) == NULL) {
+		if (j)
+			free(j->uids);
 		free(j);
 		pop3_reply(s, "-ERR [SYS/TEMP] Out of memory; nothing was deleted");
 		pop3_close(s, "quit");
 		return;
 	}
-	for (size_t i = 0; i < s->nmsgs; i++)
-		if (s->msgs[i].deleted)
-			j->uids[j->n++] = s->msgs[i].uid;
+	for (size_t i = 0; i < s->nmsgs; i++) {
+		struct pop3_msg *m = &s->msgs[i];
+		if (m->deleted)
+			j->uids[j->n++] = m->uid;
+		else if (expire && m->retrieved && !(m->flags & STORE_F_SEEN)) {
+			j->seen[j->nseen].uid = m->uid;
+			j->seen[j->nseen].flags = m->flags | STORE_F_SEEN;
+			j->seen[j->nseen].keywords = m->keywords;
+			j->nseen++;
+		}
+	}
 	j->s = s;
 	if (pool_submit(s->base.w->pool, update_work, update_done, j) < 0) {
 		free(j->uids);

@@ -308,3 +308,57 @@ def test_large_message_streams(srv):
     assert octets == size and len(lines) > 3000
     assert b"\r\n".join(lines).endswith(b"y" * 998)
     p.quit()
+
+
+def test_expire_zero_and_login_delay():
+    s2 = Server(extra_conf="pop3_expire = 0\npop3_login_delay = 2", users=(USER,))
+    try:
+        s2.deliver(USER, msg(1))
+        s2.deliver(USER, msg(2))
+        p = pop3s(s2)
+        caps = p.capa()
+        assert caps.get("EXPIRE") == ["0"] and caps.get("LOGIN-DELAY") == ["2"]
+        assert p.stat()[0] == 2
+        p.retr(1)
+        p.quit()
+        q = poplib.POP3_SSL("127.0.0.1", s2.port("pop3s"), context=s2.ctx(), timeout=10)
+        q.user(USER)
+        with pytest.raises(poplib.error_proto) as e:
+            q.pass_(s2.password)
+        assert e.value.args[0].startswith(b"-ERR [LOGIN-DELAY]")
+        deadline = time.time() + 10
+        while True:
+            q = poplib.POP3_SSL("127.0.0.1", s2.port("pop3s"), context=s2.ctx(), timeout=10)
+            q.user(USER)
+            try:
+                q.pass_(s2.password)
+                break
+            except poplib.error_proto:
+                assert time.time() < deadline
+                time.sleep(0.2)
+        assert q.stat()[0] == 1   # the downloaded message was not kept
+        q.quit()
+    finally:
+        s2.stop()
+
+
+def test_expire_days_removes_old_downloaded_mail():
+    s2 = Server(extra_conf="pop3_expire = 3", users=(USER,))
+    try:
+        s2.deliver(USER, msg(1))
+        s2.deliver(USER, msg(2))
+        p = pop3s(s2)
+        assert p.capa().get("EXPIRE") == ["3"]
+        p.retr(1)
+        p.quit()
+        db = s2.index(USER)
+        seen = db.execute("select uid, flags & 1 from messages order by uid").fetchall()
+        assert [f for _, f in seen] == [1, 0]   # downloaded -> \Seen
+        db.execute("update messages set savedate = savedate - 4*86400")
+        db.commit()
+        db.close()
+        p = pop3s(s2)
+        assert p.stat()[0] == 1   # downloaded 4 days ago: expired; the other stays
+        p.quit()
+    finally:
+        s2.stop()
