@@ -81,7 +81,8 @@ struct fetch_ctx {
 	struct fetch_item items[64];
 	size_t nitems;
 	int uid;
-	int need_body;
+	int need_body;          /* some item needs the message (or its structure) */
+	int need_file;          /* some item needs the message text itself */
 	uint64_t changedsince;
 	struct buf out;
 	/* the current message's response as segments: text in `out`, or views into `map` (large
@@ -182,6 +183,8 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 			it->kind = simple[i].k;
 			snprintf(it->label, sizeof(it->label), "%s", simple[i].n);
 			f->need_body |= simple[i].body;
+			f->need_file |= simple[i].body && it->kind != F_ENVELOPE &&
+					it->kind != F_BODYSTRUCTURE && it->kind != F_BODY;
 			if (it->kind == F_RFC822_HEADER)
 				it->peek = 1;
 			f->nitems++;
@@ -206,6 +209,7 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 		return -1;
 	}
 	f->need_body = 1;
+	f->need_file = 1;
 	f->nitems++;
 	return 0;
 }
@@ -227,7 +231,10 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 	void *map = MAP_FAILED;
 	struct mime_part *root = NULL;
 	int fd = -1;
-	if (f->need_body) {
+	struct store_structure sc = { NULL, NULL, NULL };
+	if (f->need_body && !f->need_file && store_structure_get(s->acct, s->box, m->uid, &sc) == 1)
+		f->need_body = 2;   /* structure from the cache: the file is not opened */
+	if (f->need_body == 1) {
 		struct store_msg_info mi;
 		const char *err;
 		memset(&mi, 0, sizeof(mi));
@@ -267,10 +274,14 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			buf_appendstr(o, " ");
 		first = 0;
 		char fl[1200], date[64];
-		if ((it->kind == F_ENVELOPE || it->kind == F_BODYSTRUCTURE || it->kind == F_BODY ||
-		     it->kind == F_SECTION || it->kind == F_BINARY || it->kind == F_BINARYSIZE) &&
-		    root == NULL)
+		if ((it->kind == F_BODYSTRUCTURE || it->kind == F_BODY || it->kind == F_SECTION ||
+		     it->kind == F_BINARY || it->kind == F_BINARYSIZE) && root == NULL &&
+		    sc.bodystructure == NULL)
 			root = mime_parse(msg, len);
+		if (it->kind == F_SECTION || it->kind == F_BINARY || it->kind == F_BINARYSIZE) {
+			if (root == NULL)
+				root = mime_parse(msg, len);
+		}
 		switch (it->kind) {
 		case F_UID:
 			buf_appendf(o, "UID %u", m->uid);
@@ -295,12 +306,17 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			break;
 		case F_ENVELOPE:
 			buf_appendstr(o, "ENVELOPE ");
-			mime_envelope(msg, mime_header_len(msg, len), o);
+			if (sc.envelope)
+				buf_appendstr(o, sc.envelope);
+			else
+				mime_envelope(msg, mime_header_len(msg, len), o);
 			break;
 		case F_BODYSTRUCTURE:
 		case F_BODY:
 			buf_appendstr(o, it->kind == F_BODY ? "BODY " : "BODYSTRUCTURE ");
-			if (root)
+			if (sc.bodystructure)
+				buf_appendstr(o, it->kind == F_BODY ? sc.body : sc.bodystructure);
+			else if (root)
 				mime_bodystructure(root, msg, it->kind == F_BODYSTRUCTURE, o);
 			break;
 		case F_RFC822:
@@ -371,6 +387,9 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 		buf_appendf(o, " UID %u", m->uid);
 	buf_appendstr(o, ")\r\n");
 	seg_text(f);
+	store_structure_free(&sc);
+	if (f->need_body == 2)
+		f->need_body = 1;
 	buf_free(&tmp);
 	if (root)
 		mime_free(&root);

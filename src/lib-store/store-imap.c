@@ -299,11 +299,14 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 		return store_fail(a, err_r, "write message file");
 	}
 	int64_t wire = wire_size_fd(fd);
+	struct store_structure sc;
+	store_structure_compute(fd, len, &sc);
 	close(fd);
 	/* take the index lock before the file becomes visible, so a concurrent sync cannot
 	 * adopt it as well */
 	if (store_db_begin(a) != SQLITE_OK) {
 		unlink(tmp);
+		store_structure_free(&sc);
 		return store_dbfail(a, err_r, "begin append");
 	}
 	if (rename(tmp, dst) < 0 || store_fsync_dir(sub) < 0) {
@@ -312,18 +315,22 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 		unlink(tmp);
 		unlink(dst);
 		errno = e;
+		store_structure_free(&sc);
 		return store_fail(a, err_r, "move message into place");
 	}
 	if (insert_with_flags(a, mb.id, base, flags, keywords, date, len, (uint64_t)wire, uid_r,
 			      err_r) < 0 ||
+	    (store_structure_save(a, mb.id, *uid_r, &sc), 0) ||
 	    sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		if (*err_r == NULL)
 			store_dbfail(a, err_r, "commit");
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 		unlink(dst);
 		store_fsync_dir(sub);
+		store_structure_free(&sc);
 		return -1;
 	}
+	store_structure_free(&sc);
 	if (uidvalidity_r)
 		*uidvalidity_r = mb.uidvalidity;
 	return 0;
@@ -388,6 +395,17 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 				      err_r) < 0) {
 			rc = -1;
 			goto out;
+		}
+		sqlite3_stmt *cs;
+		if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure SELECT ?, ?, "
+				       "bodystructure, body, envelope FROM structure WHERE "
+				       "mailbox_id = ? AND uid = ?", -1, &cs, NULL) == SQLITE_OK) {
+			sqlite3_bind_int64(cs, 1, dmb.id);
+			sqlite3_bind_int64(cs, 2, new_uids[i]);
+			sqlite3_bind_int64(cs, 3, smb.id);
+			sqlite3_bind_int64(cs, 4, uids[i]);
+			sqlite3_step(cs);
+			sqlite3_finalize(cs);
 		}
 		rc++;
 	}

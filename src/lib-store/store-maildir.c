@@ -230,7 +230,9 @@ static const char schema[] =
 	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));"
-	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);";
+	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
+	"CREATE TABLE IF NOT EXISTS structure(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+	" bodystructure TEXT, body TEXT, envelope TEXT, PRIMARY KEY(mailbox_id, uid));";
 
 /* Open index.db with our pragmas. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
@@ -739,11 +741,15 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 	int64_t wire = wire_size_fd(src_fd);   /* POP3's LIST size, computed once */
 	if (wire < 0)
 		return store_errf(a, err_r, errno, "deliver: read source");
+	struct store_structure sc;
+	store_structure_compute(src_fd, size, &sc);   /* IMAP's cache; best effort */
 	store_maildir_name(fname, sizeof(fname), size);
 	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname) < 0 ||
 	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, fname) < 0 ||
-	    path_fmt(newdir, sizeof(newdir), "%s/new", dir) < 0)
+	    path_fmt(newdir, sizeof(newdir), "%s/new", dir) < 0) {
+		store_structure_free(&sc);
 		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
+	}
 	/* 1. into tmp/: a hard link of an already synced source costs no copy and no fsync;
 	 * any failure to link (EXDEV, an unlinked source, no /proc) falls back to a copy */
 	int linked = 0;
@@ -752,19 +758,23 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src_fd);
 		linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
 	}
-	if (!linked && copy_file(a, src_fd, size, tmp, err_r) < 0)
+	if (!linked && copy_file(a, src_fd, size, tmp, err_r) < 0) {
+		store_structure_free(&sc);
 		return -1;
+	}
 	/* 2. the write lock, then new/ and its fsync: nothing visible without the lock held */
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "deliver: lock index");
 		db_rollback(a);
 		unlink(tmp);
+		store_structure_free(&sc);
 		return -1;
 	}
 	if (rename_noreplace(tmp, dst) < 0) {
 		int e = errno;
 		unlink(tmp);
 		db_rollback(a);
+		store_structure_free(&sc);
 		return store_errf(a, err_r, e, "deliver: rename tmp/ into new/");
 	}
 	if (store_fsync_dir(newdir) < 0) {
@@ -775,14 +785,17 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 	if (store_index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, &uid,
 			       err_r) < 0)
 		goto undo;
+	store_structure_save(a, mb.id, uid, &sc);
 	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
 		store_dbfail(a, err_r, "deliver: commit index row");
 		goto undo;
 	}
+	store_structure_free(&sc);
 	if (uid_r)
 		*uid_r = uid;
 	return 0;
 undo:
+	store_structure_free(&sc);
 	db_rollback(a);
 	unlink(dst);
 	store_fsync_dir(newdir);

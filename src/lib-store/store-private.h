@@ -38,4 +38,7 @@ int store_msg_path(const char *dir, const char *base, int in_new, unsigned flags
 /* Find a message file by base name wherever it is. 0 found (path in out), -1 not. */
 int store_msg_find(const char *dir, const char *base, char *out, size_t outlen);
 
+void store_structure_save(struct store_account *a, int64_t box_id, uint32_t uid,
+			  const struct store_structure *sc);
+
 #endif

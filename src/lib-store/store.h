@@ -136,6 +136,16 @@ int store_changes_since(struct store_account *acct, const char *box, uint64_t mo
 /* Octets of all messages of the account (QUOTA usage). -1 on error. */
 int64_t store_account_usage(struct store_account *acct, const char **err_r);
 
+/* IMAP's ENVELOPE, BODY and BODYSTRUCTURE of a message, cached at delivery (store-structure.c). */
+struct store_structure {
+	char *bodystructure, *body, *envelope;   /* malloc'd, or NULL */
+};
+void store_structure_compute(int fd, uint64_t size, struct store_structure *sc);
+void store_structure_free(struct store_structure *sc);
+/* 1 found (free sc with store_structure_free), 0 not cached. */
+int store_structure_get(struct store_account *acct, const char *box, uint32_t uid,
+			struct store_structure *sc);
+
 /* Directory of the account (for per-account lock files). */
 const char *store_account_root(const struct store_account *acct);
 
