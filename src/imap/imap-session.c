@@ -31,7 +31,7 @@ static const char *imap_caps_common =
 	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
-	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE";
 
 /* Queue raw output. */
 void imap_write(struct imap_session *s, const void *p, size_t n)
@@ -860,7 +860,7 @@ enum {
 	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
-	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD
+	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -881,7 +881,7 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "MOVE", NEED_SELECTED, C_MOVE }, { "UID", NEED_SELECTED, C_UID },
 	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
 	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
-	{ "THREAD", NEED_SELECTED, C_THREAD },
+	{ "THREAD", NEED_SELECTED, C_THREAD }, { "COMPRESS", NEED_AUTH, C_COMPRESS },
 };
 
 /* Run one parsed command. */
@@ -971,6 +971,17 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 		break;
 	case C_THREAD:
 		imap_cmd_thread(s, args, n, 0);
+		break;
+	case C_COMPRESS:
+		if (n != 1 || strcasecmp(args[0].str, "DEFLATE") != 0) {
+			imap_bad(s, "Use COMPRESS DEFLATE");
+		} else if (s->conn.z) {
+			imap_tagged(s, "NO", "[COMPRESSIONACTIVE] Compression is already active");
+		} else {
+			imap_tagged(s, "OK", "DEFLATE active");   /* the last uncompressed line */
+			if (conn_start_deflate(&s->conn) < 0)
+				imap_close(s, "out of memory");
+		}
 		break;
 	case C_STATUS:
 		imap_cmd_status(s, args, n);

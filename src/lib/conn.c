@@ -4,34 +4,79 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#define CONN_Z_RAW_MAX 65536     /* compressed input waiting to be inflated */
+
+struct conn_z {
+	z_stream in, out;
+	struct buf raw;          /* compressed bytes read, not yet inflated */
+	int out_dirty;           /* deflated without a sync flush since */
+};
 
 static void conn_update_events(struct conn *c);
 static void conn_after_event(struct conn *c);
 static void conn_resume(void *arg);
 
+/* Inflate buffered compressed input into c->in while it has room. 1 if data came. */
+static int conn_inflate(struct conn *c)
+{
+	struct conn_z *z = c->z;
+	int got = 0;
+	while (z->raw.len > 0 && c->in.len < c->in.max && !c->failed) {
+		size_t room = c->in.max - c->in.len;
+		if (buf_reserve(&c->in, room) < 0) {
+			c->failed = 1;
+			break;
+		}
+		z->in.next_in = (unsigned char *)z->raw.data;
+		z->in.avail_in = (unsigned)z->raw.len;
+		z->in.next_out = (unsigned char *)c->in.data + c->in.len;
+		z->in.avail_out = (unsigned)room;
+		int r = inflate(&z->in, Z_SYNC_FLUSH);
+		size_t produced = room - z->in.avail_out;
+		buf_consume(&z->raw, z->raw.len - z->in.avail_in);
+		c->in.len += produced;
+		c->in.data[c->in.len] = '\0';
+		got |= produced > 0;
+		if (r != Z_OK && r != Z_BUF_ERROR) {
+			c->failed = 1;   /* not a DEFLATE stream: the session cannot continue */
+			break;
+		}
+		if (produced == 0)
+			break;
+	}
+	return got;
+}
+
 /* Read what the socket (or TLS layer) has, up to the room left in c->in. Returns 1 if data came. */
 static int conn_fill(struct conn *c)
 {
 	int got = 0;
+	if (c->z)
+		got |= conn_inflate(c);
 	while (!c->read_paused && !c->eof && !c->failed) {
-		size_t room = c->in.max - c->in.len;
-		if (room == 0)
+		struct buf *dst = c->z ? &c->z->raw : &c->in;
+		size_t room = dst->max - dst->len;
+		if (room == 0 || (c->z && c->in.len >= c->in.max))
 			break;
 		if (room > 16384)
 			room = 16384;
-		if (buf_reserve(&c->in, room) < 0) {
+		if (buf_reserve(dst, room) < 0) {
 			c->failed = 1;
 			break;
 		}
 		ssize_t n;
 		if (c->tls) {
-			n = tls_read(c->tls, c->in.data + c->in.len, room);
+			n = tls_read(c->tls, dst->data + dst->len, room);
 			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
 				break;
 		} else {
-			n = read(c->fd, c->in.data + c->in.len, room);
+			n = read(c->fd, dst->data + dst->len, room);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 				break;
 			if (n < 0 && errno == EINTR)
@@ -45,16 +90,85 @@ static int conn_fill(struct conn *c)
 			c->failed = 1;
 			break;
 		}
-		c->in.len += (size_t)n;
-		c->in.data[c->in.len] = '\0';
-		got = 1;
+		dst->len += (size_t)n;
+		dst->data[dst->len] = '\0';
+		if (c->z)
+			got |= conn_inflate(c);
+		else
+			got = 1;
 	}
 	return got;
+}
+
+/* Deflate n bytes (or, with flush, end the block) onto c->out. -1 if out is full. */
+static int conn_deflate(struct conn *c, const void *p, size_t n, int flush)
+{
+	struct conn_z *z = c->z;
+	z->out.next_in = (unsigned char *)(uintptr_t)p;
+	z->out.avail_in = (unsigned)n;
+	do {
+		if (buf_reserve(&c->out, 16384) < 0)
+			return -1;
+		z->out.next_out = (unsigned char *)c->out.data + c->out.len;
+		z->out.avail_out = 16384;
+		int r = deflate(&z->out, flush ? Z_SYNC_FLUSH : Z_NO_FLUSH);
+		c->out.len += 16384 - z->out.avail_out;
+		c->out.data[c->out.len] = '\0';
+		if (r == Z_STREAM_ERROR)
+			return -1;
+	} while (z->out.avail_in > 0 || z->out.avail_out == 0);
+	z->out_dirty = !flush;
+	return 0;
+}
+
+/* Turn DEFLATE on; see the header. */
+int conn_start_deflate(struct conn *c)
+{
+	struct conn_z *z = calloc(1, sizeof(*z));
+	if (z == NULL)
+		return -1;
+	/* raw DEFLATE (RFC 4978); our side uses a 2 KB window and little memory, the peer's
+	 * stream may use any window up to 32 KB */
+	if (deflateInit2(&z->out, 6, Z_DEFLATED, -11, 3, Z_DEFAULT_STRATEGY) != Z_OK) {
+		free(z);
+		return -1;
+	}
+	if (inflateInit2(&z->in, -15) != Z_OK) {
+		deflateEnd(&z->out);
+		free(z);
+		return -1;
+	}
+	buf_init(&z->raw, CONN_Z_RAW_MAX);
+	/* what the peer pipelined after the command is already compressed */
+	if (c->in.len > 0 && buf_append(&z->raw, c->in.data, c->in.len) < 0) {
+		buf_free(&z->raw);
+		inflateEnd(&z->in);
+		deflateEnd(&z->out);
+		free(z);
+		return -1;
+	}
+	buf_reset(&c->in);
+	c->z = z;
+	return 0;
+}
+
+/* Release compression state. */
+static void conn_z_free(struct conn *c)
+{
+	if (c->z == NULL)
+		return;
+	inflateEnd(&c->z->in);
+	deflateEnd(&c->z->out);
+	buf_free(&c->z->raw);
+	free(c->z);
+	c->z = NULL;
 }
 
 /* Send as much queued output as the socket takes. */
 void conn_flush(struct conn *c)
 {
+	if (c->z && c->z->out_dirty && conn_deflate(c, NULL, 0, 1) < 0)
+		c->failed = 1;
 	while (c->out.len > 0 && !c->failed && c->tls_state != CONN_TLS_HANDSHAKE) {
 		ssize_t n;
 		if (c->tls) {
@@ -155,6 +269,7 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->want_write = 0;
 	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
+	c->z = NULL;
 	c->on_event = on_event;
 	c->owner = owner;
 	return ev_io_add(loop, &c->io, fd, EV_READ, conn_on_io, c);
@@ -171,6 +286,7 @@ void conn_close(struct conn *c)
 		c->fd = -1;
 	}
 	tls_session_free(&c->tls);
+	conn_z_free(c);
 	buf_free(&c->in);
 	buf_free(&c->out);
 }
@@ -178,6 +294,8 @@ void conn_close(struct conn *c)
 /* Queue output. */
 int conn_write(struct conn *c, const void *p, size_t n)
 {
+	if (c->z)
+		return conn_deflate(c, p, n, 0);
 	return buf_append(&c->out, p, n);
 }
 
@@ -218,8 +336,10 @@ static void conn_after_event(struct conn *c)
 	if (c->fd < 0)
 		return;
 	conn_update_events(c);
-	if (c->tls && c->tls_state == CONN_TLS && !c->read_paused && !c->eof && !c->failed &&
-	    c->in.len < c->in.max && tls_pending(c->tls) > 0 && ev_defer(c->loop, conn_resume, c) == 0)
+	int pending = (c->tls && c->tls_state == CONN_TLS && tls_pending(c->tls) > 0) ||
+		      (c->z && c->z->raw.len > 0);
+	if (pending && !c->read_paused && !c->eof && !c->failed && c->in.len < c->in.max &&
+	    ev_defer(c->loop, conn_resume, c) == 0)
 		c->deferred++;
 }
 

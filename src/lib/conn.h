@@ -16,6 +16,7 @@
 struct tls_ctx;
 struct tls_session;
 struct conn;
+struct conn_z;
 
 typedef void conn_cb(struct conn *c);
 
@@ -37,6 +38,7 @@ struct conn {
 	int want_write;      /* the owner paused output at its high-water mark: call it again
 			      * once the socket is writable, even if the buffer drained meanwhile */
 	struct tls_ctx *tls_ctx;
+	struct conn_z *z;    /* DEFLATE both ways (IMAP COMPRESS), or NULL */
 	conn_cb *on_event;
 	void *owner;
 };
@@ -55,6 +57,11 @@ void conn_flush(struct conn *c);
 int conn_start_tls(struct conn *c, struct tls_ctx *ctx);
 /* Pause or resume reading; resuming also processes input already buffered in TLS or conn->in. */
 void conn_pause_read(struct conn *c, int paused);
+/* Compress everything written from now on and decompress everything read (raw DEFLATE, RFC
+ * 4978); bytes already in conn->in are compressed input. Small windows keep a compressed session
+ * at about 60 KB. 0 ok, -1 out of memory. */
+int conn_start_deflate(struct conn *c);
+
 /* Bytes queued for output. */
 size_t conn_out_pending(const struct conn *c);
 
