@@ -151,7 +151,18 @@ void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t
 	char box[1024];
 	const char *err;
 	const char *special = NULL;
-	if (n < 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+	struct imap_arg name;
+	char stripped[1024];
+	if (n >= 1) {   /* a trailing separator only declares intent (RFC 3501 6.3.3) */
+		name = args[0];
+		if (name.len > 1 && name.len < sizeof(stripped) && name.str[name.len - 1] == '/') {
+			memcpy(stripped, name.str, name.len - 1);
+			stripped[name.len - 1] = '\0';
+			name.str = stripped;
+			name.len--;
+		}
+	}
+	if (n < 1 || imap_mailbox_arg(s, &name, box, sizeof(box)) < 0) {
 		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name: no empty parts, \".\", \"..\" or "
 				     "control characters");
 		return;
@@ -170,8 +181,6 @@ void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t
 		}
 	}
 	size_t l = strlen(box);
-	if (l > 0 && box[l - 1] == '/')
-		box[--l] = '\0';   /* a trailing separator only declares intent (RFC 3501) */
 	/* parents are created implicitly */
 	for (size_t i = 1; i < l; i++) {
 		if (box[i] == '/') {
@@ -337,10 +346,18 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 			}
 		}
 	}
+	/* the reference is a name prefix, not a mailbox: decode it but do not validate it */
 	char refname[1024] = "";
-	if (ref->type != IMAP_ARG_NIL && ref->len > 0 &&
-	    imap_mailbox_arg(s, ref, refname, sizeof(refname)) < 0)
-		refname[0] = '\0';
+	if (ref->type != IMAP_ARG_NIL && ref->type != IMAP_ARG_LIST && ref->len > 0 &&
+	    ref->len < sizeof(refname)) {
+		struct buf rb;
+		buf_init(&rb, sizeof(refname) - 1);
+		if (!s->utf8 && imap_mutf7_to_utf8(ref->str, &rb) == 0 && rb.data)
+			snprintf(refname, sizeof(refname), "%s", rb.data);
+		else
+			snprintf(refname, sizeof(refname), "%s", ref->str);
+		buf_free(&rb);
+	}
 	size_t npat = pats->type == IMAP_ARG_LIST ? pats->nlist : 1;
 	const struct imap_arg *patv = pats->type == IMAP_ARG_LIST ? pats->list : pats;
 	if (npat == 1 && patv[0].len == 0) {

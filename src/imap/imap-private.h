@@ -59,7 +59,9 @@ struct imap_session {
 	char box[1024];
 	int readonly;
 	uint32_t uidvalidity, uidnext;
-	uint64_t highestmodseq;
+	uint64_t highestmodseq;        /* flag changes and new messages reported up to here */
+	uint64_t expmodseq;            /* expunges reported up to here (they may lag, RFC 9051
+					* 7.5.1: not during FETCH, STORE or SEARCH) */
 	struct imap_msg *msgs;
 	size_t nmsgs, capmsgs;
 	/* a command in progress */

@@ -358,6 +358,60 @@ static time_t sent_day(struct msgtext *t)
 	return r;
 }
 
+/* Search the transfer-decoded bodies of the message's parts (base64, quoted-printable):
+ * sections 1, 1.1, 1.2, ... 2, ... walked depth first, at most SEARCH_PARTS_MAX of them. */
+#define SEARCH_PARTS_MAX 100
+static int decoded_walk(struct msgtext *t, struct mime_part *root, char *sec, size_t seclen,
+			const char *needle, unsigned *budget, unsigned depth)
+{
+	size_t l = strlen(sec);
+	for (unsigned k = 1; *budget > 0 && depth < 8; k++) {
+		snprintf(sec + l, seclen - l, "%s%u", l ? "." : "", k);
+		struct buf out;
+		buf_init(&out, 32u << 20);
+		int r = mime_binary(root, t->msg, t->len, sec, &out);
+		int hit = r == 0 && out.data && contains_ci(out.data, out.len, needle);
+		buf_free(&out);
+		(*budget)--;
+		if (r == 1 || r < -1) {
+			sec[l] = '\0';
+			return 0;   /* no such part: this level is done */
+		}
+		if (hit || decoded_walk(t, root, sec, seclen, needle, budget, depth + 1)) {
+			sec[l] = '\0';
+			return 1;
+		}
+	}
+	sec[l] = '\0';
+	return 0;
+}
+
+/* Does the header section, RFC 2047 words decoded, contain needle? */
+static int decoded_header_match(struct msgtext *t, const char *needle)
+{
+	struct buf dec;
+	buf_init(&dec, 4u << 20);
+	int r = mime_decode_words(t->msg, t->hlen, &dec) == 0 && dec.data &&
+		contains_ci(dec.data, dec.len, needle);
+	buf_free(&dec);
+	return r;
+}
+
+/* Does the decoded text of any part contain needle? */
+static int decoded_match(struct msgtext *t, const char *needle)
+{
+	if (t->len == 0)
+		return 0;
+	struct mime_part *root = mime_parse(t->msg, t->len);
+	if (root == NULL)
+		return 0;
+	char sec[64] = "";
+	unsigned budget = SEARCH_PARTS_MAX;
+	int r = decoded_walk(t, root, sec, sizeof(sec), needle, &budget, 0);
+	mime_free(&root);
+	return r;
+}
+
 /* Evaluate node k for message i. */
 static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 {
@@ -424,9 +478,13 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 	case K_HEADER:
 		return text_load(x, i, t) && header_match(t, nd->hdr, nd->str);
 	case K_BODY:
-		return text_load(x, i, t) && contains_ci(t->msg + t->hlen, t->len - t->hlen, nd->str);
+		return text_load(x, i, t) &&
+		       (contains_ci(t->msg + t->hlen, t->len - t->hlen, nd->str) ||
+			decoded_match(t, nd->str));
 	case K_TEXT:
-		return text_load(x, i, t) && contains_ci(t->msg, t->len, nd->str);
+		return text_load(x, i, t) && (contains_ci(t->msg, t->len, nd->str) ||
+					      decoded_header_match(t, nd->str) ||
+					      decoded_match(t, nd->str));
 	case K_NOT:
 		return !eval(x, nd->a, i, t);
 	case K_OR:
@@ -527,6 +585,15 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 			maxmodseq = s->msgs[m].modseq;
 	}
 	free(match);
+	if (r_save && (r_min || r_max) && !r_all && !r_count && nh > 0) {
+		/* RFC 5182 2.4: with only MIN and/or MAX, SAVE keeps just those */
+		uint32_t lo = hits[0], hi = hits[nh - 1];
+		nh = 0;
+		if (r_min)
+			hits[nh++] = lo;
+		if (r_max && (!r_min || hi != lo))
+			hits[nh++] = hi;
+	}
 	if (r_save) {
 		free(s->searchres);
 		s->searchres = calloc(nh + 1, sizeof(*s->searchres));

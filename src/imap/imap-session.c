@@ -310,6 +310,7 @@ int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_
 	s->uidvalidity = mb.uidvalidity;
 	s->uidnext = mb.uidnext;
 	s->highestmodseq = mb.highestmodseq;
+	s->expmodseq = mb.highestmodseq;
 	s->nkeywords_known = 0;
 	store_keyword_list(s->acct, keyword_cb, s, err_r);
 	snprintf(s->box, sizeof(s->box), "%s", box);
@@ -373,7 +374,8 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 		imap_close(s, "mailbox gone");
 		return;
 	}
-	if (mb.highestmodseq == s->highestmodseq && mb.uidnext == s->uidnext)
+	if (mb.highestmodseq == s->highestmodseq && mb.uidnext == s->uidnext &&
+	    (!allow_expunge || mb.highestmodseq == s->expmodseq))
 		return;
 	if (!allow_expunge && mb.highestmodseq != s->highestmodseq) {
 		/* flags and new messages can be reported now; expunges wait for NOOP/IDLE */
@@ -382,8 +384,9 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 	size_t before = s->nmsgs;
 	s->nkeywords_known = 0;
 	store_keyword_list(s->acct, keyword_cb, s, &err);
-	if (store_changes_since(s->acct, s->box, s->highestmodseq, sync_msg,
-				allow_expunge ? sync_expunged : NULL, &c, &err) < 0) {
+	if (store_changes_since(s->acct, s->box, s->highestmodseq, sync_msg, NULL, &c, &err) < 0 ||
+	    (allow_expunge && store_changes_since(s->acct, s->box, s->expmodseq, NULL,
+						  sync_expunged, &c, &err) < 0)) {
 		free(c.expunged);
 		return;
 	}
@@ -419,10 +422,9 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 			imap_reply(s, "* 0 RECENT");
 	}
 	s->uidnext = mb.uidnext;
+	s->highestmodseq = mb.highestmodseq;
 	if (allow_expunge)
-		s->highestmodseq = mb.highestmodseq;
-	else if (c.nexp == 0)
-		s->highestmodseq = mb.highestmodseq;
+		s->expmodseq = mb.highestmodseq;
 }
 
 /* Mailbox name from the client; see the header. */

@@ -657,6 +657,8 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 			cb_expunged(ctx, (uint32_t)sqlite3_column_int64(st, 0));
 		sqlite3_finalize(st);
 	}
+	if (cb_msg == NULL)
+		return 0;
 	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
 			       "in_new, wire_size, keywords, savedate FROM messages WHERE mailbox_id = ? AND "
 			       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
