@@ -7,6 +7,8 @@
 #include <strings.h>
 
 #include "acctdb.h"
+#include "authfail.h"
+#include "ev.h"
 #include "base64.h"
 #include "config.h"
 #include "password.h"
@@ -14,6 +16,11 @@
 
 struct auth_job {
 	char data_dir[CONFIG_PATH_MAX];
+	char ip[64];
+	struct ev_loop *loop;
+	struct authfail *af;
+	unsigned delay_max_ms;
+	struct ev_timer timer;
 	char *password;
 	auth_verify_cb *cb;
 	void *ctx;
@@ -59,26 +66,49 @@ static void auth_work(void *arg)
 	explicit_bzero(&u, sizeof(u));
 }
 
-/* Loop thread: hand the outcome to the session. */
+/* Loop thread, after the brute-force delay: hand the failure to the session. */
+static void auth_delayed(struct ev_timer *t)
+{
+	struct auth_job *j = t->arg;
+	j->cb(j->ctx, &j->r);
+	free(j);
+}
+
+/* Loop thread: hand the outcome to the session (failures after the brake's delay). */
 static void auth_done(void *arg)
 {
 	struct auth_job *j = arg;
 	explicit_bzero(j->password, strlen(j->password));
 	free(j->password);
+	j->password = NULL;
+	unsigned delay = 0;
+	if (j->r.result == 1)
+		authfail_succeeded(j->af, j->ip, j->r.user);
+	else if (j->r.result == 0)
+		delay = authfail_failed(j->af, j->ip, j->r.user, j->delay_max_ms);
+	if (delay > 0 && j->loop) {
+		memset(&j->timer, 0, sizeof(j->timer));
+		ev_timer_set(j->loop, &j->timer, delay, auth_delayed, j);
+		return;
+	}
 	j->cb(j->ctx, &j->r);
 	free(j);
 }
 
 /* Queue a check. */
-int auth_verify_submit(struct pool *pool, const char *data_dir, const char *user,
-		       const char *password, auth_verify_cb *cb, void *ctx)
+int auth_verify_submit(const struct auth_env *env, const char *user, const char *password,
+		       auth_verify_cb *cb, void *ctx)
 {
 	struct auth_job *j = calloc(1, sizeof(*j));
 	if (j == NULL || (j->password = strdup(password)) == NULL) {
 		free(j);
 		return -1;
 	}
-	snprintf(j->data_dir, sizeof(j->data_dir), "%s", data_dir);
+	snprintf(j->data_dir, sizeof(j->data_dir), "%s", env->data_dir);
+	snprintf(j->ip, sizeof(j->ip), "%s", env->ip ? env->ip : "");
+	j->loop = env->loop;
+	j->af = env->af;
+	j->delay_max_ms = env->delay_max_ms;
 	size_t i = 0;
 	for (; user[i] && i < sizeof(j->r.user) - 1; i++)
 		j->r.user[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') :
@@ -86,7 +116,7 @@ int auth_verify_submit(struct pool *pool, const char *data_dir, const char *user
 	j->r.user[i] = '\0';
 	j->cb = cb;
 	j->ctx = ctx;
-	if (pool_submit(pool, auth_work, auth_done, j) < 0) {
+	if (pool_submit(env->pool, auth_work, auth_done, j) < 0) {
 		explicit_bzero(j->password, strlen(j->password));
 		free(j->password);
 		free(j);

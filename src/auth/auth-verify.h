@@ -10,6 +10,18 @@
 #include <stddef.h>
 
 struct pool;
+struct ev_loop;
+struct authfail;
+
+/* Where a check runs and what it is charged to. */
+struct auth_env {
+	struct pool *pool;
+	struct ev_loop *loop;
+	struct authfail *af;      /* brute-force brake, or NULL */
+	const char *data_dir;
+	const char *ip;           /* the client's address */
+	unsigned delay_max_ms;    /* cap of the brute-force delay */
+};
 
 struct auth_result {
 	int result;              /* 1 ok, 0 bad credentials, -1 temporary failure */
@@ -19,9 +31,10 @@ struct auth_result {
 
 typedef void auth_verify_cb(void *ctx, const struct auth_result *r);
 
-/* Queue a check. The password is copied (and wiped after use). 0 queued, -1 out of memory. */
-int auth_verify_submit(struct pool *pool, const char *data_dir, const char *user,
-		       const char *password, auth_verify_cb *cb, void *ctx);
+/* Queue a check. The password is copied (and wiped after use). A failure is reported after the
+ * brute-force delay (authfail.h); a success at once. 0 queued, -1 out of memory. */
+int auth_verify_submit(const struct auth_env *env, const char *user, const char *password,
+		       auth_verify_cb *cb, void *ctx);
 
 /* Decode a SASL PLAIN response (base64 of authzid NUL authcid NUL passwd) into authc and pass.
  * Returns 0, -1 malformed (bad base64 or layout), -2 authzid names another user. */

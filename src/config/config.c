@@ -30,6 +30,8 @@ static const struct gkey gkeys[] = {
 	G("log_debug", K_BOOL, log_debug, "log every command"),
 	G("pop3_expire", K_STR, pop3_expire,
 	  "POP3 EXPIRE: days a downloaded message is kept, or never (empty: not announced)"),
+	G("login_delay_max", K_DURATION, login_delay_max,
+	  "failed logins are answered after a delay doubling up to this (0 turns it off)"),
 	G("pop3_login_delay", K_DURATION, pop3_login_delay,
 	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
@@ -95,6 +97,7 @@ void config_defaults(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
 	cfg->workers = 2;
+	cfg->login_delay_max = 15;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;

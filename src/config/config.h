@@ -62,7 +62,9 @@ struct config {
 	unsigned workers;
 	int log_debug;
 	char pop3_expire[32];              /* "" not announced, "never", or days (RFC 2449 EXPIRE) */
-	unsigned pop3_login_delay;         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
+	unsigned pop3_login_delay;
+	unsigned login_delay_max;          /* brute-force brake: longest delay of a failed login,
+					    * seconds (0 = off) */         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];

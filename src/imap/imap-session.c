@@ -601,8 +601,9 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 /* Start a login check. */
 static void imap_login(struct imap_session *s, const char *user, const char *pass)
 {
-	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, pass, imap_auth_done,
-			       s) < 0) {
+	struct auth_env env;
+	worker_auth_env(&s->base, &env);
+	if (auth_verify_submit(&env, user, pass, imap_auth_done, s) < 0) {
 		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure");
 		return;
 	}

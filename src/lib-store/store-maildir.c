@@ -70,6 +70,8 @@ int store_mailbox_name_valid(const char *name)
 		if (len == 0 || (len == 1 && name[start] == '.') ||
 		    (len == 2 && name[start] == '.' && name[start + 1] == '.'))
 			return 0;
+		if (name[start] == '~')
+			return 0;   /* "~user" means a home directory to other mail tools */
 		if (c == '/' && ++depth > STORE_DEPTH_MAX)
 			return 0;
 		start = i + 1;

@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 
 #include "config.h"
+#include "authfail.h"
 #include "iptable.h"
 #include "log.h"
 #include "tls.h"
@@ -48,6 +49,7 @@ struct worker_slot {
 
 static struct worker_slot slots[MASTER_MAX_WORKERS];
 static struct iptable *ipt;
+static struct authfail *authfail;
 static struct generation *current;
 
 /* Listen on addr:port (addr "*" for all). Returns the fd or -1 (logged). */
@@ -177,7 +179,7 @@ static void master_spawn(unsigned i, struct generation *g)
 	}
 	if (pid == 0) {
 		/* signals stay blocked: the worker reads them from its own signalfd */
-		worker_main(i, g->cfg, g->tls, g->lfd, ipt);
+		worker_main(i, g->cfg, g->tls, g->lfd, ipt, authfail);
 	}
 	slots[i].pid = pid;
 	slots[i].gen = g;
@@ -233,7 +235,8 @@ int master_main(const char *config_path)
 	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 	ipt = iptable_new_shared();
-	if (sfd < 0 || ipt == NULL) {
+	authfail = authfail_new_shared();
+	if (sfd < 0 || ipt == NULL || authfail == NULL) {
 		log_error("event=startup-failed error=\"%s\"", strerror(errno));
 		return 1;
 	}

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "acctdb.h"
+#include "auth-verify.h"
 #include "ev.h"
 #include "iptable.h"
 #include "log.h"
@@ -41,6 +42,17 @@ struct listener {
 static struct listener listeners[LST_COUNT];
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
+
+/* The login-check environment of a session. */
+void worker_auth_env(const struct session *s, struct auth_env *env)
+{
+	env->pool = s->w->pool;
+	env->loop = s->w->loop;
+	env->af = s->w->af;
+	env->data_dir = s->w->cfg->data_dir;
+	env->ip = s->peer_ip;
+	env->delay_max_ms = s->w->cfg->login_delay_max * 1000;
+}
 
 /* Fill the common fields of a new session. */
 void worker_session_init(struct session *s, struct worker *w, enum listener_id lst,
@@ -240,7 +252,7 @@ static int worker_drop_privileges(const char *user)
 
 /* The worker's main: set up, loop, exit. */
 void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
-		 struct iptable *ipt)
+		 struct iptable *ipt, struct authfail *af)
 {
 	static struct worker w;
 	const char *err;
@@ -261,6 +273,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 	w.cfg = cfg;
 	w.tls = tls;
 	w.ipt = ipt;
+	w.af = af;
 	w.loop = ev_loop_new();
 	if (w.loop == NULL)
 		_exit(3);

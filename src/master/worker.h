@@ -35,10 +35,15 @@ struct worker {
 	struct tls_ctx *tls;
 	struct acctdb *db;                 /* loop-thread handle: lookups only */
 	struct iptable *ipt;
+	struct authfail *af;               /* shared brute-force brake */
 	int stopping;
 	unsigned nsessions;
 	struct session *sessions;
 };
+
+/* The login-check environment of a session (see auth-verify.h). */
+struct auth_env;
+void worker_auth_env(const struct session *s, struct auth_env *env);
 
 /* Fill the common fields of a new session. */
 void worker_session_init(struct session *s, struct worker *w, enum listener_id lst,
@@ -48,8 +53,9 @@ void worker_session_add(struct worker *w, struct session *s, const char *proto);
 void worker_session_remove(struct worker *w, struct session *s);
 
 /* Run a worker process until told to stop. Never returns. */
+struct authfail;
 void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
-		 struct iptable *ipt) __attribute__((__noreturn__));
+		 struct iptable *ipt, struct authfail *af) __attribute__((__noreturn__));
 
 /* Protocol entry points: take over an accepted socket. */
 void smtp_session_start(struct worker *w, int fd, enum listener_id lst,

@@ -444,8 +444,9 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 /* Check credentials on the pool. */
 static void pop3_login(struct pop3_session *s, const char *user, const char *pass)
 {
-	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, pass,
-			       pop3_auth_done, s) < 0) {
+	struct auth_env env;
+	worker_auth_env(&s->base, &env);
+	if (auth_verify_submit(&env, user, pass, pop3_auth_done, s) < 0) {
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; please try again "
 			      "later");
 		return;

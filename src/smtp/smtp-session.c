@@ -912,8 +912,9 @@ static void auth_done(void *ctx, const struct auth_result *r)
 /* Hand the credentials to the pool; the session waits. */
 static void auth_submit(struct smtp_session *s, const char *user, const char *password)
 {
-	if (auth_verify_submit(s->base.w->pool, s->base.w->cfg->data_dir, user, password, auth_done,
-			       s) < 0) {
+	struct auth_env env;
+	worker_auth_env(&s->base, &env);
+	if (auth_verify_submit(&env, user, password, auth_done, s) < 0) {
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 		return;
 	}

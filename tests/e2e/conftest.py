@@ -160,6 +160,8 @@ class Server:
             f.write("tls_host = %s %s %s\n" % (OTHER_HOST, pki["other_cert"], pki["other_key"]))
             f.write("message_size_limit = 1M\nmax_recipients = 5\nmax_errors = 5\n")
             f.write("max_conn_per_ip = 10\n")
+            # the brute-force brake stays on but short, so tests of wrong passwords stay quick
+            f.write("login_delay_max = 1s\n")
             f.write(extra_conf)
         postino("config", "check", "--data", self.data)
         for dom in (OTHER_DOMAIN, CATCH_DOMAIN):

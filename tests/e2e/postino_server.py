@@ -56,6 +56,7 @@ class Server:
              "--port-offset", str(self.offset), "--domain", "example.test", *quickstart_args)
         with open(os.path.join(self.data, "postino.conf"), "a") as f:
             f.write("\ntls_cert = %s\ntls_key = %s\n" % (self.cert, self.key))
+            f.write("login_delay_max = 1s\n")   # short brute-force delays keep tests quick
             f.write(extra_conf + "\n")
         for u in users:
             self.add_user(u)
