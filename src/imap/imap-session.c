@@ -1141,6 +1141,15 @@ static void imap_on_event(struct conn *c)
 	struct imap_session *s = c->owner;
 	if (s->closing)
 		return;
+	if (c->plaintext_peer) {
+		char line[300];
+		snprintf(line, sizeof(line), "* BYE [PRIVACYREQUIRED] This port needs SSL/TLS from the "
+			 "start: turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
+			 s->base.w->cfg->l[LST_IMAP].port);
+		conn_write_plain(c, line);
+		imap_close(s, "plaintext client on an implicit-TLS port");
+		return;
+	}
 	if (c->failed) {
 		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								 "I/O error");
@@ -1193,6 +1202,8 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
 			imap_close(s, "TLS setup failed");
+		else
+			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
 	char caps[1024];

@@ -240,6 +240,19 @@ static void conn_on_io(struct ev_io *io, unsigned events)
 {
 	struct conn *c = io->arg;
 	(void)events;
+	if (c->tls_state == CONN_TLS_HANDSHAKE && !c->tls_seen_byte && c->hs_timer.heap_idx) {
+		unsigned char b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+		if (n == 1) {
+			c->tls_seen_byte = 1;
+			ev_timer_cancel(c->loop, &c->hs_timer);
+			if (b != 0x16) {   /* not a TLS handshake record: a plaintext client */
+				c->plaintext_peer = 1;
+				c->on_event(c);
+				return;
+			}
+		}
+	}
 	if (c->tls_state == CONN_TLS_HANDSHAKE) {
 		if (!conn_handshake(c)) {
 			if (c->failed)
@@ -270,14 +283,40 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
 	c->z = NULL;
+	c->plaintext_peer = c->tls_seen_byte = 0;
+	memset(&c->hs_timer, 0, sizeof(c->hs_timer));
 	c->on_event = on_event;
 	c->owner = owner;
 	return ev_io_add(loop, &c->io, fd, EV_READ, conn_on_io, c);
 }
 
+/* Nothing arrived on an implicit-TLS port: the client waits for a plaintext greeting. */
+static void conn_hs_timeout(struct ev_timer *t)
+{
+	struct conn *c = t->arg;
+	if (c->tls_seen_byte || c->fd < 0 || c->tls_state != CONN_TLS_HANDSHAKE)
+		return;
+	c->plaintext_peer = 1;
+	c->on_event(c);
+}
+
+/* Watch the start of an implicit-TLS connection for plaintext clients. */
+void conn_detect_plaintext(struct conn *c, unsigned wait_ms)
+{
+	ev_timer_set(c->loop, &c->hs_timer, wait_ms, conn_hs_timeout, c);
+}
+
+/* One line in clear text, best effort, for a client that does not speak TLS. */
+void conn_write_plain(struct conn *c, const char *line)
+{
+	ssize_t n = send(c->fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT);
+	(void)n;
+}
+
 /* Tear down. */
 void conn_close(struct conn *c)
 {
+	ev_timer_cancel(c->loop, &c->hs_timer);
 	if (c->fd >= 0) {
 		ev_io_del(c->loop, &c->io);
 		if (c->tls && c->tls_state == CONN_TLS && !c->failed)

@@ -39,6 +39,9 @@ struct conn {
 			      * once the socket is writable, even if the buffer drained meanwhile */
 	struct tls_ctx *tls_ctx;
 	struct conn_z *z;    /* DEFLATE both ways (IMAP COMPRESS), or NULL */
+	int plaintext_peer;  /* implicit TLS expected, but the peer spoke (or waited) in plaintext */
+	int tls_seen_byte;   /* the handshake has received its first byte */
+	struct ev_timer hs_timer;
 	conn_cb *on_event;
 	void *owner;
 };
@@ -55,6 +58,13 @@ void conn_flush(struct conn *c);
 /* Start TLS now (implicit TLS) or once queued output has been sent (STARTTLS). Any input already
  * buffered is discarded, so commands pipelined behind STARTTLS are never executed. 0 / -1. */
 int conn_start_tls(struct conn *c, struct tls_ctx *ctx);
+/* On an implicit-TLS port: if the peer's first byte is not a TLS handshake, or it sends nothing
+ * for wait_ms (a plaintext client waiting for a greeting), set plaintext_peer and call the owner,
+ * which can then say in one plaintext line which setting to change (conn_write_plain). */
+void conn_detect_plaintext(struct conn *c, unsigned wait_ms);
+/* Write a line straight to the socket, bypassing TLS (only for conn_detect_plaintext). */
+void conn_write_plain(struct conn *c, const char *line);
+
 /* Pause or resume reading; resuming also processes input already buffered in TLS or conn->in. */
 void conn_pause_read(struct conn *c, int paused);
 /* Compress everything written from now on and decompress everything read (raw DEFLATE, RFC

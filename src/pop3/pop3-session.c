@@ -1022,6 +1022,15 @@ static void pop3_on_event(struct conn *c)
 	struct pop3_session *s = c->owner;
 	if (s->closing)
 		return;
+	if (c->plaintext_peer) {
+		char line[300];
+		snprintf(line, sizeof(line), "-ERR [SYS/PERM] This port needs SSL/TLS from the start: "
+			 "turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
+			 s->base.w->cfg->l[LST_POP3].port);
+		conn_write_plain(c, line);
+		pop3_close(s, "plaintext client on an implicit-TLS port");
+		return;
+	}
 	if (c->failed) {
 		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								  "I/O error");
@@ -1068,6 +1077,8 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
 			pop3_close(s, "TLS setup failed");
+		else
+			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
 	pop3_reply(s, "+OK postino POP3 ready");

@@ -203,6 +203,8 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
 			smtp_session_close(s, "TLS setup failed");
+		else
+			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;   /* greeting after the handshake */
 	}
 	smtp_greet(s);
@@ -215,6 +217,15 @@ static void smtp_on_event(struct conn *c)
 	struct smtp_session *s = c->owner;
 	if (s->closing)
 		return;
+	if (c->plaintext_peer) {
+		char line[300];
+		snprintf(line, sizeof(line), "554 5.7.0 This port needs SSL/TLS from the start: turn on "
+			 "SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
+			 s->base.w->cfg->l[LST_SUBMISSION].port);
+		conn_write_plain(c, line);
+		smtp_session_close(s, "plaintext client on an implicit-TLS port");
+		return;
+	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
 			log_info("sess=%016llx proto=smtp event=tls-failed reason=\"%s\"",

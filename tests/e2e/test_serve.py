@@ -120,3 +120,26 @@ def test_workers_run_as_run_user(tmp_path):
         assert os.stat("/proc/%d" % master).st_uid == 0
     finally:
         srv.stop()
+
+
+def test_plaintext_client_on_implicit_tls_port_is_told_what_to_change():
+    srv = Server(users=(USER,), wait_for=("smtp", "pop3", "imap"))
+    try:
+        for name, want in (("submissions", b"554 5.7.0"), ("imaps", b"* BYE [PRIVACYREQUIRED]"),
+                           ("pop3s", b"-ERR [SYS/PERM]")):
+            # a client that waits for a greeting
+            s = socket.create_connection(("127.0.0.1", srv.port(name)), 10)
+            line = s.makefile("rb").readline()
+            assert line.startswith(want) and b"SSL/TLS" in line, (name, line)
+            s.close()
+            # a client that talks first
+            s = socket.create_connection(("127.0.0.1", srv.port(name)), 10)
+            s.sendall(b"EHLO x\r\n" if name == "submissions" else b"a CAPABILITY\r\n")
+            line = s.makefile("rb").readline()
+            assert line.startswith(want), (name, line)
+            s.close()
+        # real TLS clients are unaffected
+        with smtplib.SMTP_SSL("127.0.0.1", srv.port("submissions"), context=srv.ctx()) as s:
+            assert s.noop()[0] == 250
+    finally:
+        srv.stop()
