@@ -19,8 +19,12 @@ void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t
 {
 	char box[1024];
 	const char *err;
-	if (n < 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+	if (n < 1) {
 		imap_bad(s, "Use SELECT mailbox");
+		return;
+	}
+	if (imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No mailbox by that name (invalid name)");
 		return;
 	}
 	uint32_t q_uidvalidity = 0;
@@ -244,8 +248,12 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args, siz
 {
 	char box[1024];
 	const char *err;
-	if (n != 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+	if (n != 1) {
 		imap_bad(s, "Use %s mailbox", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+		return;
+	}
+	if (imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] Invalid mailbox name");
 		return;
 	}
 	int r = store_mailbox_subscribe(s->acct, box, on, &err);
@@ -430,9 +438,12 @@ void imap_cmd_status(struct imap_session *s, const struct imap_arg *args, size_t
 	char box[1024];
 	const char *err;
 	struct store_mailbox_info mb;
-	if (n != 2 || args[1].type != IMAP_ARG_LIST ||
-	    imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+	if (n != 2 || args[1].type != IMAP_ARG_LIST) {
 		imap_bad(s, "Use STATUS mailbox (items)");
+		return;
+	}
+	if (imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[NONEXISTENT] No mailbox by that name (invalid name)");
 		return;
 	}
 	if (store_mailbox_get(s->acct, box, &mb, &err) != 1) {
@@ -529,8 +540,12 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 {
 	char box[1024];
 	const char *err;
-	if (n < 2 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+	if (n < 2) {
 		imap_bad(s, "Use APPEND mailbox [(flags)] [date-time] literal");
+		return;
+	}
+	if (imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
+		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
 		return;
 	}
 	struct store_mailbox_info mb;

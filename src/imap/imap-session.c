@@ -1135,6 +1135,14 @@ static void imap_process(struct imap_session *s)
 	}
 }
 
+/* The greeting, with the capabilities of the current state. */
+static void imap_greet(struct imap_session *s)
+{
+	char caps[1024];
+	imap_caps(s, caps, sizeof(caps));
+	imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
+}
+
 /* The conn callback. */
 static void imap_on_event(struct conn *c)
 {
@@ -1150,6 +1158,17 @@ static void imap_on_event(struct conn *c)
 		imap_close(s, "plaintext client on an implicit-TLS port");
 		return;
 	}
+	switch (worker_session_hello(&s->base, c)) {
+	case 3:
+	case 2:
+		return;
+	case 1:
+		imap_greet(s);
+		break;
+	case -1:
+		imap_close(s, "TLS setup failed");
+		return;
+	}
 	if (c->failed) {
 		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								 "I/O error");
@@ -1160,11 +1179,8 @@ static void imap_on_event(struct conn *c)
 		s->tls = 1;
 		log_info("sess=%016llx proto=imap event=tls version=%s cipher=%s",
 			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
-		if (s->base.lc->implicit_tls) {
-			char caps[1024];
-			imap_caps(s, caps, sizeof(caps));
-			imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
-		}
+		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
+			imap_greet(s);
 	}
 	imap_process(s);
 	if (!s->closing && c->eof && !s->job_running)
@@ -1206,8 +1222,8 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
-	char caps[1024];
-	imap_caps(s, caps, sizeof(caps));
-	imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
+	if (worker_session_wait_hello(&s->base, &s->conn))
+		return;   /* greeting once we know the client is not starting TLS */
+	imap_greet(s);
 	conn_flush(&s->conn);
 }

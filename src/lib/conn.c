@@ -240,6 +240,18 @@ static void conn_on_io(struct ev_io *io, unsigned events)
 {
 	struct conn *c = io->arg;
 	(void)events;
+	if (c->hello == CONN_HELLO_WAIT) {
+		unsigned char b;
+		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		ev_timer_cancel(c->loop, &c->hs_timer);
+		c->hello = n == 1 && b == 0x16 ? CONN_HELLO_TLS : CONN_HELLO_PLAIN;
+		c->on_event(c);
+		if (c->fd >= 0)
+			conn_update_events(c);
+		return;
+	}
 	if (c->tls_state == CONN_TLS_HANDSHAKE && !c->tls_seen_byte && c->hs_timer.heap_idx) {
 		unsigned char b;
 		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
@@ -284,6 +296,7 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->tls_ctx = NULL;
 	c->z = NULL;
 	c->plaintext_peer = c->tls_seen_byte = 0;
+	c->hello = CONN_HELLO_NONE;
 	memset(&c->hs_timer, 0, sizeof(c->hs_timer));
 	c->on_event = on_event;
 	c->owner = owner;
@@ -298,6 +311,25 @@ static void conn_hs_timeout(struct ev_timer *t)
 		return;
 	c->plaintext_peer = 1;
 	c->on_event(c);
+}
+
+/* No first byte in time on a STARTTLS port: a plaintext client waiting for the greeting. */
+static void conn_hello_timeout(struct ev_timer *t)
+{
+	struct conn *c = t->arg;
+	if (c->fd < 0 || c->hello != CONN_HELLO_WAIT)
+		return;
+	c->hello = CONN_HELLO_PLAIN;
+	c->on_event(c);
+	if (c->fd >= 0)
+		conn_update_events(c);
+}
+
+/* Wait for the client's first byte before greeting. */
+void conn_wait_hello(struct conn *c, unsigned wait_ms)
+{
+	c->hello = CONN_HELLO_WAIT;
+	ev_timer_set(c->loop, &c->hs_timer, wait_ms, conn_hello_timeout, c);
 }
 
 /* Watch the start of an implicit-TLS connection for plaintext clients. */

@@ -21,6 +21,7 @@ struct conn_z;
 typedef void conn_cb(struct conn *c);
 
 enum conn_tls { CONN_PLAIN, CONN_TLS_HANDSHAKE, CONN_TLS };
+enum conn_hello { CONN_HELLO_NONE, CONN_HELLO_WAIT, CONN_HELLO_TLS, CONN_HELLO_PLAIN };
 
 struct conn {
 	int fd;
@@ -41,6 +42,7 @@ struct conn {
 	struct conn_z *z;    /* DEFLATE both ways (IMAP COMPRESS), or NULL */
 	int plaintext_peer;  /* implicit TLS expected, but the peer spoke (or waited) in plaintext */
 	int tls_seen_byte;   /* the handshake has received its first byte */
+	int hello;           /* enum conn_hello: what the client's first byte said */
 	struct ev_timer hs_timer;
 	conn_cb *on_event;
 	void *owner;
@@ -62,6 +64,10 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx);
  * for wait_ms (a plaintext client waiting for a greeting), set plaintext_peer and call the owner,
  * which can then say in one plaintext line which setting to change (conn_write_plain). */
 void conn_detect_plaintext(struct conn *c, unsigned wait_ms);
+/* On a STARTTLS port: wait up to wait_ms for the client's first byte before greeting. A TLS
+ * ClientHello sets hello = CONN_HELLO_TLS (the owner starts TLS at once, as on an implicit-TLS
+ * port); anything else, or silence, sets CONN_HELLO_PLAIN (the owner greets). */
+void conn_wait_hello(struct conn *c, unsigned wait_ms);
 /* Write a line straight to the socket, bypassing TLS (only for conn_detect_plaintext). */
 void conn_write_plain(struct conn *c, const char *line);
 

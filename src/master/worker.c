@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <pwd.h>
 #include <signal.h>
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "acctdb.h"
+#include "conn.h"
 #include "auth-verify.h"
 #include "ev.h"
 #include "iptable.h"
@@ -42,6 +44,36 @@ struct listener {
 static struct listener listeners[LST_COUNT];
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
+
+/* A TLS ClientHello on a STARTTLS port is served as implicit TLS (clients set to "SSL" on 587,
+ * 143 or 110 just work); anything else gets the plaintext greeting. */
+int worker_session_hello(struct session *s, struct conn *c)
+{
+	switch (c->hello) {
+	case CONN_HELLO_WAIT:
+		return 3;
+	case CONN_HELLO_TLS:
+		c->hello = CONN_HELLO_NONE;
+		s->greet_after_tls = 1;
+		log_info("sess=%016llx event=tls-on-starttls-port listener=%s",
+			 (unsigned long long)s->id, s->lc->name);
+		return conn_start_tls(c, s->w->tls) < 0 ? -1 : 2;
+	case CONN_HELLO_PLAIN:
+		c->hello = CONN_HELLO_NONE;
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+/* Wait for a ClientHello on client ports that offer STARTTLS (not on the MX port 25). */
+int worker_session_wait_hello(struct session *s, struct conn *c)
+{
+	if (s->w->tls == NULL || s->lc->implicit_tls || s->lst == LST_SMTP)
+		return 0;
+	conn_wait_hello(c, 250);
+	return 1;
+}
 
 /* The login-check environment of a session. */
 void worker_auth_env(const struct session *s, struct auth_env *env)
@@ -137,6 +169,9 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 			}
 			return;
 		}
+		/* replies and the last TLS record of a response must not wait for the peer's
+		 * delayed ACK (Nagle): that cost 40 ms per POP3 RETR */
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 		if (w->nsessions >= lc->max_connections) {
 			static const char busy[] = "421 4.3.2 Server busy; please try again later\r\n";
 			ssize_t wr = write(fd, busy, sizeof(busy) - 1);

@@ -13,6 +13,7 @@ struct tls_ctx;
 struct acctdb;
 struct iptable;
 struct session;
+struct conn;
 
 /* The part of every protocol session the worker manages: listing, shutdown and accounting. */
 struct session {
@@ -22,6 +23,7 @@ struct session {
 	uint64_t id;                       /* random, for log lines */
 	struct sockaddr_storage peer;
 	char peer_ip[64];
+	int greet_after_tls;               /* TLS from the first byte: greet after the handshake */
 	struct session *prev, *next;
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);
@@ -40,6 +42,12 @@ struct worker {
 	unsigned nsessions;
 	struct session *sessions;
 };
+
+/* What the session should do about the client's first byte (forgiving ports): 0 carry on,
+ * 1 greet now, 2 TLS was started (greet after the handshake), 3 wait, -1 TLS setup failed. */
+int worker_session_hello(struct session *s, struct conn *c);
+/* Should a new plaintext session wait for a possible ClientHello before greeting? */
+int worker_session_wait_hello(struct session *s, struct conn *c);
 
 /* The login-check environment of a session (see auth-verify.h). */
 struct auth_env;

@@ -2,7 +2,7 @@
  *
  * Serves INBOX from the same store as SMTP delivers into and IMAP reads. After login a pool job
  * takes the account's POP3 lock (flock on <account>/pop3.lock, so a second session in any worker
- * gets [IN-USE]) and loads the message list once. UIDL is "%08X%08X" of UID and UIDVALIDITY, so
+ * gets [IN-USE]) and loads the message list once. UIDL is "%08x%08x" of UID and UIDVALIDITY, so
  * it is stable across sessions, restarts and index rebuilds and agrees with IMAP's UIDs. LIST
  * sizes are the exact octets RETR sends (computed at delivery, see wire.h). RETR, TOP, LIST and
  * UIDL stream: they write while the socket takes it and resume when it drains. DELE only marks;
@@ -609,7 +609,7 @@ static void pop3_trans_cmd(struct pop3_session *s, const char *verb, char *a1, c
 			if (i < 0)
 				return;
 			if (uidl)
-				pop3_reply(s, "+OK %zd %08X%08X", i + 1, s->msgs[i].uid, s->uidvalidity);
+				pop3_reply(s, "+OK %zd %08x%08x", i + 1, s->msgs[i].uid, s->uidvalidity);
 			else
 				pop3_reply(s, "+OK %zd %llu", i + 1,
 					   (unsigned long long)s->msgs[i].wire_size);
@@ -925,7 +925,7 @@ static int pop3_stream(struct pop3_session *s)
 			if (s->msgs[i].deleted)
 				continue;
 			if (s->stream == S_UIDL)
-				pop3_reply(s, "%zu %08X%08X", i + 1, s->msgs[i].uid, s->uidvalidity);
+				pop3_reply(s, "%zu %08x%08x", i + 1, s->msgs[i].uid, s->uidvalidity);
 			else
 				pop3_reply(s, "%zu %llu", i + 1,
 					   (unsigned long long)s->msgs[i].wire_size);
@@ -1031,6 +1031,17 @@ static void pop3_on_event(struct conn *c)
 		pop3_close(s, "plaintext client on an implicit-TLS port");
 		return;
 	}
+	switch (worker_session_hello(&s->base, c)) {
+	case 3:
+	case 2:
+		return;
+	case 1:
+		pop3_reply(s, "+OK postino POP3 ready");
+		break;
+	case -1:
+		pop3_close(s, "TLS setup failed");
+		return;
+	}
 	if (c->failed) {
 		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								  "I/O error");
@@ -1041,7 +1052,7 @@ static void pop3_on_event(struct conn *c)
 		s->tls = 1;
 		log_info("sess=%016llx proto=pop3 event=tls version=%s cipher=%s",
 			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
-		if (s->base.lc->implicit_tls)
+		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
 			pop3_reply(s, "+OK postino POP3 ready");
 	}
 	pop3_process(s);
@@ -1081,6 +1092,8 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
+	if (worker_session_wait_hello(&s->base, &s->conn))
+		return;   /* greeting once we know the client is not starting TLS */
 	pop3_reply(s, "+OK postino POP3 ready");
 	conn_flush(&s->conn);
 }

@@ -207,6 +207,8 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;   /* greeting after the handshake */
 	}
+	if (worker_session_wait_hello(&s->base, &s->conn))
+		return;   /* greeting once we know the client is not starting TLS */
 	smtp_greet(s);
 	conn_flush(&s->conn);
 }
@@ -226,6 +228,18 @@ static void smtp_on_event(struct conn *c)
 		smtp_session_close(s, "plaintext client on an implicit-TLS port");
 		return;
 	}
+	switch (worker_session_hello(&s->base, c)) {
+	case 3:
+		return;
+	case 2:
+		return;   /* TLS from the first byte: greeting after the handshake */
+	case 1:
+		smtp_greet(s);
+		break;
+	case -1:
+		smtp_session_close(s, "TLS setup failed");
+		return;
+	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
 			log_info("sess=%016llx proto=smtp event=tls-failed reason=\"%s\"",
@@ -242,7 +256,7 @@ static void smtp_on_event(struct conn *c)
 		log_info("sess=%016llx proto=smtp event=tls version=%s cipher=%s sni=%s",
 			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls),
 			 tls_sni(c->tls) ? tls_sni(c->tls) : "-");
-		if (s->base.lc->implicit_tls)
+		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
 			smtp_greet(s);
 	}
 	smtp_process(s);

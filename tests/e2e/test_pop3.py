@@ -113,7 +113,7 @@ def test_transaction_commands(srv):
     uv = db.execute("select uidvalidity from mailboxes where name='INBOX'").fetchone()[0]
     uids = [r[0] for r in db.execute("select uid from messages m join mailboxes b on "
                                      "m.mailbox_id=b.id where b.name='INBOX' order by uid")]
-    assert [uidl[i + 1] for i in range(count)] == ["%08X%08X" % (u, uv) for u in uids]
+    assert [uidl[i + 1] for i in range(count)] == ["%08x%08x" % (u, uv) for u in uids]
     r = p.retr(1)
     assert b"Subject: message 0" in b"\r\n".join(r[1])
     top = p.top(1, 0)[1]

@@ -143,3 +143,32 @@ def test_plaintext_client_on_implicit_tls_port_is_told_what_to_change():
             assert s.noop()[0] == 250
     finally:
         srv.stop()
+
+
+def test_tls_client_on_starttls_port_is_served_as_implicit_tls():
+    """A client set to "SSL/TLS" on 587, 143 or 110 gets TLS at once (forgiving ports); a
+    plaintext client there still gets its greeting and STARTTLS."""
+    import imaplib
+    import poplib
+    srv = Server(users=(USER,), wait_for=("smtp", "pop3", "imap"))
+    try:
+        with smtplib.SMTP_SSL("127.0.0.1", srv.port("submission"), context=srv.ctx(),
+                              timeout=10) as s:
+            s.login(USER, srv.password)
+        m = imaplib.IMAP4_SSL("127.0.0.1", srv.port("imap"), ssl_context=srv.ctx(), timeout=10)
+        m.login(USER, srv.password)
+        m.logout()
+        p = poplib.POP3_SSL("127.0.0.1", srv.port("pop3"), context=srv.ctx(), timeout=10)
+        p.user(USER)
+        p.pass_(srv.password)
+        p.quit()
+        with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=10) as s:
+            s.starttls(context=srv.ctx())
+            s.login(USER, srv.password)
+        m = imaplib.IMAP4("127.0.0.1", srv.port("imap"), timeout=10)
+        assert "LOGINDISABLED" in m.capabilities
+        m.starttls(srv.ctx())
+        m.login(USER, srv.password)
+        m.logout()
+    finally:
+        srv.stop()
