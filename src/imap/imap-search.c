@@ -557,6 +557,10 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 			r_all = 1;
 		i = 2;
 	}
+	if (!esearch && s->rev2) {   /* RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH */
+		esearch = 1;
+		r_all = 1;
+	}
 	if (i + 1 < n && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].str, "CHARSET") == 0) {
 		const char *cs = args[i + 1].str;
 		if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {

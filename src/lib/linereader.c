@@ -15,8 +15,10 @@ void linereader_init(struct linereader *r, size_t max)
 enum rl linereader_next(struct linereader *r, const char *data, size_t len, const char **line_r,
 			size_t *len_r, size_t *consumed_r)
 {
-	const char *lf = memchr(data, '\n', len);
 	*consumed_r = 0;
+	if (len == 0)
+		return RL_MORE;   /* an idle connection may have no buffer at all (data NULL) */
+	const char *lf = memchr(data, '\n', len);
 	if (r->skipping) {
 		if (lf == NULL) {
 			*consumed_r = len;
