@@ -148,8 +148,26 @@ int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, co
 /* Set flags and keywords of several messages in one transaction with one new MODSEQ; then
  * rename their files to carry the flags. changes[i].uid selects; unknown UIDs are skipped.
  * On success *modseq_r is the MODSEQ given to the changed messages. */
+static int set_flags_txn(struct store_account *a, const char *box,
+			 const struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 const char **err_r);
+
+/* Flag changes are not covered by "250 means durable": their commit does not wait for the
+ * disk (WAL with synchronous=NORMAL survives a crash of the process, may lose the last flag
+ * changes on power loss); deliveries keep synchronous=FULL. */
 int store_set_flags(struct store_account *a, const char *box, const struct store_flag_change *ch,
 		    size_t n, uint64_t *modseq_r, const char **err_r)
+{
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	int r = set_flags_txn(a, box, ch, n, modseq_r, err_r);
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	return r;
+}
+
+/* The transaction of store_set_flags. */
+static int set_flags_txn(struct store_account *a, const char *box,
+			 const struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 const char **err_r)
 {
 	struct store_mailbox_info mb;
 	char dir[4300];
