@@ -25,13 +25,19 @@
 #include "store-path.h"
 #include "tls.h"
 
+/* One line for a plaintext client on an implicit-TLS port (%u: the STARTTLS port). */
+static const char imap_tls_hint[] =
+	"* BYE [PRIVACYREQUIRED] This port needs SSL/TLS from the start: "
+	"turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n";
+
 static void imap_process(struct imap_session *s);
 
 static const char *imap_caps_common =
 	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
-	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES COMPRESS=DEFLATE";
+	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
+	"COMPRESS=DEFLATE";
 
 /* Queue raw output. */
 void imap_write(struct imap_session *s, const void *p, size_t n)
@@ -1149,16 +1155,11 @@ static void imap_on_event(struct conn *c)
 	struct imap_session *s = c->owner;
 	if (s->closing)
 		return;
-	if (c->plaintext_peer) {
-		char line[300];
-		snprintf(line, sizeof(line), "* BYE [PRIVACYREQUIRED] This port needs SSL/TLS from the "
-			 "start: turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
-			 s->base.w->cfg->l[LST_IMAP].port);
-		conn_write_plain(c, line);
+	switch (worker_session_hello(&s->base, c, imap_tls_hint,
+				     s->base.w->cfg->l[LST_IMAP].port)) {
+	case -2:
 		imap_close(s, "plaintext client on an implicit-TLS port");
 		return;
-	}
-	switch (worker_session_hello(&s->base, c)) {
 	case 3:
 	case 2:
 		return;

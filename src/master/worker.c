@@ -47,8 +47,15 @@ static struct ev_io sig_io;
 
 /* A TLS ClientHello on a STARTTLS port is served as implicit TLS (clients set to "SSL" on 587,
  * 143 or 110 just work); anything else gets the plaintext greeting. */
-int worker_session_hello(struct session *s, struct conn *c)
+int worker_session_hello(struct session *s, struct conn *c, const char *hint_fmt,
+			 unsigned hint_port)
 {
+	if (c->plaintext_peer) {
+		char line[400];
+		snprintf(line, sizeof(line), hint_fmt, hint_port);
+		conn_write_plain(c, line);
+		return -2;
+	}
 	switch (c->hello) {
 	case CONN_HELLO_WAIT:
 		return 3;

@@ -44,8 +44,11 @@ struct worker {
 };
 
 /* What the session should do about the client's first byte (forgiving ports): 0 carry on,
- * 1 greet now, 2 TLS was started (greet after the handshake), 3 wait, -1 TLS setup failed. */
-int worker_session_hello(struct session *s, struct conn *c);
+ * 1 greet now, 2 TLS was started (greet after the handshake), 3 wait, -1 TLS setup failed,
+ * -2 a plaintext client on an implicit-TLS port was told (hint_fmt with hint_port, one line of
+ * the protocol) to turn on SSL/TLS: close the session. */
+int worker_session_hello(struct session *s, struct conn *c, const char *hint_fmt,
+			 unsigned hint_port) __attribute__((format(printf, 3, 0)));
 /* Should a new plaintext session wait for a possible ClientHello before greeting? */
 int worker_session_wait_hello(struct session *s, struct conn *c);
 

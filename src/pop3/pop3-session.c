@@ -85,6 +85,11 @@ struct pop3_session {
 	struct buf chunk;
 };
 
+/* One line for a plaintext client on an implicit-TLS port (%u: the STARTTLS port). */
+static const char pop3_tls_hint[] =
+	"-ERR [SYS/PERM] This port needs SSL/TLS from the start: "
+	"turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n";
+
 static void pop3_process(struct pop3_session *s);
 
 /* Queue one reply line (CRLF added). */
@@ -1022,16 +1027,11 @@ static void pop3_on_event(struct conn *c)
 	struct pop3_session *s = c->owner;
 	if (s->closing)
 		return;
-	if (c->plaintext_peer) {
-		char line[300];
-		snprintf(line, sizeof(line), "-ERR [SYS/PERM] This port needs SSL/TLS from the start: "
-			 "turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
-			 s->base.w->cfg->l[LST_POP3].port);
-		conn_write_plain(c, line);
+	switch (worker_session_hello(&s->base, c, pop3_tls_hint,
+				     s->base.w->cfg->l[LST_POP3].port)) {
+	case -2:
 		pop3_close(s, "plaintext client on an implicit-TLS port");
 		return;
-	}
-	switch (worker_session_hello(&s->base, c)) {
 	case 3:
 	case 2:
 		return;

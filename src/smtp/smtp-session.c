@@ -24,6 +24,11 @@
 #include "store.h"
 #include "tls.h"
 
+/* One line for a plaintext client on an implicit-TLS port (%u: the STARTTLS port). */
+static const char smtp_tls_hint[] =
+	"554 5.7.0 This port needs SSL/TLS from the start: "
+	"turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n";
+
 static void smtp_on_event(struct conn *c);
 static void smtp_process(struct smtp_session *s);
 
@@ -219,16 +224,11 @@ static void smtp_on_event(struct conn *c)
 	struct smtp_session *s = c->owner;
 	if (s->closing)
 		return;
-	if (c->plaintext_peer) {
-		char line[300];
-		snprintf(line, sizeof(line), "554 5.7.0 This port needs SSL/TLS from the start: turn on "
-			 "SSL/TLS in your mail program, or use port %u with STARTTLS\r\n",
-			 s->base.w->cfg->l[LST_SUBMISSION].port);
-		conn_write_plain(c, line);
+	switch (worker_session_hello(&s->base, c, smtp_tls_hint,
+				     s->base.w->cfg->l[LST_SUBMISSION].port)) {
+	case -2:
 		smtp_session_close(s, "plaintext client on an implicit-TLS port");
 		return;
-	}
-	switch (worker_session_hello(&s->base, c)) {
 	case 3:
 		return;
 	case 2:
