@@ -18,6 +18,8 @@
 
 #define THREAD_ID_MAX 256
 #define THREAD_REFS_MAX 64        /* references followed per message */
+#define THREAD_DEPTH_MAX 256      /* reply chains deeper than this are cut: the printer and the
+				   * sorter recurse once per level, and senders choose References */
 
 struct tnode {
 	char id[THREAD_ID_MAX];
@@ -82,6 +84,15 @@ static int tancestor(const struct tnode *a, const struct tnode *b)
 	return 0;
 }
 
+/* Levels above n. */
+static unsigned tdepth(const struct tnode *n)
+{
+	unsigned d = 0;
+	for (; n->parent && d <= THREAD_DEPTH_MAX; n = n->parent)
+		d++;
+	return d;
+}
+
 /* Unlink n from its parent's children. */
 static void tunlink(struct tnode *n)
 {
@@ -120,13 +131,13 @@ static const char *next_id(const char *s, char *out, size_t outlen)
 /* The date used to sort a container: its message's, or its first child's. */
 static int64_t tdate(const struct tnode *n)
 {
-	if (n->msg >= 0)
-		return n->date;
-	return n->child ? tdate(n->child) : 0;
+	while (n->msg < 0 && n->child)   /* empty containers take their first child's date */
+		n = n->child;
+	return n->msg >= 0 ? n->date : 0;
 }
 
 /* Sort a sibling list by date (then sequence), recursively. */
-static struct tnode *tsort(struct tnode *list)
+static struct tnode *tsort(struct tnode *list, unsigned depth)
 {
 	size_t n = 0;
 	for (struct tnode *c = list; c; c = c->next)
@@ -151,7 +162,8 @@ static struct tnode *tsort(struct tnode *list)
 	}
 	for (size_t i = 0; i < n; i++) {
 		v[i]->next = i + 1 < n ? v[i + 1] : NULL;
-		v[i]->child = tsort(v[i]->child);
+		if (depth < THREAD_DEPTH_MAX)
+			v[i]->child = tsort(v[i]->child, depth + 1);
 	}
 	struct tnode *head = v[0];
 	free(v);
@@ -159,22 +171,27 @@ static struct tnode *tsort(struct tnode *list)
 }
 
 /* Print one container and its descendants. */
-static void tprint(struct imap_session *s, const struct tnode *n, int uid, struct buf *out)
+/* XXX: levels below THREAD_DEPTH_MAX (only reachable with hostile References chains) are not
+ * printed, so those messages are missing from the THREAD answer rather than crashing it. */
+static void tprint(struct imap_session *s, const struct tnode *n, int uid, struct buf *out,
+		   unsigned depth)
 {
 	if (n->msg >= 0) {
 		buf_appendf(out, "%u", uid ? s->msgs[n->msg].uid : (uint32_t)(n->msg + 1));
 		if (n->child && n->child->next == NULL) {
-			buf_appendstr(out, " ");
-			tprint(s, n->child, uid, out);
+			if (depth < THREAD_DEPTH_MAX) {
+				buf_appendstr(out, " ");
+				tprint(s, n->child, uid, out, depth + 1);
+			}
 			return;
 		}
 	}
-	if (n->child) {
+	if (n->child && depth < THREAD_DEPTH_MAX) {
 		if (n->msg >= 0)
 			buf_appendstr(out, " ");
 		for (const struct tnode *c = n->child; c; c = c->next) {
 			buf_appendstr(out, "(");
-			tprint(s, c, uid, out);
+			tprint(s, c, uid, out, depth + 1);
 			buf_appendstr(out, ")");
 		}
 	}
@@ -306,12 +323,14 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 			struct tnode *r = tget(&t, id);
 			if (r == NULL)
 				break;
-			if (prev && r->parent == NULL && !tancestor(r, prev))
+			/* the depth test first: it bounds the ancestor walk after it */
+			if (prev && r->parent == NULL && tdepth(prev) < THREAD_DEPTH_MAX &&
+			    !tancestor(r, prev))
 				tlink(prev, r);
 			prev = r;
 		}
 		/* step 1B: the last reference is the parent */
-		if (prev && prev != c && !tancestor(c, prev))
+		if (prev && prev != c && tdepth(prev) < THREAD_DEPTH_MAX && !tancestor(c, prev))
 			tlink(prev, c);
 		else if (prev == NULL && c->parent)
 			tunlink(c);
@@ -341,7 +360,7 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 		}
 	}
 	/* step 4/5: gather roots by base subject (ORDEREDSUBJECT: every message is a root) */
-	root.child = tsort(root.child);
+	root.child = tsort(root.child, 0);
 	for (struct tnode *a = root.child; a; a = a->next) {
 		const char *sa = a->msg >= 0 ? a->subject : a->child ? a->child->subject : "";
 		if (sa[0] == '\0')
@@ -358,13 +377,13 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 			tlink(a, b);
 		}
 	}
-	root.child = tsort(root.child);
+	root.child = tsort(root.child, 0);
 	struct buf out;
 	buf_init(&out, 64u << 20);
 	buf_appendstr(&out, "* THREAD ");
 	for (struct tnode *c = root.child; c; c = c->next) {
 		buf_appendstr(&out, "(");
-		tprint(s, c, uid, &out);
+		tprint(s, c, uid, &out, 0);
 		buf_appendstr(&out, ")");
 	}
 	buf_appendstr(&out, "\r\n");

@@ -178,8 +178,10 @@ static int set_flags_txn(struct store_account *a, const char *box,
 		return -1;
 	}
 	uint64_t modseq = mb.highestmodseq + 1;
+	/* renames to do after the commit; paths are strdup'd, so a STORE on many messages costs
+	 * a few hundred bytes each, not two path buffers */
 	struct ren {
-		char from[4700], to[4700];
+		char *from, *to;
 	} *rens = calloc(n + 1, sizeof(*rens));
 	if (rens == NULL) {
 		*err_r = "out of memory";
@@ -213,10 +215,20 @@ static int set_flags_txn(struct store_account *a, const char *box,
 		uint64_t okw = (uint64_t)sqlite3_column_int64(sel, 3);
 		if (oflags == ch[i].flags && okw == ch[i].keywords && !in_new)
 			continue;
-		store_msg_path(dir, base, in_new, oflags, rens[nren].from, sizeof(rens[nren].from));
-		store_msg_path(dir, base, 0, ch[i].flags, rens[nren].to, sizeof(rens[nren].to));
-		if (strcmp(rens[nren].from, rens[nren].to) != 0)
+		char from[4700], to[4700];
+		store_msg_path(dir, base, in_new, oflags, from, sizeof(from));
+		store_msg_path(dir, base, 0, ch[i].flags, to, sizeof(to));
+		if (strcmp(from, to) != 0) {
+			rens[nren].from = strdup(from);
+			rens[nren].to = strdup(to);
+			if (rens[nren].from == NULL || rens[nren].to == NULL) {
+				nren++;
+				rc = -1;
+				*err_r = "out of memory";
+				goto out;
+			}
 			nren++;
+		}
 		sqlite3_reset(upd);
 		sqlite3_bind_int(upd, 1, (int)ch[i].flags);
 		sqlite3_bind_int64(upd, 2, (int64_t)ch[i].keywords);
@@ -250,6 +262,10 @@ out:
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 	sqlite3_finalize(sel);
 	sqlite3_finalize(upd);
+	for (size_t i = 0; i < nren; i++) {
+		free(rens[i].from);
+		free(rens[i].to);
+	}
 	free(rens);
 	return rc;
 }
@@ -369,7 +385,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 			*err_r = "no such mailbox";
 		return -1;
 	}
-	char (*made)[4700] = calloc(n + 1, sizeof(*made));
+	char **made = calloc(n + 1, sizeof(*made));   /* links made, for the rollback */
 	if (made == NULL) {
 		*err_r = "out of memory";
 		return -1;
@@ -403,9 +419,17 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 		if (access(from, F_OK) != 0 && store_msg_find(sdir, obase, from, sizeof(from)) < 0)
 			continue;
 		store_maildir_name(base, sizeof(base), size);
-		store_msg_path(ddir, base, flags == 0 && kw == 0, flags, made[nmade], sizeof(made[0]));
-		if (link(from, made[nmade]) < 0) {
+		char to[4700];
+		store_msg_path(ddir, base, flags == 0 && kw == 0, flags, to, sizeof(to));
+		if (link(from, to) < 0) {
 			rc = store_fail(a, err_r, "link message");
+			goto out;
+		}
+		made[nmade] = strdup(to);
+		if (made[nmade] == NULL) {
+			unlink(to);
+			rc = -1;
+			*err_r = "out of memory";
 			goto out;
 		}
 		nmade++;
@@ -449,6 +473,8 @@ out:
 		for (size_t i = 0; i < nmade; i++)
 			unlink(made[i]);
 	}
+	for (size_t i = 0; i < nmade; i++)
+		free(made[i]);
 	free(made);
 	return rc;
 }
