@@ -401,6 +401,7 @@ static int cmd_config(int argc, char **argv, const char *path)
 int main(int argc, char **argv)
 {
 	char path[CONFIG_PATH_MAX];
+	store_global_init();
 	if (argc < 2 || is_help(argv[1])) {
 		fputs(usage_main, argc < 2 ? stderr : stdout);
 		return argc < 2 ? 2 : 0;

@@ -83,6 +83,9 @@ struct fetch_ctx {
 	int uid;
 	int need_body;          /* some item needs the message (or its structure) */
 	int need_file;          /* some item needs the message text itself */
+	int need_full;          /* ... more of it than the top-level header section */
+	struct store_header_cursor *hc;   /* cached header sections (opened on first need) */
+	int hc_tried;
 	uint64_t changedsince;
 	struct buf out;
 	/* the current message's response as segments: text in `out`, or views into `map` (large
@@ -131,6 +134,7 @@ static void fetch_free(void *p)
 	struct fetch_ctx *f = p;
 	if (f->map)
 		munmap(f->map, f->maplen);
+	store_header_close(&f->hc);
 	free(f->idx);
 	buf_free(&f->out);
 	free(f);
@@ -185,6 +189,9 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 			f->need_body |= simple[i].body;
 			f->need_file |= simple[i].body && it->kind != F_ENVELOPE &&
 					it->kind != F_BODYSTRUCTURE && it->kind != F_BODY;
+			/* computed from the text when the file is read anyway */
+			f->need_full |= it->kind == F_RFC822 || it->kind == F_RFC822_TEXT ||
+					it->kind == F_BODYSTRUCTURE || it->kind == F_BODY;
 			if (it->kind == F_RFC822_HEADER)
 				it->peek = 1;
 			f->nitems++;
@@ -210,6 +217,8 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 	}
 	f->need_body = 1;
 	f->need_file = 1;
+	if (it->kind != F_SECTION || strncasecmp(it->section, "HEADER", 6) != 0)
+		f->need_full = 1;
 	f->nitems++;
 	return 0;
 }
@@ -231,9 +240,20 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 	void *map = MAP_FAILED;
 	struct mime_part *root = NULL;
 	int fd = -1;
-	struct store_structure sc = { NULL, NULL, NULL };
+	char *copy = NULL;
+	struct store_structure sc;
+	memset(&sc, 0, sizeof(sc));
 	if (f->need_body && !f->need_file && store_structure_get(s->acct, s->box, m->uid, &sc) == 1)
 		f->need_body = 2;   /* structure from the cache: the file is not opened */
+	if (f->need_body == 1 && !f->need_full) {
+		/* only the header section: from the index's cache when it is there */
+		if (!f->hc_tried) {
+			f->hc_tried = 1;
+			store_header_open(s->acct, s->box, &f->hc);
+		}
+		if (store_header_get(f->hc, m->uid, &msg, &len) == 1)
+			f->need_body = 3;
+	}
 	if (f->need_body == 1) {
 		struct store_msg_info mi;
 		const char *err;
@@ -250,7 +270,18 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			return -1;
 		}
 		len = (size_t)st.st_size;
-		if (len > 0) {
+		if (len > 0 && len < FETCH_VIEW_MIN) {
+			/* small: read, cheaper than mmap + munmap (never sent as a view) */
+			copy = malloc(len);
+			ssize_t r = copy ? pread(fd, copy, len, 0) : -1;
+			if (r < 0) {
+				free(copy);
+				close(fd);
+				return -1;
+			}
+			len = (size_t)r;
+			msg = copy;
+		} else if (len > 0) {
 			map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
 			if (map == MAP_FAILED) {
 				close(fd);
@@ -274,11 +305,16 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			buf_appendstr(o, " ");
 		first = 0;
 		char fl[1200], date[64];
+		/* the whole message, its header or its text: no need to parse the structure */
+		int top = it->kind == F_SECTION &&
+			  (it->section[0] == '\0' || strcasecmp(it->section, "TEXT") == 0 ||
+			   strcasecmp(it->section, "HEADER") == 0);
 		if ((it->kind == F_BODYSTRUCTURE || it->kind == F_BODY || it->kind == F_SECTION ||
 		     it->kind == F_BINARY || it->kind == F_BINARYSIZE) && root == NULL &&
-		    sc.bodystructure == NULL)
+		    sc.bodystructure == NULL && !top)
 			root = mime_parse(msg, len);
-		if (it->kind == F_SECTION || it->kind == F_BINARY || it->kind == F_BINARYSIZE) {
+		if ((it->kind == F_SECTION && !top) || it->kind == F_BINARY ||
+		    it->kind == F_BINARYSIZE) {
 			if (root == NULL)
 				root = mime_parse(msg, len);
 		}
@@ -339,7 +375,13 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			size_t dlen = 0;
 			buf_reset(&tmp);
 			int r;
-			if (it->kind == F_SECTION) {
+			if (top) {
+				size_t hl = mime_header_len(msg, len);
+				r = 0;
+				data = strcasecmp(it->section, "TEXT") == 0 ? msg + hl : msg;
+				dlen = it->section[0] == '\0' ? len :
+				       strcasecmp(it->section, "TEXT") == 0 ? len - hl : hl;
+			} else if (it->kind == F_SECTION) {
 				r = root ? mime_section(root, msg, len, it->section, &tmp, &data, &dlen) : 1;
 			} else {
 				r = root ? mime_binary(root, msg, len, it->section, &tmp) : -2;
@@ -354,6 +396,7 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 					munmap(map, len);
 				if (fd >= 0)
 					close(fd);
+				free(copy);
 				return -2;   /* unknown CTE */
 			}
 			if (r != 0) {
@@ -388,7 +431,8 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 	buf_appendstr(o, ")\r\n");
 	seg_text(f);
 	store_structure_free(&sc);
-	if (f->need_body == 2)
+	free(copy);
+	if (f->need_body >= 2)
 		f->need_body = 1;
 	buf_free(&tmp);
 	if (root)

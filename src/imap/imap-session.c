@@ -569,9 +569,9 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 		char root[4096];
 		const char *err;
 		int ok = store_account_path(s->base.w->cfg->data_dir, r->user, root, sizeof(root)) == 0;
-		int o = ok ? store_account_open(root, &s->acct, &err) : -1;
+		int o = ok ? store_account_open_shared(root, &s->acct, &err) : -1;
 		if (o == 0 && store_account_create(root, &err) == 0)
-			o = store_account_open(root, &s->acct, &err);
+			o = store_account_open_shared(root, &s->acct, &err);
 		if (o <= 0) {
 			imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; please "
 					     "try again later");

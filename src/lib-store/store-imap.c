@@ -439,8 +439,9 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 			goto out;
 		}
 		sqlite3_stmt *cs;
-		if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure SELECT ?, ?, "
-				       "bodystructure, body, envelope FROM structure WHERE "
+		if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
+				       "bodystructure, body, envelope, header) SELECT ?, ?, "
+				       "bodystructure, body, envelope, header FROM structure WHERE "
 				       "mailbox_id = ? AND uid = ?", -1, &cs, NULL) == SQLITE_OK) {
 			sqlite3_bind_int64(cs, 1, dmb.id);
 			sqlite3_bind_int64(cs, 2, new_uids[i]);

@@ -234,7 +234,34 @@ static const char schema[] =
 	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));"
 	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS structure(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
-	" bodystructure TEXT, body TEXT, envelope TEXT, PRIMARY KEY(mailbox_id, uid));";
+	" bodystructure TEXT, body TEXT, envelope TEXT, header BLOB,"
+	" PRIMARY KEY(mailbox_id, uid));";
+
+/* PRAGMA user_version: the columns added since schema version 1 are there. */
+#define STORE_DB_LEVEL 2
+
+/* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
+static void db_upgrade(struct store_account *a)
+{
+	sqlite3_stmt *st;
+	int level = 0;
+	if (sqlite3_prepare_v2(a->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+		if (sqlite3_step(st) == SQLITE_ROW)
+			level = sqlite3_column_int(st, 0);
+		sqlite3_finalize(st);
+	}
+	if (level >= STORE_DB_LEVEL)
+		return;
+	sqlite3_exec(a->db, schema, NULL, NULL, NULL);
+	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN wire_size INTEGER NOT NULL DEFAULT 0",
+		     NULL, NULL, NULL);
+	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL DEFAULT 0",
+		     NULL, NULL, NULL);
+	sqlite3_exec(a->db, "ALTER TABLE structure ADD COLUMN header BLOB", NULL, NULL, NULL);
+	char sql[64];
+	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);
+	sqlite3_exec(a->db, sql, NULL, NULL, NULL);
+}
 
 /* Open index.db with our pragmas. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
@@ -250,16 +277,20 @@ static int store_db_open(struct store_account *a, int create, const char **err_r
 	if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
 			 NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "configure index.db");
-	if (!create) {
-		/* indexes made by earlier versions: add what they lack (errors mean "exists") */
-		sqlite3_exec(a->db, schema, NULL, NULL, NULL);
-		sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN wire_size INTEGER NOT NULL "
-				    "DEFAULT 0", NULL, NULL, NULL);
-		sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL "
-				    "DEFAULT 0", NULL, NULL, NULL);
-	}
+	if (!create)
+		db_upgrade(a);
 	return 0;
 }
+
+/* SQLite's page cache starts with a bulk allocation of 20 pages (~90 KB) per connection; with
+ * one connection per logged-in session that would be most of a session's memory. */
+void store_global_init(void)
+{
+	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+}
+
+/* This thread's shared handles (store_account_open_shared). */
+static _Thread_local struct store_account *shared_accounts;
 
 /* Free an account handle. */
 void store_account_close(struct store_account **ap)
@@ -267,6 +298,16 @@ void store_account_close(struct store_account **ap)
 	struct store_account *a = *ap;
 	if (a == NULL)
 		return;
+	if (a->shared_refs > 0) {   /* a shared handle: the last session closes it */
+		*ap = NULL;
+		if (--a->shared_refs > 0)
+			return;
+		struct store_account **pp = &shared_accounts;
+		while (*pp && *pp != a)
+			pp = &(*pp)->shared_next;
+		if (*pp)
+			*pp = a->shared_next;
+	}
 	sqlite3_close(a->db);
 	free(a);
 	*ap = NULL;
@@ -347,6 +388,7 @@ int store_account_create(const char *root, const char **err_r)
 		store_dbfail(a, err_r, "create index schema");
 		goto out;
 	}
+	db_upgrade(a);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "begin index transaction");
 		goto out;
@@ -400,6 +442,29 @@ int store_account_open(const char *root, struct store_account **acct_r, const ch
 	}
 	*acct_r = a;
 	return 1;
+}
+
+/* Like store_account_open, but sessions of this thread that open the same account share one
+ * handle (one SQLite connection: ~20 KB and its page cache) until the last closes it. Only for
+ * callers that never use the handle from another thread and never hold a transaction across
+ * calls (IMAP's event loop). */
+int store_account_open_shared(const char *root, struct store_account **acct_r,
+			      const char **err_r)
+{
+	for (struct store_account *a = shared_accounts; a; a = a->shared_next) {
+		if (strcmp(a->root, root) == 0) {
+			a->shared_refs++;
+			*acct_r = a;
+			return 1;
+		}
+	}
+	int r = store_account_open(root, acct_r, err_r);
+	if (r == 1) {
+		(*acct_r)->shared_refs = 1;
+		(*acct_r)->shared_next = shared_accounts;
+		shared_accounts = *acct_r;
+	}
+	return r;
 }
 
 /* The columns box_row() reads, for a query on mailboxes. */

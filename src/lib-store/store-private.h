@@ -16,6 +16,8 @@ struct store_account {
 	char err[512];
 	int64_t synced[8];     /* mailbox ids this handle has reconciled (store_deliver) */
 	size_t nsynced;
+	unsigned shared_refs;  /* > 0: shared by that many sessions (store_account_open_shared) */
+	struct store_account *shared_next;
 };
 
 const char *store_special_static(const char *v);

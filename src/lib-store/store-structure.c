@@ -11,6 +11,7 @@
 #include "mime.h"
 
 #define STRUCTURE_MAX (1u << 20)   /* larger structures are not cached (computed on demand) */
+#define STORE_HEADER_CACHE_MAX 32768   /* larger header sections are read from the file */
 
 /* Parse the message in fd and render the three strings; on any failure they stay NULL. */
 void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
@@ -31,6 +32,11 @@ void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
 	    mime_bodystructure(root, msg, 0, &body) == 0 &&
 	    mime_envelope(msg, mime_header_len(msg, (size_t)size), &env) == 0 && bs.data &&
 	    body.data && env.data) {
+		size_t hl = mime_header_len(msg, (size_t)size);
+		if (hl > 0 && hl <= STORE_HEADER_CACHE_MAX && (sc->header = malloc(hl)) != NULL) {
+			memcpy(sc->header, msg, hl);
+			sc->header_len = hl;
+		}
 		sc->bodystructure = bs.data;
 		sc->body = body.data;
 		sc->envelope = env.data;
@@ -49,6 +55,7 @@ void store_structure_free(struct store_structure *sc)
 	free(sc->bodystructure);
 	free(sc->body);
 	free(sc->envelope);
+	free(sc->header);
 	memset(sc, 0, sizeof(*sc));
 }
 
@@ -59,7 +66,7 @@ void store_structure_save(struct store_account *a, int64_t box_id, uint32_t uid,
 	sqlite3_stmt *st;
 	if (sc->bodystructure == NULL ||
 	    sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
-			       "bodystructure, body, envelope) VALUES (?, ?, ?, ?, ?)", -1, &st,
+			       "bodystructure, body, envelope, header) VALUES (?, ?, ?, ?, ?, ?)", -1, &st,
 			       NULL) != SQLITE_OK)
 		return;
 	sqlite3_bind_int64(st, 1, box_id);
@@ -67,6 +74,8 @@ void store_structure_save(struct store_account *a, int64_t box_id, uint32_t uid,
 	sqlite3_bind_text(st, 3, sc->bodystructure, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 4, sc->body, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, sc->envelope, -1, SQLITE_STATIC);
+	if (sc->header)
+		sqlite3_bind_blob(st, 6, sc->header, (int)sc->header_len, SQLITE_STATIC);
 	sqlite3_step(st);
 	sqlite3_finalize(st);
 }
@@ -96,4 +105,50 @@ int store_structure_get(struct store_account *a, const char *box, uint32_t uid,
 	}
 	sqlite3_finalize(st);
 	return found;
+}
+
+struct store_header_cursor {
+	sqlite3_stmt *st;
+};
+
+/* A cursor over the cached headers of box. 0, or -1 (then nothing is cached: read the files). */
+int store_header_open(struct store_account *a, const char *box, struct store_header_cursor **c_r)
+{
+	*c_r = NULL;
+	struct store_header_cursor *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return -1;
+	if (sqlite3_prepare_v2(a->db, "SELECT s.header FROM structure s WHERE s.mailbox_id = "
+			       "(SELECT id FROM mailboxes WHERE name = ?1) AND s.uid = ?2", -1,
+			       &c->st, NULL) != SQLITE_OK) {
+		free(c);
+		return -1;
+	}
+	sqlite3_bind_text(c->st, 1, box == NULL || strcasecmp(box, "INBOX") == 0 ? "INBOX" : box,
+			  -1, SQLITE_TRANSIENT);
+	*c_r = c;
+	return 0;
+}
+
+int store_header_get(struct store_header_cursor *c, uint32_t uid, const char **hdr_r,
+		     size_t *len_r)
+{
+	if (c == NULL)
+		return 0;
+	sqlite3_reset(c->st);
+	sqlite3_bind_int64(c->st, 2, uid);
+	if (sqlite3_step(c->st) != SQLITE_ROW || sqlite3_column_type(c->st, 0) != SQLITE_BLOB)
+		return 0;
+	*len_r = (size_t)sqlite3_column_bytes(c->st, 0);
+	*hdr_r = sqlite3_column_blob(c->st, 0);
+	return *hdr_r != NULL && *len_r > 0;
+}
+
+void store_header_close(struct store_header_cursor **cp)
+{
+	if (*cp == NULL)
+		return;
+	sqlite3_finalize((*cp)->st);
+	free(*cp);
+	*cp = NULL;
 }

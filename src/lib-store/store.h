@@ -67,6 +67,11 @@ int store_account_create(const char *root, const char **err_r);
 /* Open an existing account. Returns 1 ok, 0 does not exist, -1 error. */
 int store_account_open(const char *root, struct store_account **acct_r, const char **err_r);
 void store_account_close(struct store_account **acct);
+/* Sessions of one thread share one handle per account (IMAP's loop): 1 opened, 0 none, -1. */
+int store_account_open_shared(const char *root, struct store_account **acct_r,
+			      const char **err_r);
+/* Before any other SQLite use in the process: keep per-connection memory small. */
+void store_global_init(void);
 
 /* Deliver one message durably into mailbox `box` (NULL = INBOX).
  * `src_fd` is a regular file holding the complete message (trace headers included), read from
@@ -139,7 +144,18 @@ int64_t store_account_usage(struct store_account *acct, const char **err_r);
 /* IMAP's ENVELOPE, BODY and BODYSTRUCTURE of a message, cached at delivery (store-structure.c). */
 struct store_structure {
 	char *bodystructure, *body, *envelope;   /* malloc'd, or NULL */
+	char *header;                            /* the header section, when small; or NULL */
+	size_t header_len;
 };
+/* The cached header section (with its empty line) of the messages of one mailbox, for SEARCH
+ * and FETCH of headers without opening the files. */
+struct store_header_cursor;
+int store_header_open(struct store_account *acct, const char *box,
+		      struct store_header_cursor **c_r);
+/* 1 found (*hdr_r valid until the next call or close), 0 not cached. */
+int store_header_get(struct store_header_cursor *c, uint32_t uid, const char **hdr_r,
+		     size_t *len_r);
+void store_header_close(struct store_header_cursor **c);
 void store_structure_compute(int fd, uint64_t size, struct store_structure *sc);
 void store_structure_free(struct store_structure *sc);
 /* 1 found (free sc with store_structure_free), 0 not cached. */
