@@ -372,10 +372,11 @@ static void sync_expunged(void *ctx, uint32_t uid)
 void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 {
 	const char *err;
-	struct store_mailbox_info mb;
+	struct { uint32_t uidvalidity, uidnext; uint64_t highestmodseq; } mb;
 	if (s->st != IMAP_SELECTED || s->acct == NULL)
 		return;
-	if (store_mailbox_get(s->acct, s->box, &mb, &err) != 1) {
+	if (store_mailbox_state(s->acct, s->box, &mb.uidvalidity, &mb.uidnext, &mb.highestmodseq,
+				&err) != 1 || mb.uidvalidity != s->uidvalidity) {
 		imap_reply(s, "* BYE The selected mailbox was deleted or renamed by another session");
 		imap_close(s, "mailbox gone");
 		return;

@@ -171,7 +171,7 @@ static int set_flags_txn(struct store_account *a, const char *box,
 {
 	struct store_mailbox_info mb;
 	char dir[4300];
-	int r = store_mailbox_get(a, box, &mb, err_r);
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
 	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
 		if (r == 0)
 			*err_r = "no such mailbox";
@@ -302,7 +302,7 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 {
 	struct store_mailbox_info mb;
 	char dir[4300], base[256], tmp[4700], dst[4700], sub[4400];
-	int r = store_mailbox_get(a, box, &mb, err_r);
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
 	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
 		if (r == 0)
 			*err_r = "no such mailbox";
@@ -377,8 +377,8 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 {
 	struct store_mailbox_info smb, dmb;
 	char sdir[4300], ddir[4300];
-	int r1 = store_mailbox_get(a, src, &smb, err_r);
-	int r2 = r1 > 0 ? store_mailbox_get(a, dst, &dmb, err_r) : 0;
+	int r1 = store_mailbox_lookup(a, src, &smb, err_r);
+	int r2 = r1 > 0 ? store_mailbox_lookup(a, dst, &dmb, err_r) : 0;
 	if (r1 <= 0 || r2 <= 0 || store_box_dir(a, src, sdir, sizeof(sdir)) < 0 ||
 	    store_box_dir(a, dst, ddir, sizeof(ddir)) < 0) {
 		if (r1 == 0 || r2 == 0)
@@ -491,7 +491,7 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 		*err_r = "invalid mailbox name";
 		return strcasecmp(name, "INBOX") == 0 ? 0 : -1;
 	}
-	int r = store_mailbox_get(a, name, &mb, err_r);
+	int r = store_mailbox_lookup(a, name, &mb, err_r);
 	if (r != 0)
 		return r < 0 ? -1 : 0;
 	errno = 0;
@@ -543,7 +543,7 @@ int store_mailbox_delete(struct store_account *a, const char *name, const char *
 		*err_r = "INBOX cannot be deleted";
 		return -1;
 	}
-	int r = store_mailbox_get(a, name, &mb, err_r);
+	int r = store_mailbox_lookup(a, name, &mb, err_r);
 	if (r <= 0)
 		return r;
 	if (store_box_dir(a, name, dir, sizeof(dir)) < 0) {
@@ -573,10 +573,10 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 		*err_r = "invalid target name";
 		return -1;
 	}
-	int r = store_mailbox_get(a, from, &mb, err_r);
+	int r = store_mailbox_lookup(a, from, &mb, err_r);
 	if (r <= 0)
 		return r;
-	if (store_mailbox_get(a, to, &tmb, err_r) != 0)
+	if (store_mailbox_lookup(a, to, &tmb, err_r) != 0)
 		return -2;
 	if (strcasecmp(from, "INBOX") == 0) {
 		if (store_mailbox_create(a, to, NULL, err_r) < 0)
@@ -685,7 +685,7 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 			void (*cb_expunged)(void *ctx, uint32_t uid), void *ctx, const char **err_r)
 {
 	struct store_mailbox_info mb;
-	int r = store_mailbox_get(a, box, &mb, err_r);
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
 	if (r <= 0) {
 		if (r == 0)
 			*err_r = "no such mailbox";

@@ -235,10 +235,12 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS structure(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" bodystructure TEXT, body TEXT, envelope TEXT, header BLOB,"
-	" PRIMARY KEY(mailbox_id, uid));";
+	" PRIMARY KEY(mailbox_id, uid));"
+	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
+	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
 /* PRAGMA user_version: the columns added since schema version 1 are there. */
-#define STORE_DB_LEVEL 2
+#define STORE_DB_LEVEL 3
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)
@@ -252,12 +254,12 @@ static void db_upgrade(struct store_account *a)
 	}
 	if (level >= STORE_DB_LEVEL)
 		return;
-	sqlite3_exec(a->db, schema, NULL, NULL, NULL);
 	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN wire_size INTEGER NOT NULL DEFAULT 0",
 		     NULL, NULL, NULL);
 	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL DEFAULT 0",
 		     NULL, NULL, NULL);
 	sqlite3_exec(a->db, "ALTER TABLE structure ADD COLUMN header BLOB", NULL, NULL, NULL);
+	sqlite3_exec(a->db, schema, NULL, NULL, NULL);   /* tables and indexes still missing */
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);
 	sqlite3_exec(a->db, sql, NULL, NULL, NULL);
@@ -490,6 +492,30 @@ static void box_row(sqlite3_stmt *st, struct store_mailbox_info *info)
 	info->unseen = (uint32_t)sqlite3_column_int64(st, 9);
 }
 
+/* The counters IMAP polls after every command (no aggregate over the messages). 1 found, 0 not,
+ * -1 error. */
+int store_mailbox_state(struct store_account *a, const char *box, uint32_t *uidvalidity_r,
+			uint32_t *uidnext_r, uint64_t *highestmodseq_r, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (box == NULL || strcasecmp(box, "INBOX") == 0)
+		box = "INBOX";
+	if (sqlite3_prepare_v2(a->db, "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes "
+			       "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "query mailbox");
+	sqlite3_bind_text(st, 1, box, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*uidvalidity_r = (uint32_t)sqlite3_column_int64(st, 0);
+		*uidnext_r = (uint32_t)sqlite3_column_int64(st, 1);
+		*highestmodseq_r = (uint64_t)sqlite3_column_int64(st, 2);
+	}
+	sqlite3_finalize(st);
+	if (r == SQLITE_ROW)
+		return 1;
+	return r == SQLITE_DONE ? 0 : store_dbfail(a, err_r, "query mailbox");
+}
+
 /* Look up a mailbox row. 1 found, 0 not, -1 error. */
 int store_mailbox_get(struct store_account *a, const char *box, struct store_mailbox_info *info,
 		      const char **err_r)
@@ -509,11 +535,33 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
 }
 
+/* store_mailbox_get without the counts (messages, size, unseen stay 0): for the store's own
+ * lookups, which need only the row. */
+int store_mailbox_lookup(struct store_account *a, const char *box, struct store_mailbox_info *info,
+			 const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (box == NULL || strcasecmp(box, "INBOX") == 0)
+		box = "INBOX";
+	if (sqlite3_prepare_v2(a->db, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
+			       "special_use, subscribed, 0, 0, 0 FROM mailboxes WHERE name = ?", -1,
+			       &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "query mailbox");
+	sqlite3_bind_text(st, 1, box, -1, SQLITE_STATIC);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		box_row(st, info);
+	else if (r != SQLITE_DONE)
+		store_dbfail(a, err_r, "query mailbox");
+	sqlite3_finalize(st);
+	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
 /* Look up a mailbox that must exist: 0 ok, -1 error or missing (*err_r says which). */
 static int mailbox_need(struct store_account *a, const char *box, struct store_mailbox_info *mb,
 			const char **err_r)
 {
-	int r = store_mailbox_get(a, box, mb, err_r);
+	int r = store_mailbox_lookup(a, box, mb, err_r);
 	if (r == 0)
 		return store_errf(a, err_r, 0, "no such mailbox");
 	return r < 0 ? -1 : 0;

@@ -21,6 +21,8 @@ struct store_account {
 };
 
 const char *store_special_static(const char *v);
+int store_mailbox_lookup(struct store_account *a, const char *box, struct store_mailbox_info *info,
+			 const char **err_r);
 int store_box_dir(const struct store_account *a, const char *box, char *out, size_t outlen);
 int store_mkdir_p(const char *path);
 int store_maildir_make(const char *dir);

@@ -67,6 +67,9 @@ int store_account_create(const char *root, const char **err_r);
 /* Open an existing account. Returns 1 ok, 0 does not exist, -1 error. */
 int store_account_open(const char *root, struct store_account **acct_r, const char **err_r);
 void store_account_close(struct store_account **acct);
+/* uidvalidity, uidnext and highestmodseq of a mailbox: 1 found, 0 not, -1 error. */
+int store_mailbox_state(struct store_account *acct, const char *box, uint32_t *uidvalidity_r,
+			uint32_t *uidnext_r, uint64_t *highestmodseq_r, const char **err_r);
 /* Sessions of one thread share one handle per account (IMAP's loop): 1 opened, 0 none, -1. */
 int store_account_open_shared(const char *root, struct store_account **acct_r,
 			      const char **err_r);
