@@ -451,8 +451,19 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 	return 0;
 }
 
-/* Produce FETCH responses until the socket is full; 1 when all are out. */
+static int fetch_resume_txn(struct imap_session *s);
+
+/* Produce FETCH responses until the socket is full; 1 when all are out. The index lookups of
+ * one turn share a read transaction. */
 static int fetch_resume(struct imap_session *s)
+{
+	int began = store_read_begin(s->acct);
+	int r = fetch_resume_txn(s);
+	store_read_end(s->acct, began);
+	return r;
+}
+
+static int fetch_resume_txn(struct imap_session *s)
 {
 	struct fetch_ctx *f = s->cmd_ctx;
 	for (;;) {

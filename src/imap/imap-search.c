@@ -550,6 +550,7 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 	int root = n > 0 ? compile_all(&x, args, n, &i, 0) : -1;
 	size_t *v = root >= 0 ? calloc(s->nmsgs + 1, sizeof(*v)) : NULL;
 	size_t k = 0;
+	int began = store_read_begin(s->acct);
 	for (size_t m = 0; v && m < s->nmsgs; m++) {
 		struct msgtext t = { 0 };
 		if (eval(&x, root, m, &t))
@@ -559,6 +560,7 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 		free(t.copy);
 	}
 	store_header_close(&x.hc);
+	store_read_end(s->acct, began);
 	for (size_t j = 0; j < x.n; j++)
 		if (x.nodes[j].has_set)
 			imap_seqset_free(&x.nodes[j].set);

@@ -313,7 +313,8 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 	store_msg_path(dir, base, flags == 0 && keywords == 0, flags, dst, sizeof(dst));
 	snprintf(sub, sizeof(sub), "%s/%s", dir, flags == 0 && keywords == 0 ? "new" : "cur");
 	errno = 0;
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	/* read-write: the POP3 size and the IMAP structure are computed from the file */
+	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return store_fail(a, err_r, "create message file");
 	size_t off = 0;
@@ -333,6 +334,13 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 		return store_fail(a, err_r, "write message file");
 	}
 	int64_t wire = wire_size_fd(fd);
+	if (wire < 0) {
+		int e = errno;
+		close(fd);
+		unlink(tmp);
+		errno = e;
+		return store_fail(a, err_r, "read message file back");
+	}
 	struct store_structure sc;
 	store_structure_compute(fd, len, &sc);
 	close(fd);

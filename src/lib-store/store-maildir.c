@@ -291,6 +291,20 @@ void store_global_init(void)
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 }
 
+/* See store.h. */
+int store_read_begin(struct store_account *a)
+{
+	if (a == NULL || !sqlite3_get_autocommit(a->db))
+		return 0;
+	return sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+void store_read_end(struct store_account *a, int began)
+{
+	if (began && !sqlite3_get_autocommit(a->db))
+		sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+}
+
 /* This thread's shared handles (store_account_open_shared). */
 static _Thread_local struct store_account *shared_accounts;
 

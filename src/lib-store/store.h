@@ -73,6 +73,10 @@ int store_mailbox_state(struct store_account *acct, const char *box, uint32_t *u
 /* Sessions of one thread share one handle per account (IMAP's loop): 1 opened, 0 none, -1. */
 int store_account_open_shared(const char *root, struct store_account **acct_r,
 			      const char **err_r);
+/* Many lookups in one read transaction (one snapshot, one lock instead of one per lookup).
+ * Never across a return to the event loop. Returns what store_read_end wants. */
+int store_read_begin(struct store_account *acct);
+void store_read_end(struct store_account *acct, int began);
 /* Before any other SQLite use in the process: keep per-connection memory small. */
 void store_global_init(void);
 

@@ -293,6 +293,59 @@ static long long sql_int(const char *sql)
 	return v;
 }
 
+/* The header section is cached at delivery, APPEND and COPY (exact bytes, empty line included),
+ * APPEND records the POP3 size and the structure, and shared handles are counted. */
+static void test_header_cache(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a, *b;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open_shared(root, &a, &err), 1);
+	assert_int_equal(store_account_open_shared(root, &b, &err), 1);
+	assert_ptr_equal(a, b);   /* one handle for the sessions of this thread */
+	store_account_close(&b);
+	assert_null(b);
+	const char *text = "From: =?UTF-8?Q?Ren=C3=A9?= <r@x.test>\r\nSubject: hi\r\n\r\nbody\r\n.dot\n";
+	size_t hl = strlen("From: =?UTF-8?Q?Ren=C3=A9?= <r@x.test>\r\nSubject: hi\r\n\r\n");
+	int fd = source(text);
+	uint32_t uid, uid2, uv;
+	assert_int_equal(store_deliver(a, NULL, fd, strlen(text), 0, 5, 0, &uid, &err), 0);
+	close(fd);
+	assert_int_equal(store_append(a, "Drafts", text, strlen(text), 0, 0, 7, &uid2, &uv, &err),
+			 0);
+	const char *boxes[] = { "INBOX", "Drafts" };
+	uint32_t uids[] = { uid, uid2 };
+	for (int k = 0; k < 2; k++) {
+		struct store_header_cursor *c;
+		const char *h;
+		size_t len;
+		assert_int_equal(store_header_open(a, boxes[k], &c), 0);
+		assert_int_equal(store_header_get(c, uids[k], &h, &len), 1);
+		assert_int_equal(len, hl);
+		assert_memory_equal(h, text, hl);
+		assert_int_equal(store_header_get(c, uids[k] + 100, &h, &len), 0);
+		store_header_close(&c);
+		struct store_structure sc;
+		assert_int_equal(store_structure_get(a, boxes[k], uids[k], &sc), 1);
+		store_structure_free(&sc);
+	}
+	/* POP3 size of the appended message: the bare LF becomes CRLF, ".dot" is stuffed */
+	assert_int_equal(sql_int("SELECT wire_size FROM messages m JOIN mailboxes b ON "
+				 "b.id = m.mailbox_id WHERE b.name = 'Drafts'"),
+			 (long long)strlen(text) + 2);
+	uint32_t nu[1];
+	assert_int_equal(store_copy(a, "INBOX", &uid, 1, "Archive", nu, &uv, &err), 1);
+	struct store_header_cursor *c;
+	const char *h;
+	size_t len;
+	assert_int_equal(store_header_open(a, "Archive", &c), 0);
+	assert_int_equal(store_header_get(c, nu[0], &h, &len), 1);
+	assert_memory_equal(h, text, hl);
+	store_header_close(&c);
+	store_account_close(&a);
+}
+
 /* The files in new/ are the exact bytes under Maildir names, and the index rows match them. */
 static void test_deliver_files(void **state)
 {
@@ -704,6 +757,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sync_repairs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_header_cache, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
