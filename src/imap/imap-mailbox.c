@@ -323,15 +323,28 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 {
 	const char *err;
 	size_t a = 0;
-	int sel_subscribed = lsub, sel_special = 0, ret_status = 0, ret_special = 1;
+	int sel_subscribed = lsub, sel_special = 0, sel_recursive = 0, ret_status = 0;
+	int ret_special = 1;
 	const struct imap_arg *status_list = NULL;
 	if (!lsub && n > 0 && args[0].type == IMAP_ARG_LIST) {
+		/* RFC 5258 3.1: unknown selection options and RECURSIVEMATCH alone are errors */
 		for (size_t i = 0; i < args[0].nlist; i++) {
-			const char *o = args[0].list[i].str;
-			if (strcasecmp(o, "SUBSCRIBED") == 0)
+			const char *o = args[0].list[i].type == IMAP_ARG_ATOM ? args[0].list[i].str : "";
+			if (strcasecmp(o, "SUBSCRIBED") == 0) {
 				sel_subscribed = 1;
-			else if (strcasecmp(o, "SPECIAL-USE") == 0)
+			} else if (strcasecmp(o, "SPECIAL-USE") == 0) {
 				sel_special = 1;
+			} else if (strcasecmp(o, "RECURSIVEMATCH") == 0) {
+				sel_recursive = 1;
+			} else if (strcasecmp(o, "REMOTE") != 0) {
+				imap_bad(s, "Unknown LIST selection option (known: SUBSCRIBED, REMOTE, "
+					    "RECURSIVEMATCH, SPECIAL-USE)");
+				return;
+			}
+		}
+		if (sel_recursive && !sel_subscribed && !sel_special) {
+			imap_bad(s, "RECURSIVEMATCH needs another selection option");
+			return;
 		}
 		a = 1;
 	}
@@ -345,11 +358,18 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 		    args[i + 1].type == IMAP_ARG_LIST) {
 			const struct imap_arg *r = &args[i + 1];
 			for (size_t k = 0; k < r->nlist; k++) {
-				if (strcasecmp(r->list[k].str, "STATUS") == 0 && k + 1 < r->nlist &&
+				const char *o = r->list[k].type == IMAP_ARG_ATOM ? r->list[k].str : "";
+				if (strcasecmp(o, "STATUS") == 0 && k + 1 < r->nlist &&
 				    r->list[k + 1].type == IMAP_ARG_LIST) {
 					ret_status = 1;
 					status_list = &r->list[k + 1];
 					k++;
+				} else if (strcasecmp(o, "SUBSCRIBED") != 0 &&
+					   strcasecmp(o, "CHILDREN") != 0 &&
+					   strcasecmp(o, "SPECIAL-USE") != 0) {
+					imap_bad(s, "Unknown LIST return option (known: SUBSCRIBED, "
+						    "CHILDREN, SPECIAL-USE, STATUS (items))");
+					return;
 				}
 			}
 		}
@@ -397,14 +417,23 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 			match = list_match(pat, name);
 			buf_free(&pb);
 		}
-		if (!match || (sel_subscribed && !boxes[i].subscribed) ||
-		    (sel_special && boxes[i].special_use == NULL))
-			continue;
-		int children = 0;
+		int children = 0, child_selected = 0;
 		size_t nl = strlen(name);
-		for (int k = 0; k < nb; k++)
-			if (strncmp(boxes[k].name, name, nl) == 0 && boxes[k].name[nl] == '/')
+		for (int k = 0; k < nb; k++) {
+			if (strncmp(boxes[k].name, name, nl) == 0 && boxes[k].name[nl] == '/') {
 				children = 1;
+				if ((!sel_subscribed || boxes[k].subscribed) &&
+				    (!sel_special || boxes[k].special_use))
+					child_selected = 1;
+			}
+		}
+		int selected = (!sel_subscribed || boxes[i].subscribed) &&
+			       (!sel_special || boxes[i].special_use != NULL);
+		/* RFC 5258 3.5: with RECURSIVEMATCH a parent that is not selected itself is listed
+		 * when a descendant is, with CHILDINFO saying why */
+		int childinfo = sel_recursive && !selected && child_selected;
+		if (!match || (!selected && !childinfo))
+			continue;
 		buf_reset(&line);
 		buf_appendf(&line, "* %s (%s", lsub ? "LSUB" : "LIST",
 			    children ? "\\HasChildren" : "\\HasNoChildren");
@@ -414,6 +443,11 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 			buf_appendf(&line, " %s", boxes[i].special_use);
 		buf_appendstr(&line, ") \"/\" ");
 		imap_append_mailbox(s, &line, name);
+		if (childinfo)
+			buf_appendf(&line, " (\"CHILDINFO\" (%s%s%s))",
+				    sel_subscribed ? "\"SUBSCRIBED\"" : "",
+				    sel_subscribed && sel_special ? " " : "",
+				    sel_special ? "\"SPECIAL-USE\"" : "");
 		buf_appendstr(&line, "\r\n");
 		imap_write(s, line.data, line.len);
 		if (ret_status && status_list) {

@@ -529,6 +529,35 @@ def test_list_patterns_and_extended(srv, user, clients):
     assert st.get("AX") == {"MESSAGES": "0", "UNSEEN": "0"}, c.dialogue()
 
 
+def test_list_extended_options(srv, user, clients):
+    """RFC 5258: RECURSIVEMATCH with CHILDINFO, REMOTE, RETURN options, errors for unknown ones."""
+    c = Imap(srv)
+    clients.append(c)
+    c.login(user)
+    for b in ("P", "P/Q", "R"):
+        c.ok("CREATE", b)
+    c.ok("UNSUBSCRIBE P")
+    c.ok("SUBSCRIBE P/Q")
+    c.ok("UNSUBSCRIBE R")
+    # P is not subscribed, but its child is: listed with CHILDINFO under "%"
+    r = c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "%"')
+    lines = {l[2]: l for l in r.of("LIST")}
+    assert "P" in lines and "R" not in lines, c.dialogue()
+    assert "\\subscribed" not in {a.lower() for a in lines["P"][0]}, c.dialogue()
+    assert lines["P"][3] == [b"CHILDINFO", [b"SUBSCRIBED"]], c.dialogue()
+    # without RECURSIVEMATCH the unsubscribed parent is not listed
+    assert "P" not in list_names(c.ok('LIST (SUBSCRIBED) "" "%"')), c.dialogue()
+    # REMOTE is accepted (we have no remote mailboxes); RETURN options
+    assert "R" in list_names(c.ok('LIST (REMOTE) "" "%"')), c.dialogue()
+    attrs = list_attrs(c.ok('LIST "" "P*" RETURN (CHILDREN SUBSCRIBED SPECIAL-USE)'))
+    assert "\\haschildren" in attrs["P"] and "\\subscribed" in attrs["P/Q"], c.dialogue()
+    # RFC 5258 3.1 and 3.2: unknown options and RECURSIVEMATCH alone are BAD
+    c.expect("BAD", 'LIST (RECURSIVEMATCH) "" "%"')
+    c.expect("BAD", 'LIST (FOOBAR) "" "%"')
+    c.expect("BAD", 'LIST "" "%" RETURN (FOOBAR)')
+    c.ok("NOOP")
+
+
 def test_list_reference_name(srv, user, clients):
     """RFC 3501 6.3.8: the reference is prepended to the pattern; the usual form ends in the
     hierarchy delimiter ("A/" "%")."""
