@@ -126,6 +126,11 @@ int imap_select_msgs(struct imap_session *s, const char *set, int uid, size_t **
 		     size_t *n_r);
 
 /* imap-search.c */
+/* The header section of message i (malloc'd, NUL-terminated): from the index's cache through
+ * hc (may be NULL), else from the file. 0, or -1 if it cannot be read. */
+struct store_header_cursor;
+int imap_msg_header(struct imap_session *s, size_t i, struct store_header_cursor *hc,
+		    char **hdr_r, size_t *len_r);
 int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_t n,
 		      size_t **idx_r, size_t *n_r, const char **why_r);
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);

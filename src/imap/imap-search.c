@@ -694,3 +694,37 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 	free(hits);
 	imap_tagged(s, "OK", "%sSEARCH completed", uid ? "UID " : "");
 }
+
+/* See imap-private.h. */
+int imap_msg_header(struct imap_session *s, size_t i, struct store_header_cursor *hc,
+		    char **hdr_r, size_t *len_r)
+{
+	const char *h;
+	size_t hl;
+	*hdr_r = NULL;
+	*len_r = 0;
+	if (store_header_get(hc, s->msgs[i].uid, &h, &hl) == 1) {
+		if ((*hdr_r = malloc(hl + 1)) == NULL)
+			return -1;
+		memcpy(*hdr_r, h, hl);
+		(*hdr_r)[hl] = '\0';
+		*len_r = hl;
+		return 0;
+	}
+	struct search x;
+	memset(&x, 0, sizeof(x));
+	x.s = s;
+	struct msgtext t;
+	memset(&t, 0, sizeof(t));
+	int r = -1;
+	if (text_load(&x, i, &t) && (*hdr_r = malloc(t.hlen + 1)) != NULL) {
+		memcpy(*hdr_r, t.msg, t.hlen);
+		(*hdr_r)[t.hlen] = '\0';
+		*len_r = t.hlen;
+		r = 0;
+	}
+	if (t.map)
+		munmap(t.map, t.len);
+	free(t.copy);
+	return r;
+}

@@ -154,38 +154,17 @@ static int sort_cmp(const void *a, const void *b)
 }
 
 /* Fill the sort keys of one message. */
-static void sort_fill(struct imap_session *s, struct sort_item *it)
+static void sort_fill(struct imap_session *s, struct sort_item *it, struct store_header_cursor *hc)
 {
 	struct imap_msg *m = &s->msgs[it->idx];
+	char *hdr = NULL;
 	const char *msg = "";
-	size_t len = 0, hl = 0;
-	void *map = NULL;
+	size_t hl = 0;
 	int need_hdr = 0;
 	for (size_t k = 0; k < nsort_keys; k++)
 		need_hdr |= sort_keys[k].c != S_ARRIVAL && sort_keys[k].c != S_SIZE;
-	if (need_hdr) {
-		struct store_msg_info mi;
-		const char *err;
-		struct stat st;
-		memset(&mi, 0, sizeof(mi));
-		mi.uid = m->uid;
-		mi.in_new = m->in_new;
-		mi.flags = m->flags;
-		snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
-		int fd = store_message_fd(s->acct, s->box, &mi, &err);
-		if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0) {
-			map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-			if (map == MAP_FAILED) {
-				map = NULL;
-			} else {
-				msg = map;
-				len = (size_t)st.st_size;
-				hl = mime_header_len(msg, len);
-			}
-		}
-		if (fd >= 0)
-			close(fd);
-	}
+	if (need_hdr && imap_msg_header(s, it->idx, hc, &hdr, &hl) == 0)
+		msg = hdr;
 	for (size_t k = 0; k < nsort_keys; k++) {
 		it->text[k][0] = '\0';
 		it->num[k] = 0;
@@ -246,8 +225,7 @@ static void sort_fill(struct imap_session *s, struct sort_item *it)
 			break;
 		}
 	}
-	if (map)
-		munmap(map, len);
+	free(hdr);
 }
 
 /* SORT (criteria) charset keys. */
@@ -304,10 +282,15 @@ void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n
 		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
 		return;
 	}
+	struct store_header_cursor *hc = NULL;
+	store_header_open(s->acct, s->box, &hc);
+	int began = store_read_begin(s->acct);
 	for (size_t i = 0; i < nm; i++) {
 		items[i].idx = match[i];
-		sort_fill(s, &items[i]);
+		sort_fill(s, &items[i], hc);
 	}
+	store_header_close(&hc);
+	store_read_end(s->acct, began);
 	free(match);
 	qsort(items, nm, sizeof(*items), sort_cmp);
 	struct buf out;

@@ -150,6 +150,9 @@ static struct tnode *tsort(struct tnode *list, unsigned depth)
 	n = 0;
 	for (struct tnode *c = list; c; c = c->next)
 		v[n++] = c;
+	/* children first: an empty container sorts by the date of its first child */
+	for (size_t i = 0; i < n && depth < THREAD_DEPTH_MAX; i++)
+		v[i]->child = tsort(v[i]->child, depth + 1);
 	for (size_t i = 1; i < n; i++) {   /* insertion sort: sibling lists are short */
 		struct tnode *x = v[i];
 		size_t j = i;
@@ -160,11 +163,8 @@ static struct tnode *tsort(struct tnode *list, unsigned depth)
 		}
 		v[j] = x;
 	}
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++)
 		v[i]->next = i + 1 < n ? v[i + 1] : NULL;
-		if (depth < THREAD_DEPTH_MAX)
-			v[i]->child = tsort(v[i]->child, depth + 1);
-	}
 	struct tnode *head = v[0];
 	free(v);
 	return head;
@@ -197,35 +197,96 @@ static void tprint(struct imap_session *s, const struct tnode *n, int uid, struc
 	}
 }
 
+/* The thread subject of a root (RFC 5256 4.5.B.i): its own, or its first child's if empty. */
+static const char *tsubject(const struct tnode *n)
+{
+	return n->msg >= 0 ? n->subject : n->child ? n->child->subject : "";
+}
+
+/* A root's slot in the subject table (open addressing; the table has room to spare). */
+static struct tnode **tslot(struct tnode **tab, size_t ntab, const char *subject)
+{
+	size_t h = thash(subject, ntab);
+	while (tab[h] && strcmp(tsubject(tab[h]), subject) != 0)
+		h = (h + 1) % ntab;
+	return &tab[h];
+}
+
+/* REFERENCES step 5 (RFC 5256 4.5): gather the roots that share a base subject. */
+static void tgather(struct tctx *tc, struct tnode *root)
+{
+	size_t nroots = 0;
+	for (struct tnode *c = root->child; c; c = c->next)
+		nroots++;
+	size_t ntab = nroots * 2 + 1;
+	struct tnode **tab = calloc(ntab, sizeof(*tab));
+	struct tnode **roots = calloc(nroots + 1, sizeof(*roots));
+	if (tab == NULL || roots == NULL) {
+		free(tab);
+		free(roots);
+		return;
+	}
+	nroots = 0;
+	for (struct tnode *c = root->child; c; c = c->next)
+		roots[nroots++] = c;
+	/* B: one root per subject: a dummy wins over a message, a non-reply over a reply */
+	for (size_t i = 0; i < nroots; i++) {
+		struct tnode *c = roots[i];
+		const char *sub = tsubject(c);
+		if (sub[0] == '\0')
+			continue;
+		struct tnode **e = tslot(tab, ntab, sub);
+		if (*e == NULL || ((*e)->msg >= 0 && (c->msg < 0 || ((*e)->is_reply && !c->is_reply))))
+			*e = c;
+	}
+	/* C: merge the others into it */
+	for (size_t i = 0; i < nroots; i++) {
+		struct tnode *c = roots[i];
+		const char *sub = tsubject(c);
+		if (sub[0] == '\0')
+			continue;
+		struct tnode **e = tslot(tab, ntab, sub);
+		struct tnode *t = *e;
+		if (t == NULL || t == c)
+			continue;
+		if (t->msg < 0 && c->msg < 0) {
+			while (c->child)          /* both dummies: the children become siblings */
+				tlink(t, c->child);
+			tunlink(c);               /* freed with the others (it is in t.all) */
+		} else if (t->msg < 0 || (c->is_reply && !t->is_reply)) {
+			tlink(t, c);
+		} else {
+			/* neither is a reply of the other: a new dummy parents both; it keeps the
+			 * subject so later roots find it */
+			char id[64];
+			snprintf(id, sizeof(id), "<postino-subject-%zu@local>", i);
+			struct tnode *d = tget(tc, id);   /* an empty container, freed with the rest */
+			if (d == NULL)
+				break;
+			tlink(root, d);
+			tlink(d, t);
+			tlink(d, c);
+			*e = d;
+		}
+	}
+	free(tab);
+	free(roots);
+}
+
 /* Read the threading headers of message i into a fresh container description. */
-static void tread(struct imap_session *s, size_t i, char *msgid, size_t idlen, char *refs,
-		  size_t refslen, char *subject, int *is_reply, int64_t *date)
+static void tread(struct imap_session *s, size_t i, struct store_header_cursor *hc, char *msgid,
+		  size_t idlen, char *refs, size_t refslen, char *subject, int *is_reply,
+		  int64_t *date)
 {
 	struct imap_msg *m = &s->msgs[i];
-	struct store_msg_info mi;
-	const char *err;
-	struct stat st;
 	msgid[0] = refs[0] = subject[0] = '\0';
 	*is_reply = 0;
 	*date = m->internaldate;
-	memset(&mi, 0, sizeof(mi));
-	mi.uid = m->uid;
-	mi.in_new = m->in_new;
-	mi.flags = m->flags;
-	snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
-	int fd = store_message_fd(s->acct, s->box, &mi, &err);
-	if (fd < 0)
+	char *hdr;
+	size_t hl;
+	if (imap_msg_header(s, i, hc, &hdr, &hl) < 0)
 		return;
-	if (fstat(fd, &st) < 0 || st.st_size == 0) {
-		close(fd);
-		return;
-	}
-	void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-	close(fd);
-	if (map == MAP_FAILED)
-		return;
-	const char *msg = map;
-	size_t hl = mime_header_len(msg, (size_t)st.st_size);
+	const char *msg = hdr;
 	struct buf v;
 	buf_init(&v, 65536);
 	if (mime_header_get(msg, hl, "Message-ID", &v) == 1 && v.data)
@@ -257,7 +318,7 @@ static void tread(struct imap_session *s, size_t i, char *msgid, size_t idlen, c
 			*date = (int64_t)timegm(&tm);
 	}
 	buf_free(&v);
-	munmap(map, (size_t)st.st_size);
+	free(hdr);
 }
 
 /* THREAD algorithm charset keys. */
@@ -291,11 +352,15 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 	struct tnode root;
 	memset(&root, 0, sizeof(root));
 	root.msg = -1;
+	struct store_header_cursor *hc = NULL;
+	store_header_open(s->acct, s->box, &hc);
+	int began = store_read_begin(s->acct);
 	for (size_t k = 0; t.hash && k < nm; k++) {
 		char msgid[THREAD_ID_MAX], refs[8192], subject[256];
 		int is_reply;
 		int64_t date;
-		tread(s, match[k], msgid, sizeof(msgid), refs, sizeof(refs), subject, &is_reply, &date);
+		tread(s, match[k], hc, msgid, sizeof(msgid), refs, sizeof(refs), subject, &is_reply,
+		      &date);
 		if (!refs_algo)
 			refs[0] = '\0';
 		if (msgid[0] == '\0' || !refs_algo)   /* a unique id of our own */
@@ -335,6 +400,8 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 		else if (prev == NULL && c->parent)
 			tunlink(c);
 	}
+	store_header_close(&hc);
+	store_read_end(s->acct, began);
 	free(match);
 	/* step 2: the root set */
 	for (size_t k = 0; k < t.nall; k++)
@@ -361,7 +428,9 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 	}
 	/* step 4/5: gather roots by base subject (ORDEREDSUBJECT: every message is a root) */
 	root.child = tsort(root.child, 0);
-	for (struct tnode *a = root.child; a; a = a->next) {
+	if (refs_algo)
+		tgather(&t, &root);
+	for (struct tnode *a = refs_algo ? NULL : root.child; a; a = a->next) {
 		const char *sa = a->msg >= 0 ? a->subject : a->child ? a->child->subject : "";
 		if (sa[0] == '\0')
 			continue;
@@ -370,10 +439,7 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 			const char *sb = b->msg >= 0 ? b->subject : b->child ? b->child->subject : "";
 			if (strcmp(sa, sb) != 0)
 				continue;
-			/* an empty container takes the other root as a child; otherwise the later
-			 * root joins the earlier one (ORDEREDSUBJECT: the first message is the
-			 * parent of the rest). XXX RFC 5256 4.5.C asks for a new empty parent when
-			 * neither of two REFERENCES roots is a reply; we nest them instead. */
+			/* ORDEREDSUBJECT: the first message is the parent of the rest */
 			tlink(a, b);
 		}
 	}
