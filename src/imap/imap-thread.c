@@ -171,8 +171,8 @@ static struct tnode *tsort(struct tnode *list, unsigned depth)
 }
 
 /* Print one container and its descendants. */
-/* XXX: levels below THREAD_DEPTH_MAX (only reachable with hostile References chains) are not
- * printed, so those messages are missing from the THREAD answer rather than crashing it. */
+/* Linking stops THREAD_DEPTH_MAX levels down (step 1), so a deeper reply (only hostile or
+ * broken References make one) starts a thread of its own and the depth test here never cuts. */
 static void tprint(struct imap_session *s, const struct tnode *n, int uid, struct buf *out,
 		   unsigned depth)
 {

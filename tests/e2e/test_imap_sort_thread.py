@@ -130,3 +130,25 @@ def test_sort_keys(box):
     assert sort("DATE", search='SUBJECT "report"') == [6, 7], c.dialogue()
     c.expect("BAD", "SORT (NOSUCHKEY) UTF-8 ALL")
     c.expect("BAD", "SORT SUBJECT UTF-8 ALL")
+
+
+def test_thread_deep_reply_chain_keeps_every_message(srv, user, clients):
+    """A chain of 300 replies (References chosen by senders) is bounded, but no message is lost
+    from the answer."""
+    c = Imap(srv)
+    clients.append(c)
+    c.login(user)
+    c.ok("CREATE Deep")
+    n = 300
+    for k in range(n):
+        refs = " ".join("<m%d@x.test>" % j for j in range(max(0, k - 60), k)) or None
+        append(c, "Deep", msg("Re: deep" if k else "deep", "<m%d@x.test>" % k,
+                              "Thu, 01 Jan 2026 10:%02d:%02d +0000" % (k // 60, k % 60),
+                              irt="<m%d@x.test>" % (k - 1) if k else None, refs=refs))
+    c.ok("SELECT Deep")
+    r = c.ok("THREAD REFERENCES UTF-8 ALL", timeout=60)
+    line = untagged(r, "THREAD")
+    got = [int(x) for x in re.findall(r"\d+", line)]
+    assert sorted(got) == list(range(1, n + 1)), line[:400]
+    assert line.count("(") == line.count(")"), line[:400]
+    c.ok("NOOP")
