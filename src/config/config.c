@@ -34,6 +34,8 @@ static const struct gkey gkeys[] = {
 	  "failed logins are answered after a delay doubling up to this (0 turns it off)"),
 	G("pop3_login_delay", K_DURATION, pop3_login_delay,
 	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
+	G("imap_rest_after", K_DURATION, imap_rest_after,
+	  "an inactive IMAP session closes its index handle after this (0: never)"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
 	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
@@ -98,6 +100,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
 	cfg->workers = 2;
 	cfg->login_delay_max = 15;
+	cfg->imap_rest_after = 15;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;

@@ -65,6 +65,8 @@ struct config {
 	unsigned pop3_login_delay;
 	unsigned login_delay_max;          /* brute-force brake: longest delay of a failed login,
 					    * seconds (0 = off) */         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
+	unsigned imap_rest_after;          /* seconds before an inactive IMAP session lets go of
+					    * its index handle (0 = never) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];

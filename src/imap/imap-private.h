@@ -71,6 +71,11 @@ struct imap_session {
 	void (*cmd_free)(void *ctx);
 	int idling;
 	struct ev_timer idle_timer;
+	/* at rest (inactive): acct is closed; acct_root reopens it, acct_sig tells an IDLE poll
+	 * whether anything changed since */
+	char *acct_root;
+	struct ev_timer rest_timer;
+	uint64_t acct_sig[4];
 	uint32_t *searchres;           /* SEARCHRES "$" */
 	size_t nsearchres;
 	char keyword_names[64][64];   /* keyword id -> name cache */

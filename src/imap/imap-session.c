@@ -125,6 +125,8 @@ static void imap_reap(void *arg)
 	}
 	ev_timer_cancel(s->base.w->loop, &s->timer);
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
+	ev_timer_cancel(s->base.w->loop, &s->rest_timer);
+	free(s->acct_root);
 	if (s->cmd_free && s->cmd_ctx)
 		s->cmd_free(s->cmd_ctx);
 	conn_flush(&s->conn);
@@ -160,11 +162,52 @@ static void imap_on_timeout(struct ev_timer *t)
 	imap_close(s, "timeout");
 }
 
+static void imap_arm_rest(struct imap_session *s);
+
+/* An inactive session lets go of its index handle (the account's other sessions in this
+ * worker may still share it): idle clients then cost little more than their socket and TLS.
+ * An IDLE session watches the index files' fingerprint instead. */
+static void imap_rest(struct ev_timer *t)
+{
+	struct imap_session *s = t->arg;
+	if (s->acct == NULL || s->acct_root == NULL || s->closing)
+		return;
+	if (s->resume || s->cmd_ctx || s->job_running) {
+		imap_arm_rest(s);
+		return;
+	}
+	if (s->idling) {
+		imap_sync_mailbox(s, 1);   /* up to date now; later changes change the fingerprint */
+		conn_flush(&s->conn);
+	}
+	store_account_signature(s->acct_root, s->acct_sig);
+	store_account_close(&s->acct);
+	imap_parser_release(s->parser);
+}
+
+/* The index handle of a session at rest, back. 0, or -1 (then NO [UNAVAILABLE] is the answer). */
+static int imap_wake(struct imap_session *s)
+{
+	const char *err;
+	if (s->acct || s->acct_root == NULL)
+		return 0;
+	return store_account_open_shared(s->acct_root, &s->acct, &err) == 1 ? 0 : -1;
+}
+
 /* (Re)arm the idle timer: 30 minutes once logged in, shorter before. */
 static void imap_arm_timer(struct imap_session *s)
 {
 	uint64_t secs = s->st == IMAP_NOTAUTH ? IMAP_PREAUTH_TIMEOUT_S : IMAP_AUTOLOGOUT_S;
 	ev_timer_set(s->base.w->loop, &s->timer, secs * 1000, imap_on_timeout, s);
+	imap_arm_rest(s);
+}
+
+/* (Re)start the countdown to rest (imap_rest_after). */
+static void imap_arm_rest(struct imap_session *s)
+{
+	unsigned secs = s->base.w->cfg->imap_rest_after;
+	if (s->acct_root && secs > 0)
+		ev_timer_set(s->base.w->loop, &s->rest_timer, (uint64_t)secs * 1000, imap_rest, s);
 }
 
 /* Worker shutdown. */
@@ -577,6 +620,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 			imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; please "
 					     "try again later");
 		} else {
+			s->acct_root = strdup(root);   /* NULL: the session never rests */
 			snprintf(s->user, sizeof(s->user), "%s", r->user);
 			struct acct_user u;
 			if (acctdb_user_get(s->base.w->db, s->user, &u, &err) == 1)
@@ -766,6 +810,16 @@ static void imap_idle_poll(struct ev_timer *t)
 	struct imap_session *s = t->arg;
 	if (!s->idling || s->closing)
 		return;
+	if (s->acct == NULL) {   /* at rest: look only when the index changed */
+		uint64_t sig[4];
+		store_account_signature(s->acct_root, sig);
+		if (memcmp(sig, s->acct_sig, sizeof(sig)) == 0 || imap_wake(s) < 0) {
+			ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS,
+				     imap_idle_poll, s);
+			return;
+		}
+		imap_arm_rest(s);
+	}
 	imap_sync_mailbox(s, 1);
 	conn_flush(&s->conn);
 	ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS, imap_idle_poll, s);
@@ -789,6 +843,7 @@ static void imap_idle_line(struct imap_session *s, const char *line)
 	s->idling = 0;
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	if (strcasecmp(line, "DONE") == 0) {
+		imap_wake(s);
 		imap_sync_mailbox(s, 1);
 		imap_tagged(s, "OK", "IDLE terminated");
 	} else {
@@ -916,6 +971,11 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 	}
 	if ((c->needs & NEED_SELECTED) && s->st != IMAP_SELECTED) {
 		imap_bad(s, "Select a mailbox first");
+		return;
+	}
+	if (s->st != IMAP_NOTAUTH && imap_wake(s) < 0) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] Your mailbox cannot be opened now; please try "
+				     "again later");
 		return;
 	}
 	if (log_debug_enabled())

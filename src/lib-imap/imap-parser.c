@@ -866,6 +866,16 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *lim)
 	return p;
 }
 
+/* See imap-parser.h. */
+void imap_parser_release(struct imap_parser *p)
+{
+	if (p->st != PS_TAG || p->tok.len > 0 || p->line_bytes > 0)
+		return;   /* in the middle of a command */
+	pcmd_free(&p->result);
+	p->result_error = NULL;
+	buf_free(&p->tok);
+}
+
 /* Free the parser and all it holds. */
 void imap_parser_free(struct imap_parser **pp)
 {

@@ -87,6 +87,9 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *p, const char *data,
 
 /* Tag of the last COMMAND, or of the last ERROR if its tag was read completely (else NULL). */
 const char *imap_parser_tag(const struct imap_parser *p);
+/* Between commands: free what the last command's arguments held (the caller is done with
+ * them); the parser works on as before. */
+void imap_parser_release(struct imap_parser *p);
 /* Upper-cased command name of the last COMMAND, e.g. "UID" (args then continue with "FETCH");
  * after an ERROR it is the name if one was read, else NULL. */
 const char *imap_parser_name(const struct imap_parser *p);

@@ -292,6 +292,20 @@ void store_global_init(void)
 }
 
 /* See store.h. */
+void store_account_signature(const char *root, uint64_t sig[4])
+{
+	char p[STORE_PATH_MAX];
+	struct stat st;
+	memset(sig, 0, 4 * sizeof(*sig));
+	if (path_fmt(p, sizeof(p), "%s/index.db-wal", root) == 0 && stat(p, &st) == 0) {
+		sig[0] = (uint64_t)st.st_ino;
+		sig[1] = (uint64_t)st.st_size;
+		sig[2] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+	}
+	if (path_fmt(p, sizeof(p), "%s/index.db", root) == 0 && stat(p, &st) == 0)
+		sig[3] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+}
+
 int store_read_begin(struct store_account *a)
 {
 	if (a == NULL || !sqlite3_get_autocommit(a->db))

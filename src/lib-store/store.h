@@ -77,6 +77,10 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
  * Never across a return to the event loop. Returns what store_read_end wants. */
 int store_read_begin(struct store_account *acct);
 void store_read_end(struct store_account *acct, int began);
+/* A fingerprint of the account's index files that changes with every committed change (the
+ * WAL grows, or is checkpointed into index.db): lets a session that closed its handle see
+ * cheaply whether it must look. */
+void store_account_signature(const char *root, uint64_t sig[4]);
 /* Before any other SQLite use in the process: keep per-connection memory small. */
 void store_global_init(void);
 

@@ -325,3 +325,65 @@ def test_imap_changes_seen_by_pop3_and_uidl_stable(srv, user, clients):
     ids1 = [l.split()[1] for l in first]
     ids2 = [l.split()[1] for l in second]
     assert ids2[:2] == [ids1[0], ids1[2]] and len(ids2) == 3 and ids2[2] not in ids1
+
+
+@pytest.fixture(scope="module")
+def resting_srv():
+    from test_imap_helpers import make_server, log_bytes, CRASH_MARKERS
+    s = make_server(extra_conf="imap_rest_after = 1s")
+    yield s
+    bad = [m for m in CRASH_MARKERS if m in log_bytes(s)]
+    s.stop()
+    assert not bad, "server log shows %s" % bad
+
+
+def index_open_by_workers(srv, user):
+    """How many open files of the server's processes are the account's index.db?"""
+    import os
+    target = os.path.realpath(os.path.join(srv.maildir(user), "index.db"))
+    n = 0
+    pids = [srv.proc.pid]
+    with open("/proc/%d/task/%d/children" % (srv.proc.pid, srv.proc.pid)) as f:
+        pids += [int(p) for p in f.read().split()]
+    for pid in pids:
+        d = "/proc/%d/fd" % pid
+        for fd in os.listdir(d):
+            try:
+                n += os.readlink(os.path.join(d, fd)) == target
+            except OSError:
+                pass
+    return n
+
+
+def test_sessions_at_rest_still_see_everything(resting_srv, clients):
+    """An inactive session closes its index handle (imap_rest_after); an IDLE at rest is still
+    woken by a delivery within a second, and any command after rest sees what changed."""
+    srv = resting_srv
+    user = new_user(srv)
+    srv.deliver(user, message("before rest", to=user))
+    idler = session(srv, user, "imaps", clients, select="INBOX")
+    other = session(srv, user, "starttls", clients, select="INBOX")
+    idle_start(idler)
+    held = index_open_by_workers(srv, user)   # the sessions' handles + delivery's cache
+    time.sleep(2.5)   # both sessions are at rest now
+    rested = index_open_by_workers(srv, user)
+    assert 1 <= held - rested <= 2, "sessions at rest still hold index.db open (%d -> %d)" % (
+        held, rested)
+    acked = smtp_deliver_timed(srv, user, message("during rest 1", to=user))
+    line, _ = read_until(idler, rb"^\* 2 EXISTS\r\n", 5)
+    assert time.monotonic() - acked < 1.0, idler.dialogue()
+    # the other session at rest: NOOP reports the new message, FETCH reads it
+    r = other.ok("NOOP")
+    assert r.exists() == 2, other.dialogue()
+    f = other.ok("FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").fetches()
+    assert b"during rest 1" in bytes(list(f[2].values())[0]), other.dialogue()
+    # changes by a session at rest reach the idler, again after rest
+    time.sleep(2.5)
+    other.ok("STORE 1 +FLAGS (\\Flagged)")
+    read_until(idler, rb"^\* 1 FETCH \(.*\\Flagged", 3)
+    time.sleep(2.5)
+    srv.deliver(user, message("during rest 2", to=user))
+    read_until(idler, rb"^\* 3 EXISTS\r\n", 3)
+    assert idle_done(idler).status == "OK", idler.dialogue()
+    assert len(idler.ok("FETCH 1:* UID").fetches()) == 3, idler.dialogue()
+    assert len(other.ok("SEARCH ALL").of("SEARCH")[0]) == 3, other.dialogue()
