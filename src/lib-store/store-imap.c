@@ -104,23 +104,23 @@ int store_message_fd(struct store_account *a, const char *box, const struct stor
 int store_keyword_id(struct store_account *a, const char *name, int create, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT id FROM keywords WHERE name = ? COLLATE NOCASE", -1,
+	if (store_prepare(a, "SELECT id FROM keywords WHERE name = ? COLLATE NOCASE", -1,
 			       &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "keywords") - 1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	int id = -1;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		id = sqlite3_column_int(st, 0);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (id >= 0 || !create)
 		return id;
-	if (sqlite3_prepare_v2(a->db, "INSERT INTO keywords(id, name) SELECT coalesce(max(id) + 1, 0), ?"
+	if (store_prepare(a, "INSERT INTO keywords(id, name) SELECT coalesce(max(id) + 1, 0), ?"
 			       " FROM keywords HAVING coalesce(max(id) + 1, 0) < 64", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "keywords") - 1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "add keyword") - 1;
 	if (sqlite3_changes(a->db) == 0)
@@ -133,7 +133,7 @@ int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, co
 		       void *ctx, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT id, name FROM keywords ORDER BY id", -1, &st, NULL) !=
+	if (store_prepare(a, "SELECT id, name FROM keywords ORDER BY id", -1, &st, NULL) !=
 	    SQLITE_OK)
 		return store_dbfail(a, err_r, "keywords");
 	int n = 0;
@@ -141,7 +141,7 @@ int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, co
 		cb(ctx, sqlite3_column_int(st, 0), (const char *)sqlite3_column_text(st, 1));
 		n++;
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return n;
 }
 
@@ -194,9 +194,9 @@ static int set_flags_txn(struct store_account *a, const char *box,
 		return store_dbfail(a, err_r, "begin");
 	}
 	int rc = 0;
-	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, keywords FROM messages "
+	if (store_prepare(a, "SELECT filename, in_new, flags, keywords FROM messages "
 			       "WHERE mailbox_id = ? AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "UPDATE messages SET flags = ?, keywords = ?, modseq = ?, "
+	    store_prepare(a, "UPDATE messages SET flags = ?, keywords = ?, modseq = ?, "
 			       "in_new = 0 WHERE mailbox_id = ? AND uid = ?", -1, &upd, NULL) !=
 		    SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "prepare");
@@ -260,8 +260,8 @@ static int set_flags_txn(struct store_account *a, const char *box,
 out:
 	if (rc < 0)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_finalize(sel);
-	sqlite3_finalize(upd);
+	store_finalize(a, sel);
+	store_finalize(a, upd);
 	for (size_t i = 0; i < nren; i++) {
 		free(rens[i].from);
 		free(rens[i].to);
@@ -281,13 +281,13 @@ static int insert_with_flags(struct store_account *a, int64_t box_id, const char
 		return -1;
 	if (keywords) {
 		sqlite3_stmt *st;
-		sqlite3_prepare_v2(a->db, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND "
+		store_prepare(a, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND "
 				   "uid = ?", -1, &st, NULL);
 		sqlite3_bind_int64(st, 1, (int64_t)keywords);
 		sqlite3_bind_int64(st, 2, box_id);
 		sqlite3_bind_int64(st, 3, uid);
 		int r = sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_finalize(a, st);
 		if (r != SQLITE_DONE)
 			return store_dbfail(a, err_r, "set keywords");
 	}
@@ -406,7 +406,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 		return store_dbfail(a, err_r, "begin copy");
 	}
 	sqlite3_stmt *sel = NULL;
-	sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, keywords, internaldate, size, "
+	store_prepare(a, "SELECT filename, in_new, flags, keywords, internaldate, size, "
 			   "wire_size FROM messages WHERE mailbox_id = ? AND uid = ?", -1, &sel, NULL);
 	for (size_t i = 0; i < n; i++) {
 		new_uids[i] = 0;
@@ -447,7 +447,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 			goto out;
 		}
 		sqlite3_stmt *cs;
-		if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
+		if (store_prepare(a, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
 				       "bodystructure, body, envelope, header) SELECT ?, ?, "
 				       "bodystructure, body, envelope, header FROM structure WHERE "
 				       "mailbox_id = ? AND uid = ?", -1, &cs, NULL) == SQLITE_OK) {
@@ -456,7 +456,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 			sqlite3_bind_int64(cs, 3, smb.id);
 			sqlite3_bind_int64(cs, 4, uids[i]);
 			sqlite3_step(cs);
-			sqlite3_finalize(cs);
+			store_finalize(a, cs);
 		}
 		rc++;
 	}
@@ -474,7 +474,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 	if (dst_uidvalidity_r)
 		*dst_uidvalidity_r = dmb.uidvalidity;
 out:
-	sqlite3_finalize(sel);
+	store_finalize(a, sel);
 	if (rc < 0) {
 		if (*err_r == NULL)
 			store_dbfail(a, err_r, "copy");
@@ -506,7 +506,7 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 	if (store_maildir_make(dir) < 0)
 		return store_fail(a, err_r, "create mailbox directory");
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "INSERT INTO mailboxes(name, uidvalidity, special_use) "
+	if (store_prepare(a, "INSERT INTO mailboxes(name, uidvalidity, special_use) "
 			       "VALUES (?, max(strftime('%s','now'), (SELECT coalesce(max(uidvalidity), 0)"
 			       " + 1 FROM mailboxes)), ?)", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "create mailbox");
@@ -516,7 +516,7 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 	else
 		sqlite3_bind_null(st, 2);
 	r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "create mailbox");
 	return 1;
@@ -636,11 +636,11 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 			break;
 		}
 		sqlite3_stmt *st;
-		sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET name = ? WHERE id = ?", -1, &st, NULL);
+		store_prepare(a, "UPDATE mailboxes SET name = ? WHERE id = ?", -1, &st, NULL);
 		sqlite3_bind_text(st, 1, newname, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, boxes[i].id);
 		int s = sqlite3_step(st);
-		sqlite3_finalize(st);
+		store_finalize(a, st);
 		if (s != SQLITE_DONE) {
 			rc = store_dbfail(a, err_r, "rename mailbox");
 			break;
@@ -673,14 +673,14 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 int store_mailbox_subscribe(struct store_account *a, const char *name, int on, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET subscribed = ? WHERE name = ?", -1, &st,
+	if (store_prepare(a, "UPDATE mailboxes SET subscribed = ? WHERE name = ?", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "subscribe");
 	sqlite3_bind_int(st, 1, on);
 	sqlite3_bind_text(st, 2, strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, -1,
 			  SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "subscribe");
 	return sqlite3_changes(a->db) > 0;
@@ -701,18 +701,18 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 	}
 	sqlite3_stmt *st;
 	if (cb_expunged) {
-		if (sqlite3_prepare_v2(a->db, "SELECT uid FROM expunged WHERE mailbox_id = ? AND "
+		if (store_prepare(a, "SELECT uid FROM expunged WHERE mailbox_id = ? AND "
 				       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
 			return store_dbfail(a, err_r, "changes");
 		sqlite3_bind_int64(st, 1, mb.id);
 		sqlite3_bind_int64(st, 2, (int64_t)modseq);
 		while (sqlite3_step(st) == SQLITE_ROW)
 			cb_expunged(ctx, (uint32_t)sqlite3_column_int64(st, 0));
-		sqlite3_finalize(st);
+		store_finalize(a, st);
 	}
 	if (cb_msg == NULL)
 		return 0;
-	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
+	if (store_prepare(a, "SELECT uid, flags, modseq, internaldate, size, filename, "
 			       "in_new, wire_size, keywords, savedate FROM messages WHERE mailbox_id = ? AND "
 			       "modseq > ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "changes");
@@ -733,7 +733,7 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 		m.savedate = (time_t)sqlite3_column_int64(st, 9);
 		cb_msg(ctx, &m);
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return 0;
 }
 
@@ -741,12 +741,12 @@ int store_changes_since(struct store_account *a, const char *box, uint64_t modse
 int64_t store_account_usage(struct store_account *a, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT coalesce(sum(size), 0) FROM messages", -1, &st,
+	if (store_prepare(a, "SELECT coalesce(sum(size), 0) FROM messages", -1, &st,
 			       NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "usage");
 	int64_t v = -1;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		v = sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return v;
 }

@@ -247,10 +247,10 @@ static void db_upgrade(struct store_account *a)
 {
 	sqlite3_stmt *st;
 	int level = 0;
-	if (sqlite3_prepare_v2(a->db, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
+	if (store_prepare(a, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
 		if (sqlite3_step(st) == SQLITE_ROW)
 			level = sqlite3_column_int(st, 0);
-		sqlite3_finalize(st);
+		store_finalize(a, st);
 	}
 	if (level >= STORE_DB_LEVEL)
 		return;
@@ -322,6 +322,50 @@ void store_read_end(struct store_account *a, int began)
 /* This thread's shared handles (store_account_open_shared). */
 static _Thread_local struct store_account *shared_accounts;
 
+/* See store-private.h. Statements are found by the SQL's address, then checked by text (the
+ * caller's buffer may be reused for other SQL); one in use by an outer caller is not shared. */
+int store_prepare(struct store_account *a, const char *sql, int len, sqlite3_stmt **st_r,
+		  const char **tail)
+{
+	(void)len;
+	(void)tail;
+	int free_slot = -1;
+	for (int i = 0; i < STORE_STMT_CACHE; i++) {
+		if (a->stc[i].st == NULL) {
+			if (free_slot < 0)
+				free_slot = i;
+			continue;
+		}
+		if (a->stc[i].sql == sql && strcmp(sqlite3_sql(a->stc[i].st), sql) == 0) {
+			if (sqlite3_stmt_busy(a->stc[i].st))
+				break;   /* in use further up: a fresh one */
+			*st_r = a->stc[i].st;
+			return SQLITE_OK;
+		}
+	}
+	int r = sqlite3_prepare_v3(a->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0,
+				   st_r, NULL);
+	if (r == SQLITE_OK && free_slot >= 0) {
+		a->stc[free_slot].sql = sql;
+		a->stc[free_slot].st = *st_r;
+	}
+	return r;
+}
+
+void store_finalize(struct store_account *a, sqlite3_stmt *st)
+{
+	if (st == NULL)
+		return;
+	for (int i = 0; i < STORE_STMT_CACHE; i++) {
+		if (a->stc[i].st == st) {
+			sqlite3_reset(st);
+			sqlite3_clear_bindings(st);
+			return;
+		}
+	}
+	sqlite3_finalize(st);
+}
+
 /* Free an account handle. */
 void store_account_close(struct store_account **ap)
 {
@@ -338,6 +382,8 @@ void store_account_close(struct store_account **ap)
 		if (*pp)
 			*pp = a->shared_next;
 	}
+	for (int i = 0; i < STORE_STMT_CACHE; i++)
+		sqlite3_finalize(a->stc[i].st);
 	sqlite3_close(a->db);
 	free(a);
 	*ap = NULL;
@@ -372,7 +418,7 @@ static int create_default_boxes(struct store_account *a, const char **err_r)
 {
 	sqlite3_stmt *st;
 	int rc = 0;
-	if (sqlite3_prepare_v2(a->db, "INSERT OR IGNORE INTO mailboxes(name, uidvalidity, "
+	if (store_prepare(a, "INSERT OR IGNORE INTO mailboxes(name, uidvalidity, "
 			       "special_use) VALUES (?1, max(?2, (SELECT coalesce(max(uidvalidity), 0)"
 			       " + 1 FROM mailboxes)), ?3)", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "prepare mailbox row");
@@ -396,7 +442,7 @@ static int create_default_boxes(struct store_account *a, const char **err_r)
 		if (sqlite3_step(st) != SQLITE_DONE)
 			rc = store_dbfail(a, err_r, "create mailbox row");
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return rc;
 }
 
@@ -528,7 +574,7 @@ int store_mailbox_state(struct store_account *a, const char *box, uint32_t *uidv
 	sqlite3_stmt *st;
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
-	if (sqlite3_prepare_v2(a->db, "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes "
+	if (store_prepare(a, "SELECT uidvalidity, uidnext, highestmodseq FROM mailboxes "
 			       "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
 	sqlite3_bind_text(st, 1, box, -1, SQLITE_STATIC);
@@ -538,7 +584,7 @@ int store_mailbox_state(struct store_account *a, const char *box, uint32_t *uidv
 		*uidnext_r = (uint32_t)sqlite3_column_int64(st, 1);
 		*highestmodseq_r = (uint64_t)sqlite3_column_int64(st, 2);
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r == SQLITE_ROW)
 		return 1;
 	return r == SQLITE_DONE ? 0 : store_dbfail(a, err_r, "query mailbox");
@@ -551,7 +597,7 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 	sqlite3_stmt *st;
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
-	if (sqlite3_prepare_v2(a->db, BOX_COLS "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
+	if (store_prepare(a, BOX_COLS "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
 	sqlite3_bind_text(st, 1, box, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
@@ -559,7 +605,7 @@ int store_mailbox_get(struct store_account *a, const char *box, struct store_mai
 		box_row(st, info);
 	else if (r != SQLITE_DONE)
 		store_dbfail(a, err_r, "query mailbox");
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
 }
 
@@ -571,7 +617,7 @@ int store_mailbox_lookup(struct store_account *a, const char *box, struct store_
 	sqlite3_stmt *st;
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
-	if (sqlite3_prepare_v2(a->db, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
+	if (store_prepare(a, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
 			       "special_use, subscribed, 0, 0, 0 FROM mailboxes WHERE name = ?", -1,
 			       &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
@@ -581,7 +627,7 @@ int store_mailbox_lookup(struct store_account *a, const char *box, struct store_
 		box_row(st, info);
 	else if (r != SQLITE_DONE)
 		store_dbfail(a, err_r, "query mailbox");
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
 }
 
@@ -600,7 +646,7 @@ int store_mailbox_list(struct store_account *a, struct store_mailbox_info **boxe
 		       const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, BOX_COLS "ORDER BY name", -1, &st, NULL) != SQLITE_OK)
+	if (store_prepare(a, BOX_COLS "ORDER BY name", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list mailboxes");
 	struct store_mailbox_info *v = NULL;
 	size_t n = 0;
@@ -621,7 +667,7 @@ int store_mailbox_list(struct store_account *a, struct store_mailbox_info **boxe
 		free(v);
 		v = NULL;
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	*boxes_r = v;
 	return r == SQLITE_DONE ? (int)n : -1;
 }
@@ -634,7 +680,7 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 	sqlite3_stmt *st;
 	if (mailbox_need(a, box, &mb, err_r) < 0)
 		return -1;
-	if (sqlite3_prepare_v2(a->db, "SELECT uid, flags, modseq, internaldate, size, filename, "
+	if (store_prepare(a, "SELECT uid, flags, modseq, internaldate, size, filename, "
 			       "in_new, wire_size, keywords, savedate FROM messages WHERE "
 			       "mailbox_id = ? ORDER BY uid", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "list messages");
@@ -665,11 +711,11 @@ int store_message_list(struct store_account *a, const char *box, struct store_ms
 			store_errf(a, err_r, ENOMEM, "list messages");
 		else
 			store_dbfail(a, err_r, "list messages");
-		sqlite3_finalize(st);
+		store_finalize(a, st);
 		free(v);
 		return -1;
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	*msgs_r = v;
 	return (int)n;
 }
@@ -797,7 +843,7 @@ int store_index_insert(struct store_account *a, int64_t box_id, const char *fnam
 		       uint32_t *uid_r, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = "
+	if (store_prepare(a, "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = "
 			       "highestmodseq + 1 WHERE id = ? RETURNING uidnext - 1, highestmodseq",
 			       -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "update UIDNEXT");
@@ -809,12 +855,12 @@ int store_index_insert(struct store_account *a, int64_t box_id, const char *fnam
 		modseq = sqlite3_column_int64(st, 1);
 		r = sqlite3_step(st);
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "update UIDNEXT");
 	if (uid < 1 || uid > (int64_t)UINT32_MAX - 1)   /* also: mailbox deleted meanwhile */
 		return store_errf(a, err_r, 0, "no such mailbox or its UIDs are exhausted");
-	if (sqlite3_prepare_v2(a->db, "INSERT INTO messages(mailbox_id, uid, filename, flags, "
+	if (store_prepare(a, "INSERT INTO messages(mailbox_id, uid, filename, flags, "
 			       "modseq, internaldate, size, savedate, in_new, wire_size) VALUES "
 			       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "insert message row");
@@ -829,7 +875,7 @@ int store_index_insert(struct store_account *a, int64_t box_id, const char *fnam
 	sqlite3_bind_int(st, 9, in_new);
 	sqlite3_bind_int64(st, 10, (int64_t)wire_size);
 	r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "insert message row");
 	if (uid_r)
@@ -949,13 +995,13 @@ undo:
 static int store_was_expunged(struct store_account *a, int64_t box_id, const char *fname)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(a->db, "SELECT 1 FROM expunged WHERE mailbox_id = ? AND filename = ?",
+	if (store_prepare(a, "SELECT 1 FROM expunged WHERE mailbox_id = ? AND filename = ?",
 			       -1, &st, NULL) != SQLITE_OK)
 		return 0;
 	sqlite3_bind_int64(st, 1, box_id);
 	sqlite3_bind_text(st, 2, fname, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return r;
 }
 
@@ -981,9 +1027,9 @@ static int expunge_row(struct store_account *a, int64_t box_id, uint32_t uid, ui
 {
 	sqlite3_stmt *rec = NULL, *del = NULL;
 	int rc = 0;
-	if (sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
+	if (store_prepare(a, "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq, "
 			       "filename) VALUES (?, ?, ?, ?)", -1, &rec, NULL) != SQLITE_OK ||
-	    sqlite3_prepare_v2(a->db, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
+	    store_prepare(a, "DELETE FROM messages WHERE mailbox_id = ? AND uid = ?", -1,
 			       &del, NULL) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "prepare expunge");
 		goto out;
@@ -997,8 +1043,8 @@ static int expunge_row(struct store_account *a, int64_t box_id, uint32_t uid, ui
 	if (sqlite3_step(rec) != SQLITE_DONE || sqlite3_step(del) != SQLITE_DONE)
 		rc = store_dbfail(a, err_r, "expunge row");
 out:
-	sqlite3_finalize(rec);
-	sqlite3_finalize(del);
+	store_finalize(a, rec);
+	store_finalize(a, del);
 	return rc;
 }
 
@@ -1034,7 +1080,7 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		rc = store_dbfail(a, err_r, "begin expunge");
 		goto out;
 	}
-	if (sqlite3_prepare_v2(a->db, "SELECT filename, in_new, flags, highestmodseq FROM messages,"
+	if (store_prepare(a, "SELECT filename, in_new, flags, highestmodseq FROM messages,"
 			       " mailboxes WHERE mailbox_id = ? AND uid = ? AND id = mailbox_id", -1,
 			       &sel, NULL) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "prepare expunge");
@@ -1077,7 +1123,7 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		unlink(paths[i]);
 	rc = (int)np;
 out:
-	sqlite3_finalize(sel);
+	store_finalize(a, sel);
 	if (rc < 0)
 		db_rollback(a);
 	for (size_t i = 0; i < np; i++)

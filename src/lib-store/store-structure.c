@@ -65,7 +65,7 @@ void store_structure_save(struct store_account *a, int64_t box_id, uint32_t uid,
 {
 	sqlite3_stmt *st;
 	if (sc->bodystructure == NULL ||
-	    sqlite3_prepare_v2(a->db, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
+	    store_prepare(a, "INSERT OR REPLACE INTO structure(mailbox_id, uid, "
 			       "bodystructure, body, envelope, header) VALUES (?, ?, ?, ?, ?, ?)", -1, &st,
 			       NULL) != SQLITE_OK)
 		return;
@@ -77,7 +77,7 @@ void store_structure_save(struct store_account *a, int64_t box_id, uint32_t uid,
 	if (sc->header)
 		sqlite3_bind_blob(st, 6, sc->header, (int)sc->header_len, SQLITE_STATIC);
 	sqlite3_step(st);
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 }
 
 /* The cached strings of a message: 1 found (sc filled, free with store_structure_free), 0 not. */
@@ -86,7 +86,7 @@ int store_structure_get(struct store_account *a, const char *box, uint32_t uid,
 {
 	sqlite3_stmt *st;
 	memset(sc, 0, sizeof(*sc));
-	if (sqlite3_prepare_v2(a->db, "SELECT s.bodystructure, s.body, s.envelope FROM structure s "
+	if (store_prepare(a, "SELECT s.bodystructure, s.body, s.envelope FROM structure s "
 			       "JOIN mailboxes b ON b.id = s.mailbox_id WHERE b.name = ? AND "
 			       "s.uid = ?", -1, &st, NULL) != SQLITE_OK)
 		return 0;
@@ -103,7 +103,7 @@ int store_structure_get(struct store_account *a, const char *box, uint32_t uid,
 		if (!found)
 			store_structure_free(sc);
 	}
-	sqlite3_finalize(st);
+	store_finalize(a, st);
 	return found;
 }
 
@@ -118,6 +118,7 @@ int store_header_open(struct store_account *a, const char *box, struct store_hea
 	struct store_header_cursor *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -1;
+	/* its own statement, not a cached one: the cursor keeps its bindings across calls */
 	if (sqlite3_prepare_v2(a->db, "SELECT s.header FROM structure s WHERE s.mailbox_id = "
 			       "(SELECT id FROM mailboxes WHERE name = ?1) AND s.uid = ?2", -1,
 			       &c->st, NULL) != SQLITE_OK) {
