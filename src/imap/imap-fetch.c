@@ -78,7 +78,8 @@ struct fetch_item {
 struct fetch_ctx {
 	size_t *idx;
 	size_t n, pos;
-	struct fetch_item items[64];
+	struct fetch_item *items;        /* FETCH_ITEMS_MAX of them, allocated as needed */
+	size_t capitems;
 	size_t nitems;
 	int uid;
 	int need_body;          /* some item needs the message (or its structure) */
@@ -99,6 +100,7 @@ struct fetch_ctx {
 	size_t maplen;
 };
 
+#define FETCH_ITEMS_MAX 64       /* data items in one FETCH */
 #define FETCH_VIEW_MIN 65536     /* literals at least this big are not copied */
 #define FETCH_SLICE 262144       /* written per turn from a view */
 
@@ -135,6 +137,7 @@ static void fetch_free(void *p)
 	if (f->map)
 		munmap(f->map, f->maplen);
 	store_header_close(&f->hc);
+	free(f->items);
 	free(f->idx);
 	buf_free(&f->out);
 	free(f);
@@ -171,8 +174,16 @@ static int fetch_parse_section(const char *a, struct fetch_item *it, const char 
 /* One fetch attribute. -1 invalid. */
 static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 {
-	if (f->nitems >= 64)
+	if (f->nitems >= FETCH_ITEMS_MAX)
 		return -1;
+	if (f->nitems == f->capitems) {
+		size_t nc = f->capitems ? f->capitems * 2 : 4;
+		void *v = realloc(f->items, nc * sizeof(*f->items));
+		if (v == NULL)
+			return -1;
+		f->items = v;
+		f->capitems = nc;
+	}
 	struct fetch_item *it = &f->items[f->nitems];
 	memset(it, 0, sizeof(*it));
 	static const struct { const char *n; enum fetch_kind k; int body; } simple[] = {

@@ -48,6 +48,7 @@ struct search {
 	const char *err;
 	struct store_header_cursor *hc;   /* cached header sections (opened on first need) */
 	int hc_tried;
+	size_t cap;             /* nodes allocated */
 };
 
 /* "1-Feb-1994" -> start of that day, UTC. */
@@ -86,7 +87,7 @@ static int compile_all(struct search *x, const struct imap_arg *args, size_t n, 
 			acc = k;
 			continue;
 		}
-		if (x->n >= SEARCH_NODES_MAX)
+		if (x->n >= x->cap)
 			return -1;
 		struct snode *a = &x->nodes[x->n];
 		memset(a, 0, sizeof(*a));
@@ -105,7 +106,7 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 		x->err = "Search is too complex (nested too deeply)";
 		return -1;
 	}
-	if (*i >= n || x->n >= SEARCH_NODES_MAX)
+	if (*i >= n || x->n >= x->cap)
 		return -1;
 	const struct imap_arg *a = &args[(*i)++];
 	int me = (int)x->n++;
@@ -537,13 +538,29 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 	return 0;
 }
 
+/* Arguments in a tree (lists counted with their contents), at most `cap`. */
+static size_t count_args(const struct imap_arg *args, size_t n, size_t cap, unsigned depth)
+{
+	size_t c = 0;
+	for (size_t i = 0; i < n && c < cap; i++) {
+		c++;
+		if (args[i].type == IMAP_ARG_LIST && depth < SEARCH_DEPTH_MAX + 2)
+			c += count_args(args[i].list, args[i].nlist, cap - c, depth + 1);
+	}
+	return c;
+}
+
 /* The messages (indexes into s->msgs, in order) matching search keys. 0, or -1 with *why_r. */
 int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_t n,
 		      size_t **idx_r, size_t *n_r, const char **why_r)
 {
 	size_t i = 0;
-	struct search x = { s, calloc(SEARCH_NODES_MAX, sizeof(struct snode)), 0, 0, NULL, NULL,
-			    0 };
+	/* every key makes one node, and one more joins it to the keys before it */
+	size_t nodes = 2 * count_args(args, n, SEARCH_NODES_MAX, 0) + 2;
+	if (nodes > SEARCH_NODES_MAX)
+		nodes = SEARCH_NODES_MAX;
+	struct search x = { s, calloc(nodes, sizeof(struct snode)), 0, 0, NULL, NULL, 0, 0 };
+	x.cap = nodes;
 	*why_r = "Out of memory";
 	if (x.nodes == NULL)
 		return -1;
