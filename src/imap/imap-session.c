@@ -180,8 +180,9 @@ static void imap_rest(struct ev_timer *t)
 		imap_sync_mailbox(s, 1);   /* up to date now; later changes change the fingerprint */
 		conn_flush(&s->conn);
 	}
-	store_account_signature(s->acct_root, s->acct_sig);
+	/* after the close: closing the last handle of a process may checkpoint the WAL */
 	store_account_close(&s->acct);
+	store_account_signature(s->acct_root, s->acct_sig);
 	imap_parser_release(s->parser);
 }
 
