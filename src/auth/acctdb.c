@@ -112,6 +112,17 @@ static const char *const schema_v1[] = {
 	"CREATE INDEX IF NOT EXISTS aliases_domain ON aliases(domain)",
 };
 
+/* Additive tables created on every writable open (no data migration needed, so the schema
+ * version stays 1; readers treat a missing table as empty). */
+static const char *const schema_extra[] = {
+	/* per-account sending limits (issue 5): NULL = the server-wide setting, 0 = no limit */
+	"CREATE TABLE IF NOT EXISTS send_limits ("
+	" address TEXT PRIMARY KEY NOT NULL,"
+	" messages_per_hour INTEGER, messages_per_day INTEGER,"
+	" recipients_per_day INTEGER, new_recipients_per_day INTEGER,"
+	" suspend_threshold INTEGER)",
+};
+
 struct acctdb {
 	sqlite3 *db;
 	sqlite3_stmt *st[ST_COUNT];
@@ -455,6 +466,9 @@ static int schema_create(struct acctdb *db, const char *path, const char **err_r
 	for (size_t i = 0; i < sizeof(schema_v1) / sizeof(schema_v1[0]); i++)
 		if (exec_const(db, schema_v1[i], "creating the schema", err_r) < 0)
 			return tx_rollback(db);
+	for (size_t i = 0; i < sizeof(schema_extra) / sizeof(schema_extra[0]); i++)
+		if (exec_const(db, schema_extra[i], "creating the schema", err_r) < 0)
+			return tx_rollback(db);
 	int r = schema_version_get(db, &v, err_r);
 	if (r < 0)
 		return tx_rollback(db);
@@ -736,6 +750,94 @@ int acctdb_user_set_quota(struct acctdb *db, const char *address, uint64_t bytes
 	return sqlite3_changes(db->db) > 0 ? 1 : 0;
 }
 
+/* Suspend or allow sending. 1 changed, 0 no such user. */
+int acctdb_user_set_suspended(struct acctdb *db, const char *address, int suspended,
+			      const char **err_r)
+{
+	char a[ACCTDB_ADDRESS_MAX + 1];
+	sqlite3_stmt *st;
+	if (acctdb_normalize_address(address, a, sizeof(a)) < 0)
+		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
+	if (sqlite3_prepare_v2(db->db, "UPDATE users SET suspended = ? WHERE address = ?", -1, &st,
+			       NULL) != SQLITE_OK)
+		return fail_sql(db, err_r, "suspending an account");
+	sqlite3_bind_int(st, 1, suspended ? 1 : 0);
+	sqlite3_bind_text(st, 2, a, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return fail_sql(db, err_r, "suspending an account");
+	return sqlite3_changes(db->db) > 0 ? 1 : 0;
+}
+
+const char *const acctdb_limit_names[ACCT_LIM_COUNT] = {
+	"messages_per_hour", "messages_per_day", "recipients_per_day", "new_recipients_per_day",
+	"suspend_threshold",
+};
+
+/* An account's own sending limits (-1 = server default). 1 row found, 0 none (all -1). */
+int acctdb_limits_get(struct acctdb *db, const char *address, struct acct_limits *l,
+		      const char **err_r)
+{
+	sqlite3_stmt *st;
+	for (int i = 0; i < ACCT_LIM_COUNT; i++)
+		l->v[i] = -1;
+	int rc = sqlite3_prepare_v2(db->db, "SELECT messages_per_hour, messages_per_day, "
+				    "recipients_per_day, new_recipients_per_day, suspend_threshold "
+				    "FROM send_limits WHERE address = ?", -1, &st, NULL);
+	if (rc != SQLITE_OK) {
+		/* a database made before the table existed: nobody has limits of their own */
+		if (strstr(sqlite3_errmsg(db->db), "no such table"))
+			return 0;
+		return fail_sql(db, err_r, "reading sending limits");
+	}
+	sqlite3_bind_text(st, 1, address, -1, SQLITE_TRANSIENT);
+	rc = sqlite3_step(st);
+	int found = 0;
+	if (rc == SQLITE_ROW) {
+		found = 1;
+		for (int i = 0; i < ACCT_LIM_COUNT; i++)
+			if (sqlite3_column_type(st, i) != SQLITE_NULL)
+				l->v[i] = sqlite3_column_int64(st, i);
+	}
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail_sql(db, err_r, "reading sending limits");
+	return found;
+}
+
+/* Store an account's own sending limits (-1 = server default). 1 stored, 0 no such user. */
+int acctdb_limits_set(struct acctdb *db, const char *address, const struct acct_limits *l,
+		      const char **err_r)
+{
+	char a[ACCTDB_ADDRESS_MAX + 1];
+	struct acct_user u;
+	sqlite3_stmt *st;
+	if (acctdb_normalize_address(address, a, sizeof(a)) < 0)
+		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
+	int r = acctdb_user_get(db, a, &u, err_r);
+	explicit_bzero(&u, sizeof(u));
+	if (r <= 0)
+		return r;
+	if (sqlite3_prepare_v2(db->db, "INSERT OR REPLACE INTO send_limits(address, "
+			       "messages_per_hour, messages_per_day, recipients_per_day, "
+			       "new_recipients_per_day, suspend_threshold) VALUES (?,?,?,?,?,?)",
+			       -1, &st, NULL) != SQLITE_OK)
+		return fail_sql(db, err_r, "storing sending limits");
+	sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+	for (int i = 0; i < ACCT_LIM_COUNT; i++) {
+		if (l->v[i] < 0)
+			sqlite3_bind_null(st, i + 2);
+		else
+			sqlite3_bind_int64(st, i + 2, l->v[i]);
+	}
+	r = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (r != SQLITE_DONE)
+		return fail_sql(db, err_r, "storing sending limits");
+	return 1;
+}
+
 /* Remove an account row (the mail files are the caller's business). */
 int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_r)
 {
@@ -744,7 +846,16 @@ int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_
 		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
 	if (exec_stmt(db, ST_USER_REMOVE, a, NULL, "removing an account", err_r) < 0)
 		return -1;
-	return sqlite3_changes(db->db) > 0 ? 1 : 0;
+	int removed = sqlite3_changes(db->db) > 0;
+	/* its own sending limits go with it (the table may not exist in an old database) */
+	sqlite3_stmt *st;
+	if (sqlite3_prepare_v2(db->db, "DELETE FROM send_limits WHERE address = ?", -1, &st,
+			       NULL) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
+		sqlite3_step(st);
+		sqlite3_finalize(st);
+	}
+	return removed ? 1 : 0;
 }
 
 /* Fill *u from the current row of a users query (columns as in ST_USER_GET). */

@@ -44,6 +44,25 @@ int acctdb_user_set_hash(struct acctdb *db, const char *address, const char *has
 /* Storage quota in octets, 0 = unlimited. 1 changed, 0 no such user. */
 int acctdb_user_set_quota(struct acctdb *db, const char *address, uint64_t bytes,
 			  const char **err_r);
+/* Suspend (1) or allow (0) sending from an account (issue 5). 1 changed, 0 no such user. */
+int acctdb_user_set_suspended(struct acctdb *db, const char *address, int suspended,
+			      const char **err_r);
+
+/* An account's own sending limits (table send_limits); -1 means "the server-wide setting",
+ * 0 means "no limit". The names are the `postino user limits` keys. */
+enum { ACCT_LIM_MSG_HOUR, ACCT_LIM_MSG_DAY, ACCT_LIM_RCPT_DAY, ACCT_LIM_NEW_RCPT_DAY,
+       ACCT_LIM_SUSPEND, ACCT_LIM_COUNT };
+struct acct_limits {
+	int64_t v[ACCT_LIM_COUNT];
+};
+extern const char *const acctdb_limit_names[ACCT_LIM_COUNT];
+/* 1 the account has a row (l filled), 0 none (all -1; also when the table does not exist). The
+ * address must be normalized (lower-case). */
+int acctdb_limits_get(struct acctdb *db, const char *address, struct acct_limits *l,
+		      const char **err_r);
+/* 1 stored, 0 no such user. */
+int acctdb_limits_set(struct acctdb *db, const char *address, const struct acct_limits *l,
+		      const char **err_r);
 int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_r);
 /* 1 found (*u filled), 0 not found. Address matched case-insensitively. */
 int acctdb_user_get(struct acctdb *db, const char *address, struct acct_user *u,

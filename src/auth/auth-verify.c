@@ -11,6 +11,7 @@
 #include "ev.h"
 #include "base64.h"
 #include "config.h"
+#include "diag.h"
 #include "password.h"
 #include "pool.h"
 
@@ -19,7 +20,11 @@ struct auth_job {
 	char ip[64];
 	struct ev_loop *loop;
 	struct authfail *af;
+	struct pool *pool;
 	unsigned delay_max_ms;
+	int record;               /* write a diag event */
+	unsigned diag_keep;
+	struct diag_event ev;
 	struct ev_timer timer;
 	char *password;
 	auth_verify_cb *cb;
@@ -86,6 +91,24 @@ static void auth_done(void *arg)
 		authfail_succeeded(j->af, j->ip, j->r.user);
 	else if (j->r.result == 0)
 		delay = authfail_failed(j->af, j->ip, j->r.user, j->delay_max_ms);
+	if (j->record) {
+		struct diag_event *e = &j->ev;
+		snprintf(e->user, sizeof(e->user), "%s", j->r.user);
+		snprintf(e->ip, sizeof(e->ip), "%s", j->ip);
+		e->delay_ms = delay;
+		if (j->r.result == 1)
+			e->kind = DIAG_OK;
+		else if (j->r.result < 0)
+			e->kind = DIAG_TEMPFAIL;
+		else if (strcmp(j->r.reason, "unknown user") == 0)
+			e->kind = DIAG_UNKNOWN_USER;
+		else
+			e->kind = DIAG_WRONG_PASSWORD;
+		if (j->r.result != 1 && strcmp(j->r.reason, "wrong password") != 0 &&
+		    strcmp(j->r.reason, "unknown user") != 0)
+			snprintf(e->detail, sizeof(e->detail), "%s", j->r.reason);
+		diag_submit(j->pool, j->data_dir, j->diag_keep, e);
+	}
 	if (delay > 0 && j->loop) {
 		memset(&j->timer, 0, sizeof(j->timer));
 		ev_timer_set(j->loop, &j->timer, delay, auth_delayed, j);
@@ -109,6 +132,15 @@ int auth_verify_submit(const struct auth_env *env, const char *user, const char 
 	j->loop = env->loop;
 	j->af = env->af;
 	j->delay_max_ms = env->delay_max_ms;
+	j->pool = env->pool;
+	if (env->proto) {
+		j->record = 1;
+		j->diag_keep = env->diag_keep;
+		snprintf(j->ev.proto, sizeof(j->ev.proto), "%s", env->proto);
+		snprintf(j->ev.client, sizeof(j->ev.client), "%s", env->client ? env->client : "");
+		j->ev.port = env->port;
+		j->ev.tls = env->tls;
+	}
 	size_t i = 0;
 	for (; user[i] && i < sizeof(j->r.user) - 1; i++)
 		j->r.user[i] = (user[i] >= 'A' && user[i] <= 'Z') ? (char)(user[i] - 'A' + 'a') :

@@ -21,6 +21,12 @@ struct auth_env {
 	const char *data_dir;
 	const char *ip;           /* the client's address */
 	unsigned delay_max_ms;    /* cap of the brute-force delay */
+	/* for the login diagnostics (diag.h): every outcome is recorded */
+	const char *proto;        /* listener name, or NULL: nothing recorded */
+	unsigned port;
+	const char *client;       /* EHLO name, IMAP ID, ... or "" */
+	int tls;
+	unsigned diag_keep;
 };
 
 struct auth_result {

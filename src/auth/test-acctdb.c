@@ -516,6 +516,40 @@ static void test_open(void **state)
 }
 
 /* Run every test on a fresh database. */
+/* Per-account sending limits and the suspension flag (issue 5). */
+static void test_limits_and_suspend(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct acct_limits l;
+	struct acct_user u;
+	assert_int_equal(acctdb_user_add(f->db, "ann@example.com", "$y$x", &err), 1);
+	assert_int_equal(acctdb_limits_get(f->db, "ann@example.com", &l, &err), 0);
+	for (int i = 0; i < ACCT_LIM_COUNT; i++)
+		assert_int_equal(l.v[i], -1);
+	l.v[ACCT_LIM_MSG_HOUR] = 5;
+	l.v[ACCT_LIM_NEW_RCPT_DAY] = 0;
+	assert_int_equal(acctdb_limits_set(f->db, "Ann@Example.com", &l, &err), 1);
+	assert_int_equal(acctdb_limits_set(f->db, "nobody@example.com", &l, &err), 0);
+	memset(&l, 0, sizeof(l));
+	assert_int_equal(acctdb_limits_get(f->db, "ann@example.com", &l, &err), 1);
+	assert_int_equal(l.v[ACCT_LIM_MSG_HOUR], 5);
+	assert_int_equal(l.v[ACCT_LIM_NEW_RCPT_DAY], 0);
+	assert_int_equal(l.v[ACCT_LIM_MSG_DAY], -1);
+	assert_int_equal(acctdb_user_set_suspended(f->db, "ann@example.com", 1, &err), 1);
+	assert_int_equal(acctdb_user_get(f->db, "ann@example.com", &u, &err), 1);
+	assert_true(u.suspended);
+	assert_int_equal(acctdb_user_set_suspended(f->db, "ann@example.com", 0, &err), 1);
+	assert_int_equal(acctdb_user_get(f->db, "ann@example.com", &u, &err), 1);
+	assert_false(u.suspended);
+	assert_int_equal(acctdb_user_set_suspended(f->db, "nobody@example.com", 1, &err), 0);
+	/* a removed account's limits go with it */
+	assert_int_equal(acctdb_user_remove(f->db, "ann@example.com", &err), 1);
+	assert_int_equal(acctdb_user_add(f->db, "ann@example.com", "$y$x", &err), 1);
+	assert_int_equal(acctdb_limits_get(f->db, "ann@example.com", &l, &err), 0);
+	assert_int_equal(l.v[ACCT_LIM_MSG_HOUR], -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -529,6 +563,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_catch_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_may_send_as, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_limits_and_suspend, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -20,7 +20,10 @@
 #include <unistd.h>
 
 #include "acctdb.h"
+#include "config.h"
+#include "diag.h"
 #include "num.h"
+#include "sendlimit.h"
 #include "password.h"
 #include "store-path.h"
 #include "store.h"
@@ -554,6 +557,8 @@ static const char *human_bytes(uint64_t n, char *out, size_t outlen)
 	return out;
 }
 
+static void print_limits(struct admin *a, const char *addr);
+
 /* user show ADDRESS */
 static int user_show(struct admin *a)
 {
@@ -579,13 +584,426 @@ static int user_show(struct admin *a)
 		snprintf(sendas.buf, sizeof(sendas.buf), "(cannot list: %s)", err);
 	printf("address:     %s\n", u.address);
 	printf("created:     %s\n", when);
-	printf("suspended:   %s\n", u.suspended ? "yes (may not send)" : "no");
+	if (u.suspended)
+		printf("suspended:   yes (may not send; lift with 'postino user unsuspend %s')\n",
+		       u.address);
+	else
+		printf("suspended:   no\n");
 	printf("quota:       %s\n", human_bytes(u.quota_bytes, quota, sizeof(quota)));
 	printf("mail dir:    %s%s\n", dir, stat(dir, &stb) == 0 ? "" : " (missing)");
 	printf("password:    %s hash\n", hash_scheme(u.hash, scheme, sizeof(scheme)));
 	printf("may send as: %s\n", sendas.buf);
 	explicit_bzero(&u, sizeof(u));
+	print_limits(a, addr);
 	return 0;
+}
+
+/* ---- sending limits and login diagnostics (issues 5 and 6) --------------------------------- */
+
+static const struct config *admin_cfg;   /* the loaded configuration (server-wide limits) */
+
+void cli_admin_set_config(const struct config *cfg)
+{
+	admin_cfg = cfg;
+}
+
+/* Print the limits in force for addr and what was sent in the windows. */
+static void print_limits(struct admin *a, const char *addr)
+{
+	struct config defcfg;
+	const struct config *cfg = admin_cfg;
+	if (cfg == NULL) {
+		config_defaults(&defcfg);
+		cfg = &defcfg;
+	}
+	struct acct_limits own;
+	uint64_t lim[ACCT_LIM_COUNT];
+	struct sendlimit_counts c;
+	const char *err;
+	if (acctdb_limits_get(a->db, addr, &own, &err) < 0 ||
+	    sendlimit_effective(cfg, a->db, addr, lim, &err) < 0) {
+		printf("limits:      (cannot read: %s)\n", err);
+		return;
+	}
+	int have = sendlimit_counts(a->data_dir, addr, &c, &err) == 0;
+	const uint64_t used[ACCT_LIM_COUNT] = { c.msgs_hour, c.msgs_day, c.rcpts_day, c.new_day,
+						 c.refusals_day };
+	static const char *const label[ACCT_LIM_COUNT] = {
+		"messages per hour", "messages per day", "recipients per day",
+		"new recipients per day", "refusals that suspend",
+	};
+	printf("sending limits (used in the window / limit):\n");
+	for (int i = 0; i < ACCT_LIM_COUNT; i++) {
+		char l[32];
+		if (lim[i] == 0)
+			snprintf(l, sizeof(l), "no limit");
+		else
+			snprintf(l, sizeof(l), "%llu", (unsigned long long)lim[i]);
+		char src[80];
+		snprintf(src, sizeof(src), own.v[i] >= 0 ? "own setting" : "server's send_%s",
+			 acctdb_limit_names[i]);
+		if (have)
+			printf("  %-24s %6llu / %-9s (%s)\n", label[i], (unsigned long long)used[i], l,
+			       src);
+		else
+			printf("  %-24s %-9s (%s)\n", label[i], l, src);
+	}
+	if (have)
+		printf("  known recipients         %6llu\n", (unsigned long long)c.known);
+}
+
+/* user limits ADDRESS [KEY=VALUE ...] */
+static int user_limits(struct admin *a)
+{
+	char addr[ACCTDB_ADDRESS_MAX + 1];
+	const char *err;
+	if (want_address(a->args[0], addr, sizeof(addr)) || open_db(a))
+		return 1;
+	struct acct_limits l;
+	int r = acctdb_limits_get(a->db, addr, &l, &err);
+	if (r < 0)
+		return fail("cannot read the limits of %s: %s", addr, err);
+	struct acct_user u;
+	r = acctdb_user_get(a->db, addr, &u, &err);
+	explicit_bzero(&u, sizeof(u));
+	if (r < 0)
+		return fail("cannot look up %s: %s: try again", addr, err);
+	if (r == 0)
+		return fail("there is no account %s: see 'postino user list'", addr);
+	for (int i = 1; i < a->nargs; i++) {
+		char buf[ADMIN_SHOWN_MAX + 8];
+		const char *eq = strchr(a->args[i], '=');
+		int k = -1;
+		for (int j = 0; eq && j < ACCT_LIM_COUNT; j++)
+			if (strlen(acctdb_limit_names[j]) == (size_t)(eq - a->args[i]) &&
+			    strncmp(acctdb_limit_names[j], a->args[i], (size_t)(eq - a->args[i])) == 0)
+				k = j;
+		if (k < 0)
+			return usage_error(a->cmd, "'%s' is not KEY=VALUE with KEY one of "
+					   "messages_per_hour, messages_per_day, recipients_per_day, "
+					   "new_recipients_per_day, suspend_threshold",
+					   shown(a->args[i], buf, sizeof(buf)));
+		const char *v = eq + 1;
+		char *end;
+		if (strcmp(v, "default") == 0) {
+			l.v[k] = -1;
+			continue;
+		}
+		errno = 0;
+		unsigned long long n = strtoull(v, &end, 10);
+		if (*v < '0' || *v > '9' || *end != '\0' || errno || n > 1000000000ull)
+			return usage_error(a->cmd, "%s needs a number (0 for no limit) or 'default', "
+					   "got '%s'", acctdb_limit_names[k], shown(v, buf, sizeof(buf)));
+		l.v[k] = (int64_t)n;
+	}
+	if (a->nargs > 1) {
+		r = acctdb_limits_set(a->db, addr, &l, &err);
+		if (r < 0)
+			return fail("cannot store the limits of %s: %s: try again", addr, err);
+		if (r == 0)
+			return fail("there is no account %s: see 'postino user list'", addr);
+		printf("limits of %s changed (running servers apply them to the next message)\n",
+		       addr);
+	}
+	print_limits(a, addr);
+	return 0;
+}
+
+/* user unsuspend ADDRESS */
+static int user_unsuspend(struct admin *a)
+{
+	char addr[ACCTDB_ADDRESS_MAX + 1];
+	const char *err;
+	if (want_address(a->args[0], addr, sizeof(addr)) || open_db(a))
+		return 1;
+	struct acct_user u;
+	int r = acctdb_user_get(a->db, addr, &u, &err);
+	int was = r == 1 && u.suspended;
+	explicit_bzero(&u, sizeof(u));
+	if (r < 0)
+		return fail("cannot look up %s: %s: try again", addr, err);
+	if (r == 0)
+		return fail("there is no account %s: see 'postino user list'", addr);
+	r = sendlimit_unsuspend(a->data_dir, a->db, addr, &err);
+	if (r < 0)
+		return fail("cannot lift the suspension of %s: %s: try again", addr, err);
+	printf(was ? "%s may send mail again; its held mail is released\n" :
+		     "%s was not suspended; its count of refused attempts was cleared\n", addr);
+	return 0;
+}
+
+/* ---- diag ---- */
+
+/* "IMAP port 143 without TLS" style names. */
+static const char *proto_text(const char *proto)
+{
+	static const char *const names[][2] = {
+		{ "smtp", "SMTP" }, { "submission", "SMTP submission" },
+		{ "submissions", "SMTP submission (SSL)" }, { "imap", "IMAP" },
+		{ "imaps", "IMAP (SSL)" }, { "pop3", "POP3" }, { "pop3s", "POP3 (SSL)" },
+	};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcmp(names[i][0], proto) == 0)
+			return names[i][1];
+	return proto;
+}
+
+static const char *const kind_text[DIAG_KIND_COUNT] = {
+	"logged in", "unknown user", "wrong password", "login without TLS refused",
+	"sending suspended", "TLS handshake failed", "unsupported login method",
+	"temporary server failure", "login on the MX port refused",
+};
+
+struct diag_group {
+	struct diag_event e;   /* the newest of the group */
+	unsigned n;
+	unsigned max_delay;
+};
+
+struct diag_ctx {
+	struct diag_group g[32];
+	unsigned ng, total;
+	int by_ip;
+};
+
+static const char *time_text(int64_t t, char *out, size_t outlen)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+	if (gmtime_r(&tt, &tm) == NULL || strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+		snprintf(out, outlen, "?");
+	return out;
+}
+
+/* Print one event line and fold it into its group. */
+static void diag_event_cb(void *ctx, const struct diag_event *e)
+{
+	struct diag_ctx *c = ctx;
+	char when[32];
+	printf("  %s  %-26s %s port %u%s from %s%s%s%s%s%s%s%s\n", time_text(e->t, when, sizeof(when)),
+	       kind_text[e->kind], proto_text(e->proto), e->port, e->tls ? " with TLS" : " without TLS",
+	       e->ip, e->client[0] ? " (" : "", e->client, e->client[0] ? ")" : "",
+	       c->by_ip && e->user[0] ? " as " : "", c->by_ip ? e->user : "",
+	       e->detail[0] ? ": " : "", e->detail);
+	if (e->delay_ms)
+		printf("  %19s  (rate-limited: the brute-force brake held the answer %u ms)\n", "",
+		       e->delay_ms);
+	c->total++;
+	for (unsigned i = 0; i < c->ng; i++) {
+		struct diag_group *g = &c->g[i];
+		if (g->e.kind == e->kind && strcmp(g->e.ip, e->ip) == 0 &&
+		    strcmp(g->e.proto, e->proto) == 0 && g->e.port == e->port &&
+		    strcmp(g->e.client, e->client) == 0 && strcmp(g->e.user, e->user) == 0) {
+			g->n++;
+			if (e->delay_ms > g->max_delay)
+				g->max_delay = e->delay_ms;
+			return;
+		}
+	}
+	if (c->ng < sizeof(c->g) / sizeof(c->g[0])) {
+		c->g[c->ng].e = *e;
+		c->g[c->ng].n = 1;
+		c->g[c->ng].max_delay = e->delay_ms;
+		c->ng++;
+	}
+}
+
+/* The secure port to suggest for a protocol. */
+static unsigned secure_port(const char *proto)
+{
+	struct config defcfg;
+	const struct config *cfg = admin_cfg;
+	if (cfg == NULL) {
+		config_defaults(&defcfg);
+		cfg = &defcfg;
+	}
+	if (strncmp(proto, "imap", 4) == 0)
+		return cfg->l[LST_IMAPS].port;
+	if (strncmp(proto, "pop3", 4) == 0)
+		return cfg->l[LST_POP3S].port;
+	return cfg->l[LST_SUBMISSIONS].port;
+}
+
+/* The STARTTLS port of a protocol. */
+static unsigned starttls_port(const char *proto)
+{
+	struct config defcfg;
+	const struct config *cfg = admin_cfg;
+	if (cfg == NULL) {
+		config_defaults(&defcfg);
+		cfg = &defcfg;
+	}
+	if (strncmp(proto, "imap", 4) == 0)
+		return cfg->l[LST_IMAP].port;
+	if (strncmp(proto, "pop3", 4) == 0)
+		return cfg->l[LST_POP3].port;
+	return cfg->l[LST_SUBMISSION].port;
+}
+
+static unsigned submission_port(void)
+{
+	struct config defcfg;
+	const struct config *cfg = admin_cfg;
+	if (cfg == NULL) {
+		config_defaults(&defcfg);
+		cfg = &defcfg;
+	}
+	return cfg->l[LST_SUBMISSION].port;
+}
+
+/* One piece of advice per group. */
+static void diag_advice(const struct diag_group *g, const char *addr)
+{
+	const struct diag_event *e = &g->e;
+	char who[400];
+	snprintf(who, sizeof(who), "from %s%s%s over %s port %u", e->ip,
+		 e->client[0] ? " with " : "", e->client, proto_text(e->proto), e->port);
+	const char *times = g->n == 1 ? "once" : "times";
+	char nt[16];
+	snprintf(nt, sizeof(nt), "%u", g->n);
+	switch (e->kind) {
+	case DIAG_UNKNOWN_USER:
+		printf("- %u failed login%s as \"%s\", which is not an account, %s: the user name is "
+		       "the full email address; check it for typos.\n", g->n, g->n == 1 ? "" : "s",
+		       e->user, who);
+		break;
+	case DIAG_WRONG_PASSWORD:
+		printf("- wrong password %s%s%s %s: enter the current password in the mail program, "
+		       "or reset it with `postino user passwd %s`.\n", g->n == 1 ? "" : nt,
+		       g->n == 1 ? "" : " ", times, who, addr[0] ? addr : e->user);
+		break;
+	case DIAG_PLAINTEXT:
+		if (e->port == secure_port(e->proto)) {
+			printf("- %u connection%s %s without TLS, on a port that needs SSL/TLS from "
+			       "the start: turn on SSL/TLS in the mail program (or use port %u with "
+			       "STARTTLS).\n", g->n, g->n == 1 ? "" : "s", who,
+			       starttls_port(e->proto));
+			break;
+		}
+		printf("- %u failed login%s %s without TLS: turn on SSL/TLS, port %u (or STARTTLS on "
+		       "port %u) in the mail program.\n", g->n, g->n == 1 ? "" : "s", who,
+		       secure_port(e->proto), e->port);
+		break;
+	case DIAG_SUSPENDED:
+		printf("- sending is suspended (%u refused attempt%s %s): the account sent more than "
+		       "its limits allow; check it was not hijacked (change the password), then "
+		       "`postino user unsuspend %s`.\n", g->n, g->n == 1 ? "" : "s", who,
+		       addr[0] ? addr : e->user);
+		break;
+	case DIAG_TLS_FAILED:
+		printf("- %u TLS handshake%s failed %s (%s): the mail program may be too old for TLS "
+		       "1.2, or does not accept the certificate; update it, and check the server "
+		       "name it uses matches the certificate.\n", g->n, g->n == 1 ? "" : "s", who,
+		       e->detail);
+		break;
+	case DIAG_BAD_MECH:
+		printf("- %u login%s with an unsupported method (%s) %s: set the authentication "
+		       "method to \"normal password\" (PLAIN or LOGIN).\n", g->n,
+		       g->n == 1 ? "" : "s", e->detail, who);
+		break;
+	case DIAG_WRONG_PORT:
+		printf("- %u login attempt%s %s: that port is for mail between servers; set the "
+		       "outgoing server to port %u with STARTTLS or %u with SSL/TLS.\n", g->n,
+		       g->n == 1 ? "" : "s", who, submission_port(), secure_port("submission"));
+		break;
+	case DIAG_TEMPFAIL:
+		printf("- %u login%s failed because of a server problem (%s) %s: see the server "
+		       "log.\n", g->n, g->n == 1 ? "" : "s", e->detail, who);
+		break;
+	default:
+		break;
+	}
+	if (g->max_delay)
+		printf("  rate-limited: the brute-force brake slowed these answers (up to %u ms); if "
+		       "%s is not the user's address, someone is guessing passwords.\n",
+		       g->max_delay, e->ip);
+}
+
+static void diag_ok_cb(void *ctx, const struct diag_event *e)
+{
+	(void)ctx;
+	char when[32];
+	printf("  %-22s %s from %s%s%s%s\n", proto_text(e->proto),
+	       time_text(e->t, when, sizeof(when)), e->ip, e->client[0] ? " (" : "", e->client,
+	       e->client[0] ? ")" : "");
+}
+
+/* Print the events of an account or an IP, then the advice. */
+static int diag_show(struct admin *a, const char *by, const char *key, const char *addr)
+{
+	const char *err;
+	struct diag_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return fail("out of memory");
+	c->by_ip = strcmp(by, "ip") == 0;
+	if (!c->by_ip) {
+		printf("Last successful login per protocol (UTC):\n");
+		int n = diag_list(a->data_dir, "ok", key, 20, diag_ok_cb, NULL, &err);
+		if (n == 0)
+			printf("  none recorded\n");
+		if (n < 0) {
+			free(c);
+			return fail("cannot read %s/diag.db: %s", a->data_dir, err);
+		}
+	}
+	printf("Recent login problems, newest first (UTC):\n");
+	int n = diag_list(a->data_dir, by, key, 100, diag_event_cb, c, &err);
+	if (n < 0) {
+		free(c);
+		return fail("cannot read %s/diag.db: %s", a->data_dir, err);
+	}
+	if (n == 0)
+		printf("  none recorded\n");
+	else
+		printf("What to change:\n");
+	for (unsigned i = 0; i < c->ng; i++)
+		diag_advice(&c->g[i], addr);
+	free(c);
+	return 0;
+}
+
+/* user diag ADDRESS */
+static int user_diag(struct admin *a)
+{
+	char addr[ACCTDB_ADDRESS_MAX + 1], key[400];
+	const char *err;
+	/* a mistyped login name is worth looking up too: take anything, lower-cased */
+	snprintf(key, sizeof(key), "%s", a->args[0]);
+	for (char *p = key; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	addr[0] = '\0';
+	if (acctdb_normalize_address(a->args[0], addr, sizeof(addr)) == 0) {
+		if (open_db(a))
+			return 1;
+		struct acct_user u;
+		int r = acctdb_user_get(a->db, addr, &u, &err);
+		int susp = r == 1 && u.suspended;
+		explicit_bzero(&u, sizeof(u));
+		if (r == 0)
+			printf("%s is not an account here: the events below are logins that tried "
+			       "this name.\n", addr);
+		else if (susp)
+			printf("%s: sending is SUSPENDED (postino user show %s; lift with postino "
+			       "user unsuspend %s)\n", addr, addr, addr);
+		else
+			printf("%s\n", addr);
+	} else {
+		printf("%s is not a valid address: the events below are logins that tried this "
+		       "name.\n", key);
+		if (a->data_dir == NULL)
+			return fail("no data directory is configured: pass --data DIR");
+	}
+	return diag_show(a, "user", key, addr[0] ? addr : key);
+}
+
+/* diag ip ADDRESS */
+static int diag_ip(struct admin *a)
+{
+	if (a->data_dir == NULL)
+		return fail("no data directory is configured: pass --data DIR or --config FILE");
+	printf("Client %s\n", a->args[0]);
+	return diag_show(a, "ip", a->args[0], "");
 }
 
 /* nftw callback: delete one entry, children before their directory. */
@@ -868,6 +1286,29 @@ static const struct admin_cmd admin_cmds[] = {
 	  "Prints the address, creation date, suspension, quota, mail directory, password hash\n"
 	  "scheme (never the hash itself) and the addresses the account may send as.\n",
 	  0, 1, 1, 0, user_show },
+	{ "user", "limits", "ADDRESS [KEY=VALUE...]", "show or set an account's sending limits",
+	  "Without KEY=VALUE, prints the sending limits of ADDRESS and what it sent in the\n"
+	  "windows. KEY is one of messages_per_hour, messages_per_day, recipients_per_day,\n"
+	  "new_recipients_per_day (recipients never written to before) and suspend_threshold\n"
+	  "(refused attempts in 24 hours that suspend sending); VALUE is a number, 0 for no\n"
+	  "limit, or 'default' for the server-wide send_* setting. For example\n"
+	  "  postino user limits alice@example.com messages_per_hour=500 recipients_per_day=5000\n",
+	  0, 1, ADMIN_ARGS_MAX, 1, user_limits },
+	{ "user", "unsuspend", "ADDRESS", "let a suspended account send again",
+	  "Lifts the automatic suspension of ADDRESS (set after too many attempts over its\n"
+	  "sending limits), clears its count of refused attempts and releases its held mail.\n"
+	  "Change the password first if the account may have been hijacked.\n",
+	  0, 1, 1, 1, user_unsuspend },
+	{ "user", "diag", "ADDRESS", "explain recent failed logins of an account",
+	  "Prints the last successful login per protocol and the recent failed logins of\n"
+	  "ADDRESS (kept in DATA/diag.db: unknown user, wrong password, login without TLS,\n"
+	  "unsupported method, suspended sending...), with protocol, port, client program and\n"
+	  "address, then what to change in plain words.\n",
+	  0, 1, 1, 0, user_diag },
+	{ "diag", "ip", "ADDRESS", "explain recent login problems of a client IP address",
+	  "Prints the recent failed logins and TLS handshake failures (with the SNI name the\n"
+	  "client asked for) from the client IP ADDRESS, then what to change.\n",
+	  0, 1, 1, 0, diag_ip },
 	{ "user", "remove", "ADDRESS [--purge]", "delete an account",
 	  "Deletes the account ADDRESS. Its mail stays on disk (the command says where) unless\n"
 	  "--purge is given.\n"
@@ -962,8 +1403,8 @@ static int parse_args(struct admin *a, int argc, char **argv)
 int cli_admin_main(const char *data_dir, int argc, char **argv)
 {
 	if (argc < 1 || (strcmp(argv[0], "domain") != 0 && strcmp(argv[0], "user") != 0 &&
-			 strcmp(argv[0], "alias") != 0))
-		return usage_error(NULL, "expected domain, user or alias: see 'postino --help'");
+			 strcmp(argv[0], "alias") != 0 && strcmp(argv[0], "diag") != 0))
+		return usage_error(NULL, "expected domain, user, alias or diag: see 'postino --help'");
 	const char *group = argv[0];
 	if (argc < 2) {
 		group_help(stderr, group);

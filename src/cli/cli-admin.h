@@ -11,5 +11,8 @@
  * --config/--data already removed by the caller. data_dir may be NULL when only --help is asked
  * for. Returns the exit code: 0 ok, 1 error, 2 usage. */
 int cli_admin_main(const char *data_dir, int argc, char **argv);
+/* The loaded configuration, for the server-wide sending limits (NULL: built-in defaults). */
+struct config;
+void cli_admin_set_config(const struct config *cfg);
 
 #endif

@@ -35,6 +35,8 @@ static const char usage_main[] =
 	"  serve                            run the mail server in the foreground\n"
 	"  domain add|list|remove           hosted domains\n"
 	"  user add|passwd|list|show|remove accounts (passwords are read from stdin)\n"
+	"  user limits|unsuspend|diag       sending limits, lifting a suspension, login problems\n"
+	"  diag ip ADDRESS                  login and TLS problems of a client IP address\n"
 	"  alias add|list|remove            aliases and catch-alls\n"
 	"  config check|show                validate / print the effective configuration\n"
 	"  version                          print the version\n"
@@ -430,7 +432,8 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "config") == 0)
 		return cmd_config(argc, argv, path);
-	if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 || strcmp(cmd, "alias") == 0) {
+	if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 || strcmp(cmd, "alias") == 0 ||
+	    strcmp(cmd, "diag") == 0) {
 		int help = 0;
 		for (int i = 1; i < argc; i++)
 			help |= is_help(argv[i]);
@@ -441,7 +444,9 @@ int main(int argc, char **argv)
 			free(cfg);
 			return 1;
 		}
+		cli_admin_set_config(cfg);
 		int rc = cli_admin_main(cfg->data_dir, argc, argv);
+		cli_admin_set_config(NULL);
 		free(cfg);
 		return rc;
 	}

@@ -36,6 +36,18 @@ static const struct gkey gkeys[] = {
 	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
 	G("imap_rest_after", K_DURATION, imap_rest_after,
 	  "an inactive IMAP session closes its index handle after this (0: never)"),
+	G("send_messages_per_hour", K_UINT, send_messages_per_hour,
+	  "messages an authenticated account may send per hour (0: no limit)"),
+	G("send_messages_per_day", K_UINT, send_messages_per_day,
+	  "messages an authenticated account may send per 24 hours (0: no limit)"),
+	G("send_recipients_per_day", K_UINT, send_recipients_per_day,
+	  "recipients an account may send to per 24 hours (0: no limit)"),
+	G("send_new_recipients_per_day", K_UINT, send_new_recipients_per_day,
+	  "never-before-written recipients an account may send to per 24 hours (0: no limit)"),
+	G("send_suspend_threshold", K_UINT, send_suspend_threshold,
+	  "attempts over a sending limit within 24 hours that suspend the account (0: never)"),
+	G("diag_keep", K_UINT, diag_keep,
+	  "login diagnostics: events kept per account and per client IP"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
 	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
@@ -101,6 +113,12 @@ void config_defaults(struct config *cfg)
 	cfg->workers = 2;
 	cfg->login_delay_max = 15;
 	cfg->imap_rest_after = 15;
+	cfg->send_messages_per_hour = 200;
+	cfg->send_messages_per_day = 1000;
+	cfg->send_recipients_per_day = 2000;
+	cfg->send_new_recipients_per_day = 1000;
+	cfg->send_suspend_threshold = 100;
+	cfg->diag_keep = 100;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;

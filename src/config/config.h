@@ -67,6 +67,13 @@ struct config {
 					    * seconds (0 = off) */         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
 	unsigned imap_rest_after;          /* seconds before an inactive IMAP session lets go of
 					    * its index handle (0 = never) */
+	/* sending limits of authenticated accounts (issue 5; 0 = no limit), see sendlimit.h */
+	unsigned send_messages_per_hour;
+	unsigned send_messages_per_day;
+	unsigned send_recipients_per_day;
+	unsigned send_new_recipients_per_day;
+	unsigned send_suspend_threshold;   /* refusals over a limit in 24 h that suspend (0 never) */
+	unsigned diag_keep;                /* login events kept per account and per IP (diag.h) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];

@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "imap-quote.h"
 #include "imap-utf7.h"
+#include "diag.h"
 #include "log.h"
 #include "pool.h"
 #include "store-path.h"
@@ -547,6 +548,28 @@ static void cmd_capability(struct imap_session *s)
 	imap_tagged(s, "OK", "CAPABILITY completed");
 }
 
+/* Keep the client's "name version" from its ID list for the login diagnostics. */
+static void imap_id_client(struct imap_session *s, const struct imap_arg *list)
+{
+	const char *name = NULL, *version = NULL;
+	for (size_t i = 0; i + 1 < list->nlist && i < 60; i += 2) {
+		const struct imap_arg *k = &list->list[i], *v = &list->list[i + 1];
+		if (v->type == IMAP_ARG_NIL || v->type == IMAP_ARG_LIST || k->type == IMAP_ARG_LIST)
+			continue;
+		if (strcasecmp(k->str, "name") == 0)
+			name = v->str;
+		else if (strcasecmp(k->str, "version") == 0)
+			version = v->str;
+	}
+	if (name == NULL)
+		return;
+	snprintf(s->base.client, sizeof(s->base.client), "%.60s%s%.30s", name, version ? " " : "",
+		 version ? version : "");
+	for (char *p = s->base.client; *p; p++)
+		if ((unsigned char)*p < 32 || *p == 127)
+			*p = '?';
+}
+
 /* ID (RFC 2971): log what the client says, answer with ours. */
 static void cmd_id(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
@@ -562,6 +585,7 @@ static void cmd_id(struct imap_session *s, const struct imap_arg *args, size_t n
 			if (m > 0 && (size_t)m < sizeof(desc) - o)
 				o += (size_t)m;
 		}
+		imap_id_client(s, &args[0]);
 		char esc[200];
 		log_info("sess=%016llx proto=imap event=id client=\"%s\"",
 			 (unsigned long long)s->base.id, log_escape(desc, o, esc, sizeof(esc)));
@@ -663,11 +687,12 @@ static void imap_login(struct imap_session *s, const char *user, const char *pas
 	conn_pause_read(&s->conn, 1);
 }
 
-/* Refuse logins before TLS. 1 refused. */
-static int imap_need_tls(struct imap_session *s)
+/* Refuse logins before TLS (user: the login name when known). 1 refused. */
+static int imap_need_tls(struct imap_session *s, const char *user)
 {
 	if (s->tls)
 		return 0;
+	worker_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STARTTLS");
 	imap_tagged(s, "NO", "[PRIVACYREQUIRED] Plaintext login is not allowed: turn on encryption "
 			     "(SSL/TLS or STARTTLS) in your mail program");
 	s->errors++;
@@ -681,7 +706,7 @@ static void cmd_login(struct imap_session *s, const struct imap_arg *args, size_
 		imap_bad(s, "Use LOGIN user password");
 		return;
 	}
-	if (imap_need_tls(s))
+	if (imap_need_tls(s, args[0].str))
 		return;
 	imap_login(s, args[0].str, args[1].str);
 }
@@ -699,7 +724,7 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 		imap_bad(s, "Use AUTHENTICATE mechanism [initial-response]");
 		return;
 	}
-	if (imap_need_tls(s))
+	if (imap_need_tls(s, NULL))
 		return;
 	const char *mech = args[0].str;
 	if (strcasecmp(mech, "PLAIN") == 0 && n == 2) {
@@ -716,6 +741,9 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 		return;
 	}
 	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
+		char m[64];
+		snprintf(m, sizeof(m), "mechanism %.30s", mech);
+		worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
 		imap_tagged(s, "NO", "[CANNOT] Unsupported mechanism; use PLAIN or LOGIN");
 		return;
 	}
@@ -1233,6 +1261,8 @@ static void imap_on_event(struct conn *c)
 		return;
 	}
 	if (c->failed) {
+		if (c->tls_state == CONN_TLS_HANDSHAKE)
+			worker_tls_failed(&s->base, c, "imap");
 		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								 "I/O error");
 		return;

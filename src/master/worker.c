@@ -26,10 +26,12 @@
 #include "acctdb.h"
 #include "conn.h"
 #include "auth-verify.h"
+#include "diag.h"
 #include "ev.h"
 #include "iptable.h"
 #include "log.h"
 #include "pool.h"
+#include "tls.h"
 
 #define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
 #define WORKER_POOL_THREADS 8   /* deliveries wait on the disk, not the CPU */
@@ -54,6 +56,7 @@ int worker_session_hello(struct session *s, struct conn *c, const char *hint_fmt
 		char line[400];
 		snprintf(line, sizeof(line), hint_fmt, hint_port);
 		conn_write_plain(c, line);
+		worker_diag(s, DIAG_PLAINTEXT, NULL, 0, "plaintext client on an SSL/TLS port");
 		return -2;
 	}
 	switch (c->hello) {
@@ -91,6 +94,42 @@ void worker_auth_env(const struct session *s, struct auth_env *env)
 	env->data_dir = s->w->cfg->data_dir;
 	env->ip = s->peer_ip;
 	env->delay_max_ms = s->w->cfg->login_delay_max * 1000;
+	env->proto = s->lc->name;
+	env->port = s->lc->port;
+	env->client = s->client;
+	env->tls = 1;   /* every protocol refuses credentials before TLS */
+	env->diag_keep = s->w->cfg->diag_keep;
+}
+
+/* Record a login diagnostic. */
+void worker_diag(const struct session *s, int kind, const char *user, int tls, const char *detail)
+{
+	struct diag_event e;
+	memset(&e, 0, sizeof(e));
+	e.kind = kind;
+	snprintf(e.user, sizeof(e.user), "%s", user ? user : "");
+	for (char *p = e.user; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	snprintf(e.ip, sizeof(e.ip), "%s", s->peer_ip);
+	snprintf(e.proto, sizeof(e.proto), "%s", s->lc->name);
+	e.port = s->lc->port;
+	snprintf(e.client, sizeof(e.client), "%s", s->client);
+	e.tls = tls;
+	snprintf(e.detail, sizeof(e.detail), "%s", detail ? detail : "");
+	diag_submit(s->w->pool, s->w->cfg->data_dir, s->w->cfg->diag_keep, &e);
+}
+
+/* A TLS handshake failed. */
+void worker_tls_failed(const struct session *s, struct conn *c, const char *proto)
+{
+	char detail[256];
+	const char *sni = c->tls ? tls_sni(c->tls) : NULL;
+	snprintf(detail, sizeof(detail), "%s%s%s", tls_last_error(), sni ? "; SNI " : "",
+		 sni ? sni : "");
+	log_info("sess=%016llx proto=%s event=tls-failed ip=%s reason=\"%s\"",
+		 (unsigned long long)s->id, proto, s->peer_ip, detail);
+	worker_diag(s, DIAG_TLS_FAILED, NULL, 0, detail);
 }
 
 /* Fill the common fields of a new session. */

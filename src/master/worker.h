@@ -24,6 +24,8 @@ struct session {
 	struct sockaddr_storage peer;
 	char peer_ip[64];
 	int greet_after_tls;               /* TLS from the first byte: greet after the handshake */
+	char client[128];                  /* what the client calls itself (EHLO name, IMAP ID), for
+					    * the login diagnostics; "" = unknown */
 	struct session *prev, *next;
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);
@@ -55,6 +57,12 @@ int worker_session_wait_hello(struct session *s, struct conn *c);
 /* The login-check environment of a session (see auth-verify.h). */
 struct auth_env;
 void worker_auth_env(const struct session *s, struct auth_env *env);
+
+/* Record a login diagnostic (diag.h) for this session: kind, the user if known, whether TLS
+ * is on, a detail or NULL. Written on the pool. */
+void worker_diag(const struct session *s, int kind, const char *user, int tls, const char *detail);
+/* A TLS handshake failed on this session's connection: log it and record it by IP (with SNI). */
+void worker_tls_failed(const struct session *s, struct conn *c, const char *proto);
 
 /* Fill the common fields of a new session. */
 void worker_session_init(struct session *s, struct worker *w, enum listener_id lst,

@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "ev.h"
 #include "linereader.h"
+#include "diag.h"
 #include "log.h"
 #include "num.h"
 #include "pool.h"
@@ -461,11 +462,12 @@ static void pop3_login(struct pop3_session *s, const char *user, const char *pas
 	conn_pause_read(&s->conn, 1);
 }
 
-/* Refuse credentials over plaintext. 1 refused. */
-static int pop3_need_tls(struct pop3_session *s)
+/* Refuse credentials over plaintext (user: the login name when known). 1 refused. */
+static int pop3_need_tls(struct pop3_session *s, const char *user)
 {
 	if (s->tls)
 		return 0;
+	worker_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STLS");
 	pop3_reply(s, "-ERR [AUTH] Plaintext login is not allowed: turn on encryption (SSL/TLS or "
 		      "STARTTLS) in your mail program");
 	pop3_error(s);
@@ -773,7 +775,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 {
 	if (strncasecmp(line, "PASS ", 5) == 0 && s->st == P_AUTH) {
 		/* the password is everything after "PASS " (it may hold spaces) */
-		if (pop3_need_tls(s))
+		if (pop3_need_tls(s, s->user_cmd))
 			return;
 		if (s->user_cmd[0] == '\0') {
 			pop3_reply(s, "-ERR Send USER first");
@@ -830,7 +832,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		return;
 	}
 	if (strcasecmp(verb, "USER") == 0 && a1 && !a2) {
-		if (pop3_need_tls(s))
+		if (pop3_need_tls(s, a1))
 			return;
 		if (strlen(a1) >= sizeof(s->user_cmd)) {
 			pop3_reply(s, "-ERR [AUTH] That user name is too long");
@@ -851,7 +853,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 			pop3_reply(s, ".");
 			return;
 		}
-		if (pop3_need_tls(s))
+		if (pop3_need_tls(s, NULL))
 			return;
 		if (strcasecmp(a1, "PLAIN") == 0) {
 			s->sasl_mech = 1;
@@ -874,6 +876,9 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 				pop3_reply(s, "+ VXNlcm5hbWU6");
 			return;
 		}
+		char m[64];
+		snprintf(m, sizeof(m), "mechanism %.30s", a1);
+		worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
 		pop3_reply(s, "-ERR Unsupported authentication mechanism; use PLAIN or LOGIN");
 		pop3_error(s);
 		return;
@@ -1043,6 +1048,8 @@ static void pop3_on_event(struct conn *c)
 		return;
 	}
 	if (c->failed) {
+		if (c->tls_state == CONN_TLS_HANDSHAKE)
+			worker_tls_failed(&s->base, c, "pop3");
 		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								  "I/O error");
 		return;

@@ -502,6 +502,9 @@ static void deliver_work(void *arg)
 		j->spooled = 1;
 	}
 	j->result = 0;
+	if (j->s->auth_user[0] && tx->nrcpts > 0)   /* counts for the sending limits */
+		sendlimit_record(j->cfg->data_dir, j->s->auth_user, tx->rcpts[0].addr,
+				 &tx->rcpts[0].is_new, tx->nrcpts, sizeof(tx->rcpts[0]));
 }
 
 /* Loop thread: the final reply. */

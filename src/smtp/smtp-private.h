@@ -9,6 +9,7 @@
 #include "conn.h"
 #include "ev.h"
 #include "linereader.h"
+#include "sendlimit.h"
 #include "worker.h"
 
 #define SMTP_ADDR_MAX 321            /* local 64 + '@' + domain 255 + NUL */
@@ -32,6 +33,7 @@ struct smtp_rcpt {
 	char addr[SMTP_ADDR_MAX];     /* as given (decoded), for the envelope and DSN */
 	char notify[40];              /* DSN NOTIFY= or "" */
 	char orcpt[SMTP_ADDR_MAX + 16];
+	int is_new;                   /* never written to by the sender before (sendlimit.h) */
 };
 
 struct smtp_target {
@@ -51,6 +53,7 @@ struct smtp_tx {
 	char envid[101];              /* DSN ENVID= (xtext, as given) */
 	struct smtp_rcpt *rcpts;
 	unsigned nrcpts;
+	struct sendlimit_tx lim;      /* sending limits of the authenticated user */
 	struct smtp_target *targets;
 	unsigned ntargets;
 	/* message being received */

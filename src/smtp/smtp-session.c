@@ -18,6 +18,7 @@
 #include "addr.h"
 #include "auth-verify.h"
 #include "base64.h"
+#include "diag.h"
 #include "log.h"
 #include "pool.h"
 #include "store-path.h"
@@ -242,8 +243,7 @@ static void smtp_on_event(struct conn *c)
 	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			log_info("sess=%016llx proto=smtp event=tls-failed reason=\"%s\"",
-				 (unsigned long long)s->base.id, tls_last_error());
+			worker_tls_failed(&s->base, c, "smtp");
 		smtp_session_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								     "I/O error");
 		return;
@@ -358,6 +358,7 @@ static void smtp_helo_common(struct smtp_session *s, char *args, int esmtp)
 	}
 	memcpy(s->helo, args, n);
 	s->helo[n] = '\0';
+	snprintf(s->base.client, sizeof(s->base.client), "EHLO %.100s", s->helo);
 	s->esmtp = esmtp;
 	smtp_tx_free(&s->tx);   /* EHLO resets any transaction (RFC 5321 4.1.4) */
 	smtp_set_state(s, SMTP_ST_READY);
@@ -556,6 +557,18 @@ static void cmd_mail(struct smtp_session *s, char *args)
 		}
 		if (ok == 0) {
 			smtp_reply_not_yours(s, "envelope sender (MAIL FROM)", s->tx->from);
+			smtp_tx_free(&s->tx);
+			return;
+		}
+		char msg[512];
+		int lr = sendlimit_mail(s->base.w, s->auth_user, &s->tx->lim, msg, sizeof(msg));
+		if (lr != 0) {
+			smtp_reply(s, "%s", msg);
+			if (lr == 1)
+				sendlimit_refused(s->base.w, s->auth_user, &s->tx->lim, msg);
+			if (lr == 2)
+				worker_diag(&s->base, DIAG_SUSPENDED, s->auth_user, s->tls,
+					    "sending suspended: MAIL FROM refused");
 			smtp_tx_free(&s->tx);
 			return;
 		}
@@ -785,6 +798,22 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 	} else {
 		smtp_relay_denied(s);
 		return;
+	}
+	if (tx->lim.active) {
+		int dup = 0, is_new = 0;
+		for (unsigned i = 0; i < tx->nrcpts && !dup; i++)
+			dup = strcasecmp(tx->rcpts[i].addr, r->addr) == 0;
+		char msg[512];
+		int lr = sendlimit_rcpt(s->base.w, s->auth_user, &tx->lim, r->addr, dup, &is_new, msg,
+					sizeof(msg));
+		if (lr != 0) {
+			tx->ntargets -= c.added;
+			smtp_reply(s, "%s", msg);
+			if (lr == 1)
+				sendlimit_refused(s->base.w, s->auth_user, &tx->lim, msg);
+			return;
+		}
+		r->is_new = is_new;
 	}
 	tx->nrcpts++;
 	smtp_set_state(s, SMTP_ST_RCPT);
@@ -1050,8 +1079,25 @@ static void cmd_auth(struct smtp_session *s, char *args)
 		smtp_reply(s, "334 VXNlcm5hbWU6");
 		return;
 	}
+	char mech[64];
+	snprintf(mech, sizeof(mech), "mechanism %.30s", args);
+	worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, mech);
 	smtp_reply(s, "504 5.5.4 Unsupported authentication mechanism; use PLAIN or LOGIN");
 	smtp_count_error(s);
+}
+
+/* AUTH refused before any check (before TLS, on port 25): record it for the login diagnostics,
+ * with the user name when an AUTH PLAIN initial response carries one. */
+static void smtp_login_refused(struct smtp_session *s, const char *args, int kind,
+			       const char *detail)
+{
+	char user[SMTP_ADDR_MAX] = "", pw[1024];
+	const char *ir = strchr(args, ' ');
+	if (ir && strncasecmp(args, "PLAIN ", 6) == 0 &&
+	    sasl_plain_decode(ir + 1, user, sizeof(user), pw, sizeof(pw)) < 0)
+		user[0] = '\0';
+	explicit_bzero(pw, sizeof(pw));
+	worker_diag(&s->base, kind, user, s->tls, detail);
 }
 
 /* ---- dispatch ---- */
@@ -1123,12 +1169,18 @@ static void smtp_dispatch(struct smtp_session *s, char *line)
 			return;
 		}
 		if ((c->needs & NEED_SUBMISSION) && !lc->submission) {
+			if (c->fn == cmd_auth)
+				smtp_login_refused(s, args, DIAG_WRONG_PORT, "AUTH on the MX port");
 			smtp_reply(s, "503 5.5.1 AUTH is not offered on this port; log in on the "
-				      "submission port 587 or 465");
+				      "submission port %u (STARTTLS) or %u (SSL/TLS)",
+				   s->base.w->cfg->l[LST_SUBMISSION].port,
+				   s->base.w->cfg->l[LST_SUBMISSIONS].port);
 			smtp_count_error(s);
 			return;
 		}
 		if ((c->needs & NEED_TLS_IF_SUBM) && lc->submission && !s->tls) {
+			if (c->fn == cmd_auth)
+				smtp_login_refused(s, args, DIAG_PLAINTEXT, "AUTH before STARTTLS");
 			smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first: turn on "
 				      "encryption (STARTTLS) in your mail program");
 			smtp_count_error(s);
