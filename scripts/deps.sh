@@ -7,7 +7,7 @@ pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcr
       libsodium-dev zlib1g-dev openssl"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks sqlite3 clang libclang-rt-14-dev
-	      fetchmail getmail6 isync mutt tmux"
+	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin"
 fi
 missing=""
 for p in $pkgs; do

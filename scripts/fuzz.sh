@@ -40,4 +40,5 @@ run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib
 if [ -f src/lib-mail/fuzz-mime.c ]; then
 	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
+run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 exit $fail

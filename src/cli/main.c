@@ -24,6 +24,7 @@
 #include "store-path.h"
 #include "store.h"
 #include "tls.h"
+#include "http-dns.h"
 
 #define POSTINO_VERSION "0.1.0"
 
@@ -39,6 +40,7 @@ static const char usage_main[] =
 	"  diag ip ADDRESS                  login and TLS problems of a client IP address\n"
 	"  alias add|list|remove            aliases and catch-alls\n"
 	"  config check|show                validate / print the effective configuration\n"
+	"  dns DOMAIN                       print the DNS records DOMAIN should publish\n"
 	"  version                          print the version\n"
 	"\n"
 	"Every command answers --help. Without --config or --data the configuration is read from\n"
@@ -432,6 +434,19 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "config") == 0)
 		return cmd_config(argc, argv, path);
+	if (strcmp(cmd, "dns") == 0) {
+		int help = 0;
+		for (int i = 1; i < argc; i++)
+			help |= is_help(argv[i]);
+		struct config *cfg = help ? NULL : malloc(sizeof(*cfg));
+		if (!help && (cfg == NULL || load_config(cfg, path) < 0)) {
+			free(cfg);
+			return 1;
+		}
+		int rc = http_dns_main(cfg, argc, argv);
+		free(cfg);
+		return rc;
+	}
 	if (strcmp(cmd, "domain") == 0 || strcmp(cmd, "user") == 0 || strcmp(cmd, "alias") == 0 ||
 	    strcmp(cmd, "diag") == 0) {
 		int help = 0;

@@ -8,8 +8,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-enum ktype { K_STR, K_PATH, K_UINT, K_SIZE, K_DURATION, K_BOOL, K_BARELF, K_TLSHOST };
+enum ktype { K_STR, K_PATH, K_UINT, K_SIZE, K_DURATION, K_BOOL, K_BARELF, K_TLSHOST,
+	     K_DOMAINHOST };
 
 /* Settings of the whole server. */
 struct gkey {
@@ -51,6 +53,8 @@ static const struct gkey gkeys[] = {
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
 	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
+	{ "domain_host", K_DOMAINHOST, 0, 0,
+	  "DOMAIN imap=HOST pop3=HOST smtp=HOST: servers a domain's clients use (repeatable)" },
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -221,6 +225,8 @@ static const char *cfg_set(const char *cfgpath, enum ktype type, void *field, si
 		return NULL;
 	case K_TLSHOST:
 		return "NAME CERTFILE KEYFILE";
+	case K_DOMAINHOST:
+		return "DOMAIN imap=HOST pop3=HOST smtp=HOST";
 	}
 	return "a valid value";
 }
@@ -241,6 +247,73 @@ static const char *cfg_tls_host(struct config *cfg, const char *val)
 		return "shorter paths";
 	cfg->ntls_hosts++;
 	return NULL;
+}
+
+/* Is s a plausible host name (letters, digits, '-', '.'; 1..253)? */
+static int cfg_hostname_ok(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 253 || s[0] == '.' || s[0] == '-')
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '-' && c != '.')
+			return 0;
+	}
+	return 1;
+}
+
+/* Parse "domain_host = DOMAIN imap=HOST pop3=HOST smtp=HOST" (any subset of the three). */
+static const char *cfg_domain_host(struct config *cfg, const char *val)
+{
+	char dom[256], kv[3][300], extra[2];
+	memset(kv, 0, sizeof(kv));
+	if (cfg->ndomain_hosts >= CONFIG_MAX_DOMAIN_HOSTS)
+		return "fewer domain_host lines (at most 256)";
+	int n = sscanf(val, "%255s %299s %299s %299s %1s", dom, kv[0], kv[1], kv[2], extra);
+	if (n < 2 || n > 4 || !cfg_hostname_ok(dom) || strlen(dom) > 253)
+		return "DOMAIN imap=HOST pop3=HOST smtp=HOST";
+	struct domain_host_conf h;
+	memset(&h, 0, sizeof(h));
+	for (size_t i = 0; dom[i]; i++)
+		h.domain[i] = (char)tolower((unsigned char)dom[i]);
+	for (int i = 0; i < n - 1; i++) {
+		char *eq = strchr(kv[i], '=');
+		if (eq == NULL || !cfg_hostname_ok(eq + 1))
+			return "DOMAIN imap=HOST pop3=HOST smtp=HOST";
+		*eq = '\0';
+		char *dst = strcmp(kv[i], "imap") == 0 ? h.imap : strcmp(kv[i], "pop3") == 0 ? h.pop3 :
+			    strcmp(kv[i], "smtp") == 0 ? h.smtp : NULL;
+		if (dst == NULL)
+			return "DOMAIN imap=HOST pop3=HOST smtp=HOST";
+		snprintf(dst, sizeof(h.imap), "%s", eq + 1);
+	}
+	/* a later line for the same domain replaces the earlier one */
+	size_t i = 0;
+	while (i < cfg->ndomain_hosts && strcmp(cfg->domain_hosts[i].domain, h.domain) != 0)
+		i++;
+	cfg->domain_hosts[i] = h;
+	if (i == cfg->ndomain_hosts)
+		cfg->ndomain_hosts++;
+	return NULL;
+}
+
+/* The server names for clients of a domain. */
+void config_domain_hosts(const struct config *cfg, const char *domain, const char **imap,
+			 const char **pop3, const char **smtp)
+{
+	*imap = *pop3 = *smtp = cfg->hostname;
+	for (size_t i = 0; i < cfg->ndomain_hosts; i++) {
+		const struct domain_host_conf *h = &cfg->domain_hosts[i];
+		if (strcasecmp(h->domain, domain) != 0)
+			continue;
+		if (h->imap[0])
+			*imap = h->imap;
+		if (h->pop3[0])
+			*pop3 = h->pop3;
+		if (h->smtp[0])
+			*smtp = h->smtp;
+	}
 }
 
 /* Trim ASCII white space at both ends in place. */
@@ -316,6 +389,8 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 			continue;
 		if (gkeys[k].type == K_TLSHOST)
 			want = cfg_tls_host(cfg, val);
+		else if (gkeys[k].type == K_DOMAINHOST)
+			want = cfg_domain_host(cfg, val);
 		else
 			want = cfg_set(cfg->path, gkeys[k].type, (char *)cfg + gkeys[k].off,
 				       gkeys[k].len, val);
@@ -441,6 +516,7 @@ static void show_val(FILE *out, enum ktype type, const void *field, size_t len)
 		fprintf(out, "%s", *(const int *)field ? "reject" : "normalize");
 		break;
 	case K_TLSHOST:
+	case K_DOMAINHOST:
 		break;
 	}
 }
@@ -455,6 +531,16 @@ void config_show(const struct config *cfg, FILE *out)
 			for (size_t i = 0; i < cfg->ntls_hosts; i++)
 				fprintf(out, "tls_host = %s %s %s\n", cfg->tls_hosts[i].name,
 					cfg->tls_hosts[i].cert, cfg->tls_hosts[i].key);
+			continue;
+		}
+		if (gkeys[k].type == K_DOMAINHOST) {
+			for (size_t i = 0; i < cfg->ndomain_hosts; i++) {
+				const struct domain_host_conf *h = &cfg->domain_hosts[i];
+				fprintf(out, "domain_host = %s imap=%s pop3=%s smtp=%s\n", h->domain,
+					h->imap[0] ? h->imap : cfg->hostname,
+					h->pop3[0] ? h->pop3 : cfg->hostname,
+					h->smtp[0] ? h->smtp : cfg->hostname);
+			}
 			continue;
 		}
 		fprintf(out, "%s = ", gkeys[k].name);

@@ -54,6 +54,14 @@ struct tls_host_conf {
 	char key[CONFIG_PATH_MAX];
 };
 
+/* domain_host = DOMAIN imap=HOST pop3=HOST smtp=HOST: the server names clients of one hosted
+ * domain are told to use (autoconfig, autodiscover, setup page, postino dns); "" = hostname. */
+#define CONFIG_MAX_DOMAIN_HOSTS 256
+struct domain_host_conf {
+	char domain[254];
+	char imap[254], pop3[254], smtp[254];
+};
+
 struct config {
 	char path[CONFIG_PATH_MAX];        /* the file read */
 	char hostname[256];
@@ -78,6 +86,8 @@ struct config {
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];
 	size_t ntls_hosts;
+	struct domain_host_conf domain_hosts[CONFIG_MAX_DOMAIN_HOSTS];
+	size_t ndomain_hosts;
 	struct listener_conf l[LST_COUNT];
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
 	unsigned char set_global[64];
@@ -92,6 +102,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen);
 void config_show(const struct config *cfg, FILE *out);
 /* Listener id by name, or -1. */
 int config_listener_id(const char *name);
+/* The server names for clients of `domain` (domain_host, else hostname). */
+void config_domain_hosts(const struct config *cfg, const char *domain, const char **imap,
+			 const char **pop3, const char **smtp);
 /* Build <data_dir>/<rel> into out. -1 if it does not fit. */
 int config_data_path(const struct config *cfg, const char *rel, char *out, size_t outlen);
 

@@ -119,6 +119,32 @@ static void test_errors(void **state)
 }
 
 /* Checked number helpers. */
+/* domain_host: per-domain server names for client setup, hostname by default. */
+static void test_domain_host(void **state)
+{
+	(void)state;
+	static struct config c;
+	char err[512];
+	const char *imap, *pop3, *smtp;
+	assert_int_equal(load_text(&c, "hostname = mail.example.test\n"
+				       "domain_host = Other.Test imap=imap.other.test smtp=smtp.other.test\n"
+				       "domain_host = third.test pop3=pop.third.test\n"
+				       "domain_host = third.test imap=i.third.test\n", err, sizeof(err)), 0);
+	config_domain_hosts(&c, "other.test", &imap, &pop3, &smtp);
+	assert_string_equal(imap, "imap.other.test");
+	assert_string_equal(pop3, "mail.example.test");
+	assert_string_equal(smtp, "smtp.other.test");
+	config_domain_hosts(&c, "third.test", &imap, &pop3, &smtp);   /* the later line wins */
+	assert_string_equal(imap, "i.third.test");
+	assert_string_equal(pop3, "mail.example.test");
+	config_domain_hosts(&c, "unknown.test", &imap, &pop3, &smtp);
+	assert_string_equal(imap, "mail.example.test");
+	assert_int_equal(load_text(&c, "domain_host = a.test\n", err, sizeof(err)), -1);
+	assert_int_equal(load_text(&c, "domain_host = a.test web=x.test\n", err, sizeof(err)), -1);
+	assert_int_equal(load_text(&c, "domain_host = a.test imap=bad/host\n", err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "DOMAIN imap=HOST pop3=HOST smtp=HOST"));
+}
+
 static void test_numbers(void **state)
 {
 	(void)state;
@@ -151,6 +177,7 @@ int main(void)
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_numbers),
+		cmocka_unit_test(test_domain_host),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

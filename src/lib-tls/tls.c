@@ -1,9 +1,11 @@
 /* tls.c - OpenSSL 3 server contexts with SNI, non-blocking sessions, self-signed certificates. */
 #include "tls.h"
 
+#include <openssl/cms.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,4 +335,58 @@ out:
 	X509_free(x);
 	EVP_PKEY_free(pkey);
 	return ok;
+}
+
+/* The context whose certificate serves `name` (as the SNI callback chooses), else the default. */
+static SSL_CTX *tls_ctx_for_name(struct tls_ctx *c, const char *name)
+{
+	if (name != NULL) {
+		for (size_t i = 0; i < c->nhosts; i++)
+			if (strcasecmp(c->hosts[i].name, name) == 0)
+				return c->hosts[i].ctx;
+		const char *dot = strchr(name, '.');
+		for (size_t i = 0; dot != NULL && i < c->nhosts; i++) {
+			const char *h = c->hosts[i].name;
+			if (h[0] == '*' && h[1] == '.' && strcasecmp(h + 1, dot) == 0)
+				return c->hosts[i].ctx;
+		}
+	}
+	return c->def;
+}
+
+/* Sign data as CMS SignedData (content attached, DER) with the certificate of host `name`. */
+int tls_cms_sign(struct tls_ctx *c, const char *name, const void *data, size_t len,
+		 unsigned char **der_r, size_t *der_len_r, const char **err_r)
+{
+	SSL_CTX *ctx = tls_ctx_for_name(c, name);
+	X509 *cert = SSL_CTX_get0_certificate(ctx);
+	EVP_PKEY *key = SSL_CTX_get0_privatekey(ctx);
+	STACK_OF(X509) *chain = NULL;
+	*der_r = NULL;
+	if (cert == NULL || key == NULL || len > INT32_MAX) {
+		*err_r = "no certificate to sign with";
+		return -1;
+	}
+	SSL_CTX_get0_chain_certs(ctx, &chain);
+	BIO *in = BIO_new_mem_buf(data, (int)len);
+	CMS_ContentInfo *cms = in ? CMS_sign(cert, key, chain, in, CMS_BINARY) : NULL;
+	unsigned char *der = NULL;
+	int n = cms ? i2d_CMS_ContentInfo(cms, &der) : -1;
+	CMS_ContentInfo_free(cms);
+	BIO_free(in);
+	if (n <= 0) {
+		*err_r = tls_set_error("CMS_sign");
+		return -1;
+	}
+	/* hand back malloc'd memory so callers need no OpenSSL free function */
+	*der_r = malloc((size_t)n);
+	if (*der_r != NULL)
+		memcpy(*der_r, der, (size_t)n);
+	OPENSSL_free(der);
+	if (*der_r == NULL) {
+		*err_r = "out of memory";
+		return -1;
+	}
+	*der_len_r = (size_t)n;
+	return 0;
 }

@@ -40,6 +40,11 @@ const char *tls_sni(struct tls_session *s);
 /* A short description of the last failure on this thread (static buffer). */
 const char *tls_last_error(void);
 
+/* Sign `data` as CMS SignedData (content attached, DER; RFC 5652) with the certificate and key
+ * that SNI would choose for host `name` (NULL: the default). *der_r is malloc'd. 0 ok, -1 error. */
+int tls_cms_sign(struct tls_ctx *ctx, const char *name, const void *data, size_t len,
+		 unsigned char **der_r, size_t *der_len_r, const char **err_r);
+
 /* Create a self-signed certificate + key for hostname (quickstart). 0 ok, -1 error. */
 int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,
 			const char **err_r);

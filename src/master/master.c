@@ -88,7 +88,7 @@ static int master_listen(const char *addr, unsigned port, const char *name)
 /* Protocols this build serves; listeners of the others are not opened. */
 static int master_proto_served(enum proto p)
 {
-	return p == PROTO_SMTP || p == PROTO_POP3 || p == PROTO_IMAP;
+	return p == PROTO_SMTP || p == PROTO_POP3 || p == PROTO_IMAP || p == PROTO_HTTP;
 }
 
 /* Load config, certificates and listeners into a new generation; reuse the previous generation's

@@ -258,6 +258,9 @@ static void worker_on_accept(struct ev_io *io, unsigned events)
 		case PROTO_IMAP:
 			imap_session_start(w, fd, l->id, &peer);
 			break;
+		case PROTO_HTTP:
+			http_session_start(w, fd, l->id, &peer);
+			break;
 		default:
 			iptable_release(w->ipt, w->index, (struct sockaddr *)&peer);
 			close(fd);

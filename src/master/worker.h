@@ -84,5 +84,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer);
 void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer);
+void http_session_start(struct worker *w, int fd, enum listener_id lst,
+			const struct sockaddr_storage *peer);
 
 #endif

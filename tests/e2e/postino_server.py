@@ -15,7 +15,7 @@ import time
 
 BIN = os.environ.get("POSTINO_BIN", os.path.join(os.path.dirname(__file__), "../../build/postino"))
 PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imap": 143, "imaps": 993,
-         "pop3": 110, "pop3s": 995}
+         "pop3": 110, "pop3s": 995, "http": 80, "https": 443}
 
 
 def _free(offset):
