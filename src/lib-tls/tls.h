@@ -40,6 +40,14 @@ const char *tls_sni(struct tls_session *s);
 /* A short description of the last failure on this thread (static buffer). */
 const char *tls_last_error(void);
 
+/* Client side (the outbound queue): a context with the system's trusted CAs, TLS 1.2+.
+ * NULL with *err_r set on failure. */
+struct tls_ctx *tls_client_ctx_new(const char **err_r);
+/* A client session on fd sending SNI `host`; with verify, the handshake fails unless the
+ * server's certificate chains to a trusted CA and names host. NULL on failure. */
+struct tls_session *tls_client_session_new(struct tls_ctx *ctx, int fd, const char *host,
+					   int verify);
+
 /* Create a self-signed certificate + key for hostname (quickstart). 0 ok, -1 error. */
 int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,
 			const char **err_r);
