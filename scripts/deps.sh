@@ -4,10 +4,10 @@
 #   scripts/deps.sh --test   build and test dependencies
 set -eu
 pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcrypt-dev
-      libsodium-dev zlib1g-dev openssl"
+      libsodium-dev zlib1g-dev openssl libunbound-dev"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks sqlite3 clang libclang-rt-14-dev
-	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin"
+	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin unbound python3-aiosmtpd"
 fi
 missing=""
 for p in $pkgs; do

@@ -41,4 +41,6 @@ if [ -f src/lib-mail/fuzz-mime.c ]; then
 	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
+run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
+	src/lib-tls/tls.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c -lz -lssl -lcrypto
 exit $fail

@@ -21,6 +21,7 @@
 #include "log.h"
 #include "master.h"
 #include "password.h"
+#include "queue.h"
 #include "store-path.h"
 #include "store.h"
 #include "tls.h"
@@ -41,6 +42,7 @@ static const char usage_main[] =
 	"  alias add|list|remove            aliases and catch-alls\n"
 	"  config check|show                validate / print the effective configuration\n"
 	"  dns DOMAIN                       print the DNS records DOMAIN should publish\n"
+	"  queue list|show|flush|hold|release|delete   the outbound queue\n"
 	"  version                          print the version\n"
 	"\n"
 	"Every command answers --help. Without --config or --data the configuration is read from\n"
@@ -462,6 +464,21 @@ int main(int argc, char **argv)
 		cli_admin_set_config(cfg);
 		int rc = cli_admin_main(cfg->data_dir, argc, argv);
 		cli_admin_set_config(NULL);
+		free(cfg);
+		return rc;
+	}
+	if (strcmp(cmd, "queue") == 0) {
+		int help = argc < 2;
+		for (int i = 1; i < argc; i++)
+			help |= is_help(argv[i]);
+		if (help)   /* help needs no configuration */
+			return queue_cli_main(NULL, argc, argv);
+		struct config *cfg = malloc(sizeof(*cfg));
+		if (cfg == NULL || load_config(cfg, path) < 0 || become_run_user(cfg) < 0) {
+			free(cfg);
+			return 1;
+		}
+		int rc = queue_cli_main(cfg, argc, argv);
 		free(cfg);
 		return rc;
 	}

@@ -55,6 +55,25 @@ static const struct gkey gkeys[] = {
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
 	{ "domain_host", K_DOMAINHOST, 0, 0,
 	  "DOMAIN imap=HOST pop3=HOST smtp=HOST: servers a domain's clients use (repeatable)" },
+	G("dns_servers", K_STR, dns_servers,
+	  "IP[:PORT] ... resolvers for outbound mail (empty: those of /etc/resolv.conf)"),
+	G("remote_smtp_port", K_UINT, remote_smtp_port, "port dialled on other mail servers"),
+	G("queue_retry_min", K_DURATION, queue_retry_min, "first retry of a deferred message"),
+	G("queue_retry_max", K_DURATION, queue_retry_max, "longest time between two retries"),
+	G("queue_lifetime", K_DURATION, queue_lifetime, "a message undeliverable this long bounces"),
+	G("queue_delay_notice", K_DURATION, queue_delay_notice,
+	  "the sender is told of a delay after this long (0: never)"),
+	G("queue_concurrency", K_UINT, queue_concurrency, "outbound SMTP connections in all"),
+	G("queue_concurrency_per_domain", K_UINT, queue_concurrency_per_domain,
+	  "outbound SMTP connections to one destination"),
+	G("relayhost", K_STR, relayhost, "host[:port]: send all outbound mail through this relay"),
+	G("relayhost_user", K_STR, relayhost_user, "login at the relay host (AUTH PLAIN)"),
+	G("relayhost_password", K_STR, relayhost_password, "password at the relay host"),
+	G("relayhost_tls_verify", K_BOOL, relayhost_tls_verify,
+	  "check the relay host's certificate (TLS is always required to it)"),
+	G("smtp_connect_timeout", K_DURATION, smtp_connect_timeout,
+	  "outbound: time allowed to connect and get the greeting"),
+	G("smtp_reply_timeout", K_DURATION, smtp_reply_timeout, "outbound: time allowed per reply"),
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -123,6 +142,16 @@ void config_defaults(struct config *cfg)
 	cfg->send_new_recipients_per_day = 1000;
 	cfg->send_suspend_threshold = 100;
 	cfg->diag_keep = 100;
+	cfg->remote_smtp_port = 25;
+	cfg->queue_retry_min = 300;
+	cfg->queue_retry_max = 4 * 3600;
+	cfg->queue_lifetime = 5 * 86400;
+	cfg->queue_delay_notice = 4 * 3600;
+	cfg->queue_concurrency = 100;
+	cfg->queue_concurrency_per_domain = 20;
+	cfg->relayhost_tls_verify = 1;
+	cfg->smtp_connect_timeout = 30;
+	cfg->smtp_reply_timeout = 300;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;
@@ -488,6 +517,13 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'pop3_expire' expects a number of days or never, got '%s'",
 			     cfg->pop3_expire);
+	if (rc == 0 && (cfg->remote_smtp_port == 0 || cfg->remote_smtp_port > 65535))
+		rc = cfg_err(err, errlen, path, lineno, "'remote_smtp_port' expects a port 1-65535");
+	if (rc == 0 && (cfg->queue_concurrency == 0 || cfg->queue_concurrency_per_domain == 0))
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'queue_concurrency' and 'queue_concurrency_per_domain' must be at least 1");
+	if (rc == 0 && cfg->queue_retry_min == 0)
+		cfg->queue_retry_min = 1;
 	return rc;
 }
 
@@ -544,7 +580,10 @@ void config_show(const struct config *cfg, FILE *out)
 			continue;
 		}
 		fprintf(out, "%s = ", gkeys[k].name);
-		show_val(out, gkeys[k].type, (const char *)cfg + gkeys[k].off, gkeys[k].len);
+		if (strcmp(gkeys[k].name, "relayhost_password") == 0 && cfg->relayhost_password[0])
+			fputs("********", out);   /* never print a secret */
+		else
+			show_val(out, gkeys[k].type, (const char *)cfg + gkeys[k].off, gkeys[k].len);
 		fprintf(out, "%s\n", cfg->set_global[k] ? "" : "    # default");
 	}
 	for (int id = 0; id < LST_COUNT; id++) {

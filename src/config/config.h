@@ -89,6 +89,21 @@ struct config {
 	struct domain_host_conf domain_hosts[CONFIG_MAX_DOMAIN_HOSTS];
 	size_t ndomain_hosts;
 	struct listener_conf l[LST_COUNT];
+	/* outbound queue (src/queue) */
+	char dns_servers[512];             /* "IP[:PORT] ..." resolvers, "" = /etc/resolv.conf */
+	unsigned remote_smtp_port;         /* port dialled on remote MX hosts (25) */
+	unsigned queue_retry_min;          /* seconds: first retry delay */
+	unsigned queue_retry_max;          /* seconds: longest retry delay */
+	unsigned queue_lifetime;           /* seconds a message may stay queued */
+	unsigned queue_delay_notice;       /* seconds before a delay DSN (0 = never) */
+	unsigned queue_concurrency;        /* outbound connections in all */
+	unsigned queue_concurrency_per_domain;
+	char relayhost[256];               /* host[:port]: send everything through it */
+	char relayhost_user[256];
+	char relayhost_password[256];
+	int relayhost_tls_verify;          /* check the relay host's certificate */
+	unsigned smtp_connect_timeout;     /* seconds */
+	unsigned smtp_reply_timeout;       /* seconds */
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
 	unsigned char set_global[64];
 	unsigned char set_listener[LST_COUNT][32];

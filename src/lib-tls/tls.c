@@ -182,6 +182,51 @@ struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
 	return s;
 }
 
+/* Client context for outbound SMTP. */
+struct tls_ctx *tls_client_ctx_new(const char **err_r)
+{
+	struct tls_ctx *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		*err_r = "out of memory";
+		return NULL;
+	}
+	c->def = SSL_CTX_new(TLS_client_method());
+	if (c->def == NULL) {
+		*err_r = tls_set_error("SSL_CTX_new");
+		free(c);
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(c->def, TLS1_2_VERSION);
+	SSL_CTX_set_default_verify_paths(c->def);
+	return c;
+}
+
+/* New client session on fd. */
+struct tls_session *tls_client_session_new(struct tls_ctx *c, int fd, const char *host,
+					   int verify)
+{
+	struct tls_session *s = calloc(1, sizeof(*s));
+	if (s == NULL)
+		return NULL;
+	s->ssl = SSL_new(c->def);
+	if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1) {
+		tls_set_error("SSL_new");
+		SSL_free(s->ssl);
+		free(s);
+		return NULL;
+	}
+	if (host && host[0] && strchr(host, ':') == NULL)
+		SSL_set_tlsext_host_name(s->ssl, host);
+	if (verify) {
+		SSL_set_verify(s->ssl, SSL_VERIFY_PEER, NULL);
+		SSL_set1_host(s->ssl, host);
+	} else {
+		SSL_set_verify(s->ssl, SSL_VERIFY_NONE, NULL);
+	}
+	SSL_set_connect_state(s->ssl);
+	return s;
+}
+
 /* Free a session without sending anything. */
 void tls_session_free(struct tls_session **sp)
 {

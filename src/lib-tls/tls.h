@@ -44,6 +44,13 @@ const char *tls_last_error(void);
  * that SNI would choose for host `name` (NULL: the default). *der_r is malloc'd. 0 ok, -1 error. */
 int tls_cms_sign(struct tls_ctx *ctx, const char *name, const void *data, size_t len,
 		 unsigned char **der_r, size_t *der_len_r, const char **err_r);
+/* Client side (the outbound queue): a context with the system's trusted CAs, TLS 1.2+.
+ * NULL with *err_r set on failure. */
+struct tls_ctx *tls_client_ctx_new(const char **err_r);
+/* A client session on fd sending SNI `host`; with verify, the handshake fails unless the
+ * server's certificate chains to a trusted CA and names host. NULL on failure. */
+struct tls_session *tls_client_session_new(struct tls_ctx *ctx, int fd, const char *host,
+					   int verify);
 
 /* Create a self-signed certificate + key for hostname (quickstart). 0 ok, -1 error. */
 int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,

@@ -26,6 +26,7 @@
 #include "authfail.h"
 #include "iptable.h"
 #include "log.h"
+#include "queue.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -51,6 +52,26 @@ static struct worker_slot slots[MASTER_MAX_WORKERS];
 static struct iptable *ipt;
 static struct authfail *authfail;
 static struct generation *current;
+/* the queue process (src/queue): one, supervised like the workers */
+static pid_t queue_pid;
+static time_t queue_started;
+static struct generation *queue_gen;
+
+/* Fork the queue process for generation g. */
+static void master_spawn_queue(struct generation *g)
+{
+	pid_t pid = fork();
+	if (pid < 0) {
+		log_error("event=fork-failed what=queue error=\"%s\"", strerror(errno));
+		return;
+	}
+	if (pid == 0)
+		queue_main(g->cfg, g->lfd, LST_COUNT);
+	queue_pid = pid;
+	queue_started = time(NULL);
+	queue_gen = g;
+	g->refs++;
+}
 
 /* Listen on addr:port (addr "*" for all). Returns the fd or -1 (logged). */
 static int master_listen(const char *addr, unsigned port, const char *name)
@@ -248,6 +269,7 @@ int master_main(const char *config_path)
 		log_set_level(LOG_DEBUG);
 	master_clean_tmp(current->cfg, 0);
 	master_spawn_all();
+	master_spawn_queue(current);
 	log_info("event=started hostname=%s workers=%u config=%s", current->cfg->hostname,
 		 current->cfg->workers, config_path);
 	int stopping = 0;
@@ -258,12 +280,15 @@ int master_main(const char *config_path)
 			int alive = 0;
 			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
 				alive += slots[i].pid != 0;
+			alive += queue_pid != 0;
 			if (alive == 0)
 				break;
 			if (time(NULL) >= stop_deadline) {
 				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
 					if (slots[i].pid)
 						kill(slots[i].pid, SIGKILL);
+				if (queue_pid)
+					kill(queue_pid, SIGKILL);
 			}
 			alarm(1);    /* wake up to check the deadline */
 		}
@@ -279,6 +304,24 @@ int master_main(const char *config_path)
 			int status;
 			pid_t pid;
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+				if (pid == queue_pid) {
+					struct generation *g = queue_gen;
+					queue_pid = 0;
+					queue_gen = NULL;
+					if (!stopping) {
+						/* died, or stopped for a reload: start it again */
+						if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+							log_warn("event=queue-died pid=%d status=%s%d",
+								 (int)pid, WIFSIGNALED(status) ? "signal "
+								 : "exit ", WIFSIGNALED(status) ?
+								 WTERMSIG(status) : WEXITSTATUS(status));
+						if (time(NULL) - queue_started < MASTER_RESTART_BACKOFF_S)
+							sleep(MASTER_RESTART_BACKOFF_S);
+						master_spawn_queue(current);
+					}
+					master_gen_release(g);
+					continue;
+				}
 				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
 					if (slots[i].pid != pid)
 						continue;
@@ -319,6 +362,8 @@ int master_main(const char *config_path)
 				}
 			}
 			master_spawn_all();
+			if (queue_pid)
+				kill(queue_pid, SIGTERM);   /* restarted with the new configuration */
 			master_gen_release(old);   /* drop the master's reference */
 		} else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !stopping) {
 			log_info("event=stopping");
@@ -327,6 +372,8 @@ int master_main(const char *config_path)
 			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
 				if (slots[i].pid)
 					kill(slots[i].pid, SIGTERM);
+			if (queue_pid)
+				kill(queue_pid, SIGTERM);
 			for (int i = 0; i < LST_COUNT; i++)
 				if (current->lfd[i] >= 0) {
 					close(current->lfd[i]);

@@ -1,5 +1,6 @@
 /* sendlimit.c - per-account sending limits (see sendlimit.h). */
 #include "sendlimit.h"
+#include "queue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -599,17 +600,19 @@ int sendlimit_unsuspend(const char *data_dir, struct acctdb *db, const char *use
 /* The single place a suspension holds the account's queued mail. */
 void sendlimit_on_suspend(const char *data_dir, const char *user)
 {
-	(void)data_dir;
-	(void)user;
-	/* TODO(merge): queue_hold_sender(queue_dir, addr, 1) -- queue_dir = <data_dir>/queue,
-	 * addr = user (the queue process's src/queue/queue.h) */
+	char qdir[4200];
+	snprintf(qdir, sizeof(qdir), "%s/queue", data_dir);
+	if (queue_hold_sender(qdir, user, 1) < 0)
+		log_error("event=send-suspended-hold-failed user=%s error=\"cannot hold the queued "
+			  "mail\"", user);
 }
 
 /* The single place lifting a suspension releases the account's queued mail. */
 void sendlimit_on_unsuspend(const char *data_dir, const char *user)
 {
-	(void)data_dir;
-	(void)user;
-	/* TODO(merge): queue_hold_sender(queue_dir, addr, 0) -- queue_dir = <data_dir>/queue,
-	 * addr = user */
+	char qdir[4200];
+	snprintf(qdir, sizeof(qdir), "%s/queue", data_dir);
+	if (queue_hold_sender(qdir, user, 0) < 0)
+		log_error("event=send-unsuspended-release-failed user=%s error=\"cannot release the "
+			  "queued mail\"", user);
 }

@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "acctdb.h"
 #include "addr.h"
@@ -59,6 +60,8 @@ static void smtp_date(char *out, size_t outlen)
 static void tx_flush(struct smtp_tx *tx)
 {
 	size_t off = 0;
+	if (tx->wbuf.len > 0)
+		tx->crc = crc32_z(tx->crc, (const unsigned char *)tx->wbuf.data, tx->wbuf.len);
 	while (off < tx->wbuf.len && !tx->write_failed) {
 		ssize_t w = write(tx->fd, tx->wbuf.data + off, tx->wbuf.len - off);
 		if (w < 0 && errno == EINTR)
@@ -385,6 +388,7 @@ static int spool_remote(struct deliver_job *j)
 		tx->body_8bit ? "8BITMIME" : "7BIT", tx->smtputf8, tx->ret[0] ? tx->ret : "-",
 		tx->envid[0] ? tx->envid : "-", j->s->auth_user[0] ? j->s->auth_user : "-",
 		(unsigned long long)(tx->size + tx->header_len));
+	fprintf(f, "crc32 %08lx\n", tx->crc & 0xffffffffUL);
 	for (unsigned i = 0; i < tx->ntargets; i++) {
 		if (tx->targets[i].local)
 			continue;

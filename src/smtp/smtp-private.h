@@ -67,6 +67,7 @@ struct smtp_tx {
 	int chunking;                 /* BDAT used */
 	int bdat_failed;              /* an earlier BDAT in this transaction was refused */
 	struct buf wbuf;              /* pending writes to fd */
+	unsigned long crc;            /* CRC-32 of the file, for the queue's integrity check */
 	struct buf headers;           /* captured header section */
 	int headers_done;
 	/* DATA line state */

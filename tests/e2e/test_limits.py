@@ -202,12 +202,19 @@ def test_suspend_at_threshold_and_unsuspend(srv):
     assert b"postino user unsuspend r3@example.test" in data
     out = postino("user", "show", user, "--data", srv.data).stdout
     assert "suspended:   yes" in out, out
+    # its queued mail is held (the queue process skips a sender with a hold file)
+    holds = os.path.join(srv.data, "queue", "hold-sender")
+
+    def held():
+        return os.path.isdir(holds) and any("r3" in n for n in os.listdir(holds))
+    wait_until(held, 10, 0.1, "the hold on the sender's queued mail")
     diag = postino("user", "diag", user, "--data", srv.data).stdout
     assert "sending suspended" in diag and "user unsuspend" in diag, diag
     # unsuspend restores sending
     r = postino("user", "unsuspend", user, "--data", srv.data)
     assert "may send mail again" in r.stdout
     assert "suspended:   no" in postino("user", "show", user, "--data", srv.data).stdout
+    assert not held(), os.listdir(holds)
     c = login(srv, user)
     mail, rr, data = send(c, user, ["alice@example.test"])
     assert data is not None and data[0] == 250, (mail, rr, data)

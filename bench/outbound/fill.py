@@ -1,0 +1,58 @@
+#!/usr/bin/python3
+"""Fill the load for bench/outbound.
+
+  fill.py postino QUEUE_DIR N DOMAINS SIZE   write N queue entries as postino's SMTP server does
+                                             (body + envelope with CRC-32, .env last)
+  fill.py smtp PORT N DOMAINS SIZE [CONNS]    send N messages over SMTP to 127.0.0.1:PORT
+Recipients rotate over u@d1.bench .. u@dDOMAINS.bench; the sender is sender@bench.test.
+"""
+import os
+import smtplib
+import sys
+import threading
+import time
+import zlib
+
+
+def body(i, size):
+    head = ("From: <sender@bench.test>\r\nTo: <u@d%d.bench>\r\nSubject: bench %d\r\n"
+            "Message-ID: <bench-%d@bench.test>\r\n\r\n" % (i, i, i)).encode()
+    line = b"x" * 76 + b"\r\n"
+    pad = line * max(0, (size - len(head)) // len(line))
+    return head + pad
+
+
+def fill_postino(qdir, n, domains, size):
+    now = int(time.time())
+    for i in range(n):
+        qid = "b%015x" % i
+        data = b"Return-Path: <sender@bench.test>\r\n" + body(i, size)
+        with open(os.path.join(qdir, qid + ".msg"), "wb") as f:
+            f.write(data)
+        env = ("version 1\nid %s\narrived %d\nfrom <sender@bench.test>\nbody 7BIT\nsmtputf8 0\n"
+               "ret -\nenvid -\nauth -\nsize %d\ncrc32 %08x\nrcpt <u@d%d.bench> notify=- orcpt=-\n"
+               % (qid, now, len(data), zlib.crc32(data), i % domains + 1))
+        with open(os.path.join(qdir, qid + ".env.tmp"), "w") as f:
+            f.write(env)
+        os.rename(os.path.join(qdir, qid + ".env.tmp"), os.path.join(qdir, qid + ".env"))
+    os.sync()
+
+
+def fill_smtp(port, n, domains, size, conns):
+    def worker(k):
+        with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
+            for i in range(k, n, conns):
+                s.sendmail("sender@bench.test", ["u@d%d.bench" % (i % domains + 1)], body(i, size))
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "postino":
+        fill_postino(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+    else:
+        fill_smtp(int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]),
+                  int(sys.argv[6]) if len(sys.argv) > 6 else 8)

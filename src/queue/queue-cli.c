@@ -1,0 +1,260 @@
+/* queue-cli.c - "postino queue list|show|flush|hold|release|delete". */
+/* Error and reply texts are clipped to fixed-size fields on purpose (bounded memory). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+#include "queue.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+
+static const char usage[] =
+	"usage: postino queue COMMAND [--config FILE | --data DIR]\n"
+	"  list                     every queued message: id, size, arrival, sender, recipients\n"
+	"  show ID                  one message's envelope and the state of each recipient\n"
+	"  flush                    retry every message now (held ones stay held)\n"
+	"  hold ID                  keep a message from being sent until released\n"
+	"  hold --sender ADDRESS    hold everything from ADDRESS, queued now or later\n"
+	"  release ID               send a held message again\n"
+	"  release --sender ADDRESS undo 'hold --sender'\n"
+	"  delete ID                remove a message from the queue without a report\n"
+	"exit codes: 0 ok, 1 error (such as no such message), 2 usage\n";
+
+static int is_help(const char *a)
+{
+	return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0 || strcmp(a, "help") == 0;
+}
+
+/* Print a time as local date and time. */
+static const char *when(time_t t, char *out, size_t outlen)
+{
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(out, outlen, "%Y-%m-%d %H:%M:%S", &tm);
+	return out;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* queue list */
+static int q_list(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (d == NULL) {
+		fprintf(stderr, "postino: cannot read the queue %s: %s\n", dir, strerror(errno));
+		return 1;
+	}
+	char **ids = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+		if (l <= 4 || strcmp(e->d_name + l - 4, ".env") != 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			char **nn = realloc(ids, cap * sizeof(*ids));
+			if (nn == NULL)
+				break;
+			ids = nn;
+		}
+		ids[n] = strndup(e->d_name, l - 4);
+		if (ids[n])
+			n++;
+	}
+	closedir(d);
+	qsort(ids, n, sizeof(*ids), cmp_str);
+	unsigned shown = 0;
+	for (size_t i = 0; i < n; i++) {
+		struct qenv env;
+		char err[256], t[32];
+		if (queue_env_read(dir, ids[i], &env, err, sizeof(err)) != 1) {
+			free(ids[i]);
+			continue;
+		}
+		unsigned pending = 0;
+		for (unsigned k = 0; k < env.nrcpts; k++)
+			pending += env.rcpts[k].state == QR_PENDING;
+		int held = queue_msg_held(dir, env.id) ||
+			   (env.from[0] && queue_sender_held(dir, env.from));
+		printf("%s %8llu %s <%s> %u of %u pending%s\n", env.id,
+		       (unsigned long long)env.size, when(env.arrived, t, sizeof(t)), env.from, pending,
+		       env.nrcpts, held ? " HELD" : "");
+		for (unsigned k = 0; k < env.nrcpts; k++) {
+			const struct qrcpt *r = &env.rcpts[k];
+			if (r->state != QR_PENDING)
+				continue;
+			printf("    <%s>%s%.160s%s\n", r->addr, r->err[0] ? " (" : "", r->err,
+			       r->err[0] ? ")" : "");
+		}
+		shown++;
+		queue_env_free(&env);
+		free(ids[i]);
+	}
+	free(ids);
+	printf("-- %u message%s in the queue\n", shown, shown == 1 ? "" : "s");
+	return 0;
+}
+
+/* queue show ID */
+static int q_show(const char *dir, const char *id)
+{
+	struct qenv env;
+	char err[256], t[32];
+	if (!queue_id_valid(id)) {
+		fprintf(stderr, "postino: '%s' is not a queue id (see 'postino queue list')\n", id);
+		return 1;
+	}
+	int r = queue_env_read(dir, id, &env, err, sizeof(err));
+	if (r == 0) {
+		fprintf(stderr, "postino: no message %s in the queue\n", id);
+		return 1;
+	}
+	if (r < 0) {
+		fprintf(stderr, "postino: message %s is damaged: %s\n", id, err);
+		return 1;
+	}
+	printf("id: %s\narrived: %s\nfrom: <%s>\nsize: %llu\n", env.id,
+	       when(env.arrived, t, sizeof(t)), env.from, (unsigned long long)env.size);
+	printf("body: %s\nsmtputf8: %s\n", env.body_8bit ? "8BITMIME" : "7BIT",
+	       env.smtputf8 ? "yes" : "no");
+	if (env.ret[0])
+		printf("ret: %s\n", env.ret);
+	if (env.envid[0])
+		printf("envid: %s\n", env.envid);
+	if (env.auth[0])
+		printf("submitted by: %s\n", env.auth);
+	printf("attempts: %u\n", env.attempts);
+	if (env.next)
+		printf("next attempt: %s\n", when(env.next, t, sizeof(t)));
+	int held = queue_msg_held(dir, id), sheld = env.from[0] && queue_sender_held(dir, env.from);
+	printf("held: %s\n", held ? "yes" : sheld ? "yes (the sender is held)" : "no");
+	for (unsigned k = 0; k < env.nrcpts; k++) {
+		const struct qrcpt *rc = &env.rcpts[k];
+		printf("rcpt: <%s> %s", rc->addr, rc->state == QR_SENT ? "sent" :
+		       rc->state == QR_FAILED ? "failed" : "pending");
+		if (rc->remote[0])
+			printf(" remote=%s", rc->remote);
+		if (rc->err[0])
+			printf(" last=\"%s\"", rc->err);
+		putchar('\n');
+	}
+	queue_env_free(&env);
+	return 0;
+}
+
+/* queue delete ID */
+static int q_delete(const char *dir, const char *id)
+{
+	char p[CONFIG_PATH_MAX + 100];
+	if (!queue_id_valid(id)) {
+		fprintf(stderr, "postino: '%s' is not a queue id (see 'postino queue list')\n", id);
+		return 1;
+	}
+	snprintf(p, sizeof(p), "%s/%s.env", dir, id);
+	if (unlink(p) < 0) {
+		fprintf(stderr, errno == ENOENT ? "postino: no message %s in the queue\n" :
+			"postino: cannot delete %s\n", id);
+		return 1;
+	}
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	snprintf(p, sizeof(p), "%s/%s.msg", dir, id);
+	unlink(p);
+	queue_hold_msg(dir, id, 0);
+	printf("%s: deleted\n", id);
+	return 0;
+}
+
+int queue_cli_main(const struct config *cfg, int argc, char **argv)
+{
+	/* argv[0] is "queue" */
+	for (int i = 1; i < argc; i++) {
+		if (is_help(argv[i])) {
+			fputs(usage, stdout);
+			return 0;
+		}
+	}
+	if (argc < 2 || cfg == NULL) {
+		fputs(usage, stderr);
+		return 2;
+	}
+	char dir[CONFIG_PATH_MAX + 16];
+	snprintf(dir, sizeof(dir), "%s/queue", cfg->data_dir);
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "list") == 0 || strcmp(cmd, "flush") == 0) {
+		if (argc != 2) {
+			fprintf(stderr, "postino: unexpected argument '%s'\n%s", argv[2], usage);
+			return 2;
+		}
+		if (cmd[0] == 'l')
+			return q_list(dir);
+		if (queue_poke(dir) < 0) {
+			fprintf(stderr, "postino: the queue process is not running (start 'postino "
+				"serve'); nothing was flushed\n");
+			return 1;
+		}
+		printf("queue flushed: every message will be tried now\n");
+		return 0;
+	}
+	int hold = strcmp(cmd, "hold") == 0, release = strcmp(cmd, "release") == 0;
+	if (hold || release) {
+		if (argc == 4 && strcmp(argv[2], "--sender") == 0) {
+			if (strchr(argv[3], '@') == NULL) {
+				fprintf(stderr, "postino: '%s' is not an address (user@domain)\n",
+					argv[3]);
+				return 2;
+			}
+			if (queue_hold_sender(dir, argv[3], hold) < 0) {
+				fprintf(stderr, "postino: cannot %s %s: %s\n", cmd, argv[3],
+					strerror(errno));
+				return 1;
+			}
+			printf("%s: %s\n", argv[3], hold ? "held (nothing from it is sent until "
+			       "'postino queue release --sender')" : "released");
+			return 0;
+		}
+		if (argc != 3 || argv[2][0] == '-') {
+			fputs(usage, stderr);
+			return 2;
+		}
+		char p[CONFIG_PATH_MAX + 100];
+		snprintf(p, sizeof(p), "%s/%s.env", dir, argv[2]);
+		if (!queue_id_valid(argv[2]) || access(p, F_OK) < 0) {
+			fprintf(stderr, "postino: no message %s in the queue (see 'postino queue "
+				"list')\n", argv[2]);
+			return 1;
+		}
+		if (queue_hold_msg(dir, argv[2], hold) < 0) {
+			fprintf(stderr, "postino: cannot %s %s: %s\n", cmd, argv[2], strerror(errno));
+			return 1;
+		}
+		printf("%s: %s\n", argv[2], hold ? "held" : "released");
+		return 0;
+	}
+	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0) {
+		if (argc != 3) {
+			fputs(usage, stderr);
+			return 2;
+		}
+		return cmd[0] == 's' ? q_show(dir, argv[2]) : q_delete(dir, argv[2]);
+	}
+	fprintf(stderr, "postino: unknown queue command '%s'\n%s", cmd, usage);
+	return 2;
+}

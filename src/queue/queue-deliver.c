@@ -1,0 +1,476 @@
+/* queue-deliver.c - delivery threads: one SMTP connection per destination at a time, reused for
+ * every message queued to that destination (up to QD_MSGS_PER_CONN), within the overall and
+ * per-destination concurrency limits. */
+/* Error and reply texts are clipped to fixed-size fields on purpose (bounded memory). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
+
+#include "queue-private.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base64.h"
+#include "ev.h"
+#include "log.h"
+#include "tls.h"
+
+#define QD_MSGS_PER_CONN 200     /* then QUIT and reconnect: bounds one session's life */
+#define QD_MAX_TARGETS 16        /* addresses tried per destination */
+#define QD_CHUNK 65536           /* body read size */
+
+/* A destination with work and room for one more connection, or NULL. Called with the lock. */
+static struct qdest *pick_dest(struct queue *q)
+{
+	for (struct qdest *d = q->dests; d; d = d->next)
+		if (d->njobs > 0 && d->active < q->cfg->queue_concurrency_per_domain &&
+		    (d->active == 0 || d->njobs > d->active))
+			return d;
+	return NULL;
+}
+
+static struct qjob *pop_job(struct qdest *d)
+{
+	struct qjob *j = d->head;
+	if (j) {
+		d->head = j->next;
+		if (d->head == NULL)
+			d->tail = NULL;
+		d->njobs--;
+	}
+	return j;
+}
+
+/* Set the result of every recipient of a job. */
+static void job_result(struct qjob *j, int result, const char *remote, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void job_result(struct qjob *j, int result, const char *remote, const char *fmt, ...)
+{
+	char text[QUEUE_ERR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	for (unsigned i = 0; i < j->n; i++) {
+		struct qrcpt *r = &j->m->env.rcpts[j->idx[i]];
+		r->result = result;
+		queue_strlcpy(r->err, sizeof(r->err), text);
+		queue_strlcpy(r->remote, sizeof(r->remote), remote ? remote : "");
+	}
+}
+
+/* A job is finished: the last one of its message finalizes it. */
+static void job_done(struct queue *q, struct qjob *j)
+{
+	struct qmsg *m = j->m;
+	pthread_mutex_lock(&q->lock);
+	int last = --m->outstanding == 0;
+	pthread_mutex_unlock(&q->lock);
+	free(j->idx);
+	free(j);
+	if (last)
+		queue_finalize(q, m);
+}
+
+/* Connect to the destination: resolve, then try each address until one greets and takes EHLO
+ * (and STARTTLS where offered; required and authenticated for the relay host).
+ * 0 connected; otherwise the result class (4 or 5) with why filled. */
+static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char *why,
+			size_t whylen)
+{
+	const struct config *cfg = q->cfg;
+	struct qdns_target t[QD_MAX_TARGETS];
+	int relay = q->relay_host[0] != '\0';
+	unsigned port = relay ? q->relay_port : cfg->remote_smtp_port;
+	char derr[512];
+	int n = qdns_route(relay ? q->relay_host : dest, relay, t, QD_MAX_TARGETS, derr, sizeof(derr));
+	if (n == -2) {
+		snprintf(why, whylen, "5.1.10 %s", derr);
+		return 5;
+	}
+	if (n == 0) {
+		snprintf(why, whylen, "%s %s", relay ? "4.4.3" : "5.1.2", derr);
+		return relay ? 4 : 5;
+	}
+	if (n < 0) {
+		snprintf(why, whylen, "4.4.3 %s", derr);
+		return 4;
+	}
+	snprintf(why, whylen, "4.4.1 no mail server for %s could be reached", dest);
+	for (int i = 0; i < n; i++) {
+		struct smtpc_reply r;
+		memset(c, 0, sizeof(*c));
+		c->fd = -1;
+		c->reply_timeout_ms = cfg->smtp_reply_timeout * 1000;
+		queue_strlcpy(c->host, sizeof(c->host), t[i].host);
+		if (smtpc_connect(c, t[i].ip, port, cfg->smtp_connect_timeout * 1000) < 0) {
+			snprintf(why, whylen, "4.4.1 %s[%s]: %s", t[i].host, t[i].ip, c->err);
+			log_info("event=connect-failed dest=%s host=%s ip=%s error=\"%s\"", dest,
+				 t[i].host, t[i].ip, c->err);
+			continue;
+		}
+		unsigned saved = c->reply_timeout_ms;
+		c->reply_timeout_ms = cfg->smtp_connect_timeout * 1000;   /* the greeting */
+		int rr = smtpc_read_reply(c, &r);
+		c->reply_timeout_ms = saved;
+		if (rr < 0 || r.code != 220) {
+			snprintf(why, whylen, "4.4.2 %s[%s]: %s", t[i].host, t[i].ip,
+				 rr < 0 ? c->err : r.text);
+			smtpc_close(c);
+			continue;
+		}
+		int e = smtpc_ehlo(c, cfg->hostname, &r);
+		if (e == 0 && c->starttls) {
+			e = smtpc_starttls(c, q->tls, relay && cfg->relayhost_tls_verify, &r);
+			if (e == 0)
+				e = smtpc_ehlo(c, cfg->hostname, &r);
+			else if (e > 0 && !relay) {
+				/* refused STARTTLS: carry on in plaintext (opportunistic TLS) */
+				e = 0;
+			}
+		}
+		if (e == 0 && relay && c->tls == NULL) {
+			snprintf(why, whylen, "4.7.5 the relay host %s does not offer STARTTLS, which "
+				 "is required to it", t[i].host);
+			smtpc_quit(c);
+			continue;
+		}
+		if (e == 0 && relay && cfg->relayhost_user[0]) {
+			char plain[600], b64[900];
+			size_t ul = strlen(cfg->relayhost_user), pl = strlen(cfg->relayhost_password);
+			plain[0] = '\0';
+			memcpy(plain + 1, cfg->relayhost_user, ul);
+			plain[ul + 1] = '\0';
+			memcpy(plain + ul + 2, cfg->relayhost_password, pl);
+			base64_encode((const unsigned char *)plain, ul + pl + 2, b64, sizeof(b64));
+			if (smtpc_sendf(c, "AUTH PLAIN %s\r\n", b64) < 0 ||
+			    smtpc_read_reply(c, &r) < 0) {
+				e = -1;
+			} else if (r.code != 235) {
+				snprintf(why, whylen, "4.7.8 the relay host %s refused our login as %s: "
+					 "%s (check relayhost_user and relayhost_password)", t[i].host,
+					 cfg->relayhost_user, r.text);
+				smtpc_quit(c);
+				continue;
+			}
+			memset(plain, 0, sizeof(plain));
+		}
+		if (e != 0) {
+			snprintf(why, whylen, "4.4.2 %s[%s]: %s", t[i].host, t[i].ip,
+				 e < 0 ? c->err : r.text);
+			if (e < 0)
+				smtpc_close(c);
+			else
+				smtpc_quit(c);
+			continue;
+		}
+		return 0;
+	}
+	return 4;
+}
+
+/* Enhanced status code from a reply ("550 5.1.1 ..."), or a default. */
+static void reply_err(char *out, size_t outlen, const struct smtpc *c, const char *what,
+		      const struct smtpc_reply *r)
+{
+	snprintf(out, outlen, "%s[%s] said after %s: %s", c->host, c->ip, what, r->text);
+}
+
+/* Set one recipient's result. */
+static void rcpt_set(struct qrcpt *rc, int result, const struct smtpc *c, const char *text)
+{
+	rc->result = result;
+	queue_strlcpy(rc->err, sizeof(rc->err), text);
+	queue_strlcpy(rc->remote, sizeof(rc->remote), c->host);
+}
+
+/* Send one message over an established connection. Returns 0 if the connection can be reused,
+ * -1 if it is broken. Every recipient of the job gets a result. */
+static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
+{
+	struct qenv *env = &j->m->env;
+	char text[QUEUE_ERR_MAX];
+	if (env->smtputf8 && !c->smtputf8) {
+		job_result(j, 5, c->host, "5.6.7 The message needs SMTPUTF8 (it has internationalized "
+			   "addresses or headers), but the receiving server %s does not support it; "
+			   "ask the recipient for an address in plain ASCII", c->host);
+		return 0;
+	}
+	if (c->size_ext && c->size_max > 0 && env->size > c->size_max) {
+		job_result(j, 5, c->host, "5.3.4 The message is %llu octets, larger than the %llu the "
+			   "receiving server %s accepts; send it smaller (attachments as links)",
+			   (unsigned long long)env->size, (unsigned long long)c->size_max, c->host);
+		return 0;
+	}
+	char path[CONFIG_PATH_MAX + 100];
+	snprintf(path, sizeof(path), "%s/%s.msg", q->dir, env->id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		job_result(j, 4, NULL, "4.3.0 cannot read the queued message: %s", strerror(errno));
+		return 0;
+	}
+	struct buf cmd;
+	buf_init(&cmd, 1024 * 1024);
+	buf_appendf(&cmd, "MAIL FROM:<%s>", env->from);
+	if (c->size_ext)
+		buf_appendf(&cmd, " SIZE=%llu", (unsigned long long)env->size);
+	if (env->body_8bit && c->eightbit)
+		buf_appendstr(&cmd, " BODY=8BITMIME");
+	if (env->smtputf8)
+		buf_appendstr(&cmd, " SMTPUTF8");
+	if (c->dsn) {
+		if (env->ret[0])
+			buf_appendf(&cmd, " RET=%s", env->ret);
+		if (env->envid[0])
+			buf_appendf(&cmd, " ENVID=%s", env->envid);
+	}
+	buf_appendstr(&cmd, "\r\n");
+	size_t mail_len = cmd.len;
+	for (unsigned i = 0; i < j->n; i++) {
+		const struct qrcpt *r = &env->rcpts[j->idx[i]];
+		buf_appendf(&cmd, "RCPT TO:<%s>", r->addr);
+		if (c->dsn) {
+			if (r->notify != QN_DEFAULT) {
+				buf_appendf(&cmd, " NOTIFY=%s%s%s%s", r->notify & QN_NEVER ? "NEVER" : "",
+					    r->notify & QN_SUCCESS ? "SUCCESS" : "",
+					    (r->notify & QN_SUCCESS) && (r->notify & (QN_FAILURE | QN_DELAY))
+					    ? "," : "",
+					    (r->notify & QN_FAILURE) && (r->notify & QN_DELAY) ? "FAILURE,DELAY"
+					    : r->notify & QN_FAILURE ? "FAILURE" :
+					    r->notify & QN_DELAY ? "DELAY" : "");
+			}
+			if (r->orcpt[0])
+				buf_appendf(&cmd, " ORCPT=%s", r->orcpt);
+		}
+		buf_appendstr(&cmd, "\r\n");
+	}
+	buf_appendstr(&cmd, "DATA\r\n");
+	struct smtpc_reply r;
+	int broken = 0, mail_ok = 0;
+	unsigned accepted = 0;
+	int *acc = calloc(j->n, sizeof(int));
+	if (acc == NULL) {
+		close(fd);
+		buf_free(&cmd);
+		job_result(j, 4, NULL, "4.3.0 out of memory");
+		return 0;
+	}
+	/* MAIL */
+	if (c->pipelining) {
+		if (smtpc_send(c, cmd.data, cmd.len) < 0)
+			goto conn_lost;
+	} else if (smtpc_send(c, cmd.data, mail_len) < 0) {
+		goto conn_lost;
+	}
+	if (smtpc_read_reply(c, &r) < 0)
+		goto conn_lost;
+	mail_ok = r.code / 100 == 2;
+	if (!mail_ok) {
+		reply_err(text, sizeof(text), c, "MAIL FROM", &r);
+		job_result(j, r.code / 100 == 5 ? 5 : 4, c->host, "%s", text);
+		if (!c->pipelining)
+			goto rset;
+	}
+	/* RCPT */
+	size_t off = mail_len;
+	for (unsigned i = 0; i < j->n; i++) {
+		size_t end = off;
+		while (end < cmd.len && cmd.data[end] != '\n')
+			end++;
+		end++;
+		if (!c->pipelining && smtpc_send(c, cmd.data + off, end - off) < 0)
+			goto conn_lost;
+		off = end;
+		if (smtpc_read_reply(c, &r) < 0)
+			goto conn_lost;
+		if (!mail_ok)
+			continue;
+		struct qrcpt *rc = &env->rcpts[j->idx[i]];
+		if (r.code / 100 == 2) {
+			acc[i] = 1;
+			accepted++;
+		} else {
+			reply_err(text, sizeof(text), c, "RCPT TO", &r);
+			rcpt_set(rc, r.code / 100 == 5 ? 5 : 4, c, text);
+		}
+	}
+	/* DATA */
+	if (!c->pipelining) {
+		if (accepted == 0)
+			goto rset;
+		if (smtpc_send(c, "DATA\r\n", 6) < 0)
+			goto conn_lost;
+	}
+	if (smtpc_read_reply(c, &r) < 0)
+		goto conn_lost;
+	if (r.code != 354) {
+		if (accepted > 0) {
+			reply_err(text, sizeof(text), c, "DATA", &r);
+			for (unsigned i = 0; i < j->n; i++)
+				if (acc[i])
+					rcpt_set(&env->rcpts[j->idx[i]], r.code / 100 == 5 ? 5 : 4, c,
+						 text);
+		}
+		goto rset;
+	}
+	if (accepted == 0) {
+		/* a server that said 354 with no recipient: end the empty message, ignore it */
+		if (smtpc_send(c, ".\r\n", 3) < 0 || smtpc_read_reply(c, &r) < 0)
+			goto conn_lost;
+		goto rset;
+	}
+	{
+		struct smtpc_wire w;
+		struct buf out;
+		char *chunk = malloc(QD_CHUNK);
+		buf_init(&out, 2 * QD_CHUNK + 16);
+		smtpc_wire_init(&w, 1);
+		off_t pos = 0;
+		int failed = chunk == NULL;
+		while (!failed) {
+			ssize_t got = pread(fd, chunk, QD_CHUNK, pos);
+			if (got < 0 && errno == EINTR)
+				continue;
+			if (got <= 0) {
+				failed = got < 0;
+				break;
+			}
+			pos += got;
+			buf_reset(&out);
+			if (smtpc_wire_feed(&w, chunk, (size_t)got, &out) < 0 ||
+			    smtpc_send(c, out.data, out.len) < 0)
+				failed = 1;
+		}
+		buf_reset(&out);
+		if (!failed && (smtpc_wire_end(&w, &out) < 0 || smtpc_send(c, out.data, out.len) < 0))
+			failed = 1;
+		buf_free(&out);
+		free(chunk);
+		if (failed)
+			goto conn_lost;   /* a half-sent message: never continue on this connection */
+	}
+	if (smtpc_read_reply(c, &r) < 0)
+		goto conn_lost;
+	reply_err(text, sizeof(text), c, "end of data", &r);
+	for (unsigned i = 0; i < j->n; i++) {
+		if (!acc[i])
+			continue;
+		struct qrcpt *rc = &env->rcpts[j->idx[i]];
+		rcpt_set(rc, r.code / 100 == 2 ? 2 : r.code / 100 == 5 ? 5 : 4, c, text);
+		rc->relayed_nodsn = r.code / 100 == 2 && !c->dsn && (rc->notify & QN_SUCCESS);
+	}
+	if (r.code / 100 == 2)
+		goto out;
+rset:
+	if (smtpc_sendf(c, "RSET\r\n") < 0 || smtpc_read_reply(c, &r) < 0 || r.code / 100 != 2)
+		broken = 1;
+	goto out;
+conn_lost:
+	broken = 1;
+	/* recipients without a definite answer are deferred */
+	for (unsigned i = 0; i < j->n; i++) {
+		struct qrcpt *rc = &env->rcpts[j->idx[i]];
+		if (rc->result == 0 || (acc[i] && rc->result != 5 && rc->result != 2))
+			rcpt_set(rc, 4, c, "");
+		if (rc->result == 4 && rc->err[0] == '\0')
+			snprintf(rc->err, sizeof(rc->err), "4.4.2 %s[%s]: %s", c->host, c->ip, c->err);
+	}
+out:
+	for (unsigned i = 0; i < j->n; i++) {   /* anything left unanswered is deferred */
+		struct qrcpt *rc = &env->rcpts[j->idx[i]];
+		if (rc->result == 0)
+			rcpt_set(rc, 4, c, "4.4.2 no answer for this recipient");
+	}
+	free(acc);
+	close(fd);
+	buf_free(&cmd);
+	return broken ? -1 : 0;
+}
+
+/* Work on one destination until its queue is empty (or the connection has served enough). */
+static void run_dest(struct queue *q, struct qdest *d)
+{
+	struct smtpc c;
+	int connected = 0;
+	unsigned sent = 0;
+	memset(&c, 0, sizeof(c));
+	c.fd = -1;
+	for (;;) {
+		pthread_mutex_lock(&q->lock);
+		struct qjob *j = q->stopping ? NULL : pop_job(d);
+		pthread_mutex_unlock(&q->lock);
+		if (j == NULL)
+			break;
+		if (!connected) {
+			char why[QUEUE_ERR_MAX];
+			int cls = dest_connect(q, d->name, &c, why, sizeof(why));
+			if (cls != 0) {
+				log_info("event=dest-failed dest=%s result=%s error=\"%s\"", d->name,
+					 cls == 5 ? "bounce" : "defer", why);
+				/* every message waiting for this destination shares the fate */
+				for (;;) {
+					job_result(j, cls, NULL, "%s", why);
+					job_done(q, j);
+					pthread_mutex_lock(&q->lock);
+					j = pop_job(d);
+					pthread_mutex_unlock(&q->lock);
+					if (j == NULL)
+						break;
+				}
+				return;
+			}
+			connected = 1;
+			log_debug("event=connected dest=%s host=%s ip=%s tls=%s", d->name, c.host, c.ip,
+				  c.tls ? "yes" : "no");
+		}
+		int rc = deliver_job(q, &c, j);
+		job_done(q, j);
+		if (rc < 0) {
+			smtpc_close(&c);
+			connected = 0;
+		}
+		if (++sent >= QD_MSGS_PER_CONN)
+			break;
+	}
+	if (connected)
+		smtpc_quit(&c);
+}
+
+void *queue_deliver_thread(void *arg)
+{
+	struct queue *q = arg;
+	pthread_mutex_lock(&q->lock);
+	while (!q->stopping) {
+		struct qdest *d = pick_dest(q);
+		if (d == NULL) {
+			pthread_cond_wait(&q->cond, &q->lock);
+			continue;
+		}
+		d->active++;
+		pthread_mutex_unlock(&q->lock);
+		run_dest(q, d);
+		pthread_mutex_lock(&q->lock);
+		d->active--;
+		/* jobs queued while this connection was closing: let a waiting thread take them */
+		if (d->njobs > 0)
+			pthread_cond_broadcast(&q->cond);
+		/* an idle destination with nothing queued is freed */
+		if (d->active == 0 && d->njobs == 0) {
+			struct qdest **pp = &q->dests;
+			while (*pp && *pp != d)
+				pp = &(*pp)->next;
+			if (*pp)
+				*pp = d->next;
+			free(d);
+		}
+	}
+	q->threads_alive--;
+	pthread_cond_broadcast(&q->cond);
+	pthread_mutex_unlock(&q->lock);
+	return NULL;
+}

@@ -1,0 +1,268 @@
+"""Test peers for the outbound queue: a local DNS (Debian's unbound serving a test zone), SMTP
+sinks (aiosmtpd) on 127.0.0.x addresses, and hostile SMTP servers (raw sockets).
+
+Everything listens on loopback only and stops with its fixture.
+"""
+import asyncio
+import os
+import random
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import zlib
+
+from aiosmtpd.controller import Controller
+
+
+def free_port(hosts=("127.0.0.1",), udp=False):
+    """A port free on every host given (TCP, and UDP when asked)."""
+    while True:
+        p = random.randrange(20000, 60000)
+        ok = True
+        for h in hosts:
+            for kind in ([socket.SOCK_STREAM, socket.SOCK_DGRAM] if udp else [socket.SOCK_STREAM]):
+                s = socket.socket(socket.AF_INET, kind)
+                try:
+                    s.bind((h, p))
+                except OSError:
+                    ok = False
+                finally:
+                    s.close()
+        if ok:
+            return p
+
+
+class Dns:
+    """unbound -d -c CONF serving `records` (zone file lines) under local zones."""
+
+    def __init__(self, zones, records):
+        self.dir = tempfile.mkdtemp(prefix="postino-dns-")
+        os.chmod(self.dir, 0o755)
+        self.port = free_port(udp=True)
+        conf = os.path.join(self.dir, "unbound.conf")
+        with open(conf, "w") as f:
+            f.write("server:\n")
+            f.write("  interface: 127.0.0.1@%d\n  port: %d\n" % (self.port, self.port))
+            f.write('  do-daemonize: no\n  username: ""\n  chroot: ""\n')
+            f.write('  directory: "%s"\n  pidfile: "%s/unbound.pid"\n' % (self.dir, self.dir))
+            f.write("  use-syslog: no\n  verbosity: 0\n  do-ip6: no\n")
+            f.write("  access-control: 127.0.0.0/8 allow\n")
+            f.write('  module-config: "iterator"\n')
+            for z in zones:
+                f.write('  local-zone: "%s." static\n' % z)
+            for r in records:
+                f.write('  local-data: "%s"\n' % r)
+            f.write("remote-control:\n  control-enable: no\n")
+        self.log = open(os.path.join(self.dir, "unbound.log"), "w")
+        self.proc = subprocess.Popen(["unbound", "-d", "-c", conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        end = time.time() + 10
+        while time.time() < end:
+            if self._answers():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise RuntimeError("unbound did not start: " + open(self.log.name).read())
+
+    def _answers(self):
+        # a minimal DNS query for "test." SOA over UDP
+        q = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x04test\x00\x00\x06\x00\x01"
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.settimeout(0.3)
+        try:
+            s.sendto(q, ("127.0.0.1", self.port))
+            return s.recv(512)[:2] == b"\x12\x34"
+        except OSError:
+            return False
+        finally:
+            s.close()
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Recorder:
+    """aiosmtpd handler: records every message; recipients decide the answers.
+
+    local part "reject*"  -> 550 5.1.1 at RCPT
+    local part "temp*"    -> 451 4.2.0 at RCPT the first `temp_times` times
+    local part "bigfail*" -> 552 5.3.4 at end of data
+    """
+
+    def __init__(self, name, temp_times=1):
+        self.name = name
+        self.messages = []      # (mail_from, [rcpts], content bytes, mail_options)
+        self.peers = []         # the client address of each message's session
+        self.temp_seen = {}
+        self.temp_times = temp_times
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        local = address.split("@")[0].lower()
+        if local.startswith("reject"):
+            return "550 5.1.1 <%s>: no such user here" % address
+        if local.startswith("temp"):
+            with self.lock:
+                n = self.temp_seen.get(address, 0)
+                self.temp_seen[address] = n + 1
+            if n < self.temp_times:
+                return "451 4.2.0 <%s>: try again later" % address
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.append(rcpt_options)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(r.split("@")[0].lower().startswith("bigfail") for r in envelope.rcpt_tos):
+            return "552 5.3.4 message too big for us"
+        if any(r.split("@")[0].lower().startswith("slow") for r in envelope.rcpt_tos):
+            await asyncio.sleep(0.15)   # widen the window for kill -9 before our 250
+        with self.lock:
+            self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                                  bytes(envelope.original_content or envelope.content),
+                                  list(envelope.mail_options)))
+            self.peers.append(session.peer)
+        return "250 2.0.0 queued as %d" % len(self.messages)
+
+    def find(self, token):
+        with self.lock:
+            return [m for m in self.messages if token.encode() in m[2]]
+
+
+class Sink:
+    def __init__(self, host, port, name=None, **kw):
+        self.handler = Recorder(name or host, **kw)
+        self.controller = Controller(self.handler, hostname=host, port=port,
+                                     enable_SMTPUTF8=True, ready_timeout=10)
+        self.controller.start()
+
+    def stop(self):
+        self.controller.stop()
+
+
+class Hostile:
+    """A raw SMTP server that misbehaves in one of several ways (mode)."""
+
+    def __init__(self, host, port, mode):
+        self.mode = mode
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(16)
+        self.stopped = False
+        self.connections = 0
+        self.bytes_sent = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _send(self, c, data):
+        c.sendall(data)
+        self.bytes_sent += len(data)
+
+    def _readline(self, f):
+        line = f.readline(10000)
+        if not line:
+            raise OSError("closed")
+        return line
+
+    def _serve(self, c):
+        c.settimeout(120)
+        f = c.makefile("rb")
+        try:
+            m = self.mode
+            if m == "endless-multiline":
+                # a greeting that never ends, at a steady pace
+                self._send(c, b"220-hello\r\n")
+                while not self.stopped:
+                    self._send(c, b"220-more and more and more\r\n" * 50)
+                    time.sleep(0.01)
+                return
+            if m == "no-crlf":
+                while not self.stopped:
+                    self._send(c, b"220 x" + b"y" * 4096)
+                    time.sleep(0.01)
+                return
+            self._send(c, b"220 hostile.test ESMTP\r\n")
+            while not self.stopped:
+                line = self._readline(f).strip().upper()
+                if line.startswith(b"EHLO"):
+                    self._send(c, b"250-hostile.test\r\n250-STARTTLS\r\n250 PIPELINING\r\n"
+                               if m == "starttls-inject" else
+                               b"250-hostile.test\r\n250 PIPELINING\r\n")
+                elif line.startswith(b"STARTTLS"):
+                    # the reply, and commands pushed behind it in the same packet
+                    self._send(c, b"220 go ahead\r\n250-injected\r\n250 more injected\r\n")
+                elif line.startswith(b"MAIL") or line.startswith(b"RCPT"):
+                    self._send(c, b"250 ok\r\n")
+                elif line.startswith(b"DATA"):
+                    self._send(c, b"354 go\r\n")
+                    while self._readline(f) != b".\r\n":
+                        pass
+                    if m == "hang-after-data":
+                        while not self.stopped:
+                            time.sleep(0.2)
+                        return
+                    self._send(c, b"250 ok\r\n")
+                elif line.startswith(b"QUIT"):
+                    self._send(c, b"221 bye\r\n")
+                    return
+                else:
+                    self._send(c, b"250 ok\r\n")
+        except OSError:
+            pass
+        finally:
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopped = True
+        self.sock.close()
+
+
+def spool(data_dir, sender, rcpts, body, crc=None, notify="-", smtputf8=0):
+    """Write a queue entry the way smtp-data.c does (body, then the .env commit point)."""
+    qid = "%016x" % random.getrandbits(64)
+    qdir = os.path.join(data_dir, "queue")
+    full = b"Return-Path: <%s>\r\n" % sender.encode() + body
+    with open(os.path.join(qdir, qid + ".msg"), "wb") as f:
+        f.write(full)
+    c = zlib.crc32(full) if crc is None else crc
+    env = ("version 1\nid %s\narrived %d\nfrom <%s>\nbody 7BIT\nsmtputf8 0\nret -\nenvid -\n"
+           "auth -\nsize %d\ncrc32 %08x\n" % (qid, int(time.time()), sender, len(full), c))
+    env = env.replace("smtputf8 0\n", "smtputf8 %d\n" % smtputf8)
+    for r in rcpts:
+        env += "rcpt <%s> notify=%s orcpt=-\n" % (r, notify)
+    tmp = os.path.join(qdir, qid + ".env.tmp")
+    with open(tmp, "w") as f:
+        f.write(env)
+    os.rename(tmp, os.path.join(qdir, qid + ".env"))
+    return qid
+
+
+def wait_for(pred, timeout=20, step=0.1):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    return pred()
