@@ -174,9 +174,11 @@ static void imap_rest(struct ev_timer *t)
 	if (s->acct == NULL || s->acct_root == NULL || s->closing)
 		return;
 	if (s->resume || s->cmd_ctx || s->job_running) {
+		log_debug("sess=%016llx proto=imap event=rest-later", (unsigned long long)s->base.id);
 		imap_arm_rest(s);
 		return;
 	}
+	log_debug("sess=%016llx proto=imap event=rest", (unsigned long long)s->base.id);
 	if (s->idling) {
 		imap_sync_mailbox(s, 1);   /* up to date now; later changes change the fingerprint */
 		conn_flush(&s->conn);
@@ -193,6 +195,7 @@ static int imap_wake(struct imap_session *s)
 	const char *err;
 	if (s->acct || s->acct_root == NULL)
 		return 0;
+	log_debug("sess=%016llx proto=imap event=wake", (unsigned long long)s->base.id);
 	return store_account_open_shared(s->acct_root, &s->acct, &err) == 1 ? 0 : -1;
 }
 

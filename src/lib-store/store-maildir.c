@@ -297,7 +297,10 @@ void store_account_signature(const char *root, uint64_t sig[4])
 	char p[STORE_PATH_MAX];
 	struct stat st;
 	memset(sig, 0, 4 * sizeof(*sig));
-	if (path_fmt(p, sizeof(p), "%s/index.db-wal", root) == 0 && stat(p, &st) == 0) {
+	/* an empty or missing WAL is the same state (a handle opening creates it, the last one
+	 * closing may delete it): only a WAL with frames counts */
+	if (path_fmt(p, sizeof(p), "%s/index.db-wal", root) == 0 && stat(p, &st) == 0 &&
+	    st.st_size > 0) {
 		sig[0] = (uint64_t)st.st_ino;
 		sig[1] = (uint64_t)st.st_size;
 		sig[2] = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
