@@ -106,6 +106,8 @@ class Recorder:
         self.temp_seen = {}
         self.temp_times = temp_times
         self.lock = threading.Lock()
+        self.in_data = 0        # DATA phases in progress now, and the most at once
+        self.max_in_data = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@")[0].lower()
@@ -126,6 +128,13 @@ class Recorder:
             return "552 5.3.4 message too big for us"
         if any(r.split("@")[0].lower().startswith("slow") for r in envelope.rcpt_tos):
             await asyncio.sleep(0.15)   # widen the window for kill -9 before our 250
+        if any(r.split("@")[0].lower().startswith("conc") for r in envelope.rcpt_tos):
+            with self.lock:             # how many of our connections are busy at once
+                self.in_data += 1
+                self.max_in_data = max(self.max_in_data, self.in_data)
+            await asyncio.sleep(0.4)
+            with self.lock:
+                self.in_data -= 1
         with self.lock:
             self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
                                   bytes(envelope.original_content or envelope.content),

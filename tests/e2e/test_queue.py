@@ -607,3 +607,26 @@ def test_relayhost_certificate_is_verified_by_default(net, relay):
         assert not handler.find(token)
     finally:
         stop_checked(s)
+
+
+@pytest.mark.parametrize("limits,bound", [
+    ("queue_concurrency = 10\nqueue_concurrency_per_domain = 2\n", 2),   # per destination
+    ("queue_concurrency = 3\nqueue_concurrency_per_domain = 20\n", 3),   # overall
+])
+def test_concurrency_limits(net, limits, bound):
+    s = Server(extra_conf=queue_conf(net, limits), users=(ALICE,),
+               wait_for=("smtp", "submission"))
+    try:
+        sink = net["sinks"]["sinkA"].handler
+        cli(s, "hold", "--sender", ALICE, check=0)
+        tokens = [uuid.uuid4().hex for _ in range(12)]
+        for i, t in enumerate(tokens):
+            submit(s, ["conc%d@r1.test" % i], make_msg(t, "conc%d@r1.test" % i))
+        with sink.lock:
+            sink.max_in_data = 0
+        cli(s, "release", "--sender", ALICE, check=0)   # all twelve are due at once
+        assert wait_for(lambda: all(sink.find(t) for t in tokens), 40), log_text(s)[-3000:]
+        # each DATA takes 0.4 s at the sink: more connections at once would show here
+        assert sink.max_in_data == bound, (sink.max_in_data, bound)
+    finally:
+        stop_checked(s)
