@@ -593,36 +593,14 @@ int store_mailbox_state(struct store_account *a, const char *box, uint32_t *uidv
 	return r == SQLITE_DONE ? 0 : store_dbfail(a, err_r, "query mailbox");
 }
 
-/* Look up a mailbox row. 1 found, 0 not, -1 error. */
-int store_mailbox_get(struct store_account *a, const char *box, struct store_mailbox_info *info,
-		      const char **err_r)
+/* One mailbox row by name with `sql` (box_row's columns, one parameter). 1, 0, -1. */
+static int mailbox_row_by_name(struct store_account *a, const char *sql, const char *box,
+			       struct store_mailbox_info *info, const char **err_r)
 {
 	sqlite3_stmt *st;
 	if (box == NULL || strcasecmp(box, "INBOX") == 0)
 		box = "INBOX";
-	if (store_prepare(a, BOX_COLS "WHERE name = ?", -1, &st, NULL) != SQLITE_OK)
-		return store_dbfail(a, err_r, "query mailbox");
-	sqlite3_bind_text(st, 1, box, -1, SQLITE_TRANSIENT);
-	int r = sqlite3_step(st);
-	if (r == SQLITE_ROW)
-		box_row(st, info);
-	else if (r != SQLITE_DONE)
-		store_dbfail(a, err_r, "query mailbox");
-	store_finalize(a, st);
-	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
-}
-
-/* store_mailbox_get without the counts (messages, size, unseen stay 0): for the store's own
- * lookups, which need only the row. */
-int store_mailbox_lookup(struct store_account *a, const char *box, struct store_mailbox_info *info,
-			 const char **err_r)
-{
-	sqlite3_stmt *st;
-	if (box == NULL || strcasecmp(box, "INBOX") == 0)
-		box = "INBOX";
-	if (store_prepare(a, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
-			       "special_use, subscribed, 0, 0, 0 FROM mailboxes WHERE name = ?", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (store_prepare(a, sql, -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "query mailbox");
 	sqlite3_bind_text(st, 1, box, -1, SQLITE_STATIC);
 	int r = sqlite3_step(st);
@@ -632,6 +610,23 @@ int store_mailbox_lookup(struct store_account *a, const char *box, struct store_
 		store_dbfail(a, err_r, "query mailbox");
 	store_finalize(a, st);
 	return r == SQLITE_ROW ? 1 : r == SQLITE_DONE ? 0 : -1;
+}
+
+/* Look up a mailbox row. 1 found, 0 not, -1 error. */
+int store_mailbox_get(struct store_account *a, const char *box, struct store_mailbox_info *info,
+		      const char **err_r)
+{
+	return mailbox_row_by_name(a, BOX_COLS "WHERE name = ?", box, info, err_r);
+}
+
+/* store_mailbox_get without the counts (messages, size, unseen stay 0): for the store's own
+ * lookups, which need only the row. */
+int store_mailbox_lookup(struct store_account *a, const char *box, struct store_mailbox_info *info,
+			 const char **err_r)
+{
+	return mailbox_row_by_name(a, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
+				      "special_use, subscribed, 0, 0, 0 FROM mailboxes WHERE name = ?",
+				   box, info, err_r);
 }
 
 /* Look up a mailbox that must exist: 0 ok, -1 error or missing (*err_r says which). */
