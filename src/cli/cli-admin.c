@@ -808,8 +808,9 @@ static void diag_event_cb(void *ctx, const struct diag_event *e)
 	}
 }
 
-/* The secure port to suggest for a protocol. */
-static unsigned secure_port(const char *proto)
+/* The port of a protocol's implicit-TLS (tls=1) or STARTTLS (tls=0) listener, as configured
+ * (defaults without a configuration). */
+static unsigned proto_port(const char *proto, int tls)
 {
 	struct config defcfg;
 	const struct config *cfg = admin_cfg;
@@ -818,37 +819,10 @@ static unsigned secure_port(const char *proto)
 		cfg = &defcfg;
 	}
 	if (strncmp(proto, "imap", 4) == 0)
-		return cfg->l[LST_IMAPS].port;
+		return cfg->l[tls ? LST_IMAPS : LST_IMAP].port;
 	if (strncmp(proto, "pop3", 4) == 0)
-		return cfg->l[LST_POP3S].port;
-	return cfg->l[LST_SUBMISSIONS].port;
-}
-
-/* The STARTTLS port of a protocol. */
-static unsigned starttls_port(const char *proto)
-{
-	struct config defcfg;
-	const struct config *cfg = admin_cfg;
-	if (cfg == NULL) {
-		config_defaults(&defcfg);
-		cfg = &defcfg;
-	}
-	if (strncmp(proto, "imap", 4) == 0)
-		return cfg->l[LST_IMAP].port;
-	if (strncmp(proto, "pop3", 4) == 0)
-		return cfg->l[LST_POP3].port;
-	return cfg->l[LST_SUBMISSION].port;
-}
-
-static unsigned submission_port(void)
-{
-	struct config defcfg;
-	const struct config *cfg = admin_cfg;
-	if (cfg == NULL) {
-		config_defaults(&defcfg);
-		cfg = &defcfg;
-	}
-	return cfg->l[LST_SUBMISSION].port;
+		return cfg->l[tls ? LST_POP3S : LST_POP3].port;
+	return cfg->l[tls ? LST_SUBMISSIONS : LST_SUBMISSION].port;
 }
 
 /* One piece of advice per group. */
@@ -873,16 +847,16 @@ static void diag_advice(const struct diag_group *g, const char *addr)
 		       g->n == 1 ? "" : " ", times, who, addr[0] ? addr : e->user);
 		break;
 	case DIAG_PLAINTEXT:
-		if (e->port == secure_port(e->proto)) {
+		if (e->port == proto_port(e->proto, 1)) {
 			printf("- %u connection%s %s without TLS, on a port that needs SSL/TLS from "
 			       "the start: turn on SSL/TLS in the mail program (or use port %u with "
 			       "STARTTLS).\n", g->n, g->n == 1 ? "" : "s", who,
-			       starttls_port(e->proto));
+			       proto_port(e->proto, 0));
 			break;
 		}
 		printf("- %u failed login%s %s without TLS: turn on SSL/TLS, port %u (or STARTTLS on "
 		       "port %u) in the mail program.\n", g->n, g->n == 1 ? "" : "s", who,
-		       secure_port(e->proto), e->port);
+		       proto_port(e->proto, 1), e->port);
 		break;
 	case DIAG_SUSPENDED:
 		printf("- sending is suspended (%u refused attempt%s %s): the account sent more than "
@@ -904,7 +878,7 @@ static void diag_advice(const struct diag_group *g, const char *addr)
 	case DIAG_WRONG_PORT:
 		printf("- %u login attempt%s %s: that port is for mail between servers; set the "
 		       "outgoing server to port %u with STARTTLS or %u with SSL/TLS.\n", g->n,
-		       g->n == 1 ? "" : "s", who, submission_port(), secure_port("submission"));
+		       g->n == 1 ? "" : "s", who, proto_port("submission", 0), proto_port("submission", 1));
 		break;
 	case DIAG_TEMPFAIL:
 		printf("- %u login%s failed because of a server problem (%s) %s: see the server "

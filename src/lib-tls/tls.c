@@ -165,8 +165,8 @@ void tls_ctx_free(struct tls_ctx **cp)
 	*cp = NULL;
 }
 
-/* New server session on fd. */
-struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
+/* A session of c's default context on fd (no side chosen yet). */
+static struct tls_session *session_on_fd(struct tls_ctx *c, int fd)
 {
 	struct tls_session *s = calloc(1, sizeof(*s));
 	if (s == NULL)
@@ -178,7 +178,15 @@ struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
 		free(s);
 		return NULL;
 	}
-	SSL_set_accept_state(s->ssl);
+	return s;
+}
+
+/* New server session on fd. */
+struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
+{
+	struct tls_session *s = session_on_fd(c, fd);
+	if (s)
+		SSL_set_accept_state(s->ssl);
 	return s;
 }
 
@@ -205,16 +213,9 @@ struct tls_ctx *tls_client_ctx_new(const char **err_r)
 struct tls_session *tls_client_session_new(struct tls_ctx *c, int fd, const char *host,
 					   int verify)
 {
-	struct tls_session *s = calloc(1, sizeof(*s));
+	struct tls_session *s = session_on_fd(c, fd);
 	if (s == NULL)
 		return NULL;
-	s->ssl = SSL_new(c->def);
-	if (s->ssl == NULL || SSL_set_fd(s->ssl, fd) != 1) {
-		tls_set_error("SSL_new");
-		SSL_free(s->ssl);
-		free(s);
-		return NULL;
-	}
 	if (host && host[0] && strchr(host, ':') == NULL)
 		SSL_set_tlsext_host_name(s->ssl, host);
 	if (verify) {

@@ -84,6 +84,5 @@ int queue_dsn_send(struct queue *q, const struct qenv *env, char kind, const uns
 		   unsigned n);
 
 /* A new random queue id (16 hex digits). */
-void queue_new_id(char out[17]);
 
 #endif

@@ -81,6 +81,9 @@ void queue_strlcpy(char *out, size_t outlen, const char *in);
 /* Is id a plausible queue id (hex/alnum, 1..63 chars)? */
 int queue_id_valid(const char *id);
 
+/* A random 16-hex-digit id for a spool entry (SMTP names its files with it). */
+void queue_new_id(char out[17]);
+
 /* Hold (hold=1) or release (hold=0) every queued message from sender, now and later, until
  * released; works from any process (a flag file under <queue_dir>/hold-sender/). The queue
  * process, if running, is told at once. 0 ok, -1 error (errno set). */

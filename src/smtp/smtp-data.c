@@ -27,25 +27,12 @@
 #include "log.h"
 #include "pool.h"
 #include "store-path.h"
+#include "queue.h"
 #include "store.h"
 
 #define SMTP_WBUF_FLUSH 65536        /* write the temp file in chunks of this size */
 #define SMTP_PARTIAL_LINE 4096       /* pass on a line without LF once this much is buffered */
 
-
-/* A random 16-hex-digit id for queue files and log lines. */
-static void smtp_new_id(char out[17])
-{
-	unsigned char r[8];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		memcpy(r, &ts.tv_nsec, 4);
-		memcpy(r + 4, &ts.tv_sec, 4);
-	}
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", r[i]);
-}
 
 /* RFC 5322 date-time for the Received header. */
 static void smtp_date(char *out, size_t outlen)
@@ -148,7 +135,7 @@ int smtp_data_begin(struct smtp_session *s)
 	tx->at_line_start = 1;
 	tx->prev_crlf = 1;
 	char date[64];
-	smtp_new_id(tx->id);
+	queue_new_id(tx->id);   /* the queue's id format: names the spool files */
 	smtp_date(date, sizeof(date));
 	const char *proto = !s->esmtp ? "SMTP" : s->tls && s->auth_user[0] ? "ESMTPSA" :
 			    s->tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
