@@ -77,28 +77,55 @@ static const struct gkey gkeys[] = {
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
-/* Settings that a listener may override. */
+/* Settings that a listener may override. Each applies to the listener kinds in `protos` only
+ * (a bit per enum proto): elsewhere "LISTENER.key" is refused with file:line and the global key
+ * leaves that listener alone, so "config show" lists only what a listener honours. Numbers are
+ * checked against [min, max] in every form (global key, LISTENER.key, <listener>_port). */
 struct lkey {
 	const char *name;
 	enum ktype type;
 	size_t off;
 	size_t len;
+	unsigned protos;
+	uint64_t min, max;   /* K_UINT, K_SIZE, K_DURATION; max 0 = the type's own limit */
 	const char *help;
 };
-#define L(name, type, field, help) { name, type, offsetof(struct listener_conf, field), \
-				     sizeof(((struct listener_conf *)0)->field), help }
+#define P_SMTP (1u << PROTO_SMTP)
+#define P_IMAP (1u << PROTO_IMAP)
+#define P_POP3 (1u << PROTO_POP3)
+#define P_HTTP (1u << PROTO_HTTP)
+#define P_ALL (P_SMTP | P_IMAP | P_POP3 | P_HTTP)
+/* A command line shorter than RFC 5321 4.5.3.1.4's 512 octets breaks ordinary clients; one
+ * longer than 1 MiB is a memory cost per session, not a line. */
+#define LINE_LENGTH_MIN 512
+#define LINE_LENGTH_MAX (1024 * 1024)
+/* A message of 4 GiB or more cannot be announced to IMAP4rev1 clients (RFC 3501 section 9:
+ * "number" is an unsigned 32-bit integer). */
+#define MESSAGE_SIZE_MAX (4ull * 1024 * 1024 * 1024 - 1)
+#define PORT_MAX 65535
+#define L(name, type, field, protos, min, max, help) { name, type, \
+	offsetof(struct listener_conf, field), sizeof(((struct listener_conf *)0)->field), \
+	protos, min, max, help }
 static const struct lkey lkeys[] = {
-	L("port", K_UINT, port, "TCP port (0 disables the listener)"),
-	L("listen", K_STR, listen, "address to listen on (\"*\" for all)"),
-	L("message_size_limit", K_SIZE, message_size_limit, "largest message accepted (K, M, G)"),
-	L("max_recipients", K_UINT, max_recipients, "recipients per message"),
-	L("line_length_limit", K_SIZE, line_length_limit, "longest command line in octets"),
-	L("max_errors", K_UINT, max_errors, "protocol errors before the session is closed"),
-	L("command_timeout", K_DURATION, command_timeout, "idle time allowed between commands"),
-	L("data_timeout", K_DURATION, data_timeout, "idle time allowed while receiving a message"),
-	L("max_conn_per_ip", K_UINT, max_conn_per_ip, "concurrent connections from one IP address"),
-	L("max_connections", K_UINT, max_connections, "concurrent connections per worker"),
-	L("bare_lf", K_BARELF, bare_lf_reject, "reject or normalize bare LF / CR line ends in DATA"),
+	L("port", K_UINT, port, P_ALL, 0, PORT_MAX, "TCP port (0 disables the listener)"),
+	L("listen", K_STR, listen, P_ALL, 0, 0, "address to listen on (\"*\" for all)"),
+	L("message_size_limit", K_SIZE, message_size_limit, P_SMTP | P_IMAP | P_POP3, 1,
+	  MESSAGE_SIZE_MAX, "largest message accepted (K, M, G)"),
+	L("max_recipients", K_UINT, max_recipients, P_SMTP, 1, 0, "recipients per message"),
+	L("line_length_limit", K_SIZE, line_length_limit, P_SMTP | P_IMAP | P_POP3,
+	  LINE_LENGTH_MIN, LINE_LENGTH_MAX, "longest command line in octets"),
+	L("max_errors", K_UINT, max_errors, P_SMTP | P_IMAP | P_POP3, 1, 0,
+	  "protocol errors before the session is closed"),
+	L("command_timeout", K_DURATION, command_timeout, P_ALL, 1, 0,
+	  "idle time allowed between commands"),
+	L("data_timeout", K_DURATION, data_timeout, P_SMTP, 1, 0,
+	  "idle time allowed while receiving a message"),
+	L("max_conn_per_ip", K_UINT, max_conn_per_ip, P_ALL, 1, 0,
+	  "concurrent connections from one IP address"),
+	L("max_connections", K_UINT, max_connections, P_ALL, 1, 0,
+	  "concurrent connections per worker"),
+	L("bare_lf", K_BARELF, bare_lf_reject, P_SMTP, 0, 0,
+	  "reject or normalize bare LF / CR line ends in DATA"),
 };
 #define NLKEYS (sizeof(lkeys) / sizeof(lkeys[0]))
 
@@ -356,11 +383,54 @@ static char *trim(char *s)
 	return s;
 }
 
+/* The listener names of the kinds in `protos`, comma separated, into out. */
+static void lkey_listeners(unsigned protos, char *out, size_t outlen)
+{
+	size_t n = 0;
+	out[0] = '\0';
+	for (int id = 0; id < LST_COUNT; id++) {
+		if (!(protos & (1u << listener_defs[id].proto)))
+			continue;
+		int w = snprintf(out + n, outlen - n, "%s%s", n ? ", " : "", listener_defs[id].name);
+		if (w < 0 || (size_t)w >= outlen - n)
+			return;
+		n += (size_t)w;
+	}
+}
+
+/* Store listener key k of listener id, checking its range. NULL, or what was expected (in
+ * the static text or in buf). */
+static const char *lkey_set(struct config *cfg, size_t k, int id, const char *val, char *buf,
+			    size_t buflen)
+{
+	const struct lkey *lk = &lkeys[k];
+	char *field = (char *)&cfg->l[id] + lk->off;
+	const char *want = cfg_set(cfg->path, lk->type, field, lk->len, val);
+	if (want != NULL || (lk->type != K_UINT && lk->type != K_SIZE && lk->type != K_DURATION))
+		return want;
+	uint64_t v;
+	if (lk->type == K_SIZE)
+		v = lk->len == sizeof(size_t) ? (uint64_t)*(size_t *)field : *(uint64_t *)field;
+	else
+		v = *(unsigned *)field;
+	if (v >= lk->min && (lk->max == 0 || v <= lk->max))
+		return NULL;
+	if (k == 0)
+		snprintf(buf, buflen, "a port number 0-%u", PORT_MAX);
+	else if (lk->max == 0)
+		snprintf(buf, buflen, "a value of at least %llu", (unsigned long long)lk->min);
+	else
+		snprintf(buf, buflen, "a value from %llu to %llu", (unsigned long long)lk->min,
+			 (unsigned long long)lk->max);
+	return buf;
+}
+
 /* Apply one "key = value" pair. */
 static int cfg_apply(struct config *cfg, const char *key, const char *val, const char *file,
 		     unsigned lineno, char *err, size_t errlen, int *port_keys_set)
 {
 	const char *want;
+	char wbuf[256];
 	/* LISTENER.key */
 	const char *dot = strchr(key, '.');
 	if (dot != NULL) {
@@ -378,19 +448,32 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 		for (size_t k = 0; k < NLKEYS; k++) {
 			if (strcmp(lkeys[k].name, dot + 1) != 0)
 				continue;
-			want = cfg_set(cfg->path, lkeys[k].type, (char *)&cfg->l[id] + lkeys[k].off,
-				       lkeys[k].len, val);
+			if (!(lkeys[k].protos & (1u << listener_defs[id].proto))) {
+				lkey_listeners(lkeys[k].protos, wbuf, sizeof(wbuf));
+				return cfg_err(err, errlen, file, lineno,
+					       "'%s' does not apply to the %s listener (it applies "
+					       "to: %s)", dot + 1, lname, wbuf);
+			}
+			want = lkey_set(cfg, k, id, val, wbuf, sizeof(wbuf));
 			if (want)
 				return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'",
 					       key, want, val);
 			cfg->set_listener[id][k] = 1;
 			return 0;
 		}
+		size_t n = 0;
+		wbuf[0] = '\0';
+		for (size_t k = 0; k < NLKEYS; k++) {
+			if (!(lkeys[k].protos & (1u << listener_defs[id].proto)))
+				continue;
+			int w = snprintf(wbuf + n, sizeof(wbuf) - n, "%s%s", n ? ", " : "",
+					 lkeys[k].name);
+			if (w < 0 || (size_t)w >= sizeof(wbuf) - n)
+				break;
+			n += (size_t)w;
+		}
 		return cfg_err(err, errlen, file, lineno,
-			       "'%s' cannot be set per listener (expected one of: port, listen, "
-			       "message_size_limit, max_recipients, line_length_limit, max_errors, "
-			       "command_timeout, data_timeout, max_conn_per_ip, max_connections, bare_lf)",
-			       dot + 1);
+			       "'%s' cannot be set per listener (%s takes: %s)", dot + 1, lname, wbuf);
 	}
 	/* <listener>_port */
 	size_t kl = strlen(key);
@@ -401,12 +484,10 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 			lname[kl - 5] = '\0';
 			int id = config_listener_id(lname);
 			if (id >= 0) {
-				uint64_t v;
-				if (num_parse_u64(val, strlen(val), 65535, &v) < 0)
+				want = lkey_set(cfg, 0, id, val, wbuf, sizeof(wbuf));
+				if (want)
 					return cfg_err(err, errlen, file, lineno,
-						       "'%s' expects a port number 0-65535, got '%s'",
-						       key, val);
-				cfg->l[id].port = (unsigned)v;
+						       "'%s' expects %s, got '%s'", key, want, val);
 				cfg->set_listener[id][0] = 1;
 				port_keys_set[id] = 1;
 				return 0;
@@ -434,8 +515,9 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 		if (strcmp(lkeys[k].name, key) != 0 || k == 0)
 			continue;
 		for (int id = 0; id < LST_COUNT; id++) {
-			want = cfg_set(cfg->path, lkeys[k].type, (char *)&cfg->l[id] + lkeys[k].off,
-				       lkeys[k].len, val);
+			if (!(lkeys[k].protos & (1u << listener_defs[id].proto)))
+				continue;
+			want = lkey_set(cfg, k, id, val, wbuf, sizeof(wbuf));
 			if (want)
 				return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'",
 					       key, want, val);
@@ -592,6 +674,8 @@ void config_show(const struct config *cfg, FILE *out)
 			l->proto == PROTO_HTTP ? "plain" : "STARTTLS",
 			l->submission ? ", authentication required" : "");
 		for (size_t k = 0; k < NLKEYS; k++) {
+			if (!(lkeys[k].protos & (1u << l->proto)))
+				continue;   /* not honoured there, so not shown */
 			fprintf(out, "%s.%s = ", l->name, lkeys[k].name);
 			show_val(out, lkeys[k].type, (const char *)l + lkeys[k].off, lkeys[k].len);
 			int set = cfg->set_listener[id][k] || (k > 0 && cfg->set_global[NGKEYS + k]);

@@ -88,6 +88,12 @@ static void test_values(void **state)
 	assert_string_equal(c.tls_hosts[0].cert, "/tmp/certs/o.pem");
 	assert_string_equal(c.tls_hosts[0].key, "/abs/o.key");
 	assert_string_equal(c.data_dir, "/tmp/.");
+	/* a global listener key leaves the listeners that do not honour it alone */
+	assert_int_equal(load_text(&c, "max_recipients = 3\nhttp.command_timeout = 2s\n", err,
+				   sizeof(err)), 0);
+	assert_int_equal(c.l[LST_SUBMISSIONS].max_recipients, 3);
+	assert_int_equal(c.l[LST_HTTP].command_timeout, 2);
+	assert_int_equal(c.l[LST_HTTPS].command_timeout, 300);
 }
 
 /* Bad lines are reported with file:line and what was expected. */
@@ -110,6 +116,18 @@ static void test_errors(void **state)
 		{ "tls_host = onlyname\n", "FILE:1: 'tls_host' expects NAME CERTFILE KEYFILE" },
 		{ "workers = 0\n", "'workers' must be at least 1" },
 		{ "max_recipients = 99999999999999999999999\n", "expects a whole number" },
+		/* a per-listener value gets the checks of the global key (issue 11) */
+		{ "hostname = a\nsmtp.port = 70000\n", "FILE:2: 'smtp.port' expects a port number 0-65535" },
+		{ "imaps.port = 99999999999\n", "FILE:1: 'imaps.port' expects a whole number" },
+		{ "imap.line_length_limit = 10\n", "'imap.line_length_limit' expects a value from 512" },
+		{ "line_length_limit = 10\n", "'line_length_limit' expects a value from 512" },
+		{ "pop3.max_errors = 0\n", "'pop3.max_errors' expects a value of at least 1" },
+		{ "submission.message_size_limit = 5G\n", "expects a value from 1 to 4294967295" },
+		/* a key a listener does not honour is refused there */
+		{ "imap.max_recipients = 3\n", "FILE:1: 'max_recipients' does not apply to the imap "
+						"listener (it applies to: smtp, submission, submissions)" },
+		{ "http.bare_lf = reject\n", "'bare_lf' does not apply to the http listener" },
+		{ "pop3s.data_timeout = 5\n", "'data_timeout' does not apply to the pop3s listener" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(load_text(&c, cases[i].text, err, sizeof(err)), -1);

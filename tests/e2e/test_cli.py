@@ -82,7 +82,13 @@ def test_config_show_marks_defaults(data):
 
 @pytest.mark.parametrize("bad", ["this is not a setting", "frobnicate = 1", "smtp_port = abc",
                                  "message_size_limit = lots", "smtp.bare_lf = sometimes",
-                                 "nosuchlistener.port = 25"])
+                                 "nosuchlistener.port = 25",
+                                 # a per-listener value gets the checks of the global key
+                                 "smtp.port = 70000", "imaps.line_length_limit = 10",
+                                 "pop3.max_errors = 0", "line_length_limit = 1",
+                                 # and a key the listener does not honour is refused there
+                                 "imap.max_recipients = 3", "http.bare_lf = reject",
+                                 "pop3s.data_timeout = 5m"])
 def test_config_bad_line_reported_with_file_line(data, bad):
     conf = os.path.join(data, "postino.conf")
     with open(conf) as f:
@@ -105,6 +111,20 @@ def test_config_later_line_overrides(data):
     out = postino("config", "show", "--data", data).stdout
     assert re.search(r"^smtp\.max_recipients = 7\b", out, re.M)
     assert re.search(r"^submission\.max_recipients = 9\b", out, re.M)
+
+
+def test_config_show_lists_only_honoured_listener_keys(data):
+    """Every setting shown for a listener is honoured there (issue 11): SMTP-only keys are not
+    shown for IMAP/POP3/HTTP listeners, and a global SMTP key does not appear there either."""
+    with open(os.path.join(data, "postino.conf"), "a") as f:
+        f.write("max_recipients = 7\ndata_timeout = 2m\n")
+    out = postino("config", "show", "--data", data).stdout
+    assert re.search(r"^submissions\.max_recipients = 7\b", out, re.M), out
+    assert re.search(r"^smtp\.data_timeout = 120s\b", out, re.M), out
+    for name in ("imap", "imaps", "pop3", "pop3s", "http", "https"):
+        for key in ("max_recipients", "data_timeout", "bare_lf"):
+            assert not re.search(r"^%s\.%s =" % (name, key), out, re.M), (name, key)
+        assert re.search(r"^%s\.port = " % name, out, re.M), name
 
 
 def test_config_option(data):
