@@ -182,11 +182,12 @@ void diag_submit(struct pool *pool, const char *data_dir, unsigned keep, const s
 		free(j);
 }
 
-/* Copy a text column. */
+/* Copy a text column, escaped for display: a login name or client name sent before login is
+ * the peer's text, and a CR/LF or ESC in it must not forge a line of the admin's listing. */
 static void col(sqlite3_stmt *st, int i, char *out, size_t outlen)
 {
 	const unsigned char *v = sqlite3_column_text(st, i);
-	snprintf(out, outlen, "%s", v ? (const char *)v : "");
+	log_escape_text(v ? (const char *)v : "", out, outlen);
 }
 
 int diag_list(const char *data_dir, const char *by, const char *key, unsigned max,

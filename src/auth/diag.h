@@ -53,7 +53,8 @@ void diag_submit(struct pool *pool, const char *data_dir, unsigned keep, const s
 int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e);
 
 /* Events of an account (by = "user") or an IP (by = "ip"), newest first, at most max. The last
- * successful login per protocol comes with by = "ok" (key: the account). Count or -1. */
+ * successful login per protocol comes with by = "ok" (key: the account). The text fields of
+ * the events come escaped for display (log_escape_text: no control characters). Count or -1. */
 int diag_list(const char *data_dir, const char *by, const char *key, unsigned max,
 	      void (*cb)(void *ctx, const struct diag_event *e), void *ctx, const char **err_r);
 

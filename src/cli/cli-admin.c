@@ -22,6 +22,7 @@
 #include "acctdb.h"
 #include "config.h"
 #include "diag.h"
+#include "log.h"
 #include "num.h"
 #include "sendlimit.h"
 #include "password.h"
@@ -88,6 +89,19 @@ static int usage_error(const struct admin_cmd *c, const char *fmt, ...)
 	else
 		fputc('\n', stderr);
 	return 2;
+}
+
+/* Stored text escaped for a listing (log_escape_text): a name that came from a peer (a login
+ * name, a client name) or a file can hold CR/LF or ESC, which must not forge a line of output.
+ * Rotates over ESC_SLOTS static buffers, so up to that many may appear in one printf. */
+#define ESC_SLOTS 8
+#define ESC_LEN (4 * 1024 + 8)   /* a 1 KiB field, every octet escaped */
+static const char *esc(const char *in)
+{
+	static char slots[ESC_SLOTS][ESC_LEN];
+	static unsigned next;
+	char *out = slots[next++ % ESC_SLOTS];
+	return log_escape_text(in, out, ESC_LEN);
 }
 
 /* Copy user input for a message: printable ASCII only, clipped. Returns out. */
@@ -369,7 +383,7 @@ static int domain_add(struct admin *a)
 static void print_line(void *ctx, const char *s)
 {
 	(void)ctx;
-	printf("%s\n", s);
+	printf("%s\n", esc(s));
 }
 
 /* domain list */
@@ -501,7 +515,7 @@ static int user_passwd(struct admin *a)
 static void print_user(void *ctx, const struct acct_user *u)
 {
 	(void)ctx;
-	printf("%s%s\n", u->address, u->suspended ? " (suspended)" : "");
+	printf("%s%s\n", esc(u->address), u->suspended ? " (suspended)" : "");
 }
 
 /* user list [DOMAIN] */
@@ -582,17 +596,17 @@ static int user_show(struct admin *a)
 		snprintf(when, sizeof(when), "unknown");
 	if (acctdb_sendable_addresses(a->db, addr, join_add, &sendas, &err) < 0)
 		snprintf(sendas.buf, sizeof(sendas.buf), "(cannot list: %s)", err);
-	printf("address:     %s\n", u.address);
+	printf("address:     %s\n", esc(u.address));
 	printf("created:     %s\n", when);
 	if (u.suspended)
 		printf("suspended:   yes (may not send; lift with 'postino user unsuspend %s')\n",
-		       u.address);
+		       esc(u.address));
 	else
 		printf("suspended:   no\n");
 	printf("quota:       %s\n", human_bytes(u.quota_bytes, quota, sizeof(quota)));
-	printf("mail dir:    %s%s\n", dir, stat(dir, &stb) == 0 ? "" : " (missing)");
+	printf("mail dir:    %s%s\n", esc(dir), stat(dir, &stb) == 0 ? "" : " (missing)");
 	printf("password:    %s hash\n", hash_scheme(u.hash, scheme, sizeof(scheme)));
-	printf("may send as: %s\n", sendas.buf);
+	printf("may send as: %s\n", esc(sendas.buf));
 	explicit_bzero(&u, sizeof(u));
 	print_limits(a, addr);
 	return 0;
@@ -780,6 +794,7 @@ static void diag_event_cb(void *ctx, const struct diag_event *e)
 {
 	struct diag_ctx *c = ctx;
 	char when[32];
+	/* the text fields of e come escaped from diag_list */
 	printf("  %s  %-26s %s port %u%s from %s%s%s%s%s%s%s%s\n", time_text(e->t, when, sizeof(when)),
 	       kind_text[e->kind], proto_text(e->proto), e->port, e->tls ? " with TLS" : " without TLS",
 	       e->ip, e->client[0] ? " (" : "", e->client, e->client[0] ? ")" : "",
@@ -964,11 +979,13 @@ static int user_diag(struct admin *a)
 			printf("%s\n", addr);
 	} else {
 		printf("%s is not a valid address: the events below are logins that tried this "
-		       "name.\n", key);
+		       "name.\n", esc(key));
 		if (a->data_dir == NULL)
 			return fail("no data directory is configured: pass --data DIR");
 	}
-	return diag_show(a, "user", key, addr[0] ? addr : key);
+	char shown_key[ESC_LEN];
+	return diag_show(a, "user", key, addr[0] ? addr : log_escape_text(key, shown_key,
+									 sizeof(shown_key)));
 }
 
 /* diag ip ADDRESS */
@@ -976,7 +993,7 @@ static int diag_ip(struct admin *a)
 {
 	if (a->data_dir == NULL)
 		return fail("no data directory is configured: pass --data DIR or --config FILE");
-	printf("Client %s\n", a->args[0]);
+	printf("Client %s\n", esc(a->args[0]));
 	return diag_show(a, "ip", a->args[0], "");
 }
 
@@ -1116,10 +1133,10 @@ static int want_targets(const struct admin *a, char **out_r)
 	return 0;
 }
 
-/* Print a stored target list with ", " between the addresses. */
+/* Print a stored target list with ", " between the addresses (escaped for display). */
 static void print_targets(const char *targets)
 {
-	for (const char *p = targets; *p != '\0'; p++) {
+	for (const char *p = esc(targets); *p != '\0'; p++) {
 		if (*p == ',')
 			fputs(", ", stdout);
 		else
@@ -1180,7 +1197,7 @@ static int alias_add(struct admin *a)
 static void print_alias(void *ctx, const char *alias, const char *targets)
 {
 	(void)ctx;
-	printf("%s -> ", alias);
+	printf("%s -> ", esc(alias));
 	print_targets(targets);
 	printf("%s\n", alias[0] == '@' ? " (catch-all)" : "");
 }

@@ -2,6 +2,7 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,66 @@ const char *log_escape(const char *in, size_t len, char *out, size_t outlen)
 		} else {
 			out[o++] = (char)c;
 		}
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* Length of the valid, non-C1 UTF-8 sequence at s (1-4), or 0. */
+static size_t utf8_seq_ok(const unsigned char *s)
+{
+	size_t n;
+	uint32_t cp;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1fu;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0fu;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07u;
+	} else {
+		return 0;
+	}
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3fu);
+	}
+	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+	    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
+		return 0;
+	return n;
+}
+
+/* Escape text for display: controls and non-UTF-8 as \xNN. */
+const char *log_escape_text(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+	while (*s) {
+		size_t n = *s >= 0x80 ? utf8_seq_ok(s) : 1;
+		int esc = n == 0 || *s < 0x20 || *s == 0x7f || *s == '\\';
+		size_t need = esc ? (*s == '\\' ? 2 : 4) : n;
+		if (o + need + 4 > outlen) {   /* room for "...\0" */
+			memcpy(out + o, "...", 4);
+			return out;
+		}
+		if (*s == '\\') {
+			out[o++] = '\\';
+			out[o++] = '\\';
+		} else if (esc) {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[*s >> 4];
+			out[o++] = hex[*s & 15];
+		} else {
+			memcpy(out + o, s, n);
+			o += n;
+		}
+		s += n ? n : 1;
 	}
 	out[o] = '\0';
 	return out;

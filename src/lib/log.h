@@ -19,6 +19,12 @@ noreturn void log_panic(const char *file, int line, const char *fmt, ...)
  * escaped; the result is clipped to about 100 characters. Returns out. */
 const char *log_escape(const char *in, size_t len, char *out, size_t outlen);
 
+/* Escape text for a terminal or an admin listing (issue 11): control characters (C0, DEL and
+ * the C1 range U+0080-U+009F) and bytes that are not UTF-8 become \xNN, '\' becomes "\\";
+ * other UTF-8 passes unchanged, so a stored name can never forge a line or move the cursor.
+ * Ends in "..." if out (at least 8 octets) is too small. Returns out. */
+const char *log_escape_text(const char *in, char *out, size_t outlen);
+
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "log.h"
 
 static const char usage[] =
 	"usage: postino queue COMMAND [--config FILE | --data DIR]\n"
@@ -44,6 +45,20 @@ static const char *when(time_t t, char *out, size_t outlen)
 	return out;
 }
 
+/* Envelope text escaped for the listing (log_escape_text): a remote server's reply or an
+ * address from a peer may hold CR/LF or ESC, which must not forge a line of output. Rotates
+ * over ESC_SLOTS static buffers, so up to that many may appear in one printf. */
+#define ESC_SLOTS 8
+#define ESC_LEN (4 * 1024 + 8)
+static const char *esc(const char *in)
+{
+	static char slots[ESC_SLOTS][ESC_LEN];
+	static unsigned next;
+	char *out = slots[next++ % ESC_SLOTS];
+	return log_escape_text(in, out, ESC_LEN);
+}
+
+/* Sort helper for queue ids. */
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -90,14 +105,17 @@ static int q_list(const char *dir)
 			pending += env.rcpts[k].state == QR_PENDING;
 		int held = queue_msg_held(dir, env.id) ||
 			   (env.from[0] && queue_sender_held(dir, env.from));
-		printf("%s %8llu %s <%s> %u of %u pending%s\n", env.id,
-		       (unsigned long long)env.size, when(env.arrived, t, sizeof(t)), env.from, pending,
+		printf("%s %8llu %s <%s> %u of %u pending%s\n", esc(env.id),
+		       (unsigned long long)env.size, when(env.arrived, t, sizeof(t)), esc(env.from),
+		       pending,
 		       env.nrcpts, held ? " HELD" : "");
 		for (unsigned k = 0; k < env.nrcpts; k++) {
 			const struct qrcpt *r = &env.rcpts[k];
 			if (r->state != QR_PENDING)
 				continue;
-			printf("    <%s>%s%.160s%s\n", r->addr, r->err[0] ? " (" : "", r->err,
+			char shown_err[168];   /* the reply, clipped to about 160 characters */
+			printf("    <%s>%s%s%s\n", esc(r->addr), r->err[0] ? " (" : "",
+			       log_escape_text(r->err, shown_err, sizeof(shown_err)),
 			       r->err[0] ? ")" : "");
 		}
 		shown++;
@@ -127,16 +145,16 @@ static int q_show(const char *dir, const char *id)
 		fprintf(stderr, "postino: message %s is damaged: %s\n", id, err);
 		return 1;
 	}
-	printf("id: %s\narrived: %s\nfrom: <%s>\nsize: %llu\n", env.id,
-	       when(env.arrived, t, sizeof(t)), env.from, (unsigned long long)env.size);
+	printf("id: %s\narrived: %s\nfrom: <%s>\nsize: %llu\n", esc(env.id),
+	       when(env.arrived, t, sizeof(t)), esc(env.from), (unsigned long long)env.size);
 	printf("body: %s\nsmtputf8: %s\n", env.body_8bit ? "8BITMIME" : "7BIT",
 	       env.smtputf8 ? "yes" : "no");
 	if (env.ret[0])
-		printf("ret: %s\n", env.ret);
+		printf("ret: %s\n", esc(env.ret));
 	if (env.envid[0])
-		printf("envid: %s\n", env.envid);
+		printf("envid: %s\n", esc(env.envid));
 	if (env.auth[0])
-		printf("submitted by: %s\n", env.auth);
+		printf("submitted by: %s\n", esc(env.auth));
 	printf("attempts: %u\n", env.attempts);
 	if (env.next)
 		printf("next attempt: %s\n", when(env.next, t, sizeof(t)));
@@ -144,12 +162,12 @@ static int q_show(const char *dir, const char *id)
 	printf("held: %s\n", held ? "yes" : sheld ? "yes (the sender is held)" : "no");
 	for (unsigned k = 0; k < env.nrcpts; k++) {
 		const struct qrcpt *rc = &env.rcpts[k];
-		printf("rcpt: <%s> %s", rc->addr, rc->state == QR_SENT ? "sent" :
+		printf("rcpt: <%s> %s", esc(rc->addr), rc->state == QR_SENT ? "sent" :
 		       rc->state == QR_FAILED ? "failed" : "pending");
 		if (rc->remote[0])
-			printf(" remote=%s", rc->remote);
+			printf(" remote=%s", esc(rc->remote));
 		if (rc->err[0])
-			printf(" last=\"%s\"", rc->err);
+			printf(" last=\"%s\"", esc(rc->err));
 		putchar('\n');
 	}
 	queue_env_free(&env);
