@@ -239,7 +239,14 @@ static int conn_handshake(struct conn *c)
 static void conn_on_io(struct ev_io *io, unsigned events)
 {
 	struct conn *c = io->arg;
-	(void)events;
+	if ((events & EV_ERROR) && c->read_paused && !c->failed) {
+		/* a reset or hang-up while the owner waits for a job: epoll reports it until the fd
+		 * is closed, so stop watching and let the owner end the session now */
+		c->failed = 1;
+		ev_io_del(c->loop, &c->io);
+		c->on_event(c);
+		return;
+	}
 	if (c->hello == CONN_HELLO_WAIT) {
 		unsigned char b;
 		ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);

@@ -16,7 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +43,15 @@
 #define POP3_OUT_HIWAT 65536         /* stop producing output above this, resume on drain */
 #define POP3_OUT_MAX (1024 * 1024)   /* hard cap of queued output */
 #define POP3_ADDR_MAX 321
+/* A login that finds the mailbox locked retries this long: a session whose client vanished
+ * (a phone that lost its signal sends no FIN) is found dead by the keepalive probe below. */
+#define POP3_LOCK_WAIT_MS 6000
+#define POP3_LOCK_RETRY_MS 200
+/* Logged-in sessions probe an idle peer after 2 s, every 1 s, and give up after 2 unanswered
+ * probes: a vanished client holds the lock for about 4 s, not until the 10-minute timeout. */
+#define POP3_PROBE_IDLE_S 2
+#define POP3_PROBE_INTVL_S 1
+#define POP3_PROBE_COUNT 2
 
 enum pop3_state { P_AUTH, P_SASL, P_TRANS, P_BUSY };
 enum pop3_stream { S_NONE, S_LIST, S_UIDL, S_RETR, S_TOP };
@@ -65,6 +77,8 @@ struct pop3_session {
 	int closing;
 	int job_running;
 	unsigned errors;
+	uint64_t lock_wait_until;        /* ev_now_ms() deadline for [IN-USE] retries, 0 = none */
+	uint64_t stream_progress;        /* ev_now_ms() when the response in progress last moved */
 	char user_cmd[POP3_ADDR_MAX];    /* from USER, waiting for PASS */
 	char user[POP3_ADDR_MAX];        /* logged in */
 	int sasl_mech;                   /* 1 PLAIN, 2 LOGIN */
@@ -179,8 +193,16 @@ static void pop3_error(struct pop3_session *s)
 static void pop3_on_timeout(struct ev_timer *t)
 {
 	struct pop3_session *s = t->arg;
-	if (s->st == P_BUSY || s->stream != S_NONE) {
+	uint64_t idle_ms = (uint64_t)s->base.lc->command_timeout * 1000;
+	if (idle_ms < 600000)
+		idle_ms = 600000;
+	if (s->st == P_BUSY || (s->stream != S_NONE &&
+				ev_now_ms() - s->stream_progress < idle_ms)) {
 		ev_timer_set(s->base.w->loop, &s->timer, 1000, pop3_on_timeout, s);
+		return;
+	}
+	if (s->stream != S_NONE) {   /* the client stopped reading the response */
+		pop3_close(s, "timeout while sending");
 		return;
 	}
 	pop3_reply(s, "-ERR Autologout: idle for too long; nothing was deleted");
@@ -333,6 +355,37 @@ static void open_work(void *arg)
 	j->result = 1;
 }
 
+static void pop3_open_mailbox(struct pop3_session *s);
+
+/* The mailbox was locked: try again (the holder may be a dead connection on its way out). */
+static void pop3_lock_retry(struct ev_timer *t)
+{
+	struct pop3_session *s = t->arg;
+	if (s->closing)
+		return;
+	pop3_open_mailbox(s);
+	if (s->st != P_BUSY) {   /* could not even try: replied */
+		s->lock_wait_until = 0;
+		pop3_arm_timer(s);
+		conn_pause_read(&s->conn, 0);
+		conn_flush(&s->conn);
+	}
+}
+
+/* Ask the kernel to probe an idle logged-in client, so a vanished one (no FIN, no RST) ends its
+ * session, and releases the mailbox lock, within seconds (tcp(7) keepalive). */
+static void pop3_probe_peer(struct pop3_session *s)
+{
+	int on = 1, idle = POP3_PROBE_IDLE_S, intvl = POP3_PROBE_INTVL_S, cnt = POP3_PROBE_COUNT;
+	int fd = s->conn.fd;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0)
+		log_debug("sess=%016llx proto=pop3 event=keepalive-failed error=\"%s\"",
+			  (unsigned long long)s->base.id, strerror(errno));
+}
+
 /* Loop thread: enter the transaction state, or say why not. */
 static void open_done(void *arg)
 {
@@ -349,6 +402,11 @@ static void open_done(void *arg)
 		if (s->closing) {
 			free(j);
 			ev_defer(s->base.w->loop, pop3_reap, s);
+			return;
+		}
+		if (j->result == 0 && ev_now_ms() < s->lock_wait_until) {
+			free(j);
+			ev_timer_set(s->base.w->loop, &s->timer, POP3_LOCK_RETRY_MS, pop3_lock_retry, s);
 			return;
 		}
 		if (j->result == 2) {
@@ -369,6 +427,7 @@ static void open_done(void *arg)
 		s->user[0] = '\0';
 		s->st = P_AUTH;
 	} else {
+		pop3_probe_peer(s);
 		s->acct = j->acct;
 		s->lock_fd = j->lock_fd;
 		s->msgs = j->msgs;
@@ -384,6 +443,7 @@ static void open_done(void *arg)
 			   (unsigned long long)total);
 	}
 	free(j);
+	s->lock_wait_until = 0;
 	pop3_arm_timer(s);
 	conn_pause_read(&s->conn, 0);
 	conn_flush(&s->conn);
@@ -413,6 +473,8 @@ static void pop3_open_mailbox(struct pop3_session *s)
 	}
 	s->job_running = 1;
 	s->st = P_BUSY;
+	if (s->lock_wait_until == 0)
+		s->lock_wait_until = ev_now_ms() + POP3_LOCK_WAIT_MS;
 	conn_pause_read(&s->conn, 1);
 }
 
@@ -925,6 +987,8 @@ static size_t pop3_top_take(struct pop3_session *s, const char *p, size_t n)
 static int pop3_stream(struct pop3_session *s)
 {
 	struct conn *c = &s->conn;
+	if (conn_out_pending(c) < POP3_OUT_HIWAT)
+		s->stream_progress = ev_now_ms();
 	while (conn_out_pending(c) < POP3_OUT_HIWAT) {
 		if (s->stream == S_LIST || s->stream == S_UIDL) {
 			if (s->pos >= s->nmsgs) {
