@@ -283,8 +283,31 @@ static int password_read_failed(int r, const char *cmd, const char *address)
 	return fail("cannot read the password: %s: pipe it on standard input", strerror(errno));
 }
 
+static const struct config *admin_cfg;   /* the loaded configuration (server-wide limits) */
+
+/* Characters (UTF-8 code points) in the first len octets of s. */
+static size_t utf8_chars(const char *s, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		n += ((unsigned char)s[i] & 0xc0) != 0x80;
+	return n;
+}
+
+/* The least number of characters of a new password (password_min_length). */
+static unsigned password_min(void)
+{
+	struct config defcfg;
+	if (admin_cfg != NULL)
+		return admin_cfg->password_min_length;
+	config_defaults(&defcfg);
+	return defcfg.password_min_length;
+}
+
 /* Get the new password hash for `address`: --hash, else a password from stdin, hashed.
- * Returns a malloc'd hash, or NULL after printing why. */
+ * On a terminal the password is asked twice; on stdin one line, or two equal lines (a second
+ * line that differs is refused like a mistyped confirmation). Returns a malloc'd hash, or NULL
+ * after printing why. */
 static char *new_hash(const struct admin *a, const char *address)
 {
 	if (a->hash != NULL) {
@@ -315,9 +338,19 @@ static char *new_hash(const struct admin *a, const char *address)
 		}
 	} else {
 		r = read_line(STDIN_FILENO, pw, sizeof(pw), &len);
+		int r2 = r == 1 ? read_line(STDIN_FILENO, again, sizeof(again), &len2) : 0;
+		if (r2 != 0 && (r2 != 1 || len != len2 || memcmp(pw, again, len) != 0)) {
+			fail("the two passwords on standard input differ: give the password on one "
+			     "line, or twice on two equal lines");
+			r = -4;
+		}
 	}
+	unsigned min = password_min();
 	if (r == 1 && len == 0)
 		fail("the password is empty: type a password (or import one with --hash)");
+	else if (r == 1 && utf8_chars(pw, len) < min)
+		fail("the password is shorter than %u characters: choose a longer one "
+		     "(password_min_length in postino.conf sets the minimum)", min);
 	else if (r == 1 && (hash = password_hash(pw)) == NULL)
 		fail("cannot hash the password (libxcrypt failed): check the installation");
 	else if (r != 1 && r != -4)
@@ -613,8 +646,6 @@ static int user_show(struct admin *a)
 }
 
 /* ---- sending limits and login diagnostics (issues 5 and 6) --------------------------------- */
-
-static const struct config *admin_cfg;   /* the loaded configuration (server-wide limits) */
 
 void cli_admin_set_config(const struct config *cfg)
 {
@@ -1253,9 +1284,10 @@ static const struct admin_cmd admin_cmds[] = {
 	{ "user", "add", "ADDRESS [--hash HASH]", "create an account and its mailbox",
 	  "Creates the account ADDRESS (its domain must be hosted) and its mailbox in\n"
 	  "DATA/mail/DOMAIN/LOCAL. The password is read from standard input: typed twice at a\n"
-	  "terminal, or one line from a pipe, for example\n"
+	  "terminal, or one line from a pipe (or two equal lines), for example\n"
 	  "  printf '%s\\n' \"$PASSWORD\" | postino user add alice@example.com\n"
-	  "It is never taken from the command line, where other users could see it.\n"
+	  "It is never taken from the command line, where other users could see it. It needs\n"
+	  "password_min_length characters (8 unless postino.conf says otherwise).\n"
 	  "\n"
 	  "  --hash HASH   import an existing password hash instead of reading a password:\n"
 	  "                {SHA512-CRYPT}$6$..., {BLF-CRYPT}$2y$..., {ARGON2ID}$argon2id$...,\n"
@@ -1263,7 +1295,8 @@ static const struct admin_cmd admin_cmds[] = {
 	  OPT_HASH, 1, 1, 1, user_add },
 	{ "user", "passwd", "ADDRESS [--hash HASH]", "change an account's password",
 	  "Sets a new password for ADDRESS, read from standard input as for 'user add' (typed\n"
-	  "twice at a terminal, or one line from a pipe), or imports a hash with --hash HASH.\n",
+	  "twice at a terminal, or one line or two equal lines from a pipe; at least\n"
+	  "password_min_length characters), or imports a hash with --hash HASH.\n",
 	  OPT_HASH, 1, 1, 1, user_passwd },
 	{ "user", "quota", "ADDRESS SIZE", "set an account's storage limit",
 	  "Limits the mail ADDRESS may keep to SIZE (for example 500M or 2G; 0 for no limit).\n"

@@ -48,6 +48,8 @@ static const struct gkey gkeys[] = {
 	  "never-before-written recipients an account may send to per 24 hours (0: no limit)"),
 	G("send_suspend_threshold", K_UINT, send_suspend_threshold,
 	  "attempts over a sending limit within 24 hours that suspend the account (0: never)"),
+	G("password_min_length", K_UINT, password_min_length,
+	  "least number of characters of a password set with user add / user passwd"),
 	G("diag_keep", K_UINT, diag_keep,
 	  "login diagnostics: events kept per account and per client IP"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
@@ -128,6 +130,10 @@ static const struct lkey lkeys[] = {
 	  "reject or normalize bare LF / CR line ends in DATA"),
 };
 #define NLKEYS (sizeof(lkeys) / sizeof(lkeys[0]))
+_Static_assert(NGKEYS + NLKEYS <= sizeof(((struct config *)0)->set_global),
+	       "config.set_global has a flag per global and per listener key");
+_Static_assert(NLKEYS <= sizeof(((struct config *)0)->set_listener[0]),
+	       "config.set_listener has a flag per listener key");
 
 static const struct {
 	const char *name;
@@ -169,6 +175,7 @@ void config_defaults(struct config *cfg)
 	cfg->send_new_recipients_per_day = 1000;
 	cfg->send_suspend_threshold = 100;
 	cfg->diag_keep = 100;
+	cfg->password_min_length = 8;
 	cfg->remote_smtp_port = 25;
 	cfg->queue_retry_min = 300;
 	cfg->queue_retry_max = 4 * 3600;
@@ -604,6 +611,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	if (rc == 0 && (cfg->queue_concurrency == 0 || cfg->queue_concurrency_per_domain == 0))
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'queue_concurrency' and 'queue_concurrency_per_domain' must be at least 1");
+	if (rc == 0 && cfg->password_min_length > CONFIG_PASSWORD_MIN_MAX)
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'password_min_length' expects at most %u characters", CONFIG_PASSWORD_MIN_MAX);
 	if (rc == 0 && cfg->queue_retry_min == 0)
 		cfg->queue_retry_min = 1;
 	return rc;

@@ -29,6 +29,8 @@ enum proto { PROTO_SMTP, PROTO_IMAP, PROTO_POP3, PROTO_HTTP };
 
 #define CONFIG_PATH_MAX 1024
 #define CONFIG_MAX_TLS_HOSTS 256
+/* password_min_length above this could never be met: the CLI reads at most 1023 octets */
+#define CONFIG_PASSWORD_MIN_MAX 1000
 
 struct listener_conf {
 	const char *name;          /* "smtp", "submission", ... (static) */
@@ -82,6 +84,7 @@ struct config {
 	unsigned send_new_recipients_per_day;
 	unsigned send_suspend_threshold;   /* refusals over a limit in 24 h that suspend (0 never) */
 	unsigned diag_keep;                /* login events kept per account and per IP (diag.h) */
+	unsigned password_min_length;      /* characters of a new password (CLI; --hash exempt) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];

@@ -123,6 +123,7 @@ static void test_errors(void **state)
 		{ "line_length_limit = 10\n", "'line_length_limit' expects a value from 512" },
 		{ "pop3.max_errors = 0\n", "'pop3.max_errors' expects a value of at least 1" },
 		{ "submission.message_size_limit = 5G\n", "expects a value from 1 to 4294967295" },
+		{ "password_min_length = 2000\n", "'password_min_length' expects at most 1000" },
 		/* a key a listener does not honour is refused there */
 		{ "imap.max_recipients = 3\n", "FILE:1: 'max_recipients' does not apply to the imap "
 						"listener (it applies to: smtp, submission, submissions)" },

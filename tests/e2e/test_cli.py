@@ -149,26 +149,27 @@ def test_domain_commands(data):
 
 def test_user_commands(data):
     addr = "u1@example.test"
-    postino("user", "add", addr, "--data", data, input="pw-one\n")
+    postino("user", "add", addr, "--data", data, input="pw-one-Secret\n")
     assert addr in postino("user", "list", "--data", data).stdout.split()
     assert addr in postino("user", "list", "example.test", "--data", data).stdout
     show = postino("user", "show", addr, "--data", data).stdout
-    assert addr in show and "pw-one" not in show
+    assert addr in show and "pw-one-Secret" not in show
     md = os.path.join(data, "mail", "example.test", "u1")
     for sub in ("cur", "new", "tmp", ".Sent/cur", ".Drafts/new", ".Trash/tmp", ".Junk/cur",
                 ".Archive/cur"):
         assert os.path.isdir(os.path.join(md, sub)), sub
     assert os.path.exists(os.path.join(md, "index.db"))
     # duplicate, unhosted domain, bad address
-    assert postino("user", "add", addr, "--data", data, input="x\n", check=False).returncode == 1
-    assert postino("user", "add", "u@nothosted.test", "--data", data, input="x\n",
+    assert postino("user", "add", addr, "--data", data, input="x-Secret-long\n",
                    check=False).returncode == 1
-    assert postino("user", "add", "no-at-sign", "--data", data, input="x\n",
+    assert postino("user", "add", "u@nothosted.test", "--data", data, input="x-Secret-long\n",
+                   check=False).returncode == 1
+    assert postino("user", "add", "no-at-sign", "--data", data, input="x-Secret-long\n",
                    check=False).returncode in (1, 2)
     # the password never appears in system.db in clear
     with open(os.path.join(data, "system.db"), "rb") as f:
-        assert b"pw-one" not in f.read()
-    postino("user", "passwd", addr, "--data", data, input="pw-two\n")
+        assert b"pw-one-Secret" not in f.read()
+    postino("user", "passwd", addr, "--data", data, input="pw-two-Secret\n")
     postino("user", "remove", addr, "--data", data)
     assert addr not in postino("user", "list", "--data", data).stdout.split()
     assert postino("user", "show", addr, "--data", data, check=False).returncode == 1
@@ -193,6 +194,43 @@ def test_user_add_empty_password_refused(data):
     assert "e@example.test" not in postino("user", "list", "--data", data).stdout
 
 
+def test_password_min_length(data):
+    """A new password has at least password_min_length characters (default 8), counted as
+    characters, not octets; --hash imports are exempt (issue 11 item 13)."""
+    cp = postino("user", "add", "s@example.test", "--data", data, input="short-7\n",
+                 check=False)
+    assert cp.returncode == 1 and "shorter than 8 characters" in cp.stderr, cp.stderr
+    assert "s@example.test" not in postino("user", "list", "--data", data).stdout
+    postino("user", "add", "s@example.test", "--data", data, input="eight-88\n")
+    cp = postino("user", "passwd", "s@example.test", "--data", data, input="1234567\n",
+                 check=False)
+    assert cp.returncode == 1 and "shorter than 8" in cp.stderr, cp.stderr
+    with open(os.path.join(data, "postino.conf"), "a") as f:
+        f.write("password_min_length = 12\n")
+    cp = postino("user", "passwd", "s@example.test", "--data", data, input="eleven-chr1\n",
+                 check=False)
+    assert cp.returncode == 1 and "shorter than 12" in cp.stderr, cp.stderr
+    postino("user", "passwd", "s@example.test", "--data", data, input="\u00e4" * 12 + "\n")
+    h = subprocess.run(["openssl", "passwd", "-6", "pw"], capture_output=True,
+                       text=True).stdout.strip()
+    postino("user", "passwd", "s@example.test", "--hash", "{SHA512-CRYPT}" + h, "--data", data)
+
+
+def test_password_two_stdin_lines_must_match(data):
+    """One line, or two equal lines, on stdin; two differing lines are refused like the
+    prompt refuses them (issue 11 item 13)."""
+    cp = postino("user", "add", "t@example.test", "--data", data,
+                 input="first-Secret-1\nsecond-Secret-2\n", check=False)
+    assert cp.returncode == 1 and "differ" in cp.stderr, cp.stderr
+    assert "t@example.test" not in postino("user", "list", "--data", data).stdout
+    postino("user", "add", "t@example.test", "--data", data,
+            input="same-Secret-1\nsame-Secret-1\n")
+    cp = postino("user", "passwd", "t@example.test", "--data", data,
+                 input="new-Secret-22\nnew-Secret-23\n", check=False)
+    assert cp.returncode == 1 and "differ" in cp.stderr, cp.stderr
+    postino("user", "passwd", "t@example.test", "--data", data, input="new-Secret-22\n")
+
+
 def test_user_add_hash_import(data):
     h = subprocess.run(["openssl", "passwd", "-6", "pw"], capture_output=True, text=True).stdout.strip()
     postino("user", "add", "h@example.test", "--hash", "{SHA512-CRYPT}" + h, "--data", data)
@@ -203,8 +241,8 @@ def test_user_add_hash_import(data):
 
 
 def test_alias_commands(data):
-    postino("user", "add", "a1@example.test", "--data", data, input="pw\n")
-    postino("user", "add", "a2@example.test", "--data", data, input="pw\n")
+    postino("user", "add", "a1@example.test", "--data", data, input="pw-Secret-1\n")
+    postino("user", "add", "a2@example.test", "--data", data, input="pw-Secret-1\n")
     postino("alias", "add", "both@example.test", "a1@example.test,a2@example.test", "--data", data)
     postino("alias", "add", "@example.test", "a1@example.test", "--data", data)
     out = postino("alias", "list", "--data", data).stdout
