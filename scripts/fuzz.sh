@@ -38,7 +38,7 @@ run fuzz-imap-parser src/lib/buf.c src/lib-imap/imap-parser.c src/lib-imap/imap-
 run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c
 if [ -f src/lib-mail/fuzz-mime.c ]; then
-	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
+	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \

@@ -110,7 +110,7 @@ static enum charset_kind charset_kind(const char *cs, size_t n)
 		{ "x-cp1252", CS_CP1252 },
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		if (mime_eq_ci(cs, n, names[i].name))
+		if (hdr_eq_ci(cs, n, names[i].name))
 			return names[i].kind;
 	}
 	return CS_OTHER;

@@ -245,7 +245,7 @@ const struct mime_param *mime_ctype_param(const struct mime_ctype *ct, const cha
 {
 	for (size_t i = 0; i < ct->nparams; i++) {
 		const struct mime_param *p = &ct->params[i];
-		if (p->section < 0 && !p->ext && mime_eq_ci(p->name, p->name_len, name))
+		if (p->section < 0 && !p->ext && hdr_eq_ci(p->name, p->name_len, name))
 			return p;
 	}
 	return NULL;
@@ -346,7 +346,7 @@ static int pw_pair(struct pw *w, const char *name, size_t name_len, int star,
 		if (r)
 			return -1;
 	}
-	if (mime_eq_ci(name, name_len, "charset"))
+	if (hdr_eq_ci(name, name_len, "charset"))
 		w->have_charset = 1;
 	if (buf_append(w->out, " ", 1) < 0)
 		return -1;

@@ -11,7 +11,8 @@
  * that is never closed is closed at the end of the field. An address without '@' or without
  * a local part gets the placeholders "MISSING_DOMAIN" / "MISSING_MAILBOX" (Dovecot's), since
  * a NIL host would turn it into a group marker. Encoded-words stay as they are.
- * The first occurrence of each field is used.
+ * Fields are found by the shared reader (header.h), the one the SMTP From: check uses; the
+ * first occurrence of each field is used (submission refuses a second From:).
  */
 #include "mime-private.h"
 
@@ -374,14 +375,14 @@ static const char *const env_names[E_COUNT] = {
 /* Append the ENVELOPE of hdr[0..hdrlen). 0 ok, -1 out full. */
 int mime_envelope(const char *hdr, size_t hdrlen, struct buf *out)
 {
-	struct mime_hdr_field fields[E_COUNT], f;
+	struct hdr_field fields[E_COUNT], f;
 	int have[E_COUNT] = { 0 };
 	size_t pos = 0;
-	while (mime_hdr_next(hdr, hdrlen, &pos, &f)) {
+	while (hdr_next(hdr, hdrlen, &pos, &f)) {
 		if (!f.has_colon)
 			continue;
 		for (size_t i = 0; i < E_COUNT; i++) {
-			if (!have[i] && mime_eq_ci(f.name, f.name_len, env_names[i])) {
+			if (!have[i] && hdr_eq_ci(f.name, f.name_len, env_names[i])) {
 				fields[i] = f;
 				have[i] = 1;
 				break;

@@ -103,42 +103,42 @@ int mime_imap_nstring(struct buf *out, const char *s, size_t len)
 
 /* The Content-* fields of one part header (first occurrence of each). */
 struct part_fields {
-	struct mime_hdr_field ctype, cte, id, desc, dsp, lang, loc;
+	struct hdr_field ctype, cte, id, desc, dsp, lang, loc;
 	int has_ctype, has_cte, has_id, has_desc, has_dsp, has_lang, has_loc;
 };
 
 /* Collect the Content-* fields of hdr[0..len). */
 static void fields_collect(const char *hdr, size_t len, struct part_fields *pf)
 {
-	struct mime_hdr_field f;
+	struct hdr_field f;
 	size_t pos = 0;
 	memset(pf, 0, sizeof(*pf));
-	while (mime_hdr_next(hdr, len, &pos, &f)) {
-		if (!f.has_colon || f.name_len < 8 || !mime_eq_ci(f.name, 8, "content-"))
+	while (hdr_next(hdr, len, &pos, &f)) {
+		if (!f.has_colon || f.name_len < 8 || !hdr_eq_ci(f.name, 8, "content-"))
 			continue;
 		const char *n = f.name + 8;
 		size_t nl = f.name_len - 8;
-		struct mime_hdr_field *dst = NULL;
+		struct hdr_field *dst = NULL;
 		int *has = NULL;
-		if (mime_eq_ci(n, nl, "type")) {
+		if (hdr_eq_ci(n, nl, "type")) {
 			dst = &pf->ctype;
 			has = &pf->has_ctype;
-		} else if (mime_eq_ci(n, nl, "transfer-encoding")) {
+		} else if (hdr_eq_ci(n, nl, "transfer-encoding")) {
 			dst = &pf->cte;
 			has = &pf->has_cte;
-		} else if (mime_eq_ci(n, nl, "id")) {
+		} else if (hdr_eq_ci(n, nl, "id")) {
 			dst = &pf->id;
 			has = &pf->has_id;
-		} else if (mime_eq_ci(n, nl, "description")) {
+		} else if (hdr_eq_ci(n, nl, "description")) {
 			dst = &pf->desc;
 			has = &pf->has_desc;
-		} else if (mime_eq_ci(n, nl, "disposition")) {
+		} else if (hdr_eq_ci(n, nl, "disposition")) {
 			dst = &pf->dsp;
 			has = &pf->has_dsp;
-		} else if (mime_eq_ci(n, nl, "language")) {
+		} else if (hdr_eq_ci(n, nl, "language")) {
 			dst = &pf->lang;
 			has = &pf->has_lang;
-		} else if (mime_eq_ci(n, nl, "location")) {
+		} else if (hdr_eq_ci(n, nl, "location")) {
 			dst = &pf->loc;
 			has = &pf->has_loc;
 		}
@@ -150,7 +150,7 @@ static void fields_collect(const char *hdr, size_t len, struct part_fields *pf)
 }
 
 /* Append a field's value as an nstring (unfolded, trimmed), NIL when absent. */
-static int write_nfield(struct buf *out, int has, const struct mime_hdr_field *f)
+static int write_nfield(struct buf *out, int has, const struct hdr_field *f)
 {
 	if (!has)
 		return buf_appendstr(out, "NIL");
@@ -264,7 +264,7 @@ static NOINLINE int write_leaf_head(struct buf *out, const struct mime_part *p,
 		r = buf_appendstr(out, "\"MESSAGE\" \"RFC822\" NIL");
 	} else if (ct_ok) {
 		*text_r = (p->flags & MIME_PART_RFC822) == 0 &&
-			  mime_eq_ci(ct.type, ct.type_len, "text");
+			  hdr_eq_ci(ct.type, ct.type_len, "text");
 		r = 0;
 		if (mime_imap_string_flags(out, ct.type, ct.type_len, MIME_STR_UPPER) < 0 ||
 		    buf_append(out, " ", 1) < 0 ||

@@ -38,24 +38,7 @@ struct parse_ctx {
 	int oom;
 };
 
-/* ASCII lower-casing of one octet. */
-static unsigned char lc(unsigned char c)
-{
-	return c >= 'A' && c <= 'Z' ? (unsigned char)(c - 'A' + 'a') : c;
-}
-
-/* ASCII case-insensitive equality of s[0..n) and the NUL-terminated lit. */
-int mime_eq_ci(const char *s, size_t n, const char *lit)
-{
-	size_t i;
-	for (i = 0; i < n; i++) {
-		if (lit[i] == '\0' || lc((unsigned char)s[i]) != lc((unsigned char)lit[i]))
-			return 0;
-	}
-	return lit[i] == '\0';
-}
-
-/* Length of the blank line at hdr[p] ("\n" or "\r\n"), or 0 if the line is not blank. */
+/* Length of the empty line at msg[p] ("\n" or "\r\n"), or 0 if the line is not empty. */
 static size_t blank_line_len(const char *s, size_t len, size_t p)
 {
 	if (p < len && s[p] == '\n')
@@ -65,104 +48,19 @@ static size_t blank_line_len(const char *s, size_t len, size_t p)
 	return 0;
 }
 
-/* Next field of hdr[0..len) from *pos on; stops at the blank line or at len. 1 field, 0 end. */
-int mime_hdr_next(const char *hdr, size_t len, size_t *pos, struct mime_hdr_field *f)
-{
-	size_t start = *pos, p = start, le, first_end;
-	if (start >= len || blank_line_len(hdr, len, start) != 0)
-		return 0;
-	/* the first line, then every following line that starts with a blank (RFC 5322 2.2.3) */
-	const char *nl = memchr(hdr + p, '\n', len - p);
-	first_end = nl != NULL ? (size_t)(nl - hdr) : len;
-	le = nl != NULL ? first_end + 1 : len;
-	while (le < len && (hdr[le] == ' ' || hdr[le] == '\t')) {
-		p = le;
-		nl = memchr(hdr + p, '\n', len - p);
-		le = nl != NULL ? (size_t)(nl - hdr) + 1 : len;
-	}
-	f->raw = hdr + start;
-	f->raw_len = le - start;
-
-	const char *colon = memchr(hdr + start, ':', first_end - start);
-	size_t vstart, vend = le;
-	if (colon != NULL) {
-		size_t ne = (size_t)(colon - hdr);
-		while (ne > start && (hdr[ne - 1] == ' ' || hdr[ne - 1] == '\t'))
-			ne--;
-		f->name = hdr + start;
-		f->name_len = ne - start;
-		f->has_colon = 1;
-		vstart = (size_t)(colon - hdr) + 1;
-	} else {
-		size_t ne = first_end;
-		if (ne > start && hdr[ne - 1] == '\r')
-			ne--;
-		f->name = hdr + start;
-		f->name_len = ne - start;
-		f->has_colon = 0;
-		vstart = le;
-	}
-	if (vend > vstart && hdr[vend - 1] == '\n')
-		vend--;
-	if (vend > vstart && hdr[vend - 1] == '\r')
-		vend--;
-	f->value = hdr + vstart;
-	f->value_len = vend > vstart ? vend - vstart : 0;
-	*pos = le;
-	return 1;
-}
-
-/* First field called name in hdr[0..len); 1 found (*f set), 0 not. */
-int mime_hdr_find(const char *hdr, size_t len, const char *name, struct mime_hdr_field *f)
-{
-	size_t pos = 0;
-	while (mime_hdr_next(hdr, len, &pos, f)) {
-		if (f->has_colon && mime_eq_ci(f->name, f->name_len, name))
-			return 1;
-	}
-	return 0;
-}
-
-/* Length of the header section of msg[0..len), blank line included; len without one. */
+/* Length of the header section of msg[0..len); the shared reader's answer (header.h). */
 size_t mime_header_len(const char *msg, size_t len)
 {
-	size_t p = 0;
-	while (p < len) {
-		size_t b = blank_line_len(msg, len, p);
-		if (b != 0)
-			return p + b;
-		const char *nl = memchr(msg + p, '\n', len - p);
-		if (nl == NULL)
-			return len;
-		p = (size_t)(nl - msg) + 1;
-	}
-	return len;
+	return hdr_section_len(msg, len);
 }
 
 /* First field called name: its value unfolded and trimmed into out. 1 found, 0 not, -1 full. */
 int mime_header_get(const char *hdr, size_t hdrlen, const char *name, struct buf *out)
 {
-	struct mime_hdr_field f;
-	if (!mime_hdr_find(hdr, hdrlen, name, &f))
+	struct hdr_field f;
+	if (!hdr_find(hdr, hdrlen, name, &f))
 		return 0;
-	size_t s = 0, e = f.value_len;
-	while (s < e && (f.value[s] == ' ' || f.value[s] == '\t' || f.value[s] == '\r' ||
-			 f.value[s] == '\n'))
-		s++;
-	while (e > s && (f.value[e - 1] == ' ' || f.value[e - 1] == '\t' ||
-			 f.value[e - 1] == '\r' || f.value[e - 1] == '\n'))
-		e--;
-	size_t run = s;
-	for (size_t i = s; i < e; i++) {
-		if (f.value[i] != '\r' && f.value[i] != '\n')
-			continue;
-		if (buf_append(out, f.value + run, i - run) < 0)
-			return -1;
-		run = i + 1;
-	}
-	if (buf_append(out, f.value + run, e - run) < 0)
-		return -1;
-	return 1;
+	return hdr_value_unfold(&f, out) < 0 ? -1 : 1;
 }
 
 /* Allocate a part as the last child of parent (NULL for the root), its header at off. */
@@ -192,12 +90,12 @@ static struct mime_part *part_new(struct parse_ctx *ctx, struct mime_part *paren
 /* Look at the finished header of p and set its flags (and boundary, for a multipart). */
 static void part_classify(struct parse_ctx *ctx, struct mime_part *p)
 {
-	struct mime_hdr_field f;
+	struct hdr_field f;
 	struct mime_ctype ct;
 	int can_open = p->depth < MIME_DEPTH_MAX;
 	const char *hdr = ctx->msg + p->hdr_off;
 
-	if (!mime_hdr_find(hdr, p->hdr_len, "Content-Type", &f)) {
+	if (!hdr_find(hdr, p->hdr_len, "Content-Type", &f)) {
 		/* RFC 2046 5.1.5: inside multipart/digest the default is message/rfc822 */
 		if (p->parent != NULL && (p->parent->flags & MIME_PART_DIGEST) != 0) {
 			if (can_open && ctx->nparts < MIME_PARTS_MAX)
@@ -209,13 +107,13 @@ static void part_classify(struct parse_ctx *ctx, struct mime_part *p)
 	}
 	if (mime_ctype_parse(f.value, f.value_len, 1, &ct) < 0)
 		return;	/* RFC 2045 5.2: an invalid Content-Type means text/plain */
-	if (mime_eq_ci(ct.type, ct.type_len, "multipart")) {
+	if (hdr_eq_ci(ct.type, ct.type_len, "multipart")) {
 		if (!can_open) {
 			p->flags |= MIME_PART_FORCED_TEXT;
 			return;
 		}
 		p->flags |= MIME_PART_MULTIPART;
-		if (mime_eq_ci(ct.subtype, ct.subtype_len, "digest"))
+		if (hdr_eq_ci(ct.subtype, ct.subtype_len, "digest"))
 			p->flags |= MIME_PART_DIGEST;
 		const struct mime_param *bp = mime_ctype_param(&ct, "boundary");
 		if (bp == NULL)
@@ -229,8 +127,8 @@ static void part_classify(struct parse_ctx *ctx, struct mime_part *p)
 		} else {
 			buf_free(&b);
 		}
-	} else if (mime_eq_ci(ct.type, ct.type_len, "message") &&
-		   mime_eq_ci(ct.subtype, ct.subtype_len, "rfc822")) {
+	} else if (hdr_eq_ci(ct.type, ct.type_len, "message") &&
+		   hdr_eq_ci(ct.subtype, ct.subtype_len, "rfc822")) {
 		if (can_open && ctx->nparts < MIME_PARTS_MAX)
 			p->flags |= MIME_PART_RFC822;
 		else

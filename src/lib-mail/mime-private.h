@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 
+#include "header.h"
 #include "mime.h"
 
 struct buf;
@@ -42,17 +43,6 @@ struct mime_part {
 	size_t boundary_len;
 };
 
-/* One header field as found by mime_hdr_next. All pointers point into the header block. */
-struct mime_hdr_field {
-	const char *name;	/* name without trailing blanks; the whole line if !has_colon */
-	size_t name_len;
-	const char *value;	/* after the colon to the field's last line end, folds kept */
-	size_t value_len;
-	const char *raw;	/* the whole field: continuation lines and final line end too */
-	size_t raw_len;
-	int has_colon;
-};
-
 /* One parameter of Content-Type or Content-Disposition, pointing into the header. */
 struct mime_param {
 	const char *name;	/* attribute as written, RFC 2231 suffix included */
@@ -71,15 +61,6 @@ struct mime_ctype {
 	struct mime_param params[MIME_PARAMS_MAX];
 	size_t nparams;
 };
-
-/* --- mime-parse.c --- */
-
-/* Next field of hdr[0..len) from *pos on; stops at the blank line or at len. 1 field, 0 end. */
-int mime_hdr_next(const char *hdr, size_t len, size_t *pos, struct mime_hdr_field *f);
-/* First field called name in hdr[0..len); 1 found (*f set), 0 not. */
-int mime_hdr_find(const char *hdr, size_t len, const char *name, struct mime_hdr_field *f);
-/* ASCII case-insensitive equality of s[0..n) and the NUL-terminated lit. */
-int mime_eq_ci(const char *s, size_t n, const char *lit);
 
 /* --- mime-ctype.c --- */
 

@@ -244,10 +244,10 @@ static int list_has(const struct sec *sp, const char *f, size_t n)
 /* Build HEADER.FIELDS[.NOT] of the header hdr[0..len) into tmp. 0 ok, -1 tmp full. */
 static int fields_build(const struct sec *sp, const char *hdr, size_t len, struct buf *tmp)
 {
-	struct mime_hdr_field f;
+	struct hdr_field f;
 	size_t pos = 0;
 	buf_reset(tmp);
-	while (mime_hdr_next(hdr, len, &pos, &f)) {
+	while (hdr_next(hdr, len, &pos, &f)) {
 		int match = f.has_colon && list_has(sp, f.name, f.name_len);
 		if (match == (sp->kind == SK_FIELDS) && buf_append(tmp, f.raw, f.raw_len) < 0)
 			return -1;
@@ -403,18 +403,18 @@ int mime_binary(const struct mime_part *root, const char *msg, size_t len, const
 	if (p == NULL)
 		return 1;
 	const char *body = msg + p->body_off;
-	struct mime_hdr_field f;
+	struct hdr_field f;
 	const char *tok;
 	size_t tl;
 	int r;
 	if ((p->flags & MIME_PART_MULTIPART) != 0 ||
-	    !mime_hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Transfer-Encoding", &f) ||
-	    !mime_cte_token(f.value, f.value_len, &tok, &tl) || mime_eq_ci(tok, tl, "7bit") ||
-	    mime_eq_ci(tok, tl, "8bit") || mime_eq_ci(tok, tl, "binary"))
+	    !hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Transfer-Encoding", &f) ||
+	    !mime_cte_token(f.value, f.value_len, &tok, &tl) || hdr_eq_ci(tok, tl, "7bit") ||
+	    hdr_eq_ci(tok, tl, "8bit") || hdr_eq_ci(tok, tl, "binary"))
 		r = buf_append(out, body, p->body_len);
-	else if (mime_eq_ci(tok, tl, "base64"))
+	else if (hdr_eq_ci(tok, tl, "base64"))
 		r = mime_base64_decode(body, p->body_len, out);
-	else if (mime_eq_ci(tok, tl, "quoted-printable"))
+	else if (hdr_eq_ci(tok, tl, "quoted-printable"))
 		r = mime_qp_decode(body, p->body_len, out);
 	else
 		return -1;

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -25,6 +24,7 @@
 #include "acctdb.h"
 #include "addr.h"
 #include "log.h"
+#include "originator.h"
 #include "pool.h"
 #include "store-path.h"
 #include "queue.h"
@@ -263,69 +263,53 @@ size_t smtp_bdat_feed(struct smtp_session *s, const char *p, size_t n)
 	return take;
 }
 
-/* Collects From: header addresses for the sender check. */
-struct from_ctx {
-	struct smtp_session *s;
-	char bad[SMTP_ADDR_MAX];
-	int failed;
-};
-
-static void check_from(void *ctx, const char *address)
+/* originator_check callback: may the session's user send as address? */
+static int may_send_as(void *ctx, const char *address)
 {
-	struct from_ctx *c = ctx;
+	struct smtp_session *s = ctx;
 	const char *err;
-	if (c->bad[0])
-		return;
-	int r = acctdb_may_send_as(c->s->base.w->db, c->s->auth_user, address, &err);
-	if (r < 0)
-		c->failed = 1;
-	else if (r == 0)
-		snprintf(c->bad, sizeof(c->bad), "%s", address);
+	return acctdb_may_send_as(s->base.w->db, s->auth_user, address, &err);
 }
 
-/* Check the From: header(s) of an authenticated user's message. 1 ok, 0 replied. */
+/* Check the originator fields (From, Sender, Resent-From, Resent-Sender) of an authenticated
+ * user's message with the shared header reader, so what is checked is what IMAP and mail
+ * programs show. 1 ok, 0 replied. */
 static int smtp_check_from_header(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
+	struct orig_verdict v;
+	char what[64];
 	if (tx->headers_done == 2) {
 		smtp_reply(s, "552 5.3.4 Message header section too large (limit %u KB)",
 			   SMTP_HEADER_CAPTURE_MAX / 1024);
 		return 0;
 	}
 	const char *h = tx->headers.data ? tx->headers.data : "";
-	size_t len = tx->headers.len;
-	struct from_ctx c = { s, "", 0 };
-	for (size_t i = 0; i < len;) {
-		size_t eol = i;
-		while (eol < len && h[eol] != '\n')
-			eol++;
-		if (eol - i >= 5 && strncasecmp(h + i, "From:", 5) == 0) {
-			/* the field body runs through folded continuation lines */
-			size_t end = eol;
-			while (end + 1 < len && (h[end + 1] == ' ' || h[end + 1] == '\t')) {
-				end++;
-				while (end < len && h[end] != '\n')
-					end++;
-			}
-			int n = addr_parse_list(h + i + 5, end - i - 5, check_from, &c);
-			if (n <= 0 && !c.bad[0]) {
-				smtp_reply(s, "553 5.7.1 The From: header is not a valid address; as %s "
-					      "use From: %s", s->auth_user, s->auth_user);
-				return 0;
-			}
-			eol = end;
-		}
-		i = eol + 1;
-	}
-	if (c.failed) {
+	switch (originator_check(h, tx->headers.len, may_send_as, s, &v)) {
+	case ORIG_OK:
+		return 1;
+	case ORIG_LOOKUP_FAILED:
 		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
 		return 0;
-	}
-	if (c.bad[0]) {
-		smtp_reply_not_yours(s, "From: header", c.bad);
+	case ORIG_NOT_YOURS:
+		snprintf(what, sizeof(what), "%s: header", v.field);
+		smtp_reply_not_yours(s, what, v.address);
+		return 0;
+	case ORIG_BAD_ADDRESS:
+		smtp_reply(s, "553 5.7.1 The %s: header is not a valid address; as %s use %s: %s",
+			   v.field, s->auth_user, v.field, s->auth_user);
+		return 0;
+	case ORIG_MULTIPLE_FROM:
+		smtp_reply(s, "553 5.7.1 The message has more than one From: header; a message has "
+			      "exactly one, as %s use From: %s", s->auth_user, s->auth_user);
+		return 0;
+	case ORIG_MALFORMED:
+		smtp_reply(s, "553 5.7.1 Header line %zu is not a valid header field: %s; fix the "
+			      "message header (every line is Name: value or a continuation)",
+			   v.line, v.why);
 		return 0;
 	}
-	return 1;
+	return 0;
 }
 
 struct deliver_job {
