@@ -1,0 +1,82 @@
+"""Dovecot's IMAP conformance tool, imaptest, runs its scripted test groups against postino.
+
+Skipped unless the environment variable IMAPTEST names a built imaptest binary; its scripted
+groups are read from the `tests` directory beside the binary (src/tests in imaptest's source
+tree) or one level up. How to build imaptest: README.md, "IMAP conformance (imaptest)".
+
+Every group file is one pytest test, so the summary names the groups that fail. A group passes
+when imaptest reports no failed command, no group skipped for a missing capability, and no
+protocol error (such as a keyword used before an untagged FLAGS announced it).
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+from test_imap_helpers import _no_crash, new_user, srv  # noqa: F401
+
+IMAPTEST = os.environ.get("IMAPTEST", "")
+# one scripted group needs a few seconds at most; a hang must not stall the whole suite
+GROUP_TIMEOUT = 120
+
+
+def _tests_dir():
+    """The scripted-test directory that belongs to the imaptest binary named by IMAPTEST."""
+    base = os.path.dirname(os.path.abspath(IMAPTEST))
+    for d in (os.path.join(base, "tests"), os.path.join(base, "..", "tests"),
+              os.path.join(base, "src", "tests")):
+        if os.path.isfile(os.path.join(d, "default.mbox")):
+            return os.path.normpath(d)
+    return None
+
+
+def _groups():
+    """The scripted groups (every file but the *.mbox message sources), sorted by name."""
+    if not IMAPTEST:
+        return []
+    d = _tests_dir()
+    if d is None:
+        return []
+    return sorted(f for f in os.listdir(d)
+                  if not f.startswith(".") and not f.endswith(".mbox")
+                  and os.path.isfile(os.path.join(d, f)))
+
+
+GROUPS = _groups()
+SUMMARY = re.compile(r"^(\d+) test groups: (\d+) failed, (\d+) skipped", re.M)
+COMMANDS = re.compile(r"^(base protocol|extensions): (\d+)/(\d+) individual commands failed", re.M)
+PROBLEM = re.compile(r"^(Error|Panic|Fatal): .*$", re.M)
+
+
+def test_imaptest_configured():
+    """Without IMAPTEST the whole module is skipped; with it, its tests directory must exist."""
+    if not IMAPTEST:
+        pytest.skip("IMAPTEST is not set (path of a built imaptest binary)")
+    assert os.access(IMAPTEST, os.X_OK), "IMAPTEST=%s is not an executable" % IMAPTEST
+    assert _tests_dir(), "no imaptest tests directory (with default.mbox) beside %s" % IMAPTEST
+    assert len(GROUPS) > 10, "only %d scripted groups found in %s" % (len(GROUPS), _tests_dir())
+
+
+@pytest.mark.parametrize("group", GROUPS or ["(none)"])
+def test_imaptest_group(srv, group):  # noqa: F811
+    if not GROUPS:
+        pytest.skip("IMAPTEST is not set (path of a built imaptest binary)")
+    user = new_user(srv, "imaptest")
+    cp = subprocess.run(
+        [IMAPTEST, "host=127.0.0.1", "port=%d" % srv.port("imaps"), "ssl=any-cert",
+         "user=" + user, "pass=" + srv.password, "test=" + os.path.join(_tests_dir(), group)],
+        capture_output=True, text=True, timeout=GROUP_TIMEOUT)
+    out = cp.stdout + cp.stderr
+    m = SUMMARY.search(out)
+    assert m, "imaptest printed no summary (exit %d):\n%s" % (cp.returncode, out[-6000:])
+    groups, failed, skipped = (int(x) for x in m.groups())
+    assert groups == 1, "imaptest ran %d groups for %s:\n%s" % (groups, group, out[-6000:])
+    commands = {k: (int(a), int(b)) for k, a, b in COMMANDS.findall(out)}
+    bad_commands = sum(a for a, _ in commands.values())
+    problems = PROBLEM.findall(out)
+    assert skipped == 0, "group %s skipped: postino lacks a capability it needs\n%s" % (
+        group, out[-6000:])
+    assert failed == 0 and bad_commands == 0 and not problems, (
+        "imaptest group %s: %d commands failed, %d errors\n%s"
+        % (group, bad_commands, len(PROBLEM.findall(out)), out[-12000:]))
