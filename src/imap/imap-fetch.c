@@ -103,6 +103,7 @@ struct fetch_ctx {
 #define FETCH_ITEMS_MAX 64       /* data items in one FETCH */
 #define FETCH_VIEW_MIN 65536     /* literals at least this big are not copied */
 #define FETCH_SLICE 262144       /* written per turn from a view */
+#define NUL_REPLACEMENT 0x80     /* stands for NUL in a plain literal (Dovecot does the same) */
 
 /* Close the text segment that ends at the current end of f->out. */
 static void seg_text(struct fetch_ctx *f)
@@ -116,10 +117,20 @@ static void seg_text(struct fetch_ctx *f)
 	f->text_mark = f->out.len;
 }
 
-/* A literal's data: big ones as a view into the mapped message, small ones copied. */
+/* A literal's data: big ones as a view into the mapped message, small ones copied. A plain
+ * (non-literal8) literal never carries NUL (RFC 3501 4.3, RFC 3516 4.2): each NUL octet goes
+ * out as 0x80, as Dovecot sends it; only BINARY[] answers use ~{n} with the octets as stored. */
 static void put_literal(struct fetch_ctx *f, const char *p, size_t n, int binary, int mapped)
 {
 	buf_appendf(&f->out, "%s{%zu}\r\n", binary ? "~" : "", n);
+	if (!binary && memchr(p, '\0', n) != NULL) {
+		size_t start = f->out.len;
+		buf_append(&f->out, p, n);
+		for (size_t i = start; i < f->out.len; i++)
+			if (f->out.data[i] == '\0')
+				f->out.data[i] = (char)NUL_REPLACEMENT;
+		return;
+	}
 	if (mapped && n >= FETCH_VIEW_MIN && f->nsegs + 2 < 160) {
 		seg_text(f);
 		f->segs[f->nsegs].view = p;
