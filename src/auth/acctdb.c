@@ -7,6 +7,7 @@
  * BEGIN IMMEDIATE so a second process cannot slip in between the check and the change.
  */
 #include "acctdb.h"
+#include "idn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +29,7 @@
 #define ACCTDB_RESOLVE_TARGETS 1000   /* final targets of one resolution; more is a mistake */
 #define ACCTDB_RESOLVE_VISITS 1000    /* alias expansions in one resolution (bounds the work) */
 #define ACCTDB_ALIAS_TARGETS 1000     /* targets one alias row may list */
+#define ACCTDB_INPUT_MAX 1024       /* longest address text looked at (U-labels are longer) */
 #define ACCTDB_SHOWN_MAX 80           /* user input quoted in an error message is clipped here */
 
 enum stmt_id {
@@ -54,6 +56,9 @@ enum stmt_id {
 	ST_ALIAS_LIST_ALL,
 	ST_ALIAS_LIST_DOMAIN,
 	ST_ALIAS_BY_TARGET,
+	ST_FIRST_USER_DOMAIN,
+	ST_FIRST_USER,
+	ST_FIRST_DOMAIN,
 	ST_COUNT
 };
 
@@ -89,6 +94,10 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_ALIAS_BY_TARGET] = "SELECT alias, targets FROM aliases WHERE substr(alias, 1, 1) <> '@' "
 			       "AND instr(',' || targets || ',', ',' || ?1 || ',') > 0 "
 			       "ORDER BY alias",
+	/* the oldest account of a domain, and of the server (rowid grows with each insert) */
+	[ST_FIRST_USER_DOMAIN] = "SELECT address FROM users WHERE domain = ?1 ORDER BY rowid LIMIT 1",
+	[ST_FIRST_USER] = "SELECT address FROM users ORDER BY rowid LIMIT 1",
+	[ST_FIRST_DOMAIN] = "SELECT name FROM domains ORDER BY rowid LIMIT 1",
 };
 
 /* Schema version 1. Later versions append migration steps; never edit these. */
@@ -182,9 +191,10 @@ static int fail_invalid(struct acctdb *db, const char **err_r, const char *kind,
 		    rule);
 }
 
-#define DOMAIN_RULE "letters, digits and hyphens in dot-separated labels, at most 253 characters"
-#define ADDRESS_RULE "use local@domain with a local part of 1 to 64 letters, digits, dots or " \
-		     "!#$%&'*+-/=?^_`{|}~"
+#define DOMAIN_RULE "letters (any script), digits and hyphens in dot-separated labels, at most " \
+		    "253 characters in ASCII (xn--) form"
+#define ADDRESS_RULE "use local@domain with a local part of 1 to 64 octets: letters (any " \
+		     "script), digits, dots or !#$%&'*+-/=?^_`{|}~"
 #define ALIAS_RULE "use local@domain, or @domain for the domain's catch-all"
 
 /* Lower-case an ASCII letter. */
@@ -193,8 +203,9 @@ static char lower(char c)
 	return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-/* Check in[0..len) as an LDH domain and write it lower-cased to out. 0 ok, -1 invalid. */
-static int norm_domain_n(const char *in, size_t len, char *out, size_t outlen)
+/* Check in[0..len), already in ASCII form, as an LDH domain and write it lower-cased to out.
+ * 0 ok, -1 invalid. */
+static int norm_ldh_n(const char *in, size_t len, char *out, size_t outlen)
 {
 	size_t label = 0;
 	int numeric = 1;   /* the last label so far is all digits */
@@ -227,6 +238,16 @@ static int norm_domain_n(const char *in, size_t len, char *out, size_t outlen)
 	return 0;
 }
 
+/* Check in[0..len) as a domain and write its canonical form to out: U-labels become A-labels
+ * (idn.h), so "bücher.example" and "xn--bcher-kva.example" are one domain. 0 ok, -1 invalid. */
+static int norm_domain_n(const char *in, size_t len, char *out, size_t outlen)
+{
+	char ace[ACCTDB_DOMAIN_MAX + 2];
+	if (len > IDN_INPUT_MAX || idn_to_ascii(in, len, ace, sizeof(ace)) < 0)
+		return -1;
+	return norm_ldh_n(ace, strlen(ace), out, outlen);
+}
+
 /* Is c an RFC 5322 atext character? */
 static int is_atext(char c)
 {
@@ -235,18 +256,28 @@ static int is_atext(char c)
 	return c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL;
 }
 
-/* Check in[0..len) as local@domain (dot-atom local part) and write it lower-cased to out. */
+/* Check in[0..len) as local@domain (dot-atom local part; RFC 6531 UTF-8 allowed, ASCII letters
+ * lower-cased) and write it to out with the domain in its canonical form. */
 static int norm_address_n(const char *in, size_t len, char *out, size_t outlen)
 {
 	const char *at = memchr(in, '@', len);
-	if (at == NULL || len > ACCTDB_ADDRESS_MAX)
+	if (at == NULL || len > ACCTDB_INPUT_MAX)
 		return -1;
 	size_t ll = (size_t)(at - in);
 	if (ll == 0 || ll > ACCTDB_LOCAL_MAX || ll + 1 >= outlen)
 		return -1;
 	if (in[0] == '.' || in[ll - 1] == '.')
 		return -1;
-	for (size_t i = 0; i < ll; i++) {
+	for (size_t i = 0; i < ll;) {
+		unsigned char c = (unsigned char)in[i];
+		if (c >= 0x80) {
+			size_t n = idn_utf8_seq_len((const unsigned char *)in + i, ll - i);
+			if (n == 0)
+				return -1;
+			memcpy(out + i, in + i, n);
+			i += n;
+			continue;
+		}
 		if (in[i] == '.') {
 			if (in[i + 1] == '.')
 				return -1;
@@ -254,9 +285,12 @@ static int norm_address_n(const char *in, size_t len, char *out, size_t outlen)
 			return -1;
 		}
 		out[i] = lower(in[i]);
+		i++;
 	}
 	out[ll] = '@';
-	return norm_domain_n(at + 1, len - ll - 1, out + ll + 1, outlen - ll - 1);
+	if (norm_domain_n(at + 1, len - ll - 1, out + ll + 1, outlen - ll - 1) < 0)
+		return -1;
+	return strlen(out) > ACCTDB_ADDRESS_MAX ? -1 : 0;
 }
 
 /* Check and lower-case a domain name. */
@@ -586,6 +620,30 @@ void acctdb_close(struct acctdb **dbp)
 	sqlite3_close(db->db);
 	free(db);
 	*dbp = NULL;
+}
+
+/* Run a one-row, one-column query (key bound as ?1 unless NULL) and copy the value into out.
+ * 1 found, 0 no row, -1 error. */
+static int first_text(struct acctdb *db, enum stmt_id id, const char *key, char *out,
+		      size_t outlen, const char **err_r)
+{
+	sqlite3_stmt *st = stmt_get(db, id, err_r);
+	if (st == NULL)
+		return -1;
+	if (key != NULL && bind_str(st, 1, key) != SQLITE_OK) {
+		stmt_done(st);
+		return fail_sql(db, err_r, "looking up the postmaster");
+	}
+	int rc = sqlite3_step(st), r = 0;
+	if (rc == SQLITE_ROW) {
+		const char *t = (const char *)sqlite3_column_text(st, 0);
+		snprintf(out, outlen, "%s", t != NULL ? t : "");
+		r = out[0] != '\0';
+	}
+	stmt_done(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail_sql(db, err_r, "looking up the postmaster");
+	return r;
 }
 
 /* Is the (normalized) domain hosted? */
@@ -940,8 +998,8 @@ int acctdb_user_list(struct acctdb *db, const char *domain,
  * Returns a malloc'd string, or NULL with *err_r set. */
 static char *targets_parse(struct acctdb *db, const char *targets, const char **err_r)
 {
-	size_t inlen = strlen(targets), o = 0, count = 0;
-	char *out = malloc(inlen + 2);
+	size_t inlen = strlen(targets), o = 0, count = 0, cap = inlen + 2;
+	char *out = malloc(cap);
 	if (out == NULL) {
 		fail(db, err_r, "out of memory");
 		return NULL;
@@ -984,7 +1042,17 @@ static char *targets_parse(struct acctdb *db, const char *targets, const char **
 			free(out);
 			return NULL;
 		}
-		/* a normalized target is never longer than its input, so out cannot overflow */
+		/* an A-label is longer than the U-label it comes from: make room */
+		if (o + tl + 2 > cap) {
+			char *n = realloc(out, o + tl + 2 + inlen);
+			if (n == NULL) {
+				fail(db, err_r, "out of memory");
+				free(out);
+				return NULL;
+			}
+			out = n;
+			cap = o + tl + 2 + inlen;
+		}
 		if (o > 0)
 			out[o++] = ',';
 		memcpy(out + o, t, tl + 1);
@@ -1192,6 +1260,19 @@ static long resolve_seen(const struct resolve *r, const char *key)
 
 static int resolve_addr(struct resolve *r, const char *addr, unsigned depth);
 
+/* RFC 5321 4.5.1: postmaster@ every hosted domain reaches a person. Without an account, alias or
+ * catch-all of that name it goes to the domain's oldest account, else the server's oldest. */
+static int resolve_postmaster(struct resolve *r, const char *domain)
+{
+	char a[ACCTDB_ADDRESS_MAX + 1];
+	int found = first_text(r->db, ST_FIRST_USER_DOMAIN, domain, a, sizeof(a), r->err_r);
+	if (found == 0)
+		found = first_text(r->db, ST_FIRST_USER, NULL, a, sizeof(a), r->err_r);
+	if (found <= 0)
+		return found;
+	return resolve_emit(r, a);
+}
+
 /* Expand one alias row: mark it on the path, resolve each target, mark it finished. */
 static int resolve_expand(struct resolve *r, const char *key, char *targets, unsigned depth)
 {
@@ -1261,8 +1342,10 @@ static int resolve_addr(struct resolve *r, const char *addr, unsigned depth)
 	if (resolve_seen(r, key) >= 0)
 		return 0;
 	found = alias_get(r->db, key, &targets, r->err_r);
-	if (found <= 0)
+	if (found < 0)
 		return found;
+	if (found == 0)
+		return strncmp(addr, "postmaster@", 11) == 0 ? resolve_postmaster(r, domain) : 0;
 	int rc = resolve_expand(r, key, targets, depth);
 	free(targets);
 	return rc;
@@ -1349,4 +1432,28 @@ int acctdb_sendable_addresses(struct acctdb *db, const char *user,
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "listing aliases");
 	return n;
+}
+
+/* The server's own domain: the host name's parent or the host name itself when hosted, else the
+ * oldest hosted domain. */
+int acctdb_primary_domain(struct acctdb *db, const char *hostname, char *out, size_t outlen,
+			  const char **err_r)
+{
+	const char *dot = strchr(hostname, '.');
+	const char *cand[2] = { dot != NULL ? dot + 1 : NULL, hostname };
+	for (int i = 0; i < 2; i++) {
+		char d[ACCTDB_DOMAIN_MAX + 1];
+		if (cand[i] == NULL || acctdb_normalize_domain(cand[i], d, sizeof(d)) < 0)
+			continue;
+		int r = domain_known(db, d, err_r);
+		if (r < 0)
+			return -1;
+		if (r == 1) {
+			if (strlen(d) >= outlen)
+				return 0;
+			memcpy(out, d, strlen(d) + 1);
+			return 1;
+		}
+	}
+	return first_text(db, ST_FIRST_DOMAIN, NULL, out, outlen, err_r);
 }

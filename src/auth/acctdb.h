@@ -1,7 +1,8 @@
 /* acctdb.h - the account database (<data>/system.db, SQLite): domains, accounts, aliases.
  *
  * Addresses are stored lower-cased ("Local@Dom" and "local@dom" are one account): the login name is
- * matched without regard to case. Every function returns -1 on error with *err_r set (a string
+ * matched without regard to case. Domains are stored in ASCII form (A-labels), whatever form the
+ * caller gives. Every function returns -1 on error with *err_r set (a string
  * valid until the next call on this db), otherwise as documented.
  * A struct acctdb is used by one thread at a time; each worker thread opens its own.
  */
@@ -82,10 +83,16 @@ int acctdb_alias_list(struct acctdb *db, const char *domain,
 /* Resolve a recipient address: calls cb once per final target address (lower-case), expanding
  * aliases recursively (depth limit 10, duplicates removed). An existing account is itself; an
  * exact alias wins over an account of the same name; the catch-all "@domain" applies only when
- * neither an account nor an exact alias matches. Returns the number of targets (0: unknown
- * recipient), or -1. */
+ * neither an account nor an exact alias matches. postmaster@ a hosted domain with none of these
+ * goes to the domain's oldest account, else to the server's oldest (RFC 5321 4.5.1). Returns
+ * the number of targets (0: unknown recipient), or -1. */
 int acctdb_resolve(struct acctdb *db, const char *address,
 		   void (*cb)(void *ctx, const char *target), void *ctx, const char **err_r);
+
+/* The server's own domain for "<Postmaster>" (RFC 5321 4.1.1.3): the parent of hostname or
+ * hostname itself when hosted, else the oldest hosted domain. 1 found (out set), 0 none. */
+int acctdb_primary_domain(struct acctdb *db, const char *hostname, char *out, size_t outlen,
+			  const char **err_r);
 
 /* May account `user` send as `address`? 1 yes (own address, or an exact alias whose targets
  * include the user), 0 no. */
@@ -96,11 +103,13 @@ int acctdb_sendable_addresses(struct acctdb *db, const char *user,
 			      void (*cb)(void *ctx, const char *address), void *ctx,
 			      const char **err_r);
 
-/* Check and lower-case a domain name (LDH labels of 1..63, at most 253 characters, no trailing
- * dot, top label not all digits) into out. 0 ok, -1 invalid or does not fit. Thread-safe. */
+/* Check a domain name and write its canonical form into out: U-labels as A-labels ("bücher" ->
+ * "xn--bcher-kva", UTS 46), ASCII lower-cased; LDH labels of 1..63, at most 253 characters, no
+ * trailing dot, top label not all digits. 0 ok, -1 invalid or does not fit. Thread-safe. */
 int acctdb_normalize_domain(const char *in, char *out, size_t outlen);
-/* Check and lower-case an address local@domain (local part: 1..64 atext characters and dots, no
- * leading, trailing or double dot; domain as above) into out. 0 ok, -1 invalid. Thread-safe. */
+/* Check an address local@domain (local part: 1..64 octets of atext, dots and well-formed UTF-8,
+ * no leading, trailing or double dot; ASCII letters lower-cased) and write it into out with the
+ * domain as above. 0 ok, -1 invalid. Thread-safe. */
 int acctdb_normalize_address(const char *in, char *out, size_t outlen);
 
 #endif

@@ -133,7 +133,8 @@ static void test_domain_invalid(void **state)
 	static const char *bad[] = {
 		"", ".", "example.com.", ".example.com", "ex..ample.com", "-ex.com", "ex-.com",
 		"ex_ample.com", "exa mple.com", "ex@mple.com", "1.2.3.4", "example.123",
-		"ex\xc3\xa4mple.com", "a/b.com", "x'; DROP TABLE domains; --",
+		"ex\xff" "mple.com", "ex\xc3" "mple.com", "a/b.com", "x'; DROP TABLE domains; --",
+		"xn--zz.example", "-b\xc3\xbc" "cher.example",
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -216,7 +217,8 @@ static void test_address_invalid(void **state)
 		"", "@example.com", "alice", "alice@", ".alice@example.com", "alice.@example.com",
 		"al..ice@example.com", "al ice@example.com", "\"al\"@example.com", "a@b@example.com",
 		"al(ice)@example.com", "al,ice@example.com", "al\\ice@example.com",
-		"al\xc3\xa4@example.com", "alice@example..com", "alice@[1.2.3.4]",
+		"al\xc3" "@example.com", "al\xed\xa0\x80" "@example.com", "alice@example..com",
+		"alice@[1.2.3.4]",
 		"al\nice@example.com", "alice@example.com\r",
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa@example.com",
 	};
@@ -239,6 +241,86 @@ static void test_address_invalid(void **state)
 	assert_int_equal(acctdb_normalize_address("x@example.com", out, 5), -1);
 	assert_int_equal(acctdb_normalize_domain("Sub.Example.COM", out, sizeof(out)), 0);
 	assert_string_equal(out, "sub.example.com");
+}
+
+/* Internationalised names: U-labels are stored as A-labels, UTF-8 local parts are kept, only
+ * ASCII letters are lower-cased. */
+static void test_idn(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct collect c;
+	char out[ACCTDB_ADDRESS_MAX + 1];
+	assert_int_equal(acctdb_normalize_domain("B\xc3\x9c" "cher.Example", out, sizeof(out)), 0);
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(acctdb_normalize_domain("XN--BCHER-KVA.example", out, sizeof(out)), 0);
+	assert_string_equal(out, "xn--bcher-kva.example");
+	assert_int_equal(acctdb_normalize_address("J\xc3\xb6s\xc3\xa9@b\xc3\xbc" "cher.example",
+						  out, sizeof(out)), 0);
+	assert_string_equal(out, "j\xc3\xb6s\xc3\xa9@xn--bcher-kva.example");
+	/* the A-label is longer than the U-label: a buffer that holds only the input is too small */
+	assert_int_equal(acctdb_normalize_domain("\xc3\xbc.de", out, 8), -1);
+	assert_int_equal(acctdb_normalize_domain("\xc3\xbc.de", out, sizeof(out)), 0);
+	assert_string_equal(out, "xn--tda.de");
+
+	assert_int_equal(acctdb_domain_add(f->db, "b\xc3\xbc" "cher.example", &err), 1);
+	assert_int_equal(acctdb_domain_add(f->db, "xn--bcher-kva.example", &err), 0);
+	assert_int_equal(acctdb_domain_exists(f->db, "B\xc3\x9c" "CHER.example", &err), 1);
+	assert_int_equal(acctdb_user_add(f->db, "x@b\xc3\xbc" "cher.example", HASH, &err), 1);
+	assert_int_equal(acctdb_user_add(f->db, "\xc3\xb6@xn--bcher-kva.example", HASH, &err), 1);
+	struct acct_user u;
+	assert_int_equal(acctdb_user_get(f->db, "X@xn--bcher-kva.example", &u, &err), 1);
+	assert_string_equal(u.address, "x@xn--bcher-kva.example");
+	/* an alias with U-label targets: the stored list grows with the A-labels */
+	assert_int_equal(acctdb_alias_add(f->db, "all@b\xc3\xbc" "cher.example",
+					  "x@b\xc3\xbc" "cher.example,\xc3\xb6@b\xc3\xbc" "cher.example",
+					  &err), 1);
+	assert_int_equal(resolve(f, "all@xn--bcher-kva.example", &c), 2);
+	assert_string_equal(c.buf, "x@xn--bcher-kva.example \xc3\xb6@xn--bcher-kva.example");
+	assert_int_equal(resolve(f, "\xc3\xb6@b\xc3\xbc" "cher.example", &c), 1);
+	assert_string_equal(c.buf, "\xc3\xb6@xn--bcher-kva.example");
+	assert_int_equal(acctdb_may_send_as(f->db, "x@b\xc3\xbc" "cher.example",
+					    "all@xn--bcher-kva.example", &err), 1);
+}
+
+/* postmaster@ every hosted domain reaches a person; the server's own domain for <Postmaster>. */
+static void test_postmaster(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct collect c;
+	char d[256];
+	/* no account anywhere yet: nobody to give it to */
+	assert_int_equal(resolve(f, "postmaster@example.com", &c), 0);
+	assert_int_equal(acctdb_user_add(f->db, "zed@example.org", HASH, &err), 1);
+	assert_int_equal(acctdb_user_add(f->db, "bob@example.com", HASH, &err), 1);
+	assert_int_equal(acctdb_user_add(f->db, "alice@example.com", HASH, &err), 1);
+	/* the domain's oldest account, not the first by name */
+	assert_int_equal(resolve(f, "PostMaster@example.com", &c), 1);
+	assert_string_equal(c.buf, "bob@example.com");
+	/* a domain without accounts: the server's oldest */
+	assert_int_equal(acctdb_domain_add(f->db, "empty.example", &err), 1);
+	assert_int_equal(resolve(f, "postmaster@empty.example", &c), 1);
+	assert_string_equal(c.buf, "zed@example.org");
+	assert_int_equal(resolve(f, "abuse@empty.example", &c), 0);
+	/* an explicit alias, a catch-all and an account each win */
+	assert_int_equal(acctdb_alias_add(f->db, "postmaster@example.com", "alice@example.com",
+					  &err), 1);
+	assert_int_equal(resolve(f, "postmaster@example.com", &c), 1);
+	assert_string_equal(c.buf, "alice@example.com");
+	assert_int_equal(acctdb_alias_add(f->db, "@empty.example", "alice@example.com", &err), 1);
+	assert_int_equal(resolve(f, "postmaster@empty.example", &c), 1);
+	assert_string_equal(c.buf, "alice@example.com");
+	assert_int_equal(acctdb_user_add(f->db, "postmaster@example.org", HASH, &err), 1);
+	assert_int_equal(resolve(f, "postmaster@example.org", &c), 1);
+	assert_string_equal(c.buf, "postmaster@example.org");
+	/* primary domain: the host name's parent, the host name, else the oldest domain */
+	assert_int_equal(acctdb_primary_domain(f->db, "mail.example.org", d, sizeof(d), &err), 1);
+	assert_string_equal(d, "example.org");
+	assert_int_equal(acctdb_primary_domain(f->db, "Empty.Example", d, sizeof(d), &err), 1);
+	assert_string_equal(d, "empty.example");
+	assert_int_equal(acctdb_primary_domain(f->db, "localhost", d, sizeof(d), &err), 1);
+	assert_string_equal(d, "example.com");
 }
 
 /* Addresses that look like SQL are plain data. */
@@ -558,6 +640,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sql_injection, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_idn, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_postmaster, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_aliases, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_alias_recursion, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_catch_all, setup, teardown),

@@ -1142,7 +1142,16 @@ static int want_targets(const struct admin *a, char **out_r)
 					return fail("'%s' is not a valid target address: %s",
 						    shown(tok, buf, sizeof(buf)), ADDRESS_HINT);
 				}
-				/* a normalized target is never longer than its input: it fits */
+				/* an A-label is longer than the U-label it comes from: make room */
+				if (o + strlen(t) + 2 > total) {
+					char *grown = realloc(out, o + strlen(t) + 2 + total);
+					if (grown == NULL) {
+						free(out);
+						return fail("out of memory: try again");
+					}
+					out = grown;
+					total = o + strlen(t) + 2 + total;
+				}
 				if (!list_has(out, o, t)) {
 					if (o > 0)
 						out[o++] = ',';

@@ -6,6 +6,7 @@
  * it reads, so input that is not NUL-terminated is fine.
  */
 #include "addr.h"
+#include "idn.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -22,37 +23,6 @@
 /* Room for a formatted address: a quoted local part in which every octet may need a backslash,
  * the quotes, '@', the domain and the NUL. */
 #define ADDR_FORMAT_MAX (2 * sizeof(((struct addr *)0)->local) + 3 + ADDR_DOMAIN_MAX + 1)
-
-/* Length of the well-formed UTF-8 sequence at p[0] >= 0x80 (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 if it is malformed or runs past avail. */
-static size_t utf8_seq_len(const unsigned char *p, size_t avail)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;   /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;   /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;   /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;   /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
-}
 
 /* ASCII letter or digit (RFC 5321 Let-dig). */
 static int is_letdig(unsigned char c)
@@ -116,7 +86,7 @@ static int domain_check(const char *s, size_t len, int allow_utf8, char *out, un
 			prev = c;
 			out[i++] = '.';
 		} else if (c >= 0x80) {
-			size_t n = allow_utf8 ? utf8_seq_len(u + i, len - i) : 0;
+			size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
 			if (n == 0)
 				return -1;
 			memcpy(out + i, s + i, n);
@@ -215,7 +185,7 @@ static int path_local(const char *s, size_t len, size_t *pos, int allow_utf8, st
 				a->local[o++] = s[i + 1];
 				i += 2;
 			} else if (c >= 0x80) {
-				size_t n = allow_utf8 ? utf8_seq_len(u + i, len - i) : 0;
+				size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
 				if (n == 0)
 					return -1;
 				memcpy(a->local + o, s + i, n);
@@ -244,7 +214,7 @@ static int path_local(const char *s, size_t len, size_t *pos, int allow_utf8, st
 				need_atom = 0;
 				a->local[o++] = s[i++];
 			} else if (c >= 0x80) {
-				size_t n = allow_utf8 ? utf8_seq_len(u + i, len - i) : 0;
+				size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
 				if (n == 0)
 					return -1;
 				memcpy(a->local + o, s + i, n);
@@ -695,7 +665,7 @@ static int list_local_check(struct addr *a, size_t n)
 	const unsigned char *u = (const unsigned char *)a->local;
 	for (size_t i = 0; i < n;) {
 		if (u[i] >= 0x80) {
-			size_t k = utf8_seq_len(u + i, n - i);
+			size_t k = idn_utf8_seq_len(u + i, n - i);
 			if (k == 0)
 				return -1;
 			a->flags |= ADDR_F_UTF8;

@@ -14,10 +14,13 @@
 #include <string.h>
 #include <unbound.h>
 
+#include "idn.h"
+
 #define RR_A 1
 #define RR_MX 15
 #define RR_AAAA 28
 #define MAX_MX 16
+#define QDNS_NAME_MAX 253   /* RFC 1035 2.3.4: a name as text, without the final dot */
 
 static struct ub_ctx *ub;
 
@@ -172,10 +175,21 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 	size_t nmx = 0;
 	int temp = 0, any = 0;
 	unsigned char a[16];
+	char ace[QDNS_NAME_MAX + 1];
 	if (inet_pton(AF_INET, domain, a) == 1 || inet_pton(AF_INET6, domain, a) == 1) {
 		queue_strlcpy(out[0].ip, sizeof(out[0].ip), domain);
 		queue_strlcpy(out[0].host, sizeof(out[0].host), domain);
 		return 1;
+	}
+	/* DNS knows U-labels only as A-labels (RFC 5891): "bücher.example" is looked up as
+	 * "xn--bcher-kva.example" */
+	if (idn_has_nonascii(domain, strlen(domain))) {
+		if (idn_to_ascii(domain, strlen(domain), ace, sizeof(ace)) < 0) {
+			snprintf(err, errlen, "the domain %s is not a valid internationalised domain "
+				 "name (IDNA2008)", domain);
+			return 0;
+		}
+		domain = ace;
 	}
 	if (!no_mx) {
 		struct ub_result *res = NULL;

@@ -688,6 +688,39 @@ static void smtp_relay_denied(struct smtp_session *s)
 			      "submission server on port 587 or 465");
 }
 
+static void cmd_rcpt(struct smtp_session *s, char *args);
+
+/* RCPT TO:<Postmaster> without a domain (RFC 5321 4.1.1.3, which every server must accept):
+ * the postmaster of the server's own domain (acctdb_primary_domain); rest holds the parameters. */
+static void smtp_rcpt_postmaster(struct smtp_session *s, const char *rest)
+{
+	char dom[ADDR_DOMAIN_MAX + 1], cmd[ADDR_PATH_MAX + 32];
+	const char *err;
+	if (*rest != '\0' && *rest != ' ') {
+		smtp_syntax(s, "unexpected text after the address");
+		return;
+	}
+	int r = acctdb_primary_domain(s->base.w->db, s->base.w->cfg->hostname, dom, sizeof(dom),
+				      &err);
+	if (r < 0) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		return;
+	}
+	if (r == 0) {
+		smtp_reply(s, "550 5.1.1 <Postmaster>: this server hosts no domain yet");
+		return;
+	}
+	size_t rl = strlen(rest);
+	char *line = malloc(sizeof(cmd) + rl);
+	if (line == NULL) {
+		smtp_reply(s, "452 4.3.0 Out of memory; please try again later");
+		return;
+	}
+	snprintf(line, sizeof(cmd) + rl, "TO:<postmaster@%s>%s", dom, rest);
+	cmd_rcpt(s, line);
+	free(line);
+}
+
 /* RCPT TO:<path> [params]. */
 static void cmd_rcpt(struct smtp_session *s, char *args)
 {
@@ -706,6 +739,10 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 	}
 	struct addr a;
 	const char *end;
+	if (strncasecmp(p, "<postmaster>", 12) == 0) {
+		smtp_rcpt_postmaster(s, p + 12);
+		return;
+	}
 	if (*p != '<' || addr_parse_path(p, strlen(p), 1, &a, &end) < 0) {
 		/* "u@remote@ours" and similar tricks fail the syntax; call them what they are */
 		const char *at = strchr(p, '@');
