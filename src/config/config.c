@@ -196,7 +196,9 @@ void config_defaults(struct config *cfg)
 		snprintf(l->listen, sizeof(l->listen), "127.0.0.1");
 		l->message_size_limit = 25 * 1024 * 1024;
 		l->max_recipients = 100;
-		l->line_length_limit = 2048;
+		/* IMAP: UID sets from clients that hold large mailboxes run long (Dovecot's
+		 * default is also 64 KB) */
+		l->line_length_limit = l->proto == PROTO_IMAP ? 65536 : 2048;
 		l->max_errors = 10;
 		l->command_timeout = 300;
 		l->data_timeout = 600;

@@ -12,15 +12,20 @@
 #include "store.h"
 #include "worker.h"
 
-#define IMAP_LINE_MAX 65536            /* command line octets outside literals */
+#define IMAP_LINE_MIN 8192             /* RFC 7162 section 4: clients may send lines this long;
+					* a smaller line_length_limit is raised to it */
+#define IMAP_LITERAL_MINUS_MAX 4096    /* RFC 7888 section 4: LITERAL- non-synchronizing literal */
+#define IMAP_PREAUTH_MAX_ERRORS 5      /* BAD commands before login that close the connection
+					* (a lower max_errors wins) */
 #define IMAP_LITERAL_MAX (64u << 20)   /* APPEND literal; APPENDLIMIT advertises the real one */
 #define IMAP_DEPTH_MAX 100             /* parenthesis nesting */
 #define IMAP_ARGS_MAX 100000           /* arguments in one command */
 #define IMAP_OUT_HIWAT 262144          /* stop producing FETCH output above this */
 #define IMAP_OUT_MAX (16u << 20)       /* queued output cap */
 #define IMAP_IDLE_POLL_MS 500          /* how often an IDLE session looks for changes */
-#define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in */
-#define IMAP_PREAUTH_TIMEOUT_S 60
+#define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in; a
+					* longer command_timeout raises it */
+#define IMAP_PREAUTH_TIMEOUT_S 60      /* before login when command_timeout is 0 */
 
 enum imap_state { IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 

@@ -33,8 +33,9 @@ static const char imap_tls_hint[] =
 
 static void imap_process(struct imap_session *s);
 
+/* LITERAL+ once logged in; before, LITERAL- (see imap_limits) */
 static const char *imap_caps_common =
-	"IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
+	"SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
 	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
@@ -77,6 +78,18 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 	imap_reply(s, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
 }
 
+/* Count a protocol error; at the limit (lower before login) say BYE and close. */
+static void imap_count_error(struct imap_session *s)
+{
+	unsigned max = s->base.lc->max_errors;
+	if (s->st == IMAP_NOTAUTH && max > IMAP_PREAUTH_MAX_ERRORS)
+		max = IMAP_PREAUTH_MAX_ERRORS;
+	if (++s->errors >= max && !s->closing) {
+		imap_reply(s, "* BYE Too many invalid commands; closing the connection");
+		imap_close(s, "too many errors");
+	}
+}
+
 /* BAD for the current command; counts towards the error limit. */
 void imap_bad(struct imap_session *s, const char *fmt, ...)
 {
@@ -86,9 +99,36 @@ void imap_bad(struct imap_session *s, const char *fmt, ...)
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	imap_tagged(s, "BAD", "%s", text);
-	if (++s->errors >= s->base.lc->max_errors) {
-		imap_reply(s, "* BYE Too many invalid commands; closing the connection");
-		imap_close(s, "too many errors");
+	imap_count_error(s);
+}
+
+/* Longest command line: the listener's line_length_limit, at least IMAP_LINE_MIN. */
+static size_t imap_line_max(const struct imap_session *s)
+{
+	size_t n = s->base.lc->line_length_limit;
+	return n < IMAP_LINE_MIN ? IMAP_LINE_MIN : n;
+}
+
+/* Parser limits for the session's state. Before login nothing a client sends is held beyond
+ * the line limit: all literals of one command together stay within it, LITERAL+ becomes
+ * LITERAL- (RFC 7888), and a literal too big to skip, or a line that does not end soon after
+ * the limit, closes the connection. Once logged in a command's literals may hold 4 messages
+ * (MULTIAPPEND); whatever COMPRESS inflates is parsed under the same limits. */
+static void imap_limits(struct imap_session *s, struct imap_parser_limits *lim)
+{
+	size_t line = imap_line_max(s);
+	uint64_t msg = s->base.lc->message_size_limit;
+	memset(lim, 0, sizeof(*lim));
+	lim->max_line = line;
+	lim->max_depth = IMAP_DEPTH_MAX;
+	lim->max_args = IMAP_ARGS_MAX;
+	lim->max_skip = line;
+	if (s->st == IMAP_NOTAUTH) {
+		lim->max_literal = lim->max_literal_total = lim->max_discard = line;
+		lim->max_literal_nonsync = IMAP_LITERAL_MINUS_MAX;
+	} else {
+		lim->max_literal = msg;
+		lim->max_literal_total = lim->max_discard = 4 * msg;
 	}
 }
 
@@ -199,10 +239,15 @@ static int imap_wake(struct imap_session *s)
 	return store_account_open_shared(s->acct_root, &s->acct, &err) == 1 ? 0 : -1;
 }
 
-/* (Re)arm the idle timer: 30 minutes once logged in, shorter before. */
+/* (Re)arm the idle timer: command_timeout before login; once logged in the same but at least
+ * 30 minutes (RFC 9051 section 5.4). */
 static void imap_arm_timer(struct imap_session *s)
 {
-	uint64_t secs = s->st == IMAP_NOTAUTH ? IMAP_PREAUTH_TIMEOUT_S : IMAP_AUTOLOGOUT_S;
+	uint64_t secs = s->base.lc->command_timeout;
+	if (s->st == IMAP_NOTAUTH && secs == 0)
+		secs = IMAP_PREAUTH_TIMEOUT_S;
+	else if (s->st != IMAP_NOTAUTH && secs < IMAP_AUTOLOGOUT_S)
+		secs = IMAP_AUTOLOGOUT_S;
 	ev_timer_set(s->base.w->loop, &s->timer, secs * 1000, imap_on_timeout, s);
 	imap_arm_rest(s);
 }
@@ -536,7 +581,8 @@ void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *na
 static void imap_caps(struct imap_session *s, char *out, size_t outlen)
 {
 	int can_login = s->tls || s->base.lc->implicit_tls;
-	snprintf(out, outlen, "%s%s%s%s APPENDLIMIT=%llu", imap_caps_common,
+	snprintf(out, outlen, "IMAP4rev1 IMAP4rev2 %s %s%s%s%s APPENDLIMIT=%llu",
+		 s->st == IMAP_NOTAUTH ? "LITERAL-" : "LITERAL+", imap_caps_common,
 		 !s->tls && s->base.w->tls ? " STARTTLS" : "",
 		 s->st == IMAP_NOTAUTH && can_login ? " AUTH=PLAIN AUTH=LOGIN" : "",
 		 s->st == IMAP_NOTAUTH && !can_login ? " LOGINDISABLED" : "",
@@ -655,6 +701,9 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 				s->quota = u.quota_bytes;
 			explicit_bzero(&u, sizeof(u));
 			s->st = IMAP_AUTH;
+			struct imap_parser_limits lim;
+			imap_limits(s, &lim);
+			imap_parser_set_limits(s->parser, &lim);
 			log_info("sess=%016llx proto=imap event=login result=ok user=%s ip=%s",
 				 (unsigned long long)s->base.id, s->user, s->base.peer_ip);
 			char caps[1024];
@@ -1150,8 +1199,9 @@ static int imap_special_line(struct imap_session *s)
 	struct conn *c = &s->conn;
 	const char *lf = memchr(c->in.data, '\n', c->in.len);
 	if (lf == NULL) {
-		if (c->in.len >= c->in.max) {
+		if (c->in.len > imap_line_max(s) || c->in.len >= c->in.max) {
 			buf_reset(&c->in);
+			imap_reply(s, "* BYE Line too long; closing the connection");
 			imap_close(s, "overlong line");
 		}
 		return 0;
@@ -1223,8 +1273,13 @@ static void imap_process(struct imap_session *s)
 				imap_bad(s, "%s", imap_parser_error(s->parser));
 			else {
 				imap_reply(s, "* BAD %s", imap_parser_error(s->parser));
-				if (++s->errors >= s->base.lc->max_errors)
-					imap_close(s, "too many errors");
+				imap_count_error(s);
+			}
+			if (imap_parser_fatal(s->parser) && !s->closing) {
+				/* the rest of the input cannot be told apart from commands */
+				imap_reply(s, "* BYE %s; closing the connection",
+					   imap_parser_error(s->parser));
+				imap_close(s, "input out of step");
 			}
 			continue;
 		}
@@ -1296,11 +1351,8 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		return;
 	}
 	worker_session_init(&s->base, w, lst, peer, imap_on_shutdown);
-	/* MULTIAPPEND: all the literals of one command together stay within 4 messages */
-	struct imap_parser_limits lim = { .max_line = IMAP_LINE_MAX,
-					  .max_literal = s->base.lc->message_size_limit,
-					  .max_depth = IMAP_DEPTH_MAX, .max_args = IMAP_ARGS_MAX,
-					  .max_literal_total = 4 * s->base.lc->message_size_limit };
+	struct imap_parser_limits lim;
+	imap_limits(s, &lim);
 	s->parser = imap_parser_new(&lim);
 	if (s->parser == NULL || conn_init(&s->conn, w->loop, fd, 262144, IMAP_OUT_MAX,
 					   imap_on_event, s) < 0) {

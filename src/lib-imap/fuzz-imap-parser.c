@@ -29,6 +29,8 @@ static const struct imap_parser_limits fuzz_limits[] = {
 	  .max_literal_total = 150 },
 	{ .max_line = 8192, .max_literal = 8192, .max_depth = FUZZ_MAX_DEPTH, .max_args = 2000 },
 	{ .max_line = 8, .max_literal = 1, .max_depth = 1, .max_args = 1 },
+	{ .max_line = 100, .max_literal = 30, .max_depth = 4, .max_args = 20,
+	  .max_literal_nonsync = 8, .max_skip = 40, .max_discard = 50 },
 };
 
 /* One level of the iterative argument walk. */

@@ -85,6 +85,8 @@ struct imap_parser {
 	struct pcmd build, result;
 	const char *error;	/* error of the command being read (reported at its end) */
 	const char *result_error;
+	int fatal, result_fatal; /* the error leaves the input out of step */
+	size_t skip_bytes;	/* bytes dropped so far while skipping a failed line */
 	struct buf tok;		/* tag, name, atom or quoted string being read */
 
 	struct frame *frames;
@@ -354,9 +356,13 @@ static enum step literal_begin(struct imap_parser *p)
 	if (p->lit_ovf || n > max || n > room) {
 		p->error = "[TOOBIG] Literal too large";
 		/* a synchronizing literal is refused before the client sends it; an overflowing
-		 * size cannot be skipped reliably, so the client is on its own */
-		if (!p->lit_nonsync || p->lit_ovf)
+		 * size cannot be skipped reliably, nor one above max_discard */
+		if (!p->lit_nonsync)
 			return STEP_ERROR;
+		if (p->lit_ovf || (p->lim.max_discard > 0 && n > p->lim.max_discard)) {
+			p->fatal = 1;
+			return STEP_ERROR;
+		}
 		p->discard_left = n;
 		p->st = PS_DISCARD;
 		return STEP_NEXT;
@@ -480,9 +486,21 @@ static void tail_update(struct imap_parser *p, unsigned char c)
 /* A byte while skipping a failed command's line. */
 static enum step skip_byte(struct imap_parser *p, unsigned char c)
 {
-	if (c != '\n')
+	if (c != '\n') {
+		if (p->lim.max_skip > 0 && ++p->skip_bytes > p->lim.max_skip) {
+			p->error = "Command line too long";
+			p->fatal = 1;
+			return STEP_ERROR;
+		}
 		return STEP_NEXT;
-	if (p->tail == TAIL_NONSYNC && !p->tail_ovf) {
+	}
+	if (p->tail == TAIL_NONSYNC && (p->tail_ovf || (p->lim.max_discard > 0 &&
+							 p->tail_num > p->lim.max_discard))) {
+		p->fatal = 1;   /* the literal that follows cannot be skipped: out of step */
+		return STEP_ERROR;
+	}
+	if (p->tail == TAIL_NONSYNC) {
+		p->skip_bytes = 0;   /* the next line part of the same command */
 		p->discard_left = p->tail_num;
 		p->st = PS_DISCARD;
 		return STEP_NEXT;
@@ -772,6 +790,8 @@ static void command_state_reset(struct imap_parser *p)
 	p->discard_left = 0;
 	p->tail = TAIL_IDLE;
 	p->error = NULL;
+	p->fatal = 0;
+	p->skip_bytes = 0;
 }
 
 /* A command ended (ok or failed): its store becomes the visible result. */
@@ -785,6 +805,7 @@ static void command_publish(struct imap_parser *p, int ok)
 		p->result.nargs = 0;
 	}
 	p->result_error = ok ? NULL : p->error != NULL ? p->error : "Syntax error";
+	p->result_fatal = !ok && p->fatal;
 	command_state_reset(p);
 }
 
@@ -833,14 +854,13 @@ enum imap_parse_result imap_parser_feed(struct imap_parser *p, const char *data,
 	return IMAP_PARSE_MORE;
 }
 
-/* New parser with the given (or default) limits. */
-struct imap_parser *imap_parser_new(const struct imap_parser_limits *lim)
+/* Take lim (or the defaults) as p's limits, zero fields replaced by their defaults. */
+static void limits_set(struct imap_parser *p, const struct imap_parser_limits *lim)
 {
-	struct imap_parser *p = calloc(1, sizeof(*p));
-	if (p == NULL)
-		return NULL;
 	if (lim != NULL)
 		p->lim = *lim;
+	else
+		memset(&p->lim, 0, sizeof(p->lim));
 	if (p->lim.max_line == 0)
 		p->lim.max_line = IMAP_PARSER_DEFAULT_MAX_LINE;
 	if (p->lim.max_literal == 0)
@@ -855,6 +875,15 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *lim)
 		p->lim.max_literal_total = p->lim.max_literal;
 	if (p->lim.max_literal_nonsync == 0 || p->lim.max_literal_nonsync > p->lim.max_literal)
 		p->lim.max_literal_nonsync = p->lim.max_literal;
+}
+
+/* New parser with the given (or default) limits. */
+struct imap_parser *imap_parser_new(const struct imap_parser_limits *lim)
+{
+	struct imap_parser *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return NULL;
+	limits_set(p, lim);
 	buf_init(&p->tok, p->lim.max_line);
 	p->frames_cap = 8;
 	p->frames = calloc(p->frames_cap, sizeof(*p->frames));
@@ -864,6 +893,13 @@ struct imap_parser *imap_parser_new(const struct imap_parser_limits *lim)
 	}
 	p->st = PS_TAG;
 	return p;
+}
+
+/* New limits between commands; see imap-parser.h. */
+void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *lim)
+{
+	limits_set(p, lim);
+	p->tok.max = p->lim.max_line;   /* tok is empty between commands */
 }
 
 /* See imap-parser.h. */
@@ -898,6 +934,7 @@ void imap_parser_reset(struct imap_parser *p)
 	pcmd_free(&p->build);
 	pcmd_free(&p->result);
 	p->result_error = NULL;
+	p->result_fatal = 0;
 	p->continue_size = 0;
 }
 
@@ -924,6 +961,12 @@ const struct imap_arg *imap_parser_args(const struct imap_parser *p, size_t *n_r
 const char *imap_parser_error(const struct imap_parser *p)
 {
 	return p->result_error;
+}
+
+/* Whether the last ERROR left the input out of step. */
+int imap_parser_fatal(const struct imap_parser *p)
+{
+	return p->result_fatal;
 }
 
 /* Size of the literal announced with the last CONTINUE. */

@@ -8,7 +8,9 @@
  * Every peer-controlled quantity is bounded by struct imap_parser_limits. On any syntax error or
  * exceeded limit the parser skips to the end of the offending command line (discarding the data
  * of any non-synchronizing literal the line announces, so the session stays in step) and only
- * then reports IMAP_PARSE_ERROR. Nothing recurses: nesting depth costs heap, not stack.
+ * then reports IMAP_PARSE_ERROR; max_skip and max_discard bound how much it reads that way, past
+ * them the error is fatal (the caller closes). Nothing recurses: nesting depth costs heap, not
+ * stack.
  */
 #ifndef POSTINO_IMAP_PARSER_H
 #define POSTINO_IMAP_PARSER_H
@@ -51,6 +53,12 @@ struct imap_parser_limits {
 	size_t max_literal_total; /* all literal bytes of one command; 0 means max_literal */
 	size_t max_literal_nonsync; /* one {n+} literal; 0 means max_literal (LITERAL+), set 4096
 				       when advertising LITERAL- (RFC 7888 section 4) */
+	size_t max_skip;	  /* bytes of a failed (e.g. overlong) line the parser reads and drops
+				     looking for its end; past that the error is reported at once
+				     and is fatal. 0 means no limit */
+	size_t max_discard;	  /* largest too-big {n+} literal read and dropped to stay in step;
+				     a bigger one is a fatal error at once (RFC 7888 section 4 lets
+				     the server close). 0 means no limit */
 };
 
 enum imap_parse_result {
@@ -66,7 +74,10 @@ enum imap_parse_result {
 	 * has already skipped the rest of the offending line, and for a non-synchronizing literal
 	 * on that line (also one that was too big) its data as well. A too-big synchronizing
 	 * literal is refused at once without asking for continuation (RFC 7888 section 4: the
-	 * client then sends nothing more of this command). */
+	 * client then sends nothing more of this command).
+	 * Exception: when max_skip or max_discard would be exceeded, or a {n+} size overflows,
+	 * the error is reported at once and imap_parser_fatal() is 1: the input is out of step
+	 * and the caller must close the connection. */
 	IMAP_PARSE_ERROR,
 };
 
@@ -98,6 +109,12 @@ const struct imap_arg *imap_parser_args(const struct imap_parser *p, size_t *n_r
 /* Human-readable reason for the last ERROR (static text; may begin with a response code such as
  * "[TOOBIG]"). NULL if there was none. */
 const char *imap_parser_error(const struct imap_parser *p);
+/* 1 if the last ERROR left the input out of step (see IMAP_PARSE_ERROR): close the connection. */
+int imap_parser_fatal(const struct imap_parser *p);
+/* Replace the limits (e.g. larger ones after login). Call only between commands (after a
+ * COMMAND or ERROR was handled, before feeding more); zero fields select defaults as in
+ * imap_parser_new(). */
+void imap_parser_set_limits(struct imap_parser *p, const struct imap_parser_limits *lim);
 /* Size of the literal announced by the last CONTINUE. */
 size_t imap_parser_literal_size(const struct imap_parser *p);
 /* Forget all input and results (e.g. after STARTTLS, where buffered plaintext must not leak

@@ -7,6 +7,7 @@
  *                            ~{n}"literal8", NIL, (list)
  *   + <n>                    continuation requested for an n-byte literal
  *   E <tag|*> <message>      an error (after which the parser is back in step)
+ *   X <tag|*> <message>      a fatal error (imap_parser_fatal(): the input is out of step)
  *   MORE                     the input ended inside a command
  */
 #include <setjmp.h>
@@ -30,6 +31,11 @@ static const struct imap_parser_limits small_limits = {
 static const struct imap_parser_limits minus_limits = {
 	.max_line = 200, .max_literal = 20, .max_depth = 5, .max_args = 30,
 	.max_literal_nonsync = 4,
+};
+/* Skipping and discarding bounded (as a session before login sets them). */
+static const struct imap_parser_limits skip_limits = {
+	.max_line = 200, .max_literal = 20, .max_depth = 5, .max_args = 30, .max_skip = 50,
+	.max_discard = 30,
 };
 /* Limits for the literal-total rows. */
 static const struct imap_parser_limits total_limits = {
@@ -129,7 +135,24 @@ static const struct pcase cases[] = {
 	{ "a X {99999999999999999999999}\r\nb NOOP\r\n", 0,
 	  "E a [TOOBIG] Literal too large\nC b NOOP\n", NULL },
 	{ "a X {99999999999999999999999+}\r\nb NOOP\r\n", 0,
-	  "E a [TOOBIG] Literal too large\nC b NOOP\n", NULL },
+	  "X a [TOOBIG] Literal too large\nC b NOOP\n", NULL },
+	/* max_discard: a bigger {n+} is fatal at once, a smaller one is skipped */
+	{ "a X {31+}\r\nb NOOP\r\n", 0, "X a [TOOBIG] Literal too large\nC b NOOP\n",
+	  &skip_limits },
+	{ "a X {30+}\r\n012345678901234567890123456789\r\nb NOOP\r\n", 0,
+	  "E a [TOOBIG] Literal too large\nC b NOOP\n", &skip_limits },
+	{ "a X {31}\r\nb NOOP\r\n", 0, "E a [TOOBIG] Literal too large\nC b NOOP\n",
+	  &skip_limits },
+	{ "a X ) {31+}\r\nb NOOP\r\n", 0, "X a Unexpected ')'\nC b NOOP\n", &skip_limits },
+	{ "a X ) {30+}\r\n012345678901234567890123456789 z\r\nb NOOP\r\n", 0,
+	  "E a Unexpected ')'\nC b NOOP\n", &skip_limits },
+	{ "a X ) {99999999999999999999999+}\r\nb NOOP\r\n", 0,
+	  "X a Unexpected ')'\nC b NOOP\n", NULL },
+	/* max_skip: a failed line may go on for 50 more bytes */
+	{ "a X ) 45678901234567890123456789012345678901234567890\r\nb NOOP\r\n", 0,
+	  "E a Unexpected ')'\nC b NOOP\n", &skip_limits },
+	{ "a X ) 456789012345678901234567890123456789012345678901 NOOP\r\n", 0,
+	  "X a Command line too long\nE NOOP Missing command name\n", &skip_limits },
 	{ "a X {18446744073709551615+}\r\nb NOOP\r\n", 0, "MORE\n", NULL }, /* still discarding */
 	{ "a X {20+}\r\n01234567890123456789 {11+}\r\n0123456789\n\r\nb NOOP\r\n", 0,
 	  "E a [TOOBIG] Literal too large\nC b NOOP\n", &total_limits },
@@ -301,7 +324,8 @@ static void put_result(struct buf *t, struct imap_parser *p, enum imap_parse_res
 		assert_non_null(imap_parser_error(p));
 		args = imap_parser_args(p, &n);
 		assert_int_equal(n, 0);
-		buf_appendf(t, "E %s %s\n", imap_parser_tag(p) ? imap_parser_tag(p) : "*",
+		buf_appendf(t, "%s %s %s\n", imap_parser_fatal(p) ? "X" : "E",
+			    imap_parser_tag(p) ? imap_parser_tag(p) : "*",
 			    imap_parser_error(p));
 		break;
 	}
@@ -573,6 +597,75 @@ static void test_big_literal_plus(void **state)
 	imap_parser_free(&p);
 }
 
+/* With max_skip, a line without LF that exceeds the line limit ends in a fatal error after
+ * max_line + max_skip bytes, however much more follows (nothing is swallowed for ever). */
+static void test_overlong_fatal(void **state)
+{
+	struct imap_parser_limits lim = { .max_line = 1000, .max_skip = 1000 };
+	struct imap_parser *p = imap_parser_new(&lim);
+	char chunk[100];
+	size_t used, fed = 0;
+	enum imap_parse_result r = IMAP_PARSE_MORE;
+	(void)state;
+	memset(chunk, 'x', sizeof(chunk));
+	assert_int_equal(feed_str(p, "a1 X "), IMAP_PARSE_MORE);
+	fed = 5;
+	for (int i = 0; i < 100 && r == IMAP_PARSE_MORE; i++) {
+		r = imap_parser_feed(p, chunk, sizeof(chunk), &used);
+		fed += used;
+	}
+	assert_int_equal(r, IMAP_PARSE_ERROR);
+	assert_int_equal(imap_parser_fatal(p), 1);
+	assert_int_equal(fed, 2001);
+	assert_string_equal(imap_parser_tag(p), "a1");
+	assert_string_equal(imap_parser_error(p), "Command line too long");
+	/* the next command is not fatal */
+	imap_parser_reset(p);
+	assert_int_equal(imap_parser_fatal(p), 0);
+	assert_int_equal(feed_str(p, "a2 NOOP\r\n"), IMAP_PARSE_COMMAND);
+	assert_int_equal(imap_parser_fatal(p), 0);
+	imap_parser_free(&p);
+}
+
+/* imap_parser_set_limits() between commands: small literals before login, big ones after. */
+static void test_set_limits(void **state)
+{
+	struct imap_parser_limits pre = { .max_line = 100, .max_literal = 100,
+					  .max_literal_nonsync = 10, .max_discard = 100,
+					  .max_skip = 100 };
+	struct imap_parser_limits post = { .max_line = 300, .max_literal = 1000,
+					   .max_literal_total = 2000 };
+	struct imap_parser *p = imap_parser_new(&pre);
+	size_t used;
+	(void)state;
+	assert_int_equal(feed_str(p, "a LOGIN {101}\r\n"), IMAP_PARSE_ERROR);
+	assert_int_equal(imap_parser_fatal(p), 0);
+	assert_int_equal(feed_str(p, "a LOGIN {11+}\r\n"), IMAP_PARSE_MORE);
+	assert_int_equal(feed_str(p, "01234567890\r\n"), IMAP_PARSE_ERROR);
+	assert_string_equal(imap_parser_error(p), "[TOOBIG] Literal too large");
+	assert_int_equal(feed_str(p, "a LOGIN {1000+}\r\n"), IMAP_PARSE_ERROR);
+	assert_int_equal(imap_parser_fatal(p), 1);
+	assert_int_equal(feed_str(p, "a LOGIN {10+}\r\n0123456789 x\r\n"), IMAP_PARSE_COMMAND);
+	imap_parser_set_limits(p, &post);
+	char *big = malloc(1500);
+	assert_non_null(big);
+	memset(big, 'm', 1000);
+	assert_int_equal(feed_str(p, "b APPEND INBOX {1000+}\r\n"), IMAP_PARSE_MORE);
+	assert_int_equal(imap_parser_feed(p, big, 1000, &used), IMAP_PARSE_MORE);
+	assert_int_equal(feed_str(p, "\r\n"), IMAP_PARSE_COMMAND);
+	/* longer lines now, and no limit on skipping */
+	memset(big, 'y', 1500);
+	memcpy(big, "c X ", 4);
+	memcpy(big + 250, "\r\n", 2);
+	assert_int_equal(imap_parser_feed(p, big, 252, &used), IMAP_PARSE_COMMAND);
+	memset(big + 250, 'y', 2);
+	assert_int_equal(imap_parser_feed(p, big, 1500, &used), IMAP_PARSE_MORE);
+	assert_int_equal(feed_str(p, "\r\n"), IMAP_PARSE_ERROR);
+	assert_int_equal(imap_parser_fatal(p), 0);
+	free(big);
+	imap_parser_free(&p);
+}
+
 /* NULL limits select the defaults. */
 static void test_defaults(void **state)
 {
@@ -669,6 +762,8 @@ int main(void)
 		cmocka_unit_test(test_line_limit),
 		cmocka_unit_test(test_big_literal_plus),
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_overlong_fatal),
+		cmocka_unit_test(test_set_limits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

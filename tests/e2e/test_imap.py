@@ -103,7 +103,7 @@ def test_login_capability_noop_logout(srv, user, how, clients):
         assert "STARTTLS" not in greet, c.dialogue()
     caps = c.caps()
     for cap in ("IMAP4rev1", "IMAP4rev2", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "SPECIAL-USE",
-                "CREATE-SPECIAL-USE", "LITERAL+", "ENABLE", "ID", "UNSELECT", "CHILDREN",
+                "CREATE-SPECIAL-USE", "LITERAL-", "ENABLE", "ID", "UNSELECT", "CHILDREN",
                 "LIST-EXTENDED", "LIST-STATUS", "STATUS=SIZE", "SASL-IR", "CONDSTORE", "QRESYNC",
                 "ESEARCH", "SEARCHRES", "BINARY", "MULTIAPPEND", "UTF8=ACCEPT", "AUTH=PLAIN"):
         assert cap in caps, (cap, c.dialogue())
@@ -116,6 +116,7 @@ def test_login_capability_noop_logout(srv, user, how, clients):
     r = c.login(user)
     after = caps_of(r.raw)
     assert after and "AUTH=PLAIN" not in after and "IMAP4rev2" in after, c.dialogue()
+    assert "LITERAL+" in after and "LITERAL-" not in after, c.dialogue()   # RFC 7888
     c.expect("BAD", "LOGIN", quote(user), quote(srv.password))   # already logged in
     c.ok("NOOP")
     r = c.ok("LOGOUT")

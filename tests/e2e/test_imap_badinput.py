@@ -139,10 +139,16 @@ def test_overlong_lines(sel):
     r = c.cmd("NOOP " + "x" * 70000)
     assert r.status == "BAD", c.dialogue()
     assert c.alive(), c.dialogue()
-    c.send(b"o2 FETCH 1 (" + b"FLAGS " * 200000 + b")\r\n")
+    # far past the limit (issue 11): BAD, BYE and the connection closes instead of the server
+    # reading on for ever
+    try:
+        c.send(b"o2 FETCH 1 (" + b"FLAGS " * 200000 + b")\r\n")
+    except OSError:
+        pass
     r = tagged(c, "o2", 30)
-    assert re.match(rb"o2 BAD", r), c.dialogue()
-    assert c.alive(), c.dialogue()
+    assert re.match(rb"o2 BAD Command line too long", r), c.dialogue()
+    assert c.read_response(10).startswith(b"* BYE"), c.dialogue()
+    assert not c.alive()
 
 
 def test_too_many_bad_commands_disconnects(srv, user):
