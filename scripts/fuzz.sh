@@ -22,7 +22,8 @@ run() {
 		return
 	fi
 	mkdir -p "$out/$name-corpus" "$out/$name-crashes"
-	if "$out/$name" -print_final_stats=1 -max_total_time="$secs" -rss_limit_mb=2048 -artifact_prefix="$out/$name-crashes/" \
+	dict=$(ls src/*/"$name".dict 2>/dev/null | head -n 1)
+	if "$out/$name" ${dict:+-dict="$dict"} -print_final_stats=1 -max_total_time="$secs" -rss_limit_mb=2048 -artifact_prefix="$out/$name-crashes/" \
 		"$out/$name-corpus" >"$out/$name.log" 2>&1; then
 		echo "fuzz $name: ok ($(grep -o 'stat::number_of_executed_units: [0-9]*' "$out/$name.log" |
 			awk '{print $2}') runs)"
@@ -40,6 +41,10 @@ run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib
 if [ -f src/lib-mail/fuzz-mime.c ]; then
 	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
+run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c \
+	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/originator.c src/lib-mail/mime-*.c \
+	src/lib-mail/fuzz-header.c -lidn2
+run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
 	src/lib-tls/tls.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c -lz -lssl -lcrypto

@@ -4,12 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "acctdb.h"
 #include "authfail.h"
 #include "ev.h"
-#include "base64.h"
 #include "config.h"
 #include "diag.h"
 #include "password.h"
@@ -155,35 +153,4 @@ int auth_verify_submit(const struct auth_env *env, const char *user, const char 
 		return -1;
 	}
 	return 0;
-}
-
-/* Decode SASL PLAIN. */
-int sasl_plain_decode(const char *b64, char *authc, size_t authclen, char *pass, size_t passlen)
-{
-	unsigned char buf[4096];
-	ssize_t n = base64_decode(b64, strlen(b64), buf, sizeof(buf) - 1);
-	if (n < 0)
-		return -1;
-	buf[n] = '\0';
-	const unsigned char *nul1 = memchr(buf, '\0', (size_t)n);
-	const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
-	int rc = 0;
-	if (nul1 == NULL || nul2 == NULL) {
-		rc = -1;
-	} else {
-		const char *az = (const char *)buf, *ac = (const char *)nul1 + 1,
-			   *pw = (const char *)nul2 + 1;
-		size_t pl = (size_t)(buf + n - nul2 - 1);
-		if (*az && strcasecmp(az, ac) != 0)
-			rc = -2;
-		else if (strlen(ac) >= authclen || pl >= passlen || *ac == '\0')
-			rc = -1;
-		else {
-			memcpy(authc, ac, strlen(ac) + 1);
-			memcpy(pass, pw, pl);
-			pass[pl] = '\0';
-		}
-	}
-	explicit_bzero(buf, sizeof(buf));
-	return rc;
 }

@@ -9,6 +9,8 @@
 
 #include <stddef.h>
 
+#include "sasl.h"   /* sessions that check passwords decode SASL responses */
+
 struct pool;
 struct ev_loop;
 struct authfail;
@@ -41,9 +43,5 @@ typedef void auth_verify_cb(void *ctx, const struct auth_result *r);
  * brute-force delay (authfail.h); a success at once. 0 queued, -1 out of memory. */
 int auth_verify_submit(const struct auth_env *env, const char *user, const char *password,
 		       auth_verify_cb *cb, void *ctx);
-
-/* Decode a SASL PLAIN response (base64 of authzid NUL authcid NUL passwd) into authc and pass.
- * Returns 0, -1 malformed (bad base64 or layout), -2 authzid names another user. */
-int sasl_plain_decode(const char *b64, char *authc, size_t authclen, char *pass, size_t passlen);
 
 #endif

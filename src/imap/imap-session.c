@@ -17,7 +17,7 @@
 
 #include "acctdb.h"
 #include "auth-verify.h"
-#include "base64.h"
+#include "sasl.h"
 #include "imap-quote.h"
 #include "imap-utf7.h"
 #include "diag.h"
@@ -806,14 +806,11 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 	}
 	c->mech = strcasecmp(mech, "PLAIN") == 0 ? 1 : 2;
 	if (c->mech == 2 && n == 2) {
-		ssize_t l = base64_decode(args[1].str, args[1].len, (unsigned char *)c->user,
-					  sizeof(c->user) - 1);
-		if (l < 0) {
+		if (sasl_login_decode(args[1].str, c->user, sizeof(c->user)) < 0) {
 			free(c);
 			imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed LOGIN response");
 			return;
 		}
-		c->user[l] = '\0';
 		c->step = 1;
 	}
 	s->cmd_ctx = c;
@@ -848,14 +845,12 @@ static void imap_sasl_line(struct imap_session *s, const char *line)
 	}
 	char *target = c->step == 0 ? c->user : pw;
 	size_t cap = c->step == 0 ? sizeof(c->user) : sizeof(pw);
-	ssize_t l = base64_decode(line, strlen(line), (unsigned char *)target, cap - 1);
-	if (l < 0) {
+	if (sasl_login_decode(line, target, cap) < 0) {
 		free(c);
 		s->cmd_ctx = NULL;
 		imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Malformed LOGIN response");
 		return;
 	}
-	target[l] = '\0';
 	if (c->step == 0) {
 		c->step = 1;
 		imap_reply(s, "+ UGFzc3dvcmQ6");

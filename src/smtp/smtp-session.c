@@ -17,7 +17,7 @@
 #include "acctdb.h"
 #include "addr.h"
 #include "auth-verify.h"
-#include "base64.h"
+#include "sasl.h"
 #include "diag.h"
 #include "log.h"
 #include "pool.h"
@@ -1014,20 +1014,6 @@ static void auth_submit(struct smtp_session *s, const char *user, const char *pa
 	conn_pause_read(&s->conn, 1);
 }
 
-/* Decode one base64 SASL line into out (NUL-terminated). -1 if invalid. */
-static ssize_t auth_decode(const char *in, char *out, size_t outcap)
-{
-	if (strcmp(in, "=") == 0) {
-		out[0] = '\0';
-		return 0;
-	}
-	ssize_t n = base64_decode(in, strlen(in), (unsigned char *)out, outcap - 1);
-	if (n < 0)
-		return -1;
-	out[n] = '\0';
-	return n;
-}
-
 /* A complete PLAIN response: authzid NUL authcid NUL passwd. */
 static void auth_plain(struct smtp_session *s, const char *b64)
 {
@@ -1064,7 +1050,7 @@ static void auth_continue(struct smtp_session *s, const char *line)
 	}
 	/* LOGIN */
 	char buf[SMTP_AUTH_LINE_MAX];
-	if (auth_decode(line, buf, sizeof(buf)) < 0 || strlen(buf) >= SMTP_ADDR_MAX) {
+	if (sasl_login_decode(line, buf, sizeof(buf)) < 0 || strlen(buf) >= SMTP_ADDR_MAX) {
 		smtp_auth_clear(s);
 		smtp_set_state(s, SMTP_ST_READY);
 		smtp_reply(s, "501 5.5.2 Cannot decode the AUTH LOGIN response (invalid base64)");
