@@ -12,19 +12,15 @@ scripts/deps.sh
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
 data=${POSTINO_DATA:-./var}
+# as root, "postino quickstart" itself creates the system user postino and runs the workers as it
 if [ "$(id -u)" -eq 0 ]; then
-	id postino >/dev/null 2>&1 ||
-		useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postino
-	userarg="--user postino"
 	offset=${POSTINO_PORT_OFFSET:-0}
 else
-	userarg=""
 	offset=${POSTINO_PORT_OFFSET:-10000}
 fi
 if [ ! -f "$data/postino.conf" ]; then
-	# shellcheck disable=SC2086
 	./build/postino quickstart mail.example.test --data "$data" --port-offset "$offset" \
-		--domain example.test --account demo@example.test $userarg
+		--domain example.test --account demo@example.test
 	echo
 fi
 echo "postino: serving from $data (Ctrl-C stops)"

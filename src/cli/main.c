@@ -11,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "acctdb.h"
@@ -28,6 +30,12 @@
 #include "http-dns.h"
 
 #define POSTINO_VERSION "0.1.0"
+/* The system user quickstart creates and uses when run as root without --user. */
+#define QUICKSTART_SYSTEM_USER "postino"
+/* useradd may find /etc/passwd locked by a concurrent useradd: try again this often. */
+#define USERADD_TRIES 5
+/* Files the admin commands create are not for other users: 0640 files, 0750 directories. */
+#define CLI_UMASK 027
 
 static const char usage_main[] =
 	"usage: postino COMMAND [ARGS] [--config FILE | --data DIR]\n"
@@ -58,7 +66,9 @@ static const char usage_quickstart[] =
 	"it. With --port-offset N every listener sits at its standard port plus N (25 -> N+25,\n"
 	"587 -> N+587, ...), so a non-root user can run the whole server on loopback. --listen sets\n"
 	"the address (default 127.0.0.1; \"*\" for all). --user makes SYSUSER own the data dir and\n"
-	"the workers run as SYSUSER when started as root.\n";
+	"the workers run as SYSUSER when started as root. As root without --user, the system user\n"
+	"\"postino\" is created if missing and used; --user root keeps the workers as root (not\n"
+	"advised: serve and config check warn about it).\n";
 
 static const char usage_serve[] =
 	"usage: postino serve [--config FILE | --data DIR]\n"
@@ -133,6 +143,13 @@ static int become_run_user(const struct config *cfg)
 		fprintf(stderr, "postino: cannot switch to %s: %s\n", cfg->run_user, strerror(errno));
 		return -1;
 	}
+	if (access(cfg->data_dir, X_OK) < 0 && errno == EACCES) {
+		fprintf(stderr, "postino: run_user %s cannot enter %s: give it the directory "
+				"(chown -R %s %s) and let it through the parent directories "
+				"(chmod o+x)\n", cfg->run_user, cfg->data_dir, cfg->run_user,
+			cfg->data_dir);
+		return -1;
+	}
 	return 0;
 }
 
@@ -155,6 +172,43 @@ static int mkdir_ok(const char *path, mode_t mode)
 		return 0;
 	fprintf(stderr, "postino: cannot create %s: %s\n", path, strerror(errno));
 	return -1;
+}
+
+/* Create system user `name` unless it exists. 0 ok, -1 (printed). */
+static int ensure_system_user(const char *name)
+{
+	for (int i = 0; i < USERADD_TRIES && getpwnam(name) == NULL; i++) {
+		pid_t pid = fork();
+		if (pid < 0)
+			break;
+		if (pid == 0) {
+			execl("/usr/sbin/useradd", "useradd", "--system", "--user-group", "--home-dir",
+			      "/nonexistent", "--no-create-home", "--shell", "/usr/sbin/nologin", name,
+			      (char *)NULL);
+			_exit(127);
+		}
+		int status;
+		while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+			;
+		if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+			break;
+		sleep(1);   /* locked by another useradd, or created meanwhile: look again */
+	}
+	if (getpwnam(name) != NULL)
+		return 0;
+	fprintf(stderr, "postino: cannot create the system user '%s' for the workers: create it "
+			"(useradd --system %s) and run quickstart again, or pass --user USER\n",
+		name, name);
+	return -1;
+}
+
+/* The loud warning of a configuration that leaves the workers running as root. */
+static void warn_root_workers(const struct config *cfg)
+{
+	fprintf(stderr, "postino: WARNING: the workers would run as root (run_user is %s): a flaw "
+			"in them would give away the whole machine. Set run_user = %s (a system "
+			"user owning %s) in %s.\n", cfg->run_user[0] ? "root" : "not set",
+		QUICKSTART_SYSTEM_USER, cfg->data_dir, cfg->path);
 }
 
 /* chown -R of the data dir to the run user. */
@@ -218,6 +272,16 @@ static int cmd_quickstart(int argc, char **argv)
 		domain = dot && strchr(dot + 1, '.') ? dot + 1 : host;
 	}
 	struct passwd *pw = NULL;
+	int as_root = 0;   /* explicit --user root (or --user ''): workers stay root */
+	if (geteuid() == 0 && sysuser == NULL) {
+		if (ensure_system_user(QUICKSTART_SYSTEM_USER) < 0)
+			return 1;
+		sysuser = QUICKSTART_SYSTEM_USER;
+	}
+	if (sysuser && (sysuser[0] == '\0' || strcmp(sysuser, "root") == 0)) {
+		as_root = geteuid() == 0;
+		sysuser = NULL;
+	}
 	if (sysuser && (pw = getpwnam(sysuser)) == NULL) {
 		fprintf(stderr, "postino: system user '%s' does not exist: create it first (useradd "
 				"--system %s)\n", sysuser, sysuser);
@@ -322,7 +386,35 @@ static int cmd_quickstart(int argc, char **argv)
 		fprintf(stderr, "postino: cannot give %s to %s\n", abs, sysuser);
 		return 1;
 	}
+	/* the master (root) loads the key and the workers never read it: it stays root's alone */
+	if (pw && geteuid() == 0 && (chown(key, 0, 0) < 0 || chmod(key, 0600) < 0 ||
+				     chown(cert, 0, pw->pw_gid) < 0 || chmod(cert, 0644) < 0)) {
+		fprintf(stderr, "postino: cannot give %s to root: %s\n", key, strerror(errno));
+		return 1;
+	}
+	if (pw && geteuid() == 0) {
+		struct config *qcfg = calloc(1, sizeof(*qcfg));
+		char why[CONFIG_PATH_MAX * 2];
+		if (qcfg != NULL) {
+			snprintf(qcfg->run_user, sizeof(qcfg->run_user), "%s", sysuser);
+			snprintf(qcfg->data_dir, sizeof(qcfg->data_dir), "%s", abs);
+		}
+		int ok = qcfg == NULL || master_check_run_user(qcfg, why, sizeof(why)) == 1;
+		free(qcfg);
+		if (!ok) {
+			fprintf(stderr, "postino: %s: the workers could not start; let %s through the "
+					"parent directories of %s (chmod o+x), or put the data directory "
+					"elsewhere\n", why, sysuser, abs);
+			return 1;
+		}
+	}
 	printf("postino data directory: %s\n", abs);
+	if (pw)
+		printf("workers run as:         %s (owns the data directory)\n", sysuser);
+	else if (as_root)
+		fprintf(stderr, "postino: WARNING: --user %s: the workers will run as root, so a flaw "
+				"in them gives away the whole machine; prefer the default system user "
+				"'%s'\n", "root", QUICKSTART_SYSTEM_USER);
 	printf("configuration:          %s%s\n", p, wrote_conf ? "" : " (kept the existing one)");
 	printf("certificate:            %s (self-signed for %s)\n", cert, host);
 	printf("hosted domain:          %s\n", domain);
@@ -337,6 +429,98 @@ static int cmd_quickstart(int argc, char **argv)
 	       "SMTP listens on port %lu (MX), %lu (submission, STARTTLS) and %lu (implicit TLS).\n",
 	       abs, domain, abs, abs, 25 + offset, 587 + offset, 465 + offset);
 	return 0;
+}
+
+/* The host names clients are told to use, collected for check_cert_names. */
+struct names {
+	char (*v)[256];
+	size_t n, cap;
+};
+
+/* Add a name once (case-insensitively). */
+static void names_add(struct names *ns, const char *prefix, const char *name)
+{
+	char full[256];
+	if (snprintf(full, sizeof(full), "%s%s", prefix, name) >= (int)sizeof(full))
+		return;
+	for (size_t i = 0; i < ns->n; i++)
+		if (strcasecmp(ns->v[i], full) == 0)
+			return;
+	if (ns->n == ns->cap) {
+		size_t cap = ns->cap ? ns->cap * 2 : 16;
+		void *v = realloc(ns->v, cap * sizeof(*ns->v));
+		if (v == NULL)
+			return;
+		ns->v = v;
+		ns->cap = cap;
+	}
+	memcpy(ns->v[ns->n++], full, strlen(full) + 1);
+}
+
+/* acctdb_domain_list callback: the names of a hosted domain's client setup. */
+static void names_of_domain(void *ctx, const char *domain)
+{
+	struct names *ns = ctx;
+	names_add(ns, "autoconfig.", domain);
+	names_add(ns, "autodiscover.", domain);
+	names_add(ns, "mta-sts.", domain);
+}
+
+/* Does a certificate cover the names clients are told to use (hostname, domain_host servers,
+ * autoconfig., autodiscover., mta-sts. of each hosted domain)? Covering none is an error (every
+ * client would see a certificate warning); the names left out get a warning. 0 / -1. */
+static int check_cert_names(const struct config *cfg, struct acctdb *db)
+{
+	const char *err;
+	if (cfg->tls_cert[0] == '\0')
+		return 0;
+	struct tls_ctx *t = tls_ctx_new(cfg->tls_cert, cfg->tls_key, &err);
+	for (size_t i = 0; t && i < cfg->ntls_hosts; i++)
+		if (tls_ctx_add_host(t, cfg->tls_hosts[i].name, cfg->tls_hosts[i].cert,
+				     cfg->tls_hosts[i].key, &err) < 0)
+			tls_ctx_free(&t);
+	if (t == NULL)
+		return 0;   /* already reported */
+	struct names ns = { NULL, 0, 0 };
+	names_add(&ns, "", cfg->hostname);
+	for (size_t i = 0; i < cfg->ndomain_hosts; i++) {
+		const struct domain_host_conf *h = &cfg->domain_hosts[i];
+		const char *hs[3] = { h->imap, h->pop3, h->smtp };
+		for (size_t k = 0; k < 3; k++)
+			if (hs[k][0])
+				names_add(&ns, "", hs[k]);
+	}
+	if (db != NULL)
+		acctdb_domain_list(db, names_of_domain, &ns, &err);
+	size_t covered = 0, shown = 0;
+	char missing[600] = "";
+	for (size_t i = 0; i < ns.n; i++) {
+		if (tls_ctx_covers(t, ns.v[i])) {
+			covered++;
+			continue;
+		}
+		size_t l = strlen(missing);
+		if (shown < 8 && l + strlen(ns.v[i]) + 3 < sizeof(missing)) {
+			snprintf(missing + l, sizeof(missing) - l, "%s%s", l ? ", " : "", ns.v[i]);
+			shown++;
+		}
+	}
+	const char *more = ns.n - covered > shown ? ", ..." : "";
+	int rc = 0;
+	if (covered == 0) {
+		fprintf(stderr, "postino: %s: the certificate %s covers none of the names clients are "
+				"told to use (%s%s): every client would refuse it; get a certificate "
+				"for %s (or set hostname to the name it covers)\n", cfg->path,
+			cfg->tls_cert, missing, more, cfg->hostname);
+		rc = -1;
+	} else if (covered < ns.n) {
+		fprintf(stderr, "postino: warning: no certificate covers %s%s: clients using these "
+				"names get a certificate warning (add them to the certificate, or a "
+				"tls_host line each)\n", missing, more);
+	}
+	free(ns.v);
+	tls_ctx_free(&t);
+	return rc;
 }
 
 /* postino config check|show. */
@@ -390,8 +574,20 @@ static int cmd_config(int argc, char **argv, const char *path)
 			fprintf(stderr, "postino: cannot open %s: %s (run 'postino quickstart')\n", p,
 				err);
 			rc = 1;
-		} else {
-			acctdb_close(&db);
+			db = NULL;
+		}
+		if (check_cert_names(cfg, db) < 0)
+			rc = 1;
+		acctdb_close(&db);
+		char why[CONFIG_PATH_MAX * 2];
+		if (master_runs_as_root(cfg)) {
+			warn_root_workers(cfg);
+		} else if (master_check_run_user(cfg, why, sizeof(why)) != 1) {
+			fprintf(stderr, "postino: %s: %s: the workers could not start (give the data "
+					"directory to run_user: chown -R %s %s, and let it through the "
+					"parent directories: chmod o+x)\n", path, why, cfg->run_user,
+				cfg->data_dir);
+			rc = 1;
 		}
 		if (rc == 0)
 			printf("%s: configuration OK\n", path);
@@ -407,6 +603,7 @@ static int cmd_config(int argc, char **argv, const char *path)
 int main(int argc, char **argv)
 {
 	char path[CONFIG_PATH_MAX];
+	umask(CLI_UMASK);
 	store_global_init();
 	if (argc < 2 || is_help(argv[1])) {
 		fputs(usage_main, argc < 2 ? stderr : stdout);

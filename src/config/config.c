@@ -538,6 +538,32 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 		       "unknown setting '%s' (see 'postino config show' for every setting)", key);
 }
 
+/* Is addr a wildcard address ("*", 0.0.0.0, ::)? */
+static int cfg_any_addr(const char *addr)
+{
+	return strcmp(addr, "*") == 0 || strcmp(addr, "0.0.0.0") == 0 || strcmp(addr, "::") == 0;
+}
+
+/* Two enabled listeners on one port and overlapping addresses: serve could not bind the second.
+ * NULL, or the first clash written into buf. */
+static const char *cfg_port_clash(const struct config *cfg, char *buf, size_t buflen)
+{
+	for (int i = 0; i < LST_COUNT; i++) {
+		const struct listener_conf *a = &cfg->l[i];
+		for (int j = i + 1; a->port != 0 && j < LST_COUNT; j++) {
+			const struct listener_conf *b = &cfg->l[j];
+			if (b->port != a->port || (strcmp(a->listen, b->listen) != 0 &&
+						   !cfg_any_addr(a->listen) && !cfg_any_addr(b->listen)))
+				continue;
+			snprintf(buf, buflen, "listeners %s and %s both use port %u (on %s and %s): give "
+				 "each its own port, or 0 to turn one off", a->name, b->name, a->port,
+				 a->listen, b->listen);
+			return buf;
+		}
+	}
+	return NULL;
+}
+
 /* Read a config file. */
 int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 {
@@ -613,6 +639,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	if (rc == 0 && (cfg->queue_concurrency == 0 || cfg->queue_concurrency_per_domain == 0))
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'queue_concurrency' and 'queue_concurrency_per_domain' must be at least 1");
+	char clash[300];
+	if (rc == 0 && cfg_port_clash(cfg, clash, sizeof(clash)) != NULL)
+		rc = cfg_err(err, errlen, path, lineno, "%s", clash);
 	if (rc == 0 && cfg->password_min_length > CONFIG_PASSWORD_MIN_MAX)
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'password_min_length' expects at most %u characters", CONFIG_PASSWORD_MIN_MAX);

@@ -94,6 +94,9 @@ static void test_values(void **state)
 	assert_int_equal(c.l[LST_SUBMISSIONS].max_recipients, 3);
 	assert_int_equal(c.l[LST_HTTP].command_timeout, 2);
 	assert_int_equal(c.l[LST_HTTPS].command_timeout, 300);
+	/* one port on two different addresses is no clash */
+	assert_int_equal(load_text(&c, "imap.listen = 127.0.0.2\nimap.port = 25\n", err,
+				   sizeof(err)), 0);
 }
 
 /* Bad lines are reported with file:line and what was expected. */
@@ -124,6 +127,9 @@ static void test_errors(void **state)
 		{ "pop3.max_errors = 0\n", "'pop3.max_errors' expects a value of at least 1" },
 		{ "submission.message_size_limit = 5G\n", "expects a value from 1 to 4294967295" },
 		{ "password_min_length = 2000\n", "'password_min_length' expects at most 1000" },
+		{ "imap_port = 2525\nsmtp_port = 2525\n", "listeners smtp and imap both use port 2525" },
+		{ "listen = *\nimaps.listen = 127.0.0.1\nimaps.port = 995\n",
+		  "listeners imaps and pop3s both use port 995 (on 127.0.0.1 and *)" },
 		/* a key a listener does not honour is refused there */
 		{ "imap.max_recipients = 3\n", "FILE:1: 'max_recipients' does not apply to the imap "
 						"listener (it applies to: smtp, submission, submissions)" },

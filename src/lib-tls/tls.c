@@ -400,6 +400,13 @@ static SSL_CTX *tls_ctx_for_name(struct tls_ctx *c, const char *name)
 	return c->def;
 }
 
+/* Does the certificate chosen for name cover name? */
+int tls_ctx_covers(struct tls_ctx *c, const char *name)
+{
+	X509 *cert = SSL_CTX_get0_certificate(tls_ctx_for_name(c, name));
+	return cert != NULL && X509_check_host(cert, name, strlen(name), 0, NULL) == 1;
+}
+
 /* Sign data as CMS SignedData (content attached, DER) with the certificate of host `name`. */
 int tls_cms_sign(struct tls_ctx *c, const char *name, const void *data, size_t len,
 		 unsigned char **der_r, size_t *der_len_r, const char **err_r)

@@ -44,6 +44,9 @@ const char *tls_last_error(void);
  * that SNI would choose for host `name` (NULL: the default). *der_r is malloc'd. 0 ok, -1 error. */
 int tls_cms_sign(struct tls_ctx *ctx, const char *name, const void *data, size_t len,
 		 unsigned char **der_r, size_t *der_len_r, const char **err_r);
+/* 1 if the certificate SNI would choose for host `name` names it (subject alternative names or
+ * common name, wildcards as RFC 6125 allows), else 0. For "config check". */
+int tls_ctx_covers(struct tls_ctx *ctx, const char *name);
 /* Client side (the outbound queue): a context with the system's trusted CAs, TLS 1.2+.
  * NULL with *err_r set on failure. */
 struct tls_ctx *tls_client_ctx_new(const char **err_r);

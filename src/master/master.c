@@ -9,7 +9,9 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <grp.h>
 #include <netdb.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +35,13 @@
 #define MASTER_MAX_WORKERS IPTABLE_WORKERS
 #define MASTER_RESTART_BACKOFF_S 1     /* a worker crashing at once is restarted after this */
 #define MASTER_STOP_WAIT_S 35          /* then SIGKILL: a little over the workers' grace */
+/* Workers or the queue exiting MASTER_EXIT_STARTUP this many times in a row (no child living
+ * MASTER_HEALTHY_S in between) cannot start: the master stops instead of looping with its ports
+ * open and no greeting. */
+#define MASTER_STARTUP_FAILURES_MAX 3
+#define MASTER_HEALTHY_S 10
+/* Files created by the server are not for other users: 0640 files, 0750 directories. */
+#define MASTER_UMASK 027
 
 struct generation {
 	struct config *cfg;
@@ -241,10 +250,134 @@ static void master_clean_tmp(const struct config *cfg, pid_t pid)
 	closedir(d);
 }
 
+/* Would the workers run as root? */
+int master_runs_as_root(const struct config *cfg)
+{
+	return geteuid() == 0 && (cfg->run_user[0] == '\0' || strcmp(cfg->run_user, "root") == 0);
+}
+
+/* In the child of master_check_run_user (already run_user): the first path it cannot use. */
+static int run_user_probe(const struct config *cfg, char *why, size_t whylen)
+{
+	static const struct {
+		const char *rel;
+		int mode;
+		int must_exist;
+	} paths[] = {
+		{ "", X_OK, 1 }, { "system.db", R_OK | W_OK, 1 }, { "mail", W_OK | X_OK, 1 },
+		{ "queue", W_OK | X_OK, 0 }, { "tmp", W_OK | X_OK, 0 }, { "diag.db", R_OK | W_OK, 0 },
+		{ "limits.db", R_OK | W_OK, 0 },
+	};
+	char p[CONFIG_PATH_MAX + 16];
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		snprintf(p, sizeof(p), "%s%s%s", cfg->data_dir, paths[i].rel[0] ? "/" : "",
+			 paths[i].rel);
+		if (access(p, F_OK) < 0 && errno == ENOENT && !paths[i].must_exist)
+			continue;
+		if (access(p, paths[i].mode) < 0) {
+			snprintf(why, whylen, "run_user %s cannot %s %s: %s", cfg->run_user,
+				 paths[i].mode == X_OK ? "enter" : "write", p, strerror(errno));
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* Check run_user's access to the data directory from a child that becomes run_user. */
+int master_check_run_user(const struct config *cfg, char *why, size_t whylen)
+{
+	why[0] = '\0';
+	if (geteuid() != 0 || master_runs_as_root(cfg))
+		return 1;
+	struct passwd *pw = getpwnam(cfg->run_user);
+	if (pw == NULL) {
+		snprintf(why, whylen, "run_user %s does not exist: create it (useradd --system %s) "
+			 "or fix run_user in %s", cfg->run_user, cfg->run_user, cfg->path);
+		return 0;
+	}
+	int fds[2];
+	if (pipe(fds) < 0) {
+		snprintf(why, whylen, "cannot check run_user: %s", strerror(errno));
+		return -1;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		close(fds[0]);
+		close(fds[1]);
+		snprintf(why, whylen, "cannot check run_user: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0) {
+		char msg[CONFIG_PATH_MAX * 2] = "";
+		close(fds[0]);
+		int ok = 0;
+		if (setgroups(0, NULL) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+		    setresuid(pw->pw_uid, pw->pw_uid, pw->pw_uid) < 0)
+			snprintf(msg, sizeof(msg), "cannot become run_user %s: %s", cfg->run_user,
+				 strerror(errno));
+		else
+			ok = run_user_probe(cfg, msg, sizeof(msg));
+		if (!ok && write(fds[1], msg, strlen(msg)) < 0)
+			_exit(2);
+		_exit(ok ? 0 : 1);
+	}
+	close(fds[1]);
+	size_t n = 0;
+	ssize_t k;
+	while (n + 1 < whylen && (k = read(fds[0], why + n, whylen - 1 - n)) != 0) {
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0)
+			break;
+		n += (size_t)k;
+	}
+	why[n] = '\0';
+	close(fds[0]);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 0)
+		return 1;
+	if (why[0] == '\0')
+		snprintf(why, whylen, "cannot check run_user %s", cfg->run_user);
+	return 0;
+}
+
+/* Count a child's exit: MASTER_STARTUP_FAILURES_MAX startup failures in a row mean stop. */
+static int master_startup_failed(int status, time_t started)
+{
+	static unsigned in_a_row;
+	if (time(NULL) - started >= MASTER_HEALTHY_S) {
+		in_a_row = 0;
+		return 0;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != MASTER_EXIT_STARTUP)
+		return 0;
+	return ++in_a_row >= MASTER_STARTUP_FAILURES_MAX;
+}
+
+/* Begin stopping: tell every child, close the listening sockets. */
+static void master_stop(int *stopping_r, time_t *deadline_r)
+{
+	*stopping_r = 1;
+	*deadline_r = time(NULL) + MASTER_STOP_WAIT_S;
+	for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+		if (slots[i].pid)
+			kill(slots[i].pid, SIGTERM);
+	if (queue_pid)
+		kill(queue_pid, SIGTERM);
+	for (int i = 0; i < LST_COUNT; i++)
+		if (current->lfd[i] >= 0) {
+			close(current->lfd[i]);
+			current->lfd[i] = -1;
+		}
+}
+
 /* The master's main. */
 int master_main(const char *config_path)
 {
 	log_set_ident("postino/master");
+	umask(MASTER_UMASK);
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGCHLD);
@@ -267,12 +400,24 @@ int master_main(const char *config_path)
 	current->refs = 1;   /* held by the master while current */
 	if (current->cfg->log_debug)
 		log_set_level(LOG_DEBUG);
+	char why[CONFIG_PATH_MAX * 2];
+	if (master_runs_as_root(current->cfg))
+		log_warn("event=running-as-root reason=\"run_user is %s\" advice=\"WARNING: the "
+			 "workers run as root and a flaw in them gives away the machine: set run_user "
+			 "= postino (a system user owning %s) in %s\"",
+			 current->cfg->run_user[0] ? "root" : "not set", current->cfg->data_dir,
+			 config_path);
+	else if (master_check_run_user(current->cfg, why, sizeof(why)) == 0) {
+		log_error("event=startup-failed error=\"%s\" advice=\"give the data directory to "
+			  "run_user (chown -R), or fix run_user in %s\"", why, config_path);
+		return 1;
+	}
 	master_clean_tmp(current->cfg, 0);
 	master_spawn_all();
 	master_spawn_queue(current);
 	log_info("event=started hostname=%s workers=%u config=%s", current->cfg->hostname,
 		 current->cfg->workers, config_path);
-	int stopping = 0;
+	int stopping = 0, fatal = 0, rc = 0;
 	time_t stop_deadline = 0;
 	for (;;) {
 		struct signalfd_siginfo si;
@@ -308,7 +453,9 @@ int master_main(const char *config_path)
 					struct generation *g = queue_gen;
 					queue_pid = 0;
 					queue_gen = NULL;
-					if (!stopping) {
+					if (!stopping && master_startup_failed(status, queue_started)) {
+						fatal = 1;
+					} else if (!stopping) {
 						/* died, or stopped for a reload: start it again */
 						if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
 							log_warn("event=queue-died pid=%d status=%s%d",
@@ -332,7 +479,9 @@ int master_main(const char *config_path)
 					slots[i].gen = NULL;
 					iptable_clear_worker(ipt, i);
 					master_clean_tmp(g->cfg, pid);
-					if (!expected) {
+					if (!expected && master_startup_failed(status, started)) {
+						fatal = 1;
+					} else if (!expected) {
 						log_warn("event=worker-died index=%u pid=%d status=%s%d",
 							 i, (int)pid, WIFSIGNALED(status) ? "signal " :
 							 "exit ", WIFSIGNALED(status) ?
@@ -344,6 +493,13 @@ int master_main(const char *config_path)
 					}
 					master_gen_release(g);
 				}
+			}
+			if (fatal && !stopping) {
+				log_error("event=startup-failed error=\"the workers cannot start (the "
+					  "error they logged is above): stopping instead of restarting "
+					  "them\" advice=\"fix it, then run postino config check\"");
+				rc = 1;
+				master_stop(&stopping, &stop_deadline);
 			}
 		} else if (si.ssi_signo == SIGHUP && !stopping) {
 			log_info("event=reload config=%s", config_path);
@@ -367,20 +523,9 @@ int master_main(const char *config_path)
 			master_gen_release(old);   /* drop the master's reference */
 		} else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !stopping) {
 			log_info("event=stopping");
-			stopping = 1;
-			stop_deadline = time(NULL) + MASTER_STOP_WAIT_S;
-			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
-				if (slots[i].pid)
-					kill(slots[i].pid, SIGTERM);
-			if (queue_pid)
-				kill(queue_pid, SIGTERM);
-			for (int i = 0; i < LST_COUNT; i++)
-				if (current->lfd[i] >= 0) {
-					close(current->lfd[i]);
-					current->lfd[i] = -1;
-				}
+			master_stop(&stopping, &stop_deadline);
 		}
 	}
 	log_info("event=stopped");
-	return 0;
+	return rc;
 }

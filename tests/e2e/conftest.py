@@ -393,9 +393,49 @@ class Server:
 _live_servers = []
 
 
+def let_workers_through(path):
+    """As root, quickstart makes the workers run as the system user postino (issue 11): that
+    user must be able to pass through the 0700 directories tests create (mkdtemp, tmp_path)
+    on the way to a data directory. o+x only: it still cannot list them."""
+    if os.geteuid() != 0:
+        return
+    path = os.path.abspath(str(path))
+    while path not in ("/", "/tmp", tempfile.gettempdir()):
+        st = os.stat(path)
+        if st.st_uid == 0 and not st.st_mode & 0o001:
+            os.chmod(path, (st.st_mode & 0o7777) | 0o001)
+        path = os.path.dirname(path)
+
+
+_own_basetemp = None
+
+
+def pytest_configure(config):
+    """As root, tmp_path lives under a base of this session's own: pytest resets the shared
+    /tmp/pytest-of-root to 0700 whenever another session starts, which would lock the workers'
+    user out of a data directory in the middle of a test."""
+    global _own_basetemp
+    if os.geteuid() == 0 and not config.option.basetemp:
+        _own_basetemp = tempfile.mkdtemp(prefix="postino-pytest-")
+        config.option.basetemp = _own_basetemp
+
+
+def pytest_unconfigure(config):
+    if _own_basetemp and not os.environ.get("POSTINO_KEEP"):
+        shutil.rmtree(_own_basetemp, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _tmp_path_reachable(request):
+    if "tmp_path" in request.fixturenames:
+        let_workers_through(request.getfixturevalue("tmp_path"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def workdir():
     d = tempfile.mkdtemp(prefix="postino-e2e-")
+    let_workers_through(d)
     yield d
     if os.environ.get("POSTINO_KEEP"):
         print("\nkept test dir", d)

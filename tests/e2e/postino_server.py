@@ -48,10 +48,9 @@ class Server:
             if _free(self.offset):
                 break
         self._make_ca()
-        if quickstart_args:   # the run user must be able to read the certificate
-            os.chmod(self.dir, 0o755)
-            for f in (self.cert, self.key, self.ca):
-                os.chmod(f, 0o644)
+        # as root the workers run as a system user (quickstart's default, or --user): it must
+        # reach the data directory (the master alone reads the certificate and key)
+        os.chmod(self.dir, 0o755)
         _run(BIN, "quickstart", "mail.example.test", "--data", self.data,
              "--port-offset", str(self.offset), "--domain", "example.test", *quickstart_args)
         with open(os.path.join(self.data, "postino.conf"), "a") as f:

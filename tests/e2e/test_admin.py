@@ -1,18 +1,24 @@
-"""Admin-side safety (issue 11): CLI listings never print a peer's control characters raw.
+"""Admin-side safety (issue 11): CLI listings never print a peer's control characters raw; as
+root the workers run as a system user unless told otherwise, and loudly so; data files are not
+for other users; config check catches what serve would trip on, and workers that cannot start
+stop the master instead of a restart loop.
 
 Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q -p no:cacheprovider \
      tests/e2e/test_admin.py
 """
 import base64
 import os
+import pwd
 import re
+import signal
 import socket
-import ssl
+import subprocess
 import time
 
 import pytest
 
-from conftest import postino, start_server, finish_server, wait_until
+from conftest import (HOST, POSTINO_BIN, finish_server, pick_port_offset, postino, start_server,
+                      wait_until)
 from smtphelp import SMTP
 
 # a login name that would forge a whole line of `postino diag ip` output, and an ANSI escape
@@ -92,3 +98,209 @@ def test_login_name_with_control_chars_is_escaped_in_diag(srv, proto):
     ud = postino("user", "diag", user.lower(), "--data", srv.data).stdout
     assert "evil-" + proto in ud, ud
     _assert_clean(ud)
+
+
+# ---------------------------------------------------------------- root defaults (item 3)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="run_user defaults apply to root")
+
+
+def _quickstart(d, *extra):
+    return postino("quickstart", HOST, "--data", d, "--port-offset", str(pick_port_offset()),
+                   *extra)
+
+
+def _conf_value(d, key):
+    with open(os.path.join(d, "postino.conf")) as f:
+        m = re.search(r"^%s *= *(.*)$" % key, f.read(), re.M)
+    return m.group(1).strip() if m else None
+
+
+def _serve(d):
+    log = open(os.path.join(d, "..", "serve-%d.log" % time.monotonic_ns()), "w+b")
+    p = subprocess.Popen([POSTINO_BIN, "serve", "--data", d], stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log, start_new_session=True)
+    return p, log
+
+
+def _log_text(log):
+    log.flush()
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
+def _stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(40)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)
+
+
+def _children_uids(pid):
+    uids = []
+    for ent in os.listdir("/proc"):
+        if not ent.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % ent) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if re.search(r"^PPid:\s+%d$" % pid, st, re.M):
+            uids.append(int(re.search(r"^Uid:\s+(\d+)", st, re.M).group(1)))
+    return uids
+
+
+@needs_root
+def test_quickstart_as_root_runs_workers_as_system_user(tmp_path):
+    """As root, quickstart without --user creates (if needed) and uses the system user postino:
+    run_user is set, the data dir is its, the key stays root's; the workers are not root."""
+    d = str(tmp_path / "data")
+    out = _quickstart(d).stdout
+    assert "workers run as:         postino" in out, out
+    assert _conf_value(d, "run_user") == "postino"
+    pw = pwd.getpwnam("postino")
+    assert os.stat(d).st_uid == pw.pw_uid
+    key = os.path.join(d, "certs", HOST + ".key")
+    st = os.stat(key)
+    assert st.st_uid == 0 and st.st_mode & 0o077 == 0, oct(st.st_mode)
+    cp = postino("config", "check", "--data", d)
+    assert "WARNING" not in cp.stderr, cp.stderr
+    p, log = _serve(d)
+    try:
+        wait_until(lambda: len(_children_uids(p.pid)) >= 3, 15, 0.1, "workers and queue")
+        uids = _children_uids(p.pid)
+        assert uids and all(u == pw.pw_uid for u in uids), (uids, _log_text(log))
+    finally:
+        _stop(p)
+
+
+@needs_root
+def test_workers_as_root_only_when_asked_and_then_loudly(tmp_path):
+    d = str(tmp_path / "data")
+    cp = _quickstart(d, "--user", "root")
+    assert "WARNING" in cp.stderr and "root" in cp.stderr, cp.stderr
+    assert _conf_value(d, "run_user") == ""
+    cp = postino("config", "check", "--data", d)
+    assert "WARNING: the workers would run as root" in cp.stderr, cp.stderr
+    p, log = _serve(d)
+    try:
+        wait_until(lambda: "event=started" in _log_text(log), 15, 0.1, "serve to start")
+        assert "event=running-as-root" in _log_text(log), _log_text(log)
+    finally:
+        _stop(p)
+
+
+def _modes(srv, names):
+    out = {}
+    for dirpath, dirs, files in os.walk(srv.data):
+        for n in files:
+            if any(n == b or n.startswith(b + "-") for b in names):
+                out[os.path.join(dirpath, n)] = os.stat(os.path.join(dirpath, n)).st_mode
+    return out
+
+
+def test_data_files_are_not_world_readable(srv):
+    """diag.db, limits.db and every index.db (and their -wal/-shm) are 0600/0640 like the
+    messages: nothing for other users, no group write."""
+    user, pw = next(iter(srv.users.items()))
+    _smtp_auth_plain(srv, "nobody-" + user)                     # diag.db
+    c = SMTP(srv.submission_port)
+    c.starttls(context=srv.ssl_context())
+    c.login(user, pw)
+    c.sendmail(user, [user], "Subject: modes\r\n\r\nhello\r\n")  # limits.db, index.db
+    c.quit()
+    wait_until(lambda: len(_modes(srv, ("diag.db", "limits.db", "index.db"))) >= 3, 10, 0.1,
+               "the databases")
+    modes = _modes(srv, ("diag.db", "limits.db", "index.db"))
+    for base in ("diag.db", "limits.db", "index.db"):
+        assert any(os.path.basename(p) == base for p in modes), (base, modes)
+    bad = {p: oct(m & 0o777) for p, m in modes.items() if m & 0o037}
+    assert not bad, bad
+
+
+# ---------------------------------------------------------------- config check (item 12)
+
+def test_config_check_two_listeners_on_one_port(tmp_path):
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    port = int(_conf_value(d, "imap_port"))
+    with open(os.path.join(d, "postino.conf"), "a") as f:
+        f.write("pop3_port = %d\n" % port)
+    cp = postino("config", "check", "--data", d, check=False)
+    assert cp.returncode == 1, cp.stdout
+    assert "listeners imap and pop3 both use port %d" % port in cp.stderr, cp.stderr
+    cp = subprocess.run([POSTINO_BIN, "serve", "--data", d], capture_output=True, text=True,
+                        timeout=15)
+    assert cp.returncode != 0 and "both use port" in cp.stderr, cp.stderr
+
+
+def test_config_check_certificate_for_other_names(tmp_path, pki):
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    with open(os.path.join(d, "postino.conf"), "a") as f:
+        f.write("tls_cert = %s\ntls_key = %s\n" % (pki["other_cert"], pki["other_key"]))
+    cp = postino("config", "check", "--data", d, check=False)
+    assert cp.returncode == 1, cp.stdout
+    assert "covers none of the names clients are told to use" in cp.stderr, cp.stderr
+    assert HOST in cp.stderr and "autoconfig.example.test" in cp.stderr, cp.stderr
+    # the right certificate passes; the setup names it lacks are a warning only
+    with open(os.path.join(d, "postino.conf"), "a") as f:
+        f.write("tls_cert = %s\ntls_key = %s\n" % (pki["main_cert"], pki["main_key"]))
+    cp = postino("config", "check", "--data", d)
+    assert "warning: no certificate covers autoconfig.example.test" in cp.stderr, cp.stderr
+
+
+@needs_root
+def test_run_user_that_cannot_reach_data_dir(tmp_path):
+    """config check names the problem; serve stops with one clear error instead of restarting
+    workers every second with its ports open and no greeting."""
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    os.chown(d, 0, 0)
+    os.chmod(d, 0o700)
+    cp = postino("config", "check", "--data", d, check=False)
+    assert cp.returncode == 1, cp.stdout
+    assert "run_user postino cannot enter %s" % d in cp.stderr, cp.stderr
+    port = int(_conf_value(d, "smtp_port"))
+    p, log = _serve(d)
+    try:
+        p.wait(20)
+    except subprocess.TimeoutExpired:
+        pass
+    text = _log_text(log)
+    _stop(p)
+    assert p.returncode not in (None, 0), text
+    assert "event=startup-failed" in text and "cannot enter" in text, text
+    assert text.count("event=worker-died") == 0, text
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_workers_that_cannot_start_stop_the_master(tmp_path):
+    """A worker failing at startup (here: system.db is not an account database) makes the
+    master stop with one error and a non-zero status, ports closed; not a restart loop."""
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    db = os.path.join(d, "system.db")
+    st = os.stat(db)
+    os.unlink(db)
+    with open(db, "wb") as f:
+        f.write(b"this is not a database" * 100)
+    os.chown(db, st.st_uid, st.st_gid)
+    port = int(_conf_value(d, "smtp_port"))
+    p, log = _serve(d)
+    try:
+        p.wait(30)
+    except subprocess.TimeoutExpired:
+        pass
+    text = _log_text(log)
+    _stop(p)
+    assert p.returncode not in (None, 0), text
+    assert text.count("the workers cannot start") == 1, text
+    assert text.count("event=worker-died") <= 3, text
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
