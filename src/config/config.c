@@ -52,6 +52,15 @@ static const struct gkey gkeys[] = {
 	  "least number of characters of a password set with user add / user passwd"),
 	G("diag_keep", K_UINT, diag_keep,
 	  "login diagnostics: events kept per account and per client IP"),
+	G("smtp_greet_pause", K_DURATION, smtp_greet_pause,
+	  "port 25: time between the first 220- line and the last; a client talking before is "
+	  "refused (0: greet at once)"),
+	G("smtp_unknown_rcpt_delay_after", K_UINT, smtp_unknown_rcpt_delay_after,
+	  "unknown recipients in one session answered at once before the brake starts"),
+	G("smtp_unknown_rcpt_delay", K_DURATION, smtp_unknown_rcpt_delay,
+	  "delay of each further unknown-recipient reply (0: none)"),
+	G("smtp_unknown_rcpt_limit", K_UINT, smtp_unknown_rcpt_limit,
+	  "unknown recipients that close the session with 421 (0: no limit)"),
 	G("tls_cert", K_PATH, tls_cert, "default certificate chain (PEM)"),
 	G("tls_key", K_PATH, tls_key, "key of the default certificate (PEM)"),
 	{ "tls_host", K_TLSHOST, 0, 0, "NAME CERTFILE KEYFILE: certificate chosen by SNI (repeatable)" },
@@ -176,6 +185,10 @@ void config_defaults(struct config *cfg)
 	cfg->send_suspend_threshold = 100;
 	cfg->diag_keep = 100;
 	cfg->password_min_length = 8;
+	cfg->smtp_greet_pause = 1;
+	cfg->smtp_unknown_rcpt_delay_after = 3;
+	cfg->smtp_unknown_rcpt_delay = 1;
+	cfg->smtp_unknown_rcpt_limit = 10;
 	cfg->remote_smtp_port = 25;
 	cfg->queue_retry_min = 300;
 	cfg->queue_retry_max = 4 * 3600;

@@ -84,6 +84,11 @@ struct config {
 	unsigned send_new_recipients_per_day;
 	unsigned send_suspend_threshold;   /* refusals over a limit in 24 h that suspend (0 never) */
 	unsigned diag_keep;                /* login events kept per account and per IP (diag.h) */
+	/* port 25 (issue 11): pregreet test and directory-harvest brake, see smtp-session.c */
+	unsigned smtp_greet_pause;         /* seconds between "220-" and "220 " (0: greet at once) */
+	unsigned smtp_unknown_rcpt_delay_after; /* unknown recipients answered without delay */
+	unsigned smtp_unknown_rcpt_delay;  /* seconds each further 550 5.1.1 waits */
+	unsigned smtp_unknown_rcpt_limit;  /* unknown recipients that end the session (0: none) */
 	unsigned password_min_length;      /* characters of a new password (CLI; --hash exempt) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];

@@ -104,6 +104,11 @@ struct smtp_session {
 	struct smtp_tx *tx;
 	unsigned ntx;
 	char tls_info[160];
+	/* port 25 defences (issue 11) */
+	struct ev_timer pause_timer;  /* greet pause, or a delayed reply */
+	int greet_pending;            /* "220-" sent, the last greeting line not yet */
+	unsigned unknown_rcpts;       /* 550 5.1.1 replies in this session */
+	char *delayed_reply;          /* a reply held back by the harvest brake (malloc'd) */
 };
 
 /* smtp-session.c */

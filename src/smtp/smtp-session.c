@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "acctdb.h"
@@ -118,6 +119,8 @@ void smtp_session_reap(void *arg)
 		return;
 	}
 	ev_timer_cancel(s->base.w->loop, &s->timer);
+	ev_timer_cancel(s->base.w->loop, &s->pause_timer);
+	free(s->delayed_reply);
 	conn_flush(&s->conn);
 	conn_close(&s->conn);
 	smtp_tx_free(&s->tx);
@@ -175,15 +178,148 @@ static void smtp_on_shutdown(struct session *b)
 	struct smtp_session *s = (struct smtp_session *)b;
 	if (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT || s->st == SMTP_ST_BUSY)
 		return;
+	if (s->greet_pending) {   /* end the multi-line greeting before the 421 */
+		ev_timer_cancel(s->base.w->loop, &s->pause_timer);
+		s->greet_pending = 0;
+		smtp_reply(s, "220 %s ESMTP postino", s->base.w->cfg->hostname);
+	}
 	smtp_reply(s, "421 4.3.2 %s Service shutting down; please try again in a minute",
 		   s->base.w->cfg->hostname);
 	smtp_session_close(s, "shutdown");
 }
 
-/* Send the 220 greeting. */
+/* Pregreet test on port 25 (like Postfix postscreen): the greeting starts with a "220-" line and
+ * ends smtp_greet_pause later. A real mail server waits for the last line (RFC 5321 4.2, 4.3.1);
+ * spam software that talks first is refused. A client that passed is remembered by this worker
+ * for a day and greeted at once. */
+#define SMTP_GREET_PASS_SLOTS 4096           /* remembered client IPs per worker (64 KB) */
+#define SMTP_GREET_PASS_TTL (24 * 3600)      /* seconds a passed client skips the pause */
+
+struct greet_pass {
+	uint64_t key;      /* hash of the client IP text, 0 = empty */
+	time_t until;
+};
+static struct greet_pass greet_passed[SMTP_GREET_PASS_SLOTS];
+
+/* FNV-1a of the client IP text (never 0). */
+static uint64_t greet_key(const char *ip)
+{
+	uint64_t h = 14695981039346656037ULL;
+	for (; *ip; ip++)
+		h = (h ^ (unsigned char)*ip) * 1099511628211ULL;
+	return h ? h : 1;
+}
+
+/* Has this client IP passed the pregreet test lately? */
+static int greet_pass_known(const char *ip)
+{
+	uint64_t k = greet_key(ip);
+	const struct greet_pass *g = &greet_passed[k % SMTP_GREET_PASS_SLOTS];
+	return g->key == k && g->until > time(NULL);
+}
+
+/* Remember a client IP that waited for the whole greeting. */
+static void greet_pass_remember(const char *ip)
+{
+	uint64_t k = greet_key(ip);
+	struct greet_pass *g = &greet_passed[k % SMTP_GREET_PASS_SLOTS];
+	g->key = k;
+	g->until = time(NULL) + SMTP_GREET_PASS_TTL;
+}
+
+/* The greet pause is over without a word from the client: finish the greeting. */
+static void smtp_greet_done(struct ev_timer *t)
+{
+	struct smtp_session *s = t->arg;
+	if (s->closing || !s->greet_pending)
+		return;
+	s->greet_pending = 0;
+	greet_pass_remember(s->base.peer_ip);
+	smtp_reply(s, "220 %s ESMTP postino", s->base.w->cfg->hostname);
+	smtp_arm_timer(s);   /* the client's time for its first command starts now */
+	conn_flush(&s->conn);
+}
+
+/* Send the 220 greeting (on port 25, its first line now and the last after the greet pause). */
 static void smtp_greet(struct smtp_session *s)
 {
+	const struct config *cfg = s->base.w->cfg;
+	if (cfg->smtp_greet_pause > 0 && !s->base.lc->submission && !s->tls &&
+	    !greet_pass_known(s->base.peer_ip)) {
+		smtp_reply(s, "220-%s ESMTP postino", cfg->hostname);
+		s->greet_pending = 1;
+		ev_timer_set(s->base.w->loop, &s->pause_timer, (uint64_t)cfg->smtp_greet_pause * 1000,
+			     smtp_greet_done, s);
+		return;
+	}
+	smtp_reply(s, "220 %s ESMTP postino", cfg->hostname);
+}
+
+/* The client sent something before the greeting ended: spam software that does not wait for
+ * replies. Finish the greeting so the reply stream stays well-formed, refuse, hang up. */
+static void smtp_early_talker(struct smtp_session *s)
+{
+	ev_timer_cancel(s->base.w->loop, &s->pause_timer);
+	s->greet_pending = 0;
+	log_info("sess=%016llx proto=smtp event=early-talker ip=%s octets=%zu",
+		 (unsigned long long)s->base.id, s->base.peer_ip, s->conn.in.len);
+	buf_consume(&s->conn.in, s->conn.in.len);
 	smtp_reply(s, "220 %s ESMTP postino", s->base.w->cfg->hostname);
+	smtp_reply(s, "554 5.5.1 Protocol error: you sent commands before the greeting ended; a mail "
+		      "server must wait for the whole 220 greeting (RFC 5321 section 4.3.1). No mail "
+		      "is accepted on this connection");
+	smtp_session_close(s, "early talker");
+}
+
+/* The harvest brake's held-back reply is due: send it and read commands again. */
+static void smtp_delayed_reply_done(struct ev_timer *t)
+{
+	struct smtp_session *s = t->arg;
+	char *text = s->delayed_reply;
+	s->delayed_reply = NULL;
+	if (s->closing || text == NULL) {
+		free(text);
+		return;
+	}
+	smtp_reply(s, "%s", text);
+	free(text);
+	conn_pause_read(&s->conn, 0);   /* runs smtp_process over what was pipelined meanwhile */
+	conn_flush(&s->conn);
+}
+
+/* Directory-harvest brake (like Postfix's smtpd_soft/hard_error_limit): the first
+ * smtp_unknown_rcpt_delay_after unknown recipients of an unauthenticated session are answered
+ * at once, each further one after smtp_unknown_rcpt_delay (a timer; the session stops reading
+ * meanwhile, so pipelined commands wait in order), and at smtp_unknown_rcpt_limit the session
+ * ends with 421. */
+static void smtp_unknown_rcpt(struct smtp_session *s, const char *addr)
+{
+	const struct config *cfg = s->base.w->cfg;
+	char text[SMTP_ADDR_MAX + 100];
+	snprintf(text, sizeof(text), "550 5.1.1 <%s>: no such mailbox here; check the address for "
+		 "typos", addr);
+	if (s->auth_user[0]) {
+		smtp_reply(s, "%s", text);
+		return;
+	}
+	s->unknown_rcpts++;
+	if (cfg->smtp_unknown_rcpt_limit > 0 && s->unknown_rcpts >= cfg->smtp_unknown_rcpt_limit) {
+		log_info("sess=%016llx proto=smtp event=harvest-limit ip=%s unknown=%u",
+			 (unsigned long long)s->base.id, s->base.peer_ip, s->unknown_rcpts);
+		smtp_reply(s, "421 4.7.0 %s Too many unknown recipients in this session; closing the "
+			      "connection", cfg->hostname);
+		smtp_session_close(s, "too many unknown recipients");
+		return;
+	}
+	if (cfg->smtp_unknown_rcpt_delay == 0 ||
+	    s->unknown_rcpts <= cfg->smtp_unknown_rcpt_delay_after ||
+	    (s->delayed_reply = strdup(text)) == NULL) {
+		smtp_reply(s, "%s", text);
+		return;
+	}
+	conn_pause_read(&s->conn, 1);
+	ev_timer_set(s->base.w->loop, &s->pause_timer, (uint64_t)cfg->smtp_unknown_rcpt_delay * 1000,
+		     smtp_delayed_reply_done, s);
 }
 
 /* Take over an accepted connection. */
@@ -808,8 +944,7 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 			return;
 		}
 		if (n == 0) {
-			smtp_reply(s, "550 5.1.1 <%s>: no such mailbox here; check the address for typos",
-				   r->addr);
+			smtp_unknown_rcpt(s, r->addr);
 			return;
 		}
 		if (c.overflow) {
@@ -1231,8 +1366,13 @@ static void smtp_process(struct smtp_session *s)
 	struct conn *c = &s->conn;
 	static char line[SMTP_AUTH_LINE_MAX + 1];
 	while (!s->closing && c->fd >= 0) {
+		if (s->greet_pending) {
+			if (c->in.len > 0)
+				smtp_early_talker(s);
+			break;
+		}
 		if (s->st == SMTP_ST_BUSY || c->tls_state == CONN_TLS_HANDSHAKE ||
-		    c->want_tls_after_flush)
+		    c->want_tls_after_flush || s->delayed_reply != NULL)
 			break;
 		if (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT) {
 			size_t n = s->st == SMTP_ST_DATA ? smtp_data_feed(s, c->in.data, c->in.len) :

@@ -26,8 +26,10 @@ PW = "Idn-Secret-77"
 
 @pytest.fixture(scope="module")
 def srv(workdir, pki):
-    # the greet pause stays at its default; the brake is tuned per test through its own server
-    s = start_server(os.path.join(workdir, "edges"), pki, extra_conf="max_conn_per_ip = 50\n")
+    # the greet pause and the harvest brake keep their defaults (1 s; 3 fast, 1 s each, 421 at
+    # 10); one worker, so the pregreet pass a client earns is seen by its next connection
+    s = start_server(os.path.join(workdir, "edges"), pki,
+                     extra_conf="max_conn_per_ip = 50\nworkers = 1\n")
     yield s
     finish_server(s)
 
@@ -171,3 +173,139 @@ def test_user_add_refuses_malformed_utf8(idn):
                         capture_output=True, timeout=30)
     assert cp.returncode != 0
     assert b"not a valid address" in cp.stderr, cp.stderr
+
+
+# ---------------------------------------------------------------- early talkers (port 25)
+
+_next_ip = [10]
+
+
+def fresh_ip():
+    """A loopback source address no earlier test used (the server remembers clients that
+    passed the pregreet test)."""
+    _next_ip[0] += 1
+    return "127.0.%d.%d" % (os.getpid() % 200 + 1, _next_ip[0])
+
+
+def connect_from(ip, port):
+    return socket.create_connection(("127.0.0.1", port), 15, source_address=(ip, 0))
+
+
+def read_all(sock, timeout=10):
+    """Everything the server sends until it closes the connection."""
+    sock.settimeout(timeout)
+    data = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            break
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def test_early_talker_is_refused_and_its_mail_not_accepted(srv, token):
+    ip = fresh_ip()
+    with connect_from(ip, srv.smtp_port) as sock:
+        # the whole transaction at once, before any greeting (what spam software does)
+        sock.sendall(("EHLO bot.test\r\nMAIL FROM:<bot@remote.test>\r\n"
+                      "RCPT TO:<alice@example.test>\r\nDATA\r\n").encode()
+                     + message(token) + b".\r\nQUIT\r\n")
+        data, closed = read_all(sock)
+    lines = data.decode("utf-8", "replace").split("\r\n")
+    assert closed, data
+    assert lines[0].startswith("220-"), lines
+    assert lines[1].startswith("220 "), lines
+    assert lines[2].startswith("554 5.5.1 "), lines
+    assert "before the greeting" in lines[2], lines
+    assert [ln for ln in lines if ln] == lines[:3], lines   # nothing else: no 250 to anything
+    time.sleep(0.5)
+    assert not srv.grep_store(token), "mail of an early talker was stored"
+    assert b"event=early-talker" in srv.log_bytes()
+
+
+def test_client_that_waits_gets_the_whole_greeting_and_is_remembered(srv, token):
+    ip = fresh_ip()
+    with connect_from(ip, srv.smtp_port) as sock:
+        f = sock.makefile("rb")
+        t0 = time.monotonic()
+        first = f.readline()
+        t1 = time.monotonic()
+        last = f.readline()
+        t2 = time.monotonic()
+        assert first.startswith(b"220-"), first
+        assert last.startswith(b"220 "), last
+        assert t2 - t0 >= 0.9, "the last greeting line came after %.2fs, before the pause" % (
+            t2 - t0)
+        assert t1 - t0 < t2 - t0
+        sock.sendall(b"EHLO mta.test\r\n")
+        line = f.readline()
+        while line[3:4] == b"-":
+            line = f.readline()
+        assert line.startswith(b"250 "), line
+        sock.sendall(b"MAIL FROM:<a@remote.test>\r\n")
+        assert f.readline().startswith(b"250")
+        sock.sendall(b"RCPT TO:<bob@example.test>\r\n")
+        assert f.readline().startswith(b"250")
+        sock.sendall(b"DATA\r\n")
+        assert f.readline().startswith(b"354")
+        sock.sendall(message(token, to="bob@example.test") + b".\r\n")
+        assert f.readline().startswith(b"250")
+    wait_until(lambda: srv.find_messages("bob@example.test", token), 5, 0.05, "delivery")
+    # the same client again: greeted at once, in one line
+    with connect_from(ip, srv.smtp_port) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+
+
+def test_starttls_port_still_serves_tls_first_and_has_no_pause(srv):
+    # 587 waits for a ClientHello before greeting (forgiving ports): a TLS-first client is
+    # served as implicit TLS, a plaintext one gets a one-line greeting
+    ctx = srv.ssl_context()
+    with connect_from(fresh_ip(), srv.submission_port) as sock:
+        with ctx.wrap_socket(sock, server_hostname="mail.example.test") as t:
+            t.settimeout(10)
+            assert t.recv(4) == b"220 "
+    with connect_from(fresh_ip(), srv.submission_port) as sock:
+        sock.settimeout(10)
+        assert sock.recv(4) == b"220 "
+
+
+# ---------------------------------------------------------------- directory-harvest brake
+
+def test_unknown_recipients_are_slowed_then_the_session_closed(srv, token):
+    with Raw(srv.smtp_port) as c:
+        c.ehlo()
+        assert c.cmd("MAIL FROM:<harvester@remote.test>").code == 250
+        took = []
+        for i in range(1, 10):
+            t0 = time.monotonic()
+            r = c.cmd("RCPT TO:<nobody%d-%s@example.test>" % (i, token))
+            took.append(time.monotonic() - t0)
+            assert r.code == 550, (i, r)
+            assert r.text.startswith("5.1.1"), r
+        # from the 4th on each reply waited for the brake's delay (1 s by default)
+        for i, t in enumerate(took[3:], start=4):
+            assert t >= 0.9, "unknown recipient %d was answered after %.2fs" % (i, t)
+        # a known recipient is still accepted while under the limit
+        assert c.cmd("RCPT TO:<alice@example.test>").code == 250
+        r = c.cmd("RCPT TO:<nobody10-%s@example.test>" % token)
+        assert r.code == 421, r
+        assert r.text.startswith("4.7.0"), r
+        assert c.wait_closed(5)
+    assert b"event=harvest-limit" in srv.log_bytes()
+
+
+def test_pipelined_unknown_recipients_keep_their_order(srv):
+    with Raw(srv.smtp_port) as c:
+        c.ehlo()
+        rcpts = ["<u%d@example.test>" % i for i in range(5)] + ["<carol@example.test>"]
+        c.send("MAIL FROM:<p@remote.test>\r\n" + "".join("RCPT TO:%s\r\n" % r for r in rcpts)
+               + "RSET\r\n")
+        t0 = time.monotonic()
+        codes = [c.reply().code for _ in range(len(rcpts) + 2)]
+        assert codes == [250, 550, 550, 550, 550, 550, 250, 250], codes
+        assert time.monotonic() - t0 >= 1.8   # two delayed replies
