@@ -14,6 +14,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "addr.h"
+#include "header.h"
 #include "imap-seqset.h"
 #include "mime.h"
 
@@ -198,15 +200,20 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 		{ "OLDER", K_OLDER }, { "YOUNGER", K_YOUNGER } };
 	for (size_t q = 0; q < 5; q++) {
 		if (strcasecmp(k, numkeys[q].n) == 0) {
+			nd->k = numkeys[q].k;
+			/* RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer,
+			 * entry-name "/flags/<flag>" quoted, entry-type-req "priv" / "shared" /
+			 * "all"; every flag change bumps one modseq, so the entry does not narrow */
+			if (nd->k == K_MODSEQ && arg1 != NULL && *i + 2 < n &&
+			    args[*i].type == IMAP_ARG_QUOTED && args[*i + 1].type == IMAP_ARG_ATOM &&
+			    (strcasecmp(args[*i + 1].str, "priv") == 0 ||
+			     strcasecmp(args[*i + 1].str, "shared") == 0 ||
+			     strcasecmp(args[*i + 1].str, "all") == 0)) {
+				*i += 2;
+				arg1 = args[*i].str;
+			}
 			if (arg1 == NULL || arg1[0] < '0' || arg1[0] > '9')
 				return -1;
-			nd->k = numkeys[q].k;
-			if (nd->k == K_MODSEQ && *i + 2 < n + 1 && args[*i].type == IMAP_ARG_QUOTED) {
-				*i += 2;   /* MODSEQ "/flags/\\Seen" all 123: entry name and type */
-				arg1 = *i < n ? args[*i].str : NULL;
-				if (arg1 == NULL)
-					return -1;
-			}
 			nd->num = strtoull(arg1, NULL, 10);
 			(*i)++;
 			if (nd->k == K_MODSEQ)
@@ -359,20 +366,61 @@ static int hdr_load(struct search *x, size_t i, struct msgtext *t)
 	return text_load(x, i, t);
 }
 
-/* Does header `name` (decoded) contain s? For an empty s: does the header exist? */
+struct addr_match {
+	const char *needle;
+	int found;
+};
+
+/* addr_parse_list callback: does this addr-spec contain the needle? */
+static void addr_match_cb(void *ctx, const char *address)
+{
+	struct addr_match *am = ctx;
+	if (!am->found && contains_ci(address, strlen(address), am->needle))
+		am->found = 1;
+}
+
+/* Whether name is an address header, whose addr-specs are matched as well as its text. */
+static int is_address_header(const char *name)
+{
+	static const char *const names[] = { "From", "To", "Cc", "Bcc", "Sender", "Reply-To" };
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strcasecmp(name, names[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* Does any field called `name` (RFC 3501 6.4.4 HEADER: every instance of a repeated field)
+ * contain s, RFC 2047 words decoded? An address field also matches by its addr-specs with
+ * comments and blanks removed ("<a (c)@ (c) b.org>" is a@b.org). For an empty s: does a field
+ * called `name` exist? */
 static int header_match(struct msgtext *t, const char *name, const char *s)
 {
 	struct buf raw, dec;
+	struct hdr_field f;
+	size_t pos = 0;
+	int r = 0;
 	buf_init(&raw, 1 << 20);
 	buf_init(&dec, 4 << 20);
-	int r = 0;
-	if (mime_header_get(t->h, t->hl, name, &raw) == 1) {
-		if (s[0] == '\0')
+	while (r == 0 && hdr_next(t->h, t->hl, &pos, &f) == 1) {
+		if (!hdr_is(&f, name))
+			continue;
+		if (s[0] == '\0') {
 			r = 1;
-		else if (mime_decode_words(raw.data ? raw.data : "", raw.len, &dec) == 0 && dec.data)
+			break;
+		}
+		buf_reset(&raw);
+		buf_reset(&dec);
+		if (hdr_value_unfold(&f, &raw) < 0)
+			continue;
+		if (mime_decode_words(raw.data ? raw.data : "", raw.len, &dec) == 0 && dec.data)
 			r = contains_ci(dec.data, dec.len, s);
 		else
 			r = contains_ci(raw.data ? raw.data : "", raw.len, s);
+		if (r == 0 && is_address_header(name)) {
+			struct addr_match am = { s, 0 };
+			addr_parse_list(raw.data ? raw.data : "", raw.len, addr_match_cb, &am);
+			r = am.found;
+		}
 	}
 	buf_free(&raw);
 	buf_free(&dec);
