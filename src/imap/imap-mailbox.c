@@ -500,38 +500,50 @@ void imap_cmd_status(struct imap_session *s, const struct imap_arg *args, size_t
 	imap_tagged(s, "OK", "STATUS completed");
 }
 
+/* Check one flag of a flag list: -1 invalid, 0 \Recent (ignored), 1 keyword, or 2 + the
+ * index of a system flag in imap_sys_flags. */
+static const struct { const char *n; unsigned f; } imap_sys_flags[] = {
+	{ "\\Seen", STORE_F_SEEN }, { "\\Answered", STORE_F_ANSWERED },
+	{ "\\Flagged", STORE_F_FLAGGED }, { "\\Deleted", STORE_F_DELETED },
+	{ "\\Draft", STORE_F_DRAFT } };
+static int imap_flag_check(const struct imap_arg *a)
+{
+	const char *f = a->str;
+	if (a->type != IMAP_ARG_ATOM)
+		return -1;
+	if (f[0] == '\\') {
+		for (int k = 0; k < 5; k++)
+			if (strcasecmp(f, imap_sys_flags[k].n) == 0)
+				return 2 + k;
+		return strcasecmp(f, "\\Recent") == 0 ? 0 : -1;
+	}
+	if (strlen(f) >= 64 || strpbrk(f, "(){%*\"\\]") != NULL)
+		return -1;
+	return 1;
+}
+
 /* Parse a flag list into store flags and keyword bits (creating keywords). -1 invalid. */
 int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
 		     unsigned *flags_r, uint64_t *kw_r);
 int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
 		     unsigned *flags_r, uint64_t *kw_r)
 {
-	static const struct { const char *n; unsigned f; } sys[] = {
-		{ "\\Seen", STORE_F_SEEN }, { "\\Answered", STORE_F_ANSWERED },
-		{ "\\Flagged", STORE_F_FLAGGED }, { "\\Deleted", STORE_F_DELETED },
-		{ "\\Draft", STORE_F_DRAFT } };
 	const char *err;
 	*flags_r = 0;
 	*kw_r = 0;
 	for (size_t i = 0; i < n; i++) {
+		if (imap_flag_check(&list[i]) < 0)
+			return -1;   /* before any keyword is created */
+	}
+	for (size_t i = 0; i < n; i++) {
 		const char *f = list[i].str;
-		if (list[i].type != IMAP_ARG_ATOM)
-			return -1;
-		if (f[0] == '\\') {
-			size_t k;
-			for (k = 0; k < 5; k++)
-				if (strcasecmp(f, sys[k].n) == 0)
-					break;
-			if (k == 5) {
-				if (strcasecmp(f, "\\Recent") == 0)
-					continue;
-				return -1;
-			}
-			*flags_r |= sys[k].f;
+		int c = imap_flag_check(&list[i]);
+		if (c == 0)
+			continue;
+		if (c >= 2) {
+			*flags_r |= imap_sys_flags[c - 2].f;
 			continue;
 		}
-		if (strlen(f) >= 64 || strpbrk(f, "(){%*\"\\]") != NULL)
-			return -1;
 		int id = store_keyword_id(s->acct, f, 1, &err);
 		if (id < 0)
 			continue;   /* all 64 keyword slots in use: ignored, like a full PERMANENTFLAGS */
@@ -569,7 +581,24 @@ static int parse_datetime(const char *v, time_t *out)
 	return 0;
 }
 
-/* APPEND mailbox [(flags)] [date] literal [ [(flags)] [date] literal ...] (MULTIAPPEND). */
+/* "a:b,c" for sorted UIDs into out; -1 if it does not fit. */
+static int uid_set_text(const uint32_t *uids, size_t n, struct buf *out)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+		while (j + 1 < n && uids[j + 1] == uids[j] + 1)
+			j++;
+		int r = j == i ? buf_appendf(out, "%s%u", i ? "," : "", uids[i]) :
+				 buf_appendf(out, "%s%u:%u", i ? "," : "", uids[i], uids[j]);
+		if (r < 0)
+			return -1;
+		i = j + 1;
+	}
+	return 0;
+}
+
+/* APPEND mailbox [(flags)] [date] literal [ [(flags)] [date] literal ...] (MULTIAPPEND, RFC
+ * 3502): every message is checked before any is stored, and then all are stored or none. */
 void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	char box[1024];
@@ -587,65 +616,96 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 		imap_tagged(s, "NO", "[TRYCREATE] No mailbox named %.200s", box);
 		return;
 	}
-	uint32_t uids[64], uidvalidity = 0;
-	size_t nu = 0;
+	/* at most one message per argument left */
+	struct store_append_msg *msgs = calloc(n, sizeof(*msgs));
+	const struct imap_arg **flist = calloc(n, sizeof(*flist));
+	uint32_t *uids = calloc(n, sizeof(*uids));
+	size_t nm = 0;
+	uint64_t total = 0;
+	if (msgs == NULL || flist == NULL || uids == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		goto out;
+	}
+	/* 1: check everything, without side effects */
 	for (size_t i = 1; i < n;) {
-		unsigned flags = 0;
-		uint64_t kw = 0;
-		time_t date = time(NULL);
+		struct store_append_msg *m = &msgs[nm];
+		m->date = time(NULL);
 		if (args[i].type == IMAP_ARG_LIST) {
-			if (imap_parse_flags(s, args[i].list, args[i].nlist, &flags, &kw) < 0) {
-				imap_bad(s, "Invalid flag in APPEND");
-				return;
+			for (size_t k = 0; k < args[i].nlist; k++) {
+				if (imap_flag_check(&args[i].list[k]) < 0) {
+					imap_bad(s, "Invalid flag in APPEND (message %zu): nothing "
+						    "was stored", nm + 1);
+					goto out;
+				}
 			}
+			flist[nm] = &args[i];
 			i++;
 		}
 		if (i < n && args[i].type == IMAP_ARG_QUOTED) {
-			if (parse_datetime(args[i].str, &date) < 0) {
-				imap_bad(s, "Invalid date-time in APPEND");
-				return;
+			if (parse_datetime(args[i].str, &m->date) < 0) {
+				imap_bad(s, "Invalid date-time in APPEND (message %zu): nothing was "
+					    "stored", nm + 1);
+				goto out;
 			}
 			i++;
 		}
 		if (i >= n || args[i].type != IMAP_ARG_LITERAL) {
-			imap_bad(s, "APPEND needs the message as a literal");
-			return;
+			imap_bad(s, "APPEND needs each message as a literal: nothing was stored");
+			goto out;
 		}
 		if (args[i].len > s->base.lc->message_size_limit) {
-			imap_tagged(s, "NO", "[TOOBIG] Message too big: the limit is %llu octets",
+			imap_tagged(s, "NO", "[TOOBIG] Message %zu is too big: the limit is %llu "
+					     "octets; nothing was stored", nm + 1,
 				    (unsigned long long)s->base.lc->message_size_limit);
-			return;
+			goto out;
 		}
 		if (args[i].len == 0) {
-			imap_tagged(s, "NO", "Empty messages cannot be appended");
-			return;
+			imap_tagged(s, "NO", "Empty messages cannot be appended (message %zu); "
+					     "nothing was stored", nm + 1);
+			goto out;
 		}
-		if (imap_over_quota(s, args[i].len))
-			return;
 		if (!args[i].literal8 && memchr(args[i].str, '\0', args[i].len) != NULL) {
-			imap_tagged(s, "NO", "Message contains NUL; use a literal8 (~{n}) for binary");
-			return;
+			imap_tagged(s, "NO", "Message %zu contains NUL; use a literal8 (~{n}) for "
+					     "binary. Nothing was stored", nm + 1);
+			goto out;
 		}
-		uint32_t uid;
-		if (store_append(s->acct, box, args[i].str, args[i].len, flags, kw, date, &uid,
-				 &uidvalidity, &err) < 0) {
-			log_warn("sess=%016llx proto=imap event=append-failed error=\"%s\"",
-				 (unsigned long long)s->base.id, err);
-			imap_tagged(s, "NO", "[UNAVAILABLE] The message could not be stored: please "
-					     "try again later");
-			return;
-		}
-		if (nu < 64)
-			uids[nu++] = uid;
+		m->data = args[i].str;
+		m->len = args[i].len;
+		total += args[i].len;
+		nm++;
 		i++;
+	}
+	if (imap_over_quota(s, total))
+		goto out;
+	/* 2: keywords (created now that the command is known to be good), then store */
+	for (size_t k = 0; k < nm; k++) {
+		if (flist[k] != NULL && imap_parse_flags(s, flist[k]->list, flist[k]->nlist,
+							 &msgs[k].flags, &msgs[k].keywords) < 0) {
+			imap_bad(s, "Invalid flag in APPEND");
+			goto out;
+		}
+	}
+	uint32_t uidvalidity = 0;
+	if (store_append_multi(s->acct, box, msgs, nm, uids, &uidvalidity, &err) < 0) {
+		log_warn("sess=%016llx proto=imap event=append-failed messages=%zu error=\"%s\"",
+			 (unsigned long long)s->base.id, nm, err);
+		imap_tagged(s, "NO", "[UNAVAILABLE] The message%s could not be stored (none was): "
+				     "please try again later", nm > 1 ? "s" : "");
+		goto out;
 	}
 	if (s->st == IMAP_SELECTED && strcmp(s->box, box) == 0)
 		imap_sync_mailbox(s, 0);
-	if (nu == 1)
-		imap_tagged(s, "OK", "[APPENDUID %u %u] APPEND completed", uidvalidity, uids[0]);
+	struct buf set;
+	buf_init(&set, 1024);
+	if (uid_set_text(uids, nm, &set) == 0)
+		imap_tagged(s, "OK", "[APPENDUID %u %s] APPEND completed", uidvalidity, set.data);
 	else
-		imap_tagged(s, "OK", "[APPENDUID %u %u:%u] APPEND completed", uidvalidity, uids[0],
-			    uids[nu - 1]);
+		imap_tagged(s, "OK", "APPEND completed");   /* RFC 4315: APPENDUID is optional */
+	buf_free(&set);
+out:
+	free(msgs);
+	free(flist);
+	free(uids);
 }
 
 /* EXPUNGE, UID EXPUNGE set, CLOSE. */

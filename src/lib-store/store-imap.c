@@ -295,41 +295,40 @@ static int insert_with_flags(struct store_account *a, int64_t box_id, const char
 	return 0;
 }
 
-/* APPEND: write the bytes durably into the mailbox. */
-int store_append(struct store_account *a, const char *box, const char *data, size_t len,
-		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
-		 uint32_t *uidvalidity_r, const char **err_r)
+/* One message of a MULTIAPPEND on its way in: written to tmp/, then moved and indexed. */
+struct append_stage {
+	char base[256];
+	struct store_structure sc;
+	uint64_t wire;
+	int written, placed;
+};
+
+/* Write one message to dir/tmp/<base>, fsynced, and compute its structure. 0 ok, -1 error. */
+static int append_write_tmp(struct store_account *a, const char *dir,
+			    const struct store_append_msg *m, struct append_stage *st,
+			    const char **err_r)
 {
-	struct store_mailbox_info mb;
-	char dir[4300], base[256], tmp[4700], dst[4700], sub[4400];
-	int r = store_mailbox_lookup(a, box, &mb, err_r);
-	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
-		if (r == 0)
-			*err_r = "no such mailbox";
-		return -1;
-	}
-	store_maildir_name(base, sizeof(base), len);
-	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, base);
-	store_msg_path(dir, base, flags == 0 && keywords == 0, flags, dst, sizeof(dst));
-	snprintf(sub, sizeof(sub), "%s/%s", dir, flags == 0 && keywords == 0 ? "new" : "cur");
+	char tmp[4700];
+	store_maildir_name(st->base, sizeof(st->base), m->len);
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, st->base);
 	errno = 0;
 	/* read-write: the POP3 size and the IMAP structure are computed from the file */
 	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return store_fail(a, err_r, "create message file");
+	st->written = 1;
 	size_t off = 0;
-	while (off < len) {
-		ssize_t w = write(fd, data + off, len - off);
+	while (off < m->len) {
+		ssize_t w = write(fd, m->data + off, m->len - off);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
 			break;
 		off += (size_t)w;
 	}
-	if (off < len || fsync(fd) != 0) {
+	if (off < m->len || fsync(fd) != 0) {
 		int e = errno;
 		close(fd);
-		unlink(tmp);
 		errno = e;
 		return store_fail(a, err_r, "write message file");
 	}
@@ -337,45 +336,138 @@ int store_append(struct store_account *a, const char *box, const char *data, siz
 	if (wire < 0) {
 		int e = errno;
 		close(fd);
-		unlink(tmp);
 		errno = e;
 		return store_fail(a, err_r, "read message file back");
 	}
-	struct store_structure sc;
-	store_structure_compute(fd, len, &sc);
+	st->wire = (uint64_t)wire;
+	store_structure_compute(fd, m->len, &st->sc);
 	close(fd);
-	/* take the index lock before the file becomes visible, so a concurrent sync cannot
-	 * adopt it as well */
-	if (store_db_begin(a) != SQLITE_OK) {
-		unlink(tmp);
-		store_structure_free(&sc);
-		return store_dbfail(a, err_r, "begin append");
+	return 0;
+}
+
+/* Remove every file of a failed MULTIAPPEND (tmp/ or moved into place) and free the stages. */
+static void append_undo(const char *dir, const struct store_append_msg *m,
+			struct append_stage *st, size_t n)
+{
+	char path[4700], sub[4400];
+	int synced_new = 0, synced_cur = 0;
+	for (size_t i = 0; i < n; i++) {
+		int in_new = m[i].flags == 0 && m[i].keywords == 0;
+		if (st[i].placed) {
+			if (store_msg_path(dir, st[i].base, in_new, m[i].flags, path,
+					   sizeof(path)) == 0)
+				unlink(path);
+			synced_new |= in_new;
+			synced_cur |= !in_new;
+		} else if (st[i].written) {
+			snprintf(path, sizeof(path), "%s/tmp/%s", dir, st[i].base);
+			unlink(path);
+		}
+		store_structure_free(&st[i].sc);
 	}
-	if (rename(tmp, dst) < 0 || store_fsync_dir(sub) < 0) {
-		int e = errno;
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-		unlink(tmp);
-		unlink(dst);
-		errno = e;
-		store_structure_free(&sc);
-		return store_fail(a, err_r, "move message into place");
-	}
-	if (insert_with_flags(a, mb.id, base, flags, keywords, date, len, (uint64_t)wire, uid_r,
-			      err_r) < 0 ||
-	    (store_structure_save(a, mb.id, *uid_r, &sc), 0) ||
-	    sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		if (*err_r == NULL)
-			store_dbfail(a, err_r, "commit");
-		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-		unlink(dst);
+	/* the removals are made durable so a crash cannot bring half a MULTIAPPEND back */
+	if (synced_new) {
+		snprintf(sub, sizeof(sub), "%s/new", dir);
 		store_fsync_dir(sub);
-		store_structure_free(&sc);
+	}
+	if (synced_cur) {
+		snprintf(sub, sizeof(sub), "%s/cur", dir);
+		store_fsync_dir(sub);
+	}
+	free(st);
+}
+
+/* MULTIAPPEND, all or nothing; see store.h. */
+int store_append_multi(struct store_account *a, const char *box, const struct store_append_msg *m,
+		       size_t n, uint32_t *uids_r, uint32_t *uidvalidity_r, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	char dir[4300], tmp[4700], dst[4700], sub[4400];
+	*err_r = NULL;
+	if (n == 0) {
+		*err_r = "nothing to append";
 		return -1;
 	}
-	store_structure_free(&sc);
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
+	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	struct append_stage *st = calloc(n, sizeof(*st));
+	if (st == NULL) {
+		*err_r = "out of memory";
+		return -1;
+	}
+	/* 1: every message durable in tmp/, invisible to everyone */
+	for (size_t i = 0; i < n; i++) {
+		if (append_write_tmp(a, dir, &m[i], &st[i], err_r) < 0) {
+			append_undo(dir, m, st, n);
+			return -1;
+		}
+	}
+	/* 2: under the index lock (so a concurrent sync cannot adopt them), into new/ or cur/ */
+	if (store_db_begin(a) != SQLITE_OK) {
+		store_dbfail(a, err_r, "begin append");
+		append_undo(dir, m, st, n);
+		return -1;
+	}
+	int need_new = 0, need_cur = 0;
+	for (size_t i = 0; i < n; i++) {
+		int in_new = m[i].flags == 0 && m[i].keywords == 0;
+		snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, st[i].base);
+		if (store_msg_path(dir, st[i].base, in_new, m[i].flags, dst, sizeof(dst)) < 0 ||
+		    rename(tmp, dst) < 0)
+			goto fail_move;
+		st[i].placed = 1;
+		need_new |= in_new;
+		need_cur |= !in_new;
+	}
+	snprintf(sub, sizeof(sub), "%s/new", dir);
+	if (need_new && store_fsync_dir(sub) < 0)
+		goto fail_move;
+	snprintf(sub, sizeof(sub), "%s/cur", dir);
+	if (need_cur && store_fsync_dir(sub) < 0)
+		goto fail_move;
+	/* 3: the index rows in one transaction: UIDs are consecutive and appear together */
+	for (size_t i = 0; i < n; i++) {
+		if (insert_with_flags(a, mb.id, st[i].base, m[i].flags, m[i].keywords, m[i].date,
+				      m[i].len, st[i].wire, &uids_r[i], err_r) < 0)
+			goto fail_db;
+		store_structure_save(a, mb.id, uids_r[i], &st[i].sc);
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		goto fail_db;
+	for (size_t i = 0; i < n; i++)
+		store_structure_free(&st[i].sc);
+	free(st);
 	if (uidvalidity_r)
 		*uidvalidity_r = mb.uidvalidity;
 	return 0;
+
+fail_move: {
+		int e = errno;
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		append_undo(dir, m, st, n);
+		errno = e;
+		return store_fail(a, err_r, "move message into place");
+	}
+fail_db:
+	if (*err_r == NULL)
+		store_dbfail(a, err_r, "commit");
+	sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	append_undo(dir, m, st, n);
+	return -1;
+}
+
+/* APPEND of one message: a MULTIAPPEND of one. */
+int store_append(struct store_account *a, const char *box, const char *data, size_t len,
+		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
+		 uint32_t *uidvalidity_r, const char **err_r)
+{
+	struct store_append_msg m = { .data = data, .len = len, .flags = flags,
+				      .keywords = keywords, .date = date };
+	return store_append_multi(a, box, &m, 1, uid_r, uidvalidity_r, err_r);
 }
 
 /* COPY: hard-link messages into another mailbox under new UIDs, in one transaction.

@@ -136,6 +136,23 @@ int store_set_flags(struct store_account *acct, const char *box, const struct st
 int store_append(struct store_account *acct, const char *box, const char *data, size_t len,
 		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
 		 uint32_t *uidvalidity_r, const char **err_r);
+/* One message of store_append_multi(). */
+struct store_append_msg {
+	const char *data;
+	size_t len;
+	unsigned flags;
+	uint64_t keywords;
+	time_t date;
+};
+/* MULTIAPPEND (RFC 3502): all n messages or none. Each is written and fsynced in tmp/ first; then,
+ * under the index lock, all are moved into new/ (or cur/ with flags), the directories fsynced,
+ * and the rows inserted in one transaction, so their UIDs are consecutive and other sessions see
+ * all of them or none. On any failure every file is removed and nothing (no row, no UID) stays
+ * visible; -1 with *err_r set. uids_r[0..n) get the new UIDs. XXX: a crash between the moves and
+ * the commit leaves files that store_mailbox_sync later adopts one by one. */
+int store_append_multi(struct store_account *acct, const char *box,
+		       const struct store_append_msg *msgs, size_t n, uint32_t *uids_r,
+		       uint32_t *uidvalidity_r, const char **err_r);
 int store_copy(struct store_account *acct, const char *src, const uint32_t *uids, size_t n,
 	       const char *dst, uint32_t *new_uids, uint32_t *dst_uidvalidity_r, const char **err_r);
 int store_mailbox_create(struct store_account *acct, const char *name, const char *special_use,

@@ -263,6 +263,60 @@ static void test_imap_ops(void **state)
 	store_account_close(&a);
 }
 
+/* MULTIAPPEND: consecutive UIDs; a failure half-way leaves no file, no row and UIDNEXT as it
+ * was (RFC 3502: all or nothing). */
+static void test_append_multi(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	struct store_mailbox_info info;
+	struct store_msg_info *m;
+	char p[600], q[600];
+	uint32_t uids[3], uv;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	struct store_append_msg msgs[3] = {
+		{ "Subject: 1\r\n\r\none\r\n", 19, 0, 0, 100 },
+		{ "Subject: 2\r\n\r\ntwo\r\n", 19, STORE_F_SEEN, 0, 200 },
+		{ "Subject: 3\r\n\r\nthree\r\n", 21, 0, 0, 300 },
+	};
+	assert_int_equal(store_append_multi(a, "INBOX", msgs, 3, uids, &uv, &err), 0);
+	assert_int_equal(uids[0], 1);
+	assert_int_equal(uids[1], 2);
+	assert_int_equal(uids[2], 3);
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 3);
+	assert_int_equal(m[1].flags, STORE_F_SEEN);
+	assert_int_equal(m[2].internaldate, 300);
+	assert_int_equal(m[2].size, 21);
+	free(m);
+	/* the second message cannot be moved into cur/: the first, already in new/, goes again */
+	snprintf(p, sizeof(p), "%s/cur", root);
+	snprintf(q, sizeof(q), "%s/cur.away", root);
+	assert_int_equal(rename(p, q), 0);
+	assert_int_equal(store_append_multi(a, "INBOX", msgs, 3, uids, &uv, &err), -1);
+	assert_non_null(err);
+	assert_int_equal(rename(q, p), 0);
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 3);
+	free(m);
+	assert_int_equal(store_mailbox_get(a, "INBOX", &info, &err), 1);
+	assert_int_equal(info.uidnext, 4);
+	snprintf(p, sizeof(p), "%s/new", root);
+	assert_int_equal(count_files(p), 2);
+	snprintf(p, sizeof(p), "%s/cur", root);
+	assert_int_equal(count_files(p), 1);
+	snprintf(p, sizeof(p), "%s/tmp", root);
+	assert_int_equal(count_files(p), 0);
+	assert_int_equal(store_mailbox_sync(a, "INBOX", &err), 0);
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 3);
+	free(m);
+	/* and afterwards it works */
+	assert_int_equal(store_append_multi(a, "INBOX", msgs, 3, uids, &uv, &err), 0);
+	assert_int_equal(uids[0], 4);
+	assert_int_equal(uids[2], 6);
+	store_account_close(&a);
+}
+
 /* Read a whole small file into buf (NUL-terminated). Returns its length or -1. */
 static ssize_t slurp(const char *path, char *buf, size_t len)
 {
@@ -749,6 +803,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_names, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_imap_ops, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_append_multi, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_files, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_link, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_name_escaping, setup, teardown),
