@@ -146,6 +146,7 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 /* RFC 5256 base subject (simplified), lower-cased. */
 void imap_base_subject(const char *in, char *out, size_t outlen);
+void imap_base_subject_ex(const char *in, char *out, size_t outlen, int *is_reply_r);
 void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 

@@ -35,63 +35,109 @@ struct sort_item {
 static struct sort_key sort_keys[SORT_KEYS_MAX];
 static size_t nsort_keys;
 
-/* RFC 5256 2.1 base subject, simplified: drop leading "Re:", "Fw:", "Fwd:" (any case, with
- * optional [blob]) and "[blob]" prefixes, trailing "(fwd)", and fold white space; lower-cased. */
-void imap_base_subject(const char *in, char *out, size_t outlen)
+/* End of the subj-blob at p ("[" *BLOBCHAR "]" *WSP, RFC 5256 5), or NULL if there is none. */
+static char *subj_blob_end(char *p)
+{
+	if (*p != '[')
+		return NULL;
+	for (p++; *p != '\0' && *p != '[' && *p != ']'; p++)
+		;
+	if (*p != ']')
+		return NULL;
+	for (p++; *p == ' '; p++)
+		;
+	return p;
+}
+
+/* End of the subj-leader's subj-refwd at p (("re" / "fw" ["d"]) *WSP [subj-blob] ":"), after
+ * any subj-blobs before it; NULL if p does not start a subj-leader. p is upper case. */
+static char *subj_refwd_end(char *p)
+{
+	char *q;
+	while (*p == '[' && (q = subj_blob_end(p)) != NULL)
+		p = q;
+	if (strncmp(p, "RE", 2) == 0) {
+		p += 2;
+	} else if (strncmp(p, "FW", 2) == 0) {
+		p += 2;
+		if (*p == 'D')
+			p++;
+	} else {
+		return NULL;
+	}
+	while (*p == ' ')
+		p++;
+	if (*p == '[' && (q = subj_blob_end(p)) != NULL)
+		p = q;
+	return *p == ':' ? p + 1 : NULL;
+}
+
+/* RFC 5256 2.1 base subject of an (RFC 2047-decoded) subject: white space folded to one space,
+ * trailing "(fwd)" and leading "Re:", "Fw:", "Fwd:" (with [blob]s) and "[blob]"s removed, a
+ * "[fwd: ...]" wrapper unwrapped, all repeated until nothing changes. ASCII letters are
+ * upper-cased, so that SORT and ORDEREDSUBJECT order as Dovecot does ("[x]" < "_" < "a"
+ * would hold only in lower case; i;ascii-casemap compares upper-cased). *is_reply_r (may be
+ * NULL) tells whether a Re/Fwd leader or a [fwd:] wrapper was removed (RFC 5256 4.2.C). */
+void imap_base_subject_ex(const char *in, char *out, size_t outlen, int *is_reply_r)
 {
 	char tmp[1024];
 	size_t o = 0;
-	for (const char *p = in; *p && o + 1 < sizeof(tmp); p++) {   /* fold white space */
-		if (isspace((unsigned char)*p)) {
+	int reply = 0;
+	for (const char *p = in; *p && o + 1 < sizeof(tmp); p++) {   /* step 1: fold */
+		if (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n') {
 			if (o > 0 && tmp[o - 1] != ' ')
 				tmp[o++] = ' ';
 		} else {
-			tmp[o++] = (char)tolower((unsigned char)*p);
+			tmp[o++] = (char)toupper((unsigned char)*p);
 		}
 	}
 	tmp[o] = '\0';
 	char *s = tmp;
-	for (int changed = 1; changed;) {
-		changed = 0;
+	for (;;) {
 		size_t l = strlen(s);
-		while (l > 0 && s[l - 1] == ' ')
-			s[--l] = '\0';
-		if (l >= 5 && strcmp(s + l - 5, "(fwd)") == 0) {
-			s[l - 5] = '\0';
-			changed = 1;
+		for (;;) {                                     /* step 2: subj-trailer */
+			while (l > 0 && s[l - 1] == ' ')
+				s[--l] = '\0';
+			if (l >= 5 && strcmp(s + l - 5, "(FWD)") == 0) {
+				s[l -= 5] = '\0';
+				reply = 1;
+				continue;
+			}
+			break;
+		}
+		for (int changed = 1; changed;) {              /* steps 3 to 5 */
+			char *q;
+			changed = 0;
+			if (*s == ' ') {
+				s++;
+				changed = 1;
+			} else if ((q = subj_refwd_end(s)) != NULL) {
+				s = q;
+				reply = 1;
+				changed = 1;
+			} else if ((q = subj_blob_end(s)) != NULL && *q != '\0') {
+				s = q;
+				changed = 1;
+			}
+		}
+		l = strlen(s);                                 /* step 6: "[fwd:" ... "]" */
+		if (l > 5 && strncmp(s, "[FWD:", 5) == 0 && s[l - 1] == ']') {
+			s[l - 1] = '\0';
+			s += 5;
+			reply = 1;
 			continue;
 		}
-		while (*s == ' ')
-			s++;
-		if (*s == '[') {
-			char *e = strchr(s, ']');
-			if (e && e[1] != '\0') {
-				s = e + 1;
-				changed = 1;
-				continue;
-			}
-		}
-		static const char *pre[] = { "re", "fwd", "fw" };
-		for (size_t k = 0; k < 3 && !changed; k++) {
-			size_t pl = strlen(pre[k]);
-			if (strncmp(s, pre[k], pl) != 0)
-				continue;
-			char *q = s + pl;
-			while (*q == ' ')
-				q++;
-			if (*q == '[') {
-				char *e = strchr(q, ']');
-				if (e == NULL)
-					continue;
-				q = e + 1;
-			}
-			if (*q == ':') {
-				s = q + 1;
-				changed = 1;
-			}
-		}
+		break;
 	}
 	snprintf(out, outlen, "%s", s);
+	if (is_reply_r != NULL)
+		*is_reply_r = reply;
+}
+
+/* RFC 5256 2.1 base subject (see imap_base_subject_ex). */
+void imap_base_subject(const char *in, char *out, size_t outlen)
+{
+	imap_base_subject_ex(in, out, outlen, NULL);
 }
 
 /* First address of an address header: its mailbox part (or display name), lower-cased. */
@@ -118,7 +164,9 @@ static void first_address(const char *hdr, size_t hl, const char *name, int disp
 			const char *start = lt ? lt + 1 : p;
 			while (*start == ' ')
 				start++;
-			size_t l = strcspn(start, "@>, ");
+			/* the mailbox of the first address; a group's display name stands for it
+			 * ("undisclosed: a@b;" sorts as "undisclosed", as Dovecot does) */
+			size_t l = strcspn(start, "@>,;: ");
 			if (l >= outlen)
 				l = outlen - 1;
 			memcpy(out, start, l);

@@ -67,3 +67,40 @@ def test_search_modseq_with_entry_name_and_type(srv, user, clients):  # noqa: F8
     assert r.of("SEARCH")[0][:1] == ["2"], c.dialogue()
     c.ok('SEARCH MODSEQ "/flags/\\\\draft" priv 1')
     c.expect("BAD", 'SEARCH MODSEQ "/flags/\\\\seen" nonsense 1')
+
+
+SORT_SUBJECTS = ["a", "C", "b", "_", "[foo] Fwd: [bar] Re: fw: b (fWd)  (fwd)", "b (a)",
+                 "Re: [FWD: c]", "[xyz]", None, "=?iso-8859-1?q?_?=", "Re: =?utf-8?q?b?=",
+                 "=?iso-8859-1?q?RE:_C?=", "=?us-ascii?b?UmU6IGM=?=", "Ad: Re: Ad: Re: Ad: x",
+                 "re: [fwd: [fwd: re: [fwd: babylon]]]"]
+
+
+def test_sort_subject_uses_base_subject(srv, user, clients):  # noqa: F811
+    """RFC 5256 2.1 base subjects, compared upper-cased (i;ascii-casemap); equal ones keep the
+    sequence order, also under REVERSE of another key."""
+    c = login(srv, user, clients)
+    for i, sub in enumerate(SORT_SUBJECTS):
+        hdr = "From: a@b.test\r\n" + ("Subject: %s\r\n" % sub if sub is not None else "")
+        append(c, "INBOX", hdr + "\r\n" + "x" * (100 * (i + 1)) + "\r\n")
+    c.ok("SELECT INBOX")
+    got = c.ok("SORT (SUBJECT) US-ASCII ALL").of("SORT")[0]
+    assert got == "9 10 1 14 3 5 11 6 15 2 7 12 13 8 4".split(), c.dialogue()
+    got = c.ok("SORT (REVERSE SUBJECT) US-ASCII ALL").of("SORT")[0]
+    assert got == "4 8 2 7 12 13 15 6 3 5 11 14 1 9 10".split(), c.dialogue()
+    got = c.ok("SORT (SUBJECT REVERSE SIZE) US-ASCII ALL").of("SORT")[0]
+    assert got == "10 9 1 14 11 5 3 6 15 13 12 7 2 8 4".split(), c.dialogue()
+
+
+def test_sort_cc_group_and_reverse_ties(srv, user, clients):  # noqa: F811
+    """A group's name is the sort key of a Cc that starts with a group; REVERSE turns only its
+    own key around, ties stay in sequence order."""
+    c = login(srv, user, clients)
+    for i, cc in enumerate(("user2@domain2.org (foo bar)", "user2: blah@domain1.org;",
+                            "user1@domain1.org")):
+        append(c, "INBOX", "From: a@b.test\r\nCc: %s\r\n\r\nx\r\n" % cc,
+               date="22-Feb-2008 0%d:06:23 +0000" % i)
+    c.ok("SELECT INBOX")
+    assert c.ok("SORT (CC) US-ASCII ALL").of("SORT")[0] == ["3", "1", "2"], c.dialogue()
+    assert c.ok("SORT (REVERSE CC) US-ASCII ALL").of("SORT")[0] == ["1", "2", "3"], c.dialogue()
+    assert c.ok("SORT (CC REVERSE ARRIVAL) US-ASCII ALL").of("SORT")[0] == ["3", "2", "1"], \
+        c.dialogue()
