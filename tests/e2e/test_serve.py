@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from postino_server import BIN, Server
 
 USER = "alice@example.test"
@@ -110,13 +111,27 @@ def test_workers_run_as_run_user(tmp_path):
         # the data dir must belong to the run user, as quickstart --user arranges
         nobody = pwd.getpwnam("nobody")
         master = srv.proc.pid
-        kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
-                              text=True).stdout.split()
-        assert kids
-        for k in kids:
-            status = open("/proc/%s/status" % k).read()
-            uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
-            assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+
+        def uids():
+            kids = subprocess.run(["pgrep", "-P", str(master)], capture_output=True,
+                                  text=True).stdout.split()
+            out = []
+            for k in kids:
+                try:
+                    status = open("/proc/%s/status" % k).read()
+                except OSError:
+                    continue
+                uid_line = [l for l in status.splitlines() if l.startswith("Uid:")][0]
+                out.append(uid_line.split()[1:])
+            return out
+        # the listening sockets accept before the children have dropped privileges (and the
+        # master's run_user probe is a short-lived root child): wait for 2 workers + the queue
+        try:
+            wait_until(lambda: len(uids()) >= 3 and
+                       all(u == [str(nobody.pw_uid)] * 4 for u in uids()), 10, 0.05,
+                       "the children to run as nobody")
+        except AssertionError:
+            raise AssertionError("children's uids: %r" % uids())
         assert os.stat("/proc/%d" % master).st_uid == 0
     finally:
         srv.stop()
