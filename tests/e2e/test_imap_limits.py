@@ -380,3 +380,20 @@ def test_line_length_limit_setting(tight, clients):
     data += more
     assert re.search(rb"t99 BAD Command line too long", c.buf + data), data
     assert b"* BYE" in data and closed, data
+
+
+@pytest.mark.parametrize("when", ["sasl", "idle"])
+def test_endless_continuation_line_closes(srv, user, clients, when):
+    """A SASL response or a line during IDLE that runs past the line limit: BYE, closed."""
+    if when == "sasl":
+        c = Imap(srv, "imaps")
+        clients.append(c)
+        c.send("a1 AUTHENTICATE PLAIN\r\n")
+    else:
+        c = session(srv, user, "imaps", clients, select="INBOX")
+        c.send("a1 IDLE\r\n")
+    assert c.read_response(5).startswith(b"+"), c.dialogue()
+    data = send_watching(c.sock, b"A" * (200 * 1024))
+    more, closed = wait_closed(c.sock, 10)
+    data += more
+    assert b"* BYE" in data and closed, data
