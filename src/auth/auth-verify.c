@@ -20,6 +20,7 @@ struct auth_job {
 	struct authfail *af;
 	struct pool *pool;
 	unsigned delay_max_ms;
+	unsigned delay_min_ms;
 	int record;               /* write a diag event */
 	unsigned diag_keep;
 	struct diag_event ev;
@@ -87,8 +88,11 @@ static void auth_done(void *arg)
 	unsigned delay = 0;
 	if (j->r.result == 1)
 		authfail_succeeded(j->af, j->ip, j->r.user);
-	else if (j->r.result == 0)
+	else if (j->r.result == 0) {
 		delay = authfail_failed(j->af, j->ip, j->r.user, j->delay_max_ms);
+		if (delay < j->delay_min_ms)
+			delay = j->delay_min_ms;
+	}
 	if (j->record) {
 		struct diag_event *e = &j->ev;
 		snprintf(e->user, sizeof(e->user), "%s", j->r.user);
@@ -130,6 +134,7 @@ int auth_verify_submit(const struct auth_env *env, const char *user, const char 
 	j->loop = env->loop;
 	j->af = env->af;
 	j->delay_max_ms = env->delay_max_ms;
+	j->delay_min_ms = env->delay_min_ms;
 	j->pool = env->pool;
 	if (env->proto) {
 		j->record = 1;

@@ -22,7 +22,8 @@ struct auth_env {
 	struct authfail *af;      /* brute-force brake, or NULL */
 	const char *data_dir;
 	const char *ip;           /* the client's address */
-	unsigned delay_max_ms;    /* cap of the brute-force delay */
+	unsigned delay_max_ms;    /* cap of the brute-force delay (0: no growing delay) */
+	unsigned delay_min_ms;    /* every failure waits at least this (login_failure_delay) */
 	/* for the login diagnostics (diag.h): every outcome is recorded */
 	const char *proto;        /* listener name, or NULL: nothing recorded */
 	unsigned port;
@@ -40,7 +41,8 @@ struct auth_result {
 typedef void auth_verify_cb(void *ctx, const struct auth_result *r);
 
 /* Queue a check. The password is copied (and wiped after use). A failure is reported after the
- * brute-force delay (authfail.h); a success at once. 0 queued, -1 out of memory. */
+ * brute-force delay (authfail.h), and never sooner than delay_min_ms (a timer on the loop, never
+ * a sleep); a success at once. 0 queued, -1 out of memory. */
 int auth_verify_submit(const struct auth_env *env, const char *user, const char *password,
 		       auth_verify_cb *cb, void *ctx);
 

@@ -34,6 +34,8 @@ static const struct gkey gkeys[] = {
 	  "POP3 EXPIRE: days a downloaded message is kept, or never (empty: not announced)"),
 	G("login_delay_max", K_DURATION, login_delay_max,
 	  "failed logins are answered after a delay doubling up to this (0 turns it off)"),
+	G("login_failure_delay", K_DURATION, login_failure_delay,
+	  "every failed login is answered after at least this long (0: at once)"),
 	G("pop3_login_delay", K_DURATION, pop3_login_delay,
 	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
 	G("imap_rest_after", K_DURATION, imap_rest_after,
@@ -177,6 +179,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
 	cfg->workers = 2;
 	cfg->login_delay_max = 15;
+	cfg->login_failure_delay = 2;
 	cfg->imap_rest_after = 15;
 	cfg->send_messages_per_hour = 200;
 	cfg->send_messages_per_day = 1000;
@@ -658,6 +661,11 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	if (rc == 0 && cfg->password_min_length > CONFIG_PASSWORD_MIN_MAX)
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'password_min_length' expects at most %u characters", CONFIG_PASSWORD_MIN_MAX);
+	if (rc == 0 && cfg->login_delay_max != 0 && cfg->login_delay_max < cfg->login_failure_delay)
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'login_delay_max' (%us) is shorter than 'login_failure_delay' (%us): "
+			     "raise login_delay_max, or set it to 0 to turn the growing delay off",
+			     cfg->login_delay_max, cfg->login_failure_delay);
 	if (rc == 0 && cfg->queue_retry_min == 0)
 		cfg->queue_retry_min = 1;
 	return rc;

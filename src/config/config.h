@@ -75,6 +75,8 @@ struct config {
 	unsigned pop3_login_delay;
 	unsigned login_delay_max;          /* brute-force brake: longest delay of a failed login,
 					    * seconds (0 = off) */         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
+	unsigned login_failure_delay;      /* least delay of every failed login, seconds (0 = none;
+					    * login_delay_max is 0 or at least this) */
 	unsigned imap_rest_after;          /* seconds before an inactive IMAP session lets go of
 					    * its index handle (0 = never) */
 	/* sending limits of authenticated accounts (issue 5; 0 = no limit), see sendlimit.h */

@@ -135,12 +135,18 @@ static void test_errors(void **state)
 						"listener (it applies to: smtp, submission, submissions)" },
 		{ "http.bare_lf = reject\n", "'bare_lf' does not apply to the http listener" },
 		{ "pop3s.data_timeout = 5\n", "'data_timeout' does not apply to the pop3s listener" },
+		{ "login_delay_max = 1s\n", "'login_delay_max' (1s) is shorter than "
+					    "'login_failure_delay' (2s)" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(load_text(&c, cases[i].text, err, sizeof(err)), -1);
 		if (strstr(err, cases[i].want) == NULL)
 			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, cases[i].want);
-	}
+	}	/* the floor may go, and the growing delay may be off while the floor stays */
+	assert_int_equal(load_text(&c, "login_delay_max = 1s\nlogin_failure_delay = 0\n", err,
+				   sizeof(err)), 0);
+	assert_int_equal(load_text(&c, "login_delay_max = 0\n", err, sizeof(err)), 0);
+	assert_int_equal(c.login_failure_delay, 2);
 }
 
 /* Checked number helpers. */

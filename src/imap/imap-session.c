@@ -718,6 +718,12 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 		imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Wrong address or password (the user name "
 				     "is your full email address)");
 		s->errors++;
+		if (worker_login_failed(&s->base)) {
+			imap_reply(s, "* BYE Too many failed logins; closing the connection");
+			s->job_running = 0;
+			imap_close(s, "too many failed logins");   /* reaps once, now the job is over */
+			return;
+		}
 	} else {
 		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure; please try again "
 				     "later");
@@ -1247,6 +1253,12 @@ static void imap_process(struct imap_session *s)
 				break;
 			continue;
 		}
+		const char *lf = imap_parser_at_start(s->parser) ?
+					 memchr(c->in.data, '\n', c->in.len) : NULL;
+		if (lf && worker_http_line(&s->base, c, c->in.data, (size_t)(lf - c->in.data))) {
+			imap_close(s, "HTTP request on a mail port");
+			break;
+		}
 		size_t consumed = 0;
 		enum imap_parse_result r = imap_parser_feed(s->parser, c->in.data, c->in.len,
 							    &consumed);
@@ -1356,6 +1368,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
+	s->conn.alpn = "imap";   /* TLS refuses clients that ask for another protocol (ALPACA) */
 	worker_session_add(w, &s->base, "imap");
 	imap_arm_timer(s);
 	if (s->base.lc->implicit_tls) {

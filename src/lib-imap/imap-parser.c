@@ -938,6 +938,12 @@ void imap_parser_reset(struct imap_parser *p)
 	p->continue_size = 0;
 }
 
+/* Is the parser between commands? */
+int imap_parser_at_start(const struct imap_parser *p)
+{
+	return p->st == PS_TAG && p->line_bytes == 0 && p->tok.len == 0;
+}
+
 /* Tag of the last result. */
 const char *imap_parser_tag(const struct imap_parser *p)
 {

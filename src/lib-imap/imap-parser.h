@@ -96,6 +96,9 @@ void imap_parser_free(struct imap_parser **p);
 enum imap_parse_result imap_parser_feed(struct imap_parser *p, const char *data, size_t len,
 					size_t *consumed_r);
 
+/* 1 if nothing of the next command has been fed yet (the caller's next input byte begins a
+ * command line, so it may look at that line before feeding it). */
+int imap_parser_at_start(const struct imap_parser *p);
 /* Tag of the last COMMAND, or of the last ERROR if its tag was read completely (else NULL). */
 const char *imap_parser_tag(const struct imap_parser *p);
 /* Between commands: free what the last command's arguments held (the caller is done with

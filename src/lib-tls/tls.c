@@ -74,6 +74,27 @@ static int tls_sni_cb(SSL *ssl, int *alert, void *arg)
 	return SSL_TLSEXT_ERR_OK;   /* unknown names get the default certificate */
 }
 
+/* ALPN (RFC 7301): on a mail listener, take the listener's protocol when the client offers it
+ * and fail the handshake with no_application_protocol when it offers only others, such as
+ * http/1.1 (RFC 9325 section 3.7, the ALPACA attack). No ALPN from the client is fine. */
+static int tls_alpn_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	const char *proto = SSL_get_app_data(ssl);
+	(void)arg;
+	if (proto == NULL)
+		return SSL_TLSEXT_ERR_NOACK;   /* not a mail listener: no protocol chosen */
+	size_t plen = strlen(proto);
+	for (unsigned int i = 0; i < inlen && in[i] <= inlen - i - 1; i += 1u + in[i]) {
+		if (in[i] == plen && memcmp(in + i + 1, proto, plen) == 0) {
+			*out = in + i + 1;
+			*outlen = in[i];
+			return SSL_TLSEXT_ERR_OK;
+		}
+	}
+	return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
 /* One server SSL_CTX with our protocol policy and the given certificate. */
 static SSL_CTX *tls_make_ctx(const char *cert, const char *key, const char **err_r)
 {
@@ -91,6 +112,7 @@ static SSL_CTX *tls_make_ctx(const char *cert, const char *key, const char **err
 	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!RC4");
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"postino", 7);
+	SSL_CTX_set_alpn_select_cb(ctx, tls_alpn_cb, NULL);   /* every host context: SNI may switch */
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		static char msg[512];
 		snprintf(msg, sizeof(msg), "cannot load certificate %s (%s)", cert,
@@ -188,6 +210,12 @@ struct tls_session *tls_session_new(struct tls_ctx *c, int fd)
 	if (s)
 		SSL_set_accept_state(s->ssl);
 	return s;
+}
+
+/* The one ALPN protocol this server session accepts. */
+void tls_session_set_alpn(struct tls_session *s, const char *proto)
+{
+	SSL_set_app_data(s->ssl, (void *)(uintptr_t)proto);   /* static string, never written */
 }
 
 /* Client context for outbound SMTP. */

@@ -24,6 +24,11 @@ void tls_ctx_free(struct tls_ctx **ctx);
 /* Start a server-side session on a connected socket. NULL on failure. */
 struct tls_session *tls_session_new(struct tls_ctx *ctx, int fd);
 void tls_session_free(struct tls_session **s);
+/* A server session of a mail listener: proto ("smtp", "imap", "pop3", a static string) is the
+ * only ALPN protocol accepted; a client offering ALPN without it (e.g. only http/1.1, RFC 9325
+ * section 3.7) fails the handshake with no_application_protocol. Without this call the session
+ * ignores ALPN (HTTPS). */
+void tls_session_set_alpn(struct tls_session *s, const char *proto);
 /* 1 done, TLS_WANT_READ / TLS_WANT_WRITE, -1 failed (reason in tls_last_error). */
 int tls_handshake(struct tls_session *s);
 /* >0 bytes, 0 clean EOF, -1 error, TLS_WANT_*. */

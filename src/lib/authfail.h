@@ -1,8 +1,9 @@
 /* authfail.h - brute-force brake shared by all workers: failed logins per client IP and per
  * account, kept in shared memory. A failed login is answered after a delay that doubles with
- * each recent failure of that IP or that account (250 ms, 500 ms, ... up to login_delay_max); a correct
- * login is never delayed, so a second IP that knows the password is not locked out. Failures
- * older than 15 minutes are forgotten. Hash collisions share a counter (errs on the strict side).
+ * each recent failure of that IP or that account (250 ms, 500 ms, ... up to login_delay_max;
+ * auth-verify raises it to login_failure_delay); a correct login is never delayed, so a second
+ * IP that knows the password is not locked out. Failures older than 15 minutes are forgotten.
+ * Hash collisions share a counter (errs on the strict side).
  */
 #ifndef POSTINO_AUTHFAIL_H
 #define POSTINO_AUTHFAIL_H

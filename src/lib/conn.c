@@ -152,6 +152,15 @@ int conn_start_deflate(struct conn *c)
 	return 0;
 }
 
+/* A server TLS session on the socket, agreeing only on the owner's ALPN protocol if it set one. */
+static struct tls_session *conn_tls_new(struct conn *c)
+{
+	struct tls_session *t = tls_session_new(c->tls_ctx, c->fd);
+	if (t != NULL && c->alpn != NULL)
+		tls_session_set_alpn(t, c->alpn);
+	return t;
+}
+
 /* Release compression state. */
 static void conn_z_free(struct conn *c)
 {
@@ -190,7 +199,7 @@ void conn_flush(struct conn *c)
 	}
 	if (c->out.len == 0 && c->want_tls_after_flush && !c->failed) {
 		c->want_tls_after_flush = 0;
-		c->tls = tls_session_new(c->tls_ctx, c->fd);
+		c->tls = conn_tls_new(c);
 		if (c->tls == NULL)
 			c->failed = 1;
 		else
@@ -301,6 +310,7 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->want_write = 0;
 	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
+	c->alpn = NULL;
 	c->z = NULL;
 	c->plaintext_peer = c->tls_seen_byte = 0;
 	c->hello = CONN_HELLO_NONE;
@@ -387,7 +397,7 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx)
 		conn_flush(c);
 		return c->failed ? -1 : 0;
 	}
-	c->tls = tls_session_new(ctx, c->fd);
+	c->tls = conn_tls_new(c);
 	if (c->tls == NULL)
 		return -1;
 	c->tls_state = CONN_TLS_HANDSHAKE;

@@ -39,6 +39,7 @@ struct conn {
 	int want_write;      /* the owner paused output at its high-water mark: call it again
 			      * once the socket is writable, even if the buffer drained meanwhile */
 	struct tls_ctx *tls_ctx;
+	const char *alpn;    /* ALPN protocol TLS must agree on (tls_session_set_alpn), or NULL */
 	struct conn_z *z;    /* DEFLATE both ways (IMAP COMPRESS), or NULL */
 	int plaintext_peer;  /* implicit TLS expected, but the peer spoke (or waited) in plaintext */
 	int tls_seen_byte;   /* the handshake has received its first byte */

@@ -26,6 +26,7 @@
 #include "acctdb.h"
 #include "conn.h"
 #include "auth-verify.h"
+#include "crossproto.h"
 #include "diag.h"
 #include "ev.h"
 #include "iptable.h"
@@ -85,6 +86,41 @@ int worker_session_wait_hello(struct session *s, struct conn *c)
 	return 1;
 }
 
+/* Answer an HTTP request on a mail port with one line of the session's protocol. */
+int worker_http_line(struct session *s, struct conn *c, const char *line, size_t len)
+{
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (!crossproto_http_request(line, len) && !crossproto_http_header(line, len))
+		return 0;
+	char msg[512];
+	const char *what = "This is a mail server, not a web server: HTTP requests are not accepted "
+			   "here; closing the connection";
+	switch (s->lc->proto) {
+	case PROTO_SMTP:
+		snprintf(msg, sizeof(msg), "554 5.7.0 %.255s %s\r\n", s->w->cfg->hostname, what);
+		break;
+	case PROTO_IMAP:
+		snprintf(msg, sizeof(msg), "* BYE %s\r\n", what);
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "-ERR %s\r\n", what);
+		break;
+	}
+	conn_write(c, msg, strlen(msg));
+	char esc[100];
+	log_info("sess=%016llx event=http-on-mail-port listener=%s ip=%s line=\"%s\"",
+		 (unsigned long long)s->id, s->lc->name, s->peer_ip,
+		 log_escape(line, len > 60 ? 60 : len, esc, sizeof(esc)));
+	return 1;
+}
+
+/* Count a failed login on the connection. */
+int worker_login_failed(struct session *s)
+{
+	return ++s->login_failures >= WORKER_LOGIN_FAILURES_MAX;
+}
+
 /* The login-check environment of a session. */
 void worker_auth_env(const struct session *s, struct auth_env *env)
 {
@@ -94,6 +130,7 @@ void worker_auth_env(const struct session *s, struct auth_env *env)
 	env->data_dir = s->w->cfg->data_dir;
 	env->ip = s->peer_ip;
 	env->delay_max_ms = s->w->cfg->login_delay_max * 1000;
+	env->delay_min_ms = s->w->cfg->login_failure_delay * 1000;
 	env->proto = s->lc->name;
 	env->port = s->lc->port;
 	env->client = s->client;

@@ -26,6 +26,7 @@ struct session {
 	int greet_after_tls;               /* TLS from the first byte: greet after the handshake */
 	char client[128];                  /* what the client calls itself (EHLO name, IMAP ID), for
 					    * the login diagnostics; "" = unknown */
+	unsigned login_failures;           /* failed logins on this connection */
 	struct session *prev, *next;
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);
@@ -53,6 +54,19 @@ int worker_session_hello(struct session *s, struct conn *c, const char *hint_fmt
 			 unsigned hint_port) __attribute__((format(printf, 3, 0)));
 /* Should a new plaintext session wait for a possible ClientHello before greeting? */
 int worker_session_wait_hello(struct session *s, struct conn *c);
+
+/* A line from the client in command state: if it is an HTTP request line or header (a browser
+ * sent to a mail port, cross-protocol attacks such as ALPACA; crossproto.h), queue one error line
+ * of the session's protocol and return 1: the caller closes the session at once, reading nothing
+ * more. 0 otherwise. */
+int worker_http_line(struct session *s, struct conn *c, const char *line, size_t len);
+
+/* Failed logins allowed on one connection: the one after which it is closed (as Postfix's
+ * smtpd_hard_error_limit for AUTH, scaled down to what a person mistyping needs). */
+#define WORKER_LOGIN_FAILURES_MAX 3
+/* Count a failed login (wrong credentials) on this session. 1: it was the last allowed; the
+ * caller sends its failure reply and a closing line, then closes the session. */
+int worker_login_failed(struct session *s);
 
 /* The login-check environment of a session (see auth-verify.h). */
 struct auth_env;

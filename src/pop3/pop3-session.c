@@ -496,15 +496,22 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 		log_info("sess=%016llx proto=pop3 event=login result=failed reason=\"%s\" user=\"%s\" "
 			 "ip=%s", (unsigned long long)s->base.id, r->reason,
 			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
-		pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password (the user "
-			      "name is your full email address)");
-		pop3_error(s);
+		if (worker_login_failed(&s->base)) {
+			pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password; "
+				      "too many failed logins, closing the connection");
+			pop3_close(s, "too many failed logins");
+		} else {
+			pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password "
+				      "(the user name is your full email address)");
+			pop3_error(s);
+		}
 	} else {
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; please try again "
 			      "later");
 	}
 	if (s->st != P_BUSY) {
-		conn_pause_read(&s->conn, 0);
+		if (!s->closing)
+			conn_pause_read(&s->conn, 0);
 		conn_flush(&s->conn);
 	}
 }
@@ -1083,6 +1090,8 @@ static void pop3_process(struct pop3_session *s)
 			pop3_error(s);
 		} else if (s->st == P_SASL) {
 			pop3_sasl_line(s, line);
+		} else if (worker_http_line(&s->base, c, line, len)) {
+			pop3_close(s, "HTTP request on a mail port");
 		} else {
 			pop3_dispatch(s, line);
 		}
@@ -1154,6 +1163,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
+	s->conn.alpn = "pop3";   /* TLS refuses clients that ask for another protocol (ALPACA) */
 	worker_session_add(w, &s->base, "pop3");
 	pop3_arm_timer(s);
 	if (s->base.lc->implicit_tls) {

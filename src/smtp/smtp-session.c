@@ -340,6 +340,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		free(s);
 		return;
 	}
+	s->conn.alpn = "smtp";   /* TLS refuses clients that ask for another protocol (ALPACA) */
 	worker_session_add(w, &s->base, "smtp");
 	smtp_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
@@ -1125,13 +1126,20 @@ static void auth_done(void *ctx, const struct auth_result *r)
 		smtp_reply(s, "535 5.7.8 Authentication failed: the user name or password is wrong "
 			      "(the user name is your full email address)");
 		s->auth_failures++;
-		smtp_count_error(s);
+		if (worker_login_failed(&s->base)) {
+			smtp_reply(s, "421 4.7.0 %s Too many failed logins; closing the connection",
+				   s->base.w->cfg->hostname);
+			smtp_session_close(s, "too many failed logins");
+		} else {
+			smtp_count_error(s);
+		}
 	} else {
 		log_warn("sess=%016llx proto=smtp event=login result=tempfail reason=\"%s\"",
 			 (unsigned long long)s->base.id, r->reason);
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 	}
-	conn_pause_read(&s->conn, 0);
+	if (!s->closing)
+		conn_pause_read(&s->conn, 0);
 	conn_flush(&s->conn);
 }
 
@@ -1418,6 +1426,8 @@ static void smtp_process(struct smtp_session *s)
 		}
 		if (s->st == SMTP_ST_AUTH)
 			auth_continue(s, line);
+		else if (worker_http_line(&s->base, c, line, len))
+			smtp_session_close(s, "HTTP request on a mail port");
 		else
 			smtp_dispatch(s, line);
 		explicit_bzero(line, len);
