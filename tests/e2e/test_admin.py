@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import zlib
 
 import pytest
 
@@ -308,3 +309,30 @@ def test_workers_that_cannot_start_stop_the_master(tmp_path):
     assert text.count("event=worker-died") <= 3, text
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_queue_listing_escapes_control_chars(tmp_path):
+    """queue list / show print envelope text (addresses, a remote server's last reply) with
+    control characters escaped (item 4)."""
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    qdir = os.path.join(d, "queue")
+    qid = "00000000deadbeef"
+    body = b"Return-Path: <x@x.test>\r\n\r\nhi\r\n"
+    with open(os.path.join(qdir, qid + ".msg"), "wb") as f:
+        f.write(body)
+    env = ("version 1\nid %s\narrived %d\nfrom <ev\x1b[2Jil@x.test>\nbody 7BIT\nsmtputf8 0\n"
+           "ret -\nenvid -\nauth -\nsize %d\ncrc32 %08x\n"
+           "rcpt <r\x1b]0;title\x07@y.test> notify=- orcpt=- err=451 \x1b[31mred\r\n"
+           % (qid, int(time.time()), len(body), zlib.crc32(body)))
+    with open(os.path.join(qdir, qid + ".env"), "w") as f:
+        f.write(env)
+    st = os.stat(qdir)
+    for n in (qid + ".msg", qid + ".env"):
+        os.chown(os.path.join(qdir, n), st.st_uid, st.st_gid)
+    out = postino("queue", "list", "--data", d).stdout
+    assert qid in out and "ev\\x1b[2Jil@x.test" in out, out
+    _assert_clean(out)
+    show = postino("queue", "show", qid, "--data", d).stdout
+    assert "\\x1b[31mred" in show, show
+    _assert_clean(show)
