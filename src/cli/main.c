@@ -523,6 +523,16 @@ static int check_cert_names(const struct config *cfg, struct acctdb *db)
 	return rc;
 }
 
+/* Warn about a private key every user of the machine can read. */
+static void warn_key_mode(const char *key)
+{
+	struct stat st;
+	if (key[0] && stat(key, &st) == 0 && (st.st_mode & S_IROTH))
+		fprintf(stderr, "postino: warning: the private key %s is readable by every user: "
+				"chmod 600 it (the master reads it before the workers drop privileges)\n",
+			key);
+}
+
 /* postino config check|show. */
 static int cmd_config(int argc, char **argv, const char *path)
 {
@@ -578,6 +588,9 @@ static int cmd_config(int argc, char **argv, const char *path)
 		}
 		if (check_cert_names(cfg, db) < 0)
 			rc = 1;
+		warn_key_mode(cfg->tls_key);
+		for (size_t i = 0; i < cfg->ntls_hosts; i++)
+			warn_key_mode(cfg->tls_hosts[i].key);
 		acctdb_close(&db);
 		char why[CONFIG_PATH_MAX * 2];
 		if (master_runs_as_root(cfg)) {

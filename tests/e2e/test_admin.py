@@ -336,3 +336,13 @@ def test_queue_listing_escapes_control_chars(tmp_path):
     show = postino("queue", "show", qid, "--data", d).stdout
     assert "\\x1b[31mred" in show, show
     _assert_clean(show)
+
+
+def test_config_check_warns_about_a_world_readable_key(tmp_path):
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    key = os.path.join(d, "certs", HOST + ".key")
+    assert "readable by every user" not in postino("config", "check", "--data", d).stderr
+    os.chmod(key, 0o644)
+    cp = postino("config", "check", "--data", d)
+    assert "the private key %s is readable by every user" % key in cp.stderr, cp.stderr
