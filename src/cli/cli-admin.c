@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "acctdb.h"
+#include "cli-dkim.h"
 #include "config.h"
 #include "diag.h"
 #include "log.h"
@@ -404,12 +405,12 @@ static int domain_add(struct admin *a)
 	int r = acctdb_domain_add(a->db, d, &err);
 	if (r < 0)
 		return fail("cannot add domain %s: %s: try again", d, err);
-	if (r == 0)
+	if (r == 0) {
 		printf("domain %s is already hosted\n", d);
-	else
-		printf("added domain %s (publish an MX record for it that points at this server)\n",
-		       d);
-	return 0;
+		return 0;
+	}
+	printf("added domain %s (publish an MX record for it that points at this server)\n", d);
+	return cli_dkim_domain_added(a->data_dir, d);   /* its first DKIM keys */
 }
 
 /* Print one domain. */
@@ -1281,7 +1282,8 @@ static int alias_remove(struct admin *a)
 static const struct admin_cmd admin_cmds[] = {
 	{ "domain", "add", "DOMAIN", "host mail for DOMAIN",
 	  "Hosts mail for DOMAIN: the server accepts mail for it, and accounts and aliases can be\n"
-	  "added in it. Publish an MX record for DOMAIN that points at this server.\n",
+	  "added in it. Also creates its DKIM keys (RSA-2048 and Ed25519, see 'postino dkim').\n"
+	  "Publish the records 'postino dns DOMAIN' prints (MX, SPF, DKIM, DMARC, ...).\n",
 	  0, 1, 1, 1, domain_add },
 	{ "domain", "list", "", "print the hosted domains",
 	  "Prints the hosted domains, one per line, in name order.\n",

@@ -19,6 +19,7 @@
 
 #include "acctdb.h"
 #include "cli-admin.h"
+#include "cli-dkim.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -49,6 +50,7 @@ static const char usage_main[] =
 	"  diag ip ADDRESS                  login and TLS problems of a client IP address\n"
 	"  alias add|list|remove            aliases and catch-alls\n"
 	"  config check|show                validate / print the effective configuration\n"
+	"  dkim list|new|rotate|retire      DKIM keys of the hosted domains\n"
 	"  dns DOMAIN                       print the DNS records DOMAIN should publish\n"
 	"  queue list|show|flush|hold|release|delete   the outbound queue\n"
 	"  version                          print the version\n"
@@ -351,6 +353,10 @@ static int cmd_quickstart(int argc, char **argv)
 	}
 	if (acctdb_domain_add(db, domain, &err) < 0) {
 		fprintf(stderr, "postino: cannot add domain %s: %s\n", domain, err);
+		acctdb_close(&db);
+		return 1;
+	}
+	if (cli_dkim_domain_added(abs, domain) != 0) {
 		acctdb_close(&db);
 		return 1;
 	}
@@ -674,6 +680,21 @@ int main(int argc, char **argv)
 		cli_admin_set_config(cfg);
 		int rc = cli_admin_main(cfg->data_dir, argc, argv);
 		cli_admin_set_config(NULL);
+		free(cfg);
+		return rc;
+	}
+	if (strcmp(cmd, "dkim") == 0) {
+		int help = argc < 2;
+		for (int i = 1; i < argc; i++)
+			help |= is_help(argv[i]);
+		if (help)   /* help needs no configuration */
+			return cli_dkim_main(NULL, argc, argv);
+		struct config *cfg = malloc(sizeof(*cfg));
+		if (cfg == NULL || load_config(cfg, path) < 0 || become_run_user(cfg) < 0) {
+			free(cfg);
+			return 1;
+		}
+		int rc = cli_dkim_main(cfg->data_dir, argc, argv);
 		free(cfg);
 		return rc;
 	}

@@ -1,6 +1,6 @@
 /* http-dns.c - "postino dns DOMAIN": every record a hosted domain should publish, in zone-file
- * syntax with one comment per record: MX, SPF, DMARC, MTA-STS, TLS-RPT, the RFC 6186/8314 SRV
- * records and the names mail clients use to configure themselves.
+ * syntax with one comment per record: MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, the RFC 6186/8314
+ * SRV records and the names mail clients use to configure themselves.
  */
 #include "http-dns.h"
 
@@ -12,15 +12,74 @@
 
 #include "acctdb.h"
 #include "buf.h"
+#include "dkim-keys.h"
 #include "http-private.h"
 
 static const char usage_dns[] =
 	"usage: postino dns DOMAIN [--ipv4 ADDRESS] [--ipv6 ADDRESS] [--config FILE | --data DIR]\n"
 	"\n"
-	"Print, in zone-file syntax, every DNS record DOMAIN should publish for mail: MX, SPF, DMARC,\n"
-	"MTA-STS, TLS-RPT, the SRV records of RFC 6186/8314 and the autoconfig/autodiscover names.\n"
-	"--ipv4/--ipv6 give the server's addresses when its hostname lies inside DOMAIN (default: the\n"
-	"'listen' address when it is a literal address).\n";
+	"Print, in zone-file syntax, every DNS record DOMAIN should publish for mail: MX, SPF, DKIM,\n"
+	"DMARC, MTA-STS, TLS-RPT, the SRV records of RFC 6186/8314 and the autoconfig/autodiscover\n"
+	"names. --ipv4/--ipv6 give the server's addresses (its A/AAAA records when its hostname lies\n"
+	"inside DOMAIN, and the sending addresses in SPF; default: the 'listen' address when it is a\n"
+	"literal address). The DKIM records need read access to DATA/dkim (root or the run_user).\n";
+
+#define DNS_TXT_STRING_MAX 255   /* RFC 1035 3.3: a character-string is at most 255 octets */
+
+/* Is a an address of the machine itself (127/8, ::1), useless in SPF? */
+static int loopback(const char *a)
+{
+	return strncmp(a, "127.", 4) == 0 || strcmp(a, "::1") == 0;
+}
+
+/* A TXT record whose text is split into strings of at most 255 octets (RFC 6376 3.6.2.2: the
+ * strings of one record are joined). */
+static void txt_split(FILE *out, const char *name, const char *text)
+{
+	size_t n = strlen(text);
+	fprintf(out, "%s\t3600\tIN\tTXT\t", name);
+	for (size_t off = 0; off < n; off += DNS_TXT_STRING_MAX) {
+		size_t take = n - off < DNS_TXT_STRING_MAX ? n - off : DNS_TXT_STRING_MAX;
+		fprintf(out, "%s\"%.*s\"", off ? " " : "", (int)take, text + off);
+	}
+	fputc('\n', out);
+}
+
+/* The DKIM key records of domain d, one per key in DATA/dkim/d (signing, next and old ones). */
+static void dkim_records(FILE *out, const struct config *cfg, const char *d)
+{
+	struct dkim_keyinfo *k = calloc(DKIM_KEYS_MAX, sizeof(*k));
+	const char *err = "out of memory";
+	int n = k ? dkim_keys_list(cfg->data_dir, d, k, DKIM_KEYS_MAX, &err) : -1;
+	if (n < 0) {
+		fprintf(out, "; DKIM: cannot read the keys of %s (%s): run 'postino dns' as root or as\n"
+			     "; the run_user to print their records.\n", d, err);
+	} else if (n == 0) {
+		fprintf(out, "; DKIM: %s has no keys, so its mail goes out unsigned: create them with\n"
+			     "; 'postino dkim new %s', publish them, then 'postino dkim rotate %s'.\n",
+			d, d, d);
+	}
+	for (int i = 0; i < n; i++) {
+		char name[DKIM_SELECTOR_MAX + DKIM_DOMAIN_MAX + 16], text[DKIM_PUB_MAX + 64];
+		int ed = k[i].alg == TLS_KEY_ED25519;
+		if (!k[i].readable) {
+			fprintf(out, "; DKIM key %s of %s cannot be read (%s): run 'postino dns' as\n"
+				     "; root or as the run_user.\n", k[i].selector, d, k[i].err);
+			continue;
+		}
+		if (ed)
+			fprintf(out, "; DKIM (RFC 8463): Ed25519 key %s", k[i].selector);
+		else
+			fprintf(out, "; DKIM (RFC 6376): RSA-%u key %s", k[i].bits, k[i].selector);
+		fprintf(out, "%s\n", k[i].signing ? ", signing the mail of this domain now." :
+			", not signing: new (publish it before 'postino dkim rotate') or old (remove it\n"
+			"; after 'postino dkim retire').");
+		snprintf(name, sizeof(name), "%s._domainkey.%s.", k[i].selector, d);
+		snprintf(text, sizeof(text), "v=DKIM1; k=%s; p=%s", ed ? "ed25519" : "rsa", k[i].pub);
+		txt_split(out, name, text);
+	}
+	free(k);
+}
 
 /* Is name equal to domain or below it? */
 static int in_zone(const char *name, const char *domain)
@@ -72,10 +131,24 @@ void http_dns_print(FILE *out, const struct config *cfg, const char *d, const ch
 		if (ipv6)
 			fprintf(out, "; The server's IPv6 address.\n%s.\t3600\tIN\tAAAA\t%s\n", h, ipv6);
 	}
-	fprintf(out, "\n; SPF (RFC 7208): only the MX hosts send mail from %s; anything else fails.\n", d);
-	fprintf(out, "%s.\t3600\tIN\tTXT\t\"v=spf1 mx -all\"\n", d);
-	fprintf(out, "; DMARC (RFC 7489): quarantine mail that fails SPF and DKIM; reports to postmaster.\n");
-	fprintf(out, "_dmarc.%s.\t3600\tIN\tTXT\t\"v=DMARC1; p=quarantine; rua=mailto:postmaster@%s\"\n",
+	char spf[256] = "v=spf1";
+	if (ipv4 && !loopback(ipv4))
+		snprintf(spf + strlen(spf), sizeof(spf) - strlen(spf), " ip4:%s", ipv4);
+	if (ipv6 && !loopback(ipv6))
+		snprintf(spf + strlen(spf), sizeof(spf) - strlen(spf), " ip6:%s", ipv6);
+	fprintf(out, "\n; SPF (RFC 7208): mail from %s leaves from this server (%s) only; anything\n"
+		     "; else fails.%s\n", d, strlen(spf) > 6 ? "the addresses listed, and the MX hosts" :
+		"its MX hosts; give --ipv4/--ipv6 to list its addresses", cfg->relayhost[0] ?
+		" With relayhost, add the relay's own SPF (include:...) before -all." : "");
+	fprintf(out, "%s.\t3600\tIN\tTXT\t\"%s mx -all\"\n", d, spf);
+	fprintf(out, "\n");
+	dkim_records(out, cfg, d);
+	fprintf(out, "\n; DMARC (RFC 7489), monitoring first (p=none): receivers deliver as before\n"
+		     "; and send daily aggregate reports to postmaster@%s (an account or alias of\n"
+		     "; it must exist). When two to four weeks of reports show all legitimate mail\n"
+		     "; from %s passing DKIM or SPF for %s, change p=none to p=quarantine, and\n"
+		     "; later to p=reject.\n", d, d, d);
+	fprintf(out, "_dmarc.%s.\t3600\tIN\tTXT\t\"v=DMARC1; p=none; rua=mailto:postmaster@%s\"\n",
 		d, d);
 	fprintf(out, "; MTA-STS (RFC 8461): senders must use verified TLS to the MX; id changes with the policy.\n");
 	fprintf(out, "_mta-sts.%s.\t3600\tIN\tTXT\t\"v=STSv1; id=%016llx\"\n", d, (unsigned long long)fnv);

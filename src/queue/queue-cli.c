@@ -155,6 +155,11 @@ static int q_show(const char *dir, const char *id)
 		printf("envid: %s\n", esc(env.envid));
 	if (env.auth[0])
 		printf("submitted by: %s\n", esc(env.auth));
+	for (const char *d = env.dkim; d && (d = strstr(d, " d=")) != NULL; d++) {
+		const char *sel = strstr(d, "\ts=");   /* ours: "d=DOM;" CRLF TAB "s=SEL;" */
+		printf("dkim: d=%.*s s=%.*s\n", (int)strcspn(d + 3, ";"), d + 3,
+		       sel ? (int)strcspn(sel + 3, ";") : 0, sel ? sel + 3 : "");
+	}
 	printf("attempts: %u\n", env.attempts);
 	if (env.next)
 		printf("next attempt: %s\n", when(env.next, t, sizeof(t)));

@@ -218,7 +218,8 @@ static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
 	buf_init(&cmd, 1024 * 1024);
 	buf_appendf(&cmd, "MAIL FROM:<%s>", env->from);
 	if (c->size_ext)
-		buf_appendf(&cmd, " SIZE=%llu", (unsigned long long)env->size);
+		buf_appendf(&cmd, " SIZE=%llu", (unsigned long long)(env->size +
+			    (env->dkim ? strlen(env->dkim) : 0)));
 	if (env->body_8bit && c->eightbit)
 		buf_appendstr(&cmd, " BODY=8BITMIME");
 	if (env->smtputf8)
@@ -332,6 +333,10 @@ static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
 		smtpc_wire_init(&w, 1);
 		off_t pos = 0;
 		int failed = chunk == NULL;
+		/* the DKIM signatures made when the message was accepted (smtp-dkim.c): CRLF
+		 * lines starting with "DKIM-Signature:" or a tab, so nothing to dot-stuff */
+		if (!failed && env->dkim && smtpc_send(c, env->dkim, strlen(env->dkim)) < 0)
+			failed = 1;
 		while (!failed) {
 			ssize_t got = pread(fd, chunk, QD_CHUNK, pos);
 			if (got < 0 && errno == EINTR)

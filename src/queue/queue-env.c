@@ -20,6 +20,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "base64.h"
 #include "num.h"
 
 #define ENV_FILE_MAX (QUEUE_MAX_RCPTS * 2048 + 65536)   /* refuse absurd envelope files */
@@ -215,6 +216,23 @@ int queue_env_parse(const char *text, size_t len, struct qenv *env, char *err, s
 		}
 		uint64_t u;
 #define KEY(k) (kl == sizeof(k) - 1 && memcmp(line, k, kl) == 0)
+		if (KEY("dkim")) {   /* base64 of the DKIM-Signature fields */
+			free(env->dkim);
+			env->dkim = NULL;
+			if (vl == 0 || vl > BASE64_ENCODED_LEN(QUEUE_DKIM_MAX) ||
+			    (env->dkim = malloc(BASE64_DECODED_MAX(vl) + 1)) == NULL) {
+				seterr(err, errlen, "bad dkim line");
+				goto bad;
+			}
+			ssize_t dl = base64_decode(v, vl, (unsigned char *)env->dkim,
+						   BASE64_DECODED_MAX(vl));
+			if (dl <= 0 || memchr(env->dkim, '\0', (size_t)dl) != NULL) {
+				seterr(err, errlen, "bad dkim line");
+				goto bad;
+			}
+			env->dkim[dl] = '\0';
+			continue;
+		}
 		if (KEY("rcpt")) {
 			if (parse_rcpt(v, vl, &env->rcpts[env->nrcpts]) < 0) {
 				seterr(err, errlen, "bad recipient line %u", env->nrcpts + 1);
@@ -300,6 +318,8 @@ bad:
 
 void queue_env_free(struct qenv *env)
 {
+	free(env->dkim);
+	env->dkim = NULL;
 	free(env->rcpts);
 	env->rcpts = NULL;
 	env->nrcpts = 0;
@@ -364,6 +384,21 @@ static int fsync_dir(const char *dir)
 	return r;
 }
 
+/* Write the dkim line. */
+int queue_env_put_dkim(FILE *f, const char *fields)
+{
+	size_t n = strlen(fields);
+	if (n == 0 || n > QUEUE_DKIM_MAX)
+		return -1;
+	char *b64 = malloc(BASE64_ENCODED_LEN(n) + 1);
+	if (b64 == NULL)
+		return -1;
+	base64_encode((const unsigned char *)fields, n, b64, BASE64_ENCODED_LEN(n) + 1);
+	fprintf(f, "dkim %s\n", b64);
+	free(b64);
+	return 0;
+}
+
 /* Write the envelope atomically. */
 int queue_env_write(const char *dir, const struct qenv *env)
 {
@@ -382,6 +417,11 @@ int queue_env_write(const char *dir, const struct qenv *env)
 	if (env->have_crc)
 		fprintf(f, "crc32 %08lx\n", (unsigned long)env->crc);
 	fprintf(f, "attempts %u\nnext %lld\n", env->attempts, (long long)env->next);
+	if (env->dkim && queue_env_put_dkim(f, env->dkim) < 0) {
+		fclose(f);
+		unlink(tmp);
+		return -1;
+	}
 	for (unsigned i = 0; i < env->nrcpts; i++) {
 		const struct qrcpt *r = &env->rcpts[i];
 		char e[QUEUE_ERR_MAX];

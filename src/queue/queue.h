@@ -16,6 +16,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 struct config;
@@ -23,6 +24,7 @@ struct config;
 #define QUEUE_ADDR_MAX 512        /* an envelope address with its angle brackets dropped */
 #define QUEUE_MAX_RCPTS 1000      /* recipients per envelope (max_recipients is far lower) */
 #define QUEUE_ERR_MAX 512         /* the last error text kept per recipient */
+#define QUEUE_DKIM_MAX 16384      /* DKIM-Signature fields sent before the message */
 
 enum qrcpt_state { QR_PENDING, QR_SENT, QR_FAILED };
 
@@ -58,17 +60,22 @@ struct qenv {
 	uint32_t crc;
 	unsigned attempts;
 	time_t next;                       /* next attempt (0 = now) */
+	char *dkim;                        /* NULL, or the DKIM-Signature fields (CRLF-terminated)
+					    * made when the message was accepted: sent before the
+					    * message on every attempt (malloc'd; queue_env_free) */
 	struct qrcpt *rcpts;
 	unsigned nrcpts;
 };
 
-/* Parse envelope text. 0 ok; -1 damaged (why in err). Allocates env->rcpts. */
+/* Parse envelope text. 0 ok; -1 damaged (why in err). Allocates env->rcpts (and env->dkim). */
 int queue_env_parse(const char *text, size_t len, struct qenv *env, char *err, size_t errlen);
 /* Read <dir>/<id>.env. 1 ok, 0 missing, -1 damaged/unreadable (why in err). */
 int queue_env_read(const char *dir, const char *id, struct qenv *env, char *err, size_t errlen);
 /* Write env to <dir>/<id>.env atomically (tmp file, fsync, rename, fsync dir). 0 / -1. */
 int queue_env_write(const char *dir, const struct qenv *env);
 void queue_env_free(struct qenv *env);
+/* Write the envelope line carrying DKIM-Signature fields ("dkim BASE64\n"). 0 / -1 (too long). */
+int queue_env_put_dkim(FILE *f, const char *fields);
 /* Check the body file against the envelope's size and CRC-32. 1 intact, 0 damaged (why in
  * err), -1 cannot read. */
 int queue_body_check(int fd, const struct qenv *env, char *err, size_t errlen);

@@ -28,6 +28,7 @@
 #include "pool.h"
 #include "store-path.h"
 #include "queue.h"
+#include "smtp-dkim.h"
 #include "store.h"
 
 #define SMTP_WBUF_FLUSH 65536        /* write the temp file in chunks of this size */
@@ -320,6 +321,7 @@ struct deliver_job {
 	int result;                /* 0 ok, -1 temporary failure */
 	char why[1024];
 	unsigned delivered, spooled;
+	char *dkim;                /* DKIM-Signature fields for the queue, or NULL */
 };
 
 /* fsync a directory by path. */
@@ -360,6 +362,7 @@ static int spool_remote(struct deliver_job *j)
 		tx->envid[0] ? tx->envid : "-", j->s->auth_user[0] ? j->s->auth_user : "-",
 		(unsigned long long)(tx->size + tx->header_len));
 	fprintf(f, "crc32 %08lx\n", tx->crc & 0xffffffffUL);
+	int bad = j->dkim != NULL && queue_env_put_dkim(f, j->dkim) < 0;
 	for (unsigned i = 0; i < tx->ntargets; i++) {
 		if (tx->targets[i].local)
 			continue;
@@ -367,7 +370,7 @@ static int spool_remote(struct deliver_job *j)
 		fprintf(f, "rcpt <%s> notify=%s orcpt=%s\n", tx->targets[i].addr,
 			r->notify[0] ? r->notify : "-", r->orcpt[0] ? r->orcpt : "-");
 	}
-	int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
+	bad |= fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
 	bad |= fclose(f) != 0;
 	if (bad || rename(envtmp, env) < 0 || fsync_dir(qdir) < 0) {
 		snprintf(j->why, sizeof(j->why), "write envelope: %s", strerror(errno));
@@ -443,6 +446,14 @@ static void deliver_work(void *arg)
 		return;
 	}
 	int remote = 0;
+	for (unsigned i = 0; i < tx->ntargets; i++)
+		remote |= !tx->targets[i].local;
+	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c) */
+	if (remote && j->s->auth_user[0] && smtp_dkim_sign(j->cfg->data_dir, j->id, tx->fd,
+			tx->header_len, total, &j->dkim, j->why, sizeof(j->why)) < 0) {
+		j->result = -1;
+		return;
+	}
 	for (unsigned i = 0; i < tx->ntargets; i++) {
 		if (!tx->targets[i].local) {
 			remote = 1;
@@ -504,6 +515,7 @@ static void deliver_done(void *arg)
 				      "accepted, please try again later");
 	}
 	smtp_tx_free(&j->tx);
+	free(j->dkim);
 	free(j);
 	if (s->closing) {
 		ev_defer(s->base.w->loop, smtp_session_reap, s);

@@ -36,16 +36,18 @@ def free_port(hosts=("127.0.0.1",), udp=False):
 
 
 class Dns:
-    """unbound -d -c CONF serving `records` (zone file lines) under local zones."""
+    """unbound -d -c CONF serving `records` (zone file lines) under local zones, on
+    host:port (default 127.0.0.1 and a free port)."""
 
-    def __init__(self, zones, records):
+    def __init__(self, zones, records, host="127.0.0.1", port=None):
         self.dir = tempfile.mkdtemp(prefix="postino-dns-")
         os.chmod(self.dir, 0o755)
-        self.port = free_port(udp=True)
+        self.host = host
+        self.port = port or free_port(udp=True)
         conf = os.path.join(self.dir, "unbound.conf")
         with open(conf, "w") as f:
             f.write("server:\n")
-            f.write("  interface: 127.0.0.1@%d\n  port: %d\n" % (self.port, self.port))
+            f.write("  interface: %s@%d\n  port: %d\n" % (host, self.port, self.port))
             f.write('  do-daemonize: no\n  username: ""\n  chroot: ""\n')
             f.write('  directory: "%s"\n  pidfile: "%s/unbound.pid"\n' % (self.dir, self.dir))
             f.write("  use-syslog: no\n  verbosity: 0\n  do-ip6: no\n")
@@ -53,8 +55,8 @@ class Dns:
             f.write('  module-config: "iterator"\n')
             for z in zones:
                 f.write('  local-zone: "%s." static\n' % z)
-            for r in records:
-                f.write('  local-data: "%s"\n' % r)
+            for r in records:   # TXT data has double quotes: wrap those in single ones
+                f.write(("  local-data: '%s'\n" if '"' in r else '  local-data: "%s"\n') % r)
             f.write("remote-control:\n  control-enable: no\n")
         self.log = open(os.path.join(self.dir, "unbound.log"), "w")
         self.proc = subprocess.Popen(["unbound", "-d", "-c", conf], stdout=self.log,
@@ -74,7 +76,7 @@ class Dns:
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.settimeout(0.3)
         try:
-            s.sendto(q, ("127.0.0.1", self.port))
+            s.sendto(q, (self.host, self.port))
             return s.recv(512)[:2] == b"\x12\x34"
         except OSError:
             return False

@@ -340,8 +340,18 @@ def test_dns_records(srv, tmp_path):
     p = srv.ports
     assert recs[(d, "MX")] == ["10 %s." % HOST]
     assert recs[(HOST + ".", "A")] == ["192.0.2.25"]
-    assert recs[(d, "TXT")] == ['"v=spf1 mx -all"']
-    assert recs[("_dmarc." + d, "TXT")][0].startswith('"v=DMARC1; p=')
+    # SPF lists the sending address; DMARC starts at p=none with reports to a hosted address
+    assert recs[(d, "TXT")] == ['"v=spf1 ip4:192.0.2.25 mx -all"']
+    assert recs[("_dmarc." + d, "TXT")] == ['"v=DMARC1; p=none; rua=mailto:postmaster@%s"'
+                                             % DOMAIN]
+    # the DKIM keys `domain add` made: RSA (split into 255-octet strings) and Ed25519
+    dk = {n: v[0] for (n, t), v in recs.items() if t == "TXT" and "._domainkey." in n}
+    assert len(dk) == 2, out
+    rsa = [v for v in dk.values() if "k=rsa" in v][0]
+    strings = re.findall(r'"([^"]*)"', rsa)
+    assert len(strings) == 2 and len(strings[0]) == 255 and strings[0].startswith("v=DKIM1; ")
+    assert [v for v in dk.values() if re.fullmatch(r'"v=DKIM1; k=ed25519; p=[A-Za-z0-9+/]{43}="',
+                                                    v)]
     assert re.fullmatch(r'"v=STSv1; id=[0-9a-f]{16}"', recs[("_mta-sts." + d, "TXT")][0])
     assert recs[("mta-sts." + d, "CNAME")] == [HOST + "."]
     assert recs[("_smtp._tls." + d, "TXT")][0].startswith('"v=TLSRPTv1; rua=mailto:')

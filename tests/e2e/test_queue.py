@@ -182,9 +182,10 @@ def test_delivery_exact_bytes_and_envelope(srv, net):
     mail_from, rcpts, content, opts = got[0]
     assert mail_from == ALICE
     assert rcpts == ["u1@r1.test"]
-    # our Received: header first, no Return-Path (the final delivery adds that), then the
-    # message exactly as submitted
-    assert content.startswith(b"Received: ")
+    # the DKIM signatures made at submission (test_dkim.py checks them), our Received: header,
+    # no Return-Path (the final delivery adds that), then the message exactly as submitted
+    assert content.startswith(b"DKIM-Signature: ")
+    assert content[content.index(b"\r\nReceived: ") + 2:].startswith(b"Received: ")
     assert b"Return-Path:" not in content
     assert content.endswith(body), content
     assert b"\r\n" + body == content[content.index(b"\r\nFrom: <alice"):]

@@ -1,0 +1,48 @@
+/* tls-crypto.h - the signing primitives DKIM needs, kept in lib-tls so that this directory stays
+ * the only code calling OpenSSL: SHA-256, private keys (RSA, Ed25519) created, stored as PEM,
+ * loaded, and used to sign a SHA-256 digest.
+ *
+ * Keys and hash contexts are owned by their caller; everything here is safe on any thread as
+ * long as one object is not used by two threads at once.
+ */
+#ifndef POSTINO_TLS_CRYPTO_H
+#define POSTINO_TLS_CRYPTO_H
+
+#include <stddef.h>
+
+#define TLS_SHA256_LEN 32
+#define TLS_SIG_MAX 512            /* RSA-4096 signature; Ed25519 needs 64 */
+#define TLS_DKIM_RSA_BITS 2048     /* RFC 8301 3.2: at least 1024, 2048 recommended */
+
+enum tls_key_alg { TLS_KEY_RSA, TLS_KEY_ED25519 };
+
+struct tls_sha256;
+struct tls_key;
+
+/* A new SHA-256 context; NULL when out of memory. */
+struct tls_sha256 *tls_sha256_new(void);
+void tls_sha256_update(struct tls_sha256 *h, const void *p, size_t n);
+/* Finish into out (32 octets); the context can be reused only after tls_sha256_reset. */
+void tls_sha256_final(struct tls_sha256 *h, unsigned char out[TLS_SHA256_LEN]);
+void tls_sha256_reset(struct tls_sha256 *h);
+void tls_sha256_free(struct tls_sha256 **h);
+
+/* Create a new private key of kind alg (RSA: TLS_DKIM_RSA_BITS) and store it as PKCS#8 PEM at
+ * path, mode 0600, durably (temp file, fsync, rename, fsync of the directory); an existing file
+ * is never replaced. 0 ok, -1 error (*err_r: a static text). */
+int tls_key_generate(enum tls_key_alg alg, const char *path, const char **err_r);
+/* Load a PEM private key (RSA or Ed25519). 0 ok, -1 error (*err_r: a static text). */
+int tls_key_load(const char *path, struct tls_key **key_r, const char **err_r);
+void tls_key_free(struct tls_key **key);
+enum tls_key_alg tls_key_alg(const struct tls_key *key);
+/* Key size in bits (RSA modulus; 256 for Ed25519). */
+unsigned tls_key_bits(const struct tls_key *key);
+/* The public key as DKIM publishes it in p= (RFC 6376 3.6.1, RFC 8463 4): base64 of the
+ * SubjectPublicKeyInfo DER for RSA, of the 32 raw octets for Ed25519. -1 if out is too small. */
+int tls_key_public_b64(const struct tls_key *key, char *out, size_t outlen);
+/* Sign a SHA-256 digest: RSASSA-PKCS1-v1_5 with SHA-256 for RSA (RFC 6376 3.3.1); PureEdDSA over
+ * the 32 digest octets for Ed25519 (RFC 8463 3). 0 ok (*siglen_r set), -1 error. */
+int tls_key_sign_sha256(const struct tls_key *key, const unsigned char digest[TLS_SHA256_LEN],
+			unsigned char sig[TLS_SIG_MAX], size_t *siglen_r);
+
+#endif
