@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "base64.h"
+#include "idn.h"
 #include "tls-crypto.h"
 
 #define DKIM_B64_LINE 72        /* octets of b= per folded line, keeping lines under 78 */
@@ -298,7 +299,13 @@ static void from_cb(void *ctx, const char *address)
 {
 	struct from_domain *d = ctx;
 	const char *at = strrchr(address, '@');
+	char ascii[DKIM_DOMAIN_MAX + 1];   /* d= and the key directory use A-labels */
 	const char *dom = at ? at + 1 : "";
+	if (idn_to_ascii(dom, strlen(dom), ascii, sizeof(ascii)) < 0) {
+		d->mixed = 1;
+		return;
+	}
+	dom = ascii;
 	if (d->n++ == 0) {
 		if (strlen(dom) >= sizeof(d->domain))
 			d->mixed = 1;
