@@ -275,10 +275,12 @@ static int cmd_quickstart(int argc, char **argv)
 	}
 	struct passwd *pw = NULL;
 	int as_root = 0;   /* explicit --user root (or --user ''): workers stay root */
+	int sysuser_default = 0;
 	if (geteuid() == 0 && sysuser == NULL) {
 		if (ensure_system_user(QUICKSTART_SYSTEM_USER) < 0)
 			return 1;
 		sysuser = QUICKSTART_SYSTEM_USER;
+		sysuser_default = 1;
 	}
 	if (sysuser && (sysuser[0] == '\0' || strcmp(sysuser, "root") == 0)) {
 		as_root = geteuid() == 0;
@@ -344,6 +346,23 @@ static int cmd_quickstart(int argc, char **argv)
 			return 1;
 		}
 		wrote_conf = 1;
+	} else if (sysuser_default) {
+		/* an existing configuration keeps its run_user: do not hand the data to another */
+		struct config *old = malloc(sizeof(*old));
+		char cerr[1200];
+		if (old != NULL) {
+			config_defaults(old);
+			if (config_load(old, p, cerr, sizeof(cerr)) == 0 &&
+			    strcmp(old->run_user, sysuser) != 0) {
+				fprintf(stderr, "postino: kept %s, whose run_user is %s: set run_user = "
+						"%s there (and chown -R %s %s) to run the workers as %s\n",
+					p, old->run_user[0] ? old->run_user : "not set", sysuser, sysuser,
+					abs, sysuser);
+				pw = NULL;
+				sysuser = NULL;
+			}
+			free(old);
+		}
 	}
 	snprintf(p2, sizeof(p2), "%s/system.db", abs);
 	struct acctdb *db;

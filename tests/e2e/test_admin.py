@@ -346,3 +346,15 @@ def test_config_check_warns_about_a_world_readable_key(tmp_path):
     os.chmod(key, 0o644)
     cp = postino("config", "check", "--data", d)
     assert "the private key %s is readable by every user" % key in cp.stderr, cp.stderr
+
+
+@needs_root
+def test_quickstart_again_keeps_the_configured_run_user(tmp_path):
+    """A second quickstart keeps the existing configuration, so it does not hand the data
+    directory to the default system user behind run_user's back; it says what to change."""
+    d = str(tmp_path / "data")
+    _quickstart(d, "--user", "root")
+    cp = _quickstart(d)
+    assert "run_user is not set: set run_user = postino" in cp.stderr, cp.stderr
+    assert os.stat(d).st_uid == 0
+    assert _conf_value(d, "run_user") == ""
