@@ -147,6 +147,7 @@ void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n
 /* RFC 5256 base subject (simplified), lower-cased. */
 void imap_base_subject(const char *in, char *out, size_t outlen);
 void imap_base_subject_ex(const char *in, char *out, size_t outlen, int *is_reply_r);
+int64_t imap_sent_date(const char *hdr, size_t hl, int64_t fallback);
 void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 

@@ -140,6 +140,38 @@ void imap_base_subject(const char *in, char *out, size_t outlen)
 	imap_base_subject_ex(in, out, outlen, NULL);
 }
 
+/* The sent date of a header section (its Date: field) in seconds since the epoch, UTC (the
+ * zone offset applied, RFC 5256 2.2); `fallback` (the INTERNALDATE) when there is none or it
+ * cannot be read. */
+int64_t imap_sent_date(const char *hdr, size_t hl, int64_t fallback)
+{
+	struct buf v;
+	int64_t when = fallback;
+	buf_init(&v, 4096);
+	if (mime_header_get(hdr, hl, "Date", &v) == 1 && v.data) {
+		struct tm tm;
+		memset(&tm, 0, sizeof(tm));
+		const char *p = strchr(v.data, ',');
+		p = p ? p + 1 : v.data;
+		const char *e = strptime(p, " %d %b %Y %H:%M", &tm);
+		if (e != NULL) {
+			long off = 0;
+			int zh, zm;
+			char sign;
+			if (*e == ':') {                  /* seconds are optional (RFC 5322 3.3) */
+				const char *e2 = strptime(e, ":%S", &tm);
+				e = e2 ? e2 : e + 1;
+			}
+			if (sscanf(e, " %c%2d%2d", &sign, &zh, &zm) == 3 &&
+			    (sign == '+' || sign == '-'))
+				off = (sign == '+' ? 1 : -1) * (zh * 3600L + zm * 60L);
+			when = (int64_t)timegm(&tm) - off;
+		}
+	}
+	buf_free(&v);
+	return when;
+}
+
 /* First address of an address header: its mailbox part (or display name), lower-cased. */
 static void first_address(const char *hdr, size_t hl, const char *name, int display, char *out,
 			  size_t outlen)
@@ -223,29 +255,9 @@ static void sort_fill(struct imap_session *s, struct sort_item *it, struct store
 		case S_SIZE:
 			it->num[k] = (int64_t)m->size;
 			break;
-		case S_DATE: {
-			struct buf v;
-			buf_init(&v, 4096);
-			it->num[k] = m->internaldate;
-			if (mime_header_get(msg, hl, "Date", &v) == 1 && v.data) {
-				struct tm tm;
-				memset(&tm, 0, sizeof(tm));
-				const char *p = strchr(v.data, ',');
-				p = p ? p + 1 : v.data;
-				const char *e = strptime(p, " %d %b %Y %H:%M:%S", &tm);
-				if (e != NULL) {
-					long off = 0;
-					int zh, zm;
-					char sign;
-					if (sscanf(e, " %c%2d%2d", &sign, &zh, &zm) == 3 &&
-					    (sign == '+' || sign == '-'))
-						off = (sign == '+' ? 1 : -1) * (zh * 3600L + zm * 60L);
-					it->num[k] = (int64_t)timegm(&tm) - off;
-				}
-			}
-			buf_free(&v);
+		case S_DATE:
+			it->num[k] = imap_sent_date(msg, hl, m->internaldate);
 			break;
-		}
 		case S_SUBJECT: {
 			struct buf v, d;
 			buf_init(&v, 65536);

@@ -128,11 +128,19 @@ static const char *next_id(const char *s, char *out, size_t outlen)
 	return gt + 1;
 }
 
-/* The date used to sort a container: its message's, or its first child's. */
+/* The message that stands for a container when siblings are sorted: its own, or for an empty
+ * container its first (already sorted) child's, RFC 5256 4.5.D / 2.2. */
+static const struct tnode *trep(const struct tnode *n)
+{
+	while (n->msg < 0 && n->child)
+		n = n->child;
+	return n;
+}
+
+/* The date used to sort a container (its representative's sent date). */
 static int64_t tdate(const struct tnode *n)
 {
-	while (n->msg < 0 && n->child)   /* empty containers take their first child's date */
-		n = n->child;
+	n = trep(n);
 	return n->msg >= 0 ? n->date : 0;
 }
 
@@ -157,7 +165,7 @@ static struct tnode *tsort(struct tnode *list, unsigned depth)
 		struct tnode *x = v[i];
 		size_t j = i;
 		while (j > 0 && (tdate(v[j - 1]) > tdate(x) ||
-				 (tdate(v[j - 1]) == tdate(x) && v[j - 1]->msg > x->msg))) {
+				 (tdate(v[j - 1]) == tdate(x) && trep(v[j - 1])->msg > trep(x)->msg))) {
 			v[j] = v[j - 1];
 			j--;
 		}
@@ -303,21 +311,11 @@ static void tread(struct imap_session *s, size_t i, struct store_header_cursor *
 		buf_init(&d, 65536);
 		mime_decode_words(v.data, v.len, &d);
 		const char *sub = d.data ? d.data : v.data;
-		while (*sub == ' ')
-			sub++;
-		*is_reply = strncasecmp(sub, "re:", 3) == 0 || strncasecmp(sub, "fw", 2) == 0;
-		imap_base_subject(sub, subject, 256);
+		imap_base_subject_ex(sub, subject, 256, is_reply);
 		buf_free(&d);
 	}
-	buf_reset(&v);
-	if (mime_header_get(msg, hl, "Date", &v) == 1 && v.data) {
-		struct tm tm;
-		memset(&tm, 0, sizeof(tm));
-		const char *p = strchr(v.data, ',');
-		if (strptime(p ? p + 1 : v.data, " %d %b %Y %H:%M:%S", &tm) != NULL)
-			*date = (int64_t)timegm(&tm);
-	}
 	buf_free(&v);
+	*date = imap_sent_date(msg, hl, m->internaldate);
 	free(hdr);
 }
 
@@ -394,10 +392,12 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 				tlink(prev, r);
 			prev = r;
 		}
-		/* step 1B: the last reference is the parent */
+		/* step 1B: the last reference is the parent; a parent guessed earlier from
+		 * another message's References is dropped even when the new link would make a
+		 * loop and is not made (as Dovecot does) */
 		if (prev && prev != c && tdepth(prev) < THREAD_DEPTH_MAX && !tancestor(c, prev))
 			tlink(prev, c);
-		else if (prev == NULL && c->parent)
+		else if (c->parent && c->parent != prev)
 			tunlink(c);
 	}
 	store_header_close(&hc);
@@ -431,9 +431,8 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 	if (refs_algo)
 		tgather(&t, &root);
 	for (struct tnode *a = refs_algo ? NULL : root.child; a; a = a->next) {
+		/* messages without a subject form one thread too, as in Dovecot */
 		const char *sa = a->msg >= 0 ? a->subject : a->child ? a->child->subject : "";
-		if (sa[0] == '\0')
-			continue;
 		for (struct tnode *b = a->next, *bn; b; b = bn) {
 			bn = b->next;
 			const char *sb = b->msg >= 0 ? b->subject : b->child ? b->child->subject : "";

@@ -104,3 +104,53 @@ def test_sort_cc_group_and_reverse_ties(srv, user, clients):  # noqa: F811
     assert c.ok("SORT (REVERSE CC) US-ASCII ALL").of("SORT")[0] == ["1", "2", "3"], c.dialogue()
     assert c.ok("SORT (CC REVERSE ARRIVAL) US-ASCII ALL").of("SORT")[0] == ["3", "2", "1"], \
         c.dialogue()
+
+
+def test_thread_references_guessed_parent_dropped(srv, user, clients):  # noqa: F811
+    """RFC 5256 4.1 step 1B: a message's own References replace a parent guessed from another
+    message's References, even when the new link is refused because it would make a loop."""
+    c = login(srv, user, clients)
+    for mid, refs, idate in (("<a@b>", None, "17:06:23"), ("<b@b>", "<a@b> <c@b>", "15:06:23"),
+                             ("<c@b>", "<b@b>", "16:06:25")):
+        h = "Message-ID: %s\r\n" % mid + ("References: %s\r\n" % refs if refs else "")
+        append(c, "INBOX", h + "\r\nbody\r\n", date="22-Feb-2008 %s +0000" % idate)
+    c.ok("SELECT INBOX")
+    r = c.ok("THREAD REFERENCES US-ASCII ALL")
+    assert b"* THREAD (3 2)(1)\r\n" in r.untagged, c.dialogue()
+
+
+def test_thread_dummy_ties_sort_by_first_child(srv, user, clients):  # noqa: F811
+    """An empty container sorts by its first child's date and, on a tie, its sequence."""
+    c = login(srv, user, clients)
+    for mid, irt in (("<3@b>", "<1@b>"), ("<4@b>", "<2@b>"), ("<5@b>", "<2@b>")):
+        append(c, "INBOX", "Message-Id: %s\r\nIn-Reply-To: %s\r\n\r\nbody\r\n" % (mid, irt),
+               date="22-Feb-2008 15:06:23 +0000")
+    c.ok("SELECT INBOX")
+    r = c.ok("THREAD REFERENCES US-ASCII ALL")
+    assert b"* THREAD (1)((2)(3))\r\n" in r.untagged, c.dialogue()
+
+
+def test_thread_orderedsubject_dates_in_utc(srv, user, clients):  # noqa: F811
+    """ORDEREDSUBJECT compares sent dates in UTC; a message without Date: uses INTERNALDATE."""
+    c = login(srv, user, clients)
+    dated = [("a", "22:00:10"), ("b", "22:00:09"), ("a", "22:00:08"), ("b", "22:00:07")]
+    for sub, t in dated:
+        append(c, "INBOX", "Subject: %s\r\nDate: Fri, 22 Feb 2008 %s +0200\r\n\r\nx\r\n" % (sub, t),
+               date="22-Feb-2008 23:00:01 +0200")
+    for sub, t in (("a", "22:00:30"), ("b", "22:00:29"), ("a", "22:00:28"), ("b", "22:00:27")):
+        append(c, "INBOX", "Subject: %s\r\n\r\nx\r\n" % sub, date="22-Feb-2008 %s +0200" % t)
+    c.ok("SELECT INBOX")
+    r = c.ok("THREAD ORDEREDSUBJECT US-ASCII ALL")
+    assert b"* THREAD (4 (2)(8)(6))(3 (1)(7)(5))\r\n" in r.untagged, c.dialogue()
+
+
+def test_thread_orderedsubject_base_subjects(srv, user, clients):  # noqa: F811
+    """Base subjects as in SORT; messages without a subject are one thread as well."""
+    c = login(srv, user, clients)
+    for sub in SORT_SUBJECTS:
+        hdr = "From: a@b.test\r\n" + ("Subject: %s\r\n" % sub if sub is not None else "")
+        append(c, "INBOX", hdr + "\r\nx\r\n", date="22-Feb-2008 23:00:00 +0200")
+    c.ok("SELECT INBOX")
+    r = c.ok("THREAD ORDEREDSUBJECT US-ASCII ALL")
+    assert b"* THREAD (1)(2 (7)(12)(13))(3 (5)(11))(4)(6)(8)(9 10)(14)(15)\r\n" in r.untagged, \
+        c.dialogue()
