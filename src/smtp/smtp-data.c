@@ -90,7 +90,9 @@ static void tx_body(struct smtp_session *s, const char *p, size_t n)
 		return;
 	}
 	tx->size += n;
-	if (!tx->headers_done) {
+	/* the header section is kept only for the From: check of an authenticated user: a port 25
+	 * client must not make each session hold up to SMTP_HEADER_CAPTURE_MAX */
+	if (!tx->headers_done && s->auth_user[0]) {
 		size_t old = tx->headers.len;
 		if (buf_append(&tx->headers, p, n) < 0) {
 			tx->headers_done = 2;   /* header section too large to check */

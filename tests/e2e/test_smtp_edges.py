@@ -309,3 +309,171 @@ def test_pipelined_unknown_recipients_keep_their_order(srv):
         codes = [c.reply().code for _ in range(len(rcpts) + 2)]
         assert codes == [250, 550, 550, 550, 550, 550, 250, 250], codes
         assert time.monotonic() - t0 >= 1.8   # two delayed replies
+
+
+# ---------------------------------------------------------------- memory before login
+
+MB = 1 << 20
+HOSTILE = 30                  # sessions held open at once by each attack
+PER_SESSION_BUDGET = 96 << 10  # what one pre-auth session may make the worker hold
+
+
+def _sanitized():
+    try:
+        with open(POSTINO_BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+def worker_rss(srv):
+    """Summed VmRSS in octets of the serve process's children (the worker and the queue)."""
+    total = 0
+    for pid in srv.children():
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+        except OSError:
+            pass
+    return total
+
+
+def hostile_socket(srv, port):
+    """A connection whose receive buffer is tiny, so replies it never reads stay with the
+    server instead of in the kernel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(15)
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def read_reply_line(f, code_prefix=b""):
+    """The last line of one reply."""
+    while True:
+        line = f.readline()
+        if not line or line[3:4] != b"-":
+            return line
+
+
+def open_transaction(srv):
+    """A port 25 session inside DATA, before the end of the header section."""
+    sock = hostile_socket(srv, srv.smtp_port)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    for cmd, want in ((b"EHLO hostile.test", b"250"), (b"MAIL FROM:<h@remote.test>", b"250"),
+                      (b"RCPT TO:<alice@example.test>", b"250"), (b"DATA", b"354")):
+        sock.sendall(cmd + b"\r\n")
+        r = read_reply_line(f)
+        assert r.startswith(want), (cmd, r)
+    return sock, f
+
+
+def attack_header_section(srv):
+    # a header section that never ends: 250 KB of header lines, no blank line
+    sock, f = open_transaction(srv)
+    sock.sendall((b"X-Pad: " + b"a" * 90 + b"\r\n") * 2600)
+    return sock
+
+
+def attack_unread_replies(srv):
+    # pipelined commands whose replies the client never reads
+    sock = hostile_socket(srv, srv.smtp_port)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    sock.settimeout(3)
+    try:
+        sock.sendall(b"EHLO hostile.test\r\n" + b"NOOP\r\n" * 40000)
+    except (socket.timeout, OSError):
+        pass   # the server stopped reading: that is the point
+    return sock
+
+
+def attack_overlong_line(srv):
+    sock = hostile_socket(srv, srv.smtp_port)
+    sock.settimeout(3)
+    try:
+        sock.sendall(b"EHLO " + b"x" * (2 << 20))
+    except (socket.timeout, OSError):
+        pass
+    return sock
+
+
+def attack_bdat_before_mail(srv):
+    sock = hostile_socket(srv, srv.smtp_port)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    sock.sendall(b"EHLO hostile.test\r\nBDAT 3000000 LAST\r\n")
+    assert read_reply_line(f).startswith(b"250 ")
+    sock.settimeout(3)
+    try:
+        sock.sendall(b"z" * 2000000)   # most of the chunk, then silence
+    except (socket.timeout, OSError):
+        pass
+    return sock
+
+
+def attack_auth_initial_response(srv):
+    # before login on the submission port, after STARTTLS: a huge AUTH PLAIN initial response
+    sock = socket.create_connection(("127.0.0.1", srv.submission_port), 15)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    sock.sendall(b"EHLO hostile.test\r\nSTARTTLS\r\n")
+    read_reply_line(f)
+    assert read_reply_line(f).startswith(b"220 ")
+    t = srv.ssl_context().wrap_socket(sock, server_hostname="mail.example.test")
+    t.settimeout(3)
+    try:
+        t.sendall(b"EHLO hostile.test\r\nAUTH PLAIN " + b"QUFB" * (400 << 10))
+    except (socket.timeout, OSError, ssl.SSLError):
+        pass
+    return t
+
+
+def attack_many_recipients(srv):
+    sock = hostile_socket(srv, srv.smtp_port)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    sock.settimeout(3)
+    try:
+        sock.sendall(b"EHLO hostile.test\r\nMAIL FROM:<h@remote.test>\r\n"
+                     + b"RCPT TO:<team@example.test>\r\n" * 20000)
+    except (socket.timeout, OSError):
+        pass
+    return sock
+
+
+ATTACKS = {
+    "header-section": attack_header_section,
+    "unread-replies": attack_unread_replies,
+    "overlong-line": attack_overlong_line,
+    "bdat-before-mail": attack_bdat_before_mail,
+    "auth-initial-response": attack_auth_initial_response,
+    "many-recipients": attack_many_recipients,
+}
+
+
+@pytest.mark.parametrize("attack", sorted(ATTACKS))
+def test_pre_auth_client_cannot_make_the_worker_hold_memory(srv, attack):
+    fn = ATTACKS[attack]
+    fn(srv).close()            # warm up: caches and allocator arenas the attack touches
+    time.sleep(0.3)
+    base = worker_rss(srv)
+    socks = []
+    try:
+        for _ in range(HOSTILE):
+            socks.append(fn(srv))
+        time.sleep(0.5)        # let the worker take in what was sent
+        grown = worker_rss(srv) - base
+        budget = HOSTILE * PER_SESSION_BUDGET + 2 * MB
+        if not _sanitized():   # ASan keeps freed memory in quarantine: RSS says little there
+            assert grown < budget, "%d %s sessions grew the worker by %.1f MB (budget %.1f)" % (
+                HOSTILE, attack, grown / MB, budget / MB)
+    finally:
+        for s in socks:
+            s.close()
+    # the server is still serving
+    with Raw(srv.smtp_port) as c:
+        c.ehlo()
