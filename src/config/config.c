@@ -122,7 +122,7 @@ struct lkey {
 static const struct lkey lkeys[] = {
 	L("port", K_UINT, port, P_ALL, 0, PORT_MAX, "TCP port (0 disables the listener)"),
 	L("listen", K_STR, listen, P_ALL, 0, 0, "address to listen on (\"*\" for all)"),
-	L("message_size_limit", K_SIZE, message_size_limit, P_SMTP | P_IMAP | P_POP3, 1,
+	L("message_size_limit", K_SIZE, message_size_limit, P_SMTP | P_IMAP, 1,   /* POP3 takes none */
 	  MESSAGE_SIZE_MAX, "largest message accepted (K, M, G)"),
 	L("max_recipients", K_UINT, max_recipients, P_SMTP, 1, 0, "recipients per message"),
 	L("line_length_limit", K_SIZE, line_length_limit, P_SMTP | P_IMAP | P_POP3,

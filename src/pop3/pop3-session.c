@@ -38,8 +38,13 @@
 #include "wire.h"
 #include "worker.h"
 
-#define POP3_LINE_MAX 253            /* RFC 2449 4: 255 octets including CRLF */
+/* Command lines: the listener's line_length_limit (at least RFC 2449 4's 255 octets with CRLF,
+ * which config.c guarantees with its 512 minimum). */
 #define POP3_SASL_LINE_MAX 4096      /* SASL responses are longer than commands */
+#define POP3_LINE_LIMIT_MAX (1024 * 1024)   /* config.c's ceiling of line_length_limit */
+/* Bad commands before login that end the session, like Dovecot's login process
+ * (CLIENT_MAX_BAD_COMMANDS 3); max_errors still applies when it is lower. */
+#define POP3_PREAUTH_ERRORS_MAX 3
 #define POP3_OUT_HIWAT 65536         /* stop producing output above this, resume on drain */
 #define POP3_OUT_MAX (1024 * 1024)   /* hard cap of queued output */
 #define POP3_ADDR_MAX 321
@@ -77,6 +82,8 @@ struct pop3_session {
 	int closing;
 	int job_running;
 	unsigned errors;
+	unsigned bad_preauth;            /* invalid commands and failed logins before login */
+	int policy_error;                /* the next error is a refusal, not a bad command */
 	uint64_t lock_wait_until;        /* ev_now_ms() deadline for [IN-USE] retries, 0 = none */
 	uint64_t stream_progress;        /* ev_now_ms() when the response in progress last moved */
 	char user_cmd[POP3_ADDR_MAX];    /* from USER, waiting for PASS */
@@ -106,6 +113,22 @@ static const char pop3_tls_hint[] =
 	"turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n";
 
 static void pop3_process(struct pop3_session *s);
+
+/* The longest command line accepted (line_length_limit). */
+static size_t pop3_line_max(const struct pop3_session *s)
+{
+	size_t n = s->base.lc->line_length_limit;
+	return n > POP3_LINE_LIMIT_MAX ? POP3_LINE_LIMIT_MAX : n;
+}
+
+/* The longest line accepted: a SASL response may be longer than a command. */
+static size_t pop3_sasl_max(const struct pop3_session *s)
+{
+	size_t n = s->base.lc->line_length_limit;
+	if (n > POP3_LINE_LIMIT_MAX)
+		n = POP3_LINE_LIMIT_MAX;
+	return n > POP3_SASL_LINE_MAX ? n : POP3_SASL_LINE_MAX;
+}
 
 /* Queue one reply line (CRLF added). */
 static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
@@ -183,9 +206,16 @@ static void pop3_close(struct pop3_session *s, const char *reason)
 /* A protocol error by the client; too many end the session. */
 static void pop3_error(struct pop3_session *s)
 {
+	int preauth = s->st != P_TRANS && !s->policy_error;
+	s->policy_error = 0;
+	if (preauth)
+		s->bad_preauth++;
 	if (++s->errors >= s->base.lc->max_errors) {
 		pop3_reply(s, "-ERR Too many errors in this session; closing the connection");
 		pop3_close(s, "too many errors");
+	} else if (preauth && s->bad_preauth >= POP3_PREAUTH_ERRORS_MAX) {
+		pop3_reply(s, "-ERR Too many invalid commands before login; closing the connection");
+		pop3_close(s, "too many errors before login");
 	}
 }
 
@@ -539,6 +569,7 @@ static int pop3_need_tls(struct pop3_session *s, const char *user)
 	worker_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STLS");
 	pop3_reply(s, "-ERR [AUTH] Plaintext login is not allowed: turn on encryption (SSL/TLS or "
 		      "STARTTLS) in your mail program");
+	s->policy_error = 1;   /* a valid command refused before STLS: counts toward max_errors */
 	pop3_error(s);
 	return 1;
 }
@@ -1050,7 +1081,7 @@ static int pop3_stream(struct pop3_session *s)
 static void pop3_process(struct pop3_session *s)
 {
 	struct conn *c = &s->conn;
-	static char line[POP3_SASL_LINE_MAX + 1];
+	static char line[POP3_LINE_LIMIT_MAX + 1];   /* pages are touched only as long lines come */
 	while (!s->closing && c->fd >= 0) {
 		if (s->stream != S_NONE) {
 			if (!pop3_stream(s)) {
@@ -1062,9 +1093,16 @@ static void pop3_process(struct pop3_session *s)
 		}
 		if (s->st == P_BUSY || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
 			break;
+		if (conn_out_pending(c) >= POP3_OUT_HIWAT) {
+			/* a client pipelining commands without reading the replies: take no more
+			 * input until the output drains (the input buffer then fills and reading
+			 * stops), so what it makes us hold stays bounded */
+			c->want_write = 1;
+			break;
+		}
 		const char *l;
 		size_t len, consumed;
-		s->lr.max = s->st == P_SASL ? POP3_SASL_LINE_MAX : POP3_LINE_MAX;
+		s->lr.max = s->st == P_SASL ? pop3_sasl_max(s) : pop3_line_max(s);
 		enum rl r = linereader_next(&s->lr, c->in.data, c->in.len, &l, &len, &consumed);
 		if (r == RL_MORE) {
 			buf_consume(&c->in, consumed);
@@ -1074,7 +1112,8 @@ static void pop3_process(struct pop3_session *s)
 		}
 		if (r == RL_TOOLONG) {
 			buf_consume(&c->in, consumed);
-			pop3_reply(s, "-ERR Line too long: commands are limited to 255 octets");
+			pop3_reply(s, "-ERR Line too long: commands are limited to %zu octets",
+				   s->lr.max);
 			if (s->st == P_SASL)
 				s->st = P_AUTH;
 			pop3_error(s);
@@ -1156,8 +1195,8 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 	s->fd = -1;
 	s->lock_fd = -1;
 	buf_init(&s->chunk, 65536);
-	linereader_init(&s->lr, POP3_LINE_MAX);
-	if (conn_init(&s->conn, w->loop, fd, POP3_SASL_LINE_MAX + 2, POP3_OUT_MAX, pop3_on_event,
+	linereader_init(&s->lr, pop3_line_max(s));
+	if (conn_init(&s->conn, w->loop, fd, pop3_sasl_max(s) + 2, POP3_OUT_MAX, pop3_on_event,
 		      s) < 0) {
 		close(fd);
 		free(s);

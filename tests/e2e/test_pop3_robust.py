@@ -1,6 +1,7 @@
 """POP3 robustness (issue 11): a dropped connection releases the mailbox lock at once in every
 state; sizes; bad input before login; what a peer makes the server hold stays bounded."""
 import poplib
+import ssl
 import socket
 import struct
 import time
@@ -166,3 +167,172 @@ def test_dropped_connection_releases_lock(srv, state, how):
     p = _relogin(srv, user)
     assert p.stat() == before   # the message marked for deletion is still there
     p.quit()
+
+
+# ---- bad commands before login (issue 11 item 5) ----
+
+@pytest.mark.parametrize("port", ["pop3", "pop3s"])
+def test_bad_commands_before_login_close(srv, port):
+    if port == "pop3s":
+        t = _tls(srv)
+    else:
+        t = socket.create_connection(("127.0.0.1", srv.port("pop3")), 10)
+    assert _line(t).startswith(b"+OK")
+    t.sendall(b"HELO x\r\nFOO\r\nGET / HTTP/1.0\r\nNOOP\r\n")
+    replies = [_line(t) for _ in range(4)]
+    assert all(r.startswith(b"-ERR") for r in replies)
+    assert b"Too many" in replies[3] and b"closing" in replies[3]
+    t.settimeout(5)
+    assert t.recv(100) == b""   # closed: NOOP was never answered
+
+
+def test_good_commands_do_not_count(srv):
+    t = _tls(srv)
+    assert _line(t).startswith(b"+OK")
+    t.sendall(b"CAPA\r\n")
+    while _line(t) != b".\r\n":
+        pass
+    t.sendall(b"FOO\r\nBAR\r\n")
+    assert _line(t).startswith(b"-ERR")
+    assert _line(t).startswith(b"-ERR")
+    t.sendall(("USER %s\r\nPASS %s\r\nSTAT\r\n" % (USER, srv.password)).encode())
+    assert _line(t).startswith(b"+OK")
+    assert _line(t).startswith(b"+OK Logged in")
+    assert _line(t).startswith(b"+OK")
+    t.sendall(b"QUIT\r\n")
+    assert _line(t).startswith(b"+OK")
+
+
+# ---- line_length_limit and message_size_limit (issue 11 item 11) ----
+
+def test_line_length_limit_honoured():
+    s = Server(extra_conf="pop3s.line_length_limit = 600", users=(USER,))
+    try:
+        t = _tls(s)
+        assert _line(t).startswith(b"+OK")
+        t.sendall(b"NOOP " + b"x" * 590 + b"\r\n")   # within the limit: parsed (bad argument)
+        r = _line(t)
+        assert r.startswith(b"-ERR") and b"too long" not in r
+        t.sendall(b"NOOP " + b"x" * 700 + b"\r\n")   # over it
+        r = _line(t)
+        assert r.startswith(b"-ERR Line too long") and b"600" in r
+        t.sendall(("USER %s\r\n" % USER).encode())   # still in step
+        assert _line(t).startswith(b"+OK")
+        t.close()
+        # the default (2048) holds on the other listener: 1000 octets are a line
+        p = socket.create_connection(("127.0.0.1", s.port("pop3")), 10)
+        assert _line(p).startswith(b"+OK")
+        p.sendall(b"X" * 1000 + b"\r\n")
+        assert b"too long" not in _line(p)
+        p.close()
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("key", ["pop3.message_size_limit", "pop3s.message_size_limit"])
+def test_message_size_limit_refused_for_pop3(key, tmp_path):
+    import subprocess
+    from postino_server import BIN
+    data = tmp_path / "d"
+    subprocess.run([BIN, "quickstart", "mail.example.test", "--data", str(data), "--domain",
+                    "example.test"], check=True, capture_output=True)
+    conf = data / "postino.conf"
+    n = len(conf.read_text().splitlines()) + 1
+    with open(conf, "a") as f:
+        f.write("%s = 10M\n" % key)
+    r = subprocess.run([BIN, "config", "check", "--data", str(data)], capture_output=True,
+                       text=True)
+    assert r.returncode != 0
+    assert ("postino.conf:%d:" % n) in r.stderr + r.stdout and "message_size_limit" in r.stderr
+    lines = conf.read_text().splitlines()
+    conf.write_text("\n".join(lines[:-1]) + "\n")
+    r = subprocess.run([BIN, "config", "show", "--data", str(data)], capture_output=True,
+                       text=True, check=True)
+    assert "pop3s.line_length_limit" in r.stdout
+    assert "pop3.message_size_limit" not in r.stdout
+    assert "pop3s.message_size_limit" not in r.stdout
+    assert "imaps.message_size_limit" in r.stdout
+
+
+# ---- what a peer makes the server hold stays bounded (issue 11 item 2) ----
+
+def _worker_rss_kb(srv):
+    """Total VmRSS of the serve process's children (workers and queue)."""
+    import os
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/status" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = dict(l.split(":", 1) for l in st.splitlines() if ":" in l)
+        if int(fields.get("PPid", "0").strip()) == srv.proc.pid and "VmRSS" in fields:
+            total += int(fields["VmRSS"].split()[0])
+    return total
+
+
+def test_pipelined_commands_without_reading_are_throttled_not_dropped(srv):
+    """A client that pipelines thousands of commands and reads nothing: the server stops reading
+    once its output is queued (bounded), and every reply arrives once the client reads."""
+    base = _worker_rss_kb(srv)
+    t = _tls(srv)
+    _login_raw(t, USER, srv.password)
+    n = 200000
+    t.setblocking(False)
+    payload = b"CAPA\r\n" * n   # ~10 lines of output each: ~30 MB of replies
+    sent = 0
+    end = time.time() + 10
+    while sent < len(payload) and time.time() < end:
+        try:
+            sent += t.send(payload[sent:sent + 65536])
+        except (ssl.SSLWantWriteError, BlockingIOError):
+            time.sleep(0.05)
+    t.setblocking(True)
+    t.settimeout(20)
+    t.sendall(payload[sent:])    # would block for ever if reading never resumed
+    time.sleep(0.5)
+    grown = _worker_rss_kb(srv) - base
+    assert grown < 8 * 1024, "workers grew by %d KB" % grown
+    t.sendall(b"QUIT\r\n")
+    data = bytearray()
+    while not data.endswith(b"+OK Goodbye\r\n"):
+        c = t.recv(65536)
+        assert c, "connection closed before all replies"
+        data += c
+    assert data.count(b"+OK Capability list follows") == n
+
+
+def test_memory_bounded_before_and_after_login(srv):
+    base = _worker_rss_kb(srv)
+    socks = []
+    junk = b"A" * (1024 * 1024)
+    for i in range(16):
+        t = _tls(srv)
+        if i % 2:
+            _login_raw(t, USER if i % 4 == 1 else BIG, srv.password) if i < 4 else _line(t)
+        else:
+            _line(t)
+        kind = i % 4
+        try:
+            t.settimeout(3)
+            if kind == 0:   # an endless line
+                for _ in range(8):
+                    t.sendall(junk)
+            elif kind == 1:   # a huge AUTH PLAIN continuation
+                t.sendall(b"AUTH PLAIN\r\n")
+                for _ in range(8):
+                    t.sendall(junk)
+            else:   # commands pipelined, output never read
+                for _ in range(8):
+                    t.sendall(b"LIST\r\nUIDL\r\nCAPA\r\n" * 50000)
+        except (socket.timeout, ssl.SSLError, OSError):
+            pass   # the server stopped reading: that is the point
+        socks.append(t)
+    time.sleep(0.5)
+    grown = _worker_rss_kb(srv) - base
+    for t in socks:
+        t.close()
+    assert grown < 16 * 1024, "workers grew by %d KB" % grown
