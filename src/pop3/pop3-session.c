@@ -82,8 +82,8 @@ struct pop3_session {
 	int closing;
 	int job_running;
 	unsigned errors;
-	unsigned bad_preauth;            /* invalid commands and failed logins before login */
-	int policy_error;                /* the next error is a refusal, not a bad command */
+	unsigned bad_preauth;            /* invalid commands before login */
+	int policy_error;                /* the next error is not a bad command */
 	uint64_t lock_wait_until;        /* ev_now_ms() deadline for [IN-USE] retries, 0 = none */
 	uint64_t stream_progress;        /* ev_now_ms() when the response in progress last moved */
 	char user_cmd[POP3_ADDR_MAX];    /* from USER, waiting for PASS */
@@ -533,6 +533,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 		} else {
 			pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password "
 				      "(the user name is your full email address)");
+			s->policy_error = 1;   /* failed logins have their own limit */
 			pop3_error(s);
 		}
 	} else {

@@ -178,7 +178,7 @@ def test_bad_commands_before_login_close(srv, port):
     else:
         t = socket.create_connection(("127.0.0.1", srv.port("pop3")), 10)
     assert _line(t).startswith(b"+OK")
-    t.sendall(b"HELO x\r\nFOO\r\nGET / HTTP/1.0\r\nNOOP\r\n")
+    t.sendall(b"HELO x\r\nFOO\r\nBAR baz\r\nNOOP\r\n")
     replies = [_line(t) for _ in range(4)]
     assert all(r.startswith(b"-ERR") for r in replies)
     assert b"Too many" in replies[3] and b"closing" in replies[3]
