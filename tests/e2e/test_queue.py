@@ -34,13 +34,15 @@ RECORDS = [
     "down.test. MX 10 mx.down.test.", "mx.down.test. A 127.0.0.9",
     "h-hang.test. A 127.0.0.5", "h-endless.test. A 127.0.0.6",
     "h-nocrlf.test. A 127.0.0.7", "h-tls.test. A 127.0.0.8",
+    "xn--bcher-kva.test. MX 10 mx1.r1.test.",   # bücher.test, for the IDN lookup
 ]
 
 
 @pytest.fixture(scope="module")
 def net():
     dns = Dns(["r1.test", "r2.test", "r3.test", "nullmx.test", "down.test", "h-hang.test",
-               "h-endless.test", "h-nocrlf.test", "h-tls.test", "nx.test"], RECORDS)
+               "h-endless.test", "h-nocrlf.test", "h-tls.test", "nx.test", "xn--bcher-kva.test"],
+              RECORDS)
     port = free_port(list(HOSTS.values()))
     sinks = {k: Sink(HOSTS[k], port) for k in ("sinkA", "sinkB", "sinkC")}
     hostile = {k: Hostile(HOSTS[k], port, mode) for k, mode in
@@ -351,6 +353,16 @@ def test_smtputf8_message_bounces_when_peer_lacks_it(srv, net):
     assert found[2][1]["Status"] == "5.6.7"
     assert "SMTPUTF8" in found[1][0].get_payload()
     assert wait_for(lambda: not entry_exists(srv, qid), 5)
+
+
+def test_utf8_domain_is_looked_up_as_its_a_label(srv, net):
+    # DNS knows bücher.test only as xn--bcher-kva.test (RFC 5891): the MX lookup must use it
+    token = uuid.uuid4().hex
+    rcpt = "x@b\u00fccher.test"
+    spool(srv.data, ALICE, [rcpt], make_msg(token, "x@xn--bcher-kva.test"), smtputf8=1)
+    got = wait_for(lambda: net["sinks"]["sinkA"].handler.find(token), 15)
+    assert got, log_text(srv)
+    assert got[0][1] == [rcpt], got[0][1]
 
 
 # ---------------------------------------------------------------- timeouts, hostile servers
