@@ -598,9 +598,13 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 	if (store_maildir_make(dir) < 0)
 		return store_fail(a, err_r, "create mailbox directory");
 	sqlite3_stmt *st;
+	/* UIDVALIDITY: now, but above every value the account ever gave out (RFC 3501 2.3.1.1);
+	 * the CAST matters: SQLite's max() ranks any text above every integer */
 	if (store_prepare(a, "INSERT INTO mailboxes(name, uidvalidity, special_use) "
-			       "VALUES (?, max(strftime('%s','now'), (SELECT coalesce(max(uidvalidity), 0)"
-			       " + 1 FROM mailboxes)), ?)", -1, &st, NULL) != SQLITE_OK)
+			       "VALUES (?, max(CAST(strftime('%s','now') AS INTEGER),"
+			       " (SELECT coalesce(max(uidvalidity), 0) + 1 FROM mailboxes),"
+			       " (SELECT coalesce(max(value), 0) + 1 FROM uidvalidity_last)), ?)",
+			  -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "create mailbox");
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
 	if (special_use)

@@ -236,11 +236,18 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS structure(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" bodystructure TEXT, body TEXT, envelope TEXT, header BLOB,"
 	" PRIMARY KEY(mailbox_id, uid));"
+	/* the highest UIDVALIDITY ever given out: a mailbox deleted and created again (even in
+	 * the same second) gets a new one (RFC 3501 2.3.1.1) */
+	"CREATE TABLE IF NOT EXISTS uidvalidity_last(id INTEGER PRIMARY KEY CHECK (id = 1),"
+	" value INTEGER NOT NULL);"
+	"CREATE TRIGGER IF NOT EXISTS mailboxes_uidvalidity_last AFTER INSERT ON mailboxes BEGIN"
+	" INSERT INTO uidvalidity_last(id, value) VALUES (1, NEW.uidvalidity)"
+	" ON CONFLICT(id) DO UPDATE SET value = max(value, excluded.value); END;"
 	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
 /* PRAGMA user_version: the columns added since schema version 1 are there. */
-#define STORE_DB_LEVEL 3
+#define STORE_DB_LEVEL 4
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)
@@ -423,7 +430,8 @@ static int create_default_boxes(struct store_account *a, const char **err_r)
 	int rc = 0;
 	if (store_prepare(a, "INSERT OR IGNORE INTO mailboxes(name, uidvalidity, "
 			       "special_use) VALUES (?1, max(?2, (SELECT coalesce(max(uidvalidity), 0)"
-			       " + 1 FROM mailboxes)), ?3)", -1, &st, NULL) != SQLITE_OK)
+			       " + 1 FROM mailboxes), (SELECT coalesce(max(value), 0) + 1 FROM"
+			       " uidvalidity_last)), ?3)", -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "prepare mailbox row");
 	int64_t uv = (int64_t)time(NULL);
 	for (size_t i = 0; i < N_DEFAULT_BOXES && rc == 0; i++) {

@@ -154,3 +154,16 @@ def test_thread_orderedsubject_base_subjects(srv, user, clients):  # noqa: F811
     r = c.ok("THREAD ORDEREDSUBJECT US-ASCII ALL")
     assert b"* THREAD (1)(2 (7)(12)(13))(3 (5)(11))(4)(6)(8)(9 10)(14)(15)\r\n" in r.untagged, \
         c.dialogue()
+
+
+def test_uidvalidity_changes_when_mailbox_is_recreated(srv, user, clients):  # noqa: F811
+    """RFC 3501 2.3.1.1: a mailbox deleted and created again under the same name (here within
+    the same second) must not reuse its UIDVALIDITY."""
+    c = login(srv, user, clients)
+    seen = set()
+    for _ in range(3):
+        c.ok("CREATE Again")
+        st = c.ok("STATUS Again (UIDVALIDITY)").of("STATUS")[0]
+        seen.add(st[1][1])
+        c.ok("DELETE Again")
+    assert len(seen) == 3, c.dialogue()
