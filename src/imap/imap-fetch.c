@@ -722,6 +722,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	imap_sync_mailbox(s, 0);
+	imap_announce_keywords(s);   /* a keyword used for the first time */
 	size_t *idx, ni;
 	if (imap_select_msgs(s, args[0].str, uid, &idx, &ni) < 0) {
 		imap_bad(s, "Invalid sequence set");

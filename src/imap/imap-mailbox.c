@@ -509,7 +509,7 @@ static const struct { const char *n; unsigned f; } imap_sys_flags[] = {
 static int imap_flag_check(const struct imap_arg *a)
 {
 	const char *f = a->str;
-	if (a->type != IMAP_ARG_ATOM)
+	if (a->type != IMAP_ARG_ATOM && a->type != IMAP_ARG_NIL)   /* NIL is an atom too */
 		return -1;
 	if (f[0] == '\\') {
 		for (int k = 0; k < 5; k++)

@@ -85,6 +85,7 @@ struct imap_session {
 	size_t nsearchres;
 	char keyword_names[64][64];   /* keyword id -> name cache */
 	int nkeywords_known;
+	uint64_t kw_announced;        /* keywords the last untagged FLAGS listed */
 };
 
 /* imap-session.c */
@@ -100,6 +101,9 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge);
 /* Run work on the pool; done on the loop; the session stops reading meanwhile. */
 int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *), void *ctx);
 void imap_job_finished(struct imap_session *s);
+/* Before a response uses a keyword the client has not been told of: untagged FLAGS and
+ * PERMANENTFLAGS listing every keyword (RFC 3501 7.2.6, RFC 9051 7.3.5). */
+void imap_announce_keywords(struct imap_session *s);
 const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t keywords, char *out,
 			    size_t outlen);
 /* Mailbox name from the client (mUTF-7 unless UTF8=ACCEPT) to UTF-8 storage form; INBOX

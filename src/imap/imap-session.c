@@ -320,6 +320,31 @@ const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t key
 	return out;
 }
 
+/* The keywords whose names this session knows. */
+static uint64_t keywords_known_mask(const struct imap_session *s)
+{
+	uint64_t m = 0;
+	for (int k = 0; k < s->nkeywords_known && k < 64; k++)
+		if (s->keyword_names[k][0] != '\0')
+			m |= 1ull << k;
+	return m;
+}
+
+/* See imap-private.h. */
+void imap_announce_keywords(struct imap_session *s)
+{
+	uint64_t known = keywords_known_mask(s);
+	if (s->st != IMAP_SELECTED || (known & ~s->kw_announced) == 0)
+		return;
+	char fl[4096];
+	imap_flags_text(s, 0, known, fl, sizeof(fl));
+	imap_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)",
+		   fl[0] ? " " : "", fl);
+	imap_reply(s, "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s \\*)] "
+		      "Flags permitted", fl[0] ? " " : "", fl);
+	s->kw_announced = known;
+}
+
 /* Keyword cache callback. */
 static void keyword_cb(void *ctx, int id, const char *name)
 {
@@ -412,6 +437,7 @@ int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_
 	s->expmodseq = mb.highestmodseq;
 	s->nkeywords_known = 0;
 	store_keyword_list(s->acct, keyword_cb, s, err_r);
+	s->kw_announced = keywords_known_mask(s);   /* SELECT's FLAGS lists them all */
 	snprintf(s->box, sizeof(s->box), "%s", box);
 	return 0;
 }
@@ -484,6 +510,7 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 	size_t before = s->nmsgs;
 	s->nkeywords_known = 0;
 	store_keyword_list(s->acct, keyword_cb, s, &err);
+	imap_announce_keywords(s);
 	if (store_changes_since(s->acct, s->box, s->highestmodseq, sync_msg, NULL, &c, &err) < 0 ||
 	    (allow_expunge && store_changes_since(s->acct, s->box, s->expmodseq, NULL,
 						  sync_expunged, &c, &err) < 0)) {

@@ -167,3 +167,42 @@ def test_uidvalidity_changes_when_mailbox_is_recreated(srv, user, clients):  # n
         seen.add(st[1][1])
         c.ok("DELETE Again")
     assert len(seen) == 3, c.dialogue()
+
+
+def _flags_before_fetch(untagged, keyword):
+    """Index of the untagged FLAGS naming keyword, and of the first FETCH that uses it."""
+    flags_at = fetch_at = None
+    for i, u in enumerate(untagged):
+        if flags_at is None and u.startswith(b"* FLAGS (") and keyword in u:
+            flags_at = i
+        if fetch_at is None and b" FETCH (" in u and keyword in u:
+            fetch_at = i
+    return flags_at, fetch_at
+
+
+def test_store_nil_is_a_keyword(srv, user, clients):  # noqa: F811
+    """NIL in a flag position is the atom NIL (a keyword), not a syntax error."""
+    c = login(srv, user, clients)
+    append(c, "INBOX", "Subject: x\r\n\r\nbody\r\n")
+    c.ok("SELECT INBOX")
+    c.ok("STORE 1 +FLAGS NIL")
+    r = c.ok("FETCH 1 FLAGS")
+    assert r.untagged[-1] == b"* 1 FETCH (FLAGS (NIL))\r\n", c.dialogue()
+
+
+def test_new_keyword_is_announced_before_use(srv, user, clients):  # noqa: F811
+    """RFC 3501 7.2.6: a keyword is in an untagged FLAGS (and PERMANENTFLAGS) before any FETCH
+    shows it: in the STORE that creates it and in another session that sees the change."""
+    c = login(srv, user, clients)
+    append(c, "INBOX", "Subject: x\r\n\r\nbody\r\n")
+    c.ok("SELECT INBOX")
+    other = login(srv, user, clients, box="INBOX")
+    r = c.ok("STORE 1 +FLAGS ($hello)")
+    f, x = _flags_before_fetch(r.untagged, b"$hello")
+    assert f is not None and x is not None and f < x, c.dialogue()
+    assert any(b"PERMANENTFLAGS (" in u and b"$hello" in u for u in r.untagged), c.dialogue()
+    r = other.ok("NOOP")
+    f, x = _flags_before_fetch(r.untagged, b"$hello")
+    assert f is not None and x is not None and f < x, other.dialogue()
+    r = c.ok("STORE 1 +FLAGS ($hello)")   # known now: no second announcement
+    assert not any(u.startswith(b"* FLAGS") for u in r.untagged), c.dialogue()
