@@ -299,6 +299,8 @@ int cli_dkim_domain_added(const char *data_dir, const char *domain)
 	if (r > 0)
 		printf("created DKIM keys for %s: publish the records 'postino dns %s' prints\n",
 		       domain, domain);
+	else   /* hosted before and removed: its keys stayed in DATA/dkim */
+		printf("kept the DKIM keys %s had ('postino dkim list %s')\n", domain, domain);
 	return 0;
 }
 

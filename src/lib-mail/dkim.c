@@ -11,6 +11,7 @@
 
 #include "addr.h"
 #include "base64.h"
+#include "header.h"
 #include "idn.h"
 #include "tls-crypto.h"
 
@@ -26,7 +27,7 @@ static const char *const signed_fields[] = {
 
 struct hfield {
 	size_t off, len;        /* in s->hdr, the CRLF included */
-	size_t namelen;         /* octets before the colon, trailing whitespace excluded */
+	size_t name, namelen;   /* the name (blanks before the colon excluded) */
 };
 
 struct dkim_signer {
@@ -254,29 +255,22 @@ static int signer_end(struct dkim_signer *s)
 		s->too_big = 1;
 		return -1;
 	}
+	/* the fields as the shared reader sees them, so the From: the submission check approved
+	 * is the From: that gives d= */
 	const char *h = s->hdr.data ? s->hdr.data : "";
-	size_t len = s->hdr.len;
-	for (size_t i = 0; i < len;) {
-		size_t end = i;
-		do {   /* a field runs through its continuation lines (starting with WSP) */
-			const char *lf = memchr(h + end, '\n', len - end);
-			end = lf ? (size_t)(lf - h) + 1 : len;
-		} while (end < len && (h[end] == ' ' || h[end] == '\t'));
-		const char *colon = memchr(h + i, ':', end - i);
-		if (colon != NULL) {
-			if (s->nfields == DKIM_HFIELDS_MAX) {
-				s->too_big = 1;
-				return -1;
-			}
-			struct hfield *f = &s->fields[s->nfields++];
-			f->off = i;
-			f->len = end - i;
-			f->namelen = (size_t)(colon - (h + i));
-			while (f->namelen > 0 && (h[i + f->namelen - 1] == ' ' ||
-						  h[i + f->namelen - 1] == '\t'))
-				f->namelen--;
+	struct hdr_field f;
+	for (size_t pos = 0; hdr_next(h, s->hdr.len, &pos, &f) == 1;) {
+		if (!f.has_colon)
+			continue;
+		if (s->nfields == DKIM_HFIELDS_MAX) {
+			s->too_big = 1;
+			return -1;
 		}
-		i = end;
+		struct hfield *hf = &s->fields[s->nfields++];
+		hf->off = (size_t)(f.raw - h);
+		hf->len = f.raw_len;
+		hf->name = (size_t)(f.name - h);
+		hf->namelen = f.name_len;
 	}
 	return 0;
 }
@@ -285,7 +279,7 @@ static int signer_end(struct dkim_signer *s)
 static int field_is(const struct dkim_signer *s, const struct hfield *f, const char *name)
 {
 	size_t n = strlen(name);
-	return f->namelen == n && strncasecmp(s->hdr.data + f->off, name, n) == 0;
+	return f->namelen == n && strncasecmp(s->hdr.data + f->name, name, n) == 0;
 }
 
 struct from_domain {

@@ -234,6 +234,9 @@ static void test_from_domain(void **state)
 		{ "From: a@x.example\r\nFrom: a@x.example\r\n\r\n", 0, NULL },
 		{ "To: a@x.example\r\n\r\nFrom: a@x.example\r\n", 0, NULL },
 		{ "From: not an address\r\n\r\n", 0, NULL },
+		/* read like header.c: a folded name is no From field, "fROM\t:" is one */
+		{ "From\r\n : a@evil.example\r\nFrom: a@x.example\r\n\r\n", 1, "x.example" },
+		{ "fROM\t: a@x.example\r\nFrom: b@x.example\r\n\r\n", 0, NULL },
 		{ "From: <a@B\xc3\xbc" "cher.example>\r\n\r\n", 1, "xn--bcher-kva.example" },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
