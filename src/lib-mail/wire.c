@@ -1,4 +1,4 @@
-/* wire.c - CRLF and dot-stuffing for POP3 output, and the size it produces. */
+/* wire.c - CRLF and dot-stuffing for POP3 output, and the size LIST reports. */
 #include "wire.h"
 
 #include <errno.h>
@@ -43,13 +43,13 @@ int wire_finish(struct wire_state *w, struct buf *out)
 	return buf_append(out, w->prev_cr ? "\n" : "\r\n", w->prev_cr ? 1 : 2);
 }
 
-/* Count the transformed size of a file. */
+/* Count the POP3 size of a file: CRLF line ends, no dot-stuffing. */
 int64_t wire_size_fd(int fd)
 {
 	char buf[65536];
 	off_t off = 0;
 	int64_t size = 0;
-	int at_start = 1, prev_cr = 0;
+	int at_start = 1, prev_cr = 0;   /* at_start: only for the missing last LF */
 	for (;;) {
 		ssize_t n = pread(fd, buf, sizeof(buf), off);
 		if (n < 0 && errno == EINTR)
@@ -60,7 +60,7 @@ int64_t wire_size_fd(int fd)
 			break;
 		for (ssize_t i = 0; i < n; i++) {
 			char c = buf[i];
-			size += 1 + (at_start && c == '.') + (c == '\n' && !prev_cr);
+			size += 1 + (c == '\n' && !prev_cr);
 			prev_cr = c == '\r';
 			at_start = c == '\n';
 		}

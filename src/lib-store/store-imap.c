@@ -152,6 +152,45 @@ static int set_flags_txn(struct store_account *a, const char *box,
 			 const struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
 			 const char **err_r);
 
+/* See store.h. A cache of what the files hold: synchronous=NORMAL like flag changes. */
+int store_set_wire_sizes(struct store_account *a, const char *box, const uint32_t *uids,
+			 const uint64_t *sizes, size_t n, const char **err_r)
+{
+	struct store_mailbox_info mb;
+	sqlite3_stmt *upd = NULL;
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
+	if (r <= 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		return -1;
+	}
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	if (store_db_begin(a) != SQLITE_OK) {
+		r = store_dbfail(a, err_r, "begin");
+		goto out;
+	}
+	r = 0;
+	if (store_prepare(a, "UPDATE messages SET wire_size = ? WHERE mailbox_id = ? AND uid = ?",
+			  -1, &upd, NULL) != SQLITE_OK)
+		r = store_dbfail(a, err_r, "prepare wire size");
+	for (size_t i = 0; r == 0 && i < n; i++) {
+		sqlite3_reset(upd);
+		sqlite3_bind_int64(upd, 1, (int64_t)sizes[i]);
+		sqlite3_bind_int64(upd, 2, mb.id);
+		sqlite3_bind_int64(upd, 3, uids[i]);
+		if (sqlite3_step(upd) != SQLITE_DONE)
+			r = store_dbfail(a, err_r, "update wire size");
+	}
+	store_finalize(a, upd);
+	if (r == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		r = store_dbfail(a, err_r, "commit wire size");
+	if (r < 0)
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+out:
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	return r < 0 ? -1 : 0;
+}
+
 /* Flag changes are not covered by "250 means durable": their commit does not wait for the
  * disk (WAL with synchronous=NORMAL survives a crash of the process, may lose the last flag
  * changes on power loss); deliveries keep synchronous=FULL. */

@@ -246,8 +246,10 @@ static const char schema[] =
 	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
-/* PRAGMA user_version: the columns added since schema version 1 are there. */
-#define STORE_DB_LEVEL 4
+/* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
+ * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
+ * POP3 counts it at its next login). */
+#define STORE_DB_LEVEL 5
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)
@@ -266,6 +268,8 @@ static void db_upgrade(struct store_account *a)
 	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL DEFAULT 0",
 		     NULL, NULL, NULL);
 	sqlite3_exec(a->db, "ALTER TABLE structure ADD COLUMN header BLOB", NULL, NULL, NULL);
+	if (level < 5)   /* sizes counted with the stuffing, or not at all (level < 3) */
+		sqlite3_exec(a->db, "UPDATE messages SET wire_size = -1", NULL, NULL, NULL);
 	sqlite3_exec(a->db, schema, NULL, NULL, NULL);   /* tables and indexes still missing */
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);

@@ -47,6 +47,9 @@ struct store_mailbox_info {
 	uint32_t unseen;
 };
 
+/* store_msg_info.wire_size of a message whose POP3 size is not known yet (index level < 5). */
+#define STORE_WIRE_UNKNOWN UINT64_MAX
+
 struct store_msg_info {
 	uint32_t uid;
 	unsigned flags;        /* enum store_flag */
@@ -54,7 +57,8 @@ struct store_msg_info {
 	time_t internaldate;
 	time_t savedate;       /* when it was put in this mailbox (RFC 8514) */
 	uint64_t size;         /* octets of the file (stored with CRLF line ends) */
-	uint64_t wire_size;    /* octets POP3 sends for it (CRLF, dot-stuffed; see wire.h) */
+	uint64_t wire_size;    /* POP3 size (CRLF, no dot-stuffing; see wire.h), or
+				* STORE_WIRE_UNKNOWN in an index made before it was counted so */
 	uint64_t keywords;     /* bit i = keyword id i of the account (store_keyword_*) */
 	char filename[256];    /* base name inside cur/ or new/ */
 	int in_new;            /* 1: file is in new/, 0: in cur/ */
@@ -125,6 +129,10 @@ struct store_flag_change {
 	uint64_t keywords;     /* the new complete keyword set */
 };
 
+/* Record POP3 sizes (wire.h) of n messages of box, found by uid, in one transaction: those
+ * listed as STORE_WIRE_UNKNOWN once counted. 0 ok, -1 error. */
+int store_set_wire_sizes(struct store_account *acct, const char *box, const uint32_t *uids,
+			 const uint64_t *sizes, size_t n, const char **err_r);
 /* Open a listed message, wherever its flags put the file. fd or -1. */
 int store_message_fd(struct store_account *acct, const char *box, const struct store_msg_info *m,
 		     const char **err_r);

@@ -4,7 +4,8 @@
  * takes the account's POP3 lock (flock on <account>/pop3.lock, so a second session in any worker
  * gets [IN-USE]) and loads the message list once. UIDL is "%08x%08x" of UID and UIDVALIDITY, so
  * it is stable across sessions, restarts and index rebuilds and agrees with IMAP's UIDs. LIST
- * sizes are the exact octets RETR sends (computed at delivery, see wire.h). RETR, TOP, LIST and
+ * sizes are the message's own size, CRLF without dot-stuffing (computed at delivery, see
+ * wire.h). RETR, TOP, LIST and
  * UIDL stream: they write while the socket takes it and resume when it drains. DELE only marks;
  * QUIT expunges the marked messages in one index transaction; a dropped connection changes
  * nothing.
@@ -301,6 +302,42 @@ static void pop3_expire_old(struct store_account *acct, unsigned days)
 	free(m);
 }
 
+/* Pool thread: count the POP3 sizes an index made before level 5 lacks (once: they are kept).
+ * A message that cannot be read gets its file size; RETR will say it cannot be read. */
+static void pop3_count_sizes(struct store_account *acct, const struct store_msg_info *m,
+			     struct pop3_msg *msgs, size_t n)
+{
+	size_t k = 0;
+	for (size_t i = 0; i < n; i++)
+		k += msgs[i].wire_size == STORE_WIRE_UNKNOWN;
+	if (k == 0)
+		return;
+	uint32_t *uids = calloc(k, sizeof(*uids));
+	uint64_t *sizes = calloc(k, sizeof(*sizes));
+	size_t done = 0;
+	const char *err;
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i].wire_size != STORE_WIRE_UNKNOWN)
+			continue;
+		msgs[i].wire_size = m[i].size;
+		int fd = store_message_fd(acct, "INBOX", &m[i], &err);
+		int64_t w = fd >= 0 ? wire_size_fd(fd) : -1;
+		if (fd >= 0)
+			close(fd);
+		if (w < 0)
+			continue;
+		msgs[i].wire_size = (uint64_t)w;
+		if (uids && sizes) {
+			uids[done] = msgs[i].uid;
+			sizes[done++] = (uint64_t)w;
+		}
+	}
+	if (done > 0 && store_set_wire_sizes(acct, "INBOX", uids, sizes, done, &err) < 0)
+		log_warn("event=pop3-size-update-failed error=\"%s\"", err);
+	free(uids);
+	free(sizes);
+}
+
 /* Pool thread: lock the account's POP3 access and load INBOX. */
 static void open_work(void *arg)
 {
@@ -381,6 +418,7 @@ static void open_work(void *arg)
 		}
 	}
 	j->nmsgs = (size_t)n;
+	pop3_count_sizes(j->acct, m, j->msgs, j->nmsgs);
 	free(m);
 	j->result = 1;
 }

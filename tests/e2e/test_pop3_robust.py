@@ -336,3 +336,66 @@ def test_memory_bounded_before_and_after_login(srv):
     for t in socks:
         t.close()
     assert grown < 16 * 1024, "workers grew by %d KB" % grown
+
+
+# ---- LIST/STAT sizes: the message's own size (issue 11 item 8) ----
+
+def _put_raw(srv, user, name, data):
+    """A message file as another program may leave it: bare LF lines, no final newline."""
+    import os
+    md = srv.maildir(user)
+    os.makedirs(os.path.join(md, "new"), exist_ok=True)
+    with open(os.path.join(md, "new", name), "wb") as f:
+        f.write(data)
+
+
+def _check_sizes(srv, user):
+    p = _relogin(srv, user)
+    count, total = p.stat()
+    assert count >= 1
+    listed = {int(a): int(b) for a, b in (l.split() for l in p.list()[1])}
+    assert sum(listed.values()) == total
+    for i in range(1, count + 1):
+        resp, lines, octets = p.retr(i)
+        assert int(resp.split()[1]) == listed[i]
+        assert octets == listed[i]   # poplib counts each line + CRLF, dot-stuffing undone
+        assert len(b"\r\n".join(lines)) + 2 == listed[i]
+        assert int(p.list(i).split()[2]) == listed[i]
+    p.quit()
+    return listed
+
+
+DOTS = (b"From: a@remote.test\r\nSubject: dots\r\n\r\n.one dot\r\n..two dots\n.\nbare lf\n"
+        b"crlf\r\n.last line without newline")
+
+
+def test_list_size_is_message_size_without_stuffing(srv):
+    user = "sizes@example.test"
+    srv.deliver(user, "Subject: smtp\r\n\r\n.leading\r\n..double\r\nplain\r\n")
+    _put_raw(srv, user, "1700000000.M1P1.test", DOTS)
+    listed = _check_sizes(srv, user)
+    want = len(DOTS.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")) + 2
+    assert want in listed.values()
+
+
+def test_sizes_of_an_older_index_are_recounted():
+    """An index whose sizes were counted with the stuffing (level < 5) is recounted once."""
+    import sqlite3
+    s = Server(users=("sizes@example.test",))
+    try:
+        user = "sizes@example.test"
+        _put_raw(s, user, "1700000000.M2P2.test", DOTS)
+        s.deliver(user, "Subject: smtp\r\n\r\n.leading\r\nplain\r\n")
+        good = _check_sizes(s, user)
+        db = s.index(user)
+        db.execute("UPDATE messages SET wire_size = wire_size + 7")   # the old stuffed count
+        db.execute("PRAGMA user_version = 3")
+        db.commit()
+        db.close()
+        assert _check_sizes(s, user) == good
+        db = s.index(user)
+        assert [r[0] for r in db.execute("SELECT wire_size FROM messages ORDER BY uid")] == \
+            [good[k] for k in sorted(good)]
+        assert db.execute("PRAGMA user_version").fetchone()[0] >= 5
+    finally:
+        s.stop()
