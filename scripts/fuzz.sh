@@ -45,6 +45,8 @@ run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/originator.c src/lib-mail/mime-*.c \
 	src/lib-mail/fuzz-header.c -lidn2
 run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
+run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
+	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
 	src/lib-tls/tls.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c -lz -lssl -lcrypto

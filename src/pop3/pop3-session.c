@@ -33,6 +33,7 @@
 #include "log.h"
 #include "num.h"
 #include "pool.h"
+#include "pop3-cmd.h"
 #include "store-path.h"
 #include "store.h"
 #include "tls.h"
@@ -103,8 +104,7 @@ struct pop3_session {
 	size_t pos;
 	int fd;
 	struct wire_state ws;
-	uint64_t top_lines, top_seen;
-	int top_in_body, top_line_empty, top_done;
+	struct pop3_top top;
 	struct buf chunk;
 };
 
@@ -672,7 +672,7 @@ static void pop3_sasl_line(struct pop3_session *s, const char *line)
 static ssize_t pop3_msgno(struct pop3_session *s, const char *arg, int allow_deleted)
 {
 	uint64_t n;
-	if (arg == NULL || num_parse_u64(arg, strlen(arg), UINT32_MAX, &n) < 0) {
+	if (pop3_cmd_number(arg, UINT32_MAX, &n) < 0) {
 		pop3_reply(s, "-ERR Invalid message number: give a number from the LIST output");
 		pop3_error(s);
 		return -1;
@@ -773,7 +773,7 @@ static void pop3_trans_cmd(struct pop3_session *s, const char *verb, char *a1, c
 		s->stream = S_RETR;
 	} else if (strcasecmp(verb, "TOP") == 0 && a1 && a2) {
 		uint64_t lines;
-		if (num_parse_u64(a2, strlen(a2), UINT64_MAX, &lines) < 0) {
+		if (pop3_cmd_number(a2, UINT64_MAX, &lines) < 0) {
 			pop3_reply(s, "-ERR Invalid line count: use TOP <message> <lines>, lines >= 0");
 			pop3_error(s);
 			return;
@@ -783,11 +783,7 @@ static void pop3_trans_cmd(struct pop3_session *s, const char *verb, char *a1, c
 			return;
 		pop3_reply(s, "+OK top of message follows");
 		s->stream = S_TOP;
-		s->top_lines = lines;
-		s->top_seen = 0;
-		s->top_in_body = 0;
-		s->top_line_empty = 1;
-		s->top_done = 0;
+		pop3_top_init(&s->top, lines);
 	} else if (strcasecmp(verb, "DELE") == 0 && a1 && !a2) {
 		ssize_t i = pop3_msgno(s, a1, 0);
 		if (i < 0)
@@ -912,8 +908,8 @@ static void cmd_quit(struct pop3_session *s)
 /* Run one command line. */
 static void pop3_dispatch(struct pop3_session *s, char *line)
 {
-	if (strncasecmp(line, "PASS ", 5) == 0 && s->st == P_AUTH) {
-		/* the password is everything after "PASS " (it may hold spaces) */
+	const char *pass = pop3_cmd_pass_arg(line);
+	if (pass != NULL && s->st == P_AUTH) {
 		if (pop3_need_tls(s, s->user_cmd))
 			return;
 		if (s->user_cmd[0] == '\0') {
@@ -924,15 +920,13 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		char user[POP3_ADDR_MAX];
 		snprintf(user, sizeof(user), "%s", s->user_cmd);
 		s->user_cmd[0] = '\0';
-		pop3_login(s, user, line + 5);
+		pop3_login(s, user, pass);
 		return;
 	}
-	char *save = NULL;
-	char *verb = strtok_r(line, " ", &save);
-	char *a1 = strtok_r(NULL, " ", &save);
-	char *a2 = strtok_r(NULL, " ", &save);
-	char *a3 = strtok_r(NULL, " ", &save);
-	if (verb == NULL) {
+	struct pop3_cmd pc;
+	enum pop3_cmd_result pr = pop3_cmd_parse(line, &pc);
+	char *verb = pc.verb, *a1 = pc.arg[0], *a2 = pc.arg[1];
+	if (pr == POP3_CMD_EMPTY) {
 		pop3_reply(s, "-ERR Empty command");
 		pop3_error(s);
 		return;
@@ -947,7 +941,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		cmd_capa(s);
 		return;
 	}
-	if (a3 != NULL) {
+	if (pr == POP3_CMD_TOO_MANY) {
 		pop3_reply(s, "-ERR Too many arguments");
 		pop3_error(s);
 		return;
@@ -1033,33 +1027,6 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 
 /* ---- multi-line responses that stream ---- */
 
-/* How many of n octets TOP passes on: headers, the blank line, then top_lines body lines. */
-static size_t pop3_top_take(struct pop3_session *s, const char *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (p[i] != '\n') {
-			if (p[i] != '\r')
-				s->top_line_empty = 0;
-			continue;
-		}
-		/* end of a line */
-		if (!s->top_in_body) {
-			if (s->top_line_empty) {
-				s->top_in_body = 1;
-				if (s->top_lines == 0) {
-					s->top_done = 1;
-					return i + 1;
-				}
-			}
-		} else if (++s->top_seen >= s->top_lines) {
-			s->top_done = 1;
-			return i + 1;
-		}
-		s->top_line_empty = 1;
-	}
-	return n;
-}
-
 /* Produce output for the response in progress until the socket is full. 1 when finished. */
 static int pop3_stream(struct pop3_session *s)
 {
@@ -1084,7 +1051,7 @@ static int pop3_stream(struct pop3_session *s)
 		}
 		/* RETR / TOP */
 		char in[16384];
-		ssize_t n = s->top_done ? 0 : read(s->fd, in, sizeof(in));
+		ssize_t n = s->stream == S_TOP && s->top.done ? 0 : read(s->fd, in, sizeof(in));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -1096,14 +1063,14 @@ static int pop3_stream(struct pop3_session *s)
 		}
 		size_t take = (size_t)n;
 		if (s->stream == S_TOP && n > 0)
-			take = pop3_top_take(s, in, (size_t)n);
+			take = pop3_top_take(&s->top, in, (size_t)n);
 		buf_reset(&s->chunk);
 		if ((take > 0 && wire_transform(&s->ws, in, take, &s->chunk) < 0) ||
 		    conn_write(c, s->chunk.data, s->chunk.len) < 0) {
 			pop3_close(s, "output buffer full");
 			return 1;
 		}
-		if (n == 0 || s->top_done) {
+		if (n == 0 || (s->stream == S_TOP && s->top.done)) {
 			buf_reset(&s->chunk);
 			wire_finish(&s->ws, &s->chunk);
 			buf_append(&s->chunk, ".\r\n", 3);

@@ -399,3 +399,14 @@ def test_sizes_of_an_older_index_are_recounted():
         assert db.execute("PRAGMA user_version").fetchone()[0] >= 5
     finally:
         s.stop()
+
+
+def test_retr_after_top_sends_the_whole_message(srv):
+    """TOP's cut must not carry over into the next RETR (the parser refactor for the fuzz
+    target found the shared 'done' flag)."""
+    p = _relogin(srv, USER)
+    top = p.top(1, 0)[1]
+    assert top[-1] == b""
+    resp, lines, octets = p.retr(1)
+    assert int(resp.split()[1]) == octets and len(lines) > len(top)
+    p.quit()
