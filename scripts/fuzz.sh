@@ -49,5 +49,6 @@ run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/li
 	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
-	src/lib-tls/tls.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c -lz -lssl -lcrypto
+	src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
+	-lz -lssl -lcrypto
 exit $fail
