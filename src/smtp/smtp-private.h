@@ -17,6 +17,7 @@
 #define SMTP_TARGETS_MAX 1000        /* delivery targets after alias expansion */
 #define SMTP_AUTH_LINE_MAX 12288     /* RFC 4954 section 4: SASL lines up to 12288 octets */
 #define SMTP_OUT_MAX (1024 * 1024)   /* replies queued for a slow reader */
+#define SMTP_OUT_HIWAT 65536         /* above this, pipelined commands wait for the output */
 
 enum smtp_state {
 	SMTP_ST_GREET,      /* before HELO/EHLO */

@@ -397,7 +397,7 @@ static void smtp_on_event(struct conn *c)
 			smtp_greet(s);
 	}
 	smtp_process(s);
-	if (!s->closing && c->eof && s->st != SMTP_ST_BUSY)
+	if (!s->closing && c->eof && s->st != SMTP_ST_BUSY && !(c->want_write && c->in.len > 0))
 		smtp_session_close(s, "client disconnected");
 	conn_flush(c);
 	if (!s->closing && c->failed)
@@ -1382,6 +1382,13 @@ static void smtp_process(struct smtp_session *s)
 		if (s->st == SMTP_ST_BUSY || c->tls_state == CONN_TLS_HANDSHAKE ||
 		    c->want_tls_after_flush || s->delayed_reply != NULL)
 			break;
+		if (conn_out_pending(c) >= SMTP_OUT_HIWAT) {
+			/* a client pipelining commands without reading the replies: take no more
+			 * input until the output drains (the input buffer then fills and reading
+			 * stops), so what it makes us hold stays bounded */
+			c->want_write = 1;
+			break;
+		}
 		if (s->st == SMTP_ST_DATA || s->st == SMTP_ST_BDAT) {
 			size_t n = s->st == SMTP_ST_DATA ? smtp_data_feed(s, c->in.data, c->in.len) :
 							  smtp_bdat_feed(s, c->in.data, c->in.len);

@@ -477,3 +477,38 @@ def test_pre_auth_client_cannot_make_the_worker_hold_memory(srv, attack):
     # the server is still serving
     with Raw(srv.smtp_port) as c:
         c.ehlo()
+
+
+def test_pipelining_client_that_reads_late_is_served_in_full(srv):
+    # 3 MB of pipelined NOOPs (7 MB of replies, more than the kernel buffers hold) while the
+    # client reads nothing for two seconds: the server stops taking commands while its output
+    # waits, instead of queueing replies until the session is dropped
+    import threading
+    n = 500000
+    sock = socket.create_connection(("127.0.0.1", srv.smtp_port), 15)
+    f = sock.makefile("rb")
+    assert read_reply_line(f).startswith(b"220 ")
+    sent = []
+
+    def sender():
+        try:
+            sock.sendall(b"NOOP\r\n" * n + b"QUIT\r\n")
+            sent.append(True)
+        except OSError as e:
+            sent.append(e)
+
+    th = threading.Thread(target=sender)
+    th.start()
+    time.sleep(2)
+    ok = 0
+    sock.settimeout(30)
+    while True:
+        line = f.readline()
+        if not line or line.startswith(b"221"):
+            break
+        assert line.startswith(b"250 "), (ok, line)
+        ok += 1
+    th.join(30)
+    sock.close()
+    assert ok == n, "%d of %d NOOPs answered" % (ok, n)
+    assert sent == [True], sent
