@@ -7,6 +7,7 @@ Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q -p no:cachepro
      tests/e2e/test_smtp_edges.py
 """
 import os
+import poplib
 import socket
 import ssl
 import subprocess
@@ -164,6 +165,28 @@ def test_login_with_u_label_address(idn, token):
             c.ehlo()
             r = c.cmd("AUTH PLAIN " + auth_plain_arg(user, PW))
             assert r.code == 235, (user, r)
+
+
+def test_pop3_and_imap_login_with_u_label_address(idn):
+    ctx = idn.ssl_context()
+    user = "x@" + IDN_U
+    p = poplib.POP3_SSL("127.0.0.1", idn.ports["pop3s"], context=ctx)
+    try:
+        p.user(user)
+        assert p.pass_(PW).startswith(b"+OK"), "POP3 login as %s" % user
+    finally:
+        p.quit()
+    # IMAP: 8-bit text is allowed in a quoted string (RFC 9051), not in an atom
+    with socket.create_connection(("127.0.0.1", idn.ports["imaps"]), 15) as sock:
+        with ctx.wrap_socket(sock, server_hostname="mail.example.test") as t:
+            t.settimeout(15)
+            f = t.makefile("rb")
+            assert f.readline().startswith(b"* OK")
+            t.sendall(('a1 LOGIN "%s" "%s"\r\n' % (user, PW)).encode("utf-8"))
+            line = f.readline()
+            while line.startswith(b"*"):
+                line = f.readline()
+            assert line.startswith(b"a1 OK"), line
 
 
 def test_user_add_refuses_malformed_utf8(idn):
