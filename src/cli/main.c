@@ -370,6 +370,9 @@ static int cmd_quickstart(int argc, char **argv)
 		fprintf(stderr, "postino: cannot create %s: %s\n", p2, err);
 		return 1;
 	}
+	char dnorm[ACCTDB_ADDRESS_MAX + 1];   /* the stored form: lower case, A-labels */
+	if (acctdb_normalize_domain(domain, dnorm, sizeof(dnorm)) == 0)
+		domain = dnorm;
 	if (acctdb_domain_add(db, domain, &err) < 0) {
 		fprintf(stderr, "postino: cannot add domain %s: %s\n", domain, err);
 		acctdb_close(&db);
@@ -399,7 +402,9 @@ static int cmd_quickstart(int argc, char **argv)
 		if (r == 0) {
 			password[0] = '\0';   /* existed: its password is unchanged */
 		}
-		if (store_account_path(abs, account, root, sizeof(root)) < 0 ||
+		char norm[ACCTDB_ADDRESS_MAX + 1];   /* the stored form: lower case, A-labels */
+		if (acctdb_normalize_address(account, norm, sizeof(norm)) < 0 ||
+		    store_account_path(abs, norm, root, sizeof(root)) < 0 ||
 		    store_account_create(root, &err) < 0) {
 			fprintf(stderr, "postino: cannot create the mailbox of %s\n", account);
 			acctdb_close(&db);

@@ -535,3 +535,13 @@ def test_pipelining_client_that_reads_late_is_served_in_full(srv):
     sock.close()
     assert ok == n, "%d of %d NOOPs answered" % (ok, n)
     assert sent == [True], sent
+
+
+def test_quickstart_with_u_label_domain_and_mixed_case_account(tmp_path):
+    data = str(tmp_path / "qs")
+    cp = postino("quickstart", "mail.example.test", "--data", data, "--port-offset", "45000",
+                 "--domain", IDN_U, "--account", "Demo@B\u00dcCHER.example")
+    assert IDN_A in cp.stdout, cp.stdout
+    assert os.path.isdir(os.path.join(data, "mail", IDN_A, "demo", "cur")), os.listdir(
+        os.path.join(data, "mail"))
+    assert "demo@" + IDN_A in postino("user", "list", "--data", data).stdout
