@@ -345,8 +345,8 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			buf_appendf(o, "UID %u", m->uid);
 			break;
 		case F_FLAGS:
-			buf_appendf(o, "FLAGS (%s)", imap_flags_text(s, m->flags, m->keywords, fl,
-								       sizeof(fl)));
+			buf_appendf(o, "FLAGS (%s)", imap_flags_text(s, imap_msg_flags(s, m),
+								       m->keywords, fl, sizeof(fl)));
 			break;
 		case F_INTERNALDATE:
 			imap_date(m->internaldate, date, sizeof(date));
@@ -773,10 +773,12 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 			snprintf(extra, sizeof(extra), " MODSEQ (%llu)", (unsigned long long)m->modseq);
 		if (uid || s->qresync)   /* RFC 7162 3.2.4: with QRESYNC, FETCH carries UID */
 			imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s)%s)", idx[j] + 1, m->uid,
-				   imap_flags_text(s, m->flags, m->keywords, ft, sizeof(ft)), extra);
+				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
+						   sizeof(ft)), extra);
 		else
 			imap_reply(s, "* %zu FETCH (FLAGS (%s)%s)", idx[j] + 1,
-				   imap_flags_text(s, m->flags, m->keywords, ft, sizeof(ft)), extra);
+				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
+						   sizeof(ft)), extra);
 	}
 	if (modseq > s->highestmodseq)
 		s->highestmodseq = modseq;

@@ -66,8 +66,9 @@ void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t
 	char fl[4096];
 	imap_flags_text(s, 0, ~0ull, fl, sizeof(fl));
 	imap_reply(s, "* %zu EXISTS", s->nmsgs);
+	size_t recent = imap_recent_sync(s, !readonly);
 	if (!s->rev2)
-		imap_reply(s, "* 0 RECENT");
+		imap_reply(s, "* %zu RECENT", recent);
 	imap_reply(s, "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s)", fl[0] ? " " : "",
 		   fl);
 	imap_reply(s, "* OK [PERMANENTFLAGS (%s\\Answered \\Flagged \\Deleted \\Seen \\Draft%s%s \\*)] "
@@ -303,8 +304,13 @@ static int status_items(struct imap_session *s, const struct store_mailbox_info 
 			buf_appendf(out, "UIDVALIDITY %u", mb->uidvalidity);
 		else if (strcasecmp(it, "UNSEEN") == 0)
 			buf_appendf(out, "UNSEEN %u", mb->unseen);
-		else if (strcasecmp(it, "RECENT") == 0)
-			buf_appendstr(out, "RECENT 0");
+		else if (strcasecmp(it, "RECENT") == 0) {
+			uint32_t from, count = 0;
+			const char *err;
+			if (store_recent(s->acct, mb->name, 0, &from, &count, &err) < 0)
+				count = 0;
+			buf_appendf(out, "RECENT %u", count);
+		}
 		else if (strcasecmp(it, "SIZE") == 0)
 			buf_appendf(out, "SIZE %llu", (unsigned long long)mb->size);
 		else if (strcasecmp(it, "HIGHESTMODSEQ") == 0)

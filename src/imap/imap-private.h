@@ -39,7 +39,10 @@ struct imap_msg {
 	time_t savedate;
 	int in_new;
 	char *fname;
+	int recent;             /* \Recent in this session (RFC 3501 2.3.2; not in IMAP4rev2) */
 };
+
+#define IMAP_F_RECENT (1u << 16)   /* session-only flag bit for imap_flags_text */
 
 struct imap_session;
 /* A command that continues (FETCH output, IDLE, a pool job) keeps its state here. */
@@ -101,6 +104,11 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge);
 /* Run work on the pool; done on the loop; the session stops reading meanwhile. */
 int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *), void *ctx);
 void imap_job_finished(struct imap_session *s);
+/* Mark the recent messages of the selected mailbox; a read-write session first claims the
+ * ones it has loaded (they are recent to no other session). Returns how many are recent. */
+size_t imap_recent_sync(struct imap_session *s, int claim);
+/* A message's flags for a response: with IMAP_F_RECENT for IMAP4rev1 sessions. */
+unsigned imap_msg_flags(const struct imap_session *s, const struct imap_msg *m);
 /* Before a response uses a keyword the client has not been told of: untagged FLAGS and
  * PERMANENTFLAGS listing every keyword (RFC 3501 7.2.6, RFC 9051 7.3.5). */
 void imap_announce_keywords(struct imap_session *s);

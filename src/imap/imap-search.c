@@ -26,7 +26,7 @@ enum skey {
 	K_ALL, K_FLAG, K_NOTFLAG, K_KEYWORD, K_UNKEYWORD, K_HEADER, K_BODY, K_TEXT, K_LARGER,
 	K_SMALLER, K_BEFORE, K_ON, K_SINCE, K_SENTBEFORE, K_SENTON, K_SENTSINCE, K_UID, K_SEQ,
 	K_NOT, K_OR, K_AND, K_MODSEQ, K_OLDER, K_YOUNGER, K_NONE, K_SAVEDBEFORE, K_SAVEDON,
-	K_SAVEDSINCE
+	K_SAVEDSINCE, K_RECENT, K_NEW, K_OLD
 };
 
 struct snode {
@@ -129,8 +129,8 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 	static const struct { const char *n; enum skey k; unsigned f; } flagkeys[] = {
 		{ "ANSWERED", K_FLAG, STORE_F_ANSWERED }, { "DELETED", K_FLAG, STORE_F_DELETED },
 		{ "DRAFT", K_FLAG, STORE_F_DRAFT }, { "FLAGGED", K_FLAG, STORE_F_FLAGGED },
-		{ "SEEN", K_FLAG, STORE_F_SEEN }, { "OLD", K_ALL, 0 }, { "RECENT", K_NONE, 0 },
-		{ "NEW", K_NONE, 0 },
+		{ "SEEN", K_FLAG, STORE_F_SEEN }, { "OLD", K_OLD, 0 }, { "RECENT", K_RECENT, 0 },
+		{ "NEW", K_NEW, 0 },
 		{ "UNANSWERED", K_NOTFLAG, STORE_F_ANSWERED }, { "UNDELETED", K_NOTFLAG, STORE_F_DELETED },
 		{ "UNDRAFT", K_NOTFLAG, STORE_F_DRAFT }, { "UNFLAGGED", K_NOTFLAG, STORE_F_FLAGGED },
 		{ "UNSEEN", K_NOTFLAG, STORE_F_SEEN }, { "ALL", K_ALL, 0 } };
@@ -514,6 +514,12 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 		return 1;
 	case K_NONE:
 		return 0;
+	case K_RECENT:
+		return m->recent;
+	case K_NEW:   /* RFC 3501 6.4.4: RECENT UNSEEN */
+		return m->recent && !(m->flags & STORE_F_SEEN);
+	case K_OLD:
+		return !m->recent;
 	case K_FLAG:
 		return (m->flags & nd->flag) != 0;
 	case K_NOTFLAG:

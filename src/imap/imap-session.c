@@ -299,10 +299,10 @@ const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t key
 	static const struct { unsigned f; const char *n; } names[] = {
 		{ STORE_F_ANSWERED, "\\Answered" }, { STORE_F_FLAGGED, "\\Flagged" },
 		{ STORE_F_DELETED, "\\Deleted" }, { STORE_F_SEEN, "\\Seen" },
-		{ STORE_F_DRAFT, "\\Draft" } };
+		{ STORE_F_DRAFT, "\\Draft" }, { IMAP_F_RECENT, "\\Recent" } };
 	size_t o = 0;
 	out[0] = '\0';
-	for (size_t i = 0; i < 5; i++) {
+	for (size_t i = 0; i < 6; i++) {
 		if (flags & names[i].f) {
 			int n = snprintf(out + o, outlen - o, "%s%s", o ? " " : "", names[i].n);
 			if (n > 0 && (size_t)n < outlen - o)
@@ -318,6 +318,29 @@ const char *imap_flags_text(struct imap_session *s, unsigned flags, uint64_t key
 			o += (size_t)n;
 	}
 	return out;
+}
+
+/* See imap-private.h. */
+unsigned imap_msg_flags(const struct imap_session *s, const struct imap_msg *m)
+{
+	return m->flags | (m->recent && !s->rev2 ? IMAP_F_RECENT : 0);
+}
+
+/* See imap-private.h. */
+size_t imap_recent_sync(struct imap_session *s, int claim)
+{
+	const char *err;
+	uint32_t from = UINT32_MAX;
+	uint32_t upto = claim && s->nmsgs ? s->msgs[s->nmsgs - 1].uid + 1 : 0;
+	size_t n = 0;
+	if (store_recent(s->acct, s->box, upto, &from, NULL, &err) < 0)
+		from = UINT32_MAX;
+	for (size_t i = 0; i < s->nmsgs; i++) {
+		if (s->msgs[i].uid >= from)
+			s->msgs[i].recent = 1;
+		n += s->msgs[i].recent != 0;
+	}
+	return n;
 }
 
 /* The keywords whose names this session knows. */
@@ -395,6 +418,7 @@ static ssize_t imap_msg_upsert(struct imap_session *s, const struct store_msg_in
 	x->internaldate = m->internaldate;
 	x->savedate = m->savedate;
 	x->in_new = m->in_new;
+	x->recent = 0;
 	x->fname = strdup(m->filename);
 	if (x->fname == NULL)
 		return -1;
@@ -464,11 +488,13 @@ static void sync_msg(void *ctx, const struct store_msg_info *m)
 		char fl[1200];
 		if (s->condstore)
 			imap_reply(s, "* %zd FETCH (UID %u FLAGS (%s) MODSEQ (%llu))", i + 1, m->uid,
-				   imap_flags_text(s, m->flags, m->keywords, fl, sizeof(fl)),
+				   imap_flags_text(s, imap_msg_flags(s, &s->msgs[i]), m->keywords,
+						   fl, sizeof(fl)),
 				   (unsigned long long)m->modseq);
 		else
 			imap_reply(s, "* %zd FETCH (UID %u FLAGS (%s))", i + 1, m->uid,
-				   imap_flags_text(s, m->flags, m->keywords, fl, sizeof(fl)));
+				   imap_flags_text(s, imap_msg_flags(s, &s->msgs[i]), m->keywords,
+						   fl, sizeof(fl)));
 	}
 }
 
@@ -545,8 +571,9 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 	buf_free(&vanished);
 	if (s->nmsgs != before || mb.uidnext != s->uidnext) {
 		imap_reply(s, "* %zu EXISTS", s->nmsgs);
+		size_t recent = imap_recent_sync(s, !s->readonly);
 		if (!s->rev2)
-			imap_reply(s, "* 0 RECENT");
+			imap_reply(s, "* %zu RECENT", recent);
 	}
 	s->uidnext = mb.uidnext;
 	s->highestmodseq = mb.highestmodseq;

@@ -821,6 +821,63 @@ int store_mailbox_subscribe(struct store_account *a, const char *name, int on, c
 	return sqlite3_changes(a->db) > 0;
 }
 
+/* See store.h. */
+int store_recent(struct store_account *a, const char *box, uint32_t claim_upto,
+		 uint32_t *from_r, uint32_t *count_r, const char **err_r)
+{
+	sqlite3_stmt *st;
+	const char *name = strcasecmp(box, "INBOX") == 0 ? "INBOX" : box;
+	int began = 0;
+	if (claim_upto > 0 && sqlite3_get_autocommit(a->db)) {
+		if (store_db_begin(a) != SQLITE_OK)
+			return store_dbfail(a, err_r, "begin recent");
+		began = 1;
+	}
+	int rc = -1;
+	if (store_prepare(a, "SELECT b.recent_from, (SELECT count(*) FROM messages m WHERE"
+			       " m.mailbox_id = b.id AND m.uid >= b.recent_from) FROM mailboxes b"
+			       " WHERE b.name = ?", -1, &st, NULL) != SQLITE_OK) {
+		store_dbfail(a, err_r, "recent");
+		goto out;
+	}
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW) {
+		*from_r = (uint32_t)sqlite3_column_int64(st, 0);
+		if (count_r)
+			*count_r = (uint32_t)sqlite3_column_int64(st, 1);
+	}
+	store_finalize(a, st);
+	if (r != SQLITE_ROW) {
+		if (r == SQLITE_DONE)
+			*err_r = "no such mailbox";
+		else
+			store_dbfail(a, err_r, "recent");
+		goto out;
+	}
+	rc = 0;
+	if (claim_upto > *from_r) {
+		if (store_prepare(a, "UPDATE mailboxes SET recent_from = max(recent_from, ?)"
+				       " WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
+			rc = store_dbfail(a, err_r, "claim recent");
+			goto out;
+		}
+		sqlite3_bind_int64(st, 1, claim_upto);
+		sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			rc = store_dbfail(a, err_r, "claim recent");
+		store_finalize(a, st);
+	}
+out:
+	if (began) {
+		if (rc == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+			rc = store_dbfail(a, err_r, "commit recent");
+		if (!sqlite3_get_autocommit(a->db))
+			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	}
+	return rc;
+}
+
 /* Changes since a MODSEQ: messages changed or added (cb_msg) and UIDs expunged (cb_expunged).
  * Returns 0 or -1. */
 int store_changes_since(struct store_account *a, const char *box, uint64_t modseq,

@@ -223,7 +223,8 @@ static const char schema[] =
 	"CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS mailboxes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
 	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,"
-	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT, subscribed INTEGER DEFAULT 1);"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT, subscribed INTEGER DEFAULT 1,"
+	" recent_from INTEGER NOT NULL DEFAULT 1);"
 	"CREATE TABLE IF NOT EXISTS messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
 	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"
@@ -248,8 +249,8 @@ static const char schema[] =
 
 /* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
  * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
- * POP3 counts it at its next login). */
-#define STORE_DB_LEVEL 5
+ * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\\Recent). */
+#define STORE_DB_LEVEL 6
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)
@@ -270,6 +271,8 @@ static void db_upgrade(struct store_account *a)
 	sqlite3_exec(a->db, "ALTER TABLE structure ADD COLUMN header BLOB", NULL, NULL, NULL);
 	if (level < 5)   /* sizes counted with the stuffing, or not at all (level < 3) */
 		sqlite3_exec(a->db, "UPDATE messages SET wire_size = -1", NULL, NULL, NULL);
+	sqlite3_exec(a->db, "ALTER TABLE mailboxes ADD COLUMN recent_from INTEGER NOT NULL DEFAULT 1",
+		     NULL, NULL, NULL);
 	sqlite3_exec(a->db, schema, NULL, NULL, NULL);   /* tables and indexes still missing */
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);

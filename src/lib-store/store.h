@@ -168,6 +168,12 @@ int store_mailbox_create(struct store_account *acct, const char *name, const cha
 int store_mailbox_delete(struct store_account *acct, const char *name, const char **err_r);
 int store_mailbox_rename(struct store_account *acct, const char *from, const char *to,
 			 const char **err_r);
+/* \Recent (RFC 3501 2.3.2): messages with a UID >= the mailbox's recent_from are recent to the
+ * next session that claims them. *from_r gets recent_from, *count_r (may be NULL) how many
+ * messages are recent; a claim_upto above recent_from moves it there (SELECT claims the
+ * mailbox's uidnext). 0 or -1. */
+int store_recent(struct store_account *acct, const char *box, uint32_t claim_upto,
+		 uint32_t *from_r, uint32_t *count_r, const char **err_r);
 int store_mailbox_subscribe(struct store_account *acct, const char *name, int on,
 			    const char **err_r);
 int store_changes_since(struct store_account *acct, const char *box, uint64_t modseq,
