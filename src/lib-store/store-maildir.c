@@ -249,7 +249,7 @@ static const char schema[] =
 
 /* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
  * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
- * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\\Recent). */
+ * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\Recent). */
 #define STORE_DB_LEVEL 6
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
