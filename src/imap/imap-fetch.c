@@ -20,6 +20,17 @@
 int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
 		     unsigned *flags_r, uint64_t *kw_r);
 
+/* See imap-private.h. */
+void imap_condstore_enable(struct imap_session *s)
+{
+	if (s->condstore)
+		return;
+	s->condstore = 1;
+	if (s->st == IMAP_SELECTED)
+		imap_reply(s, "* OK [HIGHESTMODSEQ %llu] Highest",
+			   (unsigned long long)s->highestmodseq);
+}
+
 /* Messages selected by a set: indexes into s->msgs, in order. */
 int imap_select_msgs(struct imap_session *s, const char *setstr, int uid, size_t **idx_r,
 		     size_t *n_r)
@@ -605,7 +616,7 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 2 &&
 	    strcasecmp(args[2].list[0].str, "CHANGEDSINCE") == 0) {
 		f->changedsince = strtoull(args[2].list[1].str, NULL, 10);
-		s->condstore = 1;
+		imap_condstore_enable(s);
 		fetch_parse_item(f, "MODSEQ");
 		if (args[2].nlist == 3 && strcasecmp(args[2].list[2].str, "VANISHED") == 0) {
 			if (!uid || !s->qresync)
@@ -621,8 +632,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	for (size_t k = 0; k < f->nitems; k++)
-		if (s->condstore && f->items[k].kind == F_MODSEQ)
-			break;
+		if (f->items[k].kind == F_MODSEQ)
+			imap_condstore_enable(s);   /* RFC 7162 3.1: FETCH MODSEQ enables it */
 	if (s->condstore) {
 		int have = 0;
 		for (size_t k = 0; k < f->nitems; k++)
@@ -691,7 +702,7 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 	if (n >= 4 && args[1].type == IMAP_ARG_LIST && args[1].nlist == 2 &&
 	    strcasecmp(args[1].list[0].str, "UNCHANGEDSINCE") == 0) {
 		unchangedsince = strtoull(args[1].list[1].str, NULL, 10);
-		s->condstore = 1;
+		imap_condstore_enable(s);
 		a = 2;
 	}
 	if (n != a + 2 || args[0].type != IMAP_ARG_ATOM || args[a].type != IMAP_ARG_ATOM) {

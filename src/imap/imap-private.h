@@ -104,6 +104,9 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge);
 /* Run work on the pool; done on the loop; the session stops reading meanwhile. */
 int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *), void *ctx);
 void imap_job_finished(struct imap_session *s);
+/* A CONDSTORE-enabling command (RFC 7162 3.1): turn CONDSTORE on; the first time, in the
+ * selected state, report the mailbox's HIGHESTMODSEQ in an untagged OK. */
+void imap_condstore_enable(struct imap_session *s);
 /* Mark the recent messages of the selected mailbox; a read-write session first claims the
  * ones it has loaded (they are recent to no other session). Returns how many are recent. */
 size_t imap_recent_sync(struct imap_session *s, int claim);

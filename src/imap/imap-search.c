@@ -217,7 +217,7 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 			nd->num = strtoull(arg1, NULL, 10);
 			(*i)++;
 			if (nd->k == K_MODSEQ)
-				x->s->condstore = 1;
+				imap_condstore_enable(x->s);
 			return me;
 		}
 	}
@@ -705,6 +705,11 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 		hits[k] = uid || r_save ? s->msgs[m].uid : (uint32_t)(m + 1);
 		if (s->msgs[m].modseq > maxmodseq)
 			maxmodseq = s->msgs[m].modseq;
+	}
+	if (esearch && (r_min || r_max) && !r_all && !r_count && hits && nh > 0) {
+		/* RFC 7162 3.1.10: with only MIN and/or MAX the MODSEQ is that of those */
+		uint64_t lo = s->msgs[match[0]].modseq, hi = s->msgs[match[nh - 1]].modseq;
+		maxmodseq = r_min && r_max ? (lo > hi ? lo : hi) : r_min ? lo : hi;
 	}
 	free(match);
 	if (r_save && (r_min || r_max) && !r_all && !r_count && nh > 0) {

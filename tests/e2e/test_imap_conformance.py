@@ -246,3 +246,28 @@ def test_recent_for_imap4rev1_sessions(srv, user, clients):  # noqa: F811
     r = rev2.ok("SELECT INBOX")
     assert not any(b"RECENT" in u for u in r.untagged), rev2.dialogue()
     assert b"\\Recent" not in b"".join(rev2.ok("FETCH 1:* FLAGS").untagged), rev2.dialogue()
+
+
+def test_condstore_enabled_by_fetch_modseq(srv, user, clients):  # noqa: F811
+    """RFC 7162 3.1: the first FETCH MODSEQ enables CONDSTORE and reports HIGHESTMODSEQ; later
+    STORE answers carry MODSEQ; ESEARCH MIN/MAX report the modseq of those messages."""
+    c = login(srv, user, clients)
+    for i in range(3):
+        append(c, "INBOX", "Subject: %d\r\n\r\nx\r\n" % i)
+    c.ok("SELECT INBOX")
+    r = c.ok("FETCH 1 (MODSEQ)")
+    assert any(re.match(rb"\* OK \[HIGHESTMODSEQ \d+\]", u) for u in r.untagged), c.dialogue()
+    r = c.ok("FETCH 1 (MODSEQ)")      # only the first time
+    assert not any(b"HIGHESTMODSEQ" in u for u in r.untagged), c.dialogue()
+    ms = {}
+    for n in (1, 3, 2):
+        r = c.ok("STORE %d +FLAGS (\\Seen)" % n)
+        m = re.search(rb"\* %d FETCH \(.*MODSEQ \((\d+)\)" % n, b"".join(r.untagged))
+        assert m, c.dialogue()
+        ms[n] = int(m.group(1))
+    r = c.ok('SEARCH RETURN (MIN) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+    assert r.of("ESEARCH")[0][1:] == ["MIN", "1", "MODSEQ", str(ms[1])], c.dialogue()
+    r = c.ok('SEARCH RETURN (MAX) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+    assert r.of("ESEARCH")[0][1:] == ["MAX", "3", "MODSEQ", str(ms[3])], c.dialogue()
+    r = c.ok('SEARCH RETURN (ALL) 1:3 MODSEQ "/flags/\\\\seen" all 1')
+    assert r.of("ESEARCH")[0][1:] == ["ALL", "1:3", "MODSEQ", str(ms[2])], c.dialogue()
