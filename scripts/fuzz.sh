@@ -48,6 +48,9 @@ run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
 run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
 	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
+run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
+	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
+	src/lib-tls/tls-crypto.c src/lib-mail/fuzz-dkim.c -lidn2 -lssl -lcrypto
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
 	src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
 	-lz -lssl -lcrypto
