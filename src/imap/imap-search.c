@@ -1,7 +1,8 @@
 /* imap-search.c - SEARCH and UID SEARCH (RFC 9051 6.4.4) with ESEARCH RETURN options and
  * SEARCHRES. The keys are compiled into a tree once, then evaluated per message; message text is
  * mapped only when a text key needs it. Matching of strings is a case-insensitive substring test
- * over RFC 2047-decoded header values (UTF-8) and the raw body text. */
+ * (RFC 5051 i;unicode-casemap, casefold.c) over RFC 2047-decoded header values (UTF-8) and the
+ * body text, raw and transfer-decoded. */
 #include "imap-private.h"
 
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "casefold.h"
 #include "header.h"
 #include "imap-seqset.h"
 #include "mime.h"
@@ -35,6 +37,7 @@ struct snode {
 	int kw;                  /* keyword id, -1 unknown (never matches) */
 	char hdr[64];
 	const char *str;
+	char *fold;              /* str folded (casefold_dup) for HEADER, BODY, TEXT */
 	uint64_t num;
 	time_t day;
 	struct imap_seqset set;
@@ -70,6 +73,24 @@ static int parse_date(const char *v, time_t *out)
 		}
 	}
 	return -1;
+}
+
+/* Fold the strings of the text keys (HEADER, BODY, TEXT) once per SEARCH; 0, or -1 out of
+ * memory. */
+static int fold_needles(struct search *x)
+{
+	for (size_t j = 0; j < x->n; j++) {
+		struct snode *nd = &x->nodes[j];
+		size_t fl;
+		if (nd->k != K_HEADER && nd->k != K_BODY && nd->k != K_TEXT)
+			continue;
+		if (casefold_dup(nd->str ? nd->str : "", nd->str ? strlen(nd->str) : 0, &nd->fold,
+				 &fl) < 0) {
+			x->err = "Out of memory for the search string";
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* Compile keys from args[*i]; returns the node index or -1. */
@@ -272,16 +293,10 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 	return -1;
 }
 
-/* Case-insensitive substring (ASCII folding; UTF-8 bytes compared as they are). */
+/* Case-insensitive substring test; needle is already folded (snode.fold). */
 static int contains_ci(const char *hay, size_t hl, const char *needle)
 {
-	size_t nl = strlen(needle);
-	if (nl == 0)
-		return 1;
-	for (size_t i = 0; i + nl <= hl; i++)
-		if (strncasecmp(hay + i, needle, nl) == 0)
-			return 1;
-	return 0;
+	return casefold_contains(hay, hl, needle, strlen(needle));
 }
 
 struct msgtext {
@@ -573,15 +588,15 @@ static int eval(struct search *x, int k, size_t i, struct msgtext *t)
 	case K_SEQ:
 		return imap_seqset_contains(&nd->set, (uint32_t)(i + 1));
 	case K_HEADER:
-		return hdr_load(x, i, t) && header_match(t, nd->hdr, nd->str);
+		return hdr_load(x, i, t) && header_match(t, nd->hdr, nd->fold);
 	case K_BODY:
 		return text_load(x, i, t) &&
-		       (contains_ci(t->msg + t->hlen, t->len - t->hlen, nd->str) ||
-			decoded_match(t, nd->str));
+		       (contains_ci(t->msg + t->hlen, t->len - t->hlen, nd->fold) ||
+			decoded_match(t, nd->fold));
 	case K_TEXT:
-		return text_load(x, i, t) && (contains_ci(t->msg, t->len, nd->str) ||
-					      decoded_header_match(t, nd->str) ||
-					      decoded_match(t, nd->str));
+		return text_load(x, i, t) && (contains_ci(t->msg, t->len, nd->fold) ||
+					      decoded_header_match(t, nd->fold) ||
+					      decoded_match(t, nd->fold));
 	case K_NOT:
 		return !eval(x, nd->a, i, t);
 	case K_OR:
@@ -619,6 +634,8 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 	if (x.nodes == NULL)
 		return -1;
 	int root = n > 0 ? compile_all(&x, args, n, &i, 0) : -1;
+	if (root >= 0 && fold_needles(&x) < 0)
+		root = -1;
 	size_t *v = root >= 0 ? calloc(s->nmsgs + 1, sizeof(*v)) : NULL;
 	size_t k = 0;
 	int began = store_read_begin(s->acct);
@@ -632,9 +649,11 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 	}
 	store_header_close(&x.hc);
 	store_read_end(s->acct, began);
-	for (size_t j = 0; j < x.n; j++)
+	for (size_t j = 0; j < x.n; j++) {
 		if (x.nodes[j].has_set)
 			imap_seqset_free(&x.nodes[j].set);
+		free(x.nodes[j].fold);
+	}
 	free(x.nodes);
 	if (root < 0 || v == NULL) {
 		free(v);

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "casefold.h"
 #include "mime.h"
 
 #define SORT_KEYS_MAX 8
@@ -284,6 +285,8 @@ static void sort_fill(struct imap_session *s, struct sort_item *it, struct store
 			first_address(msg, hl, "Cc", 0, it->text[k], SORT_TEXT_MAX);
 			break;
 		}
+		if (it->text[k][0] != '\0')   /* text keys compare by their folded forms */
+			casefold_sort_key(it->text[k], SORT_TEXT_MAX);
 	}
 	free(hdr);
 }
