@@ -431,6 +431,13 @@ static void pop3_lock_retry(struct ev_timer *t)
 	struct pop3_session *s = t->arg;
 	if (s->closing)
 		return;
+	if (s->base.w->stopping) {   /* no more waiting: the worker is shutting down */
+		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down; nothing was deleted, please "
+			      "reconnect");
+		pop3_close(s, "shutdown");
+		conn_flush(&s->conn);
+		return;
+	}
 	pop3_open_mailbox(s);
 	if (s->st != P_BUSY) {   /* could not even try: replied */
 		s->lock_wait_until = 0;
