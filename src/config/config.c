@@ -57,6 +57,8 @@ static const struct gkey gkeys[] = {
 	G("smtp_greet_pause", K_DURATION, smtp_greet_pause,
 	  "port 25: time between the first 220- line and the last; a client talking before is "
 	  "refused (0: greet at once)"),
+	G("tls_hello_margin_ms", K_UINT, tls_hello_margin_ms,
+	  "587/143/110: ms a possible TLS ClientHello is awaited beyond 3 round trips (at most 3000)"),
 	G("smtp_unknown_rcpt_delay_after", K_UINT, smtp_unknown_rcpt_delay_after,
 	  "unknown recipients in one session answered at once before the brake starts"),
 	G("smtp_unknown_rcpt_delay", K_DURATION, smtp_unknown_rcpt_delay,
@@ -189,6 +191,7 @@ void config_defaults(struct config *cfg)
 	cfg->diag_keep = 100;
 	cfg->password_min_length = 8;
 	cfg->smtp_greet_pause = 1;
+	cfg->tls_hello_margin_ms = CONFIG_TLS_HELLO_MARGIN_MS;
 	cfg->smtp_unknown_rcpt_delay_after = 3;
 	cfg->smtp_unknown_rcpt_delay = 1;
 	cfg->smtp_unknown_rcpt_limit = 10;
@@ -658,6 +661,10 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	char clash[300];
 	if (rc == 0 && cfg_port_clash(cfg, clash, sizeof(clash)) != NULL)
 		rc = cfg_err(err, errlen, path, lineno, "%s", clash);
+	if (rc == 0 && cfg->tls_hello_margin_ms > CONFIG_TLS_HELLO_MARGIN_MAX)
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'tls_hello_margin_ms' expects at most %u (milliseconds)",
+			     CONFIG_TLS_HELLO_MARGIN_MAX);
 	if (rc == 0 && cfg->password_min_length > CONFIG_PASSWORD_MIN_MAX)
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'password_min_length' expects at most %u characters", CONFIG_PASSWORD_MIN_MAX);

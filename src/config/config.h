@@ -31,6 +31,10 @@ enum proto { PROTO_SMTP, PROTO_IMAP, PROTO_POP3, PROTO_HTTP };
 #define CONFIG_MAX_TLS_HOSTS 256
 /* password_min_length above this could never be met: the CLI reads at most 1023 octets */
 #define CONFIG_PASSWORD_MIN_MAX 1000
+/* Wait for a ClientHello on 587/143/110 beyond 3 round trips: covers the client's own delay
+ * between connect() and the ClientHello; 3 ms keeps loopback greetings under 5 ms (issue 13) */
+#define CONFIG_TLS_HELLO_MARGIN_MS 3
+#define CONFIG_TLS_HELLO_MARGIN_MAX 3000   /* the plaintext detection time of 465/993/995 */
 
 struct listener_conf {
 	const char *name;          /* "smtp", "submission", ... (static) */
@@ -92,6 +96,7 @@ struct config {
 	unsigned smtp_unknown_rcpt_delay;  /* seconds each further 550 5.1.1 waits */
 	unsigned smtp_unknown_rcpt_limit;  /* unknown recipients that end the session (0: none) */
 	unsigned password_min_length;      /* characters of a new password (CLI; --hash exempt) */
+	unsigned tls_hello_margin_ms;      /* 587/143/110: ClientHello wait beyond 3 RTTs (conn.h) */
 	char tls_cert[CONFIG_PATH_MAX];
 	char tls_key[CONFIG_PATH_MAX];
 	struct tls_host_conf tls_hosts[CONFIG_MAX_TLS_HOSTS];

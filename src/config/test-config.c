@@ -43,6 +43,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.l[LST_SMTP].port, 25);
 	assert_int_equal(c.l[LST_SUBMISSION].port, 587);
 	assert_int_equal(c.l[LST_SUBMISSIONS].port, 465);
+	assert_int_equal(c.tls_hello_margin_ms, 3);
 	assert_int_equal(c.l[LST_IMAPS].port, 993);
 	assert_int_equal(c.l[LST_POP3S].port, 995);
 	assert_true(c.l[LST_SUBMISSIONS].implicit_tls);
@@ -127,6 +128,7 @@ static void test_errors(void **state)
 		{ "pop3.max_errors = 0\n", "'pop3.max_errors' expects a value of at least 1" },
 		{ "submission.message_size_limit = 5G\n", "expects a value from 1 to 4294967295" },
 		{ "password_min_length = 2000\n", "'password_min_length' expects at most 1000" },
+		{ "tls_hello_margin_ms = 3001\n", "'tls_hello_margin_ms' expects at most 3000" },
 		{ "imap_port = 2525\nsmtp_port = 2525\n", "listeners smtp and imap both use port 2525" },
 		{ "listen = *\nimaps.listen = 127.0.0.1\nimaps.port = 995\n",
 		  "listeners imaps and pop3s both use port 995 (on 127.0.0.1 and *)" },

@@ -7,10 +7,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #define CONN_Z_RAW_MAX 65536     /* compressed input waiting to be inflated */
+/* A TLS client sends its ClientHello right behind the ACK that completes the TCP handshake, so it
+ * reaches us about when the connection does; the wait for it covers network jitter (a few round
+ * trips) plus the client's own delay between connect() and the ClientHello (the margin). */
+#define CONN_HELLO_RTTS 3
 
 struct conn_z {
 	z_stream in, out;
@@ -342,11 +348,25 @@ static void conn_hello_timeout(struct ev_timer *t)
 		conn_update_events(c);
 }
 
-/* Wait for the client's first byte before greeting. */
-void conn_wait_hello(struct conn *c, unsigned wait_ms)
+/* How long to wait for a ClientHello: a few of the connection's round trips (the smoothed RTT the
+ * kernel measured on the handshake) plus a margin, at most max_ms; max_ms without a measurement. */
+static unsigned conn_hello_wait_ms(int fd, unsigned margin_ms, unsigned max_ms)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	memset(&ti, 0, sizeof(ti));
+	if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 || ti.tcpi_rtt == 0)
+		return max_ms;   /* not TCP, or no sample (a retransmitted SYN-ACK, SYN cookies) */
+	uint64_t ms = ((uint64_t)ti.tcpi_rtt * CONN_HELLO_RTTS + 999) / 1000 + margin_ms;
+	return ms < max_ms ? (unsigned)ms : max_ms;
+}
+
+/* Wait for the client's first byte before greeting, as long as its round-trip time calls for. */
+void conn_wait_hello(struct conn *c, unsigned margin_ms, unsigned max_ms)
 {
 	c->hello = CONN_HELLO_WAIT;
-	ev_timer_set(c->loop, &c->hs_timer, wait_ms, conn_hello_timeout, c);
+	ev_timer_set(c->loop, &c->hs_timer, conn_hello_wait_ms(c->fd, margin_ms, max_ms),
+		     conn_hello_timeout, c);
 }
 
 /* Watch the start of an implicit-TLS connection for plaintext clients. */

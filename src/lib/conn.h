@@ -65,10 +65,12 @@ int conn_start_tls(struct conn *c, struct tls_ctx *ctx);
  * for wait_ms (a plaintext client waiting for a greeting), set plaintext_peer and call the owner,
  * which can then say in one plaintext line which setting to change (conn_write_plain). */
 void conn_detect_plaintext(struct conn *c, unsigned wait_ms);
-/* On a STARTTLS port: wait up to wait_ms for the client's first byte before greeting. A TLS
- * ClientHello sets hello = CONN_HELLO_TLS (the owner starts TLS at once, as on an implicit-TLS
- * port); anything else, or silence, sets CONN_HELLO_PLAIN (the owner greets). */
-void conn_wait_hello(struct conn *c, unsigned wait_ms);
+/* On a STARTTLS port: wait for the client's first byte before greeting, for 3 round trips of the
+ * connection (TCP_INFO) + margin_ms, at most max_ms (also the wait when the RTT is unknown). A
+ * byte already waiting is seen at once (the first epoll round). A TLS ClientHello sets hello = CONN_HELLO_TLS (the owner
+ * starts TLS at once, as on an implicit-TLS port); anything else, or silence, sets
+ * CONN_HELLO_PLAIN (the owner greets). */
+void conn_wait_hello(struct conn *c, unsigned margin_ms, unsigned max_ms);
 /* Write a line straight to the socket, bypassing TLS (only for conn_detect_plaintext). */
 void conn_write_plain(struct conn *c, const char *line);
 

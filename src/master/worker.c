@@ -36,6 +36,8 @@
 
 #define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
 #define WORKER_POOL_THREADS 8   /* deliveries wait on the disk, not the CPU */
+/* Longest wait for a ClientHello on a STARTTLS port (slow links, or no RTT measured) */
+#define WORKER_HELLO_WAIT_MAX_MS 250
 
 struct listener {
 	struct ev_io io;
@@ -77,12 +79,15 @@ int worker_session_hello(struct session *s, struct conn *c, const char *hint_fmt
 	}
 }
 
-/* Wait for a ClientHello on client ports that offer STARTTLS (not on the MX port 25). */
+/* Wait for a ClientHello on client ports that offer STARTTLS (not on the MX port 25), for a few
+ * round trips of the connection (conn_wait_hello), so plaintext clients are greeted at once. */
 int worker_session_wait_hello(struct session *s, struct conn *c)
 {
 	if (s->w->tls == NULL || s->lc->implicit_tls || s->lst == LST_SMTP)
 		return 0;
-	conn_wait_hello(c, 250);
+	unsigned margin = s->w->cfg->tls_hello_margin_ms;
+	conn_wait_hello(c, margin, margin > WORKER_HELLO_WAIT_MAX_MS ? margin :
+			WORKER_HELLO_WAIT_MAX_MS);
 	return 1;
 }
 
