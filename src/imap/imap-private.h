@@ -22,7 +22,11 @@
 #define IMAP_ARGS_MAX 100000           /* arguments in one command */
 #define IMAP_OUT_HIWAT 262144          /* stop producing FETCH output above this */
 #define IMAP_OUT_MAX (16u << 20)       /* queued output cap */
-#define IMAP_IDLE_POLL_MS 500          /* how often an IDLE session looks for changes */
+#define IMAP_IDLE_POLL_MS 500          /* how often an IDLE session without an inotify watch
+					* looks for changes (imap-idle.c) */
+#define IMAP_IDLE_SAFETY_MS 60000      /* a watched IDLE session looks anyway (writes inotify
+					* cannot see, e.g. by another host on a network file
+					* system) */
 #define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in; a
 					* longer command_timeout raises it */
 #define IMAP_PREAUTH_TIMEOUT_S 60      /* before login when command_timeout is 0 */
@@ -79,6 +83,8 @@ struct imap_session {
 	void (*cmd_free)(void *ctx);
 	int idling;
 	struct ev_timer idle_timer;
+	struct idle_watch *idle_watch;         /* the account directory's inotify watch (IDLE) */
+	struct imap_session *idle_next, *idle_prev;   /* the watch's sessions */
 	/* at rest (inactive): acct is closed; acct_root reopens it, acct_sig tells an IDLE poll
 	 * whether anything changed since */
 	char *acct_root;
@@ -125,6 +131,15 @@ void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *na
 
 /* 1 if adding `more` octets would exceed the account's quota (replied NO [OVERQUOTA]). */
 int imap_over_quota(struct imap_session *s, uint64_t more);
+
+/* IDLE: report what changed (the watch's or the poll's call). */
+void imap_idle_check(struct imap_session *s);
+
+/* imap-idle.c */
+/* Wake this IDLE session when the account's index is written. 0, or -1 (then poll). */
+int imap_idle_watch(struct imap_session *s);
+/* Leave the account's watch (the last session removes it). */
+void imap_idle_unwatch(struct imap_session *s);
 
 /* imap-mailbox.c */
 void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n, int readonly);

@@ -167,6 +167,7 @@ static void imap_reap(void *arg)
 	ev_timer_cancel(s->base.w->loop, &s->timer);
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	ev_timer_cancel(s->base.w->loop, &s->rest_timer);
+	imap_idle_unwatch(s);
 	free(s->acct_root);
 	if (s->cmd_free && s->cmd_ctx)
 		s->cmd_free(s->cmd_ctx);
@@ -940,25 +941,31 @@ static void cmd_starttls(struct imap_session *s, size_t n)
 		imap_close(s, "TLS setup failed");
 }
 
-/* IDLE poll: report changes. */
-static void imap_idle_poll(struct ev_timer *t)
+/* See imap-private.h. At rest the index is reopened only when its fingerprint changed. */
+void imap_idle_check(struct imap_session *s)
 {
-	struct imap_session *s = t->arg;
 	if (!s->idling || s->closing)
 		return;
-	if (s->acct == NULL) {   /* at rest: look only when the index changed */
+	if (s->acct == NULL) {
 		uint64_t sig[4];
 		store_account_signature(s->acct_root, sig);
-		if (memcmp(sig, s->acct_sig, sizeof(sig)) == 0 || imap_wake(s) < 0) {
-			ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS,
-				     imap_idle_poll, s);
+		if (memcmp(sig, s->acct_sig, sizeof(sig)) == 0 || imap_wake(s) < 0)
 			return;
-		}
 		imap_arm_rest(s);
 	}
 	imap_sync_mailbox(s, 1);
 	conn_flush(&s->conn);
-	ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS, imap_idle_poll, s);
+}
+
+/* The IDLE timer: the slow safety poll of a watched session, the old poll of one without. */
+static void imap_idle_timer(struct ev_timer *t)
+{
+	struct imap_session *s = t->arg;
+	if (!s->idling || s->closing)
+		return;
+	imap_idle_check(s);
+	ev_timer_set(s->base.w->loop, &s->idle_timer,
+		     s->idle_watch ? IMAP_IDLE_SAFETY_MS : IMAP_IDLE_POLL_MS, imap_idle_timer, s);
 }
 
 static void cmd_idle(struct imap_session *s, size_t n)
@@ -970,13 +977,16 @@ static void cmd_idle(struct imap_session *s, size_t n)
 	imap_sync_mailbox(s, 1);
 	imap_reply(s, "+ idling");
 	s->idling = 1;
-	ev_timer_set(s->base.w->loop, &s->idle_timer, IMAP_IDLE_POLL_MS, imap_idle_poll, s);
+	imap_idle_watch(s);   /* -1: this session polls */
+	ev_timer_set(s->base.w->loop, &s->idle_timer,
+		     s->idle_watch ? IMAP_IDLE_SAFETY_MS : IMAP_IDLE_POLL_MS, imap_idle_timer, s);
 }
 
 /* A line during IDLE: only DONE ends it. */
 static void imap_idle_line(struct imap_session *s, const char *line)
 {
 	s->idling = 0;
+	imap_idle_unwatch(s);
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	if (strcasecmp(line, "DONE") == 0) {
 		imap_wake(s);
