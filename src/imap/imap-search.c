@@ -464,7 +464,8 @@ static time_t sent_day(struct msgtext *t)
 	return r;
 }
 
-/* Search the transfer-decoded bodies of the message's parts (base64, quoted-printable):
+/* Search the transfer-decoded bodies of the message's parts (base64, quoted-printable), text
+ * parts in other charsets converted to UTF-8:
  * sections 1, 1.1, 1.2, ... 2, ... walked depth first, at most SEARCH_PARTS_MAX of them. */
 #define SEARCH_PARTS_MAX 100
 static int decoded_walk(struct msgtext *t, struct mime_part *root, char *sec, size_t seclen,
@@ -475,7 +476,7 @@ static int decoded_walk(struct msgtext *t, struct mime_part *root, char *sec, si
 		snprintf(sec + l, seclen - l, "%s%u", l ? "." : "", k);
 		struct buf out;
 		buf_init(&out, 32u << 20);
-		int r = mime_binary(root, t->msg, t->len, sec, &out);
+		int r = mime_text_utf8(root, t->msg, t->len, sec, &out);
 		int hit = r == 0 && out.data && contains_ci(out.data, out.len, needle);
 		buf_free(&out);
 		(*budget)--;

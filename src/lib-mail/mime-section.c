@@ -16,6 +16,7 @@
 #include "base64.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
@@ -419,4 +420,43 @@ int mime_binary(const struct mime_part *root, const char *msg, size_t len, const
 	else
 		return -1;
 	return r < 0 ? -3 : 0;
+}
+
+/* mime_binary, then a "text" leaf whose charset is neither UTF-8 nor US-ASCII converted to
+ * UTF-8 (see mime.h). */
+int mime_text_utf8(const struct mime_part *root, const char *msg, size_t len, const char *section,
+		   struct buf *out)
+{
+	size_t start = out->len;
+	int r = mime_binary(root, msg, len, section, out);
+	struct sec sp;
+	if (r != 0 || out->len == start || sec_parse(section, &sp) < 0 || sp.nnums == 0)
+		return r;
+	const struct mime_part *p = sec_resolve(root, &sp);
+	struct hdr_field f;
+	if (p == NULL || (p->flags & (MIME_PART_MULTIPART | MIME_PART_RFC822)) != 0 ||
+	    !hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Type", &f))
+		return 0;
+	struct mime_ctype *ct = malloc(sizeof(*ct));
+	if (ct == NULL)
+		return 0;
+	struct buf cs, conv;
+	buf_init(&cs, MIME_CHARSET_NAME_MAX);
+	buf_init(&conv, out->max);
+	const struct mime_param *cp;
+	if (mime_ctype_parse(f.value, f.value_len, 1, ct) == 0 &&
+	    hdr_eq_ci(ct->type, ct->type_len, "text") &&
+	    (cp = mime_ctype_param(ct, "charset")) != NULL && mime_param_value(cp, &cs) == 0 &&
+	    cs.len > 0 && !hdr_eq_ci(cs.data, cs.len, "utf-8") &&
+	    !hdr_eq_ci(cs.data, cs.len, "us-ascii") &&
+	    mime_charset_to_utf8(cs.data, cs.len, (const unsigned char *)out->data + start,
+				 out->len - start, &conv) == 0) {
+		out->len = start;   /* replace the part's octets by their UTF-8 form */
+		if (buf_append(out, conv.data ? conv.data : "", conv.len) < 0)
+			r = -3;
+	}
+	buf_free(&cs);
+	buf_free(&conv);
+	free(ct);
+	return r;
 }

@@ -68,6 +68,13 @@ int mime_section(const struct mime_part *root, const char *msg, size_t len, cons
 int mime_binary(const struct mime_part *root, const char *msg, size_t len, const char *section,
 		struct buf *out);
 
+/* mime_binary, then, for a text part (type "text") with a charset parameter other than UTF-8 or US-ASCII
+ * (ISO-8859-1, windows-1252, ... through mime-charset.c), the appended octets converted to
+ * UTF-8 (malformed input becomes U+FFFD; an unknown charset is left as it is). For SEARCH,
+ * which matches bodies in UTF-8. Same return values as mime_binary. */
+int mime_text_utf8(const struct mime_part *root, const char *msg, size_t len, const char *section,
+		   struct buf *out);
+
 /* Find the first field called name (case-insensitive) in the header block hdr[0..hdrlen) and
  * append its value to out: unfolded (CR and LF removed), leading and trailing blanks removed,
  * otherwise raw. 1 found, 0 not found, -1 out is full. */

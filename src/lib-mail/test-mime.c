@@ -401,6 +401,42 @@ static void test_binary(void **state)
 	free(msg);
 }
 
+/* mime_text_utf8 of msg[0..len) section sec: return value and the octets appended. */
+static void expect_text_utf8(const char *raw, const char *sec, int ret, const char *want)
+{
+	size_t len = strlen(raw);
+	char *msg = dup_exact(raw, len);
+	struct mime_part *root = mime_parse(msg, len);
+	struct buf out;
+	buf_init(&out, 1024);
+	assert_int_equal(mime_text_utf8(root, msg, len, sec, &out), ret);
+	if (want != NULL)
+		expect_ref(sec, out.data ? out.data : "", out.len, want, strlen(want));
+	buf_free(&out);
+	mime_free(&root);
+	free(msg);
+}
+
+/* mime_text_utf8: text parts in other charsets become UTF-8; UTF-8, US-ASCII, unknown
+ * charsets and non-text parts are left as mime_binary gives them. */
+static void test_text_utf8(void **state)
+{
+	(void)state;
+	expect_text_utf8("Content-Type: text/plain; charset=iso-8859-1\r\n\r\nPerch\xe9", "1", 0,
+			 "Perch\xc3\xa9");
+	expect_text_utf8("Content-Type: text/plain; charset=\"Windows-1252\"\r\n"
+			 "Content-Transfer-Encoding: quoted-printable\r\n\r\n=80 5", "1", 0,
+			 "\xe2\x82\xac 5");
+	expect_text_utf8("Content-Type: text/plain; charset=utf-8\r\n\r\nPerch\xe9", "1", 0,
+			 "Perch\xe9");
+	expect_text_utf8("Content-Type: text/plain; charset=x-unknown-cs\r\n\r\nPerch\xe9", "1", 0,
+			 "Perch\xe9");
+	expect_text_utf8("Content-Type: application/octet-stream; charset=iso-8859-1\r\n\r\n\xe9",
+			 "1", 0, "\xe9");
+	expect_text_utf8("Content-Type: text/plain; charset=iso-8859-1\r\n\r\n", "1", 0, "");
+	expect_text_utf8("Content-Type: text/plain; charset=iso-8859-1\r\n\r\nx", "2", 1, "");
+}
+
 /* mime_header_get, mime_header_len and mime_decode_words. */
 static void test_header_helpers(void **state)
 {
@@ -734,6 +770,7 @@ int main(void)
 		cmocka_unit_test(test_section_single),
 		cmocka_unit_test(test_section_fields_noeol),
 		cmocka_unit_test(test_binary),
+		cmocka_unit_test(test_text_utf8),
 		cmocka_unit_test(test_header_helpers),
 		cmocka_unit_test(test_imap_string),
 		cmocka_unit_test(test_deep_multipart),

@@ -148,3 +148,28 @@ def test_sort_subject_and_display_unicode_folded(srv, user, clients):
     typ, data = m.sort("(DISPLAYFROM)", "UTF-8", "1:4")
     assert typ == "OK", data
     assert [int(x) for x in data[0].split()] == [4, 2, 3, 1]
+
+
+def test_search_body_in_other_charsets(srv, user, clients):
+    """A body in ISO-8859-1 (8bit), windows-1252 (quoted-printable) or ISO-8859-15 (base64) is
+    converted to UTF-8 before it is matched, so the UTF-8 needle "PERCHÉ" finds "Perché"
+    written as the single octet 0xE9."""
+    import base64
+    m = imaplib_login(srv, user, "imaps")
+    clients.append(m)
+    head = ("From: a@x.test\r\nTo: b@x.test\r\nSubject: cs %d\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: text/plain; charset=%s\r\nContent-Transfer-Encoding: %s\r\n\r\n")
+    bodies = [
+        (head % (1, "iso-8859-1", "8bit")).encode() + "Ma perché no? Città.\r\n".encode("latin-1"),
+        (head % (2, '"windows-1252"', "quoted-printable")).encode() + b"Perch=E9 =80 5\r\n",
+        (head % (3, "ISO-8859-15", "base64")).encode()
+        + base64.b64encode("Ach, die Straße. Perché?\r\n".encode("iso-8859-15")) + b"\r\n",
+        (head % (4, "us-ascii", "7bit")).encode() + b"perche, no accent\r\n",
+    ]
+    for raw in bodies:
+        assert m.append("INBOX", None, None, raw)[0] == "OK"
+    assert m.select("INBOX")[0] == "OK"
+    assert search(m, "BODY", "PERCHÉ") == [1, 2, 3]
+    assert search(m, "BODY", "CITTÀ") == [1]
+    assert search(m, "TEXT", "STRASSE") == [3]
+    assert search(m, "BODY", "€ 5") == [2]          # 0x80 is the euro sign in windows-1252
