@@ -405,6 +405,24 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
 		return;
 	}
+	/* subscribed names without a mailbox take part as rows with id 0 (RFC 5258 3.1:
+	 * LIST (SUBSCRIBED) shows them \NonExistent; LSUB shows them too) */
+	char **orphans = NULL;
+	int no = sel_subscribed ? store_subscriptions_orphaned(s->acct, &orphans, &err) : 0;
+	if (no > 0) {
+		struct store_mailbox_info *nbx = realloc(boxes, (size_t)(nb + no) * sizeof(*boxes));
+		if (nbx != NULL) {
+			boxes = nbx;
+			for (int k = 0; k < no; k++) {
+				memset(&boxes[nb], 0, sizeof(boxes[nb]));
+				snprintf(boxes[nb].name, sizeof(boxes[nb].name), "%s", orphans[k]);
+				boxes[nb++].subscribed = 1;
+			}
+		}
+	}
+	for (int k = 0; orphans && orphans[k]; k++)
+		free(orphans[k]);
+	free(orphans);
 	struct buf line;
 	buf_init(&line, 65536);
 	for (int i = 0; i < nb; i++) {
@@ -423,25 +441,41 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 			match = list_match(pat, name);
 			buf_free(&pb);
 		}
-		int children = 0, child_selected = 0;
+		int children = 0, child_selected = 0, child_matches = 0, child_other = 0;
+		int exists = boxes[i].id != 0;
 		size_t nl = strlen(name);
 		for (int k = 0; k < nb; k++) {
 			if (strncmp(boxes[k].name, name, nl) == 0 && boxes[k].name[nl] == '/') {
-				children = 1;
+				children |= boxes[k].id != 0;
 				if ((!sel_subscribed || boxes[k].subscribed) &&
-				    (!sel_special || boxes[k].special_use))
+				    (!sel_special || boxes[k].special_use)) {
 					child_selected = 1;
+					for (size_t p = 0; p < npat && (lsub || sel_recursive); p++) {
+						char cp[2048];
+						snprintf(cp, sizeof(cp), "%s%s", refname, patv[p].str);
+						if (!list_match(cp, boxes[k].name))
+							continue;
+						child_matches = 1;
+						if (!list_match(cp, name))
+							child_other = 1;
+					}
+				}
 			}
 		}
 		int selected = (!sel_subscribed || boxes[i].subscribed) &&
 			       (!sel_special || boxes[i].special_use != NULL);
 		/* RFC 5258 3.5: with RECURSIVEMATCH a parent that is not selected itself is listed
-		 * when a descendant is, with CHILDINFO saying why */
-		int childinfo = sel_recursive && !selected && child_selected;
-		if (!match || (!selected && !childinfo))
+		 * when a descendant is, with CHILDINFO saying why (not when another pattern, one that
+		 * does not match the parent, lists that descendant itself; as Dovecot) */
+		int childinfo = sel_recursive && !selected && child_selected && !child_other;
+		/* RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name (that
+		 * the pattern does not reach itself) as \Noselect */
+		int lsub_parent = lsub && !selected && child_selected && !child_matches;
+		if (!match || (!selected && !childinfo && !lsub_parent))
 			continue;
 		buf_reset(&line);
 		buf_appendf(&line, "* %s (%s", lsub ? "LSUB" : "LIST",
+			    lsub_parent ? "\\Noselect" : !exists ? (lsub ? "" : "\\NonExistent") :
 			    children ? "\\HasChildren" : "\\HasNoChildren");
 		if (boxes[i].subscribed && (sel_subscribed || !lsub) && !lsub)
 			buf_appendstr(&line, " \\Subscribed");
@@ -456,7 +490,7 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 				    sel_special ? "\"SPECIAL-USE\"" : "");
 		buf_appendstr(&line, "\r\n");
 		imap_write(s, line.data, line.len);
-		if (ret_status && status_list) {
+		if (ret_status && status_list && exists) {
 			buf_reset(&line);
 			buf_appendstr(&line, "* STATUS ");
 			imap_append_mailbox(s, &line, name);

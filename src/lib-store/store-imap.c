@@ -639,8 +639,8 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 	sqlite3_stmt *st;
 	/* UIDVALIDITY: now, but above every value the account ever gave out (RFC 3501 2.3.1.1);
 	 * the CAST matters: SQLite's max() ranks any text above every integer */
-	if (store_prepare(a, "INSERT INTO mailboxes(name, uidvalidity, special_use) "
-			       "VALUES (?, max(CAST(strftime('%s','now') AS INTEGER),"
+	if (store_prepare(a, "INSERT INTO mailboxes(name, subscribed, uidvalidity, special_use) "
+			       "VALUES (?, 0, max(CAST(strftime('%s','now') AS INTEGER),"
 			       " (SELECT coalesce(max(uidvalidity), 0) + 1 FROM mailboxes),"
 			       " (SELECT coalesce(max(value), 0) + 1 FROM uidvalidity_last)), ?)",
 			  -1, &st, NULL) != SQLITE_OK)
@@ -808,17 +808,55 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 int store_mailbox_subscribe(struct store_account *a, const char *name, int on, const char **err_r)
 {
 	sqlite3_stmt *st;
-	if (store_prepare(a, "UPDATE mailboxes SET subscribed = ? WHERE name = ?", -1, &st,
-			       NULL) != SQLITE_OK)
+	const char *n = strcasecmp(name, "INBOX") == 0 ? "INBOX" : name;
+	if (on) {
+		struct store_mailbox_info mb;
+		int r = store_mailbox_lookup(a, n, &mb, err_r);
+		if (r <= 0)
+			return r;
+	}
+	if (store_prepare(a, on ? "INSERT OR IGNORE INTO subscriptions(name) VALUES (?)"
+			       : "DELETE FROM subscriptions WHERE name = ?", -1, &st,
+			  NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "subscribe");
-	sqlite3_bind_int(st, 1, on);
-	sqlite3_bind_text(st, 2, strcasecmp(name, "INBOX") == 0 ? "INBOX" : name, -1,
-			  SQLITE_TRANSIENT);
+	sqlite3_bind_text(st, 1, n, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
 	store_finalize(a, st);
 	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "subscribe");
-	return sqlite3_changes(a->db) > 0;
+	return 1;
+}
+
+/* See store.h. */
+int store_subscriptions_orphaned(struct store_account *a, char ***names_r, const char **err_r)
+{
+	sqlite3_stmt *st;
+	*names_r = NULL;
+	if (store_prepare(a, "SELECT name FROM subscriptions WHERE name NOT IN"
+			       " (SELECT name FROM mailboxes) ORDER BY name", -1, &st,
+			  NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "list subscriptions");
+	char **v = NULL;
+	int n = 0, r;
+	while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+		char **nv = realloc(v, (size_t)(n + 2) * sizeof(*v));
+		if (nv == NULL)
+			break;
+		v = nv;
+		v[n] = strdup((const char *)sqlite3_column_text(st, 0));
+		if (v[n] == NULL)
+			break;
+		v[++n] = NULL;
+	}
+	store_finalize(a, st);
+	if (r != SQLITE_DONE) {
+		for (int i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return store_dbfail(a, err_r, "list subscriptions");
+	}
+	*names_r = v;
+	return n;
 }
 
 /* See store.h. */

@@ -244,13 +244,22 @@ static const char schema[] =
 	"CREATE TRIGGER IF NOT EXISTS mailboxes_uidvalidity_last AFTER INSERT ON mailboxes BEGIN"
 	" INSERT INTO uidvalidity_last(id, value) VALUES (1, NEW.uidvalidity)"
 	" ON CONFLICT(id) DO UPDATE SET value = max(value, excluded.value); END;"
+	/* subscriptions outlive their mailbox (RFC 3501 6.3.4 DELETE, 6.3.6 SUBSCRIBE); rows made
+	 * with subscribed = 1 (the default mailboxes) start subscribed, RENAME takes them along */
+	"CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);"
+	"CREATE TRIGGER IF NOT EXISTS mailboxes_subscribed AFTER INSERT ON mailboxes"
+	" WHEN NEW.subscribed = 1 BEGIN"
+	" INSERT OR IGNORE INTO subscriptions(name) VALUES (NEW.name); END;"
+	"CREATE TRIGGER IF NOT EXISTS mailboxes_renamed AFTER UPDATE OF name ON mailboxes BEGIN"
+	" UPDATE OR IGNORE subscriptions SET name = NEW.name WHERE name = OLD.name; END;"
 	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
 /* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
  * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
- * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\Recent). */
-#define STORE_DB_LEVEL 6
+ * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\Recent). Level 7: the subscriptions
+ * table (filled from mailboxes.subscribed, which only seeds it from then on). */
+#define STORE_DB_LEVEL 7
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)
@@ -274,6 +283,9 @@ static void db_upgrade(struct store_account *a)
 	sqlite3_exec(a->db, "ALTER TABLE mailboxes ADD COLUMN recent_from INTEGER NOT NULL DEFAULT 1",
 		     NULL, NULL, NULL);
 	sqlite3_exec(a->db, schema, NULL, NULL, NULL);   /* tables and indexes still missing */
+	if (level < 7)
+		sqlite3_exec(a->db, "INSERT OR IGNORE INTO subscriptions(name) SELECT name FROM"
+				    " mailboxes WHERE subscribed = 1", NULL, NULL, NULL);
 	char sql[64];
 	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);
 	sqlite3_exec(a->db, sql, NULL, NULL, NULL);
@@ -563,7 +575,8 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
 
 /* The columns box_row() reads, for a query on mailboxes. */
 #define BOX_COLS \
-	"SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use, subscribed, " \
+	"SELECT id, name, uidvalidity, uidnext, highestmodseq, special_use, " \
+	"name IN (SELECT name FROM subscriptions), " \
 	"(SELECT count(*) FROM messages WHERE mailbox_id = id), " \
 	"(SELECT coalesce(sum(size), 0) FROM messages WHERE mailbox_id = id), " \
 	"(SELECT count(*) FROM messages WHERE mailbox_id = id AND flags & 1 = 0) FROM mailboxes "
@@ -640,7 +653,8 @@ int store_mailbox_lookup(struct store_account *a, const char *box, struct store_
 			 const char **err_r)
 {
 	return mailbox_row_by_name(a, "SELECT id, name, uidvalidity, uidnext, highestmodseq, "
-				      "special_use, subscribed, 0, 0, 0 FROM mailboxes WHERE name = ?",
+				      "special_use, name IN (SELECT name FROM subscriptions), 0, 0, 0"
+				      " FROM mailboxes WHERE name = ?",
 				   box, info, err_r);
 }
 

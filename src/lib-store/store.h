@@ -174,6 +174,9 @@ int store_mailbox_rename(struct store_account *acct, const char *from, const cha
  * mailbox's uidnext). 0 or -1. */
 int store_recent(struct store_account *acct, const char *box, uint32_t claim_upto,
 		 uint32_t *from_r, uint32_t *count_r, const char **err_r);
+/* Subscribed names that have no mailbox (any more): a malloc'd array of malloc'd names, NULL
+ * terminated (NULL when there are none). Returns how many, or -1. */
+int store_subscriptions_orphaned(struct store_account *acct, char ***names_r, const char **err_r);
 int store_mailbox_subscribe(struct store_account *acct, const char *name, int on,
 			    const char **err_r);
 int store_changes_since(struct store_account *acct, const char *box, uint64_t modseq,

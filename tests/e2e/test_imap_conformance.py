@@ -271,3 +271,45 @@ def test_condstore_enabled_by_fetch_modseq(srv, user, clients):  # noqa: F811
     assert r.of("ESEARCH")[0][1:] == ["MAX", "3", "MODSEQ", str(ms[3])], c.dialogue()
     r = c.ok('SEARCH RETURN (ALL) 1:3 MODSEQ "/flags/\\\\seen" all 1')
     assert r.of("ESEARCH")[0][1:] == ["ALL", "1:3", "MODSEQ", str(ms[2])], c.dialogue()
+
+
+def test_subscriptions_outlive_delete_and_lsub_parents(srv, user, clients):  # noqa: F811
+    """RFC 3501 6.3.4: DELETE leaves the subscription; LIST (SUBSCRIBED) shows it \\NonExistent
+    (RFC 5258); CREATE does not subscribe; LSUB "%" shows an unsubscribed parent of a subscribed
+    child as \\Noselect (6.3.9); UNSUBSCRIBE takes effect at once."""
+    c = login(srv, user, clients)
+    for b in ("P", "P/kid", "Q", "Gone"):
+        c.ok("CREATE %s" % b)
+    assert c.ok('LSUB "" "*"').of("LSUB") == [] or all(
+        l[-1] not in ("P", "P/kid", "Q", "Gone") for l in c.ok('LSUB "" "*"').of("LSUB")), \
+        "CREATE subscribed\n" + c.dialogue()
+    c.ok("SUBSCRIBE P/kid")
+    c.ok("SUBSCRIBE Q")
+    c.ok("SUBSCRIBE Gone")
+    c.ok("DELETE Gone")
+    r = c.ok('LIST (SUBSCRIBED) "" "*"')
+    lines = [u for u in r.untagged if u.startswith(b"* LIST")]
+    gone = [u for u in lines if u.rstrip().endswith(b" Gone")]
+    assert gone and b"\\NonExistent" in gone[0] and b"\\Subscribed" in gone[0], c.dialogue()
+    r = c.ok('LSUB "" "%"')
+    lsub = {u.rsplit(b" ", 1)[1].strip(): u for u in r.untagged if u.startswith(b"* LSUB")}
+    assert b"\\Noselect" in lsub[b"P"] and b"Q" in lsub and b"Gone" in lsub, c.dialogue()
+    c.ok("UNSUBSCRIBE Q")
+    r = c.ok('LSUB "" "%"')
+    assert not any(u.rstrip().endswith(b" Q") for u in r.untagged), c.dialogue()
+    c.ok("CREATE Gone")      # the old subscription applies to the new mailbox
+    r = c.ok('LSUB "" "Gone"')
+    assert len(r.of("LSUB")) == 1, c.dialogue()
+
+
+def test_list_recursivematch_childinfo(srv, user, clients):  # noqa: F811
+    """RFC 5258 3.5: an unsubscribed parent of a subscribed child is listed with CHILDINFO
+    ("SUBSCRIBED") and without \\Subscribed."""
+    c = login(srv, user, clients)
+    c.ok("CREATE R")
+    c.ok("CREATE R/kid")
+    c.ok("SUBSCRIBE R/kid")
+    r = c.ok('LIST (SUBSCRIBED RECURSIVEMATCH) "" "R"')
+    line = [u for u in r.untagged if u.startswith(b"* LIST")]
+    assert len(line) == 1 and b'("CHILDINFO" ("SUBSCRIBED"))' in line[0], c.dialogue()
+    assert b"\\Subscribed" not in line[0], c.dialogue()
