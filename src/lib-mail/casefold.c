@@ -2,10 +2,12 @@
  * tables (u8_casefold: full case folding, then NFKD), with an ASCII fast path. */
 #include "casefold.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unicase.h>
+#include <unictype.h>
 #include <uninorm.h>
 #include <unistr.h>
 
@@ -13,6 +15,8 @@
  * characters), so the output is bounded on its own: a message body we search is at most a few
  * tens of MB, and a folded form beyond this is refused (the caller falls back to ASCII). */
 #define CASEFOLD_OUT_MAX ((size_t)256 << 20)
+/* Folded non-ASCII runs up to this size need no malloc (a run is usually one word or less). */
+#define CASEFOLD_RUN_BUF 256
 
 /* Whether s[0..len) has only ASCII octets. */
 static int is_ascii(const char *s, size_t len)
@@ -56,18 +60,107 @@ static int out_append(struct fold_out *o, const void *p, size_t n)
 	return 0;
 }
 
+/* The folded forms of U+0080..U+07FF (two-octet UTF-8: Latin, Greek, Cyrillic, Hebrew, Arabic),
+ * computed once by libunistring, so that text in those scripts is folded by table lookup.
+ * Folding one character at a time gives the whole run's result when no combining mark can be
+ * reordered across characters (UAX 15 canonical ordering): so a character is cached only when
+ * it is not itself a combining mark and its folded form starts with a starter. */
+#define CASEFOLD_CACHE_FIRST 0x80
+#define CASEFOLD_CACHE_END 0x800
+#define CASEFOLD_CACHE_OUT 14          /* longest cached form; "DŽ" -> "dz" U+030C is 4 */
+
+struct fold_cached {
+	uint8_t ok;                    /* 1: use s[0..len) */
+	uint8_t len;
+	uint8_t s[CASEFOLD_CACHE_OUT];
+};
+
+static struct fold_cached fold_cache[CASEFOLD_CACHE_END - CASEFOLD_CACHE_FIRST];
+static pthread_once_t fold_cache_once = PTHREAD_ONCE_INIT;
+
+/* Fill fold_cache (once per process). */
+static void fold_cache_init(void)
+{
+	for (ucs4_t c = CASEFOLD_CACHE_FIRST; c < CASEFOLD_CACHE_END; c++) {
+		struct fold_cached *e = &fold_cache[c - CASEFOLD_CACHE_FIRST];
+		uint8_t in[2] = { (uint8_t)(0xc0 | (c >> 6)), (uint8_t)(0x80 | (c & 0x3f)) };
+		uint8_t out[64];
+		size_t ol = sizeof(out);
+		ucs4_t first;
+		if (uc_combining_class(c) != UC_CCC_NR)
+			continue;
+		uint8_t *r = u8_casefold(in, 2, NULL, UNINORM_NFKD, out, &ol);
+		if (r == NULL)
+			continue;
+		if (ol > 0 && ol <= CASEFOLD_CACHE_OUT && u8_mbtouc(&first, r, ol) > 0 &&
+		    uc_combining_class(first) == UC_CCC_NR) {
+			memcpy(e->s, r, ol);
+			e->len = (uint8_t)ol;
+			e->ok = 1;
+		}
+		if (r != out)
+			free(r);
+	}
+}
+
+/* Fold valid UTF-8 s[0..n) through fold_cache when every character is in it; 1 done, 0 not
+ * (nothing appended), -1 error. */
+static int fold_cached_run(struct fold_out *o, const uint8_t *s, size_t n)
+{
+	pthread_once(&fold_cache_once, fold_cache_init);
+	for (size_t i = 0; i < n; i += 2) {
+		if (s[i] < 0xc2 || s[i] > 0xdf || i + 1 >= n)
+			return 0;
+		ucs4_t c = ((ucs4_t)(s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f);
+		if (!fold_cache[c - CASEFOLD_CACHE_FIRST].ok)
+			return 0;
+	}
+	for (size_t i = 0; i < n; i += 2) {
+		ucs4_t c = ((ucs4_t)(s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f);
+		const struct fold_cached *e = &fold_cache[c - CASEFOLD_CACHE_FIRST];
+		if (out_append(o, e->s, e->len) < 0)
+			return -1;
+	}
+	return 1;
+}
+
 /* Fold one valid UTF-8 run and append it to o; 0 ok, -1 error. */
 static int fold_run(struct fold_out *o, const uint8_t *s, size_t n)
 {
 	if (n == 0)
 		return 0;
-	size_t rl = 0;
-	uint8_t *r = u8_casefold(s, n, NULL, UNINORM_NFKD, NULL, &rl);
+	int c = fold_cached_run(o, s, n);
+	if (c != 0)
+		return c < 0 ? -1 : 0;
+	uint8_t small[CASEFOLD_RUN_BUF];
+	size_t rl = sizeof(small);
+	uint8_t *r = u8_casefold(s, n, NULL, UNINORM_NFKD, small, &rl);
 	if (r == NULL)
 		return -1;
 	int ret = out_append(o, r, rl);
-	free(r);
+	if (r != small)
+		free(r);
 	return ret;
+}
+
+/* Fold a run of non-ASCII octets: its valid UTF-8 stretches folded, invalid octets kept as they
+ * are. 0 ok, -1 error. */
+static int fold_nonascii(struct fold_out *o, const uint8_t *p, size_t n)
+{
+	const uint8_t *end = p + n;
+	while (p < end) {
+		const uint8_t *bad = u8_check(p, (size_t)(end - p));
+		size_t run = bad ? (size_t)(bad - p) : (size_t)(end - p);
+		if (fold_run(o, p, run) < 0)
+			return -1;
+		p += run;
+		if (bad != NULL) {        /* an invalid octet: kept as it is */
+			if (out_append(o, p, 1) < 0)
+				return -1;
+			p++;
+		}
+	}
+	return 0;
 }
 
 /* Fold s[0..len) into a new string (see casefold.h). */
@@ -82,18 +175,27 @@ int casefold_dup(const char *s, size_t len, char **out_r, size_t *len_r)
 		for (size_t i = 0; i < len; i++)
 			o.data[i] = (char)ascii_lower((unsigned char)o.data[i]);
 	} else {
+		/* ASCII characters are starters that neither fold to nor decompose into anything
+		 * else, so text can be folded run by run: ASCII runs lower-cased here, only the
+		 * non-ASCII runs between them through libunistring (about 100 times slower) */
 		const uint8_t *p = (const uint8_t *)s, *end = p + len;
 		while (p < end) {
-			const uint8_t *bad = u8_check(p, (size_t)(end - p));
-			size_t run = bad ? (size_t)(bad - p) : (size_t)(end - p);
-			if (fold_run(&o, p, run) < 0)
-				goto fail;
-			p += run;
-			if (bad != NULL) {        /* an invalid octet: kept as it is */
-				if (out_append(&o, p, 1) < 0)
+			const uint8_t *q = p;
+			while (q < end && *q < 0x80)
+				q++;
+			if (q > p) {
+				size_t at = o.len;
+				if (out_append(&o, p, (size_t)(q - p)) < 0)
 					goto fail;
-				p++;
+				for (size_t i = at; i < o.len; i++)
+					o.data[i] = (char)ascii_lower((unsigned char)o.data[i]);
+				p = q;
 			}
+			while (q < end && *q >= 0x80)
+				q++;
+			if (fold_nonascii(&o, p, (size_t)(q - p)) < 0)
+				goto fail;
+			p = q;
 		}
 	}
 	if (o.data == NULL && out_append(&o, "", 0) < 0)

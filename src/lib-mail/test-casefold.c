@@ -9,6 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unicase.h>
+#include <uninorm.h>
+
 #include "casefold.h"
 
 /* Whether hay contains needle under i;unicode-casemap (needle folded as SEARCH does). */
@@ -158,6 +161,60 @@ static void test_sort_key(void **state)
 	assert_string_equal(h, "AE");
 }
 
+/* casefold_dup (ASCII runs apart, two-octet characters from its cache) equals libunistring's
+ * u8_casefold of the whole string. */
+static void expect_as_libunistring(const uint8_t *in, size_t n)
+{
+	char *f;
+	size_t fl, rl = 0;
+	assert_int_equal(casefold_dup((const char *)in, n, &f, &fl), 0);
+	uint8_t *r = u8_casefold(in, n, NULL, UNINORM_NFKD, NULL, &rl);
+	assert_non_null(r);
+	assert_int_equal(fl, rl);
+	assert_memory_equal(f, r, rl);
+	free(f);
+	free(r);
+}
+
+/* Put code point c (< U+0800) as UTF-8 at p; returns its length. */
+static size_t put_cp(uint8_t *p, unsigned c)
+{
+	if (c < 0x80) {
+		p[0] = (uint8_t)c;
+		return 1;
+	}
+	p[0] = (uint8_t)(0xc0 | (c >> 6));
+	p[1] = (uint8_t)(0x80 | (c & 0x3f));
+	return 2;
+}
+
+/* Every two-octet character, alone, between ASCII, and next to others and combining marks
+ * (U+0300 grave, U+0323 dot below, U+0345 ypogegrammeni: canonical reordering across
+ * characters), folds as libunistring folds the whole string. */
+static void test_same_as_libunistring(void **state)
+{
+	(void)state;
+	static const unsigned marks[] = { 0x300, 0x301, 0x323, 0x345, 0x3a3, 0xdf, 0x130 };
+	for (unsigned c = 0x80; c < 0x800; c++) {
+		uint8_t b[16];
+		size_t n = 0;
+		n += put_cp(b + n, 'A');
+		n += put_cp(b + n, c);
+		n += put_cp(b + n, 'z');
+		n += put_cp(b + n, c);
+		expect_as_libunistring(b, n);
+		for (size_t m = 0; m < sizeof(marks) / sizeof(marks[0]); m++) {
+			n = put_cp(b, c);
+			n += put_cp(b + n, marks[m]);
+			expect_as_libunistring(b, n);
+			n = put_cp(b, marks[m]);
+			n += put_cp(b + n, c);
+			n += put_cp(b + n, marks[m]);
+			expect_as_libunistring(b, n);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +226,7 @@ int main(void)
 		cmocka_unit_test(test_ascii),
 		cmocka_unit_test(test_dup),
 		cmocka_unit_test(test_sort_key),
+		cmocka_unit_test(test_same_as_libunistring),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
