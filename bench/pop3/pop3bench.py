@@ -365,10 +365,10 @@ def cmd_check(a):
             tot_size += size
             if lsize == wire:
                 n_list_eq_wire += 1
-            elif a.exact_list:
-                err(f"{tag}: LIST says {lsize} octets, RETR sent {wire} (dot-stuffed, without the final .CRLF)")
             if lsize == size:
                 n_list_eq_size += 1
+            elif a.exact_list:
+                err(f"{tag}: LIST says {lsize} octets, the message has {size} (un-stuffed, CRLF line ends)")
             if uidl in seen_uidl:
                 err(f"{tag}: UIDL {uidl} not unique")
             seen_uidl.add(uidl)
@@ -479,7 +479,7 @@ def main():
     c.add_argument("--rows", required=True)
     c.add_argument("--server", required=True)
     c.add_argument("--prefix", choices=("none", "trace", "any"), default="any")
-    c.add_argument("--exact-list", action="store_true", help="LIST size must equal RETR's wire octets")
+    c.add_argument("--exact-list", action="store_true", help="LIST size must equal the message's own size (RETR un-stuffed)")
     c.add_argument("--store", help="postino:DATA_DIR or dovecot:MAIL_ROOT, to check UIDLs and file sizes")
     c.add_argument("--uidl-ref", help="JSON file: written on the first check, compared on later ones")
     c.add_argument("--uidl-upper", action="store_true", help="UIDL must be upper-case hex (%%08X%%08X)")
