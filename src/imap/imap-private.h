@@ -24,7 +24,7 @@
 #define IMAP_OUT_MAX (16u << 20)       /* queued output cap */
 #define IMAP_IDLE_POLL_MS 500          /* how often an IDLE session without an inotify watch
 					* looks for changes (imap-idle.c) */
-#define IMAP_IDLE_SAFETY_MS 60000      /* a watched IDLE session looks anyway (writes inotify
+#define IMAP_IDLE_SAFETY_MS 300000     /* a watched IDLE session looks anyway (writes inotify
 					* cannot see, e.g. by another host on a network file
 					* system) */
 #define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in; a
