@@ -95,7 +95,8 @@ static void check_reader(const char *in, size_t size)
 			abort();
 		if (f.name < f.raw || f.name + f.name_len > f.raw + f.raw_len)
 			abort();
-		if (f.value_len > 0 && (f.value < f.raw || f.value + f.value_len > f.raw + f.raw_len))
+		if (f.value_len > 0 &&
+		    (f.value < f.raw || f.value + f.value_len > f.raw + f.raw_len))
 			abort();
 		if (f.has_colon != !(f.flags & HDR_F_NO_COLON))
 			abort();

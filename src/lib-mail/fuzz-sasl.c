@@ -77,7 +77,8 @@ static void fuzz_login(const char *line, unsigned sel)
 	static unsigned char ref[FUZZ_LINE_MAX];
 	size_t cap = 1 + sel % 400;
 	ssize_t n = sasl_login_decode(line, out, cap);
-	ssize_t k = strcmp(line, "=") == 0 ? 0 : base64_decode(line, strlen(line), ref, sizeof(ref));
+	ssize_t k = strcmp(line, "=") == 0 ? 0
+					   : base64_decode(line, strlen(line), ref, sizeof(ref));
 	if (n < 0) {
 		/* refused although strict decoding fits and holds no NUL? */
 		if (k >= 0 && (size_t)k < cap && memchr(ref, '\0', (size_t)k) == NULL)

@@ -15,7 +15,8 @@ int sasl_plain_decode(const char *b64, char *authc, size_t authclen, char *pass,
 		return -1;
 	buf[n] = '\0';
 	const unsigned char *nul1 = memchr(buf, '\0', (size_t)n);
-	const unsigned char *nul2 = nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
+	const unsigned char *nul2 =
+		nul1 ? memchr(nul1 + 1, '\0', (size_t)(buf + n - nul1 - 1)) : NULL;
 	int rc = 0;
 	if (nul1 == NULL || nul2 == NULL) {
 		rc = -1;

@@ -84,9 +84,10 @@ static void test_reader(void **state)
 		while (hdr_next(in, c->in_len, &pos, &f)) {
 			assert_true(n < c->nf);
 			const struct field_want *w = &c->f[n++];
-			if (f.name_len != strlen(w->name) || memcmp(f.name, w->name, f.name_len) != 0)
-				fail_msg("case %zu field %zu: name %.*s, want %s", i, n, (int)f.name_len,
-					 f.name, w->name);
+			size_t wl = strlen(w->name);
+			if (f.name_len != wl || memcmp(f.name, w->name, wl) != 0)
+				fail_msg("case %zu field %zu: name %.*s, want %s", i, n,
+					 (int)f.name_len, f.name, w->name);
 			size_t vl = (w->flags & HDR_F_NUL) ? 4 : strlen(w->value);   /* " a\0b" */
 			assert_int_equal(f.value_len, vl);
 			assert_memory_equal(f.value, w->value, vl);

@@ -56,6 +56,13 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	if (n < 0)
 		return;
 	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
+	/* replies echo peer text (parameters, addresses): a CR, LF or other control octet in it
+	 * would end the line early for some clients and forge a reply, so it becomes '?' */
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)line[i];
+		if (ch < 32 || ch == 127)
+			line[i] = '?';
+	}
 	if (line[0] >= '4')
 		log_info("sess=%016llx proto=smtp event=reply result=\"%.*s\"",
 			 (unsigned long long)s->base.id, (int)len, line);
