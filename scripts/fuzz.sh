@@ -50,7 +50,7 @@ run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/li
 # the SMTP session on a real event loop, fed through a socketpair: the whole server but the CLI
 run fuzz-smtp -std=gnu11 $(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done) \
 	$(find src -name '*.c' ! -name 'test-*' ! -name 'fuzz-*' ! -path 'src/cli/*' | sort) \
-	src/smtp/fuzz-smtp.c -lssl -lcrypto -lsqlite3 -lcrypt -lsodium -lz -lunbound -lidn2 -lpthread
+	src/smtp/fuzz-smtp.c -lssl -lcrypto -lsqlite3 -lcrypt -lsodium -lz -lunbound -lidn2 -lunistring -lpthread
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
