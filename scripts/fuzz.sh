@@ -56,6 +56,6 @@ run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
 	src/lib-tls/tls-crypto.c src/lib-mail/fuzz-dkim.c -lidn2 -lssl -lcrypto
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
-	src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
+	src/lib/fsutil.c src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
 	-lz -lssl -lcrypto
 exit $fail

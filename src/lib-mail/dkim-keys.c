@@ -4,6 +4,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
+#include "fsutil.h"
 #include "dkim-keys.h"
 
 #include <dirent.h>
@@ -69,17 +70,6 @@ int dkim_keys_path(const char *data_dir, const char *domain, const char *selecto
 	return n < 0 || (size_t)n >= outlen ? -1 : 0;
 }
 
-/* fsync a directory. */
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 /* Create <data>/dkim and <data>/dkim/<domain> (0700). */
 static int make_dirs(const char *data_dir, const char *domain, const char **err_r)
 {
@@ -100,7 +90,7 @@ static int make_dirs(const char *data_dir, const char *domain, const char **err_
 		return -1;
 	}
 	snprintf(p, sizeof(p), "%s/dkim", data_dir);
-	fsync_dir(p);
+	fs_fsync_dir(p);
 	return 0;
 }
 
@@ -237,7 +227,7 @@ int dkim_keys_set_signing(const char *data_dir, const char *domain,
 		fprintf(f, "%s\n", sels[i]);
 	int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
 	bad |= fclose(f) != 0;
-	if (bad || rename(tmp, p) < 0 || fsync_dir(dir) < 0) {
+	if (bad || rename(tmp, p) < 0 || fs_fsync_dir(dir) < 0) {
 		unlink(tmp);
 		*err_r = "cannot write the signing file";
 		return -1;
@@ -297,7 +287,7 @@ int dkim_keys_remove(const char *data_dir, const char *domain, const char *selec
 		*err_r = "cannot remove the key file";
 		return -1;
 	}
-	if (fsync_dir(dir) < 0) {
+	if (fs_fsync_dir(dir) < 0) {
 		*err_r = "cannot sync the key directory";
 		return -1;
 	}

@@ -6,6 +6,7 @@
  * The index is committed first and the file renamed after; a crash in between leaves a file whose
  * suffix is stale, which store_message_fd() still finds.
  */
+#include "fsutil.h"
 #include "store-private.h"
 
 #include <dirent.h>
@@ -407,11 +408,11 @@ static void append_undo(const char *dir, const struct store_append_msg *m,
 	/* the removals are made durable so a crash cannot bring half a MULTIAPPEND back */
 	if (synced_new) {
 		snprintf(sub, sizeof(sub), "%s/new", dir);
-		store_fsync_dir(sub);
+		fs_fsync_dir(sub);
 	}
 	if (synced_cur) {
 		snprintf(sub, sizeof(sub), "%s/cur", dir);
-		store_fsync_dir(sub);
+		fs_fsync_dir(sub);
 	}
 	free(st);
 }
@@ -463,10 +464,10 @@ int store_append_multi(struct store_account *a, const char *box, const struct st
 		need_cur |= !in_new;
 	}
 	snprintf(sub, sizeof(sub), "%s/new", dir);
-	if (need_new && store_fsync_dir(sub) < 0)
+	if (need_new && fs_fsync_dir(sub) < 0)
 		goto fail_move;
 	snprintf(sub, sizeof(sub), "%s/cur", dir);
-	if (need_cur && store_fsync_dir(sub) < 0)
+	if (need_cur && fs_fsync_dir(sub) < 0)
 		goto fail_move;
 	/* 3: the index rows in one transaction: UIDs are consecutive and appear together */
 	for (size_t i = 0; i < n; i++) {
@@ -594,7 +595,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 	char d1[4400], d2[4400];
 	snprintf(d1, sizeof(d1), "%s/new", ddir);
 	snprintf(d2, sizeof(d2), "%s/cur", ddir);
-	if (store_fsync_dir(d1) < 0 || store_fsync_dir(d2) < 0) {
+	if (fs_fsync_dir(d1) < 0 || fs_fsync_dir(d2) < 0) {
 		rc = store_fail(a, err_r, "fsync");
 		goto out;
 	}

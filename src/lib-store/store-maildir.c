@@ -10,6 +10,7 @@
  * sees a delivered file without its row and never adopts a message a delivery is committing.
  * The slow part of a delivery (copy and file fsync) happens before the lock.
  */
+#include "fsutil.h"
 #include "store.h"
 #include "store-private.h"
 #include "wire.h"
@@ -764,19 +765,6 @@ int store_message_open(struct store_account *a, const char *box, uint32_t uid, c
 	return fd;
 }
 
-/* fsync a directory. */
-int store_fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	int e = errno;
-	close(fd);
-	errno = e;
-	return r;
-}
-
 /* Write all of buf to fd. 0 ok, -1 with errno. */
 static int write_all(int fd, const char *buf, size_t len)
 {
@@ -993,7 +981,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		store_structure_free(&sc);
 		return store_errf(a, err_r, e, "deliver: rename tmp/ into new/");
 	}
-	if (store_fsync_dir(newdir) < 0) {
+	if (fs_fsync_dir(newdir) < 0) {
 		store_errf(a, err_r, errno, "deliver: fsync new/");
 		goto undo;
 	}
@@ -1014,7 +1002,7 @@ undo:
 	store_structure_free(&sc);
 	db_rollback(a);
 	unlink(dst);
-	store_fsync_dir(newdir);
+	fs_fsync_dir(newdir);
 	return -1;
 }
 

@@ -39,7 +39,6 @@ int store_mkdir_p(const char *path);
 int store_maildir_make(const char *dir);
 int store_fail(struct store_account *a, const char **err_r, const char *what);
 int store_dbfail(struct store_account *a, const char **err_r, const char *what);
-int store_fsync_dir(const char *path);
 /* BEGIN IMMEDIATE, trying again while another process holds the write lock: an SQLite code. */
 int store_db_begin(struct store_account *a);
 void store_maildir_name(char *out, size_t outlen, uint64_t size);

@@ -4,6 +4,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
+#include "fsutil.h"
 #include "queue.h"
 
 #include <ctype.h>
@@ -373,17 +374,6 @@ int queue_env_read(const char *dir, const char *id, struct qenv *env, char *err,
 	return rc;
 }
 
-/* fsync a directory. */
-static int fsync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 /* Write the dkim line. */
 int queue_env_put_dkim(FILE *f, const char *fields)
 {
@@ -439,7 +429,7 @@ int queue_env_write(const char *dir, const struct qenv *env)
 	}
 	int bad = fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
 	bad |= fclose(f) != 0;
-	if (bad || rename(tmp, path) < 0 || fsync_dir(dir) < 0) {
+	if (bad || rename(tmp, path) < 0 || fs_fsync_dir(dir) < 0) {
 		unlink(tmp);
 		return -1;
 	}
@@ -500,8 +490,8 @@ int queue_quarantine(const char *dir, const char *id)
 		if (rename(from, to) < 0 && errno != ENOENT)
 			rc = -1;
 	}
-	fsync_dir(q);
-	fsync_dir(dir);
+	fs_fsync_dir(q);
+	fs_fsync_dir(dir);
 	return rc;
 }
 
@@ -547,7 +537,7 @@ static int set_flag(const char *path, int on)
 	} else if (unlink(path) < 0 && errno != ENOENT) {
 		return -1;
 	}
-	return fsync_dir(dir) < 0 && errno != ENOENT ? -1 : 0;
+	return fs_fsync_dir(dir) < 0 && errno != ENOENT ? -1 : 0;
 }
 
 /* Tell the queue process to look again. */

@@ -8,6 +8,7 @@
  * SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A line ending in a bare LF never ends the message,
  * and neither does a "." after such a line; bare CR is never a line end at all.
  */
+#include "fsutil.h"
 #include "smtp-private.h"
 
 #include <errno.h>
@@ -326,17 +327,6 @@ struct deliver_job {
 	char *dkim;                /* DKIM-Signature fields for the queue, or NULL */
 };
 
-/* fsync a directory by path. */
-static int fsync_dir(const char *path)
-{
-	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	close(fd);
-	return r;
-}
-
 /* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
 static int spool_remote(struct deliver_job *j)
 {
@@ -374,7 +364,7 @@ static int spool_remote(struct deliver_job *j)
 	}
 	bad |= fflush(f) != 0 || ferror(f) || fsync(fileno(f)) != 0;
 	bad |= fclose(f) != 0;
-	if (bad || rename(envtmp, env) < 0 || fsync_dir(qdir) < 0) {
+	if (bad || rename(envtmp, env) < 0 || fs_fsync_dir(qdir) < 0) {
 		snprintf(j->why, sizeof(j->why), "write envelope: %s", strerror(errno));
 		unlink(envtmp);
 		unlink(env);
