@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -546,31 +547,37 @@ static int schema_check(struct acctdb *db, const char *path, const char **err_r)
 	return 0;
 }
 
-/* Connection settings every handle needs: WAL, busy timeout, durable commits, foreign keys. */
-static int db_configure(struct acctdb *db, const char **err_r)
+/* Connection settings every handle needs: busy timeout, foreign keys; a writer also switches the
+ * file to a rollback journal (an old WAL file is converted) and durable commits. */
+static int db_configure(struct acctdb *db, enum acctdb_mode mode, const char **err_r)
 {
 	sqlite3_extended_result_codes(db->db, 1);
 	sqlite3_busy_timeout(db->db, ACCTDB_BUSY_TIMEOUT_MS);
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK)
-		return fail_sql(db, err_r, "switching to WAL mode");
-	int rc = sqlite3_step(st);
-	const unsigned char *mode = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-	int wal = mode != NULL && strcmp((const char *)mode, "wal") == 0;
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return fail_sql(db, err_r, "switching to WAL mode");
-	if (!wal)
-		return fail(db, err_r, "account database cannot use WAL mode (is the directory "
-				       "writable and on a local file system?)");
-	if (exec_const(db, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err_r) < 0)
-		return -1;
+	if (mode != ACCTDB_RO) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(db->db, "PRAGMA journal_mode=DELETE", -1, &st, NULL) !=
+		    SQLITE_OK)
+			return fail_sql(db, err_r, "switching to a rollback journal");
+		int rc = sqlite3_step(st);
+		const unsigned char *jm = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
+		int ok = jm != NULL && strcmp((const char *)jm, "delete") == 0;
+		sqlite3_finalize(st);
+		if (rc != SQLITE_ROW)
+			return fail_sql(db, err_r, "switching to a rollback journal");
+		if (!ok)
+			return fail(db, err_r, "account database cannot leave WAL mode (is another "
+					       "process using it? stop postino and try again)");
+		if (exec_const(db, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err_r) < 0)
+			return -1;
+	}
 	return exec_const(db, "PRAGMA foreign_keys=ON", "enabling foreign keys", err_r);
 }
 
 /* Open system.db; see acctdb.h. A new file is created 0600: it holds password hashes. */
-int acctdb_open(const char *path, int create, struct acctdb **db_r, const char **err_r)
+int acctdb_open(const char *path, enum acctdb_mode mode, struct acctdb **db_r,
+		const char **err_r)
 {
+	int create = mode == ACCTDB_CREATE;
 	struct acctdb *db = calloc(1, sizeof(*db));
 	*db_r = NULL;
 	if (db == NULL) {
@@ -590,13 +597,14 @@ int acctdb_open(const char *path, int create, struct acctdb **db_r, const char *
 		r = fail(db, err_r, "account database %s does not exist", path);
 	}
 	if (r == 0) {
-		int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+		int flags = (mode == ACCTDB_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
+			    SQLITE_OPEN_NOMUTEX;
 		if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK)
 			r = fail(db, err_r, "cannot open account database %s: %s", path,
 				 db->db != NULL ? sqlite3_errmsg(db->db) : "out of memory");
 	}
 	if (r == 0)
-		r = db_configure(db, err_r);
+		r = db_configure(db, mode, err_r);
 	if (r == 0)
 		r = create ? schema_create(db, path, err_r) : schema_check(db, path, err_r);
 	if (r < 0) {
@@ -607,6 +615,28 @@ int acctdb_open(const char *path, int create, struct acctdb **db_r, const char *
 	}
 	*db_r = db;
 	return 0;
+}
+
+/* See acctdb.h. */
+int acctdb_give_to_root(const char *path, unsigned gid, const char **err_r)
+{
+	struct stat stb;
+	if (geteuid() != 0)
+		return 0;
+	if (stat(path, &stb) < 0) {
+		snprintf(open_err, sizeof(open_err), "cannot read %s: %s", path, strerror(errno));
+		*err_r = open_err;
+		return -1;
+	}
+	if (stb.st_uid == 0 && stb.st_gid == (gid_t)gid && (stb.st_mode & 07777) == 0640)
+		return 0;
+	if (chown(path, 0, (gid_t)gid) < 0 || chmod(path, 0640) < 0) {
+		snprintf(open_err, sizeof(open_err), "cannot give %s to root (group %u, mode 0640): "
+			 "%s", path, gid, strerror(errno));
+		*err_r = open_err;
+		return -1;
+	}
+	return 1;
 }
 
 /* Finalize the cached statements and close the handle. */

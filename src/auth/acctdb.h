@@ -24,8 +24,20 @@ struct acct_user {
 	int64_t created;     /* unix time */
 };
 
-/* Open (and with `create`, create/migrate the schema of) system.db. WAL mode, busy timeout 5 s. */
-int acctdb_open(const char *path, int create, struct acctdb **db_r, const char **err_r);
+/* How acctdb_open opens system.db. The workers only read it (ACCTDB_RO): the file belongs to
+ * root and the workers' group may read it, so a compromised worker cannot change a password.
+ * Rollback journal (not WAL): a WAL reader needs write access to the -shm file. */
+enum acctdb_mode {
+	ACCTDB_RO,       /* an existing database, read only */
+	ACCTDB_RW,       /* an existing database, read and write */
+	ACCTDB_CREATE,   /* read and write, created (0600) and its schema made or migrated */
+};
+/* Open system.db; busy timeout 5 s. */
+int acctdb_open(const char *path, enum acctdb_mode mode, struct acctdb **db_r,
+		const char **err_r);
+/* As root: give system.db to root with read access for group gid only (0640). 1 changed
+ * something, 0 already so (or not root), -1 error. */
+int acctdb_give_to_root(const char *path, unsigned gid, const char **err_r);
 void acctdb_close(struct acctdb **db);
 
 /* Domains. add: 1 added, 0 already there. remove: 1 removed, 0 not found (refuses with -1 while

@@ -45,7 +45,7 @@ static void auth_work(void *arg)
 	if (pool_db == NULL) {
 		char path[CONFIG_PATH_MAX + 16];
 		snprintf(path, sizeof(path), "%s/system.db", j->data_dir);
-		if (acctdb_open(path, 0, &pool_db, &err) < 0) {
+		if (acctdb_open(path, ACCTDB_RO, &pool_db, &err) < 0) {
 			pool_db = NULL;
 			j->r.result = -1;
 			j->r.reason = "account database unavailable";

@@ -62,7 +62,7 @@ static int setup(void **state)
 	snprintf(f->dir, sizeof(f->dir), "/tmp/test-acctdb.XXXXXX");
 	assert_non_null(mkdtemp(f->dir));
 	snprintf(f->path, sizeof(f->path), "%s/system.db", f->dir);
-	assert_int_equal(acctdb_open(f->path, 1, &f->db, &err), 0);
+	assert_int_equal(acctdb_open(f->path, ACCTDB_CREATE, &f->db, &err), 0);
 	assert_int_equal(acctdb_domain_add(f->db, "example.com", &err), 1);
 	assert_int_equal(acctdb_domain_add(f->db, "example.org", &err), 1);
 	*state = f;
@@ -563,7 +563,7 @@ static void test_open(void **state)
 	struct acctdb *db2 = NULL;
 	struct acct_user u;
 	assert_int_equal(acctdb_user_add(f->db, "alice@example.com", HASH, &err), 1);
-	assert_int_equal(acctdb_open(f->path, 0, &db2, &err), 0);
+	assert_int_equal(acctdb_open(f->path, ACCTDB_RW, &db2, &err), 0);
 	assert_int_equal(acctdb_user_get(db2, "alice@example.com", &u, &err), 1);
 	/* a write on one handle is seen on the other */
 	assert_int_equal(acctdb_user_add(db2, "bob@example.com", HASH, &err), 1);
@@ -574,7 +574,7 @@ static void test_open(void **state)
 	char p[128];
 	snprintf(p, sizeof(p), "%s/missing.db", f->dir);
 	err = NULL;
-	assert_int_equal(acctdb_open(p, 0, &db2, &err), -1);
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db2, &err), -1);
 	assert_null(db2);
 	assert_non_null(strstr(err, "does not exist"));
 
@@ -583,11 +583,19 @@ static void test_open(void **state)
 	assert_non_null(fp);
 	fclose(fp);
 	err = NULL;
-	assert_int_equal(acctdb_open(p, 0, &db2, &err), -1);
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db2, &err), -1);
 	assert_non_null(strstr(err, "not a postino account database"));
 	/* create on an existing schema is idempotent */
-	assert_int_equal(acctdb_open(f->path, 1, &db2, &err), 0);
+	assert_int_equal(acctdb_open(f->path, ACCTDB_CREATE, &db2, &err), 0);
 	assert_int_equal(acctdb_user_get(db2, "alice@example.com", &u, &err), 1);
+	acctdb_close(&db2);
+	/* a read-only handle (the workers') sees later writes and cannot write */
+	assert_int_equal(acctdb_open(f->path, ACCTDB_RO, &db2, &err), 0);
+	assert_int_equal(acctdb_user_get(db2, "carol@example.com", &u, &err), 0);
+	assert_int_equal(acctdb_user_add(f->db, "carol@example.com", HASH, &err), 1);
+	assert_int_equal(acctdb_user_get(db2, "carol@example.com", &u, &err), 1);
+	assert_int_equal(acctdb_user_add(db2, "dave@example.com", HASH, &err), -1);
+	assert_int_equal(acctdb_user_set_hash(db2, "alice@example.com", HASH, &err), -1);
 	acctdb_close(&db2);
 	unlink(p);
 	char q[160];

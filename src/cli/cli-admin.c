@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -150,6 +151,8 @@ static int open_db(struct admin *a)
 	char path[ADMIN_PATH_MAX];
 	struct stat stb;
 	const char *err;
+	if (a->db != NULL)
+		return 0;   /* opened already (as root, by a writing command) */
 	if (a->data_dir == NULL || a->data_dir[0] == '\0')
 		return fail("no data directory is configured: pass --data DIR or --config FILE "
 			    "(data_dir = DIR in postino.conf)");
@@ -163,7 +166,7 @@ static int open_db(struct admin *a)
 		return fail("there is no account database at %s yet: run 'postino quickstart "
 			    "HOSTNAME --data %s' or 'postino domain add DOMAIN' first", path,
 			    a->data_dir);
-	if (acctdb_open(path, a->cmd->writes, &a->db, &err) < 0)
+	if (acctdb_open(path, a->cmd->writes ? ACCTDB_CREATE : ACCTDB_RO, &a->db, &err) < 0)
 		return fail("cannot open the account database: %s: check that %s is readable and "
 			    "writable by this user", err, path);
 	return 0;
@@ -545,11 +548,18 @@ static int user_passwd(struct admin *a)
 	return 0;
 }
 
+/* Is sending from the account suspended (limits.db, or system.db by an older postino)? */
+static int is_suspended(const struct admin *a, const struct acct_user *u)
+{
+	const char *err;
+	return u->suspended || sendlimit_suspended(a->data_dir, u->address, &err) == 1;
+}
+
 /* Print one account of a listing. */
 static void print_user(void *ctx, const struct acct_user *u)
 {
-	(void)ctx;
-	printf("%s%s\n", esc(u->address), u->suspended ? " (suspended)" : "");
+	const struct admin *a = ctx;
+	printf("%s%s\n", esc(u->address), is_suspended(a, u) ? " (suspended)" : "");
 }
 
 /* user list [DOMAIN] */
@@ -561,7 +571,7 @@ static int user_list(struct admin *a)
 		return 1;
 	if (open_db(a) || (a->nargs == 1 && want_hosted(a, d)))
 		return 1;
-	int n = acctdb_user_list(a->db, a->nargs == 1 ? d : NULL, print_user, NULL, &err);
+	int n = acctdb_user_list(a->db, a->nargs == 1 ? d : NULL, print_user, a, &err);
 	if (n < 0)
 		return fail("cannot list accounts: %s: try again", err);
 	if (n == 0 && isatty(STDOUT_FILENO))
@@ -632,7 +642,7 @@ static int user_show(struct admin *a)
 		snprintf(sendas.buf, sizeof(sendas.buf), "(cannot list: %s)", err);
 	printf("address:     %s\n", esc(u.address));
 	printf("created:     %s\n", when);
-	if (u.suspended)
+	if (is_suspended(a, &u))
 		printf("suspended:   yes (may not send; lift with 'postino user unsuspend %s')\n",
 		       esc(u.address));
 	else
@@ -651,6 +661,30 @@ static int user_show(struct admin *a)
 void cli_admin_set_config(const struct config *cfg)
 {
 	admin_cfg = cfg;
+}
+
+static int (*admin_privdrop)(const struct config *cfg);
+
+void cli_admin_set_privdrop(int (*drop)(const struct config *cfg))
+{
+	admin_privdrop = drop;
+}
+
+/* As root, before dropping to run_user: a writing command opens system.db now and keeps it
+ * root's, readable by the workers' group only. 0 ok, 1 refused (printed). */
+static int open_db_as_root(struct admin *a)
+{
+	if (geteuid() != 0 || !a->cmd->writes || admin_cfg == NULL || admin_cfg->run_user[0] == '\0')
+		return 0;
+	if (open_db(a))
+		return 1;
+	struct passwd *pw = getpwnam(admin_cfg->run_user);
+	char path[ADMIN_PATH_MAX];
+	const char *err;
+	snprintf(path, sizeof(path), "%s/system.db", a->data_dir);
+	if (pw != NULL && acctdb_give_to_root(path, (unsigned)pw->pw_gid, &err) < 0)
+		return fail("%s: check the file system of %s", err, a->data_dir);
+	return 0;
 }
 
 /* Print the limits in force for addr and what was sent in the windows. */
@@ -762,18 +796,12 @@ static int user_unsuspend(struct admin *a)
 	const char *err;
 	if (want_address(a->args[0], addr, sizeof(addr)) || open_db(a))
 		return 1;
-	struct acct_user u;
-	int r = acctdb_user_get(a->db, addr, &u, &err);
-	int was = r == 1 && u.suspended;
-	explicit_bzero(&u, sizeof(u));
-	if (r < 0)
-		return fail("cannot look up %s: %s: try again", addr, err);
-	if (r == 0)
-		return fail("there is no account %s: see 'postino user list'", addr);
-	r = sendlimit_unsuspend(a->data_dir, a->db, addr, &err);
+	int r = sendlimit_unsuspend(a->data_dir, a->db, addr, &err);
 	if (r < 0)
 		return fail("cannot lift the suspension of %s: %s: try again", addr, err);
-	printf(was ? "%s may send mail again; its held mail is released\n" :
+	if (r == 0)
+		return fail("there is no account %s: see 'postino user list'", addr);
+	printf(r == 1 ? "%s may send mail again; its held mail is released\n" :
 		     "%s was not suspended; its count of refused attempts was cleared\n", addr);
 	return 0;
 }
@@ -999,7 +1027,7 @@ static int user_diag(struct admin *a)
 			return 1;
 		struct acct_user u;
 		int r = acctdb_user_get(a->db, addr, &u, &err);
-		int susp = r == 1 && u.suspended;
+		int susp = r == 1 && is_suspended(a, &u);
 		explicit_bzero(&u, sizeof(u));
 		if (r == 0)
 			printf("%s is not an account here: the events below are logins that tried "
@@ -1472,6 +1500,10 @@ int cli_admin_main(const char *data_dir, int argc, char **argv)
 	a.data_dir = data_dir;
 	a.cmd = c;
 	int rc = parse_args(&a, argc - 2, argv + 2);
+	if (rc == 0)
+		rc = open_db_as_root(&a);
+	if (rc == 0 && admin_privdrop != NULL && admin_cfg != NULL && admin_privdrop(admin_cfg) < 0)
+		rc = 1;
 	if (rc == 0)
 		rc = c->run(&a);
 	acctdb_close(&a.db);

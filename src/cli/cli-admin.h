@@ -14,5 +14,8 @@ int cli_admin_main(const char *data_dir, int argc, char **argv);
 /* The loaded configuration, for the server-wide sending limits (NULL: built-in defaults). */
 struct config;
 void cli_admin_set_config(const struct config *cfg);
+/* How to give up root before touching the data directory (NULL: stay as is). Commands that write
+ * system.db open it first, as root, so that it can stay root's (see acctdb_give_to_root). */
+void cli_admin_set_privdrop(int (*drop)(const struct config *cfg));
 
 #endif

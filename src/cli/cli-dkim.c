@@ -63,7 +63,7 @@ static struct acctdb *open_db(const char *data_dir)
 		     "%s' or 'postino domain add DOMAIN' first", path, data_dir);
 		return NULL;
 	}
-	if (acctdb_open(path, 0, &db, &err) < 0) {
+	if (acctdb_open(path, ACCTDB_RO, &db, &err) < 0) {
 		fail("cannot open %s: %s: check that it is readable by this user", path, err);
 		return NULL;
 	}

@@ -366,7 +366,7 @@ static int cmd_quickstart(int argc, char **argv)
 	}
 	snprintf(p2, sizeof(p2), "%s/system.db", abs);
 	struct acctdb *db;
-	if (acctdb_open(p2, 1, &db, &err) < 0) {
+	if (acctdb_open(p2, ACCTDB_CREATE, &db, &err) < 0) {
 		fprintf(stderr, "postino: cannot create %s: %s\n", p2, err);
 		return 1;
 	}
@@ -414,6 +414,11 @@ static int cmd_quickstart(int argc, char **argv)
 	acctdb_close(&db);
 	if (pw && chown_tree(abs, pw->pw_uid, pw->pw_gid) < 0) {
 		fprintf(stderr, "postino: cannot give %s to %s\n", abs, sysuser);
+		return 1;
+	}
+	/* the accounts stay root's: the workers' group reads them, only the admin writes them */
+	if (pw && acctdb_give_to_root(p2, (unsigned)pw->pw_gid, &err) < 0) {
+		fprintf(stderr, "postino: %s\n", err);
 		return 1;
 	}
 	/* the master (root) loads the key and the workers never read it: it stays root's alone */
@@ -610,7 +615,7 @@ static int cmd_config(int argc, char **argv, const char *path)
 		}
 		snprintf(p, sizeof(p), "%s/system.db", cfg->data_dir);
 		struct acctdb *db;
-		if (acctdb_open(p, 0, &db, &err) < 0) {
+		if (acctdb_open(p, ACCTDB_RO, &db, &err) < 0) {
 			fprintf(stderr, "postino: cannot open %s: %s (run 'postino quickstart')\n", p,
 				err);
 			rc = 1;
@@ -697,11 +702,12 @@ int main(int argc, char **argv)
 		if (help)   /* help needs no configuration */
 			return cli_admin_main(NULL, argc, argv);
 		struct config *cfg = malloc(sizeof(*cfg));
-		if (cfg == NULL || load_config(cfg, path) < 0 || become_run_user(cfg) < 0) {
+		if (cfg == NULL || load_config(cfg, path) < 0) {
 			free(cfg);
 			return 1;
 		}
 		cli_admin_set_config(cfg);
+		cli_admin_set_privdrop(become_run_user);   /* after opening system.db as root */
 		int rc = cli_admin_main(cfg->data_dir, argc, argv);
 		cli_admin_set_config(NULL);
 		free(cfg);

@@ -219,7 +219,7 @@ int http_dns_main(const struct config *cfg, int argc, char **argv)
 	struct acctdb *db;
 	const char *err;
 	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
-	if (acctdb_open(path, 0, &db, &err) < 0) {
+	if (acctdb_open(path, ACCTDB_RO, &db, &err) < 0) {
 		fprintf(stderr, "postino: cannot open %s: %s\n", path, err);
 		return 1;
 	}

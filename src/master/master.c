@@ -24,6 +24,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 
+#include "acctdb.h"
 #include "config.h"
 #include "authfail.h"
 #include "iptable.h"
@@ -264,7 +265,7 @@ static int run_user_probe(const struct config *cfg, char *why, size_t whylen)
 		int mode;
 		int must_exist;
 	} paths[] = {
-		{ "", X_OK, 1 }, { "system.db", R_OK | W_OK, 1 }, { "mail", W_OK | X_OK, 1 },
+		{ "", X_OK, 1 }, { "system.db", R_OK, 1 }, { "mail", W_OK | X_OK, 1 },
 		{ "queue", W_OK | X_OK, 0 }, { "tmp", W_OK | X_OK, 0 }, { "diag.db", R_OK | W_OK, 0 },
 		{ "limits.db", R_OK | W_OK, 0 },
 	};
@@ -276,7 +277,8 @@ static int run_user_probe(const struct config *cfg, char *why, size_t whylen)
 			continue;
 		if (access(p, paths[i].mode) < 0) {
 			snprintf(why, whylen, "run_user %s cannot %s %s: %s", cfg->run_user,
-				 paths[i].mode == X_OK ? "enter" : "write", p, strerror(errno));
+				 paths[i].mode == X_OK ? "enter" : paths[i].mode == R_OK ? "read" : "write",
+				 p, strerror(errno));
 			return 0;
 		}
 	}
@@ -373,6 +375,37 @@ static void master_stop(int *stopping_r, time_t *deadline_r)
 		}
 }
 
+/* As root: system.db belongs to root and run_user's group may only read it (0640), in
+ * rollback-journal mode (older versions left it in WAL mode, owned by run_user): the workers open
+ * it read-only, so a compromised worker cannot change a password. 0 ok (a database the workers
+ * cannot open is left to them to report), -1 logged. */
+static int master_secure_accounts(const struct config *cfg)
+{
+	if (geteuid() != 0 || master_runs_as_root(cfg))
+		return 0;
+	struct passwd *pw = getpwnam(cfg->run_user);
+	char path[CONFIG_PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
+	if (pw == NULL || access(path, F_OK) < 0)
+		return 0;   /* master_check_run_user says what is wrong */
+	struct acctdb *db;
+	const char *err;
+	if (acctdb_open(path, ACCTDB_RW, &db, &err) < 0)
+		return 0;   /* the workers cannot open it either: they say why and the master stops */
+	acctdb_close(&db);
+	int r = acctdb_give_to_root(path, (unsigned)pw->pw_gid, &err);
+	if (r < 0) {
+		log_error("event=startup-failed error=\"%s\" advice=\"the workers must not be able to "
+			  "write the accounts: make %s root's with chown root:%s and chmod 0640\"", err,
+			  path, cfg->run_user);
+		return -1;
+	}
+	if (r > 0)
+		log_info("event=system-db-secured path=%s owner=root group=%s mode=0640", path,
+			 cfg->run_user);
+	return 0;
+}
+
 /* The master's main. */
 int master_main(const char *config_path)
 {
@@ -407,6 +440,8 @@ int master_main(const char *config_path)
 			 "= postino (a system user owning %s) in %s\"",
 			 current->cfg->run_user[0] ? "root" : "not set", current->cfg->data_dir,
 			 config_path);
+	else if (master_secure_accounts(current->cfg) < 0)
+		return 1;
 	else if (master_check_run_user(current->cfg, why, sizeof(why)) == 0) {
 		log_error("event=startup-failed error=\"%s\" advice=\"give the data directory to "
 			  "run_user (chown -R), or fix run_user in %s\"", why, config_path);

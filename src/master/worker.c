@@ -405,7 +405,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 		_exit(3);
 	char path[CONFIG_PATH_MAX + 16];
 	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
-	if (acctdb_open(path, 0, &w.db, &err) < 0) {
+	if (acctdb_open(path, ACCTDB_RO, &w.db, &err) < 0) {
 		log_error("event=startup-failed error=\"cannot open %s: %s\"", path, err);
 		_exit(3);
 	}

@@ -684,7 +684,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 	}
 	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
 	const char *aerr;
-	if (acctdb_open(path, 0, &q.db, &aerr) < 0)
+	if (acctdb_open(path, ACCTDB_RO, &q.db, &aerr) < 0)
 		log_warn("event=acctdb-unavailable error=\"%s\" result=\"DSNs go through the queue\"",
 			 aerr);
 	pthread_mutex_init(&q.lock, NULL);

@@ -177,7 +177,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	/* a cheap SHA-256 crypt hash, so a correct AUTH costs little; unknown users and wrong
 	 * passwords still cost a full yescrypt (the equal-time rule of auth-verify) */
 	const char *hash = crypt("alice-Secret-1", "$5$rounds=1000$fuzzsalt$");
-	if (hash == NULL || hash[0] != '$' || acctdb_open(p, 1, &w.db, &err) < 0 ||
+	if (hash == NULL || hash[0] != '$' || acctdb_open(p, ACCTDB_CREATE, &w.db, &err) < 0 ||
 	    acctdb_domain_add(w.db, "example.test", &err) < 0 ||
 	    acctdb_user_add(w.db, "alice@example.test", hash, &err) < 0 ||
 	    acctdb_user_add(w.db, "bob@example.test", hash, &err) < 0 ||

@@ -25,13 +25,14 @@
 #define KNOWN_FORGET_S (400 * DAY)   /* a correspondent not written to for this long is new */
 
 /* Statements of the hot path, prepared once per thread. */
-enum { SL_WINDOW, SL_KNOWN, SL_INS_LOG, SL_INS_KNOWN, SL_NSTMT };
+enum { SL_WINDOW, SL_KNOWN, SL_INS_LOG, SL_INS_KNOWN, SL_SUSPENDED, SL_NSTMT };
 static const char *const sl_sql[SL_NSTMT] = {
 	[SL_WINDOW] = "SELECT count(*), total(rcpts), total(new_rcpts), total(t > ?1) FROM sendlog "
 		      "WHERE user = ?2 AND t > ?3",
 	[SL_KNOWN] = "SELECT 1 FROM known WHERE user = ?1 AND rcpt = ?2 AND t > ?3",
 	[SL_INS_LOG] = "INSERT INTO sendlog(user, t, rcpts, new_rcpts) VALUES (?1, ?2, ?3, ?4)",
 	[SL_INS_KNOWN] = "INSERT OR REPLACE INTO known(user, rcpt, t) VALUES (?1, ?2, ?3)",
+	[SL_SUSPENDED] = "SELECT 1 FROM suspended WHERE user = ?1",
 };
 
 /* One open limits.db per thread (the loop and each pool thread). */
@@ -65,7 +66,10 @@ static const char *const sl_schema =
 	"CREATE TABLE IF NOT EXISTS known (user TEXT NOT NULL, rcpt TEXT NOT NULL,"
 	" t INTEGER NOT NULL, PRIMARY KEY (user, rcpt)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS refusals (user TEXT NOT NULL, t INTEGER NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS refusals_user_t ON refusals(user, t);";
+	"CREATE INDEX IF NOT EXISTS refusals_user_t ON refusals(user, t);"
+	/* suspensions live here, not in system.db: the workers may not write system.db */
+	"CREATE TABLE IF NOT EXISTS suspended (user TEXT PRIMARY KEY, t INTEGER NOT NULL,"
+	" reason TEXT NOT NULL) WITHOUT ROWID;";
 
 /* This thread's handle on <dir>/limits.db, created on first use. NULL on error. */
 static sqlite3 *sl_open(const char *dir, const char **err_r)
@@ -198,10 +202,16 @@ int sendlimit_mail(struct worker *w, const char *user, struct sendlimit_tx *t, c
 	struct acct_user u;
 	memset(t, 0, sizeof(*t));
 	int r = acctdb_user_get(w->db, user, &u, &err);
-	int suspended = r == 1 && u.suspended;
+	int suspended = r == 1 && u.suspended;   /* set by an older postino in system.db */
 	explicit_bzero(&u, sizeof(u));
 	if (r < 0)
 		goto tempfail;
+	if (!suspended) {
+		int s = sendlimit_suspended(w->cfg->data_dir, user, &err);
+		if (s < 0)
+			goto tempfail;
+		suspended = s;
+	}
 	if (suspended) {
 		snprintf(msg, msglen, "550 5.7.1 Sending from %s is suspended because it tried to "
 			 "send more mail than allowed (a sign the password may be stolen); "
@@ -482,23 +492,27 @@ static void refusal_work(void *arg)
 	sqlite3_finalize(st);
 	if (j->count < j->threshold)
 		return;
+	/* one row per suspended account: the worker that inserts it is the one that suspended */
+	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO suspended(user, t, reason) VALUES "
+			       "(?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
+		return;
+	sqlite3_bind_text(st, 1, j->user, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, now);
+	sqlite3_bind_text(st, 3, j->why, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE) {
+		log_warn("event=send-suspend-failed user=%s error=\"%s\"", j->user,
+			 sqlite3_errmsg(db));
+		return;
+	}
+	if (sqlite3_changes(db) == 0)
+		return;   /* another worker got there first */
 	if (pool_acct == NULL) {
 		char path[CONFIG_PATH_MAX + 16];
 		snprintf(path, sizeof(path), "%s/system.db", j->cfg->data_dir);
-		if (acctdb_open(path, 0, &pool_acct, &err) < 0) {
-			pool_acct = NULL;
-			return;
-		}
-	}
-	struct acct_user u;
-	int r = acctdb_user_get(pool_acct, j->user, &u, &err);
-	int already = r == 1 && u.suspended;
-	explicit_bzero(&u, sizeof(u));
-	if (r != 1 || already)
-		return;   /* another worker got there first */
-	if (acctdb_user_set_suspended(pool_acct, j->user, 1, &err) != 1) {
-		log_warn("event=send-suspend-failed user=%s error=\"%s\"", j->user, err);
-		return;
+		if (acctdb_open(path, ACCTDB_RO, &pool_acct, &err) < 0)
+			pool_acct = NULL;   /* the postmaster notice needs it; the suspension holds */
 	}
 	j->suspended = 1;
 	sendlimit_on_suspend(j->cfg->data_dir, j->user);
@@ -515,7 +529,7 @@ static void refusal_work(void *arg)
 		 "messages_per_hour=N ...\r\n",
 		 j->user, when_text(now, when, sizeof(when)), (unsigned long long)j->count,
 		 (unsigned long long)j->threshold, j->why, j->user, j->user, j->user);
-	if (notify_postmaster(j->cfg, pool_acct, j->user, text) < 0)
+	if (pool_acct == NULL || notify_postmaster(j->cfg, pool_acct, j->user, text) < 0)
 		log_warn("event=send-suspend-notice-failed user=%s", j->user);
 }
 
@@ -576,25 +590,63 @@ int sendlimit_counts(const char *data_dir, const char *user, struct sendlimit_co
 int sendlimit_unsuspend(const char *data_dir, struct acctdb *db, const char *user,
 			const char **err_r)
 {
-	int r = acctdb_user_set_suspended(db, user, 0, err_r);
+	struct acct_user u;
+	int r = acctdb_user_get(db, user, &u, err_r);
+	int legacy = r == 1 && u.suspended;
+	explicit_bzero(&u, sizeof(u));
 	if (r <= 0)
 		return r;
+	if (legacy && acctdb_user_set_suspended(db, user, 0, err_r) < 0)
+		return -1;
 	sqlite3 *l = sl_open(data_dir, err_r);
-	sqlite3_stmt *st;
-	if (l == NULL || sqlite3_prepare_v2(l, "DELETE FROM refusals WHERE user = ?", -1, &st,
-					    NULL) != SQLITE_OK) {
-		*err_r = "cannot clear the refusals in limits.db";
+	if (l == NULL) {
+		*err_r = "cannot open limits.db";
+		return -1;
+	}
+	static const char *const clear[] = { "DELETE FROM refusals WHERE user = ?",
+					     "DELETE FROM suspended WHERE user = ?" };
+	int was = legacy;
+	for (size_t i = 0; i < sizeof(clear) / sizeof(clear[0]); i++) {
+		sqlite3_stmt *st;
+		if (sqlite3_prepare_v2(l, clear[i], -1, &st, NULL) != SQLITE_OK) {
+			*err_r = "cannot clear the suspension in limits.db";
+			return -1;
+		}
+		sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
+		int rc = sqlite3_step(st);
+		sqlite3_finalize(st);
+		if (rc != SQLITE_DONE) {
+			*err_r = "cannot clear the suspension in limits.db";
+			return -1;
+		}
+		if (i == 1 && sqlite3_changes(l) > 0)
+			was = 1;
+	}
+	sendlimit_on_unsuspend(data_dir, user);
+	return was ? 1 : 2;
+}
+
+int sendlimit_suspended(const char *data_dir, const char *user, const char **err_r)
+{
+	char path[CONFIG_PATH_MAX + 16];
+	snprintf(path, sizeof(path), "%s/limits.db", data_dir);
+	if (access(path, F_OK) < 0 && errno == ENOENT)
+		return 0;   /* nothing was ever counted: nothing suspended (and no file to create) */
+	if (sl_open(data_dir, err_r) == NULL)
+		return -1;
+	sqlite3_stmt *st = sl_stmt(SL_SUSPENDED);
+	if (st == NULL) {
+		*err_r = "cannot read limits.db";
 		return -1;
 	}
 	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
-	if (rc != SQLITE_DONE) {
-		*err_r = "cannot clear the refusals in limits.db";
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		*err_r = "cannot read limits.db";
 		return -1;
 	}
-	sendlimit_on_unsuspend(data_dir, user);
-	return 1;
+	return rc == SQLITE_ROW;
 }
 
 /* The single place a suspension holds the account's queued mail. */

@@ -12,7 +12,7 @@
  *
  * MAIL FROM is refused (451 4.7.1) when a message limit is reached, RCPT TO when a recipient
  * limit would be passed. Each refusal is recorded; at `send_suspend_threshold` refusals in 24
- * hours the account is suspended (users.suspended in system.db), the postmaster is told (log
+ * hours the account is suspended (table suspended in limits.db), the postmaster is told (log
  * line + a message to postmaster@ of the account's domain) and MAIL FROM gets 550 5.7.1 until
  * `postino user unsuspend`.
  *
@@ -73,9 +73,13 @@ int sendlimit_record(const char *data_dir, const char *user, const char *rcpts,
 /* Admin side (CLI). */
 int sendlimit_counts(const char *data_dir, const char *user, struct sendlimit_counts *c,
 		     const char **err_r);
-/* Lift a suspension: clear the flag and the recorded refusals. 1 done, 0 no such user. */
+/* Lift a suspension: clear it and the recorded refusals. 1 lifted, 2 was not suspended (the
+ * refusals are cleared), 0 no such user. */
 int sendlimit_unsuspend(const char *data_dir, struct acctdb *db, const char *user,
 			const char **err_r);
+/* Is sending from user suspended (limits.db)? 1 yes, 0 no, -1 error. An account suspended by an
+ * older postino has users.suspended set in system.db instead: callers check both. */
+int sendlimit_suspended(const char *data_dir, const char *user, const char **err_r);
 
 /* Called once when an account gets suspended / unsuspended (holds / releases its queue). */
 void sendlimit_on_suspend(const char *data_dir, const char *user);

@@ -358,3 +358,91 @@ def test_quickstart_again_keeps_the_configured_run_user(tmp_path):
     assert "run_user is not set: set run_user = postino" in cp.stderr, cp.stderr
     assert os.stat(d).st_uid == 0
     assert _conf_value(d, "run_user") == ""
+
+
+# ---------------------------------------------------------------- the accounts stay root's (item 3)
+
+def _db_state(path):
+    st = os.stat(path)
+    return st.st_uid, st.st_gid, st.st_mode & 0o7777
+
+
+def _as_postino_sql(db, sql):
+    """Run sql on db with sqlite3 as the workers' user: what a compromised worker could do."""
+    return subprocess.run(["runuser", "-u", "postino", "--", "sqlite3", db, sql],
+                          capture_output=True, text=True, timeout=30)
+
+
+def _submissions_login(d, user, password):
+    import smtplib
+    import ssl
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    port = int(_conf_value(d, "submissions_port"))
+    c = smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=30)
+    try:
+        return c.login(user, password)[0]
+    except smtplib.SMTPAuthenticationError as e:
+        return e.smtp_code
+    finally:
+        c.close()
+
+
+@needs_root
+def test_accounts_stay_roots_and_the_workers_only_read_them(tmp_path):
+    """system.db belongs to root, the workers' group may only read it (0640), with no WAL files
+    the group could write: the workers' user cannot change a password, yet logins work and the
+    admin's changes (as root, while serving) keep it so and are seen at once."""
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    db = os.path.join(d, "system.db")
+    gid = pwd.getpwnam("postino").pw_gid
+    assert _db_state(db) == (0, gid, 0o640), _db_state(db)
+    assert not os.path.exists(db + "-wal") and not os.path.exists(db + "-shm")
+    r = _as_postino_sql(db, "UPDATE users SET hash = 'x'")
+    assert r.returncode != 0, "the workers' user could write system.db"
+    r = _as_postino_sql(db, "SELECT count(*) FROM domains")
+    assert r.returncode == 0 and r.stdout.strip() == "1", (r.stdout, r.stderr)
+    postino("user", "add", "bob@example.test", "--data", d, input="Bob-pw-123456\n")
+    assert _db_state(db) == (0, gid, 0o640), _db_state(db)
+    p, log = _serve(d)
+    try:
+        wait_until(lambda: "event=started" in _log_text(log), 15, 0.1, "serve to start")
+        wait_until(lambda: _submissions_login(d, "bob@example.test", "Bob-pw-123456") == 235,
+                   15, 0.2, "bob's login")
+        # the admin changes the password while the workers hold the database open
+        postino("user", "passwd", "bob@example.test", "--data", d, input="Bob-pw-7654321\n")
+        assert _submissions_login(d, "bob@example.test", "Bob-pw-7654321") == 235
+        assert _submissions_login(d, "bob@example.test", "Bob-pw-123456") == 535
+        assert _db_state(db) == (0, gid, 0o640), _db_state(db)
+        assert "z error postino" not in _log_text(log), _log_text(log)
+    finally:
+        _stop(p)
+
+
+@needs_root
+def test_serve_takes_back_an_old_system_db(tmp_path):
+    """A system.db left by an older postino (owned by the workers' user, WAL mode) is made
+    root's, 0640, rollback journal, when serve starts as root; the accounts keep working."""
+    d = str(tmp_path / "data")
+    _quickstart(d)
+    postino("user", "add", "carol@example.test", "--data", d, input="Carol-pw-123456\n")
+    db = os.path.join(d, "system.db")
+    pw = pwd.getpwnam("postino")
+    subprocess.run(["sqlite3", db, "PRAGMA journal_mode=WAL"], check=True, capture_output=True)
+    os.chown(db, pw.pw_uid, pw.pw_gid)
+    os.chmod(db, 0o660)
+    p, log = _serve(d)
+    try:
+        wait_until(lambda: "event=started" in _log_text(log), 15, 0.1, "serve to start")
+        assert "event=system-db-secured" in _log_text(log), _log_text(log)
+        assert _db_state(db) == (0, pw.pw_gid, 0o640), _db_state(db)
+        r = subprocess.run(["sqlite3", db, "PRAGMA journal_mode"], capture_output=True,
+                           text=True, check=True)
+        assert r.stdout.strip() == "delete", r.stdout
+        wait_until(lambda: _submissions_login(d, "carol@example.test", "Carol-pw-123456") == 235,
+                   15, 0.2, "carol's login")
+        assert _as_postino_sql(db, "DELETE FROM users").returncode != 0
+    finally:
+        _stop(p)
