@@ -6,13 +6,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -35,6 +36,7 @@
 #define QUICKSTART_SYSTEM_USER "postino"
 /* useradd may find /etc/passwd locked by a concurrent useradd: try again this often. */
 #define USERADD_TRIES 5
+#define CHOWN_TREE_FDS 32   /* directory descriptors nftw may hold open */
 /* Files the admin commands create are not for other users: 0640 files, 0750 directories. */
 #define CLI_UMASK 027
 
@@ -155,15 +157,14 @@ static int become_run_user(const struct config *cfg)
 	return 0;
 }
 
-/* A random password of 16 characters people can type. */
+/* A random password of 16 characters people can type (uniform over the alphabet). */
 static void random_password(char out[17])
 {
 	static const char alphabet[] = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-	unsigned char r[16];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
+	if (sodium_init() < 0)
 		abort();
 	for (int i = 0; i < 16; i++)
-		out[i] = alphabet[r[i] % (sizeof(alphabet) - 1)];
+		out[i] = alphabet[randombytes_uniform(sizeof(alphabet) - 1)];
 	out[16] = '\0';
 }
 
@@ -213,15 +214,25 @@ static void warn_root_workers(const struct config *cfg)
 		QUICKSTART_SYSTEM_USER, cfg->data_dir, cfg->path);
 }
 
-/* chown -R of the data dir to the run user. */
+/* The owner chown_tree gives every entry to (nftw passes no context). */
+static uid_t tree_uid;
+static gid_t tree_gid;
+
+/* nftw callback: one entry, never following a symbolic link. */
+static int chown_entry(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	(void)sb;
+	(void)type;
+	(void)ftw;
+	return lchown(path, tree_uid, tree_gid) < 0 ? -1 : 0;
+}
+
+/* chown -R of the data dir to the run user (links themselves, not what they point to). */
 static int chown_tree(const char *path, uid_t uid, gid_t gid)
 {
-	char cmd[CONFIG_PATH_MAX * 2];
-	/* a fixed argv through /bin/chown; the path is ours, quoted for the shell */
-	if (strchr(path, '\'') != NULL)
-		return -1;
-	snprintf(cmd, sizeof(cmd), "chown -R %u:%u '%s'", (unsigned)uid, (unsigned)gid, path);
-	return system(cmd) == 0 ? 0 : -1;
+	tree_uid = uid;
+	tree_gid = gid;
+	return nftw(path, chown_entry, CHOWN_TREE_FDS, FTW_PHYS) == 0 ? 0 : -1;
 }
 
 /* postino quickstart. */

@@ -1,7 +1,7 @@
 """End-to-end test fixtures for postino: a test CA, certificates, a data dir made with
 `postino quickstart`, accounts made with the CLI, and a running `postino serve`.
 
-Run:  POSTINO_BIN=/work/main/build/postino /usr/bin/python3 -m pytest -q tests/e2e
+Run:  POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q tests/e2e   (default: ../../build)
 """
 import os
 import random
@@ -17,7 +17,8 @@ import uuid
 
 import pytest
 
-POSTINO_BIN = os.environ.get("POSTINO_BIN", "/work/main/build/postino")
+POSTINO_BIN = os.environ.get("POSTINO_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                     "..", "..", "build", "postino"))
 
 HOST = "mail.example.test"
 DOMAIN = "example.test"

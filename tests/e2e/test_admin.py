@@ -446,3 +446,21 @@ def test_serve_takes_back_an_old_system_db(tmp_path):
         assert _as_postino_sql(db, "DELETE FROM users").returncode != 0
     finally:
         _stop(p)
+
+
+@needs_root
+def test_quickstart_gives_the_tree_without_a_shell_or_following_links(tmp_path):
+    """The data directory goes to the workers' user entry by entry (no shell: a quote in the
+    path is fine), and a symbolic link inside it is not followed (its target stays root's)."""
+    d = str(tmp_path / "it's data")
+    _quickstart(d)
+    pw = pwd.getpwnam("postino")
+    assert os.stat(d).st_uid == pw.pw_uid
+    assert os.stat(os.path.join(d, "mail")).st_uid == pw.pw_uid
+    outside = str(tmp_path / "outside.txt")
+    with open(outside, "w") as f:
+        f.write("root's\n")
+    os.symlink(outside, os.path.join(d, "link"))
+    _quickstart(d)
+    assert os.stat(outside).st_uid == 0, "quickstart followed a link out of the data directory"
+    assert os.lstat(os.path.join(d, "link")).st_uid == pw.pw_uid

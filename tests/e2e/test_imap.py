@@ -1,7 +1,7 @@
 """IMAP (issue 3) end to end, one session at a time: login and TLS rules on 143 and 993, every
 command with the responses the RFCs (3501, 9051 and the extensions advertised) require.
 
-Run: POSTINO_BIN=/work/main/build/postino /usr/bin/python3 -m pytest -q tests/e2e/test_imap.py
+Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q tests/e2e/test_imap.py
 """
 import base64
 import calendar
