@@ -148,20 +148,20 @@ def test_expunge_while_b_selected_then_b_fetches(srv, user, clients):
     assert len(index_rows(srv, user)) == 2
     # B still believes message 2 exists: the server must answer sanely, not crash
     r = b.cmd("FETCH 2 (UID BODY[])")
-    assert r.status in ("OK", "NO"), b.dialogue()
+    assert r.status == "OK", b.dialogue()
     assert r.expunges() == [], b.dialogue()
     f = r.fetches()
     if 2 in f and "BODY[]" in f[2]:
         assert f[2]["BODY[]"].endswith(bodies[1].encode()), \
             "a FETCH of an expunged message returns its old data or nothing\n" + b.dialogue()
     r = b.cmd("FETCH 1:3 (UID BODY.PEEK[TEXT])")
-    assert r.status in ("OK", "NO"), b.dialogue()
+    assert r.status == "OK", b.dialogue()
     f = r.fetches()
     assert f[1]["BODY[TEXT]"] == b"body 0\r\n" and f[3]["BODY[TEXT]"] == b"body 2\r\n", b.dialogue()
     r = b.cmd("STORE 2 +FLAGS (\\Flagged)")
-    assert r.status in ("OK", "NO"), b.dialogue()
+    assert r.status == "OK", b.dialogue()
     r = b.cmd("COPY 2 Trash")
-    assert r.status in ("OK", "NO"), b.dialogue()
+    assert r.status == "OK", b.dialogue()
     r = b.cmd("SEARCH TEXT body")
     assert r.status == "OK" and r.expunges() == [], b.dialogue()
     r = b.ok("NOOP")

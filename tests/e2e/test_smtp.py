@@ -406,7 +406,7 @@ def test_starttls_twice_refused(server, ctx):
         c.starttls(ctx)
         c.ehlo()
         r = c.cmd("STARTTLS")
-        assert r.code in (454, 500, 502, 503), r
+        assert r.code == 503, r
         assert c.cmd("NOOP").code == 250
 
 
@@ -901,11 +901,11 @@ def test_bad_sequence_and_syntax(server):
     # (max_errors = 5: a fresh session for the rest)
     with Raw(server.smtp_port) as c:
         c.ehlo()
-        assert c.cmd("MAIL FROM:x@remote.test x").code in (501, 555)
+        assert c.cmd("MAIL FROM:x@remote.test x").code == 501
         assert c.cmd("MAIL FROM:<x@remote.test>").code == 250
         assert c.cmd("MAIL FROM:<x@remote.test>").code == 503
-        assert c.cmd("RCPT TO:<>").code in (501, 550, 553)
-        assert c.cmd("VRFY alice").code in (252, 502, 550)
+        assert c.cmd("RCPT TO:<>").code == 501
+        assert c.cmd("VRFY alice").code == 252
         assert c.cmd("NOOP").code == 250
         assert c.cmd("QUIT").code == 221
         assert c.wait_closed(5)
