@@ -612,17 +612,38 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 			ok = items->list[i].type == IMAP_ARG_ATOM &&
 			     fetch_parse_item(f, items->list[i].str) == 0;
 	}
-	int vanished = 0;
-	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 2 &&
-	    strcasecmp(args[2].list[0].str, "CHANGEDSINCE") == 0) {
-		f->changedsince = strtoull(args[2].list[1].str, NULL, 10);
-		imap_condstore_enable(s);
-		fetch_parse_item(f, "MODSEQ");
-		if (args[2].nlist == 3 && strcasecmp(args[2].list[2].str, "VANISHED") == 0) {
-			if (!uid || !s->qresync)
-				ok = 0;   /* RFC 7162 3.2.6: UID FETCH with QRESYNC enabled only */
-			vanished = 1;
+	int vanished = 0, changedsince = 0;
+	struct imap_search_ret partial = { 0 };
+	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 1) {
+		/* modifiers: CHANGEDSINCE n [VANISHED] (RFC 7162), PARTIAL range (RFC 9394 3.3) */
+		const struct imap_arg *md = args[2].list;
+		for (size_t k = 0; ok && k < args[2].nlist; k++) {
+			if (md[k].type != IMAP_ARG_ATOM) {
+				ok = 0;
+			} else if (strcasecmp(md[k].str, "CHANGEDSINCE") == 0 &&
+				   k + 1 < args[2].nlist && md[k + 1].type == IMAP_ARG_ATOM &&
+				   md[k + 1].str[0] >= '0' && md[k + 1].str[0] <= '9') {
+				f->changedsince = strtoull(md[++k].str, NULL, 10);
+				changedsince = 1;
+				imap_condstore_enable(s);
+				fetch_parse_item(f, "MODSEQ");
+			} else if (strcasecmp(md[k].str, "VANISHED") == 0) {
+				vanished = 1;
+			} else if (strcasecmp(md[k].str, "PARTIAL") == 0 && k + 1 < args[2].nlist &&
+				   !partial.partial) {
+				struct imap_arg one[2] = { md[k], md[k + 1] };
+				struct imap_arg lst = { .type = IMAP_ARG_LIST, .str = "", .list = one,
+							.nlist = 2 };
+				const char *why;
+				ok = imap_search_ret_parse(&lst, 1, &partial, &why) == 0;
+				k++;
+			} else {
+				ok = 0;
+			}
 		}
+		/* RFC 7162 3.2.6: VANISHED needs CHANGEDSINCE, UID FETCH and QRESYNC enabled */
+		if (vanished && (!uid || !s->qresync || !changedsince))
+			ok = 0;
 	} else if (n != 2) {
 		ok = 0;
 	}
@@ -648,6 +669,16 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		fetch_free(f);
 		imap_bad(s, "Invalid sequence set");
 		return;
+	}
+	if (partial.partial) {
+		/* RFC 9394 3.3: the range counts the messages the set (and CHANGEDSINCE) selects */
+		size_t kept = 0, first, np;
+		for (size_t j = 0; j < f->n; j++)
+			if (!f->changedsince || s->msgs[f->idx[j]].modseq > f->changedsince)
+				f->idx[kept++] = f->idx[j];
+		imap_partial_slice(&partial, kept, &first, &np);
+		memmove(f->idx, f->idx + first, np * sizeof(*f->idx));
+		f->n = np;
 	}
 	/* non-PEEK body fetches set \Seen: one transaction for the whole command */
 	int sets_seen = 0;

@@ -30,6 +30,9 @@
 #define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in; a
 					* longer command_timeout raises it */
 #define IMAP_PREAUTH_TIMEOUT_S 60      /* before login when command_timeout is 0 */
+#define IMAP_CONTEXTS_MAX 10           /* RFC 5267 UPDATE searches kept per session; more get
+					* OK [NOUPDATE] (each is evaluated again after changes) */
+#define IMAP_SORT_KEYS_MAX 8           /* criteria in one SORT program */
 
 enum imap_state { IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 
@@ -47,6 +50,24 @@ struct imap_msg {
 };
 
 #define IMAP_F_RECENT (1u << 16)   /* session-only flag bit for imap_flags_text */
+
+/* A parsed SORT program (RFC 5256): criteria (enum in imap-sort.c) and their REVERSE. */
+struct imap_sort_prog {
+	int crit[IMAP_SORT_KEYS_MAX];
+	int reverse[IMAP_SORT_KEYS_MAX];
+	size_t n;
+};
+
+/* The RETURN options of SEARCH and SORT (RFC 4731 ESEARCH, RFC 5267 ESORT and CONTEXT, RFC 9394
+ * PARTIAL). */
+struct imap_search_ret {
+	int esearch;                   /* answer with ESEARCH */
+	int min, max, count, all, save, update, partial;
+	int64_t plo, phi;              /* PARTIAL range, plo <= phi in magnitude; negative: from the
+					* end (-1 is the last result) */
+};
+
+struct imap_context;
 
 struct imap_session;
 /* A command that continues (FETCH output, IDLE, a pool job) keeps its state here. */
@@ -95,6 +116,9 @@ struct imap_session {
 	char keyword_names[64][64];   /* keyword id -> name cache */
 	int nkeywords_known;
 	uint64_t kw_announced;        /* keywords the last untagged FLAGS listed */
+	struct imap_context *contexts[IMAP_CONTEXTS_MAX];   /* RFC 5267 UPDATE searches */
+	size_t ncontexts;
+	int in_context_update;
 };
 
 /* imap-session.c */
@@ -180,5 +204,44 @@ void imap_base_subject_ex(const char *in, char *out, size_t outlen, int *is_repl
 int64_t imap_sent_date(const char *hdr, size_t hl, int64_t fallback);
 void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
+
+/* imap-sort.c */
+/* Parse a sort criteria list into p. 0, or -1 with *why_r. */
+int imap_sort_parse(const struct imap_arg *list, struct imap_sort_prog *p, const char **why_r);
+/* The messages matching the search keys, as indexes into s->msgs in sort order (malloc'd).
+ * 0, or -1 with *why_r (the keys are invalid or memory ran out). */
+int imap_sort_match(struct imap_session *s, const struct imap_sort_prog *p,
+		    const struct imap_arg *args, size_t n, size_t **idx_r, size_t *n_r,
+		    const char **why_r);
+
+/* imap-context.c */
+/* Parse "RETURN (options)" of SEARCH or SORT (list is the parenthesized list). 0, or -1 with
+ * *why_r for a BAD reply. */
+int imap_search_ret_parse(const struct imap_arg *list, int sort, struct imap_search_ret *r,
+			  const char **why_r);
+/* The ESEARCH answer for results hits[0..nh) in result order (sequence numbers or UIDs). */
+void imap_esearch_reply(struct imap_session *s, int uid, const struct imap_search_ret *r,
+			const uint32_t *hits, size_t nh, uint64_t modseq);
+/* The answer of SEARCH or SORT (verb): ESEARCH when r->esearch, else "* verb n n ..." (with
+ * MODSEQ when CONDSTORE is on and modseq is not 0). */
+void imap_search_answer(struct imap_session *s, const char *verb, int uid,
+			const struct imap_search_ret *r, const uint32_t *hits, size_t nh,
+			uint64_t modseq);
+/* The tagged OK of SEARCH or SORT; noupdate: an UPDATE that is not kept ([NOUPDATE]). */
+void imap_search_done(struct imap_session *s, const char *verb, int uid, int noupdate);
+/* The slice of hits that a PARTIAL range selects: *first_r and *n_r (0 when none). */
+void imap_partial_slice(const struct imap_search_ret *r, size_t nh, size_t *first_r, size_t *n_r);
+/* Keep a SEARCH/SORT RETURN (UPDATE) result (idx: indexes into s->msgs, result order) to be
+ * kept up to date with ADDTO/REMOVEFROM. 0 kept, -1 refused (the caller adds NOUPDATE). */
+int imap_context_add(struct imap_session *s, int uid, const struct imap_sort_prog *sort,
+		     const struct imap_arg *args, size_t n, const size_t *idx, size_t nidx);
+/* Message i of the selected mailbox is about to be reported expunged: REMOVEFROM first. */
+void imap_context_expunge(struct imap_session *s, size_t i);
+/* Evaluate the kept searches again if the mailbox changed; send ADDTO/REMOVEFROM. */
+void imap_context_update(struct imap_session *s);
+/* Forget all kept searches (the mailbox is closed). */
+void imap_context_free_all(struct imap_session *s);
+/* CANCELUPDATE "tag" ... (RFC 5267 4.2). */
+void imap_cmd_cancelupdate(struct imap_session *s, const struct imap_arg *args, size_t n);
 
 #endif

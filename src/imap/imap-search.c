@@ -670,34 +670,20 @@ int imap_search_match(struct imap_session *s, const struct imap_arg *args, size_
 void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
 	size_t i = 0;
-	int esearch = 0, r_min = 0, r_max = 0, r_count = 0, r_all = 0, r_save = 0;
+	struct imap_search_ret r;
+	const char *why;
+	memset(&r, 0, sizeof(r));
 	if (n > 1 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].str, "RETURN") == 0 &&
 	    args[1].type == IMAP_ARG_LIST) {
-		esearch = 1;
-		for (size_t k = 0; k < args[1].nlist; k++) {
-			const char *o = args[1].list[k].str;
-			if (strcasecmp(o, "MIN") == 0)
-				r_min = 1;
-			else if (strcasecmp(o, "MAX") == 0)
-				r_max = 1;
-			else if (strcasecmp(o, "COUNT") == 0)
-				r_count = 1;
-			else if (strcasecmp(o, "ALL") == 0)
-				r_all = 1;
-			else if (strcasecmp(o, "SAVE") == 0)
-				r_save = 1;
-			else {
-				imap_bad(s, "Unknown RETURN option");
-				return;
-			}
+		if (imap_search_ret_parse(&args[1], 0, &r, &why) < 0) {
+			imap_bad(s, "%s", why);
+			return;
 		}
-		if (!r_min && !r_max && !r_count && !r_save)
-			r_all = 1;
 		i = 2;
 	}
-	if (!esearch && s->rev2) {   /* RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH */
-		esearch = 1;
-		r_all = 1;
+	if (!r.esearch && s->rev2) {   /* RFC 9051 6.4.4: IMAP4rev2 answers SEARCH with ESEARCH */
+		r.esearch = 1;
+		r.all = 1;
 	}
 	if (i + 1 < n && args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].str, "CHARSET") == 0) {
 		const char *cs = args[i + 1].str;
@@ -713,82 +699,61 @@ void imap_cmd_search(struct imap_session *s, const struct imap_arg *args, size_t
 	}
 	imap_sync_mailbox(s, 0);
 	size_t *match, nh;
-	const char *why;
 	if (imap_search_match(s, args + i, n - i, &match, &nh, &why) < 0) {
 		imap_bad(s, "%s", why);
 		return;
 	}
+	int noupdate = r.update && imap_context_add(s, uid, NULL, args + i, n - i, match, nh) < 0;
 	uint32_t *hits = calloc(nh + 1, sizeof(*hits));
 	uint64_t maxmodseq = 0;
 	for (size_t k = 0; hits && k < nh; k++) {
 		size_t m = match[k];
-		hits[k] = uid || r_save ? s->msgs[m].uid : (uint32_t)(m + 1);
+		hits[k] = uid || r.save ? s->msgs[m].uid : (uint32_t)(m + 1);
 		if (s->msgs[m].modseq > maxmodseq)
 			maxmodseq = s->msgs[m].modseq;
 	}
-	if (esearch && (r_min || r_max) && !r_all && !r_count && hits && nh > 0) {
+	if (hits == NULL) {
+		free(match);
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	if (r.esearch && (r.min || r.max) && !r.all && !r.count && !r.partial && nh > 0) {
 		/* RFC 7162 3.1.10: with only MIN and/or MAX the MODSEQ is that of those */
 		uint64_t lo = s->msgs[match[0]].modseq, hi = s->msgs[match[nh - 1]].modseq;
-		maxmodseq = r_min && r_max ? (lo > hi ? lo : hi) : r_min ? lo : hi;
+		maxmodseq = r.min && r.max ? (lo > hi ? lo : hi) : r.min ? lo : hi;
 	}
 	free(match);
-	if (r_save && (r_min || r_max) && !r_all && !r_count && nh > 0) {
-		/* RFC 5182 2.4: with only MIN and/or MAX, SAVE keeps just those */
-		uint32_t lo = hits[0], hi = hits[nh - 1];
-		nh = 0;
-		if (r_min)
-			hits[nh++] = lo;
-		if (r_max && (!r_min || hi != lo))
-			hits[nh++] = hi;
-	}
-	if (r_save) {
+	if (r.save) {
+		/* RFC 5182 2.4: with only MIN and/or MAX, SAVE keeps just those; with PARTIAL
+		 * (RFC 9394 3.2) the returned slice */
+		size_t first = 0, ns = nh;
+		uint32_t pick[2];
+		const uint32_t *from = hits;
+		if (r.partial) {
+			imap_partial_slice(&r, nh, &first, &ns);
+			from = hits + first;
+		} else if ((r.min || r.max) && !r.all && !r.count && nh > 0) {
+			ns = 0;
+			if (r.min)
+				pick[ns++] = hits[0];
+			if (r.max && (!r.min || hits[nh - 1] != hits[0]))
+				pick[ns++] = hits[nh - 1];
+			from = pick;
+		}
 		free(s->searchres);
-		s->searchres = calloc(nh + 1, sizeof(*s->searchres));
+		s->searchres = calloc(ns + 1, sizeof(*s->searchres));
 		s->nsearchres = 0;
-		for (size_t k = 0; s->searchres && k < nh; k++)
-			s->searchres[s->nsearchres++] = hits[k];
+		for (size_t k = 0; s->searchres && k < ns; k++)
+			s->searchres[s->nsearchres++] = from[k];
 		if (!uid)   /* the reply speaks sequence numbers */
 			for (size_t k = 0, m = 0; k < nh && m < s->nmsgs; m++)
 				if (s->msgs[m].uid == hits[k])
 					hits[k++] = (uint32_t)(m + 1);
 	}
-	struct buf out;
-	buf_init(&out, 64u << 20);
-	if (esearch) {
-		buf_appendf(&out, "* ESEARCH (TAG \"%s\")%s", s->tag, uid ? " UID" : "");
-		if (r_min && nh)
-			buf_appendf(&out, " MIN %u", hits[0]);
-		if (r_max && nh)
-			buf_appendf(&out, " MAX %u", hits[nh - 1]);
-		if (r_count)
-			buf_appendf(&out, " COUNT %zu", nh);
-		if (r_all && nh) {
-			buf_appendstr(&out, " ALL ");
-			for (size_t k = 0; k < nh;) {
-				size_t j = k;
-				while (j + 1 < nh && hits[j + 1] == hits[j] + 1)
-					j++;
-				buf_appendf(&out, k ? ",%u" : "%u", hits[k]);
-				if (j > k)
-					buf_appendf(&out, ":%u", hits[j]);
-				k = j + 1;
-			}
-		}
-		if (s->condstore && nh && maxmodseq)
-			buf_appendf(&out, " MODSEQ %llu", (unsigned long long)maxmodseq);
-	} else {
-		buf_appendstr(&out, "* SEARCH");
-		for (size_t k = 0; k < nh; k++)
-			buf_appendf(&out, " %u", hits[k]);
-		if (s->condstore && nh && maxmodseq)
-			buf_appendf(&out, " (MODSEQ %llu)", (unsigned long long)maxmodseq);
-	}
-	buf_appendstr(&out, "\r\n");
-	if (!(esearch && r_save && !r_min && !r_max && !r_count && !r_all))
-		imap_write(s, out.data, out.len);
-	buf_free(&out);
+	if (!(r.esearch && r.save && !r.min && !r.max && !r.count && !r.all && !r.partial))
+		imap_search_answer(s, "SEARCH", uid, &r, hits, nh, maxmodseq);
 	free(hits);
-	imap_tagged(s, "OK", "%sSEARCH completed", uid ? "UID " : "");
+	imap_search_done(s, "SEARCH", uid, noupdate);
 }
 
 /* See imap-private.h. */

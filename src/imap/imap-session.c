@@ -37,7 +37,8 @@ static void imap_process(struct imap_session *s);
 static const char *imap_caps_common =
 	"SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
-	"CONDSTORE ESEARCH SEARCHRES UTF8=ACCEPT SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
+	"CONDSTORE ESEARCH ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL SEARCHRES UTF8=ACCEPT "
+	"SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
 	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	"COMPRESS=DEFLATE";
 
@@ -72,6 +73,7 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	imap_context_update(s);   /* RFC 5267: ADDTO/REMOVEFROM before the completion */
 	if (strcmp(status, "OK") != 0)
 		log_info("sess=%016llx proto=imap event=reply result=\"%s %.200s\"",
 			 (unsigned long long)s->base.id, status, text);
@@ -145,6 +147,7 @@ static void imap_free_msgs(struct imap_session *s)
 /* Leave the selected state (no expunge). */
 void imap_unselect(struct imap_session *s)
 {
+	imap_context_free_all(s);
 	imap_free_msgs(s);
 	s->box[0] = '\0';
 	free(s->searchres);
@@ -551,6 +554,7 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 			for (size_t i = 0; i < s->nmsgs; i++) {
 				if (s->msgs[i].uid != c.expunged[k])
 					continue;
+				imap_context_expunge(s, i);   /* while seq i + 1 still names it */
 				free(s->msgs[i].fname);
 				memmove(&s->msgs[i], &s->msgs[i + 1],
 					(s->nmsgs - i - 1) * sizeof(*s->msgs));
@@ -954,6 +958,7 @@ void imap_idle_check(struct imap_session *s)
 		imap_arm_rest(s);
 	}
 	imap_sync_mailbox(s, 1);
+	imap_context_update(s);
 	conn_flush(&s->conn);
 }
 
@@ -1071,7 +1076,8 @@ enum {
 	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
-	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS
+	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS,
+	C_CANCELUPDATE
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -1093,6 +1099,7 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
 	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
 	{ "THREAD", NEED_SELECTED, C_THREAD }, { "COMPRESS", NEED_AUTH, C_COMPRESS },
+	{ "CANCELUPDATE", NEED_SELECTED, C_CANCELUPDATE },
 };
 
 /* Run one parsed command. */
@@ -1187,6 +1194,9 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 		break;
 	case C_THREAD:
 		imap_cmd_thread(s, args, n, 0);
+		break;
+	case C_CANCELUPDATE:
+		imap_cmd_cancelupdate(s, args, n);
 		break;
 	case C_COMPRESS:
 		if (n != 1 || strcasecmp(args[0].str, "DEFLATE") != 0) {

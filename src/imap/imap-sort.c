@@ -16,7 +16,7 @@
 #include "casefold.h"
 #include "mime.h"
 
-#define SORT_KEYS_MAX 8
+#define SORT_KEYS_MAX IMAP_SORT_KEYS_MAX
 #define SORT_TEXT_MAX 256
 
 enum sort_crit { S_ARRIVAL, S_CC, S_DATE, S_FROM, S_SIZE, S_SUBJECT, S_TO, S_DISPLAYFROM,
@@ -291,21 +291,21 @@ static void sort_fill(struct imap_session *s, struct sort_item *it, struct store
 	free(hdr);
 }
 
-/* SORT (criteria) charset keys. */
-void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+/* See imap-private.h. */
+int imap_sort_parse(const struct imap_arg *list, struct imap_sort_prog *p, const char **why_r)
 {
 	static const struct { const char *n; enum sort_crit c; } crits[] = {
 		{ "ARRIVAL", S_ARRIVAL }, { "CC", S_CC }, { "DATE", S_DATE }, { "FROM", S_FROM },
 		{ "SIZE", S_SIZE }, { "SUBJECT", S_SUBJECT }, { "TO", S_TO },
 		{ "DISPLAYFROM", S_DISPLAYFROM }, { "DISPLAYTO", S_DISPLAYTO } };
-	if (n < 3 || args[0].type != IMAP_ARG_LIST || args[0].nlist == 0) {
-		imap_bad(s, "Use SORT (criteria) charset search-keys");
-		return;
-	}
-	nsort_keys = 0;
 	int rev = 0;
-	for (size_t i = 0; i < args[0].nlist; i++) {
-		const char *c = args[0].list[i].str;
+	p->n = 0;
+	if (list->type != IMAP_ARG_LIST || list->nlist == 0) {
+		*why_r = "Use SORT (criteria) charset search-keys";
+		return -1;
+	}
+	for (size_t i = 0; i < list->nlist; i++) {
+		const char *c = list->list[i].str;
 		if (strcasecmp(c, "REVERSE") == 0) {
 			rev = 1;
 			continue;
@@ -314,36 +314,40 @@ void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n
 		for (k = 0; k < sizeof(crits) / sizeof(crits[0]); k++)
 			if (strcasecmp(c, crits[k].n) == 0)
 				break;
-		if (k == sizeof(crits) / sizeof(crits[0]) || nsort_keys == SORT_KEYS_MAX) {
-			imap_bad(s, "Unknown or too many sort criteria");
-			return;
+		if (k == sizeof(crits) / sizeof(crits[0]) || p->n == SORT_KEYS_MAX) {
+			*why_r = "Unknown or too many sort criteria";
+			return -1;
 		}
-		sort_keys[nsort_keys].c = crits[k].c;
-		sort_keys[nsort_keys].reverse = rev;
-		nsort_keys++;
+		p->crit[p->n] = (int)crits[k].c;
+		p->reverse[p->n] = rev;
+		p->n++;
 		rev = 0;
 	}
-	if (rev || nsort_keys == 0) {
-		imap_bad(s, "REVERSE must precede a criterion");
-		return;
+	if (rev || p->n == 0) {
+		*why_r = "REVERSE must precede a criterion";
+		return -1;
 	}
-	const char *cs = args[1].str;
-	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
-		imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-		return;
-	}
-	imap_sync_mailbox(s, 0);
+	return 0;
+}
+
+/* See imap-private.h. */
+int imap_sort_match(struct imap_session *s, const struct imap_sort_prog *p,
+		    const struct imap_arg *args, size_t n, size_t **idx_r, size_t *n_r,
+		    const char **why_r)
+{
 	size_t *match, nm;
-	const char *why;
-	if (imap_search_match(s, args + 2, n - 2, &match, &nm, &why) < 0) {
-		imap_bad(s, "%s", why);
-		return;
-	}
+	if (imap_search_match(s, args, n, &match, &nm, why_r) < 0)
+		return -1;
 	struct sort_item *items = calloc(nm + 1, sizeof(*items));
 	if (items == NULL) {
 		free(match);
-		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
-		return;
+		*why_r = "Out of memory";
+		return -1;
+	}
+	nsort_keys = p->n;
+	for (size_t k = 0; k < p->n; k++) {
+		sort_keys[k].c = (enum sort_crit)p->crit[k];
+		sort_keys[k].reverse = p->reverse[k];
 	}
 	struct store_header_cursor *hc = NULL;
 	store_header_open(s->acct, s->box, &hc);
@@ -354,16 +358,65 @@ void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n
 	}
 	store_header_close(&hc);
 	store_read_end(s->acct, began);
-	free(match);
 	qsort(items, nm, sizeof(*items), sort_cmp);
-	struct buf out;
-	buf_init(&out, 64u << 20);
-	buf_appendstr(&out, "* SORT");
 	for (size_t i = 0; i < nm; i++)
-		buf_appendf(&out, " %u", uid ? s->msgs[items[i].idx].uid : (uint32_t)(items[i].idx + 1));
-	buf_appendstr(&out, "\r\n");
-	imap_write(s, out.data, out.len);
-	buf_free(&out);
+		match[i] = items[i].idx;
 	free(items);
-	imap_tagged(s, "OK", "%sSORT completed", uid ? "UID " : "");
+	*idx_r = match;
+	*n_r = nm;
+	return 0;
+}
+
+/* SORT [RETURN (options)] (criteria) charset keys; with RETURN the answer is an ESEARCH
+ * (RFC 5267 ESORT) whose MIN and MAX are the first and last in sort order. */
+void imap_cmd_sort(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
+{
+	struct imap_search_ret r;
+	struct imap_sort_prog prog;
+	const char *why;
+	memset(&r, 0, sizeof(r));
+	if (n > 1 && args[0].type == IMAP_ARG_ATOM && strcasecmp(args[0].str, "RETURN") == 0) {
+		if (args[1].type != IMAP_ARG_LIST) {
+			imap_bad(s, "Use SORT RETURN (options) (criteria) charset search-keys");
+			return;
+		}
+		if (imap_search_ret_parse(&args[1], 1, &r, &why) < 0) {
+			imap_bad(s, "%s", why);
+			return;
+		}
+		args += 2;
+		n -= 2;
+	}
+	if (n < 3 || imap_sort_parse(&args[0], &prog, &why) < 0) {
+		imap_bad(s, "%s", n < 3 ? "Use SORT (criteria) charset search-keys" : why);
+		return;
+	}
+	const char *cs = args[1].str;
+	if (strcasecmp(cs, "UTF-8") != 0 && strcasecmp(cs, "US-ASCII") != 0) {
+		imap_tagged(s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+		return;
+	}
+	imap_sync_mailbox(s, 0);
+	size_t *idx, nm;
+	if (imap_sort_match(s, &prog, args + 2, n - 2, &idx, &nm, &why) < 0) {
+		imap_bad(s, "%s", why);
+		return;
+	}
+	int noupdate = r.update && imap_context_add(s, uid, &prog, args + 2, n - 2, idx, nm) < 0;
+	uint32_t *hits = calloc(nm + 1, sizeof(*hits));
+	uint64_t maxmodseq = 0;
+	if (hits == NULL) {
+		free(idx);
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	for (size_t i = 0; i < nm; i++) {
+		hits[i] = uid ? s->msgs[idx[i]].uid : (uint32_t)(idx[i] + 1);
+		if (s->msgs[idx[i]].modseq > maxmodseq)
+			maxmodseq = s->msgs[idx[i]].modseq;
+	}
+	free(idx);
+	imap_search_answer(s, "SORT", uid, &r, hits, nm, r.esearch ? maxmodseq : 0);
+	free(hits);
+	imap_search_done(s, "SORT", uid, noupdate);
 }

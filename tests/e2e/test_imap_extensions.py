@@ -1,0 +1,259 @@
+"""IMAP extensions of issue 10 ("Must add"), spoken through Python's imaplib where it can (and
+the raw-socket client of test_imap_helpers where imaplib cannot build the command):
+
+- ESORT and CONTEXT=SEARCH / CONTEXT=SORT (RFC 5267): SORT RETURN (...) answers with ESEARCH;
+  SEARCH/SORT RETURN (UPDATE) keeps the result up to date with ESEARCH ADDTO / REMOVEFROM
+  (this session's STOREs, another session's APPEND, EXPUNGE) until CANCELUPDATE; a session
+  keeps a bounded number of them (NOUPDATE past it, and for keys too long to keep).
+- PARTIAL (RFC 9394): SEARCH/SORT RETURN (PARTIAL a:b / -a:-b) pages and the UID FETCH PARTIAL
+  modifier; hostile ranges (0, *, mixed signs, beyond 32 bits) are BAD.
+"""
+import imaplib
+import re
+
+import pytest
+
+from test_imap_helpers import (Lit, _no_crash, append, clients, imaplib_login, message,  # noqa: F401
+                               quote, session, srv, user)
+
+imaplib.Commands.setdefault("CANCELUPDATE", ("SELECTED",))
+
+DATES = ['"01-Jan-2024 10:00:00 +0000"', '"02-Jan-2024 10:00:00 +0000"',
+         '"03-Jan-2024 10:00:00 +0000"', '"04-Jan-2024 10:00:00 +0000"',
+         '"05-Jan-2024 10:00:00 +0000"']
+
+
+def fill(m, subjects, flags=None):
+    """APPEND one message per subject to INBOX, INTERNALDATEs increasing; then SELECT INBOX."""
+    for i, subj in enumerate(subjects):
+        typ, _ = m.append("INBOX", flags, DATES[i % len(DATES)],
+                          message(subj).encode())
+        assert typ == "OK"
+    typ, _ = m.select("INBOX")
+    assert typ == "OK"
+
+
+def esearch(m, typ_dat=None):
+    """The untagged ESEARCH lines collected so far (and forget them), as str."""
+    got = m.untagged_responses.pop("ESEARCH", [])
+    return [g.decode() if isinstance(g, bytes) else str(g) for g in got if g is not None]
+
+
+def cmd(m, name, *args):
+    """Run a command through imaplib; returns (status, tagged text)."""
+    try:
+        typ, dat = m._simple_command(name, *args)
+    except m.error as e:
+        return "BAD", str(e)
+    return typ, b" ".join(d for d in dat if isinstance(d, bytes)).decode()
+
+
+@pytest.fixture
+def im(srv, user):
+    m = imaplib_login(srv, user, "imaps")
+    yield m
+    try:
+        m.logout()
+    except Exception:
+        pass
+
+
+def test_capabilities_announce_esort_and_context(im):
+    typ, dat = im.capability()
+    caps = dat[0].decode().upper().split()
+    for c in ("ESORT", "CONTEXT=SEARCH", "CONTEXT=SORT"):
+        assert c in caps, caps
+
+
+def test_esort_return_min_max_count_all_in_sort_order(im):
+    fill(im, ["a", "b", "c", "d", "e"])
+    esearch(im)
+    typ, _ = cmd(im, "SORT", "RETURN", "(MIN MAX COUNT ALL)", "(REVERSE ARRIVAL)", "US-ASCII",
+                 "ALL")
+    assert typ == "OK"
+    got = esearch(im)
+    assert len(got) == 1, got
+    tag = re.match(r'\(TAG "([^"]+)"\)', got[0]).group(1)
+    # MIN and MAX are the first and last in sort order, ALL keeps the sort order
+    assert got[0] == '(TAG "%s") MIN 5 MAX 1 COUNT 5 ALL 5,4,3,2,1' % tag, got
+    typ, _ = cmd(im, "UID", "SORT", "RETURN", "(COUNT)", "(ARRIVAL)", "UTF-8", "2:4")
+    assert typ == "OK"
+    assert re.fullmatch(r'\(TAG "[^"]+"\) UID COUNT 3', esearch(im)[0])
+    # without RETURN the answer stays a plain SORT
+    typ, dat = im.sort("(ARRIVAL)", "US-ASCII", "ALL")
+    assert typ == "OK" and dat == [b"1 2 3 4 5"], dat
+    assert esearch(im) == []
+    # RETURN () is ALL
+    typ, _ = cmd(im, "SORT", "RETURN", "()", "(SUBJECT)", "US-ASCII", "ALL")
+    assert typ == "OK" and esearch(im)[0].endswith(" ALL 1:5")
+    for bad in (("(SAVE)",), ("(BOGUS)",), ("(UPDATE SAVE)",)):
+        typ, _ = cmd(im, "SORT", "RETURN", *bad, "(ARRIVAL)", "US-ASCII", "ALL")
+        assert typ == "BAD", bad
+
+
+def test_search_update_follows_store_append_and_expunge(srv, user, im, clients):
+    fill(im, ["one", "two", "three", "four", "five"])
+    esearch(im)
+    typ, _ = cmd(im, "SEARCH", "RETURN", "(UPDATE)", "SEEN")
+    assert typ == "OK"
+    first = esearch(im)
+    assert len(first) == 1 and "ALL" not in first[0], first   # nothing is seen yet
+    tag = re.match(r'\(TAG "([^"]+)"\)', first[0]).group(1)
+    im.store("1,2,4", "+FLAGS", "\\Seen")
+    assert esearch(im) == ['(TAG "%s") ADDTO (0 1:2,4)' % tag]
+    im.store("1", "-FLAGS", "\\Seen")
+    assert esearch(im) == ['(TAG "%s") REMOVEFROM (0 1)' % tag]
+    # a STORE that changes nothing the search looks at says nothing
+    im.store("3", "+FLAGS", "\\Flagged")
+    assert esearch(im) == []
+    # another session appends a seen message: the NOOP that reports it reports ADDTO too
+    other = session(srv, user, "imaps", clients)
+    append(other, "INBOX", message("six"), flags="\\Seen")
+    im.noop()
+    assert esearch(im) == ['(TAG "%s") ADDTO (0 6)' % tag]
+    # EXPUNGE of message 2 (in the result): REMOVEFROM names it by its number before it goes
+    im.store("2", "+FLAGS", "\\Deleted")
+    esearch(im)
+    typ, _ = cmd(im, "EXPUNGE")
+    assert typ == "OK"
+    assert esearch(im) == ['(TAG "%s") REMOVEFROM (0 2)' % tag]
+    # after CANCELUPDATE nothing more
+    typ, _ = cmd(im, "CANCELUPDATE", quote(tag))
+    assert typ == "OK"
+    im.store("1", "+FLAGS", "\\Seen")
+    assert esearch(im) == []
+
+
+def test_uid_search_update_reports_uids(srv, user, im, clients):
+    fill(im, ["one", "two", "three"])
+    typ, dat = im.uid("SEARCH", "ALL")
+    uids = [int(x) for x in dat[0].split()]
+    esearch(im)
+    typ, _ = cmd(im, "UID", "SEARCH", "RETURN", "(UPDATE ALL)", "UNSEEN")
+    assert typ == "OK"
+    tag = re.match(r'\(TAG "([^"]+)"\)', esearch(im)[0]).group(1)
+    im.store("2", "+FLAGS", "\\Seen")
+    assert esearch(im) == ['(TAG "%s") UID REMOVEFROM (0 %d)' % (tag, uids[1])]
+    im.store("3", "+FLAGS", "\\Deleted")
+    im.expunge()
+    assert esearch(im) == ['(TAG "%s") UID REMOVEFROM (0 %d)' % (tag, uids[2])]
+
+
+def test_sort_update_gives_positions(srv, user, im, clients):
+    fill(im, ["bravo", "delta"])
+    esearch(im)
+    typ, _ = cmd(im, "SORT", "RETURN", "(UPDATE ALL)", "(SUBJECT)", "US-ASCII", "ALL")
+    assert typ == "OK"
+    got = esearch(im)
+    tag = re.match(r'\(TAG "([^"]+)"\)', got[0]).group(1)
+    assert got[0].endswith("ALL 1:2"), got
+    other = session(srv, user, "imaps", clients)
+    append(other, "INBOX", message("charlie"))
+    append(other, "INBOX", message("alpha"))
+    im.noop()
+    # "alpha" (message 4) goes first, "charlie" (message 3) third in subject order
+    assert esearch(im) == ['(TAG "%s") ADDTO (1 4 3 3)' % tag]
+    im.store("1", "+FLAGS", "\\Deleted")
+    im.expunge()
+    # bravo was second in the sorted result
+    assert esearch(im) == ['(TAG "%s") REMOVEFROM (2 1)' % tag]
+
+
+def test_update_contexts_are_bounded(srv, user, clients):
+    c = session(srv, user, "imaps", clients)
+    append(c, "INBOX", message("x"))
+    c.ok("SELECT INBOX")
+    for i in range(10):
+        r = c.ok("SEARCH RETURN (UPDATE) ALL", tag="u%d" % i)
+        assert "NOUPDATE" not in r.text, c.dialogue()
+    # the eleventh is answered but not kept
+    r = c.ok("SEARCH RETURN (UPDATE) ALL", tag="u10")
+    assert '[NOUPDATE "u10"]' in r.text, c.dialogue()
+    # keys too long to keep (a 70 000-octet BODY string): answered, not kept
+    c.ok("CANCELUPDATE \"u0\"")
+    r = c.ok("SEARCH RETURN (UPDATE) BODY", Lit(b"z" * 70000), tag="big")
+    assert '[NOUPDATE "big"]' in r.text, c.dialogue()
+    # UPDATE and SAVE do not go together; unknown tags are fine to cancel
+    c.expect("BAD", "SEARCH RETURN (UPDATE SAVE) ALL")
+    c.ok('CANCELUPDATE "nosuch" "u1"')
+    # the kept ones follow a change; the cancelled u0 and u1 and the refused u10 do not
+    r = c.ok("STORE 1 +FLAGS (\\Deleted)")
+    r = c.ok("EXPUNGE")
+    said = b"".join(r.untagged)
+    for i in range(2, 10):
+        assert b'(TAG "u%d") REMOVEFROM (0 1)' % i in said, c.dialogue()
+    for t in (b"u0", b"u1", b"u10", b"big"):
+        assert b'(TAG "%s")' % t not in said, c.dialogue()
+    c.expect("BAD", "CANCELUPDATE")
+    assert c.alive()
+
+
+# ------------------------------------------------------------------ PARTIAL (RFC 9394)
+
+def test_partial_capability_and_search_pages(im):
+    typ, dat = im.capability()
+    assert "PARTIAL" in dat[0].decode().upper().split()
+    fill(im, ["a", "b", "c", "d", "e"])
+    esearch(im)
+
+    def part(*args):
+        typ, _ = cmd(im, *args)
+        assert typ == "OK", args
+        got = esearch(im)
+        assert len(got) == 1, got
+        return got[0].split(") ", 1)[1]
+
+    assert part("SEARCH", "RETURN", "(PARTIAL 1:2)", "ALL") == "PARTIAL (1:2 1:2)"
+    # the last two, counted from the end; a range given backwards is the same range
+    assert part("SEARCH", "RETURN", "(PARTIAL -1:-2)", "ALL") == "PARTIAL (-1:-2 4:5)"
+    assert part("SEARCH", "RETURN", "(PARTIAL -2:-1)", "ALL") == "PARTIAL (-1:-2 4:5)"
+    # beyond the end: NIL; the largest range allowed: everything, with COUNT of all results
+    assert part("SEARCH", "RETURN", "(PARTIAL 6:10)", "ALL") == "PARTIAL (6:10 NIL)"
+    assert part("SEARCH", "RETURN", "(PARTIAL -6:-4294967295)", "ALL") == \
+        "PARTIAL (-6:-4294967295 NIL)"
+    assert part("SEARCH", "RETURN", "(COUNT PARTIAL 1:4294967295)", "2:5") == \
+        "COUNT 4 PARTIAL (1:4294967295 2:5)"
+    # SORT pages follow the sort order
+    assert part("SORT", "RETURN", "(PARTIAL -1:-3)", "(REVERSE ARRIVAL)", "US-ASCII", "ALL") == \
+        "PARTIAL (-1:-3 3,2,1)"
+    # SAVE keeps the page
+    assert part("SEARCH", "RETURN", "(SAVE PARTIAL 2:3)", "ALL") == "PARTIAL (2:3 2:3)"
+    typ, dat = im.search(None, "$")
+    assert dat == [b"2 3"], dat
+    # hostile ranges: zero, *, mixed signs, beyond 32 bits, missing, with ALL
+    for bad in ("(PARTIAL 0:5)", "(PARTIAL 1:*)", "(PARTIAL -1:5)", "(PARTIAL 1:4294967296)",
+                "(PARTIAL 99999999999999999999:1)", "(PARTIAL)", "(PARTIAL 1)",
+                "(ALL PARTIAL 1:2)", "(PARTIAL 1:2 PARTIAL 3:4 x)"):
+        typ, _ = cmd(im, "SEARCH", "RETURN", bad, "ALL")
+        assert typ == "BAD", bad
+
+
+def test_partial_uid_fetch_modifier(im):
+    fill(im, ["a", "b", "c", "d", "e"])
+    typ, dat = im.uid("SEARCH", "ALL")
+    uids = [int(x) for x in dat[0].split()]
+    typ, dat = im.uid("FETCH", "1:*", "(FLAGS) (PARTIAL -1:-2)")
+    assert typ == "OK"
+    got = sorted(int(re.search(rb"UID (\d+)", d).group(1)) for d in dat if isinstance(d, bytes))
+    assert got == uids[3:], dat
+    typ, dat = im.uid("FETCH", "1:*", "(FLAGS) (PARTIAL 2:3)")
+    got = sorted(int(re.search(rb"UID (\d+)", d).group(1)) for d in dat if isinstance(d, bytes))
+    assert got == uids[1:3], dat
+    # a huge page of a small set is just the set
+    typ, dat = im.uid("FETCH", "%d:%d" % (uids[0], uids[1]), "(FLAGS) (PARTIAL 1:4294967295)")
+    assert len([d for d in dat if d]) == 2, dat
+    # with CHANGEDSINCE the page counts the changed messages only
+    typ, dat = im.uid("FETCH", "1:*", "(MODSEQ)")
+    before = max(int(x) for x in re.findall(rb"MODSEQ \((\d+)\)", b" ".join(
+        d for d in dat if isinstance(d, bytes))))
+    im.store("2,4", "+FLAGS", "\\Flagged")
+    typ, dat = im.uid("FETCH", "1:*", "(UID) (CHANGEDSINCE %d PARTIAL -1:-1)" % before)
+    assert typ == "OK"
+    got = [int(re.search(rb"UID (\d+)", d).group(1)) for d in dat if isinstance(d, bytes)]
+    assert got == [uids[3]], dat
+    typ, dat = im.uid("FETCH", "1:*", "(UID) (PARTIAL 1:1 CHANGEDSINCE %d)" % before)
+    got = [int(re.search(rb"UID (\d+)", d).group(1)) for d in dat if isinstance(d, bytes)]
+    assert got == [uids[1]], dat
+    for bad in ("(PARTIAL 0:1)", "(PARTIAL *:1)", "(PARTIAL)", "(BOGUS 1)"):
+        with pytest.raises(imaplib.IMAP4.error):
+            im.uid("FETCH", "1:*", "(FLAGS) " + bad)
