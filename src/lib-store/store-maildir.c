@@ -1,11 +1,12 @@
 /* store-maildir.c - the Maildir++ backend of the mailbox store, with index.db (SQLite).
  *
- * Durability contract of store_deliver: the message is in <box>/new/ (file data synced, the
- * directory synced) and its index row committed before it returns 0. A failure at any step
- * removes what that call made visible.
+ * Durability contract of store_deliver and store_deliver_batch: a message is in <box>/new/ (file
+ * data synced, the directory synced) and its index row committed before it counts as delivered.
+ * A failure at any step removes what that call made visible; a group delivery shares one fsync
+ * of new/ and one index transaction, so a failed sync or commit refuses the whole group.
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
- * processes. store_deliver takes it before the rename into new/ and keeps it until the row is
+ * processes. store_deliver takes it before the rename into new/ and keeps it until the rows are
  * committed, and store_mailbox_sync takes it before it reads the directories, so a sync never
  * sees a delivered file without its row and never adopts a message a delivery is committing.
  * The slow part of a delivery (copy and file fsync) happens before the lock.
@@ -922,88 +923,204 @@ static void sync_once(struct store_account *a, const char *box, int64_t id)
 		a->synced[a->nsynced++ % 8] = id;
 }
 
-/* The durable delivery path; see store.h and the top of this file. */
+/* Where one message of a group delivery stands (store_deliver_batch). */
+enum batch_stage {
+	BATCH_FAILED = 0,          /* refused; nothing of it is visible */
+	BATCH_IN_TMP,              /* linked or copied into tmp/ */
+	BATCH_IN_NEW,              /* renamed into new/, not yet committed */
+};
+
+/* Per-message state of a group delivery that callers never see. */
+struct batch_prep {
+	enum batch_stage stage;
+	char fname[256];
+	int64_t wire;
+	struct store_structure sc;
+};
+
+/* Copy the account's last error into a message's own error text. */
+static void batch_item_err(struct store_batch_item *it, const char *err)
+{
+	snprintf(it->err, sizeof(it->err), "%s", err ? err : "delivery failed");
+}
+
+/* Step 1 of a group delivery for one message, before any lock: check the source, compute what
+ * the index caches, and put it into tmp/ (a hard link of a synced source, else a synced copy).
+ * 0 ok, -1 with the error on the account. */
+static int batch_prepare(struct store_account *a, const char *dir,
+			 const struct store_batch_item *it, struct batch_prep *p, const char **err_r)
+{
+	struct stat st;
+	char tmp[STORE_PATH_MAX];
+	if (fstat(it->src_fd, &st) < 0)
+		return store_errf(a, err_r, errno, "deliver: fstat source");
+	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != it->size)
+		return store_errf(a, err_r, 0, "deliver: source is not a regular file of %llu octets",
+				  (unsigned long long)it->size);
+	p->wire = wire_size_fd(it->src_fd);   /* POP3's LIST size, computed once */
+	if (p->wire < 0)
+		return store_errf(a, err_r, errno, "deliver: read source");
+	store_maildir_name(p->fname, sizeof(p->fname), it->size);
+	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0)
+		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
+	/* a hard link of an already synced source costs no copy and no fsync; any failure to
+	 * link (EXDEV, an unlinked source, no /proc) falls back to a copy */
+	int linked = 0;
+	if (it->src_already_synced) {
+		char proc[64];
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", it->src_fd);
+		linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
+	}
+	if (!linked && copy_file(a, it->src_fd, it->size, tmp, err_r) < 0)
+		return -1;
+	store_structure_compute(it->src_fd, it->size, &p->sc);   /* IMAP's cache; best effort */
+	return 0;
+}
+
+/* Remove a prepared message's file from tmp/ or new/ (dir is the mailbox directory). */
+static void batch_unlink(const char *dir, const struct batch_prep *p)
+{
+	char path[STORE_PATH_MAX];
+	if (path_fmt(path, sizeof(path), "%s/%s/%s", dir, p->stage == BATCH_IN_NEW ? "new" : "tmp",
+		     p->fname) == 0)
+		unlink(path);
+}
+
+/* The durable group delivery; see store.h and the top of this file. */
+size_t store_deliver_batch(struct store_account *a, const char *box, struct store_batch_item *items,
+			   size_t n)
+{
+	struct store_mailbox_info mb;
+	char dir[STORE_PATH_MAX], newdir[STORE_PATH_MAX], tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
+	const char *err = NULL;
+	size_t innew = 0, ok = 0;
+	for (size_t i = 0; i < n; i++) {
+		items[i].result = -1;
+		items[i].uid = 0;
+		items[i].err[0] = '\0';
+	}
+	if (n == 0)
+		return 0;
+	struct batch_prep *p = calloc(n, sizeof(*p));
+	if (p == NULL) {
+		store_errf(a, &err, ENOMEM, "deliver");
+		goto fail_all;
+	}
+	if (mailbox_need(a, box, &mb, &err) < 0)
+		goto fail_all;
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		store_errf(a, &err, 0, "deliver: mailbox name has no directory");
+		goto fail_all;
+	}
+	if (path_fmt(newdir, sizeof(newdir), "%s/new", dir) < 0) {
+		store_errf(a, &err, ENAMETOOLONG, "deliver");
+		goto fail_all;
+	}
+	sync_once(a, box, mb.id);
+	/* 1. every message into tmp/, each on its own: one that fails is refused alone */
+	size_t intmp = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (batch_prepare(a, dir, &items[i], &p[i], &err) < 0) {
+			batch_item_err(&items[i], err);
+			store_structure_free(&p[i].sc);
+			continue;
+		}
+		p[i].stage = BATCH_IN_TMP;
+		intmp++;
+	}
+	if (intmp == 0)
+		goto out;
+	/* 2. the write lock, then new/ and one fsync of it for all: nothing visible without the
+	 * lock held */
+	if (store_db_begin(a) != SQLITE_OK) {
+		store_dbfail(a, &err, "deliver: lock index");
+		db_rollback(a);
+		goto undo;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].stage != BATCH_IN_TMP)
+			continue;
+		if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p[i].fname) < 0 ||
+		    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, p[i].fname) < 0 ||
+		    rename_noreplace(tmp, dst) < 0) {
+			store_errf(a, &err, errno, "deliver: rename tmp/ into new/");
+			batch_item_err(&items[i], err);
+			unlink(tmp);
+			p[i].stage = BATCH_FAILED;
+			continue;
+		}
+		p[i].stage = BATCH_IN_NEW;
+		innew++;
+	}
+	if (innew == 0) {
+		db_rollback(a);
+		goto out;
+	}
+	if (fs_fsync_dir(newdir) < 0) {
+		store_errf(a, &err, errno, "deliver: fsync new/");
+		goto undo;
+	}
+	/* 3. the index rows, one transaction for the group */
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].stage != BATCH_IN_NEW)
+			continue;
+		if (store_index_insert(a, mb.id, p[i].fname, 1, items[i].flags, items[i].internaldate,
+				       items[i].size, (uint64_t)p[i].wire, &items[i].uid, &err) < 0)
+			goto undo;
+		store_structure_save(a, mb.id, items[i].uid, &p[i].sc);
+	}
+	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		store_dbfail(a, &err, "deliver: commit index rows");
+		goto undo;
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].stage == BATCH_IN_NEW) {
+			items[i].result = 0;
+			ok++;
+		}
+	}
+	goto out;
+undo:
+	/* a failed lock, sync or commit refuses every message of the group: none is visible */
+	db_rollback(a);
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].stage == BATCH_FAILED)
+			continue;
+		batch_unlink(dir, &p[i]);
+		batch_item_err(&items[i], err);
+		items[i].uid = 0;
+	}
+	if (innew > 0)
+		fs_fsync_dir(newdir);
+out:
+	for (size_t i = 0; i < n; i++)
+		store_structure_free(&p[i].sc);
+	free(p);
+	return ok;
+fail_all:
+	free(p);
+	for (size_t i = 0; i < n; i++)
+		batch_item_err(&items[i], err);
+	return 0;
+}
+
+/* One message: a group delivery of one. */
 int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t size,
 		  int src_already_synced, time_t internaldate, unsigned flags, uint32_t *uid_r,
 		  const char **err_r)
 {
-	struct store_mailbox_info mb;
-	struct stat st;
-	char dir[STORE_PATH_MAX], fname[256], tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
-	char newdir[STORE_PATH_MAX];
-	uint32_t uid;
-	if (mailbox_need(a, box, &mb, err_r) < 0)
-		return -1;
-	if (store_box_dir(a, box, dir, sizeof(dir)) < 0)
-		return store_errf(a, err_r, 0, "deliver: mailbox name has no directory");
-	sync_once(a, box, mb.id);
-	if (fstat(src_fd, &st) < 0)
-		return store_errf(a, err_r, errno, "deliver: fstat source");
-	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != size)
-		return store_errf(a, err_r, 0, "deliver: source is not a regular file of %llu octets",
-				  (unsigned long long)size);
-	int64_t wire = wire_size_fd(src_fd);   /* POP3's LIST size, computed once */
-	if (wire < 0)
-		return store_errf(a, err_r, errno, "deliver: read source");
-	struct store_structure sc;
-	store_structure_compute(src_fd, size, &sc);   /* IMAP's cache; best effort */
-	store_maildir_name(fname, sizeof(fname), size);
-	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, fname) < 0 ||
-	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, fname) < 0 ||
-	    path_fmt(newdir, sizeof(newdir), "%s/new", dir) < 0) {
-		store_structure_free(&sc);
-		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
-	}
-	/* 1. into tmp/: a hard link of an already synced source costs no copy and no fsync;
-	 * any failure to link (EXDEV, an unlinked source, no /proc) falls back to a copy */
-	int linked = 0;
-	if (src_already_synced) {
-		char proc[64];
-		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", src_fd);
-		linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
-	}
-	if (!linked && copy_file(a, src_fd, size, tmp, err_r) < 0) {
-		store_structure_free(&sc);
+	struct store_batch_item it = {
+		.src_fd = src_fd, .size = size, .src_already_synced = src_already_synced,
+		.internaldate = internaldate, .flags = flags,
+	};
+	if (store_deliver_batch(a, box, &it, 1) != 1) {
+		snprintf(a->err, sizeof(a->err), "%s", it.err);
+		*err_r = a->err;
 		return -1;
 	}
-	/* 2. the write lock, then new/ and its fsync: nothing visible without the lock held */
-	if (store_db_begin(a) != SQLITE_OK) {
-		store_dbfail(a, err_r, "deliver: lock index");
-		db_rollback(a);
-		unlink(tmp);
-		store_structure_free(&sc);
-		return -1;
-	}
-	if (rename_noreplace(tmp, dst) < 0) {
-		int e = errno;
-		unlink(tmp);
-		db_rollback(a);
-		store_structure_free(&sc);
-		return store_errf(a, err_r, e, "deliver: rename tmp/ into new/");
-	}
-	if (fs_fsync_dir(newdir) < 0) {
-		store_errf(a, err_r, errno, "deliver: fsync new/");
-		goto undo;
-	}
-	/* 3. the index row */
-	if (store_index_insert(a, mb.id, fname, 1, flags, internaldate, size, (uint64_t)wire, &uid,
-			       err_r) < 0)
-		goto undo;
-	store_structure_save(a, mb.id, uid, &sc);
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
-		store_dbfail(a, err_r, "deliver: commit index row");
-		goto undo;
-	}
-	store_structure_free(&sc);
 	if (uid_r)
-		*uid_r = uid;
+		*uid_r = it.uid;
 	return 0;
-undo:
-	store_structure_free(&sc);
-	db_rollback(a);
-	unlink(dst);
-	fs_fsync_dir(newdir);
-	return -1;
 }
 
 /* Was this file name expunged from the mailbox? */

@@ -100,6 +100,28 @@ int store_deliver(struct store_account *acct, const char *box, int src_fd, uint6
 		  int src_already_synced, time_t internaldate, unsigned flags, uint32_t *uid_r,
 		  const char **err_r);
 
+/* Bytes of a group delivery's per-message error text. */
+#define STORE_BATCH_ERR_MAX 256
+
+/* One message of a group delivery: the caller fills the first five fields. */
+struct store_batch_item {
+	int src_fd;                /* as store_deliver's src_fd */
+	uint64_t size;
+	int src_already_synced;
+	time_t internaldate;
+	unsigned flags;
+	int result;                /* out: 0 delivered, -1 not (err says why) */
+	uint32_t uid;              /* out: the new UID when delivered */
+	char err[STORE_BATCH_ERR_MAX];
+};
+
+/* Deliver n messages into one mailbox with one fsync of new/ and one index transaction for all
+ * (group commit), each as durable as store_deliver makes it. A message that cannot be put into
+ * tmp/ or renamed is refused alone; a failed lock, fsync of new/ or commit refuses every message
+ * of the group and leaves none visible. Returns how many were delivered. */
+size_t store_deliver_batch(struct store_account *acct, const char *box,
+			   struct store_batch_item *items, size_t n);
+
 /* Mailbox listing and status. Returns the count, or -1. *boxes_r is malloc'd (free()). */
 int store_mailbox_list(struct store_account *acct, struct store_mailbox_info **boxes_r,
 		       const char **err_r);

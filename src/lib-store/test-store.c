@@ -127,6 +127,55 @@ static void test_deliver(void **state)
 	assert_null(a);
 }
 
+/* A group delivery: one fsync of new/ and one transaction for all; a message whose source is
+ * wrong is refused alone, the others get consecutive UIDs. */
+static void test_deliver_batch(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	const char *msgs[] = { "Subject: a\r\n\r\na\r\n", "Subject: b\r\n\r\nb\r\n",
+			       "Subject: c\r\n\r\nc\r\n", "Subject: d\r\n\r\nd\r\n" };
+	struct store_batch_item it[4];
+	memset(it, 0, sizeof(it));
+	for (int i = 0; i < 4; i++) {
+		it[i].src_fd = source(msgs[i]);
+		it[i].size = strlen(msgs[i]) + (i == 2 ? 1 : 0);   /* the third lies about its size */
+		it[i].src_already_synced = i & 1;
+		it[i].internaldate = 500 + i;
+	}
+	assert_int_equal(store_deliver_batch(a, NULL, it, 4), 3);
+	assert_int_equal(it[0].result, 0);
+	assert_int_equal(it[0].uid, 1);
+	assert_int_equal(it[1].uid, 2);
+	assert_int_equal(it[2].result, -1);
+	assert_non_null(strstr(it[2].err, "not a regular file of"));
+	assert_int_equal(it[3].result, 0);
+	assert_int_equal(it[3].uid, 3);
+	for (int i = 0; i < 4; i++)
+		close(it[i].src_fd);
+	struct store_msg_info *m;
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 3);
+	assert_int_equal(m[2].internaldate, 503);
+	assert_int_equal(m[2].size, strlen(msgs[3]));
+	free(m);
+	char p[400];
+	snprintf(p, sizeof(p), "%s/new", root);
+	assert_int_equal(count_files(p), 3);
+	snprintf(p, sizeof(p), "%s/tmp", root);
+	assert_int_equal(count_files(p), 0);
+	/* a group into a missing mailbox: every message refused, with the reason */
+	it[0].src_fd = source(msgs[0]);
+	it[0].size = strlen(msgs[0]);
+	assert_int_equal(store_deliver_batch(a, "Nope", it, 1), 0);
+	assert_int_equal(it[0].result, -1);
+	assert_non_null(strstr(it[0].err, "no such mailbox"));
+	close(it[0].src_fd);
+	store_account_close(&a);
+}
+
 /* A failing step leaves nothing visible: new/ replaced by a file makes the rename fail. */
 static void test_deliver_failure(void **state)
 {
@@ -809,6 +858,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_name_escaping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_unwritable, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_index_failure, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_repairs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),

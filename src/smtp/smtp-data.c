@@ -1,9 +1,11 @@
 /* smtp-data.c - receiving a message (DATA and BDAT) and delivering it before the final reply.
  *
  * The message goes to a temp file under <data>/tmp with our trace headers in front. At the end
- * a thread-pool job fsyncs it once, links it into each local recipient's Maildir (store_deliver:
- * rename into new/, fsync new/, commit the index row) and into the outbound spool, and only then
- * does the session answer 250. Any failure is a 4xx and leaves no partial message visible.
+ * it joins the group commit: the messages for one mailbox that finish together form a batch, one
+ * thread-pool job that fsyncs their files, links them into the Maildir (store_deliver_batch:
+ * rename into new/, one fsync of new/, one index transaction) and each into its other targets
+ * and the outbound spool; only then does each session answer 250. Any failure is a 4xx and
+ * leaves no partial message visible; a failed shared sync is a 4xx for the whole batch.
  *
  * SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A line ending in a bare LF never ends the message,
  * and neither does a "." after such a line; bare CR is never a line end at all.
@@ -325,6 +327,12 @@ struct deliver_job {
 	char why[1024];
 	unsigned delivered, spooled;
 	char *dkim;                /* DKIM-Signature fields for the queue, or NULL */
+	/* group commit: the mailbox of the first local target (its account root; "" when the
+	 * message has no local target) is the key that batches are formed by */
+	char key[CONFIG_PATH_MAX + 700];
+	int key_target;            /* index of that target in tx->targets, or -1 */
+	struct deliver_job *next;  /* waiting list, then the batch (the first job leads it) */
+	unsigned batch_len;        /* in the leading job: messages in the batch */
 };
 
 /* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
@@ -425,32 +433,21 @@ static struct store_account *deliver_account(const char *root, const char **err_
 	return victim->acct;
 }
 
-/* Pool thread: make the message durable everywhere it goes. */
-static void deliver_work(void *arg)
+/* Pool thread: the parts of one message's delivery that are not shared with its batch: the
+ * local targets other than the batch's mailbox, the outbound spool and the sending limits. */
+static void deliver_rest(struct deliver_job *j)
 {
-	struct deliver_job *j = arg;
 	struct smtp_tx *tx = j->tx;
 	const char *err = NULL;
 	uint64_t total = tx->size + tx->header_len;
-	if (fsync(tx->fd) != 0) {
-		snprintf(j->why, sizeof(j->why), "fsync: %s", strerror(errno));
-		j->result = -1;
-		return;
-	}
 	int remote = 0;
-	for (unsigned i = 0; i < tx->ntargets; i++)
-		remote |= !tx->targets[i].local;
-	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c) */
-	if (remote && j->s->auth_user[0] && smtp_dkim_sign(j->cfg->data_dir, j->id, tx->fd,
-			tx->header_len, total, &j->dkim, j->why, sizeof(j->why)) < 0) {
-		j->result = -1;
-		return;
-	}
 	for (unsigned i = 0; i < tx->ntargets; i++) {
 		if (!tx->targets[i].local) {
 			remote = 1;
 			continue;
 		}
+		if ((int)i == j->key_target)
+			continue;
 		char root[CONFIG_PATH_MAX + 700];
 		if (store_account_path(j->cfg->data_dir, tx->targets[i].addr, root, sizeof(root)) < 0) {
 			snprintf(j->why, sizeof(j->why), "bad mailbox path");
@@ -479,16 +476,100 @@ static void deliver_work(void *arg)
 		}
 		j->spooled = 1;
 	}
-	j->result = 0;
 	if (j->s->auth_user[0] && tx->nrcpts > 0)   /* counts for the sending limits */
 		sendlimit_record(j->cfg->data_dir, j->s->auth_user, tx->rcpts[0].addr,
 				 &tx->rcpts[0].is_new, tx->nrcpts, sizeof(tx->rcpts[0]));
 }
 
-/* Loop thread: the final reply. */
-static void deliver_done(void *arg)
+/* Refuse every message of a batch with the same reason. */
+static void batch_fail(struct deliver_job *lead, const char *why)
 {
-	struct deliver_job *j = arg;
+	for (struct deliver_job *j = lead; j; j = j->next) {
+		j->result = -1;
+		snprintf(j->why, sizeof(j->why), "%s", why);
+	}
+}
+
+/* Pool thread, group commit: the received files of the batch are written out together and then
+ * fsync'd (the first fsync commits the journal for all, the others find nothing left to do); a
+ * failed fsync refuses the whole batch, whose syncs were shared. Then the batch's mailbox gets
+ * all of them with one fsync of new/ and one index transaction (store_deliver_batch), and each
+ * message goes on to its other targets. */
+static void batch_work(void *arg)
+{
+	struct deliver_job *lead = arg;
+	struct deliver_job *j;
+	char why[1024];
+	const char *err = NULL;
+	for (j = lead; j; j = j->next) {
+		j->result = 0;
+		sync_file_range(j->tx->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	}
+	for (j = lead; j; j = j->next) {
+		if (fsync(j->tx->fd) != 0) {
+			snprintf(why, sizeof(why), "fsync of message %s (a batch of %u): %s", j->id,
+				 lead->batch_len, strerror(errno));
+			batch_fail(lead, why);
+			return;
+		}
+	}
+	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c) */
+	for (j = lead; j; j = j->next) {
+		struct smtp_tx *tx = j->tx;
+		int remote = 0;
+		for (unsigned i = 0; i < tx->ntargets; i++)
+			remote |= !tx->targets[i].local;
+		if (remote && j->s->auth_user[0] && smtp_dkim_sign(j->cfg->data_dir, j->id, tx->fd,
+				tx->header_len, tx->size + tx->header_len, &j->dkim, j->why,
+				sizeof(j->why)) < 0)
+			j->result = -1;
+	}
+	if (lead->key[0]) {
+		struct store_account *acct = deliver_account(lead->key, &err);
+		struct store_batch_item *items = calloc(lead->batch_len, sizeof(*items));
+		if (acct == NULL || items == NULL) {
+			snprintf(why, sizeof(why), "open mailbox of %s: %s",
+				 lead->tx->targets[lead->key_target].addr,
+				 items == NULL ? "out of memory" : err ? err : "missing");
+			free(items);
+			batch_fail(lead, why);
+			return;
+		}
+		size_t n = 0;
+		time_t now = time(NULL);
+		for (j = lead; j; j = j->next) {
+			if (j->result < 0)
+				continue;
+			items[n] = (struct store_batch_item){
+				.src_fd = j->tx->fd, .size = j->tx->size + j->tx->header_len,
+				.src_already_synced = 1, .internaldate = now,
+			};
+			n++;
+		}
+		store_deliver_batch(acct, NULL, items, n);
+		n = 0;
+		for (j = lead; j; j = j->next) {
+			if (j->result < 0)
+				continue;
+			const struct store_batch_item *it = &items[n++];
+			if (it->result < 0) {
+				snprintf(j->why, sizeof(j->why), "deliver to %s: %s",
+					 j->tx->targets[j->key_target].addr, it->err);
+				j->result = -1;
+				continue;
+			}
+			j->delivered++;
+		}
+		free(items);
+	}
+	for (j = lead; j; j = j->next)
+		if (j->result == 0)
+			deliver_rest(j);
+}
+
+/* Loop thread: the final reply of one message. */
+static void deliver_done(struct deliver_job *j)
+{
 	struct smtp_session *s = j->s;
 	s->job_running = 0;
 	if (j->result == 0) {
@@ -518,6 +599,105 @@ static void deliver_done(void *arg)
 	conn_flush(&s->conn);
 	if (s->base.w->stopping)
 		s->base.shutdown(&s->base);
+}
+
+/* Group commit on the loop thread. Finished messages wait in one list per worker process (one
+ * loop each); a batch is every waiting message for one mailbox, up to SMTP_COMMIT_BATCH_MAX, run
+ * as one pool job. A mailbox has at most one batch in flight, so the messages that finish while
+ * its syncs run form the next batch; a message for an idle mailbox starts at once, so a lone
+ * message never waits for company. */
+#define SMTP_COMMIT_BATCH_MAX 64     /* messages per batch: bounds one job's memory and time */
+#define SMTP_COMMIT_RUNNING_MAX 6    /* batches in flight: 2 of the 8 pool threads stay free for
+				      * logins and IMAP/POP3 work */
+static struct {
+	struct deliver_job *head, *tail;      /* waiting for a batch, in finishing order */
+	struct deliver_job *running[SMTP_COMMIT_RUNNING_MAX];   /* leaders of batches in flight */
+	unsigned nrunning;
+} commitq;
+
+static void commit_kick(struct worker *w);
+
+/* Is a batch for this mailbox in flight? */
+static int commit_key_running(const char *key)
+{
+	for (unsigned i = 0; i < commitq.nrunning; i++)
+		if (strcmp(commitq.running[i]->key, key) == 0)
+			return 1;
+	return 0;
+}
+
+/* Loop thread: a batch is done; answer each of its messages, then start what waits. */
+static void batch_done(void *arg)
+{
+	struct deliver_job *lead = arg;
+	struct worker *w = lead->s->base.w;
+	for (unsigned i = 0; i < commitq.nrunning; i++) {
+		if (commitq.running[i] == lead) {
+			commitq.running[i] = commitq.running[--commitq.nrunning];
+			break;
+		}
+	}
+	for (struct deliver_job *j = lead, *next; j; j = next) {
+		next = j->next;
+		deliver_done(j);
+	}
+	commit_kick(w);
+}
+
+/* Start a batch for every mailbox that has messages waiting and none in flight, as far as
+ * SMTP_COMMIT_RUNNING_MAX allows. */
+static void commit_kick(struct worker *w)
+{
+	struct deliver_job **pp = &commitq.head;
+	while (*pp != NULL && commitq.nrunning < SMTP_COMMIT_RUNNING_MAX) {
+		struct deliver_job *lead = *pp;
+		if (lead->key[0] && commit_key_running(lead->key)) {
+			pp = &lead->next;
+			continue;
+		}
+		*pp = lead->next;
+		lead->next = NULL;
+		lead->batch_len = 1;
+		struct deliver_job *last = lead;
+		/* the later messages for the same mailbox join it (none for a keyless message) */
+		for (struct deliver_job **qq = pp; *qq != NULL && lead->key[0] &&
+		     lead->batch_len < SMTP_COMMIT_BATCH_MAX;) {
+			struct deliver_job *j = *qq;
+			if (strcmp(j->key, lead->key) != 0) {
+				qq = &j->next;
+				continue;
+			}
+			*qq = j->next;
+			j->next = NULL;
+			last->next = j;
+			last = j;
+			lead->batch_len++;
+		}
+		if (pool_submit(w->pool, batch_work, batch_done, lead) < 0) {
+			/* out of memory: put the batch back; the next finish or batch retries */
+			log_warn("proto=smtp event=batch-deferred error=\"out of memory\" messages=%u",
+				 lead->batch_len);
+			last->next = *pp;
+			*pp = lead;
+			break;
+		}
+		commitq.running[commitq.nrunning++] = lead;
+	}
+	commitq.tail = NULL;
+	for (struct deliver_job *j = commitq.head; j; j = j->next)
+		commitq.tail = j;
+}
+
+/* Loop thread: a finished message joins the waiting list and starts if its mailbox is idle. */
+static void commit_enqueue(struct worker *w, struct deliver_job *j)
+{
+	j->next = NULL;
+	if (commitq.tail)
+		commitq.tail->next = j;
+	else
+		commitq.head = j;
+	commitq.tail = j;
+	commit_kick(w);
 }
 
 /* End of message: check it, then deliver on the pool. */
@@ -552,16 +732,19 @@ void smtp_data_finish(struct smtp_session *s)
 	j->cfg = s->base.w->cfg;
 	j->tx = tx;
 	memcpy(j->id, tx->id, sizeof(j->id));
-	s->tx = NULL;
-	if (pool_submit(s->base.w->pool, deliver_work, deliver_done, j) < 0) {
-		s->tx = tx;
-		free(j);
-		smtp_reply(s, "451 4.3.0 Out of memory; please try again later");
-		goto refuse;
+	j->key_target = -1;
+	for (unsigned i = 0; i < tx->ntargets && j->key_target < 0; i++) {
+		if (tx->targets[i].local && store_account_path(j->cfg->data_dir, tx->targets[i].addr,
+							       j->key, sizeof(j->key)) == 0)
+			j->key_target = (int)i;
 	}
+	if (j->key_target < 0)
+		j->key[0] = '\0';
+	s->tx = NULL;
 	s->job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
+	commit_enqueue(s->base.w, j);
 	return;
 refuse:
 	smtp_tx_free(&s->tx);

@@ -148,8 +148,10 @@ def knows_setting(data, name):
 class Server:
     """One postino data dir + `postino serve` process."""
 
-    def __init__(self, root, pki, extra_conf="", users=USERS, aliases=ALIASES, fast_logins=True):
+    def __init__(self, root, pki, extra_conf="", users=USERS, aliases=ALIASES, fast_logins=True,
+                 env=None):
         self.root = root
+        self.env = env   # extra environment of `postino serve` (e.g. an LD_PRELOAD shim)
         self.data = os.path.join(root, "data")
         self.pki = pki
         self.ca = pki["ca_cert"]
@@ -194,9 +196,10 @@ class Server:
         self.logf = open(self.log_path, "ab")
         self.logf.write(("\n==== start #%d %s\n" % (self.starts, time.ctime())).encode())
         self.logf.flush()
+        env = dict(os.environ, **self.env) if self.env else None
         self.proc = subprocess.Popen([POSTINO_BIN, "serve", "--data", self.data],
                                      stdin=subprocess.DEVNULL, stdout=self.logf,
-                                     stderr=self.logf, start_new_session=True)
+                                     stderr=self.logf, start_new_session=True, env=env)
         self.starts += 1
         self.wait_ready(timeout)
 

@@ -1,0 +1,122 @@
+/* fsyncshim.c - a test-only LD_PRELOAD library that watches and breaks fsync(2)/fdatasync(2).
+ *
+ * Never linked into postino; tests/e2e/test_group_commit.py builds it with cc and starts a server
+ * with LD_PRELOAD=fsyncshim.so POSTINO_FSYNC_SHIM=<dir>. In <dir>:
+ *   log    every synced path is appended, one line each (what was synced and how often)
+ *   delay  "<ms> <pattern>": sleep before each sync of a path containing pattern
+ *   fail   "<skip> <count> <pattern>": of the syncs of paths containing pattern, let <skip> pass,
+ *          then fail <count> (-1: all) with EIO; the file is rewritten under flock
+ */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SHIM_PATH_MAX 4096   /* PATH_MAX */
+#define SHIM_PATTERN_MAX 256 /* bytes of a pattern in the control files */
+
+typedef int sync_fn(int fd);
+
+/* Read a small control file into out (NUL-terminated); -1 when absent. */
+static int shim_read(int fd, char *out, size_t outlen)
+{
+	ssize_t n = pread(fd, out, outlen - 1, 0);
+	if (n < 0)
+		return -1;
+	out[n] = '\0';
+	return 0;
+}
+
+/* Decide about one sync of path: 0 let it run, -1 fail it. Logs and delays as configured. */
+static int shim_before(const char *path)
+{
+	const char *dir = getenv("POSTINO_FSYNC_SHIM");
+	char p[SHIM_PATH_MAX + 16], line[SHIM_PATH_MAX + 2], text[SHIM_PATTERN_MAX + 64];
+	char pat[SHIM_PATTERN_MAX];
+	if (dir == NULL)
+		return 0;
+	snprintf(p, sizeof(p), "%s/log", dir);
+	int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		int n = snprintf(line, sizeof(line), "%s\n", path);
+		ssize_t w = write(fd, line, (size_t)n);   /* one write: lines never interleave */
+		(void)w;
+		close(fd);
+	}
+	snprintf(p, sizeof(p), "%s/delay", dir);
+	fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		long ms;
+		if (shim_read(fd, text, sizeof(text)) == 0 &&
+		    sscanf(text, "%ld %255s", &ms, pat) == 2 && strstr(path, pat) != NULL) {
+			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+			nanosleep(&ts, NULL);
+		}
+		close(fd);
+	}
+	snprintf(p, sizeof(p), "%s/fail", dir);
+	fd = open(p, O_RDWR | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	int verdict = 0;
+	long skip, count;
+	flock(fd, LOCK_EX);
+	if (shim_read(fd, text, sizeof(text)) == 0 &&
+	    sscanf(text, "%ld %ld %255s", &skip, &count, pat) == 3 && strstr(path, pat) != NULL) {
+		if (skip > 0)
+			skip--;
+		else if (count != 0) {
+			verdict = -1;
+			if (count > 0)
+				count--;
+		}
+		int n = snprintf(text, sizeof(text), "%ld %ld %s\n", skip, count, pat);
+		if (ftruncate(fd, 0) != 0 || pwrite(fd, text, (size_t)n, 0) != n)
+			fprintf(stderr, "fsyncshim: cannot rewrite %s\n", p);
+	}
+	flock(fd, LOCK_UN);
+	close(fd);
+	return verdict;
+}
+
+/* The path behind fd, or "?" */
+static void shim_path(int fd, char *out, size_t outlen)
+{
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	ssize_t n = readlink(proc, out, outlen - 1);
+	if (n < 0)
+		n = snprintf(out, outlen, "?");
+	out[n] = '\0';
+}
+
+/* Common body of the two wrappers. */
+static int shim_sync(int fd, const char *name)
+{
+	char path[SHIM_PATH_MAX];
+	sync_fn *real = (sync_fn *)dlsym(RTLD_NEXT, name);
+	shim_path(fd, path, sizeof(path));
+	if (shim_before(path) < 0) {
+		errno = EIO;
+		return -1;
+	}
+	return real(fd);
+}
+
+/* fsync(2), watched. */
+int fsync(int fd)
+{
+	return shim_sync(fd, "fsync");
+}
+
+/* fdatasync(2), watched. */
+int fdatasync(int fd)
+{
+	return shim_sync(fd, "fdatasync");
+}
