@@ -45,6 +45,7 @@ run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/originator.c src/lib-mail/mime-*.c \
 	src/lib-mail/fuzz-header.c -lidn2
 run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
+run fuzz-sts -Isrc/queue src/queue/sts-policy.c src/queue/fuzz-sts.c
 run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
 	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
 # the SMTP session on a real event loop, fed through a socketpair: the whole server but the CLI

@@ -89,6 +89,12 @@ static const struct gkey gkeys[] = {
 	G("smtp_connect_timeout", K_DURATION, smtp_connect_timeout,
 	  "outbound: time allowed to connect and get the greeting"),
 	G("smtp_reply_timeout", K_DURATION, smtp_reply_timeout, "outbound: time allowed per reply"),
+	G("tls_ca_file", K_PATH, tls_ca_file,
+	  "CA certificates outbound TLS trusts (MTA-STS, relayhost_tls_verify); empty: the system's"),
+	G("mta_sts", K_BOOL, mta_sts,
+	  "outbound: honour the domains' MTA-STS policies (RFC 8461: verified TLS to listed MX)"),
+	G("mta_sts_port", K_UINT, mta_sts_port,
+	  "outbound: HTTPS port of MTA-STS policy servers (443; for tests)"),
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -203,6 +209,8 @@ void config_defaults(struct config *cfg)
 	cfg->queue_concurrency = 100;
 	cfg->queue_concurrency_per_domain = 20;
 	cfg->relayhost_tls_verify = 1;
+	cfg->mta_sts = 1;
+	cfg->mta_sts_port = 443;
 	cfg->smtp_connect_timeout = 30;
 	cfg->smtp_reply_timeout = 300;
 	for (int i = 0; i < LST_COUNT; i++) {
@@ -653,6 +661,8 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 		rc = cfg_err(err, errlen, path, lineno,
 			     "'pop3_expire' expects a number of days or never, got '%s'",
 			     cfg->pop3_expire);
+	if (rc == 0 && (cfg->mta_sts_port == 0 || cfg->mta_sts_port > 65535))
+		rc = cfg_err(err, errlen, path, lineno, "'mta_sts_port' expects a port 1-65535");
 	if (rc == 0 && (cfg->remote_smtp_port == 0 || cfg->remote_smtp_port > 65535))
 		rc = cfg_err(err, errlen, path, lineno, "'remote_smtp_port' expects a port 1-65535");
 	if (rc == 0 && (cfg->queue_concurrency == 0 || cfg->queue_concurrency_per_domain == 0))

@@ -119,8 +119,11 @@ struct config {
 	int relayhost_tls_verify;          /* check the relay host's certificate */
 	unsigned smtp_connect_timeout;     /* seconds */
 	unsigned smtp_reply_timeout;       /* seconds */
+	char tls_ca_file[CONFIG_PATH_MAX]; /* CAs outbound TLS trusts ("" = the system's) */
+	int mta_sts;                       /* honour MTA-STS policies (RFC 8461) */
+	unsigned mta_sts_port;             /* HTTPS port of policy servers (443; tests change it) */
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
-	unsigned char set_global[64];
+	unsigned char set_global[128];
 	unsigned char set_listener[LST_COUNT][32];
 };
 

@@ -218,8 +218,13 @@ void tls_session_set_alpn(struct tls_session *s, const char *proto)
 	SSL_set_app_data(s->ssl, (void *)(uintptr_t)proto);   /* static string, never written */
 }
 
-/* Client context for outbound SMTP. */
+/* Client context for outbound SMTP and HTTPS. */
 struct tls_ctx *tls_client_ctx_new(const char **err_r)
+{
+	return tls_client_ctx_new_ca("", err_r);
+}
+
+struct tls_ctx *tls_client_ctx_new_ca(const char *ca_file, const char **err_r)
 {
 	struct tls_ctx *c = calloc(1, sizeof(*c));
 	if (c == NULL) {
@@ -233,7 +238,19 @@ struct tls_ctx *tls_client_ctx_new(const char **err_r)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(c->def, TLS1_2_VERSION);
-	SSL_CTX_set_default_verify_paths(c->def);
+	/* a peer closing without close_notify ends the stream: the protocols on top (SMTP replies,
+	 * HTTP Content-Length) say whether all arrived */
+	SSL_CTX_set_options(c->def, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	if (ca_file != NULL && ca_file[0] != '\0') {
+		if (SSL_CTX_load_verify_locations(c->def, ca_file, NULL) != 1) {
+			*err_r = tls_set_error(ca_file);
+			SSL_CTX_free(c->def);
+			free(c);
+			return NULL;
+		}
+	} else {
+		SSL_CTX_set_default_verify_paths(c->def);
+	}
 	return c;
 }
 
@@ -246,14 +263,30 @@ struct tls_session *tls_client_session_new(struct tls_ctx *c, int fd, const char
 		return NULL;
 	if (host && host[0] && strchr(host, ':') == NULL)
 		SSL_set_tlsext_host_name(s->ssl, host);
-	if (verify) {
-		SSL_set_verify(s->ssl, SSL_VERIFY_PEER, NULL);
+	if (verify == TLS_VERIFY_FAIL || verify == TLS_VERIFY_CHECK) {
+		SSL_set_verify(s->ssl, verify == TLS_VERIFY_FAIL ? SSL_VERIFY_PEER : SSL_VERIFY_NONE,
+			       NULL);
 		SSL_set1_host(s->ssl, host);
 	} else {
 		SSL_set_verify(s->ssl, SSL_VERIFY_NONE, NULL);
 	}
 	SSL_set_connect_state(s->ssl);
 	return s;
+}
+
+int tls_peer_verified(struct tls_session *s, char *why, size_t whylen)
+{
+	X509 *peer = SSL_get1_peer_certificate(s->ssl);
+	if (peer == NULL) {
+		snprintf(why, whylen, "the server sent no certificate");
+		return 0;
+	}
+	X509_free(peer);
+	long v = SSL_get_verify_result(s->ssl);
+	if (v == X509_V_OK)
+		return 1;
+	snprintf(why, whylen, "%s", X509_verify_cert_error_string(v));
+	return 0;
 }
 
 /* Free a session without sending anything. */

@@ -52,13 +52,23 @@ int tls_cms_sign(struct tls_ctx *ctx, const char *name, const void *data, size_t
 /* 1 if the certificate SNI would choose for host `name` names it (subject alternative names or
  * common name, wildcards as RFC 6125 allows), else 0. For "config check". */
 int tls_ctx_covers(struct tls_ctx *ctx, const char *name);
-/* Client side (the outbound queue): a context with the system's trusted CAs, TLS 1.2+.
- * NULL with *err_r set on failure. */
+/* Client side (the outbound queue): a context with the system's trusted CAs, TLS 1.2+, or those
+ * of ca_file when it is not empty. NULL with *err_r set on failure. */
+struct tls_ctx *tls_client_ctx_new_ca(const char *ca_file, const char **err_r);
 struct tls_ctx *tls_client_ctx_new(const char **err_r);
-/* A client session on fd sending SNI `host`; with verify, the handshake fails unless the
- * server's certificate chains to a trusted CA and names host. NULL on failure. */
+/* How a client session treats the server's certificate. */
+enum tls_verify {
+	TLS_VERIFY_OFF,     /* opportunistic TLS: anything goes */
+	TLS_VERIFY_FAIL,    /* the handshake fails unless it chains to a trusted CA and names host */
+	TLS_VERIFY_CHECK,   /* checked as with TLS_VERIFY_FAIL, the result left to
+			     * tls_peer_verified (MTA-STS: enforce refuses, testing reports) */
+};
+/* A client session on fd sending SNI `host`. NULL on failure. */
 struct tls_session *tls_client_session_new(struct tls_ctx *ctx, int fd, const char *host,
 					   int verify);
+/* After the handshake of a TLS_VERIFY_CHECK session: 1 the certificate chains to a trusted CA
+ * and names the host, else 0 with the reason in why. */
+int tls_peer_verified(struct tls_session *s, char *why, size_t whylen);
 
 /* Create a self-signed certificate + key for hostname (quickstart). 0 ok, -1 error. */
 int tls_make_selfsigned(const char *hostname, const char *cert_file, const char *key_file,

@@ -18,6 +18,7 @@
 #include "base64.h"
 #include "ev.h"
 #include "log.h"
+#include "mta-sts.h"
 #include "tls.h"
 
 #define QD_MSGS_PER_CONN 200     /* then QUIT and reconnect: bounds one session's life */
@@ -77,6 +78,34 @@ static void job_done(struct queue *q, struct qjob *j)
 		queue_finalize(q, m);
 }
 
+/* MTA-STS after EHLO (and STARTTLS where offered): TLS with a certificate valid for the MX name.
+ * 0 go on (verified, or testing mode: the failure is logged), -1 enforce refuses this host. */
+static int sts_check_tls(struct smtpc *c, const char *dest, int enforce, char *why,
+			 size_t whylen)
+{
+	char err[256];
+	const char *result = NULL;
+	if (c->tls == NULL) {
+		result = "starttls-not-supported";
+		snprintf(err, sizeof(err), "no STARTTLS");
+	} else if (!tls_peer_verified(c->tls, err, sizeof(err))) {
+		result = strstr(err, "hostname") != NULL ? "certificate-host-mismatch" :
+			 strstr(err, "expired") != NULL ? "certificate-expired" :
+			 "certificate-not-trusted";
+	}
+	if (result == NULL)
+		return 0;
+	log_warn("event=mta-sts-failure dest=%s host=%s ip=%s result=%s mode=%s error=\"%s\"",
+		 dest, c->host, c->ip, result, enforce ? "enforce" : "testing", err);
+	if (!enforce)
+		return 0;
+	snprintf(why, whylen, "4.7.5 the MTA-STS policy of %s requires TLS with a valid "
+		 "certificate, and %s[%s] %s (%s); delivery waits until it does", dest, c->host,
+		 c->ip, c->tls == NULL ? "does not offer STARTTLS" : "failed the certificate check",
+		 err);
+	return -1;
+}
+
 /* Connect to the destination: resolve, then try each address until one greets and takes EHLO
  * (and STARTTLS where offered; required and authenticated for the relay host).
  * 0 connected; otherwise the result class (4 or 5) with why filled. */
@@ -102,8 +131,29 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 		return 4;
 	}
 	snprintf(why, whylen, "4.4.1 no mail server for %s could be reached", dest);
+	/* MTA-STS (RFC 8461): only the policy's MX hosts, over TLS verified for their names */
+	struct sts_policy sts;
+	char stsdir[CONFIG_PATH_MAX + 32], stsmx[512] = "";
+	snprintf(stsdir, sizeof(stsdir), "%s/mta-sts", q->dir);
+	int sts_on = !relay && cfg->mta_sts &&
+		     sts_lookup(dest, stsdir, q->tls, cfg->mta_sts_port,
+				cfg->smtp_connect_timeout * 1000, &sts);
+	int enforce = sts_on && sts.mode == STS_ENFORCE;
+	if (sts_on)
+		sts_mx_list(&sts, stsmx, sizeof(stsmx));
 	for (int i = 0; i < n; i++) {
 		struct smtpc_reply r;
+		if (sts_on && !sts_mx_match(&sts, t[i].host)) {
+			log_warn("event=mta-sts-failure dest=%s host=%s result=validation-failure "
+				 "mode=%s error=\"not an mx of the policy (%s)\"", dest, t[i].host,
+				 enforce ? "enforce" : "testing", stsmx);
+			if (enforce) {
+				snprintf(why, whylen, "4.7.5 the MTA-STS policy of %s does not list its "
+					 "MX host %s (it lists %s); delivery waits for a listed one",
+					 dest, t[i].host, stsmx);
+				continue;
+			}
+		}
 		memset(c, 0, sizeof(*c));
 		c->fd = -1;
 		c->reply_timeout_ms = cfg->smtp_reply_timeout * 1000;
@@ -126,13 +176,20 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 		}
 		int e = smtpc_ehlo(c, cfg->hostname, &r);
 		if (e == 0 && c->starttls) {
-			e = smtpc_starttls(c, q->tls, relay && cfg->relayhost_tls_verify, &r);
+			int verify = relay ? (cfg->relayhost_tls_verify ? TLS_VERIFY_FAIL :
+					      TLS_VERIFY_OFF) :
+				     sts_on ? TLS_VERIFY_CHECK : TLS_VERIFY_OFF;
+			e = smtpc_starttls(c, q->tls, verify, &r);
 			if (e == 0)
 				e = smtpc_ehlo(c, cfg->hostname, &r);
-			else if (e > 0 && !relay) {
+			else if (e > 0 && !relay && !enforce) {
 				/* refused STARTTLS: carry on in plaintext (opportunistic TLS) */
 				e = 0;
 			}
+		}
+		if (e == 0 && sts_on && sts_check_tls(c, dest, enforce, why, whylen) < 0) {
+			smtpc_quit(c);
+			continue;
 		}
 		if (e == 0 && relay && c->tls == NULL) {
 			snprintf(why, whylen, "4.7.5 the relay host %s does not offer STARTTLS, which "

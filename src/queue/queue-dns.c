@@ -18,6 +18,7 @@
 
 #define RR_A 1
 #define RR_MX 15
+#define RR_TXT 16
 #define RR_AAAA 28
 #define MAX_MX 16
 #define QDNS_NAME_MAX 253   /* RFC 1035 2.3.4: a name as text, without the final dot */
@@ -245,4 +246,42 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 	snprintf(err, errlen, "no mail server address found for %s (no MX, A or AAAA record)",
 		 domain);
 	return 0;
+}
+
+int qdns_txt(const char *name, const char *prefix, char *out, size_t outlen)
+{
+	struct ub_result *res = NULL;
+	int r = ub_resolve(ub, name, RR_TXT, 1, &res);
+	if (r != 0 || res == NULL)
+		return -1;
+	if (res->rcode != 0 && !res->nxdomain) {
+		ub_resolve_free(res);
+		return -1;
+	}
+	int found = 0;
+	size_t plen = strlen(prefix);
+	for (int i = 0; res->havedata && res->data[i]; i++) {
+		/* a TXT record is one or more <length><octets> strings, joined (RFC 7208 3.3) */
+		char text[1024];
+		size_t o = 0, at = 0, len = (size_t)res->len[i];
+		const unsigned char *d = (const unsigned char *)res->data[i];
+		int ok = 1;
+		while (at < len) {
+			size_t l = d[at++];
+			if (at + l > len || o + l >= sizeof(text)) {
+				ok = 0;
+				break;
+			}
+			memcpy(text + o, d + at, l);
+			o += l;
+			at += l;
+		}
+		text[o] = '\0';
+		if (!ok || memchr(text, '\0', o) != NULL || o < plen || memcmp(text, prefix, plen) != 0)
+			continue;
+		if (++found == 1)
+			queue_strlcpy(out, outlen, text);
+	}
+	ub_resolve_free(res);
+	return found == 1;   /* several records claiming the prefix count as none */
 }

@@ -23,6 +23,10 @@ int qdns_init(const char *servers, char *err, size_t errlen);
 int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t max, char *err,
 	       size_t errlen);
 
+/* The one TXT record of name starting with prefix (strings joined): 1 found (copied to out), 0
+ * none or several, -1 temporary DNS failure. */
+int qdns_txt(const char *name, const char *prefix, char *out, size_t outlen);
+
 /* ---- the scheduler's objects (queue.c) ---- */
 enum qm_state { QM_IDLE, QM_BUSY, QM_DEAD };
 

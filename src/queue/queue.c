@@ -677,7 +677,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 		_exit(3);
 	}
 	const char *terr;
-	q.tls = tls_client_ctx_new(&terr);
+	q.tls = tls_client_ctx_new_ca(cfg->tls_ca_file, &terr);
 	if (q.tls == NULL) {
 		log_error("event=startup-failed error=\"%s\"", terr);
 		_exit(3);

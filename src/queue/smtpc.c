@@ -444,6 +444,11 @@ int smtpc_starttls(struct smtpc *c, struct tls_ctx *ctx, int verify, struct smtp
 			"injected commands)");
 		return -1;
 	}
+	return smtpc_tls_start(c, ctx, verify);
+}
+
+int smtpc_tls_start(struct smtpc *c, struct tls_ctx *ctx, int verify)
+{
 	c->tls = tls_client_session_new(ctx, c->fd, c->host, verify);
 	if (c->tls == NULL) {
 		cerr(c, "TLS setup failed: %s", tls_last_error());
@@ -463,6 +468,11 @@ int smtpc_starttls(struct smtpc *c, struct tls_ctx *ctx, int verify, struct smtp
 			return -1;
 		}
 	}
+}
+
+ssize_t smtpc_read_raw(struct smtpc *c, char *p, size_t n)
+{
+	return io_read(c, p, n, ev_now_ms() + c->reply_timeout_ms);
 }
 
 void smtpc_quit(struct smtpc *c)

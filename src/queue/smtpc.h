@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "buf.h"
 
@@ -69,6 +70,11 @@ struct smtpc {
 	char err[SMTPC_TEXT_MAX + 64];   /* the last local error ("connection timed out") */
 };
 
+/* TLS on the connected socket (implicit TLS, or after a 220 to STARTTLS), verify as
+ * tls_client_session_new takes it. 0 ok, -1 (c->err set). */
+int smtpc_tls_start(struct smtpc *c, struct tls_ctx *ctx, int verify);
+/* Read what arrives (within the reply timeout): >0 octets, 0 closed, -1 error (c->err). */
+ssize_t smtpc_read_raw(struct smtpc *c, char *p, size_t n);
 /* Connect to ip:port within timeout_ms. 0 ok, -1 (c->err set). */
 int smtpc_connect(struct smtpc *c, const char *ip, unsigned port, unsigned timeout_ms);
 /* Read one complete reply. 0 ok (r filled), -1 timeout/closed/garbage (c->err set). */

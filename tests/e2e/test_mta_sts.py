@@ -1,0 +1,233 @@
+"""MTA-STS for outbound mail (RFC 8461, issue 12): a domain's policy, fetched over HTTPS with a
+verified certificate, makes the queue use only the listed MX hosts over TLS verified for their
+names; enforce defers (4.7.5) instead of delivering without it, testing delivers and logs.
+
+The test domains resolve through a local unbound; the policy web server (Python's http.server
+over TLS) and the MX sinks (aiosmtpd, with and without STARTTLS) run on 127.0.0.x; a test CA
+signs their certificates and postino trusts it through `tls_ca_file`.
+
+Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q -p no:cacheprovider \
+     tests/e2e/test_mta_sts.py
+"""
+import http.server
+import os
+import ssl
+import subprocess
+import tempfile
+import threading
+import uuid
+
+import pytest
+from aiosmtpd.controller import Controller
+
+from postino_server import Server
+from queuehelp import Dns, Recorder, free_port, wait_for
+from test_queue import log_text, make_msg, stop_checked, submit
+
+IP_TLS, IP_PLAIN, IP_WRONGCERT = "127.0.0.21", "127.0.0.22", "127.0.0.23"
+GOOD_NAMES = ["mx.enf.test", "mx.testing.test", "mx.cache.test"]
+
+ENFORCE = "version: STSv1\r\nmode: enforce\r\nmx: %s\r\nmax_age: 86400\r\n"
+POLICIES = {
+    "enf.test": ENFORCE % "mx.enf.test",
+    "enfplain.test": ENFORCE % "mx.enfplain.test",
+    "enfmx.test": ENFORCE % "*.good.test",
+    "enfcert.test": ENFORCE % "mx.enfcert.test",
+    "cache.test": ENFORCE % "mx.cache.test",
+    "testing.test": "version: STSv1\nmode: testing\nmx: mx.testing.test\nmax_age: 86400\n",
+    "redirect.test": None,    # answers 301: not followed, no policy
+}
+DOMAINS = list(POLICIES) + ["nosts.test"]
+RECORDS = []
+for d in DOMAINS:
+    RECORDS.append("%s. MX 10 mx.%s." % (d, d))
+    RECORDS.append("mta-sts.%s. A 127.0.0.20" % d)
+    RECORDS.append('_mta-sts.%s. TXT "v=STSv1; id=%s1"' % (d, d.split(".")[0]))
+RECORDS = [r for r in RECORDS if not r.startswith("_mta-sts.nosts.")]
+RECORDS += [
+    "mx.enf.test. A %s" % IP_TLS, "mx.cache.test. A %s" % IP_TLS,
+    "mx.testing.test. A %s" % IP_PLAIN, "mx.enfplain.test. A %s" % IP_PLAIN,
+    "mx.enfmx.test. A %s" % IP_TLS,          # not *.good.test: the policy does not list it
+    "mx.enfcert.test. A %s" % IP_WRONGCERT,  # its certificate names another host
+    "mx.nosts.test. A %s" % IP_PLAIN, "mx.redirect.test. A %s" % IP_PLAIN,
+]
+
+
+def _openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
+
+
+def _pki(d):
+    """A CA, one certificate for every mta-sts.* name and the good MX names, one for a stranger."""
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=sts test CA",
+             "-addext", "basicConstraints=critical,CA:TRUE",
+             "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=d)
+    out = {}
+    for name, sans in (("good", ["mta-sts.%s" % x for x in DOMAINS] + GOOD_NAMES),
+                       ("stranger", ["mx.stranger.test"])):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write("subjectAltName=%s\nextendedKeyUsage=serverAuth\n" %
+                    ",".join("DNS:" + s for s in sans))
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                 "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + sans[0], cwd=d)
+        _openssl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-out", name + ".pem", "-extfile", name + ".ext",
+                 cwd=d)
+        out[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
+    out["ca"] = os.path.join(d, "ca.pem")
+    return out
+
+
+class PolicyServer:
+    """HTTPS on 127.0.0.20:port serving /.well-known/mta-sts.txt by Host; counts requests."""
+
+    def __init__(self, cert, port):
+        self.requests = {}
+        owner = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                host = self.headers.get("Host", "").split(":")[0]
+                dom = host[len("mta-sts."):] if host.startswith("mta-sts.") else ""
+                owner.requests[dom] = owner.requests.get(dom, 0) + 1
+                if self.path != "/.well-known/mta-sts.txt" or dom not in POLICIES:
+                    self.send_error(404)
+                    return
+                body = POLICIES[dom]
+                if body is None:
+                    self.send_response(301)
+                    self.send_header("Location", "https://elsewhere.test/")
+                    self.end_headers()
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *a):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.20", port), H)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _sink(ip, port, cert=None):
+    h = Recorder(ip)
+    kw = {}
+    if cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        kw["tls_context"] = ctx
+    c = Controller(h, hostname=ip, port=port, ready_timeout=10, **kw)
+    c.start()
+    return c, h
+
+
+@pytest.fixture(scope="module")
+def net():
+    d = tempfile.mkdtemp(prefix="postino-sts-")
+    os.chmod(d, 0o755)   # the queue runs as the workers' user and reads the CA
+    pki = _pki(d)
+    dns = Dns(DOMAINS + ["good.test"], RECORDS)
+    https_port = free_port(["127.0.0.20"])
+    web = PolicyServer(pki["good"], https_port)
+    port = free_port([IP_TLS, IP_PLAIN, IP_WRONGCERT])
+    sinks = {"tls": _sink(IP_TLS, port, pki["good"]), "plain": _sink(IP_PLAIN, port),
+             "wrongcert": _sink(IP_WRONGCERT, port, pki["stranger"])}
+    yield {"dns": dns, "port": port, "https_port": https_port, "web": web, "pki": pki,
+           "sinks": {k: v[1] for k, v in sinks.items()}}
+    for c, _ in sinks.values():
+        c.stop()
+    web.stop()
+    dns.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(net):
+    conf = ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
+            "queue_retry_max = 2s\nsmtp_connect_timeout = 3s\nsmtp_reply_timeout = 5s\n"
+            "queue_delay_notice = 0\ntls_ca_file = %s\nmta_sts_port = %d\n"
+            % (net["dns"].port, net["port"], net["pki"]["ca"], net["https_port"]))
+    s = Server(extra_conf=conf, users=("alice@example.test",), wait_for=("smtp", "submission"))
+    yield s
+    stop_checked(s)
+
+
+def _send(srv, rcpt):
+    token = uuid.uuid4().hex
+    submit(srv, [rcpt], make_msg(token, rcpt))
+    return token
+
+
+def _wait_log(srv, *needles, timeout=20):
+    return wait_for(lambda: all(n in log_text(srv) for n in needles), timeout)
+
+
+def test_enforce_delivers_over_verified_tls(srv, net):
+    token = _send(srv, "u@enf.test")
+    got = wait_for(lambda: net["sinks"]["tls"].find(token), 20)
+    assert got, log_text(srv)[-3000:]
+    assert "event=mta-sts-policy domain=enf.test id=enf1 mode=enforce" in log_text(srv)
+    assert "event=mta-sts-failure dest=enf.test" not in log_text(srv)
+
+
+def test_enforce_defers_when_the_mx_has_no_starttls(srv, net):
+    token = _send(srv, "u@enfplain.test")
+    assert _wait_log(srv, "event=mta-sts-failure dest=enfplain.test",
+                     "result=starttls-not-supported mode=enforce"), log_text(srv)[-3000:]
+    assert not net["sinks"]["plain"].find(token), "delivered without TLS despite enforce"
+    assert _wait_log(srv, "4.7.5 the MTA-STS policy of enfplain.test requires TLS")
+
+
+def test_enforce_skips_an_mx_the_policy_does_not_list(srv, net):
+    token = _send(srv, "u@enfmx.test")
+    assert _wait_log(srv, "event=mta-sts-failure dest=enfmx.test host=mx.enfmx.test "
+                     "result=validation-failure mode=enforce"), log_text(srv)[-3000:]
+    assert _wait_log(srv, "does not list its MX host mx.enfmx.test (it lists *.good.test)")
+    assert not net["sinks"]["tls"].find(token)
+
+
+def test_enforce_refuses_a_certificate_for_another_name(srv, net):
+    token = _send(srv, "u@enfcert.test")
+    assert _wait_log(srv, "event=mta-sts-failure dest=enfcert.test",
+                     "result=certificate-host-mismatch mode=enforce"), log_text(srv)[-3000:]
+    assert not net["sinks"]["wrongcert"].find(token)
+
+
+def test_testing_mode_delivers_and_reports(srv, net):
+    token = _send(srv, "u@testing.test")
+    assert wait_for(lambda: net["sinks"]["plain"].find(token), 20), log_text(srv)[-3000:]
+    assert ("event=mta-sts-failure dest=testing.test host=mx.testing.test ip=%s "
+            "result=starttls-not-supported mode=testing" % IP_PLAIN) in log_text(srv)
+
+
+def test_no_policy_stays_opportunistic(srv, net):
+    for rcpt in ("u@nosts.test", "u@redirect.test"):
+        token = _send(srv, rcpt)
+        assert wait_for(lambda: net["sinks"]["plain"].find(token), 20), log_text(srv)[-3000:]
+    text = log_text(srv)
+    assert "event=mta-sts-policy domain=nosts.test" not in text
+    assert "domain=redirect.test result=sts-policy-fetch-error" in text
+    assert "HTTP 301" in text
+
+
+def test_policy_is_cached_until_its_id_changes(srv, net):
+    for _ in range(2):
+        token = _send(srv, "u@cache.test")
+        assert wait_for(lambda: net["sinks"]["tls"].find(token), 20), log_text(srv)[-3000:]
+    assert net["web"].requests.get("cache.test") == 1, net["web"].requests
+    path = os.path.join(srv.data, "queue", "mta-sts", "cache.test")
+    with open(path) as f:
+        cached = f.read()
+    assert cached.startswith("id cache1\n") and "mode: enforce" in cached, cached
