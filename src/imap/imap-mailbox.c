@@ -660,9 +660,11 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 	struct store_append_msg *msgs = calloc(n, sizeof(*msgs));
 	const struct imap_arg **flist = calloc(n, sizeof(*flist));
 	uint32_t *uids = calloc(n, sizeof(*uids));
+	struct buf *built = calloc(n, sizeof(*built));   /* CATENATE results (RFC 4469) */
 	size_t nm = 0;
 	uint64_t total = 0;
-	if (msgs == NULL || flist == NULL || uids == NULL) {
+	uint64_t budget = IMAP_APPEND_MESSAGES_MAX * s->base.lc->message_size_limit;
+	if (msgs == NULL || flist == NULL || uids == NULL || built == NULL) {
 		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
 		goto out;
 	}
@@ -689,8 +691,21 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 			}
 			i++;
 		}
+		if (i + 1 < n && args[i].type == IMAP_ARG_ATOM &&
+		    strcasecmp(args[i].str, "CATENATE") == 0) {
+			if (imap_catenate_build(s, &args[i + 1], nm + 1, budget - total,
+						&built[nm]) < 0)
+				goto out;
+			m->data = built[nm].data;
+			m->len = built[nm].len;
+			total += built[nm].len;
+			nm++;
+			i += 2;
+			continue;
+		}
 		if (i >= n || args[i].type != IMAP_ARG_LITERAL) {
-			imap_bad(s, "APPEND needs each message as a literal: nothing was stored");
+			imap_bad(s, "APPEND needs each message as a literal or CATENATE (parts): "
+				    "nothing was stored");
 			goto out;
 		}
 		if (args[i].len > s->base.lc->message_size_limit) {
@@ -743,6 +758,9 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 		imap_tagged(s, "OK", "APPEND completed");   /* RFC 4315: APPENDUID is optional */
 	buf_free(&set);
 out:
+	for (size_t k = 0; built && k < n; k++)
+		buf_free(&built[k]);
+	free(built);
 	free(msgs);
 	free(flist);
 	free(uids);

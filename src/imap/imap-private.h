@@ -33,6 +33,8 @@
 #define IMAP_CONTEXTS_MAX 10           /* RFC 5267 UPDATE searches kept per session; more get
 					* OK [NOUPDATE] (each is evaluated again after changes) */
 #define IMAP_SORT_KEYS_MAX 8           /* criteria in one SORT program */
+#define IMAP_APPEND_MESSAGES_MAX 4     /* one APPEND holds at most this many messages' worth of
+					* octets (literals, or CATENATE results) */
 
 enum imap_state { IMAP_NOTAUTH, IMAP_AUTH, IMAP_SELECTED, IMAP_LOGOUT };
 
@@ -213,6 +215,13 @@ int imap_sort_parse(const struct imap_arg *list, struct imap_sort_prog *p, const
 int imap_sort_match(struct imap_session *s, const struct imap_sort_prog *p,
 		    const struct imap_arg *args, size_t n, size_t **idx_r, size_t *n_r,
 		    const char **why_r);
+
+/* imap-catenate.c */
+/* Put together message nth of an APPEND from a CATENATE part list (RFC 4469) into out (at most
+ * message_size_limit and budget octets). 0, or -1 after replying (BAD, NO [BADURL], NO
+ * [TOOBIG]); out is buf_free()d by the caller either way. */
+int imap_catenate_build(struct imap_session *s, const struct imap_arg *list, size_t nth,
+			uint64_t budget, struct buf *out);
 
 /* imap-context.c */
 /* Parse "RETURN (options)" of SEARCH or SORT (list is the parenthesized list). 0, or -1 with

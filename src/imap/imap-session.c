@@ -38,7 +38,7 @@ static const char *imap_caps_common =
 	"SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL SEARCHRES UTF8=ACCEPT "
-	"SAVEDATE WITHIN BINARY MULTIAPPEND QUOTA "
+	"SAVEDATE WITHIN BINARY MULTIAPPEND CATENATE QUOTA "
 	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	"COMPRESS=DEFLATE";
 
@@ -130,7 +130,7 @@ static void imap_limits(struct imap_session *s, struct imap_parser_limits *lim)
 		lim->max_literal_nonsync = IMAP_LITERAL_MINUS_MAX;
 	} else {
 		lim->max_literal = msg;
-		lim->max_literal_total = lim->max_discard = 4 * msg;
+		lim->max_literal_total = lim->max_discard = IMAP_APPEND_MESSAGES_MAX * msg;
 	}
 }
 

@@ -7,6 +7,11 @@ the raw-socket client of test_imap_helpers where imaplib cannot build the comman
   keeps a bounded number of them (NOUPDATE past it, and for keys too long to keep).
 - PARTIAL (RFC 9394): SEARCH/SORT RETURN (PARTIAL a:b / -a:-b) pages and the UID FETCH PARTIAL
   modifier; hostile ranges (0, *, mixed signs, beyond 32 bits) are BAD.
+- CATENATE (RFC 4469): APPEND puts a message together from TEXT literals and URLs (RFC 5092) of
+  messages and parts in the same account; a URL of another user's mailbox, of a part or message
+  that does not exist, with a wrong UIDVALIDITY or URLAUTH is NO [BADURL] and, as for
+  MULTIAPPEND, nothing is stored; bad syntax (nesting, empty lists, too many parts) is BAD; a
+  result over message_size_limit is NO [TOOBIG].
 """
 import imaplib
 import re
@@ -257,3 +262,182 @@ def test_partial_uid_fetch_modifier(im):
     for bad in ("(PARTIAL 0:1)", "(PARTIAL *:1)", "(PARTIAL)", "(BOGUS 1)"):
         with pytest.raises(imaplib.IMAP4.error):
             im.uid("FETCH", "1:*", "(FLAGS) " + bad)
+
+
+# ------------------------------------------------------------------ CATENATE (RFC 4469)
+
+from test_imap_helpers import Imap, make_server, new_user  # noqa: E402
+
+
+def cat_cmd(c, *parts, status=None):
+    """Send one command built from parts exactly as given (no spaces added; Lit parts become
+    LITERAL+ {n+} literals) and read its completion; with status, check it."""
+    tag = c.next_tag()
+    data = tag.encode() + b" "
+    for p in parts:
+        if isinstance(p, Lit):
+            data += b"{%d+}\r\n" % len(p) + bytes(p)
+        else:
+            data += p.encode() if isinstance(p, str) else p
+    c.send(data + b"\r\n")
+    r = c.collect(tag)
+    if status:
+        assert r.status == status, "expected %s, got %s %s\n%s" % (status, r.status, r.text,
+                                                                  c.dialogue())
+    return r
+
+
+def body_of(c, seq):
+    """BODY[] of message seq of the selected mailbox, as bytes."""
+    r = c.ok("FETCH %s BODY.PEEK[]" % seq)
+    for line in r.untagged:
+        m = re.search(rb"BODY\[\] \{(\d+)\}\r\n", line)
+        if m:
+            return line[m.end():m.end() + int(m.group(1))]
+    raise AssertionError(c.dialogue())
+
+
+def count(c, box="INBOX"):
+    r = c.ok("STATUS", quote(box), "(MESSAGES)")
+    return int(re.search(rb"MESSAGES (\d+)", b"".join(r.untagged)).group(1))
+
+
+SRC = (b"From: src@example.test\r\nSubject: source\r\nMIME-Version: 1.0\r\n"
+       b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
+       b"--XX\r\nContent-Type: text/plain\r\n\r\npart one\r\n"
+       b"--XX\r\nContent-Type: text/plain\r\n\r\npart two\r\n--XX--\r\n")
+
+
+@pytest.fixture
+def cat(srv, user, clients):
+    """A session with a source message (UID in .src_uid) in a mailbox named "Src Box"."""
+    c = session(srv, user, "imaps", clients)
+    c.ok('CREATE "Src Box"')
+    c.src_uid = append(c, "Src Box", SRC)
+    c.user = user
+    return c
+
+
+def test_catenate_text_and_url_parts(cat):
+    c = cat
+    assert "CATENATE" in c.caps()
+    u = c.src_uid
+    r = cat_cmd(c, "APPEND INBOX (\\Seen) CATENATE (URL \"/Src%%20Box/;UID=%d/;SECTION=HEADER\" "
+                "TEXT " % u, Lit(b"new body\r\n"), ")", status="OK")
+    assert "[APPENDUID" in r.text
+    # the absolute form with this session's own user, a UIDVALIDITY, a part and a byte range
+    r = c.ok("STATUS \"Src Box\" (UIDVALIDITY)")
+    uv = int(re.search(rb"UIDVALIDITY (\d+)", b"".join(r.untagged)).group(1))
+    cat_cmd(c, "APPEND INBOX CATENATE (TEXT ", Lit(b"Subject: parts\r\n\r\n"),
+            ' URL "imap://%s@mail.example.test/Src%%20Box;UIDVALIDITY=%d/;UID=%d/;SECTION=2"'
+            % (c.user.replace("@", "%40"), uv, u),
+            ' URL "/Src%%20Box/;UID=%d/;SECTION=1/;PARTIAL=5.3")' % u, status="OK")
+    # MULTIAPPEND mixing a CATENATE and a plain literal
+    cat_cmd(c, "APPEND INBOX CATENATE (URL \"/Src%%20Box/;UID=%d\") " % u,
+            Lit(b"Subject: plain\r\n\r\nx\r\n"), status="OK")
+    c.ok("SELECT INBOX")
+    hdr = SRC.split(b"\r\n\r\n")[0] + b"\r\n\r\n"
+    assert body_of(c, 1) == hdr + b"new body\r\n"
+    assert body_of(c, 2) == b"Subject: parts\r\n\r\npart twoone"
+    assert body_of(c, 3) == SRC
+    assert body_of(c, 4) == b"Subject: plain\r\n\r\nx\r\n"
+    r = c.ok("FETCH 1 FLAGS")
+    assert b"\\Seen" in b"".join(r.untagged)
+    # relative to the selected mailbox
+    c.ok("APPEND INBOX CATENATE (URL \";UID=%d/;SECTION=TEXT\")" % 4)
+    assert body_of(c, 5) == b"x\r\n"
+
+
+def test_catenate_bad_urls_store_nothing(srv, cat, clients):
+    c = cat
+    assert "CATENATE" in c.caps()
+    u = c.src_uid
+    # another user's mailbox with the same names and UIDs
+    other = new_user(srv)
+    o = session(srv, other, "imaps", clients)
+    o.ok('CREATE "Src Box"')
+    append(o, "Src Box", SRC)
+    before = count(c)
+    bad = [
+        'imap://%s@mail.example.test/Src%%20Box/;UID=%d' % (other.replace("@", "%40"), u),
+        '/Src%%20Box/;UID=%d/;SECTION=7' % u,                 # no such part
+        '/Src%%20Box/;UID=%d/;SECTION=1.2.3.4' % u,
+        '/Src%%20Box/;UID=%d' % (u + 1),                      # no such message
+        '/Src%%20Box;UIDVALIDITY=1/;UID=%d' % u,              # wrong UIDVALIDITY
+        '/Nowhere/;UID=%d' % u,
+        '/Src%%20Box/;UID=%d;URLAUTH=anonymous:internal:abc' % u,
+        '/../Src%%20Box/;UID=%d' % u,
+        '/Src%%2/;UID=%d' % u, '/Src%%00Box/;UID=%d' % u,
+        'http://example.test/', '/Src%20Box/;UID=0', '/Src%20Box/;UID=99999999999',
+        '/Src%%20Box/;UID=%d/;SECTION=HEADER]\x01' % u,
+    ]
+    for url in bad:
+        # first message fine, the second names a bad URL: neither is stored
+        r = cat_cmd(c, "APPEND INBOX CATENATE (TEXT ", Lit(b"Subject: a\r\n\r\nok\r\n"),
+                    ") CATENATE (TEXT ", Lit(b"Subject: b\r\n\r\n"), " URL ", Lit(url.encode()),
+                    ")")
+        assert r.status == "NO" and "[BADURL " in r.text, (url, c.dialogue())
+        assert "]\x01" not in r.text and "\x01" not in r.text
+        assert count(c) == before, url
+    # a mailbox that does not exist: TRYCREATE, before any URL is looked at
+    r = c.cmd("APPEND Nonexistent CATENATE (URL \"/Src%%20Box/;UID=%d\")" % u)
+    assert r.status == "NO" and "[TRYCREATE]" in r.text
+    assert c.alive()
+
+
+def test_catenate_hostile_syntax(srv, cat, clients):
+    c = cat
+    assert "CATENATE" in c.caps()
+    u = c.src_uid
+    before = count(c)
+    for parts in (
+            ["CATENATE ()"],
+            ["CATENATE (TEXT)"],
+            ['CATENATE (TEXT "quoted is not a literal")'],
+            ["CATENATE (TEXT (URL \"/Src%%20Box/;UID=%d\"))" % u],   # nesting
+            ["CATENATE ((TEXT ", Lit(b"x"), "))"],
+            ["CATENATE (BOGUS ", Lit(b"x"), ")"],
+            ["CATENATE (URL NIL)"],
+            ["CATENATE"],
+            ["CATENATE (" + " ".join(['URL "/Src%%20Box/;UID=%d"' % u] * 101) + ")"]):
+        r = cat_cmd(c, "APPEND INBOX ", *parts)
+        assert r.status == "BAD", (parts[0][:80], c.dialogue())
+    assert c.alive()
+    c = session(srv, c.user, "imaps", clients)   # nine BADs: near max_errors
+    # NUL in a TEXT literal that is not a literal8 (the parser already refuses it)
+    r = cat_cmd(c, "APPEND INBOX CATENATE (TEXT ", Lit(b"Subject: n\r\n\r\na\x00b"), ")")
+    assert r.status in ("NO", "BAD"), c.dialogue()
+    # a message that is empty once put together
+    r = cat_cmd(c, "APPEND INBOX CATENATE (TEXT ", Lit(b""), ")")
+    assert r.status == "NO", c.dialogue()
+    assert count(c) == before
+    c.ok("NOOP")
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A server whose message_size_limit is 1 MB."""
+    s = make_server(extra_conf="message_size_limit = 1M\n")
+    yield s
+    s.stop()
+
+
+def test_catenate_too_big(small):
+    user = new_user(small)
+    c = Imap(small, "imaps")
+    try:
+        c.login(user)
+        big = b"Subject: big\r\n\r\n" + b"y" * 400000 + b"\r\n"
+        u = append(c, "INBOX", big)
+        # three URL parts of a 400 KB message make 1.2 MB: over the 1 MB limit
+        r = c.cmd("APPEND INBOX CATENATE (" + " ".join(['URL "/INBOX/;UID=%d"' % u] * 3) + ")")
+        assert r.status == "NO" and "[TOOBIG]" in r.text, c.dialogue()
+        # two fit
+        c.ok("APPEND INBOX CATENATE (" + " ".join(['URL "/INBOX/;UID=%d"' % u] * 2) + ")")
+        # a TEXT literal over the limit is refused before it is sent; the session goes on
+        r = cat_cmd(c, "APPEND INBOX CATENATE (TEXT ", Lit(b"z" * (1024 * 1024 + 1)), ")")
+        assert r.status in ("NO", "BAD") and "TOOBIG" in r.text, c.dialogue()
+        c.ok("NOOP")
+        assert count(c) == 2
+    finally:
+        c.close()
