@@ -5,6 +5,7 @@
 #endif
 
 #include "queue.h"
+#include "tlsrpt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +30,7 @@ static const char usage[] =
 	"  release ID               send a held message again\n"
 	"  release --sender ADDRESS undo 'hold --sender'\n"
 	"  delete ID                remove a message from the queue without a report\n"
+	"  tls-reports              send the SMTP TLS reports (RFC 8460) now, today's included\n"
 	"exit codes: 0 ok, 1 error (such as no such message), 2 usage\n";
 
 static int is_help(const char *a)
@@ -269,6 +271,19 @@ int queue_cli_main(const struct config *cfg, int argc, char **argv)
 			return 1;
 		}
 		printf("%s: %s\n", argv[2], hold ? "held" : "released");
+		return 0;
+	}
+	if (strcmp(cmd, "tls-reports") == 0) {
+		if (argc != 2) {
+			fputs(usage, stderr);
+			return 2;
+		}
+		if (tlsrpt_ask_now(dir) < 0) {
+			fprintf(stderr, "postino: the queue process is not running (start 'postino "
+				"serve'); no report was sent\n");
+			return 1;
+		}
+		printf("the queue sends the TLS reports now (see event=tlsrpt-sent in the log)\n");
 		return 0;
 	}
 	if (strcmp(cmd, "show") == 0 || strcmp(cmd, "delete") == 0) {

@@ -19,6 +19,7 @@
 #include "ev.h"
 #include "log.h"
 #include "mta-sts.h"
+#include "tlsrpt.h"
 #include "tls.h"
 
 #define QD_MSGS_PER_CONN 200     /* then QUIT and reconnect: bounds one session's life */
@@ -80,8 +81,8 @@ static void job_done(struct queue *q, struct qjob *j)
 
 /* MTA-STS after EHLO (and STARTTLS where offered): TLS with a certificate valid for the MX name.
  * 0 go on (verified, or testing mode: the failure is logged), -1 enforce refuses this host. */
-static int sts_check_tls(struct smtpc *c, const char *dest, int enforce, char *why,
-			 size_t whylen)
+static int sts_check_tls(struct queue *q, const struct sts_policy *p, struct smtpc *c,
+			 const char *dest, int enforce, char *why, size_t whylen)
 {
 	char err[256];
 	const char *result = NULL;
@@ -93,6 +94,7 @@ static int sts_check_tls(struct smtpc *c, const char *dest, int enforce, char *w
 			 strstr(err, "expired") != NULL ? "certificate-expired" :
 			 "certificate-not-trusted";
 	}
+	tlsrpt_record(q, dest, p, c->host, c->ip, result ? result : "success");
 	if (result == NULL)
 		return 0;
 	log_warn("event=mta-sts-failure dest=%s host=%s ip=%s result=%s mode=%s error=\"%s\"",
@@ -144,6 +146,7 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 	for (int i = 0; i < n; i++) {
 		struct smtpc_reply r;
 		if (sts_on && !sts_mx_match(&sts, t[i].host)) {
+			tlsrpt_record(q, dest, &sts, t[i].host, t[i].ip, "validation-failure");
 			log_warn("event=mta-sts-failure dest=%s host=%s result=validation-failure "
 				 "mode=%s error=\"not an mx of the policy (%s)\"", dest, t[i].host,
 				 enforce ? "enforce" : "testing", stsmx);
@@ -187,7 +190,7 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 				e = 0;
 			}
 		}
-		if (e == 0 && sts_on && sts_check_tls(c, dest, enforce, why, whylen) < 0) {
+		if (e == 0 && sts_on && sts_check_tls(q, &sts, c, dest, enforce, why, whylen) < 0) {
 			smtpc_quit(c);
 			continue;
 		}

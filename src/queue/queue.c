@@ -43,6 +43,7 @@
 #include "log.h"
 #include "num.h"
 #include "tls.h"
+#include "tlsrpt.h"
 
 #define Q_TICK_MS 200             /* scheduler wake-up */
 #define Q_SCAN_SLICE 2000         /* directory entries read per tick */
@@ -764,6 +765,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 			}
 		}
 		scan_slice(&q, &sc, now);
+		tlsrpt_run(&q, now);
 		pthread_mutex_lock(&q.lock);
 		if (poke) {
 			log_info("event=flush");

@@ -9,7 +9,11 @@ signs their certificates and postino trusts it through `tls_ca_file`.
 Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q -p no:cacheprovider \
      tests/e2e/test_mta_sts.py
 """
+import email
+import email.policy
+import gzip
 import http.server
+import json
 import os
 import ssl
 import subprocess
@@ -50,6 +54,10 @@ RECORDS += [
     "mx.enfmx.test. A %s" % IP_TLS,          # not *.good.test: the policy does not list it
     "mx.enfcert.test. A %s" % IP_WRONGCERT,  # its certificate names another host
     "mx.nosts.test. A %s" % IP_PLAIN, "mx.redirect.test. A %s" % IP_PLAIN,
+    # TLS reports (RFC 8460): two domains ask for them, by mail to reports.test
+    '_smtp._tls.enf.test. TXT "v=TLSRPTv1; rua=mailto:tlsrpt@reports.test"',
+    '_smtp._tls.enfplain.test. TXT "v=TLSRPTv1;rua=https://r.test/x,mailto:tlsrpt@reports.test"',
+    "reports.test. MX 10 mx.reports.test.", "mx.reports.test. A %s" % IP_PLAIN,
 ]
 
 
@@ -139,7 +147,7 @@ def net():
     d = tempfile.mkdtemp(prefix="postino-sts-")
     os.chmod(d, 0o755)   # the queue runs as the workers' user and reads the CA
     pki = _pki(d)
-    dns = Dns(DOMAINS + ["good.test"], RECORDS)
+    dns = Dns(DOMAINS + ["good.test", "reports.test"], RECORDS)
     https_port = free_port(["127.0.0.20"])
     web = PolicyServer(pki["good"], https_port)
     port = free_port([IP_TLS, IP_PLAIN, IP_WRONGCERT])
@@ -231,3 +239,56 @@ def test_policy_is_cached_until_its_id_changes(srv, net):
     with open(path) as f:
         cached = f.read()
     assert cached.startswith("id cache1\n") and "mode: enforce" in cached, cached
+
+
+def _reports(sink):
+    out = {}
+    with sink.lock:
+        msgs = list(sink.messages)
+    for mail_from, rcpts, content, _ in msgs:
+        if rcpts != ["tlsrpt@reports.test"]:
+            continue
+        m = email.message_from_bytes(content, policy=email.policy.default)
+        assert mail_from == "<>", mail_from   # from the null sender: no bounce loops
+        assert m.get_content_type() == "multipart/report"
+        assert m.get_param("report-type") == "tlsrpt"
+        att = [p for p in m.iter_attachments()
+               if p.get_content_type() == "application/tlsrpt+gzip"]
+        assert len(att) == 1
+        name = att[0].get_filename()
+        rpt = json.loads(gzip.decompress(att[0].get_payload(decode=True)))
+        out[m["TLS-Report-Domain"]] = (m, name, rpt)
+    return out
+
+
+def test_tls_reports_go_to_the_domains_that_ask(srv, net):
+    """RFC 8460: `postino queue tls-reports` sends today's reports now; each domain with a
+    TLSRPT record gets one gzip'd JSON report of its sessions, the others none."""
+    from postino_server import BIN
+    cp = subprocess.run([BIN, "queue", "tls-reports", "--data", srv.data], capture_output=True,
+                        text=True, timeout=30)
+    assert cp.returncode == 0, cp.stderr
+    sink = net["sinks"]["plain"]
+    got = wait_for(lambda: len(_reports(sink)) >= 2 and _reports(sink), 30)
+    assert got, log_text(srv)[-4000:]
+    assert set(got) == {"enf.test", "enfplain.test"}, set(got)   # testing.test asked for none
+    m, name, rpt = got["enf.test"]
+    assert m["TLS-Report-Submitter"] == "mail.example.test"
+    assert name.startswith("mail.example.test!enf.test!") and name.endswith(".json.gz"), name
+    pol = rpt["policies"][0]
+    assert pol["policy"]["policy-type"] == "sts"
+    assert pol["policy"]["policy-domain"] == "enf.test"
+    assert "mode: enforce" in pol["policy"]["policy-string"]
+    assert pol["policy"]["mx-host"] == ["mx.enf.test"]
+    assert pol["summary"]["total-successful-session-count"] >= 1
+    assert pol["summary"]["total-failure-session-count"] == 0
+    assert rpt["organization-name"] == "mail.example.test" and rpt["report-id"]
+    assert rpt["date-range"]["start-datetime"].endswith("T00:00:00Z")
+    _, _, bad = got["enfplain.test"]
+    pol = bad["policies"][0]
+    assert pol["summary"]["total-successful-session-count"] == 0
+    assert pol["summary"]["total-failure-session-count"] >= 1
+    d = pol["failure-details"][0]
+    assert d["result-type"] == "starttls-not-supported"
+    assert d["receiving-mx-hostname"] == "mx.enfplain.test" and d["receiving-ip"] == IP_PLAIN
+    assert d["failed-session-count"] == pol["summary"]["total-failure-session-count"]
