@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <pwd.h>
@@ -23,12 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 #include <netinet/in.h>
+#include <poll.h>
 
 #include "acctdb.h"
 #include "config.h"
 #include "authfail.h"
 #include "iptable.h"
 #include "log.h"
+#include "notify.h"
 #include "queue.h"
 #include "tls.h"
 #include "worker.h"
@@ -56,6 +59,7 @@ struct worker_slot {
 	struct generation *gen;
 	time_t started;
 	int retiring;                  /* told to stop (reload or shutdown): do not restart */
+	int ready;                     /* said it accepts connections (ready pipe) */
 };
 
 static struct worker_slot slots[MASTER_MAX_WORKERS];
@@ -63,6 +67,10 @@ static struct iptable *ipt;
 static struct authfail *authfail;
 static struct generation *current;
 /* the queue process (src/queue): one, supervised like the workers */
+/* Workers write their slot index here once their loop accepts; the master tells the service
+ * manager READY=1 when every worker of the current generation has (notify.h). */
+static int ready_pipe[2] = { -1, -1 };
+static int notify_due;                 /* READY=1 owed once the current workers are up */
 static pid_t queue_pid;
 static time_t queue_started;
 static struct generation *queue_gen;
@@ -210,12 +218,14 @@ static void master_spawn(unsigned i, struct generation *g)
 	}
 	if (pid == 0) {
 		/* signals stay blocked: the worker reads them from its own signalfd */
+		worker_set_ready_fd(ready_pipe[1]);
 		worker_main(i, g->cfg, g->tls, g->lfd, ipt, authfail);
 	}
 	slots[i].pid = pid;
 	slots[i].gen = g;
 	slots[i].started = time(NULL);
 	slots[i].retiring = 0;
+	slots[i].ready = 0;
 	g->refs++;
 }
 
@@ -249,6 +259,31 @@ static void master_clean_tmp(const struct config *cfg, pid_t pid)
 		if (strncmp(e->d_name, prefix, strlen(prefix)) == 0)
 			unlinkat(dirfd(d), e->d_name, 0);
 	closedir(d);
+}
+
+/* Send a state to the service manager; a refusal is logged once per state. */
+static void master_notify(const char *state)
+{
+	if (notify_send(state) < 0)
+		log_warn("event=notify-failed state=\"%.20s\" error=\"%s\"", state, strerror(errno));
+}
+
+/* Mark workers that said they accept; READY=1 once every current worker has. */
+static void master_on_ready(void)
+{
+	unsigned char idx[64];
+	ssize_t n;
+	while ((n = read(ready_pipe[0], idx, sizeof(idx))) > 0)
+		for (ssize_t k = 0; k < n; k++)
+			if (idx[k] < MASTER_MAX_WORKERS && slots[idx[k]].pid != 0)
+				slots[idx[k]].ready = 1;
+	if (!notify_due)
+		return;
+	for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+		if (slots[i].pid != 0 && slots[i].gen == current && !slots[i].ready)
+			return;
+	notify_due = 0;
+	master_notify("READY=1\nSTATUS=accepting connections");
 }
 
 /* Would the workers run as root? */
@@ -420,7 +455,12 @@ int master_main(const char *config_path)
 	sigaddset(&set, SIGALRM);
 	sigprocmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	notify_init();
+	if (pipe2(ready_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		log_error("event=startup-failed error=\"%s\"", strerror(errno));
+		return 1;
+	}
 	ipt = iptable_new_shared();
 	authfail = authfail_new_shared();
 	if (sfd < 0 || ipt == NULL || authfail == NULL) {
@@ -448,6 +488,7 @@ int master_main(const char *config_path)
 		return 1;
 	}
 	master_clean_tmp(current->cfg, 0);
+	notify_due = 1;
 	master_spawn_all();
 	master_spawn_queue(current);
 	log_info("event=started hostname=%s workers=%u config=%s", current->cfg->hostname,
@@ -472,14 +513,17 @@ int master_main(const char *config_path)
 			}
 			alarm(1);    /* wake up to check the deadline */
 		}
-		ssize_t r = read(sfd, &si, sizeof(si));
-		if (r != (ssize_t)sizeof(si)) {
-			if (errno == EINTR)
-				continue;
-			if (stopping)
-				sleep(1);
-			continue;
+		struct pollfd pfd[2] = { { .fd = sfd, .events = POLLIN },
+					 { .fd = ready_pipe[0], .events = POLLIN } };
+		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
+			log_error("event=poll-failed error=\"%s\"", strerror(errno));
+			sleep(1);
 		}
+		if (pfd[1].revents & POLLIN)
+			master_on_ready();
+		ssize_t r = read(sfd, &si, sizeof(si));
+		if (r != (ssize_t)sizeof(si))
+			continue;
 		if (si.ssi_signo == SIGCHLD) {
 			int status;
 			pid_t pid;
@@ -533,14 +577,24 @@ int master_main(const char *config_path)
 				log_error("event=startup-failed error=\"the workers cannot start (the "
 					  "error they logged is above): stopping instead of restarting "
 					  "them\" advice=\"fix it, then run postino config check\"");
+				master_notify("STOPPING=1\nSTATUS=the workers cannot start");
 				rc = 1;
 				master_stop(&stopping, &stop_deadline);
 			}
 		} else if (si.ssi_signo == SIGHUP && !stopping) {
 			log_info("event=reload config=%s", config_path);
+			char state[96];
+			struct timespec now;
+			clock_gettime(CLOCK_MONOTONIC, &now);
+			snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+				 (unsigned long long)now.tv_sec * 1000000ull +
+				 (unsigned long long)now.tv_nsec / 1000);
+			master_notify(state);
 			struct generation *g = master_load(config_path, current);
 			if (g == NULL) {
 				log_error("event=reload-failed reason=\"keeping the running configuration\"");
+				master_notify("READY=1\nSTATUS=reload failed: running the previous "
+					      "configuration (see the log)");
 				continue;
 			}
 			struct generation *old = current;
@@ -552,12 +606,14 @@ int master_main(const char *config_path)
 					kill(slots[i].pid, SIGTERM);
 				}
 			}
+			notify_due = 1;
 			master_spawn_all();
 			if (queue_pid)
 				kill(queue_pid, SIGTERM);   /* restarted with the new configuration */
 			master_gen_release(old);   /* drop the master's reference */
 		} else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !stopping) {
 			log_info("event=stopping");
+			master_notify("STOPPING=1");
 			master_stop(&stopping, &stop_deadline);
 		}
 	}

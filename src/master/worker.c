@@ -47,6 +47,7 @@ struct listener {
 };
 
 static struct listener listeners[LST_COUNT];
+static int ready_fd = -1;   /* the master's ready pipe (worker_set_ready_fd) */
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
 
@@ -376,6 +377,12 @@ static int worker_drop_privileges(const char *user)
 	return 0;
 }
 
+/* Where to say "accepting" once the loop runs (before worker_main). */
+void worker_set_ready_fd(int fd)
+{
+	ready_fd = fd;
+}
+
 /* The worker's main: set up, loop, exit. */
 void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
 		 struct iptable *ipt, struct authfail *af)
@@ -424,6 +431,11 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 			_exit(3);
 	}
 	log_info("event=worker-started index=%u", index);
+	unsigned char me = (unsigned char)index;
+	if (ready_fd >= 0 && write(ready_fd, &me, 1) != 1)
+		log_warn("event=ready-pipe-failed error=\"%s\"", strerror(errno));
+	if (ready_fd >= 0)
+		close(ready_fd);
 	ev_run(w.loop);
 	pool_free(&w.pool);
 	acctdb_close(&w.db);

@@ -85,6 +85,9 @@ void worker_session_init(struct session *s, struct worker *w, enum listener_id l
 void worker_session_add(struct worker *w, struct session *s, const char *proto);
 void worker_session_remove(struct worker *w, struct session *s);
 
+/* The master's ready pipe: the worker writes its index there once its listeners accept
+ * (the master then tells the service manager READY=1). Call in the child before worker_main. */
+void worker_set_ready_fd(int fd);
 /* Run a worker process until told to stop. Never returns. */
 struct authfail;
 void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, const int *lfds,
