@@ -123,7 +123,7 @@ def notify_socket(tmp_path, abstract=False):
     else:
         name = str(tmp_path / "notify.sock")
         s.bind(name)
-    s.settimeout(15)
+    s.settimeout(40)
     return s, name
 
 
