@@ -95,6 +95,10 @@ static const struct gkey gkeys[] = {
 	  "outbound: honour the domains' MTA-STS policies (RFC 8461: verified TLS to listed MX)"),
 	G("mta_sts_port", K_UINT, mta_sts_port,
 	  "outbound: HTTPS port of MTA-STS policy servers (443; for tests)"),
+	G("inbound_auth", K_BOOL, inbound_auth,
+	  "port 25: check SPF, DKIM and DMARC, add Authentication-Results, apply DMARC policies"),
+	G("inbound_auth_dns_timeout", K_DURATION, inbound_auth_dns_timeout,
+	  "port 25: time allowed for one DNS lookup of those checks (a timeout is a 451)"),
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -213,6 +217,8 @@ void config_defaults(struct config *cfg)
 	cfg->mta_sts_port = 443;
 	cfg->smtp_connect_timeout = 30;
 	cfg->smtp_reply_timeout = 300;
+	cfg->inbound_auth = 1;
+	cfg->inbound_auth_dns_timeout = 5;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;

@@ -122,6 +122,9 @@ struct config {
 	char tls_ca_file[CONFIG_PATH_MAX]; /* CAs outbound TLS trusts ("" = the system's) */
 	int mta_sts;                       /* honour MTA-STS policies (RFC 8461) */
 	unsigned mta_sts_port;             /* HTTPS port of policy servers (443; tests change it) */
+	/* inbound authentication of port 25 mail (src/smtp/smtp-authin.c) */
+	int inbound_auth;                  /* SPF, DKIM, DMARC, Authentication-Results */
+	unsigned inbound_auth_dns_timeout; /* seconds per DNS lookup */
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
 	unsigned char set_global[128];
 	unsigned char set_listener[LST_COUNT][32];

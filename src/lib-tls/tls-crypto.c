@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
@@ -276,4 +277,68 @@ int tls_key_sign_sha256(const struct tls_key *key, const unsigned char digest[TL
 		return -1;
 	*siglen_r = len;
 	return 0;
+}
+
+/* Verify a DKIM signature with a published public key. */
+int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed25519,
+			     unsigned min_bits, unsigned max_bits,
+			     const unsigned char digest[TLS_SHA256_LEN], const unsigned char *sig,
+			     size_t siglen, unsigned *bits_r, const char **err_r)
+{
+	EVP_PKEY *pk = NULL;
+	*bits_r = 0;
+	if (ed25519) {
+		if (keylen != 32) {
+			*err_r = "an Ed25519 key is 32 octets";
+			return -1;
+		}
+		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, keylen);
+	} else {
+		const unsigned char *p = key;
+		pk = d2i_PUBKEY(NULL, &p, (long)keylen);
+		if (pk == NULL) {   /* some publish the bare PKCS#1 RSAPublicKey */
+			p = key;
+			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)keylen);
+		}
+	}
+	if (pk == NULL) {
+		*err_r = "the public key does not parse";
+		return -1;
+	}
+	int rc = -1;
+	*bits_r = (unsigned)EVP_PKEY_get_bits(pk);
+	if (!ed25519 && EVP_PKEY_get_base_id(pk) != EVP_PKEY_RSA) {
+		*err_r = "the key is not an RSA key";
+		goto out;
+	}
+	if (!ed25519 && (*bits_r < min_bits || *bits_r > max_bits)) {
+		*err_r = *bits_r < min_bits ? "the RSA key is too short" : "the RSA key is too long";
+		goto out;
+	}
+	if (!ed25519) {
+		EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(pk, NULL);
+		int ok = c != NULL && EVP_PKEY_verify_init(c) == 1 &&
+			 EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_PADDING) == 1 &&
+			 EVP_PKEY_CTX_set_signature_md(c, EVP_sha256()) == 1;
+		if (!ok) {
+			*err_r = "the key cannot verify";
+			EVP_PKEY_CTX_free(c);
+			goto out;
+		}
+		rc = EVP_PKEY_verify(c, sig, siglen, digest, TLS_SHA256_LEN) == 1;
+		EVP_PKEY_CTX_free(c);
+	} else {
+		EVP_MD_CTX *m = EVP_MD_CTX_new();
+		if (m == NULL || EVP_DigestVerifyInit_ex(m, NULL, NULL, NULL, NULL, pk, NULL) != 1) {
+			*err_r = "the key cannot verify";
+			EVP_MD_CTX_free(m);
+			goto out;
+		}
+		rc = EVP_DigestVerify(m, sig, siglen, digest, TLS_SHA256_LEN) == 1;
+		EVP_MD_CTX_free(m);
+	}
+	ERR_clear_error();
+out:
+	EVP_PKEY_free(pk);
+	return rc;
 }

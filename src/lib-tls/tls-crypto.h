@@ -45,4 +45,15 @@ int tls_key_public_b64(const struct tls_key *key, char *out, size_t outlen);
 int tls_key_sign_sha256(const struct tls_key *key, const unsigned char digest[TLS_SHA256_LEN],
 			unsigned char sig[TLS_SIG_MAX], size_t *siglen_r);
 
+
+/* Verify a DKIM signature over a SHA-256 digest with a public key as DKIM publishes it (p=):
+ * ed25519 0 a DER SubjectPublicKeyInfo (or a bare PKCS#1 RSAPublicKey) for RSA, checked with
+ * RSASSA-PKCS1-v1_5; ed25519 1 the 32 raw octets, PureEdDSA over the digest (RFC 8463 3). RSA
+ * keys under min_bits or over max_bits are refused. 1 valid, 0 the signature does not verify,
+ * -1 the key is unusable (*err_r: a static text). *bits_r gets the key size when it parses. */
+int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed25519,
+			     unsigned min_bits, unsigned max_bits,
+			     const unsigned char digest[TLS_SHA256_LEN], const unsigned char *sig,
+			     size_t siglen, unsigned *bits_r, const char **err_r);
+
 #endif

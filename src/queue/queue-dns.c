@@ -26,7 +26,7 @@
 static struct ub_ctx *ub;
 
 /* Add one resolver "IP", "IP:PORT", "[IPv6]:PORT" or a bare IPv6 address. */
-static int add_server(const char *tok, char *err, size_t errlen)
+static int add_server(struct ub_ctx *u, const char *tok, char *err, size_t errlen)
 {
 	char ip[128], spec[160];
 	const char *port = NULL;
@@ -57,7 +57,7 @@ static int add_server(const char *tok, char *err, size_t errlen)
 		snprintf(spec, sizeof(spec), "%s@%s", ip, port);
 	else
 		queue_strlcpy(spec, sizeof(spec), ip);
-	int r = ub_ctx_set_fwd(ub, spec);
+	int r = ub_ctx_set_fwd(u, spec);
 	if (r != 0) {
 		snprintf(err, errlen, "dns_servers: %s: %s", tok, ub_strerror(r));
 		return -1;
@@ -68,38 +68,49 @@ bad:
 	return -1;
 }
 
-int qdns_init(const char *servers, char *err, size_t errlen)
+/* A resolver context for the dns_servers setting (see queue.h). */
+struct ub_ctx *qdns_ctx_new(const char *servers, char *err, size_t errlen)
 {
-	ub = ub_ctx_create();
-	if (ub == NULL) {
+	struct ub_ctx *u = ub_ctx_create();
+	if (u == NULL) {
 		snprintf(err, errlen, "cannot create the DNS resolver");
-		return -1;
+		return NULL;
 	}
-	ub_ctx_set_option(ub, "do-not-query-localhost:", "no");
+	ub_ctx_set_option(u, "do-not-query-localhost:", "no");
 	if (servers[0]) {
 		char copy[512];
 		queue_strlcpy(copy, sizeof(copy), servers);
 		char *save = NULL;
-		for (char *t = strtok_r(copy, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save))
-			if (add_server(t, err, errlen) < 0)
-				return -1;
+		for (char *t = strtok_r(copy, " ,\t", &save); t; t = strtok_r(NULL, " ,\t", &save)) {
+			if (add_server(u, t, err, errlen) < 0) {
+				ub_ctx_delete(u);
+				return NULL;
+			}
+		}
 		/* libunbound answers the RFC 6761 special-use names (test., invalid., ...) itself
 		 * with NXDOMAIN; resolvers the operator chose may serve them (test setups do) */
 		static const char *const special[] = { "test.", "invalid.", "home.arpa." };
 		for (size_t i = 0; i < sizeof(special) / sizeof(special[0]); i++)
-			ub_ctx_zone_remove(ub, special[i]);
+			ub_ctx_zone_remove(u, special[i]);
 	} else {
-		int r = ub_ctx_resolvconf(ub, NULL);
+		int r = ub_ctx_resolvconf(u, NULL);
 		if (r != 0) {
 			snprintf(err, errlen, "reading /etc/resolv.conf: %s", ub_strerror(r));
-			return -1;
+			ub_ctx_delete(u);
+			return NULL;
 		}
 	}
-	return 0;
+	return u;
 }
 
-/* A domain name in uncompressed wire format to text (no trailing dot; "" for the root). */
-static int wire_name(const unsigned char *p, size_t n, char *out, size_t outlen)
+int qdns_init(const char *servers, char *err, size_t errlen)
+{
+	ub = qdns_ctx_new(servers, err, errlen);
+	return ub == NULL ? -1 : 0;
+}
+
+/* A domain name in uncompressed wire format to text (see queue.h). */
+int qdns_wire_name(const unsigned char *p, size_t n, char *out, size_t outlen)
 {
 	size_t i = 0, o = 0;
 	while (i < n) {
@@ -216,7 +227,7 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 			if (l < 3)
 				continue;
 			mx[nmx].pref = (unsigned)(d[0] << 8 | d[1]);
-			if (wire_name(d + 2, l - 2, mx[nmx].name, sizeof(mx[nmx].name)) < 0)
+			if (qdns_wire_name(d + 2, l - 2, mx[nmx].name, sizeof(mx[nmx].name)) < 0)
 				continue;
 			nmx++;
 		}

@@ -31,6 +31,7 @@
 #include "pool.h"
 #include "store-path.h"
 #include "queue.h"
+#include "smtp-authin.h"
 #include "smtp-dkim.h"
 #include "store.h"
 
@@ -333,6 +334,9 @@ struct deliver_job {
 	int key_target;            /* index of that target in tx->targets, or -1 */
 	struct deliver_job *next;  /* waiting list, then the batch (the first job leads it) */
 	unsigned batch_len;        /* in the leading job: messages in the batch */
+	/* port 25 authentication (smtp-authin.c), before the group commit */
+	int junk;                  /* deliver the local copies into Junk (DMARC quarantine) */
+	char reply[512];           /* a refusal (5xx) or temporary failure (4xx) to answer */
 };
 
 /* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
@@ -462,6 +466,12 @@ static void deliver_rest(struct deliver_job *j)
 			return;
 		}
 		uint32_t uid;
+		/* DMARC quarantine: into Junk (INBOX if the user removed Junk) */
+		if (j->junk &&
+		    store_deliver(acct, "Junk", tx->fd, total, 1, time(NULL), 0, &uid, &err) == 0) {
+			j->delivered++;
+			continue;
+		}
 		if (store_deliver(acct, NULL, tx->fd, total, 1, time(NULL), 0, &uid, &err) < 0) {
 			snprintf(j->why, sizeof(j->why), "deliver to %s: %s", tx->targets[i].addr, err);
 			j->result = -1;
@@ -580,6 +590,12 @@ static void deliver_done(struct deliver_job *j)
 		s->ntx++;
 		if (!s->closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
+	} else if (j->reply[0]) {   /* refused or deferred by the authentication checks */
+		log_info("sess=%016llx proto=smtp event=%s id=%s from=<%s> reply=\"%s\"",
+			 (unsigned long long)s->base.id, j->result == AUTHIN_REFUSE ? "refused" :
+			 "deferred", j->id, j->tx->null_sender ? "" : j->tx->from, j->reply);
+		if (!s->closing)
+			smtp_reply(s, "%s", j->reply);
 	} else {
 		log_warn("sess=%016llx proto=smtp event=delivery-failed id=%s error=\"%s\"",
 			 (unsigned long long)s->base.id, j->id, j->why);
@@ -700,6 +716,33 @@ static void commit_enqueue(struct worker *w, struct deliver_job *j)
 	commit_kick(w);
 }
 
+/* Pool thread: SPF, DKIM, DMARC and the Authentication-Results field of a port 25 message
+ * (smtp-authin.c), before it joins a group commit: its DNS lookups hold up no other message. */
+static void authin_work(void *arg)
+{
+	struct deliver_job *j = arg;
+	enum authin_action a = smtp_authin_check(j->s, j->tx, j->cfg, j->reply, sizeof(j->reply),
+						 j->why, sizeof(j->why));
+	j->result = a < 0 ? (int)a : 0;
+	j->junk = a == AUTHIN_JUNK;
+}
+
+/* Loop thread: refused or deferred messages are answered, the others are committed (a Junk
+ * delivery alone, not in its INBOX batch). */
+static void authin_done(void *arg)
+{
+	struct deliver_job *j = arg;
+	if (j->result < 0) {
+		deliver_done(j);
+		return;
+	}
+	if (j->junk) {
+		j->key[0] = '\0';
+		j->key_target = -1;
+	}
+	commit_enqueue(j->s->base.w, j);
+}
+
 /* End of message: check it, then deliver on the pool. */
 void smtp_data_finish(struct smtp_session *s)
 {
@@ -744,6 +787,14 @@ void smtp_data_finish(struct smtp_session *s)
 	s->job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
+	if (!s->base.lc->submission && !s->auth_user[0] && j->cfg->inbound_auth) {
+		if (pool_submit(s->base.w->pool, authin_work, authin_done, j) < 0) {
+			j->result = -1;
+			snprintf(j->why, sizeof(j->why), "out of memory");
+			deliver_done(j);
+		}
+		return;
+	}
 	commit_enqueue(s->base.w, j);
 	return;
 refuse:

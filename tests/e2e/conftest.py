@@ -13,6 +13,8 @@ import ssl
 import subprocess
 import tempfile
 import time
+
+from queuehelp import shared_resolver_conf
 import uuid
 
 import pytest
@@ -182,6 +184,7 @@ class Server:
                 f.write("login_delay_max = 1s\n")
                 if knows_setting(self.data, "login_failure_delay"):
                     f.write("login_failure_delay = 0s\n")
+            f.write(shared_resolver_conf())   # before extra_conf: a test's own wins
             f.write(extra_conf)
         postino("config", "check", "--data", self.data)
         for dom in (OTHER_DOMAIN, CATCH_DOMAIN):

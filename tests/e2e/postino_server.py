@@ -13,6 +13,8 @@ import subprocess
 import tempfile
 import time
 
+from queuehelp import shared_resolver_conf
+
 BIN = os.environ.get("POSTINO_BIN", os.path.join(os.path.dirname(__file__), "../../build/postino"))
 PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imap": 143, "imaps": 993,
          "pop3": 110, "pop3s": 995, "http": 80, "https": 443}
@@ -61,6 +63,7 @@ class Server:
             f.write("login_delay_max = 1s\n")   # short brute-force delays keep tests quick
             if floor_known:
                 f.write("login_failure_delay = 0s\n")   # the 2 s floor has tests of its own
+            f.write(shared_resolver_conf())   # before extra_conf: a test's own wins
             f.write(extra_conf + "\n")
         for u in users:
             self.add_user(u)

@@ -93,6 +93,25 @@ class Dns:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+_shared_dns = None
+
+
+def shared_resolver_conf():
+    """A "dns_servers = 127.0.0.1:PORT" line for test servers that need no DNS records: one
+    unbound per test process answering every question with NXDOMAIN at once. Port 25 mail is
+    checked with SPF, DKIM and DMARC (issue 12); a test machine's resolver may be unreachable,
+    and a lookup that times out is a 451. Tests that need records start their own Dns and set
+    dns_servers after this line (the last setting wins). "" when unbound is missing."""
+    global _shared_dns
+    if _shared_dns is None:
+        if shutil.which("unbound") is None:
+            return ""
+        import atexit
+        _shared_dns = Dns([""], [])
+        atexit.register(_shared_dns.stop)
+    return "dns_servers = 127.0.0.1:%d\n" % _shared_dns.port
+
+
 class Recorder:
     """aiosmtpd handler: records every message; recipients decide the answers.
 

@@ -71,6 +71,11 @@ def split_stored(data):
             blk.append(lines[i])
             i += 1
         blocks.append(b"\r\n".join(blk))
+    # port 25 mail: one Authentication-Results field of ours below the Received (issue 12)
+    if blocks and i < len(lines) and lines[i].lower().startswith(b"authentication-results:"):
+        i += 1
+        while i < len(lines) and lines[i][:1] in (b" ", b"\t"):
+            i += 1
     rest = b"\r\n".join(lines[i:])
     return rp, blocks, rest
 
