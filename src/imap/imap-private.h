@@ -70,6 +70,7 @@ struct imap_search_ret {
 };
 
 struct imap_context;
+struct imap_notify;
 
 struct imap_session;
 /* A command that continues (FETCH output, IDLE, a pool job) keeps its state here. */
@@ -121,6 +122,7 @@ struct imap_session {
 	struct imap_context *contexts[IMAP_CONTEXTS_MAX];   /* RFC 5267 UPDATE searches */
 	size_t ncontexts;
 	int in_context_update;
+	struct imap_notify *notify;    /* RFC 5465 NOTIFY SET, or NULL */
 };
 
 /* imap-session.c */
@@ -222,6 +224,17 @@ int imap_sort_match(struct imap_session *s, const struct imap_sort_prog *p,
  * [TOOBIG]); out is buf_free()d by the caller either way. */
 int imap_catenate_build(struct imap_session *s, const struct imap_arg *list, size_t nth,
 			uint64_t budget, struct buf *out);
+
+/* imap-notify.c */
+/* NOTIFY SET ... / NOTIFY NONE (RFC 5465). */
+void imap_cmd_notify(struct imap_session *s, const struct imap_arg *args, size_t n);
+/* 1 if the session has NOTIFY set and no command in progress: unsolicited news may go out. */
+int imap_notify_ready(const struct imap_session *s);
+/* Report what changed in the mailboxes NOTIFY watches (STATUS, LIST; the selected mailbox as by
+ * NOOP when a SELECTED filter asks for it). */
+void imap_notify_check(struct imap_session *s);
+/* Drop the NOTIFY state (NOTIFY NONE, logout). */
+void imap_notify_free(struct imap_session *s);
 
 /* imap-context.c */
 /* Parse "RETURN (options)" of SEARCH or SORT (list is the parenthesized list). 0, or -1 with

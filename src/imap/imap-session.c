@@ -38,7 +38,7 @@ static const char *imap_caps_common =
 	"SASL-IR ENABLE ID IDLE NAMESPACE UNSELECT UIDPLUS MOVE "
 	"CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS STATUS=SIZE "
 	"CONDSTORE ESEARCH ESORT CONTEXT=SEARCH CONTEXT=SORT PARTIAL SEARCHRES UTF8=ACCEPT "
-	"SAVEDATE WITHIN BINARY MULTIAPPEND CATENATE QUOTA "
+	"SAVEDATE WITHIN BINARY MULTIAPPEND CATENATE NOTIFY QUOTA "
 	"QUOTA=RES-STORAGE QRESYNC SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES "
 	"COMPRESS=DEFLATE";
 
@@ -171,6 +171,7 @@ static void imap_reap(void *arg)
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	ev_timer_cancel(s->base.w->loop, &s->rest_timer);
 	imap_idle_unwatch(s);
+	imap_notify_free(s);
 	free(s->acct_root);
 	if (s->cmd_free && s->cmd_ctx)
 		s->cmd_free(s->cmd_ctx);
@@ -948,8 +949,8 @@ static void cmd_starttls(struct imap_session *s, size_t n)
 /* See imap-private.h. At rest the index is reopened only when its fingerprint changed. */
 void imap_idle_check(struct imap_session *s)
 {
-	if (!s->idling || s->closing)
-		return;
+	if (s->closing || (!s->idling && !imap_notify_ready(s)))
+		return;   /* NOTIFY (RFC 5465) hears between commands, IDLE while idling */
 	if (s->acct == NULL) {
 		uint64_t sig[4];
 		store_account_signature(s->acct_root, sig);
@@ -957,7 +958,9 @@ void imap_idle_check(struct imap_session *s)
 			return;
 		imap_arm_rest(s);
 	}
-	imap_sync_mailbox(s, 1);
+	if (s->idling)
+		imap_sync_mailbox(s, 1);
+	imap_notify_check(s);
 	imap_context_update(s);
 	conn_flush(&s->conn);
 }
@@ -991,7 +994,8 @@ static void cmd_idle(struct imap_session *s, size_t n)
 static void imap_idle_line(struct imap_session *s, const char *line)
 {
 	s->idling = 0;
-	imap_idle_unwatch(s);
+	if (s->notify == NULL)   /* NOTIFY keeps listening between commands */
+		imap_idle_unwatch(s);
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	if (strcasecmp(line, "DONE") == 0) {
 		imap_wake(s);
@@ -1077,7 +1081,7 @@ enum {
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
 	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS,
-	C_CANCELUPDATE
+	C_CANCELUPDATE, C_NOTIFY
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -1099,7 +1103,7 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
 	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
 	{ "THREAD", NEED_SELECTED, C_THREAD }, { "COMPRESS", NEED_AUTH, C_COMPRESS },
-	{ "CANCELUPDATE", NEED_SELECTED, C_CANCELUPDATE },
+	{ "CANCELUPDATE", NEED_SELECTED, C_CANCELUPDATE }, { "NOTIFY", NEED_AUTH, C_NOTIFY },
 };
 
 /* Run one parsed command. */
@@ -1140,6 +1144,7 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 	case C_NOOP:
 	case C_CHECK:
 		imap_sync_mailbox(s, 1);
+		imap_notify_check(s);
 		imap_tagged(s, "OK", "%s completed", c->name);
 		break;
 	case C_LOGOUT:
@@ -1197,6 +1202,9 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 		break;
 	case C_CANCELUPDATE:
 		imap_cmd_cancelupdate(s, args, n);
+		break;
+	case C_NOTIFY:
+		imap_cmd_notify(s, args, n);
 		break;
 	case C_COMPRESS:
 		if (n != 1 || strcasecmp(args[0].str, "DEFLATE") != 0) {

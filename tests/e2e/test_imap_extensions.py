@@ -12,6 +12,9 @@ the raw-socket client of test_imap_helpers where imaplib cannot build the comman
   that does not exist, with a wrong UIDVALIDITY or URLAUTH is NO [BADURL] and, as for
   MULTIAPPEND, nothing is stored; bad syntax (nesting, empty lists, too many parts) is BAD; a
   result over message_size_limit is NO [TOOBIG].
+- NOTIFY (RFC 5465): STATUS of watched mailboxes, EXISTS/FETCH/EXPUNGE of the selected one and
+  LIST for created, deleted and (un)subscribed mailboxes arrive without any command; NOTIFY
+  NONE stops them; unsupported events are [BADEVENT], malformed or oversized sets BAD.
 """
 import imaplib
 import re
@@ -441,3 +444,107 @@ def test_catenate_too_big(small):
         assert count(c) == 2
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ NOTIFY (RFC 5465)
+
+import socket  # noqa: E402
+import time  # noqa: E402
+
+
+def unsolicited(c, want, timeout=10.0):
+    """Read untagged responses, without sending any command, until one matches the regex want
+    (bytes); returns every response read. Fails after timeout."""
+    got = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            r = c.read_response(max(0.05, end - time.monotonic()))
+        except socket.timeout:
+            break
+        got.append(r)
+        if re.search(want, r):
+            return got
+    raise AssertionError("no %r within %.0f s; got %r\n%s" % (want, timeout, got, c.dialogue()))
+
+
+def quiet(c, seconds=1.5):
+    """Nothing arrives unasked for this long."""
+    try:
+        r = c.read_response(seconds)
+    except socket.timeout:
+        return
+    raise AssertionError("unexpected %r\n%s" % (r, c.dialogue()))
+
+
+def test_notify_status_of_other_mailboxes(srv, user, clients):
+    c = session(srv, user, "imaps", clients)
+    assert "NOTIFY" in c.caps()
+    c.ok('CREATE "Other"')
+    o = session(srv, user, "imaps", clients)
+    append(o, "Other", message("one"))
+    r = c.ok("NOTIFY SET STATUS (MAILBOXES Other (MessageNew MessageExpunge))")
+    st = [x for x in r.untagged if x.startswith(b"* STATUS")]
+    assert len(st) == 1 and re.match(rb'\* STATUS "?Other"? \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)',
+                                     st[0]), c.dialogue()
+    # another session delivers: told at once, no command needed
+    append(o, "Other", message("two"))
+    unsolicited(c, rb"\* STATUS \"?Other\"? \(MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+\)")
+    # a mailbox no filter names stays silent; NOTIFY NONE ends it all
+    append(o, "INBOX", message("three"))
+    quiet(c)
+    c.ok("NOTIFY NONE")
+    append(o, "Other", message("four"))
+    quiet(c)
+    c.ok("NOOP")
+
+
+def test_notify_selected_mailbox_and_names(srv, user, clients):
+    c = session(srv, user, "imaps", clients)
+    c.ok("SELECT INBOX")
+    c.ok("NOTIFY SET (SELECTED (MessageNew MessageExpunge FlagChange)) "
+         "(PERSONAL (MailboxName SubscriptionChange))")
+    o = session(srv, user, "imaps", clients)
+    append(o, "INBOX", message("new one"))
+    unsolicited(c, rb"\* 1 EXISTS")
+    o.ok("SELECT INBOX")
+    o.ok("STORE 1 +FLAGS (\\Flagged)")
+    unsolicited(c, rb"\* 1 FETCH \(.*FLAGS \(.*\\Flagged")
+    o.ok("STORE 1 +FLAGS (\\Deleted)")
+    o.ok("EXPUNGE")
+    unsolicited(c, rb"\* 1 EXPUNGE")
+    o.ok('CREATE "Fresh"')
+    unsolicited(c, rb'\* LIST \(\) "/" "?Fresh"?')
+    o.ok('SUBSCRIBE "Fresh"')
+    unsolicited(c, rb'\* LIST \(\\Subscribed\) "/" "?Fresh"?')
+    o.ok('DELETE "Fresh"')
+    unsolicited(c, rb'\* LIST \(\\NonExistent\) "/" "?Fresh"?')
+    # IDLE still works, and NOTIFY goes on listening after DONE
+    c.send(b"i1 IDLE\r\n")
+    assert c.read_response().startswith(b"+")
+    append(o, "INBOX", message("during idle"))
+    unsolicited(c, rb"\* 1 EXISTS")
+    c.send(b"DONE\r\n")
+    unsolicited(c, rb"i1 OK")
+    append(o, "INBOX", message("after idle"))
+    unsolicited(c, rb"\* 2 EXISTS")
+
+
+def test_notify_hostile_input(srv, user, clients):
+    c = session(srv, user, "imaps", clients)
+    r = c.cmd("NOTIFY SET (PERSONAL (AnnotationChange))")
+    assert r.status == "NO" and "[BADEVENT" in r.text, c.dialogue()
+    for bad in ("NOTIFY", "NOTIFY SET", "NOTIFY BOGUS", "NOTIFY SET (PERSONAL (Bogus))",
+                "NOTIFY SET (NOWHERE (MessageNew))", "NOTIFY SET (SELECTED (MailboxName))",
+                "NOTIFY SET (PERSONAL (MessageNew (UID FLAGS)))",
+                "NOTIFY SET (MAILBOXES (" + " ".join("b%d" % i for i in range(101)) +
+                ") (MessageNew))"):
+        c.expect("BAD", bad)
+    c = session(srv, user, "imaps", clients)
+    for bad in ("NOTIFY SET " + " ".join(["(PERSONAL (MessageNew))"] * 17),
+                "NOTIFY SET (SUBTREE ((nested)) (MessageNew))",
+                "NOTIFY SET (MAILBOXES)", "NOTIFY SET (PERSONAL)", "NOTIFY SET STATUS"):
+        c.expect("BAD", bad)
+    c.ok("NOTIFY SET (INBOXES NONE)")
+    c.ok("NOTIFY NONE")
+    assert c.alive()
