@@ -141,6 +141,11 @@ int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg)
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&p->mu);
+	if (p->quit) {   /* a done() run by pool_free: no thread would take it any more */
+		pthread_mutex_unlock(&p->mu);
+		free(j);
+		return -1;
+	}
 	jobq_push(&p->todo_head, &p->todo_tail, j);
 	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->mu);

@@ -16,7 +16,7 @@ typedef void pool_fn(void *arg);
 struct pool *pool_new(struct ev_loop *loop, unsigned nthreads);
 /* Finish queued jobs, join the threads, free. */
 void pool_free(struct pool **p);
-/* 0 queued, -1 out of memory. */
+/* 0 queued, -1 out of memory or the pool is being freed. */
 int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg);
 /* Jobs queued or running whose done() has not run yet. */
 size_t pool_pending(const struct pool *p);

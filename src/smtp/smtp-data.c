@@ -690,9 +690,10 @@ static void commit_kick(struct worker *w)
 			lead->batch_len++;
 		}
 		if (pool_submit(w->pool, batch_work, batch_done, lead) < 0) {
-			/* out of memory: put the batch back; the next finish or batch retries */
-			log_warn("proto=smtp event=batch-deferred error=\"out of memory\" messages=%u",
-				 lead->batch_len);
+			/* out of memory (or the worker is past its stop timeout): put the batch
+			 * back; the next finish or batch retries */
+			log_warn("proto=smtp event=batch-deferred error=\"cannot queue the pool job\" "
+				 "messages=%u", lead->batch_len);
 			last->next = *pp;
 			*pp = lead;
 			break;
