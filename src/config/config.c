@@ -91,6 +91,8 @@ static const struct gkey gkeys[] = {
 	G("smtp_reply_timeout", K_DURATION, smtp_reply_timeout, "outbound: time allowed per reply"),
 	G("tls_ca_file", K_PATH, tls_ca_file,
 	  "CA certificates outbound TLS trusts (MTA-STS, relayhost_tls_verify); empty: the system's"),
+	G("dns_trust_anchor_file", K_PATH, dns_trust_anchor_file,
+	  "outbound: DNSSEC trust anchors (e.g. /usr/share/dns/root.key); enables DANE; empty: off"),
 	G("mta_sts", K_BOOL, mta_sts,
 	  "outbound: honour the domains' MTA-STS policies (RFC 8461: verified TLS to listed MX)"),
 	G("mta_sts_port", K_UINT, mta_sts_port,

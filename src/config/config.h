@@ -120,6 +120,7 @@ struct config {
 	unsigned smtp_connect_timeout;     /* seconds */
 	unsigned smtp_reply_timeout;       /* seconds */
 	char tls_ca_file[CONFIG_PATH_MAX]; /* CAs outbound TLS trusts ("" = the system's) */
+	char dns_trust_anchor_file[CONFIG_PATH_MAX];  /* DNSSEC trust anchors ("" = no DNSSEC) */
 	int mta_sts;                       /* honour MTA-STS policies (RFC 8461) */
 	unsigned mta_sts_port;             /* HTTPS port of policy servers (443; tests change it) */
 	/* inbound authentication of port 25 mail (src/smtp/smtp-authin.c) */

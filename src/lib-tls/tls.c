@@ -241,6 +241,12 @@ struct tls_ctx *tls_client_ctx_new_ca(const char *ca_file, const char **err_r)
 	/* a peer closing without close_notify ends the stream: the protocols on top (SMTP replies,
 	 * HTTP Content-Length) say whether all arrived */
 	SSL_CTX_set_options(c->def, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	if (SSL_CTX_dane_enable(c->def) <= 0) {
+		*err_r = tls_set_error("DANE");
+		SSL_CTX_free(c->def);
+		free(c);
+		return NULL;
+	}
 	if (ca_file != NULL && ca_file[0] != '\0') {
 		if (SSL_CTX_load_verify_locations(c->def, ca_file, NULL) != 1) {
 			*err_r = tls_set_error(ca_file);
@@ -272,6 +278,22 @@ struct tls_session *tls_client_session_new(struct tls_ctx *c, int fd, const char
 	}
 	SSL_set_connect_state(s->ssl);
 	return s;
+}
+
+int tls_session_dane(struct tls_session *s, const char *host, const struct tls_tlsa *r, size_t n)
+{
+	if (SSL_dane_enable(s->ssl, host) <= 0)
+		return -1;
+	int usable = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (r[i].usage != 2 && r[i].usage != 3)
+			continue;   /* DANE-TA(2) and DANE-EE(3) only */
+		int a = SSL_dane_tlsa_add(s->ssl, r[i].usage, r[i].selector, r[i].mtype,
+					  r[i].data, r[i].len);
+		if (a > 0)
+			usable++;
+	}
+	return usable;
 }
 
 int tls_peer_verified(struct tls_session *s, char *why, size_t whylen)

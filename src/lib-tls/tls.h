@@ -66,6 +66,17 @@ enum tls_verify {
 /* A client session on fd sending SNI `host`. NULL on failure. */
 struct tls_session *tls_client_session_new(struct tls_ctx *ctx, int fd, const char *host,
 					   int verify);
+/* One TLSA record (RFC 6698): certificate usage, selector, matching type, digest. */
+struct tls_tlsa {
+	unsigned char usage, selector, mtype;
+	unsigned char data[64];
+	size_t len;
+};
+/* DANE (RFC 7672) on a new TLS_VERIFY_CHECK client session, before its handshake: the
+ * certificate must match one of the records (DANE-EE: the key itself, no name check; DANE-TA:
+ * a chain to that key, naming host). Returns the number of usable records (PKIX-TA/PKIX-EE and
+ * unknown ones are not usable for SMTP, RFC 7672 3.1.3), -1 error. */
+int tls_session_dane(struct tls_session *s, const char *host, const struct tls_tlsa *r, size_t n);
 /* After the handshake of a TLS_VERIFY_CHECK session: 1 the certificate chains to a trusted CA
  * and names the host, else 0 with the reason in why. */
 int tls_peer_verified(struct tls_session *s, char *why, size_t whylen);

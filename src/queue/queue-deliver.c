@@ -20,6 +20,8 @@
 #include "log.h"
 #include "mta-sts.h"
 #include "tlsrpt.h"
+
+#define DANE_TLSA_MAX 8   /* TLSA records of one MX host used */
 #include "tls.h"
 
 #define QD_MSGS_PER_CONN 200     /* then QUIT and reconnect: bounds one session's life */
@@ -108,6 +110,43 @@ static int sts_check_tls(struct queue *q, const struct sts_policy *p, struct smt
 	return -1;
 }
 
+/* TLSA records SMTP can use (RFC 7672 3.1.3): DANE-TA(2) and DANE-EE(3), selector 0 or 1,
+ * matching type 1 or 2 (digests; full certificates are not kept). */
+static int dane_usable_count(const struct tls_tlsa *r, int n)
+{
+	int u = 0;
+	for (int i = 0; i < n; i++)
+		u += (r[i].usage == 2 || r[i].usage == 3) && r[i].selector <= 1 &&
+		     (r[i].mtype == 1 || r[i].mtype == 2);
+	return u;
+}
+
+/* DANE after EHLO: TLS is mandatory; with usable records the certificate must match one. 0 go
+ * on, -1 this host is refused (why filled). */
+static int dane_check_tls(struct smtpc *c, const char *dest, int usable, char *why,
+			  size_t whylen)
+{
+	char err[256];
+	if (c->tls == NULL) {
+		snprintf(err, sizeof(err), "does not offer STARTTLS");
+	} else if (usable && !tls_peer_verified(c->tls, err, sizeof(err))) {
+		char e2[300];
+		snprintf(e2, sizeof(e2), "presents a certificate that matches none of its TLSA "
+			 "records (%s)", err);
+		snprintf(err, sizeof(err), "%s", e2);
+	} else {
+		log_info("event=dane-verified dest=%s host=%s ip=%s%s", dest, c->host, c->ip,
+			 usable ? "" : " authenticated=no reason=\"no usable TLSA record: TLS "
+			 "without authentication\"");
+		return 0;
+	}
+	log_warn("event=dane-failure dest=%s host=%s ip=%s error=\"%s\"", dest, c->host, c->ip,
+		 err);
+	snprintf(why, whylen, "4.7.5 %s[%s] publishes DNSSEC-signed TLSA records (DANE, RFC 7672) "
+		 "but %s; delivery waits until it is fixed", c->host, c->ip, err);
+	return -1;
+}
+
 /* Connect to the destination: resolve, then try each address until one greets and takes EHLO
  * (and STARTTLS where offered; required and authenticated for the relay host).
  * 0 connected; otherwise the result class (4 or 5) with why filled. */
@@ -145,7 +184,24 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 		sts_mx_list(&sts, stsmx, sizeof(stsmx));
 	for (int i = 0; i < n; i++) {
 		struct smtpc_reply r;
-		if (sts_on && !sts_mx_match(&sts, t[i].host)) {
+		/* DANE (RFC 7672): DNSSEC-secure TLSA records of a securely found MX host make TLS
+		 * mandatory and authenticate it; they take precedence over MTA-STS (RFC 8461 2) */
+		struct tls_tlsa tlsa[DANE_TLSA_MAX];
+		int ntlsa = 0;
+		if (!relay && qdns_validating() && t[i].secure) {
+			ntlsa = qdns_tlsa(t[i].host, port, tlsa, DANE_TLSA_MAX);
+			if (ntlsa < 0) {
+				snprintf(why, whylen, "4.7.5 the TLSA records of %s cannot be looked up or "
+					 "fail DNSSEC validation; delivery waits (DANE, RFC 7672)",
+					 t[i].host);
+				log_warn("event=dane-failure dest=%s host=%s error=\"TLSA lookup failed or "
+					 "bogus\"", dest, t[i].host);
+				continue;
+			}
+		}
+		int dane = ntlsa > 0, dane_usable = dane_usable_count(tlsa, ntlsa);
+		int host_sts = sts_on && !dane;
+		if (host_sts && !sts_mx_match(&sts, t[i].host)) {
 			tlsrpt_record(q, dest, &sts, t[i].host, t[i].ip, "validation-failure");
 			log_warn("event=mta-sts-failure dest=%s host=%s result=validation-failure "
 				 "mode=%s error=\"not an mx of the policy (%s)\"", dest, t[i].host,
@@ -181,16 +237,24 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 		if (e == 0 && c->starttls) {
 			int verify = relay ? (cfg->relayhost_tls_verify ? TLS_VERIFY_FAIL :
 					      TLS_VERIFY_OFF) :
-				     sts_on ? TLS_VERIFY_CHECK : TLS_VERIFY_OFF;
+				     host_sts || dane_usable ? TLS_VERIFY_CHECK : TLS_VERIFY_OFF;
+			if (dane_usable) {
+				c->dane = tlsa;
+				c->ndane = (size_t)ntlsa;
+			}
 			e = smtpc_starttls(c, q->tls, verify, &r);
 			if (e == 0)
 				e = smtpc_ehlo(c, cfg->hostname, &r);
-			else if (e > 0 && !relay && !enforce) {
+			else if (e > 0 && !relay && !(host_sts && enforce) && !dane) {
 				/* refused STARTTLS: carry on in plaintext (opportunistic TLS) */
 				e = 0;
 			}
 		}
-		if (e == 0 && sts_on && sts_check_tls(q, &sts, c, dest, enforce, why, whylen) < 0) {
+		if (e == 0 && dane && dane_check_tls(c, dest, dane_usable, why, whylen) < 0) {
+			smtpc_quit(c);
+			continue;
+		}
+		if (e == 0 && host_sts && sts_check_tls(q, &sts, c, dest, enforce, why, whylen) < 0) {
 			smtpc_quit(c);
 			continue;
 		}

@@ -15,15 +15,18 @@
 #include <unbound.h>
 
 #include "idn.h"
+#include "tls.h"
 
 #define RR_A 1
 #define RR_MX 15
 #define RR_TXT 16
+#define RR_TLSA 52
 #define RR_AAAA 28
 #define MAX_MX 16
 #define QDNS_NAME_MAX 253   /* RFC 1035 2.3.4: a name as text, without the final dot */
 
 static struct ub_ctx *ub;
+static int validating;
 
 /* Add one resolver "IP", "IP:PORT", "[IPv6]:PORT" or a bare IPv6 address. */
 static int add_server(struct ub_ctx *u, const char *tok, char *err, size_t errlen)
@@ -68,13 +71,27 @@ bad:
 	return -1;
 }
 
+int qdns_validating(void)
+{
+	return validating;
+}
+
 /* A resolver context for the dns_servers setting (see queue.h). */
-struct ub_ctx *qdns_ctx_new(const char *servers, char *err, size_t errlen)
+struct ub_ctx *qdns_ctx_new(const char *servers, const char *ta_file, char *err, size_t errlen)
 {
 	struct ub_ctx *u = ub_ctx_create();
 	if (u == NULL) {
 		snprintf(err, errlen, "cannot create the DNS resolver");
 		return NULL;
+	}
+	if (ta_file[0]) {
+		/* before anything that finalizes the context (zone changes) */
+		int r = ub_ctx_add_ta_file(u, ta_file);
+		if (r != 0) {
+			snprintf(err, errlen, "dns_trust_anchor_file %s: %s", ta_file, ub_strerror(r));
+			ub_ctx_delete(u);
+			return NULL;
+		}
 	}
 	ub_ctx_set_option(u, "do-not-query-localhost:", "no");
 	if (servers[0]) {
@@ -103,9 +120,10 @@ struct ub_ctx *qdns_ctx_new(const char *servers, char *err, size_t errlen)
 	return u;
 }
 
-int qdns_init(const char *servers, char *err, size_t errlen)
+int qdns_init(const char *servers, const char *ta_file, char *err, size_t errlen)
 {
-	ub = qdns_ctx_new(servers, err, errlen);
+	ub = qdns_ctx_new(servers, ta_file, err, errlen);
+	validating = ub != NULL && ta_file[0] != '\0';
 	return ub == NULL ? -1 : 0;
 }
 
@@ -139,7 +157,7 @@ int qdns_wire_name(const unsigned char *p, size_t n, char *out, size_t outlen)
 /* Append the addresses of host (A, then AAAA). Returns how many were added; *temp set on a
  * temporary failure. */
 static size_t host_addrs(const char *host, struct qdns_target *out, size_t have, size_t max,
-			 int *temp, int *any_answer)
+			 int *temp, int *any_answer, int secure_name)
 {
 	size_t added = 0;
 	static const int types[] = { RR_A, RR_AAAA };
@@ -149,11 +167,12 @@ static size_t host_addrs(const char *host, struct qdns_target *out, size_t have,
 			*temp = 1;
 			continue;
 		}
-		if (res->rcode != 0 && !res->nxdomain)
-			*temp = 1;
-		if (res->havedata || (!res->nxdomain && res->rcode == 0))
+		if ((res->rcode != 0 && !res->nxdomain) || res->bogus)
+			*temp = 1;   /* a bogus answer is a forgery or a broken zone: never used */
+		if (!res->bogus && (res->havedata || (!res->nxdomain && res->rcode == 0)))
 			*any_answer = 1;
-		for (int i = 0; res->havedata && res->data[i] && have + added < max; i++) {
+		for (int i = 0; !res->bogus && res->havedata && res->data[i] && have + added < max;
+		     i++) {
 			struct qdns_target *d = &out[have + added];
 			if (types[t] == RR_A && res->len[i] == 4)
 				inet_ntop(AF_INET, res->data[i], d->ip, sizeof(d->ip));
@@ -162,6 +181,7 @@ static size_t host_addrs(const char *host, struct qdns_target *out, size_t have,
 			else
 				continue;
 			queue_strlcpy(d->host, sizeof(d->host), host);
+			d->secure = secure_name && res->secure;
 			added++;
 		}
 		ub_resolve_free(res);
@@ -185,12 +205,13 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 {
 	struct mx mx[MAX_MX];
 	size_t nmx = 0;
-	int temp = 0, any = 0;
+	int temp = 0, any = 0, mx_secure = 1;
 	unsigned char a[16];
 	char ace[QDNS_NAME_MAX + 1];
 	if (inet_pton(AF_INET, domain, a) == 1 || inet_pton(AF_INET6, domain, a) == 1) {
 		queue_strlcpy(out[0].ip, sizeof(out[0].ip), domain);
 		queue_strlcpy(out[0].host, sizeof(out[0].host), domain);
+		out[0].secure = 0;
 		return 1;
 	}
 	/* DNS knows U-labels only as A-labels (RFC 5891): "bücher.example" is looked up as
@@ -210,6 +231,13 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 			snprintf(err, errlen, "DNS lookup of %s failed: %s", domain, ub_strerror(r));
 			return -1;
 		}
+		if (res->bogus) {
+			snprintf(err, errlen, "the MX records of %s fail DNSSEC validation (%s)", domain,
+				 res->why_bogus ? res->why_bogus : "bogus");
+			ub_resolve_free(res);
+			return -1;
+		}
+		mx_secure = res->secure;
 		if (res->nxdomain) {
 			snprintf(err, errlen, "the domain %s does not exist (DNS says NXDOMAIN)", domain);
 			ub_resolve_free(res);
@@ -241,11 +269,11 @@ int qdns_route(const char *domain, int no_mx, struct qdns_target *out, size_t ma
 	}
 	size_t n = 0;
 	if (nmx == 0) {
-		n = host_addrs(domain, out, 0, max, &temp, &any);
+		n = host_addrs(domain, out, 0, max, &temp, &any, mx_secure);
 	} else {
 		for (size_t i = 0; i < nmx && n < max; i++)
 			if (mx[i].name[0])
-				n += host_addrs(mx[i].name, out, n, max, &temp, &any);
+				n += host_addrs(mx[i].name, out, n, max, &temp, &any, mx_secure);
 	}
 	if (n > 0)
 		return (int)n;
@@ -295,4 +323,33 @@ int qdns_txt(const char *name, const char *prefix, char *out, size_t outlen)
 	}
 	ub_resolve_free(res);
 	return found == 1;   /* several records claiming the prefix count as none */
+}
+
+int qdns_tlsa(const char *host, unsigned port, struct tls_tlsa *out, size_t max)
+{
+	char name[QDNS_NAME_MAX + 32];
+	snprintf(name, sizeof(name), "_%u._tcp.%s", port, host);
+	struct ub_result *res = NULL;
+	int r = ub_resolve(ub, name, RR_TLSA, 1, &res);
+	if (r != 0 || res == NULL)
+		return -1;
+	if (res->bogus || (res->rcode != 0 && !res->nxdomain)) {
+		ub_resolve_free(res);
+		return -1;
+	}
+	size_t n = 0;
+	for (int i = 0; res->secure && res->havedata && res->data[i] && n < max; i++) {
+		const unsigned char *d = (const unsigned char *)res->data[i];
+		size_t l = (size_t)res->len[i];
+		if (l < 4 || l - 3 > sizeof(out[n].data))
+			continue;   /* a full certificate (matching type 0) is not supported */
+		out[n].usage = d[0];
+		out[n].selector = d[1];
+		out[n].mtype = d[2];
+		out[n].len = l - 3;
+		memcpy(out[n].data, d + 3, l - 3);
+		n++;
+	}
+	ub_resolve_free(res);
+	return (int)n;
 }

@@ -10,13 +10,22 @@
 
 struct acctdb;
 struct tls_ctx;
+struct tls_tlsa;
 
 /* ---- DNS (queue-dns.c) ---- */
 struct qdns_target {
 	char host[256];
 	char ip[64];
+	int secure;              /* the MX and address records were DNSSEC-validated */
 };
-int qdns_init(const char *servers, char *err, size_t errlen);
+/* servers as the dns_servers setting; ta_file: trust anchors for DNSSEC validation ("": none,
+ * then nothing is ever secure and DANE never applies). */
+int qdns_init(const char *servers, const char *ta_file, char *err, size_t errlen);
+/* DNSSEC validation is on (a trust anchor was loaded). */
+int qdns_validating(void);
+/* The TLSA records of _PORT._tcp.host: >=0 count (only when the answer is DNSSEC-secure; an
+ * insecure answer counts as none), -1 temporary failure or a bogus (forged) answer. */
+int qdns_tlsa(const char *host, unsigned port, struct tls_tlsa *out, size_t max);
 /* Addresses to try for a domain, best first. >0 count; 0 permanent failure (no such domain, no
  * address); -1 temporary failure; -2 null MX. err says what happened. no_mx: the name is a
  * host (relayhost), look up A/AAAA only. */

@@ -673,7 +673,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 			  cfg->relayhost);
 		_exit(3);
 	}
-	if (qdns_init(cfg->dns_servers, err, sizeof(err)) < 0) {
+	if (qdns_init(cfg->dns_servers, cfg->dns_trust_anchor_file, err, sizeof(err)) < 0) {
 		log_error("event=startup-failed error=\"%s\"", err);
 		_exit(3);
 	}

@@ -110,8 +110,9 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 struct ub_ctx;
 /* A libunbound context asking the resolvers of the dns_servers setting ("IP[:PORT] ...", ""
  * for /etc/resolv.conf), special-use names (test., invalid.) passed on to them. NULL on error
- * (err set). Used by the queue (queue-dns.c) and the inbound checks (smtp-authdns.c). */
-struct ub_ctx *qdns_ctx_new(const char *servers, char *err, size_t errlen);
+ * (err set). ta_file: DNSSEC trust anchors ("" for none). Used by the queue (queue-dns.c) and the
+ * inbound checks (smtp-authdns.c). */
+struct ub_ctx *qdns_ctx_new(const char *servers, const char *ta_file, char *err, size_t errlen);
 /* A domain name in uncompressed wire format (as libunbound returns rdata) to text, no trailing
  * dot, "" for the root; only LDH and '_' octets. 0 ok, -1 malformed or too long for out. */
 int qdns_wire_name(const unsigned char *p, size_t n, char *out, size_t outlen);

@@ -454,6 +454,10 @@ int smtpc_tls_start(struct smtpc *c, struct tls_ctx *ctx, int verify)
 		cerr(c, "TLS setup failed: %s", tls_last_error());
 		return -1;
 	}
+	if (c->dane != NULL && tls_session_dane(c->tls, c->host, c->dane, c->ndane) < 0) {
+		cerr(c, "DANE setup failed: %s", tls_last_error());
+		return -1;
+	}
 	uint64_t deadline = ev_now_ms() + c->reply_timeout_ms;
 	for (;;) {
 		int h = tls_handshake(c->tls);

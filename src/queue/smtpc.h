@@ -17,6 +17,7 @@
 
 struct tls_ctx;
 struct tls_session;
+struct tls_tlsa;
 
 #define SMTPC_LINE_MAX 2048      /* RFC 5321 4.5.3.1.5 says 512; be lenient, stay bounded */
 #define SMTPC_REPLY_LINES 100    /* an EHLO reply has ~20 lines; more is an attack */
@@ -68,6 +69,8 @@ struct smtpc {
 	int esmtp, pipelining, size_ext, eightbit, smtputf8, dsn, starttls, auth_plain, auth_login;
 	uint64_t size_max;
 	char err[SMTPC_TEXT_MAX + 64];   /* the last local error ("connection timed out") */
+	const struct tls_tlsa *dane;     /* DANE records for the next TLS start (NULL: none) */
+	size_t ndane;
 };
 
 /* TLS on the connected socket (implicit TLS, or after a 220 to STARTTLS), verify as

@@ -88,7 +88,7 @@ static struct ub_ctx *thread_ub(const char *servers)
 	if (tl_ub != NULL)
 		ub_ctx_delete(tl_ub);
 	char err[256];
-	tl_ub = qdns_ctx_new(servers, err, sizeof(err));
+	tl_ub = qdns_ctx_new(servers, "", err, sizeof(err));
 	if (tl_ub == NULL) {
 		log_warn("proto=smtp event=authin-dns-failed error=\"%s\"", err);
 		return NULL;

@@ -39,7 +39,7 @@ class Dns:
     """unbound -d -c CONF serving `records` (zone file lines) under local zones, on
     host:port (default 127.0.0.1 and a free port)."""
 
-    def __init__(self, zones, records, host="127.0.0.1", port=None):
+    def __init__(self, zones, records, host="127.0.0.1", port=None, auth_zones=()):
         self.dir = tempfile.mkdtemp(prefix="postino-dns-")
         os.chmod(self.dir, 0o755)
         self.host = host
@@ -53,10 +53,15 @@ class Dns:
             f.write("  use-syslog: no\n  verbosity: 0\n  do-ip6: no\n")
             f.write("  access-control: 127.0.0.0/8 allow\n")
             f.write('  module-config: "iterator"\n')
+            if auth_zones:   # served from (signed) zone files below: not the default static test.
+                f.write('  local-zone: "test." nodefault\n')
             for z in zones:
                 f.write('  local-zone: "%s." static\n' % z)
             for r in records:   # TXT data has double quotes: wrap those in single ones
                 f.write(("  local-data: '%s'\n" if '"' in r else '  local-data: "%s"\n') % r)
+            for name, path in auth_zones:
+                f.write('auth-zone:\n  name: "%s"\n  zonefile: "%s"\n  for-upstream: yes\n'
+                        '  for-downstream: yes\n' % (name, path))
             f.write("remote-control:\n  control-enable: no\n")
         self.log = open(os.path.join(self.dir, "unbound.log"), "w")
         self.proc = subprocess.Popen(["unbound", "-d", "-c", conf], stdout=self.log,
