@@ -17,9 +17,6 @@
 #include "log.h"
 #include "mime.h"
 
-int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
-		     unsigned *flags_r, uint64_t *kw_r);
-
 /* See imap-private.h. */
 void imap_condstore_enable(struct imap_session *s)
 {
@@ -576,6 +573,65 @@ static void imap_fetch_vanished(struct imap_session *s, const char *set, uint64_
 	imap_seqset_free(&v.set);
 }
 
+/* The FETCH output starts (resumed while the socket takes it). */
+static void fetch_start(struct imap_session *s, struct fetch_ctx *f)
+{
+	s->cmd_ctx = f;
+	s->cmd_free = fetch_free;
+	s->resume = fetch_resume;
+}
+
+struct seen_job {
+	struct imap_wjob job;
+	char box[1024];
+	struct fetch_ctx *f;
+	struct store_flag_change *ch;
+	size_t nch;
+	uint64_t modseq;
+	int rc;
+};
+
+/* Pool: \Seen on the fetched messages that lacked it. */
+static void seen_work(struct imap_wjob *w)
+{
+	struct seen_job *j = (struct seen_job *)w;
+	const char *err;
+	j->rc = store_set_flags(w->acct, j->box, j->ch, j->nch, &j->modseq, &err);
+	if (j->rc < 0)
+		imap_wjob_error(w, err);
+}
+
+/* Loop: the flags into the table (FETCH then shows them), and the output starts. A failure
+ * leaves the flags as they were; the bodies are still sent. */
+static void seen_done(struct imap_wjob *w)
+{
+	struct seen_job *j = (struct seen_job *)w;
+	struct imap_session *s = w->s;
+	struct fetch_ctx *f = j->f;
+	if (!j->job.no_handle && j->rc == 0) {
+		if (j->modseq > s->highestmodseq)
+			s->highestmodseq = j->modseq;
+		for (size_t k = 0; k < f->n; k++) {
+			struct imap_msg *m = &s->msgs[f->idx[k]];
+			if (!(m->flags & STORE_F_SEEN)) {
+				m->flags |= STORE_F_SEEN;
+				m->modseq = j->modseq;
+				m->in_new = 0;
+			}
+		}
+		int have = 0;
+		for (size_t k = 0; k < f->nitems; k++)
+			have |= f->items[k].kind == F_FLAGS;
+		if (!have)
+			fetch_parse_item(f, "FLAGS");
+	} else {
+		log_warn("sess=%016llx proto=imap event=seen-failed error=\"%s\"",
+			 (unsigned long long)s->base.id, w->err ? w->err : "?");
+	}
+	free(j->ch);
+	fetch_start(s, f);
+}
+
 /* FETCH set items [(CHANGEDSINCE n [VANISHED])]. */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
@@ -680,52 +736,154 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		memmove(f->idx, f->idx + first, np * sizeof(*f->idx));
 		f->n = np;
 	}
-	/* non-PEEK body fetches set \Seen: one transaction for the whole command */
+	/* non-PEEK body fetches set \Seen: one transaction for the whole command, on the pool */
 	int sets_seen = 0;
 	for (size_t k = 0; k < f->nitems; k++)
 		if ((f->items[k].kind == F_SECTION || f->items[k].kind == F_BINARY ||
 		     f->items[k].kind == F_RFC822 || f->items[k].kind == F_RFC822_TEXT) &&
 		    !f->items[k].peek)
 			sets_seen = 1;
+	struct seen_job *j = NULL;
 	if (sets_seen && !s->readonly) {
-		struct store_flag_change *ch = calloc(f->n + 1, sizeof(*ch));
-		size_t nch = 0;
-		for (size_t j = 0; ch && j < f->n; j++) {
-			struct imap_msg *m = &s->msgs[f->idx[j]];
+		j = calloc(1, sizeof(*j));
+		if (j != NULL)
+			j->ch = calloc(f->n + 1, sizeof(*j->ch));
+		for (size_t k = 0; j && j->ch && k < f->n; k++) {
+			struct imap_msg *m = &s->msgs[f->idx[k]];
 			if (m->flags & STORE_F_SEEN)
 				continue;
-			ch[nch].uid = m->uid;
-			ch[nch].flags = m->flags | STORE_F_SEEN;
-			ch[nch].keywords = m->keywords;
-			nch++;
+			j->ch[j->nch].uid = m->uid;
+			j->ch[j->nch].flags = m->flags | STORE_F_SEEN;
+			j->ch[j->nch].keywords = m->keywords;
+			j->nch++;
 		}
-		uint64_t modseq;
-		const char *err;
-		if (nch > 0 && store_set_flags(s->acct, s->box, ch, nch, &modseq, &err) == 0) {
-			if (modseq > s->highestmodseq)
-				s->highestmodseq = modseq;
-			for (size_t j = 0; j < f->n; j++) {
-				struct imap_msg *m = &s->msgs[f->idx[j]];
-				if (!(m->flags & STORE_F_SEEN)) {
-					m->flags |= STORE_F_SEEN;
-					m->modseq = modseq;
-					m->in_new = 0;
-				}
-			}
-			int have = 0;
-			for (size_t k = 0; k < f->nitems; k++)
-				have |= f->items[k].kind == F_FLAGS;
-			if (!have)
-				fetch_parse_item(f, "FLAGS");
+		if (j && j->nch == 0) {
+			free(j->ch);
+			free(j);
+			j = NULL;
 		}
-		free(ch);
 	}
-	s->cmd_ctx = f;
-	s->cmd_free = fetch_free;
-	s->resume = fetch_resume;
+	if (j != NULL && j->ch != NULL) {
+		j->f = f;
+		snprintf(j->box, sizeof(j->box), "%s", s->box);
+		imap_write_job(s, &j->job, seen_work, seen_done);
+		return;
+	}
+	free(j);
+	fetch_start(s, f);
 }
 
-/* STORE set [(UNCHANGEDSINCE n)] [+-]FLAGS[.SILENT] (flags). */
+/* One selected message as STORE found it. */
+struct store_before {
+	uint32_t uid;
+	unsigned flags;
+	uint64_t keywords;
+};
+
+struct store_job {
+	struct imap_wjob job;
+	char box[1024];
+	const struct imap_arg *fl;     /* the flag list (or one flag), in the parser */
+	int uid, silent, mode;
+	size_t *idx, ni;               /* the selected messages (indexes into s->msgs) */
+	struct store_before *before;   /* [ni]; uid 0: not changed (UNCHANGEDSINCE) */
+	struct store_flag_change *ch;  /* [ni]: the changes, filled on the pool */
+	size_t nch;
+	uint64_t modseq;
+	int rc;
+	char modified[2048];
+	struct imap_kwnames kw;
+};
+
+/* Pool: the keywords (created), the new flag sets, one transaction. */
+static void store_work(struct imap_wjob *w)
+{
+	struct store_job *j = (struct store_job *)w;
+	const char *err;
+	unsigned flags;
+	uint64_t kw;
+	const struct imap_arg *fl = j->fl;
+	int bad = fl->type == IMAP_ARG_LIST ?
+			  imap_flags_resolve(w->acct, fl->list, fl->nlist, &flags, &kw, &j->kw) :
+			  imap_flags_resolve(w->acct, fl, 1, &flags, &kw, &j->kw);
+	if (bad < 0) {
+		imap_wjob_error(w, "invalid flag");   /* checked before: cannot happen */
+		j->rc = -1;
+		return;
+	}
+	for (size_t k = 0; k < j->ni; k++) {
+		const struct store_before *m = &j->before[k];
+		if (m->uid == 0)
+			continue;
+		struct store_flag_change *c = &j->ch[j->nch++];
+		c->uid = m->uid;
+		c->flags = j->mode > 0 ? m->flags | flags : j->mode < 0 ? m->flags & ~flags : flags;
+		c->keywords = j->mode > 0 ? m->keywords | kw : j->mode < 0 ? m->keywords & ~kw : kw;
+	}
+	if (j->nch > 0) {
+		j->rc = store_set_flags(w->acct, j->box, j->ch, j->nch, &j->modseq, &err);
+		if (j->rc < 0)
+			imap_wjob_error(w, err);
+	}
+}
+
+/* Loop: the new flags into the table, FETCH responses, the tagged answer. */
+static void store_done(struct imap_wjob *w)
+{
+	struct store_job *j = (struct store_job *)w;
+	struct imap_session *s = w->s;
+	imap_keywords_learn(s, &j->kw);
+	if (imap_wjob_failed(w, "STORE"))
+		goto out;
+	if (j->rc < 0) {
+		log_warn("sess=%016llx proto=imap event=store-failed error=\"%s\"",
+			 (unsigned long long)s->base.id, w->err ? w->err : "?");
+		imap_tagged(s, "NO", "[UNAVAILABLE] Could not store the flags; please try again");
+		goto out;
+	}
+	imap_announce_keywords(s);   /* a keyword used for the first time */
+	size_t c = 0;
+	for (size_t k = 0; k < j->ni; k++) {
+		struct imap_msg *m = &s->msgs[j->idx[k]];
+		if (c >= j->nch || j->ch[c].uid != m->uid)
+			continue;
+		int changed = m->flags != j->ch[c].flags || m->keywords != j->ch[c].keywords;
+		m->flags = j->ch[c].flags;
+		m->keywords = j->ch[c].keywords;
+		if (changed) {
+			m->modseq = j->modseq;
+			m->in_new = 0;
+		}
+		c++;
+		if (j->silent && !(s->condstore && changed))
+			continue;
+		char ft[1200];
+		char extra[64] = "";
+		if (s->condstore)
+			snprintf(extra, sizeof(extra), " MODSEQ (%llu)", (unsigned long long)m->modseq);
+		if (j->uid || s->qresync)   /* RFC 7162 3.2.4: with QRESYNC, FETCH carries UID */
+			imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s)%s)", j->idx[k] + 1, m->uid,
+				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
+						   sizeof(ft)), extra);
+		else
+			imap_reply(s, "* %zu FETCH (FLAGS (%s)%s)", j->idx[k] + 1,
+				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
+						   sizeof(ft)), extra);
+	}
+	if (j->modseq > s->highestmodseq)
+		s->highestmodseq = j->modseq;
+	if (j->modified[0])
+		imap_tagged(s, "OK", "[MODIFIED %s] Conditional STORE failed for some", j->modified);
+	else
+		imap_tagged(s, "OK", "%sSTORE completed", j->uid ? "UID " : "");
+out:
+	free(j->idx);
+	free(j->before);
+	free(j->ch);
+}
+
+/* STORE set [(UNCHANGEDSINCE n)] [+-]FLAGS[.SILENT] (flags): checked here, written on the
+ * pool (the table of the selected mailbox does not change while the session waits). */
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
 	size_t a = 1;
@@ -754,82 +912,51 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 		imap_bad(s, "Use FLAGS, +FLAGS or -FLAGS");
 		return;
 	}
-	unsigned flags;
-	uint64_t kw;
 	const struct imap_arg *fl = &args[a + 1];
-	int bad = fl->type == IMAP_ARG_LIST ? imap_parse_flags(s, fl->list, fl->nlist, &flags, &kw)
-					    : imap_parse_flags(s, fl, 1, &flags, &kw);
-	if (bad < 0) {
+	if (fl->type == IMAP_ARG_LIST ? imap_flags_valid(fl->list, fl->nlist) < 0
+				      : imap_flags_valid(fl, 1) < 0) {
 		imap_bad(s, "Invalid flag");
 		return;
 	}
 	imap_sync_mailbox(s, 0);
-	imap_announce_keywords(s);   /* a keyword used for the first time */
 	size_t *idx, ni;
 	if (imap_select_msgs(s, args[0].str, uid, &idx, &ni) < 0) {
 		imap_bad(s, "Invalid sequence set");
 		return;
 	}
+	struct store_job *j = calloc(1, sizeof(*j));
+	struct store_before *before = calloc(ni + 1, sizeof(*before));
 	struct store_flag_change *ch = calloc(ni + 1, sizeof(*ch));
-	size_t nch = 0;
-	char modified[2048] = "";
-	for (size_t j = 0; ch && j < ni; j++) {
-		struct imap_msg *m = &s->msgs[idx[j]];
-		if (m->modseq > unchangedsince) {
-			size_t l = strlen(modified);
-			snprintf(modified + l, sizeof(modified) - l, "%s%u", l ? "," : "",
-				 uid ? m->uid : (uint32_t)(idx[j] + 1));
-			continue;
-		}
-		ch[nch].uid = m->uid;
-		ch[nch].flags = mode > 0 ? m->flags | flags : mode < 0 ? m->flags & ~flags : flags;
-		ch[nch].keywords = mode > 0 ? m->keywords | kw : mode < 0 ? m->keywords & ~kw : kw;
-		nch++;
-	}
-	uint64_t modseq = 0;
-	const char *err;
-	if (ch == NULL || (nch > 0 && store_set_flags(s->acct, s->box, ch, nch, &modseq, &err) < 0)) {
+	if (j == NULL || before == NULL || ch == NULL) {
+		free(j);
+		free(before);
 		free(ch);
 		free(idx);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Could not store the flags; please try again");
 		return;
 	}
-	size_t c = 0;
-	for (size_t j = 0; j < ni; j++) {
-		struct imap_msg *m = &s->msgs[idx[j]];
-		if (c >= nch || ch[c].uid != m->uid)
+	for (size_t k = 0; k < ni; k++) {
+		struct imap_msg *m = &s->msgs[idx[k]];
+		if (m->modseq > unchangedsince) {
+			size_t l = strlen(j->modified);
+			snprintf(j->modified + l, sizeof(j->modified) - l, "%s%u", l ? "," : "",
+				 uid ? m->uid : (uint32_t)(idx[k] + 1));
 			continue;
-		int changed = m->flags != ch[c].flags || m->keywords != ch[c].keywords;
-		m->flags = ch[c].flags;
-		m->keywords = ch[c].keywords;
-		if (changed) {
-			m->modseq = modseq;
-			m->in_new = 0;
 		}
-		c++;
-		if (silent && !(s->condstore && changed))
-			continue;
-		char ft[1200];
-		char extra[64] = "";
-		if (s->condstore)
-			snprintf(extra, sizeof(extra), " MODSEQ (%llu)", (unsigned long long)m->modseq);
-		if (uid || s->qresync)   /* RFC 7162 3.2.4: with QRESYNC, FETCH carries UID */
-			imap_reply(s, "* %zu FETCH (UID %u FLAGS (%s)%s)", idx[j] + 1, m->uid,
-				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
-						   sizeof(ft)), extra);
-		else
-			imap_reply(s, "* %zu FETCH (FLAGS (%s)%s)", idx[j] + 1,
-				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
-						   sizeof(ft)), extra);
+		before[k].uid = m->uid;
+		before[k].flags = m->flags;
+		before[k].keywords = m->keywords;
 	}
-	if (modseq > s->highestmodseq)
-		s->highestmodseq = modseq;
-	free(ch);
-	free(idx);
-	if (modified[0])
-		imap_tagged(s, "OK", "[MODIFIED %s] Conditional STORE failed for some", modified);
-	else
-		imap_tagged(s, "OK", "%sSTORE completed", uid ? "UID " : "");
+	snprintf(j->box, sizeof(j->box), "%s", s->box);
+	j->fl = fl;
+	j->uid = uid;
+	j->silent = silent;
+	j->mode = mode;
+	j->idx = idx;
+	j->ni = ni;
+	j->before = before;
+	j->ch = ch;
+	imap_write_job(s, &j->job, store_work, store_done);
 }
 
 /* Append "a:b,c" for a sorted array. */
@@ -849,7 +976,87 @@ static void uidset_text(const uint32_t *v, size_t n, struct buf *out)
 	}
 }
 
-/* COPY / MOVE set mailbox. */
+struct copy_job {
+	struct imap_wjob job;
+	char src[1024], dst[1024];
+	int uid, move;
+	uint32_t *uids, *new_uids;     /* [n] */
+	size_t n;
+	uint32_t *sa, *da;             /* [n]: the copied ones (COPYUID) */
+	size_t k;
+	uint32_t uidvalidity;
+	int rc;                        /* 0, -1 copy failed, -2 MOVE's expunge failed */
+};
+
+/* Pool: copy, and for MOVE remove the originals that were copied. */
+static void copy_work(struct imap_wjob *w)
+{
+	struct copy_job *j = (struct copy_job *)w;
+	const char *err;
+	if (store_copy(w->acct, j->src, j->uids, j->n, j->dst, j->new_uids, &j->uidvalidity,
+		       &err) < 0) {
+		imap_wjob_error(w, err);
+		j->rc = -1;
+		return;
+	}
+	for (size_t i = 0; i < j->n; i++)
+		if (j->new_uids[i]) {
+			j->sa[j->k] = j->uids[i];
+			j->da[j->k] = j->new_uids[i];
+			j->k++;
+		}
+	if (j->move && j->k > 0 && store_expunge(w->acct, j->src, j->sa, j->k, &err) < 0) {
+		imap_wjob_error(w, err);
+		j->rc = -2;
+	}
+}
+
+/* Loop: COPYUID and the answer. */
+static void copy_done(struct imap_wjob *w)
+{
+	struct copy_job *j = (struct copy_job *)w;
+	struct imap_session *s = w->s;
+	const char *cmd = j->move ? "MOVE" : "COPY";
+	struct buf a, b;
+	buf_init(&a, 1 << 20);
+	buf_init(&b, 1 << 20);
+	if (imap_wjob_failed(w, cmd))
+		goto out;
+	if (j->rc < 0)
+		log_warn("sess=%016llx proto=imap event=copy-failed error=\"%s\"",
+			 (unsigned long long)s->base.id, w->err ? w->err : "?");
+	if (j->rc == -1) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] %s failed; nothing was changed", cmd);
+		goto out;
+	}
+	if (j->rc == -2) {
+		imap_tagged(s, "NO", "[UNAVAILABLE] MOVE could not remove the originals");
+		goto out;
+	}
+	if (j->k > 0) {
+		uidset_text(j->sa, j->k, &a);
+		uidset_text(j->da, j->k, &b);
+	}
+	if (j->move && j->k > 0) {
+		imap_reply(s, "* OK [COPYUID %u %s %s] Moved", j->uidvalidity, a.data, b.data);
+		imap_sync_mailbox(s, 1);
+		imap_tagged(s, "OK", "%sMOVE completed", j->uid ? "UID " : "");
+	} else if (j->k > 0) {
+		imap_tagged(s, "OK", "[COPYUID %u %s %s] %sCOPY completed", j->uidvalidity, a.data,
+			    b.data, j->uid ? "UID " : "");
+	} else {
+		imap_tagged(s, "OK", "%s%s completed (nothing matched)", j->uid ? "UID " : "", cmd);
+	}
+out:
+	buf_free(&a);
+	buf_free(&b);
+	free(j->uids);
+	free(j->new_uids);
+	free(j->sa);
+	free(j->da);
+}
+
+/* COPY / MOVE set mailbox: checked here, done on the pool. */
 void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
 		   int move)
 {
@@ -881,54 +1088,33 @@ void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n
 		free(idx);
 		return;
 	}
-	uint32_t *src = calloc(ni + 1, sizeof(*src)), *dst = calloc(ni + 1, sizeof(*dst));
-	for (size_t j = 0; src && j < ni; j++)
-		src[j] = s->msgs[idx[j]].uid;
-	free(idx);
-	uint32_t uv = 0;
-	int r = src && dst ? store_copy(s->acct, s->box, src, ni, box, dst, &uv, &err) : -1;
-	if (r < 0) {
-		free(src);
-		free(dst);
+	struct copy_job *j = calloc(1, sizeof(*j));
+	if (j != NULL) {
+		j->uids = calloc(ni + 1, sizeof(*j->uids));
+		j->new_uids = calloc(ni + 1, sizeof(*j->new_uids));
+		j->sa = calloc(ni + 1, sizeof(*j->sa));
+		j->da = calloc(ni + 1, sizeof(*j->da));
+	}
+	if (j == NULL || !j->uids || !j->new_uids || !j->sa || !j->da) {
+		if (j) {
+			free(j->uids);
+			free(j->new_uids);
+			free(j->sa);
+			free(j->da);
+		}
+		free(j);
+		free(idx);
 		imap_tagged(s, "NO", "[UNAVAILABLE] %s failed; nothing was changed",
 			    move ? "MOVE" : "COPY");
 		return;
 	}
-	struct buf a, b;
-	buf_init(&a, 1 << 20);
-	buf_init(&b, 1 << 20);
-	uint32_t *sa = calloc(ni + 1, sizeof(*sa)), *da = calloc(ni + 1, sizeof(*da));
-	size_t k = 0;
-	for (size_t j = 0; sa && da && j < ni; j++)
-		if (dst[j]) {
-			sa[k] = src[j];
-			da[k] = dst[j];
-			k++;
-		}
-	if (k > 0) {
-		uidset_text(sa, k, &a);
-		uidset_text(da, k, &b);
-	}
-	if (move && k > 0) {
-		if (store_expunge(s->acct, s->box, sa, k, &err) < 0) {
-			imap_tagged(s, "NO", "[UNAVAILABLE] MOVE could not remove the originals");
-			goto out;
-		}
-		imap_reply(s, "* OK [COPYUID %u %s %s] Moved", uv, a.data, b.data);
-		imap_sync_mailbox(s, 1);
-		imap_tagged(s, "OK", "%sMOVE completed", uid ? "UID " : "");
-	} else if (k > 0) {
-		imap_tagged(s, "OK", "[COPYUID %u %s %s] %sCOPY completed", uv, a.data, b.data,
-			    uid ? "UID " : "");
-	} else {
-		imap_tagged(s, "OK", "%s%s completed (nothing matched)", uid ? "UID " : "",
-			    move ? "MOVE" : "COPY");
-	}
-out:
-	buf_free(&a);
-	buf_free(&b);
-	free(sa);
-	free(da);
-	free(src);
-	free(dst);
+	for (size_t k = 0; k < ni; k++)
+		j->uids[k] = s->msgs[idx[k]].uid;
+	free(idx);
+	j->n = ni;
+	j->uid = uid;
+	j->move = move;
+	snprintf(j->src, sizeof(j->src), "%s", s->box);
+	snprintf(j->dst, sizeof(j->dst), "%s", box);
+	imap_write_job(s, &j->job, copy_work, copy_done);
 }

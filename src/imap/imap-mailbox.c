@@ -150,11 +150,120 @@ void imap_qresync_select(struct imap_session *s, uint64_t modseq, const char *kn
 	}
 }
 
+enum mbox_op { MB_CREATE, MB_DELETE, MB_RENAME, MB_SUBSCRIBE, MB_UNSUBSCRIBE };
+
+struct mbox_job {
+	struct imap_wjob job;
+	enum mbox_op op;
+	char name[1024], to[1024];
+	const char *special;   /* static */
+	int rc;
+};
+
+static const char *const mbox_op_names[] = { "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
+					     "UNSUBSCRIBE" };
+
+/* Pool: the mailbox change. */
+static void mbox_work(struct imap_wjob *w)
+{
+	struct mbox_job *j = (struct mbox_job *)w;
+	const char *err = NULL;
+	switch (j->op) {
+	case MB_CREATE: {
+		size_t l = strlen(j->name);
+		for (size_t i = 1; i < l; i++) {   /* parents are created implicitly */
+			if (j->name[i] == '/') {
+				j->name[i] = '\0';
+				store_mailbox_create(w->acct, j->name, NULL, &err);
+				j->name[i] = '/';
+			}
+		}
+		j->rc = store_mailbox_create(w->acct, j->name, j->special, &err);
+		break;
+	}
+	case MB_DELETE:
+		j->rc = store_mailbox_delete(w->acct, j->name, &err);
+		break;
+	case MB_RENAME:
+		j->rc = store_mailbox_rename(w->acct, j->name, j->to, &err);
+		break;
+	case MB_SUBSCRIBE:
+	case MB_UNSUBSCRIBE:
+		j->rc = store_mailbox_subscribe(w->acct, j->name, j->op == MB_SUBSCRIBE, &err);
+		break;
+	}
+	if (j->rc < 0)
+		imap_wjob_error(w, err);
+}
+
+/* Loop: the answer. */
+static void mbox_done(struct imap_wjob *w)
+{
+	struct mbox_job *j = (struct mbox_job *)w;
+	struct imap_session *s = w->s;
+	const char *cmd = mbox_op_names[j->op];
+	int r = j->rc;
+	if (imap_wjob_failed(w, cmd))
+		return;
+	switch (j->op) {
+	case MB_CREATE:
+		if (r < 0)
+			imap_tagged(s, "NO", "[CANNOT] %s", w->err);
+		else if (r == 0)
+			imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
+		else
+			imap_tagged(s, "OK", "CREATE completed");
+		break;
+	case MB_DELETE:
+		if (r < 0)
+			imap_tagged(s, "NO", "[CANNOT] %s", w->err);
+		else if (r == 0)
+			imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		else
+			imap_tagged(s, "OK", "DELETE completed");
+		break;
+	case MB_RENAME:
+		if (r == 1)
+			imap_tagged(s, "OK", "RENAME completed");
+		else if (r == 0)
+			imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		else if (r == -2)
+			imap_tagged(s, "NO", "[ALREADYEXISTS] Target mailbox exists");
+		else
+			imap_tagged(s, "NO", "[CANNOT] %s", w->err);
+		break;
+	case MB_SUBSCRIBE:
+	case MB_UNSUBSCRIBE:
+		if (r < 0)
+			imap_tagged(s, "NO", "[SERVERBUG] %s", w->err);
+		else if (r == 0 && j->op == MB_SUBSCRIBE)
+			imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
+		else
+			imap_tagged(s, "OK", "%s completed", cmd);
+		break;
+	}
+}
+
+/* Start a mailbox change on the pool. */
+static void mbox_submit(struct imap_session *s, enum mbox_op op, const char *name, const char *to,
+			const char *special)
+{
+	struct mbox_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	j->op = op;
+	snprintf(j->name, sizeof(j->name), "%s", name);
+	snprintf(j->to, sizeof(j->to), "%s", to ? to : "");
+	j->special = special;
+	imap_write_job(s, &j->job, mbox_work, mbox_done);
+}
+
 /* CREATE name [(USE (\Special))]. */
 void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	char box[1024];
-	const char *err;
 	const char *special = NULL;
 	struct imap_arg name;
 	char stripped[1024];
@@ -185,70 +294,38 @@ void imap_cmd_create(struct imap_session *s, const struct imap_arg *args, size_t
 			return;
 		}
 	}
-	size_t l = strlen(box);
-	/* parents are created implicitly */
-	for (size_t i = 1; i < l; i++) {
-		if (box[i] == '/') {
-			box[i] = '\0';
-			store_mailbox_create(s->acct, box, NULL, &err);
-			box[i] = '/';
-		}
-	}
-	int r = store_mailbox_create(s->acct, box, special, &err);
-	if (r < 0)
-		imap_tagged(s, "NO", "[CANNOT] %s", err);
-	else if (r == 0)
-		imap_tagged(s, "NO", "[ALREADYEXISTS] Mailbox already exists");
-	else
-		imap_tagged(s, "OK", "CREATE completed");
+	mbox_submit(s, MB_CREATE, box, NULL, special);
 }
 
 /* DELETE. */
 void imap_cmd_delete(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	char box[1024];
-	const char *err;
 	if (n != 1 || imap_mailbox_arg(s, &args[0], box, sizeof(box)) < 0) {
 		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
 		return;
 	}
 	if (s->st == IMAP_SELECTED && strcmp(s->box, box) == 0)
 		imap_unselect(s);
-	int r = store_mailbox_delete(s->acct, box, &err);
-	if (r < 0)
-		imap_tagged(s, "NO", "[CANNOT] %s", err);
-	else if (r == 0)
-		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
-	else
-		imap_tagged(s, "OK", "DELETE completed");
+	mbox_submit(s, MB_DELETE, box, NULL, NULL);
 }
 
 /* RENAME. */
 void imap_cmd_rename(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	char from[1024], to[1024];
-	const char *err;
 	if (n != 2 || imap_mailbox_arg(s, &args[0], from, sizeof(from)) < 0 ||
 	    imap_mailbox_arg(s, &args[1], to, sizeof(to)) < 0) {
 		imap_tagged(s, "NO", "[CANNOT] Invalid mailbox name");
 		return;
 	}
-	int r = store_mailbox_rename(s->acct, from, to, &err);
-	if (r == 1)
-		imap_tagged(s, "OK", "RENAME completed");
-	else if (r == 0)
-		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
-	else if (r == -2)
-		imap_tagged(s, "NO", "[ALREADYEXISTS] Target mailbox exists");
-	else
-		imap_tagged(s, "NO", "[CANNOT] %s", err);
+	mbox_submit(s, MB_RENAME, from, to, NULL);
 }
 
 /* SUBSCRIBE / UNSUBSCRIBE. */
 void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args, size_t n, int on)
 {
 	char box[1024];
-	const char *err;
 	if (n != 1) {
 		imap_bad(s, "Use %s mailbox", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
 		return;
@@ -257,13 +334,7 @@ void imap_cmd_subscribe(struct imap_session *s, const struct imap_arg *args, siz
 		imap_tagged(s, "NO", "[NONEXISTENT] Invalid mailbox name");
 		return;
 	}
-	int r = store_mailbox_subscribe(s->acct, box, on, &err);
-	if (r < 0)
-		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
-	else if (r == 0 && on)
-		imap_tagged(s, "NO", "[NONEXISTENT] No such mailbox");
-	else
-		imap_tagged(s, "OK", "%s completed", on ? "SUBSCRIBE" : "UNSUBSCRIBE");
+	mbox_submit(s, on ? MB_SUBSCRIBE : MB_UNSUBSCRIBE, box, NULL, NULL);
 }
 
 /* IMAP LIST pattern match: '*' any, '%' any but '/'. */
@@ -562,19 +633,24 @@ static int imap_flag_check(const struct imap_arg *a)
 	return 1;
 }
 
-/* Parse a flag list into store flags and keyword bits (creating keywords). -1 invalid. */
-int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
-		     unsigned *flags_r, uint64_t *kw_r);
-int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t n,
-		     unsigned *flags_r, uint64_t *kw_r)
+/* See imap-private.h. */
+int imap_flags_valid(const struct imap_arg *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (imap_flag_check(&list[i]) < 0)
+			return -1;
+	return 0;
+}
+
+/* See imap-private.h. */
+int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
+		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw)
 {
 	const char *err;
 	*flags_r = 0;
 	*kw_r = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (imap_flag_check(&list[i]) < 0)
-			return -1;   /* before any keyword is created */
-	}
+	if (imap_flags_valid(list, n) < 0)
+		return -1;   /* before any keyword is created */
 	for (size_t i = 0; i < n; i++) {
 		const char *f = list[i].str;
 		int c = imap_flag_check(&list[i]);
@@ -584,15 +660,12 @@ int imap_parse_flags(struct imap_session *s, const struct imap_arg *list, size_t
 			*flags_r |= imap_sys_flags[c - 2].f;
 			continue;
 		}
-		int id = store_keyword_id(s->acct, f, 1, &err);
-		if (id < 0)
+		int id = store_keyword_id(acct, f, 1, &err);
+		if (id < 0 || id >= 64)
 			continue;   /* all 64 keyword slots in use: ignored, like a full PERMANENTFLAGS */
 		*kw_r |= 1ull << id;
-		if (id < 64) {
-			snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", f);
-			if (id + 1 > s->nkeywords_known)
-				s->nkeywords_known = id + 1;
-		}
+		kw->mask |= 1ull << id;
+		snprintf(kw->name[id], sizeof(kw->name[id]), "%s", f);
 	}
 	return 0;
 }
@@ -637,8 +710,83 @@ static int uid_set_text(const uint32_t *uids, size_t n, struct buf *out)
 	return 0;
 }
 
+struct append_job {
+	struct imap_wjob job;
+	char box[1024];
+	size_t nm;
+	struct store_append_msg *msgs;    /* data: the literals, in the parser */
+	const struct imap_arg **flist;    /* each message's flag list, or NULL */
+	struct buf *built;                /* [nbuilt]: CATENATE results (RFC 4469) */
+	size_t nbuilt;
+	uint32_t *uids;
+	uint32_t uidvalidity;
+	int rc;
+	struct imap_kwnames kw;
+};
+
+/* Free an APPEND job's own fields. */
+static void append_job_free(struct append_job *j)
+{
+	for (size_t k = 0; j->built && k < j->nbuilt; k++)
+		buf_free(&j->built[k]);
+	free(j->built);
+	free(j->msgs);
+	free(j->flist);
+	free(j->uids);
+}
+
+/* Pool: the keywords (created now that the command is known to be good), then the messages. */
+static void append_work(struct imap_wjob *w)
+{
+	struct append_job *j = (struct append_job *)w;
+	const char *err;
+	for (size_t k = 0; k < j->nm; k++) {
+		if (j->flist[k] != NULL &&
+		    imap_flags_resolve(w->acct, j->flist[k]->list, j->flist[k]->nlist,
+				       &j->msgs[k].flags, &j->msgs[k].keywords, &j->kw) < 0) {
+			imap_wjob_error(w, "invalid flag");   /* checked before: cannot happen */
+			j->rc = -1;
+			return;
+		}
+	}
+	j->rc = store_append_multi(w->acct, j->box, j->msgs, j->nm, j->uids, &j->uidvalidity, &err);
+	if (j->rc < 0)
+		imap_wjob_error(w, err);
+}
+
+/* Loop: APPEND's answer. */
+static void append_done(struct imap_wjob *w)
+{
+	struct append_job *j = (struct append_job *)w;
+	struct imap_session *s = w->s;
+	imap_keywords_learn(s, &j->kw);
+	if (imap_wjob_failed(w, "APPEND")) {
+		append_job_free(j);
+		return;
+	}
+	if (j->rc < 0) {
+		log_warn("sess=%016llx proto=imap event=append-failed messages=%zu error=\"%s\"",
+			 (unsigned long long)s->base.id, j->nm, w->err ? w->err : "?");
+		imap_tagged(s, "NO", "[UNAVAILABLE] The message%s could not be stored (none was): "
+				     "please try again later", j->nm > 1 ? "s" : "");
+		append_job_free(j);
+		return;
+	}
+	if (s->st == IMAP_SELECTED && strcmp(s->box, j->box) == 0)
+		imap_sync_mailbox(s, 0);
+	struct buf set;
+	buf_init(&set, 1024);
+	if (uid_set_text(j->uids, j->nm, &set) == 0)
+		imap_tagged(s, "OK", "[APPENDUID %u %s] APPEND completed", j->uidvalidity, set.data);
+	else
+		imap_tagged(s, "OK", "APPEND completed");   /* RFC 4315: APPENDUID is optional */
+	buf_free(&set);
+	append_job_free(j);
+}
+
 /* APPEND mailbox [(flags)] [date] literal [ [(flags)] [date] literal ...] (MULTIAPPEND, RFC
- * 3502): every message is checked before any is stored, and then all are stored or none. */
+ * 3502): every message is checked before any is stored, and then all are stored or none, on
+ * the pool. */
 void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	char box[1024];
@@ -657,6 +805,7 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 		return;
 	}
 	/* at most one message per argument left */
+	struct append_job *j = calloc(1, sizeof(*j));
 	struct store_append_msg *msgs = calloc(n, sizeof(*msgs));
 	const struct imap_arg **flist = calloc(n, sizeof(*flist));
 	uint32_t *uids = calloc(n, sizeof(*uids));
@@ -664,21 +813,19 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 	size_t nm = 0;
 	uint64_t total = 0;
 	uint64_t budget = IMAP_APPEND_MESSAGES_MAX * s->base.lc->message_size_limit;
-	if (msgs == NULL || flist == NULL || uids == NULL || built == NULL) {
+	if (j == NULL || msgs == NULL || flist == NULL || uids == NULL || built == NULL) {
 		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
 		goto out;
 	}
-	/* 1: check everything, without side effects */
+	/* check everything, without side effects */
 	for (size_t i = 1; i < n;) {
 		struct store_append_msg *m = &msgs[nm];
 		m->date = time(NULL);
 		if (args[i].type == IMAP_ARG_LIST) {
-			for (size_t k = 0; k < args[i].nlist; k++) {
-				if (imap_flag_check(&args[i].list[k]) < 0) {
-					imap_bad(s, "Invalid flag in APPEND (message %zu): nothing "
-						    "was stored", nm + 1);
-					goto out;
-				}
+			if (imap_flags_valid(args[i].list, args[i].nlist) < 0) {
+				imap_bad(s, "Invalid flag in APPEND (message %zu): nothing was stored",
+					 nm + 1);
+				goto out;
 			}
 			flist[nm] = &args[i];
 			i++;
@@ -732,45 +879,74 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 	}
 	if (imap_over_quota(s, total))
 		goto out;
-	/* 2: keywords (created now that the command is known to be good), then store */
-	for (size_t k = 0; k < nm; k++) {
-		if (flist[k] != NULL && imap_parse_flags(s, flist[k]->list, flist[k]->nlist,
-							 &msgs[k].flags, &msgs[k].keywords) < 0) {
-			imap_bad(s, "Invalid flag in APPEND");
-			goto out;
-		}
-	}
-	uint32_t uidvalidity = 0;
-	if (store_append_multi(s->acct, box, msgs, nm, uids, &uidvalidity, &err) < 0) {
-		log_warn("sess=%016llx proto=imap event=append-failed messages=%zu error=\"%s\"",
-			 (unsigned long long)s->base.id, nm, err);
-		imap_tagged(s, "NO", "[UNAVAILABLE] The message%s could not be stored (none was): "
-				     "please try again later", nm > 1 ? "s" : "");
-		goto out;
-	}
-	if (s->st == IMAP_SELECTED && strcmp(s->box, box) == 0)
-		imap_sync_mailbox(s, 0);
-	struct buf set;
-	buf_init(&set, 1024);
-	if (uid_set_text(uids, nm, &set) == 0)
-		imap_tagged(s, "OK", "[APPENDUID %u %s] APPEND completed", uidvalidity, set.data);
-	else
-		imap_tagged(s, "OK", "APPEND completed");   /* RFC 4315: APPENDUID is optional */
-	buf_free(&set);
+	snprintf(j->box, sizeof(j->box), "%s", box);
+	j->nm = nm;
+	j->msgs = msgs;
+	j->flist = flist;
+	j->uids = uids;
+	j->built = built;
+	j->nbuilt = n;
+	imap_write_job(s, &j->job, append_work, append_done);
+	return;
 out:
 	for (size_t k = 0; built && k < n; k++)
 		buf_free(&built[k]);
 	free(built);
+	free(j);
 	free(msgs);
 	free(flist);
 	free(uids);
+}
+
+struct expunge_job {
+	struct imap_wjob job;
+	char box[1024];
+	uint32_t *uids;
+	size_t n;
+	int uid, close_after, rc;
+};
+
+/* EXPUNGE's or CLOSE's answer once the messages are gone. */
+static void expunge_answer(struct imap_session *s, int uid, int close_after)
+{
+	if (close_after) {
+		imap_unselect(s);
+		imap_tagged(s, "OK", "CLOSE completed");
+		return;
+	}
+	imap_sync_mailbox(s, 1);
+	imap_tagged(s, "OK", "%sEXPUNGE completed", uid ? "UID " : "");
+}
+
+/* Pool: remove the messages. */
+static void expunge_work(struct imap_wjob *w)
+{
+	struct expunge_job *j = (struct expunge_job *)w;
+	const char *err;
+	j->rc = store_expunge(w->acct, j->box, j->uids, j->n, &err);
+	if (j->rc < 0)
+		imap_wjob_error(w, err);
+}
+
+/* Loop: the answer. */
+static void expunge_done(struct imap_wjob *w)
+{
+	struct expunge_job *j = (struct expunge_job *)w;
+	const char *cmd = j->close_after ? "CLOSE" : j->uid ? "UID EXPUNGE" : "EXPUNGE";
+	if (!imap_wjob_failed(w, cmd)) {
+		if (j->rc < 0)
+			imap_tagged(w->s, "NO", "[UNAVAILABLE] Expunge failed: %s", w->err);
+		else
+			expunge_answer(w->s, j->uid, j->close_after);
+	}
+	free(j->uids);
 }
 
 /* EXPUNGE, UID EXPUNGE set, CLOSE. */
 void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
 		      int close_after, int silent)
 {
-	const char *err;
+	(void)silent;
 	struct imap_seqset set;
 	int have_set = 0;
 	if (uid) {
@@ -803,18 +979,21 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_
 			uids[nu++] = s->msgs[i].uid;
 	if (have_set)
 		imap_seqset_free(&set);
-	if (nu > 0 && store_expunge(s->acct, s->box, uids, nu, &err) < 0) {
+	struct expunge_job *j = nu > 0 ? calloc(1, sizeof(*j)) : NULL;
+	if (uids == NULL || (nu > 0 && j == NULL)) {
 		free(uids);
-		imap_tagged(s, "NO", "[UNAVAILABLE] Expunge failed: %s", err);
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
 		return;
 	}
-	free(uids);
-	if (close_after) {
-		imap_unselect(s);
-		imap_tagged(s, "OK", "CLOSE completed");
+	if (nu == 0) {   /* nothing to write */
+		free(uids);
+		expunge_answer(s, uid, close_after);
 		return;
 	}
-	(void)silent;
-	imap_sync_mailbox(s, 1);
-	imap_tagged(s, "OK", "%sEXPUNGE completed", uid ? "UID " : "");
+	snprintf(j->box, sizeof(j->box), "%s", s->box);
+	j->uids = uids;
+	j->n = nu;
+	j->uid = uid;
+	j->close_after = close_after;
+	imap_write_job(s, &j->job, expunge_work, expunge_done);
 }

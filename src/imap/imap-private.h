@@ -125,6 +125,45 @@ struct imap_session {
 	struct imap_notify *notify;    /* RFC 5465 NOTIFY SET, or NULL */
 };
 
+/* A write the current command hands to the pool (imap-write.c): docs/architecture.md, "no disk
+ * write on the loop thread". The command's own context begins with this struct. work() runs on
+ * a pool thread with that thread's own index handle; it never touches the session, and reads
+ * only the context and the command's arguments (the parser is left alone while the session
+ * waits). done() runs on the loop: it answers and frees the context's own fields (not the
+ * context). The session reads no further command until then; if it lost its client
+ * meanwhile it is reaped after done(). */
+struct imap_wjob {
+	struct imap_session *s;        /* done() only */
+	struct store_account *acct;    /* work() only: the pool thread's handle */
+	const char *err;               /* NULL, or errbuf: what failed (for logs) */
+	int no_handle;                 /* the index could not be opened: work() did not run */
+	char errbuf[256];
+	char root[4096];
+	void (*work)(struct imap_wjob *j);
+	void (*done)(struct imap_wjob *j);
+};
+/* Run j (malloc'd by the caller, freed after done()) for the current command. */
+void imap_write_job(struct imap_session *s, struct imap_wjob *j, void (*work)(struct imap_wjob *),
+		    void (*done)(struct imap_wjob *));
+/* work(): keep a store error message in the job (the handle's own buffer is the thread's). */
+void imap_wjob_error(struct imap_wjob *j, const char *err);
+/* done(): answer NO [UNAVAILABLE] if work() could not run at all. 1 if it did so. */
+int imap_wjob_failed(struct imap_wjob *j, const char *cmd);
+
+/* Keyword names a write learnt (ids < 64), for the session's cache. */
+struct imap_kwnames {
+	uint64_t mask;
+	char name[64][64];
+};
+/* A flag list to store flags and keyword bits, creating keywords: a write, so on the pool
+ * (acct: the job's handle). Names go to kw. -1 invalid (nothing created). */
+int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
+		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw);
+/* 0 if every flag of the list is valid (no side effect), else -1. */
+int imap_flags_valid(const struct imap_arg *list, size_t n);
+/* done(): take the keyword names a write learnt into the session's cache. */
+void imap_keywords_learn(struct imap_session *s, const struct imap_kwnames *kw);
+
 /* imap-session.c */
 void imap_reply(struct imap_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void imap_write(struct imap_session *s, const void *p, size_t n);

@@ -17,6 +17,7 @@
 #include "wire.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -38,6 +39,9 @@
 #define STORE_BEGIN_TRIES 3            /* BEGIN IMMEDIATE attempts before giving up */
 #define STORE_TMP_STALE (36 * 3600)    /* Maildir: tmp/ files this old are litter */
 #define STORE_COPY_CHUNK (1u << 20)    /* octets per copy_file_range call */
+#define STORE_BORROW_MAX 32            /* account handles a pool thread keeps open (deliveries,
+					* IMAP writes): opening index.db costs several syncs (WAL
+					* creation, checkpoint and removal on close) */
 
 static const struct {
 	const char *name, *special;
@@ -573,6 +577,87 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
 		shared_accounts = *acct_r;
 	}
 	return r;
+}
+
+/* A pool thread's kept handles (store_account_borrow), closed when the thread exits. */
+struct borrow_cache {
+	struct {
+		struct store_account *a;
+		dev_t dev;
+		ino_t ino;
+		uint64_t used;
+	} e[STORE_BORROW_MAX];
+	uint64_t clock;
+};
+
+static pthread_key_t borrow_key;
+static pthread_once_t borrow_once = PTHREAD_ONCE_INIT;
+
+/* Thread exit: close the thread's kept handles. */
+static void borrow_cache_free(void *p)
+{
+	struct borrow_cache *c = p;
+	for (size_t i = 0; i < STORE_BORROW_MAX; i++)
+		store_account_close(&c->e[i].a);
+	free(c);
+}
+
+/* Create the thread-specific key once per process. */
+static void borrow_key_init(void)
+{
+	if (pthread_key_create(&borrow_key, borrow_cache_free) != 0)
+		abort();
+}
+
+/* See store.h. */
+int store_account_borrow(const char *root, struct store_account **acct_r, const char **err_r)
+{
+	char p[STORE_PATH_MAX];
+	struct stat st;
+	pthread_once(&borrow_once, borrow_key_init);
+	struct borrow_cache *c = pthread_getspecific(borrow_key);
+	if (c == NULL) {
+		c = calloc(1, sizeof(*c));
+		if (c == NULL || pthread_setspecific(borrow_key, c) != 0) {
+			free(c);
+			*err_r = "out of memory";
+			return -1;
+		}
+	}
+	if (path_fmt(p, sizeof(p), "%s/index.db", root) < 0) {
+		*err_r = "account path too long";
+		return -1;
+	}
+	if (stat(p, &st) < 0) {
+		*err_r = errno == ENOENT ? "the account has no index" : "cannot stat index.db";
+		return -1;
+	}
+	size_t victim = 0;
+	for (size_t i = 0; i < STORE_BORROW_MAX; i++) {
+		if (c->e[i].a && strcmp(c->e[i].a->root, root) == 0) {
+			/* the same file still: an account removed and made again gets a new one */
+			if (c->e[i].dev == st.st_dev && c->e[i].ino == st.st_ino) {
+				c->e[i].used = ++c->clock;
+				*acct_r = c->e[i].a;
+				return 1;
+			}
+			store_account_close(&c->e[i].a);
+		}
+		if (c->e[i].a == NULL || (c->e[victim].a && c->e[i].used < c->e[victim].used))
+			victim = i;
+	}
+	store_account_close(&c->e[victim].a);
+	int r = store_account_open(root, &c->e[victim].a, err_r);
+	if (r != 1) {
+		if (r == 0)
+			*err_r = "the account has no index";
+		return -1;
+	}
+	c->e[victim].dev = st.st_dev;
+	c->e[victim].ino = st.st_ino;
+	c->e[victim].used = ++c->clock;
+	*acct_r = c->e[victim].a;
+	return 1;
 }
 
 /* The columns box_row() reads, for a query on mailboxes. */

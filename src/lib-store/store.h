@@ -77,6 +77,12 @@ int store_mailbox_state(struct store_account *acct, const char *box, uint32_t *u
 /* Sessions of one thread share one handle per account (IMAP's loop): 1 opened, 0 none, -1. */
 int store_account_open_shared(const char *root, struct store_account **acct_r,
 			      const char **err_r);
+/* A handle of root for the calling thread's own use (a pool thread delivering, or writing for
+ * the IMAP loop): kept open for the thread's next calls (beyond STORE_BORROW_MAX
+ * the least recently used is closed; all are closed when the thread exits), reopened when
+ * index.db is another file (the account was removed and made again). Never close it; valid until this thread's next
+ * borrow. 1 ok, -1 error (also: no index.db). */
+int store_account_borrow(const char *root, struct store_account **acct_r, const char **err_r);
 /* Many lookups in one read transaction (one snapshot, one lock instead of one per lookup).
  * Never across a return to the event loop. Returns what store_read_end wants. */
 int store_read_begin(struct store_account *acct);

@@ -386,55 +386,17 @@ static int spool_remote(struct deliver_job *j)
 	return 0;
 }
 
-#define DELIVER_CACHE 32   /* open account indexes kept per pool thread */
-
-/* Open account handles per pool thread: opening index.db costs several syncs (WAL creation,
- * checkpoint and removal on close), so busy mailboxes keep theirs open. An entry is checked
- * against index.db's inode before use, so a removed and re-created account is never written
- * through a stale handle. */
-static __thread struct acct_cache {
-	char root[CONFIG_PATH_MAX + 700];
-	struct store_account *acct;
-	dev_t dev;
-	ino_t ino;
-	uint64_t used;
-} acct_cache[DELIVER_CACHE];
-static __thread uint64_t acct_cache_clock;
-
-/* An open account for root (created if missing), from the cache when possible. NULL on error. */
+/* An open account for root (created if missing): the pool thread's kept handle
+ * (store_account_borrow), since opening index.db costs several syncs. NULL on error. */
 static struct store_account *deliver_account(const char *root, const char **err_r)
 {
 	char idx[CONFIG_PATH_MAX + 720];
 	struct stat st;
+	struct store_account *a;
 	snprintf(idx, sizeof(idx), "%s/index.db", root);
-	if (stat(idx, &st) < 0) {
-		if (store_account_create(root, err_r) < 0 || stat(idx, &st) < 0)
-			return NULL;
-	}
-	struct acct_cache *victim = &acct_cache[0];
-	for (size_t i = 0; i < DELIVER_CACHE; i++) {
-		struct acct_cache *c = &acct_cache[i];
-		if (c->acct && strcmp(c->root, root) == 0) {
-			if (c->dev == st.st_dev && c->ino == st.st_ino) {
-				c->used = ++acct_cache_clock;
-				return c->acct;
-			}
-			victim = c;
-			break;
-		}
-		if (c->used < victim->used)
-			victim = c;
-	}
-	store_account_close(&victim->acct);
-	if (store_account_open(root, &victim->acct, err_r) <= 0) {
-		victim->acct = NULL;
+	if (stat(idx, &st) < 0 && store_account_create(root, err_r) < 0)
 		return NULL;
-	}
-	snprintf(victim->root, sizeof(victim->root), "%s", root);
-	victim->dev = st.st_dev;
-	victim->ino = st.st_ino;
-	victim->used = ++acct_cache_clock;
-	return victim->acct;
+	return store_account_borrow(root, &a, err_r) == 1 ? a : NULL;
 }
 
 /* Pool thread: the parts of one message's delivery that are not shared with its batch: the

@@ -40,7 +40,7 @@ class Server:
     """A running postino with helpers to reach it."""
 
     def __init__(self, extra_conf="", users=("alice@example.test",), password="Secret-pw-1",
-                 wait_for=("smtp", "pop3"), quickstart_args=()):
+                 wait_for=("smtp", "pop3"), quickstart_args=(), env=None):
         self.wait_for = wait_for
         self.dir = tempfile.mkdtemp(prefix="postino-e2e-")
         self.data = os.path.join(self.dir, "data")
@@ -68,8 +68,9 @@ class Server:
         for u in users:
             self.add_user(u)
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
+        # env: the environment of `serve` (None: this process's)
         self.proc = subprocess.Popen([BIN, "serve", "--data", self.data], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+                                     stderr=subprocess.STDOUT, start_new_session=True, env=env)
         self.wait_ready()
 
     def _make_ca(self):
