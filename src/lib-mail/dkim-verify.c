@@ -37,11 +37,17 @@ struct dkim_verifier {
 	size_t cur_len;                 /* octets of the current header line so far */
 	char cur_first;
 	size_t nsigs;                   /* DKIM-Signature fields in the header */
-	struct dkim_sig sig[DKIM_VERIFY_SIGS_MAX];
-	int sig_ok[DKIM_VERIFY_SIGS_MAX];
-	const char *sig_err[DKIM_VERIFY_SIGS_MAX];
-	size_t sig_field[DKIM_VERIFY_SIGS_MAX];   /* index of its field in the header */
-	struct body_hash body[DKIM_VERIFY_SIGS_MAX];
+	/* the DKIM signatures checked, and in the last slot the newest ARC-Message-Signature */
+	struct dkim_sig sig[DKIM_VERIFY_SIGS_MAX + 1];
+	int sig_ok[DKIM_VERIFY_SIGS_MAX + 1];
+	const char *sig_err[DKIM_VERIFY_SIGS_MAX + 1];
+	size_t sig_field[DKIM_VERIFY_SIGS_MAX + 1];   /* index of its field in the header */
+	struct body_hash body[DKIM_VERIFY_SIGS_MAX + 1];
+	int has_arc;                    /* some ARC field is present */
+	int ams_ok;                     /* the newest AMS parsed (slot DKIM_VERIFY_SIGS_MAX) */
+	enum arc_result arc;
+	const char *arc_why;
+	unsigned arc_n;
 };
 
 /* ---- tag lists (RFC 6376 3.2) ---- */
@@ -159,8 +165,9 @@ static int64_t tag_num(const char *v, size_t n)
 	return x;
 }
 
-/* Parse the value of a DKIM-Signature field. */
-int dkim_sig_parse(const char *value, size_t n, struct dkim_sig *out, const char **err_r)
+/* Parse a DKIM-Signature (arc 0) or ARC-Message-Signature (arc 1: no v=, i= an instance). */
+static int sig_parse(const char *value, size_t n, struct dkim_sig *out, const char **err_r,
+		     int arc)
 {
 	memset(out, 0, sizeof(*out));
 	out->l = out->t = out->x = -1;
@@ -257,6 +264,13 @@ int dkim_sig_parse(const char *value, size_t n, struct dkim_sig *out, const char
 				*err_r = "h= lists too many header fields";
 				return -1;
 			}
+		} else if (tag_is(&t, "i") && arc) {
+			int64_t x = tag_num(t.val, t.val_len);
+			if (x < 1 || x > ARC_INSTANCES_MAX) {
+				*err_r = "the ARC instance i= is not 1-50";
+				return -1;
+			}
+			out->inst = (int)x;
 		} else if (tag_is(&t, "i")) {
 			if (copy_nofws(t.val, t.val_len, out->i, sizeof(out->i)) < 0 ||
 			    strchr(out->i, '@') == NULL) {
@@ -292,7 +306,7 @@ int dkim_sig_parse(const char *value, size_t n, struct dkim_sig *out, const char
 		*err_r = "the signature is not a valid tag list";
 		return -1;
 	}
-	if (!(seen & 1u) || !have_a || !have_b || !have_bh || !out->d[0] || !out->s[0] ||
+	if ((!(seen & 1u) && !arc) || !have_a || !have_b || !have_bh || !out->d[0] || !out->s[0] ||
 	    !out->h[0]) {
 		*err_r = "a required tag (v, a, b, bh, d, h, s) is missing";
 		return -1;
@@ -323,6 +337,12 @@ int dkim_sig_parse(const char *value, size_t n, struct dkim_sig *out, const char
 		return -1;
 	}
 	return 0;
+}
+
+/* Parse the value of a DKIM-Signature field. */
+int dkim_sig_parse(const char *value, size_t n, struct dkim_sig *out, const char **err_r)
+{
+	return sig_parse(value, n, out, err_r, 0);
 }
 
 /* Parse a key record. */
@@ -486,6 +506,8 @@ static void relaxed_out(void *ctx, const char *p, size_t n)
 
 /* ---- the verifier ---- */
 
+static int arc_instance(const char *v, size_t n);
+
 /* A new verifier. */
 struct dkim_verifier *dkim_verifier_new(void)
 {
@@ -502,10 +524,26 @@ void dkim_verifier_free(struct dkim_verifier **v)
 	if (*v == NULL)
 		return;
 	buf_free(&(*v)->hdr);
-	for (size_t i = 0; i < DKIM_VERIFY_SIGS_MAX; i++)
+	for (size_t i = 0; i <= DKIM_VERIFY_SIGS_MAX; i++)
 		tls_sha256_free(&(*v)->body[i].h);
 	free(*v);
 	*v = NULL;
+}
+
+/* Set up the body hash of slot k. 0 ok, -1 out of memory. */
+static int body_setup(struct dkim_verifier *v, size_t k)
+{
+	struct body_hash *b = &v->body[k];
+	b->h = tls_sha256_new();
+	if (b->h == NULL) {
+		v->sig_ok[k] = 0;
+		v->sig_err[k] = "out of memory";
+		return -1;
+	}
+	b->relaxed = v->sig[k].body_relaxed;
+	b->limit = v->sig[k].l;
+	dkim_body_canon_init(&b->rc, relaxed_out, b);
+	return 0;
 }
 
 /* End of the header section: parse the signatures and set up their body hashes. */
@@ -516,8 +554,28 @@ static void header_end(struct dkim_verifier *v)
 		return;
 	struct hdr_field f;
 	size_t idx = 0;
+	int newest = 0;
+	const size_t arc_slot = DKIM_VERIFY_SIGS_MAX;
 	for (size_t pos = 0; hdr_next(v->hdr.data ? v->hdr.data : "", v->hdr.len, &pos, &f) == 1;
 	     idx++) {
+		if (hdr_is(&f, "arc-seal") || hdr_is(&f, "arc-authentication-results"))
+			v->has_arc = 1;
+		if (hdr_is(&f, "arc-message-signature")) {
+			/* only the newest one is verified (RFC 8617 5.2 step 3) */
+			v->has_arc = 1;
+			struct dkim_sig tmp;
+			const char *err = "the newest ARC-Message-Signature is malformed";
+			int ok = sig_parse(f.value, f.value_len, &tmp, &err, 1) == 0;
+			int inst = ok ? tmp.inst : arc_instance(f.value, f.value_len);
+			if (inst > newest) {
+				newest = inst;
+				v->sig[arc_slot] = tmp;
+				v->sig_field[arc_slot] = idx;
+				v->ams_ok = v->sig_ok[arc_slot] = ok;
+				v->sig_err[arc_slot] = err;
+			}
+			continue;
+		}
 		if (!hdr_is(&f, "dkim-signature"))
 			continue;
 		size_t k = v->nsigs++;
@@ -525,27 +583,19 @@ static void header_end(struct dkim_verifier *v)
 			continue;
 		v->sig_field[k] = idx;
 		v->sig_ok[k] = dkim_sig_parse(f.value, f.value_len, &v->sig[k], &v->sig_err[k]) == 0;
-		if (!v->sig_ok[k])
-			continue;
-		struct body_hash *b = &v->body[k];
-		b->h = tls_sha256_new();
-		if (b->h == NULL) {
-			v->sig_ok[k] = 0;
-			v->sig_err[k] = "out of memory";
-			continue;
-		}
-		b->relaxed = v->sig[k].body_relaxed;
-		b->limit = v->sig[k].l;
-		dkim_body_canon_init(&b->rc, relaxed_out, b);
+		if (v->sig_ok[k])
+			body_setup(v, k);
 	}
+	if (v->ams_ok && body_setup(v, arc_slot) < 0)
+		v->ams_ok = 0;
 }
 
 /* Feed body octets to every hash. */
 static void body_feed(struct dkim_verifier *v, const char *p, size_t n)
 {
-	for (size_t k = 0; k < v->nsigs && k < DKIM_VERIFY_SIGS_MAX; k++) {
+	for (size_t k = 0; k <= DKIM_VERIFY_SIGS_MAX; k++) {
 		struct body_hash *b = &v->body[k];
-		if (!v->sig_ok[k])
+		if (!v->sig_ok[k] || b->h == NULL)
 			continue;
 		if (b->limit >= 0 && b->count > (uint64_t)b->limit)
 			continue;   /* past l=: only "more follows" matters, and that is known */
@@ -636,24 +686,15 @@ static int strip_b(const char *raw, size_t n, struct buf *out)
 	return buf_append(out, raw + end, n - end);
 }
 
-/* Check one parsed signature whose body hash is final. */
-static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const struct hdr_field *fields,
-				   size_t nfields, const struct authdns *dns, time_t now,
-				   const char **why_r)
+/* Look up the key s._domainkey.d and check sig over digest with it. auid: i= (for t=s) or
+ * NULL. DKIM_R_PASS, _FAIL (the signature does not verify), _PERMERROR, _TEMPERROR. */
+static enum dkim_result key_check(const struct authdns *dns, const char *d, const char *sel,
+				  int ed25519, const char *auid, const unsigned char *digest,
+				  const unsigned char *sig, size_t siglen, int *testing_r,
+				  const char **why_r)
 {
-	const struct dkim_sig *sg = &v->sig[k];
-	struct body_hash *b = &v->body[k];
-	if (sg->x >= 0 && (int64_t)now > sg->x) {
-		*why_r = "the signature has expired (x=)";
-		return DKIM_R_PERMERROR;
-	}
-	if (v->too_big) {
-		*why_r = "header section too large to verify";
-		return DKIM_R_PERMERROR;
-	}
-	/* the key */
 	char name[DKIM_SELECTOR_MAX + DKIM_DOMAIN_MAX + 16];
-	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sg->s, sg->d) >= sizeof(name) ||
+	if ((size_t)snprintf(name, sizeof(name), "%s._domainkey.%s", sel, d) >= sizeof(name) ||
 	    strlen(name) > AUTHDNS_NAME_MAX) {
 		*why_r = "the key's name is too long";
 		return DKIM_R_PERMERROR;
@@ -661,8 +702,6 @@ static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const stru
 	struct authdns_txt *txt = malloc(sizeof(*txt));
 	struct dkim_pubkey *key = malloc(sizeof(*key));
 	enum dkim_result res = DKIM_R_PERMERROR;
-	struct buf in;
-	buf_init(&in, DKIM_HEADER_MAX + 2 * DKIM_FIELD_MAX);
 	if (txt == NULL || key == NULL) {
 		*why_r = "out of memory";
 		res = DKIM_R_TEMPERROR;
@@ -682,13 +721,65 @@ static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const stru
 		*why_r = kerr;
 		goto out;
 	}
-	if (key->ed25519 != sg->ed25519) {
+	if (key->ed25519 != ed25519) {
 		*why_r = "the key type does not match a=";
 		goto out;
 	}
-	if (key->strict && sg->i[0] && strcasecmp(strrchr(sg->i, '@') + 1, sg->d) != 0) {
+	if (key->strict && auid && auid[0] && strcasecmp(strrchr(auid, '@') + 1, d) != 0) {
 		*why_r = "the key forbids subdomains in i= (t=s)";
 		goto out;
+	}
+	unsigned bits;
+	const char *cerr = "";
+	int ok = tls_pubkey_verify_sha256(key->p, key->plen, key->ed25519, DKIM_KEY_BITS_MIN,
+					  DKIM_KEY_BITS_MAX, digest, sig, siglen, &bits, &cerr);
+	if (ok < 0) {
+		*why_r = cerr;
+		goto out;
+	}
+	if (ok == 0) {
+		*why_r = "signature did not verify";
+		res = DKIM_R_FAIL;
+		goto out;
+	}
+	*testing_r = key->testing;
+	res = DKIM_R_PASS;
+out:
+	free(txt);
+	free(key);
+	return res;
+}
+
+/* SHA-256 of in, without the CRLF that ends it (the signature field's own line end). */
+static void header_digest(struct buf *in, unsigned char digest[TLS_SHA256_LEN])
+{
+	while (in->len > 0 && (in->data[in->len - 1] == '\n' || in->data[in->len - 1] == '\r'))
+		in->len--;
+	struct tls_sha256 *hh = tls_sha256_new();
+	if (hh == NULL) {
+		memset(digest, 0, TLS_SHA256_LEN);   /* verifies nothing */
+		return;
+	}
+	tls_sha256_update(hh, in->data ? in->data : "", in->len);
+	tls_sha256_final(hh, digest);
+	tls_sha256_free(&hh);
+}
+
+/* Check one parsed signature (a DKIM-Signature, or the newest ARC-Message-Signature, which is
+ * checked the same way) whose body hash is final. */
+static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const struct hdr_field *fields,
+				   size_t nfields, const struct authdns *dns, time_t now,
+				   const char **why_r)
+{
+	const struct dkim_sig *sg = &v->sig[k];
+	struct body_hash *b = &v->body[k];
+	if (sg->x >= 0 && (int64_t)now > sg->x) {
+		*why_r = "the signature has expired (x=)";
+		return DKIM_R_PERMERROR;
+	}
+	if (v->too_big) {
+		*why_r = "header section too large to verify";
+		return DKIM_R_PERMERROR;
 	}
 	/* the body */
 	if (b->relaxed)
@@ -698,15 +789,15 @@ static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const stru
 	tls_sha256_final(b->h, b->hash);
 	if (sg->l >= 0 && b->count < (uint64_t)sg->l) {
 		*why_r = "l= is longer than the body";
-		res = DKIM_R_FAIL;
-		goto out;
+		return DKIM_R_FAIL;
 	}
 	if (memcmp(b->hash, sg->bh, TLS_SHA256_LEN) != 0) {
 		*why_r = "body hash did not verify";
-		res = DKIM_R_FAIL;
-		goto out;
+		return DKIM_R_FAIL;
 	}
 	/* the header hash input: each h= name takes its last unused instance (5.4.2) */
+	struct buf in;
+	buf_init(&in, DKIM_HEADER_MAX + 2 * DKIM_FIELD_MAX);
 	unsigned char used[DKIM_HFIELDS_MAX];
 	memset(used, 0, nfields);
 	int bad = 0;
@@ -730,46 +821,239 @@ static enum dkim_result verify_one(struct dkim_verifier *v, size_t k, const stru
 	bad |= canon_field(sg, stripped.data ? stripped.data : "", stripped.len, &in);
 	buf_free(&stripped);
 	if (bad) {
+		buf_free(&in);
 		*why_r = "header section too large to verify";
-		goto out;
+		return DKIM_R_PERMERROR;
 	}
-	while (in.len > 0 && (in.data[in.len - 1] == '\n' || in.data[in.len - 1] == '\r'))
-		in.len--;   /* without the final CRLF of the signature field */
 	unsigned char digest[TLS_SHA256_LEN];
-	struct tls_sha256 *hh = tls_sha256_new();
-	if (hh == NULL) {
-		*why_r = "out of memory";
-		res = DKIM_R_TEMPERROR;
-		goto out;
-	}
-	tls_sha256_update(hh, in.data ? in.data : "", in.len);
-	tls_sha256_final(hh, digest);
-	tls_sha256_free(&hh);
-	unsigned bits;
-	const char *cerr = "";
-	int ok = tls_pubkey_verify_sha256(key->p, key->plen, key->ed25519, DKIM_KEY_BITS_MIN,
-					  DKIM_KEY_BITS_MAX, digest, sg->b, sg->blen, &bits, &cerr);
-	if (ok < 0) {
-		*why_r = cerr;
-		goto out;
-	}
-	if (ok == 0) {
-		*why_r = "signature did not verify";
-		res = DKIM_R_FAIL;
-		goto out;
-	}
+	header_digest(&in, digest);
+	buf_free(&in);
+	int testing = 0;
+	enum dkim_result res = key_check(dns, sg->d, sg->s, sg->ed25519, sg->i, digest, sg->b,
+					 sg->blen, &testing, why_r);
+	if (res != DKIM_R_PASS)
+		return res;
 	if (sg->l >= 0 && b->count > (uint64_t)sg->l) {
 		*why_r = "l= leaves part of the body unsigned";
-		res = DKIM_R_POLICY;
+		return DKIM_R_POLICY;
+	}
+	*why_r = testing ? "the domain is testing DKIM (t=y)" : "";
+	return DKIM_R_PASS;
+}
+
+/* ---- ARC (RFC 8617) ---- */
+
+/* The i= instance of an ARC field value (ARC-Authentication-Results starts with it, the
+ * other two have it among their tags): 1..ARC_INSTANCES_MAX, or -1. */
+static int arc_instance(const char *v, size_t n)
+{
+	struct tag t;
+	size_t pos = 0;
+	int r;
+	while ((r = tag_next(v, n, &pos, &t)) == 1) {
+		if (tag_is(&t, "i")) {
+			int64_t x = tag_num(t.val, t.val_len);
+			return x >= 1 && x <= ARC_INSTANCES_MAX ? (int)x : -1;
+		}
+		/* an AAR has "i=N; authserv-id; ...": the authserv-id is no tag, stop there */
+		if (r < 0)
+			break;
+	}
+	/* AAR: tag_next fails on the authserv-id; look for i= at the start directly */
+	size_t i = 0;
+	while (i < n && is_fws(v[i]))
+		i++;
+	if (i + 2 < n && v[i] == 'i') {
+		i++;
+		while (i < n && is_fws(v[i]))
+			i++;
+		if (i < n && v[i] == '=') {
+			i++;
+			while (i < n && is_fws(v[i]))
+				i++;
+			size_t s = i;
+			while (i < n && v[i] >= '0' && v[i] <= '9')
+				i++;
+			int64_t x = tag_num(v + s, i - s);
+			return x >= 1 && x <= ARC_INSTANCES_MAX ? (int)x : -1;
+		}
+	}
+	return -1;
+}
+
+struct arc_seal {
+	int ed25519;
+	int cv;                          /* 0 none, 1 pass, 2 fail */
+	char d[DKIM_DOMAIN_MAX + 1];
+	char s[DKIM_SELECTOR_MAX + 1];
+	unsigned char b[TLS_SIG_MAX];
+	size_t blen;
+};
+
+/* Parse an ARC-Seal value. 0 ok, -1 malformed. */
+static int arc_seal_parse(const char *v, size_t n, struct arc_seal *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->cv = -1;
+	struct tag t;
+	size_t pos = 0;
+	int r, have_a = 0;
+	while ((r = tag_next(v, n, &pos, &t)) == 1) {
+		if (tag_is(&t, "a")) {
+			have_a = 1;
+			if (t.val_len == 10 && strncasecmp(t.val, "rsa-sha256", 10) == 0)
+				out->ed25519 = 0;
+			else if (t.val_len == 14 && strncasecmp(t.val, "ed25519-sha256", 14) == 0)
+				out->ed25519 = 1;
+			else
+				return -1;
+		} else if (tag_is(&t, "cv")) {
+			out->cv = t.val_len == 4 && strncasecmp(t.val, "none", 4) == 0 ? 0 :
+				  t.val_len == 4 && strncasecmp(t.val, "pass", 4) == 0 ? 1 :
+				  t.val_len == 4 && strncasecmp(t.val, "fail", 4) == 0 ? 2 : -1;
+		} else if (tag_is(&t, "d")) {
+			if (copy_domain(t.val, t.val_len, out->d, sizeof(out->d)) < 0)
+				return -1;
+		} else if (tag_is(&t, "s")) {
+			if (copy_domain(t.val, t.val_len, out->s, sizeof(out->s)) < 0)
+				return -1;
+		} else if (tag_is(&t, "b")) {
+			ssize_t got = b64_nofws(t.val, t.val_len, out->b, sizeof(out->b));
+			if (got <= 0)
+				return -1;
+			out->blen = (size_t)got;
+		} else if (tag_is(&t, "h")) {
+			return -1;   /* RFC 8617 4.1.3: an ARC-Seal has no h= */
+		}
+	}
+	return r < 0 || !have_a || out->cv < 0 || !out->d[0] || !out->s[0] || out->blen == 0 ?
+	       -1 : 0;
+}
+
+/* Verify the ARC chain (RFC 8617 5.2): structure, the newest AMS, every AS. */
+static void arc_check(struct dkim_verifier *v, const struct hdr_field *fields, size_t nfields,
+		      const struct authdns *dns, time_t now)
+{
+	int aar[ARC_INSTANCES_MAX + 1], ams[ARC_INSTANCES_MAX + 1], as[ARC_INSTANCES_MAX + 1];
+	for (int i = 0; i <= ARC_INSTANCES_MAX; i++)
+		aar[i] = ams[i] = as[i] = -1;
+	int n = 0, any = 0;
+	v->arc = ARC_R_FAIL;
+	for (size_t f = 0; f < nfields; f++) {
+		int *slot = hdr_is(&fields[f], "arc-authentication-results") ? aar :
+			    hdr_is(&fields[f], "arc-message-signature") ? ams :
+			    hdr_is(&fields[f], "arc-seal") ? as : NULL;
+		if (slot == NULL)
+			continue;
+		any = 1;
+		int i = arc_instance(fields[f].value, fields[f].value_len);
+		if (i < 0) {
+			v->arc_why = "an ARC field has no valid i=";
+			return;
+		}
+		if (slot[i] >= 0) {
+			v->arc_why = "two ARC fields of one kind share an instance";
+			return;
+		}
+		slot[i] = (int)f;
+		if (i > n)
+			n = i;
+	}
+	if (!any) {
+		v->arc = ARC_R_NONE;
+		v->arc_why = "";
+		return;
+	}
+	v->arc_n = (unsigned)n;
+	for (int i = 1; i <= n; i++) {
+		if (aar[i] < 0 || ams[i] < 0 || as[i] < 0) {
+			v->arc_why = "the ARC sets are incomplete or have a gap";
+			return;
+		}
+	}
+	if (n > ARC_VERIFY_MAX) {
+		v->arc_why = "the ARC chain is too long to verify here";
+		return;
+	}
+	struct arc_seal *seal = malloc(sizeof(*seal) * (size_t)(n + 1));
+	if (seal == NULL) {
+		v->arc_why = "out of memory";
+		return;
+	}
+	for (int i = 1; i <= n; i++) {
+		const struct hdr_field *f = &fields[as[i]];
+		if (arc_seal_parse(f->value, f->value_len, &seal[i]) < 0) {
+			v->arc_why = "an ARC-Seal is malformed";
+			goto out;
+		}
+		if (seal[i].cv != (i == 1 ? 0 : 1)) {
+			v->arc_why = seal[i].cv == 2 ? "an earlier hop saw the chain fail (cv=fail)" :
+				     "an ARC-Seal has the wrong cv=";
+			goto out;
+		}
+	}
+	/* the newest ARC-Message-Signature, set up (with its body hash) in header_end */
+	if (!v->ams_ok || v->sig_field[DKIM_VERIFY_SIGS_MAX] != (size_t)ams[n]) {
+		v->arc_why = v->ams_ok ? "the newest ARC-Message-Signature was not found" :
+			     v->sig_err[DKIM_VERIFY_SIGS_MAX];
 		goto out;
 	}
-	*why_r = key->testing ? "the domain is testing DKIM (t=y)" : "";
-	res = DKIM_R_PASS;
+	const char *why = "";
+	if (verify_one(v, DKIM_VERIFY_SIGS_MAX, fields, nfields, dns, now, &why) != DKIM_R_PASS) {
+		v->arc_why = why[0] ? why : "the newest ARC-Message-Signature did not verify";
+		goto out;
+	}
+	/* every seal, newest first: the sets 1..k (AAR, AMS, AS), relaxed, AS(k) without b= */
+	struct dkim_sig relaxed;
+	memset(&relaxed, 0, sizeof(relaxed));
+	relaxed.hdr_relaxed = 1;
+	for (int k = n; k >= 1; k--) {
+		struct buf in;
+		buf_init(&in, DKIM_HEADER_MAX + 2 * DKIM_FIELD_MAX);
+		int bad = 0;
+		for (int i = 1; i <= k; i++) {
+			const struct hdr_field *a = &fields[aar[i]], *m = &fields[ams[i]],
+					       *s = &fields[as[i]];
+			bad |= canon_field(&relaxed, a->raw, a->raw_len, &in);
+			bad |= canon_field(&relaxed, m->raw, m->raw_len, &in);
+			if (i < k) {
+				bad |= canon_field(&relaxed, s->raw, s->raw_len, &in);
+				continue;
+			}
+			struct buf stripped;
+			buf_init(&stripped, DKIM_HEADER_MAX);
+			bad |= strip_b(s->raw, s->raw_len, &stripped);
+			bad |= canon_field(&relaxed, stripped.data ? stripped.data : "", stripped.len,
+					   &in);
+			buf_free(&stripped);
+		}
+		unsigned char digest[TLS_SHA256_LEN];
+		header_digest(&in, digest);
+		buf_free(&in);
+		if (bad) {
+			v->arc_why = "header section too large to verify";
+			goto out;
+		}
+		int testing = 0;
+		if (key_check(dns, seal[k].d, seal[k].s, seal[k].ed25519, NULL, digest, seal[k].b,
+			      seal[k].blen, &testing, &why) != DKIM_R_PASS) {
+			v->arc_why = why[0] ? why : "an ARC-Seal did not verify";
+			goto out;
+		}
+	}
+	v->arc = ARC_R_PASS;
+	v->arc_why = "";
 out:
-	buf_free(&in);
-	free(txt);
-	free(key);
-	return res;
+	free(seal);
+}
+
+/* The ARC verdict. */
+enum arc_result dkim_verifier_arc(const struct dkim_verifier *v, unsigned *instances_r,
+				  const char **why_r)
+{
+	*instances_r = v->arc_n;
+	*why_r = v->arc_why ? v->arc_why : "";
+	return v->arc;
 }
 
 /* Verify every signature. */
@@ -780,7 +1064,7 @@ size_t dkim_verifier_finish(struct dkim_verifier *v, const struct authdns *dns, 
 		header_end(v);   /* a message of header lines only */
 	struct hdr_field *fields = NULL;
 	size_t nfields = 0;
-	if (!v->too_big && v->nsigs > 0) {
+	if (!v->too_big && (v->nsigs > 0 || v->has_arc)) {
 		fields = calloc(DKIM_HFIELDS_MAX, sizeof(*fields));
 		struct hdr_field f;
 		const char *h = v->hdr.data ? v->hdr.data : "";
@@ -819,6 +1103,12 @@ size_t dkim_verifier_finish(struct dkim_verifier *v, const struct authdns *dns, 
 			continue;
 		}
 		r->result = verify_one(v, k, fields, nfields, dns, now, &r->why);
+	}
+	if (v->has_arc && !v->too_big && fields != NULL) {
+		arc_check(v, fields, nfields, dns, now);
+	} else if (v->has_arc) {
+		v->arc = ARC_R_FAIL;
+		v->arc_why = "header section too large to verify";
 	}
 	free(fields);
 	return n;

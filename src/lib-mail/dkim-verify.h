@@ -27,6 +27,10 @@
 #define DKIM_H_MAX 64              /* names in h= (oversigning included) */
 #define DKIM_H_LEN 1024            /* octets of h= kept */
 #define DKIM_AUID_MAX 320          /* i= (local part 64 + '@' + domain) */
+#define ARC_INSTANCES_MAX 50       /* RFC 8617 4.2.1 */
+#define ARC_VERIFY_MAX 10          /* ARC sets verified; a longer chain is reported as fail */
+
+enum arc_result { ARC_R_NONE, ARC_R_PASS, ARC_R_FAIL };
 
 enum dkim_result {
 	DKIM_R_NONE,        /* no signature */
@@ -52,6 +56,7 @@ struct dkim_sig {
 	char b_prefix[9];                /* first 8 characters of b=, for header.b (RFC 6008) */
 	int64_t l;                       /* -1: no l= */
 	int64_t t, x;                    /* -1: absent */
+	int inst;                        /* ARC-Message-Signature: its instance i= */
 };
 
 /* A parsed key record (RFC 6376 3.6.1). */
@@ -90,6 +95,10 @@ void dkim_verifier_feed(struct dkim_verifier *v, const char *p, size_t n);
  * has none. */
 size_t dkim_verifier_finish(struct dkim_verifier *v, const struct authdns *dns, time_t now,
 			    struct dkim_sig_result *out, size_t max);
+/* After dkim_verifier_finish: the ARC chain's verdict (RFC 8617 5.2), the number of ARC sets
+ * (*instances_r) and why it failed (*why_r, static text). */
+enum arc_result dkim_verifier_arc(const struct dkim_verifier *v, unsigned *instances_r,
+				  const char **why_r);
 /* The header section fed so far (for callers that need it after the end; NULL if too large). */
 const char *dkim_verifier_header(const struct dkim_verifier *v, size_t *len_r);
 

@@ -580,6 +580,15 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 		buf_appendf(&ar, " smtp.mailfrom=");
 		ar_value(&ar, tx->from);
 	}
+	/* ARC (RFC 8617): reported, not used to override a policy */
+	unsigned arc_n;
+	const char *arc_why;
+	enum arc_result arc = dkim_verifier_arc(v, &arc_n, &arc_why);
+	buf_appendf(&ar, ";\r\n\tarc=%s", arc == ARC_R_PASS ? "pass" : arc == ARC_R_FAIL ? "fail" :
+		    "none");
+	ar_comment(&ar, arc_why);
+	if (arc != ARC_R_NONE)
+		buf_appendf(&ar, " smtp.remote-ip=%s", s->base.peer_ip);
 	buf_appendf(&ar, ";\r\n\tdmarc=%s", dmarc_result_name(dm.result));
 	if (dm.result == DMARC_R_PASS || dm.result == DMARC_R_FAIL) {
 		char c[64];
@@ -597,9 +606,10 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 		snprintf(why, whylen, "authentication results: field too long");
 		goto out;
 	}
-	log_info("sess=%016llx proto=smtp event=authin id=%s spf=%s dkim=%s dmarc=%s from_domain=%s",
-		 (unsigned long long)s->base.id, tx->id, spf_result_name(spf),
+	log_info("sess=%016llx proto=smtp event=authin id=%s spf=%s dkim=%s dmarc=%s arc=%s "
+		 "from_domain=%s", (unsigned long long)s->base.id, tx->id, spf_result_name(spf),
 		 ndk ? dkim_names[dk[0].result] : "none", dmarc_result_name(dm.result),
+		 arc == ARC_R_PASS ? "pass" : arc == ARC_R_FAIL ? "fail" : "none",
 		 from.n ? from.domain[0] : "-");
 	/* a hosted domain claimed in MAIL FROM or From: must be authenticated for */
 	const char *claims[AUTHIN_FROM_DOMAINS + 1];

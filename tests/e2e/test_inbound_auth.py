@@ -445,3 +445,55 @@ def test_several_from_fields_refused(srv):
     code, text = send(srv, "bob@outside.test",
                       message("x@outside.test", t, b"From: other@outside.test\r\n"))
     assert code == 550 and "From:" in text, text
+
+
+# ---- ARC (RFC 8617) ----
+
+def arc_seal(msg, hop, ar_text):
+    """One forwarding hop: its Authentication-Results, then dkimpy's ARC set for it (RSA:
+    dkimpy's arc_sign takes PEM keys only)."""
+    msg = b"Authentication-Results: " + hop + b"; " + ar_text + b"\r\n" + msg
+    seal = dkim.arc_sign(msg, b"rsa", b"signer.test", KEYS.rsa_pem, hop)
+    assert seal, "dkimpy made no ARC set"
+    return b"".join(seal) + msg
+
+
+def arc_result(ar):
+    r = [x for x in ar.results if x.method == "arc"]
+    assert len(r) == 1, ar
+    return r[0].result
+
+
+def test_arc_chain_of_two_hops_passes(srv):
+    t = tok()
+    msg = message("bob@outside.test", t)
+    msg = arc_seal(msg, b"hop1.test", b"spf=pass smtp.mailfrom=bob@outside.test")
+    msg = arc_seal(msg, b"hop2.test", b"arc=pass")
+    ar, raw, _ = deliver_and_parse(srv, "list@outside.test", msg, t)
+    assert arc_result(ar) == "pass", raw
+
+
+def test_arc_modified_after_sealing_fails(srv):
+    t = tok()
+    msg = arc_seal(message("bob@outside.test", t), b"hop1.test", b"spf=pass")
+    ar, raw, _ = deliver_and_parse(srv, "list@outside.test",
+                                   msg.replace(b"Subject: test", b"Subject: [list] test"), t)
+    assert arc_result(ar) == "fail", raw
+    # an earlier hop's results altered: that seal no longer verifies
+    t = tok()
+    msg = arc_seal(message("bob@outside.test", t), b"hop1.test", b"spf=fail")
+    msg = arc_seal(msg, b"hop2.test", b"arc=pass")
+    msg = msg.replace(b"hop1.test; spf=fail", b"hop1.test; spf=pass", 1)
+    ar, raw, _ = deliver_and_parse(srv, "list@outside.test", msg, t)
+    assert arc_result(ar) == "fail", raw
+
+
+def test_arc_none_and_broken_structure(srv):
+    t = tok()
+    ar, raw, _ = deliver_and_parse(srv, "bob@outside.test", message("bob@outside.test", t), t)
+    assert arc_result(ar) == "none", raw
+    t = tok()
+    msg = b"ARC-Seal: i=2; a=rsa-sha256; cv=pass; d=signer.test; s=rsa; b=AAAA\r\n" + \
+        message("bob@outside.test", t)
+    ar, raw, _ = deliver_and_parse(srv, "bob@outside.test", msg, t)
+    assert arc_result(ar) == "fail", raw
