@@ -254,7 +254,7 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 }
 
 /* IMAP date-time of a time_t. */
-static void imap_date(time_t t, char *out, size_t outlen)
+void imap_date(time_t t, char *out, size_t outlen)
 {
 	struct tm tm;
 	gmtime_r(&t, &tm);

@@ -17,10 +17,14 @@
 #define NOTIFY_GROUPS_MAX 16      /* event groups of one NOTIFY SET */
 #define NOTIFY_NAMES_MAX 100      /* mailboxes named by one SUBTREE or MAILBOXES filter */
 #define NOTIFY_BOXES_MAX 10000    /* mailboxes of an account whose state is remembered */
+#define NOTIFY_FETCH_MAX 5        /* fetch attributes of SELECTED MessageNew: those the message
+				   * table answers without reading the message */
 
 enum {
 	EV_NEW = 1 << 0, EV_EXPUNGE = 1 << 1, EV_FLAGS = 1 << 2, EV_NAME = 1 << 3, EV_SUBS = 1 << 4
 };
+
+enum notify_fetch { NFA_UID, NFA_FLAGS, NFA_INTERNALDATE, NFA_SIZE, NFA_MODSEQ };
 
 enum notify_filter { NF_INBOXES, NF_PERSONAL, NF_SUBSCRIBED, NF_SUBTREE, NF_MAILBOXES };
 
@@ -42,6 +46,8 @@ struct notify_box {
 struct imap_notify {
 	int has_selected, selected_delayed;
 	unsigned selected_events;
+	enum notify_fetch fetch[NOTIFY_FETCH_MAX];   /* SELECTED (MessageNew (...)) */
+	size_t nfetch;
 	struct notify_group groups[NOTIFY_GROUPS_MAX];
 	size_t ngroups;
 	struct notify_box *boxes;
@@ -228,15 +234,85 @@ void imap_notify_check(struct imap_session *s)
 }
 
 /* See imap-private.h. */
+void imap_notify_new(struct imap_session *s, size_t first)
+{
+	struct imap_notify *n = s->notify;
+	if (n == NULL || !n->has_selected || n->nfetch == 0 || !(n->selected_events & EV_NEW))
+		return;
+	for (size_t i = first; i < s->nmsgs; i++) {
+		const struct imap_msg *m = &s->msgs[i];
+		struct buf out;
+		char tmp[1200];
+		buf_init(&out, 8192);
+		buf_appendf(&out, "* %zu FETCH (", i + 1);
+		for (size_t k = 0; k < n->nfetch; k++) {
+			if (k)
+				buf_appendstr(&out, " ");
+			switch (n->fetch[k]) {
+			case NFA_UID:
+				buf_appendf(&out, "UID %u", m->uid);
+				break;
+			case NFA_FLAGS:
+				buf_appendf(&out, "FLAGS (%s)",
+					    imap_flags_text(s, imap_msg_flags(s, m), m->keywords, tmp,
+							    sizeof(tmp)));
+				break;
+			case NFA_INTERNALDATE:
+				imap_date(m->internaldate, tmp, sizeof(tmp));
+				buf_appendf(&out, "INTERNALDATE \"%s\"", tmp);
+				break;
+			case NFA_SIZE:
+				buf_appendf(&out, "RFC822.SIZE %llu", (unsigned long long)m->size);
+				break;
+			case NFA_MODSEQ:
+				buf_appendf(&out, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+				break;
+			}
+		}
+		buf_appendstr(&out, ")\r\n");
+		if (out.data)
+			imap_write(s, out.data, out.len);
+		buf_free(&out);
+	}
+}
+
+/* See imap-private.h. */
 void imap_notify_free(struct imap_session *s)
 {
 	notify_free(s->notify);
 	s->notify = NULL;
 }
 
-/* Parse an events list ("(MessageNew FlagChange)" or NONE) into *ev. 0, -1 BAD (*why_r),
- * -2 an event this server does not report (NO [BADEVENT]). */
-static int parse_events(const struct imap_arg *a, unsigned *ev, const char **why_r)
+/* Parse MessageNew's fetch attributes into nt (RFC 5465 5.2; SELECTED only). 0, or -1. */
+static int parse_fetch(const struct imap_arg *a, struct imap_notify *nt, const char **why_r)
+{
+	static const struct { const char *name; enum notify_fetch f; } atts[] = {
+		{ "UID", NFA_UID }, { "FLAGS", NFA_FLAGS }, { "INTERNALDATE", NFA_INTERNALDATE },
+		{ "RFC822.SIZE", NFA_SIZE }, { "MODSEQ", NFA_MODSEQ } };
+	*why_r = "NOTIFY MessageNew fetch attributes: UID FLAGS INTERNALDATE RFC822.SIZE MODSEQ, "
+		 "for SELECTED only; FETCH anything else";
+	if (nt == NULL || a->nlist == 0 || a->nlist > NOTIFY_FETCH_MAX)
+		return -1;
+	for (size_t k = 0; k < a->nlist; k++) {
+		size_t j;
+		if (a->list[k].type != IMAP_ARG_ATOM)
+			return -1;
+		for (j = 0; j < sizeof(atts) / sizeof(atts[0]); j++)
+			if (strcasecmp(a->list[k].str, atts[j].name) == 0)
+				break;
+		if (j == sizeof(atts) / sizeof(atts[0]))
+			return -1;
+		nt->fetch[k] = atts[j].f;
+	}
+	nt->nfetch = a->nlist;
+	return 0;
+}
+
+/* Parse an events list ("(MessageNew FlagChange)" or NONE) into *ev; nt (NULL but for SELECTED)
+ * takes MessageNew's fetch attributes. 0, -1 BAD (*why_r), -2 an event this server does not
+ * report (NO [BADEVENT]). */
+static int parse_events(const struct imap_arg *a, struct imap_notify *nt, unsigned *ev,
+			const char **why_r)
 {
 	static const struct { const char *name; unsigned bit; } known_ev[] = {
 		{ "MessageNew", EV_NEW }, { "MessageExpunge", EV_EXPUNGE },
@@ -252,12 +328,14 @@ static int parse_events(const struct imap_arg *a, unsigned *ev, const char **why
 	for (size_t k = 0; k < a->nlist; k++) {
 		const struct imap_arg *e = &a->list[k];
 		size_t j;
+		if (e->type == IMAP_ARG_LIST && k > 0 && a->list[k - 1].type == IMAP_ARG_ATOM &&
+		    strcasecmp(a->list[k - 1].str, "MessageNew") == 0) {
+			if (parse_fetch(e, nt, why_r) < 0)
+				return -1;
+			continue;
+		}
 		if (e->type != IMAP_ARG_ATOM) {
-			*why_r = e->type == IMAP_ARG_LIST && k > 0 &&
-					 strcasecmp(a->list[k - 1].str, "MessageNew") == 0
-				 ? "NOTIFY MessageNew with fetch attributes is not supported: leave "
-				   "them out and FETCH the new messages"
-				 : "NOTIFY events are atoms";
+			*why_r = "NOTIFY events are atoms";
 			return -1;
 		}
 		for (j = 0; j < sizeof(known_ev) / sizeof(known_ev[0]); j++)
@@ -336,7 +414,8 @@ void imap_cmd_notify(struct imap_session *s, const struct imap_arg *args, size_t
 			goto bad;
 		const char *f = g->list[0].str;
 		unsigned ev;
-		int r = parse_events(&g->list[g->nlist - 1], &ev, &why);
+		int sel = strcasecmp(f, "SELECTED") == 0 || strcasecmp(f, "SELECTED-DELAYED") == 0;
+		int r = parse_events(&g->list[g->nlist - 1], sel ? nt : NULL, &ev, &why);
 		if (r == -2) {
 			notify_free(nt);
 			imap_tagged(s, "NO", "[BADEVENT (MessageNew MessageExpunge FlagChange "
@@ -345,7 +424,7 @@ void imap_cmd_notify(struct imap_session *s, const struct imap_arg *args, size_t
 		}
 		if (r < 0)
 			goto bad;
-		if (strcasecmp(f, "SELECTED") == 0 || strcasecmp(f, "SELECTED-DELAYED") == 0) {
+		if (sel) {
 			if (g->nlist != 2)
 				goto bad;
 			if (ev & (EV_NAME | EV_SUBS)) {

@@ -224,6 +224,8 @@ void imap_qresync_select(struct imap_session *s, uint64_t modseq, const char *kn
 int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_r);
 
 /* imap-fetch.c */
+/* An INTERNALDATE as IMAP writes it ("07-Jul-2025 10:00:00 +0000"). */
+void imap_date(time_t t, char *out, size_t outlen);
 void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n, int uid);
 void imap_cmd_copy(struct imap_session *s, const struct imap_arg *args, size_t n, int uid,
@@ -272,6 +274,9 @@ int imap_notify_ready(const struct imap_session *s);
 /* Report what changed in the mailboxes NOTIFY watches (STATUS, LIST; the selected mailbox as by
  * NOOP when a SELECTED filter asks for it). */
 void imap_notify_check(struct imap_session *s);
+/* New messages s->msgs[first..] were just announced (EXISTS): the FETCH of the attributes
+ * NOTIFY SET (SELECTED (MessageNew (...))) asked for. */
+void imap_notify_new(struct imap_session *s, size_t first);
 /* Drop the NOTIFY state (NOTIFY NONE, logout). */
 void imap_notify_free(struct imap_session *s);
 

@@ -580,6 +580,8 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 		size_t recent = imap_recent_sync(s, !s->readonly);
 		if (!s->rev2)
 			imap_reply(s, "* %zu RECENT", recent);
+		if (s->nmsgs > before)
+			imap_notify_new(s, before);   /* NOTIFY MessageNew (fetch-att) */
 	}
 	s->uidnext = mb.uidnext;
 	s->highestmodseq = mb.highestmodseq;

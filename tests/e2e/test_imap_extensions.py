@@ -530,6 +530,20 @@ def test_notify_selected_mailbox_and_names(srv, user, clients):
     unsolicited(c, rb"\* 2 EXISTS")
 
 
+def test_notify_message_new_fetch_attributes(srv, user, clients):
+    c = session(srv, user, "imaps", clients)
+    c.ok("SELECT INBOX")
+    c.expect("BAD", "NOTIFY SET (SELECTED (MessageNew (BODY.PEEK[HEADER]) MessageExpunge))")
+    c.ok("NOTIFY SET (SELECTED (MessageNew (UID FLAGS RFC822.SIZE INTERNALDATE) "
+         "MessageExpunge))")
+    o = session(srv, user, "imaps", clients)
+    uid = append(o, "INBOX", message("fetched"), flags="\\Seen", date="07-Jul-2025 10:00:00 +0000")
+    got = unsolicited(c, rb"\* 1 FETCH")
+    line = [g for g in got if g.startswith(b"* 1 FETCH")][0]
+    assert re.match(rb'\* 1 FETCH \(UID %d FLAGS \(\\Seen( \\Recent)?\) RFC822.SIZE \d+ '
+                    rb'INTERNALDATE "07-Jul-2025 10:00:00 \+0000"\)\r\n' % uid, line), got
+
+
 def test_notify_hostile_input(srv, user, clients):
     c = session(srv, user, "imaps", clients)
     r = c.cmd("NOTIFY SET (PERSONAL (AnnotationChange))")
