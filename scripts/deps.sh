@@ -5,7 +5,7 @@
 set -eu
 pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcrypt-dev
       libsodium-dev zlib1g-dev openssl libunbound-dev libidn2-dev libunistring-dev
-      libpsl-dev publicsuffix"
+      libicu-dev libpsl-dev publicsuffix"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl sqlite3 clang libclang-rt-14-dev
 	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin unbound python3-aiosmtpd

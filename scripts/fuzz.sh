@@ -44,6 +44,9 @@ fi
 run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c \
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/originator.c src/lib-mail/mime-*.c \
 	src/lib-mail/fuzz-header.c -lidn2
+run fuzz-phish src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c \
+	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/casefold.c src/lib-mail/mime-*.c \
+	src/lib-mail/phish.c src/lib-mail/fuzz-phish.c -lidn2 -lunistring -licui18n -licuuc -lpsl
 run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
 run fuzz-sts -Isrc/queue src/queue/sts-policy.c src/queue/fuzz-sts.c
 run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
@@ -51,7 +54,7 @@ run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/li
 # the SMTP session on a real event loop, fed through a socketpair: the whole server but the CLI
 run fuzz-smtp -std=gnu11 $(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done) \
 	$(find src -name '*.c' ! -name 'test-*' ! -name 'fuzz-*' ! -path 'src/cli/*' | sort) \
-	src/smtp/fuzz-smtp.c -lssl -lcrypto -lsqlite3 -lcrypt -lsodium -lz -lunbound -lidn2 -lunistring -lpsl -lpthread
+	src/smtp/fuzz-smtp.c -lssl -lcrypto -lsqlite3 -lcrypt -lsodium -lz -lunbound -lidn2 -lunistring -licui18n -licuuc -lpsl -lpthread
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \

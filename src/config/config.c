@@ -11,7 +11,10 @@
 #include <strings.h>
 
 enum ktype { K_STR, K_PATH, K_UINT, K_SIZE, K_DURATION, K_BOOL, K_BARELF, K_TLSHOST,
-	     K_DOMAINHOST };
+	     K_DOMAINHOST, K_PHISHMARK };
+
+/* phishing_mark values, in the order of enum config_phish_mark */
+static const char *const phish_marks[] = { "header", "subject", "body", "both" };
 
 /* Settings of the whole server. */
 struct gkey {
@@ -101,6 +104,18 @@ static const struct gkey gkeys[] = {
 	  "port 25: check SPF, DKIM and DMARC, add Authentication-Results, apply DMARC policies"),
 	G("inbound_auth_dns_timeout", K_DURATION, inbound_auth_dns_timeout,
 	  "port 25: time allowed for one DNS lookup of those checks (a timeout is a 451)"),
+	G("phishing_checks", K_BOOL, phishing_checks,
+	  "port 25: look for phishing signs in mail to local recipients and mark it"),
+	G("phishing_brand_names", K_STR, phishing_brand_names,
+	  "names of the provider a display name must not imitate, comma separated (hosted "
+	  "domains and their labels always count)"),
+	G("phishing_mark", K_PHISHMARK, phishing_mark,
+	  "how suspected phishing is shown: header (X-Postino-Phishing only), subject, body or both"),
+	G("phishing_subject_tag", K_STR, phishing_subject_tag, "tag put before the subject"),
+	G("phishing_warning", K_STR, phishing_warning,
+	  "warning line put at the top of the message text"),
+	G("phishing_lookalike_distance", K_UINT, phishing_lookalike_distance,
+	  "most edits between a lookalike and a hosted domain (1, 2 from 10 characters; 0: off)"),
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -221,6 +236,13 @@ void config_defaults(struct config *cfg)
 	cfg->smtp_reply_timeout = 300;
 	cfg->inbound_auth = 1;
 	cfg->inbound_auth_dns_timeout = 5;
+	cfg->phishing_checks = 1;
+	cfg->phishing_mark = CONFIG_PHISH_MARK_BOTH;
+	snprintf(cfg->phishing_subject_tag, sizeof(cfg->phishing_subject_tag), "[Suspicious]");
+	snprintf(cfg->phishing_warning, sizeof(cfg->phishing_warning),
+		 "WARNING from your mail provider: this message shows signs of phishing. Do not "
+		 "reply with passwords or payment details and do not open its links.");
+	cfg->phishing_lookalike_distance = 2;
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;
@@ -323,6 +345,14 @@ static const char *cfg_set(const char *cfgpath, enum ktype type, void *field, si
 		else
 			return "reject or normalize";
 		return NULL;
+	case K_PHISHMARK:
+		for (size_t i = 0; i < sizeof(phish_marks) / sizeof(phish_marks[0]); i++) {
+			if (strcmp(val, phish_marks[i]) == 0) {
+				*(int *)field = (int)i;
+				return NULL;
+			}
+		}
+		return "header, subject, body or both";
 	case K_TLSHOST:
 		return "NAME CERTFILE KEYFILE";
 	case K_DOMAINHOST:
@@ -719,6 +749,9 @@ static void show_val(FILE *out, enum ktype type, const void *field, size_t len)
 		break;
 	case K_BARELF:
 		fprintf(out, "%s", *(const int *)field ? "reject" : "normalize");
+		break;
+	case K_PHISHMARK:
+		fprintf(out, "%s", phish_marks[*(const int *)field & 3]);
 		break;
 	case K_TLSHOST:
 	case K_DOMAINHOST:

@@ -68,6 +68,10 @@ struct domain_host_conf {
 	char imap[254], pop3[254], smtp[254];
 };
 
+/* phishing_mark: how a suspected phishing message is shown (the header field always). */
+enum config_phish_mark { CONFIG_PHISH_MARK_HEADER, CONFIG_PHISH_MARK_SUBJECT,
+			 CONFIG_PHISH_MARK_BODY, CONFIG_PHISH_MARK_BOTH };
+
 struct config {
 	char path[CONFIG_PATH_MAX];        /* the file read */
 	char hostname[256];
@@ -126,6 +130,13 @@ struct config {
 	/* inbound authentication of port 25 mail (src/smtp/smtp-authin.c) */
 	int inbound_auth;                  /* SPF, DKIM, DMARC, Authentication-Results */
 	unsigned inbound_auth_dns_timeout; /* seconds per DNS lookup */
+	/* phishing signs in port 25 mail to local recipients (issue 12), see smtp-phish.h */
+	int phishing_checks;
+	char phishing_brand_names[512];    /* provider names, comma separated */
+	int phishing_mark;                 /* enum config_phish_mark */
+	char phishing_subject_tag[64];
+	char phishing_warning[241];        /* PHISH_TEXT_MAX + 1 */
+	unsigned phishing_lookalike_distance;
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
 	unsigned char set_global[128];
 	unsigned char set_listener[LST_COUNT][32];

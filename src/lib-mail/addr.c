@@ -420,6 +420,8 @@ struct list_ctx {
 	void (*cb)(void *ctx, const char *address);   /* NULL on the checking pass */
 	void *ctx;
 	int count;
+	/* addr_parse_list_named: also told the raw display name (NULL on the checking pass) */
+	void (*named_cb)(void *ctx, const char *display, size_t display_len, const char *address);
 };
 
 /* Octets of a folding line break at s[i] (one followed by SP or HTAB): 2 for CRLF, 1 for a bare
@@ -715,8 +717,9 @@ static int list_addrspec(struct list_ctx *c, struct addr *a)
 	return list_domain(c, a->domain, &a->flags);
 }
 
-/* Count one parsed address and hand its canonical form to the callback (if any). */
-static int list_report(struct list_ctx *c, const struct addr *a)
+/* Count one parsed address and hand its canonical form (and the raw display name
+ * c->lx.s[dstart..dend), empty when there is none) to the callback (if any). */
+static int list_report(struct list_ctx *c, const struct addr *a, size_t dstart, size_t dend)
 {
 	char buf[ADDR_FORMAT_MAX];
 	int n = addr_format(a, buf, sizeof(buf));
@@ -730,11 +733,14 @@ static int list_report(struct list_ctx *c, const struct addr *a)
 	c->count++;
 	if (c->cb != NULL)
 		c->cb(c->ctx, buf);
+	if (c->named_cb != NULL)
+		c->named_cb(c->ctx, c->lx.s + dstart, dend - dstart, buf);
 	return 0;
 }
 
-/* After '<': [obs-route] addr-spec '>'. 0 ok, -1 malformed. */
-static int list_angle(struct list_ctx *c)
+/* After '<': [obs-route] addr-spec '>'; the display name was c->lx.s[dstart..dend). 0 ok,
+ * -1 malformed. */
+static int list_angle(struct list_ctx *c, size_t dstart, size_t dend)
 {
 	struct addr a;
 	struct token t;
@@ -765,7 +771,7 @@ static int list_angle(struct list_ctx *c)
 	lex_next(&c->lx, &t);
 	if (!tok_is(&t, '>'))
 		return -1;
-	return list_report(c, &a);
+	return list_report(c, &a, dstart, dend);
 }
 
 static int list_address(struct list_ctx *c, int in_group);
@@ -799,15 +805,17 @@ static int list_address(struct list_ctx *c, int in_group)
 {
 	struct lex start = c->lx;
 	struct token t;
-	size_t words = 0;
+	size_t words = 0, dstart = 0, dend = 0;
 	for (;;) {
 		lex_next(&c->lx, &t);
 		if (t.type != TOK_ATOM && t.type != TOK_QUOTED && !tok_is(&t, '.'))
 			break;
-		words++;
+		if (words++ == 0)
+			dstart = t.start;
+		dend = t.end;
 	}
 	if (tok_is(&t, '<'))
-		return list_angle(c);
+		return list_angle(c, dstart, dend);
 	if (tok_is(&t, ':') && !in_group && words > 0)
 		return list_group(c);
 	if (tok_is(&t, '@') && words > 0) {
@@ -815,16 +823,17 @@ static int list_address(struct list_ctx *c, int in_group)
 		c->lx = start;
 		if (list_addrspec(c, &a) < 0)
 			return -1;
-		return list_report(c, &a);
+		return list_report(c, &a, 0, 0);
 	}
 	return -1;
 }
 
 /* One pass over the whole list; cb NULL checks only. Count or -1. */
 static int list_pass(const char *s, size_t len, void (*cb)(void *ctx, const char *address),
-		     void *ctx)
+		     void *ctx, void (*named_cb)(void *ctx, const char *display, size_t display_len,
+						 const char *address))
 {
-	struct list_ctx c = { { s, len, 0 }, cb, ctx, 0 };
+	struct list_ctx c = { { s, len, 0 }, cb, ctx, 0, named_cb };
 	struct token t;
 	for (;;) {
 		lex_peek(&c.lx, &t);
@@ -849,8 +858,21 @@ int addr_parse_list(const char *s, size_t len, void (*cb)(void *ctx, const char 
 {
 	if (s == NULL)
 		return -1;
-	int n = list_pass(s, len, NULL, NULL);
+	int n = list_pass(s, len, NULL, NULL, NULL);
 	if (n <= 0 || cb == NULL)
 		return n;
-	return list_pass(s, len, cb, ctx);
+	return list_pass(s, len, cb, ctx, NULL);
+}
+
+/* addr_parse_list, with each address's raw display name (see addr.h). */
+int addr_parse_list_named(const char *s, size_t len,
+			  void (*cb)(void *ctx, const char *display, size_t display_len,
+				     const char *address), void *ctx)
+{
+	if (s == NULL)
+		return -1;
+	int n = list_pass(s, len, NULL, NULL, NULL);
+	if (n <= 0 || cb == NULL)
+		return n;
+	return list_pass(s, len, NULL, ctx, cb);
 }

@@ -46,4 +46,12 @@ int addr_format(const struct addr *a, char *out, size_t outlen);
 int addr_parse_list(const char *s, size_t len, void (*cb)(void *ctx, const char *address),
 		    void *ctx);
 
+/* addr_parse_list, but cb is also given the display name of each name-addr as written:
+ * display[0..display_len) is the raw phrase from its first word to its last (quoted strings
+ * with their quotes, encoded-words undecoded, folds kept; it points into s), empty for a bare
+ * addr-spec. Same return value. */
+int addr_parse_list_named(const char *s, size_t len,
+			  void (*cb)(void *ctx, const char *display, size_t display_len,
+				     const char *address), void *ctx);
+
 #endif

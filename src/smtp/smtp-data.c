@@ -33,6 +33,7 @@
 #include "queue.h"
 #include "smtp-authin.h"
 #include "smtp-dkim.h"
+#include "smtp-phish.h"
 #include "store.h"
 
 #define SMTP_WBUF_FLUSH 65536        /* write the temp file in chunks of this size */
@@ -328,6 +329,7 @@ struct deliver_job {
 	char why[1024];
 	unsigned delivered, spooled;
 	char *dkim;                /* DKIM-Signature fields for the queue, or NULL */
+	struct smtp_phish ph;      /* the phishing mark of port 25 mail (zeroed: inactive) */
 	/* group commit: the mailbox of the first local target (its account root; "" when the
 	 * message has no local target) is the key that batches are formed by */
 	char key[CONFIG_PATH_MAX + 700];
@@ -428,13 +430,20 @@ static void deliver_rest(struct deliver_job *j)
 			return;
 		}
 		uint32_t uid;
+		int fd;
+		uint64_t size;
+		if (smtp_phish_file(&j->ph, tx->targets[i].addr, tx->fd, total, &fd, &size, j->why,
+				    sizeof(j->why)) < 0) {
+			j->result = -1;
+			return;
+		}
 		/* DMARC quarantine: into Junk (INBOX if the user removed Junk) */
 		if (j->junk &&
-		    store_deliver(acct, "Junk", tx->fd, total, 1, time(NULL), 0, &uid, &err) == 0) {
+		    store_deliver(acct, "Junk", fd, size, 1, time(NULL), 0, &uid, &err) == 0) {
 			j->delivered++;
 			continue;
 		}
-		if (store_deliver(acct, NULL, tx->fd, total, 1, time(NULL), 0, &uid, &err) < 0) {
+		if (store_deliver(acct, NULL, fd, size, 1, time(NULL), 0, &uid, &err) < 0) {
 			snprintf(j->why, sizeof(j->why), "deliver to %s: %s", tx->targets[i].addr, err);
 			j->result = -1;
 			return;
@@ -467,9 +476,8 @@ static void batch_fail(struct deliver_job *lead, const char *why)
  * failed fsync refuses the whole batch, whose syncs were shared. Then the batch's mailbox gets
  * all of them with one fsync of new/ and one index transaction (store_deliver_batch), and each
  * message goes on to its other targets. */
-static void batch_work(void *arg)
+static void batch_run(struct deliver_job *lead)
 {
-	struct deliver_job *lead = arg;
 	struct deliver_job *j;
 	char why[1024];
 	const char *err = NULL;
@@ -485,15 +493,22 @@ static void batch_work(void *arg)
 			return;
 		}
 	}
-	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c) */
+	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c); port 25
+	 * mail to our users is looked at for phishing signs (smtp-phish.h) */
 	for (j = lead; j; j = j->next) {
 		struct smtp_tx *tx = j->tx;
-		int remote = 0;
-		for (unsigned i = 0; i < tx->ntargets; i++)
+		int remote = 0, local = 0;
+		for (unsigned i = 0; i < tx->ntargets; i++) {
 			remote |= !tx->targets[i].local;
+			local |= tx->targets[i].local;
+		}
 		if (remote && j->s->auth_user[0] && smtp_dkim_sign(j->cfg->data_dir, j->id, tx->fd,
 				tx->header_len, tx->size + tx->header_len, &j->dkim, j->why,
 				sizeof(j->why)) < 0)
+			j->result = -1;
+		if (j->result == 0 && smtp_phish_begin(&j->ph, j->cfg, tx->fd, local &&
+				!j->s->auth_user[0] ? tx->size + tx->header_len : 0, tx->header_len,
+				j->why, sizeof(j->why)) < 0)
 			j->result = -1;
 	}
 	if (lead->key[0]) {
@@ -510,10 +525,18 @@ static void batch_work(void *arg)
 		size_t n = 0;
 		time_t now = time(NULL);
 		for (j = lead; j; j = j->next) {
+			int fd;
+			uint64_t size;
 			if (j->result < 0)
 				continue;
+			if (smtp_phish_file(&j->ph, j->tx->targets[j->key_target].addr, j->tx->fd,
+					    j->tx->size + j->tx->header_len, &fd, &size, j->why,
+					    sizeof(j->why)) < 0) {
+				j->result = -1;
+				continue;
+			}
 			items[n] = (struct store_batch_item){
-				.src_fd = j->tx->fd, .size = j->tx->size + j->tx->header_len,
+				.src_fd = fd, .size = size,
 				.src_already_synced = 1, .internaldate = now,
 			};
 			n++;
@@ -537,6 +560,16 @@ static void batch_work(void *arg)
 	for (j = lead; j; j = j->next)
 		if (j->result == 0)
 			deliver_rest(j);
+}
+
+/* Pool thread: one batch; then each message's phishing state is released (its sender
+ * remembered when it was delivered everywhere). */
+static void batch_work(void *arg)
+{
+	struct deliver_job *lead = arg;
+	batch_run(lead);
+	for (struct deliver_job *j = lead; j; j = j->next)
+		smtp_phish_end(&j->ph, j->result == 0);
 }
 
 /* Loop thread: the final reply of one message. */
