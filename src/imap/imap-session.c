@@ -227,6 +227,9 @@ static void imap_rest(struct ev_timer *t)
 	if (s->idling) {
 		imap_sync_mailbox(s, 1);   /* up to date now; later changes change the fingerprint */
 		conn_flush(&s->conn);
+	} else if (imap_notify_ready(s)) {
+		imap_notify_check(s);      /* the same for NOTIFY (RFC 5465) */
+		conn_flush(&s->conn);
 	}
 	/* after the close: closing the last handle of a process may checkpoint the WAL */
 	store_account_close(&s->acct);

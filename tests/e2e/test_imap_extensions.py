@@ -544,6 +544,28 @@ def test_notify_message_new_fetch_attributes(srv, user, clients):
                     rb'INTERNALDATE "07-Jul-2025 10:00:00 \+0000"\)\r\n' % uid, line), got
 
 
+def test_notify_session_at_rest_still_hears():
+    """A NOTIFY session that let go of its index (imap_rest_after) is woken by a change."""
+    s = make_server(extra_conf="imap_rest_after = 1s\n")
+    try:
+        user = new_user(s)
+        c, o = Imap(s, "imaps"), Imap(s, "imaps")
+        c.login(user)
+        o.login(user)
+        c.ok('CREATE "Watched"')
+        c.ok("NOTIFY SET (MAILBOXES Watched (MessageNew MessageExpunge))")
+        time.sleep(2.5)   # at rest now
+        append(o, "Watched", message("late"))
+        unsolicited(c, rb'\* STATUS "?Watched"? \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)')
+        time.sleep(2.5)
+        append(o, "Watched", message("later"))
+        unsolicited(c, rb'\* STATUS "?Watched"? \(MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+\)')
+        c.close()
+        o.close()
+    finally:
+        s.stop()
+
+
 def test_notify_hostile_input(srv, user, clients):
     c = session(srv, user, "imaps", clients)
     r = c.cmd("NOTIFY SET (PERSONAL (AnnotationChange))")
