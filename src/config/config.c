@@ -33,6 +33,7 @@ static const struct gkey gkeys[] = {
 	G("run_user", K_STR, run_user, "unprivileged user the workers run as when started as root"),
 	G("workers", K_UINT, workers, "protocol worker processes"),
 	G("log_debug", K_BOOL, log_debug, "log every command"),
+	G("log_format", K_STR, log_format, "text (key=value lines) or json (one object a line)"),
 	G("pop3_expire", K_STR, pop3_expire,
 	  "POP3 EXPIRE: days a downloaded message is kept, or never (empty: not announced)"),
 	G("login_delay_max", K_DURATION, login_delay_max,
@@ -207,6 +208,7 @@ void config_defaults(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	snprintf(cfg->hostname, sizeof(cfg->hostname), "localhost");
 	cfg->workers = 2;
+	snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 	cfg->login_delay_max = 15;
 	cfg->login_failure_delay = 2;
 	cfg->imap_rest_after = 15;
@@ -694,6 +696,9 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 	fclose(f);
 	if (rc == 0 && cfg->workers == 0)
 		rc = cfg_err(err, errlen, path, lineno, "'workers' must be at least 1");
+	if (rc == 0 && strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0)
+		rc = cfg_err(err, errlen, path, lineno, "'log_format' expects text or json, got '%s'",
+			     cfg->log_format);
 	if (rc == 0 && cfg->pop3_expire[0] && strcmp(cfg->pop3_expire, "never") != 0 &&
 	    strspn(cfg->pop3_expire, "0123456789") != strlen(cfg->pop3_expire))
 		rc = cfg_err(err, errlen, path, lineno,

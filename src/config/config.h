@@ -79,6 +79,7 @@ struct config {
 	char run_user[64];                 /* "" = stay the invoking user */
 	unsigned workers;
 	int log_debug;
+	char log_format[8];                /* "text" or "json" */
 	char pop3_expire[32];              /* "" not announced, "never", or days (RFC 2449 EXPIRE) */
 	unsigned pop3_login_delay;
 	unsigned login_delay_max;          /* brute-force brake: longest delay of a failed login,

@@ -1,6 +1,7 @@
 /* log.c - one-line key=value logs on stderr. */
 #include "log.h"
 
+#include <ctype.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -9,8 +10,22 @@
 #include <time.h>
 #include <unistd.h>
 
+/* A JSON line is at most this long: every octet of a text line may become a 6-octet \u00XX */
+#define LOG_LINE_MAX 2048
+#define LOG_JSON_MAX (LOG_LINE_MAX * 6 + 256)
+#define LOG_KEY_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
+
 static enum log_level min_level = LOG_INFO;
 static const char *ident = "postino";
+static int log_json;   /* log_format = json */
+
+static size_t utf8_seq_ok(const unsigned char *s);
+
+/* Write JSON lines instead of key=value text (log_format = json). */
+void log_set_json(int on)
+{
+	log_json = on;
+}
 
 /* Set the lowest level written. */
 void log_set_level(enum log_level lvl)
@@ -30,24 +45,141 @@ void log_set_ident(const char *id)
 	ident = id;
 }
 
-/* Write one line: time, level, process, pid, then the caller's key=value text. */
+/* Append a JSON string of the n octets at s (escaped; octets that are not UTF-8 become
+ * \u00XX; with unquote, \" and \\ are decoded and \xNN becomes \u00NN). 0, or -1 if it
+ * does not fit in out[*o..max). */
+static int json_str(char *out, size_t *o, size_t max, const char *s, size_t n, int unquote)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k = *o;
+	if (k + 2 > max)
+		return -1;
+	out[k++] = '"';
+	while (i < n) {
+		unsigned c = u[i];
+		size_t seq = 1;
+		if (unquote && c == '\\' && i + 1 < n && (u[i + 1] == '"' || u[i + 1] == '\\')) {
+			c = u[++i];
+		} else if (unquote && c == '\\' && i + 3 < n && u[i + 1] == 'x' &&
+			   isxdigit(u[i + 2]) && isxdigit(u[i + 3])) {
+			char h[3] = { (char)u[i + 2], (char)u[i + 3], 0 };
+			c = (unsigned)strtoul(h, NULL, 16) | 0x100;   /* forced \u00NN below */
+			i += 3;
+		} else if (c >= 0x80) {
+			seq = utf8_seq_ok(u + i);   /* s lies in a NUL-terminated line */
+			if (seq == 0 || i + seq > n) {
+				seq = 1;
+				c |= 0x100;
+			}
+		}
+		if (k + 8 > max)
+			return -1;
+		if (c == '"' || c == '\\') {
+			out[k++] = '\\';
+			out[k++] = (char)c;
+		} else if (c < 0x20 || c == 0x7f || c >= 0x100) {
+			c &= 0xff;
+			memcpy(out + k, "\\u00", 4);
+			out[k + 4] = hex[c >> 4];
+			out[k + 5] = hex[c & 15];
+			k += 6;
+		} else if (c >= 0x80) {
+			memcpy(out + k, u + i, seq);
+			k += seq;
+			i += seq - 1;
+		} else {
+			out[k++] = (char)c;
+		}
+		i++;
+	}
+	out[k++] = '"';
+	*o = k;
+	return 0;
+}
+
+/* Append ,"key":value to a JSON object under construction. */
+static int json_field(char *out, size_t *o, size_t max, const char *key, size_t klen,
+		      const char *val, size_t vlen, int unquote)
+{
+	size_t k = *o;
+	if (k + 2 > max)
+		return -1;
+	out[k++] = ',';
+	if (json_str(out, &k, max, key, klen, 0) < 0 || k + 1 > max)
+		return -1;
+	out[k++] = ':';
+	if (json_str(out, &k, max, val, vlen, unquote) < 0)
+		return -1;
+	*o = k;
+	return 0;
+}
+
+/* The caller's key=value text as JSON members: bare values end at a blank, quoted ones at the
+ * closing quote (\" \\ \xNN decoded); text that is not key=value goes to "msg". */
+static size_t json_fields(char *out, size_t k, size_t max, const char *t)
+{
+	while (*t) {
+		while (*t == ' ')
+			t++;
+		if (*t == '\0')
+			break;
+		size_t kl = strspn(t, LOG_KEY_CHARS);
+		if (kl == 0 || t[kl] != '=') {
+			json_field(out, &k, max, "msg", 3, t, strlen(t), 0);
+			break;
+		}
+		const char *v = t + kl + 1;
+		size_t vl;
+		int quoted = *v == '"';
+		if (quoted) {
+			v++;
+			for (vl = 0; v[vl] && v[vl] != '"'; vl++)
+				if (v[vl] == '\\' && v[vl + 1])
+					vl++;
+		} else {
+			vl = strcspn(v, " ");
+		}
+		if (json_field(out, &k, max, t, kl, v, vl, quoted) < 0)
+			break;
+		t = v + vl + (quoted && v[vl] == '"');
+	}
+	return k;
+}
+
+/* Write one line: time, level, process, pid, then the caller's key=value text (as text, or as
+ * one JSON object with log_format = json). */
 static void log_vwrite(const char *lvl, const char *fmt, va_list ap)
 {
-	char line[2048];
+	char line[LOG_LINE_MAX], msg[LOG_LINE_MAX];
 	struct timespec ts;
 	struct tm tm;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
-	int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s[%d] ",
-			 tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-			 tm.tm_sec, ts.tv_nsec / 1000000, lvl, ident, (int)getpid());
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		return;
+	char stamp[96];   /* wide enough for any int the compiler can imagine */
+	snprintf(stamp, sizeof(stamp), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
+		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+		 ts.tv_nsec / 1000000);
+	if (log_json) {
+		static _Thread_local char js[LOG_JSON_MAX];   /* pool threads log too */
+		int n = snprintf(js, sizeof(js), "{\"time\":\"%s\",\"level\":\"%s\","
+				 "\"proc\":\"%s\",\"pid\":%d", stamp, lvl, ident, (int)getpid());
+		if (n < 0)
+			return;
+		size_t k = json_fields(js, (size_t)n, sizeof(js) - 2, msg);
+		js[k++] = '}';
+		js[k++] = '\n';
+		ssize_t w = write(STDERR_FILENO, js, k);
+		(void)w;
+		return;
+	}
+	int n = snprintf(line, sizeof(line), "%s %s %s[%d] %s", stamp, lvl, ident, (int)getpid(),
+			 msg);
 	if (n < 0)
 		return;
 	size_t len = (size_t)n;
-	int m = vsnprintf(line + len, sizeof(line) - len - 1, fmt, ap);
-	if (m < 0)
-		return;
-	len += (size_t)m;
 	if (len > sizeof(line) - 2)
 		len = sizeof(line) - 2;
 	line[len++] = '\n';

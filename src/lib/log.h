@@ -11,6 +11,10 @@ void log_set_level(enum log_level lvl);
 /* Non-zero when debug lines are written (to skip building them otherwise). */
 int log_debug_enabled(void);
 void log_set_ident(const char *ident);
+/* log_format = json: each line becomes one JSON object, {"time", "level", "proc", "pid", then
+ * a string member per key=value of the text form (quoted values unescaped; octets written as
+ * \xNN in text become \u00NN); text that is not key=value goes to "msg". */
+void log_set_json(int on);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 noreturn void log_panic(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

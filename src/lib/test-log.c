@@ -4,7 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -34,10 +36,51 @@ static void test_escape_text(void **state)
 	assert_string_equal(log_escape_text("abcdefghijklmnop", small, sizeof(small)), "abcdefgh...");
 }
 
+/* Log one line with log_format = json and return what was written to stderr. */
+static const char *json_line(const char *fmt, const char *arg)
+{
+	static char got[4096];
+	int fds[2], saved = dup(STDERR_FILENO);
+	assert_int_equal(pipe(fds), 0);
+	dup2(fds[1], STDERR_FILENO);
+	log_set_json(1);
+	log_info(fmt, arg);
+	log_set_json(0);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	close(fds[1]);
+	ssize_t n = read(fds[0], got, sizeof(got) - 1);
+	close(fds[0]);
+	assert_true(n > 0);
+	got[n] = '\0';
+	return strchr(got, '"') ? strstr(got, ",\"pid\":") : got;
+}
+
+/* log_format = json: key=value text becomes string members; quoted values are unescaped,
+ * \xNN becomes \u00NN, UTF-8 passes, other octets are escaped, the rest goes to "msg". */
+static void test_json(void **state)
+{
+	(void)state;
+	char esc[128], want[512];
+	static const char cmd[] = "RCPT TO:<a\"b\\c\x07>";
+	log_escape(cmd, strlen(cmd), esc, sizeof(esc));
+	snprintf(want, sizeof(want), ",\"pid\":%d,\"sess\":\"00ab\",\"event\":\"cmd\","
+		 "\"cmd\":\"RCPT TO:<a\\\"b\\\\c\\u0007>\"}\n", (int)getpid());
+	assert_string_equal(json_line("sess=00ab event=cmd cmd=\"%s\"", esc), want);
+	snprintf(want, sizeof(want), ",\"pid\":%d,\"user\":\"j\xc3\xbcrgen\",\"bad\":\"\\u00ff\","
+		 "\"msg\":\"not key value \\u0001\"}\n", (int)getpid());
+	assert_string_equal(json_line("user=%s bad=\xff not key value \x01", "j\xc3\xbcrgen"),
+			    want);
+	snprintf(want, sizeof(want), ",\"pid\":%d,\"empty\":\"\",\"open\":\"unterminated\"}\n",
+		 (int)getpid());
+	assert_string_equal(json_line("empty=\"\" open=\"%s", "unterminated"), want);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_escape_text),
+		cmocka_unit_test(test_json),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

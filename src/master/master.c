@@ -151,6 +151,7 @@ static struct generation *master_load(const char *path, const struct generation 
 		log_error("event=config-error error=\"%s\"", err);
 		goto fail;
 	}
+	log_set_json(strcmp(g->cfg->log_format, "json") == 0);   /* children inherit it */
 	if (g->cfg->tls_cert[0]) {
 		g->tls = tls_ctx_new(g->cfg->tls_cert, g->cfg->tls_key, &terr);
 		if (g->tls == NULL) {
@@ -265,7 +266,8 @@ static void master_clean_tmp(const struct config *cfg, pid_t pid)
 static void master_notify(const char *state)
 {
 	if (notify_send(state) < 0)
-		log_warn("event=notify-failed state=\"%.20s\" error=\"%s\"", state, strerror(errno));
+		log_warn("event=notify-failed state=\"%.20s\" error=\"%s\"", state,
+			 strerror(errno));
 }
 
 /* Mark workers that said they accept; READY=1 once every current worker has. */
