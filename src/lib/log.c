@@ -188,6 +188,75 @@ static void log_vwrite(const char *lvl, const char *fmt, va_list ap)
 	(void)w;
 }
 
+/* What a library writes to its log stream, gathered into lines (log_foreign). */
+struct foreign_log {
+	const char *lib;
+	char line[512];
+	size_t len;
+};
+
+/* Log one gathered library line as an event of ours (its own time stamp dropped). */
+static void foreign_flush(struct foreign_log *fl)
+{
+	char esc[128];
+	const char *t = fl->line;
+	size_t n = fl->len;
+	if (n > 0 && t[0] == '[' && memchr(t, ']', n) != NULL) {   /* "[1796532730] " */
+		size_t skip = (size_t)((const char *)memchr(t, ']', n) - t) + 1;
+		t += skip;
+		n -= skip;
+	}
+	while (n > 0 && *t == ' ') {
+		t++;
+		n--;
+	}
+	if (n > 0)
+		log_msg(LOG_WARN, "event=library-log lib=%s text=\"%s\"", fl->lib,
+			log_escape(t, n, esc, sizeof(esc)));
+	fl->len = 0;
+}
+
+/* fopencookie write: split into lines; an overlong line is logged in pieces. */
+static ssize_t foreign_write(void *cookie, const char *buf, size_t size)
+{
+	struct foreign_log *fl = cookie;
+	for (size_t i = 0; i < size; i++) {
+		if (buf[i] == '\n' || fl->len == sizeof(fl->line)) {
+			foreign_flush(fl);
+			if (buf[i] == '\n')
+				continue;
+		}
+		fl->line[fl->len++] = buf[i];
+	}
+	return (ssize_t)size;
+}
+
+/* See log.h. */
+FILE *log_foreign(const char *lib)
+{
+	static FILE *made[4];   /* one stream per library and process, whoever asks again */
+	static const char *made_lib[4];
+	size_t i;
+	for (i = 0; i < 4 && made[i] != NULL; i++)
+		if (strcmp(made_lib[i], lib) == 0)
+			return made[i];
+	if (i == 4)
+		return NULL;
+	struct foreign_log *fl = calloc(1, sizeof(*fl));
+	if (fl == NULL)
+		return NULL;
+	fl->lib = lib;
+	FILE *f = fopencookie(fl, "w", (cookie_io_functions_t){ .write = foreign_write });
+	if (f == NULL) {
+		free(fl);
+		return NULL;
+	}
+	setvbuf(f, NULL, _IOLBF, 0);
+	made[i] = f;
+	made_lib[i] = lib;
+	return f;
+}
+
 /* Log at the given level. */
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {

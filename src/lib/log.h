@@ -3,6 +3,7 @@
 #define POSTINO_LOG_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdnoreturn.h>
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
@@ -15,6 +16,10 @@ void log_set_ident(const char *ident);
  * a string member per key=value of the text form (quoted values unescaped; octets written as
  * \xNN in text become \u00NN); text that is not key=value goes to "msg". */
 void log_set_json(int on);
+/* A stream for a library's own log output (libunbound writes to stderr otherwise): each line
+ * written to it becomes one event=library-log lib=LIB text="..." warning of ours, so every
+ * line stays in log_format. Lives until exit; NULL if out of memory. */
+FILE *log_foreign(const char *lib);
 void log_msg(enum log_level lvl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 noreturn void log_panic(const char *file, int line, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -15,6 +15,7 @@
 #include <unbound.h>
 
 #include "idn.h"
+#include "log.h"
 #include "tls.h"
 
 #define RR_A 1
@@ -84,6 +85,7 @@ struct ub_ctx *qdns_ctx_new(const char *servers, const char *ta_file, char *err,
 		snprintf(err, errlen, "cannot create the DNS resolver");
 		return NULL;
 	}
+	ub_ctx_debugout(u, log_foreign("libunbound"));   /* its lines in our format */
 	if (ta_file[0]) {
 		/* before anything that finalizes the context (zone changes) */
 		int r = ub_ctx_add_ta_file(u, ta_file);
