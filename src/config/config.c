@@ -1,5 +1,6 @@
 /* config.c - the postino.conf parser. */
 #include "config.h"
+#include "milter.h"
 #include "num.h"
 
 #include <ctype.h>
@@ -11,7 +12,7 @@
 #include <strings.h>
 
 enum ktype { K_STR, K_PATH, K_UINT, K_SIZE, K_DURATION, K_BOOL, K_BARELF, K_TLSHOST,
-	     K_DOMAINHOST, K_PHISHMARK };
+	     K_DOMAINHOST, K_PHISHMARK, K_MILTERS };
 
 /* phishing_mark values, in the order of enum config_phish_mark */
 static const char *const phish_marks[] = { "header", "subject", "body", "both" };
@@ -117,6 +118,18 @@ static const struct gkey gkeys[] = {
 	  "warning line put at the top of the message text"),
 	G("phishing_lookalike_distance", K_UINT, phishing_lookalike_distance,
 	  "most edits between a lookalike and a hosted domain (1, 2 from 10 characters; 0: off)"),
+	G("smtpd_milters", K_MILTERS, smtpd_milters,
+	  "content filters (milters) of port 25: inet:host:port or unix:/path, in order"),
+	G("submission_milters", K_MILTERS, submission_milters,
+	  "content filters (milters) of ports 587 and 465"),
+	G("milter_connect_timeout", K_DURATION, milter_connect_timeout,
+	  "time allowed to connect to a milter"),
+	G("milter_command_timeout", K_DURATION, milter_command_timeout,
+	  "time allowed for a milter's reply to a command"),
+	G("milter_content_timeout", K_DURATION, milter_content_timeout,
+	  "time allowed for a milter's reply to a body chunk and to the end of the message"),
+	G("milter_default_action", K_STR, milter_default_action,
+	  "tempfail, accept or reject: a milter that is down, slow or broken means this"),
 };
 #define NGKEYS (sizeof(gkeys) / sizeof(gkeys[0]))
 
@@ -169,6 +182,9 @@ static const struct lkey lkeys[] = {
 	  "concurrent connections per worker"),
 	L("bare_lf", K_BARELF, bare_lf_reject, P_SMTP, 0, 0,
 	  "reject or normalize bare LF / CR line ends in DATA"),
+	L("milters", K_MILTERS, milters, P_SMTP, 0, 0,
+	  "content filters (milters) of this listener, in order (default: smtpd_milters on "
+	  "smtp, submission_milters on submission and submissions)"),
 };
 #define NLKEYS (sizeof(lkeys) / sizeof(lkeys[0]))
 _Static_assert(NGKEYS + NLKEYS <= sizeof(((struct config *)0)->set_global),
@@ -245,6 +261,10 @@ void config_defaults(struct config *cfg)
 		 "WARNING from your mail provider: this message shows signs of phishing. Do not "
 		 "reply with passwords or payment details and do not open its links.");
 	cfg->phishing_lookalike_distance = 2;
+	cfg->milter_connect_timeout = 30;     /* Postfix's defaults */
+	cfg->milter_command_timeout = 30;
+	cfg->milter_content_timeout = 300;
+	snprintf(cfg->milter_default_action, sizeof(cfg->milter_default_action), "tempfail");
 	for (int i = 0; i < LST_COUNT; i++) {
 		struct listener_conf *l = &cfg->l[i];
 		l->name = listener_defs[i].name;
@@ -355,6 +375,16 @@ static const char *cfg_set(const char *cfgpath, enum ktype type, void *field, si
 			}
 		}
 		return "header, subject, body or both";
+	case K_MILTERS: {
+		char specs[MILTER_LIST_MAX][MILTER_SPEC_MAX];
+		const char *why;
+		if (strlen(val) >= len)
+			return "a shorter list of milters";
+		if (milter_parse_list(val, specs, MILTER_LIST_MAX, &why) < 0)
+			return why;
+		memcpy(field, val, strlen(val) + 1);
+		return NULL;
+	}
 	case K_TLSHOST:
 		return "NAME CERTFILE KEYFILE";
 	case K_DOMAINHOST:
@@ -584,6 +614,14 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 			return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'", key,
 				       want, val);
 		cfg->set_global[k] = 1;
+		/* Postfix's names: defaults of the listeners' own "milters" (LISTENER.milters
+		 * lines are re-applied after the file, so they win) */
+		if (gkeys[k].type == K_MILTERS)
+			for (int id = 0; id < LST_COUNT; id++)
+				if (cfg->l[id].proto == PROTO_SMTP &&
+				    (id == LST_SMTP) == (strcmp(key, "smtpd_milters") == 0))
+					snprintf(cfg->l[id].milters, sizeof(cfg->l[id].milters),
+						 "%s", val);
 		return 0;
 	}
 	/* a listener key given globally applies to every listener not overriding it */
@@ -726,6 +764,16 @@ int config_load(struct config *cfg, const char *path, char *err, size_t errlen)
 			     "'login_delay_max' (%us) is shorter than 'login_failure_delay' (%us): "
 			     "raise login_delay_max, or set it to 0 to turn the growing delay off",
 			     cfg->login_delay_max, cfg->login_failure_delay);
+	if (rc == 0 && strcmp(cfg->milter_default_action, "tempfail") != 0 &&
+	    strcmp(cfg->milter_default_action, "accept") != 0 &&
+	    strcmp(cfg->milter_default_action, "reject") != 0)
+		rc = cfg_err(err, errlen, path, lineno,
+			     "'milter_default_action' expects tempfail, accept or reject, got '%s'",
+			     cfg->milter_default_action);
+	if (rc == 0 && (cfg->milter_connect_timeout == 0 || cfg->milter_command_timeout == 0 ||
+			cfg->milter_content_timeout == 0))
+		rc = cfg_err(err, errlen, path, lineno,
+			     "milter timeouts must be at least 1s");
 	if (rc == 0 && cfg->queue_retry_min == 0)
 		cfg->queue_retry_min = 1;
 	return rc;
@@ -737,6 +785,7 @@ static void show_val(FILE *out, enum ktype type, const void *field, size_t len)
 	switch (type) {
 	case K_STR:
 	case K_PATH:
+	case K_MILTERS:
 		fprintf(out, "%s", (const char *)field);
 		break;
 	case K_UINT:

@@ -36,6 +36,9 @@ enum proto { PROTO_SMTP, PROTO_IMAP, PROTO_POP3, PROTO_HTTP };
 #define CONFIG_TLS_HELLO_MARGIN_MS 3
 #define CONFIG_TLS_HELLO_MARGIN_MAX 3000   /* the plaintext detection time of 465/993/995 */
 
+/* milters of one listener: up to 8 addresses of up to ~300 octets (milter.h) */
+#define CONFIG_MILTERS_MAX 1024
+
 struct listener_conf {
 	const char *name;          /* "smtp", "submission", ... (static) */
 	enum proto proto;
@@ -52,6 +55,7 @@ struct listener_conf {
 	unsigned max_conn_per_ip;
 	unsigned max_connections;  /* per worker */
 	int bare_lf_reject;        /* 1 reject messages with bare LF/CR line ends, 0 normalize */
+	char milters[CONFIG_MILTERS_MAX]; /* content filters: "inet:host:port unix:/path ..." */
 };
 
 struct tls_host_conf {
@@ -138,6 +142,14 @@ struct config {
 	char phishing_subject_tag[64];
 	char phishing_warning[241];        /* PHISH_TEXT_MAX + 1 */
 	unsigned phishing_lookalike_distance;
+	/* content filters (milter.h): smtpd_milters for port 25, submission_milters for 587 and
+	 * 465, each a default for the listeners' own "milters" */
+	char smtpd_milters[CONFIG_MILTERS_MAX];
+	char submission_milters[CONFIG_MILTERS_MAX];
+	unsigned milter_connect_timeout;   /* seconds */
+	unsigned milter_command_timeout;   /* seconds */
+	unsigned milter_content_timeout;   /* seconds */
+	char milter_default_action[16];    /* tempfail, accept or reject */
 	/* which keys were set in the file, for "config show" (indexes into the key table) */
 	unsigned char set_global[128];
 	unsigned char set_listener[LST_COUNT][32];

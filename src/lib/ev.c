@@ -2,6 +2,7 @@
 #include "ev.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -28,6 +29,24 @@ uint64_t ev_now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Blocking wait for fd events until deadline (threads off the loop). */
+int ev_wait_fd(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		uint64_t now = ev_now_ms();
+		if (now >= deadline)
+			return 0;
+		struct pollfd p = { .fd = fd, .events = events };
+		int r = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -1;
+		if (r > 0)
+			return 1;
+	}
 }
 
 /* Create a loop. NULL on failure. */

@@ -37,6 +37,9 @@ typedef void ev_defer_cb(void *arg);
 struct ev_loop *ev_loop_new(void);
 void ev_loop_free(struct ev_loop **loop);
 uint64_t ev_now_ms(void);
+/* Off the loop only (pool and queue threads): wait in poll() for events (POLLIN/POLLOUT) on fd
+ * until deadline (ev_now_ms() time). 1 ready, 0 timed out, -1 error (errno set). */
+int ev_wait_fd(int fd, short events, uint64_t deadline);
 
 /* Register fd for events (EV_READ|EV_WRITE). 0 ok, -1 error (errno set). */
 int ev_io_add(struct ev_loop *loop, struct ev_io *io, int fd, unsigned events, ev_io_cb *cb,

@@ -173,24 +173,6 @@ static void cerr(struct smtpc *c, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Wait for fd events until deadline (ms, monotonic). 1 ready, 0 timeout, -1 error. */
-static int wait_fd(int fd, short events, uint64_t deadline)
-{
-	for (;;) {
-		uint64_t now = ev_now_ms();
-		if (now >= deadline)
-			return 0;
-		struct pollfd p = { .fd = fd, .events = events };
-		int r = poll(&p, 1, (int)(deadline - now > 60000 ? 60000 : deadline - now));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return -1;
-		if (r > 0)
-			return 1;
-	}
-}
-
 int smtpc_connect(struct smtpc *c, const char *ip, unsigned port, unsigned timeout_ms)
 {
 	struct sockaddr_storage ss;
@@ -226,7 +208,7 @@ int smtpc_connect(struct smtpc *c, const char *ip, unsigned port, unsigned timeo
 		close(fd);
 		return -1;
 	}
-	int w = wait_fd(fd, POLLOUT, ev_now_ms() + timeout_ms);
+	int w = ev_wait_fd(fd, POLLOUT, ev_now_ms() + timeout_ms);
 	int soerr = 0;
 	socklen_t el = sizeof(soerr);
 	if (w <= 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &el) < 0 || soerr != 0) {
@@ -267,7 +249,7 @@ static ssize_t io_read(struct smtpc *c, char *p, size_t n, uint64_t deadline)
 				return -1;
 			}
 		}
-		int w = wait_fd(c->fd, ev, deadline);
+		int w = ev_wait_fd(c->fd, ev, deadline);
 		if (w <= 0) {
 			cerr(c, w == 0 ? "timed out waiting for the server's reply" : "poll failed");
 			return -1;
@@ -304,7 +286,7 @@ int smtpc_send(struct smtpc *c, const void *p, size_t n)
 			n -= (size_t)r;
 			continue;
 		}
-		int w = wait_fd(c->fd, ev, deadline);
+		int w = ev_wait_fd(c->fd, ev, deadline);
 		if (w <= 0) {
 			cerr(c, "timed out sending to the server");
 			return -1;
@@ -467,7 +449,7 @@ int smtpc_tls_start(struct smtpc *c, struct tls_ctx *ctx, int verify)
 			cerr(c, "TLS handshake failed: %s", tls_last_error());
 			return -1;
 		}
-		if (wait_fd(c->fd, h == TLS_WANT_READ ? POLLIN : POLLOUT, deadline) <= 0) {
+		if (ev_wait_fd(c->fd, h == TLS_WANT_READ ? POLLIN : POLLOUT, deadline) <= 0) {
 			cerr(c, "TLS handshake timed out");
 			return -1;
 		}

@@ -33,6 +33,7 @@
 #include "queue.h"
 #include "smtp-authin.h"
 #include "smtp-dkim.h"
+#include "smtp-milter.h"
 #include "smtp-phish.h"
 #include "store.h"
 
@@ -339,6 +340,10 @@ struct deliver_job {
 	/* port 25 authentication (smtp-authin.c), before the group commit */
 	int junk;                  /* deliver the local copies into Junk (DMARC quarantine) */
 	char reply[512];           /* a refusal (5xx) or temporary failure (4xx) to answer */
+	/* milters (smtp-milter.c), after the authentication checks: reject and tempfail use
+	 * `reply`, quarantine `junk` */
+	int discard;               /* a milter discarded the message: 250, stored nowhere */
+	int hold;                  /* a milter quarantined it: the queued copy is held too */
 };
 
 /* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
@@ -456,6 +461,11 @@ static void deliver_rest(struct deliver_job *j)
 			return;
 		}
 		j->spooled = 1;
+		char qdir[CONFIG_PATH_MAX + 8];
+		snprintf(qdir, sizeof(qdir), "%s/queue", j->cfg->data_dir);
+		if (j->hold && queue_hold_msg(qdir, j->id, 1) < 0)
+			log_warn("proto=smtp event=milter-hold-failed id=%s error=\"%s\"", j->id,
+				 strerror(errno));
 	}
 	if (j->s->auth_user[0] && tx->nrcpts > 0)   /* counts for the sending limits */
 		sendlimit_record(j->cfg->data_dir, j->s->auth_user, tx->rcpts[0].addr,
@@ -585,9 +595,16 @@ static void deliver_done(struct deliver_job *j)
 		s->ntx++;
 		if (!s->closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
-	} else if (j->reply[0]) {   /* refused or deferred by the authentication checks */
+	} else if (j->discard) {
+		/* RFC 5321 has no way to say "dropped": the sender sees success, the log says */
+		log_info("sess=%016llx proto=smtp event=discarded id=%s from=<%s> rcpts=%u",
+			 (unsigned long long)s->base.id, j->id, j->tx->null_sender ? "" : j->tx->from,
+			 j->tx->nrcpts);
+		if (!s->closing)
+			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
+	} else if (j->reply[0]) {   /* refused or deferred by the authentication checks/milters */
 		log_info("sess=%016llx proto=smtp event=%s id=%s from=<%s> reply=\"%s\"",
-			 (unsigned long long)s->base.id, j->result == AUTHIN_REFUSE ? "refused" :
+			 (unsigned long long)s->base.id, j->reply[0] == '5' ? "refused" :
 			 "deferred", j->id, j->tx->null_sender ? "" : j->tx->from, j->reply);
 		if (!s->closing)
 			smtp_reply(s, "%s", j->reply);
@@ -712,6 +729,90 @@ static void commit_enqueue(struct worker *w, struct deliver_job *j)
 	commit_kick(w);
 }
 
+/* Content filters (smtp-milter.c) judge a message on the pool before it joins the group
+ * commit: a milter may take up to its timeouts, and a batch must not wait for it. At most
+ * SMTP_MILTER_RUNNING_MAX such jobs run at once per worker, so a hung milter cannot take every
+ * pool thread from logins and deliveries; the others wait in a list, in order. */
+#define SMTP_MILTER_RUNNING_MAX 4
+static struct {
+	struct deliver_job *head, *tail;
+	unsigned nrunning;
+} milterq;
+
+static void milter_kick(struct worker *w);
+
+/* Pool thread: run the listener's milters over the message. */
+static void milter_work(void *arg)
+{
+	struct deliver_job *j = arg;
+	int quarantine = 0;
+	enum milter_verdict v = smtp_milter_check(j->s, j->tx, j->cfg, j->reply, sizeof(j->reply),
+						  &quarantine);
+	j->result = v == MILTER_ACCEPT ? 0 : -1;
+	j->discard = v == MILTER_DISCARD;
+	if (quarantine)
+		j->junk = j->hold = 1;
+}
+
+/* Loop thread: refused or discarded messages are answered; the others go on to delivery
+ * (a quarantined one alone, so that it reaches Junk: see deliver_rest). */
+static void milter_done(void *arg)
+{
+	struct deliver_job *j = arg;
+	struct worker *w = j->s->base.w;
+	milterq.nrunning--;
+	if (j->result != 0) {
+		deliver_done(j);
+	} else {
+		if (j->junk) {
+			j->key[0] = '\0';
+			j->key_target = -1;
+		}
+		commit_enqueue(w, j);
+	}
+	milter_kick(w);
+}
+
+/* Start waiting milter jobs up to the limit. */
+static void milter_kick(struct worker *w)
+{
+	while (milterq.head != NULL && milterq.nrunning < SMTP_MILTER_RUNNING_MAX) {
+		struct deliver_job *j = milterq.head;
+		int failed = pool_submit(w->pool, milter_work, milter_done, j) < 0;
+		if (failed && milterq.nrunning > 0)
+			break;      /* out of memory: the next finish retries */
+		milterq.head = j->next;
+		if (milterq.head == NULL)
+			milterq.tail = NULL;
+		j->next = NULL;
+		if (failed) {       /* and nothing would retry: answer 451 */
+			j->result = -1;
+			snprintf(j->why, sizeof(j->why), "out of memory for the milter job");
+			deliver_done(j);
+			continue;
+		}
+		milterq.nrunning++;
+	}
+}
+
+/* Loop thread: a message that passed the checks before: to the listener's milters if it has
+ * any, else to the group commit. */
+static void deliver_next(struct deliver_job *j)
+{
+	struct worker *w = j->s->base.w;
+	if (!j->s->base.lc->milters[0]) {
+		commit_enqueue(w, j);
+		return;
+	}
+	j->next = NULL;
+	if (milterq.tail)
+		milterq.tail->next = j;
+	else
+		milterq.head = j;
+	milterq.tail = j;
+	milter_kick(w);
+}
+
 /* Pool thread: SPF, DKIM, DMARC and the Authentication-Results field of a port 25 message
  * (smtp-authin.c), before it joins a group commit: its DNS lookups hold up no other message. */
 static void authin_work(void *arg)
@@ -736,7 +837,7 @@ static void authin_done(void *arg)
 		j->key[0] = '\0';
 		j->key_target = -1;
 	}
-	commit_enqueue(j->s->base.w, j);
+	deliver_next(j);
 }
 
 /* End of message: check it, then deliver on the pool. */
@@ -791,7 +892,7 @@ void smtp_data_finish(struct smtp_session *s)
 		}
 		return;
 	}
-	commit_enqueue(s->base.w, j);
+	deliver_next(j);
 	return;
 refuse:
 	smtp_tx_free(&s->tx);

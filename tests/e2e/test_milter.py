@@ -1,0 +1,430 @@
+"""Issue 12: content filtering through milters.
+
+(b) The action matrix against an independent milter: tests/e2e/pymilter_test.py, written with
+Debian's python3-milter (pymilter over Sendmail's libmilter). Its Subject says what it does at
+the end of the message: reject, tempfail, discard, replycode, header changes, quarantine, hang;
+MAIL and RCPT stages can refuse too. A milter that is down gets milter_default_action.
+(c) A raw-socket fake milter answers badly (oversized packets, unknown commands, early close,
+garbage): the message gets the default action and the worker keeps serving.
+"""
+import imaplib
+import json
+import os
+import socket
+import smtplib
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import USERS, start_server, finish_server, let_workers_through, wait_until
+from smtphelp import SMTP, message
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+CONTENT_TIMEOUT = 3
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def pymilter(tmp_path_factory):
+    """The pymilter test milter on a loopback port; yields (port, logdir)."""
+    logdir = str(tmp_path_factory.mktemp("pymilter-log"))
+    for attempt in range(3):   # another process may take the free port first
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "pymilter_test.py"),
+                                 str(port), logdir], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        wait_until(lambda: listening(port) or proc.poll() is not None, 15, 0.05,
+                   "pymilter to listen")
+        if proc.poll() is None:
+            break
+        out = proc.stdout.read()
+    else:
+        raise AssertionError("pymilter_test.py could not start: %s" % out)
+    try:
+        yield port, logdir
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+class FakeMilter:
+    """A raw-socket milter whose answers are scripted per connection (hostile cases)."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode = "ok"
+        self.seen = []
+        self.stop = False
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c, self.mode), daemon=True).start()
+
+    @staticmethod
+    def pkt(cmd, data=b""):
+        return struct.pack("!I", len(data) + 1) + cmd + data
+
+    @staticmethod
+    def read(c):
+        hdr = b""
+        while len(hdr) < 4:
+            d = c.recv(4 - len(hdr))
+            if not d:
+                return None, None
+            hdr += d
+        n = struct.unpack("!I", hdr)[0]
+        data = b""
+        while len(data) < n:
+            d = c.recv(n - len(data))
+            if not d:
+                return None, None
+            data += d
+        return data[:1], data[1:]
+
+    def serve(self, c, mode):
+        c.settimeout(20)
+        try:
+            cmd, data = self.read(c)
+            self.seen.append(cmd)
+            if mode == "close-at-optneg":
+                return
+            if mode == "huge-optneg":
+                c.sendall(struct.pack("!I", 0xFFFFFFF0) + b"O")
+                c.sendall(b"x" * 65536)
+                return
+            if mode == "zero-length":
+                c.sendall(struct.pack("!I", 0))
+                time.sleep(0.5)
+                return
+            if mode == "short-optneg":
+                c.sendall(self.pkt(b"O", b"\0\0\0\6"))
+                time.sleep(0.5)
+                return
+            if mode == "bad-flags":
+                c.sendall(self.pkt(b"O", struct.pack("!III", 6, 0x3f, 0x7fffffff)))
+                time.sleep(0.5)
+                return
+            c.sendall(self.pkt(b"O", struct.pack("!III", 6, 0x31, 0)))
+            while True:
+                cmd, data = self.read(c)
+                if cmd is None:
+                    return
+                self.seen.append(cmd)
+                if cmd in (b"D",):
+                    continue
+                if cmd == b"Q":
+                    return
+                if cmd == b"C" and mode == "unknown-reply":
+                    c.sendall(self.pkt(b"Z", b"what"))
+                    continue
+                if cmd == b"H" and mode == "close-at-helo":
+                    return
+                if cmd == b"L" and mode == "addheader-early":
+                    c.sendall(self.pkt(b"h", b"X-Early\0value\0"))
+                    continue
+                if cmd == b"B" and mode == "oversized-reply":
+                    c.sendall(struct.pack("!I", 70000) + b"c" + b"y" * 69999)
+                    continue
+                if cmd == b"E":
+                    if mode == "many-headers":
+                        for i in range(300):
+                            c.sendall(self.pkt(b"h", b"X-Flood\0%d\0" % i))
+                    elif mode == "bad-header-name":
+                        c.sendall(self.pkt(b"h", b"Bad Name:\0v\0"))
+                    elif mode == "unterminated-header":
+                        c.sendall(self.pkt(b"h", b"X-A\0no-nul"))
+                    elif mode == "reply-injection":
+                        c.sendall(self.pkt(b"y", b"250 2.0.0 ok\r\nRSET\0"))
+                    elif mode == "reply-control":
+                        c.sendall(self.pkt(b"y", b"554 5.7.1 bad\x1b[2Jtext\0"))
+                    elif mode == "reply-not-4-5":
+                        c.sendall(self.pkt(b"y", b"250 all fine\0"))
+                    elif mode == "eom-then-close":
+                        return
+                    elif mode == "ok-header":
+                        c.sendall(self.pkt(b"h", b"X-Fake\0checked\0"))
+                    c.sendall(self.pkt(b"a"))
+                    continue
+                c.sendall(self.pkt(b"c"))
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def fake():
+    f = FakeMilter()
+    yield f
+    f.close()
+
+
+@pytest.fixture(scope="module")
+def msrv(tmp_path_factory, pki, pymilter, fake):
+    """port 25 through pymilter; submission through the fake milter; default tempfail."""
+    root = str(tmp_path_factory.mktemp("milter-srv"))
+    let_workers_through(root)
+    port, _ = pymilter
+    conf = ("smtp_greet_pause = 0\n"
+            "smtpd_milters = inet:127.0.0.1:%d\n"
+            "submission_milters = inet:127.0.0.1:%d\n"
+            "milter_content_timeout = %ds\n"
+            "milter_command_timeout = 5s\n"
+            "milter_default_action = tempfail\n" % (port, fake.port, CONTENT_TIMEOUT))
+    srv = start_server(root, pki, extra_conf=conf)
+    yield srv
+    finish_server(srv)
+
+
+def send25(srv, token, subject_action=None, sender="sender@remote.test", rcpts=(ALICE,),
+           body=None, extra_headers=()):
+    """Send over port 25; returns (code, text, elapsed)."""
+    subject = "test %s" % token + (" action=%s" % subject_action if subject_action else "")
+    msg = message(token, subject=subject, body=body, extra_headers=extra_headers)
+    t0 = time.monotonic()
+    with SMTP(srv.smtp_port) as s:
+        try:
+            s.sendmail(sender, list(rcpts), msg)
+            code, text = 250, b""
+        except smtplib.SMTPDataError as e:
+            code, text = e.smtp_code, e.smtp_error
+        elapsed = time.monotonic() - t0
+        assert s.noop()[0] == 250, "the session must stay usable after the milter's verdict"
+    return code, text.decode("utf-8", "replace"), elapsed
+
+
+def milter_log(pymilter, token):
+    path = os.path.join(pymilter[1], token + ".json")
+    wait_until(lambda: os.path.exists(path), 10, 0.05, "the milter's record of " + token)
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_every_stage_reaches_the_milter(msrv, pymilter, token):
+    body = "".join("line %05d of a long body %s\r\n" % (i, "x" * 40) for i in range(4000))
+    with SMTP(msrv.smtp_port) as s:
+        myport = s.sock.getsockname()[1]
+        s.sendmail("sender@remote.test", [ALICE, BOB],
+                   message(token, subject="stages " + token, body=body))
+    info = milter_log(pymilter, token)
+    assert info["connect"]["family"] == socket.AF_INET
+    assert info["connect"]["addr"] == ["127.0.0.1", myport]
+    assert info["daemon_name"] == "smtp"
+    assert info["helo"] == "client.test"
+    assert info["from"] == "<sender@remote.test>"
+    assert info["rcpts"] == ["<%s>" % ALICE, "<%s>" % BOB]
+    assert info["queue_id"]
+    names = [h[0] for h in info["headers"]]
+    assert names[:3] == ["From", "To", "Subject"], names
+    assert ["Subject", "stages " + token] in info["headers"]
+    assert info["eoh"]
+    # the body in bounded chunks, all of it
+    assert info["body"] == len(body.encode())
+    assert info["max_chunk"] <= 65535 and info["chunks"] >= 3
+    assert msrv.find_messages(ALICE, token) and msrv.find_messages(BOB, token)
+
+
+@pytest.mark.parametrize("action,code,words", [
+    ("reject", 550, "5.7.1 Rejected by the spam filter"),
+    ("tempfail", 451, "4.7.1 Deferred by the spam filter"),
+    ("replycode", 554, "5.7.0 Rejected by the spam filter: Custom refusal from the test milter"),
+    ("replycode4", 452, "4.3.1 Deferred by the spam filter: Milter busy, come back later"),
+])
+def test_refusals(msrv, token, action, code, words):
+    got, text, _ = send25(msrv, token, action)
+    assert got == code, text
+    assert words in text
+    assert not msrv.grep_store(token), "a refused message must be stored nowhere"
+
+
+def test_discard(msrv, token):
+    code, text, _ = send25(msrv, token, "discard")
+    assert code == 250
+    assert not msrv.grep_store(token)
+    wait_until(lambda: b"event=discarded" in msrv.log_bytes(), 5, 0.05, "the discard log line")
+
+
+def test_header_changes(msrv, token):
+    code, text, _ = send25(msrv, token, "headers", extra_headers=("X-Remove-Me: please",))
+    assert code == 250, text
+    m = imaplib.IMAP4("127.0.0.1", msrv.ports["imap"], timeout=10)
+    try:
+        m.starttls(ssl_context=msrv.ssl_context())
+        m.login(ALICE, USERS[ALICE])
+        m.select("INBOX")
+        typ, data = m.search(None, "HEADER", "X-Test-Milter", "\"added by pymilter\"")
+        assert typ == "OK" and data[0], "the added header must be searchable"
+        uid = data[0].split()[-1]
+        typ, data = m.fetch(uid, "(BODY.PEEK[HEADER])")
+        hdr = data[0][1].decode()
+    finally:
+        m.logout()
+    assert "X-Test-Milter: added by pymilter\r\n" in hdr
+    assert "Subject: changed by the milter\r\n" in hdr
+    assert "X-Remove-Me" not in hdr
+    assert ("test %s" % token) not in hdr
+    lines = hdr.split("\r\n")
+    # our trace (and our Authentication-Results) stays on top; the inserted field is the
+    # first of the message's own
+    assert lines[0].startswith("Return-Path:")
+    i = 1
+    while lines[i].startswith(("Received:", "Authentication-Results:", "\t", " ")):
+        i += 1
+    assert lines[i] == "X-Test-First: inserted on top", lines[:i + 2]
+    # the body is untouched
+    f = msrv.find_messages(ALICE, token)
+    assert f and open(f[0], "rb").read().endswith(message(token).split(b"\r\n\r\n", 1)[1])
+
+
+def test_quarantine_goes_to_junk(msrv, token):
+    code, text, _ = send25(msrv, token, "quarantine")
+    assert code == 250, text
+    assert not msrv.find_messages(ALICE, token), "not in the INBOX"
+    junk = [p for p in msrv.maildir_files(ALICE, "new", ".Junk") if token.encode() in
+            open(p, "rb").read()]
+    assert junk, "the quarantined message is in Junk"
+
+
+def test_mail_stage_reject(msrv, token):
+    code, text, _ = send25(msrv, token, sender="reject-mail@remote.test")
+    assert code == 550 and "sender refused by the test milter" in text, text
+    assert not msrv.grep_store(token)
+
+
+def test_rcpt_stage_tempfail_catchall(msrv, token):
+    code, text, _ = send25(msrv, token, rcpts=(ALICE, "tempfail-rcpt@catchall.test"))
+    assert code == 451 and "4.7.1" in text, text
+    assert not msrv.grep_store(token)
+
+
+def test_hanging_milter_times_out(msrv, token):
+    code, text, elapsed = send25(msrv, token, "hang")
+    assert code == 451 and "spam filter is not available" in text, text
+    assert elapsed >= CONTENT_TIMEOUT - 0.2
+    assert not msrv.grep_store(token)
+    # the next message of another session is served normally
+    code, text, _ = send25(msrv, token + "b")
+    assert code == 250, text
+
+
+def test_milter_down_default_tempfail(tmp_path, pki, token):
+    dead = free_port()
+    srv = start_server(str(tmp_path / "down"), pki, extra_conf=(
+        "smtp_greet_pause = 0\nsmtpd_milters = inet:127.0.0.1:%d\n" % dead))
+    try:
+        code, text, _ = send25(srv, token)
+        assert code == 451 and "4.7.1 The spam filter is not available" in text, text
+        assert not srv.grep_store(token)
+        assert b"event=milter-failed" in srv.log_bytes()
+    finally:
+        finish_server(srv)
+
+
+def test_milter_down_default_accept_and_reject(tmp_path, pki, token):
+    dead = free_port()
+    srv = start_server(str(tmp_path / "acc"), pki, extra_conf=(
+        "smtp_greet_pause = 0\nsmtpd_milters = inet:127.0.0.1:%d\n"
+        "milter_default_action = accept\n"
+        "submission.milters = inet:127.0.0.1:%d\n" % (dead, dead)))
+    try:
+        code, text, _ = send25(srv, token)
+        assert code == 250, text
+        assert srv.find_messages(ALICE, token)
+    finally:
+        finish_server(srv)
+    srv = start_server(str(tmp_path / "rej"), pki, extra_conf=(
+        "smtp_greet_pause = 0\nsmtp.milters = inet:127.0.0.1:%d\n"
+        "milter_default_action = reject\n" % dead))
+    try:
+        code, text, _ = send25(srv, token + "r")
+        assert code == 550 and "5.7.1" in text and "spam filter" in text, text
+    finally:
+        finish_server(srv)
+
+
+def test_config_refuses_bad_milters(tmp_path, pki):
+    from conftest import postino
+    with pytest.raises(AssertionError) as e:
+        start_server(str(tmp_path / "bad"), pki, extra_conf="smtpd_milters = tcp:1.2.3.4\n")
+    assert "inet:host:port" in str(e.value)
+    data = str(tmp_path / "bad" / "data")
+    conf = os.path.join(data, "postino.conf")
+    text = open(conf).read().replace("smtpd_milters = tcp:1.2.3.4\n", "smtpd_milters = "
+                                     "inet:127.0.0.1:11332\nmilter_default_action = maybe\n")
+    with open(conf, "w") as f:
+        f.write(text)
+    cp = postino("config", "check", "--data", data, check=False)
+    assert cp.returncode != 0 and "tempfail, accept or reject" in cp.stderr + cp.stdout
+
+
+# ------------------------------------------------------------------ (c) hostile milters
+
+def submit587(srv, token):
+    msg = message(token, from_=ALICE, to=BOB)
+    with SMTP(srv.submission_port) as s:
+        s.starttls(context=srv.ssl_context())
+        s.login(ALICE, USERS[ALICE])
+        try:
+            s.sendmail(ALICE, [BOB], msg)
+            code, text = 250, b""
+        except smtplib.SMTPDataError as e:
+            code, text = e.smtp_code, e.smtp_error
+        assert s.noop()[0] == 250
+    return code, text.decode("utf-8", "replace")
+
+
+@pytest.mark.parametrize("mode", [
+    "close-at-optneg", "huge-optneg", "zero-length", "short-optneg", "bad-flags",
+    "unknown-reply", "close-at-helo", "addheader-early", "oversized-reply", "many-headers",
+    "bad-header-name", "unterminated-header", "reply-injection", "reply-control",
+    "reply-not-4-5", "eom-then-close",
+])
+def test_hostile_milter_gets_default_action(msrv, fake, token, mode):
+    fake.mode = mode
+    code, text = submit587(msrv, token)
+    assert code == 451 and "4.7.1 The spam filter is not available" in text, (mode, text)
+    assert not msrv.grep_store(token)
+    assert "RSET" not in text and "\x1b" not in text
+    # the same worker still serves, and a sane answer from the same fake is honoured
+    fake.mode = "ok-header"
+    code, text = submit587(msrv, token + "ok")
+    assert code == 250, text
+    f = msrv.find_messages(BOB, token + "ok")
+    assert f and b"X-Fake: checked\r\n" in open(f[0], "rb").read()
+    assert not msrv.sanitizer_reports()
+    assert b"worker-died" not in msrv.log_bytes() and b"signal" not in msrv.log_bytes()
