@@ -371,9 +371,10 @@ static int append_b64_folded(struct buf *out, const unsigned char *p, size_t n, 
 	return 0;
 }
 
-/* Sign for one key. */
-int dkim_signer_sign(struct dkim_signer *s, const char *domain, const char *selector,
-		     const struct tls_key *key, time_t now, struct buf *out, const char **err_r)
+/* Sign for one key: a DKIM-Signature (instance 0) or an ARC-Message-Signature i=instance. */
+static int signer_sign(struct dkim_signer *s, unsigned instance, const char *domain,
+		       const char *selector, const struct tls_key *key, time_t now,
+		       struct buf *out, const char **err_r)
 {
 	if (signer_end(s) < 0) {
 		*err_r = "header section too large to sign";
@@ -385,7 +386,11 @@ int dkim_signer_sign(struct dkim_signer *s, const char *domain, const char *sele
 	buf_init(&hashed, DKIM_HEADER_MAX + 2 * DKIM_FIELD_MAX);
 	char bh[BASE64_ENCODED_LEN(TLS_SHA256_LEN) + 1];
 	base64_encode(s->bhash, TLS_SHA256_LEN, bh, sizeof(bh));
-	buf_appendf(&f, "DKIM-Signature: v=1; a=%s; c=relaxed/relaxed; d=%s;\r\n\ts=%s; t=%lld;\r\n"
+	if (instance > 0)
+		buf_appendf(&f, "ARC-Message-Signature: i=%u; ", instance);
+	else
+		buf_appendf(&f, "DKIM-Signature: v=1; ");
+	buf_appendf(&f, "a=%s; c=relaxed/relaxed; d=%s;\r\n\ts=%s; t=%lld;\r\n"
 		    "\th=", rsa ? "rsa-sha256" : "ed25519-sha256", domain, selector, (long long)now);
 	/* h=: each field as often as it occurs (RFC 6376 5.4.2), From once more (oversigned), and
 	 * the header hash input: the instances taken from the bottom up */
@@ -451,4 +456,113 @@ fail:
 	buf_free(&f);
 	buf_free(&hashed);
 	return -1;
+}
+
+/* Sign for one key (DKIM-Signature). */
+int dkim_signer_sign(struct dkim_signer *s, const char *domain, const char *selector,
+		     const struct tls_key *key, time_t now, struct buf *out, const char **err_r)
+{
+	return signer_sign(s, 0, domain, selector, key, now, out, err_r);
+}
+
+/* The i= of an ARC field value ("i=N; ..."), or 0. */
+static unsigned arc_field_instance(const char *v, size_t n)
+{
+	size_t i = 0;
+	while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == '\r' || v[i] == '\n'))
+		i++;
+	if (i + 2 >= n || v[i] != 'i' || v[i + 1] != '=')
+		return 0;
+	unsigned x = 0;
+	for (i += 2; i < n && v[i] >= '0' && v[i] <= '9' && x <= 50; i++)
+		x = x * 10 + (unsigned)(v[i] - '0');
+	return x;
+}
+
+/* Add an ARC set (RFC 8617 5.1). */
+int dkim_signer_arc_seal(struct dkim_signer *s, unsigned instance, const char *cv,
+			 const char *domain, const char *selector, const struct tls_key *key,
+			 time_t now, const char *results, struct buf *out, const char **err_r)
+{
+	if (instance < 1 || instance > DKIM_ARC_INSTANCES_MAX) {
+		*err_r = "ARC instance out of range";
+		return -1;
+	}
+	if (signer_end(s) < 0) {
+		*err_r = "header section too large to seal";
+		return -1;
+	}
+	struct buf aar, ams, as, hashed;
+	buf_init(&aar, DKIM_FIELD_MAX * 2);
+	buf_init(&ams, DKIM_FIELD_MAX);
+	buf_init(&as, DKIM_FIELD_MAX);
+	buf_init(&hashed, DKIM_HEADER_MAX + 4 * DKIM_FIELD_MAX);
+	int rc = -1;
+	if (buf_appendf(&aar, "ARC-Authentication-Results: i=%u; %s\r\n", instance, results) < 0) {
+		*err_r = "authentication results too long";
+		goto out;
+	}
+	if (signer_sign(s, instance, domain, selector, key, now, &ams, err_r) < 0)
+		goto out;
+	/* the earlier sets from the message, in instance order: AAR, AMS, AS (5.1.1) */
+	static const char *const kinds[] = { "arc-authentication-results", "arc-message-signature",
+					     "arc-seal" };
+	int bad = 0;
+	for (unsigned i = 1; i < instance; i++) {
+		for (size_t k = 0; k < 3; k++) {
+			const struct hfield *hit = NULL;
+			for (size_t f = 0; f < s->nfields && hit == NULL; f++) {
+				const struct hfield *hf = &s->fields[f];
+				if (!field_is(s, hf, kinds[k]))
+					continue;
+				const char *v = memchr(s->hdr.data + hf->off, ':', hf->len) + 1;
+				size_t vl = hf->len - (size_t)(v - (s->hdr.data + hf->off));
+				if (arc_field_instance(v, vl) == i)
+					hit = hf;
+			}
+			if (hit == NULL) {
+				*err_r = "the message's ARC sets are incomplete";
+				goto out;
+			}
+			bad |= dkim_canon_header(s->hdr.data + hit->off, hit->len, &hashed);
+		}
+	}
+	bad |= dkim_canon_header(aar.data, aar.len, &hashed);
+	bad |= dkim_canon_header(ams.data, ams.len, &hashed);
+	int rsa = tls_key_alg(key) == TLS_KEY_RSA;
+	buf_appendf(&as, "ARC-Seal: i=%u; a=%s; t=%lld; cv=%s;\r\n\td=%s; s=%s;\r\n\tb=", instance,
+		    rsa ? "rsa-sha256" : "ed25519-sha256", (long long)now, cv, domain, selector);
+	bad |= dkim_canon_header(as.data, as.len, &hashed);
+	if (bad) {
+		*err_r = "ARC set too large";
+		goto out;
+	}
+	hashed.len -= 2;   /* the seal's own field without its final CRLF */
+	unsigned char digest[TLS_SHA256_LEN], sig[TLS_SIG_MAX];
+	size_t siglen = 0;
+	struct tls_sha256 *hh = tls_sha256_new();
+	if (hh == NULL) {
+		*err_r = "out of memory";
+		goto out;
+	}
+	tls_sha256_update(hh, hashed.data, hashed.len);
+	tls_sha256_final(hh, digest);
+	tls_sha256_free(&hh);
+	if (tls_key_sign_sha256(key, digest, sig, &siglen) < 0) {
+		*err_r = "the signing operation failed";
+		goto out;
+	}
+	if (append_b64_folded(&as, sig, siglen, DKIM_B64_LINE - 3) < 0 ||
+	    buf_append(&as, "\r\n", 2) < 0 || buf_append(out, as.data, as.len) < 0 ||
+	    buf_append(out, ams.data, ams.len) < 0 || buf_append(out, aar.data, aar.len) < 0) {
+		*err_r = "ARC set too large";
+		goto out;
+	}
+	rc = 0;
+out:
+	buf_free(&aar);
+	buf_free(&ams);
+	buf_free(&as);
+	buf_free(&hashed);
+	return rc;
 }

@@ -64,4 +64,15 @@ int dkim_signer_from_domain(struct dkim_signer *s, char *out, size_t outlen, con
 int dkim_signer_sign(struct dkim_signer *s, const char *domain, const char *selector,
 		     const struct tls_key *key, time_t now, struct buf *out, const char **err_r);
 
+#define DKIM_ARC_INSTANCES_MAX 50      /* RFC 8617 4.2.1 */
+
+/* Append an ARC set (RFC 8617 5.1) for this hop, fields in the order they go on top of the
+ * message: ARC-Seal, ARC-Message-Signature (signed like the DKIM signature, i=instance), and
+ * ARC-Authentication-Results "i=instance; " + results (an Authentication-Results value without
+ * its field name and final CRLF, no bare CR/LF but folding). cv is "none" (instance 1), "pass"
+ * or "fail"; the earlier sets 1..instance-1 are taken from the message. 0 ok, -1 (*err_r). */
+int dkim_signer_arc_seal(struct dkim_signer *s, unsigned instance, const char *cv,
+			 const char *domain, const char *selector, const struct tls_key *key,
+			 time_t now, const char *results, struct buf *out, const char **err_r);
+
 #endif

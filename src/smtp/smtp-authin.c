@@ -665,6 +665,12 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 	}
 	if (rewrite(tx, cfg, hdr, hdrlen, &ar, why, whylen) < 0)
 		goto out;
+	/* for an ARC seal if the message is forwarded: the value, without name and CRLF */
+	static const char ar_name[] = "Authentication-Results: ";
+	free(tx->ar_value);
+	tx->ar_value = strndup(ar.data + sizeof(ar_name) - 1, ar.len - (sizeof(ar_name) - 1) - 2);
+	tx->arc_prior = arc_n;
+	tx->arc_prior_pass = arc == ARC_R_PASS;
 	act = dm.result == DMARC_R_FAIL && dm.apply == DMARC_P_QUARANTINE ? AUTHIN_JUNK :
 	      AUTHIN_DELIVER;
 out:

@@ -516,6 +516,19 @@ static void batch_run(struct deliver_job *lead)
 				tx->header_len, tx->size + tx->header_len, &j->dkim, j->why,
 				sizeof(j->why)) < 0)
 			j->result = -1;
+		/* port 25 mail forwarded elsewhere (an alias): an ARC seal of the domain whose
+		 * address forwarded it, so the next hop can trust our verdict (RFC 8617) */
+		for (unsigned i = 0; remote && !j->s->auth_user[0] && tx->ar_value &&
+		     i < tx->ntargets; i++) {
+			if (tx->targets[i].local)
+				continue;
+			const char *at = strrchr(tx->rcpts[tx->targets[i].rcpt].addr, '@');
+			if (at != NULL)
+				smtp_arc_seal(j->cfg->data_dir, j->id, tx->fd, tx->header_len,
+					      tx->size + tx->header_len, at + 1, tx->arc_prior,
+					      tx->arc_prior_pass, tx->ar_value, &j->dkim);
+			break;
+		}
 		if (j->result == 0 && smtp_phish_begin(&j->ph, j->cfg, tx->fd, local &&
 				!j->s->auth_user[0] ? tx->size + tx->header_len : 0, tx->header_len,
 				j->why, sizeof(j->why)) < 0)

@@ -102,3 +102,77 @@ out:
 	dkim_signer_free(&s);
 	return rc;
 }
+
+/* Seal a forwarded port 25 message with an ARC set of domain. */
+int smtp_arc_seal(const char *data_dir, const char *id, int fd, uint64_t skip, uint64_t total,
+		  const char *domain, unsigned prior, int prior_pass, const char *results,
+		  char **fields_r)
+{
+	*fields_r = NULL;
+	char low[DKIM_DOMAIN_MAX + 1];
+	size_t dl = strlen(domain);
+	if (dl >= sizeof(low))
+		return 0;
+	for (size_t i = 0; i <= dl; i++)   /* key directories are named in lower case */
+		low[i] = domain[i] >= 'A' && domain[i] <= 'Z' ? (char)(domain[i] + 32) : domain[i];
+	domain = low;
+	if (prior >= DKIM_ARC_INSTANCES_MAX || !dkim_keys_domain_ok(domain))
+		return 0;
+	char sels[2][DKIM_SELECTOR_MAX + 1];
+	const char *err = "";
+	int n = dkim_keys_signing(data_dir, domain, sels, &err);
+	struct tls_key *key = NULL;
+	int k;
+	for (k = 0; k < n; k++) {   /* the RSA key: what every ARC verifier understands */
+		char path[4400];
+		if (dkim_keys_path(data_dir, domain, sels[k], path, sizeof(path)) < 0 ||
+		    tls_key_load(path, &key, &err) < 0) {
+			key = NULL;
+			continue;
+		}
+		if (tls_key_alg(key) == TLS_KEY_RSA)
+			break;
+		tls_key_free(&key);
+	}
+	if (key == NULL) {
+		log_info("proto=smtp event=arc-unsealed id=%s domain=%s reason=\"no RSA signing key "
+			 "(postino dkim list %s)\"", id, domain, domain);
+		return 0;
+	}
+	struct dkim_signer *s = dkim_signer_new();
+	char *chunk = malloc(DKIM_READ_CHUNK);
+	struct buf out;
+	buf_init(&out, DKIM_FIELDS_MAX);
+	int rc = -1;
+	if (s == NULL || chunk == NULL)
+		goto out;
+	for (uint64_t pos = skip; pos < total;) {
+		size_t want = total - pos < DKIM_READ_CHUNK ? (size_t)(total - pos) : DKIM_READ_CHUNK;
+		ssize_t got = pread(fd, chunk, want, (off_t)pos);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			goto out;
+		dkim_signer_feed(s, chunk, (size_t)got);
+		pos += (uint64_t)got;
+	}
+	const char *cv = prior == 0 ? "none" : prior_pass ? "pass" : "fail";
+	if (dkim_signer_arc_seal(s, prior + 1, cv, domain, sels[k], key, time(NULL), results, &out,
+				 &err) < 0) {
+		log_info("proto=smtp event=arc-unsealed id=%s domain=%s reason=\"%s\"", id, domain,
+			 err);
+		goto out;
+	}
+	*fields_r = strdup(out.data);
+	if (*fields_r != NULL) {
+		log_info("proto=smtp event=arc-sealed id=%s domain=%s selector=%s i=%u cv=%s", id,
+			 domain, sels[k], prior + 1, cv);
+		rc = 0;
+	}
+out:
+	buf_free(&out);
+	free(chunk);
+	dkim_signer_free(&s);
+	tls_key_free(&key);
+	return rc;
+}

@@ -14,4 +14,14 @@
 int smtp_dkim_sign(const char *data_dir, const char *id, int fd, uint64_t skip, uint64_t total,
 		   char **fields_r, char *why, size_t whylen);
 
+/* Pool thread: seal a port 25 message that is forwarded to other servers with an ARC set
+ * (RFC 8617) of domain (a hosted domain the recipient belonged to), signed with its RSA
+ * signing key. prior: ARC sets already on the message, prior_pass whether they verified,
+ * results our Authentication-Results value. *fields_r: the fields to send before the message
+ * (malloc'd) or NULL when not sealed (no key, too many sets; logged). Sealing is best effort:
+ * 0 sealed or skipped, -1 failed (logged); the message goes out either way. */
+int smtp_arc_seal(const char *data_dir, const char *id, int fd, uint64_t skip, uint64_t total,
+		  const char *domain, unsigned prior, int prior_pass, const char *results,
+		  char **fields_r);
+
 #endif

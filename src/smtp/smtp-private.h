@@ -74,6 +74,10 @@ struct smtp_tx {
 	/* DATA line state */
 	int at_line_start;
 	int prev_crlf;                /* the previous line ended with CRLF */
+	/* port 25 authentication results (smtp-authin.c), for an ARC seal when forwarded */
+	char *ar_value;               /* our Authentication-Results value (malloc'd) or NULL */
+	unsigned arc_prior;           /* ARC sets on the message as received */
+	int arc_prior_pass;           /* and whether that chain verified */
 	/* delivery result from the pool */
 	int result;                   /* 0 ok, -1 temporary failure */
 	char result_msg[256];

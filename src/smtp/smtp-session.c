@@ -96,6 +96,7 @@ void smtp_tx_free(struct smtp_tx **txp)
 		unlink(tx->tmppath);
 	buf_free(&tx->wbuf);
 	buf_free(&tx->headers);
+	free(tx->ar_value);
 	free(tx->rcpts);
 	free(tx->targets);
 	free(tx);

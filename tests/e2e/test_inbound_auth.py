@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 from postino_server import Server
-from queuehelp import Dns
+from queuehelp import Dns, Sink, free_port, wait_for
 
 dkim = pytest.importorskip("dkim")
 spf = pytest.importorskip("spf")
@@ -104,6 +104,9 @@ def records():
         txt("sub.strict.test", "v=spf1 ip4:127.0.0.1 -all"),
         txt("_dmarc.none.test", "v=DMARC1; p=none"),
         txt("none.test", "v=spf1 -all"),
+        # where forwarded mail goes (the ARC sealing tests)
+        "r1.test. MX 10 mx1.r1.test.",
+        "mx1.r1.test. A 127.0.0.2",
     ]
     for i in range(11):
         r.append("h%d.spf-many.test. A 127.0.0.200" % i)
@@ -114,7 +117,7 @@ ZONES = ["signer.test", "reject.test", "quarantine.test", "strict.test", "none.t
          "spf-pass.test", "spf-a.test", "spf-include.test", "spf-redirect.test",
          "spf-exists.test", "spf-loop.test", "spf-loop2.test", "spf-many.test", "spf-void.test",
          "spf-syntax.test", "spf-two.test", "spf-soft.test", "helo.test", "outside.test",
-         "example.test"]
+         "example.test", "r1.test"]
 
 
 @pytest.fixture(scope="module")
@@ -125,8 +128,18 @@ def dns():
 
 
 @pytest.fixture(scope="module")
-def srv(dns):
-    s = Server(extra_conf="dns_servers = 127.0.0.1:%d\n" % dns.port, users=(ALICE,),
+def sink():
+    port = free_port(["127.0.0.2"])
+    k = Sink("127.0.0.2", port)
+    k.port = port
+    yield k
+    k.stop()
+
+
+@pytest.fixture(scope="module")
+def srv(dns, sink):
+    s = Server(extra_conf="dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\n"
+               "queue_retry_min = 1s\n" % (dns.port, sink.port), users=(ALICE,),
                wait_for=("smtp",))
     yield s
     if s.proc.poll() is None:
@@ -497,3 +510,58 @@ def test_arc_none_and_broken_structure(srv):
         message("bob@outside.test", t)
     ar, raw, _ = deliver_and_parse(srv, "bob@outside.test", msg, t)
     assert arc_result(ar) == "fail", raw
+
+
+def postino_txt(srv):
+    """The TXT records `postino dns example.test` prints, by name."""
+    import re
+    out = subprocess.run([srv_bin(), "dns", "example.test", "--ipv4", "192.0.2.25", "--data",
+                          srv.data], capture_output=True, text=True, check=True).stdout
+    recs = {}
+    for line in out.splitlines():
+        if line.startswith(";") or not line.strip():
+            continue
+        name, _ttl, _cls, typ, data = line.split(None, 4)
+        if typ == "TXT":
+            recs[name.rstrip(".")] = "".join(re.findall(r'"([^"]*)"', data))
+    return recs
+
+
+def srv_bin():
+    from postino_server import BIN
+    return BIN
+
+
+def forwarded(srv, sink, msg, token):
+    """Send msg to fwd@example.test (an alias to a remote address); the copy the sink got."""
+    subprocess.run([srv_bin(), "alias", "add", "fwd@example.test", "far@r1.test", "--data",
+                    srv.data], capture_output=True, text=True)
+    with smtplib.SMTP("127.0.0.1", srv.port("smtp"), timeout=60,
+                      local_hostname="client.helo.test") as s:
+        s.sendmail("list@outside.test", ["fwd@example.test"], msg)
+    got = wait_for(lambda: [m for m in sink.handler.messages if token.encode() in m[2]], 30)
+    assert got, "the forwarded copy did not arrive"
+    return got[0][2]
+
+
+def test_arc_seal_on_forwarded_mail_verifies_with_dkimpy(srv, sink):
+    recs = postino_txt(srv)
+    recs["rsa._domainkey.signer.test"] = "v=DKIM1; k=rsa; p=" + pub_der_b64(KEYS.rsa.public_key())
+
+    def dnsfunc(name, timeout=5):
+        return recs.get(name.decode().rstrip("."), "").encode()
+    # no chain before us: i=1, cv=none
+    t = tok()
+    data = forwarded(srv, sink, message("bob@outside.test", t), t)
+    assert b"ARC-Seal: i=1;" in data and b"cv=none" in data, data[:3000]
+    body = data.split(b"\r\n", 1)[1] if data.startswith(b"Return-Path") else data
+    cv, results, why = dkim.arc_verify(body, dnsfunc=dnsfunc)
+    assert cv == b"pass", (why, data[:3000])
+    # a chain of one hop before us: i=2, cv=pass, and the whole chain verifies
+    t = tok()
+    msg = arc_seal(message("bob@outside.test", t), b"hop1.test", b"spf=pass")
+    data = forwarded(srv, sink, msg, t)
+    assert b"ARC-Seal: i=2;" in data and b"cv=pass" in data, data[:3000]
+    body = data.split(b"\r\n", 1)[1] if data.startswith(b"Return-Path") else data
+    cv, results, why = dkim.arc_verify(body, dnsfunc=dnsfunc)
+    assert cv == b"pass", (why, data[:3000])
