@@ -199,7 +199,29 @@ static int url_fetch(struct imap_session *s, const struct cat_url *u, struct buf
 		*why_r = "the mailbox's UIDVALIDITY differs";
 		return -1;
 	}
-	int fd = store_message_open(s->acct, u->box, u->uid, &err);
+	int fd = -1;
+	if (s->st == IMAP_SELECTED && strcmp(s->box, u->box) == 0) {
+		/* the selected mailbox: its table finds the file without listing the mailbox */
+		size_t lo = 0, hi = s->nmsgs;
+		while (lo < hi) {
+			size_t mid = (lo + hi) / 2;
+			if (s->msgs[mid].uid < u->uid)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo < s->nmsgs && s->msgs[lo].uid == u->uid) {
+			struct store_msg_info mi;
+			memset(&mi, 0, sizeof(mi));
+			mi.uid = u->uid;
+			mi.in_new = s->msgs[lo].in_new;
+			mi.flags = s->msgs[lo].flags;
+			snprintf(mi.filename, sizeof(mi.filename), "%s", s->msgs[lo].fname);
+			fd = store_message_fd(s->acct, u->box, &mi, &err);
+		}
+	}
+	if (fd < 0)
+		fd = store_message_open(s->acct, u->box, u->uid, &err);
 	if (fd < 0) {
 		*why_r = "no message with that UID";
 		return -1;
