@@ -807,6 +807,25 @@ def test_dsn_parameters_accepted_and_kept(server, ctx, token):
     orcpt = "orig-%s@remote.test" % token[-8:]
     msg = message(token, from_=ALICE, to=remote)
     before = set(server.queue_files())
+    # held, so that the queue (whose DNS answers at once) keeps the envelope for us to read
+    postino("queue", "hold", "--sender", ALICE, "--data", server.data)
+    try:
+        _send_dsn_message(server, ctx, remote, envid, orcpt, msg)
+        assert len(server.find_messages(BOB, token)) == 1
+        new = sorted(set(server.queue_files()) - before)
+        envs = [p for p in new if p.endswith(".env")]
+        assert len(envs) == 1, new
+        with open(envs[0], "rb") as f:
+            env = f.read().decode("utf-8", "replace")
+    finally:
+        postino("queue", "release", "--sender", ALICE, "--data", server.data)
+    assert envid in env, "ENVID not kept with the spooled message: %s" % env
+    assert orcpt in env, "ORCPT not kept: %s" % env
+    assert "HDRS" in env.upper(), "RET not kept: %s" % env
+    assert "SUCCESS" in env.upper() and "FAILURE" in env.upper(), "NOTIFY not kept: %s" % env
+
+
+def _send_dsn_message(server, ctx, remote, envid, orcpt, msg):
     with Raw(server.submissions_port, tls_context=ctx) as c:
         c.ehlo()
         assert c.cmd("AUTH PLAIN " + auth_plain_arg(ALICE, USERS[ALICE])).code == 235
@@ -819,16 +838,6 @@ def test_dsn_parameters_accepted_and_kept(server, ctx, token):
         assert c.cmd("DATA").code == 354
         r = c.data_body(msg)
         assert r.code == 250, r
-    assert len(server.find_messages(BOB, token)) == 1
-    new = sorted(set(server.queue_files()) - before)
-    envs = [p for p in new if p.endswith(".env")]
-    assert len(envs) == 1, new
-    with open(envs[0], "rb") as f:
-        env = f.read().decode("utf-8", "replace")
-    assert envid in env, "ENVID not kept with the spooled message: %s" % env
-    assert orcpt in env, "ORCPT not kept: %s" % env
-    assert "HDRS" in env.upper(), "RET not kept: %s" % env
-    assert "SUCCESS" in env.upper() and "FAILURE" in env.upper(), "NOTIFY not kept: %s" % env
 
 
 def test_dsn_parameters_port25(server, token):
