@@ -85,6 +85,10 @@ struct ub_ctx *qdns_ctx_new(const char *servers, const char *ta_file, char *err,
 		snprintf(err, errlen, "cannot create the DNS resolver");
 		return NULL;
 	}
+	/* answers come from a resolver thread, never a forked process: the context is finalized
+	 * below (ub_ctx_zone_remove), after which ub_ctx_async can no longer choose, and a forked
+	 * resolver outlives its worker in the master's process group */
+	ub_ctx_async(u, 1);
 	ub_ctx_debugout(u, log_foreign("libunbound"));   /* its lines in our format */
 	if (ta_file[0]) {
 		/* before anything that finalizes the context (zone changes) */

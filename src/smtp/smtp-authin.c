@@ -93,7 +93,7 @@ static struct ub_ctx *thread_ub(const char *servers)
 		log_warn("proto=smtp event=authin-dns-failed error=\"%s\"", err);
 		return NULL;
 	}
-	ub_ctx_async(tl_ub, 1);   /* a resolver thread, not a forked process */
+	/* qdns_ctx_new made it threaded: a resolver thread, not a forked process */
 	snprintf(tl_servers, sizeof(tl_servers), "%s", servers);
 	return tl_ub;
 }
