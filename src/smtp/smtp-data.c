@@ -337,6 +337,7 @@ struct deliver_job {
 	int key_target;            /* index of that target in tx->targets, or -1 */
 	struct deliver_job *next;  /* waiting list, then the batch (the first job leads it) */
 	unsigned batch_len;        /* in the leading job: messages in the batch */
+	unsigned batch_size;       /* in every job: messages of its batch (for the log) */
 	/* port 25 authentication (smtp-authin.c), before the group commit */
 	int junk;                  /* deliver the local copies into Junk (DMARC quarantine) */
 	char reply[512];           /* a refusal (5xx) or temporary failure (4xx) to answer */
@@ -602,9 +603,9 @@ static void deliver_done(struct deliver_job *j)
 	s->job_running = 0;
 	if (j->result == 0) {
 		log_info("sess=%016llx proto=smtp event=accepted id=%s from=<%s> rcpts=%u local=%u "
-			 "queued=%u size=%llu", (unsigned long long)s->base.id, j->id,
+			 "queued=%u size=%llu batch=%u", (unsigned long long)s->base.id, j->id,
 			 j->tx->null_sender ? "" : j->tx->from, j->tx->nrcpts, j->delivered,
-			 j->spooled, (unsigned long long)j->tx->size);
+			 j->spooled, (unsigned long long)j->tx->size, j->batch_size);
 		s->ntx++;
 		if (!s->closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
@@ -714,6 +715,8 @@ static void commit_kick(struct worker *w)
 			last = j;
 			lead->batch_len++;
 		}
+		for (struct deliver_job *j = lead; j; j = j->next)
+			j->batch_size = lead->batch_len;
 		if (pool_submit(w->pool, batch_work, batch_done, lead) < 0) {
 			/* out of memory (or the worker is past its stop timeout): put the batch
 			 * back; the next finish or batch retries */
