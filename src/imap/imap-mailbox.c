@@ -14,11 +14,38 @@
 #include "imap-utf7.h"
 #include "log.h"
 
-/* SELECT / EXAMINE. */
+struct select_job {
+	struct imap_wjob job;
+	char box[1024];
+	int readonly;
+	uint32_t q_uidvalidity;
+	uint64_t q_modseq;
+	const char *q_known;   /* QRESYNC's known UIDs, in the parser */
+};
+
+static void select_finish(struct imap_session *s, const char *box, int readonly,
+			  uint32_t q_uidvalidity, uint64_t q_modseq, const char *q_known);
+
+/* Pool: adopt files a crash left unindexed, drop rows whose file is gone (best effort; it
+ * takes the index's write lock, which a write of another session may hold while it syncs). */
+static void select_work(struct imap_wjob *w)
+{
+	struct select_job *j = (struct select_job *)w;
+	const char *err;
+	store_mailbox_sync(w->acct, j->box, &err);
+}
+
+/* Loop: load the table and answer (also when the sync could not run). */
+static void select_done(struct imap_wjob *w)
+{
+	struct select_job *j = (struct select_job *)w;
+	select_finish(w->s, j->box, j->readonly, j->q_uidvalidity, j->q_modseq, j->q_known);
+}
+
+/* SELECT / EXAMINE: the index is reconciled with the files on the pool, then loaded here. */
 void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t n, int readonly)
 {
 	char box[1024];
-	const char *err;
 	if (n < 1) {
 		imap_bad(s, "Use SELECT mailbox");
 		return;
@@ -57,6 +84,24 @@ void imap_cmd_select(struct imap_session *s, const struct imap_arg *args, size_t
 		if (s->rev2 || s->condstore)
 			imap_reply(s, "* OK [CLOSED] Previous mailbox closed");
 	}
+	struct select_job *j = calloc(1, sizeof(*j));
+	if (j == NULL) {
+		imap_tagged(s, "NO", "[SERVERBUG] Out of memory");
+		return;
+	}
+	snprintf(j->box, sizeof(j->box), "%s", box);
+	j->readonly = readonly;
+	j->q_uidvalidity = q_uidvalidity;
+	j->q_modseq = q_modseq;
+	j->q_known = q_known;
+	imap_write_job(s, &j->job, select_work, select_done);
+}
+
+/* The rest of SELECT / EXAMINE, once the index agrees with the files. */
+static void select_finish(struct imap_session *s, const char *box, int readonly,
+			  uint32_t q_uidvalidity, uint64_t q_modseq, const char *q_known)
+{
+	const char *err;
 	if (imap_load_mailbox(s, box, &err) < 0) {
 		imap_tagged(s, "NO", "[NONEXISTENT] No mailbox named %.200s", box);
 		return;

@@ -438,8 +438,7 @@ static ssize_t imap_msg_upsert(struct imap_session *s, const struct store_msg_in
 int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_r)
 {
 	struct store_mailbox_info mb;
-	/* adopt files a crash left unindexed, drop rows whose file is gone (best effort) */
-	store_mailbox_sync(s->acct, box, err_r);
+	/* SELECT has reconciled the index with the files first (store_mailbox_sync, on the pool) */
 	int r = store_mailbox_get(s->acct, box, &mb, err_r);
 	if (r <= 0) {
 		if (r == 0)

@@ -867,12 +867,8 @@ int store_recent(struct store_account *a, const char *box, uint32_t claim_upto,
 	sqlite3_stmt *st;
 	const char *name = strcasecmp(box, "INBOX") == 0 ? "INBOX" : box;
 	int began = 0;
-	if (claim_upto > 0 && sqlite3_get_autocommit(a->db)) {
-		if (store_db_begin(a) != SQLITE_OK)
-			return store_dbfail(a, err_r, "begin recent");
-		began = 1;
-	}
 	int rc = -1;
+again:
 	if (store_prepare(a, "SELECT b.recent_from, (SELECT count(*) FROM messages m WHERE"
 			       " m.mailbox_id = b.id AND m.uid >= b.recent_from) FROM mailboxes b"
 			       " WHERE b.name = ?", -1, &st, NULL) != SQLITE_OK) {
@@ -895,6 +891,15 @@ int store_recent(struct store_account *a, const char *box, uint32_t claim_upto,
 		goto out;
 	}
 	rc = 0;
+	/* the write lock only when there is something to claim (a write of another session may
+	 * hold it while it syncs), then the look again under it */
+	if (claim_upto > *from_r && !began && sqlite3_get_autocommit(a->db)) {
+		if (store_db_begin(a) != SQLITE_OK)
+			return store_dbfail(a, err_r, "begin recent");
+		began = 1;
+		rc = -1;
+		goto again;
+	}
 	if (claim_upto > *from_r) {
 		if (store_prepare(a, "UPDATE mailboxes SET recent_from = max(recent_from, ?)"
 				       " WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {

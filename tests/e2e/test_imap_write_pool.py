@@ -139,8 +139,9 @@ def test_25mb_append_being_synced_leaves_other_sessions_served(srv, gate, client
 
 # command run by session A while its index sync is held, with the setup it needs. Flag changes
 # are committed without a sync (synchronous=NORMAL: the files' names hold the flags too), so
-# STORE and FETCH's \Seen are held by the test holding the index's write lock instead.
-LOCKED = ("STORE", "STORE-new-keyword", "FETCH-sets-Seen")
+# STORE and FETCH's \Seen are held by the test holding the index's write lock instead, and so
+# is SELECT, whose reconciling of index and files takes that lock.
+LOCKED = ("STORE", "STORE-new-keyword", "FETCH-sets-Seen", "SELECT")
 LOCK_ANSWER_S = 3   # below SQLite's 5 s busy timeout: an old server answers only after it
 WRITES = {
     "APPEND": None,
@@ -156,6 +157,8 @@ WRITES = {
     "DELETE": ("DELETE", "Other"),
     "UNSUBSCRIBE": ("UNSUBSCRIBE", "Other"),
     "FETCH-sets-Seen": ("FETCH", "1", "BODY[]"),
+    # SELECT reconciles the index with the files under the write lock first
+    "SELECT": ("SELECT", "INBOX"),
 }
 
 
