@@ -25,6 +25,9 @@ from smtphelp import SMTP, message
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ALICE = "alice@example.test"
+# The milters are under test, not the SPF/DKIM/DMARC checks of port 25 (test_inbound_auth.py):
+# without a test DNS zone their lookups would only wait for the machine's resolvers.
+BASE = "smtp_greet_pause = 0\ninbound_auth = no\n"
 BOB = "bob@example.test"
 CONTENT_TIMEOUT = 3
 
@@ -200,7 +203,7 @@ def msrv(tmp_path_factory, pki, pymilter, fake):
     root = str(tmp_path_factory.mktemp("milter-srv"))
     let_workers_through(root)
     port, _ = pymilter
-    conf = ("smtp_greet_pause = 0\n"
+    conf = (BASE + ""
             "smtpd_milters = inet:127.0.0.1:%d\n"
             "submission_milters = inet:127.0.0.1:%d\n"
             "milter_content_timeout = %ds\n"
@@ -345,7 +348,7 @@ def test_hanging_milter_times_out(msrv, token):
 def test_milter_down_default_tempfail(tmp_path, pki, token):
     dead = free_port()
     srv = start_server(str(tmp_path / "down"), pki, extra_conf=(
-        "smtp_greet_pause = 0\nsmtpd_milters = inet:127.0.0.1:%d\n" % dead))
+        BASE + "smtpd_milters = inet:127.0.0.1:%d\n" % dead))
     try:
         code, text, _ = send25(srv, token)
         assert code == 451 and "4.7.1 The spam filter is not available" in text, text
@@ -358,7 +361,7 @@ def test_milter_down_default_tempfail(tmp_path, pki, token):
 def test_milter_down_default_accept_and_reject(tmp_path, pki, token):
     dead = free_port()
     srv = start_server(str(tmp_path / "acc"), pki, extra_conf=(
-        "smtp_greet_pause = 0\nsmtpd_milters = inet:127.0.0.1:%d\n"
+        BASE + "smtpd_milters = inet:127.0.0.1:%d\n"
         "milter_default_action = accept\n"
         "submission.milters = inet:127.0.0.1:%d\n" % (dead, dead)))
     try:
@@ -368,7 +371,7 @@ def test_milter_down_default_accept_and_reject(tmp_path, pki, token):
     finally:
         finish_server(srv)
     srv = start_server(str(tmp_path / "rej"), pki, extra_conf=(
-        "smtp_greet_pause = 0\nsmtp.milters = inet:127.0.0.1:%d\n"
+        BASE + "smtp.milters = inet:127.0.0.1:%d\n"
         "milter_default_action = reject\n" % dead))
     try:
         code, text, _ = send25(srv, token + "r")
