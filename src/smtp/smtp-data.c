@@ -829,6 +829,18 @@ static void deliver_next(struct deliver_job *j)
 	milter_kick(w);
 }
 
+/* The authentication checks of port 25 mail (smtp-authin.c) wait for DNS (up to
+ * inbound_auth_dns_timeout per lookup): at most SMTP_AUTHIN_RUNNING_MAX such jobs run at once
+ * per worker, so a slow or dead resolver cannot take every pool thread from logins, IMAP and
+ * deliveries; the others wait in a list, in order. */
+#define SMTP_AUTHIN_RUNNING_MAX 4
+static struct {
+	struct deliver_job *head, *tail;
+	unsigned nrunning;
+} authinq;
+
+static void authin_kick(struct worker *w);
+
 /* Pool thread: SPF, DKIM, DMARC and the Authentication-Results field of a port 25 message
  * (smtp-authin.c), before it joins a group commit: its DNS lookups hold up no other message. */
 static void authin_work(void *arg)
@@ -845,15 +857,40 @@ static void authin_work(void *arg)
 static void authin_done(void *arg)
 {
 	struct deliver_job *j = arg;
+	struct worker *w = j->s->base.w;
+	authinq.nrunning--;
 	if (j->result < 0) {
 		deliver_done(j);
-		return;
+	} else {
+		if (j->junk) {
+			j->key[0] = '\0';
+			j->key_target = -1;
+		}
+		deliver_next(j);
 	}
-	if (j->junk) {
-		j->key[0] = '\0';
-		j->key_target = -1;
+	authin_kick(w);
+}
+
+/* Start waiting authentication jobs up to the limit. */
+static void authin_kick(struct worker *w)
+{
+	while (authinq.head != NULL && authinq.nrunning < SMTP_AUTHIN_RUNNING_MAX) {
+		struct deliver_job *j = authinq.head;
+		int failed = pool_submit(w->pool, authin_work, authin_done, j) < 0;
+		if (failed && authinq.nrunning > 0)
+			break;      /* out of memory: the next finish retries */
+		authinq.head = j->next;
+		if (authinq.head == NULL)
+			authinq.tail = NULL;
+		j->next = NULL;
+		if (failed) {       /* and nothing would retry: answer 451 */
+			j->result = -1;
+			snprintf(j->why, sizeof(j->why), "out of memory for the authentication job");
+			deliver_done(j);
+			continue;
+		}
+		authinq.nrunning++;
 	}
-	deliver_next(j);
 }
 
 /* End of message: check it, then deliver on the pool. */
@@ -901,11 +938,13 @@ void smtp_data_finish(struct smtp_session *s)
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
 	if (!s->base.lc->submission && !s->auth_user[0] && j->cfg->inbound_auth) {
-		if (pool_submit(s->base.w->pool, authin_work, authin_done, j) < 0) {
-			j->result = -1;
-			snprintf(j->why, sizeof(j->why), "out of memory");
-			deliver_done(j);
-		}
+		j->next = NULL;
+		if (authinq.tail)
+			authinq.tail->next = j;
+		else
+			authinq.head = j;
+		authinq.tail = j;
+		authin_kick(s->base.w);
 		return;
 	}
 	deliver_next(j);
