@@ -9,7 +9,8 @@ pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcr
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl sqlite3 clang libclang-rt-14-dev
 	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin unbound python3-aiosmtpd
-	      python3-dkim opendkim-tools python3-spf python3-authres rspamd python3-milter"
+	      python3-dkim opendkim-tools python3-spf python3-authres rspamd python3-milter
+	      python3-prometheus-client"
 fi
 missing=""
 for p in $pkgs; do

@@ -21,6 +21,7 @@
 #include "acctdb.h"
 #include "cli-admin.h"
 #include "cli-dkim.h"
+#include "cli-status.h"
 #include "config.h"
 #include "log.h"
 #include "master.h"
@@ -45,6 +46,7 @@ static const char usage_main[] =
 	"\n"
 	"commands:\n"
 	"  quickstart HOSTNAME --data DIR   create a data dir, config, certificate and demo domain\n"
+	"  status                           the running server's counters at a glance\n"
 	"  serve                            run the mail server in the foreground\n"
 	"  domain add|list|remove           hosted domains\n"
 	"  user add|passwd|list|show|remove accounts (passwords are read from stdin)\n"
@@ -59,6 +61,11 @@ static const char usage_main[] =
 	"\n"
 	"Every command answers --help. Without --config or --data the configuration is read from\n"
 	"$POSTINO_CONFIG or /etc/postino/postino.conf.\n";
+
+static const char usage_status[] =
+	"usage: postino status [--config FILE | --data DIR]\n"
+	"Prints the running server's counters (connections, logins, messages, queue, latencies,\n"
+	"memory of each worker) from the /metrics page of its admin listener (admin_port).\n";
 
 static const char usage_quickstart[] =
 	"usage: postino quickstart HOSTNAME --data DIR [--port-offset N] [--listen ADDR]\n"
@@ -692,6 +699,20 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(cmd, "config") == 0)
 		return cmd_config(argc, argv, path);
+	if (strcmp(cmd, "status") == 0) {
+		if (argc > 1) {
+			fputs(usage_status, is_help(argv[1]) ? stdout : stderr);
+			return is_help(argv[1]) ? 0 : 2;
+		}
+		struct config *cfg = malloc(sizeof(*cfg));
+		if (cfg == NULL || load_config(cfg, path) < 0) {
+			free(cfg);
+			return 1;
+		}
+		int rc = cli_status_main(cfg);
+		free(cfg);
+		return rc;
+	}
 	if (strcmp(cmd, "dns") == 0) {
 		int help = 0;
 		for (int i = 1; i < argc; i++)

@@ -207,6 +207,7 @@ static const struct {
 	[LST_POP3S] = { "pop3s", PROTO_POP3, 995, 1, 0 },
 	[LST_HTTP] = { "http", PROTO_HTTP, 80, 0, 0 },
 	[LST_HTTPS] = { "https", PROTO_HTTP, 443, 1, 0 },
+	[LST_ADMIN] = { "admin", PROTO_HTTP, 0, 0, 0 },
 };
 
 /* Listener id by name. */
@@ -631,6 +632,8 @@ static int cfg_apply(struct config *cfg, const char *key, const char *val, const
 		for (int id = 0; id < LST_COUNT; id++) {
 			if (!(lkeys[k].protos & (1u << listener_defs[id].proto)))
 				continue;
+			if (id == LST_ADMIN && strcmp(key, "listen") == 0)
+				continue;   /* metrics stay on loopback unless admin.listen says */
 			want = lkey_set(cfg, k, id, val, wbuf, sizeof(wbuf));
 			if (want)
 				return cfg_err(err, errlen, file, lineno, "'%s' expects %s, got '%s'",

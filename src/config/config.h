@@ -22,6 +22,7 @@ enum listener_id {
 	LST_POP3S,
 	LST_HTTP,
 	LST_HTTPS,
+	LST_ADMIN,                 /* /metrics (Prometheus), loopback by default, off by default */
 	LST_COUNT
 };
 

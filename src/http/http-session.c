@@ -4,12 +4,14 @@
  * (pipelining), and connections are kept alive between requests.
  */
 #include <ctype.h>
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +21,7 @@
 #include "http-parser.h"
 #include "http-private.h"
 #include "log.h"
+#include "metrics.h"
 #include "tls.h"
 #include "worker.h"
 
@@ -30,6 +33,7 @@
 /* (both shortened by a smaller command_timeout of the listener) */
 #define HTTP_LINGER_MS 2000           /* after an error reply: drain input this long, then close */
 #define HTTP_MAX_REQUESTS 1000        /* per connection */
+#define HTTP_METRICS_MAX (256 * 1024) /* a /metrics page: ~10 KB with 64 workers */
 
 struct http_session {
 	struct session base;          /* first: the worker lists sessions by this */
@@ -539,6 +543,47 @@ static void route_setup(struct http_session *s, int head, const char *query)
 	buf_free(&url);
 }
 
+/* The outbound queue as the metrics show it: entries (<id>.env; held ones live in hold/)
+ * and the age of the oldest, counted at each scrape. */
+static void queue_census(const struct config *cfg, uint64_t *len_r, uint64_t *oldest_r)
+{
+	char dir[CONFIG_PATH_MAX + 8];
+	*len_r = *oldest_r = 0;
+	snprintf(dir, sizeof(dir), "%s/queue", cfg->data_dir);
+	DIR *d = opendir(dir);
+	if (d == NULL)
+		return;
+	time_t now = time(NULL), oldest = now;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		struct stat st;
+		if (n < 5 || strcmp(e->d_name + n - 4, ".env") != 0)
+			continue;
+		(*len_r)++;
+		if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_mtime < oldest)
+			oldest = st.st_mtime;
+	}
+	closedir(d);
+	*oldest_r = *len_r ? (uint64_t)(now - oldest) : 0;
+}
+
+/* GET /metrics on the admin listener: the Prometheus text format (metrics.h). */
+static void route_metrics(struct http_session *s, int head)
+{
+	const struct config *cfg = s->base.w->cfg;
+	const char *names[LST_COUNT];
+	for (int i = 0; i < LST_COUNT; i++)
+		names[i] = cfg->l[i].name;
+	uint64_t qlen, qold;
+	queue_census(cfg, &qlen, &qold);
+	struct buf b;
+	buf_init(&b, HTTP_METRICS_MAX);
+	int rc = metrics_render(&b, names, LST_COUNT, qlen, qold);
+	http_send_buf(s, head, rc, &b, 200, "text/plain; version=0.0.4; charset=utf-8", NULL);
+	buf_free(&b);
+}
+
 /* One request: route it and queue the answer. */
 static void http_handle(struct http_session *s)
 {
@@ -567,6 +612,15 @@ static void http_handle(struct http_session *s)
 	}
 	if (path[0] == '\0')
 		strcpy(path, "/");
+	if (s->base.lst == LST_ADMIN) {   /* the admin listener serves /metrics and nothing else */
+		if (strcmp(path, "/metrics") != 0)
+			http_error(s, head, 404, "the admin listener serves /metrics only");
+		else if (!get)
+			http_not_allowed(s, "GET, HEAD");
+		else
+			route_metrics(s, head);
+		goto done;
+	}
 	if (strcmp(path, "/mail/config-v1.1.xml") == 0 ||
 	    strcmp(path, "/.well-known/autoconfig/mail/config-v1.1.xml") == 0) {
 		if (!get)

@@ -22,6 +22,7 @@
 #include "imap-utf7.h"
 #include "diag.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "store-path.h"
 #include "tls.h"
@@ -73,6 +74,7 @@ void imap_tagged(struct imap_session *s, const char *status, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	metrics_observe(MH_COMMAND, MP_IMAP, &s->base.cmd_ns);
 	imap_context_update(s);   /* RFC 5267: ADDTO/REMOVEFROM before the completion */
 	if (strcmp(status, "OK") != 0)
 		log_info("sess=%016llx proto=imap event=reply result=\"%s %.200s\"",
@@ -768,6 +770,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 			struct imap_parser_limits lim;
 			imap_limits(s, &lim);
 			imap_parser_set_limits(s->parser, &lim);
+			metrics_login(MP_IMAP, 1);
 			log_info("sess=%016llx proto=imap event=login result=ok user=%s ip=%s",
 				 (unsigned long long)s->base.id, s->user, s->base.peer_ip);
 			char caps[1024];
@@ -776,6 +779,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 		}
 	} else if (r->result == 0) {
 		char esc[128];
+		metrics_login(MP_IMAP, 0);
 		log_info("sess=%016llx proto=imap event=login result=failed reason=\"%s\" user=\"%s\" "
 			 "ip=%s", (unsigned long long)s->base.id, r->reason,
 			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
@@ -1139,6 +1143,7 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 				     "again later");
 		return;
 	}
+	s->base.cmd_ns = metrics_now_ns();
 	if (log_debug_enabled())
 		log_debug("sess=%016llx proto=imap cmd=%s", (unsigned long long)s->base.id, c->name);
 	switch (c->kind) {

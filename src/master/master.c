@@ -31,6 +31,7 @@
 #include "authfail.h"
 #include "iptable.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "queue.h"
 #include "tls.h"
@@ -227,6 +228,7 @@ static void master_spawn(unsigned i, struct generation *g)
 	slots[i].started = time(NULL);
 	slots[i].retiring = 0;
 	slots[i].ready = 0;
+	metrics_slot_pid(i, pid);
 	g->refs++;
 }
 
@@ -463,6 +465,10 @@ int master_main(const char *config_path)
 		log_error("event=startup-failed error=\"%s\"", strerror(errno));
 		return 1;
 	}
+	if (metrics_init_shared() < 0) {
+		log_error("event=startup-failed error=\"metrics segment: %s\"", strerror(errno));
+		return 1;
+	}
 	ipt = iptable_new_shared();
 	authfail = authfail_new_shared();
 	if (sfd < 0 || ipt == NULL || authfail == NULL) {
@@ -558,6 +564,7 @@ int master_main(const char *config_path)
 					time_t started = slots[i].started;
 					slots[i].pid = 0;
 					slots[i].gen = NULL;
+					metrics_slot_pid(i, 0);
 					iptable_clear_worker(ipt, i);
 					master_clean_tmp(g->cfg, pid);
 					if (!expected && master_startup_failed(status, started)) {

@@ -31,6 +31,7 @@
 #include "ev.h"
 #include "iptable.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "tls.h"
 
@@ -170,6 +171,7 @@ void worker_tls_failed(const struct session *s, struct conn *c, const char *prot
 	const char *sni = c->tls ? tls_sni(c->tls) : NULL;
 	snprintf(detail, sizeof(detail), "%s%s%s", tls_last_error(), sni ? "; SNI " : "",
 		 sni ? sni : "");
+	metrics_count(MC_TLS_FAILED);
 	log_info("sess=%016llx proto=%s event=tls-failed ip=%s reason=\"%s\"",
 		 (unsigned long long)s->id, proto, s->peer_ip, detail);
 	worker_diag(s, DIAG_TLS_FAILED, NULL, 0, detail);
@@ -205,6 +207,8 @@ void worker_session_add(struct worker *w, struct session *s, const char *proto)
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
+	metrics_connection(s->lst);
+	metrics_sample_memory();
 	log_info("sess=%016llx proto=%s event=connect listener=%s ip=%s", (unsigned long long)s->id,
 		 proto, s->lc->name, s->peer_ip);
 }
@@ -430,6 +434,8 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 			      &listeners[i]) < 0)
 			_exit(3);
 	}
+	metrics_set_slot(index);
+	metrics_sample_memory();
 	log_info("event=worker-started index=%u", index);
 	unsigned char me = (unsigned char)index;
 	if (ready_fd >= 0 && write(ready_fd, &me, 1) != 1)

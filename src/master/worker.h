@@ -27,6 +27,7 @@ struct session {
 	char client[128];                  /* what the client calls itself (EHLO name, IMAP ID), for
 					    * the login diagnostics; "" = unknown */
 	unsigned login_failures;           /* failed logins on this connection */
+	uint64_t cmd_ns, deliver_ns;       /* metrics: when the command / the delivery began */
 	struct session *prev, *next;
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);

@@ -31,6 +31,7 @@
 #include "linereader.h"
 #include "diag.h"
 #include "log.h"
+#include "metrics.h"
 #include "num.h"
 #include "pool.h"
 #include "pop3-cmd.h"
@@ -141,6 +142,7 @@ static void pop3_reply(struct pop3_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
+	metrics_observe(MH_COMMAND, MP_POP3, &s->base.cmd_ns);
 	if (n < 0)
 		return;
 	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
@@ -512,6 +514,7 @@ static void open_done(void *arg)
 		uint64_t total = 0;
 		for (size_t i = 0; i < s->nmsgs; i++)
 			total += s->msgs[i].wire_size;
+		metrics_login(MP_POP3, 1);
 		log_info("sess=%016llx proto=pop3 event=login result=ok user=%s ip=%s messages=%zu",
 			 (unsigned long long)s->base.id, s->user, s->base.peer_ip, s->nmsgs);
 		pop3_reply(s, "+OK Logged in: %zu messages (%llu octets)", s->nmsgs,
@@ -568,6 +571,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 		pop3_open_mailbox(s);
 	} else if (r->result == 0) {
 		char esc[128];
+		metrics_login(MP_POP3, 0);
 		log_info("sess=%016llx proto=pop3 event=login result=failed reason=\"%s\" user=\"%s\" "
 			 "ip=%s", (unsigned long long)s->base.id, r->reason,
 			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
@@ -938,6 +942,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		pop3_error(s);
 		return;
 	}
+	s->base.cmd_ns = metrics_now_ns();
 	if (log_debug_enabled())
 		log_debug("sess=%016llx proto=pop3 cmd=%.8s", (unsigned long long)s->base.id, verb);
 	if (strcasecmp(verb, "QUIT") == 0) {

@@ -41,6 +41,7 @@
 #include "acctdb.h"
 #include "ev.h"
 #include "log.h"
+#include "metrics.h"
 #include "num.h"
 #include "tls.h"
 #include "tlsrpt.h"
@@ -201,6 +202,7 @@ void queue_finalize(struct queue *q, struct qmsg *m)
 		if (res == 2) {
 			r->state = QR_SENT;
 			sent++;
+			metrics_count(MC_DELIVERED_REMOTE);
 			log_info("event=sent id=%s to=<%s> remote=%s reply=\"%.200s\"", env->id, r->addr,
 				 r->remote, r->err);
 			if (r->relayed_nodsn)
@@ -210,9 +212,12 @@ void queue_finalize(struct queue *q, struct qmsg *m)
 		if (res == 5) {
 			r->state = QR_FAILED;
 			failed[nfail++] = i;
+			metrics_count(MC_BOUNCED);
 			log_info("event=bounced id=%s to=<%s> error=\"%.300s\"", env->id, r->addr, r->err);
 			continue;
 		}
+		if (res == 4)
+			metrics_count(MC_DEFERRED);
 		if (res == 4)
 			log_info("event=deferred id=%s to=<%s> error=\"%.300s\"", env->id, r->addr,
 				 r->err);
@@ -618,6 +623,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 	static struct queue q;
 	char err[512];
 	log_set_ident("postino/queue");
+	metrics_set_slot(METRICS_QUEUE_SLOT);
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	for (int i = 0; i < nclose; i++)
 		if (close_fds[i] >= 0)

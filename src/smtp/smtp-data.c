@@ -27,6 +27,7 @@
 #include "acctdb.h"
 #include "addr.h"
 #include "log.h"
+#include "metrics.h"
 #include "originator.h"
 #include "pool.h"
 #include "store-path.h"
@@ -607,6 +608,9 @@ static void deliver_done(struct deliver_job *j)
 			 j->tx->null_sender ? "" : j->tx->from, j->tx->nrcpts, j->delivered,
 			 j->spooled, (unsigned long long)j->tx->size, j->batch_size);
 		s->ntx++;
+		metrics_count(MC_RECEIVED);
+		metrics_add(MC_DELIVERED_LOCAL, j->delivered);
+		metrics_observe(MH_DELIVERY, MP_SMTP, &s->base.deliver_ns);
 		if (!s->closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
 	} else if (j->discard) {
@@ -916,6 +920,7 @@ void smtp_data_finish(struct smtp_session *s)
 	}
 	if (s->auth_user[0] && !smtp_check_from_header(s))
 		goto refuse;
+	s->base.deliver_ns = metrics_now_ns();
 	struct deliver_job *j = calloc(1, sizeof(*j));
 	if (j == NULL) {
 		smtp_reply(s, "451 4.3.0 Out of memory; please try again later");

@@ -21,6 +21,7 @@
 #include "sasl.h"
 #include "diag.h"
 #include "log.h"
+#include "metrics.h"
 #include "pool.h"
 #include "store-path.h"
 #include "store.h"
@@ -53,6 +54,7 @@ void smtp_reply(struct smtp_session *s, const char *fmt, ...)
 	va_start(ap, fmt);
 	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
+	metrics_observe(MH_COMMAND, MP_SMTP, &s->base.cmd_ns);
 	if (n < 0)
 		return;
 	size_t len = (size_t)n > sizeof(line) - 3 ? sizeof(line) - 3 : (size_t)n;
@@ -1123,11 +1125,13 @@ static void auth_done(void *ctx, const struct auth_result *r)
 	smtp_set_state(s, SMTP_ST_READY);
 	if (r->result == 1) {
 		snprintf(s->auth_user, sizeof(s->auth_user), "%s", r->user);
+		metrics_login(MP_SMTP, 1);
 		log_info("sess=%016llx proto=smtp event=login result=ok user=%s ip=%s",
 			 (unsigned long long)s->base.id, s->auth_user, s->base.peer_ip);
 		smtp_reply(s, "235 2.7.0 Authentication successful");
 	} else if (r->result == 0) {
 		char esc[128];
+		metrics_login(MP_SMTP, 0);
 		log_info("sess=%016llx proto=smtp event=login result=failed reason=\"%s\" user=\"%s\" "
 			 "ip=%s", (unsigned long long)s->base.id, r->reason,
 			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
@@ -1330,6 +1334,7 @@ static void smtp_dispatch(struct smtp_session *s, char *line)
 		if (strlen(c->verb) != vlen || strcasecmp(c->verb, line) != 0)
 			continue;
 		const struct listener_conf *lc = s->base.lc;
+		s->base.cmd_ns = metrics_now_ns();
 		if (log_debug_enabled())
 			log_debug("sess=%016llx proto=smtp cmd=%s", (unsigned long long)s->base.id,
 				  c->verb);
