@@ -44,7 +44,8 @@ static char *status_fetch(const char *host, unsigned port)
 		return NULL;
 	}
 	freeaddrinfo(res);
-	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: localhost\r\n"
+				  "Connection: close\r\n\r\n";
 	char *buf = malloc(STATUS_REPLY_MAX + 1);
 	size_t n = 0;
 	ssize_t k;
@@ -83,9 +84,9 @@ int cli_status_main(const struct config *cfg)
 {
 	const struct listener_conf *adm = &cfg->l[LST_ADMIN];
 	if (adm->port == 0) {
-		fprintf(stderr, "postino: the admin listener is off: set admin_port (e.g. admin_port = "
-				"9187, on 127.0.0.1 unless admin.listen says otherwise) in %s and reload\n",
-			cfg->path);
+		fprintf(stderr, "postino: the admin listener is off: set admin_port (e.g. "
+				"admin_port = 9187, on 127.0.0.1 unless admin.listen says "
+				"otherwise) in %s and reload\n", cfg->path);
 		return 1;
 	}
 	char *t = status_fetch(adm->listen, adm->port);
@@ -94,7 +95,8 @@ int cli_status_main(const struct config *cfg)
 	char s[256];
 	printf("connections");
 	for (int i = 0; i < LST_COUNT; i++) {
-		snprintf(s, sizeof(s), "postino_connections_total{listener=\"%s\"}", cfg->l[i].name);
+		snprintf(s, sizeof(s), "postino_connections_total{listener=\"%s\"}",
+			 cfg->l[i].name);
 		if (cfg->l[i].port)
 			printf(" %s %.0f", cfg->l[i].name, status_val(t, s));
 	}
@@ -102,7 +104,8 @@ int cli_status_main(const struct config *cfg)
 	static const char *const protos[] = { "smtp", "imap", "pop3" };
 	for (size_t i = 0; i < 3; i++) {
 		char ok[128], bad[128];
-		snprintf(ok, sizeof(ok), "postino_logins_total{proto=\"%s\",result=\"ok\"}", protos[i]);
+		snprintf(ok, sizeof(ok), "postino_logins_total{proto=\"%s\",result=\"ok\"}",
+			 protos[i]);
 		snprintf(bad, sizeof(bad), "postino_logins_total{proto=\"%s\",result=\"failed\"}",
 			 protos[i]);
 		printf("%s %s %.0f ok %.0f failed", i ? "," : "", protos[i], status_val(t, ok),
@@ -116,7 +119,8 @@ int cli_status_main(const struct config *cfg)
 	       status_val(t, "postino_messages_deferred_total"));
 	printf("queue %.0f messages, oldest %.0f s\n", status_val(t, "postino_queue_messages"),
 	       status_val(t, "postino_queue_oldest_seconds"));
-	printf("tls handshake failures %.0f\n", status_val(t, "postino_tls_handshake_failures_total"));
+	printf("tls handshake failures %.0f\n",
+	       status_val(t, "postino_tls_handshake_failures_total"));
 	double dn = status_val(t, "postino_delivery_seconds_count{proto=\"smtp\"}");
 	printf("delivery %.0f, mean %.1f ms", dn,
 	       dn ? status_val(t, "postino_delivery_seconds_sum{proto=\"smtp\"}") * 1000 / dn : 0);
@@ -134,8 +138,8 @@ int cli_status_main(const struct config *cfg)
 		unsigned w;
 		int pid;
 		double rss;
-		if (sscanf(p, "\npostino_worker_resident_bytes{worker=\"%u\",pid=\"%d\"} %lf", &w, &pid,
-			   &rss) == 3)
+		if (sscanf(p, "\npostino_worker_resident_bytes{worker=\"%u\",pid=\"%d\"} %lf", &w,
+			   &pid, &rss) == 3)
 			printf("worker %u pid %d resident %.1f MB\n", w, pid, rss / 1e6);
 	}
 	free(t);

@@ -167,15 +167,15 @@ static int render_hist(struct buf *b, const char *name, const char *help, enum m
 		for (size_t k = 0; k < METRICS_BUCKETS; k++) {
 			cum += SUM(sl->hist[h][p].bucket[k]);
 			if (k < METRICS_BUCKETS - 1)
-				r |= buf_appendf(b, "%s_bucket{proto=\"%s\",le=\"%g\"} %llu\n", name,
-						 proto_names[p], bucket_ms[k] / 1000.0,
+				r |= buf_appendf(b, "%s_bucket{proto=\"%s\",le=\"%g\"} %llu\n",
+						 name, proto_names[p], bucket_ms[k] / 1000.0,
 						 (unsigned long long)cum);
 			else
-				r |= buf_appendf(b, "%s_bucket{proto=\"%s\",le=\"+Inf\"} %llu\n", name,
-						 proto_names[p], (unsigned long long)cum);
+				r |= buf_appendf(b, "%s_bucket{proto=\"%s\",le=\"+Inf\"} %llu\n",
+						 name, proto_names[p], (unsigned long long)cum);
 		}
-		r |= buf_appendf(b, "%s_sum{proto=\"%s\"} %.6f\n%s_count{proto=\"%s\"} %llu\n", name,
-				 proto_names[p], SUM(sl->hist[h][p].sum_us) / 1e6, name,
+		r |= buf_appendf(b, "%s_sum{proto=\"%s\"} %.6f\n%s_count{proto=\"%s\"} %llu\n",
+				 name, proto_names[p], SUM(sl->hist[h][p].sum_us) / 1e6, name,
 				 proto_names[p], (unsigned long long)SUM(sl->hist[h][p].count));
 	}
 	return r;
@@ -191,8 +191,8 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 	int r = buf_appendstr(b, "# HELP postino_connections_total Connections accepted.\n"
 			      "# TYPE postino_connections_total counter\n");
 	for (size_t l = 0; l < nlisteners && l < METRICS_LISTENERS; l++)
-		r |= buf_appendf(b, "postino_connections_total{listener=\"%s\"} %llu\n", listeners[l],
-				 (unsigned long long)SUM(sl->conn[l]));
+		r |= buf_appendf(b, "postino_connections_total{listener=\"%s\"} %llu\n",
+				 listeners[l], (unsigned long long)SUM(sl->conn[l]));
 	r |= buf_appendstr(b, "# HELP postino_logins_total Logins by protocol and result.\n"
 			   "# TYPE postino_logins_total counter\n");
 	for (size_t p = 0; p < MP_COUNT; p++)
@@ -211,7 +211,8 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 			 "# HELP postino_messages_bounced_total Recipients that failed for good.\n"
 			 "# TYPE postino_messages_bounced_total counter\n"
 			 "postino_messages_bounced_total %llu\n"
-			 "# HELP postino_messages_deferred_total Delivery attempts left for a retry.\n"
+			 "# HELP postino_messages_deferred_total Delivery attempts left for a "
+			 "retry.\n"
 			 "# TYPE postino_messages_deferred_total counter\n"
 			 "postino_messages_deferred_total %llu\n"
 			 "# HELP postino_tls_handshake_failures_total TLS handshakes that failed.\n"
@@ -231,8 +232,8 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 			 (unsigned long long)SUM(sl->counter[MC_TLS_FAILED]),
 			 (unsigned long long)queue_len, (unsigned long long)queue_oldest_s);
 	r |= render_hist(b, "postino_delivery_seconds",
-			 "Time from the end of a message to its 250 (fsync, delivery).", MH_DELIVERY,
-			 1);
+			 "Time from the end of a message to its 250 (fsync, delivery).",
+			 MH_DELIVERY, 1);
 	r |= render_hist(b, "postino_command_seconds",
 			 "Time from a command line to its first reply line.", MH_COMMAND, MP_COUNT);
 	r |= buf_appendstr(b, "# HELP postino_worker_resident_bytes Resident memory of each "
@@ -241,9 +242,9 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 	for (size_t i = 0; i < METRICS_WORKERS; i++) {
 		int pid = __atomic_load_n(&seg[i].pid, __ATOMIC_RELAXED);
 		if (pid != 0)
-			r |= buf_appendf(b, "postino_worker_resident_bytes{worker=\"%zu\",pid=\"%d\"} "
-					 "%llu\n", i, pid, (unsigned long long)__atomic_load_n(
-						 &seg[i].rss_bytes, __ATOMIC_RELAXED));
+			r |= buf_appendf(b, "postino_worker_resident_bytes{worker=\"%zu\","
+					 "pid=\"%d\"} %llu\n", i, pid, (unsigned long long)
+					 __atomic_load_n(&seg[i].rss_bytes, __ATOMIC_RELAXED));
 	}
 	return r < 0 ? -1 : 0;
 }

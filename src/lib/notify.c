@@ -17,7 +17,8 @@ int notify_init(void)
 {
 	const char *e = getenv("NOTIFY_SOCKET");
 	notify_addrlen = 0;
-	if (e == NULL || (e[0] != '/' && e[0] != '@') || strlen(e) >= sizeof(notify_addr.sun_path)) {
+	if (e == NULL || (e[0] != '/' && e[0] != '@') ||
+	    strlen(e) >= sizeof(notify_addr.sun_path)) {
 		unsetenv("NOTIFY_SOCKET");
 		return 0;
 	}
