@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -182,6 +183,20 @@ class Sink:
 
     def stop(self):
         self.controller.stop()
+
+
+def tls_sink(ip, port, cert=None):
+    """A recording sink on ip:port offering STARTTLS with cert (a (certfile, keyfile) pair), or
+    plaintext only without. Returns (controller, handler)."""
+    h = Recorder(ip)
+    kw = {}
+    if cert:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        kw["tls_context"] = ctx
+    c = Controller(h, hostname=ip, port=port, ready_timeout=10, **kw)
+    c.start()
+    return c, h
 
 
 class Hostile:

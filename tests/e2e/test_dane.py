@@ -12,16 +12,14 @@ Run: POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q -p no:cachepro
 """
 import hashlib
 import os
-import ssl
 import subprocess
 import tempfile
 import uuid
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from postino_server import Server
-from queuehelp import Dns, Recorder, free_port, wait_for
+from queuehelp import Dns, free_port, tls_sink, wait_for
 from test_queue import log_text, make_msg, stop_checked, submit
 
 IPS = {"tls": "127.0.0.31", "tls2": "127.0.0.32", "plain": "127.0.0.33", "ca": "127.0.0.34"}
@@ -93,16 +91,6 @@ def _signed_zone(d, port, certs):
     return path + ".signed", os.path.join(d, "dsset-dane.test.")
 
 
-def _sink(ip, port, cert=None):
-    h = Recorder(ip)
-    kw = {}
-    if cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(*cert)
-        kw["tls_context"] = ctx
-    c = Controller(h, hostname=ip, port=port, ready_timeout=10, **kw)
-    c.start()
-    return c, h
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +108,10 @@ def net():
                                # insecure TLSA records count for nothing
                                "_%d._tcp.mx.plain.test. TLSA 3 1 1 %s" % (port, "00" * 32)],
               auth_zones=[("dane.test", zone)])
-    sinks = {"tls": _sink(IPS["tls"], port, certs["tls"]),
-             "tls2": _sink(IPS["tls2"], port, certs["tls"]),
-             "plain": _sink(IPS["plain"], port),
-             "ca": _sink(IPS["ca"], port, certs["ca"])}
+    sinks = {"tls": tls_sink(IPS["tls"], port, certs["tls"]),
+             "tls2": tls_sink(IPS["tls2"], port, certs["tls"]),
+             "plain": tls_sink(IPS["plain"], port),
+             "ca": tls_sink(IPS["ca"], port, certs["ca"])}
     yield {"dns": dns, "port": port, "ds": ds, "sinks": {k: v[1] for k, v in sinks.items()}}
     for c, _ in sinks.values():
         c.stop()

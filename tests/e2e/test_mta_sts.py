@@ -22,10 +22,9 @@ import threading
 import uuid
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from postino_server import Server
-from queuehelp import Dns, Recorder, free_port, wait_for
+from queuehelp import Dns, free_port, tls_sink, wait_for
 from test_queue import log_text, make_msg, stop_checked, submit
 
 IP_TLS, IP_PLAIN, IP_WRONGCERT = "127.0.0.21", "127.0.0.22", "127.0.0.23"
@@ -130,16 +129,6 @@ class PolicyServer:
         self.httpd.server_close()
 
 
-def _sink(ip, port, cert=None):
-    h = Recorder(ip)
-    kw = {}
-    if cert:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(*cert)
-        kw["tls_context"] = ctx
-    c = Controller(h, hostname=ip, port=port, ready_timeout=10, **kw)
-    c.start()
-    return c, h
 
 
 @pytest.fixture(scope="module")
@@ -151,8 +140,8 @@ def net():
     https_port = free_port(["127.0.0.20"])
     web = PolicyServer(pki["good"], https_port)
     port = free_port([IP_TLS, IP_PLAIN, IP_WRONGCERT])
-    sinks = {"tls": _sink(IP_TLS, port, pki["good"]), "plain": _sink(IP_PLAIN, port),
-             "wrongcert": _sink(IP_WRONGCERT, port, pki["stranger"])}
+    sinks = {"tls": tls_sink(IP_TLS, port, pki["good"]), "plain": tls_sink(IP_PLAIN, port),
+             "wrongcert": tls_sink(IP_WRONGCERT, port, pki["stranger"])}
     yield {"dns": dns, "port": port, "https_port": https_port, "web": web, "pki": pki,
            "sinks": {k: v[1] for k, v in sinks.items()}}
     for c, _ in sinks.values():
