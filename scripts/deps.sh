@@ -10,7 +10,7 @@ if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl sqlite3 clang libclang-rt-14-dev
 	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin unbound python3-aiosmtpd
 	      python3-dkim opendkim-tools python3-spf python3-authres rspamd python3-milter
-	      python3-prometheus-client"
+	      python3-prometheus-client systemd groff-base man-db"
 fi
 missing=""
 for p in $pkgs; do
