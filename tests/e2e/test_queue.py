@@ -79,8 +79,13 @@ def queue_conf(net, extra=""):
 
 @pytest.fixture(scope="module")
 def srv(net):
+    # under ASan, freed memory is not held in the quarantine: it would count as RSS that the
+    # queue process keeps, and test_hostile_servers_are_bounded measures exactly that
+    asan = os.environ.get("ASAN_OPTIONS", "")
     s = Server(extra_conf=queue_conf(net), users=(ALICE, "bob@example.test"),
-               wait_for=("smtp", "submission"))
+               wait_for=("smtp", "submission"),
+               env={"ASAN_OPTIONS": (asan + ":" if asan else "") +
+                    "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"})
     yield s
     stop_checked(s)
 
@@ -387,6 +392,7 @@ def test_hostile_servers_are_bounded(srv, net, domain, expect):
     token = uuid.uuid4().hex
     pid = queue_pid(srv)
     assert pid
+    before = rss_kb(pid)
     t0 = time.time()
     qid = submit(srv, ["u@" + domain], make_msg(token, "u@" + domain))
     def deferred():
@@ -395,7 +401,8 @@ def test_hostile_servers_are_bounded(srv, net, domain, expect):
     assert wait_for(deferred, 20), cli(srv, "show", qid).stdout + log_text(srv)
     assert time.time() - t0 < 15
     assert queue_pid(srv) == pid, "the queue process died"
-    assert rss_kb(pid) < 200 * 1024
+    # what the hostile peer sent is not held: the queue process grows by less than 64 MB
+    assert rss_kb(pid) - before < 64 * 1024, (before, rss_kb(pid))
     cli(srv, "delete", qid, check=0)
 
 
