@@ -581,6 +581,28 @@ static void fetch_start(struct imap_session *s, struct fetch_ctx *f)
 	s->resume = fetch_resume;
 }
 
+/* The session's copy of a message takes what a flag transaction left in the index; the answer
+ * is whether the flags the session knew changed. */
+static int msg_take_flags(struct imap_msg *m, const struct store_flag_change *c)
+{
+	int changed = m->flags != c->flags || m->keywords != c->keywords;
+	m->flags = c->flags;
+	m->keywords = c->keywords;
+	if (c->modseq > m->modseq)
+		m->modseq = c->modseq;
+	if (c->result == 1)
+		m->in_new = 0;
+	return changed;
+}
+
+/* What a flag transaction committed at `modseq` does to the session's HIGHESTMODSEQ: it moves
+ * only when no other session's change lies between (those are reported by the next sync). */
+static void session_saw_modseq(struct imap_session *s, uint64_t modseq)
+{
+	if (modseq == s->highestmodseq + 1)
+		s->highestmodseq = modseq;
+}
+
 struct seen_job {
 	struct imap_wjob job;
 	char box[1024];
@@ -609,15 +631,14 @@ static void seen_done(struct imap_wjob *w)
 	struct imap_session *s = w->s;
 	struct fetch_ctx *f = j->f;
 	if (!j->job.no_handle && j->rc == 0) {
-		if (j->modseq > s->highestmodseq)
-			s->highestmodseq = j->modseq;
-		for (size_t k = 0; k < f->n; k++) {
+		session_saw_modseq(s, j->modseq);
+		for (size_t k = 0, c = 0; k < f->n && c < j->nch; k++) {
 			struct imap_msg *m = &s->msgs[f->idx[k]];
-			if (!(m->flags & STORE_F_SEEN)) {
-				m->flags |= STORE_F_SEEN;
-				m->modseq = j->modseq;
-				m->in_new = 0;
-			}
+			if (m->uid != j->ch[c].uid)
+				continue;
+			if (j->ch[c].result >= 0)
+				msg_take_flags(m, &j->ch[c]);
+			c++;
 		}
 		int have = 0;
 		for (size_t k = 0; k < f->nitems; k++)
@@ -753,8 +774,8 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 			if (m->flags & STORE_F_SEEN)
 				continue;
 			j->ch[j->nch].uid = m->uid;
-			j->ch[j->nch].flags = m->flags | STORE_F_SEEN;
-			j->ch[j->nch].keywords = m->keywords;
+			j->ch[j->nch].flags = STORE_F_SEEN;
+			j->ch[j->nch].mode = STORE_FLAGS_ADD;
 			j->nch++;
 		}
 		if (j && j->nch == 0) {
@@ -773,29 +794,22 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 	fetch_start(s, f);
 }
 
-/* One selected message as STORE found it. */
-struct store_before {
-	uint32_t uid;
-	unsigned flags;
-	uint64_t keywords;
-};
-
 struct store_job {
 	struct imap_wjob job;
 	char box[1024];
 	const struct imap_arg *fl;     /* the flag list (or one flag), in the parser */
 	int uid, silent, mode;
+	uint64_t unchangedsince;       /* 0: none */
 	size_t *idx, ni;               /* the selected messages (indexes into s->msgs) */
-	struct store_before *before;   /* [ni]; uid 0: not changed (UNCHANGEDSINCE) */
-	struct store_flag_change *ch;  /* [ni]: the changes, filled on the pool */
-	size_t nch;
+	struct store_flag_change *ch;  /* the changes; uid 0: left out (UNCHANGEDSINCE) */
 	uint64_t modseq;
 	int rc;
 	char modified[2048];
 	struct imap_kwnames kw;
 };
 
-/* Pool: the keywords (created), the new flag sets, one transaction. */
+/* Pool: the keywords (created), then one transaction that applies the change to the flags the
+ * index holds (not to the session's copy, which another session may have changed since). */
 static void store_work(struct imap_wjob *w)
 {
 	struct store_job *j = (struct store_job *)w;
@@ -812,19 +826,14 @@ static void store_work(struct imap_wjob *w)
 		return;
 	}
 	for (size_t k = 0; k < j->ni; k++) {
-		const struct store_before *m = &j->before[k];
-		if (m->uid == 0)
-			continue;
-		struct store_flag_change *c = &j->ch[j->nch++];
-		c->uid = m->uid;
-		c->flags = j->mode > 0 ? m->flags | flags : j->mode < 0 ? m->flags & ~flags : flags;
-		c->keywords = j->mode > 0 ? m->keywords | kw : j->mode < 0 ? m->keywords & ~kw : kw;
+		j->ch[k].flags = flags;
+		j->ch[k].keywords = kw;
+		j->ch[k].mode = j->mode;
+		j->ch[k].unchangedsince = j->unchangedsince;
 	}
-	if (j->nch > 0) {
-		j->rc = store_set_flags(w->acct, j->box, j->ch, j->nch, &j->modseq, &err);
-		if (j->rc < 0)
-			imap_wjob_error(w, err);
-	}
+	j->rc = store_set_flags(w->acct, j->box, j->ch, j->ni, &j->modseq, &err);
+	if (j->rc < 0)
+		imap_wjob_error(w, err);
 }
 
 /* Loop: the new flags into the table, FETCH responses, the tagged answer. */
@@ -842,19 +851,17 @@ static void store_done(struct imap_wjob *w)
 		goto out;
 	}
 	imap_announce_keywords(s);   /* a keyword used for the first time */
-	size_t c = 0;
 	for (size_t k = 0; k < j->ni; k++) {
+		const struct store_flag_change *c = &j->ch[k];
 		struct imap_msg *m = &s->msgs[j->idx[k]];
-		if (c >= j->nch || j->ch[c].uid != m->uid)
+		if (c->uid == 0 || c->uid != m->uid || c->result == -1)
 			continue;
-		int changed = m->flags != j->ch[c].flags || m->keywords != j->ch[c].keywords;
-		m->flags = j->ch[c].flags;
-		m->keywords = j->ch[c].keywords;
-		if (changed) {
-			m->modseq = j->modseq;
-			m->in_new = 0;
+		if (c->result == -2) {   /* RFC 7162 3.1.3: changed meanwhile, by another session */
+			size_t l = strlen(j->modified);
+			snprintf(j->modified + l, sizeof(j->modified) - l, "%s%u", l ? "," : "",
+				 j->uid ? m->uid : (uint32_t)(j->idx[k] + 1));
 		}
-		c++;
+		int changed = msg_take_flags(m, c) || c->result == 1;
 		if (j->silent && !(s->condstore && changed))
 			continue;
 		char ft[1200];
@@ -870,15 +877,13 @@ static void store_done(struct imap_wjob *w)
 				   imap_flags_text(s, imap_msg_flags(s, m), m->keywords, ft,
 						   sizeof(ft)), extra);
 	}
-	if (j->modseq > s->highestmodseq)
-		s->highestmodseq = j->modseq;
+	session_saw_modseq(s, j->modseq);
 	if (j->modified[0])
 		imap_tagged(s, "OK", "[MODIFIED %s] Conditional STORE failed for some", j->modified);
 	else
 		imap_tagged(s, "OK", "%sSTORE completed", j->uid ? "UID " : "");
 out:
 	free(j->idx);
-	free(j->before);
 	free(j->ch);
 }
 
@@ -925,11 +930,9 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 		return;
 	}
 	struct store_job *j = calloc(1, sizeof(*j));
-	struct store_before *before = calloc(ni + 1, sizeof(*before));
 	struct store_flag_change *ch = calloc(ni + 1, sizeof(*ch));
-	if (j == NULL || before == NULL || ch == NULL) {
+	if (j == NULL || ch == NULL) {
 		free(j);
-		free(before);
 		free(ch);
 		free(idx);
 		imap_tagged(s, "NO", "[UNAVAILABLE] Could not store the flags; please try again");
@@ -943,18 +946,16 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 				 uid ? m->uid : (uint32_t)(idx[k] + 1));
 			continue;
 		}
-		before[k].uid = m->uid;
-		before[k].flags = m->flags;
-		before[k].keywords = m->keywords;
+		ch[k].uid = m->uid;
 	}
 	snprintf(j->box, sizeof(j->box), "%s", s->box);
 	j->fl = fl;
 	j->uid = uid;
 	j->silent = silent;
-	j->mode = mode;
+	j->mode = mode > 0 ? STORE_FLAGS_ADD : mode < 0 ? STORE_FLAGS_REMOVE : STORE_FLAGS_SET;
+	j->unchangedsince = unchangedsince == UINT64_MAX ? 0 : unchangedsince;
 	j->idx = idx;
 	j->ni = ni;
-	j->before = before;
 	j->ch = ch;
 	imap_write_job(s, &j->job, store_work, store_done);
 }

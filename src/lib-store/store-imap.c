@@ -150,7 +150,7 @@ int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, co
  * rename their files to carry the flags. changes[i].uid selects; unknown UIDs are skipped.
  * On success *modseq_r is the MODSEQ given to the changed messages. */
 static int set_flags_txn(struct store_account *a, const char *box,
-			 const struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
 			 const char **err_r);
 
 /* See store.h. A cache of what the files hold: synchronous=NORMAL like flag changes. */
@@ -195,7 +195,7 @@ out:
 /* Flag changes are not covered by "250 means durable": their commit does not wait for the
  * disk (WAL with synchronous=NORMAL survives a crash of the process, may lose the last flag
  * changes on power loss); deliveries keep synchronous=FULL. */
-int store_set_flags(struct store_account *a, const char *box, const struct store_flag_change *ch,
+int store_set_flags(struct store_account *a, const char *box, struct store_flag_change *ch,
 		    size_t n, uint64_t *modseq_r, const char **err_r)
 {
 	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
@@ -204,20 +204,20 @@ int store_set_flags(struct store_account *a, const char *box, const struct store
 	return r;
 }
 
-/* The transaction of store_set_flags. */
+/* The transaction of store_set_flags. The new MODSEQ and every message's flags are read under
+ * the write lock: read before it, a concurrent STORE could commit in between, and this one
+ * would then give a message a MODSEQ below the one it already had, or write back flags the
+ * other had just changed. */
 static int set_flags_txn(struct store_account *a, const char *box,
-			 const struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
 			 const char **err_r)
 {
 	struct store_mailbox_info mb;
 	char dir[4300];
-	int r = store_mailbox_lookup(a, box, &mb, err_r);
-	if (r <= 0 || store_box_dir(a, box, dir, sizeof(dir)) < 0) {
-		if (r == 0)
-			*err_r = "no such mailbox";
+	if (store_box_dir(a, box, dir, sizeof(dir)) < 0) {
+		*err_r = "no such mailbox";
 		return -1;
 	}
-	uint64_t modseq = mb.highestmodseq + 1;
 	/* renames to do after the commit; paths are strdup'd, so a STORE on many messages costs
 	 * a few hundred bytes each, not two path buffers */
 	struct ren {
@@ -229,12 +229,20 @@ static int set_flags_txn(struct store_account *a, const char *box,
 	}
 	size_t nren = 0;
 	sqlite3_stmt *sel = NULL, *upd = NULL;
-	if (sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_begin(a) != SQLITE_OK) {
 		free(rens);
 		return store_dbfail(a, err_r, "begin");
 	}
 	int rc = 0;
-	if (store_prepare(a, "SELECT filename, in_new, flags, keywords FROM messages "
+	int r = store_mailbox_lookup(a, box, &mb, err_r);
+	if (r <= 0) {
+		if (r == 0)
+			*err_r = "no such mailbox";
+		rc = -1;
+		goto out;
+	}
+	uint64_t modseq = mb.highestmodseq + 1;
+	if (store_prepare(a, "SELECT filename, in_new, flags, keywords, modseq FROM messages "
 			       "WHERE mailbox_id = ? AND uid = ?", -1, &sel, NULL) != SQLITE_OK ||
 	    store_prepare(a, "UPDATE messages SET flags = ?, keywords = ?, modseq = ?, "
 			       "in_new = 0 WHERE mailbox_id = ? AND uid = ?", -1, &upd, NULL) !=
@@ -244,20 +252,38 @@ static int set_flags_txn(struct store_account *a, const char *box,
 	}
 	size_t changed = 0;
 	for (size_t i = 0; i < n; i++) {
+		struct store_flag_change *c = &ch[i];
 		sqlite3_reset(sel);
 		sqlite3_bind_int64(sel, 1, mb.id);
-		sqlite3_bind_int64(sel, 2, ch[i].uid);
-		if (sqlite3_step(sel) != SQLITE_ROW)
+		sqlite3_bind_int64(sel, 2, c->uid);
+		if (sqlite3_step(sel) != SQLITE_ROW) {
+			c->result = -1;
 			continue;
+		}
 		const char *base = (const char *)sqlite3_column_text(sel, 0);
 		int in_new = sqlite3_column_int(sel, 1);
 		unsigned oflags = (unsigned)sqlite3_column_int(sel, 2);
 		uint64_t okw = (uint64_t)sqlite3_column_int64(sel, 3);
-		if (oflags == ch[i].flags && okw == ch[i].keywords && !in_new)
+		uint64_t omodseq = (uint64_t)sqlite3_column_int64(sel, 4);
+		unsigned nflags = c->mode == STORE_FLAGS_ADD	? oflags | c->flags
+				  : c->mode == STORE_FLAGS_REMOVE ? oflags & ~c->flags
+								  : c->flags;
+		uint64_t nkw = c->mode == STORE_FLAGS_ADD      ? okw | c->keywords
+			       : c->mode == STORE_FLAGS_REMOVE ? okw & ~c->keywords
+							       : c->keywords;
+		c->flags = oflags;
+		c->keywords = okw;
+		c->modseq = omodseq;
+		c->result = 0;
+		if (c->unchangedsince && omodseq > c->unchangedsince) {
+			c->result = -2;
+			continue;
+		}
+		if (oflags == nflags && okw == nkw && !in_new)
 			continue;
 		char from[4700], to[4700];
 		store_msg_path(dir, base, in_new, oflags, from, sizeof(from));
-		store_msg_path(dir, base, 0, ch[i].flags, to, sizeof(to));
+		store_msg_path(dir, base, 0, nflags, to, sizeof(to));
 		if (strcmp(from, to) != 0) {
 			rens[nren].from = strdup(from);
 			rens[nren].to = strdup(to);
@@ -270,15 +296,19 @@ static int set_flags_txn(struct store_account *a, const char *box,
 			nren++;
 		}
 		sqlite3_reset(upd);
-		sqlite3_bind_int(upd, 1, (int)ch[i].flags);
-		sqlite3_bind_int64(upd, 2, (int64_t)ch[i].keywords);
+		sqlite3_bind_int(upd, 1, (int)nflags);
+		sqlite3_bind_int64(upd, 2, (int64_t)nkw);
 		sqlite3_bind_int64(upd, 3, (int64_t)modseq);
 		sqlite3_bind_int64(upd, 4, mb.id);
-		sqlite3_bind_int64(upd, 5, ch[i].uid);
+		sqlite3_bind_int64(upd, 5, c->uid);
 		if (sqlite3_step(upd) != SQLITE_DONE) {
 			rc = store_dbfail(a, err_r, "update flags");
 			goto out;
 		}
+		c->flags = nflags;
+		c->keywords = nkw;
+		c->modseq = modseq;
+		c->result = 1;
 		changed++;
 	}
 	if (changed) {

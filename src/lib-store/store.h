@@ -151,10 +151,24 @@ int store_expunge(struct store_account *acct, const char *box, const uint32_t *u
 
 /* ---- IMAP (store-imap.c) ---- */
 
+/* How a store_flag_change applies its flags and keywords to what the index holds. */
+enum store_flag_mode {
+	STORE_FLAGS_SET = 0,     /* they are the new complete sets */
+	STORE_FLAGS_ADD = 1,     /* they are added */
+	STORE_FLAGS_REMOVE = -1  /* they are removed */
+};
+
+/* One message of store_set_flags(). The mode applies to the flags the index holds inside the
+ * write transaction, so two sessions adding different flags at once both keep theirs. */
 struct store_flag_change {
 	uint32_t uid;
-	unsigned flags;        /* the new complete flag set */
-	uint64_t keywords;     /* the new complete keyword set */
+	unsigned flags;            /* in: per mode; out: the message's flag set after the call */
+	uint64_t keywords;         /* in: per mode; out: the keyword set after the call */
+	int mode;                  /* enum store_flag_mode */
+	uint64_t unchangedsince;   /* in: 0, or leave the message alone if its MODSEQ is above */
+	uint64_t modseq;           /* out: the message's MODSEQ after the call */
+	int result;                /* out: 1 changed, 0 unchanged, -1 no such UID,
+				    * -2 left alone (MODSEQ above unchangedsince) */
 };
 
 /* Record POP3 sizes (wire.h) of n messages of box, found by uid, in one transaction: those
@@ -167,7 +181,7 @@ int store_message_fd(struct store_account *acct, const char *box, const struct s
 int store_keyword_id(struct store_account *acct, const char *name, int create, const char **err_r);
 int store_keyword_list(struct store_account *acct, void (*cb)(void *ctx, int id, const char *name),
 		       void *ctx, const char **err_r);
-int store_set_flags(struct store_account *acct, const char *box, const struct store_flag_change *ch,
+int store_set_flags(struct store_account *acct, const char *box, struct store_flag_change *ch,
 		    size_t n, uint64_t *modseq_r, const char **err_r);
 int store_append(struct store_account *acct, const char *box, const char *data, size_t len,
 		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,

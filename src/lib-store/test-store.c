@@ -273,7 +273,8 @@ static void test_imap_ops(void **state)
 	close(fd);
 	int kw = store_keyword_id(a, "$Important", 1, &err);
 	assert_true(kw >= 0);
-	struct store_flag_change ch = { uid, STORE_F_SEEN | STORE_F_FLAGGED, 1ull << kw };
+	struct store_flag_change ch = { .uid = uid, .flags = STORE_F_SEEN | STORE_F_FLAGGED,
+					.keywords = 1ull << kw };
 	uint64_t modseq;
 	assert_int_equal(store_set_flags(a, "INBOX", &ch, 1, &modseq, &err), 0);
 	struct store_msg_info *m;
@@ -289,6 +290,27 @@ static void test_imap_ops(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	free(m);
+	/* +FLAGS and -FLAGS apply to what the index holds, not to the caller's older copy */
+	uint64_t m2, m3, m4;
+	struct store_flag_change add = { .uid = uid, .flags = STORE_F_ANSWERED, .mode = STORE_FLAGS_ADD };
+	assert_int_equal(store_set_flags(a, "INBOX", &add, 1, &m2, &err), 0);
+	assert_int_equal(add.result, 1);
+	assert_int_equal(add.flags, STORE_F_SEEN | STORE_F_FLAGGED | STORE_F_ANSWERED);
+	assert_int_equal(add.keywords, 1ull << kw);
+	assert_true(m2 > modseq);
+	assert_int_equal(add.modseq, m2);
+	struct store_flag_change del = { .uid = uid, .flags = STORE_F_FLAGGED,
+					 .mode = STORE_FLAGS_REMOVE };
+	assert_int_equal(store_set_flags(a, "INBOX", &del, 1, &m3, &err), 0);
+	assert_int_equal(del.flags, STORE_F_SEEN | STORE_F_ANSWERED);
+	assert_true(m3 > m2);
+	/* UNCHANGEDSINCE below the message's MODSEQ leaves it alone and says so */
+	struct store_flag_change cond = { .uid = uid, .flags = 0, .unchangedsince = m2 };
+	assert_int_equal(store_set_flags(a, "INBOX", &cond, 1, &m4, &err), 0);
+	assert_int_equal(cond.result, -2);
+	assert_int_equal(cond.flags, STORE_F_SEEN | STORE_F_ANSWERED);
+	assert_int_equal(cond.modseq, m3);
+	assert_int_equal(m4, m3);
 	uint32_t nu[1];
 	assert_int_equal(store_copy(a, "INBOX", &uid, 1, "Archive", nu, &uv, &err), 1);
 	assert_int_equal(nu[0], 1);
@@ -297,7 +319,7 @@ static void test_imap_ops(void **state)
 	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 0);
 	free(m);
 	assert_int_equal(store_message_list(a, "Archive", &m, &err), 1);
-	assert_int_equal(m[0].flags, STORE_F_SEEN | STORE_F_FLAGGED);
+	assert_int_equal(m[0].flags, STORE_F_SEEN | STORE_F_ANSWERED);
 	free(m);
 	assert_int_equal(store_append(a, "Drafts", "a\r\n", 3, STORE_F_DRAFT, 0, 7, &uid, &uv,
 				      &err), 0);
@@ -726,7 +748,7 @@ static void test_sync_repairs(void **state)
 	assert_int_equal(store_mailbox_get(a, "Sent", &after, &err), 1);
 	assert_int_equal(after.highestmodseq, before.highestmodseq);
 	assert_int_equal(after.messages, 3);
-	struct store_flag_change ch = { 3, STORE_F_SEEN, 0 };
+	struct store_flag_change ch = { .uid = 3, .flags = STORE_F_SEEN };
 	uint64_t modseq;
 	assert_int_equal(store_set_flags(a, "Sent", &ch, 1, &modseq, &err), 0);
 	assert_int_equal(store_message_list(a, "Sent", &m, &err), 3);

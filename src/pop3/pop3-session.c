@@ -898,8 +898,8 @@ static void cmd_quit(struct pop3_session *s)
 			j->uids[j->n++] = m->uid;
 		else if (expire && m->retrieved && !(m->flags & STORE_F_SEEN)) {
 			j->seen[j->nseen].uid = m->uid;
-			j->seen[j->nseen].flags = m->flags | STORE_F_SEEN;
-			j->seen[j->nseen].keywords = m->keywords;
+			j->seen[j->nseen].flags = STORE_F_SEEN;
+			j->seen[j->nseen].mode = STORE_FLAGS_ADD;
 			j->nseen++;
 		}
 	}

@@ -6,11 +6,12 @@ import poplib
 import re
 import smtplib
 import socket
+import threading
 import time
 
 import pytest
 
-from test_imap_helpers import (make_server, log_bytes, CRASH_MARKERS, HOST, Imap, _no_crash, append, clients, index_rows, message,
+from test_imap_helpers import (imaplib_login, make_server, log_bytes, CRASH_MARKERS, HOST, Imap, _no_crash, append, clients, index_rows, message,
                                new_user, quote, session, srv, user, wait_until)
 
 
@@ -368,3 +369,77 @@ def test_sessions_at_rest_still_see_everything(resting_srv, clients):
     assert idle_done(idler).status == "OK", idler.dialogue()
     assert len(idler.ok("FETCH 1:* UID").fetches()) == 3, idler.dialogue()
     assert len(other.ok("SEARCH ALL").of("SEARCH")[0]) == 3, other.dialogue()
+
+
+# ------------------------------------------------------------ concurrent STORE (imaptest stress)
+
+STORE_SESSIONS = 4
+STORE_ROUNDS = 40
+KW_PER_SESSION = 8
+MODSEQ_FETCH = re.compile(rb"^(\d+) \(.*?UID (\d+).*?MODSEQ \((\d+)\)", re.S)
+
+
+def _store_worker(srv, user, n, uid, errors, seen):
+    """One session adding its own keywords to one message while the others add theirs; records
+    every MODSEQ this session is told of that message, in order."""
+    try:
+        m = imaplib_login(srv, user, "imaps" if n % 2 else "starttls")
+        try:
+            m.enable("CONDSTORE")
+            m.select("INBOX")
+            for r in range(STORE_ROUNDS):
+                kw = "$s%dk%d" % (n, r % KW_PER_SESSION)
+                typ, data = m.uid("STORE", str(uid), "+FLAGS", "(%s)" % kw)
+                if typ != "OK":
+                    errors.append("session %d round %d: %s %r" % (n, r, typ, data))
+                    return
+                for item in data + m.untagged_responses.pop("FETCH", []):
+                    mm = MODSEQ_FETCH.match(item if isinstance(item, bytes) else b"")
+                    if mm and int(mm.group(2)) == uid:
+                        seen.append(int(mm.group(3)))
+                m.noop()
+                for item in m.untagged_responses.pop("FETCH", []):
+                    mm = MODSEQ_FETCH.match(item if isinstance(item, bytes) else b"")
+                    if mm and int(mm.group(2)) == uid:
+                        seen.append(int(mm.group(3)))
+        finally:
+            m.logout()
+    except Exception as e:   # reported by the test, not lost in the thread
+        errors.append("session %d: %r" % (n, e))
+
+
+def test_concurrent_stores_keep_every_flag_and_modseq_never_drops(srv, user):
+    # imaptest's stress run found both: a STORE read the mailbox's HIGHESTMODSEQ before taking
+    # the write lock (another session's STORE committed in between: the message's MODSEQ went
+    # down, "MODSEQ dropped"), and +FLAGS wrote back the session's own copy of the flags, losing
+    # a keyword another session had just added
+    m = imaplib_login(srv, user, "imaps")
+    try:
+        typ, data = m.append("INBOX", None, None,
+                             b"From: a@remote.test\r\nSubject: race\r\n\r\nbody\r\n")
+        assert typ == "OK", data
+        uid = int(re.search(rb"APPENDUID \d+ (\d+)", data[0]).group(1))
+    finally:
+        m.logout()
+    errors, seen = [], [[] for _ in range(STORE_SESSIONS)]
+    threads = [threading.Thread(target=_store_worker, args=(srv, user, n, uid, errors, seen[n]))
+               for n in range(STORE_SESSIONS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    for n, mods in enumerate(seen):
+        assert mods, "session %d was told no MODSEQ of the message" % n
+        drops = [(a, b) for a, b in zip(mods, mods[1:]) if b < a]
+        assert not drops, "session %d saw the message's MODSEQ go down: %s" % (n, drops[:5])
+    m = imaplib_login(srv, user, "imaps")
+    try:
+        m.select("INBOX")
+        typ, data = m.uid("FETCH", str(uid), "(FLAGS)")
+        assert typ == "OK", data
+        flags = set(re.search(rb"FLAGS \(([^)]*)\)", data[0]).group(1).decode().split())
+    finally:
+        m.logout()
+    want = {"$s%dk%d" % (n, k) for n in range(STORE_SESSIONS) for k in range(KW_PER_SESSION)}
+    assert want <= flags, "keywords lost by concurrent +FLAGS: %s" % sorted(want - flags)
