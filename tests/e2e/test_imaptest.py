@@ -86,3 +86,30 @@ def test_imaptest_group(srv, group):  # noqa: F811
     assert failed == 0 and bad_commands == 0 and not problems, (
         "imaptest group %s: %d commands failed, %d errors\n%s"
         % (group, bad_commands, len(PROBLEM.findall(out)), out[-12000:]))
+
+
+STRESS_SECS = int(os.environ.get("IMAPTEST_STRESS_SECS", "30"))
+
+
+def test_imaptest_stress(srv):  # noqa: F811
+    """imaptest's default stress workload (clients logging in, selecting, fetching, storing,
+    expunging and appending in one mailbox at once) for IMAPTEST_STRESS_SECS seconds (30; the
+    issue's run is 300): no error line at all, such as 'MODSEQ dropped' or 'Keyword used
+    without being in FLAGS'."""
+    if not IMAPTEST:
+        pytest.skip("IMAPTEST is not set (path of a built imaptest binary)")
+    user = new_user(srv, "stress")
+    cp = subprocess.run(
+        [IMAPTEST, "host=127.0.0.1", "port=%d" % srv.port("imaps"), "ssl=any-cert",
+         "user=" + user, "pass=" + srv.password,
+         "mbox=" + os.path.join(_tests_dir(), "default.mbox"), "secs=%d" % STRESS_SECS],
+        capture_output=True, text=True, timeout=STRESS_SECS + 120)
+    out = cp.stdout + cp.stderr
+    assert "Totals:" in out, "imaptest stress printed no totals (exit %d):\n%s" % (
+        cp.returncode, out[-6000:])
+    problems = PROBLEM.findall(out)
+    assert not problems, "imaptest stress: %d error lines, first ones:\n%s" % (
+        len(problems), "\n".join(re.findall(r"^(?:Error|Panic|Fatal): .*$", out, re.M)[:20]))
+    # the workload did run: logins and fetches were counted
+    totals = out[out.index("Totals:"):].splitlines()
+    assert len(totals) >= 5 and int(totals[-1].split()[0]) > 0, out[-3000:]
