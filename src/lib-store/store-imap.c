@@ -387,16 +387,7 @@ static int append_write_tmp(struct store_account *a, const char *dir,
 	if (fd < 0)
 		return store_fail(a, err_r, "create message file");
 	st->written = 1;
-	size_t off = 0;
-	while (off < m->len) {
-		ssize_t w = write(fd, m->data + off, m->len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
-	if (off < m->len || fsync(fd) != 0) {
+	if (fs_write_all(fd, m->data, m->len) < 0 || fsync(fd) != 0) {
 		int e = errno;
 		close(fd);
 		errno = e;

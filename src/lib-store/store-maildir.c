@@ -851,24 +851,6 @@ int store_message_open(struct store_account *a, const char *box, uint32_t uid, c
 	return fd;
 }
 
-/* Write all of buf to fd. 0 ok, -1 with errno. */
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len > 0) {
-		ssize_t k = write(fd, buf, len);
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			if (k == 0)
-				errno = EIO;
-			return -1;
-		}
-		buf += k;
-		len -= (size_t)k;
-	}
-	return 0;
-}
-
 /* Copy size octets of src_fd (from offset 0) into the new file path and fsync it: in-kernel
  * with copy_file_range where the filesystems allow, else read/write. On failure path is gone. */
 static int copy_file(struct store_account *a, int src_fd, uint64_t size, const char *path,
@@ -898,7 +880,7 @@ static int copy_file(struct store_account *a, int src_fd, uint64_t size, const c
 		if (n <= 0) {
 			e = n < 0 ? errno : 0;
 			what = n < 0 ? "deliver: read source" : "deliver: source shorter than its size";
-		} else if (write_all(out, buf, (size_t)n) < 0) {
+		} else if (fs_write_all(out, buf, (size_t)n) < 0) {
 			e = errno;
 			what = "deliver: write file in tmp/";
 		} else {

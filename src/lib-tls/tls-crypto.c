@@ -15,6 +15,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "fsutil.h"
+
 #define KEY_FILE_MAX 16384   /* a PEM RSA-4096 key is ~3.3 KB; refuse anything absurd */
 
 struct tls_sha256 {
@@ -122,16 +124,8 @@ int tls_key_generate(enum tls_key_alg alg, const char *path, const char **err_r)
 		*err_r = "cannot create the key file";
 		goto out;
 	}
-	size_t off = 0;
-	while (off < (size_t)pemlen) {
-		ssize_t w = write(fd, pem + off, (size_t)pemlen - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			break;
-		off += (size_t)w;
-	}
-	int bad = off != (size_t)pemlen || fchmod(fd, 0600) != 0 || fsync(fd) != 0;
+	int bad = fs_write_all(fd, pem, (size_t)pemlen) < 0 || fchmod(fd, 0600) != 0 ||
+		  fsync(fd) != 0;
 	bad |= close(fd) != 0;
 	if (bad) {
 		*err_r = "cannot write the key file";

@@ -17,3 +17,22 @@ int fs_fsync_dir(const char *path)
 	errno = e;
 	return r;
 }
+
+/* The write loop every file writer needs: write() may write less than asked. */
+int fs_write_all(int fd, const void *p, size_t n)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = write(fd, c, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}

@@ -23,6 +23,7 @@
 
 #include "acctdb.h"
 #include "buf.h"
+#include "fsutil.h"
 #include "log.h"
 #include "store-path.h"
 #include "store.h"
@@ -279,16 +280,7 @@ static int write_temp(const char *dir, const struct buf *b, char *path, size_t p
 	int fd = mkostemp(path, O_CLOEXEC);
 	if (fd < 0)
 		return -1;
-	size_t off = 0;
-	while (off < b->len) {
-		ssize_t w = write(fd, b->data + off, b->len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			goto fail;
-		off += (size_t)w;
-	}
-	if (fsync(fd) < 0)
+	if (fs_write_all(fd, b->data, b->len) < 0 || fsync(fd) < 0)
 		goto fail;
 	lseek(fd, 0, SEEK_SET);
 	return fd;

@@ -22,6 +22,7 @@
 #include <zlib.h>
 
 #include "ev.h"
+#include "fsutil.h"
 #include "log.h"
 
 #define MILTER_VERSION 6             /* protocol version offered (libmilter's SMFI_PROT_VERSION) */
@@ -928,16 +929,7 @@ static int write_all(int fd, const char *p, size_t n, unsigned long *crc, uint64
 {
 	*crc = crc32_z(*crc, (const unsigned char *)p, n);
 	*len += n;
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return fs_write_all(fd, p, n);
 }
 
 /* Copy with the header edits applied. */

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "dkim-verify.h"
 #include "dmarc.h"
+#include "fsutil.h"
 #include "header.h"
 #include "idn.h"
 #include "log.h"
@@ -345,20 +346,11 @@ static int ar_claims(const char *v, size_t n, const char *id)
 	return l == strlen(id) && strncasecmp(v + s, id, l) == 0;
 }
 
-/* Write all of p[0..n) to fd. 0 ok, -1 error. */
+/* Write all of p[0..n) to fd, continuing the CRC. 0 ok, -1 error. */
 static int write_all(int fd, const char *p, size_t n, uLong *crc)
 {
 	*crc = crc32_z(*crc, (const unsigned char *)p, n);
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return fs_write_all(fd, p, n);
 }
 
 /* Rewrite the message file: our trace (Return-Path, Received), our A-R field below it (the

@@ -54,19 +54,10 @@ static void smtp_date(char *out, size_t outlen)
 /* Write buffered message bytes to the temp file. */
 static void tx_flush(struct smtp_tx *tx)
 {
-	size_t off = 0;
 	if (tx->wbuf.len > 0)
 		tx->crc = crc32_z(tx->crc, (const unsigned char *)tx->wbuf.data, tx->wbuf.len);
-	while (off < tx->wbuf.len && !tx->write_failed) {
-		ssize_t w = write(tx->fd, tx->wbuf.data + off, tx->wbuf.len - off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0) {
-			tx->write_failed = 1;
-			break;
-		}
-		off += (size_t)w;
-	}
+	if (!tx->write_failed && fs_write_all(tx->fd, tx->wbuf.data, tx->wbuf.len) < 0)
+		tx->write_failed = 1;
 	buf_reset(&tx->wbuf);
 }
 

@@ -14,6 +14,7 @@
 #include "acctdb.h"
 #include "buf.h"
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 
 #define PHISH_WBUF 65536             /* write the marked copy in chunks of this size */
@@ -221,15 +222,8 @@ struct wctx {
 /* Write the pending bytes of w to its file. */
 static int w_flush(struct wctx *w)
 {
-	size_t off = 0;
-	while (off < w->b.len) {
-		ssize_t n = write(w->fd, w->b.data + off, w->b.len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
+	if (fs_write_all(w->fd, w->b.data, w->b.len) < 0)
+		return -1;
 	w->written += w->b.len;
 	buf_reset(&w->b);
 	return 0;
@@ -242,16 +236,9 @@ static int w_emit(void *ctx, const char *p, size_t n)
 	if (w->b.len + n > PHISH_WBUF && w_flush(w) < 0)
 		return -1;
 	if (n >= PHISH_WBUF) {
-		while (n > 0) {
-			ssize_t k = write(w->fd, p, n);
-			if (k < 0 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				return -1;
-			p += k;
-			n -= (size_t)k;
-			w->written += (uint64_t)k;
-		}
+		if (fs_write_all(w->fd, p, n) < 0)
+			return -1;
+		w->written += n;
 		return 0;
 	}
 	return buf_append(&w->b, p, n);
