@@ -38,6 +38,7 @@ run fuzz-imap-parser src/lib/buf.c src/lib-imap/imap-parser.c src/lib-imap/imap-
 	src/lib-imap/fuzz-imap-parser.c
 run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c
+run fuzz-imap-url -Isrc/lib-store src/lib-imap/imap-url.c src/lib-imap/fuzz-imap-url.c
 if [ -f src/lib-mail/fuzz-mime.c ]; then
 	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi

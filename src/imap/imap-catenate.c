@@ -2,7 +2,8 @@
  * URL parts, where a URL (RFC 5092) names a message, or a section or byte range of one, in this
  * session's own account: "/INBOX;UIDVALIDITY=5/;UID=20/;SECTION=1.2/;PARTIAL=0.100",
  * "imap://user@host/INBOX/;UID=20" (the user must be the one logged in), or ";UID=20/..."
- * relative to the selected mailbox. URLAUTH URLs are not taken. The result is bounded by
+ * relative to the selected mailbox; a URLAUTH URL (RFC 4467) is taken when URLFETCH would
+ * give this user what it names (imap-urlauth.c). The result is bounded by
  * message_size_limit ([TOOBIG]); any URL that does not resolve is [BADURL] and, as APPEND
  * checks every message before it stores one, nothing is stored. */
 #include "imap-private.h"
@@ -16,177 +17,44 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "mime.h"
+#include "imap-urlauth.h"
 
 #define CATENATE_PARTS_MAX 100   /* parts of one CATENATE: each URL part opens and parses a
 				  * message on the event loop, so a client may not ask for
 				  * thousands (RFC 4469 sets no number) */
-#define CATENATE_SECTION_MAX 256 /* a section-spec ("1.2.HEADER.FIELDS (From To)") */
 #define CATENATE_URL_ECHO_MAX 200 /* octets of a bad URL repeated in [BADURL ...] */
 
-/* A parsed URL part. */
-struct cat_url {
-	char box[1024];
-	int have_uidvalidity;
-	uint32_t uidvalidity;
-	uint32_t uid;
-	char section[CATENATE_SECTION_MAX];
-	int have_partial;
-	uint64_t poff, plen;         /* plen 0: to the end */
-};
-
-/* Decode %XX escapes of in[0..n) into out (NUL-terminated). 0, or -1 (bad escape, NUL, too
- * long). */
-static int pct_decode(const char *in, size_t n, char *out, size_t outlen)
+/* Parse a CATENATE URL (imap-url.c) relative to this session: an absolute one must name the
+ * logged-in user (or carry a URLAUTH that lets this user fetch it), a relative one needs the
+ * selected mailbox. 0, 1 a URLAUTH URL (imap_urlauth_fetch resolves it), or -1 with *why_r. */
+static int url_parse(struct imap_session *s, const char *url, struct imap_url *u,
+		     const char **why_r)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)in[i];
-		if (c == '%') {
-			unsigned v = 0;
-			for (int k = 1; k <= 2; k++) {
-				char h = i + (size_t)k < n ? in[i + (size_t)k] : '\0';
-				v <<= 4;
-				if (h >= '0' && h <= '9')
-					v |= (unsigned)(h - '0');
-				else if (h >= 'a' && h <= 'f')
-					v |= (unsigned)(h - 'a' + 10);
-				else if (h >= 'A' && h <= 'F')
-					v |= (unsigned)(h - 'A' + 10);
-				else
-					return -1;
-			}
-			c = (unsigned char)v;
-			i += 2;
-		}
-		if (c == '\0' || o + 1 >= outlen)
-			return -1;
-		out[o++] = (char)c;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-/* Parse a decimal number of at most max; *p advanced. 0, or -1. */
-static int url_num(const char **p, uint64_t max, uint64_t *v_r)
-{
-	uint64_t v = 0;
-	const char *q = *p;
-	if (*q < '0' || *q > '9')
+	if (imap_url_parse(url, u, why_r) < 0)
 		return -1;
-	for (; *q >= '0' && *q <= '9'; q++) {
-		v = v * 10 + (uint64_t)(*q - '0');
-		if (v > max)
+	if (u->have_urlauth)
+		return 1;
+	if (u->form == IMAP_URL_ABSOLUTE && u->user[0] != '\0') {
+		/* iuserinfo: only this session's own user ("name" at a domain, or the address) */
+		char owner[321];
+		if (!imap_urlauth_owner(s->base.w, u, owner, sizeof(owner), why_r) ||
+		    strcasecmp(owner, s->user) != 0) {
+			*why_r = "the URL names another user's mailbox";
 			return -1;
+		}
 	}
-	*p = q;
-	*v_r = v;
-	return 0;
-}
-
-/* Skip a literal prefix, ASCII case ignored. 1 skipped, 0 not there. */
-static int url_skip(const char **p, const char *word)
-{
-	size_t n = strlen(word);
-	if (strncasecmp(*p, word, n) != 0)
-		return 0;
-	*p += n;
-	return 1;
-}
-
-/* Parse a CATENATE URL relative to this server. 0, or -1 with *why_r. */
-static int url_parse(struct imap_session *s, const char *url, struct cat_url *u, const char **why_r)
-{
-	const char *p = url;
-	uint64_t v;
-	memset(u, 0, sizeof(*u));
-	*why_r = "not an IMAP URL of a message on this server";
-	if (url_skip(&p, "imap://")) {
-		const char *slash = strchr(p, '/');
-		const char *at = memchr(p, '@', slash ? (size_t)(slash - p) : strlen(p));
-		if (slash == NULL)
-			return -1;
-		if (at != NULL) {
-			/* iuserinfo: enc-user [iauth]; only this session's own user */
-			const char *semi = memchr(p, ';', (size_t)(at - p));
-			char user[sizeof(s->user)];
-			if (pct_decode(p, (size_t)((semi ? semi : at) - p), user, sizeof(user)) < 0 ||
-			    strcasecmp(user, s->user) != 0) {
-				*why_r = "the URL names another user's mailbox";
-				return -1;
-			}
-		}
-		p = slash;
-	}
-	if (*p == '/') {
-		p++;
-		const char *end = strchr(p, ';');
-		if (end == NULL)
-			return -1;
-		size_t n = (size_t)(end - p);
-		if (n > 0 && p[n - 1] == '/')
-			n--;   /* "/INBOX/;UID=": the slash belongs to "/;UID=" */
-		char name[sizeof(u->box)];
-		if (n == 0 || pct_decode(p, n, name, sizeof(name)) < 0)
-			return -1;
-		if (strcasecmp(name, "INBOX") == 0)
-			snprintf(u->box, sizeof(u->box), "INBOX");
-		else if (strncasecmp(name, "INBOX/", 6) == 0)
-			snprintf(u->box, sizeof(u->box), "INBOX/%s", name + 6);
-		else
-			snprintf(u->box, sizeof(u->box), "%s", name);
-		if (strcmp(u->box, "INBOX") != 0 && !store_mailbox_name_valid(u->box)) {
-			*why_r = "invalid mailbox name in the URL";
-			return -1;
-		}
-		p += n;
-		if (url_skip(&p, ";UIDVALIDITY=")) {
-			if (url_num(&p, UINT32_MAX, &v) < 0 || v == 0)
-				return -1;
-			u->have_uidvalidity = 1;
-			u->uidvalidity = (uint32_t)v;
-		}
-		if (!url_skip(&p, "/;UID="))
-			return -1;
-	} else if (url_skip(&p, ";UID=")) {
+	if (u->form == IMAP_URL_RELATIVE) {
 		if (s->st != IMAP_SELECTED) {
 			*why_r = "a relative URL needs a selected mailbox";
 			return -1;
 		}
 		snprintf(u->box, sizeof(u->box), "%s", s->box);
-	} else {
-		return -1;
-	}
-	if (url_num(&p, UINT32_MAX, &v) < 0 || v == 0)
-		return -1;
-	u->uid = (uint32_t)v;
-	if (url_skip(&p, "/;SECTION=")) {
-		const char *end = strstr(p, "/;");
-		size_t n = end ? (size_t)(end - p) : strlen(p);
-		if (n == 0 || pct_decode(p, n, u->section, sizeof(u->section)) < 0)
-			return -1;
-		p += n;
-	}
-	if (url_skip(&p, "/;PARTIAL=")) {
-		if (url_num(&p, UINT64_MAX / 2, &u->poff) < 0)
-			return -1;
-		if (*p == '.') {
-			p++;
-			if (url_num(&p, UINT64_MAX / 2, &u->plen) < 0 || u->plen == 0)
-				return -1;
-		}
-		u->have_partial = 1;
-	}
-	if (*p != '\0') {
-		*why_r = strncasecmp(p, ";URLAUTH=", 9) == 0 ? "URLAUTH is not supported"
-							    : "not an IMAP URL of a message on this server";
-		return -1;
 	}
 	return 0;
 }
 
 /* Append what URL u names to out. 0, -1 it does not resolve (*why_r), -2 out is full. */
-static int url_fetch(struct imap_session *s, const struct cat_url *u, struct buf *out,
+static int url_fetch(struct imap_session *s, const struct imap_url *u, struct buf *out,
 		     const char **why_r)
 {
 	struct store_mailbox_info mb;
@@ -226,51 +94,9 @@ static int url_fetch(struct imap_session *s, const struct cat_url *u, struct buf
 		*why_r = "no message with that UID";
 		return -1;
 	}
-	struct stat st;
-	if (fstat(fd, &st) < 0) {
-		close(fd);
-		*why_r = "the message cannot be read";
-		return -1;
-	}
-	size_t len = (size_t)st.st_size;
-	char *msg = len ? mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0) : NULL;
+	int r = imap_url_part(fd, u, 0, out, NULL, why_r);
 	close(fd);
-	if (msg == MAP_FAILED) {
-		*why_r = "the message cannot be read";
-		return -1;
-	}
-	const char *data = msg ? msg : "";
-	size_t dlen = len;
-	struct buf tmp;
-	struct mime_part *root = NULL;
-	int r = 0;
-	buf_init(&tmp, 1u << 20);
-	if (u->section[0] != '\0') {
-		root = mime_parse(data, len);
-		r = root ? mime_section(root, data, len, u->section, &tmp, &data, &dlen) : 1;
-		if (r == 1)
-			*why_r = "the message has no such section";
-		else if (r < 0)
-			*why_r = "invalid section in the URL";
-	}
-	if (r == 0 && u->have_partial) {
-		uint64_t off = u->poff > dlen ? dlen : u->poff;
-		uint64_t n = dlen - off;
-		if (u->plen && u->plen < n)
-			n = u->plen;
-		data += off;
-		dlen = (size_t)n;
-	}
-	if (r == 0 && dlen > 0 && buf_append(out, data, dlen) < 0)
-		r = -2;
-	else if (r != 0 && r != -2)
-		r = -1;
-	if (root)
-		mime_free(&root);
-	buf_free(&tmp);
-	if (msg)
-		munmap(msg, len);
-	return r;
+	return r == -2 ? -2 : r < 0 ? -1 : 0;
 }
 
 /* See imap-private.h. */
@@ -301,9 +127,17 @@ int imap_catenate_build(struct imap_session *s, const struct imap_arg *list, siz
 		}
 		if (kind->type == IMAP_ARG_ATOM && strcasecmp(kind->str, "URL") == 0 &&
 		    imap_arg_is_astring(val) && val->type != IMAP_ARG_NIL) {
-			struct cat_url u;
+			struct imap_url u;
 			const char *why;
-			int r = url_parse(s, val->str, &u, &why) < 0 ? -1 : url_fetch(s, &u, out, &why);
+			int r = url_parse(s, val->str, &u, &why);
+			if (r == 1) {
+				/* RFC 4469 5: a URLAUTH URL is checked as URLFETCH would */
+				r = imap_urlauth_fetch(s->base.w, val->str, s->user, 0, s->acct, 0,
+						       out, NULL, NULL, &why);
+				r = r == IMAP_URLAUTH_TOOBIG ? -2 : r < 0 ? -1 : 0;
+			} else if (r == 0) {
+				r = url_fetch(s, &u, out, &why);
+			}
 			if (r == -2)
 				goto toobig;
 			if (r < 0) {

@@ -266,6 +266,11 @@ int imap_sort_match(struct imap_session *s, const struct imap_sort_prog *p,
 int imap_catenate_build(struct imap_session *s, const struct imap_arg *list, size_t nth,
 			uint64_t budget, struct buf *out);
 
+/* imap-urlauth.c (RFC 4467, RFC 5524) */
+void imap_cmd_genurlauth(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_resetkey(struct imap_session *s, const struct imap_arg *args, size_t n);
+void imap_cmd_urlfetch(struct imap_session *s, const struct imap_arg *args, size_t n);
+
 /* imap-notify.c */
 /* NOTIFY SET ... / NOTIFY NONE (RFC 5465). */
 void imap_cmd_notify(struct imap_session *s, const struct imap_arg *args, size_t n);

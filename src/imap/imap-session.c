@@ -647,11 +647,12 @@ void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *na
 static void imap_caps(struct imap_session *s, char *out, size_t outlen)
 {
 	int can_login = s->tls || s->base.lc->implicit_tls;
-	snprintf(out, outlen, "IMAP4rev1 IMAP4rev2 %s %s%s%s%s APPENDLIMIT=%llu",
+	snprintf(out, outlen, "IMAP4rev1 IMAP4rev2 %s %s%s%s%s%s APPENDLIMIT=%llu",
 		 s->st == IMAP_NOTAUTH ? "LITERAL-" : "LITERAL+", imap_caps_common,
 		 !s->tls && s->base.w->tls ? " STARTTLS" : "",
 		 s->st == IMAP_NOTAUTH && can_login ? " AUTH=PLAIN AUTH=LOGIN" : "",
 		 s->st == IMAP_NOTAUTH && !can_login ? " LOGINDISABLED" : "",
+		 s->st != IMAP_NOTAUTH ? " URLAUTH URLAUTH=BINARY" : "",
 		 (unsigned long long)s->base.lc->message_size_limit);
 }
 
@@ -1089,7 +1090,7 @@ enum {
 	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
 	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
 	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS,
-	C_CANCELUPDATE, C_NOTIFY
+	C_CANCELUPDATE, C_NOTIFY, C_GENURLAUTH, C_RESETKEY, C_URLFETCH
 };
 
 static const struct imap_cmd imap_cmds[] = {
@@ -1112,6 +1113,8 @@ static const struct imap_cmd imap_cmds[] = {
 	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
 	{ "THREAD", NEED_SELECTED, C_THREAD }, { "COMPRESS", NEED_AUTH, C_COMPRESS },
 	{ "CANCELUPDATE", NEED_SELECTED, C_CANCELUPDATE }, { "NOTIFY", NEED_AUTH, C_NOTIFY },
+	{ "GENURLAUTH", NEED_AUTH, C_GENURLAUTH }, { "RESETKEY", NEED_AUTH, C_RESETKEY },
+	{ "URLFETCH", NEED_AUTH, C_URLFETCH },
 };
 
 /* Run one parsed command. */
@@ -1214,6 +1217,15 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 		break;
 	case C_NOTIFY:
 		imap_cmd_notify(s, args, n);
+		break;
+	case C_GENURLAUTH:
+		imap_cmd_genurlauth(s, args, n);
+		break;
+	case C_RESETKEY:
+		imap_cmd_resetkey(s, args, n);
+		break;
+	case C_URLFETCH:
+		imap_cmd_urlfetch(s, args, n);
 		break;
 	case C_COMPRESS:
 		if (n != 1 || strcasecmp(args[0].str, "DEFLATE") != 0) {

@@ -252,7 +252,7 @@ static NOINLINE int write_mpart_tail(struct buf *out, const struct part_fields *
 
 /* "TYPE" "SUBTYPE" params id desc enc octets of a leaf; *text_r says it is text/ *. */
 static NOINLINE int write_leaf_head(struct buf *out, const struct mime_part *p,
-				    const struct part_fields *pf, int *text_r)
+				    const struct part_fields *pf, size_t body_len, int *text_r)
 {
 	struct mime_ctype ct;
 	int ct_ok = pf->has_ctype && (p->flags & MIME_PART_FORCED_TEXT) == 0 &&
@@ -287,14 +287,17 @@ static NOINLINE int write_leaf_head(struct buf *out, const struct mime_part *p,
 		r = buf_appendstr(out, "\"7BIT\"");
 	if (r < 0)
 		return -1;
-	return buf_appendf(out, " %zu", p->body_len);
+	return buf_appendf(out, " %zu", body_len);
 }
 
-/* Append body (one parenthesised part with everything below it). */
+/* Append body (one parenthesised part with everything below it); bs as mime_write_part's,
+ * *k the index of p in it. */
 static int write_part(const struct mime_part *p, const char *msg, int extended,
-		      struct buf *out)
+		      const struct mime_bsize *bs, size_t *k, struct buf *out)
 {
 	struct part_fields pf;
+	size_t me = (*k)++;
+	size_t body_len = bs ? bs[me].len : p->body_len, lines = bs ? bs[me].lines : p->lines;
 	fields_collect(msg + p->hdr_off, p->hdr_len, &pf);
 	if (buf_append(out, "(", 1) < 0)
 		return -1;
@@ -302,7 +305,7 @@ static int write_part(const struct mime_part *p, const char *msg, int extended,
 		if (p->children == NULL && write_empty(out, extended) < 0)
 			return -1;
 		for (const struct mime_part *c = p->children; c != NULL; c = c->next) {
-			if (write_part(c, msg, extended, out) < 0)
+			if (write_part(c, msg, extended, bs, k, out) < 0)
 				return -1;
 		}
 		if (write_mpart_tail(out, &pf, extended) < 0)
@@ -310,16 +313,16 @@ static int write_part(const struct mime_part *p, const char *msg, int extended,
 		return buf_append(out, ")", 1);
 	}
 	int text;
-	if (write_leaf_head(out, p, &pf, &text) < 0)
+	if (write_leaf_head(out, p, &pf, body_len, &text) < 0)
 		return -1;
 	if ((p->flags & MIME_PART_RFC822) != 0 && p->children != NULL) {
 		const struct mime_part *m = p->children;
 		if (buf_append(out, " ", 1) < 0 ||
 		    mime_envelope(msg + m->hdr_off, m->hdr_len, out) < 0 ||
-		    buf_append(out, " ", 1) < 0 || write_part(m, msg, extended, out) < 0 ||
-		    buf_appendf(out, " %zu", p->lines) < 0)
+		    buf_append(out, " ", 1) < 0 || write_part(m, msg, extended, bs, k, out) < 0 ||
+		    buf_appendf(out, " %zu", lines) < 0)
 			return -1;
-	} else if (text && buf_appendf(out, " %zu", p->lines) < 0) {
+	} else if (text && buf_appendf(out, " %zu", lines) < 0) {
 		return -1;
 	}
 	if (extended && (buf_appendstr(out, " NIL") < 0 || write_ext_tail(out, &pf) < 0))
@@ -327,9 +330,17 @@ static int write_part(const struct mime_part *p, const char *msg, int extended,
 	return buf_append(out, ")", 1);
 }
 
+/* See mime-private.h. */
+int mime_write_part(const struct mime_part *p, const char *msg, int extended,
+		    const struct mime_bsize *bs, struct buf *out)
+{
+	size_t k = 0;
+	return write_part(p, msg, extended, bs, &k, out);
+}
+
 /* Append BODYSTRUCTURE / BODY of the whole message. */
 int mime_bodystructure(const struct mime_part *root, const char *msg, int extended,
 		       struct buf *out)
 {
-	return write_part(root, msg, extended, out);
+	return mime_write_part(root, msg, extended, NULL, out);
 }

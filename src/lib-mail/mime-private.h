@@ -86,6 +86,16 @@ int mime_cte_token(const char *v, size_t len, const char **tok_r, size_t *len_r)
 /* mime_imap_string with the transformations above. */
 int mime_imap_string_flags(struct buf *out, const char *s, size_t len, unsigned int flags);
 
+/* The binary form's body size and LF count of one part (BODYPARTSTRUCTURE with BINARY). */
+struct mime_bsize {
+	size_t len, lines;
+};
+/* Append the BODYSTRUCTURE (extended) or BODY of part p and everything below it. bs: NULL, or
+ * the binary sizes of p's subtree in pre-order (mime_bodypartstructure), which then replace
+ * the body sizes and line counts. 0 ok, -1 out is full. */
+int mime_write_part(const struct mime_part *p, const char *msg, int extended,
+		    const struct mime_bsize *bs, struct buf *out);
+
 /* --- mime-charset.c --- */
 
 /* Convert in[0..len) from charset cs[0..cslen) to UTF-8, appending to out. Malformed input

@@ -389,7 +389,86 @@ int mime_qp_decode(const char *in, size_t len, struct buf *out)
 	return 0;
 }
 
-/* BINARY[section]: the part's body with its transfer encoding removed. */
+/* A part whose body holds other parts (a multipart, an opened message/rfc822). */
+static int is_container(const struct mime_part *p)
+{
+	return (p->flags & MIME_PART_MULTIPART) != 0 ||
+	       ((p->flags & MIME_PART_RFC822) != 0 && p->children != NULL);
+}
+
+/* The transfer encoding of a leaf: 0 none to undo (absent, 7bit, 8bit, binary), 1 base64,
+ * 2 quoted-printable, -1 unknown. *f_r gets the field when there is one. */
+static int leaf_cte(const struct mime_part *p, const char *msg, struct hdr_field *f_r)
+{
+	const char *tok;
+	size_t tl;
+	if (!hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Transfer-Encoding", f_r) ||
+	    !mime_cte_token(f_r->value, f_r->value_len, &tok, &tl) || hdr_eq_ci(tok, tl, "7bit") ||
+	    hdr_eq_ci(tok, tl, "8bit") || hdr_eq_ci(tok, tl, "binary"))
+		return 0;
+	if (hdr_eq_ci(tok, tl, "base64"))
+		return 1;
+	if (hdr_eq_ci(tok, tl, "quoted-printable"))
+		return 2;
+	return -1;
+}
+
+static int binary_body(const struct mime_part *p, const char *msg, struct buf *out);
+
+/* A part's header in the binary form: a decoded leaf says "Content-Transfer-Encoding:
+ * binary" where its encoding was named. 0, -1 unknown encoding, -3 out is full. */
+static int binary_header(const struct mime_part *p, const char *msg, struct buf *out)
+{
+	const char *h = msg + p->hdr_off;
+	struct hdr_field f;
+	int enc = is_container(p) ? 0 : leaf_cte(p, msg, &f);
+	if (enc < 0)
+		return -1;
+	if (enc == 0)
+		return buf_append(out, h, p->hdr_len) < 0 ? -3 : 0;
+	size_t before = (size_t)(f.raw - h), after = before + f.raw_len;
+	if (buf_append(out, h, before) < 0 ||
+	    buf_appendstr(out, "Content-Transfer-Encoding: binary\r\n") < 0 ||
+	    buf_append(out, h + after, p->hdr_len - after) < 0)
+		return -3;
+	return 0;
+}
+
+/* A part's body in the binary form (RFC 3516): a leaf's encoding undone; a container as it
+ * is, except that each part inside gets the binary form. 0, -1 unknown encoding, -3 full. */
+static int binary_body(const struct mime_part *p, const char *msg, struct buf *out)
+{
+	const char *body = msg + p->body_off;
+	if (!is_container(p)) {
+		struct hdr_field f;
+		switch (leaf_cte(p, msg, &f)) {
+		case 0:
+			return buf_append(out, body, p->body_len) < 0 ? -3 : 0;
+		case 1:
+			return mime_base64_decode(body, p->body_len, out) < 0 ? -3 : 0;
+		case 2:
+			return mime_qp_decode(body, p->body_len, out) < 0 ? -3 : 0;
+		default:
+			return -1;
+		}
+	}
+	size_t pos = p->body_off, end = p->body_off + p->body_len;
+	for (const struct mime_part *c = p->children; c != NULL; c = c->next) {
+		if (c->hdr_off < pos || c->body_off + c->body_len > end)
+			break;   /* cannot happen: parts lie in order inside their parent */
+		int r;
+		if (buf_append(out, msg + pos, c->hdr_off - pos) < 0)
+			return -3;
+		if ((r = binary_header(c, msg, out)) != 0 || (r = binary_body(c, msg, out)) != 0)
+			return r;
+		pos = c->body_off + c->body_len;
+	}
+	return buf_append(out, msg + pos, end - pos) < 0 ? -3 : 0;
+}
+
+/* BINARY[section]: the part's body with its transfer encoding removed; a multipart or
+ * message/rfc822 part with the encodings of the parts inside it removed (Dovecot does the
+ * same; their headers then say "binary"). */
 int mime_binary(const struct mime_part *root, const char *msg, size_t len, const char *section,
 		struct buf *out)
 {
@@ -403,23 +482,90 @@ int mime_binary(const struct mime_part *root, const char *msg, size_t len, const
 	const struct mime_part *p = sec_resolve(root, &sp);
 	if (p == NULL)
 		return 1;
-	const char *body = msg + p->body_off;
-	struct hdr_field f;
-	const char *tok;
-	size_t tl;
-	int r;
-	if ((p->flags & MIME_PART_MULTIPART) != 0 ||
-	    !hdr_find(msg + p->hdr_off, p->hdr_len, "Content-Transfer-Encoding", &f) ||
-	    !mime_cte_token(f.value, f.value_len, &tok, &tl) || hdr_eq_ci(tok, tl, "7bit") ||
-	    hdr_eq_ci(tok, tl, "8bit") || hdr_eq_ci(tok, tl, "binary"))
-		r = buf_append(out, body, p->body_len);
-	else if (hdr_eq_ci(tok, tl, "base64"))
-		r = mime_base64_decode(body, p->body_len, out);
-	else if (hdr_eq_ci(tok, tl, "quoted-printable"))
-		r = mime_qp_decode(body, p->body_len, out);
-	else
-		return -1;
-	return r < 0 ? -3 : 0;
+	return binary_body(p, msg, out);
+}
+
+/* LF octets in p[0..n). */
+static size_t count_lf(const char *p, size_t n)
+{
+	size_t c = 0;
+	for (const char *e = p + n; (p = memchr(p, '\n', (size_t)(e - p))) != NULL; p++)
+		c++;
+	return c;
+}
+
+/* Binary sizes of p's body and of every part below it into v[*i...], in pre-order (the order
+ * mime_write_part visits them). Bottom-up, so each leaf is decoded once whatever its depth:
+ * a container's binary body is its own octets with each part's octets replaced by that part's
+ * binary header and body. 0, -1 unknown encoding, -3 out of memory. */
+static int binary_sizes(const struct mime_part *p, const char *msg, struct mime_bsize *v,
+			size_t nv, size_t *i)
+{
+	if (*i >= nv)
+		return -3;
+	struct mime_bsize *me = &v[(*i)++];
+	if (!is_container(p)) {
+		struct buf b;
+		buf_init(&b, p->body_len + 1);   /* decoding never makes a body longer */
+		int r = binary_body(p, msg, &b);
+		me->len = b.len;
+		me->lines = count_lf(b.data ? b.data : "", b.len);
+		buf_free(&b);
+		return r;
+	}
+	me->len = p->body_len;
+	me->lines = p->lines;
+	for (const struct mime_part *c = p->children; c != NULL; c = c->next) {
+		struct mime_bsize *cs = *i < nv ? &v[*i] : NULL;
+		int r = binary_sizes(c, msg, v, nv, i);
+		if (r != 0)
+			return r;
+		size_t hlines = count_lf(msg + c->hdr_off, c->hdr_len), hlen = c->hdr_len;
+		struct hdr_field f;
+		if (!is_container(c) && leaf_cte(c, msg, &f) > 0) {
+			hlen = hlen - f.raw_len + strlen("Content-Transfer-Encoding: binary\r\n");
+			hlines = hlines - count_lf(f.raw, f.raw_len) + 1;
+		}
+		me->len = me->len - (c->hdr_len + c->body_len) + hlen + cs->len;
+		me->lines = me->lines - (count_lf(msg + c->hdr_off, c->hdr_len) + c->lines) +
+			    hlines + cs->lines;
+	}
+	return 0;
+}
+
+/* Parts in the subtree of p. */
+static size_t subtree_count(const struct mime_part *p)
+{
+	size_t n = 1;
+	for (const struct mime_part *c = p->children; c != NULL; c = c->next)
+		n += subtree_count(c);
+	return n;
+}
+
+/* See mime.h. */
+int mime_bodypartstructure(const struct mime_part *root, const char *msg, size_t len,
+			   const char *section, int binary, struct buf *out)
+{
+	struct sec sp;
+	if (sec_parse(section, &sp) < 0 || sp.kind != SK_BODY)
+		return -2;
+	if (sp.missing)
+		return 1;
+	const struct mime_part *p = sp.nnums == 0 ? root : sec_resolve(root, &sp);
+	if (p == NULL)
+		return 1;
+	if (!binary)
+		return mime_write_part(p, msg, 1, NULL, out) < 0 ? -3 : 0;
+	size_t n = subtree_count(p), i = 0;
+	struct mime_bsize *v = calloc(n, sizeof(*v));
+	if (v == NULL)
+		return -3;
+	(void)len;
+	int r = binary_sizes(p, msg, v, n, &i);
+	if (r == 0)
+		r = mime_write_part(p, msg, 1, v, out) < 0 ? -3 : 0;
+	free(v);
+	return r;
 }
 
 /* mime_binary, then a "text" leaf whose charset is neither UTF-8 nor US-ASCII converted to

@@ -68,6 +68,15 @@ int mime_section(const struct mime_part *root, const char *msg, size_t len, cons
 int mime_binary(const struct mime_part *root, const char *msg, size_t len, const char *section,
 		struct buf *out);
 
+/* The BODYSTRUCTURE of the part named by section ("" the whole message, or part numbers) as
+ * RFC 5524's BODYPARTSTRUCTURE gives it: the extended form, written as the part appears inside
+ * the message's BODYSTRUCTURE. binary: the sizes and line counts are those of the binary form
+ * mime_binary returns (the rest, encodings included, describes the part as stored, as Dovecot
+ * answers). 0 ok, 1 no such part, -2 not a part's section, -1 unknown encoding (binary),
+ * -3 out is full. */
+int mime_bodypartstructure(const struct mime_part *root, const char *msg, size_t len,
+			   const char *section, int binary, struct buf *out);
+
 /* mime_binary, then, for a text part (type "text") with a charset parameter other than UTF-8 or US-ASCII
  * (ISO-8859-1, windows-1252, ... through mime-charset.c), the appended octets converted to
  * UTF-8 (malformed input becomes U+FFFD; an unknown charset is left as it is). For SEARCH,

@@ -761,6 +761,52 @@ static void test_tiny(void **state)
 	}
 }
 
+/* BINARY of a message/rfc822 part decodes the parts inside it (their headers then say
+ * "binary"), and BODYPARTSTRUCTURE with binary sizes gives that form's sizes and line counts
+ * (RFC 5524; imaptest's urlauth-binary group expects exactly these numbers). */
+static void test_binary_nested(void **state)
+{
+	(void)state;
+	static const char src[] =
+		"Content-Type: multipart/mixed; boundary=\"x\"\r\n\r\n--x\r\n"
+		"Content-Type: message/rfc822\r\n\r\n"
+		"Subject: in\r\nContent-Type: multipart/alternative; boundary=\"s\"\r\n\r\n"
+		"--s\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+		"aGVs\r\nbG8=\r\n--s\r\nContent-Type: text/plain\r\n"
+		"Content-Transfer-Encoding: quoted-printable\r\n\r\na=3Db\r\n--s--\r\n"
+		"\r\n--x--\r\n";
+	static const char want[] =
+		"Subject: in\r\nContent-Type: multipart/alternative; boundary=\"s\"\r\n\r\n"
+		"--s\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: binary\r\n\r\n"
+		"hello\r\n--s\r\nContent-Type: text/plain\r\n"
+		"Content-Transfer-Encoding: binary\r\n\r\na=b\r\n--s--\r\n";
+	char *msg = dup_exact(src, sizeof(src) - 1);
+	struct mime_part *root = mime_parse(msg, sizeof(src) - 1);
+	struct buf out, bps, plain;
+	buf_init(&out, 4096);
+	buf_init(&bps, 4096);
+	buf_init(&plain, 4096);
+	assert_int_equal(mime_binary(root, msg, sizeof(src) - 1, "1", &out), 0);
+	expect_ref("binary 1", out.data, out.len, want, sizeof(want) - 1);
+	assert_int_equal(mime_bodypartstructure(root, msg, sizeof(src) - 1, "1", 1, &bps), 0);
+	char sizes[64];
+	snprintf(sizes, sizeof(sizes), "\"7BIT\" %zu (", out.len);
+	assert_non_null(strstr(bps.data, sizes));
+	assert_non_null(strstr(bps.data, "\"BASE64\" 5 0 NIL"));
+	assert_non_null(strstr(bps.data, "\"QUOTED-PRINTABLE\" 3 0 NIL"));
+	/* without binary: the part exactly as in the message's BODYSTRUCTURE */
+	assert_int_equal(mime_bodypartstructure(root, msg, sizeof(src) - 1, "1.1", 0, &plain), 0);
+	assert_non_null(strstr(plain.data, "\"BASE64\" 10 1 NIL NIL NIL NIL)"));
+	assert_int_equal(mime_bodypartstructure(root, msg, sizeof(src) - 1, "1.TEXT", 0, &plain),
+			 -2);
+	assert_int_equal(mime_bodypartstructure(root, msg, sizeof(src) - 1, "3", 0, &plain), 1);
+	buf_free(&out);
+	buf_free(&bps);
+	buf_free(&plain);
+	mime_free(&root);
+	free(msg);
+}
+
 /* Test runner. */
 int main(void)
 {
@@ -770,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_section_single),
 		cmocka_unit_test(test_section_fields_noeol),
 		cmocka_unit_test(test_binary),
+		cmocka_unit_test(test_binary_nested),
 		cmocka_unit_test(test_text_utf8),
 		cmocka_unit_test(test_header_helpers),
 		cmocka_unit_test(test_imap_string),

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1006,4 +1007,93 @@ int64_t store_account_usage(struct store_account *a, const char **err_r)
 		v = sqlite3_column_int64(st, 0);
 	store_finalize(a, st);
 	return v;
+}
+
+/* The key row of box if it belongs to the mailbox's current UIDVALIDITY: 1 (key filled), 0
+ * none, -1 error. */
+static int urlauth_key_read(struct store_account *a, const char *box, uint32_t uidvalidity,
+			    unsigned char key[STORE_URLAUTH_KEY_LEN], const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (store_prepare(a, "SELECT key FROM urlauth_keys WHERE name = ? AND uidvalidity = ?",
+			  -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "read urlauth key");
+	sqlite3_bind_text(st, 1, box, -1, SQLITE_TRANSIENT);
+	sqlite3_bind_int64(st, 2, uidvalidity);
+	int r = sqlite3_step(st), found = 0;
+	if (r == SQLITE_ROW && sqlite3_column_bytes(st, 0) == STORE_URLAUTH_KEY_LEN) {
+		memcpy(key, sqlite3_column_blob(st, 0), STORE_URLAUTH_KEY_LEN);
+		found = 1;
+	}
+	store_finalize(a, st);
+	if (r != SQLITE_ROW && r != SQLITE_DONE)
+		return store_dbfail(a, err_r, "read urlauth key");
+	return found;
+}
+
+/* See store.h. */
+int store_urlauth_key(struct store_account *a, const char *box, int create,
+		      unsigned char key[STORE_URLAUTH_KEY_LEN], const char **err_r)
+{
+	struct store_mailbox_info mb;
+	const char *n = strcasecmp(box, "INBOX") == 0 ? "INBOX" : box;
+	int r = store_mailbox_lookup(a, n, &mb, err_r);
+	if (r <= 0)
+		return r == 0 ? 0 : -1;
+	r = urlauth_key_read(a, n, mb.uidvalidity, key, err_r);
+	if (r != 0 || !create)
+		return r;
+	/* under the write lock: another session may have made it meanwhile */
+	if (store_db_begin(a) != SQLITE_OK)
+		return store_dbfail(a, err_r, "lock index for urlauth key");
+	r = store_mailbox_lookup(a, n, &mb, err_r);
+	if (r > 0)
+		r = urlauth_key_read(a, n, mb.uidvalidity, key, err_r);
+	if (r == 0) {
+		sqlite3_stmt *st;
+		if (getrandom(key, STORE_URLAUTH_KEY_LEN, 0) != STORE_URLAUTH_KEY_LEN) {
+			r = store_fail(a, err_r, "random urlauth key");
+		} else if (store_prepare(a, "INSERT OR REPLACE INTO urlauth_keys(name, uidvalidity,"
+					    " key) VALUES (?, ?, ?)", -1, &st, NULL) != SQLITE_OK) {
+			r = store_dbfail(a, err_r, "store urlauth key");
+		} else {
+			sqlite3_bind_text(st, 1, n, -1, SQLITE_TRANSIENT);
+			sqlite3_bind_int64(st, 2, mb.uidvalidity);
+			sqlite3_bind_blob(st, 3, key, STORE_URLAUTH_KEY_LEN, SQLITE_TRANSIENT);
+			int s2 = sqlite3_step(st);
+			store_finalize(a, st);
+			r = s2 == SQLITE_DONE ? 1 : store_dbfail(a, err_r, "store urlauth key");
+		}
+	}
+	if (r == 1 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		r = store_dbfail(a, err_r, "commit urlauth key");
+	if (r != 1) {
+		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		explicit_bzero(key, STORE_URLAUTH_KEY_LEN);
+		return r < 0 ? -1 : 0;
+	}
+	return 1;
+}
+
+/* See store.h. */
+int store_urlauth_reset(struct store_account *a, const char *box, const char **err_r)
+{
+	sqlite3_stmt *st;
+	const char *n = box == NULL ? NULL : strcasecmp(box, "INBOX") == 0 ? "INBOX" : box;
+	if (n != NULL) {
+		struct store_mailbox_info mb;
+		int r = store_mailbox_lookup(a, n, &mb, err_r);
+		if (r <= 0)
+			return r;
+	}
+	if (store_prepare(a, n ? "DELETE FROM urlauth_keys WHERE name = ?"
+			       : "DELETE FROM urlauth_keys", -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "reset urlauth keys");
+	if (n)
+		sqlite3_bind_text(st, 1, n, -1, SQLITE_TRANSIENT);
+	int r = sqlite3_step(st);
+	store_finalize(a, st);
+	if (r != SQLITE_DONE)
+		return store_dbfail(a, err_r, "reset urlauth keys");
+	return 1;
 }

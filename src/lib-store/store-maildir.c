@@ -258,14 +258,20 @@ static const char schema[] =
 	" INSERT OR IGNORE INTO subscriptions(name) VALUES (NEW.name); END;"
 	"CREATE TRIGGER IF NOT EXISTS mailboxes_renamed AFTER UPDATE OF name ON mailboxes BEGIN"
 	" UPDATE OR IGNORE subscriptions SET name = NEW.name WHERE name = OLD.name; END;"
+	/* URLAUTH mailbox access keys (RFC 4467 3): a key counts only while its mailbox has the
+	 * UIDVALIDITY it was made for, so a mailbox deleted (or renamed away) and made again
+	 * never honours the old URLs; RESETKEY deletes rows */
+	"CREATE TABLE IF NOT EXISTS urlauth_keys(name TEXT PRIMARY KEY,"
+	" uidvalidity INTEGER NOT NULL, key BLOB NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
 	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
 /* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
  * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
  * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\Recent). Level 7: the subscriptions
- * table (filled from mailboxes.subscribed, which only seeds it from then on). */
-#define STORE_DB_LEVEL 7
+ * table (filled from mailboxes.subscribed, which only seeds it from then on). Level 8: the
+ * urlauth_keys table. */
+#define STORE_DB_LEVEL 8
 
 /* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
 static void db_upgrade(struct store_account *a)

@@ -249,6 +249,17 @@ void store_structure_free(struct store_structure *sc);
 int store_structure_get(struct store_account *acct, const char *box, uint32_t uid,
 			struct store_structure *sc);
 
+/* URLAUTH (RFC 4467): the mailbox access key of box, a random key per mailbox kept in index.db
+ * and valid only for the mailbox's current UIDVALIDITY. create: make one when there is none
+ * (a write: on a pool thread). 1 key filled, 0 no such mailbox (or no key and !create), -1. */
+#define STORE_URLAUTH_KEY_LEN 32
+int store_urlauth_key(struct store_account *acct, const char *box, int create,
+		      unsigned char key[STORE_URLAUTH_KEY_LEN], const char **err_r);
+/* RESETKEY: forget the key of box (every key of the account when box is NULL), so every URL
+ * made with it stops working; the next GENURLAUTH makes a new one. 1 ok, 0 no such mailbox,
+ * -1 error. */
+int store_urlauth_reset(struct store_account *acct, const char *box, const char **err_r);
+
 /* Directory of the account (for per-account lock files). */
 const char *store_account_root(const struct store_account *acct);
 

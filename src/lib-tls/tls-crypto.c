@@ -11,6 +11,8 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -335,4 +337,21 @@ int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed2551
 out:
 	EVP_PKEY_free(pk);
 	return rc;
+}
+
+/* See tls-crypto.h. */
+int tls_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+		    unsigned char out[TLS_SHA256_LEN])
+{
+	unsigned int n = 0;
+	if (HMAC(EVP_sha256(), key, (int)keylen, data, len, out, &n) == NULL ||
+	    n != TLS_SHA256_LEN)
+		return -1;
+	return 0;
+}
+
+/* See tls-crypto.h. */
+int tls_random(void *out, size_t n)
+{
+	return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
 }

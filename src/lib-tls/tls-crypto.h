@@ -45,6 +45,12 @@ int tls_key_public_b64(const struct tls_key *key, char *out, size_t outlen);
 int tls_key_sign_sha256(const struct tls_key *key, const unsigned char digest[TLS_SHA256_LEN],
 			unsigned char sig[TLS_SIG_MAX], size_t *siglen_r);
 
+/* HMAC-SHA256 (RFC 2104) of data[0..len) with key[0..keylen) (keylen at most INT_MAX) into
+ * out. 0, or -1 (OpenSSL failed). */
+int tls_hmac_sha256(const void *key, size_t keylen, const void *data, size_t len,
+		    unsigned char out[TLS_SHA256_LEN]);
+/* n octets from OpenSSL's CSPRNG. 0, or -1 (it could not be seeded). */
+int tls_random(void *out, size_t n);
 
 /* Verify a DKIM signature over a SHA-256 digest with a public key as DKIM publishes it (p=):
  * ed25519 0 a DER SubjectPublicKeyInfo (or a bare PKCS#1 RSAPublicKey) for RSA, checked with

@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from test_imap_helpers import _no_crash, new_user, srv  # noqa: F401
+from test_imap_helpers import _no_crash, imaplib_login, new_user, srv  # noqa: F401
 
 IMAPTEST = os.environ.get("IMAPTEST", "")
 # one scripted group needs a few seconds at most; a hang must not stall the whole suite
@@ -64,9 +64,25 @@ def test_imaptest_group(srv, group):  # noqa: F811
     if not GROUPS:
         pytest.skip("IMAPTEST is not set (path of a built imaptest binary)")
     user = new_user(srv, "imaptest")
+    args = [IMAPTEST, "host=127.0.0.1", "port=%d" % srv.port("imaps"), "ssl=any-cert",
+            "user=" + user, "pass=" + srv.password, "test=" + os.path.join(_tests_dir(), group)]
+    with open(os.path.join(_tests_dir(), group), encoding="utf-8", errors="replace") as f:
+        two_users = "$user2" in f.read()
+    if two_users:
+        # "user 2: $user2" (urlauth2: another account fetches the first one's URLAUTH URLs).
+        # Such a group asks for no messages of its own, yet fetches two: imaptest deletes and
+        # creates its mailbox first, so its messages must be in one it cannot delete, the
+        # INBOX, where the second user (who selects the same name) has a mailbox as well
+        user2 = new_user(srv, "imaptest2-")
+        m = imaplib_login(srv, user, "imaps")
+        for i in (1, 2):
+            m.append("INBOX", None, None,
+                     ("From: user%d@example.test\r\nSubject: s%d\r\n\r\nbody%d\r\n"
+                      % (i, i, i)).encode())
+        m.logout()
+        args += ["user2=" + user2, "box=INBOX"]
     cp = subprocess.run(
-        [IMAPTEST, "host=127.0.0.1", "port=%d" % srv.port("imaps"), "ssl=any-cert",
-         "user=" + user, "pass=" + srv.password, "test=" + os.path.join(_tests_dir(), group)],
+        args,
         capture_output=True, text=True, timeout=GROUP_TIMEOUT)
     out = cp.stdout + cp.stderr
     m = SUMMARY.search(out)
