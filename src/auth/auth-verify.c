@@ -1,15 +1,21 @@
 /* auth-verify.c - login checks on the thread pool. */
 #include "auth-verify.h"
 
+#include <pthread.h>
+#include <sodium.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "acctdb.h"
 #include "authfail.h"
 #include "ev.h"
 #include "config.h"
 #include "diag.h"
+#include "metrics.h"
 #include "password.h"
 #include "pool.h"
 
@@ -21,6 +27,7 @@ struct auth_job {
 	struct pool *pool;
 	unsigned delay_max_ms;
 	unsigned delay_min_ms;
+	unsigned cache_ttl;
 	int record;               /* write a diag event */
 	unsigned diag_keep;
 	struct diag_event ev;
@@ -32,6 +39,84 @@ struct auth_job {
 };
 
 static __thread struct acctdb *pool_db;   /* one handle per pool thread */
+
+/* ---- the login cache (see the header) ---- */
+
+#define LCACHE_SLOTS 4096         /* per worker process: 4096 x 48 bytes */
+
+struct lcache_slot {
+	unsigned char tag[crypto_generichash_BYTES];   /* keyed hash of address, hash, password */
+	uint64_t expires;                              /* CLOCK_MONOTONIC seconds; 0 empty */
+	uint32_t addr;                                 /* keyed hash of the address alone */
+};
+
+static struct lcache_slot lcache[LCACHE_SLOTS];
+static pthread_mutex_t lcache_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned char lcache_key[crypto_generichash_KEYBYTES];
+static pid_t lcache_pid;          /* the process that drew the key (a fork draws its own) */
+
+static uint64_t lcache_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+/* Under the lock: the slot of user, and the tag of (user, hash, password). */
+static struct lcache_slot *lcache_tag(const char *user, const char *hash, const char *password,
+				      unsigned char tag[crypto_generichash_BYTES], uint32_t *addr)
+{
+	if (lcache_pid != getpid()) {   /* first use in this process (zero pages until then) */
+		randombytes_buf(lcache_key, sizeof(lcache_key));
+		if (lcache_pid != 0)
+			memset(lcache, 0, sizeof(lcache));
+		lcache_pid = getpid();
+	}
+	unsigned char a[8];
+	crypto_generichash(a, sizeof(a), (const unsigned char *)user, strlen(user), lcache_key,
+			   sizeof(lcache_key));
+	crypto_generichash_state st;
+	crypto_generichash_init(&st, lcache_key, sizeof(lcache_key), crypto_generichash_BYTES);
+	crypto_generichash_update(&st, (const unsigned char *)user, strlen(user) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)hash, strlen(hash) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)password, strlen(password));
+	crypto_generichash_final(&st, tag, crypto_generichash_BYTES);
+	memcpy(addr, a, sizeof(*addr));
+	return &lcache[(a[4] | (unsigned)a[5] << 8) % LCACHE_SLOTS];
+}
+
+/* Was this password accepted for this stored hash within the TTL? */
+static int lcache_hit(const char *user, const char *hash, const char *password)
+{
+	unsigned char tag[crypto_generichash_BYTES];
+	uint32_t addr;
+	pthread_mutex_lock(&lcache_lock);
+	struct lcache_slot *e = lcache_tag(user, hash, password, tag, &addr);
+	int hit = e->expires > lcache_now() && e->addr == addr &&
+		  sodium_memcmp(e->tag, tag, sizeof(tag)) == 0;
+	pthread_mutex_unlock(&lcache_lock);
+	sodium_memzero(tag, sizeof(tag));
+	return hit;
+}
+
+/* Remember a correct login (a wrong one forgets the address's entry). */
+static void lcache_put(const char *user, const char *hash, const char *password, unsigned ttl,
+		       int ok)
+{
+	unsigned char tag[crypto_generichash_BYTES];
+	uint32_t addr;
+	pthread_mutex_lock(&lcache_lock);
+	struct lcache_slot *e = lcache_tag(user, hash, password, tag, &addr);
+	if (ok) {
+		memcpy(e->tag, tag, sizeof(tag));
+		e->addr = addr;
+		e->expires = lcache_now() + ttl;
+	} else if (e->addr == addr) {
+		memset(e, 0, sizeof(*e));
+	}
+	pthread_mutex_unlock(&lcache_lock);
+	sodium_memzero(tag, sizeof(tag));
+}
 
 /* A hash of a random password, verified when the user does not exist. */
 #define AUTH_DUMMY_HASH "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
@@ -64,9 +149,18 @@ static void auth_work(void *arg)
 		j->r.reason = "unknown user";
 		return;
 	}
+	if (j->cache_ttl && lcache_hit(j->r.user, u.hash, j->password)) {
+		metrics_count(MC_LOGIN_CACHED);
+		j->r.result = 1;
+		j->r.reason = "ok";
+		explicit_bzero(&u, sizeof(u));
+		return;
+	}
 	int v = password_verify(u.hash, j->password);
 	j->r.result = v == 1 ? 1 : 0;
 	j->r.reason = v == 1 ? "ok" : v == 0 ? "wrong password" : "unusable password hash";
+	if (j->cache_ttl)
+		lcache_put(j->r.user, u.hash, j->password, j->cache_ttl, v == 1);
 	explicit_bzero(&u, sizeof(u));
 }
 
@@ -135,6 +229,7 @@ int auth_verify_submit(const struct auth_env *env, const char *user, const char 
 	j->af = env->af;
 	j->delay_max_ms = env->delay_max_ms;
 	j->delay_min_ms = env->delay_min_ms;
+	j->cache_ttl = env->cache_ttl;
 	j->pool = env->pool;
 	if (env->proto) {
 		j->record = 1;

@@ -3,6 +3,15 @@
  * The lookup and the password hash run on the worker's thread pool; cb runs on the loop thread
  * with the outcome. The login name is the full address, matched without regard to case. An
  * unknown user costs the same time as a wrong password, so names cannot be probed by timing.
+ *
+ * Login cache: a correct login is remembered for cache_ttl seconds as a keyed BLAKE2b of
+ * (address, stored hash, password) under a key drawn at random in each process; the next login
+ * of that address with the same password and the same stored hash is accepted without running
+ * the password hash (yescrypt costs milliseconds and megabytes; clients that log in every few
+ * minutes, and IMAP clients that open several connections, pay it once). The account is still
+ * looked up every time: a removed account, a changed password (its stored hash changes) or a
+ * wrong password misses the cache and is checked in full. Failures are never cached, so the
+ * brute-force brake sees every attempt at full cost.
  */
 #ifndef POSTINO_AUTH_VERIFY_H
 #define POSTINO_AUTH_VERIFY_H
@@ -24,6 +33,7 @@ struct auth_env {
 	const char *ip;           /* the client's address */
 	unsigned delay_max_ms;    /* cap of the brute-force delay (0: no growing delay) */
 	unsigned delay_min_ms;    /* every failure waits at least this (login_failure_delay) */
+	unsigned cache_ttl;       /* seconds a correct login is remembered (login_cache_ttl; 0 off) */
 	/* for the login diagnostics (diag.h): every outcome is recorded */
 	const char *proto;        /* listener name, or NULL: nothing recorded */
 	unsigned port;

@@ -41,6 +41,8 @@ static const struct gkey gkeys[] = {
 	  "failed logins are answered after a delay doubling up to this (0 turns it off)"),
 	G("login_failure_delay", K_DURATION, login_failure_delay,
 	  "every failed login is answered after at least this long (0: at once)"),
+	G("login_cache_ttl", K_DURATION, login_cache_ttl,
+	  "a worker remembers a correct login this long, so the same password skips the hash (0: off)"),
 	G("pop3_login_delay", K_DURATION, pop3_login_delay,
 	  "POP3 LOGIN-DELAY: least time between two logins of one account (0: none)"),
 	G("imap_rest_after", K_DURATION, imap_rest_after,
@@ -228,6 +230,7 @@ void config_defaults(struct config *cfg)
 	snprintf(cfg->log_format, sizeof(cfg->log_format), "text");
 	cfg->login_delay_max = 15;
 	cfg->login_failure_delay = 2;
+	cfg->login_cache_ttl = 600;
 	cfg->imap_rest_after = 15;
 	cfg->send_messages_per_hour = 200;
 	cfg->send_messages_per_day = 1000;

@@ -91,6 +91,8 @@ struct config {
 					    * seconds (0 = off) */         /* seconds between POP3 logins, 0 = none (LOGIN-DELAY) */
 	unsigned login_failure_delay;      /* least delay of every failed login, seconds (0 = none;
 					    * login_delay_max is 0 or at least this) */
+	unsigned login_cache_ttl;          /* seconds a worker remembers a correct login (auth-verify.c;
+					    * 0 = off) */
 	unsigned imap_rest_after;          /* seconds before an inactive IMAP session lets go of
 					    * its index handle (0 = never) */
 	/* sending limits of authenticated accounts (issue 5; 0 = no limit), see sendlimit.h */

@@ -218,6 +218,10 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 			 "# HELP postino_tls_handshake_failures_total TLS handshakes that failed.\n"
 			 "# TYPE postino_tls_handshake_failures_total counter\n"
 			 "postino_tls_handshake_failures_total %llu\n"
+			 "# HELP postino_login_cache_hits_total Correct logins accepted without "
+			 "running the password hash (login_cache_ttl).\n"
+			 "# TYPE postino_login_cache_hits_total counter\n"
+			 "postino_login_cache_hits_total %llu\n"
 			 "# HELP postino_queue_messages Messages in the outbound queue.\n"
 			 "# TYPE postino_queue_messages gauge\n"
 			 "postino_queue_messages %llu\n"
@@ -230,6 +234,7 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 			 (unsigned long long)SUM(sl->counter[MC_BOUNCED]),
 			 (unsigned long long)SUM(sl->counter[MC_DEFERRED]),
 			 (unsigned long long)SUM(sl->counter[MC_TLS_FAILED]),
+			 (unsigned long long)SUM(sl->counter[MC_LOGIN_CACHED]),
 			 (unsigned long long)queue_len, (unsigned long long)queue_oldest_s);
 	r |= render_hist(b, "postino_delivery_seconds",
 			 "Time from the end of a message to its 250 (fsync, delivery).",

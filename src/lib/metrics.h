@@ -28,6 +28,7 @@ enum metrics_counter {
 	MC_BOUNCED,           /* recipients that failed for good (queue) */
 	MC_DEFERRED,          /* recipients left for a retry (queue) */
 	MC_TLS_FAILED,        /* TLS handshakes that failed */
+	MC_LOGIN_CACHED,      /* logins accepted from the login cache (auth-verify.h) */
 	MC_COUNT
 };
 enum metrics_hist { MH_DELIVERY, MH_COMMAND, MH_COUNT };

@@ -138,6 +138,7 @@ void worker_auth_env(const struct session *s, struct auth_env *env)
 	env->ip = s->peer_ip;
 	env->delay_max_ms = s->w->cfg->login_delay_max * 1000;
 	env->delay_min_ms = s->w->cfg->login_failure_delay * 1000;
+	env->cache_ttl = s->w->cfg->login_cache_ttl;
 	env->proto = s->lc->name;
 	env->port = s->lc->port;
 	env->client = s->client;
