@@ -19,11 +19,9 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include "acctdb.h"
 #include "buf.h"
-#include "fsutil.h"
 #include "log.h"
 #include "store-path.h"
 #include "store.h"
@@ -273,23 +271,6 @@ static int build(struct queue *q, const struct qenv *env, char kind, const unsig
 	return buf_appendf(b, "\r\n--%s--\r\n", boundary);
 }
 
-/* Write bytes to a new file in dir and fsync it. fd (at offset 0) or -1. */
-static int write_temp(const char *dir, const struct buf *b, char *path, size_t pathlen)
-{
-	snprintf(path, pathlen, "%s/dsn.%d.XXXXXX", dir, (int)getpid());
-	int fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	if (fs_write_all(fd, b->data, b->len) < 0 || fsync(fd) < 0)
-		goto fail;
-	lseek(fd, 0, SEEK_SET);
-	return fd;
-fail:
-	close(fd);
-	unlink(path);
-	return -1;
-}
-
 struct targets {
 	char (*t)[QUEUE_ADDR_MAX];
 	unsigned n;
@@ -367,7 +348,7 @@ int queue_dsn_send(struct queue *q, const struct qenv *env, char kind, const uns
 	}
 	char tmpdir[CONFIG_PATH_MAX + 8], tmp[CONFIG_PATH_MAX + 64];
 	snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", q->cfg->data_dir);
-	int fd = write_temp(tmpdir, &b, tmp, sizeof(tmp));
+	int fd = queue_spool_temp(tmpdir, "dsn", b.data, b.len, tmp, sizeof(tmp));
 	if (fd < 0) {
 		log_error("event=dsn-failed id=%s error=\"%s\"", env->id, strerror(errno));
 		buf_free(&b);
@@ -376,26 +357,9 @@ int queue_dsn_send(struct queue *q, const struct qenv *env, char kind, const uns
 	int rc = deliver_local(q, env, fd, b.len);
 	if (rc == 0) {
 		/* through the queue, from the null sender */
-		struct qenv d;
-		struct qrcpt r;
-		memset(&d, 0, sizeof(d));
-		memset(&r, 0, sizeof(r));
-		queue_new_id(d.id);
-		d.arrived = time(NULL);
-		d.body_8bit = env->body_8bit;
-		d.smtputf8 = env->smtputf8;
-		d.size = b.len;
-		d.have_crc = 1;
-		d.crc = (uint32_t)crc32_z(0, (const unsigned char *)b.data, b.len);
-		queue_strlcpy(r.addr, sizeof(r.addr), env->from);
-		r.notify = QN_NEVER;
-		d.rcpts = &r;
-		d.nrcpts = 1;
-		char msg[CONFIG_PATH_MAX + 100];
-		snprintf(msg, sizeof(msg), "%s/%s.msg", q->dir, d.id);
-		if (link(tmp, msg) < 0 || queue_env_write(q->dir, &d) < 0) {
+		if (queue_spool_null(q->dir, tmp, b.data, b.len, env->from, env->body_8bit,
+				     env->smtputf8) < 0) {
 			log_error("event=dsn-failed id=%s error=\"spool: %s\"", env->id, strerror(errno));
-			unlink(msg);
 			rc = -1;
 		} else {
 			rc = 1;

@@ -32,7 +32,6 @@
 #include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/prctl.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -54,20 +53,6 @@
 #define Q_MAX_INFLIGHT 20000      /* messages loaded at once: bounds memory */
 #define Q_HELD_RECHECK_S 60       /* a held message is looked at again after this */
 #define Q_STOP_GRACE_S 10
-
-/* A random 16-hex-digit id. */
-void queue_new_id(char out[17])
-{
-	unsigned char r[8];
-	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		memcpy(r, &ts.tv_nsec, 4);
-		memcpy(r + 4, &ts.tv_sec, 4);
-	}
-	for (int i = 0; i < 8; i++)
-		snprintf(out + 2 * i, 3, "%02x", r[i]);
-}
 
 static size_t hash_id(const char *id, size_t size)
 {

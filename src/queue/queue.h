@@ -91,6 +91,19 @@ int queue_id_valid(const char *id);
 /* A random 16-hex-digit id for a spool entry (SMTP names its files with it). */
 void queue_new_id(char out[17]);
 
+/* Messages the queue writes itself (DSNs, TLS reports), in two steps so that a DSN can be
+ * delivered locally from the same file instead. First p[0..n) in a new file
+ * <tmpdir>/<what>.<pid>.XXXXXX, fsynced: its fd (at offset 0) and path_r, which the caller
+ * closes and removes once done; or -1 with errno and no file left. */
+int queue_spool_temp(const char *tmpdir, const char *what, const void *p, size_t n, char *path_r,
+		     size_t pathlen);
+/* Then queue that file (holding p[0..n), for the envelope's size and CRC) in dir from the null
+ * sender to rcpt with NOTIFY=NEVER: hard-linked as <dir>/<id>.msg under a new id, then
+ * queue_env_write (the commit point). 0, or -1 with errno and the link removed. tmp must be on
+ * the file system of dir. */
+int queue_spool_null(const char *dir, const char *tmp, const void *p, size_t n, const char *rcpt,
+		     int body_8bit, int smtputf8);
+
 /* Hold (hold=1) or release (hold=0) every queued message from sender, now and later, until
  * released; works from any process (a flag file under <queue_dir>/hold-sender/). The queue
  * process, if running, is told at once. 0 ok, -1 error (errno set). */

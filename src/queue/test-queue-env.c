@@ -1,9 +1,12 @@
-/* test-queue-env.c - queue envelopes: parsing, round trip, damage detection, hold flags. */
+/* test-queue-env.c - queue envelopes: parsing, round trip, damage detection, hold flags, the
+ * null-sender spool entries of DSNs and TLS reports. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +158,70 @@ static void test_holds(void **state)
 	assert_int_equal(queue_notify_parse("failure,delay"), QN_FAILURE | QN_DELAY);
 }
 
+/* The one .env file in dir (its id into id), or fail. */
+static void only_env(const char *dir, char *id, size_t idlen)
+{
+	DIR *d = opendir(dir);
+	assert_non_null(d);
+	struct dirent *de;
+	int n = 0;
+	while ((de = readdir(d)) != NULL) {
+		size_t l = strlen(de->d_name);
+		if (l > 4 && strcmp(de->d_name + l - 4, ".env") == 0) {
+			snprintf(id, idlen, "%.*s", (int)(l - 4), de->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	assert_int_equal(n, 1);
+}
+
+/* What DSNs and TLS reports share: temp file, then a null-sender entry in the spool. */
+static void test_spool_null(void **state)
+{
+	(void)state;
+	char qdir[128], path[256], tmp[256], err[256], id[64];
+	const char *msg = "Subject: report\r\n\r\nbody\r\n";
+	size_t n = strlen(msg);
+	snprintf(qdir, sizeof(qdir), "%s/spool", tmpdir);
+	assert_int_equal(mkdir(qdir, 0700), 0);
+	int fd = queue_spool_temp(tmpdir, "dsn", msg, n, tmp, sizeof(tmp));
+	assert_true(fd >= 0);
+	snprintf(path, sizeof(path), "%s/dsn.%d.", tmpdir, (int)getpid());
+	assert_memory_equal(tmp, path, strlen(path));
+	char back[64];
+	assert_int_equal(read(fd, back, sizeof(back)), (ssize_t)n);   /* at offset 0 */
+	assert_memory_equal(back, msg, n);
+	close(fd);
+
+	assert_int_equal(queue_spool_null(qdir, tmp, msg, n, "Bob@remote.test", 1, 0), 0);
+	unlink(tmp);
+	only_env(qdir, id, sizeof(id));
+	struct qenv e;
+	assert_int_equal(queue_env_read(qdir, id, &e, err, sizeof(err)), 1);
+	assert_string_equal(e.from, "");
+	assert_true(e.body_8bit);
+	assert_false(e.smtputf8);
+	assert_int_equal(e.nrcpts, 1);
+	assert_string_equal(e.rcpts[0].addr, "Bob@remote.test");
+	assert_int_equal(e.rcpts[0].notify, QN_NEVER);
+	assert_int_equal(e.rcpts[0].state, QR_PENDING);
+	snprintf(path, sizeof(path), "%s/%s.msg", qdir, id);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(queue_body_check(fd, &e, err, sizeof(err)), 1);   /* size and CRC */
+	close(fd);
+	queue_env_free(&e);
+
+	/* a missing file: nothing is queued, errno says why */
+	assert_int_equal(queue_spool_null(qdir, tmp, msg, n, "bob@remote.test", 0, 0), -1);
+	assert_int_equal(errno, ENOENT);
+	only_env(qdir, id, sizeof(id));
+	/* a temp dir that does not exist: no fd, no file */
+	snprintf(path, sizeof(path), "%s/missing", tmpdir);
+	assert_int_equal(queue_spool_temp(path, "dsn", msg, n, tmp, sizeof(tmp)), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -162,6 +229,7 @@ int main(void)
 		cmocka_unit_test(test_damaged),
 		cmocka_unit_test(test_roundtrip_and_body),
 		cmocka_unit_test(test_holds),
+		cmocka_unit_test(test_spool_null),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

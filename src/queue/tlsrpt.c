@@ -271,34 +271,15 @@ static unsigned rua_parse(const char *txt, char out[TLSRPT_RUA][321])
 /* Queue one message (from the null sender) to rcpt. 0 / -1. */
 static int spool(struct queue *q, const struct buf *msg, const char *rcpt)
 {
-	char tmp[CONFIG_PATH_MAX + 64], path[CONFIG_PATH_MAX + 100];
-	struct qenv e;
-	struct qrcpt r;
-	memset(&e, 0, sizeof(e));
-	memset(&r, 0, sizeof(r));
-	queue_new_id(e.id);
-	snprintf(tmp, sizeof(tmp), "%s/tmp/tlsrpt.%s", q->cfg->data_dir, e.id);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	char tmpdir[CONFIG_PATH_MAX + 8], tmp[CONFIG_PATH_MAX + 64];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/tmp", q->cfg->data_dir);
+	int fd = queue_spool_temp(tmpdir, "tlsrpt", msg->data, msg->len, tmp, sizeof(tmp));
 	if (fd < 0)
 		return -1;
-	int ok = write(fd, msg->data, msg->len) == (ssize_t)msg->len && fsync(fd) == 0;
 	close(fd);
-	e.arrived = time(NULL);
-	e.size = msg->len;
-	e.have_crc = 1;
-	e.crc = (uint32_t)crc32_z(0, (const unsigned char *)msg->data, msg->len);
-	queue_strlcpy(r.addr, sizeof(r.addr), rcpt);
-	r.notify = QN_NEVER;
-	e.rcpts = &r;
-	e.nrcpts = 1;
-	snprintf(path, sizeof(path), "%s/%s.msg", q->dir, e.id);
-	if (!ok || link(tmp, path) < 0 || queue_env_write(q->dir, &e) < 0) {
-		unlink(path);
-		unlink(tmp);
-		return -1;
-	}
+	int r = queue_spool_null(q->dir, tmp, msg->data, msg->len, rcpt, 0, 0);
 	unlink(tmp);
-	return 0;
+	return r;
 }
 
 /* Build and queue the report of one domain. */

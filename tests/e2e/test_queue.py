@@ -340,6 +340,30 @@ def test_no_dsn_to_null_sender(srv, net):
     assert not any(token.encode() in m for m in inbox_messages(srv))
 
 
+def test_dsn_to_a_remote_sender_goes_through_the_queue(srv, net):
+    # a sender that is not one of ours (port 25 mail forwarded elsewhere): the report is queued
+    # from the null sender to the sender's own server, and the failed entry is removed
+    token = uuid.uuid4().hex
+    rcpt = "reject-%s@r1.test" % token[:8]
+    sender = "back-%s@r3.test" % token[:8]
+    qid = spool(srv.data, sender, [rcpt], make_msg(token, rcpt))
+    got = wait_for(lambda: net["sinks"]["sinkC"].handler.find(token), 20)
+    assert got, log_text(srv)
+    mail_from, rcpts, content, _ = got[0]
+    assert mail_from == "<>"
+    assert rcpts == [sender]
+    m = email.message_from_bytes(content, policy=email.policy.compat32)
+    assert m.get_content_type() == "multipart/report"
+    assert m["To"] == "<%s>" % sender
+    blocks = [p for p in m.get_payload()
+              if p.get_content_type() == "message/delivery-status"][0].get_payload()
+    assert blocks[1]["Final-Recipient"] == "rfc822; " + rcpt
+    assert blocks[1]["Action"] == "failed"
+    assert "event=dsn id=%s kind=failure to=<%s>" % (qid, sender) in log_text(srv)
+    assert wait_for(lambda: not entry_exists(srv, qid), 10)
+    assert not glob.glob(os.path.join(srv.data, "tmp", "dsn.*"))   # the temp file is removed
+
+
 def test_size_limit_of_peer_end_of_data_5xx(srv, net):
     token = uuid.uuid4().hex
     rcpt = "bigfail@r1.test"
