@@ -199,17 +199,23 @@ int imap_urlauth_fetch(struct worker *w, const char *url, const char *requester,
 		*nul_r = 0;
 	if (imap_url_parse(url, &u, why_r) < 0)
 		return IMAP_URLAUTH_NOTFOUND;
-	if (!u.have_urlauth || !u.have_token) {
+	int trusted = !u.have_urlauth && (what & IMAP_URLPART_TRUSTED);
+	what &= ~IMAP_URLPART_TRUSTED;
+	if ((!u.have_urlauth || !u.have_token) && !trusted) {
 		*why_r = "the URL carries no URLAUTH (get one with IMAP GENURLAUTH)";
 		return IMAP_URLAUTH_DENIED;
 	}
-	if (strcasecmp(u.mech, "INTERNAL") != 0) {
+	if (!trusted && strcasecmp(u.mech, "INTERNAL") != 0) {
 		*why_r = "the URL's URLAUTH mechanism is not INTERNAL";
 		return IMAP_URLAUTH_DENIED;
 	}
 	if (!imap_urlauth_owner(w, &u, owner, sizeof(owner), why_r))
 		return IMAP_URLAUTH_DENIED;
 	int mine = requester != NULL && strcasecmp(owner, requester) == 0;
+	if (trusted && !mine) {
+		*why_r = "a URL without URLAUTH may name only your own mailboxes";
+		return IMAP_URLAUTH_DENIED;
+	}
 	if (mine && own != NULL) {
 		acct = own;
 	} else {
@@ -229,9 +235,15 @@ int imap_urlauth_fetch(struct worker *w, const char *url, const char *requester,
 	char want[IMAP_URLAUTH_TOKEN_HEX + 1];
 	const char *err;
 	struct store_mailbox_info mb;
-	int k = store_urlauth_key(acct, u.box, 0, key, &err);
+	int k = trusted ? 1 : store_urlauth_key(acct, u.box, 0, key, &err);
 	r = IMAP_URLAUTH_OK;
-	if (k < 0) {
+	if (trusted) {
+		if (store_mailbox_get(acct, u.box, &mb, &err) != 1 ||
+		    (u.have_uidvalidity && mb.uidvalidity != u.uidvalidity)) {
+			*why_r = "no such mailbox (or its UIDVALIDITY changed)";
+			r = IMAP_URLAUTH_NOTFOUND;
+		}
+	} else if (k < 0) {
 		*why_r = "the mailbox cannot be read now";
 		r = IMAP_URLAUTH_UNAVAILABLE;
 	} else if (k == 0) {

@@ -26,6 +26,9 @@ struct worker;
 /* What imap_urlauth_fetch and imap_url_part append. */
 #define IMAP_URLPART_BINARY 1u   /* the content transfer encoding undone (RFC 5524 BINARY) */
 #define IMAP_URLPART_BPS 2u      /* BODYPARTSTRUCTURE into bps */
+#define IMAP_URLPART_TRUSTED 4u  /* imap_urlauth_fetch: a URL without URLAUTH naming the
+				  * requester's own mailbox is taken too (BURL: the submission
+				  * server's trust relationship with this IMAP server, RFC 4468 3) */
 
 enum imap_urlauth_result {
 	IMAP_URLAUTH_OK = 0,

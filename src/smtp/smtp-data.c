@@ -26,6 +26,7 @@
 
 #include "acctdb.h"
 #include "addr.h"
+#include "imap-urlauth.h"
 #include "log.h"
 #include "metrics.h"
 #include "originator.h"
@@ -262,6 +263,54 @@ size_t smtp_bdat_feed(struct smtp_session *s, const char *p, size_t n)
 	smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)tx->size);
 	smtp_set_state(s, SMTP_ST_RCPT);
 	return take;
+}
+
+/* See smtp-private.h. */
+void smtp_burl(struct smtp_session *s, const char *url, int last)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct listener_conf *lc = s->base.lc;
+	char sz[32], esc[160];
+	struct buf data;
+	const char *why = "?";
+	/* one octet over what the message may still grow by tells "too big" apart */
+	buf_init(&data, (size_t)(lc->message_size_limit - tx->size) + 1);
+	int r = imap_urlauth_fetch(s->base.w, url, s->auth_user, 1, NULL, IMAP_URLPART_TRUSTED,
+				   &data, NULL, NULL, &why);
+	if (r == IMAP_URLAUTH_OK && data.len > 0)
+		tx_body(s, data.data, data.len);
+	if (r == IMAP_URLAUTH_OK && tx->too_big)
+		r = IMAP_URLAUTH_TOOBIG;
+	buf_free(&data);
+	if (r != IMAP_URLAUTH_OK) {
+		log_info("sess=%016llx proto=smtp event=burl-refused user=%s url=\"%s\" reason=\"%s\"",
+			 (unsigned long long)s->base.id, s->auth_user,
+			 log_escape(url, strlen(url), esc, sizeof(esc)), why);
+		if (r == IMAP_URLAUTH_DENIED)
+			smtp_reply(s, "554 5.7.0 BURL refused: %s; make a new URL with IMAP GENURLAUTH "
+				      "(access submit+%s) and send the message again", why,
+				   s->auth_user);
+		else if (r == IMAP_URLAUTH_TOOBIG)
+			smtp_reply(s, "552 5.3.4 Message too big: the limit is %s; make it smaller",
+				   smtp_size_text(lc->message_size_limit, sz, sizeof(sz)));
+		else if (r == IMAP_URLAUTH_UNAVAILABLE)
+			smtp_reply(s, "451 4.6.6 BURL failed: %s; please try again later", why);
+		else
+			smtp_reply(s, "554 5.6.6 BURL: the URL does not resolve: %s; check the "
+				      "mailbox, UID and section it names", why);
+		smtp_count_error(s);
+		tx->bdat_failed = 1;   /* the message lacks a part: nothing more of it is taken */
+		if (last) {
+			smtp_tx_free(&s->tx);
+			smtp_set_state(s, SMTP_ST_READY);
+		}
+		return;
+	}
+	if (last) {
+		smtp_data_finish(s);
+		return;
+	}
+	smtp_reply(s, "250 2.0.0 %llu octets received", (unsigned long long)tx->size);
 }
 
 /* originator_check callback: may the session's user send as address? */

@@ -526,6 +526,8 @@ static void smtp_helo_common(struct smtp_session *s, char *args, int esmtp)
 		smtp_reply(s, "250-AUTH PLAIN LOGIN");
 	smtp_reply(s, "250-SMTPUTF8");
 	smtp_reply(s, "250-CHUNKING");
+	if (lc->submission && s->auth_user[0] != '\0')   /* RFC 4468: our own IMAP store */
+		smtp_reply(s, "250-BURL imap imap://%s", host);
 	smtp_reply(s, "250 DSN");
 }
 
@@ -1068,6 +1070,56 @@ static void cmd_bdat(struct smtp_session *s, char *args)
 	smtp_set_state(s, SMTP_ST_BDAT);
 }
 
+static void smtp_bad_sequence(struct smtp_session *s, const char *verb);
+
+/* BURL imap-url [LAST] (RFC 4468): a chunk of the message taken from the IMAP store. */
+static void cmd_burl(struct smtp_session *s, char *args)
+{
+	char *url = args, *end = args;
+	while (*end && *end != ' ')
+		end++;
+	int last = 0;
+	if (*end) {
+		*end++ = '\0';
+		while (*end == ' ')
+			end++;
+		if (strcasecmp(end, "LAST") == 0)
+			last = 1;
+		else if (*end != '\0')
+			url = "";
+	}
+	if (*url == '\0') {
+		smtp_syntax(s, "use BURL <imap URL> [LAST]");
+		return;
+	}
+	if (s->st != SMTP_ST_RCPT) {
+		smtp_bad_sequence(s, "BURL");
+		return;
+	}
+	if (s->tx->bdat_failed) {
+		smtp_reply(s, "503 5.5.1 An earlier part of this message was refused: send RSET "
+			      "and the message again");
+		smtp_count_error(s);
+		if (last) {
+			smtp_tx_free(&s->tx);
+			smtp_set_state(s, SMTP_ST_READY);
+		}
+		return;
+	}
+	if (!s->tx->chunking) {
+		if (smtp_data_begin(s) < 0) {   /* replied 451 */
+			s->tx->bdat_failed = 1;
+			if (last) {
+				smtp_tx_free(&s->tx);
+				smtp_set_state(s, SMTP_ST_READY);
+			}
+			return;
+		}
+		s->tx->chunking = 1;
+	}
+	smtp_burl(s, url, last);
+}
+
 /* RSET. */
 static void cmd_rset(struct smtp_session *s, char *args)
 {
@@ -1108,7 +1160,7 @@ static void cmd_help(struct smtp_session *s, char *args)
 {
 	(void)args;
 	smtp_reply(s, "214 2.0.0 See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP "
-		      "QUIT STARTTLS AUTH");
+		      "QUIT STARTTLS AUTH BURL");
 }
 
 /* ---- AUTH ---- */
@@ -1292,6 +1344,8 @@ static const struct smtp_cmd smtp_cmds[] = {
 	{ "RCPT",     (1u << SMTP_ST_MAIL) | (1u << SMTP_ST_RCPT), 0,               cmd_rcpt },
 	{ "DATA",     1u << SMTP_ST_RCPT,                        0,                 cmd_data },
 	{ "BDAT",     ST_ANY_CMD,                                0,                 cmd_bdat },
+	{ "BURL",     ST_ANY_CMD,                                NEED_SUBMISSION | NEED_TLS_IF_SUBM |
+								 NEED_AUTH_IF_SUBM,  cmd_burl },
 	{ "RSET",     ST_ANY_CMD,                                0,                 cmd_rset },
 	{ "NOOP",     ST_ANY_CMD,                                0,                 cmd_noop },
 	{ "QUIT",     ST_ANY_CMD,                                0,                 cmd_quit },
@@ -1350,8 +1404,9 @@ static void smtp_dispatch(struct smtp_session *s, char *line)
 		if ((c->needs & NEED_SUBMISSION) && !lc->submission) {
 			if (c->fn == cmd_auth)
 				smtp_login_refused(s, args, DIAG_WRONG_PORT, "AUTH on the MX port");
-			smtp_reply(s, "503 5.5.1 AUTH is not offered on this port; log in on the "
+			smtp_reply(s, "%s 5.5.1 %s is not offered on this port; log in on the "
 				      "submission port %u (STARTTLS) or %u (SSL/TLS)",
+				   c->fn == cmd_auth ? "503" : "502", c->verb,
 				   s->base.w->cfg->l[LST_SUBMISSION].port,
 				   s->base.w->cfg->l[LST_SUBMISSIONS].port);
 			smtp_count_error(s);
