@@ -518,11 +518,17 @@ static void urlfetch_free(void *p)
 	free(c);
 }
 
-/* Literal (literal8 when it holds NUL) of d[0..n) into out. */
-static void put_data(struct buf *out, const char *d, size_t n, int nul)
+/* d[0..n) as a literal into out: a literal8 when literal8 (BINARY data holding NUL); a plain
+ * literal never carries NUL (RFC 3501 4.3), so each goes out as 0x80, as FETCH sends it. */
+static void put_data(struct buf *out, const char *d, size_t n, int literal8)
 {
-	buf_appendf(out, "%s{%zu}\r\n", nul ? "~" : "", n);
-	buf_append(out, d, n);
+	buf_appendf(out, "%s{%zu}\r\n", literal8 ? "~" : "", n);
+	size_t start = out->len;
+	if (buf_append(out, d, n) < 0 || literal8)
+		return;
+	for (size_t i = start; i < out->len; i++)
+		if (out->data[i] == '\0')
+			out->data[i] = (char)0x80;
 }
 
 /* One URL's answer into c->out. */
@@ -559,7 +565,8 @@ static void urlfetch_one(struct imap_session *s, struct urlfetch_ctx *c, size_t 
 			if (r == IMAP_URLAUTH_CTE)
 				buf_appendstr(&c->out, "NIL");
 			else
-				put_data(&c->out, data.data ? data.data : "", data.len, nul);
+				put_data(&c->out, data.data ? data.data : "", data.len,
+					 nul && c->ext[i] != 2);
 		}
 		buf_appendstr(&c->out, ")\r\n");
 	}
