@@ -1,18 +1,23 @@
 """Test peers for the outbound queue: a local DNS (Debian's unbound serving a test zone), SMTP
 sinks (aiosmtpd) on 127.0.0.x addresses, and hostile SMTP servers (raw sockets).
 
-Everything listens on loopback only and stops with its fixture.
+Everything listens on loopback only and stops with its fixture. Below them, what the tests of
+servers that deliver into that network share (test_queue, test_dane, test_mta_sts, test_dkim):
+their settings, submitting and checking the log.
 """
 import asyncio
 import os
 import random
 import shutil
+import signal
+import smtplib
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
 import time
+import uuid
 import zlib
 
 from aiosmtpd.controller import Controller
@@ -306,6 +311,69 @@ def spool(data_dir, sender, rcpts, body, crc=None, notify="-", smtputf8=0):
         f.write(env)
     os.rename(tmp, os.path.join(qdir, qid + ".env"))
     return qid
+
+
+ALICE = "alice@example.test"
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def outbound_conf(net, extra="", connect="2s", reply="3s"):
+    """postino.conf lines for a server whose queue delivers into the test network net (its Dns
+    as net["dns"], the port every remote SMTP server listens on as net["port"]): quick retries,
+    no delay notices, then extra."""
+    return ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
+            "queue_retry_max = 2s\nsmtp_connect_timeout = %s\nsmtp_reply_timeout = %s\n"
+            "queue_delay_notice = 0\n%s" % (net["dns"].port, net["port"], connect, reply, extra))
+
+
+def log_text(srv):
+    with open(srv.log.name, errors="replace") as f:
+        return f.read()
+
+
+def wait_log(srv, *needles, timeout=20):
+    """Wait until every needle is in the server's log."""
+    return wait_for(lambda: all(n in log_text(srv) for n in needles), timeout)
+
+
+def stop_checked(s):
+    """Stop a server; its log must be free of sanitizer reports (ASan/UBSan builds)."""
+    s.stop_log = None
+    if s.proc.poll() is None:
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        s.proc.wait(20)
+    text = log_text(s)
+    s.stop()
+    bad = [m for m in SANITIZER_MARKERS if m in text]
+    assert not bad, text[-8000:]
+
+
+def submit(srv, rcpts, body, sender=ALICE, user=ALICE):
+    """Submit on 587 (STARTTLS + AUTH); returns the queue id from the 250 reply."""
+    with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=20) as s:
+        s.starttls(context=srv.ctx())
+        s.login(user, srv.password)
+        code, _ = s.mail(sender)
+        assert code == 250
+        for r in rcpts:
+            code, resp = s.rcpt(r)
+            assert code == 250, resp
+        code, resp = s.data(body)
+        assert code == 250, resp
+        return resp.decode().split("message ")[1].split()[0]
+
+
+def make_msg(token, to, extra_body=b""):
+    return (b"From: <alice@example.test>\r\nTo: <%s>\r\nSubject: test %s\r\n"
+            b"Message-ID: <%s@example.test>\r\n\r\nhello %s\r\n%s"
+            % (to.encode(), token.encode(), token.encode(), token.encode(), extra_body))
+
+
+def send_token(srv, rcpt):
+    """Submit a message with a new token to rcpt; returns the token."""
+    token = uuid.uuid4().hex
+    submit(srv, [rcpt], make_msg(token, rcpt))
+    return token
 
 
 def wait_for(pred, timeout=20, step=0.1):

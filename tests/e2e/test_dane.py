@@ -14,13 +14,12 @@ import hashlib
 import os
 import subprocess
 import tempfile
-import uuid
 
 import pytest
 
 from postino_server import Server
-from queuehelp import Dns, free_port, tls_sink, wait_for
-from test_queue import log_text, make_msg, stop_checked, submit
+from queuehelp import (Dns, free_port, log_text, outbound_conf, send_token, stop_checked,
+                       tls_sink, wait_for, wait_log)
 
 IPS = {"tls": "127.0.0.31", "tls2": "127.0.0.32", "plain": "127.0.0.33", "ca": "127.0.0.34"}
 
@@ -120,60 +119,48 @@ def net():
 
 @pytest.fixture(scope="module")
 def srv(net):
-    conf = ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
-            "queue_retry_max = 2s\nsmtp_connect_timeout = 3s\nsmtp_reply_timeout = 5s\n"
-            "queue_delay_notice = 0\ndns_trust_anchor_file = %s\n"
-            % (net["dns"].port, net["port"], net["ds"]))
+    conf = outbound_conf(net, "dns_trust_anchor_file = %s\n" % net["ds"],
+                         connect="3s", reply="5s")
     s = Server(extra_conf=conf, users=("alice@example.test",), wait_for=("smtp", "submission"))
     yield s
     stop_checked(s)
 
 
-def _send(srv, rcpt):
-    token = uuid.uuid4().hex
-    submit(srv, [rcpt], make_msg(token, rcpt))
-    return token
-
-
-def _wait_log(srv, *needles, timeout=20):
-    return wait_for(lambda: all(n in log_text(srv) for n in needles), timeout)
-
-
 def test_dane_ee_authenticates_a_self_signed_certificate(srv, net):
-    token = _send(srv, "u@ok.dane.test")
+    token = send_token(srv, "u@ok.dane.test")
     assert wait_for(lambda: net["sinks"]["tls"].find(token), 20), log_text(srv)[-3000:]
     assert "event=dane-verified dest=ok.dane.test host=mx1.dane.test" in log_text(srv)
 
 
 def test_dane_ta_authenticates_a_chain_to_the_named_ca(srv, net):
-    token = _send(srv, "u@ta.dane.test")
+    token = send_token(srv, "u@ta.dane.test")
     assert wait_for(lambda: net["sinks"]["ca"].find(token), 20), log_text(srv)[-3000:]
     assert "event=dane-verified dest=ta.dane.test host=mx5.dane.test" in log_text(srv)
 
 
 def test_a_certificate_matching_no_tlsa_record_defers(srv, net):
-    token = _send(srv, "u@bad.dane.test")
-    assert _wait_log(srv, "event=dane-failure dest=bad.dane.test host=mx2.dane.test",
-                     "matches none of its TLSA records"), log_text(srv)[-3000:]
+    token = send_token(srv, "u@bad.dane.test")
+    assert wait_log(srv, "event=dane-failure dest=bad.dane.test host=mx2.dane.test",
+                    "matches none of its TLSA records"), log_text(srv)[-3000:]
     assert not net["sinks"]["tls2"].find(token)
 
 
 def test_tlsa_without_starttls_defers(srv, net):
-    token = _send(srv, "u@notls.dane.test")
-    assert _wait_log(srv, "event=dane-failure dest=notls.dane.test host=mx3.dane.test",
-                     "does not offer STARTTLS"), log_text(srv)[-3000:]
+    token = send_token(srv, "u@notls.dane.test")
+    assert wait_log(srv, "event=dane-failure dest=notls.dane.test host=mx3.dane.test",
+                    "does not offer STARTTLS"), log_text(srv)[-3000:]
     assert not net["sinks"]["plain"].find(token)
 
 
 def test_unusable_tlsa_records_mean_tls_without_authentication(srv, net):
-    token = _send(srv, "u@unusable.dane.test")
+    token = send_token(srv, "u@unusable.dane.test")
     assert wait_for(lambda: net["sinks"]["tls2"].find(token), 20), log_text(srv)[-3000:]
     assert ("event=dane-verified dest=unusable.dane.test host=mx4.dane.test ip=%s "
             "authenticated=no" % IPS["tls2"]) in log_text(srv)
 
 
 def test_insecure_tlsa_records_are_ignored(srv, net):
-    token = _send(srv, "u@plain.test")
+    token = send_token(srv, "u@plain.test")
     assert wait_for(lambda: net["sinks"]["plain"].find(token), 20), log_text(srv)[-3000:]
     assert "dest=plain.test" not in "".join(l for l in log_text(srv).splitlines(True)
                                              if "event=dane" in l)

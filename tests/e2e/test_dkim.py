@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 from postino_server import BIN, Server
-from queuehelp import Dns, Sink, free_port, wait_for
+from queuehelp import Dns, Sink, free_port, outbound_conf, wait_for
 
 dkim = pytest.importorskip("dkim")
 
@@ -47,10 +47,8 @@ def cli(srv, *args, check=0, stdin=None):
 
 @pytest.fixture(scope="module")
 def srv(net):
-    conf = ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
-            "queue_retry_max = 2s\nsmtp_connect_timeout = 2s\nsmtp_reply_timeout = 5s\n"
-            "queue_delay_notice = 0\n" % (net["dns"].port, net["port"]))
-    s = Server(extra_conf=conf, users=(ALICE,), wait_for=("smtp", "submission"))
+    s = Server(extra_conf=outbound_conf(net, reply="5s"), users=(ALICE,),
+               wait_for=("smtp", "submission"))
     yield s
     if s.proc.poll() is None:
         os.killpg(s.proc.pid, signal.SIGTERM)

@@ -19,13 +19,12 @@ import ssl
 import subprocess
 import tempfile
 import threading
-import uuid
 
 import pytest
 
 from postino_server import Server
-from queuehelp import Dns, free_port, tls_sink, wait_for
-from test_queue import log_text, make_msg, stop_checked, submit
+from queuehelp import (Dns, free_port, log_text, outbound_conf, send_token, stop_checked,
+                       tls_sink, wait_for, wait_log)
 
 IP_TLS, IP_PLAIN, IP_WRONGCERT = "127.0.0.21", "127.0.0.22", "127.0.0.23"
 GOOD_NAMES = ["mx.enf.test", "mx.testing.test", "mx.cache.test"]
@@ -152,27 +151,16 @@ def net():
 
 @pytest.fixture(scope="module")
 def srv(net):
-    conf = ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
-            "queue_retry_max = 2s\nsmtp_connect_timeout = 3s\nsmtp_reply_timeout = 5s\n"
-            "queue_delay_notice = 0\ntls_ca_file = %s\nmta_sts_port = %d\n"
-            % (net["dns"].port, net["port"], net["pki"]["ca"], net["https_port"]))
+    conf = outbound_conf(net, "tls_ca_file = %s\nmta_sts_port = %d\n"
+                         % (net["pki"]["ca"], net["https_port"]),
+                         connect="3s", reply="5s")
     s = Server(extra_conf=conf, users=("alice@example.test",), wait_for=("smtp", "submission"))
     yield s
     stop_checked(s)
 
 
-def _send(srv, rcpt):
-    token = uuid.uuid4().hex
-    submit(srv, [rcpt], make_msg(token, rcpt))
-    return token
-
-
-def _wait_log(srv, *needles, timeout=20):
-    return wait_for(lambda: all(n in log_text(srv) for n in needles), timeout)
-
-
 def test_enforce_delivers_over_verified_tls(srv, net):
-    token = _send(srv, "u@enf.test")
+    token = send_token(srv, "u@enf.test")
     got = wait_for(lambda: net["sinks"]["tls"].find(token), 20)
     assert got, log_text(srv)[-3000:]
     assert "event=mta-sts-policy domain=enf.test id=enf1 mode=enforce" in log_text(srv)
@@ -180,30 +168,30 @@ def test_enforce_delivers_over_verified_tls(srv, net):
 
 
 def test_enforce_defers_when_the_mx_has_no_starttls(srv, net):
-    token = _send(srv, "u@enfplain.test")
-    assert _wait_log(srv, "event=mta-sts-failure dest=enfplain.test",
-                     "result=starttls-not-supported mode=enforce"), log_text(srv)[-3000:]
+    token = send_token(srv, "u@enfplain.test")
+    assert wait_log(srv, "event=mta-sts-failure dest=enfplain.test",
+                    "result=starttls-not-supported mode=enforce"), log_text(srv)[-3000:]
     assert not net["sinks"]["plain"].find(token), "delivered without TLS despite enforce"
-    assert _wait_log(srv, "4.7.5 the MTA-STS policy of enfplain.test requires TLS")
+    assert wait_log(srv, "4.7.5 the MTA-STS policy of enfplain.test requires TLS")
 
 
 def test_enforce_skips_an_mx_the_policy_does_not_list(srv, net):
-    token = _send(srv, "u@enfmx.test")
-    assert _wait_log(srv, "event=mta-sts-failure dest=enfmx.test host=mx.enfmx.test "
-                     "result=validation-failure mode=enforce"), log_text(srv)[-3000:]
-    assert _wait_log(srv, "does not list its MX host mx.enfmx.test (it lists *.good.test)")
+    token = send_token(srv, "u@enfmx.test")
+    assert wait_log(srv, "event=mta-sts-failure dest=enfmx.test host=mx.enfmx.test "
+                    "result=validation-failure mode=enforce"), log_text(srv)[-3000:]
+    assert wait_log(srv, "does not list its MX host mx.enfmx.test (it lists *.good.test)")
     assert not net["sinks"]["tls"].find(token)
 
 
 def test_enforce_refuses_a_certificate_for_another_name(srv, net):
-    token = _send(srv, "u@enfcert.test")
-    assert _wait_log(srv, "event=mta-sts-failure dest=enfcert.test",
-                     "result=certificate-host-mismatch mode=enforce"), log_text(srv)[-3000:]
+    token = send_token(srv, "u@enfcert.test")
+    assert wait_log(srv, "event=mta-sts-failure dest=enfcert.test",
+                    "result=certificate-host-mismatch mode=enforce"), log_text(srv)[-3000:]
     assert not net["sinks"]["wrongcert"].find(token)
 
 
 def test_testing_mode_delivers_and_reports(srv, net):
-    token = _send(srv, "u@testing.test")
+    token = send_token(srv, "u@testing.test")
     assert wait_for(lambda: net["sinks"]["plain"].find(token), 20), log_text(srv)[-3000:]
     assert ("event=mta-sts-failure dest=testing.test host=mx.testing.test ip=%s "
             "result=starttls-not-supported mode=testing" % IP_PLAIN) in log_text(srv)
@@ -211,7 +199,7 @@ def test_testing_mode_delivers_and_reports(srv, net):
 
 def test_no_policy_stays_opportunistic(srv, net):
     for rcpt in ("u@nosts.test", "u@redirect.test"):
-        token = _send(srv, rcpt)
+        token = send_token(srv, rcpt)
         assert wait_for(lambda: net["sinks"]["plain"].find(token), 20), log_text(srv)[-3000:]
     text = log_text(srv)
     assert "event=mta-sts-policy domain=nosts.test" not in text
@@ -221,7 +209,7 @@ def test_no_policy_stays_opportunistic(srv, net):
 
 def test_policy_is_cached_until_its_id_changes(srv, net):
     for _ in range(2):
-        token = _send(srv, "u@cache.test")
+        token = send_token(srv, "u@cache.test")
         assert wait_for(lambda: net["sinks"]["tls"].find(token), 20), log_text(srv)[-3000:]
     assert net["web"].requests.get("cache.test") == 1, net["web"].requests
     path = os.path.join(srv.data, "queue", "mta-sts", "cache.test")

@@ -17,9 +17,8 @@ import uuid
 import pytest
 
 from postino_server import BIN, Server
-from queuehelp import Dns, Hostile, Sink, free_port, spool, wait_for
-
-ALICE = "alice@example.test"
+from queuehelp import (ALICE, Dns, Hostile, Sink, free_port, log_text, make_msg,
+                       outbound_conf, spool, stop_checked, submit, wait_for)
 
 HOSTS = {"sinkA": "127.0.0.2", "sinkB": "127.0.0.3", "sinkC": "127.0.0.4", "hang": "127.0.0.5",
          "endless": "127.0.0.6", "nocrlf": "127.0.0.7", "tlsinject": "127.0.0.8",
@@ -56,59 +55,17 @@ def net():
     dns.stop()
 
 
-SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
-
-
-def stop_checked(s):
-    """Stop a server; its log must be free of sanitizer reports (ASan/UBSan builds)."""
-    s.stop_log = None
-    if s.proc.poll() is None:
-        os.killpg(s.proc.pid, signal.SIGTERM)
-        s.proc.wait(20)
-    text = log_text(s)
-    s.stop()
-    bad = [m for m in SANITIZER_MARKERS if m in text]
-    assert not bad, text[-8000:]
-
-
-def queue_conf(net, extra=""):
-    return ("dns_servers = 127.0.0.1:%d\nremote_smtp_port = %d\nqueue_retry_min = 1s\n"
-            "queue_retry_max = 2s\nsmtp_connect_timeout = 2s\nsmtp_reply_timeout = 3s\n"
-            "queue_delay_notice = 0\n%s" % (net["dns"].port, net["port"], extra))
-
-
 @pytest.fixture(scope="module")
 def srv(net):
     # under ASan, freed memory is not held in the quarantine: it would count as RSS that the
     # queue process keeps, and test_hostile_servers_are_bounded measures exactly that
     asan = os.environ.get("ASAN_OPTIONS", "")
-    s = Server(extra_conf=queue_conf(net), users=(ALICE, "bob@example.test"),
+    s = Server(extra_conf=outbound_conf(net), users=(ALICE, "bob@example.test"),
                wait_for=("smtp", "submission"),
                env={"ASAN_OPTIONS": (asan + ":" if asan else "") +
                     "quarantine_size_mb=0:thread_local_quarantine_size_kb=0"})
     yield s
     stop_checked(s)
-
-
-def submit(srv, rcpts, body, sender=ALICE, user=ALICE):
-    """Submit on 587 (STARTTLS + AUTH); returns the queue id from the 250 reply."""
-    with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=20) as s:
-        s.starttls(context=srv.ctx())
-        s.login(user, srv.password)
-        code, _ = s.mail(sender)
-        assert code == 250
-        for r in rcpts:
-            code, resp = s.rcpt(r)
-            assert code == 250, resp
-        code, resp = s.data(body)
-        assert code == 250, resp
-        return resp.decode().split("message ")[1].split()[0]
-
-
-def make_msg(token, to, extra_body=b""):
-    return (b"From: <alice@example.test>\r\nTo: <%s>\r\nSubject: test %s\r\n"
-            b"Message-ID: <%s@example.test>\r\n\r\nhello %s\r\n%s"
-            % (to.encode(), token.encode(), token.encode(), token.encode(), extra_body))
 
 
 def cli(srv, *args, check=None):
@@ -164,11 +121,6 @@ def rss_kb(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
-
-
-def log_text(srv):
-    with open(srv.log.name, errors="replace") as f:
-        return f.read()
 
 
 def entry_exists(srv, qid):
@@ -466,7 +418,7 @@ def test_damaged_entry_is_quarantined_not_sent(srv, net):
 
 
 def test_restart_with_a_large_queue_keeps_accepting_and_delivering(net):
-    s = Server(extra_conf=queue_conf(net), users=(ALICE,), wait_for=("smtp", "submission"))
+    s = Server(extra_conf=outbound_conf(net), users=(ALICE,), wait_for=("smtp", "submission"))
     try:
         bulk = "bulk@example.test"
         cli(s, "hold", "--sender", bulk, check=0)
@@ -556,7 +508,7 @@ def test_hold_sender_keeps_mail_until_released(srv, net):
 
 @pytest.fixture(scope="module")
 def srv_timers(net):
-    s = Server(extra_conf=queue_conf(net, "queue_delay_notice = 2s\nqueue_lifetime = 7s\n"),
+    s = Server(extra_conf=outbound_conf(net, "queue_delay_notice = 2s\nqueue_lifetime = 7s\n"),
                users=(ALICE,), wait_for=("smtp", "submission"))
     yield s
     stop_checked(s)
@@ -616,10 +568,10 @@ def relay(net, tmp_path_factory):
 
 def test_relayhost_tls_and_auth(net, relay):
     handler, logins = relay
-    s = Server(extra_conf=queue_conf(net, "relayhost = [127.0.0.11]:%d\nrelayhost_user = relayuser\n"
-                                     "relayhost_password = relay-Secret\nrelayhost_tls_verify = no\n"
-                                     % net["port"]),
-               users=(ALICE,), wait_for=("smtp", "submission"))
+    conf = outbound_conf(net, "relayhost = [127.0.0.11]:%d\nrelayhost_user = relayuser\n"
+                         "relayhost_password = relay-Secret\nrelayhost_tls_verify = no\n"
+                         % net["port"])
+    s = Server(extra_conf=conf, users=(ALICE,), wait_for=("smtp", "submission"))
     try:
         token = uuid.uuid4().hex
         # a domain with no DNS at all: the relay host takes everything
@@ -638,9 +590,9 @@ def test_relayhost_tls_and_auth(net, relay):
 
 def test_relayhost_certificate_is_verified_by_default(net, relay):
     handler, _ = relay
-    s = Server(extra_conf=queue_conf(net, "relayhost = [127.0.0.11]:%d\nrelayhost_user = relayuser\n"
-                                     "relayhost_password = relay-Secret\n" % net["port"]),
-               users=(ALICE,), wait_for=("smtp", "submission"))
+    conf = outbound_conf(net, "relayhost = [127.0.0.11]:%d\nrelayhost_user = relayuser\n"
+                         "relayhost_password = relay-Secret\n" % net["port"])
+    s = Server(extra_conf=conf, users=(ALICE,), wait_for=("smtp", "submission"))
     try:
         token = uuid.uuid4().hex
         qid = submit(s, ["far@unresolvable.example"], make_msg(token, "far@unresolvable.example"))
@@ -658,7 +610,7 @@ def test_relayhost_certificate_is_verified_by_default(net, relay):
     ("queue_concurrency = 3\nqueue_concurrency_per_domain = 20\n", 3),   # overall
 ])
 def test_concurrency_limits(net, limits, bound):
-    s = Server(extra_conf=queue_conf(net, limits), users=(ALICE,),
+    s = Server(extra_conf=outbound_conf(net, limits), users=(ALICE,),
                wait_for=("smtp", "submission"))
     try:
         sink = net["sinks"]["sinkA"].handler
