@@ -277,8 +277,11 @@ void smtp_burl(struct smtp_session *s, const char *url, int last)
 	buf_init(&data, (size_t)(lc->message_size_limit - tx->size) + 1);
 	int r = imap_urlauth_fetch(s->base.w, url, s->auth_user, 1, NULL, IMAP_URLPART_TRUSTED,
 				   &data, NULL, NULL, &why);
-	if (r == IMAP_URLAUTH_OK && data.len > 0)
-		tx_body(s, data.data, data.len);
+	/* in slices as the network would bring them: tx_body looks for the end of the header
+	 * section within what it has captured, at most SMTP_HEADER_CAPTURE_MAX */
+	for (size_t off = 0; r == IMAP_URLAUTH_OK && off < data.len; off += SMTP_WBUF_FLUSH)
+		tx_body(s, data.data + off,
+			data.len - off < SMTP_WBUF_FLUSH ? data.len - off : SMTP_WBUF_FLUSH);
 	if (r == IMAP_URLAUTH_OK && tx->too_big)
 		r = IMAP_URLAUTH_TOOBIG;
 	buf_free(&data);

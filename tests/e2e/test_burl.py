@@ -187,3 +187,47 @@ def test_burl_not_offered_on_port_25_or_before_auth(srv, pair):  # noqa: F811
     code, text = c.docmd("BURL", "imap://x@example.test/INBOX/;UID=1 LAST")
     assert code == 530 and text.startswith(b"5.7.0"), text
     c.quit()
+
+
+def test_burl_size_limit_and_keys_survive_a_restart():
+    """message_size_limit bounds what BURL adds (552 5.3.4, nothing delivered); a URL made
+    before a restart still works after it (the key is on disk, not in a worker's memory)."""
+    import os
+    import signal
+    import subprocess
+
+    import postino_server
+    from test_imap_helpers import make_server
+    s = make_server(extra_conf="message_size_limit = 1M\n")
+    try:
+        sender, rcpt = new_user(s, "sender"), new_user(s, "rcpt")
+        big = draft(sender, rcpt, "y" * 600000 + "\r\n")
+        m, uid = save_draft(s, sender, big)
+        url = genurlauth(m, sender, uid, "submit+" + sender)
+        m.logout()
+        head = ("X-Filler: %s\r\n" % ("z" * 990)) * 500     # ~500 KB before the draft
+        c = submit(s, sender)
+        c.mail(sender)
+        c.rcpt(rcpt)
+        c.send(b"BDAT %d\r\n" % len(head) + head.encode())
+        assert c.getreply()[0] == 250
+        code, text = c.docmd("BURL", url + " LAST")
+        assert code == 552 and text.startswith(b"5.3.4"), text
+        c.quit()
+        # restart: same data directory, new processes (stop() would remove the directory)
+        os.killpg(s.proc.pid, signal.SIGTERM)
+        s.proc.wait(10)
+        s.proc = subprocess.Popen([postino_server.BIN, "serve", "--data", s.data],
+                                  stdout=s.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        s.wait_ready()
+        c = submit(s, sender)
+        c.mail(sender)
+        c.rcpt(rcpt)
+        code, text = c.docmd("BURL", url + " LAST")
+        assert code == 250, text
+        c.quit()
+        got = wait_bodies(s, rcpt, 1)
+        assert len(got) == 1 and got[0].endswith(big)
+    finally:
+        s.stop()
