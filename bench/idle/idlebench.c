@@ -20,13 +20,12 @@
  *   mem    PID: sum Pss and Rss (/proc/PID/smaps_rollup) over PID and its descendants.
  *   cpu    PID: sum utime+stime (clock ticks, /proc/PID/stat) over PID and its descendants.
  *
- * Build: gcc -O2 -o idlebench idlebench.c -lssl -lcrypto
+ * Build: gcc -O2 -I../common -o idlebench idlebench.c ../common/proctree.c -lssl -lcrypto
  * Exit status: 0 ok, 1 something failed, 2 usage.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -46,6 +45,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "proctree.h"
 
 static int port, smtp_port, nsess = 10000, nusers = 100, inflight_max = 64, timeout_s = 60;
 static int watch_pid;
@@ -652,105 +653,15 @@ static int do_idle(void)
 
 /* ------------------------------------------------------------------ mem / cpu of a tree */
 
-struct pinfo {
-	int pid, ppid;
-	char comm[32];
-	long ticks;
-};
-
-/* the processes of the tree under root; returns how many, *ps_r to free */
-static size_t proc_tree(int root, struct pinfo **ps_r)
-{
-	size_t cap = 1024, n = 0;
-	struct pinfo *ps = malloc(cap * sizeof *ps);
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		char path[64], buf[1024];
-		snprintf(path, sizeof path, "/proc/%.20s/stat", de->d_name);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t got = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-		buf[got] = 0;
-		char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-		if (!lp || !rp)
-			continue;
-		if (n == cap) {
-			cap *= 2;
-			ps = realloc(ps, cap * sizeof *ps);
-		}
-		ps[n].pid = atoi(buf);
-		snprintf(ps[n].comm, sizeof ps[n].comm, "%.*s", (int)(rp - lp - 1), lp + 1);
-		char state;
-		unsigned long ut = 0, st = 0;
-		/* state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-		if (sscanf(rp + 2, "%c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &state, &ps[n].ppid,
-			   &ut, &st) != 4)
-			continue;
-		ps[n].ticks = (long)(ut + st);
-		n++;
-	}
-	closedir(d);
-	char *in = calloc(n ? n : 1, 1);
-	for (size_t i = 0; i < n; i++)
-		if (ps[i].pid == root)
-			in[i] = 1;
-	for (int changed = 1; changed;) {
-		changed = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (in[i])
-				continue;
-			for (size_t j = 0; j < n; j++)
-				if (in[j] && ps[j].pid == ps[i].ppid) {
-					in[i] = 1;
-					changed = 1;
-					break;
-				}
-		}
-	}
-	size_t m = 0;
-	for (size_t i = 0; i < n; i++)
-		if (in[i])
-			ps[m++] = ps[i];
-	free(in);
-	*ps_r = ps;
-	return m;
-}
-
-static int read_kb(const char *path, const char *key, long *val)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	char line[256];
-	size_t kl = strlen(key);
-	int found = -1;
-	while (fgets(line, sizeof line, f))
-		if (strncmp(line, key, kl) == 0) {
-			*val = atol(line + kl);
-			found = 0;
-			break;
-		}
-	fclose(f);
-	return found;
-}
-
 static int do_mem(int root)
 {
-	struct pinfo *ps;
+	struct proc_info *ps;
 	size_t n = proc_tree(root, &ps);
 	long procs = 0, pss = 0, rss = 0;
 	for (size_t i = 0; i < n; i++) {
-		char path[64];
-		long p = 0, r = 0;
-		snprintf(path, sizeof path, "/proc/%d/smaps_rollup", ps[i].pid);
-		if (read_kb(path, "Pss:", &p) < 0)
+		long p, r;
+		if (proc_mem_kb(ps[i].pid, &p, &r) < 0)
 			continue;
-		read_kb(path, "Rss:", &r);
 		procs++;
 		pss += p;
 		rss += r;
@@ -762,7 +673,7 @@ static int do_mem(int root)
 
 static int do_cpu(int root)
 {
-	struct pinfo *ps;
+	struct proc_info *ps;
 	size_t n = proc_tree(root, &ps);
 	long ticks = 0;
 	for (size_t i = 0; i < n; i++)

@@ -30,7 +30,7 @@
  * messages the generator put there; APPEND returns APPENDUID; UID EXPUNGE expunges one message.
  * On a failed check the command and the server's answer (the dialogue) are printed to stderr.
  *
- * Build: gcc -O2 -pthread -o imapbench imapbench.c -lssl -lcrypto
+ * Build: gcc -O2 -pthread -I../common -o imapbench imapbench.c ../common/proctree.c -lssl -lcrypto
  * Usage:
  *   imapbench fill  -p SMTP_PORT [-c 8] [-u 20] [-n 500] [-d bench.test]
  *   imapbench prime -p IMAPS_PORT [-u 20] [-n 500] [-d bench.test] [-P pass-fmt]
@@ -45,7 +45,6 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -64,6 +63,8 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "proctree.h"
 
 static const char *host = "127.0.0.1";
 static int port = 0;
@@ -1533,80 +1534,10 @@ static int do_idle(void)
 
 /* ------------------------------------------------------------------ mem */
 
-struct pinfo {
-	int pid, ppid;
-	char comm[32];
-};
-
-static int read_kb(const char *path, const char *key, long *val)
-{
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -1;
-	char line[256];
-	size_t kl = strlen(key);
-	int found = -1;
-	while (fgets(line, sizeof line, f))
-		if (strncmp(line, key, kl) == 0) {
-			*val = atol(line + kl);
-			found = 0;
-			break;
-		}
-	fclose(f);
-	return found;
-}
-
 static int do_mem(int root)
 {
-	size_t cap = 1024, n = 0;
-	struct pinfo *ps = xmalloc(cap * sizeof *ps);
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (!isdigit((unsigned char)de->d_name[0]))
-			continue;
-		char path[64], buf[512];
-		snprintf(path, sizeof path, "/proc/%.20s/stat", de->d_name);
-		FILE *f = fopen(path, "r");
-		if (!f)
-			continue;
-		size_t got = fread(buf, 1, sizeof buf - 1, f);
-		fclose(f);
-		buf[got] = 0;
-		char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
-		if (!lp || !rp)
-			continue;
-		if (n == cap) {
-			cap *= 2;
-			ps = xrealloc(ps, cap * sizeof *ps);
-		}
-		ps[n].pid = atoi(buf);
-		snprintf(ps[n].comm, sizeof ps[n].comm, "%.*s", (int)(rp - lp - 1), lp + 1);
-		char state;
-		if (sscanf(rp + 2, "%c %d", &state, &ps[n].ppid) != 2)
-			continue;
-		n++;
-	}
-	closedir(d);
-	/* mark descendants of root (repeat until no change; trees are shallow) */
-	char *in = calloc(n, 1);
-	int changed = 1;
-	for (size_t i = 0; i < n; i++)
-		if (ps[i].pid == root)
-			in[i] = 1;
-	while (changed) {
-		changed = 0;
-		for (size_t i = 0; i < n; i++) {
-			if (in[i])
-				continue;
-			for (size_t j = 0; j < n; j++)
-				if (in[j] && ps[j].pid == ps[i].ppid) {
-					in[i] = 1;
-					changed = 1;
-					break;
-				}
-		}
-	}
+	struct proc_info *ps;
+	size_t n = proc_tree(root, &ps);
 	long procs = 0, pss = 0, rss = 0;
 	struct {
 		char comm[32];
@@ -1614,14 +1545,9 @@ static int do_mem(int root)
 	} by[32];
 	int nby = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (!in[i])
+		long p, r;
+		if (proc_mem_kb(ps[i].pid, &p, &r) < 0)
 			continue;
-		char path[64];
-		long p = 0, r = 0;
-		snprintf(path, sizeof path, "/proc/%d/smaps_rollup", ps[i].pid);
-		if (read_kb(path, "Pss:", &p) < 0)
-			continue;
-		read_kb(path, "Rss:", &r);
 		procs++;
 		pss += p;
 		rss += r;
@@ -1643,6 +1569,7 @@ static int do_mem(int root)
 	printf("MEM procs=%ld pss_kb=%ld rss_kb=%ld\n", procs, pss, rss);
 	for (int k = 0; k < nby; k++)
 		printf("MEMBY comm=%s procs=%ld pss_kb=%ld rss_kb=%ld\n", by[k].comm, by[k].procs, by[k].pss, by[k].rss);
+	free(ps);
 	return procs ? 0 : 1;
 }
 
