@@ -87,12 +87,7 @@ static int fsync_parent(const char *path)
 		return -1;
 	memcpy(dir, slash ? path : ".", n);
 	dir[n] = '\0';
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	int r = fsync(fd);
-	close(fd);
-	return r;
+	return fs_fsync_dir(dir);
 }
 
 /* Create a key and store it as PEM, mode 0600, never replacing a file. */

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fsutil.h"
 #include "log.h"
 
 static const char usage[] =
@@ -195,11 +196,7 @@ static int q_delete(const char *dir, const char *id)
 			"postino: cannot delete %s\n", id);
 		return 1;
 	}
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
+	fs_fsync_dir(dir);
 	snprintf(p, sizeof(p), "%s/%s.msg", dir, id);
 	unlink(p);
 	queue_hold_msg(dir, id, 0);

@@ -39,6 +39,7 @@
 
 #include "acctdb.h"
 #include "ev.h"
+#include "fsutil.h"
 #include "log.h"
 #include "metrics.h"
 #include "num.h"
@@ -106,23 +107,13 @@ static int env_name(const char *name, char *id, size_t idlen)
 	return queue_id_valid(id);
 }
 
-/* fsync a directory. */
-static void sync_dir(const char *dir)
-{
-	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd >= 0) {
-		fsync(fd);
-		close(fd);
-	}
-}
-
 /* Remove a finished entry: the envelope first (the commit point), then the body. */
 static void entry_remove(struct queue *q, const char *id)
 {
 	char p[CONFIG_PATH_MAX + 100];
 	snprintf(p, sizeof(p), "%s/%s.env", q->dir, id);
 	unlink(p);
-	sync_dir(q->dir);
+	fs_fsync_dir(q->dir);
 	snprintf(p, sizeof(p), "%s/%s.msg", q->dir, id);
 	unlink(p);
 }
