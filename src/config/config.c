@@ -125,7 +125,7 @@ static const struct gkey gkeys[] = {
 	G("submission_milters", K_MILTERS, submission_milters,
 	  "content filters (milters) of ports 587 and 465"),
 	G("milter_connect_timeout", K_DURATION, milter_connect_timeout,
-	  "time allowed to connect to a milter"),
+	  "time allowed to connect to a milter and negotiate with it"),
 	G("milter_command_timeout", K_DURATION, milter_command_timeout,
 	  "time allowed for a milter's reply to a command"),
 	G("milter_content_timeout", K_DURATION, milter_content_timeout,

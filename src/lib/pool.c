@@ -158,3 +158,60 @@ size_t pool_pending(const struct pool *p)
 {
 	return p->pending;
 }
+
+/* ---- lanes ---- */
+
+static void lane_kick(struct pool_lane *l);
+
+/* Pool thread. */
+static void lane_work(void *arg)
+{
+	struct pool_job *j = arg;
+	j->work(j->arg);
+}
+
+/* Loop thread: one of the lane's jobs is done; start what waits. */
+static void lane_done(void *arg)
+{
+	struct pool_job *j = arg;
+	struct pool_lane *l = j->lane;
+	l->nrunning--;
+	j->done(j->arg);      /* may free or requeue j */
+	lane_kick(l);
+}
+
+/* Start waiting jobs up to the lane's limit. */
+static void lane_kick(struct pool_lane *l)
+{
+	while (l->head != NULL && l->nrunning < l->max) {
+		struct pool_job *j = l->head;
+		int failed = pool_submit(l->pool, lane_work, lane_done, j) < 0;
+		if (failed && l->nrunning > 0)
+			break;      /* out of memory: the next finish retries */
+		l->head = j->next;
+		if (l->head == NULL)
+			l->tail = NULL;
+		j->next = NULL;
+		if (failed) {       /* and nothing would retry */
+			j->failed = 1;
+			j->done(j->arg);
+			continue;
+		}
+		l->nrunning++;
+	}
+}
+
+/* Queue a job in a lane. */
+void pool_lane_submit(struct pool_lane *l, struct pool *p, struct pool_job *j)
+{
+	l->pool = p;
+	j->lane = l;
+	j->failed = 0;
+	j->next = NULL;
+	if (l->tail)
+		l->tail->next = j;
+	else
+		l->head = j;
+	l->tail = j;
+	lane_kick(l);
+}

@@ -21,4 +21,28 @@ int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg);
 /* Jobs queued or running whose done() has not run yet. */
 size_t pool_pending(const struct pool *p);
 
+/* A lane into a pool: at most `max` of its jobs run at once, the others wait in order, so
+ * jobs that may wait long (on milters, on DNS) cannot take every thread from the others.
+ * Loop thread only. A lane is zeroed storage with `max` set; the job's storage is the
+ * caller's and must live until its done() runs. */
+struct pool_job {
+	pool_fn *work;                /* pool thread */
+	pool_fn *done;                /* loop thread; `failed` set: work never ran (no memory) */
+	void *arg;
+	int failed;
+	struct pool_lane *lane;
+	struct pool_job *next;
+};
+
+struct pool_lane {
+	unsigned max, nrunning;
+	struct pool *pool;
+	struct pool_job *head, *tail;
+};
+
+/* Queue j in the lane, on pool p; it starts when fewer than max of the lane's run. When the
+ * pool cannot take it and none of the lane's jobs runs (so none would retry), done() runs at
+ * once with `failed` set. */
+void pool_lane_submit(struct pool_lane *l, struct pool *p, struct pool_job *j);
+
 #endif

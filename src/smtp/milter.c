@@ -36,7 +36,7 @@
 #define MILTER_HNAME_MAX 998         /* RFC 5322 2.1.1: a line is at most 998 octets */
 
 /* commands (MTA to milter) */
-#define SMFIC_ABORT 'A'
+#define SMFIC_ABORT 'A'              /* no reply */
 #define SMFIC_BODY 'B'
 #define SMFIC_CONNECT 'C'
 #define SMFIC_MACRO 'D'
@@ -97,12 +97,35 @@
 /* What a reply means to the conversation. */
 enum mreply { MR_CONTINUE, MR_ACCEPT, MR_SKIP, MR_FINAL, MR_ERROR };
 
+/* Where one milter of a session stands. */
+enum mstate {
+	M_NEW,                         /* not connected yet (before the connect stage) */
+	M_OPEN,                        /* connected, takes part */
+	M_ACCEPT_CONN,                 /* accepted the connection, or is down with default accept:
+					* skipped for the rest of the session */
+	M_ACCEPT_TX,                   /* accepted the transaction: skipped until the next MAIL */
+	M_REFUSED,                     /* refused the connection (connect, HELO) or is down with
+					* default reject/tempfail: `refusal` answers every later
+					* MAIL, RCPT and message */
+};
+
 struct mconn {
 	int fd;
-	const char *spec;
+	char spec[MILTER_SPEC_MAX];
 	uint32_t version, actions, proto;
-	struct milter_result *res;
+	enum mstate state;
+	int in_tx;                     /* saw MAIL and not yet the end of that message: an ABORT
+					* goes before the next MAIL or HELO */
+	enum milter_verdict refusal_verdict;
+	char refusal[MILTER_REPLY_MAX];
+	struct milter_result *res;     /* of the stage being run */
 	char err[200];                 /* what went wrong (MR_ERROR) */
+};
+
+struct milter_session {
+	struct milter_settings set;
+	size_t n;
+	struct mconn m[MILTER_LIST_MAX];
 };
 
 /* Split the setting into specs. */
@@ -465,6 +488,23 @@ int milter_reply_check(const char *in, size_t inlen, char *out, size_t outlen, i
 	return 0;
 }
 
+/* What a refusal at the stage of command `stage` refuses, for the reply text. */
+static const char *what_of(char stage)
+{
+	switch (stage) {
+	case SMFIC_CONNECT:
+		return "connection";
+	case SMFIC_HELO:
+		return "greeting (HELO/EHLO)";
+	case SMFIC_MAIL:
+		return "sender";
+	case SMFIC_RCPT:
+		return "recipient";
+	default:
+		return "message";
+	}
+}
+
 /* Read replies to a command until one decides it. stage: the command sent ('E' accepts the
  * end-of-message actions, 'B' accepts skip). */
 static enum mreply read_reply(struct mconn *m, char stage, unsigned timeout, size_t *octets)
@@ -483,16 +523,22 @@ static enum mreply read_reply(struct mconn *m, char stage, unsigned timeout, siz
 			return MR_ACCEPT;
 		case SMFIR_PROGRESS:
 			continue;           /* the milter asks for more time: a new timeout */
-		case SMFIR_REJECT:
-			set_final(res, MILTER_REJECT, "550 5.7.1 Rejected by the spam filter: the "
-				  "message was refused by a content filter; if this is wrong, tell the "
-				  "postmaster of this server", m->spec, "reject");
+		case SMFIR_REJECT: {
+			char r[MILTER_REPLY_MAX];
+			snprintf(r, sizeof(r), "550 5.7.1 Rejected by the spam filter: the %s was "
+				 "refused by a content filter; if this is wrong, tell the "
+				 "postmaster of this server", what_of(stage));
+			set_final(res, MILTER_REJECT, r, m->spec, "reject");
 			return MR_FINAL;
-		case SMFIR_TEMPFAIL:
-			set_final(res, MILTER_TEMPFAIL, "451 4.7.1 Deferred by the spam filter: the "
-				  "content filter asked to try again later; please retry", m->spec,
-				  "tempfail");
+		}
+		case SMFIR_TEMPFAIL: {
+			char r[MILTER_REPLY_MAX];
+			snprintf(r, sizeof(r), "451 4.7.1 Deferred by the spam filter: the content "
+				 "filter asked to try the %s again later; please retry",
+				 what_of(stage));
+			set_final(res, MILTER_TEMPFAIL, r, m->spec, "tempfail");
 			return MR_FINAL;
+		}
 		case SMFIR_DISCARD:
 			set_final(res, MILTER_DISCARD, "", m->spec, "discard");
 			return MR_FINAL;
@@ -740,91 +786,112 @@ static enum mreply negotiate(struct mconn *m, unsigned timeout)
 	return MR_CONTINUE;
 }
 
-/* One milter's whole conversation over the message. */
-static enum mreply converse(struct mconn *m, const struct milter_settings *set,
-			    const struct milter_env *env, size_t *octets)
+/* CONNECT: connect, negotiate (both within milter_connect_timeout, as Postfix counts it), the
+ * connect macros and CONNECT itself. */
+static enum mreply stage_connect(struct mconn *m, const struct milter_settings *set,
+				 const struct milter_env *env, size_t *octets)
 {
-	const unsigned ct = set->command_timeout, bt = set->content_timeout;
-	enum mreply r = negotiate(m, ct);
-	if (r != MR_CONTINUE)
+	const unsigned ct = set->command_timeout;
+	uint64_t deadline = ev_now_ms() + (uint64_t)set->connect_timeout * 1000;
+	m->fd = milter_connect(m->spec, deadline, m->err, sizeof(m->err));
+	if (m->fd < 0)
+		return MR_ERROR;
+	m->state = M_OPEN;
+	enum mreply r = negotiate(m, set->connect_timeout);
+	if (r != MR_CONTINUE || (m->proto & SMFIP_NOCONNECT))
 		return r;
 	char port[16], p[2048];
-	size_t n;
+	size_t n = 0;
 	snprintf(port, sizeof(port), "%u", env->client_port);
 	const char *mc[] = { "j", env->hostname, "{daemon_name}", env->daemon, "_",
 			     env->client_ip, "{client_addr}", env->client_ip, "{client_port}",
 			     port, "{client_name}", "unknown" };
-	/* CONNECT: host name (we do no reverse lookups: "unknown", as Postfix says), family,
-	 * port, address */
-	if (!(m->proto & SMFIP_NOCONNECT)) {
-		if (send_macros(m, SMFIC_CONNECT, mc, sizeof(mc) / sizeof(mc[0]), ct) < 0)
-			return MR_ERROR;
-		unsigned char a6[16];
-		n = 0;
+	if (send_macros(m, SMFIC_CONNECT, mc, sizeof(mc) / sizeof(mc[0]), ct) < 0)
+		return MR_ERROR;
+	/* host name (we do no reverse lookups: "unknown", as Postfix says), family, port,
+	 * address */
+	unsigned char a6[16];
+	put_str(p, sizeof(p), &n, "unknown");
+	int fam = inet_pton(AF_INET, env->client_ip, a6) == 1 ? '4' :
+		  inet_pton(AF_INET6, env->client_ip, a6) == 1 ? '6' : 'U';
+	p[n++] = (char)fam;
+	if (fam != 'U') {
+		uint16_t pt = htons((uint16_t)env->client_port);
+		memcpy(p + n, &pt, 2);
+		n += 2;
+		put_str(p, sizeof(p), &n, env->client_ip);
+	}
+	return step(m, SMFIC_CONNECT, p, n, SMFIP_NR_CONN, ct, ct, octets);
+}
+
+/* HELO/EHLO with the client's name. */
+static enum mreply stage_helo(struct mconn *m, const struct milter_settings *set,
+			      const struct milter_env *env, size_t *octets)
+{
+	if (m->proto & SMFIP_NOHELO)
+		return MR_CONTINUE;
+	char p[300];
+	size_t n = 0;
+	if (put_str(p, sizeof(p), &n, env->helo) < 0)
 		put_str(p, sizeof(p), &n, "unknown");
-		int fam = inet_pton(AF_INET, env->client_ip, a6) == 1 ? '4' :
-			  inet_pton(AF_INET6, env->client_ip, a6) == 1 ? '6' : 'U';
-		p[n++] = (char)fam;
-		if (fam != 'U') {
-			uint16_t pt = htons((uint16_t)env->client_port);
-			memcpy(p + n, &pt, 2);
-			n += 2;
-			put_str(p, sizeof(p), &n, env->client_ip);
-		}
-		r = step(m, SMFIC_CONNECT, p, n, SMFIP_NR_CONN, ct, ct, octets);
-		if (r != MR_CONTINUE)
-			return r;
-	}
-	if (!(m->proto & SMFIP_NOHELO)) {
-		n = 0;
-		put_str(p, sizeof(p), &n, env->helo);
-		r = step(m, SMFIC_HELO, p, n, SMFIP_NR_HELO, ct, ct, octets);
-		if (r != MR_CONTINUE)
-			return r;
-	}
-	char angle[400];
+	return step(m, SMFIC_HELO, p, n, SMFIP_NR_HELO, set->command_timeout,
+		    set->command_timeout, octets);
+}
+
+/* MAIL FROM, with the macros of the transaction (queue id, sender, login). */
+static enum mreply stage_mail(struct mconn *m, const struct milter_settings *set,
+			      const struct milter_env *env, size_t *octets)
+{
+	const unsigned ct = set->command_timeout;
+	m->in_tx = 1;
+	if (m->proto & SMFIP_NOMAIL)
+		return MR_CONTINUE;
+	char angle[400], p[512];
+	size_t n = 0;
 	snprintf(angle, sizeof(angle), "<%s>", env->from);
 	const char *mm[] = { "i", env->queue_id, "{mail_addr}", env->from, "{auth_authen}",
 			     env->auth_user, "{auth_type}", env->auth_user[0] ? "PLAIN" : "" };
-	if (!(m->proto & SMFIP_NOMAIL)) {
-		if (send_macros(m, SMFIC_MAIL, mm, sizeof(mm) / sizeof(mm[0]), ct) < 0)
-			return MR_ERROR;
-		n = 0;
-		put_str(p, sizeof(p), &n, angle);
-		r = step(m, SMFIC_MAIL, p, n, SMFIP_NR_MAIL, ct, ct, octets);
-		if (r != MR_CONTINUE)
-			return r;
-	}
-	for (size_t i = 0; i < env->nrcpts && !(m->proto & SMFIP_NORCPT); i++) {
-		const char *rc = env->rcpts + i * env->rcpt_stride;
-		const char *mr[] = { "{rcpt_addr}", rc };
-		if (send_macros(m, SMFIC_RCPT, mr, 2, ct) < 0)
-			return MR_ERROR;
-		snprintf(angle, sizeof(angle), "<%s>", rc);
-		n = 0;
-		put_str(p, sizeof(p), &n, angle);
-		r = step(m, SMFIC_RCPT, p, n, SMFIP_NR_RCPT, ct, ct, octets);
-		if (r != MR_CONTINUE)
-			return r;
-	}
+	if (send_macros(m, SMFIC_MAIL, mm, sizeof(mm) / sizeof(mm[0]), ct) < 0)
+		return MR_ERROR;
+	put_str(p, sizeof(p), &n, angle);
+	return step(m, SMFIC_MAIL, p, n, SMFIP_NR_MAIL, ct, ct, octets);
+}
+
+/* RCPT TO of one recipient. */
+static enum mreply stage_rcpt(struct mconn *m, const struct milter_settings *set,
+			      const char *rcpt, size_t *octets)
+{
+	const unsigned ct = set->command_timeout;
+	if (m->proto & SMFIP_NORCPT)
+		return MR_CONTINUE;
+	char angle[400], p[512];
+	size_t n = 0;
+	const char *mr[] = { "{rcpt_addr}", rcpt };
+	if (send_macros(m, SMFIC_RCPT, mr, 2, ct) < 0)
+		return MR_ERROR;
+	snprintf(angle, sizeof(angle), "<%s>", rcpt);
+	put_str(p, sizeof(p), &n, angle);
+	return step(m, SMFIC_RCPT, p, n, SMFIP_NR_RCPT, ct, ct, octets);
+}
+
+/* The message: DATA, the header fields of h (hlen octets), EOH, the body from offset body,
+ * EOB. The milter's transaction is over once it answered EOB. */
+static enum mreply stage_message(struct mconn *m, const struct milter_settings *set,
+				 const struct milter_env *env, const char *h, size_t hlen,
+				 uint64_t body, size_t *octets)
+{
+	const unsigned ct = set->command_timeout, bt = set->content_timeout;
+	enum mreply r;
 	if (m->version >= 4 && !(m->proto & SMFIP_NODATA)) {
 		r = step(m, SMFIC_DATA, NULL, 0, SMFIP_NR_DATA, ct, ct, octets);
 		if (r != MR_CONTINUE)
 			return r;
 	}
-	size_t hlen;
-	uint64_t body;
-	char *h = read_headers(env->fd, env->off, env->total, &hlen, &body);
-	if (h == NULL) {
-		snprintf(m->err, sizeof(m->err), "cannot read the message");
-		return MR_ERROR;
-	}
-	r = MR_CONTINUE;
-	if (!(m->proto & SMFIP_NOHDRS))
+	if (!(m->proto & SMFIP_NOHDRS)) {
 		r = send_headers(m, h, hlen, ct, octets);
-	free(h);
-	if (r != MR_CONTINUE)
-		return r;
+		if (r != MR_CONTINUE)
+			return r;
+	}
 	if (!(m->proto & SMFIP_NOEOH)) {
 		r = step(m, SMFIC_EOH, NULL, 0, SMFIP_NR_EOH, ct, ct, octets);
 		if (r != MR_CONTINUE)
@@ -836,61 +903,233 @@ static enum mreply converse(struct mconn *m, const struct milter_settings *set,
 			return r;
 	}
 	const char *me[] = { "i", env->queue_id };
-	if (send_macros(m, SMFIC_BODYEOB, me, 2, bt) < 0)
+	if (send_macros(m, SMFIC_BODYEOB, me, 2, bt) < 0 ||
+	    send_packet(m, SMFIC_BODYEOB, NULL, 0, bt) < 0)
 		return MR_ERROR;
-	if (send_packet(m, SMFIC_BODYEOB, NULL, 0, bt) < 0)
-		return MR_ERROR;
-	return read_reply(m, SMFIC_BODYEOB, bt, octets);
+	r = read_reply(m, SMFIC_BODYEOB, bt, octets);
+	if (r != MR_ERROR)
+		m->in_tx = 0;
+	return r;
 }
 
-/* The milter of spec could not judge the message: apply milter_default_action. */
-static void default_action(struct milter_result *res, const struct milter_settings *set,
-			   const char *spec, const char *err)
+static const char *const stage_names[] = { "connect", "helo", "mail", "rcpt", "message" };
+
+/* The milter could not judge (down, slow, broken): it is closed, and milter_default_action
+ * answers for it at this stage and, unless that is accept, at every later one. */
+static void milter_failed(struct mconn *m, const struct milter_settings *set,
+			  enum milter_stage st, struct milter_result *res)
 {
-	log_warn("proto=smtp event=milter-failed milter=%s error=\"%s\" action=%s", spec, err,
+	log_warn("proto=smtp event=milter-failed milter=%s stage=%s error=\"%s\" action=%s",
+		 m->spec, stage_names[st], m->err,
 		 set->default_action == MILTER_DEFAULT_ACCEPT ? "accept" :
 		 set->default_action == MILTER_DEFAULT_REJECT ? "reject" : "tempfail");
-	if (set->default_action == MILTER_DEFAULT_ACCEPT)
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	m->in_tx = 0;
+	if (set->default_action == MILTER_DEFAULT_ACCEPT) {
+		m->state = M_ACCEPT_CONN;
 		return;
+	}
 	if (set->default_action == MILTER_DEFAULT_REJECT)
 		set_final(res, MILTER_REJECT, "550 5.7.1 Rejected: the spam filter could not check "
 			  "the message and this server refuses unchecked mail; tell the postmaster",
-			  spec, err);
+			  m->spec, m->err);
 	else
 		set_final(res, MILTER_TEMPFAIL, "451 4.7.1 The spam filter is not available right "
-			  "now; the message was not accepted, please try again later", spec, err);
+			  "now; the message was not accepted, please try again later", m->spec,
+			  m->err);
+	m->state = M_REFUSED;
+	m->refusal_verdict = res->verdict;
+	snprintf(m->refusal, sizeof(m->refusal), "%s", res->reply);
 }
 
-/* Run every milter of the list. */
-void milter_run(const char *list, const struct milter_settings *set, const struct milter_env *env,
-		struct milter_result *res)
+/* A session's milters, not connected yet. */
+struct milter_session *milter_session_new(const char *list, const struct milter_settings *set)
 {
 	char specs[MILTER_LIST_MAX][MILTER_SPEC_MAX];
 	const char *err = NULL;
+	int n = milter_parse_list(list, specs, MILTER_LIST_MAX, &err);
+	if (n <= 0)
+		return NULL;
+	struct milter_session *ms = calloc(1, sizeof(*ms));
+	if (ms == NULL)
+		return NULL;
+	ms->set = *set;
+	ms->n = (size_t)n;
+	for (size_t i = 0; i < ms->n; i++) {
+		ms->m[i].fd = -1;
+		ms->m[i].state = M_NEW;
+		memcpy(ms->m[i].spec, specs[i], sizeof(specs[i]));
+	}
+	return ms;
+}
+
+/* Say QUIT where the socket takes it at once, and close. */
+void milter_session_free(struct milter_session **msp)
+{
+	struct milter_session *ms = *msp;
+	if (ms == NULL)
+		return;
+	static const unsigned char quit[5] = { 0, 0, 0, 1, SMFIC_QUIT };
+	for (size_t i = 0; i < ms->n; i++) {
+		if (ms->m[i].fd < 0)
+			continue;
+		if (send(ms->m[i].fd, quit, sizeof(quit), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+			log_debug("milter %s: QUIT not sent: %s", ms->m[i].spec, strerror(errno));
+		close(ms->m[i].fd);
+	}
+	free(ms);
+	*msp = NULL;
+}
+
+/* The refusal that stands for the rest of the session, or NULL. */
+const char *milter_session_refusal(const struct milter_session *ms,
+				   enum milter_verdict *verdict_r)
+{
+	for (size_t i = 0; ms != NULL && i < ms->n; i++) {
+		if (ms->m[i].state == M_REFUSED) {
+			if (verdict_r != NULL)
+				*verdict_r = ms->m[i].refusal_verdict;
+			return ms->m[i].refusal;
+		}
+	}
+	return NULL;
+}
+
+/* Run one stage with every milter that still takes part. */
+void milter_stage(struct milter_session *ms, enum milter_stage st, const struct milter_env *env,
+		  const char *rcpt, struct milter_result *res)
+{
+	const struct milter_settings *set = &ms->set;
+	size_t octets = 0, hlen = 0;
+	uint64_t body = 0;
+	char *h = NULL;
 	memset(res, 0, sizeof(*res));
 	res->verdict = MILTER_ACCEPT;
-	int n = milter_parse_list(list, specs, MILTER_LIST_MAX, &err);
-	size_t octets = 0;
-	for (int i = 0; i < n && res->verdict == MILTER_ACCEPT; i++) {
-		struct mconn m = { .fd = -1, .spec = specs[i], .res = res };
+	if (st == MILTER_STAGE_MAIL || st == MILTER_STAGE_HELO) {
+		/* a new transaction (HELO resets it too): the milters that saw the last one's MAIL
+		 * but not its end of message (RSET, a refusal, a discard) are told it was aborted,
+		 * as Sendmail does */
+		for (size_t i = 0; i < ms->n; i++) {
+			struct mconn *m = &ms->m[i];
+			if (m->in_tx && m->fd >= 0 &&
+			    send_packet(m, SMFIC_ABORT, NULL, 0, set->command_timeout) < 0) {
+				m->res = res;
+				milter_failed(m, set, st, res);
+			}
+			m->in_tx = 0;
+			if (m->state == M_ACCEPT_TX)
+				m->state = M_OPEN;
+		}
+		if (res->verdict != MILTER_ACCEPT)
+			return;
+	}
+	if (st == MILTER_STAGE_MESSAGE) {
+		h = read_headers(env->fd, env->off, env->total, &hlen, &body);
+		if (h == NULL) {
+			set_final(res, MILTER_TEMPFAIL, "451 4.3.0 Temporary storage failure; the "
+				  "message was not accepted, please try again later", "-",
+				  "cannot read the message");
+			return;
+		}
+	}
+	for (size_t i = 0; i < ms->n && res->verdict == MILTER_ACCEPT; i++) {
+		struct mconn *m = &ms->m[i];
+		if (m->state == M_ACCEPT_CONN ||
+		    (m->state == M_NEW && st != MILTER_STAGE_CONNECT) ||
+		    (m->state == M_ACCEPT_TX && st >= MILTER_STAGE_MAIL))
+			continue;
+		if (m->state == M_REFUSED) {
+			/* like Postfix: HELO is answered, the transaction is refused */
+			if (st != MILTER_STAGE_HELO && st != MILTER_STAGE_CONNECT)
+				set_final(res, m->refusal_verdict, m->refusal, m->spec,
+					  "refused earlier in this session");
+			continue;
+		}
+		m->res = res;
+		m->err[0] = '\0';
 		size_t edits_before = res->nedits;
-		uint64_t deadline = ev_now_ms() + (uint64_t)set->connect_timeout * 1000;
-		m.fd = milter_connect(specs[i], deadline, m.err, sizeof(m.err));
-		enum mreply r = m.fd < 0 ? MR_ERROR : converse(&m, set, env, &octets);
-		if (r == MR_ERROR) {
+		enum mreply r = MR_ERROR;
+		switch (st) {
+		case MILTER_STAGE_CONNECT:
+			r = stage_connect(m, set, env, &octets);
+			break;
+		case MILTER_STAGE_HELO:
+			r = stage_helo(m, set, env, &octets);
+			break;
+		case MILTER_STAGE_MAIL:
+			r = stage_mail(m, set, env, &octets);
+			break;
+		case MILTER_STAGE_RCPT:
+			r = stage_rcpt(m, set, rcpt, &octets);
+			break;
+		case MILTER_STAGE_MESSAGE:
+			r = stage_message(m, set, env, h, hlen, body, &octets);
+			break;
+		}
+		switch (r) {
+		case MR_CONTINUE:
+		case MR_SKIP:
+			break;
+		case MR_ACCEPT:
+			/* done with this milter: for the connection when said at connect or HELO,
+			 * else for the transaction */
+			m->state = st <= MILTER_STAGE_HELO ? M_ACCEPT_CONN : M_ACCEPT_TX;
+			break;
+		case MR_FINAL:
+			if (st > MILTER_STAGE_HELO)
+				break;
+			if (res->verdict == MILTER_DISCARD) {
+				/* there is no message to drop yet: ignored, as Postfix does */
+				log_warn("proto=smtp event=milter-ignored milter=%s stage=%s "
+					 "reply=discard", m->spec, stage_names[st]);
+				res->verdict = MILTER_ACCEPT;
+				break;
+			}
+			/* a refusal of the connection stands for the rest of the session */
+			m->state = M_REFUSED;
+			m->refusal_verdict = res->verdict;
+			snprintf(m->refusal, sizeof(m->refusal), "%s", res->reply);
+			break;
+		case MR_ERROR:
 			/* a broken conversation's changes are not applied */
 			while (res->nedits > edits_before) {
 				res->nedits--;
 				free(res->edits[res->nedits].name);
 				free(res->edits[res->nedits].value);
 			}
-			default_action(res, set, specs[i], m.err);
-		} else if (m.fd >= 0) {
-			send_packet(&m, SMFIC_QUIT, NULL, 0, 1);
+			milter_failed(m, set, st, res);
+			break;
 		}
-		if (m.fd >= 0)
-			close(m.fd);
 	}
+	free(h);
+}
+
+/* The whole conversation in one go, on a session of its own (tests, tools). */
+void milter_run(const char *list, const struct milter_settings *set, const struct milter_env *env,
+		struct milter_result *res)
+{
+	struct milter_session *ms = milter_session_new(list, set);
+	memset(res, 0, sizeof(*res));
+	res->verdict = MILTER_ACCEPT;
+	if (ms == NULL)
+		return;
+	static const enum milter_stage first[] = { MILTER_STAGE_CONNECT, MILTER_STAGE_HELO,
+						   MILTER_STAGE_MAIL };
+	for (size_t k = 0; k < sizeof(first) / sizeof(first[0]); k++) {
+		milter_stage(ms, first[k], env, NULL, res);
+		if (res->verdict != MILTER_ACCEPT)
+			goto out;
+	}
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		milter_stage(ms, MILTER_STAGE_RCPT, env, env->rcpts + i * env->rcpt_stride, res);
+		if (res->verdict != MILTER_ACCEPT)
+			goto out;
+	}
+	milter_stage(ms, MILTER_STAGE_MESSAGE, env, NULL, res);
+out:
+	milter_session_free(&ms);
 }
 
 /* Free what milter_run allocated. */

@@ -1,17 +1,21 @@
 /* milter.h - a client of the Sendmail milter protocol (version 6, as Postfix speaks it), so that
- * rspamd's proxy worker or any other milter can judge a message (issue 12).
+ * rspamd's proxy worker or any other milter can judge a session and its messages (issue 12).
  *
- * A conversation runs on a pool thread at the end of DATA, when the message is in its temp file:
- * every milter of the listener in turn gets OPTNEG, CONNECT, HELO, MAIL, RCPT..., DATA, the
- * header fields, EOH, the body in chunks of at most 64 KB and EOB, with the macros rspamd reads.
- * Each socket operation waits with poll() up to its deadline (milter_connect_timeout,
- * milter_command_timeout, milter_content_timeout) and each packet read is bounded, so a milter
- * can slow down only the message it judges, never the event loop nor another session.
+ * A session (milter_session_new) keeps one connection per milter for the whole SMTP session,
+ * as Postfix does, and each SMTP stage is one call of milter_stage on a pool thread: CONNECT
+ * (connect, OPTNEG, CONNECT with its macros), HELO, MAIL, each RCPT, and the message (DATA,
+ * the header fields, EOH, the body in chunks of at most 64 KB, EOB). Each socket operation
+ * waits with poll() up to its deadline (milter_connect_timeout, milter_command_timeout,
+ * milter_content_timeout) and each packet read is bounded, so a milter can slow down only the
+ * session it judges, never the event loop nor another session.
  *
- * Replies honoured: continue, accept (this milter is done), reject, tempfail, discard, replycode
- * (validated: 4xx/5xx, printable, cut to a line), skip (rest of the body), and at the end of the
- * message add-header, insert-header, change-header and quarantine. A milter that cannot be
- * reached, times out or breaks the protocol gets the milter_default_action.
+ * Replies honoured: continue, accept (this milter is done with the connection when said at
+ * CONNECT or HELO, else with the transaction), reject, tempfail, discard (MAIL, RCPT, message;
+ * ignored before MAIL as there is no message yet), replycode (validated: 4xx/5xx, printable, cut
+ * to a line), skip (rest of the body), and at the end of the message add-header, insert-header,
+ * change-header and quarantine. A refusal at CONNECT or HELO stands for the session: every
+ * later MAIL gets it. A milter that cannot be reached, times out or breaks the protocol is
+ * closed and gets milter_default_action, at that stage and for the rest of the session.
  */
 #ifndef POSTINO_MILTER_H
 #define POSTINO_MILTER_H
@@ -69,13 +73,43 @@ struct milter_result {
 	char why[300];                       /* for the log: which milter decided what */
 };
 
+/* The SMTP stages, in their order. */
+enum milter_stage {
+	MILTER_STAGE_CONNECT,
+	MILTER_STAGE_HELO,
+	MILTER_STAGE_MAIL,
+	MILTER_STAGE_RCPT,
+	MILTER_STAGE_MESSAGE,
+};
+
+struct milter_session;
+
+/* Loop thread, no I/O: the milters of `list` for one SMTP session (connected by the CONNECT
+ * stage). NULL when the list is empty or memory is short. */
+struct milter_session *milter_session_new(const char *list, const struct milter_settings *set);
+/* Loop thread: QUIT (only if the socket takes it at once) and close every milter; *msp = NULL.
+ * Never while a milter_stage call runs. */
+void milter_session_free(struct milter_session **msp);
+/* Loop thread: the reply that refuses every transaction of this session (a refusal at
+ * CONNECT or HELO, or a milter down with milter_default_action reject or tempfail), or NULL.
+ * Valid until the next milter_stage or milter_session_free. */
+const char *milter_session_refusal(const struct milter_session *ms,
+				   enum milter_verdict *verdict_r);
+/* Pool thread: one stage with every milter that still takes part, in order; the first
+ * reject, tempfail or discard ends it. `rcpt`: the recipient (MILTER_STAGE_RCPT). env->fd, off
+ * and total: the message (MILTER_STAGE_MESSAGE only). Fills *res (free it with
+ * milter_result_free); edits and quarantine come only from MILTER_STAGE_MESSAGE. Never fails:
+ * trouble becomes the default action. One call at a time per session. */
+void milter_stage(struct milter_session *ms, enum milter_stage st, const struct milter_env *env,
+		  const char *rcpt, struct milter_result *res);
+
 /* Split a milters setting ("inet:127.0.0.1:11332, unix:/run/x.sock") into specs. Returns the
  * count (0..MILTER_LIST_MAX), or -1 with *err_r saying what is wrong. */
 int milter_parse_list(const char *list, char specs[][MILTER_SPEC_MAX], size_t max,
 		      const char **err_r);
 
-/* Pool thread: run every milter of `list` in order over the message. Fills *res (free it
- * with milter_result_free). Never fails: trouble becomes the default action. */
+/* Pool thread: every stage, for one message with all its recipients, on a session of its
+ * own (unit tests). Fills *res (free it with milter_result_free). */
 void milter_run(const char *list, const struct milter_settings *set, const struct milter_env *env,
 		struct milter_result *res);
 void milter_result_free(struct milter_result *res);

@@ -137,7 +137,8 @@ int smtp_data_begin(struct smtp_session *s)
 	tx->at_line_start = 1;
 	tx->prev_crlf = 1;
 	char date[64];
-	queue_new_id(tx->id);   /* the queue's id format: names the spool files */
+	if (tx->id[0] == '\0')
+		queue_new_id(tx->id);   /* the queue's id format: names the spool files */
 	smtp_date(date, sizeof(date));
 	const char *proto = !s->esmtp ? "SMTP" : s->tls && s->auth_user[0] ? "ESMTPSA" :
 			    s->tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
@@ -389,6 +390,8 @@ struct deliver_job {
 	 * `reply`, quarantine `junk` */
 	int discard;               /* a milter discarded the message: 250, stored nowhere */
 	int hold;                  /* a milter quarantined it: the queued copy is held too */
+	struct pool_job aj;        /* the authentication checks (a job of authin_lane) */
+	struct pool_job mj;        /* the milters' message stage (smtp_milter_submit) */
 };
 
 /* Write the envelope of the remote recipients next to a link of the body in <data>/queue. */
@@ -793,16 +796,8 @@ static void commit_enqueue(struct worker *w, struct deliver_job *j)
 }
 
 /* Content filters (smtp-milter.c) judge a message on the pool before it joins the group
- * commit: a milter may take up to its timeouts, and a batch must not wait for it. At most
- * SMTP_MILTER_RUNNING_MAX such jobs run at once per worker, so a hung milter cannot take every
- * pool thread from logins and deliveries; the others wait in a list, in order. */
-#define SMTP_MILTER_RUNNING_MAX 4
-static struct {
-	struct deliver_job *head, *tail;
-	unsigned nrunning;
-} milterq;
-
-static void milter_kick(struct worker *w);
+ * commit: a milter may take up to its timeouts, and a batch must not wait for it. The job goes
+ * through the milter queue, which bounds the pool threads that milters can hold. */
 
 /* Pool thread: run the listener's milters over the message. */
 static void milter_work(void *arg)
@@ -823,7 +818,10 @@ static void milter_done(void *arg)
 {
 	struct deliver_job *j = arg;
 	struct worker *w = j->s->base.w;
-	milterq.nrunning--;
+	if (j->mj.failed) {
+		j->result = -1;
+		snprintf(j->why, sizeof(j->why), "out of memory for the milter job");
+	}
 	if (j->result != 0) {
 		deliver_done(j);
 	} else {
@@ -833,47 +831,28 @@ static void milter_done(void *arg)
 		}
 		commit_enqueue(w, j);
 	}
-	milter_kick(w);
 }
 
-/* Start waiting milter jobs up to the limit. */
-static void milter_kick(struct worker *w)
-{
-	while (milterq.head != NULL && milterq.nrunning < SMTP_MILTER_RUNNING_MAX) {
-		struct deliver_job *j = milterq.head;
-		int failed = pool_submit(w->pool, milter_work, milter_done, j) < 0;
-		if (failed && milterq.nrunning > 0)
-			break;      /* out of memory: the next finish retries */
-		milterq.head = j->next;
-		if (milterq.head == NULL)
-			milterq.tail = NULL;
-		j->next = NULL;
-		if (failed) {       /* and nothing would retry: answer 451 */
-			j->result = -1;
-			snprintf(j->why, sizeof(j->why), "out of memory for the milter job");
-			deliver_done(j);
-			continue;
-		}
-		milterq.nrunning++;
-	}
-}
-
-/* Loop thread: a message that passed the checks before: to the listener's milters if it has
- * any, else to the group commit. */
+/* Loop thread: a message that passed the checks before: to the session's milters if it has
+ * any, else to the group commit. A transaction a milter discarded at MAIL or RCPT gets its
+ * 250 and is stored nowhere. */
 static void deliver_next(struct deliver_job *j)
 {
 	struct worker *w = j->s->base.w;
-	if (!j->s->base.lc->milters[0]) {
+	if (j->tx->milter_discard) {
+		j->result = -1;
+		j->discard = 1;
+		deliver_done(j);
+		return;
+	}
+	if (j->s->milter == NULL) {
 		commit_enqueue(w, j);
 		return;
 	}
-	j->next = NULL;
-	if (milterq.tail)
-		milterq.tail->next = j;
-	else
-		milterq.head = j;
-	milterq.tail = j;
-	milter_kick(w);
+	j->mj.work = milter_work;
+	j->mj.done = milter_done;
+	j->mj.arg = j;
+	smtp_milter_submit(w, &j->mj);
 }
 
 /* The authentication checks of port 25 mail (smtp-authin.c) wait for DNS (up to
@@ -881,12 +860,7 @@ static void deliver_next(struct deliver_job *j)
  * per worker, so a slow or dead resolver cannot take every pool thread from logins, IMAP and
  * deliveries; the others wait in a list, in order. */
 #define SMTP_AUTHIN_RUNNING_MAX 4
-static struct {
-	struct deliver_job *head, *tail;
-	unsigned nrunning;
-} authinq;
-
-static void authin_kick(struct worker *w);
+static struct pool_lane authin_lane = { .max = SMTP_AUTHIN_RUNNING_MAX };
 
 /* Pool thread: SPF, DKIM, DMARC and the Authentication-Results field of a port 25 message
  * (smtp-authin.c), before it joins a group commit: its DNS lookups hold up no other message. */
@@ -904,8 +878,10 @@ static void authin_work(void *arg)
 static void authin_done(void *arg)
 {
 	struct deliver_job *j = arg;
-	struct worker *w = j->s->base.w;
-	authinq.nrunning--;
+	if (j->aj.failed) {
+		j->result = -1;
+		snprintf(j->why, sizeof(j->why), "out of memory for the authentication job");
+	}
 	if (j->result < 0) {
 		deliver_done(j);
 	} else {
@@ -914,29 +890,6 @@ static void authin_done(void *arg)
 			j->key_target = -1;
 		}
 		deliver_next(j);
-	}
-	authin_kick(w);
-}
-
-/* Start waiting authentication jobs up to the limit. */
-static void authin_kick(struct worker *w)
-{
-	while (authinq.head != NULL && authinq.nrunning < SMTP_AUTHIN_RUNNING_MAX) {
-		struct deliver_job *j = authinq.head;
-		int failed = pool_submit(w->pool, authin_work, authin_done, j) < 0;
-		if (failed && authinq.nrunning > 0)
-			break;      /* out of memory: the next finish retries */
-		authinq.head = j->next;
-		if (authinq.head == NULL)
-			authinq.tail = NULL;
-		j->next = NULL;
-		if (failed) {       /* and nothing would retry: answer 451 */
-			j->result = -1;
-			snprintf(j->why, sizeof(j->why), "out of memory for the authentication job");
-			deliver_done(j);
-			continue;
-		}
-		authinq.nrunning++;
 	}
 }
 
@@ -985,14 +938,12 @@ void smtp_data_finish(struct smtp_session *s)
 	s->job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
-	if (!s->base.lc->submission && !s->auth_user[0] && j->cfg->inbound_auth) {
-		j->next = NULL;
-		if (authinq.tail)
-			authinq.tail->next = j;
-		else
-			authinq.head = j;
-		authinq.tail = j;
-		authin_kick(s->base.w);
+	if (!s->base.lc->submission && !s->auth_user[0] && j->cfg->inbound_auth &&
+	    !tx->milter_discard) {
+		j->aj.work = authin_work;
+		j->aj.done = authin_done;
+		j->aj.arg = j;
+		pool_lane_submit(&authin_lane, s->base.w->pool, &j->aj);
 		return;
 	}
 	deliver_next(j);

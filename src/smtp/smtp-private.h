@@ -30,6 +30,8 @@ enum smtp_state {
 	SMTP_ST_BUSY,       /* waiting for the thread pool */
 };
 
+struct milter_session;
+
 struct smtp_rcpt {
 	char addr[SMTP_ADDR_MAX];     /* as given (decoded), for the envelope and DSN */
 	char notify[40];              /* DSN NOTIFY= or "" */
@@ -67,6 +69,8 @@ struct smtp_tx {
 	int write_failed;
 	int chunking;                 /* BDAT used */
 	int bdat_failed;              /* an earlier BDAT in this transaction was refused */
+	int milter_discard;           /* a milter discarded the transaction at MAIL or RCPT: the
+				       * message gets 250 and is stored nowhere */
 	struct buf wbuf;              /* pending writes to fd */
 	unsigned long crc;            /* CRC-32 of the file, for the queue's integrity check */
 	struct buf headers;           /* captured header section */
@@ -114,6 +118,12 @@ struct smtp_session {
 	int greet_pending;            /* "220-" sent, the last greeting line not yet */
 	unsigned unknown_rcpts;       /* 550 5.1.1 replies in this session */
 	char *delayed_reply;          /* a reply held back by the harvest brake (malloc'd) */
+	/* milters (smtp-milter.c): one connection per milter for the whole session */
+	struct milter_session *milter;/* NULL: the listener has none */
+	char pending_helo[256];       /* HELO/EHLO waiting for the milters' verdict */
+	int pending_esmtp;
+	unsigned pending_targets;     /* delivery targets the waiting RCPT added */
+	int pending_is_new;
 };
 
 /* smtp-session.c */

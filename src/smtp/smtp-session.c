@@ -19,10 +19,12 @@
 #include "addr.h"
 #include "auth-verify.h"
 #include "sasl.h"
+#include "smtp-milter.h"
 #include "diag.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "queue.h"
 #include "store-path.h"
 #include "store.h"
 #include "tls.h"
@@ -135,6 +137,7 @@ void smtp_session_reap(void *arg)
 	conn_close(&s->conn);
 	smtp_tx_free(&s->tx);
 	smtp_auth_clear(s);
+	milter_session_free(&s->milter);
 	worker_session_remove(s->base.w, &s->base);
 	free(s);
 }
@@ -250,8 +253,54 @@ static void smtp_greet_done(struct ev_timer *t)
 	conn_flush(&s->conn);
 }
 
-/* Send the 220 greeting (on port 25, its first line now and the last after the greet pause). */
+/* A milter's reply that starts with 421 ends the session, as Postfix does. 1: closed. */
+static int smtp_milter_421(struct smtp_session *s, const struct milter_result *res)
+{
+	if (strncmp(res->reply, "421", 3) != 0)
+		return 0;
+	smtp_reply(s, "%s", res->reply);
+	smtp_session_close(s, "milter asked to close");
+	return 1;
+}
+
+static void smtp_greet_now(struct smtp_session *s);
+
+/* The milters' verdict on the connection (Postfix's smtpd_milters): a reject makes the
+ * greeting 554 and refuses every MAIL of the session; a 421 reply is the greeting and the
+ * end; a tempfail greets normally and refuses every MAIL with its 4xx (the refusal stands in
+ * the milter session: milter_session_refusal). */
+static void smtp_greet_milter_done(struct smtp_session *s, const struct milter_result *res)
+{
+	const char *host = s->base.w->cfg->hostname;
+	if (res->verdict == MILTER_REJECT) {
+		/* "554 <host> text" (RFC 5321 3.1) with the milter's reason after its codes */
+		const char *text = strlen(res->reply) > 4 ? res->reply + 4 : "";
+		if (text[0] == '5' && text[1] == '.')
+			text = strchr(text, ' ') ? strchr(text, ' ') + 1 : "";
+		smtp_reply(s, "554 5.7.1 %s ESMTP not accepting mail from you: %s", host, text);
+		return;
+	}
+	if (res->verdict == MILTER_TEMPFAIL && strncmp(res->reply, "421", 3) == 0) {
+		smtp_reply(s, "421 4.7.1 %s Service not available, closing the connection: the "
+			      "spam filter asked to try again later", host);
+		smtp_session_close(s, "refused by a milter at connect");
+		return;
+	}
+	smtp_greet_now(s);
+}
+
+/* Send the 220 greeting, after the milters' CONNECT stage if the listener has milters. */
 static void smtp_greet(struct smtp_session *s)
+{
+	if (s->milter != NULL) {
+		smtp_milter_stage(s, MILTER_STAGE_CONNECT, NULL, smtp_greet_milter_done);
+		return;
+	}
+	smtp_greet_now(s);
+}
+
+/* Send the 220 greeting (on port 25, its first line now and the last after the greet pause). */
+static void smtp_greet_now(struct smtp_session *s)
 {
 	const struct config *cfg = s->base.w->cfg;
 	if (cfg->smtp_greet_pause > 0 && !s->base.lc->submission && !s->tls &&
@@ -352,6 +401,15 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 	}
 	s->conn.alpn = "smtp";   /* TLS refuses clients that ask for another protocol (ALPACA) */
 	worker_session_add(w, &s->base, "smtp");
+	if (s->base.lc->milters[0]) {
+		struct milter_settings set;
+		smtp_milter_settings(w->cfg, &set);
+		s->milter = milter_session_new(s->base.lc->milters, &set);
+		if (s->milter == NULL) {
+			smtp_session_close(s, "out of memory for the milters");
+			return;
+		}
+	}
 	smtp_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
@@ -483,6 +541,9 @@ static int xtext_valid(const char *v, size_t max)
 	return 1;
 }
 
+static void smtp_helo_milter_done(struct smtp_session *s, const struct milter_result *res);
+static void smtp_helo_finish(struct smtp_session *s);
+
 /* EHLO / HELO. */
 static void smtp_helo_common(struct smtp_session *s, char *args, int esmtp)
 {
@@ -503,8 +564,36 @@ static void smtp_helo_common(struct smtp_session *s, char *args, int esmtp)
 			return;
 		}
 	}
-	memcpy(s->helo, args, n);
-	s->helo[n] = '\0';
+	memcpy(s->pending_helo, args, n);
+	s->pending_helo[n] = '\0';
+	s->pending_esmtp = esmtp;
+	/* the milters hear HELO, unless one of them refused the connection: then HELO is answered
+	 * and every MAIL refused (as Postfix does) */
+	if (s->milter != NULL && milter_session_refusal(s->milter, NULL) == NULL) {
+		smtp_milter_stage(s, MILTER_STAGE_HELO, s->pending_helo, smtp_helo_milter_done);
+		return;
+	}
+	smtp_helo_finish(s);
+}
+
+/* The milters' verdict on HELO: a refusal is the reply to this HELO/EHLO (and stands for the
+ * session's transactions); else the greeting goes on. */
+static void smtp_helo_milter_done(struct smtp_session *s, const struct milter_result *res)
+{
+	if (smtp_milter_421(s, res))
+		return;
+	if (res->verdict == MILTER_REJECT || res->verdict == MILTER_TEMPFAIL) {
+		smtp_reply(s, "%s", res->reply);
+		return;
+	}
+	smtp_helo_finish(s);
+}
+
+/* Accept the HELO/EHLO in pending_helo and list the extensions. */
+static void smtp_helo_finish(struct smtp_session *s)
+{
+	int esmtp = s->pending_esmtp;
+	snprintf(s->helo, sizeof(s->helo), "%s", s->pending_helo);
 	snprintf(s->base.client, sizeof(s->base.client), "EHLO %.100s", s->helo);
 	s->esmtp = esmtp;
 	smtp_tx_free(&s->tx);   /* EHLO resets any transaction (RFC 5321 4.1.4) */
@@ -652,6 +741,8 @@ void smtp_reply_not_yours(struct smtp_session *s, const char *what, const char *
 		   addr[0] ? addr : "<>", what, s->auth_user, c.list[0] ? c.list : s->auth_user);
 }
 
+static void smtp_mail_milter_done(struct smtp_session *s, const struct milter_result *res);
+
 /* MAIL FROM:<path> [params]. */
 static void cmd_mail(struct smtp_session *s, char *args)
 {
@@ -722,6 +813,35 @@ static void cmd_mail(struct smtp_session *s, char *args)
 			return;
 		}
 	}
+	if (s->milter != NULL) {
+		/* a refusal of the connection (or a milter down) refuses every transaction */
+		const char *refusal = milter_session_refusal(s->milter, NULL);
+		if (refusal != NULL) {
+			smtp_reply(s, "%s", refusal);
+			smtp_tx_free(&s->tx);
+			return;
+		}
+		queue_new_id(s->tx->id);   /* the milters' macro i, from MAIL on */
+		smtp_milter_stage(s, MILTER_STAGE_MAIL, NULL, smtp_mail_milter_done);
+		return;
+	}
+	smtp_set_state(s, SMTP_ST_MAIL);
+	smtp_reply(s, "250 2.1.0 Sender OK");
+}
+
+/* The milters' verdict on MAIL: a refusal is the reply to MAIL and ends the transaction; a
+ * discard accepts it and drops the message at its end. */
+static void smtp_mail_milter_done(struct smtp_session *s, const struct milter_result *res)
+{
+	if (smtp_milter_421(s, res))
+		return;
+	if (res->verdict == MILTER_REJECT || res->verdict == MILTER_TEMPFAIL) {
+		smtp_reply(s, "%s", res->reply);
+		smtp_tx_free(&s->tx);
+		return;
+	}
+	if (res->verdict == MILTER_DISCARD)
+		s->tx->milter_discard = 1;
 	smtp_set_state(s, SMTP_ST_MAIL);
 	smtp_reply(s, "250 2.1.0 Sender OK");
 }
@@ -870,6 +990,8 @@ static void smtp_rcpt_postmaster(struct smtp_session *s, const char *rest)
 	free(line);
 }
 
+static void smtp_rcpt_milter_done(struct smtp_session *s, const struct milter_result *res);
+
 /* RCPT TO:<path> [params]. */
 static void cmd_rcpt(struct smtp_session *s, char *args)
 {
@@ -984,6 +1106,7 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 		smtp_relay_denied(s);
 		return;
 	}
+	s->pending_is_new = -1;
 	if (tx->lim.active) {
 		int dup = 0, is_new = 0;
 		for (unsigned i = 0; i < tx->nrcpts && !dup; i++)
@@ -999,7 +1122,38 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 			return;
 		}
 		r->is_new = is_new;
+		if (!dup)
+			s->pending_is_new = is_new;   /* counted by sendlimit_rcpt */
 	}
+	if (s->milter != NULL && !tx->milter_discard) {
+		s->pending_targets = c.added;
+		smtp_milter_stage(s, MILTER_STAGE_RCPT, r->addr, smtp_rcpt_milter_done);
+		return;
+	}
+	tx->nrcpts++;
+	smtp_set_state(s, SMTP_ST_RCPT);
+	smtp_reply(s, "250 2.1.5 Recipient OK");
+}
+
+/* The milters' verdict on one RCPT: a refusal refuses this recipient only (its delivery
+ * targets and its count towards the sending limits are taken back); a discard accepts it and
+ * drops the message at its end. */
+static void smtp_rcpt_milter_done(struct smtp_session *s, const struct milter_result *res)
+{
+	struct smtp_tx *tx = s->tx;
+	if (smtp_milter_421(s, res))
+		return;
+	if (res->verdict == MILTER_REJECT || res->verdict == MILTER_TEMPFAIL) {
+		tx->ntargets -= s->pending_targets;
+		if (s->pending_is_new >= 0) {
+			tx->lim.tx_rcpts--;
+			tx->lim.tx_new -= (unsigned)s->pending_is_new;
+		}
+		smtp_reply(s, "%s", res->reply);
+		return;
+	}
+	if (res->verdict == MILTER_DISCARD)
+		tx->milter_discard = 1;
 	tx->nrcpts++;
 	smtp_set_state(s, SMTP_ST_RCPT);
 	smtp_reply(s, "250 2.1.5 Recipient OK");

@@ -281,6 +281,156 @@ static void test_reject_at_connect(void **state)
 	milter_result_free(&res);
 }
 
+/* ---- a scripted fake milter for the stages of one session */
+
+struct fake2 {
+	int lfd;
+	const char *replies;           /* one reply letter per command that wants one */
+	char log[128];                 /* the commands received, macros left out */
+};
+
+/* Read exactly n octets. 0 ok, -1 EOF or error. */
+static int read_n(int fd, void *p, size_t n)
+{
+	size_t got = 0;
+	while (got < n) {
+		ssize_t r = read(fd, (char *)p + got, n - got);
+		if (r <= 0)
+			return -1;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
+/* Serve one connection: OPTNEG with no protocol flags, then the scripted replies. */
+static void *fake2_run(void *arg)
+{
+	struct fake2 *f = arg;
+	int c = accept(f->lfd, NULL, NULL);
+	if (c < 0)
+		return NULL;
+	size_t nlog = 0;
+	for (;;) {
+		uint32_t len;
+		unsigned char buf[4096];
+		if (read_n(c, &len, 4) < 0)
+			break;
+		len = ntohl(len);
+		if (len < 1 || len > sizeof(buf) || read_n(c, buf, len) < 0)
+			break;
+		char cmd = (char)buf[0];
+		if (cmd != 'D' && nlog + 1 < sizeof(f->log))
+			f->log[nlog++] = cmd;
+		if (cmd == 'O') {
+			static const unsigned char opt[] = { 0, 0, 0, 13, 'O', 0, 0, 0, 6, 0, 0, 0,
+							     0x21, 0, 0, 0, 0 };
+			if (write(c, opt, sizeof(opt)) != (ssize_t)sizeof(opt))
+				break;
+			continue;
+		}
+		if (cmd == 'Q')
+			break;
+		if (cmd == 'D' || cmd == 'A')
+			continue;    /* macros and ABORT get no reply */
+		unsigned char rep[5] = { 0, 0, 0, 1, 'c' };
+		if (*f->replies)
+			rep[4] = (unsigned char)*f->replies++;
+		if (write(c, rep, sizeof(rep)) != (ssize_t)sizeof(rep))
+			break;
+	}
+	f->log[nlog] = '\0';
+	close(c);
+	return NULL;
+}
+
+/* A session against the fake: its listening socket and thread, and the milter list. */
+static struct milter_session *fake2_session(struct fake2 *f, pthread_t *th)
+{
+	f->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = { .sin_family = AF_INET,
+				  .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sa);
+	assert_int_equal(bind(f->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(f->lfd, 1), 0);
+	assert_int_equal(getsockname(f->lfd, (struct sockaddr *)&sa, &sl), 0);
+	pthread_create(th, NULL, fake2_run, f);
+	char list[64];
+	snprintf(list, sizeof(list), "inet:127.0.0.1:%u", ntohs(sa.sin_port));
+	struct milter_settings set = { 2, 2, 2, MILTER_DEFAULT_TEMPFAIL };
+	struct milter_session *ms = milter_session_new(list, &set);
+	assert_non_null(ms);
+	return ms;
+}
+
+static const struct milter_env stage_env = {
+	.client_ip = "127.0.0.1", .client_port = 1, .helo = "h", .from = "f@x", .rcpts = "",
+	.auth_user = "", .queue_id = "q", .hostname = "me", .daemon = "smtp", .fd = -1,
+};
+
+/* One stage; its verdict. */
+static enum milter_verdict stage(struct milter_session *ms, enum milter_stage st,
+				 const char *rcpt, char *reply, size_t replylen)
+{
+	struct milter_result res;
+	milter_stage(ms, st, &stage_env, rcpt, &res);
+	snprintf(reply, replylen, "%s", res.reply);
+	milter_result_free(&res);
+	return res.verdict;
+}
+
+/* Verdicts apply at their stage: a refused RCPT refuses only itself; accept at MAIL leaves
+ * the milter out of that transaction; an unfinished transaction is aborted before the next
+ * MAIL; one connection serves the session. */
+static void test_stages(void **state)
+{
+	(void)state;
+	struct fake2 f = { .replies = "cccrcac" };
+	pthread_t th;
+	struct milter_session *ms = fake2_session(&f, &th);
+	char reply[MILTER_REPLY_MAX];
+	assert_int_equal(stage(ms, MILTER_STAGE_CONNECT, NULL, reply, sizeof(reply)),
+			 MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_HELO, NULL, reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_MAIL, NULL, reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_RCPT, "a@x", reply, sizeof(reply)), MILTER_REJECT);
+	assert_memory_equal(reply, "550 5.7.1 ", 10);
+	assert_non_null(strstr(reply, "recipient"));
+	assert_int_equal(stage(ms, MILTER_STAGE_RCPT, "b@x", reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_MAIL, NULL, reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_RCPT, "c@x", reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_MAIL, NULL, reply, sizeof(reply)), MILTER_ACCEPT);
+	assert_null(milter_session_refusal(ms, NULL));
+	milter_session_free(&ms);
+	pthread_join(th, NULL);
+	close(f.lfd);
+	/* RCPT c@x was not sent: the milter had accepted that transaction at MAIL */
+	assert_string_equal(f.log, "OCHMRRAMAMQ");
+}
+
+/* A refusal at HELO is the reply to HELO and refuses every later transaction, without asking
+ * the milter again. */
+static void test_helo_refusal_stands(void **state)
+{
+	(void)state;
+	struct fake2 f = { .replies = "cr" };
+	pthread_t th;
+	struct milter_session *ms = fake2_session(&f, &th);
+	char reply[MILTER_REPLY_MAX];
+	enum milter_verdict v;
+	assert_int_equal(stage(ms, MILTER_STAGE_CONNECT, NULL, reply, sizeof(reply)),
+			 MILTER_ACCEPT);
+	assert_int_equal(stage(ms, MILTER_STAGE_HELO, NULL, reply, sizeof(reply)), MILTER_REJECT);
+	assert_non_null(milter_session_refusal(ms, &v));
+	assert_int_equal(v, MILTER_REJECT);
+	assert_string_equal(milter_session_refusal(ms, NULL), reply);
+	assert_int_equal(stage(ms, MILTER_STAGE_MAIL, NULL, reply, sizeof(reply)), MILTER_REJECT);
+	assert_memory_equal(reply, "550 5.7.1 ", 10);
+	milter_session_free(&ms);
+	pthread_join(th, NULL);
+	close(f.lfd);
+	assert_string_equal(f.log, "OCHQ");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -291,6 +441,8 @@ int main(void)
 		cmocka_unit_test(test_parse_list),
 		cmocka_unit_test(test_hostile_negotiation),
 		cmocka_unit_test(test_reject_at_connect),
+		cmocka_unit_test(test_stages),
+		cmocka_unit_test(test_helo_refusal_stands),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -219,7 +219,8 @@ class Server:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
                 s.settimeout(2)
-                return s.recv(4).startswith(b"220")
+                # 554: up, and refusing this client (a milter's connect-stage reject)
+                return s.recv(4)[:3] in (b"220", b"554")
         except OSError:
             return False
 

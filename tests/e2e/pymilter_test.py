@@ -3,11 +3,16 @@ independent implementation of the milter protocol for tests/e2e/test_milter.py.
 
     /usr/bin/python3 pymilter_test.py PORT LOGDIR
 
-What it does with a message is read from its Subject: "... action=NAME" (see eom). MAIL FROM
-<reject-mail@...> is refused at the MAIL stage, RCPT TO <tempfail-rcpt@...> at RCPT. Every
-message leaves LOGDIR/<Message-ID token>.json with what the milter was told at each stage
-(client address, HELO, sender, recipients, headers, body size, macros), so a test can check
-that postino sent every stage.
+What it does with a message is read from its Subject: "... action=NAME" (see eom). The earlier
+stages answer at once, as milters do in Postfix's smtpd_milters: a client from 127.0.0.2 is
+rejected at CONNECT, one from 127.0.0.3 tempfailed; HELO reject-helo.test is rejected; MAIL
+FROM <reject-mail@...> is rejected and <accept-mail@...> accepted (the milter is done with
+that message); RCPT TO <reject-rcpt@...> is rejected, <tempfail-rcpt@...> tempfailed,
+<discard-rcpt@...> discards the message, and <slow-rcpt@...> is answered only after SLOW
+seconds. One milter connection serves a whole SMTP session, so the per-message record is reset
+at MAIL. Every message leaves LOGDIR/<Message-ID token>.json with what the milter was told at
+each stage (client address, HELO, sender, recipients, headers, body size, macros), so a test
+can check that postino sent every stage.
 """
 import json
 import os
@@ -18,6 +23,7 @@ import Milter
 
 
 LOGDIR = sys.argv[2] if len(sys.argv) > 2 else "/tmp"
+SLOW = 8   # seconds: longer than the tests' milter_command_timeout
 
 
 class TestMilter(Milter.Base):
@@ -28,25 +34,45 @@ class TestMilter(Milter.Base):
         self.info["connect"] = {"hostname": hostname, "family": int(family),
                                 "addr": list(hostaddr) if hostaddr else None}
         self.info["daemon_name"] = self.getsymval("{daemon_name}")
+        ip = hostaddr[0] if hostaddr else ""
+        if ip == "127.0.0.2":
+            return Milter.REJECT
+        if ip == "127.0.0.3":
+            return Milter.TEMPFAIL
         return Milter.CONTINUE
 
     def hello(self, heloname):
         self.info["helo"] = heloname
+        if heloname == "reject-helo.test":
+            self.setreply("550", "5.7.1", "HELO refused by the test milter")
+            return Milter.REJECT
         return Milter.CONTINUE
 
     def envfrom(self, mailfrom, *args):
+        # a new message on the same connection
+        self.info.update({"headers": [], "rcpts": [], "body": 0, "chunks": 0})
+        self.info.pop("eoh", None)
         self.info["from"] = mailfrom
         self.info["queue_id"] = self.getsymval("i")
         self.info["auth_authen"] = self.getsymval("{auth_authen}")
         if mailfrom.startswith("<reject-mail@"):
             self.setreply("550", "5.7.1", "sender refused by the test milter")
             return Milter.REJECT
+        if mailfrom.startswith("<accept-mail@"):
+            return Milter.ACCEPT
         return Milter.CONTINUE
 
     def envrcpt(self, rcpt, *args):
         self.info["rcpts"].append(rcpt)
         if rcpt.startswith("<tempfail-rcpt@"):
             return Milter.TEMPFAIL
+        if rcpt.startswith("<reject-rcpt@"):
+            self.setreply("550", "5.7.1", "recipient refused by the test milter")
+            return Milter.REJECT
+        if rcpt.startswith("<discard-rcpt@"):
+            return Milter.DISCARD
+        if rcpt.startswith("<slow-rcpt@"):
+            time.sleep(SLOW)
         return Milter.CONTINUE
 
     def header(self, name, value):

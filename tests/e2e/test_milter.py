@@ -2,8 +2,11 @@
 
 (b) The action matrix against an independent milter: tests/e2e/pymilter_test.py, written with
 Debian's python3-milter (pymilter over Sendmail's libmilter). Its Subject says what it does at
-the end of the message: reject, tempfail, discard, replycode, header changes, quarantine, hang;
-MAIL and RCPT stages can refuse too. A milter that is down gets milter_default_action.
+the end of the message: reject, tempfail, discard, replycode, header changes, quarantine, hang.
+Its verdicts at CONNECT, HELO, MAIL and RCPT apply at that stage, as with Postfix's
+smtpd_milters: the greeting, the EHLO, the MAIL or the one RCPT gets the refusal. A milter that
+is down or slow gets milter_default_action at the stage where it failed, and the worker's other
+sessions are served meanwhile.
 (c) A raw-socket fake milter answers badly (oversized packets, unknown commands, early close,
 garbage): the message gets the default action and the worker keeps serving.
 """
@@ -30,6 +33,7 @@ ALICE = "alice@example.test"
 BASE = "smtp_greet_pause = 0\ninbound_auth = no\n"
 BOB = "bob@example.test"
 CONTENT_TIMEOUT = 3
+COMMAND_TIMEOUT = 2
 
 
 def free_port():
@@ -144,7 +148,7 @@ class FakeMilter:
                 if cmd is None:
                     return
                 self.seen.append(cmd)
-                if cmd in (b"D",):
+                if cmd in (b"D", b"A"):   # macros and ABORT get no reply
                     continue
                 if cmd == b"Q":
                     return
@@ -203,32 +207,50 @@ def msrv(tmp_path_factory, pki, pymilter, fake):
     root = str(tmp_path_factory.mktemp("milter-srv"))
     let_workers_through(root)
     port, _ = pymilter
-    conf = (BASE + ""
+    # one worker: the test of a slow milter shows that the same event loop serves others
+    conf = (BASE + "workers = 1\n"
             "smtpd_milters = inet:127.0.0.1:%d\n"
             "submission_milters = inet:127.0.0.1:%d\n"
             "milter_content_timeout = %ds\n"
-            "milter_command_timeout = 5s\n"
-            "milter_default_action = tempfail\n" % (port, fake.port, CONTENT_TIMEOUT))
+            "milter_command_timeout = %ds\n"
+            "milter_default_action = tempfail\n" % (port, fake.port, CONTENT_TIMEOUT,
+                                                    COMMAND_TIMEOUT))
     srv = start_server(root, pki, extra_conf=conf)
     yield srv
     finish_server(srv)
 
 
+def sendmail(s, sender, rcpts, msg):
+    """smtplib's sendmail; returns (stage, code, text, refused recipients): stage is where
+    the transaction was refused ("mail", "rcpt" when every recipient was, "data") or "" for
+    250 at the end of the message."""
+    try:
+        refused = s.sendmail(sender, list(rcpts), msg)
+        return "", 250, "", refused
+    except smtplib.SMTPSenderRefused as e:
+        return "mail", e.smtp_code, e.smtp_error.decode("utf-8", "replace"), {}
+    except smtplib.SMTPRecipientsRefused as e:
+        code, text = list(e.recipients.values())[0]
+        return "rcpt", code, text.decode("utf-8", "replace"), e.recipients
+    except smtplib.SMTPDataError as e:
+        return "data", e.smtp_code, e.smtp_error.decode("utf-8", "replace"), {}
+
+
 def send25(srv, token, subject_action=None, sender="sender@remote.test", rcpts=(ALICE,),
-           body=None, extra_headers=()):
-    """Send over port 25; returns (code, text, elapsed)."""
+           body=None, extra_headers=(), want_stage=None):
+    """Send over port 25; returns (code, text, elapsed). want_stage: the stage that must give
+    the final answer ("" = the end of the message, the default for 250)."""
     subject = "test %s" % token + (" action=%s" % subject_action if subject_action else "")
     msg = message(token, subject=subject, body=body, extra_headers=extra_headers)
     t0 = time.monotonic()
     with SMTP(srv.smtp_port) as s:
-        try:
-            s.sendmail(sender, list(rcpts), msg)
-            code, text = 250, b""
-        except smtplib.SMTPDataError as e:
-            code, text = e.smtp_code, e.smtp_error
+        stage, code, text, _ = sendmail(s, sender, rcpts, msg)
         elapsed = time.monotonic() - t0
         assert s.noop()[0] == 250, "the session must stay usable after the milter's verdict"
-    return code, text.decode("utf-8", "replace"), elapsed
+    if want_stage is None:
+        want_stage = "" if code == 250 else "data"
+    assert stage == want_stage, (stage, code, text)
+    return code, text, elapsed
 
 
 def milter_log(pymilter, token):
@@ -323,16 +345,134 @@ def test_quarantine_goes_to_junk(msrv, token):
     assert junk, "the quarantined message is in Junk"
 
 
+class SMTPFrom(SMTP):
+    """smtplib from another loopback address (the test milter judges 127.0.0.2 and .3)."""
+
+    def __init__(self, src, port, **kw):
+        self.src = src
+        super().__init__(port, **kw)
+
+    def _get_socket(self, host, port, timeout):
+        return socket.create_connection(("127.0.0.1", port), timeout, source_address=(self.src, 0))
+
+    def connect(self, *args, **kw):
+        self.greeting = super().connect(*args, **kw)
+        return self.greeting
+
+
+def test_connect_stage_reject_is_the_greeting(msrv):
+    # smtplib refuses a session whose greeting is not 220
+    with pytest.raises(smtplib.SMTPConnectError) as e:
+        smtplib.SMTP("127.0.0.1", msrv.smtp_port, timeout=20, source_address=("127.0.0.2", 0))
+    assert e.value.smtp_code == 554, e.value
+    assert b"5.7.1" in e.value.smtp_error and b"spam filter" in e.value.smtp_error
+    # as with Postfix, the refusal stands: EHLO is answered, every MAIL refused
+    with SMTPFrom("127.0.0.2", msrv.smtp_port) as s:
+        assert s.greeting[0] == 554 and s.greeting[1].startswith(b"5.7.1 "), s.greeting
+        assert s.ehlo()[0] == 250
+        code, text = s.mail("sender@remote.test")
+        assert code == 550 and text.startswith(b"5.7.1 Rejected by the spam filter"), text
+        assert s.rset()[0] == 250
+
+
+def test_connect_stage_tempfail_refuses_mail(msrv, token):
+    with SMTPFrom("127.0.0.3", msrv.smtp_port) as s:
+        assert s.ehlo()[0] == 250
+        stage, code, text, _ = sendmail(s, "sender@remote.test", [ALICE], message(token))
+        assert (stage, code) == ("mail", 451) and "4.7.1 Deferred by the spam filter" in text, \
+            (stage, code, text)
+        assert s.noop()[0] == 250
+    assert not msrv.grep_store(token)
+
+
+def test_helo_stage_reject(msrv, token):
+    with SMTP(msrv.smtp_port, local_hostname="reject-helo.test") as s:
+        code, text = s.ehlo()
+        assert code == 550 and b"5.7.1" in text and b"HELO refused by the test milter" in text
+        # the refusal stands for the session: a later EHLO is answered, MAIL is refused
+        assert s.ehlo("other.test")[0] == 250
+        stage, code, text, _ = sendmail(s, "sender@remote.test", [ALICE], message(token))
+        assert (stage, code) == ("mail", 550) and "HELO refused" in text, (stage, code, text)
+    assert not msrv.grep_store(token)
+
+
 def test_mail_stage_reject(msrv, token):
-    code, text, _ = send25(msrv, token, sender="reject-mail@remote.test")
+    code, text, _ = send25(msrv, token, sender="reject-mail@remote.test", want_stage="mail")
     assert code == 550 and "sender refused by the test milter" in text, text
     assert not msrv.grep_store(token)
 
 
-def test_rcpt_stage_tempfail_catchall(msrv, token):
-    code, text, _ = send25(msrv, token, rcpts=(ALICE, "tempfail-rcpt@catchall.test"))
-    assert code == 451 and "4.7.1" in text, text
-    assert not msrv.grep_store(token)
+def test_mail_stage_accept_skips_the_milter_for_that_message(msrv, token):
+    with SMTP(msrv.smtp_port) as s:
+        # accepted at MAIL: the milter's end-of-message verdict is never asked for
+        stage, code, text, _ = sendmail(s, "accept-mail@remote.test", [ALICE], message(
+            token, subject="test %s action=reject" % token))
+        assert (stage, code) == ("", 250), (stage, code, text)
+        # the next transaction of the session is judged again
+        stage, code, text, _ = sendmail(s, "sender@remote.test", [ALICE], message(
+            token + "b", subject="test %sb action=reject" % token))
+        assert (stage, code) == ("data", 550), (stage, code, text)
+    assert msrv.find_messages(ALICE, token) and not msrv.grep_store(token + "b")
+
+
+@pytest.mark.parametrize("rcpt,code,words", [
+    ("reject-rcpt@catchall.test", 550,
+     b"5.7.1 Rejected by the spam filter: recipient refused by the test milter"),
+    ("tempfail-rcpt@catchall.test", 451, b"4.7.1 Deferred by the spam filter"),
+])
+def test_rcpt_stage_refuses_only_that_recipient(msrv, token, rcpt, code, words):
+    with SMTP(msrv.smtp_port) as s:
+        stage, got, text, refused = sendmail(s, "sender@remote.test", [ALICE, rcpt],
+                                             message(token))
+    assert (stage, got) == ("", 250), (stage, got, text)
+    assert list(refused) == [rcpt], refused
+    assert refused[rcpt][0] == code and words in refused[rcpt][1], refused
+    assert msrv.find_messages(ALICE, token), "the other recipient gets the message"
+    assert not msrv.find_messages("catcher@example.test", token)
+
+
+def test_rcpt_stage_discard(msrv, token):
+    with SMTP(msrv.smtp_port) as s:
+        stage, code, text, refused = sendmail(s, "sender@remote.test",
+                                              [ALICE, "discard-rcpt@catchall.test"],
+                                              message(token))
+        assert (stage, code, refused) == ("", 250, {}), (stage, code, text)
+        assert s.noop()[0] == 250
+    assert not msrv.grep_store(token), "a discarded message is stored nowhere"
+    wait_until(lambda: b"event=discarded" in msrv.log_bytes(), 5, 0.05, "the discard log line")
+
+
+def test_slow_milter_times_out_at_rcpt_and_the_loop_serves_others(msrv, token):
+    got = {}
+
+    def slow():
+        with SMTP(msrv.smtp_port) as s:
+            assert s.ehlo()[0] == 250
+            assert s.mail("sender@remote.test")[0] == 250
+            t0 = time.monotonic()
+            got["rcpt"] = s.rcpt("slow-rcpt@catchall.test")
+            got["elapsed"] = time.monotonic() - t0
+            # milter_default_action (tempfail) stands for the rest of the session
+            got["rcpt2"] = s.rcpt(ALICE)
+            s.rset()
+            got["mail"] = s.mail("sender@remote.test")
+
+    th = threading.Thread(target=slow)
+    th.start()
+    time.sleep(0.5)   # the slow RCPT is waiting for the milter now
+    t0 = time.monotonic()
+    code, text, _ = send25(msrv, token)   # another session on the same worker (workers = 1)
+    other = time.monotonic() - t0
+    th.join(30)
+    assert code == 250, text
+    assert other < COMMAND_TIMEOUT - 0.5, "another session waited %.2fs for the slow milter" % other
+    assert got["elapsed"] >= COMMAND_TIMEOUT - 0.2, got
+    assert got["elapsed"] < COMMAND_TIMEOUT + 3, got
+    code, text = got["rcpt"]
+    assert code == 451 and b"4.7.1 The spam filter is not available" in text, got
+    assert got["rcpt2"][0] == 451 and got["mail"][0] == 451, got
+    assert msrv.find_messages(ALICE, token)
+    assert b"stage=rcpt" in msrv.log_bytes()
 
 
 def test_hanging_milter_times_out(msrv, token):
@@ -350,10 +490,12 @@ def test_milter_down_default_tempfail(tmp_path, pki, token):
     srv = start_server(str(tmp_path / "down"), pki, extra_conf=(
         BASE + "smtpd_milters = inet:127.0.0.1:%d\n" % dead))
     try:
-        code, text, _ = send25(srv, token)
+        # Postfix's behaviour: the greeting is 220, every MAIL gets the default action
+        code, text, _ = send25(srv, token, want_stage="mail")
         assert code == 451 and "4.7.1 The spam filter is not available" in text, text
         assert not srv.grep_store(token)
         assert b"event=milter-failed" in srv.log_bytes()
+        assert b"stage=connect" in srv.log_bytes()
     finally:
         finish_server(srv)
 
@@ -374,8 +516,10 @@ def test_milter_down_default_accept_and_reject(tmp_path, pki, token):
         BASE + "smtp.milters = inet:127.0.0.1:%d\n"
         "milter_default_action = reject\n" % dead))
     try:
-        code, text, _ = send25(srv, token + "r")
-        assert code == 550 and "5.7.1" in text and "spam filter" in text, text
+        with pytest.raises(smtplib.SMTPConnectError) as e:
+            smtplib.SMTP("127.0.0.1", srv.smtp_port, timeout=20)
+        assert e.value.smtp_code == 554, e.value
+        assert b"5.7.1" in e.value.smtp_error and b"spam filter" in e.value.smtp_error
     finally:
         finish_server(srv)
 
@@ -400,15 +544,14 @@ def test_config_refuses_bad_milters(tmp_path, pki):
 def submit587(srv, token):
     msg = message(token, from_=ALICE, to=BOB)
     with SMTP(srv.submission_port) as s:
+        code, text = s.ehlo()
+        if code != 250:   # a milter that failed at HELO: the EHLO gets the default action
+            return code, text.decode("utf-8", "replace")
         s.starttls(context=srv.ssl_context())
         s.login(ALICE, USERS[ALICE])
-        try:
-            s.sendmail(ALICE, [BOB], msg)
-            code, text = 250, b""
-        except smtplib.SMTPDataError as e:
-            code, text = e.smtp_code, e.smtp_error
+        _, code, text, _ = sendmail(s, ALICE, [BOB], msg)
         assert s.noop()[0] == 250
-    return code, text.decode("utf-8", "replace")
+    return code, text
 
 
 @pytest.mark.parametrize("mode", [
