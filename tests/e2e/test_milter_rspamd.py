@@ -187,3 +187,25 @@ def test_clean_message_delivered_with_rspamd_headers(rsrv, rspamd, token):
     assert "X-Spamd-Result:" in hdr or "X-Spam-Status:" in hdr, hdr
     assert "X-Rspamd-Server:" in hdr or "X-Rspamd-Queue-Id:" in hdr, hdr
     assert "minutes of Tuesday's meeting" in text
+
+
+def test_one_rspamd_connection_judges_every_message_of_a_session(rsrv, rspamd, token):
+    # the milter connection is kept for the whole SMTP session (as Postfix does): a spam
+    # refused, an aborted transaction (RSET after RCPT), then a clean message, all judged
+    # over the same connection
+    clean = message(token + "c", subject="rspamd test %sc" % token,
+                    body="Hi Alice,\r\n\r\nlunch on Friday?\r\n\r\nBob\r\n")
+    spam = message(token + "s", subject="rspamd test %ss" % token,
+                   body="Hello,\r\n\r\n%s\r\n" % GTUBE)
+    with SMTP(rsrv.smtp_port) as s:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("sender@remote.test", [ALICE], spam)
+        assert 500 <= e.value.smtp_code < 600, (e.value, _tail(rspamd[1]))
+        assert s.mail("sender@remote.test")[0] == 250
+        assert s.rcpt(ALICE)[0] == 250
+        assert s.rset()[0] == 250
+        assert s.sendmail("sender@remote.test", [ALICE], clean) == {}
+    assert rsrv.find_messages(ALICE, token + "c"), _tail(rspamd[1])
+    assert not rsrv.grep_store(token + "s")
+    log = rsrv.log_bytes()
+    assert b"event=milter-failed" not in log, log[-3000:]

@@ -1,0 +1,90 @@
+/* test-pool.c - the thread pool's lanes: a lane never runs more than its limit at once and
+ * runs every job once. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <time.h>
+
+#include "ev.h"
+#include "pool.h"
+
+#define JOBS 9
+#define LANE_MAX 2
+
+static atomic_int running, most;
+static int ndone;
+static int order[JOBS];
+static struct ev_loop *loop;
+
+struct tjob {
+	struct pool_job pj;
+	int id;
+};
+
+/* Pool thread: count how many of the lane's jobs run at once. */
+static void tjob_work(void *arg)
+{
+	(void)arg;
+	int now = atomic_fetch_add(&running, 1) + 1;
+	int m = atomic_load(&most);
+	while (now > m && !atomic_compare_exchange_weak(&most, &m, now))
+		;
+	struct timespec ts = { 0, 20 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	atomic_fetch_sub(&running, 1);
+}
+
+/* Loop thread. */
+static void tjob_done(void *arg)
+{
+	struct tjob *j = arg;
+	assert_int_equal(j->pj.failed, 0);
+	order[ndone++] = j->id;
+	if (ndone == JOBS)
+		ev_stop(loop);
+}
+
+/* Nine jobs in a lane of two on a pool of eight threads. */
+static void test_lane_limit(void **state)
+{
+	(void)state;
+	loop = ev_loop_new();
+	assert_non_null(loop);
+	struct pool *p = pool_new(loop, 8);
+	assert_non_null(p);
+	static struct pool_lane lane = { .max = LANE_MAX };
+	static struct tjob jobs[JOBS];
+	for (int i = 0; i < JOBS; i++) {
+		jobs[i] = (struct tjob){ .pj = { .work = tjob_work, .done = tjob_done,
+						 .arg = &jobs[i] }, .id = i };
+		pool_lane_submit(&lane, p, &jobs[i].pj);
+		assert_true(lane.nrunning <= LANE_MAX);
+	}
+	assert_int_equal(lane.nrunning, LANE_MAX);
+	ev_run(loop);
+	assert_int_equal(ndone, JOBS);
+	assert_int_equal(lane.nrunning, 0);
+	assert_null(lane.head);
+	assert_true(atomic_load(&most) <= LANE_MAX);
+	assert_int_equal(atomic_load(&most), LANE_MAX);
+	int seen[JOBS] = { 0 };
+	for (int i = 0; i < JOBS; i++)
+		seen[order[i]]++;
+	for (int i = 0; i < JOBS; i++)
+		assert_int_equal(seen[i], 1);
+	pool_free(&p);
+	ev_loop_free(&loop);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lane_limit),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
