@@ -36,3 +36,23 @@ int fs_write_all(int fd, const void *p, size_t n)
 	}
 	return 0;
 }
+
+/* Write all n octets of p to fd at off. 0 ok, -1 with errno set. */
+int fs_pwrite_all(int fd, const void *p, size_t n, off_t off)
+{
+	const char *c = p;
+	while (n > 0) {
+		ssize_t w = pwrite(fd, c, n, off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			if (w == 0)
+				errno = EIO;
+			return -1;
+		}
+		c += w;
+		n -= (size_t)w;
+		off += w;
+	}
+	return 0;
+}

@@ -11,7 +11,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +40,7 @@
 #define AUTHIN_LOOKUPS_MAX 150             /* SPF's worst case (10 mx x 11) plus DKIM, DMARC */
 #define AUTHIN_AR_MAX 8192                 /* our Authentication-Results field */
 #define AUTHIN_FROM_DOMAINS 4              /* From: domains checked (hosted-domain claim) */
+
 #define RR_A 1
 #define RR_MX 15
 #define RR_TXT 16
@@ -346,76 +346,103 @@ static int ar_claims(const char *v, size_t n, const char *id)
 	return l == strlen(id) && strncasecmp(v + s, id, l) == 0;
 }
 
-/* Write all of p[0..n) to fd, continuing the CRC. 0 ok, -1 error. */
-static int write_all(int fd, const char *p, size_t n, uLong *crc)
+/* Move the n octets at from to to (to != from) within fd, in pieces of chunk[0..
+ * AUTHIN_READ_CHUNK), the last piece first when moving towards the end so nothing is
+ * overwritten before it is read. 0 ok, -1 error. */
+static int move_range(int fd, uint64_t from, uint64_t to, uint64_t n, char *chunk)
 {
-	*crc = crc32_z(*crc, (const unsigned char *)p, n);
-	return fs_write_all(fd, p, n);
-}
-
-/* Rewrite the message file: our trace (Return-Path, Received), our A-R field below it (the
- * results of this hop), the message with the A-R fields claiming our authserv-id left out.
- * 0 ok, -1 (why set). */
-static int rewrite(struct smtp_tx *tx, const struct config *cfg, const char *hdr, size_t hdrlen,
-		   const struct buf *ar, char *why, size_t whylen)
-{
-	char path[sizeof(tx->tmppath)];
-	snprintf(path, sizeof(path), "%s/tmp/in.%d.XXXXXX", cfg->data_dir, (int)getpid());
-	int fd = mkostemp(path, O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(why, whylen, "authentication results: temp file: %s", strerror(errno));
-		return -1;
-	}
-	uLong crc = crc32_z(0L, Z_NULL, 0);
-	char *chunk = malloc(AUTHIN_READ_CHUNK);
-	uint64_t total = tx->size + tx->header_len, removed = 0;
-	int bad = chunk == NULL;
-	/* our trace: Return-Path and Received */
-	size_t trace = (size_t)tx->header_len;
-	char *t = malloc(trace + 1);
-	bad |= t == NULL;
-	if (!bad && pread(tx->fd, t, trace, 0) != (ssize_t)trace)
-		bad = 1;
-	if (!bad) {
-		bad |= write_all(fd, t, trace, &crc) < 0;
-		bad |= write_all(fd, ar->data, ar->len, &crc) < 0;
-	}
-	free(t);
-	/* the header section without the fields that pretend to be ours */
-	struct hdr_field f;
-	size_t pos = 0, done = 0;
-	while (!bad && hdr_next(hdr, hdrlen, &pos, &f) == 1) {
-		if (!hdr_is(&f, "authentication-results") ||
-		    !ar_claims(f.value, f.value_len, cfg->hostname))
-			continue;
-		size_t off = (size_t)(f.raw - hdr);
-		bad |= write_all(fd, hdr + done, off - done, &crc) < 0;
-		done = off + f.raw_len;
-		removed += f.raw_len;
-	}
-	bad |= write_all(fd, hdr + done, hdrlen - done, &crc) < 0;
-	/* the rest of the file as it is */
-	for (uint64_t p = tx->header_len + hdrlen; !bad && p < total;) {
-		size_t want = total - p < AUTHIN_READ_CHUNK ? (size_t)(total - p) : AUTHIN_READ_CHUNK;
-		ssize_t got = pread(tx->fd, chunk, want, (off_t)p);
+	uint64_t done = 0;
+	while (done < n) {
+		size_t k = n - done < AUTHIN_READ_CHUNK ? (size_t)(n - done) : AUTHIN_READ_CHUNK;
+		uint64_t at = to > from ? n - done - k : done;   /* offset within the range */
+		ssize_t got = pread(fd, chunk, k, (off_t)(from + at));
 		if (got < 0 && errno == EINTR)
 			continue;
-		if (got <= 0 || write_all(fd, chunk, (size_t)got, &crc) < 0)
-			bad = 1;
-		p += got > 0 ? (uint64_t)got : 0;
+		if (got != (ssize_t)k || fs_pwrite_all(fd, chunk, k, (off_t)(to + at)) < 0)
+			return -1;
+		done += k;
 	}
+	return 0;
+}
+
+/* The header section without the A-R fields claiming authserv (they pretend to be ours):
+ * adds its pieces to *crc, and writes them at off when fd >= 0. Returns the octets kept, or
+ * -1 when a write failed. */
+static int64_t kept_header(const char *hdr, size_t hdrlen, const char *authserv, uLong *crc,
+			   int fd, off_t off)
+{
+	struct hdr_field f;
+	size_t pos = 0, done = 0, kept = 0;
+	for (;;) {
+		int more = hdr_next(hdr, hdrlen, &pos, &f) == 1;
+		if (more && (!hdr_is(&f, "authentication-results") ||
+			     !ar_claims(f.value, f.value_len, authserv)))
+			continue;
+		size_t end = more ? (size_t)(f.raw - hdr) : hdrlen;
+		*crc = crc32_z(*crc, (const unsigned char *)hdr + done, end - done);
+		if (fd >= 0 && fs_pwrite_all(fd, hdr + done, end - done, off + (off_t)kept) < 0)
+			return -1;
+		kept += end - done;
+		if (!more)
+			return (int64_t)kept;
+		done = end + f.raw_len;
+	}
+}
+
+/* Rewrite the message file in place: our trace (Return-Path, Received) stays, our A-R field
+ * goes below it (the results of this hop), then the header section without the A-R fields
+ * claiming our authserv-id, then the body, moved by the difference. The file is still the
+ * unacknowledged temp file, so a failure half-way only costs the 451 that follows. No second
+ * file: creating and deleting one per message made ext4 (without a journal) scan every
+ * recently deleted inode on each new file, most of the checks' cost under load.
+ * The CRC of the file is derived from the old one with crc32_combine: only the header
+ * section and the A-R field are hashed. 0 ok, -1 (why set). */
+static int rewrite(struct smtp_tx *tx, const char *hdr, size_t hdrlen, const struct buf *ar,
+		   const char *authserv, char *why, size_t whylen)
+{
+	uint64_t trace = tx->header_len, total = tx->size + tx->header_len;
+	uint64_t body_at = trace + hdrlen, body_len = total - body_at;
+	uLong c_kept = 0;
+	uint64_t kept = (uint64_t)kept_header(hdr, hdrlen, authserv, &c_kept, -1, 0);
+	uint64_t removed = hdrlen - kept;
+	uint64_t new_body_at = trace + ar->len + kept;
+	/* the CRC: crc(T H R) is known; crc(R) = combine(crc(T H), crc(T H R), |R|) */
+	char *chunk = malloc(AUTHIN_READ_CHUNK);
+	char *t = malloc(trace ? trace : 1);
+	int bad = chunk == NULL || t == NULL;
+	if (!bad && pread(tx->fd, t, trace, 0) != (ssize_t)trace)
+		bad = 1;
+	uLong crc = 0;
+	if (!bad) {
+		uLong c_t = crc32_z(0L, (const unsigned char *)t, trace);
+		uLong c_th = crc32_combine(c_t, crc32_z(0L, (const unsigned char *)hdr, hdrlen),
+					   (z_off_t)hdrlen);
+		uLong c_r = crc32_combine(c_th, tx->crc, (z_off_t)body_len);
+		crc = crc32_z(c_t, (const unsigned char *)ar->data, ar->len);
+		crc = crc32_combine(crc, c_kept, (z_off_t)kept);
+		crc = crc32_combine(crc, c_r, (z_off_t)body_len);
+	}
+	free(t);
+	/* the body first (it moves towards the end unless more was removed than added), then
+	 * the new header section over the old one, then the shorter end cut off */
+	if (!bad && new_body_at != body_at)
+		bad = move_range(tx->fd, body_at, new_body_at, body_len, chunk) < 0;
 	free(chunk);
+	if (!bad)
+		bad = fs_pwrite_all(tx->fd, ar->data, ar->len, (off_t)trace) < 0;
+	uLong c_unused = 0;
+	if (!bad)
+		bad = kept_header(hdr, hdrlen, authserv, &c_unused, tx->fd,
+				  (off_t)(trace + ar->len)) < 0;
+	if (!bad && new_body_at < body_at)
+		bad = ftruncate(tx->fd, (off_t)(new_body_at + body_len)) < 0;
+	if (!bad)
+		bad = lseek(tx->fd, 0, SEEK_END) < 0;
 	if (bad) {
 		snprintf(why, whylen, "authentication results: rewrite the message: %s",
 			 errno ? strerror(errno) : "short read");
-		close(fd);
-		unlink(path);
 		return -1;
 	}
-	close(tx->fd);
-	unlink(tx->tmppath);
-	tx->fd = fd;
-	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s", path);
 	tx->header_len += ar->len;
 	tx->size -= removed;
 	tx->crc = crc;
@@ -655,7 +682,7 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 		act = AUTHIN_REFUSE;
 		goto out;
 	}
-	if (rewrite(tx, cfg, hdr, hdrlen, &ar, why, whylen) < 0)
+	if (rewrite(tx, hdr, hdrlen, &ar, cfg->hostname, why, whylen) < 0)
 		goto out;
 	/* for an ARC seal if the message is forwarded: the value, without name and CRLF */
 	static const char ar_name[] = "Authentication-Results: ";
