@@ -39,15 +39,53 @@ def fill_postino(qdir, n, domains, size):
 
 
 def fill_smtp(port, n, domains, size, conns):
+    """Send over CONNS sessions; a session the server drops is opened again and the message that
+    was in flight sent again (the caller checks the count queued). Exit status 1 when a
+    message could not be sent after 5 tries."""
+    failed = []
+    retries = [0]
+
     def worker(k):
-        with smtplib.SMTP("127.0.0.1", port, timeout=120) as s:
+        s = None
+        try:
             for i in range(k, n, conns):
-                s.sendmail("sender@bench.test", ["u@d%d.bench" % (i % domains + 1)], body(i, size))
+                for attempt in range(5):
+                    try:
+                        if s is None:
+                            s = smtplib.SMTP("127.0.0.1", port, timeout=120)
+                        s.sendmail("sender@bench.test", ["u@d%d.bench" % (i % domains + 1)],
+                                   body(i, size))
+                        break
+                    except (smtplib.SMTPServerDisconnected, ConnectionError, TimeoutError) as e:
+                        retries[0] += 1
+                        print("fill.py: message %d, try %d: %s" % (i, attempt + 1, e),
+                              file=sys.stderr)
+                        s = None
+                        time.sleep(0.5)
+                else:
+                    failed.append(i)
+                    return
+        except Exception as e:   # an SMTP error reply: report it, fail the fill
+            print("fill.py: message %d: %r" % (i, e), file=sys.stderr)
+            failed.append(i)
+        finally:
+            if s is not None:
+                try:
+                    s.quit()
+                except Exception:
+                    pass
     ts = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
     for t in ts:
         t.start()
     for t in ts:
         t.join()
+    if retries[0]:
+        print("fill.py: %d sessions were dropped by the server and reopened" % retries[0],
+              file=sys.stderr)
+    if failed:
+        print("fill.py: %d sessions gave up (first message %d)" % (len(failed), min(failed)),
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,42 @@
 #!/usr/bin/python3
 """A fast SMTP sink for bench/outbound: accepts everything on HOST:PORT for every HOST given,
-answers PIPELINING, counts messages and writes the count to COUNTFILE every 0.1 s.
+answers PIPELINING, counts messages and writes to COUNTFILE every 0.1 s one line
+
+  TOTAL UNIQUE FIRST LAST
+
+TOTAL = messages accepted, UNIQUE = distinct bench Message-IDs (<bench-N@...>) among them,
+FIRST / LAST = wall-clock time (seconds since the epoch) of the first and the latest accepted
+message, 0 before the first. Times are taken when the final dot arrives, before the 250 reply.
 
 usage: sink.py COUNTFILE PORT HOST [HOST ...]
 """
 import asyncio
 import os
 import sys
+import time
 
 count = 0
+seen = set()
+first = 0.0
+last = 0.0
+MARK = b"<bench-"
+
+
+def record(data):
+    """Account one message (its bytes up to and including CRLF.CRLF)."""
+    global count, first, last
+    last = time.time()
+    if not count:
+        first = last
+    count += 1
+    i = data.find(MARK)
+    if i >= 0:
+        j = data.find(b"@", i, i + 40)
+        if j > 0 and data[i + len(MARK):j].isdigit():
+            seen.add(int(data[i + len(MARK):j]))
 
 
 async def session(reader, writer):
-    global count
     writer.write(b"220 sink.bench ESMTP\r\n")
     try:
         while True:
@@ -28,11 +52,7 @@ async def session(reader, writer):
             elif verb == b"DATA":
                 writer.write(b"354 go ahead\r\n")
                 await writer.drain()
-                while True:
-                    chunk = await reader.readuntil(b"\r\n.\r\n")
-                    if chunk:
-                        break
-                count += 1
+                record(await reader.readuntil(b"\r\n.\r\n"))
                 writer.write(b"250 2.0.0 ok %d\r\n" % count)
             elif verb == b"QUIT":
                 writer.write(b"221 2.0.0 bye\r\n")
@@ -52,7 +72,7 @@ async def report(path):
     while True:
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
-            f.write("%d\n" % count)
+            f.write("%d %d %.6f %.6f\n" % (count, len(seen), first, last))
         os.rename(tmp, path)
         await asyncio.sleep(0.1)
 
