@@ -1,7 +1,7 @@
 /* test-dkim.c - unit tests for dkim.c and tls-crypto.c: relaxed canonicalisation (RFC 6376
  * 3.4.5), the body hash and Ed25519 key of RFC 8463 appendix A, a signature input computed
- * like dkimpy (python3-dkim), header selection and oversigning, the From: domain rules, and the
- * key store (dkim-keys.c). */
+ * like dkimpy (python3-dkim), header selection and oversigning, the From: domain rules, the
+ * key store (dkim-keys.c) and the per-thread cache of parsed public keys. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -311,6 +311,81 @@ static void test_keys(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* A new key of alg in a temp file, loaded; its published p= octets in pub[*publen]. */
+static struct tls_key *new_key(enum tls_key_alg alg, unsigned char *pub, size_t *publen)
+{
+	char path[] = "/tmp/test-dkim-pk-XXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	close(fd);
+	unlink(path);
+	const char *err;
+	struct tls_key *key;
+	assert_int_equal(tls_key_generate(alg, path, &err), 0);
+	assert_int_equal(tls_key_load(path, &key, &err), 0);
+	unlink(path);
+	char b64[1024];
+	assert_int_equal(tls_key_public_b64(key, b64, sizeof(b64)), 0);
+	ssize_t n = base64_decode(b64, strlen(b64), pub, 800);
+	assert_true(n > 0);
+	*publen = (size_t)n;
+	return key;
+}
+
+/* Verify sig over digest with the published octets: 1, 0 or -1. */
+static int verify(const unsigned char *pub, size_t publen, int ed25519,
+		  const unsigned char *digest, const unsigned char *sig, size_t siglen)
+{
+	unsigned bits;
+	const char *err;
+	return tls_pubkey_verify_sha256(pub, publen, ed25519, 1024, 4096, digest, sig, siglen,
+					&bits, &err);
+}
+
+/* Published keys are parsed once per thread while they stay among its last 16, never
+ * confused with another key, and a cached key gives the same verdicts. */
+static void test_pubkey_cache(void **state)
+{
+	(void)state;
+	unsigned char a_pub[800], b_pub[800], e_pub[17][800];
+	size_t a_len, b_len, e_len[17];
+	struct tls_key *a = new_key(TLS_KEY_RSA, a_pub, &a_len);
+	struct tls_key *b = new_key(TLS_KEY_RSA, b_pub, &b_len);
+	assert_int_equal(a_len, b_len);
+	unsigned char digest[TLS_SHA256_LEN] = { 1, 2, 3 }, sig[TLS_SIG_MAX];
+	size_t siglen;
+	assert_int_equal(tls_key_sign_sha256(a, digest, sig, &siglen), 0);
+	unsigned long p0 = tls_pubkey_parses();
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(verify(a_pub, a_len, 0, digest, sig, siglen), 1);
+	assert_int_equal(tls_pubkey_parses(), p0 + 1);
+	assert_int_equal(verify(b_pub, b_len, 0, digest, sig, siglen), 0);   /* not a's */
+	assert_int_equal(tls_pubkey_parses(), p0 + 2);
+	sig[7] ^= 1;
+	assert_int_equal(verify(a_pub, a_len, 0, digest, sig, siglen), 0);
+	sig[7] ^= 1;
+	assert_int_equal(verify(a_pub, a_len, 0, digest, sig, siglen), 1);
+	assert_int_equal(tls_pubkey_parses(), p0 + 2);
+	/* the same octets as an Ed25519 key are another key; bad octets are parsed each time */
+	assert_int_equal(verify(a_pub, 32, 1, digest, sig, siglen), 0);
+	assert_int_equal(tls_pubkey_parses(), p0 + 3);
+	unsigned char junk[40] = { 0x30, 0x82, 0xff };
+	assert_int_equal(verify(junk, sizeof(junk), 0, digest, sig, siglen), -1);
+	assert_int_equal(verify(junk, sizeof(junk), 0, digest, sig, siglen), -1);
+	assert_int_equal(tls_pubkey_parses(), p0 + 5);
+	/* 16 more keys push a out: parsed again */
+	for (int i = 0; i < 16; i++) {
+		struct tls_key *e = new_key(TLS_KEY_ED25519, e_pub[i], &e_len[i]);
+		assert_int_equal(verify(e_pub[i], e_len[i], 1, digest, sig, 64), 0);
+		tls_key_free(&e);
+	}
+	assert_int_equal(tls_pubkey_parses(), p0 + 21);
+	assert_int_equal(verify(a_pub, a_len, 0, digest, sig, siglen), 1);
+	assert_int_equal(tls_pubkey_parses(), p0 + 22);
+	tls_key_free(&a);
+	tls_key_free(&b);
+}
+
 /* Run all DKIM tests. */
 int main(void)
 {
@@ -321,6 +396,7 @@ int main(void)
 		cmocka_unit_test(test_signer),
 		cmocka_unit_test(test_from_domain),
 		cmocka_unit_test(test_keys),
+		cmocka_unit_test(test_pubkey_cache),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

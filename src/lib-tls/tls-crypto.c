@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +21,7 @@
 #include "fsutil.h"
 
 #define KEY_FILE_MAX 16384   /* a PEM RSA-4096 key is ~3.3 KB; refuse anything absurd */
+#define PUBKEY_CACHE 16      /* parsed DKIM public keys kept per thread (see pubkey_get) */
 
 struct tls_sha256 {
 	EVP_MD_CTX *md;
@@ -270,28 +272,116 @@ int tls_key_sign_sha256(const struct tls_key *key, const unsigned char digest[TL
 	return 0;
 }
 
+/* Parsed DKIM public keys, per thread: OpenSSL 3's d2i_PUBKEY costs about 175 us (its
+ * decoder framework), seven times the RSA-2048 verification itself, and the same few keys
+ * sign most mail. An entry is the published octets and their EVP_PKEY: a memo of the parse,
+ * so freshness stays with the DNS answer (the caller looks the key up for every message).
+ * Per thread, so no lock; freed by the thread-exit destructor. */
+struct pubkey_entry {
+	unsigned char *key;
+	size_t len;
+	int ed25519;
+	EVP_PKEY *pk;
+};
+
+struct pubkey_cache {
+	struct pubkey_entry e[PUBKEY_CACHE];
+	unsigned next;                  /* the entry replaced next (round robin) */
+};
+
+static pthread_key_t pubkey_tkey;
+static pthread_once_t pubkey_once = PTHREAD_ONCE_INIT;
+static int pubkey_tkey_ok;
+static _Atomic unsigned long pubkey_parses;
+
+/* Thread exit: free the thread's parsed keys. */
+static void pubkey_cache_free(void *arg)
+{
+	struct pubkey_cache *c = arg;
+	for (unsigned i = 0; i < PUBKEY_CACHE; i++) {
+		EVP_PKEY_free(c->e[i].pk);
+		free(c->e[i].key);
+	}
+	free(c);
+}
+
+static void pubkey_tkey_init(void)
+{
+	pubkey_tkey_ok = pthread_key_create(&pubkey_tkey, pubkey_cache_free) == 0;
+}
+
+/* Parse published key octets (see tls_pubkey_verify_sha256). NULL: they do not parse. */
+static EVP_PKEY *pubkey_parse(const unsigned char *key, size_t keylen, int ed25519)
+{
+	pubkey_parses++;
+	if (ed25519)
+		return keylen == 32 ? EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, keylen) :
+				      NULL;
+	const unsigned char *p = key;
+	EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)keylen);
+	if (pk == NULL) {   /* some publish the bare PKCS#1 RSAPublicKey */
+		p = key;
+		pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)keylen);
+	}
+	return pk;
+}
+
+/* The parsed key for these octets: the thread's cached one, or parsed now and kept. *owned_r
+ * is 1 when the caller must free it (no cache: out of memory). NULL: they do not parse (not
+ * kept, so such octets are parsed each time, as before). */
+static EVP_PKEY *pubkey_get(const unsigned char *key, size_t keylen, int ed25519, int *owned_r)
+{
+	*owned_r = 1;
+	pthread_once(&pubkey_once, pubkey_tkey_init);
+	struct pubkey_cache *c = pubkey_tkey_ok ? pthread_getspecific(pubkey_tkey) : NULL;
+	if (c == NULL && pubkey_tkey_ok && (c = calloc(1, sizeof(*c))) != NULL &&
+	    pthread_setspecific(pubkey_tkey, c) != 0) {
+		free(c);
+		c = NULL;
+	}
+	if (c != NULL) {
+		for (unsigned i = 0; i < PUBKEY_CACHE; i++) {
+			struct pubkey_entry *e = &c->e[i];
+			if (e->pk != NULL && e->len == keylen && e->ed25519 == ed25519 &&
+			    memcmp(e->key, key, keylen) == 0) {
+				*owned_r = 0;
+				return e->pk;
+			}
+		}
+	}
+	EVP_PKEY *pk = pubkey_parse(key, keylen, ed25519);
+	unsigned char *copy = pk != NULL && c != NULL ? malloc(keylen ? keylen : 1) : NULL;
+	if (copy == NULL)
+		return pk;
+	struct pubkey_entry *e = &c->e[c->next];
+	c->next = (c->next + 1) % PUBKEY_CACHE;
+	EVP_PKEY_free(e->pk);
+	free(e->key);
+	memcpy(copy, key, keylen);
+	*e = (struct pubkey_entry){ copy, keylen, ed25519, pk };
+	*owned_r = 0;
+	return pk;
+}
+
+/* How many public keys were parsed (not found in a cache), for the unit test. */
+unsigned long tls_pubkey_parses(void)
+{
+	return pubkey_parses;
+}
+
 /* Verify a DKIM signature with a published public key. */
 int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed25519,
 			     unsigned min_bits, unsigned max_bits,
 			     const unsigned char digest[TLS_SHA256_LEN], const unsigned char *sig,
 			     size_t siglen, unsigned *bits_r, const char **err_r)
 {
-	EVP_PKEY *pk = NULL;
 	*bits_r = 0;
-	if (ed25519) {
-		if (keylen != 32) {
-			*err_r = "an Ed25519 key is 32 octets";
-			return -1;
-		}
-		pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, key, keylen);
-	} else {
-		const unsigned char *p = key;
-		pk = d2i_PUBKEY(NULL, &p, (long)keylen);
-		if (pk == NULL) {   /* some publish the bare PKCS#1 RSAPublicKey */
-			p = key;
-			pk = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)keylen);
-		}
+	if (ed25519 && keylen != 32) {
+		*err_r = "an Ed25519 key is 32 octets";
+		return -1;
 	}
+	int owned;
+	EVP_PKEY *pk = pubkey_get(key, keylen, ed25519, &owned);
 	if (pk == NULL) {
 		*err_r = "the public key does not parse";
 		return -1;
@@ -330,7 +420,8 @@ int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed2551
 	}
 	ERR_clear_error();
 out:
-	EVP_PKEY_free(pk);
+	if (owned)
+		EVP_PKEY_free(pk);
 	return rc;
 }
 

@@ -62,4 +62,8 @@ int tls_pubkey_verify_sha256(const unsigned char *key, size_t keylen, int ed2551
 			     const unsigned char digest[TLS_SHA256_LEN], const unsigned char *sig,
 			     size_t siglen, unsigned *bits_r, const char **err_r);
 
+/* How many public keys tls_pubkey_verify_sha256 has parsed in this process: each thread keeps
+ * the last 16 it parsed (by their exact octets), so a key seen again is not parsed again. */
+unsigned long tls_pubkey_parses(void);
+
 #endif
