@@ -559,13 +559,19 @@ void imap_sync_mailbox(struct imap_session *s, int allow_expunge)
 			for (size_t i = 0; i < s->nmsgs; i++) {
 				if (s->msgs[i].uid != c.expunged[k])
 					continue;
-				imap_context_expunge(s, i);   /* while seq i + 1 still names it */
+				/* a message this sync added (read before another session expunged
+				 * it, the two queries are not one snapshot) was never announced:
+				 * it leaves the table without an EXPUNGE the client could not place */
+				int announced = i < before;
+				if (announced)
+					imap_context_expunge(s, i);   /* while seq i + 1 names it */
 				free(s->msgs[i].fname);
 				memmove(&s->msgs[i], &s->msgs[i + 1],
 					(s->nmsgs - i - 1) * sizeof(*s->msgs));
 				s->nmsgs--;
-				if (i < before)
-					before--;
+				if (!announced)
+					break;
+				before--;
 				if (s->qresync)   /* RFC 7162 3.2.10: VANISHED replaces EXPUNGE */
 					buf_appendf(&vanished, vanished.len ? ",%u" : "%u",
 						    c.expunged[k]);

@@ -22,6 +22,7 @@ struct store_account {
 		const char *sql;
 		sqlite3_stmt *st;
 	} stc[STORE_STMT_CACHE];
+	uint64_t busy_since_us;   /* when the current wait for the write lock began (store_busy) */
 	unsigned shared_refs;  /* > 0: shared by that many sessions (store_account_open_shared) */
 	struct store_account *shared_next;
 };
