@@ -395,6 +395,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 	static struct worker w;
 	const char *err;
 	log_set_ident("postino/worker");
+	pid_t master = getppid();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);      /* a killed master takes its workers along */
 	sigset_t set;
 	sigemptyset(&set);
@@ -407,6 +408,11 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 		_exit(0);
 	if (worker_drop_privileges(cfg->run_user) < 0)
 		_exit(3);
+	/* the change of user cleared the parent-death signal (prctl(2)): set it again, and leave
+	 * if the master died in between */
+	prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() != master)
+		_exit(0);
 	w.index = index;
 	w.cfg = cfg;
 	w.tls = tls;

@@ -600,6 +600,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 	char err[512];
 	log_set_ident("postino/queue");
 	metrics_set_slot(METRICS_QUEUE_SLOT);
+	pid_t master = getppid();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	for (int i = 0; i < nclose; i++)
 		if (close_fds[i] >= 0)
@@ -616,6 +617,9 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 		_exit(0);
 	if (drop_privileges(cfg->run_user) < 0)
 		_exit(3);
+	prctl(PR_SET_PDEATHSIG, SIGTERM);   /* cleared by the change of user (prctl(2)) */
+	if (getppid() != master)
+		_exit(0);
 	q.cfg = cfg;
 	snprintf(q.dir, sizeof(q.dir), "%s/queue", cfg->data_dir);
 	mkdir(q.dir, 0750);

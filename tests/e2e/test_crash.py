@@ -208,3 +208,30 @@ def test_index_agrees_with_files_after_crashes(crash_server):
     orphans = sorted(set(paths) - set(indexed))
     print("\n%d unacknowledged message files without an index row (awaiting reconcile)"
           % len(orphans))
+
+
+def _gone(pid):
+    """True when pid has exited (gone, or a zombie waiting for its new parent to reap it)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return True
+
+
+def test_a_killed_master_takes_its_workers_and_queue_along(workdir, pki):
+    # The workers and the queue process asked for SIGTERM when the master dies, but they did so
+    # before becoming run_user, and a change of user clears that request (prctl(2)): kill -9 of
+    # the master left them running, still bound to the ports, so a new `serve` could not start.
+    srv = start_server(os.path.join(workdir, "orphans"), pki, extra_conf="workers = 2\n",
+                       users={RCPT: "crash-pw"}, aliases={})
+    try:
+        wait_until(lambda: len(srv.children()) >= 3, 15, 0.05, "two workers and the queue")
+        kids = srv.children()
+        os.kill(srv.proc.pid, signal.SIGKILL)
+        srv.proc.wait(10)
+        wait_until(lambda: all(_gone(p) for p in kids), 15, 0.05,
+                   "the master's children %s to exit after it was killed" % kids)
+        srv.start(timeout=20)   # the ports are free again
+    finally:
+        finish_server(srv)
