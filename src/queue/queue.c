@@ -650,7 +650,7 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 	if (td != NULL) {
 		struct dirent *e;
 		while ((e = readdir(td)) != NULL)
-			if (strncmp(e->d_name, "dsn.", 4) == 0)
+			if (strncmp(e->d_name, "dsn.", 4) == 0 || strncmp(e->d_name, "tlsrpt.", 7) == 0)
 				unlinkat(dirfd(td), e->d_name, 0);
 		closedir(td);
 	}

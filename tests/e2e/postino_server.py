@@ -40,7 +40,7 @@ class Server:
     """A running postino with helpers to reach it."""
 
     def __init__(self, extra_conf="", users=("alice@example.test",), password="Secret-pw-1",
-                 wait_for=("smtp", "pop3"), quickstart_args=(), env=None):
+                 wait_for=("smtp", "pop3"), quickstart_args=(), env=None, prepare=None):
         self.wait_for = wait_for
         self.dir = tempfile.mkdtemp(prefix="postino-e2e-")
         self.data = os.path.join(self.dir, "data")
@@ -67,6 +67,8 @@ class Server:
             f.write(extra_conf + "\n")
         for u in users:
             self.add_user(u)
+        if prepare is not None:   # a test's own set-up of the data dir before `serve`
+            prepare(self)
         self.log = open(os.path.join(self.dir, "serve.log"), "w")
         # env: the environment of `serve` (None: this process's)
         self.proc = subprocess.Popen([BIN, "serve", "--data", self.data], stdout=self.log,

@@ -626,3 +626,21 @@ def test_concurrency_limits(net, limits, bound):
         assert sink.max_in_data == bound, (sink.max_in_data, bound)
     finally:
         stop_checked(s)
+
+
+def test_leftover_report_temp_files_are_removed_at_start(net):
+    # a DSN or TLS report being written when the queue process died is never acknowledged:
+    # its temp file goes at the next start (TLS reports' were left behind)
+    def leftovers(s):
+        os.makedirs(os.path.join(s.data, "tmp"), exist_ok=True)
+        for name in ("dsn.4242.AbCdEf", "tlsrpt.4242.GhIjKl"):
+            with open(os.path.join(s.data, "tmp", name), "w") as f:
+                f.write("From: half a report\r\n")
+    s = Server(extra_conf=outbound_conf(net), users=(ALICE,), wait_for=("smtp", "submission"),
+               prepare=leftovers)
+    try:
+        tmp = os.path.join(s.data, "tmp")
+        assert wait_for(lambda: not glob.glob(os.path.join(tmp, "dsn.*")) and
+                        not glob.glob(os.path.join(tmp, "tlsrpt.*")), 15), os.listdir(tmp)
+    finally:
+        stop_checked(s)
