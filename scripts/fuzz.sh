@@ -59,11 +59,11 @@ run fuzz-smtp -std=gnu11 $(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
 run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
-	src/lib-tls/tls-crypto.c src/lib-mail/fuzz-dkim.c -lidn2 -lssl -lcrypto
+	src/lib-tls/tls-crypto.c src/lib/fsutil.c src/lib-mail/fuzz-dkim.c -lidn2 -lssl -lcrypto
 # the parsers of the inbound checks: DKIM-Signature and key records, SPF (with a fake DNS), DMARC
 run fuzz-authrec -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
-	src/lib-mail/dkim-verify.c src/lib-mail/spf.c src/lib-mail/dmarc.c src/lib-tls/tls-crypto.c \
+	src/lib-mail/dkim-verify.c src/lib-mail/spf.c src/lib-mail/dmarc.c src/lib-tls/tls-crypto.c src/lib/fsutil.c \
 	src/lib-mail/fuzz-authrec.c -lidn2 -lssl -lcrypto -lpsl -lpthread
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
 	src/lib/fsutil.c src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
