@@ -132,7 +132,7 @@ static const char *http_reason(int status)
 	case 417: return "Expectation Failed";
 	case 431: return "Request Header Fields Too Large";
 	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
+	case 501: return "Not Implemented";   /* RFC 9110 15.6.2 reason phrase */
 	case 503: return "Service Unavailable";
 	case 505: return "HTTP Version Not Supported";
 	}

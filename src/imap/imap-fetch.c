@@ -854,7 +854,7 @@ static void store_done(struct imap_wjob *w)
 	for (size_t k = 0; k < j->ni; k++) {
 		const struct store_flag_change *c = &j->ch[k];
 		struct imap_msg *m = &s->msgs[j->idx[k]];
-		if (c->uid == 0 || c->uid != m->uid || c->result == -1)
+		if (c->uid != m->uid || c->result == -1)   /* uid 0: left out (UNCHANGEDSINCE) */
 			continue;
 		if (c->result == -2) {   /* RFC 7162 3.1.3: changed meanwhile, by another session */
 			size_t l = strlen(j->modified);

@@ -5,7 +5,6 @@ counted by /metrics (postino_login_cache_hits_total), which is how these tests s
 One worker, so every login meets the same cache."""
 import imaplib
 import poplib
-import socket
 import subprocess
 import urllib.request
 
@@ -13,17 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from postino_server import BIN, Server
+from queuehelp import free_port
 
 USER = "cache@example.test"
 OTHER = "other@example.test"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def make(ttl):

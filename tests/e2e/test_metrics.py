@@ -16,16 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import wait_until
 from postino_server import BIN, Server
+from queuehelp import free_port
 
 USER = "alice@example.test"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import time
 import pytest
 
 from conftest import USERS, start_server, finish_server, let_workers_through, wait_until
+from queuehelp import free_port
 from smtphelp import SMTP, message
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,14 +35,6 @@ BASE = "smtp_greet_pause = 0\ninbound_auth = no\n"
 BOB = "bob@example.test"
 CONTENT_TIMEOUT = 3
 COMMAND_TIMEOUT = 2
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def listening(port):
