@@ -149,7 +149,7 @@ int store_message_path(struct store_account *acct, const char *box, const struct
 int store_expunge(struct store_account *acct, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r);
 
-/* ---- IMAP (store-imap.c) ---- */
+/* ---- mailboxes, flags, copy, append, changes (store-mailbox.c) ---- */
 
 /* How a store_flag_change applies its flags and keywords to what the index holds. */
 enum store_flag_mode {

@@ -1,4 +1,4 @@
-/* store-imap.c - what IMAP needs beyond delivery: mailbox management, flags and keywords with
+/* store-mailbox.c - mailboxes beyond delivery: mailbox management, flags and keywords with
  * MODSEQ, copy, append and change tracking.
  *
  * File names: the index keeps a message's base name; the file is new/<base> until its flags are
