@@ -56,10 +56,10 @@ print(t - f - sk, f, sk)
 PY
 }
 
-build build -Dunit_tests=enabled || fail_setup=1
+build build || fail_setup=1
 [ $fail_setup -eq 0 ] && suite normal build
 if [ -z "${POSTINO_TEST_QUICK:-}" ]; then
-	if build build-asan -Dunit_tests=enabled -Db_sanitize=address,undefined -Db_lundef=false \
+	if build build-asan -Db_sanitize=address,undefined -Db_lundef=false \
 		-Dbuildtype=debug; then
 		export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:halt_on_error=1
 		export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1

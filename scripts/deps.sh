@@ -1,13 +1,13 @@
 #!/bin/sh
 # deps.sh - install the Debian 12 packages postino needs, only those missing.
-#   scripts/deps.sh          build dependencies
+#   scripts/deps.sh          build dependencies (the cmocka unit tests are part of every build)
 #   scripts/deps.sh --test   build and test dependencies
 set -eu
 pkgs="meson ninja-build pkg-config gcc libc6-dev libssl-dev libsqlite3-dev libcrypt-dev
       libsodium-dev zlib1g-dev openssl libunbound-dev libidn2-dev libunistring-dev
-      libicu-dev libpsl-dev publicsuffix"
+      libicu-dev libpsl-dev publicsuffix libcmocka-dev"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl sqlite3 clang libclang-rt-14-dev
+	pkgs="$pkgs python3 python3-pytest swaks libnet-ssleay-perl libio-socket-ssl-perl sqlite3 clang libclang-rt-14-dev
 	      fetchmail getmail6 isync mutt tmux curl bind9-utils chromium zbar-tools librsvg2-bin unbound python3-aiosmtpd
 	      python3-dkim opendkim-tools python3-spf python3-authres rspamd python3-milter
 	      python3-prometheus-client systemd groff-base man-db"
