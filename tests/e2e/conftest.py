@@ -1,7 +1,8 @@
 """End-to-end test fixtures for postino: a test CA, certificates, a data dir made with
 `postino quickstart`, accounts made with the CLI, and a running `postino serve`.
 
-Run:  POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q tests/e2e   (default: ../../build)
+Run:  POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q tests/e2e
+(./run-tests.sh sets POSTINO_BIN to the build it makes; the suite names no build path itself.)
 """
 import os
 import random
@@ -19,8 +20,12 @@ import uuid
 
 import pytest
 
-POSTINO_BIN = os.environ.get("POSTINO_BIN", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                     "..", "..", "build", "postino"))
+HOW_TO_RUN = ("POSTINO_BIN must name the postino binary under test, e.g.\n"
+              "  POSTINO_BIN=$PWD/build/postino /usr/bin/python3 -m pytest -q tests/e2e\n"
+              "(./run-tests.sh builds postino and sets it)")
+
+
+POSTINO_BIN = os.path.abspath(os.environ["POSTINO_BIN"]) if os.environ.get("POSTINO_BIN") else None
 
 HOST = "mail.example.test"
 DOMAIN = "example.test"
@@ -436,10 +441,16 @@ _own_basetemp = None
 
 
 def pytest_configure(config):
-    """As root, tmp_path lives under a base of this session's own: pytest resets the shared
-    /tmp/pytest-of-root to 0700 whenever another session starts, which would lock the workers'
-    user out of a data directory in the middle of a test."""
+    """POSTINO_BIN must be set (the suite names no build path). As root, tmp_path lives under a
+    base of this session's own: pytest resets the shared /tmp/pytest-of-root to 0700 whenever
+    another session starts, which would lock the workers' user out of a data directory in the
+    middle of a test."""
     global _own_basetemp
+    if not POSTINO_BIN:
+        raise pytest.UsageError("POSTINO_BIN is not set. " + HOW_TO_RUN)
+    if not os.access(POSTINO_BIN, os.X_OK):
+        raise pytest.UsageError("POSTINO_BIN=%s is not an executable file. %s"
+                                % (POSTINO_BIN, HOW_TO_RUN))
     if os.geteuid() == 0 and not config.option.basetemp:
         _own_basetemp = tempfile.mkdtemp(prefix="postino-pytest-")
         config.option.basetemp = _own_basetemp

@@ -15,7 +15,7 @@ import time
 
 from queuehelp import shared_resolver_conf
 
-BIN = os.environ.get("POSTINO_BIN", os.path.join(os.path.dirname(__file__), "../../build/postino"))
+from conftest import POSTINO_BIN as BIN   # set from POSTINO_BIN, checked when pytest starts
 PORTS = {"smtp": 25, "submission": 587, "submissions": 465, "imap": 143, "imaps": 993,
          "pop3": 110, "pop3s": 995, "http": 80, "https": 443}
 
