@@ -1083,68 +1083,361 @@ static void cmd_namespace(struct imap_session *s)
 
 /* ---- dispatch ---- */
 
-enum { NEED_NOTAUTH = 1, NEED_AUTH = 2, NEED_SELECTED = 4 };
+/* One parsed command as the dispatcher hands it to its handler. */
+struct imap_call {
+	const char *name;              /* as the table spells it: "FETCH" for UID FETCH too */
+	const struct imap_arg *args;   /* the arguments after the name (after UID's command) */
+	size_t n;
+	int uid;                       /* 1: it came as UID <name> (numbers are UIDs) */
+};
+
+/* A command's handler: it checks its own arguments and sends the tagged reply. The table has
+ * already checked the session's state. */
+typedef void imap_handler(struct imap_session *s, const struct imap_call *c);
+
+/* The states a command is allowed in, as bits of enum imap_state. */
+#define IN_NOTAUTH (1u << IMAP_NOTAUTH)
+#define IN_AUTH (1u << IMAP_AUTH)
+#define IN_SELECTED (1u << IMAP_SELECTED)
+#define IN_LOGGED_IN (IN_AUTH | IN_SELECTED)
+#define IN_ANY (IN_NOTAUTH | IN_LOGGED_IN)
+
+/* Flags of a command. */
+enum {
+	CMD_UID = 1,   /* also allowed as UID <name> (RFC 9051 6.4.9; EXPUNGE: RFC 4315) */
+};
 
 struct imap_cmd {
 	const char *name;
-	unsigned needs;
-	int kind;
+	unsigned states;   /* IN_* */
+	unsigned flags;    /* CMD_* */
+	imap_handler *run;
 };
 
-enum {
-	C_CAPABILITY, C_NOOP, C_LOGOUT, C_STARTTLS, C_LOGIN, C_AUTHENTICATE, C_ID, C_ENABLE,
-	C_SELECT, C_EXAMINE, C_CREATE, C_DELETE, C_RENAME, C_SUBSCRIBE, C_UNSUBSCRIBE, C_LIST,
-	C_LSUB, C_NAMESPACE, C_STATUS, C_APPEND, C_IDLE, C_CHECK, C_CLOSE, C_UNSELECT, C_EXPUNGE,
-	C_SEARCH, C_FETCH, C_STORE, C_COPY, C_MOVE, C_UID, C_QUOTA, C_SORT, C_THREAD, C_COMPRESS,
-	C_CANCELUPDATE, C_NOTIFY, C_GENURLAUTH, C_RESETKEY, C_URLFETCH
-};
+static const struct imap_cmd *imap_cmd_find(const char *name);
 
+/* CAPABILITY. */
+static void do_capability(struct imap_session *s, const struct imap_call *c)
+{
+	(void)c;
+	cmd_capability(s);
+}
+
+/* NOOP, and CHECK (which RFC 9051 folds into NOOP): report changes, notify news. */
+static void do_noop(struct imap_session *s, const struct imap_call *c)
+{
+	imap_sync_mailbox(s, 1);
+	imap_notify_check(s);
+	imap_tagged(s, "OK", "%s completed", c->name);
+}
+
+/* LOGOUT. */
+static void do_logout(struct imap_session *s, const struct imap_call *c)
+{
+	(void)c;
+	imap_reply(s, "* BYE Logging out");
+	imap_tagged(s, "OK", "LOGOUT completed");
+	imap_close(s, "logout");
+}
+
+/* ID (RFC 2971). */
+static void do_id(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_id(s, c->args, c->n);
+}
+
+/* STARTTLS. */
+static void do_starttls(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_starttls(s, c->n);
+}
+
+/* LOGIN user password. */
+static void do_login(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_login(s, c->args, c->n);
+}
+
+/* AUTHENTICATE mechanism [initial-response]. */
+static void do_authenticate(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_authenticate(s, c->args, c->n);
+}
+
+/* ENABLE (RFC 5161). */
+static void do_enable(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_enable(s, c->args, c->n);
+}
+
+/* SELECT and EXAMINE (read-only). */
+static void do_select(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_select(s, c->args, c->n, strcmp(c->name, "EXAMINE") == 0);
+}
+
+/* CREATE. */
+static void do_create(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_create(s, c->args, c->n);
+}
+
+/* DELETE. */
+static void do_delete(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_delete(s, c->args, c->n);
+}
+
+/* RENAME. */
+static void do_rename(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_rename(s, c->args, c->n);
+}
+
+/* SUBSCRIBE and UNSUBSCRIBE. */
+static void do_subscribe(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_subscribe(s, c->args, c->n, strcmp(c->name, "SUBSCRIBE") == 0);
+}
+
+/* LIST and LSUB. */
+static void do_list(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_list(s, c->args, c->n, strcmp(c->name, "LSUB") == 0);
+}
+
+/* NAMESPACE (RFC 2342). */
+static void do_namespace(struct imap_session *s, const struct imap_call *c)
+{
+	(void)c;
+	cmd_namespace(s);
+}
+
+/* STATUS. */
+static void do_status(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_status(s, c->args, c->n);
+}
+
+/* APPEND. */
+static void do_append(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_append(s, c->args, c->n);
+}
+
+/* IDLE (RFC 2177). */
+static void do_idle(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_idle(s, c->n);
+}
+
+/* GETQUOTAROOT, GETQUOTA and SETQUOTA (RFC 9208). */
+static void do_quota(struct imap_session *s, const struct imap_call *c)
+{
+	cmd_quota(s, c->name, c->args, c->n);
+}
+
+/* COMPRESS DEFLATE (RFC 4978): the tagged OK is the last line sent uncompressed. */
+static void do_compress(struct imap_session *s, const struct imap_call *c)
+{
+	if (c->n != 1 || strcasecmp(c->args[0].str, "DEFLATE") != 0) {
+		imap_bad(s, "Use COMPRESS DEFLATE");
+	} else if (s->conn.z) {
+		imap_tagged(s, "NO", "[COMPRESSIONACTIVE] Compression is already active");
+	} else {
+		imap_tagged(s, "OK", "DEFLATE active");
+		if (conn_start_deflate(&s->conn) < 0)
+			imap_close(s, "out of memory");
+	}
+}
+
+/* NOTIFY (RFC 5465). */
+static void do_notify(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_notify(s, c->args, c->n);
+}
+
+/* GENURLAUTH (RFC 4467). */
+static void do_genurlauth(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_genurlauth(s, c->args, c->n);
+}
+
+/* RESETKEY (RFC 4467). */
+static void do_resetkey(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_resetkey(s, c->args, c->n);
+}
+
+/* URLFETCH (RFC 4467). */
+static void do_urlfetch(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_urlfetch(s, c->args, c->n);
+}
+
+/* CLOSE: expunge silently, then leave the mailbox. */
+static void do_close(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_expunge(s, c->args, c->n, 0, 1, 1);
+}
+
+/* UNSELECT (RFC 3691): leave the mailbox without expunging. */
+static void do_unselect(struct imap_session *s, const struct imap_call *c)
+{
+	(void)c;
+	imap_unselect(s);
+	imap_tagged(s, "OK", "UNSELECT completed");
+}
+
+/* EXPUNGE, and UID EXPUNGE set (RFC 4315). */
+static void do_expunge(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_expunge(s, c->args, c->n, c->uid, 0, 0);
+}
+
+/* SEARCH. */
+static void do_search(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_search(s, c->args, c->n, c->uid);
+}
+
+/* FETCH. */
+static void do_fetch(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_fetch(s, c->args, c->n, c->uid);
+}
+
+/* STORE. */
+static void do_store(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_store(s, c->args, c->n, c->uid);
+}
+
+/* COPY and MOVE (RFC 6851). */
+static void do_copy(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_copy(s, c->args, c->n, c->uid, strcmp(c->name, "MOVE") == 0);
+}
+
+/* SORT (RFC 5256). */
+static void do_sort(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_sort(s, c->args, c->n, c->uid);
+}
+
+/* THREAD (RFC 5256). */
+static void do_thread(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_thread(s, c->args, c->n, c->uid);
+}
+
+/* CANCELUPDATE (RFC 5267). */
+static void do_cancelupdate(struct imap_session *s, const struct imap_call *c)
+{
+	imap_cmd_cancelupdate(s, c->args, c->n);
+}
+
+/* UID command ...: a command of the table marked CMD_UID, with uid set. Each of them is allowed
+ * in the selected state only, as UID itself, so the state is already checked. */
+static void do_uid(struct imap_session *s, const struct imap_call *c)
+{
+	if (c->n < 1 || c->args[0].type != IMAP_ARG_ATOM) {
+		imap_bad(s, "UID needs a command");
+		return;
+	}
+	const struct imap_cmd *sub = imap_cmd_find(c->args[0].str);
+	if (sub == NULL || !(sub->flags & CMD_UID)) {
+		imap_bad(s, "Unknown UID command %.30s", c->args[0].str);
+		return;
+	}
+	struct imap_call call = { .name = sub->name, .args = c->args + 1, .n = c->n - 1, .uid = 1 };
+	sub->run(s, &call);
+}
+
+/* Every command: where it is allowed, whether UID may precede it, who runs it. */
 static const struct imap_cmd imap_cmds[] = {
-	{ "CAPABILITY", 0, C_CAPABILITY }, { "NOOP", 0, C_NOOP }, { "LOGOUT", 0, C_LOGOUT },
-	{ "STARTTLS", NEED_NOTAUTH, C_STARTTLS }, { "LOGIN", NEED_NOTAUTH, C_LOGIN },
-	{ "AUTHENTICATE", NEED_NOTAUTH, C_AUTHENTICATE }, { "ID", 0, C_ID },
-	{ "ENABLE", NEED_AUTH, C_ENABLE }, { "SELECT", NEED_AUTH, C_SELECT },
-	{ "EXAMINE", NEED_AUTH, C_EXAMINE }, { "CREATE", NEED_AUTH, C_CREATE },
-	{ "DELETE", NEED_AUTH, C_DELETE }, { "RENAME", NEED_AUTH, C_RENAME },
-	{ "SUBSCRIBE", NEED_AUTH, C_SUBSCRIBE }, { "UNSUBSCRIBE", NEED_AUTH, C_UNSUBSCRIBE },
-	{ "LIST", NEED_AUTH, C_LIST }, { "LSUB", NEED_AUTH, C_LSUB },
-	{ "NAMESPACE", NEED_AUTH, C_NAMESPACE }, { "STATUS", NEED_AUTH, C_STATUS },
-	{ "APPEND", NEED_AUTH, C_APPEND }, { "IDLE", NEED_AUTH, C_IDLE },
-	{ "CHECK", NEED_SELECTED, C_CHECK }, { "CLOSE", NEED_SELECTED, C_CLOSE },
-	{ "UNSELECT", NEED_SELECTED, C_UNSELECT }, { "EXPUNGE", NEED_SELECTED, C_EXPUNGE },
-	{ "SEARCH", NEED_SELECTED, C_SEARCH }, { "FETCH", NEED_SELECTED, C_FETCH },
-	{ "STORE", NEED_SELECTED, C_STORE }, { "COPY", NEED_SELECTED, C_COPY },
-	{ "MOVE", NEED_SELECTED, C_MOVE }, { "UID", NEED_SELECTED, C_UID },
-	{ "GETQUOTAROOT", NEED_AUTH, C_QUOTA }, { "GETQUOTA", NEED_AUTH, C_QUOTA },
-	{ "SETQUOTA", NEED_AUTH, C_QUOTA }, { "SORT", NEED_SELECTED, C_SORT },
-	{ "THREAD", NEED_SELECTED, C_THREAD }, { "COMPRESS", NEED_AUTH, C_COMPRESS },
-	{ "CANCELUPDATE", NEED_SELECTED, C_CANCELUPDATE }, { "NOTIFY", NEED_AUTH, C_NOTIFY },
-	{ "GENURLAUTH", NEED_AUTH, C_GENURLAUTH }, { "RESETKEY", NEED_AUTH, C_RESETKEY },
-	{ "URLFETCH", NEED_AUTH, C_URLFETCH },
+	/* name          allowed in     flags    handler */
+	{ "CAPABILITY",   IN_ANY,        0,       do_capability },
+	{ "NOOP",         IN_ANY,        0,       do_noop },
+	{ "LOGOUT",       IN_ANY,        0,       do_logout },
+	{ "ID",           IN_ANY,        0,       do_id },
+
+	{ "STARTTLS",     IN_NOTAUTH,    0,       do_starttls },
+	{ "LOGIN",        IN_NOTAUTH,    0,       do_login },
+	{ "AUTHENTICATE", IN_NOTAUTH,    0,       do_authenticate },
+
+	{ "ENABLE",       IN_LOGGED_IN,  0,       do_enable },
+	{ "SELECT",       IN_LOGGED_IN,  0,       do_select },
+	{ "EXAMINE",      IN_LOGGED_IN,  0,       do_select },
+	{ "CREATE",       IN_LOGGED_IN,  0,       do_create },
+	{ "DELETE",       IN_LOGGED_IN,  0,       do_delete },
+	{ "RENAME",       IN_LOGGED_IN,  0,       do_rename },
+	{ "SUBSCRIBE",    IN_LOGGED_IN,  0,       do_subscribe },
+	{ "UNSUBSCRIBE",  IN_LOGGED_IN,  0,       do_subscribe },
+	{ "LIST",         IN_LOGGED_IN,  0,       do_list },
+	{ "LSUB",         IN_LOGGED_IN,  0,       do_list },
+	{ "NAMESPACE",    IN_LOGGED_IN,  0,       do_namespace },
+	{ "STATUS",       IN_LOGGED_IN,  0,       do_status },
+	{ "APPEND",       IN_LOGGED_IN,  0,       do_append },
+	{ "IDLE",         IN_LOGGED_IN,  0,       do_idle },
+	{ "GETQUOTAROOT", IN_LOGGED_IN,  0,       do_quota },
+	{ "GETQUOTA",     IN_LOGGED_IN,  0,       do_quota },
+	{ "SETQUOTA",     IN_LOGGED_IN,  0,       do_quota },
+	{ "COMPRESS",     IN_LOGGED_IN,  0,       do_compress },
+	{ "NOTIFY",       IN_LOGGED_IN,  0,       do_notify },
+	{ "GENURLAUTH",   IN_LOGGED_IN,  0,       do_genurlauth },
+	{ "RESETKEY",     IN_LOGGED_IN,  0,       do_resetkey },
+	{ "URLFETCH",     IN_LOGGED_IN,  0,       do_urlfetch },
+
+	{ "CHECK",        IN_SELECTED,   0,       do_noop },
+	{ "CLOSE",        IN_SELECTED,   0,       do_close },
+	{ "UNSELECT",     IN_SELECTED,   0,       do_unselect },
+	{ "EXPUNGE",      IN_SELECTED,   CMD_UID, do_expunge },
+	{ "SEARCH",       IN_SELECTED,   CMD_UID, do_search },
+	{ "FETCH",        IN_SELECTED,   CMD_UID, do_fetch },
+	{ "STORE",        IN_SELECTED,   CMD_UID, do_store },
+	{ "COPY",         IN_SELECTED,   CMD_UID, do_copy },
+	{ "MOVE",         IN_SELECTED,   CMD_UID, do_copy },
+	{ "SORT",         IN_SELECTED,   CMD_UID, do_sort },
+	{ "THREAD",       IN_SELECTED,   CMD_UID, do_thread },
+	{ "CANCELUPDATE", IN_SELECTED,   0,       do_cancelupdate },
+	{ "UID",          IN_SELECTED,   0,       do_uid },
 };
 
-/* Run one parsed command. */
+/* The table's entry for a command name (any case), or NULL. */
+static const struct imap_cmd *imap_cmd_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(imap_cmds) / sizeof(imap_cmds[0]); i++)
+		if (strcasecmp(imap_cmds[i].name, name) == 0)
+			return &imap_cmds[i];
+	return NULL;
+}
+
+/* Why command c is refused in the session's state (the text of the BAD), or NULL if it is
+ * allowed there. */
+static const char *imap_cmd_refusal(const struct imap_session *s, const struct imap_cmd *c)
+{
+	if (c->states & (1u << s->st))
+		return NULL;
+	if (s->st == IMAP_NOTAUTH)
+		return "Log in first";
+	if (c->states == IN_NOTAUTH)
+		return "Already logged in";
+	return "Select a mailbox first";
+}
+
+/* Run one parsed command: find it, check the state, open the account's index, call it. */
 static void imap_dispatch(struct imap_session *s, const char *name, const struct imap_arg *args,
 			  size_t n)
 {
-	const struct imap_cmd *c = NULL;
-	for (size_t i = 0; i < sizeof(imap_cmds) / sizeof(imap_cmds[0]); i++)
-		if (strcasecmp(imap_cmds[i].name, name) == 0)
-			c = &imap_cmds[i];
+	const struct imap_cmd *c = imap_cmd_find(name);
 	if (c == NULL) {
 		imap_bad(s, "Unknown command %.30s", name);
 		return;
 	}
-	if ((c->needs & NEED_NOTAUTH) && s->st != IMAP_NOTAUTH) {
-		imap_bad(s, "Already logged in");
-		return;
-	}
-	if ((c->needs & (NEED_AUTH | NEED_SELECTED)) && s->st == IMAP_NOTAUTH) {
-		imap_bad(s, "Log in first");
-		return;
-	}
-	if ((c->needs & NEED_SELECTED) && s->st != IMAP_SELECTED) {
-		imap_bad(s, "Select a mailbox first");
+	const char *refusal = imap_cmd_refusal(s, c);
+	if (refusal) {
+		imap_bad(s, "%s", refusal);
 		return;
 	}
 	if (s->st != IMAP_NOTAUTH && imap_wake(s) < 0) {
@@ -1155,152 +1448,8 @@ static void imap_dispatch(struct imap_session *s, const char *name, const struct
 	s->base.cmd_ns = metrics_now_ns();
 	if (log_debug_enabled())
 		log_debug("sess=%016llx proto=imap cmd=%s", (unsigned long long)s->base.id, c->name);
-	switch (c->kind) {
-	case C_CAPABILITY:
-		cmd_capability(s);
-		break;
-	case C_NOOP:
-	case C_CHECK:
-		imap_sync_mailbox(s, 1);
-		imap_notify_check(s);
-		imap_tagged(s, "OK", "%s completed", c->name);
-		break;
-	case C_LOGOUT:
-		imap_reply(s, "* BYE Logging out");
-		imap_tagged(s, "OK", "LOGOUT completed");
-		imap_close(s, "logout");
-		break;
-	case C_STARTTLS:
-		cmd_starttls(s, n);
-		break;
-	case C_LOGIN:
-		cmd_login(s, args, n);
-		break;
-	case C_AUTHENTICATE:
-		cmd_authenticate(s, args, n);
-		break;
-	case C_ID:
-		cmd_id(s, args, n);
-		break;
-	case C_ENABLE:
-		cmd_enable(s, args, n);
-		break;
-	case C_SELECT:
-	case C_EXAMINE:
-		imap_cmd_select(s, args, n, c->kind == C_EXAMINE);
-		break;
-	case C_CREATE:
-		imap_cmd_create(s, args, n);
-		break;
-	case C_DELETE:
-		imap_cmd_delete(s, args, n);
-		break;
-	case C_RENAME:
-		imap_cmd_rename(s, args, n);
-		break;
-	case C_SUBSCRIBE:
-	case C_UNSUBSCRIBE:
-		imap_cmd_subscribe(s, args, n, c->kind == C_SUBSCRIBE);
-		break;
-	case C_LIST:
-	case C_LSUB:
-		imap_cmd_list(s, args, n, c->kind == C_LSUB);
-		break;
-	case C_NAMESPACE:
-		cmd_namespace(s);
-		break;
-	case C_QUOTA:
-		cmd_quota(s, c->name, args, n);
-		break;
-	case C_SORT:
-		imap_cmd_sort(s, args, n, 0);
-		break;
-	case C_THREAD:
-		imap_cmd_thread(s, args, n, 0);
-		break;
-	case C_CANCELUPDATE:
-		imap_cmd_cancelupdate(s, args, n);
-		break;
-	case C_NOTIFY:
-		imap_cmd_notify(s, args, n);
-		break;
-	case C_GENURLAUTH:
-		imap_cmd_genurlauth(s, args, n);
-		break;
-	case C_RESETKEY:
-		imap_cmd_resetkey(s, args, n);
-		break;
-	case C_URLFETCH:
-		imap_cmd_urlfetch(s, args, n);
-		break;
-	case C_COMPRESS:
-		if (n != 1 || strcasecmp(args[0].str, "DEFLATE") != 0) {
-			imap_bad(s, "Use COMPRESS DEFLATE");
-		} else if (s->conn.z) {
-			imap_tagged(s, "NO", "[COMPRESSIONACTIVE] Compression is already active");
-		} else {
-			imap_tagged(s, "OK", "DEFLATE active");   /* the last uncompressed line */
-			if (conn_start_deflate(&s->conn) < 0)
-				imap_close(s, "out of memory");
-		}
-		break;
-	case C_STATUS:
-		imap_cmd_status(s, args, n);
-		break;
-	case C_APPEND:
-		imap_cmd_append(s, args, n);
-		break;
-	case C_IDLE:
-		cmd_idle(s, n);
-		break;
-	case C_CLOSE:
-		imap_cmd_expunge(s, args, n, 0, 1, 1);
-		break;
-	case C_UNSELECT:
-		imap_unselect(s);
-		imap_tagged(s, "OK", "UNSELECT completed");
-		break;
-	case C_EXPUNGE:
-		imap_cmd_expunge(s, args, n, 0, 0, 0);
-		break;
-	case C_SEARCH:
-		imap_cmd_search(s, args, n, 0);
-		break;
-	case C_FETCH:
-		imap_cmd_fetch(s, args, n, 0);
-		break;
-	case C_STORE:
-		imap_cmd_store(s, args, n, 0);
-		break;
-	case C_COPY:
-	case C_MOVE:
-		imap_cmd_copy(s, args, n, 0, c->kind == C_MOVE);
-		break;
-	case C_UID:
-		if (n < 1 || args[0].type != IMAP_ARG_ATOM) {
-			imap_bad(s, "UID needs a command");
-			break;
-		}
-		if (strcasecmp(args[0].str, "FETCH") == 0)
-			imap_cmd_fetch(s, args + 1, n - 1, 1);
-		else if (strcasecmp(args[0].str, "SEARCH") == 0)
-			imap_cmd_search(s, args + 1, n - 1, 1);
-		else if (strcasecmp(args[0].str, "STORE") == 0)
-			imap_cmd_store(s, args + 1, n - 1, 1);
-		else if (strcasecmp(args[0].str, "COPY") == 0)
-			imap_cmd_copy(s, args + 1, n - 1, 1, 0);
-		else if (strcasecmp(args[0].str, "MOVE") == 0)
-			imap_cmd_copy(s, args + 1, n - 1, 1, 1);
-		else if (strcasecmp(args[0].str, "SORT") == 0)
-			imap_cmd_sort(s, args + 1, n - 1, 1);
-		else if (strcasecmp(args[0].str, "THREAD") == 0)
-			imap_cmd_thread(s, args + 1, n - 1, 1);
-		else if (strcasecmp(args[0].str, "EXPUNGE") == 0)
-			imap_cmd_expunge(s, args + 1, n - 1, 1, 0, 0);
-		else
-			imap_bad(s, "Unknown UID command %.30s", args[0].str);
-		break;
-	}
+	struct imap_call call = { .name = c->name, .args = args, .n = n, .uid = 0 };
+	c->run(s, &call);
 }
 
 /* Lines that are not commands: SASL responses and IDLE's DONE. 1 if one was handled. */
