@@ -261,19 +261,64 @@ void imap_date(time_t t, char *out, size_t outlen)
 	strftime(out, outlen, "%d-%b-%Y %H:%M:%S +0000", &tm);
 }
 
-/* Build the FETCH response of one message into f->out. -1 when the message cannot be read. */
-static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
+/* The message one FETCH response is built from: the structure cached in the index, the header
+ * section cached there, or the file (read when small, mapped when large). */
+struct fetch_src {
+	const char *msg;              /* the octets (the cached header section when need_body 3) */
+	size_t len;
+	void *map;                    /* msg as mapped from the file, or MAP_FAILED */
+	char *copy;                   /* msg as read from the file, or NULL */
+	int fd;                       /* the file, or -1 */
+	struct store_structure sc;    /* ENVELOPE, BODY, BODYSTRUCTURE from the index (or empty) */
+	struct mime_part *root;       /* the parsed MIME structure, once an item needs it */
+};
+
+/* Read message m's file into src: into memory when small, mapped when large. 0, or -1 if it
+ * cannot be read (fetch_src_close releases what was opened either way). */
+static int fetch_src_read(struct imap_session *s, const struct imap_msg *m, struct fetch_src *src)
 {
-	struct imap_msg *m = &s->msgs[i];
-	const char *msg = NULL;
-	size_t len = 0;
-	void *map = MAP_FAILED;
-	struct mime_part *root = NULL;
-	int fd = -1;
-	char *copy = NULL;
-	struct store_structure sc;
-	memset(&sc, 0, sizeof(sc));
-	if (f->need_body && !f->need_file && store_structure_get(s->acct, s->box, m->uid, &sc) == 1)
+	struct store_msg_info mi;
+	const char *err;
+	memset(&mi, 0, sizeof(mi));
+	mi.uid = m->uid;
+	mi.in_new = m->in_new;
+	mi.flags = m->flags;
+	snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
+	src->fd = store_message_fd(s->acct, s->box, &mi, &err);
+	struct stat st;
+	if (src->fd < 0 || fstat(src->fd, &st) < 0)
+		return -1;
+	src->len = (size_t)st.st_size;
+	if (src->len > 0 && src->len < FETCH_VIEW_MIN) {
+		/* small: read, cheaper than mmap + munmap (never sent as a view) */
+		src->copy = malloc(src->len);
+		ssize_t r = src->copy ? pread(src->fd, src->copy, src->len, 0) : -1;
+		if (r < 0)
+			return -1;
+		src->len = (size_t)r;
+		src->msg = src->copy;
+	} else if (src->len > 0) {
+		src->map = mmap(NULL, src->len, PROT_READ, MAP_PRIVATE, src->fd, 0);
+		if (src->map == MAP_FAILED)
+			return -1;
+		src->msg = src->map;
+	} else {
+		src->msg = "";
+	}
+	return 0;
+}
+
+/* Open what the items of f need of message m, the cheapest way: the cached structure when no
+ * item needs the text (f->need_body becomes 2), the cached header section when no item needs
+ * more than that (3), else the file. 0, or -1 if the file cannot be read. */
+static int fetch_src_open(struct imap_session *s, struct fetch_ctx *f, const struct imap_msg *m,
+			  struct fetch_src *src)
+{
+	memset(src, 0, sizeof(*src));
+	src->map = MAP_FAILED;
+	src->fd = -1;
+	if (f->need_body && !f->need_file &&
+	    store_structure_get(s->acct, s->box, m->uid, &src->sc) == 1)
 		f->need_body = 2;   /* structure from the cache: the file is not opened */
 	if (f->need_body == 1 && !f->need_full) {
 		/* only the header section: from the index's cache when it is there */
@@ -281,204 +326,215 @@ static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
 			f->hc_tried = 1;
 			store_header_open(s->acct, s->box, &f->hc);
 		}
-		if (store_header_get(f->hc, m->uid, &msg, &len) == 1)
+		if (store_header_get(f->hc, m->uid, &src->msg, &src->len) == 1)
 			f->need_body = 3;
 	}
-	if (f->need_body == 1) {
-		struct store_msg_info mi;
-		const char *err;
-		memset(&mi, 0, sizeof(mi));
-		mi.uid = m->uid;
-		mi.in_new = m->in_new;
-		mi.flags = m->flags;
-		snprintf(mi.filename, sizeof(mi.filename), "%s", m->fname);
-		fd = store_message_fd(s->acct, s->box, &mi, &err);
-		struct stat st;
-		if (fd < 0 || fstat(fd, &st) < 0) {
-			if (fd >= 0)
-				close(fd);
-			return -1;
-		}
-		len = (size_t)st.st_size;
-		if (len > 0 && len < FETCH_VIEW_MIN) {
-			/* small: read, cheaper than mmap + munmap (never sent as a view) */
-			copy = malloc(len);
-			ssize_t r = copy ? pread(fd, copy, len, 0) : -1;
-			if (r < 0) {
-				free(copy);
-				close(fd);
-				return -1;
-			}
-			len = (size_t)r;
-			msg = copy;
-		} else if (len > 0) {
-			map = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
-			if (map == MAP_FAILED) {
-				close(fd);
-				return -1;
-			}
-			msg = map;
+	if (f->need_body == 1)
+		return fetch_src_read(s, m, src);
+	return 0;
+}
+
+/* Release src once its response is built. A mapping that the response's views point into is
+ * handed to f (unmapped once written); f->need_body is back at 1 for the next message. */
+static void fetch_src_close(struct fetch_ctx *f, struct fetch_src *src)
+{
+	store_structure_free(&src->sc);
+	free(src->copy);
+	if (f->need_body >= 2)
+		f->need_body = 1;
+	if (src->root)
+		mime_free(&src->root);
+	int views = 0;
+	for (size_t k = 0; k < f->nsegs; k++)
+		views |= f->segs[k].view != NULL;
+	if (src->map != MAP_FAILED && views) {
+		f->map = src->map;
+		f->maplen = src->len;
+	} else if (src->map != MAP_FAILED) {
+		munmap(src->map, src->len);
+	}
+	if (src->fd >= 0)
+		close(src->fd);
+}
+
+/* 1 if item it is BODY[], BODY[TEXT] or BODY[HEADER]: cut from the text without parsing the
+ * structure. */
+static int fetch_item_top(const struct fetch_item *it)
+{
+	return it->kind == F_SECTION &&
+	       (it->section[0] == '\0' || strcasecmp(it->section, "TEXT") == 0 ||
+		strcasecmp(it->section, "HEADER") == 0);
+}
+
+/* Parse the MIME structure of src once some item needs it: a section or BINARY item that is
+ * not top-level, or BODY/BODYSTRUCTURE when the index has no cached one. */
+static void fetch_src_parse(struct fetch_src *src, const struct fetch_item *it)
+{
+	if (src->root != NULL || fetch_item_top(it))
+		return;
+	int structure = it->kind == F_BODYSTRUCTURE || it->kind == F_BODY;
+	int section = it->kind == F_SECTION || it->kind == F_BINARY || it->kind == F_BINARYSIZE;
+	if (section || (structure && src->sc.bodystructure == NULL))
+		src->root = mime_parse(src->msg, src->len);
+}
+
+/* BODY[section]<partial>, BINARY[section]<partial> or BINARY.SIZE[section] of src into f->out
+ * (tmp: scratch for a decoded part). 0, or -2 when BINARY meets a content transfer encoding
+ * that it does not know. */
+static int fetch_section(struct fetch_ctx *f, const struct fetch_item *it,
+			 const struct fetch_src *src, struct buf *tmp)
+{
+	const char *msg = src->msg;
+	size_t len = src->len;
+	const char *data = "";
+	size_t dlen = 0;
+	buf_reset(tmp);
+	int r;
+	if (fetch_item_top(it)) {
+		size_t hl = mime_header_len(msg, len);
+		r = 0;
+		data = strcasecmp(it->section, "TEXT") == 0 ? msg + hl : msg;
+		dlen = it->section[0] == '\0' ? len :
+		       strcasecmp(it->section, "TEXT") == 0 ? len - hl : hl;
+	} else if (it->kind == F_SECTION) {
+		r = src->root ? mime_section(src->root, msg, len, it->section, tmp, &data, &dlen)
+			      : 1;
+	} else {
+		r = src->root ? mime_binary(src->root, msg, len, it->section, tmp) : -2;
+		data = tmp->data ? tmp->data : "";
+		dlen = tmp->len;
+	}
+	if (r == -1 && it->kind != F_SECTION)
+		return -2;   /* unknown CTE */
+	if (r != 0) {
+		data = "";
+		dlen = 0;
+	}
+	if (it->kind == F_BINARYSIZE) {
+		buf_appendf(&f->out, "%s %zu", it->label, dlen);
+		return 0;
+	}
+	if (it->partial) {
+		if (it->p_off >= dlen) {
+			data = "";
+			dlen = 0;
 		} else {
-			msg = "";
+			data += it->p_off;
+			dlen -= it->p_off;
+			if (dlen > it->p_len)
+				dlen = (size_t)it->p_len;
 		}
 	}
+	buf_appendf(&f->out, "%s ", it->label);
+	put_literal(f, data, dlen, it->kind == F_BINARY && memchr(data, '\0', dlen) != NULL,
+		    len > 0 && data >= msg && data + dlen <= msg + len);
+	return 0;
+}
+
+/* One data item of message m's response into f->out. 0, or -2 (unknown CTE). */
+static int fetch_item(struct imap_session *s, struct fetch_ctx *f, const struct imap_msg *m,
+		      const struct fetch_item *it, struct fetch_src *src, struct buf *tmp)
+{
+	struct buf *o = &f->out;
+	const char *msg = src->msg;
+	size_t len = src->len;
+	char fl[1200], date[64];
+	fetch_src_parse(src, it);
+	switch (it->kind) {
+	case F_UID:
+		buf_appendf(o, "UID %u", m->uid);
+		break;
+	case F_FLAGS:
+		buf_appendf(o, "FLAGS (%s)", imap_flags_text(s, imap_msg_flags(s, m), m->keywords,
+							      fl, sizeof(fl)));
+		break;
+	case F_INTERNALDATE:
+		imap_date(m->internaldate, date, sizeof(date));
+		buf_appendf(o, "INTERNALDATE \"%s\"", date);
+		break;
+	case F_SAVEDATE:
+		imap_date(m->savedate ? m->savedate : m->internaldate, date, sizeof(date));
+		buf_appendf(o, "SAVEDATE \"%s\"", date);
+		break;
+	case F_SIZE:
+		buf_appendf(o, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case F_MODSEQ:
+		buf_appendf(o, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		break;
+	case F_ENVELOPE:
+		buf_appendstr(o, "ENVELOPE ");
+		if (src->sc.envelope)
+			buf_appendstr(o, src->sc.envelope);
+		else
+			mime_envelope(msg, mime_header_len(msg, len), o);
+		break;
+	case F_BODYSTRUCTURE:
+	case F_BODY:
+		buf_appendstr(o, it->kind == F_BODY ? "BODY " : "BODYSTRUCTURE ");
+		if (src->sc.bodystructure)
+			buf_appendstr(o, it->kind == F_BODY ? src->sc.body : src->sc.bodystructure);
+		else if (src->root)
+			mime_bodystructure(src->root, msg, it->kind == F_BODYSTRUCTURE, o);
+		break;
+	case F_RFC822:
+	case F_RFC822_HEADER:
+	case F_RFC822_TEXT: {
+		size_t hl = mime_header_len(msg, len);
+		buf_appendf(o, "%s ", it->label);
+		if (it->kind == F_RFC822)
+			put_literal(f, msg, len, 0, 1);
+		else if (it->kind == F_RFC822_HEADER)
+			put_literal(f, msg, hl, 0, 1);
+		else
+			put_literal(f, msg + hl, len - hl, 0, 1);
+		break;
+	}
+	case F_SECTION:
+	case F_BINARY:
+	case F_BINARYSIZE:
+		return fetch_section(f, it, src, tmp);
+	}
+	return 0;
+}
+
+/* The items of the response of message i into f->out, from src: "* i FETCH (...)", with the
+ * UID that a UID FETCH adds. 0, or -2 (unknown CTE). */
+static int fetch_items(struct imap_session *s, struct fetch_ctx *f, size_t i,
+		       struct fetch_src *src)
+{
+	const struct imap_msg *m = &s->msgs[i];
 	struct buf *o = &f->out;
 	buf_appendf(o, "* %zu FETCH (", i + 1);
-	int first = 1, have_uid = 0;
+	int have_uid = 0, r = 0;
 	struct buf tmp;
 	buf_init(&tmp, 64u << 20);
-	for (size_t k = 0; k < f->nitems; k++) {
-		struct fetch_item *it = &f->items[k];
-		if (it->kind == F_UID)
-			have_uid = 1;
-		if (!first)
+	for (size_t k = 0; k < f->nitems && r == 0; k++) {
+		if (k > 0)
 			buf_appendstr(o, " ");
-		first = 0;
-		char fl[1200], date[64];
-		/* the whole message, its header or its text: no need to parse the structure */
-		int top = it->kind == F_SECTION &&
-			  (it->section[0] == '\0' || strcasecmp(it->section, "TEXT") == 0 ||
-			   strcasecmp(it->section, "HEADER") == 0);
-		if ((it->kind == F_BODYSTRUCTURE || it->kind == F_BODY || it->kind == F_SECTION ||
-		     it->kind == F_BINARY || it->kind == F_BINARYSIZE) && root == NULL &&
-		    sc.bodystructure == NULL && !top)
-			root = mime_parse(msg, len);
-		if ((it->kind == F_SECTION && !top) || it->kind == F_BINARY ||
-		    it->kind == F_BINARYSIZE) {
-			if (root == NULL)
-				root = mime_parse(msg, len);
-		}
-		switch (it->kind) {
-		case F_UID:
-			buf_appendf(o, "UID %u", m->uid);
-			break;
-		case F_FLAGS:
-			buf_appendf(o, "FLAGS (%s)", imap_flags_text(s, imap_msg_flags(s, m),
-								       m->keywords, fl, sizeof(fl)));
-			break;
-		case F_INTERNALDATE:
-			imap_date(m->internaldate, date, sizeof(date));
-			buf_appendf(o, "INTERNALDATE \"%s\"", date);
-			break;
-		case F_SAVEDATE:
-			imap_date(m->savedate ? m->savedate : m->internaldate, date, sizeof(date));
-			buf_appendf(o, "SAVEDATE \"%s\"", date);
-			break;
-		case F_SIZE:
-			buf_appendf(o, "RFC822.SIZE %llu", (unsigned long long)m->size);
-			break;
-		case F_MODSEQ:
-			buf_appendf(o, "MODSEQ (%llu)", (unsigned long long)m->modseq);
-			break;
-		case F_ENVELOPE:
-			buf_appendstr(o, "ENVELOPE ");
-			if (sc.envelope)
-				buf_appendstr(o, sc.envelope);
-			else
-				mime_envelope(msg, mime_header_len(msg, len), o);
-			break;
-		case F_BODYSTRUCTURE:
-		case F_BODY:
-			buf_appendstr(o, it->kind == F_BODY ? "BODY " : "BODYSTRUCTURE ");
-			if (sc.bodystructure)
-				buf_appendstr(o, it->kind == F_BODY ? sc.body : sc.bodystructure);
-			else if (root)
-				mime_bodystructure(root, msg, it->kind == F_BODYSTRUCTURE, o);
-			break;
-		case F_RFC822:
-		case F_RFC822_HEADER:
-		case F_RFC822_TEXT: {
-			size_t hl = mime_header_len(msg, len);
-			buf_appendf(o, "%s ", it->label);
-			if (it->kind == F_RFC822)
-				put_literal(f, msg, len, 0, 1);
-			else if (it->kind == F_RFC822_HEADER)
-				put_literal(f, msg, hl, 0, 1);
-			else
-				put_literal(f, msg + hl, len - hl, 0, 1);
-			break;
-		}
-		case F_SECTION:
-		case F_BINARY:
-		case F_BINARYSIZE: {
-			const char *data = "";
-			size_t dlen = 0;
-			buf_reset(&tmp);
-			int r;
-			if (top) {
-				size_t hl = mime_header_len(msg, len);
-				r = 0;
-				data = strcasecmp(it->section, "TEXT") == 0 ? msg + hl : msg;
-				dlen = it->section[0] == '\0' ? len :
-				       strcasecmp(it->section, "TEXT") == 0 ? len - hl : hl;
-			} else if (it->kind == F_SECTION) {
-				r = root ? mime_section(root, msg, len, it->section, &tmp, &data, &dlen) : 1;
-			} else {
-				r = root ? mime_binary(root, msg, len, it->section, &tmp) : -2;
-				data = tmp.data ? tmp.data : "";
-				dlen = tmp.len;
-			}
-			if (r < 0 && it->kind != F_SECTION && r == -1) {
-				buf_free(&tmp);
-				if (root)
-					mime_free(&root);
-				if (map != MAP_FAILED)
-					munmap(map, len);
-				if (fd >= 0)
-					close(fd);
-				free(copy);
-				return -2;   /* unknown CTE */
-			}
-			if (r != 0) {
-				data = "";
-				dlen = 0;
-			}
-			if (it->kind == F_BINARYSIZE) {
-				buf_appendf(o, "%s %zu", it->label, dlen);
-				break;
-			}
-			if (it->partial) {
-				if (it->p_off >= dlen) {
-					data = "";
-					dlen = 0;
-				} else {
-					data += it->p_off;
-					dlen -= it->p_off;
-					if (dlen > it->p_len)
-						dlen = (size_t)it->p_len;
-				}
-			}
-			buf_appendf(o, "%s ", it->label);
-			put_literal(f, data, dlen,
-				    it->kind == F_BINARY && memchr(data, '\0', dlen) != NULL,
-				    len > 0 && data >= msg && data + dlen <= msg + len);
-			break;
-		}
-		}
+		have_uid |= f->items[k].kind == F_UID;
+		r = fetch_item(s, f, m, &f->items[k], src, &tmp);
 	}
+	buf_free(&tmp);
+	if (r < 0)
+		return r;
 	if (f->uid && !have_uid)
 		buf_appendf(o, " UID %u", m->uid);
 	buf_appendstr(o, ")\r\n");
 	seg_text(f);
-	store_structure_free(&sc);
-	free(copy);
-	if (f->need_body >= 2)
-		f->need_body = 1;
-	buf_free(&tmp);
-	if (root)
-		mime_free(&root);
-	int views = 0;
-	for (size_t k = 0; k < f->nsegs; k++)
-		views |= f->segs[k].view != NULL;
-	if (map != MAP_FAILED && views) {
-		f->map = map;      /* unmapped once the views are written */
-		f->maplen = len;
-	} else if (map != MAP_FAILED) {
-		munmap(map, len);
-	}
-	if (fd >= 0)
-		close(fd);
 	return 0;
+}
+
+/* Build the FETCH response of one message into f->out. -1 when the message cannot be read, -2
+ * for an unknown content transfer encoding. */
+static int fetch_one(struct imap_session *s, struct fetch_ctx *f, size_t i)
+{
+	struct fetch_src src;
+	int r = fetch_src_open(s, f, &s->msgs[i], &src);
+	if (r == 0)
+		r = fetch_items(s, f, i, &src);
+	fetch_src_close(f, &src);
+	return r;
 }
 
 static int fetch_resume_txn(struct imap_session *s);
