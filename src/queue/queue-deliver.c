@@ -313,55 +313,55 @@ static void rcpt_set(struct qrcpt *rc, int result, const struct smtpc *c, const 
 	queue_strlcpy(rc->remote, sizeof(rc->remote), c->host);
 }
 
-/* Send one message over an established connection. Returns 0 if the connection can be reused,
- * -1 if it is broken. Every recipient of the job gets a result. */
-static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
+/* Refuse the job before MAIL when the server lacks what the message needs (SMTPUTF8) or
+ * announced a SIZE below the message's. 1 if refused (every recipient got a 5xx), else 0. */
+static int deliver_refused(const struct smtpc *c, struct qjob *j)
 {
-	struct qenv *env = &j->m->env;
-	char text[QUEUE_ERR_MAX];
+	const struct qenv *env = &j->m->env;
 	if (env->smtputf8 && !c->smtputf8) {
 		job_result(j, 5, c->host, "5.6.7 The message needs SMTPUTF8 (it has internationalized "
 			   "addresses or headers), but the receiving server %s does not support it; "
 			   "ask the recipient for an address in plain ASCII", c->host);
-		return 0;
+		return 1;
 	}
 	if (c->size_ext && c->size_max > 0 && env->size > c->size_max) {
 		job_result(j, 5, c->host, "5.3.4 The message is %llu octets, larger than the %llu the "
 			   "receiving server %s accepts; send it smaller (attachments as links)",
 			   (unsigned long long)env->size, (unsigned long long)c->size_max, c->host);
-		return 0;
+		return 1;
 	}
-	char path[CONFIG_PATH_MAX + 100];
-	snprintf(path, sizeof(path), "%s/%s.msg", q->dir, env->id);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		job_result(j, 4, NULL, "4.3.0 cannot read the queued message: %s", strerror(errno));
-		return 0;
-	}
-	struct buf cmd;
-	buf_init(&cmd, 1024 * 1024);
-	buf_appendf(&cmd, "MAIL FROM:<%s>", env->from);
+	return 0;
+}
+
+/* The envelope commands of job j into cmd: MAIL FROM, one RCPT TO per recipient of the job,
+ * DATA, each a CRLF line, with the parameters (SIZE, BODY, SMTPUTF8, RET, ENVID, NOTIFY, ORCPT)
+ * that the server announced. Returns the length of the MAIL line. */
+static size_t deliver_commands(const struct smtpc *c, const struct qjob *j, struct buf *cmd)
+{
+	const struct qenv *env = &j->m->env;
+	buf_appendf(cmd, "MAIL FROM:<%s>", env->from);
 	if (c->size_ext)
-		buf_appendf(&cmd, " SIZE=%llu", (unsigned long long)(env->size +
+		buf_appendf(cmd, " SIZE=%llu", (unsigned long long)(env->size +
 			    (env->dkim ? strlen(env->dkim) : 0)));
 	if (env->body_8bit && c->eightbit)
-		buf_appendstr(&cmd, " BODY=8BITMIME");
+		buf_appendstr(cmd, " BODY=8BITMIME");
 	if (env->smtputf8)
-		buf_appendstr(&cmd, " SMTPUTF8");
+		buf_appendstr(cmd, " SMTPUTF8");
 	if (c->dsn) {
 		if (env->ret[0])
-			buf_appendf(&cmd, " RET=%s", env->ret);
+			buf_appendf(cmd, " RET=%s", env->ret);
 		if (env->envid[0])
-			buf_appendf(&cmd, " ENVID=%s", env->envid);
+			buf_appendf(cmd, " ENVID=%s", env->envid);
 	}
-	buf_appendstr(&cmd, "\r\n");
-	size_t mail_len = cmd.len;
+	buf_appendstr(cmd, "\r\n");
+	size_t mail_len = cmd->len;
 	for (unsigned i = 0; i < j->n; i++) {
 		const struct qrcpt *r = &env->rcpts[j->idx[i]];
-		buf_appendf(&cmd, "RCPT TO:<%s>", r->addr);
+		buf_appendf(cmd, "RCPT TO:<%s>", r->addr);
 		if (c->dsn) {
 			if (r->notify != QN_DEFAULT) {
-				buf_appendf(&cmd, " NOTIFY=%s%s%s%s", r->notify & QN_NEVER ? "NEVER" : "",
+				buf_appendf(cmd, " NOTIFY=%s%s%s%s",
+					    r->notify & QN_NEVER ? "NEVER" : "",
 					    r->notify & QN_SUCCESS ? "SUCCESS" : "",
 					    (r->notify & QN_SUCCESS) && (r->notify & (QN_FAILURE | QN_DELAY))
 					    ? "," : "",
@@ -370,69 +370,109 @@ static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
 					    r->notify & QN_DELAY ? "DELAY" : "");
 			}
 			if (r->orcpt[0])
-				buf_appendf(&cmd, " ORCPT=%s", r->orcpt);
+				buf_appendf(cmd, " ORCPT=%s", r->orcpt);
 		}
-		buf_appendstr(&cmd, "\r\n");
+		buf_appendstr(cmd, "\r\n");
 	}
-	buf_appendstr(&cmd, "DATA\r\n");
+	buf_appendstr(cmd, "DATA\r\n");
+	return mail_len;
+}
+
+/* Send the message after the server's 354: the DKIM signatures made when it was accepted, then
+ * the spooled file fd dot-stuffed, then the final dot. 0, or -1 (the connection is lost: a
+ * half-sent message never continues on it). */
+static int deliver_body(struct smtpc *c, const struct qenv *env, int fd)
+{
+	struct smtpc_wire w;
+	struct buf out;
+	char *chunk = malloc(QD_CHUNK);
+	buf_init(&out, 2 * QD_CHUNK + 16);
+	smtpc_wire_init(&w, 1);
+	off_t pos = 0;
+	int failed = chunk == NULL;
+	/* the DKIM signatures made when the message was accepted (smtp-dkim.c): CRLF lines
+	 * starting with "DKIM-Signature:" or a tab, so nothing to dot-stuff */
+	if (!failed && env->dkim && smtpc_send(c, env->dkim, strlen(env->dkim)) < 0)
+		failed = 1;
+	while (!failed) {
+		ssize_t got = pread(fd, chunk, QD_CHUNK, pos);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			failed = got < 0;
+			break;
+		}
+		pos += got;
+		buf_reset(&out);
+		if (smtpc_wire_feed(&w, chunk, (size_t)got, &out) < 0 ||
+		    smtpc_send(c, out.data, out.len) < 0)
+			failed = 1;
+	}
+	buf_reset(&out);
+	if (!failed && (smtpc_wire_end(&w, &out) < 0 || smtpc_send(c, out.data, out.len) < 0))
+		failed = 1;
+	buf_free(&out);
+	free(chunk);
+	return failed ? -1 : 0;
+}
+
+/* How one transaction ended: delivered (the connection is ready for the next), to be reset
+ * with RSET, or with the connection lost. */
+enum tx_end { TX_DONE, TX_RSET, TX_LOST };
+
+/* One SMTP transaction for job j on c: MAIL, RCPT, DATA from cmd (pipelined when the server
+ * allows it; mail_len: the MAIL line's length), then the message from fd. Recipients get their
+ * results as the replies come; acc[i] is set for each recipient the server accepted. */
+static enum tx_end deliver_tx(struct smtpc *c, struct qjob *j, const struct buf *cmd,
+			      size_t mail_len, int fd, int *acc)
+{
+	struct qenv *env = &j->m->env;
+	char text[QUEUE_ERR_MAX];
 	struct smtpc_reply r;
-	int broken = 0, mail_ok = 0;
 	unsigned accepted = 0;
-	int *acc = calloc(j->n, sizeof(int));
-	if (acc == NULL) {
-		close(fd);
-		buf_free(&cmd);
-		job_result(j, 4, NULL, "4.3.0 out of memory");
-		return 0;
-	}
 	/* MAIL */
-	if (c->pipelining) {
-		if (smtpc_send(c, cmd.data, cmd.len) < 0)
-			goto conn_lost;
-	} else if (smtpc_send(c, cmd.data, mail_len) < 0) {
-		goto conn_lost;
-	}
+	if (smtpc_send(c, cmd->data, c->pipelining ? cmd->len : mail_len) < 0)
+		return TX_LOST;
 	if (smtpc_read_reply(c, &r) < 0)
-		goto conn_lost;
-	mail_ok = r.code / 100 == 2;
+		return TX_LOST;
+	int mail_ok = r.code / 100 == 2;
 	if (!mail_ok) {
 		reply_err(text, sizeof(text), c, "MAIL FROM", &r);
 		job_result(j, r.code / 100 == 5 ? 5 : 4, c->host, "%s", text);
 		if (!c->pipelining)
-			goto rset;
+			return TX_RSET;
 	}
-	/* RCPT */
+	/* RCPT: one line of cmd each (already sent when pipelining) */
 	size_t off = mail_len;
 	for (unsigned i = 0; i < j->n; i++) {
 		size_t end = off;
-		while (end < cmd.len && cmd.data[end] != '\n')
+		while (end < cmd->len && cmd->data[end] != '\n')
 			end++;
 		end++;
-		if (!c->pipelining && smtpc_send(c, cmd.data + off, end - off) < 0)
-			goto conn_lost;
+		if (!c->pipelining && smtpc_send(c, cmd->data + off, end - off) < 0)
+			return TX_LOST;
 		off = end;
 		if (smtpc_read_reply(c, &r) < 0)
-			goto conn_lost;
+			return TX_LOST;
 		if (!mail_ok)
 			continue;
-		struct qrcpt *rc = &env->rcpts[j->idx[i]];
 		if (r.code / 100 == 2) {
 			acc[i] = 1;
 			accepted++;
 		} else {
 			reply_err(text, sizeof(text), c, "RCPT TO", &r);
-			rcpt_set(rc, r.code / 100 == 5 ? 5 : 4, c, text);
+			rcpt_set(&env->rcpts[j->idx[i]], r.code / 100 == 5 ? 5 : 4, c, text);
 		}
 	}
 	/* DATA */
 	if (!c->pipelining) {
 		if (accepted == 0)
-			goto rset;
+			return TX_RSET;
 		if (smtpc_send(c, "DATA\r\n", 6) < 0)
-			goto conn_lost;
+			return TX_LOST;
 	}
 	if (smtpc_read_reply(c, &r) < 0)
-		goto conn_lost;
+		return TX_LOST;
 	if (r.code != 354) {
 		if (accepted > 0) {
 			reply_err(text, sizeof(text), c, "DATA", &r);
@@ -441,50 +481,17 @@ static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
 					rcpt_set(&env->rcpts[j->idx[i]], r.code / 100 == 5 ? 5 : 4, c,
 						 text);
 		}
-		goto rset;
+		return TX_RSET;
 	}
 	if (accepted == 0) {
 		/* a server that said 354 with no recipient: end the empty message, ignore it */
 		if (smtpc_send(c, ".\r\n", 3) < 0 || smtpc_read_reply(c, &r) < 0)
-			goto conn_lost;
-		goto rset;
+			return TX_LOST;
+		return TX_RSET;
 	}
-	{
-		struct smtpc_wire w;
-		struct buf out;
-		char *chunk = malloc(QD_CHUNK);
-		buf_init(&out, 2 * QD_CHUNK + 16);
-		smtpc_wire_init(&w, 1);
-		off_t pos = 0;
-		int failed = chunk == NULL;
-		/* the DKIM signatures made when the message was accepted (smtp-dkim.c): CRLF
-		 * lines starting with "DKIM-Signature:" or a tab, so nothing to dot-stuff */
-		if (!failed && env->dkim && smtpc_send(c, env->dkim, strlen(env->dkim)) < 0)
-			failed = 1;
-		while (!failed) {
-			ssize_t got = pread(fd, chunk, QD_CHUNK, pos);
-			if (got < 0 && errno == EINTR)
-				continue;
-			if (got <= 0) {
-				failed = got < 0;
-				break;
-			}
-			pos += got;
-			buf_reset(&out);
-			if (smtpc_wire_feed(&w, chunk, (size_t)got, &out) < 0 ||
-			    smtpc_send(c, out.data, out.len) < 0)
-				failed = 1;
-		}
-		buf_reset(&out);
-		if (!failed && (smtpc_wire_end(&w, &out) < 0 || smtpc_send(c, out.data, out.len) < 0))
-			failed = 1;
-		buf_free(&out);
-		free(chunk);
-		if (failed)
-			goto conn_lost;   /* a half-sent message: never continue on this connection */
-	}
-	if (smtpc_read_reply(c, &r) < 0)
-		goto conn_lost;
+	/* the message, and the reply that decides for every accepted recipient */
+	if (deliver_body(c, env, fd) < 0 || smtpc_read_reply(c, &r) < 0)
+		return TX_LOST;
 	reply_err(text, sizeof(text), c, "end of data", &r);
 	for (unsigned i = 0; i < j->n; i++) {
 		if (!acc[i])
@@ -493,15 +500,14 @@ static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
 		rcpt_set(rc, r.code / 100 == 2 ? 2 : r.code / 100 == 5 ? 5 : 4, c, text);
 		rc->relayed_nodsn = r.code / 100 == 2 && !c->dsn && (rc->notify & QN_SUCCESS);
 	}
-	if (r.code / 100 == 2)
-		goto out;
-rset:
-	if (smtpc_sendf(c, "RSET\r\n") < 0 || smtpc_read_reply(c, &r) < 0 || r.code / 100 != 2)
-		broken = 1;
-	goto out;
-conn_lost:
-	broken = 1;
-	/* recipients without a definite answer are deferred */
+	return r.code / 100 == 2 ? TX_DONE : TX_RSET;
+}
+
+/* The connection was lost during job j: recipients without a definite answer are deferred,
+ * with the connection's error when they have no text of their own. */
+static void deliver_lost(const struct smtpc *c, struct qjob *j, const int *acc)
+{
+	struct qenv *env = &j->m->env;
 	for (unsigned i = 0; i < j->n; i++) {
 		struct qrcpt *rc = &env->rcpts[j->idx[i]];
 		if (rc->result == 0 || (acc[i] && rc->result != 5 && rc->result != 2))
@@ -509,7 +515,42 @@ conn_lost:
 		if (rc->result == 4 && rc->err[0] == '\0')
 			snprintf(rc->err, sizeof(rc->err), "4.4.2 %s[%s]: %s", c->host, c->ip, c->err);
 	}
-out:
+}
+
+/* Send one message over an established connection. Returns 0 if the connection can be reused,
+ * -1 if it is broken. Every recipient of the job gets a result. */
+static int deliver_job(struct queue *q, struct smtpc *c, struct qjob *j)
+{
+	struct qenv *env = &j->m->env;
+	if (deliver_refused(c, j))
+		return 0;
+	char path[CONFIG_PATH_MAX + 100];
+	snprintf(path, sizeof(path), "%s/%s.msg", q->dir, env->id);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		job_result(j, 4, NULL, "4.3.0 cannot read the queued message: %s", strerror(errno));
+		return 0;
+	}
+	int *acc = calloc(j->n, sizeof(int));
+	if (acc == NULL) {
+		close(fd);
+		job_result(j, 4, NULL, "4.3.0 out of memory");
+		return 0;
+	}
+	struct buf cmd;
+	buf_init(&cmd, 1024 * 1024);
+	size_t mail_len = deliver_commands(c, j, &cmd);
+	enum tx_end end = deliver_tx(c, j, &cmd, mail_len, fd, acc);
+	int broken = 0;
+	if (end == TX_RSET) {
+		struct smtpc_reply r;
+		if (smtpc_sendf(c, "RSET\r\n") < 0 || smtpc_read_reply(c, &r) < 0 ||
+		    r.code / 100 != 2)
+			broken = 1;
+	} else if (end == TX_LOST) {
+		broken = 1;
+		deliver_lost(c, j, acc);
+	}
 	for (unsigned i = 0; i < j->n; i++) {   /* anything left unanswered is deferred */
 		struct qrcpt *rc = &env->rcpts[j->idx[i]];
 		if (rc->result == 0)
