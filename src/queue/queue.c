@@ -594,24 +594,23 @@ static void scan_slice(struct queue *q, struct scan *s, time_t now)
 	}
 }
 
-void queue_main(const struct config *cfg, const int *close_fds, int nclose)
+/* Become the queue process: close the descriptors inherited from the master (close_fds), block
+ * the signals that set (later read through a signalfd) holds, become run_user. Exits when the
+ * master is gone, or with 3 when privileges cannot be dropped. */
+static void queue_become(const struct config *cfg, const int *close_fds, int nclose,
+			 sigset_t *set)
 {
-	static struct queue q;
-	char err[512];
-	log_set_ident("postino/queue");
-	metrics_set_slot(METRICS_QUEUE_SLOT);
 	pid_t master = getppid();
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	for (int i = 0; i < nclose; i++)
 		if (close_fds[i] >= 0)
 			close(close_fds[i]);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	sigaddset(&set, SIGUSR1);
-	sigprocmask(SIG_BLOCK, &set, NULL);
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
+	sigprocmask(SIG_BLOCK, set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	if (getppid() == 1)
 		_exit(0);
@@ -620,12 +619,15 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 	prctl(PR_SET_PDEATHSIG, SIGTERM);   /* cleared by the change of user (prctl(2)) */
 	if (getppid() != master)
 		_exit(0);
-	q.cfg = cfg;
-	snprintf(q.dir, sizeof(q.dir), "%s/queue", cfg->data_dir);
-	mkdir(q.dir, 0750);
-	/* one queue process at a time, even across a reload */
+}
+
+/* Take the queue lock (one queue process at a time, even across a reload: the one of a
+ * previous configuration may still be finishing), then write queue.pid. The lock is held by
+ * a descriptor kept open until the process exits. */
+static void queue_lock(struct queue *q)
+{
 	char path[CONFIG_PATH_MAX + 64];
-	snprintf(path, sizeof(path), "%s/queue.lock", q.dir);
+	snprintf(path, sizeof(path), "%s/queue.lock", q->dir);
 	int lfd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
 	if (lfd < 0) {
 		log_error("event=startup-failed error=\"cannot open %s: %s\"", path, strerror(errno));
@@ -638,23 +640,37 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 			_exit(0);
 		usleep(100000);
 	}
-	snprintf(path, sizeof(path), "%s/queue.pid", q.dir);
+	snprintf(path, sizeof(path), "%s/queue.pid", q->dir);
 	FILE *pf = fopen(path, "w");
 	if (pf) {
 		fprintf(pf, "%d\n", (int)getpid());
 		fclose(pf);
 	}
-	/* reports being written when a previous queue process died (never acknowledged) */
+}
+
+/* Remove the reports (DSN, TLS report) that were being written in the data dir's tmp when a
+ * previous queue process died: they were never acknowledged, and are made again. */
+static void queue_clean_tmp(const struct config *cfg)
+{
+	char path[CONFIG_PATH_MAX + 64];
 	snprintf(path, sizeof(path), "%s/tmp", cfg->data_dir);
 	DIR *td = opendir(path);
-	if (td != NULL) {
-		struct dirent *e;
-		while ((e = readdir(td)) != NULL)
-			if (strncmp(e->d_name, "dsn.", 4) == 0 || strncmp(e->d_name, "tlsrpt.", 7) == 0)
-				unlinkat(dirfd(td), e->d_name, 0);
-		closedir(td);
-	}
-	if (cfg->relayhost[0] && parse_relayhost(&q, cfg->relayhost) < 0) {
+	if (td == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(td)) != NULL)
+		if (strncmp(e->d_name, "dsn.", 4) == 0 || strncmp(e->d_name, "tlsrpt.", 7) == 0)
+			unlinkat(dirfd(td), e->d_name, 0);
+	closedir(td);
+}
+
+/* Set up what delivery needs: the relayhost, the resolver, the TLS client context, the account
+ * database (for local DSNs; optional), the locks and the message table. Exits with 3 when one
+ * that is required fails. */
+static void queue_setup(struct queue *q, const struct config *cfg)
+{
+	char err[512];
+	if (cfg->relayhost[0] && parse_relayhost(q, cfg->relayhost) < 0) {
 		log_error("event=startup-failed error=\"relayhost '%s' is not host[:port]\"",
 			  cfg->relayhost);
 		_exit(3);
@@ -664,39 +680,131 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 		_exit(3);
 	}
 	const char *terr;
-	q.tls = tls_client_ctx_new_ca(cfg->tls_ca_file, &terr);
-	if (q.tls == NULL) {
+	q->tls = tls_client_ctx_new_ca(cfg->tls_ca_file, &terr);
+	if (q->tls == NULL) {
 		log_error("event=startup-failed error=\"%s\"", terr);
 		_exit(3);
 	}
+	char path[CONFIG_PATH_MAX + 64];
 	snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
 	const char *aerr;
-	if (acctdb_open(path, ACCTDB_RO, &q.db, &aerr) < 0)
+	if (acctdb_open(path, ACCTDB_RO, &q->db, &aerr) < 0)
 		log_warn("event=acctdb-unavailable error=\"%s\" result=\"DSNs go through the queue\"",
 			 aerr);
-	pthread_mutex_init(&q.lock, NULL);
-	pthread_mutex_init(&q.db_lock, NULL);
-	pthread_cond_init(&q.cond, NULL);
-	q.tabsize = 65521;
-	q.tab = calloc(q.tabsize, sizeof(*q.tab));
-	if (q.tab == NULL)
+	pthread_mutex_init(&q->lock, NULL);
+	pthread_mutex_init(&q->db_lock, NULL);
+	pthread_cond_init(&q->cond, NULL);
+	q->tabsize = 65521;
+	q->tab = calloc(q->tabsize, sizeof(*q->tab));
+	if (q->tab == NULL)
 		_exit(3);
+}
+
+/* Start the delivery threads (queue_concurrency of them, fewer if creating one fails). */
+static void queue_start_threads(struct queue *q)
+{
+	pthread_attr_t attr;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 512 * 1024);
+	for (unsigned i = 0; i < q->cfg->queue_concurrency; i++) {
+		pthread_t t;
+		if (pthread_create(&t, &attr, queue_deliver_thread, q) != 0)
+			break;
+		pthread_detach(t);
+		q->threads_alive++;
+	}
+}
+
+/* Read the pending signals: TERM, INT and HUP start the stop (*stop_at: when the grace time
+ * ends). 1 if USR1 (queue_poke: `postino queue flush`, hold, release) asked to look again. */
+static int queue_signals(int sfd, time_t now, int *stopping, time_t *stop_at)
+{
+	int poke = 0;
+	struct signalfd_siginfo si;
+	while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
+			if (!*stopping)
+				log_info("event=queue-stopping");
+			*stopping = 1;
+			*stop_at = now + Q_STOP_GRACE_S;
+		} else if (si.ssi_signo == SIGUSR1) {
+			poke = 1;
+		}
+	}
+	return poke;
+}
+
+/* While stopping: tell the threads to stop. 1 when they all have, or the grace time is over. */
+static int queue_stopped(struct queue *q, time_t now, time_t stop_at)
+{
+	pthread_mutex_lock(&q->lock);
+	q->stopping = 1;
+	pthread_cond_broadcast(&q->cond);
+	unsigned alive = q->threads_alive;
+	pthread_mutex_unlock(&q->lock);
+	return alive == 0 || now >= stop_at;
+}
+
+/* Messages inotify saw arrive in the queue directory become due now; on an overflow of its
+ * events, the next scan is a full one. */
+static void queue_inotify(struct queue *q, int ifd, struct scan *sc)
+{
+	char b[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+	while ((n = read(ifd, b, sizeof(b))) > 0) {
+		for (char *e = b; e < b + n;) {
+			struct inotify_event *ie = (struct inotify_event *)e;
+			char id[64];
+			if (ie->mask & IN_Q_OVERFLOW)
+				sc->next_full = 0;
+			if (ie->len > 0 && env_name(ie->name, id, sizeof(id))) {
+				pthread_mutex_lock(&q->lock);
+				struct qmsg *m = msg_add(q, id);
+				if (m && m->state == QM_IDLE)
+					m->next = 0;
+				q->earliest = 0;
+				pthread_mutex_unlock(&q->lock);
+			}
+			e += sizeof(*ie) + ie->len;
+		}
+	}
+}
+
+/* After queue_poke: every waiting message is due now, retry times ignored (q->lock is held). */
+static void queue_flush(struct queue *q, struct scan *sc)
+{
+	log_info("event=flush");
+	for (size_t h = 0; h < q->tabsize; h++)
+		for (struct qmsg *m = q->tab[h]; m; m = m->hnext)
+			if (m->state == QM_IDLE) {
+				m->next = 0;
+				m->force = 1;
+			}
+	q->earliest = 0;
+	sc->next_full = 0;   /* also pick up anything inotify missed */
+}
+
+/* The queue process: set up, then schedule until told to stop. Never returns. */
+void queue_main(const struct config *cfg, const int *close_fds, int nclose)
+{
+	static struct queue q;
+	sigset_t set;
+	log_set_ident("postino/queue");
+	metrics_set_slot(METRICS_QUEUE_SLOT);
+	queue_become(cfg, close_fds, nclose, &set);
+	q.cfg = cfg;
+	snprintf(q.dir, sizeof(q.dir), "%s/queue", cfg->data_dir);
+	mkdir(q.dir, 0750);
+	queue_lock(&q);
+	queue_clean_tmp(cfg);
+	queue_setup(&q, cfg);
 	int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	int ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	if (ifd >= 0 && inotify_add_watch(ifd, q.dir, IN_MOVED_TO | IN_CLOSE_WRITE) < 0) {
 		close(ifd);
 		ifd = -1;
 	}
-	pthread_attr_t attr;
-	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 512 * 1024);
-	for (unsigned i = 0; i < cfg->queue_concurrency; i++) {
-		pthread_t t;
-		if (pthread_create(&t, &attr, queue_deliver_thread, &q) != 0)
-			break;
-		pthread_detach(t);
-		q.threads_alive++;
-	}
+	queue_start_threads(&q);
 	log_info("event=queue-started dir=%s threads=%u relayhost=%s", q.dir, q.threads_alive,
 		 q.relay_host[0] ? q.relay_host : "-");
 	struct scan sc = { NULL, 0, 0 };
@@ -706,64 +814,20 @@ void queue_main(const struct config *cfg, const int *close_fds, int nclose)
 		struct pollfd p[2] = { { .fd = sfd, .events = POLLIN }, { .fd = ifd, .events = POLLIN } };
 		poll(p, ifd >= 0 ? 2 : 1, sc.d ? 0 : Q_TICK_MS);
 		time_t now = time(NULL);
-		int poke = 0;
-		struct signalfd_siginfo si;
-		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-			if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
-				if (!stopping)
-					log_info("event=queue-stopping");
-				stopping = 1;
-				stop_at = now + Q_STOP_GRACE_S;
-			} else if (si.ssi_signo == SIGUSR1) {
-				poke = 1;
-			}
-		}
+		int poke = queue_signals(sfd, now, &stopping, &stop_at);
 		if (stopping) {
-			pthread_mutex_lock(&q.lock);
-			q.stopping = 1;
-			pthread_cond_broadcast(&q.cond);
-			unsigned alive = q.threads_alive;
-			pthread_mutex_unlock(&q.lock);
-			if (alive == 0 || now >= stop_at)
+			if (queue_stopped(&q, now, stop_at))
 				break;
 			usleep(100000);
 			continue;
 		}
-		if (ifd >= 0 && (p[1].revents & POLLIN)) {
-			char b[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
-			ssize_t n;
-			while ((n = read(ifd, b, sizeof(b))) > 0) {
-				for (char *e = b; e < b + n;) {
-					struct inotify_event *ie = (struct inotify_event *)e;
-					char id[64];
-					if (ie->mask & IN_Q_OVERFLOW)
-						sc.next_full = 0;
-					if (ie->len > 0 && env_name(ie->name, id, sizeof(id))) {
-						pthread_mutex_lock(&q.lock);
-						struct qmsg *m = msg_add(&q, id);
-						if (m && m->state == QM_IDLE)
-							m->next = 0;
-						q.earliest = 0;
-						pthread_mutex_unlock(&q.lock);
-					}
-					e += sizeof(*ie) + ie->len;
-				}
-			}
-		}
+		if (ifd >= 0 && (p[1].revents & POLLIN))
+			queue_inotify(&q, ifd, &sc);
 		scan_slice(&q, &sc, now);
 		tlsrpt_run(&q, now);
 		pthread_mutex_lock(&q.lock);
-		if (poke) {
-			log_info("event=flush");
-			for (size_t h = 0; h < q.tabsize; h++)
-				for (struct qmsg *m = q.tab[h]; m; m = m->hnext)
-					if (m->state == QM_IDLE) {
-						m->next = 0;
-						m->force = 1;
-					}
-			q.earliest = 0;
-			sc.next_full = 0;   /* also pick up anything inotify missed */
-		}
+		if (poke)
+			queue_flush(&q, &sc);
 		if (sc.d != NULL || now >= q.earliest)
 			schedule(&q, now);
 		pthread_mutex_unlock(&q.lock);
