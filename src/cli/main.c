@@ -242,12 +242,26 @@ static int chown_tree(const char *path, uid_t uid, gid_t gid)
 	return nftw(path, chown_entry, CHOWN_TREE_FDS, FTW_PHYS) == 0 ? 0 : -1;
 }
 
-/* postino quickstart. */
-static int cmd_quickstart(int argc, char **argv)
+/* What quickstart works with: its options, then what it finds and makes on the way. */
+struct quickstart {
+	const char *host, *data, *listen, *domain, *account, *sysuser;
+	unsigned long offset;                  /* added to every standard port */
+	struct passwd *pw;                     /* the workers' system user, or NULL */
+	int as_root;            /* explicit --user root (or --user ''): workers stay root */
+	int sysuser_default;    /* sysuser is QUICKSTART_SYSTEM_USER, not asked for */
+	char abs[CONFIG_PATH_MAX];             /* the data directory, absolute */
+	char conf[CONFIG_PATH_MAX + 300];      /* postino.conf */
+	char db[CONFIG_PATH_MAX + 300];        /* system.db */
+	char cert[CONFIG_PATH_MAX + 300], key[CONFIG_PATH_MAX + 300];
+	int wrote_conf;                        /* 0: an existing postino.conf was kept */
+	char dnorm[ACCTDB_ADDRESS_MAX + 1];    /* the stored form: lower case, A-labels */
+	char password[17];                     /* the new account's, or "" */
+};
+
+/* Read quickstart's arguments into qs (the domain defaults to the host's parent when the host
+ * has two dots or more, else to the host). -1 to go on, else the exit code (0 after --help). */
+static int qs_args(struct quickstart *qs, int argc, char **argv)
 {
-	const char *host = NULL, *data = NULL, *listen = "127.0.0.1", *domain = NULL,
-		   *account = NULL, *sysuser = NULL;
-	unsigned long offset = 0;
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (is_help(a)) {
@@ -256,30 +270,31 @@ static int cmd_quickstart(int argc, char **argv)
 		}
 		int more = i + 1 < argc;
 		if (strcmp(a, "--data") == 0 && more)
-			data = argv[++i];
+			qs->data = argv[++i];
 		else if (strcmp(a, "--port-offset") == 0 && more) {
 			char *end;
-			offset = strtoul(argv[++i], &end, 10);
-			if (*end || offset > 65000) {
+			qs->offset = strtoul(argv[++i], &end, 10);
+			if (*end || qs->offset > 65000) {
 				fprintf(stderr, "postino: --port-offset needs a number up to 65000\n");
 				return 2;
 			}
 		} else if (strcmp(a, "--listen") == 0 && more)
-			listen = argv[++i];
+			qs->listen = argv[++i];
 		else if (strcmp(a, "--domain") == 0 && more)
-			domain = argv[++i];
+			qs->domain = argv[++i];
 		else if (strcmp(a, "--account") == 0 && more)
-			account = argv[++i];
+			qs->account = argv[++i];
 		else if (strcmp(a, "--user") == 0 && more)
-			sysuser = argv[++i];
-		else if (a[0] != '-' && host == NULL)
-			host = a;
+			qs->sysuser = argv[++i];
+		else if (a[0] != '-' && qs->host == NULL)
+			qs->host = a;
 		else {
 			fprintf(stderr, "postino: unexpected argument '%s'\n%s", a, usage_quickstart);
 			return 2;
 		}
 	}
-	if (host == NULL || data == NULL) {
+	const char *host = qs->host;
+	if (host == NULL || qs->data == NULL) {
 		fputs(usage_quickstart, stderr);
 		return 2;
 	}
@@ -287,200 +302,271 @@ static int cmd_quickstart(int argc, char **argv)
 		fprintf(stderr, "postino: '%s' is not a host name\n", host);
 		return 2;
 	}
-	if (domain == NULL) {
+	if (qs->domain == NULL) {
 		const char *dot = strchr(host, '.');
-		domain = dot && strchr(dot + 1, '.') ? dot + 1 : host;
+		qs->domain = dot && strchr(dot + 1, '.') ? dot + 1 : host;
 	}
-	struct passwd *pw = NULL;
-	int as_root = 0;   /* explicit --user root (or --user ''): workers stay root */
-	int sysuser_default = 0;
-	if (geteuid() == 0 && sysuser == NULL) {
+	return -1;
+}
+
+/* The system user the workers run as: --user, else (as root) QUICKSTART_SYSTEM_USER, made if
+ * missing; root or '' keeps them root. 0, or -1 after saying why. */
+static int qs_system_user(struct quickstart *qs)
+{
+	if (geteuid() == 0 && qs->sysuser == NULL) {
 		if (ensure_system_user(QUICKSTART_SYSTEM_USER) < 0)
-			return 1;
-		sysuser = QUICKSTART_SYSTEM_USER;
-		sysuser_default = 1;
+			return -1;
+		qs->sysuser = QUICKSTART_SYSTEM_USER;
+		qs->sysuser_default = 1;
 	}
-	if (sysuser && (sysuser[0] == '\0' || strcmp(sysuser, "root") == 0)) {
-		as_root = geteuid() == 0;
-		sysuser = NULL;
+	if (qs->sysuser && (qs->sysuser[0] == '\0' || strcmp(qs->sysuser, "root") == 0)) {
+		qs->as_root = geteuid() == 0;
+		qs->sysuser = NULL;
 	}
-	if (sysuser && (pw = getpwnam(sysuser)) == NULL) {
+	if (qs->sysuser && (qs->pw = getpwnam(qs->sysuser)) == NULL) {
 		fprintf(stderr, "postino: system user '%s' does not exist: create it first (useradd "
-				"--system %s)\n", sysuser, sysuser);
-		return 1;
+				"--system %s)\n", qs->sysuser, qs->sysuser);
+		return -1;
 	}
-	umask(027);
-	char abs[CONFIG_PATH_MAX], p[CONFIG_PATH_MAX + 300], p2[CONFIG_PATH_MAX + 300];
-	if (mkdir_ok(data, 0750) < 0 || realpath(data, abs) == NULL) {
-		fprintf(stderr, "postino: cannot use data directory %s\n", data);
-		return 1;
+	return 0;
+}
+
+/* The data directory and its subdirectories, and a self-signed certificate for the host unless
+ * one is there. 0, or -1 after saying why. */
+static int qs_data_dir(struct quickstart *qs)
+{
+	char p[CONFIG_PATH_MAX + 300];
+	if (mkdir_ok(qs->data, 0750) < 0 || realpath(qs->data, qs->abs) == NULL) {
+		fprintf(stderr, "postino: cannot use data directory %s\n", qs->data);
+		return -1;
 	}
 	static const char *subdirs[] = { "mail", "queue", "tmp", "certs" };
 	for (size_t i = 0; i < 4; i++) {
-		snprintf(p, sizeof(p), "%s/%s", abs, subdirs[i]);
+		snprintf(p, sizeof(p), "%s/%s", qs->abs, subdirs[i]);
 		if (mkdir_ok(p, 0750) < 0)
-			return 1;
+			return -1;
 	}
-	char cert[CONFIG_PATH_MAX + 300], key[CONFIG_PATH_MAX + 300];
-	snprintf(cert, sizeof(cert), "%s/certs/%s.pem", abs, host);
-	snprintf(key, sizeof(key), "%s/certs/%s.key", abs, host);
-	const char *err;
-	if (access(cert, F_OK) != 0) {
+	snprintf(qs->cert, sizeof(qs->cert), "%s/certs/%s.pem", qs->abs, qs->host);
+	snprintf(qs->key, sizeof(qs->key), "%s/certs/%s.key", qs->abs, qs->host);
+	if (access(qs->cert, F_OK) != 0) {
+		const char *err;
 		mode_t old = umask(077);
-		int r = tls_make_selfsigned(host, cert, key, &err);
+		int r = tls_make_selfsigned(qs->host, qs->cert, qs->key, &err);
 		umask(old);
 		if (r < 0) {
 			fprintf(stderr, "postino: cannot create the certificate: %s\n", err);
-			return 1;
+			return -1;
 		}
 	}
-	snprintf(p, sizeof(p), "%s/postino.conf", abs);
-	int wrote_conf = 0;
-	if (access(p, F_OK) != 0) {
-		FILE *f = fopen(p, "w");
-		if (f == NULL) {
-			fprintf(stderr, "postino: cannot write %s: %s\n", p, strerror(errno));
-			return 1;
-		}
-		fprintf(f, "# postino configuration, written by 'postino quickstart %s'.\n"
-			   "# 'postino config show' lists every setting and its default.\n\n"
-			   "hostname = %s\ndata_dir = %s\nrun_user = %s\nworkers = 2\n"
-			   "listen = %s\n\n"
-			   "# self-signed; replace with a real certificate (and add tls_host lines for\n"
-			   "# other names served by SNI: tls_host = NAME CERTFILE KEYFILE)\n"
-			   "tls_cert = %s\ntls_key = %s\n\n",
-			host, host, abs, sysuser ? sysuser : "", listen, cert, key);
-		static const struct { const char *name; unsigned port; } ports[] = {
-			{ "smtp", 25 }, { "submission", 587 }, { "submissions", 465 }, { "imap", 143 },
-			{ "imaps", 993 }, { "pop3", 110 }, { "pop3s", 995 }, { "http", 80 },
-			{ "https", 443 } };
-		fprintf(f, "# listeners (0 disables one)\n");
-		for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
-			fprintf(f, "%s_port = %lu\n", ports[i].name, ports[i].port + offset);
-		fprintf(f, "\n# limits\nmessage_size_limit = 25M\nmax_recipients = 100\n"
-			   "max_conn_per_ip = 20\n");
-		if (fclose(f) != 0) {
-			fprintf(stderr, "postino: cannot write %s\n", p);
-			return 1;
-		}
-		wrote_conf = 1;
-	} else if (sysuser_default) {
-		/* an existing configuration keeps its run_user: do not hand the data to another */
-		struct config *old = malloc(sizeof(*old));
-		char cerr[1200];
-		if (old != NULL) {
-			config_defaults(old);
-			if (config_load(old, p, cerr, sizeof(cerr)) == 0 &&
-			    strcmp(old->run_user, sysuser) != 0) {
-				fprintf(stderr, "postino: kept %s, whose run_user is %s: set run_user = "
-						"%s there (and chown -R %s %s) to run the workers as %s\n",
-					p, old->run_user[0] ? old->run_user : "not set", sysuser, sysuser,
-					abs, sysuser);
-				pw = NULL;
-				sysuser = NULL;
-			}
-			free(old);
-		}
+	return 0;
+}
+
+/* Write a new postino.conf: host, data dir, run_user, listeners (standard ports + offset),
+ * certificate, a few limits. 0, or -1 after saying why. */
+static int qs_write_config(struct quickstart *qs)
+{
+	FILE *f = fopen(qs->conf, "w");
+	if (f == NULL) {
+		fprintf(stderr, "postino: cannot write %s: %s\n", qs->conf, strerror(errno));
+		return -1;
 	}
-	snprintf(p2, sizeof(p2), "%s/system.db", abs);
+	fprintf(f, "# postino configuration, written by 'postino quickstart %s'.\n"
+		   "# 'postino config show' lists every setting and its default.\n\n"
+		   "hostname = %s\ndata_dir = %s\nrun_user = %s\nworkers = 2\n"
+		   "listen = %s\n\n"
+		   "# self-signed; replace with a real certificate (and add tls_host lines for\n"
+		   "# other names served by SNI: tls_host = NAME CERTFILE KEYFILE)\n"
+		   "tls_cert = %s\ntls_key = %s\n\n",
+		qs->host, qs->host, qs->abs, qs->sysuser ? qs->sysuser : "", qs->listen, qs->cert,
+		qs->key);
+	static const struct { const char *name; unsigned port; } ports[] = {
+		{ "smtp", 25 }, { "submission", 587 }, { "submissions", 465 }, { "imap", 143 },
+		{ "imaps", 993 }, { "pop3", 110 }, { "pop3s", 995 }, { "http", 80 },
+		{ "https", 443 } };
+	fprintf(f, "# listeners (0 disables one)\n");
+	for (size_t i = 0; i < sizeof(ports) / sizeof(ports[0]); i++)
+		fprintf(f, "%s_port = %lu\n", ports[i].name, ports[i].port + qs->offset);
+	fprintf(f, "\n# limits\nmessage_size_limit = 25M\nmax_recipients = 100\n"
+		   "max_conn_per_ip = 20\n");
+	if (fclose(f) != 0) {
+		fprintf(stderr, "postino: cannot write %s\n", qs->conf);
+		return -1;
+	}
+	qs->wrote_conf = 1;
+	return 0;
+}
+
+/* postino.conf: written when missing. An existing one keeps its run_user: when it names
+ * another user than the default one, the data is not handed to the default (qs->pw and
+ * qs->sysuser are cleared) and the user is told how to change it. 0, or -1 after saying why. */
+static int qs_config(struct quickstart *qs)
+{
+	snprintf(qs->conf, sizeof(qs->conf), "%s/postino.conf", qs->abs);
+	if (access(qs->conf, F_OK) != 0)
+		return qs_write_config(qs);
+	if (!qs->sysuser_default)
+		return 0;
+	struct config *old = malloc(sizeof(*old));
+	char cerr[1200];
+	if (old == NULL)
+		return 0;
+	config_defaults(old);
+	if (config_load(old, qs->conf, cerr, sizeof(cerr)) == 0 &&
+	    strcmp(old->run_user, qs->sysuser) != 0) {
+		fprintf(stderr, "postino: kept %s, whose run_user is %s: set run_user = "
+				"%s there (and chown -R %s %s) to run the workers as %s\n",
+			qs->conf, old->run_user[0] ? old->run_user : "not set", qs->sysuser,
+			qs->sysuser, qs->abs, qs->sysuser);
+		qs->pw = NULL;
+		qs->sysuser = NULL;
+	}
+	free(old);
+	return 0;
+}
+
+/* Add the account (--account) with a random password to db, and create its mailbox. An
+ * account that exists keeps its password (qs->password stays ""). 0, or -1 after saying why. */
+static int qs_account(struct quickstart *qs, struct acctdb *db)
+{
+	const char *err;
+	char root[CONFIG_PATH_MAX + 700];
+	random_password(qs->password);
+	char *hash = password_hash(qs->password);
+	if (hash == NULL) {
+		fprintf(stderr, "postino: cannot hash a password\n");
+		return -1;
+	}
+	int r = acctdb_user_add(db, qs->account, hash, &err);
+	free(hash);
+	if (r < 0) {
+		fprintf(stderr, "postino: cannot add %s: %s\n", qs->account, err);
+		return -1;
+	}
+	if (r == 0)
+		qs->password[0] = '\0';   /* existed: its password is unchanged */
+	char norm[ACCTDB_ADDRESS_MAX + 1];   /* the stored form: lower case, A-labels */
+	if (acctdb_normalize_address(qs->account, norm, sizeof(norm)) < 0 ||
+	    store_account_path(qs->abs, norm, root, sizeof(root)) < 0 ||
+	    store_account_create(root, &err) < 0) {
+		fprintf(stderr, "postino: cannot create the mailbox of %s\n", qs->account);
+		return -1;
+	}
+	return 0;
+}
+
+/* system.db with the hosted domain (and its DKIM key) and the account, if asked for. 0, or -1
+ * after saying why. */
+static int qs_accounts(struct quickstart *qs)
+{
+	const char *err;
 	struct acctdb *db;
-	if (acctdb_open(p2, ACCTDB_CREATE, &db, &err) < 0) {
-		fprintf(stderr, "postino: cannot create %s: %s\n", p2, err);
-		return 1;
+	snprintf(qs->db, sizeof(qs->db), "%s/system.db", qs->abs);
+	if (acctdb_open(qs->db, ACCTDB_CREATE, &db, &err) < 0) {
+		fprintf(stderr, "postino: cannot create %s: %s\n", qs->db, err);
+		return -1;
 	}
-	char dnorm[ACCTDB_ADDRESS_MAX + 1];   /* the stored form: lower case, A-labels */
-	if (acctdb_normalize_domain(domain, dnorm, sizeof(dnorm)) == 0)
-		domain = dnorm;
-	if (acctdb_domain_add(db, domain, &err) < 0) {
-		fprintf(stderr, "postino: cannot add domain %s: %s\n", domain, err);
-		acctdb_close(&db);
-		return 1;
-	}
-	if (cli_dkim_domain_added(abs, domain) != 0) {
-		acctdb_close(&db);
-		return 1;
-	}
-	char password[17] = "";
-	if (account) {
-		char root[CONFIG_PATH_MAX + 700];
-		random_password(password);
-		char *hash = password_hash(password);
-		if (hash == NULL) {
-			fprintf(stderr, "postino: cannot hash a password\n");
-			acctdb_close(&db);
-			return 1;
-		}
-		int r = acctdb_user_add(db, account, hash, &err);
-		free(hash);
-		if (r < 0) {
-			fprintf(stderr, "postino: cannot add %s: %s\n", account, err);
-			acctdb_close(&db);
-			return 1;
-		}
-		if (r == 0) {
-			password[0] = '\0';   /* existed: its password is unchanged */
-		}
-		char norm[ACCTDB_ADDRESS_MAX + 1];   /* the stored form: lower case, A-labels */
-		if (acctdb_normalize_address(account, norm, sizeof(norm)) < 0 ||
-		    store_account_path(abs, norm, root, sizeof(root)) < 0 ||
-		    store_account_create(root, &err) < 0) {
-			fprintf(stderr, "postino: cannot create the mailbox of %s\n", account);
-			acctdb_close(&db);
-			return 1;
-		}
+	if (acctdb_normalize_domain(qs->domain, qs->dnorm, sizeof(qs->dnorm)) == 0)
+		qs->domain = qs->dnorm;
+	int r = 0;
+	if (acctdb_domain_add(db, qs->domain, &err) < 0) {
+		fprintf(stderr, "postino: cannot add domain %s: %s\n", qs->domain, err);
+		r = -1;
+	} else if (cli_dkim_domain_added(qs->abs, qs->domain) != 0) {
+		r = -1;
+	} else if (qs->account) {
+		r = qs_account(qs, db);
 	}
 	acctdb_close(&db);
-	if (pw && chown_tree(abs, pw->pw_uid, pw->pw_gid) < 0) {
-		fprintf(stderr, "postino: cannot give %s to %s\n", abs, sysuser);
-		return 1;
+	return r;
+}
+
+/* Hand the data directory to the workers' user: theirs, but the accounts database and the TLS
+ * key stay root's; then check that the user can reach the directory. 0, or -1 after saying
+ * why. */
+static int qs_ownership(struct quickstart *qs)
+{
+	struct passwd *pw = qs->pw;
+	const char *err;
+	if (pw == NULL)
+		return 0;
+	if (chown_tree(qs->abs, pw->pw_uid, pw->pw_gid) < 0) {
+		fprintf(stderr, "postino: cannot give %s to %s\n", qs->abs, qs->sysuser);
+		return -1;
 	}
 	/* the accounts stay root's: the workers' group reads them, only the admin writes them */
-	if (pw && acctdb_give_to_root(p2, (unsigned)pw->pw_gid, &err) < 0) {
+	if (acctdb_give_to_root(qs->db, (unsigned)pw->pw_gid, &err) < 0) {
 		fprintf(stderr, "postino: %s\n", err);
-		return 1;
+		return -1;
 	}
+	if (geteuid() != 0)
+		return 0;
 	/* the master (root) loads the key and the workers never read it: it stays root's alone */
-	if (pw && geteuid() == 0 && (chown(key, 0, 0) < 0 || chmod(key, 0600) < 0 ||
-				     chown(cert, 0, pw->pw_gid) < 0 || chmod(cert, 0644) < 0)) {
-		fprintf(stderr, "postino: cannot give %s to root: %s\n", key, strerror(errno));
-		return 1;
+	if (chown(qs->key, 0, 0) < 0 || chmod(qs->key, 0600) < 0 ||
+	    chown(qs->cert, 0, pw->pw_gid) < 0 || chmod(qs->cert, 0644) < 0) {
+		fprintf(stderr, "postino: cannot give %s to root: %s\n", qs->key, strerror(errno));
+		return -1;
 	}
-	if (pw && geteuid() == 0) {
-		struct config *qcfg = calloc(1, sizeof(*qcfg));
-		char why[CONFIG_PATH_MAX * 2];
-		if (qcfg != NULL) {
-			snprintf(qcfg->run_user, sizeof(qcfg->run_user), "%s", sysuser);
-			snprintf(qcfg->data_dir, sizeof(qcfg->data_dir), "%s", abs);
-		}
-		int ok = qcfg == NULL || master_check_run_user(qcfg, why, sizeof(why)) == 1;
-		free(qcfg);
-		if (!ok) {
-			fprintf(stderr, "postino: %s: the workers could not start; let %s through the "
-					"parent directories of %s (chmod o+x), or put the data directory "
-					"elsewhere\n", why, sysuser, abs);
-			return 1;
-		}
+	struct config *qcfg = calloc(1, sizeof(*qcfg));
+	char why[CONFIG_PATH_MAX * 2];
+	if (qcfg != NULL) {
+		snprintf(qcfg->run_user, sizeof(qcfg->run_user), "%s", qs->sysuser);
+		snprintf(qcfg->data_dir, sizeof(qcfg->data_dir), "%s", qs->abs);
 	}
+	int ok = qcfg == NULL || master_check_run_user(qcfg, why, sizeof(why)) == 1;
+	free(qcfg);
+	if (!ok) {
+		fprintf(stderr, "postino: %s: the workers could not start; let %s through the "
+				"parent directories of %s (chmod o+x), or put the data directory "
+				"elsewhere\n", why, qs->sysuser, qs->abs);
+		return -1;
+	}
+	return 0;
+}
+
+/* What quickstart made, and the next steps. */
+static void qs_summary(const struct quickstart *qs)
+{
+	unsigned long offset = qs->offset;
+	const char *abs = qs->abs, *domain = qs->domain;
 	printf("postino data directory: %s\n", abs);
-	if (pw)
-		printf("workers run as:         %s (owns the data directory)\n", sysuser);
-	else if (as_root)
+	if (qs->pw)
+		printf("workers run as:         %s (owns the data directory)\n", qs->sysuser);
+	else if (qs->as_root)
 		fprintf(stderr, "postino: WARNING: --user %s: the workers will run as root, so a flaw "
 				"in them gives away the whole machine; prefer the default system user "
 				"'%s'\n", "root", QUICKSTART_SYSTEM_USER);
-	printf("configuration:          %s%s\n", p, wrote_conf ? "" : " (kept the existing one)");
-	printf("certificate:            %s (self-signed for %s)\n", cert, host);
+	printf("configuration:          %s%s\n", qs->conf,
+	       qs->wrote_conf ? "" : " (kept the existing one)");
+	printf("certificate:            %s (self-signed for %s)\n", qs->cert, qs->host);
 	printf("hosted domain:          %s\n", domain);
-	if (account && password[0])
-		printf("account:                %s\npassword: %s\n", account, password);
-	else if (account)
-		printf("account:                %s (already existed; password unchanged)\n", account);
+	if (qs->account && qs->password[0])
+		printf("account:                %s\npassword: %s\n", qs->account, qs->password);
+	else if (qs->account)
+		printf("account:                %s (already existed; password unchanged)\n",
+		       qs->account);
 	printf("\nNext steps:\n"
 	       "  postino serve --data %s                  # start the server\n"
 	       "  postino user add you@%s --data %s        # add an account (password on stdin)\n"
 	       "  postino config show --data %s            # every setting\n"
 	       "SMTP listens on port %lu (MX), %lu (submission, STARTTLS) and %lu (implicit TLS).\n",
 	       abs, domain, abs, abs, 25 + offset, 587 + offset, 465 + offset);
+}
+
+/* postino quickstart: a data directory with a configuration, a certificate, the hosted domain
+ * and optionally an account, owned by the workers' system user. */
+static int cmd_quickstart(int argc, char **argv)
+{
+	struct quickstart qs = { .listen = "127.0.0.1" };
+	int rc = qs_args(&qs, argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (qs_system_user(&qs) < 0)
+		return 1;
+	umask(027);
+	if (qs_data_dir(&qs) < 0 || qs_config(&qs) < 0 || qs_accounts(&qs) < 0 ||
+	    qs_ownership(&qs) < 0)
+		return 1;
+	qs_summary(&qs);
 	return 0;
 }
 
