@@ -122,6 +122,217 @@ static int compile_all(struct search *x, const struct imap_arg *args, size_t n, 
 	return acc;
 }
 
+/* The argument after the key at args[*i], or NULL at the end. */
+static const char *key_arg(const struct imap_arg *args, size_t n, size_t i)
+{
+	return i < n ? args[i].str : NULL;
+}
+
+/* A parenthesized list of keys into nd: an AND of them. me, or -1. */
+static int compile_list(struct search *x, const struct imap_arg *list, int me, unsigned depth)
+{
+	size_t j = 0;
+	int c = compile_all(x, list->list, list->nlist, &j, depth + 1);
+	if (c < 0)
+		return -1;
+	struct snode *nd = &x->nodes[me];
+	nd->k = K_AND;
+	nd->a = c;
+	nd->b = -1;
+	return me;
+}
+
+/* NOT key, OR key1 key2 (k says which) into node me. me, or -1. */
+static int compile_not_or(struct search *x, const char *k, const struct imap_arg *args, size_t n,
+			  size_t *i, int me, unsigned depth)
+{
+	int or = k[0] == 'O' || k[0] == 'o';
+	int c1 = compile(x, args, n, i, depth + 1);
+	int c2 = c1 >= 0 && or ? compile(x, args, n, i, depth + 1) : -1;
+	if (c1 < 0 || (or && c2 < 0))
+		return -1;
+	struct snode *nd = &x->nodes[me];
+	nd->k = or ? K_OR : K_NOT;
+	nd->a = c1;
+	nd->b = c2;
+	return me;
+}
+
+/* The keys without an argument: flags (SEEN, UNSEEN, ...), OLD, NEW, RECENT, ALL, and
+ * SAVEDATESUPPORTED (RFC 8514: true of every message here). 1 if k is one, else 0. */
+static int compile_flag(struct snode *nd, const char *k)
+{
+	static const struct { const char *n; enum skey k; unsigned f; } flagkeys[] = {
+		{ "ANSWERED", K_FLAG, STORE_F_ANSWERED }, { "DELETED", K_FLAG, STORE_F_DELETED },
+		{ "DRAFT", K_FLAG, STORE_F_DRAFT }, { "FLAGGED", K_FLAG, STORE_F_FLAGGED },
+		{ "SEEN", K_FLAG, STORE_F_SEEN }, { "OLD", K_OLD, 0 }, { "RECENT", K_RECENT, 0 },
+		{ "NEW", K_NEW, 0 },
+		{ "UNANSWERED", K_NOTFLAG, STORE_F_ANSWERED }, { "UNDELETED", K_NOTFLAG, STORE_F_DELETED },
+		{ "UNDRAFT", K_NOTFLAG, STORE_F_DRAFT }, { "UNFLAGGED", K_NOTFLAG, STORE_F_FLAGGED },
+		{ "UNSEEN", K_NOTFLAG, STORE_F_SEEN }, { "ALL", K_ALL, 0 },
+		{ "SAVEDATESUPPORTED", K_ALL, 0 } };
+	for (size_t f = 0; f < sizeof(flagkeys) / sizeof(flagkeys[0]); f++) {
+		if (strcasecmp(k, flagkeys[f].n) == 0) {
+			nd->k = flagkeys[f].k;
+			nd->flag = flagkeys[f].f;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The text keys: FROM/TO/CC/BCC/SUBJECT string, HEADER field-name string, BODY string, TEXT
+ * string. 1 compiled (the search needs the message text), 0 not one of them, -1 invalid. */
+static int compile_text(struct search *x, struct snode *nd, const char *k,
+			const struct imap_arg *args, size_t n, size_t *i)
+{
+	const char *arg1 = key_arg(args, n, *i);
+	static const char *hdrkeys[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
+	const char *field = NULL;   /* the header field a FROM, TO, CC, BCC or SUBJECT searches */
+	for (size_t h = 0; h < 5; h++)
+		if (strcasecmp(k, hdrkeys[h]) == 0)
+			field = hdrkeys[h];
+	if (field || strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
+		if (arg1 == NULL)
+			return -1;
+		if (field) {
+			nd->k = K_HEADER;
+			snprintf(nd->hdr, sizeof(nd->hdr), "%s", field);
+		} else {
+			nd->k = k[0] == 'B' || k[0] == 'b' ? K_BODY : K_TEXT;
+		}
+		nd->str = arg1;
+		(*i)++;
+	} else if (strcasecmp(k, "HEADER") == 0) {
+		if (*i + 1 >= n || args[*i].len >= sizeof(nd->hdr))
+			return -1;
+		nd->k = K_HEADER;
+		snprintf(nd->hdr, sizeof(nd->hdr), "%s", args[*i].str);
+		nd->str = args[*i + 1].str;
+		*i += 2;
+	} else {
+		return 0;
+	}
+	x->need_text = 1;
+	return 1;
+}
+
+/* KEYWORD flag, UNKEYWORD flag (a keyword the account never saw never matches). 1 compiled, 0
+ * not one of them, -1 invalid. */
+static int compile_keyword(struct search *x, struct snode *nd, const char *k,
+			   const struct imap_arg *args, size_t n, size_t *i)
+{
+	const char *arg1 = key_arg(args, n, *i);
+	const char *err;
+	if (strcasecmp(k, "KEYWORD") != 0 && strcasecmp(k, "UNKEYWORD") != 0)
+		return 0;
+	if (arg1 == NULL)
+		return -1;
+	nd->k = k[0] == 'K' || k[0] == 'k' ? K_KEYWORD : K_UNKEYWORD;
+	nd->kw = store_keyword_id(x->s->acct, arg1, 0, &err);
+	(*i)++;
+	return 1;
+}
+
+/* The keys with a number: LARGER, SMALLER, MODSEQ (RFC 7162, turns CONDSTORE on), OLDER and
+ * YOUNGER (RFC 5032). 1 compiled, 0 not one of them, -1 invalid. */
+static int compile_number(struct search *x, struct snode *nd, const char *k,
+			  const struct imap_arg *args, size_t n, size_t *i)
+{
+	static const struct { const char *n; enum skey k; } numkeys[] = {
+		{ "LARGER", K_LARGER }, { "SMALLER", K_SMALLER }, { "MODSEQ", K_MODSEQ },
+		{ "OLDER", K_OLDER }, { "YOUNGER", K_YOUNGER } };
+	size_t q = 0;
+	while (q < 5 && strcasecmp(k, numkeys[q].n) != 0)
+		q++;
+	if (q == 5)
+		return 0;
+	const char *arg1 = key_arg(args, n, *i);
+	nd->k = numkeys[q].k;
+	/* RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer, entry-name
+	 * "/flags/<flag>" quoted, entry-type-req "priv" / "shared" / "all"; every flag change
+	 * bumps one modseq, so the entry does not narrow */
+	if (nd->k == K_MODSEQ && arg1 != NULL && *i + 2 < n && args[*i].type == IMAP_ARG_QUOTED &&
+	    args[*i + 1].type == IMAP_ARG_ATOM &&
+	    (strcasecmp(args[*i + 1].str, "priv") == 0 ||
+	     strcasecmp(args[*i + 1].str, "shared") == 0 ||
+	     strcasecmp(args[*i + 1].str, "all") == 0)) {
+		*i += 2;
+		arg1 = args[*i].str;
+	}
+	if (arg1 == NULL || arg1[0] < '0' || arg1[0] > '9')
+		return -1;
+	nd->num = strtoull(arg1, NULL, 10);
+	(*i)++;
+	if (nd->k == K_MODSEQ)
+		imap_condstore_enable(x->s);
+	return 1;
+}
+
+/* The keys with a date: BEFORE, ON, SINCE (internal date), SENTBEFORE, SENTON, SENTSINCE (the
+ * Date: field), SAVEDBEFORE, SAVEDON, SAVEDSINCE (RFC 8514). 1 compiled, 0 not one of them, -1
+ * invalid. */
+static int compile_date(struct snode *nd, const char *k, const struct imap_arg *args, size_t n,
+			size_t *i)
+{
+	static const struct { const char *n; enum skey k; } datekeys[] = {
+		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
+		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
+		{ "SAVEDBEFORE", K_SAVEDBEFORE }, { "SAVEDON", K_SAVEDON },
+		{ "SAVEDSINCE", K_SAVEDSINCE } };
+	for (size_t q = 0; q < sizeof(datekeys) / sizeof(datekeys[0]); q++) {
+		if (strcasecmp(k, datekeys[q].n) == 0) {
+			const char *arg1 = key_arg(args, n, *i);
+			if (arg1 == NULL || parse_date(arg1, &nd->day) < 0)
+				return -1;
+			nd->k = datekeys[q].k;
+			(*i)++;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* UID set, a sequence set, or $ (the saved result, RFC 5182) alone or after UID; a is the key.
+ * 1 compiled, 0 not one of them, -1 invalid. */
+static int compile_set(struct search *x, struct snode *nd, const struct imap_arg *a,
+		       const struct imap_arg *args, size_t n, size_t *i)
+{
+	const char *k = a->str;
+	if (strcasecmp(k, "UID") == 0) {
+		const char *arg1 = key_arg(args, n, *i);
+		uint32_t maxuid = x->s->nmsgs ? x->s->msgs[x->s->nmsgs - 1].uid : 0;
+		if (arg1 == NULL)
+			return -1;
+		nd->k = K_UID;
+		(*i)++;
+		if (strcmp(arg1, "$") == 0) {
+			nd->has_set = 0;
+			nd->str = "$";
+			return 1;
+		}
+		if (imap_seqset_parse(arg1, maxuid, &nd->set) < 0)
+			return -1;
+		nd->has_set = 1;
+		return 1;
+	}
+	if (a->type != IMAP_ARG_ATOM ||
+	    !(strcmp(k, "$") == 0 || (k[0] >= '0' && k[0] <= '9') || k[0] == '*'))
+		return 0;
+	if (strcmp(k, "$") == 0) {
+		nd->k = K_UID;
+		nd->str = "$";
+		return 1;
+	}
+	nd->k = K_SEQ;
+	if (imap_seqset_parse(k, (uint32_t)x->s->nmsgs, &nd->set) < 0)
+		return -1;
+	nd->has_set = 1;
+	return 1;
+}
+
+/* Compile one key from args[*i] (and its arguments, advancing *i) into a new node: a list, NOT
+ * or OR recursively (depth: how deep), else the first family of keys that knows it. */
 static int compile(struct search *x, const struct imap_arg *args, size_t n, size_t *i,
 		   unsigned depth)
 {
@@ -135,162 +346,23 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 	int me = (int)x->n++;
 	struct snode *nd = &x->nodes[me];
 	memset(nd, 0, sizeof(*nd));
-	if (a->type == IMAP_ARG_LIST) {
-		size_t j = 0;
-		int c = compile_all(x, a->list, a->nlist, &j, depth + 1);
-		if (c < 0)
-			return -1;
-		nd = &x->nodes[me];
-		nd->k = K_AND;
-		nd->a = c;
-		nd->b = -1;
-		return me;
-	}
+	if (a->type == IMAP_ARG_LIST)
+		return compile_list(x, a, me, depth);
 	const char *k = a->str;
-	static const struct { const char *n; enum skey k; unsigned f; } flagkeys[] = {
-		{ "ANSWERED", K_FLAG, STORE_F_ANSWERED }, { "DELETED", K_FLAG, STORE_F_DELETED },
-		{ "DRAFT", K_FLAG, STORE_F_DRAFT }, { "FLAGGED", K_FLAG, STORE_F_FLAGGED },
-		{ "SEEN", K_FLAG, STORE_F_SEEN }, { "OLD", K_OLD, 0 }, { "RECENT", K_RECENT, 0 },
-		{ "NEW", K_NEW, 0 },
-		{ "UNANSWERED", K_NOTFLAG, STORE_F_ANSWERED }, { "UNDELETED", K_NOTFLAG, STORE_F_DELETED },
-		{ "UNDRAFT", K_NOTFLAG, STORE_F_DRAFT }, { "UNFLAGGED", K_NOTFLAG, STORE_F_FLAGGED },
-		{ "UNSEEN", K_NOTFLAG, STORE_F_SEEN }, { "ALL", K_ALL, 0 } };
-	for (size_t f = 0; f < sizeof(flagkeys) / sizeof(flagkeys[0]); f++) {
-		if (strcasecmp(k, flagkeys[f].n) == 0) {
-			nd->k = flagkeys[f].k;
-			nd->flag = flagkeys[f].f;
-			return me;
-		}
-	}
-	const char *arg1 = *i < n ? args[*i].str : NULL;
-	if (strcasecmp(k, "NOT") == 0 || strcasecmp(k, "OR") == 0) {
-		int or = k[0] == 'O' || k[0] == 'o';
-		int c1 = compile(x, args, n, i, depth + 1);
-		int c2 = c1 >= 0 && or ? compile(x, args, n, i, depth + 1) : -1;
-		if (c1 < 0 || (or && c2 < 0))
-			return -1;
-		nd = &x->nodes[me];
-		nd->k = or ? K_OR : K_NOT;
-		nd->a = c1;
-		nd->b = c2;
-		return me;
-	}
-	static const char *hdrkeys[] = { "FROM", "TO", "CC", "BCC", "SUBJECT" };
-	for (size_t h = 0; h < 5; h++) {
-		if (strcasecmp(k, hdrkeys[h]) == 0) {
-			if (arg1 == NULL)
-				return -1;
-			nd->k = K_HEADER;
-			snprintf(nd->hdr, sizeof(nd->hdr), "%s", hdrkeys[h]);
-			nd->str = arg1;
-			(*i)++;
-			x->need_text = 1;
-			return me;
-		}
-	}
-	if (strcasecmp(k, "HEADER") == 0) {
-		if (*i + 1 >= n || args[*i].len >= sizeof(nd->hdr))
-			return -1;
-		nd->k = K_HEADER;
-		snprintf(nd->hdr, sizeof(nd->hdr), "%s", args[*i].str);
-		nd->str = args[*i + 1].str;
-		*i += 2;
-		x->need_text = 1;
-		return me;
-	}
-	if (strcasecmp(k, "BODY") == 0 || strcasecmp(k, "TEXT") == 0) {
-		if (arg1 == NULL)
-			return -1;
-		nd->k = k[0] == 'B' || k[0] == 'b' ? K_BODY : K_TEXT;
-		nd->str = arg1;
-		(*i)++;
-		x->need_text = 1;
-		return me;
-	}
-	if (strcasecmp(k, "KEYWORD") == 0 || strcasecmp(k, "UNKEYWORD") == 0) {
-		const char *err;
-		if (arg1 == NULL)
-			return -1;
-		nd->k = k[0] == 'K' || k[0] == 'k' ? K_KEYWORD : K_UNKEYWORD;
-		nd->kw = store_keyword_id(x->s->acct, arg1, 0, &err);
-		(*i)++;
-		return me;
-	}
-	static const struct { const char *n; enum skey k; } numkeys[] = {
-		{ "LARGER", K_LARGER }, { "SMALLER", K_SMALLER }, { "MODSEQ", K_MODSEQ },
-		{ "OLDER", K_OLDER }, { "YOUNGER", K_YOUNGER } };
-	for (size_t q = 0; q < 5; q++) {
-		if (strcasecmp(k, numkeys[q].n) == 0) {
-			nd->k = numkeys[q].k;
-			/* RFC 7162 3.1.5: MODSEQ [entry-name entry-type-req] mod-sequence-valzer,
-			 * entry-name "/flags/<flag>" quoted, entry-type-req "priv" / "shared" /
-			 * "all"; every flag change bumps one modseq, so the entry does not narrow */
-			if (nd->k == K_MODSEQ && arg1 != NULL && *i + 2 < n &&
-			    args[*i].type == IMAP_ARG_QUOTED && args[*i + 1].type == IMAP_ARG_ATOM &&
-			    (strcasecmp(args[*i + 1].str, "priv") == 0 ||
-			     strcasecmp(args[*i + 1].str, "shared") == 0 ||
-			     strcasecmp(args[*i + 1].str, "all") == 0)) {
-				*i += 2;
-				arg1 = args[*i].str;
-			}
-			if (arg1 == NULL || arg1[0] < '0' || arg1[0] > '9')
-				return -1;
-			nd->num = strtoull(arg1, NULL, 10);
-			(*i)++;
-			if (nd->k == K_MODSEQ)
-				imap_condstore_enable(x->s);
-			return me;
-		}
-	}
-	static const struct { const char *n; enum skey k; } datekeys[] = {
-		{ "BEFORE", K_BEFORE }, { "ON", K_ON }, { "SINCE", K_SINCE },
-		{ "SENTBEFORE", K_SENTBEFORE }, { "SENTON", K_SENTON }, { "SENTSINCE", K_SENTSINCE },
-		{ "SAVEDBEFORE", K_SAVEDBEFORE }, { "SAVEDON", K_SAVEDON },
-		{ "SAVEDSINCE", K_SAVEDSINCE } };
-	for (size_t q = 0; q < sizeof(datekeys) / sizeof(datekeys[0]); q++) {
-		if (strcasecmp(k, datekeys[q].n) == 0) {
-			if (arg1 == NULL || parse_date(arg1, &nd->day) < 0)
-				return -1;
-			nd->k = datekeys[q].k;
-			(*i)++;
-			return me;
-		}
-	}
-	if (strcasecmp(k, "SAVEDATESUPPORTED") == 0) {
-		nd->k = K_ALL;
-		return me;
-	}
-	uint32_t maxuid = x->s->nmsgs ? x->s->msgs[x->s->nmsgs - 1].uid : 0;
-	if (strcasecmp(k, "UID") == 0) {
-		if (arg1 == NULL)
-			return -1;
-		nd->k = K_UID;
-		(*i)++;
-		if (strcmp(arg1, "$") == 0) {
-			nd->k = K_UID;
-			nd->has_set = 0;
-			nd->str = "$";
-			return me;
-		}
-		if (imap_seqset_parse(arg1, maxuid, &nd->set) < 0)
-			return -1;
-		nd->has_set = 1;
-		return me;
-	}
-	if (a->type == IMAP_ARG_ATOM && (strcmp(k, "$") == 0 || (k[0] >= '0' && k[0] <= '9') ||
-					 k[0] == '*')) {
-		nd->k = K_SEQ;
-		if (strcmp(k, "$") == 0) {
-			nd->k = K_UID;
-			nd->str = "$";
-			return me;
-		}
-		if (imap_seqset_parse(k, (uint32_t)x->s->nmsgs, &nd->set) < 0)
-			return -1;
-		nd->has_set = 1;
-		return me;
-	}
-	return -1;
+	if (strcasecmp(k, "NOT") == 0 || strcasecmp(k, "OR") == 0)
+		return compile_not_or(x, k, args, n, i, me, depth);
+	int r = compile_flag(nd, k);
+	if (r == 0)
+		r = compile_text(x, nd, k, args, n, i);
+	if (r == 0)
+		r = compile_keyword(x, nd, k, args, n, i);
+	if (r == 0)
+		r = compile_number(x, nd, k, args, n, i);
+	if (r == 0)
+		r = compile_date(nd, k, args, n, i);
+	if (r == 0)
+		r = compile_set(x, nd, a, args, n, i);
+	return r > 0 ? me : -1;
 }
 
 /* Case-insensitive substring test; needle is already folded (snode.fold). */
