@@ -709,7 +709,136 @@ static void seen_done(struct imap_wjob *w)
 	fetch_start(s, f);
 }
 
-/* FETCH set items [(CHANGEDSINCE n [VANISHED])]. */
+/* The data items of FETCH (an atom, a list of atoms, or the macros ALL, FAST, FULL) into f.
+ * 1 if valid, else 0. */
+static int fetch_parse_items(struct fetch_ctx *f, const struct imap_arg *items)
+{
+	if (items->type == IMAP_ARG_LIST) {
+		for (size_t i = 0; i < items->nlist; i++)
+			if (items->list[i].type != IMAP_ARG_ATOM ||
+			    fetch_parse_item(f, items->list[i].str) != 0)
+				return 0;
+		return 1;
+	}
+	if (items->type != IMAP_ARG_ATOM)
+		return 0;
+	const char *a = items->str;
+	if (strcasecmp(a, "ALL") == 0)
+		return !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+		       !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE");
+	if (strcasecmp(a, "FAST") == 0)
+		return !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+		       !fetch_parse_item(f, "RFC822.SIZE");
+	if (strcasecmp(a, "FULL") == 0)
+		return !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
+		       !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE") &&
+		       !fetch_parse_item(f, "BODY");
+	return fetch_parse_item(f, a) == 0;
+}
+
+/* The modifier list of FETCH (mods): CHANGEDSINCE n [VANISHED] (RFC 7162; CHANGEDSINCE turns
+ * CONDSTORE on and adds MODSEQ), PARTIAL range (RFC 9394 3.3). *vanished_r and *partial are
+ * set as found. 1 if valid, else 0. */
+static int fetch_parse_modifiers(struct imap_session *s, struct fetch_ctx *f,
+				 const struct imap_arg *mods, int uid, int *vanished_r,
+				 struct imap_search_ret *partial)
+{
+	const struct imap_arg *md = mods->list;
+	int changedsince = 0;
+	for (size_t k = 0; k < mods->nlist; k++) {
+		if (md[k].type != IMAP_ARG_ATOM) {
+			return 0;
+		} else if (strcasecmp(md[k].str, "CHANGEDSINCE") == 0 && k + 1 < mods->nlist &&
+			   md[k + 1].type == IMAP_ARG_ATOM && md[k + 1].str[0] >= '0' &&
+			   md[k + 1].str[0] <= '9') {
+			f->changedsince = strtoull(md[++k].str, NULL, 10);
+			changedsince = 1;
+			imap_condstore_enable(s);
+			fetch_parse_item(f, "MODSEQ");
+		} else if (strcasecmp(md[k].str, "VANISHED") == 0) {
+			*vanished_r = 1;
+		} else if (strcasecmp(md[k].str, "PARTIAL") == 0 && k + 1 < mods->nlist &&
+			   !partial->partial) {
+			struct imap_arg one[2] = { md[k], md[k + 1] };
+			struct imap_arg lst = { .type = IMAP_ARG_LIST, .str = "", .list = one,
+						.nlist = 2 };
+			const char *why;
+			if (imap_search_ret_parse(&lst, 1, partial, &why) != 0)
+				return 0;
+			k++;
+		} else {
+			return 0;
+		}
+	}
+	/* RFC 7162 3.2.6: VANISHED needs CHANGEDSINCE, UID FETCH and QRESYNC enabled */
+	return !(*vanished_r && (!uid || !s->qresync || !changedsince));
+}
+
+/* MODSEQ in the items turns CONDSTORE on (RFC 7162 3.1); once it is on, every FETCH response
+ * carries MODSEQ. */
+static void fetch_condstore(struct imap_session *s, struct fetch_ctx *f)
+{
+	int have = 0;
+	for (size_t k = 0; k < f->nitems; k++)
+		have |= f->items[k].kind == F_MODSEQ;
+	if (have)
+		imap_condstore_enable(s);
+	else if (s->condstore)
+		fetch_parse_item(f, "MODSEQ");
+}
+
+/* PARTIAL range (RFC 9394 3.3): keep the slice of the selected messages (those CHANGEDSINCE
+ * passes) that the range counts. */
+static void fetch_partial(struct imap_session *s, struct fetch_ctx *f,
+			  const struct imap_search_ret *partial)
+{
+	size_t kept = 0, first, np;
+	for (size_t j = 0; j < f->n; j++)
+		if (!f->changedsince || s->msgs[f->idx[j]].modseq > f->changedsince)
+			f->idx[kept++] = f->idx[j];
+	imap_partial_slice(partial, kept, &first, &np);
+	memmove(f->idx, f->idx + first, np * sizeof(*f->idx));
+	f->n = np;
+}
+
+/* The \Seen that non-PEEK body fetches set, as one job for the pool: the selected messages
+ * that lack it. NULL when there are none (or the mailbox is read-only, or memory ran out). */
+static struct seen_job *fetch_seen_job(struct imap_session *s, const struct fetch_ctx *f)
+{
+	int sets_seen = 0;
+	for (size_t k = 0; k < f->nitems; k++)
+		if ((f->items[k].kind == F_SECTION || f->items[k].kind == F_BINARY ||
+		     f->items[k].kind == F_RFC822 || f->items[k].kind == F_RFC822_TEXT) &&
+		    !f->items[k].peek)
+			sets_seen = 1;
+	if (!sets_seen || s->readonly)
+		return NULL;
+	struct seen_job *j = calloc(1, sizeof(*j));
+	if (j != NULL)
+		j->ch = calloc(f->n + 1, sizeof(*j->ch));
+	if (j == NULL || j->ch == NULL) {
+		free(j);
+		return NULL;
+	}
+	for (size_t k = 0; k < f->n; k++) {
+		struct imap_msg *m = &s->msgs[f->idx[k]];
+		if (m->flags & STORE_F_SEEN)
+			continue;
+		j->ch[j->nch].uid = m->uid;
+		j->ch[j->nch].flags = STORE_F_SEEN;
+		j->ch[j->nch].mode = STORE_FLAGS_ADD;
+		j->nch++;
+	}
+	if (j->nch == 0) {
+		free(j->ch);
+		free(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* FETCH sequence-set items [(modifiers)]: parse, select the messages, set \Seen on the pool
+ * when needed, then produce the responses (fetch_resume). */
 void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
 	if (n < 2 || args[0].type != IMAP_ARG_ATOM) {
@@ -723,78 +852,19 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 	}
 	buf_init(&f->out, 128u << 20);
 	f->uid = uid;
-	const struct imap_arg *items = &args[1];
-	int ok = 0;
-	if (items->type == IMAP_ARG_ATOM) {
-		const char *a = items->str;
-		if (strcasecmp(a, "ALL") == 0)
-			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
-			     !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE");
-		else if (strcasecmp(a, "FAST") == 0)
-			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
-			     !fetch_parse_item(f, "RFC822.SIZE");
-		else if (strcasecmp(a, "FULL") == 0)
-			ok = !fetch_parse_item(f, "FLAGS") && !fetch_parse_item(f, "INTERNALDATE") &&
-			     !fetch_parse_item(f, "RFC822.SIZE") && !fetch_parse_item(f, "ENVELOPE") &&
-			     !fetch_parse_item(f, "BODY");
-		else
-			ok = fetch_parse_item(f, a) == 0;
-	} else if (items->type == IMAP_ARG_LIST) {
-		ok = 1;
-		for (size_t i = 0; i < items->nlist && ok; i++)
-			ok = items->list[i].type == IMAP_ARG_ATOM &&
-			     fetch_parse_item(f, items->list[i].str) == 0;
-	}
-	int vanished = 0, changedsince = 0;
+	int ok = fetch_parse_items(f, &args[1]);
+	int vanished = 0;
 	struct imap_search_ret partial = { 0 };
-	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 1) {
-		/* modifiers: CHANGEDSINCE n [VANISHED] (RFC 7162), PARTIAL range (RFC 9394 3.3) */
-		const struct imap_arg *md = args[2].list;
-		for (size_t k = 0; ok && k < args[2].nlist; k++) {
-			if (md[k].type != IMAP_ARG_ATOM) {
-				ok = 0;
-			} else if (strcasecmp(md[k].str, "CHANGEDSINCE") == 0 &&
-				   k + 1 < args[2].nlist && md[k + 1].type == IMAP_ARG_ATOM &&
-				   md[k + 1].str[0] >= '0' && md[k + 1].str[0] <= '9') {
-				f->changedsince = strtoull(md[++k].str, NULL, 10);
-				changedsince = 1;
-				imap_condstore_enable(s);
-				fetch_parse_item(f, "MODSEQ");
-			} else if (strcasecmp(md[k].str, "VANISHED") == 0) {
-				vanished = 1;
-			} else if (strcasecmp(md[k].str, "PARTIAL") == 0 && k + 1 < args[2].nlist &&
-				   !partial.partial) {
-				struct imap_arg one[2] = { md[k], md[k + 1] };
-				struct imap_arg lst = { .type = IMAP_ARG_LIST, .str = "", .list = one,
-							.nlist = 2 };
-				const char *why;
-				ok = imap_search_ret_parse(&lst, 1, &partial, &why) == 0;
-				k++;
-			} else {
-				ok = 0;
-			}
-		}
-		/* RFC 7162 3.2.6: VANISHED needs CHANGEDSINCE, UID FETCH and QRESYNC enabled */
-		if (vanished && (!uid || !s->qresync || !changedsince))
-			ok = 0;
-	} else if (n != 2) {
+	if (ok && n == 3 && args[2].type == IMAP_ARG_LIST && args[2].nlist >= 1)
+		ok = fetch_parse_modifiers(s, f, &args[2], uid, &vanished, &partial);
+	else if (n != 2)
 		ok = 0;
-	}
 	if (!ok) {
 		fetch_free(f);
 		imap_bad(s, "Invalid FETCH item");
 		return;
 	}
-	for (size_t k = 0; k < f->nitems; k++)
-		if (f->items[k].kind == F_MODSEQ)
-			imap_condstore_enable(s);   /* RFC 7162 3.1: FETCH MODSEQ enables it */
-	if (s->condstore) {
-		int have = 0;
-		for (size_t k = 0; k < f->nitems; k++)
-			have |= f->items[k].kind == F_MODSEQ;
-		if (!have)
-			fetch_parse_item(f, "MODSEQ");
-	}
+	fetch_condstore(s, f);
 	imap_sync_mailbox(s, 0);
 	if (vanished)
 		imap_fetch_vanished(s, args[0].str, f->changedsince);
@@ -803,50 +873,15 @@ void imap_cmd_fetch(struct imap_session *s, const struct imap_arg *args, size_t 
 		imap_bad(s, "Invalid sequence set");
 		return;
 	}
-	if (partial.partial) {
-		/* RFC 9394 3.3: the range counts the messages the set (and CHANGEDSINCE) selects */
-		size_t kept = 0, first, np;
-		for (size_t j = 0; j < f->n; j++)
-			if (!f->changedsince || s->msgs[f->idx[j]].modseq > f->changedsince)
-				f->idx[kept++] = f->idx[j];
-		imap_partial_slice(&partial, kept, &first, &np);
-		memmove(f->idx, f->idx + first, np * sizeof(*f->idx));
-		f->n = np;
-	}
-	/* non-PEEK body fetches set \Seen: one transaction for the whole command, on the pool */
-	int sets_seen = 0;
-	for (size_t k = 0; k < f->nitems; k++)
-		if ((f->items[k].kind == F_SECTION || f->items[k].kind == F_BINARY ||
-		     f->items[k].kind == F_RFC822 || f->items[k].kind == F_RFC822_TEXT) &&
-		    !f->items[k].peek)
-			sets_seen = 1;
-	struct seen_job *j = NULL;
-	if (sets_seen && !s->readonly) {
-		j = calloc(1, sizeof(*j));
-		if (j != NULL)
-			j->ch = calloc(f->n + 1, sizeof(*j->ch));
-		for (size_t k = 0; j && j->ch && k < f->n; k++) {
-			struct imap_msg *m = &s->msgs[f->idx[k]];
-			if (m->flags & STORE_F_SEEN)
-				continue;
-			j->ch[j->nch].uid = m->uid;
-			j->ch[j->nch].flags = STORE_F_SEEN;
-			j->ch[j->nch].mode = STORE_FLAGS_ADD;
-			j->nch++;
-		}
-		if (j && j->nch == 0) {
-			free(j->ch);
-			free(j);
-			j = NULL;
-		}
-	}
-	if (j != NULL && j->ch != NULL) {
+	if (partial.partial)
+		fetch_partial(s, f, &partial);
+	struct seen_job *j = fetch_seen_job(s, f);
+	if (j != NULL) {
 		j->f = f;
 		snprintf(j->box, sizeof(j->box), "%s", s->box);
 		imap_write_job(s, &j->job, seen_work, seen_done);
 		return;
 	}
-	free(j);
 	fetch_start(s, f);
 }
 
