@@ -33,8 +33,8 @@ run() {
 		fail=1
 	fi
 }
-run fuzz-addr src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/fuzz-addr.c -lidn2
-run fuzz-imap-parser src/lib/buf.c src/lib-imap/imap-parser.c src/lib-imap/imap-quote.c \
+run fuzz-addr src/lib/buf.c src/lib/utf8.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/fuzz-addr.c -lidn2
+run fuzz-imap-parser src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-parser.c src/lib-imap/imap-quote.c \
 	src/lib-imap/fuzz-imap-parser.c
 run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c

@@ -8,6 +8,7 @@
  */
 #include "acctdb.h"
 #include "idn.h"
+#include "utf8.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -272,7 +273,7 @@ static int norm_address_n(const char *in, size_t len, char *out, size_t outlen)
 	for (size_t i = 0; i < ll;) {
 		unsigned char c = (unsigned char)in[i];
 		if (c >= 0x80) {
-			size_t n = idn_utf8_seq_len((const unsigned char *)in + i, ll - i);
+			size_t n = utf8_decode((const unsigned char *)in + i, ll - i, 0, NULL);
 			if (n == 0)
 				return -1;
 			memcpy(out + i, in + i, n);

@@ -30,6 +30,7 @@
 #include "password.h"
 #include "store-path.h"
 #include "store.h"
+#include "utf8.h"
 
 #define ADMIN_PATH_MAX 4096        /* data dir plus mail/<domain>/<local>, escaped */
 #define ADMIN_PASSWORD_MAX 1024    /* longer input is a mistake (a file piped in by accident) */
@@ -289,15 +290,6 @@ static int password_read_failed(int r, const char *cmd, const char *address)
 
 static const struct config *admin_cfg;   /* the loaded configuration (server-wide limits) */
 
-/* Characters (UTF-8 code points) in the first len octets of s. */
-static size_t utf8_chars(const char *s, size_t len)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++)
-		n += ((unsigned char)s[i] & 0xc0) != 0x80;
-	return n;
-}
-
 /* The least number of characters of a new password (password_min_length). */
 static unsigned password_min(void)
 {
@@ -352,7 +344,7 @@ static char *new_hash(const struct admin *a, const char *address)
 	unsigned min = password_min();
 	if (r == 1 && len == 0)
 		fail("the password is empty: type a password (or import one with --hash)");
-	else if (r == 1 && utf8_chars(pw, len) < min)
+	else if (r == 1 && utf8_chars((const unsigned char *)pw, len) < min)
 		fail("the password is shorter than %u characters: choose a longer one "
 		     "(password_min_length in postino.conf sets the minimum)", min);
 	else if (r == 1 && (hash = password_hash(pw)) == NULL)

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 /* Strings up to this size are packed into shared chunks of PCMD_CHUNK bytes. */
 #define PCMD_SMALL 256
@@ -207,31 +208,6 @@ static int ascii_ieq(const char *s, size_t len, const char *word)
 			return 0;
 	}
 	return i == len && word[i] == '\0';
-}
-
-/* Accept c as the first byte of a multi-byte UTF-8 sequence (RFC 3629 table); -1 if invalid. */
-static int utf8_lead(struct imap_parser *p, unsigned char c)
-{
-	p->u8_lo = 0x80;
-	p->u8_hi = 0xbf;
-	if (c >= 0xc2 && c <= 0xdf) {
-		p->u8_need = 1;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		p->u8_need = 2;
-		if (c == 0xe0)
-			p->u8_lo = 0xa0; /* no overlong forms */
-		else if (c == 0xed)
-			p->u8_hi = 0x9f; /* no surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		p->u8_need = 3;
-		if (c == 0xf0)
-			p->u8_lo = 0x90;
-		else if (c == 0xf4)
-			p->u8_hi = 0x8f; /* nothing above U+10FFFF */
-	} else {
-		return -1;
-	}
-	return 0;
 }
 
 /* Append one byte to the token being read. */
@@ -633,8 +609,11 @@ static enum step quoted_byte(struct imap_parser *p, unsigned char c)
 		return STEP_NEXT;
 	} else if (c == '\n') {
 		return fail(p, "Unterminated quoted string");
-	} else if (c >= 0x80 && utf8_lead(p, c) < 0) {
-		return fail(p, "Invalid UTF-8 in quoted string");
+	} else if (c >= 0x80) {
+		size_t n = utf8_lead(c, &p->u8_lo, &p->u8_hi);   /* the next octet's range */
+		if (n == 0)
+			return fail(p, "Invalid UTF-8 in quoted string");
+		p->u8_need = (unsigned)(n - 1);
 	}
 	return tok_push(p, c) < 0 ? fail(p, "Out of memory") : STEP_NEXT;
 }

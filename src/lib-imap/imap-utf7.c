@@ -35,49 +35,6 @@ static int mb64_value(unsigned char c)
 	return -1;
 }
 
-/* Decode one well-formed UTF-8 character at s into *cp; returns its length, 0 if invalid
- * (including the terminating NUL). */
-static size_t utf8_decode(const unsigned char *s, uint32_t *cp)
-{
-	uint32_t c = s[0];
-	unsigned char lo = 0x80, hi = 0xbf;
-	size_t n;
-	if (c >= 0x01 && c <= 0x7f) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-		c &= 0x1f;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-		c &= 0x0f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-		c &= 0x07;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if (s[i] < lo || s[i] > hi)
-			return 0; /* also stops at the NUL */
-		c = (c << 6) | (s[i] & 0x3fu);
-		lo = 0x80;
-		hi = 0xbf;
-	}
-	*cp = c;
-	return n;
-}
-
-
 /* Undo a partial append. */
 static void truncate_to(struct buf *out, size_t len)
 {
@@ -105,7 +62,7 @@ static int put_unit(struct buf *out, uint32_t unit, uint32_t *bits, unsigned *nb
 /* UTF-8 to modified UTF-7. */
 int imap_utf8_to_mutf7(const char *in, struct buf *out)
 {
-	const unsigned char *s = (const unsigned char *)in;
+	const unsigned char *s = (const unsigned char *)in, *end = s + strlen(in);
 	size_t start = out->len;
 	while (*s != '\0') {
 		if (is_printable(*s)) {
@@ -122,7 +79,7 @@ int imap_utf8_to_mutf7(const char *in, struct buf *out)
 			goto fail;
 		while (*s != '\0' && !is_printable(*s)) {
 			uint32_t cp;
-			size_t n = utf8_decode(s, &cp);
+			size_t n = utf8_decode(s, (size_t)(end - s), UTF8_NO_NUL, &cp);
 			if (n == 0)
 				goto fail;
 			s += n;

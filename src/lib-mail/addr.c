@@ -7,6 +7,7 @@
  */
 #include "addr.h"
 #include "idn.h"
+#include "utf8.h"
 
 #include <arpa/inet.h>
 #include <limits.h>
@@ -86,7 +87,7 @@ static int domain_check(const char *s, size_t len, int allow_utf8, char *out, un
 			prev = c;
 			out[i++] = '.';
 		} else if (c >= 0x80) {
-			size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
+			size_t n = allow_utf8 ? utf8_decode(u + i, len - i, 0, NULL) : 0;
 			if (n == 0)
 				return -1;
 			memcpy(out + i, s + i, n);
@@ -185,7 +186,7 @@ static int path_local(const char *s, size_t len, size_t *pos, int allow_utf8, st
 				a->local[o++] = s[i + 1];
 				i += 2;
 			} else if (c >= 0x80) {
-				size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
+				size_t n = allow_utf8 ? utf8_decode(u + i, len - i, 0, NULL) : 0;
 				if (n == 0)
 					return -1;
 				memcpy(a->local + o, s + i, n);
@@ -214,7 +215,7 @@ static int path_local(const char *s, size_t len, size_t *pos, int allow_utf8, st
 				need_atom = 0;
 				a->local[o++] = s[i++];
 			} else if (c >= 0x80) {
-				size_t n = allow_utf8 ? idn_utf8_seq_len(u + i, len - i) : 0;
+				size_t n = allow_utf8 ? utf8_decode(u + i, len - i, 0, NULL) : 0;
 				if (n == 0)
 					return -1;
 				memcpy(a->local + o, s + i, n);
@@ -667,7 +668,7 @@ static int list_local_check(struct addr *a, size_t n)
 	const unsigned char *u = (const unsigned char *)a->local;
 	for (size_t i = 0; i < n;) {
 		if (u[i] >= 0x80) {
-			size_t k = idn_utf8_seq_len(u + i, n - i);
+			size_t k = utf8_decode(u + i, n - i, 0, NULL);
 			if (k == 0)
 				return -1;
 			a->flags |= ADDR_F_UTF8;

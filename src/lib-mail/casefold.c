@@ -9,7 +9,8 @@
 #include <unicase.h>
 #include <unictype.h>
 #include <uninorm.h>
-#include <unistr.h>
+
+#include "utf8.h"
 
 /* Folding may grow text (U+FB03 "ﬃ" is 3 octets and folds to "ffi"; NFKD of U+FDFA is 18
  * characters), so the output is bounded on its own: a message body we search is at most a few
@@ -83,16 +84,17 @@ static void fold_cache_init(void)
 {
 	for (ucs4_t c = CASEFOLD_CACHE_FIRST; c < CASEFOLD_CACHE_END; c++) {
 		struct fold_cached *e = &fold_cache[c - CASEFOLD_CACHE_FIRST];
-		uint8_t in[2] = { (uint8_t)(0xc0 | (c >> 6)), (uint8_t)(0x80 | (c & 0x3f)) };
+		uint8_t in[UTF8_SEQ_MAX];
+		size_t il = utf8_encode(c, in);
 		uint8_t out[64];
 		size_t ol = sizeof(out);
-		ucs4_t first;
+		uint32_t first;
 		if (uc_combining_class(c) != UC_CCC_NR)
 			continue;
-		uint8_t *r = u8_casefold(in, 2, NULL, UNINORM_NFKD, out, &ol);
+		uint8_t *r = u8_casefold(in, il, NULL, UNINORM_NFKD, out, &ol);
 		if (r == NULL)
 			continue;
-		if (ol > 0 && ol <= CASEFOLD_CACHE_OUT && u8_mbtouc(&first, r, ol) > 0 &&
+		if (ol > 0 && ol <= CASEFOLD_CACHE_OUT && utf8_decode(r, ol, 0, &first) > 0 &&
 		    uc_combining_class(first) == UC_CCC_NR) {
 			memcpy(e->s, r, ol);
 			e->len = (uint8_t)ol;
@@ -107,16 +109,16 @@ static void fold_cache_init(void)
  * (nothing appended), -1 error. */
 static int fold_cached_run(struct fold_out *o, const uint8_t *s, size_t n)
 {
+	size_t start = o->len;
+	uint32_t c;
 	pthread_once(&fold_cache_once, fold_cache_init);
-	for (size_t i = 0; i < n; i += 2) {
-		if (s[i] < 0xc2 || s[i] > 0xdf || i + 1 >= n)
+	for (size_t i = 0; i < n; i += 2) {   /* two-octet sequences only: U+0080..U+07FF */
+		if (utf8_decode(s + i, n - i, 0, &c) != 2 || !fold_cache[c - CASEFOLD_CACHE_FIRST].ok) {
+			o->len = start;       /* take back what this run appended */
+			if (o->data != NULL)
+				o->data[start] = '\0';
 			return 0;
-		ucs4_t c = ((ucs4_t)(s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f);
-		if (!fold_cache[c - CASEFOLD_CACHE_FIRST].ok)
-			return 0;
-	}
-	for (size_t i = 0; i < n; i += 2) {
-		ucs4_t c = ((ucs4_t)(s[i] & 0x1f) << 6) | (s[i + 1] & 0x3f);
+		}
 		const struct fold_cached *e = &fold_cache[c - CASEFOLD_CACHE_FIRST];
 		if (out_append(o, e->s, e->len) < 0)
 			return -1;
@@ -149,12 +151,11 @@ static int fold_nonascii(struct fold_out *o, const uint8_t *p, size_t n)
 {
 	const uint8_t *end = p + n;
 	while (p < end) {
-		const uint8_t *bad = u8_check(p, (size_t)(end - p));
-		size_t run = bad ? (size_t)(bad - p) : (size_t)(end - p);
+		size_t run = utf8_valid_prefix(p, (size_t)(end - p), 0);
 		if (fold_run(o, p, run) < 0)
 			return -1;
 		p += run;
-		if (bad != NULL) {        /* an invalid octet: kept as it is */
+		if (p < end) {            /* an invalid octet: kept as it is */
 			if (out_append(o, p, 1) < 0)
 				return -1;
 			p++;
@@ -255,7 +256,7 @@ void casefold_sort_key(char *buf, size_t cap)
 	if (!is_ascii(buf, len) && casefold_dup(buf, len, &f, &fl) == 0) {
 		if (fl >= cap) {         /* cut before a UTF-8 continuation octet */
 			fl = cap - 1;
-			while (fl > 0 && ((unsigned char)f[fl] & 0xc0) == 0x80)
+			while (fl > 0 && utf8_is_continuation((unsigned char)f[fl]))
 				fl--;
 		}
 		memcpy(buf, f, fl);

@@ -1,5 +1,6 @@
-/* idn.c - domain names to their ASCII form with libidn2; UTF-8 sequence checks. */
+/* idn.c - domain names to their ASCII form with libidn2. */
 #include "idn.h"
+#include "utf8.h"
 
 #include <idn2.h>
 #include <string.h>
@@ -11,36 +12,6 @@ int idn_has_nonascii(const char *in, size_t len)
 		if ((unsigned char)in[i] >= 0x80)
 			return 1;
 	return 0;
-}
-
-/* Length of one well-formed UTF-8 sequence, or 0. */
-size_t idn_utf8_seq_len(const unsigned char *p, size_t avail)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;   /* overlong */
-		else if (c == 0xed)
-			hi = 0x9f;   /* surrogates */
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;   /* overlong */
-		else if (c == 0xf4)
-			hi = 0x8f;   /* above U+10FFFF */
-	} else {
-		return 0;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	return n;
 }
 
 /* Does in[0..len) have a label starting "xn--" (an A-label, to be checked as one)? */
@@ -71,13 +42,9 @@ int idn_to_ascii(const char *in, size_t len, char *out, size_t outlen)
 	char src[IDN_INPUT_MAX + 1];
 	if (len > IDN_INPUT_MAX)
 		return -1;
-	for (size_t i = 0; i < len;) {   /* libidn2 is told the input is UTF-8: make sure */
-		size_t n = (unsigned char)in[i] < 0x80 ? 1 :
-			   idn_utf8_seq_len((const unsigned char *)in + i, len - i);
-		if (n == 0)
-			return -1;
-		i += n;
-	}
+	/* libidn2 is told the input is UTF-8: make sure */
+	if (utf8_valid_prefix((const unsigned char *)in, len, 0) != len)
+		return -1;
 	memcpy(src, in, len);
 	src[len] = '\0';
 	char *ace = NULL;

@@ -1,4 +1,4 @@
-/* idn.h - internationalised domain names (RFC 5890, UTS 46) and UTF-8 checks for addresses.
+/* idn.h - internationalised domain names (RFC 5890, UTS 46). UTF-8 checks are utf8.h's.
  *
  * Domains are kept and compared in their ASCII form: U-labels ("bücher") become A-labels
  * ("xn--bcher-kva") through libidn2 with UTS 46 non-transitional mapping, so a domain typed
@@ -19,9 +19,5 @@ int idn_to_ascii(const char *in, size_t len, char *out, size_t outlen);
 
 /* Does in[0..len) hold any octet >= 0x80? */
 int idn_has_nonascii(const char *in, size_t len);
-
-/* Length of the well-formed UTF-8 sequence (RFC 3629: no overlong forms, surrogates or code
- * points above U+10FFFF) starting at p[0] >= 0x80 with avail octets available; 0 if malformed. */
-size_t idn_utf8_seq_len(const unsigned char *p, size_t avail);
 
 #endif

@@ -27,38 +27,6 @@ static const uint16_t cp1252_c1[32] = {
 	0x02dc, 0x2122, 0x0161, 0x203a, 0x0153, 0x009d, 0x017e, 0x0178,
 };
 
-
-/* Length of the well-formed UTF-8 sequence at p[0] >= 0x80 (RFC 3629), 0 if malformed. */
-static size_t utf8_len(const unsigned char *p, size_t avail)
-{
-	unsigned char c = p[0], lo = 0x80, hi = 0xbf;
-	size_t n;
-	if (c >= 0xc2 && c <= 0xdf) {
-		n = 2;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		n = 3;
-		if (c == 0xe0)
-			lo = 0xa0;
-		else if (c == 0xed)
-			hi = 0x9f;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		n = 4;
-		if (c == 0xf0)
-			lo = 0x90;
-		else if (c == 0xf4)
-			hi = 0x8f;
-	} else {
-		return 0;
-	}
-	if (avail < n || p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++) {
-		if (p[i] < 0x80 || p[i] > 0xbf)
-			return 0;
-	}
-	return n;
-}
-
 /* Append s[0..n) keeping well-formed UTF-8, malformed octets as U+FFFD; drop_crlf drops CR
  * and LF (unfolding). */
 static int utf8_clean(struct buf *out, const unsigned char *s, size_t n, int drop_crlf)
@@ -75,7 +43,7 @@ static int utf8_clean(struct buf *out, const unsigned char *s, size_t n, int dro
 		if (c < 0x80) {
 			i++;
 		} else {
-			size_t l = utf8_len(s + i, n - i);
+			size_t l = utf8_decode(s + i, n - i, 0, NULL);
 			if (l == 0) {
 				if (utf8_append(out, 0xfffd) < 0)
 					return -1;

@@ -11,8 +11,10 @@
 
 #include <unicase.h>
 #include <uninorm.h>
+#include <unistr.h>
 
 #include "casefold.h"
+#include "utf8.h"
 
 /* Whether hay contains needle under i;unicode-casemap (needle folded as SEARCH does). */
 static int match(const char *hay, const char *needle)
@@ -98,6 +100,10 @@ static void test_invalid_utf8(void **state)
 	assert_true(match("x\xe9y", "X\xe9Y"));
 	/* a truncated sequence at the end */
 	assert_false(match("Citt\xc3", "CITTÀ"));
+	/* surrogates, overlong forms and values past U+10FFFF are octets kept as they are */
+	assert_true(match("\xed\xa0\x80 Citt\xc3\xa0", "CITTÀ"));
+	assert_true(match("\xc0\xaf\xe0\x80\xaf\xf4\x90\x80\x80\xc3\x89T\xc3\x89", "été"));
+	assert_true(match("\xed\xa0\x80", "\xed\xa0\x80"));
 }
 
 /* ASCII-only text takes the fast path with the same answers. */
@@ -176,6 +182,35 @@ static void expect_as_libunistring(const uint8_t *in, size_t n)
 	free(r);
 }
 
+/* casefold.c finds its valid runs with utf8_valid_prefix, where it used libunistring's u8_check:
+ * both end a run at the same octet for every string of up to four octets from a set that holds
+ * each boundary of RFC 3629 (leads, continuation ranges, overlong, surrogate and U+10FFFF
+ * edges). */
+static void test_prefix_as_u8_check(void **state)
+{
+	(void)state;
+	static const uint8_t oct[] = { 0x00, 0x41, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0,
+				       0xc1, 0xc2, 0xdf, 0xe0, 0xe1, 0xed, 0xef, 0xf0, 0xf3, 0xf4,
+				       0xf5, 0xff };
+	const size_t k = sizeof(oct);
+	uint8_t p[4];
+	for (size_t len = 1; len <= 4; len++) {
+		size_t total = 1;
+		for (size_t i = 0; i < len; i++)
+			total *= k;
+		for (size_t v = 0; v < total; v++) {
+			size_t x = v;
+			for (size_t i = 0; i < len; i++, x /= k)
+				p[i] = oct[x % k];
+			const uint8_t *bad = u8_check(p, len);
+			size_t want = bad ? (size_t)(bad - p) : len;
+			if (utf8_valid_prefix(p, len, 0) != want)
+				fail_msg("%zu octets %02x %02x %02x %02x: %zu, u8_check %zu", len, p[0],
+					 p[1], p[2], p[3], utf8_valid_prefix(p, len, 0), want);
+		}
+	}
+}
+
 /* Put code point c (< U+0800) as UTF-8 at p; returns its length. */
 static size_t put_cp(uint8_t *p, unsigned c)
 {
@@ -227,6 +262,7 @@ int main(void)
 		cmocka_unit_test(test_dup),
 		cmocka_unit_test(test_sort_key),
 		cmocka_unit_test(test_same_as_libunistring),
+		cmocka_unit_test(test_prefix_as_u8_check),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

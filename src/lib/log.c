@@ -1,5 +1,6 @@
 /* log.c - one-line key=value logs on stderr. */
 #include "log.h"
+#include "utf8.h"
 
 #include <ctype.h>
 #include <stdarg.h>
@@ -18,8 +19,6 @@
 static enum log_level min_level = LOG_INFO;
 static const char *ident = "postino";
 static int log_json;   /* log_format = json */
-
-static size_t utf8_seq_ok(const unsigned char *s);
 
 /* Write JSON lines instead of key=value text (log_format = json). */
 void log_set_json(int on)
@@ -67,8 +66,8 @@ static int json_str(char *out, size_t *o, size_t max, const char *s, size_t n, i
 			c = (unsigned)strtoul(h, NULL, 16) | 0x100;   /* forced \u00NN below */
 			i += 3;
 		} else if (c >= 0x80) {
-			seq = utf8_seq_ok(u + i);   /* s lies in a NUL-terminated line */
-			if (seq == 0 || i + seq > n) {
+			seq = utf8_decode(u + i, n - i, UTF8_NO_C1, NULL);
+			if (seq == 0) {
 				seq = 1;
 				c |= 0x100;
 			}
@@ -312,42 +311,14 @@ const char *log_escape(const char *in, size_t len, char *out, size_t outlen)
 	return out;
 }
 
-/* Length of the valid, non-C1 UTF-8 sequence at s (1-4), or 0. */
-static size_t utf8_seq_ok(const unsigned char *s)
-{
-	size_t n;
-	uint32_t cp;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1fu;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0fu;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07u;
-	} else {
-		return 0;
-	}
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3fu);
-	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp <= 0x9f))
-		return 0;
-	return n;
-}
-
 /* Escape text for display: controls and non-UTF-8 as \xNN. */
 const char *log_escape_text(const char *in, char *out, size_t outlen)
 {
 	static const char hex[] = "0123456789abcdef";
-	const unsigned char *s = (const unsigned char *)in;
+	const unsigned char *s = (const unsigned char *)in, *end = s + strlen(in);
 	size_t o = 0;
 	while (*s) {
-		size_t n = *s >= 0x80 ? utf8_seq_ok(s) : 1;
+		size_t n = *s >= 0x80 ? utf8_decode(s, (size_t)(end - s), UTF8_NO_C1, NULL) : 1;
 		int esc = n == 0 || *s < 0x20 || *s == 0x7f || *s == '\\';
 		size_t need = esc ? (*s == '\\' ? 2 : 4) : n;
 		if (o + need + 4 > outlen) {   /* room for "...\0" */
