@@ -36,19 +36,19 @@ run() {
 run fuzz-addr src/lib/buf.c src/lib/utf8.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/fuzz-addr.c -lidn2
 run fuzz-imap-parser src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-parser.c src/lib-imap/imap-quote.c \
 	src/lib-imap/fuzz-imap-parser.c
-run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
+run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c
 run fuzz-imap-url -Isrc/lib-store src/lib-imap/imap-url.c src/lib-imap/fuzz-imap-url.c
 if [ -f src/lib-mail/fuzz-mime.c ]; then
-	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
+	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
-run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c \
+run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/header.c \
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/originator.c src/lib-mail/mime-*.c \
 	src/lib-mail/fuzz-header.c -lidn2
-run fuzz-phish src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c src/lib-mail/header.c \
+run fuzz-phish src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/header.c \
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/casefold.c src/lib-mail/mime-*.c \
 	src/lib-mail/phish.c src/lib-mail/fuzz-phish.c -lidn2 -lunistring -licui18n -licuuc -lpsl
-run fuzz-sasl src/lib-mail/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
+run fuzz-sasl src/lib/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
 run fuzz-sts -Isrc/queue src/queue/sts-policy.c src/queue/fuzz-sts.c
 run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
 	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
@@ -57,15 +57,15 @@ run fuzz-smtp -std=gnu11 $(for d in src/*/; do printf -- '-I%s ' "${d%/}"; done)
 	$(find src -name '*.c' ! -name 'test-*' ! -name 'fuzz-*' ! -path 'src/cli/*' | sort) \
 	src/smtp/fuzz-smtp.c -lssl -lcrypto -lsqlite3 -lcrypt -lsodium -lz -lunbound -lidn2 -lunistring -licui18n -licuuc -lpsl -lpthread
 run fuzz-http-parser -Isrc/http src/http/http-parser.c src/http/fuzz-http-parser.c
-run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
+run fuzz-dkim -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
 	src/lib-tls/tls-crypto.c src/lib/fsutil.c src/lib-mail/fuzz-dkim.c -lidn2 -lssl -lcrypto
 # the parsers of the inbound checks: DKIM-Signature and key records, SPF (with a fake DNS), DMARC
-run fuzz-authrec -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib-mail/base64.c \
+run fuzz-authrec -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
 	src/lib-mail/dkim-verify.c src/lib-mail/spf.c src/lib-mail/dmarc.c src/lib-tls/tls-crypto.c src/lib/fsutil.c \
 	src/lib-mail/fuzz-authrec.c -lidn2 -lssl -lcrypto -lpsl -lpthread
 run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
-	src/lib/fsutil.c src/lib-tls/tls.c src/lib-mail/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
+	src/lib/fsutil.c src/lib-tls/tls.c src/lib/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
 	-lz -lssl -lcrypto
 exit $fail

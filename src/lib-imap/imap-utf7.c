@@ -5,13 +5,11 @@
  * printable ASCII (0x20..0x7e) must always represent itself.
  */
 #include "imap-utf7.h"
+#include "base64.h"
 #include "utf8.h"
 
 #include <stdint.h>
 #include <string.h>
-
-static const char mb64_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,";
 
 /* Printable US-ASCII: the characters that represent themselves. */
 static int is_printable(uint32_t c)
@@ -19,20 +17,11 @@ static int is_printable(uint32_t c)
 	return c >= 0x20 && c <= 0x7e;
 }
 
-/* Value of a modified base64 character, or -1. */
-static int mb64_value(unsigned char c)
+/* Append the modified base64 character for the low 6 bits of v. */
+static int put_b64(struct buf *out, unsigned v)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == ',')
-		return 63;
-	return -1;
+	char c = base64_char(v, BASE64_MUTF7);
+	return buf_append(out, &c, 1);
 }
 
 /* Undo a partial append. */
@@ -52,7 +41,7 @@ static int put_unit(struct buf *out, uint32_t unit, uint32_t *bits, unsigned *nb
 	*nbits += 16;
 	while (*nbits >= 6) {
 		*nbits -= 6;
-		if (buf_append(out, &mb64_alphabet[(*bits >> *nbits) & 0x3f], 1) < 0)
+		if (put_b64(out, *bits >> *nbits) < 0)
 			return -1;
 	}
 	*bits &= (1u << *nbits) - 1;
@@ -92,8 +81,7 @@ int imap_utf8_to_mutf7(const char *in, struct buf *out)
 				goto fail;
 			}
 		}
-		if (nbits > 0 &&
-		    buf_append(out, &mb64_alphabet[(bits << (6 - nbits)) & 0x3f], 1) < 0)
+		if (nbits > 0 && put_b64(out, bits << (6 - nbits)) < 0)
 			goto fail;
 		if (buf_append(out, "-", 1) < 0)
 			goto fail;
@@ -135,7 +123,7 @@ static int mutf7_decode(const char *in, struct buf *out)
 		unsigned nbits = 0;
 		size_t units = 0;
 		while (*s != '-') {
-			int v = mb64_value(*s); /* the NUL of an unterminated shift fails here */
+			int v = base64_value(*s, BASE64_MUTF7); /* the NUL of an unterminated shift fails here */
 			if (v < 0)
 				goto fail;
 			s++;

@@ -7,6 +7,7 @@
  * Malformed input never fails: it becomes U+FFFD.
  */
 #include "mime-private.h"
+#include "base64.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -238,7 +239,7 @@ static int ew_parse(const char *in, size_t len, size_t p, struct ew *w)
 static int ew_decode(const struct ew *w, struct buf *out)
 {
 	if (w->enc == 'B')
-		return mime_base64_decode(w->text, w->tlen, out);
+		return base64_decode_lenient(w->text, w->tlen, out);
 	for (size_t i = 0; i < w->tlen; i++) {
 		unsigned char c = (unsigned char)w->text[i];
 		if (c == '_') {

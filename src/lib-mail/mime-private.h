@@ -105,8 +105,6 @@ int mime_charset_to_utf8(const char *cs, size_t cslen, const unsigned char *in, 
 
 /* --- mime-section.c --- */
 
-/* Decode base64 leniently (RFC 2045 6.8: characters outside the alphabet are ignored). */
-int mime_base64_decode(const char *in, size_t len, struct buf *out);
 /* Decode quoted-printable (RFC 2045 6.7), keeping malformed '=' sequences as they are. */
 int mime_qp_decode(const char *in, size_t len, struct buf *out);
 /* Value of one hex digit, or -1. */

@@ -312,40 +312,6 @@ int mime_section(const struct mime_part *root, const char *msg, size_t len, cons
 	}
 }
 
-
-/* Lenient base64 (RFC 2045 6.8): line breaks and other stray characters are skipped; '='
- * ends a group, so concatenated encodings decode too. 0 ok, -1 out full. */
-int mime_base64_decode(const char *in, size_t len, struct buf *out)
-{
-	unsigned char chunk[4096];
-	size_t cn = 0;
-	uint_least32_t acc = 0;
-	int bits = 0;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)in[i];
-		int v = base64_value(c);
-		if (v < 0) {
-			if (c == '=') {
-				acc = 0;
-				bits = 0;
-			}
-			continue;
-		}
-		acc = ((acc << 6) | (uint_least32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			chunk[cn++] = (unsigned char)(acc >> bits);
-			if (cn == sizeof(chunk)) {
-				if (buf_append(out, chunk, cn) < 0)
-					return -1;
-				cn = 0;
-			}
-		}
-	}
-	return buf_append(out, chunk, cn);
-}
-
 /* Quoted-printable (RFC 2045 6.7): "=XX" (either case), soft line breaks "=" at the end of a
  * line, trailing blanks of each line removed; a malformed '=' stays as it is. Line ends are
  * kept as they are in the input. 0 ok, -1 out full. */
@@ -445,7 +411,7 @@ static int binary_body(const struct mime_part *p, const char *msg, struct buf *o
 		case 0:
 			return buf_append(out, body, p->body_len) < 0 ? -3 : 0;
 		case 1:
-			return mime_base64_decode(body, p->body_len, out) < 0 ? -3 : 0;
+			return base64_decode_lenient(body, p->body_len, out) < 0 ? -3 : 0;
 		case 2:
 			return mime_qp_decode(body, p->body_len, out) < 0 ? -3 : 0;
 		default:

@@ -131,6 +131,11 @@ static void test_ed25519_rfc8463(void **state)
 	char pub[128];
 	assert_int_equal(tls_key_public_b64(key, pub, sizeof(pub)), 0);
 	assert_string_equal(pub, rfc8463_pub);
+	/* 32 octets are 44 characters and the NUL: one octet less does not fit */
+	assert_int_equal(strlen(rfc8463_pub), 44);
+	assert_int_equal(tls_key_public_b64(key, pub, 44), -1);
+	assert_int_equal(tls_key_public_b64(key, pub, 45), 0);
+	assert_string_equal(pub, rfc8463_pub);
 
 	/* dkimpy 1.1.4: dkim.sign(rfc_msg, b"brisbane", b"football.example.com", key,
 	 * canonicalize=(relaxed, relaxed), signature_algorithm=ed25519-sha256,

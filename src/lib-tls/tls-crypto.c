@@ -18,6 +18,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include "base64.h"
 #include "fsutil.h"
 
 #define KEY_FILE_MAX 16384   /* a PEM RSA-4096 key is ~3.3 KB; refuse anything absurd */
@@ -233,8 +234,8 @@ int tls_key_public_b64(const struct tls_key *key, char *out, size_t outlen)
 		n = (size_t)l;
 	}
 	int rc = -1;
-	if ((n + 2) / 3 * 4 + 1 <= outlen) {
-		EVP_EncodeBlock((unsigned char *)out, der, (int)n);
+	if (BASE64_ENCODED_LEN(n) + 1 <= outlen) {
+		base64_encode(der, n, out, outlen);
 		rc = 0;
 	}
 	if (der != raw)

@@ -1,4 +1,4 @@
-/* base64.c - strict RFC 4648 base64 (standard alphabet, padded). */
+/* base64.c - strict RFC 4648 base64 (standard alphabet, padded), and the modified alphabet. */
 #include "base64.h"
 
 #include <stdint.h>
@@ -6,8 +6,8 @@
 static const char b64_alphabet[] =
 	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-/* The 6-bit value of base64 character c, or -1 if c is not in the alphabet ('=' included). */
-int base64_value(unsigned char c)
+/* The 6-bit value of character c in alphabet a, or -1 if c is not in it ('=' included). */
+int base64_value(unsigned char c, enum base64_alphabet a)
 {
 	if (c >= 'A' && c <= 'Z')
 		return c - 'A';
@@ -17,9 +17,16 @@ int base64_value(unsigned char c)
 		return c - '0' + 52;
 	if (c == '+')
 		return 62;
-	if (c == '/')
+	if (c == (a == BASE64_MUTF7 ? ',' : '/'))
 		return 63;
 	return -1;
+}
+
+/* The character for value v & 63 in alphabet a. */
+char base64_char(unsigned v, enum base64_alphabet a)
+{
+	v &= 63;
+	return v == 63 && a == BASE64_MUTF7 ? ',' : b64_alphabet[v];
 }
 
 /* Decode strictly (see base64.h). */
@@ -47,7 +54,7 @@ ssize_t base64_decode(const char *in, size_t inlen, unsigned char *out, size_t o
 		for (size_t k = 0; k < 4; k++) {
 			int d = 0;
 			if (k < data) {
-				d = base64_value(u[i + k]);
+				d = base64_value(u[i + k], BASE64_STD);
 				if (d < 0)   /* also catches '=' before the final padding */
 					return -1;
 			}
@@ -94,4 +101,37 @@ size_t base64_encode(const unsigned char *in, size_t inlen, char *out, size_t ou
 	}
 	out[o] = '\0';
 	return o;
+}
+
+/* Lenient base64 (RFC 2045 6.8): line breaks and other stray characters are skipped; '='
+ * ends a group, so concatenated encodings decode too. 0 ok, -1 out full. */
+int base64_decode_lenient(const char *in, size_t len, struct buf *out)
+{
+	unsigned char chunk[4096];
+	size_t cn = 0;
+	uint_least32_t acc = 0;
+	int bits = 0;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)in[i];
+		int v = base64_value(c, BASE64_STD);
+		if (v < 0) {
+			if (c == '=') {
+				acc = 0;
+				bits = 0;
+			}
+			continue;
+		}
+		acc = ((acc << 6) | (uint_least32_t)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			chunk[cn++] = (unsigned char)(acc >> bits);
+			if (cn == sizeof(chunk)) {
+				if (buf_append(out, chunk, cn) < 0)
+					return -1;
+				cn = 0;
+			}
+		}
+	}
+	return buf_append(out, chunk, cn);
 }

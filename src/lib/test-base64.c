@@ -1,4 +1,5 @@
-/* test-base64.c - unit tests for base64.c (RFC 4648 vectors, strictness, buffer limits). */
+/* test-base64.c - unit tests for base64.c (RFC 4648 vectors, strictness, buffer limits, the
+ * standard and the modified UTF-7 alphabet). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -135,6 +136,100 @@ static void test_roundtrip(void **state)
 	assert_int_equal(enc[0], '\0');
 }
 
+/* Both alphabets, every octet: base64_value is the index in the table or -1, base64_char its
+ * inverse on the low 6 bits. IMAP names rely on ',' being 63 and '/', '=', '-', '&' and NUL
+ * being no digit there (the NUL of an unterminated shift, the '-' that ends one). */
+static void test_alphabets(void **state)
+{
+	(void)state;
+	static const char *const table[] = {
+		[BASE64_STD] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
+		[BASE64_MUTF7] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+,",
+	};
+	for (int a = BASE64_STD; a <= BASE64_MUTF7; a++) {
+		for (unsigned c = 0; c < 256; c++) {
+			const char *at = c != 0 ? strchr(table[a], (int)c) : NULL;
+			int want = at != NULL ? (int)(at - table[a]) : -1;
+			if (base64_value((unsigned char)c, (enum base64_alphabet)a) != want)
+				fail_msg("alphabet %d octet %#x: %d, want %d", a, c,
+					 base64_value((unsigned char)c, (enum base64_alphabet)a), want);
+		}
+		for (unsigned v = 0; v < 256; v++)
+			assert_int_equal(base64_char(v, (enum base64_alphabet)a), table[a][v & 63]);
+	}
+	assert_int_equal(base64_value(',', BASE64_MUTF7), 63);
+	assert_int_equal(base64_value('/', BASE64_MUTF7), -1);
+	assert_int_equal(base64_value(',', BASE64_STD), -1);
+	assert_int_equal(base64_value('/', BASE64_STD), 63);
+	assert_int_equal(base64_value('+', BASE64_MUTF7), 62);
+	assert_int_equal(base64_value('=', BASE64_STD), -1);
+	assert_int_equal(base64_value('-', BASE64_MUTF7), -1);
+	assert_int_equal(base64_value('&', BASE64_MUTF7), -1);
+	assert_int_equal(base64_value('\0', BASE64_MUTF7), -1);
+	/* the strict decoder is the standard alphabet's */
+	unsigned char out[3];
+	assert_int_equal(base64_decode("//79", 4, out, sizeof(out)), 3);
+	assert_int_equal(base64_decode(",,79", 4, out, sizeof(out)), -1);
+}
+
+/* Lenient decoding for MIME bodies and RFC 2047 "B" words: what mime-section.c and
+ * mime-charset.c rely on. */
+static void test_lenient(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *want;
+		size_t want_len;
+	} cases[] = {
+		{ "", "", 0 },
+		{ "Zm9vYmFy", "foobar", 6 },
+		{ "Zm9v\r\nYmFy\r\n", "foobar", 6 },      /* line breaks skipped */
+		{ " Zm 9v!Ym\tFy", "foobar", 6 },          /* any stray character */
+		{ "Zm9v,,,,", "foo", 3 },                   /* ',' is not standard base64 */
+		{ "Zm9vYg==Zm9v", "foobfoo", 7 },           /* '=' ends a group: concatenations */
+		{ "Zg==Zg==", "ff", 2 },
+		{ "Zg", "f", 1 },                           /* unpadded: the whole octets */
+		{ "Zm9vY", "foo", 3 },                      /* 6 bits left over: dropped */
+		{ "w6k=", "\xc3\xa9", 2 },                  /* =?utf-8?b?w6k=?= */
+		{ "AHVzZXIAcGFzcw==", "\0user\0pass", 10 },
+		{ "====", "", 0 },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct buf b;
+		buf_init(&b, 1024);
+		assert_int_equal(base64_decode_lenient(cases[i].in, strlen(cases[i].in), &b), 0);
+		if (b.len != cases[i].want_len || memcmp(b.data ? b.data : "", cases[i].want,
+							 b.len) != 0)
+			fail_msg("case %zu \"%s\": %zu octets", i, cases[i].in, b.len);
+		buf_free(&b);
+	}
+	/* more than one 4096-octet chunk, in 76-character lines */
+	static unsigned char plain[10000];
+	static char enc[BASE64_ENCODED_LEN(sizeof(plain)) + 1];
+	struct buf lines, b;
+	for (size_t i = 0; i < sizeof(plain); i++)
+		plain[i] = (unsigned char)(i * 131 + 3);
+	size_t e = base64_encode(plain, sizeof(plain), enc, sizeof(enc));
+	buf_init(&lines, 1 << 20);
+	for (size_t i = 0; i < e; i += 76) {
+		assert_int_equal(buf_append(&lines, enc + i, e - i < 76 ? e - i : 76), 0);
+		assert_int_equal(buf_append(&lines, "\r\n", 2), 0);
+	}
+	buf_init(&b, 1 << 20);
+	assert_int_equal(base64_decode_lenient(lines.data, lines.len, &b), 0);
+	assert_int_equal(b.len, sizeof(plain));
+	assert_memory_equal(b.data, plain, sizeof(plain));
+	buf_free(&b);
+	/* a full buffer is -1, at the end and at a chunk */
+	buf_init(&b, 2);
+	assert_int_equal(base64_decode_lenient("Zm9v", 4, &b), -1);
+	buf_free(&b);
+	buf_init(&b, 5000);
+	assert_int_equal(base64_decode_lenient(lines.data, lines.len, &b), -1);
+	buf_free(&b);
+	buf_free(&lines);
+}
+
 /* Run all base64 tests. */
 int main(void)
 {
@@ -143,6 +238,8 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_macros),
 		cmocka_unit_test(test_roundtrip),
+		cmocka_unit_test(test_alphabets),
+		cmocka_unit_test(test_lenient),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
