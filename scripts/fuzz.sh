@@ -48,7 +48,7 @@ run fuzz-header src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/heade
 run fuzz-phish src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/header.c \
 	src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/casefold.c src/lib-mail/mime-*.c \
 	src/lib-mail/phish.c src/lib-mail/fuzz-phish.c -lidn2 -lunistring -licui18n -licuuc -lpsl
-run fuzz-sasl src/lib/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
+run fuzz-sasl src/lib/buf.c src/lib/base64.c src/lib-mail/sasl.c src/lib-mail/fuzz-sasl.c
 run fuzz-sts -Isrc/queue src/queue/sts-policy.c src/queue/fuzz-sts.c
 run fuzz-pop3 -Isrc/pop3 src/lib/buf.c src/lib/num.c src/lib/linereader.c src/lib-mail/wire.c \
 	src/pop3/pop3-cmd.c src/pop3/fuzz-pop3.c
