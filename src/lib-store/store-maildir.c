@@ -12,6 +12,7 @@
  * The slow part of a delivery (copy and file fsync) happens before the lock.
  */
 #include "fsutil.h"
+#include "sqldb.h"
 #include "store.h"
 #include "store-private.h"
 #include "wire.h"
@@ -32,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_SCHEMA_VERSION 1
 #define STORE_NAME_MAX 255             /* octets of a mailbox name */
 #define STORE_DEPTH_MAX 16             /* hierarchy levels of a mailbox name */
 #define STORE_COMPONENT_MAX 255        /* NAME_MAX: ".<escaped name>" must fit one component */
@@ -226,83 +226,82 @@ static void db_rollback(struct store_account *a)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-static const char schema[] =
-	"CREATE TABLE IF NOT EXISTS schema_version(version INTEGER NOT NULL);"
+/* index.db's schema, one migration step per PRAGMA user_version level (sqldb.h). Level 0 is
+ * also an index made before user_version was used (the first versions kept a schema_version
+ * table): step 1 leaves its tables as they are and step 2 adds only the columns it lacks.
+ * Level 2: the columns added after the first schema; 3: the modseq indexes; 4: the
+ * uidvalidity_last table; 5: wire_size counts no dot-stuffing (-1 = not counted yet, POP3
+ * counts it at its next login); 6: mailboxes.recent_from (\Recent); 7: the subscriptions
+ * table (filled from mailboxes.subscribed, which only seeds it from then on); 8: the
+ * urlauth_keys table; 9: the schema_version table goes (user_version is the version). Never
+ * edit a step: append one. */
+static const char index_v1[] =
 	"CREATE TABLE IF NOT EXISTS mailboxes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
 	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,"
-	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT, subscribed INTEGER DEFAULT 1,"
-	" recent_from INTEGER NOT NULL DEFAULT 1);"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT, subscribed INTEGER DEFAULT 1);"
 	"CREATE TABLE IF NOT EXISTS messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
 	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"
-	" in_new INTEGER NOT NULL DEFAULT 1, wire_size INTEGER NOT NULL DEFAULT 0,"
-	" keywords INTEGER NOT NULL DEFAULT 0,"
-	" PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+	" in_new INTEGER NOT NULL DEFAULT 1, PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
 	"CREATE TABLE IF NOT EXISTS expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));"
 	"CREATE TABLE IF NOT EXISTS keywords(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL);"
 	"CREATE TABLE IF NOT EXISTS structure(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
-	" bodystructure TEXT, body TEXT, envelope TEXT, header BLOB,"
-	" PRIMARY KEY(mailbox_id, uid));"
+	" bodystructure TEXT, body TEXT, envelope TEXT, PRIMARY KEY(mailbox_id, uid));";
+
+/* Level 2: columns an index of the first versions may or may not have. */
+static int index_v2(sqlite3 *db)
+{
+	int rc = sqldb_add_column(db, "messages", "wire_size", "INTEGER NOT NULL DEFAULT 0");
+	if (rc == SQLITE_OK)
+		rc = sqldb_add_column(db, "messages", "keywords", "INTEGER NOT NULL DEFAULT 0");
+	if (rc == SQLITE_OK)
+		rc = sqldb_add_column(db, "structure", "header", "BLOB");
+	return rc;
+}
+
+/* Level 6 (an index of a development build may have the column already). */
+static int index_v6(sqlite3 *db)
+{
+	return sqldb_add_column(db, "mailboxes", "recent_from", "INTEGER NOT NULL DEFAULT 1");
+}
+
+static const struct sqldb_step index_steps[] = {
+	{ "tables", index_v1, NULL },
+	{ "wire_size, keywords, header columns", NULL, index_v2 },
+	{ "modseq indexes",
+	  "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
+	  "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);", NULL },
 	/* the highest UIDVALIDITY ever given out: a mailbox deleted and created again (even in
 	 * the same second) gets a new one (RFC 3501 2.3.1.1) */
-	"CREATE TABLE IF NOT EXISTS uidvalidity_last(id INTEGER PRIMARY KEY CHECK (id = 1),"
-	" value INTEGER NOT NULL);"
-	"CREATE TRIGGER IF NOT EXISTS mailboxes_uidvalidity_last AFTER INSERT ON mailboxes BEGIN"
-	" INSERT INTO uidvalidity_last(id, value) VALUES (1, NEW.uidvalidity)"
-	" ON CONFLICT(id) DO UPDATE SET value = max(value, excluded.value); END;"
+	{ "uidvalidity_last",
+	  "CREATE TABLE IF NOT EXISTS uidvalidity_last(id INTEGER PRIMARY KEY CHECK (id = 1),"
+	  " value INTEGER NOT NULL);"
+	  "CREATE TRIGGER IF NOT EXISTS mailboxes_uidvalidity_last AFTER INSERT ON mailboxes BEGIN"
+	  " INSERT INTO uidvalidity_last(id, value) VALUES (1, NEW.uidvalidity)"
+	  " ON CONFLICT(id) DO UPDATE SET value = max(value, excluded.value); END;", NULL },
+	/* sizes counted with the stuffing, or not at all */
+	{ "wire_size recount", "UPDATE messages SET wire_size = -1", NULL },
+	{ "recent_from column", NULL, index_v6 },
 	/* subscriptions outlive their mailbox (RFC 3501 6.3.4 DELETE, 6.3.6 SUBSCRIBE); rows made
 	 * with subscribed = 1 (the default mailboxes) start subscribed, RENAME takes them along */
-	"CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);"
-	"CREATE TRIGGER IF NOT EXISTS mailboxes_subscribed AFTER INSERT ON mailboxes"
-	" WHEN NEW.subscribed = 1 BEGIN"
-	" INSERT OR IGNORE INTO subscriptions(name) VALUES (NEW.name); END;"
-	"CREATE TRIGGER IF NOT EXISTS mailboxes_renamed AFTER UPDATE OF name ON mailboxes BEGIN"
-	" UPDATE OR IGNORE subscriptions SET name = NEW.name WHERE name = OLD.name; END;"
+	{ "subscriptions",
+	  "CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);"
+	  "CREATE TRIGGER IF NOT EXISTS mailboxes_subscribed AFTER INSERT ON mailboxes"
+	  " WHEN NEW.subscribed = 1 BEGIN"
+	  " INSERT OR IGNORE INTO subscriptions(name) VALUES (NEW.name); END;"
+	  "CREATE TRIGGER IF NOT EXISTS mailboxes_renamed AFTER UPDATE OF name ON mailboxes BEGIN"
+	  " UPDATE OR IGNORE subscriptions SET name = NEW.name WHERE name = OLD.name; END;"
+	  "INSERT OR IGNORE INTO subscriptions(name) SELECT name FROM mailboxes"
+	  " WHERE subscribed = 1;", NULL },
 	/* URLAUTH mailbox access keys (RFC 4467 3): a key counts only while its mailbox has the
 	 * UIDVALIDITY it was made for, so a mailbox deleted (or renamed away) and made again
 	 * never honours the old URLs; RESETKEY deletes rows */
-	"CREATE TABLE IF NOT EXISTS urlauth_keys(name TEXT PRIMARY KEY,"
-	" uidvalidity INTEGER NOT NULL, key BLOB NOT NULL);"
-	"CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
-	"CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
-
-/* PRAGMA user_version: the columns added since schema version 1 are there; level 4: the
- * uidvalidity_last table; level 5: wire_size counts no dot-stuffing (-1 = not counted yet,
- * POP3 counts it at its next login). Level 6: mailboxes.recent_from (\Recent). Level 7: the subscriptions
- * table (filled from mailboxes.subscribed, which only seeds it from then on). Level 8: the
- * urlauth_keys table. */
-#define STORE_DB_LEVEL 8
-
-/* Bring an index made by an earlier version up to date, once (errors mean "exists"). */
-static void db_upgrade(struct store_account *a)
-{
-	sqlite3_stmt *st;
-	int level = 0;
-	if (store_prepare(a, "PRAGMA user_version", -1, &st, NULL) == SQLITE_OK) {
-		if (sqlite3_step(st) == SQLITE_ROW)
-			level = sqlite3_column_int(st, 0);
-		store_finalize(a, st);
-	}
-	if (level >= STORE_DB_LEVEL)
-		return;
-	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN wire_size INTEGER NOT NULL DEFAULT 0",
-		     NULL, NULL, NULL);
-	sqlite3_exec(a->db, "ALTER TABLE messages ADD COLUMN keywords INTEGER NOT NULL DEFAULT 0",
-		     NULL, NULL, NULL);
-	sqlite3_exec(a->db, "ALTER TABLE structure ADD COLUMN header BLOB", NULL, NULL, NULL);
-	if (level < 5)   /* sizes counted with the stuffing, or not at all (level < 3) */
-		sqlite3_exec(a->db, "UPDATE messages SET wire_size = -1", NULL, NULL, NULL);
-	sqlite3_exec(a->db, "ALTER TABLE mailboxes ADD COLUMN recent_from INTEGER NOT NULL DEFAULT 1",
-		     NULL, NULL, NULL);
-	sqlite3_exec(a->db, schema, NULL, NULL, NULL);   /* tables and indexes still missing */
-	if (level < 7)
-		sqlite3_exec(a->db, "INSERT OR IGNORE INTO subscriptions(name) SELECT name FROM"
-				    " mailboxes WHERE subscribed = 1", NULL, NULL, NULL);
-	char sql[64];
-	snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", STORE_DB_LEVEL);
-	sqlite3_exec(a->db, sql, NULL, NULL, NULL);
-}
+	{ "urlauth_keys",
+	  "CREATE TABLE IF NOT EXISTS urlauth_keys(name TEXT PRIMARY KEY,"
+	  " uidvalidity INTEGER NOT NULL, key BLOB NOT NULL);", NULL },
+	{ "drop schema_version", "DROP TABLE IF EXISTS schema_version", NULL },
+};
 
 /* SQLite's busy handler: another connection (a pool thread of this worker, another worker, the
  * SMTP delivery) holds the write lock. SQLite's own handler sleeps 1, 2, 5, 10, 15, 20, 25 ms
@@ -323,22 +322,26 @@ static int store_busy(void *arg, int n)
 	return 1;
 }
 
-/* Open index.db with our pragmas. */
+/* Open index.db with our settings, bringing its schema up to date. */
 static int store_db_open(struct store_account *a, int create, const char **err_r)
 {
 	char p[STORE_PATH_MAX];
 	if (path_fmt(p, sizeof(p), "%s/index.db", a->root) < 0)
 		return store_errf(a, err_r, errno, "index.db path");
-	int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | (create ? SQLITE_OPEN_CREATE : 0);
-	if (sqlite3_open_v2(p, &a->db, flags, NULL) != SQLITE_OK)
-		return a->db ? store_dbfail(a, err_r, "open index.db")
-			     : store_errf(a, err_r, ENOMEM, "open index.db");
-	sqlite3_busy_handler(a->db, store_busy, a);
-	if (sqlite3_exec(a->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-			 NULL) != SQLITE_OK)
-		return store_dbfail(a, err_r, "configure index.db");
-	if (!create)
-		db_upgrade(a);
+	const struct sqldb_opts o = {
+		.flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0),
+		.journal_mode = "wal",
+		.synchronous = "full",
+		.busy = store_busy,
+		.busy_arg = a,
+		.steps = index_steps,
+		.nsteps = sizeof(index_steps) / sizeof(index_steps[0]),
+		.migrate = 1,
+	};
+	char err[sizeof(a->err)];
+	if (sqldb_open(p, &o, &a->db, err, sizeof(err)) < 0)
+		return store_errf(a, err_r, 0, "open index.db: %s", err);
+	sqldb_cache_init(&a->stc, a->db);
 	return 0;
 }
 
@@ -383,48 +386,19 @@ void store_read_end(struct store_account *a, int began)
 /* This thread's shared handles (store_account_open_shared). */
 static _Thread_local struct store_account *shared_accounts;
 
-/* See store-private.h. Statements are found by the SQL's address, then checked by text (the
- * caller's buffer may be reused for other SQL); one in use by an outer caller is not shared. */
+/* See store-private.h. */
 int store_prepare(struct store_account *a, const char *sql, int len, sqlite3_stmt **st_r,
 		  const char **tail)
 {
 	(void)len;
 	(void)tail;
-	int free_slot = -1;
-	for (int i = 0; i < STORE_STMT_CACHE; i++) {
-		if (a->stc[i].st == NULL) {
-			if (free_slot < 0)
-				free_slot = i;
-			continue;
-		}
-		if (a->stc[i].sql == sql && strcmp(sqlite3_sql(a->stc[i].st), sql) == 0) {
-			if (sqlite3_stmt_busy(a->stc[i].st))
-				break;   /* in use further up: a fresh one */
-			*st_r = a->stc[i].st;
-			return SQLITE_OK;
-		}
-	}
-	int r = sqlite3_prepare_v3(a->db, sql, -1, free_slot >= 0 ? SQLITE_PREPARE_PERSISTENT : 0,
-				   st_r, NULL);
-	if (r == SQLITE_OK && free_slot >= 0) {
-		a->stc[free_slot].sql = sql;
-		a->stc[free_slot].st = *st_r;
-	}
-	return r;
+	return sqldb_prepare(&a->stc, sql, st_r);
 }
 
+/* See store-private.h. */
 void store_finalize(struct store_account *a, sqlite3_stmt *st)
 {
-	if (st == NULL)
-		return;
-	for (int i = 0; i < STORE_STMT_CACHE; i++) {
-		if (a->stc[i].st == st) {
-			sqlite3_reset(st);
-			sqlite3_clear_bindings(st);
-			return;
-		}
-	}
-	sqlite3_finalize(st);
+	sqldb_release(&a->stc, st);
 }
 
 /* Free an account handle. */
@@ -443,8 +417,7 @@ void store_account_close(struct store_account **ap)
 		if (*pp)
 			*pp = a->shared_next;
 	}
-	for (int i = 0; i < STORE_STMT_CACHE; i++)
-		sqlite3_finalize(a->stc[i].st);
+	sqldb_cache_clear(&a->stc);
 	sqlite3_close(a->db);
 	free(a);
 	*ap = NULL;
@@ -522,20 +495,8 @@ int store_account_create(const char *root, const char **err_r)
 	}
 	if (store_db_open(a, 1, err_r) < 0)
 		goto out;
-	if (sqlite3_exec(a->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		store_dbfail(a, err_r, "create index schema");
-		goto out;
-	}
-	db_upgrade(a);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "begin index transaction");
-		goto out;
-	}
-	char sql[128];
-	snprintf(sql, sizeof(sql), "INSERT INTO schema_version SELECT %d WHERE NOT EXISTS "
-		 "(SELECT 1 FROM schema_version)", STORE_SCHEMA_VERSION);
-	if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-		store_dbfail(a, err_r, "write schema version");
 		goto out;
 	}
 	if (create_default_boxes(a, err_r) < 0)

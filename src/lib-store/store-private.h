@@ -6,11 +6,10 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "sqldb.h"
 #include "store.h"
 
 #define STORE_PATH_MAX 4096    /* PATH_MAX: longer paths fail in the kernel anyway */
-
-#define STORE_STMT_CACHE 32
 
 struct store_account {
 	char root[4096];
@@ -18,17 +17,14 @@ struct store_account {
 	char err[512];
 	int64_t synced[8];     /* mailbox ids this handle has reconciled (store_deliver) */
 	size_t nsynced;
-	struct {                /* prepared statements kept for reuse (store_prepare) */
-		const char *sql;
-		sqlite3_stmt *st;
-	} stc[STORE_STMT_CACHE];
+	struct sqldb_cache stc;  /* prepared statements kept for reuse (store_prepare) */
 	uint64_t busy_since_us;   /* when the current wait for the write lock began (store_busy) */
 	unsigned shared_refs;  /* > 0: shared by that many sessions (store_account_open_shared) */
 	struct store_account *shared_next;
 };
 
-/* sqlite3_prepare_v2 on the account's index, reusing a statement prepared before for the same
- * SQL; give it back with store_finalize (reset and kept, or finalized). */
+/* sqlite3_prepare_v2 on the account's index through its statement cache (sqldb_prepare); give
+ * it back with store_finalize (reset and kept, or finalized). */
 int store_prepare(struct store_account *a, const char *sql, int len, sqlite3_stmt **st_r,
 		  const char **tail);
 void store_finalize(struct store_account *a, sqlite3_stmt *st);

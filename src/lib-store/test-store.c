@@ -519,7 +519,10 @@ static void test_deliver_files(void **state)
 	}
 	closedir(d);
 	assert_int_equal(found, 3);
-	assert_int_equal(sql_int("SELECT version FROM schema_version"), 1);
+	/* the schema's version is user_version alone (the first versions had a table for it) */
+	assert_int_equal(sql_int("PRAGMA user_version"), 9);
+	assert_int_equal(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
+				 "'schema_version'"), 0);
 	assert_int_equal(sql_int("SELECT uidnext FROM mailboxes WHERE name = 'INBOX'"), 4);
 	assert_int_equal(sql_int("SELECT highestmodseq FROM mailboxes WHERE name = 'INBOX'"), 4);
 	assert_int_equal(sql_int("SELECT count(DISTINCT uidvalidity) FROM mailboxes"), 6);
@@ -727,6 +730,104 @@ static void test_deliver_index_failure(void **state)
 	store_account_close(&a);
 }
 
+/* Run SQL on the account's index.db, made afresh when fresh is set. */
+static void index_exec(const char *sql, int fresh)
+{
+	char p[400];
+	sqlite3 *db;
+	snprintf(p, sizeof(p), "%s/index.db", root);
+	if (fresh) {
+		unlink(p);
+		char w[420];
+		snprintf(w, sizeof(w), "%s-wal", p);
+		unlink(w);
+		snprintf(w, sizeof(w), "%s-shm", p);
+		unlink(w);
+	}
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* An index made by the first versions (a schema_version table, no user_version, some of the
+ * later columns already there) opens, keeps its rows and is brought to the current level. */
+static void test_old_index(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	struct store_mailbox_info info;
+	assert_int_equal(store_account_create(root, &err), 0);
+	index_exec("CREATE TABLE schema_version(version INTEGER NOT NULL);"
+		   "INSERT INTO schema_version VALUES (1);"
+		   "CREATE TABLE mailboxes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
+		   " uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,"
+		   " highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT,"
+		   " subscribed INTEGER DEFAULT 1);"
+		   "CREATE TABLE messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+		   " filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
+		   " internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"
+		   " in_new INTEGER NOT NULL DEFAULT 1, wire_size INTEGER NOT NULL DEFAULT 0,"
+		   " PRIMARY KEY(mailbox_id, uid)) WITHOUT ROWID;"
+		   "CREATE TABLE expunged(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
+		   " modseq INTEGER NOT NULL, filename TEXT NOT NULL, PRIMARY KEY(mailbox_id, uid));"
+		   "INSERT INTO mailboxes(id, name, uidvalidity, uidnext, highestmodseq) VALUES"
+		   " (1, 'INBOX', 1234, 2, 3);"
+		   "INSERT INTO mailboxes(id, name, uidvalidity, subscribed) VALUES"
+		   " (2, 'Old', 1235, 0);"
+		   "INSERT INTO messages(mailbox_id, uid, filename, modseq, internaldate, size,"
+		   " wire_size) VALUES (1, 1, '1700000000.M1P1.test', 2, 77, 10, 12);", 1);
+	assert_int_equal(sql_int("PRAGMA user_version"), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	assert_int_equal(store_mailbox_get(a, "INBOX", &info, &err), 1);
+	assert_int_equal(info.uidvalidity, 1234);
+	assert_int_equal(info.uidnext, 2);
+	store_account_close(&a);
+	assert_int_equal(sql_int("PRAGMA user_version"), 9);
+	assert_int_equal(sql_int("SELECT count(*) FROM sqlite_master WHERE name = "
+				 "'schema_version'"), 0);
+	assert_int_equal(sql_int("SELECT wire_size FROM messages WHERE uid = 1"), -1);   /* recount */
+	assert_int_equal(sql_int("SELECT keywords FROM messages WHERE uid = 1"), 0);
+	assert_int_equal(sql_int("SELECT recent_from FROM mailboxes WHERE id = 1"), 1);
+	assert_int_equal(sql_int("SELECT count(*) FROM subscriptions"), 1);   /* INBOX, not Old */
+	assert_int_equal(sql_int("SELECT count(*) FROM sqlite_master WHERE name IN ('structure',"
+				 " 'keywords', 'uidvalidity_last', 'urlauth_keys', "
+				 "'messages_modseq', 'expunged_modseq', 'mailboxes_subscribed')"), 7);
+	assert_int_equal(sql_int("SELECT count(*) FROM pragma_table_info('structure') WHERE "
+				 "name = 'header'"), 1);
+	/* a mailbox made now gets a UIDVALIDITY above the old ones */
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	assert_int_equal(store_mailbox_create(a, "New", NULL, &err), 1);
+	assert_int_equal(store_mailbox_get(a, "New", &info, &err), 1);
+	assert_true(info.uidvalidity > 1235);
+	store_account_close(&a);
+}
+
+/* A migration step that fails stops the open (the old code went on without it), and the
+ * index stays at the level before it. */
+static void test_index_migration_fails(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a = NULL;
+	assert_int_equal(store_account_create(root, &err), 0);
+	/* level 8 with something step 9 cannot drop as a table */
+	index_exec("PRAGMA user_version = 8; CREATE VIEW schema_version AS SELECT 1 AS version", 0);
+	assert_int_equal(store_account_open(root, &a, &err), -1);
+	assert_null(a);
+	assert_non_null(strstr(err, "index.db"));
+	assert_non_null(strstr(err, "step 9"));
+	assert_int_equal(sql_int("PRAGMA user_version"), 8);
+	index_exec("DROP VIEW schema_version", 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	store_account_close(&a);
+	assert_int_equal(sql_int("PRAGMA user_version"), 9);
+	/* an index from a newer postino is refused */
+	index_exec("PRAGMA user_version = 10", 0);
+	assert_int_equal(store_account_open(root, &a, &err), -1);
+	assert_non_null(strstr(err, "newer"));
+}
+
 /* Sync drops a row whose file is gone as an expunge (MODSEQ bumped, UID recorded), puts a stale
  * cur/ flag suffix right, and leaves an intact mailbox alone. */
 static void test_sync_repairs(void **state)
@@ -885,6 +986,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_index, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_index_migration_fails, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
