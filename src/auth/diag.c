@@ -10,6 +10,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "sqldb.h"
 
 #define DIAG_MAX_AGE_S (30 * 86400)
 #define DIAG_MAX_ROWS 200000
@@ -19,7 +20,9 @@ const char *const diag_kind_names[DIAG_KIND_COUNT] = {
 	"unsupported-mechanism", "temporary-failure", "wrong-port",
 };
 
-static const char *const diag_schema =
+/* diag.db's schema by user_version (sqldb.h); step 1 is the schema the file had before
+ * user_version was used, made with IF NOT EXISTS, so such a file passes it unchanged. */
+static const struct sqldb_step diag_steps[] = { { "tables",
 	"CREATE TABLE IF NOT EXISTS auth_events (id INTEGER PRIMARY KEY, t INTEGER NOT NULL,"
 	" user TEXT NOT NULL, ip TEXT NOT NULL, proto TEXT NOT NULL, port INTEGER NOT NULL,"
 	" client TEXT NOT NULL, tls INTEGER NOT NULL, kind TEXT NOT NULL,"
@@ -28,10 +31,11 @@ static const char *const diag_schema =
 	"CREATE INDEX IF NOT EXISTS auth_events_ip ON auth_events(ip, id);"
 	"CREATE TABLE IF NOT EXISTS last_ok (user TEXT NOT NULL, proto TEXT NOT NULL,"
 	" t INTEGER NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL, client TEXT NOT NULL,"
-	" PRIMARY KEY (user, proto)) WITHOUT ROWID;";
+	" PRIMARY KEY (user, proto)) WITHOUT ROWID;", NULL } };
 
 static __thread struct {
 	sqlite3 *db;
+	struct sqldb_cache stc;
 	char dir[CONFIG_PATH_MAX];
 	unsigned writes;
 } tdb;
@@ -41,35 +45,38 @@ static sqlite3 *diag_open(const char *dir, int create)
 {
 	if (tdb.db && strcmp(tdb.dir, dir) == 0)
 		return tdb.db;
-	if (tdb.db)
+	if (tdb.db) {
+		sqldb_cache_clear(&tdb.stc);
 		sqlite3_close(tdb.db);
-	tdb.db = NULL;
-	char path[CONFIG_PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/diag.db", dir);
-	sqlite3 *db;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX |
-			    (create ? SQLITE_OPEN_CREATE : 0), NULL) != SQLITE_OK) {
-		sqlite3_close(db);
-		return NULL;
 	}
-	sqlite3_busy_timeout(db, 5000);
-	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-			 NULL) != SQLITE_OK ||
-	    sqlite3_exec(db, diag_schema, NULL, NULL, NULL) != SQLITE_OK) {
-		log_warn("event=diag-db error=\"%s\"", sqlite3_errmsg(db));
-		sqlite3_close(db);
+	tdb.db = NULL;
+	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
+	snprintf(path, sizeof(path), "%s/diag.db", dir);
+	const struct sqldb_opts o = {
+		.flags = SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0),
+		.journal_mode = "wal",
+		.synchronous = "normal",
+		.busy_timeout_ms = 5000,
+		.steps = diag_steps,
+		.nsteps = sizeof(diag_steps) / sizeof(diag_steps[0]),
+		.migrate = 1,
+	};
+	sqlite3 *db;
+	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+		log_warn("event=diag-db error=\"%s\"", err);
 		return NULL;
 	}
 	tdb.db = db;
+	sqldb_cache_init(&tdb.stc, db);
 	snprintf(tdb.dir, sizeof(tdb.dir), "%s", dir);
 	return db;
 }
 
 /* Run one statement with up to two text and one integer parameter. */
-static int diag_exec(sqlite3 *db, const char *sql, const char *a, const char *b, int64_t n)
+static int diag_exec(const char *sql, const char *a, const char *b, int64_t n)
 {
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (sqldb_prepare(&tdb.stc, sql, &st) != SQLITE_OK)
 		return -1;
 	int i = 1;
 	if (a)
@@ -78,7 +85,7 @@ static int diag_exec(sqlite3 *db, const char *sql, const char *a, const char *b,
 		sqlite3_bind_text(st, i++, b, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, i, n);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sqldb_release(&tdb.stc, st);
 	return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -93,8 +100,8 @@ int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e)
 	sqlite3_stmt *st;
 	int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	if (ok && e->kind == DIAG_OK) {
-		ok = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO last_ok(user, proto, t, ip, port, "
-					"client) VALUES (?,?,?,?,?,?)", -1, &st, NULL) == SQLITE_OK;
+		ok = sqldb_prepare(&tdb.stc, "INSERT OR REPLACE INTO last_ok(user, proto, t, ip, "
+				   "port, client) VALUES (?,?,?,?,?,?)", &st) == SQLITE_OK;
 		if (ok) {
 			sqlite3_bind_text(st, 1, e->user, -1, SQLITE_STATIC);
 			sqlite3_bind_text(st, 2, e->proto, -1, SQLITE_STATIC);
@@ -103,12 +110,12 @@ int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e)
 			sqlite3_bind_int(st, 5, (int)e->port);
 			sqlite3_bind_text(st, 6, e->client, -1, SQLITE_STATIC);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			sqldb_release(&tdb.stc, st);
 		}
 	} else if (ok) {
-		ok = sqlite3_prepare_v2(db, "INSERT INTO auth_events(t, user, ip, proto, port, client, "
-					"tls, kind, delay_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-					-1, &st, NULL) == SQLITE_OK;
+		ok = sqldb_prepare(&tdb.stc, "INSERT INTO auth_events(t, user, ip, proto, port, "
+				   "client, tls, kind, delay_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
+				   &st) == SQLITE_OK;
 		if (ok) {
 			sqlite3_bind_int64(st, 1, now);
 			sqlite3_bind_text(st, 2, e->user, -1, SQLITE_STATIC);
@@ -121,21 +128,21 @@ int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e)
 			sqlite3_bind_int(st, 9, (int)e->delay_ms);
 			sqlite3_bind_text(st, 10, e->detail, -1, SQLITE_STATIC);
 			ok = sqlite3_step(st) == SQLITE_DONE;
-			sqlite3_finalize(st);
+			sqldb_release(&tdb.stc, st);
 		}
 		/* keep the newest `keep` per account and per IP (both indexed by (key, id)) */
 		if (ok && e->user[0])
-			ok = diag_exec(db, "DELETE FROM auth_events WHERE user = ?1 AND id <= "
+			ok = diag_exec("DELETE FROM auth_events WHERE user = ?1 AND id <= "
 				       "(SELECT id FROM auth_events WHERE user = ?1 ORDER BY id DESC "
 				       "LIMIT 1 OFFSET ?2)", e->user, NULL, keep) == 0;
 		if (ok)
-			ok = diag_exec(db, "DELETE FROM auth_events WHERE ip = ?1 AND id <= "
+			ok = diag_exec("DELETE FROM auth_events WHERE ip = ?1 AND id <= "
 				       "(SELECT id FROM auth_events WHERE ip = ?1 ORDER BY id DESC "
 				       "LIMIT 1 OFFSET ?2)", e->ip, NULL, keep) == 0;
 		if (ok && ++tdb.writes % 1024 == 1) {
-			ok = diag_exec(db, "DELETE FROM auth_events WHERE t < ?", NULL, NULL,
+			ok = diag_exec("DELETE FROM auth_events WHERE t < ?", NULL, NULL,
 				       now - DIAG_MAX_AGE_S) == 0 &&
-			     diag_exec(db, "DELETE FROM auth_events WHERE id <= (SELECT max(id) FROM "
+			     diag_exec("DELETE FROM auth_events WHERE id <= (SELECT max(id) FROM "
 				       "auth_events) - ?", NULL, NULL, DIAG_MAX_ROWS) == 0;
 		}
 	}
@@ -209,7 +216,7 @@ int diag_list(const char *data_dir, const char *by, const char *key, unsigned ma
 		sql = "SELECT t, user, ip, proto, port, client, tls, kind, delay_ms, detail FROM "
 		      "auth_events WHERE user = ?1 ORDER BY id DESC LIMIT ?2";
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+	if (sqldb_prepare(&tdb.stc, sql, &st) != SQLITE_OK) {
 		*err_r = sqlite3_errmsg(db);
 		return -1;
 	}
@@ -237,7 +244,7 @@ int diag_list(const char *data_dir, const char *by, const char *key, unsigned ma
 		cb(ctx, &e);
 		n++;
 	}
-	sqlite3_finalize(st);
+	sqldb_release(&tdb.stc, st);
 	if (rc != SQLITE_DONE) {
 		*err_r = sqlite3_errmsg(db);
 		return -1;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "diag.h"
 
@@ -82,10 +83,50 @@ static void test_write_list_bound(void **state)
 	rmdir(dir);
 }
 
+/* A diag.db made before user_version was used keeps its rows and is marked level 1. */
+static void test_old_file(void **state)
+{
+	(void)state;
+	char dir[] = "/tmp/test-diag.XXXXXX", p[128];
+	assert_non_null(mkdtemp(dir));
+	snprintf(p, sizeof(p), "%s/diag.db", dir);
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(p, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, "PRAGMA journal_mode=WAL;"
+		"CREATE TABLE auth_events (id INTEGER PRIMARY KEY, t INTEGER NOT NULL,"
+		" user TEXT NOT NULL, ip TEXT NOT NULL, proto TEXT NOT NULL, port INTEGER NOT NULL,"
+		" client TEXT NOT NULL, tls INTEGER NOT NULL, kind TEXT NOT NULL,"
+		" delay_ms INTEGER NOT NULL, detail TEXT NOT NULL);"
+		"CREATE INDEX auth_events_user ON auth_events(user, id);"
+		"CREATE INDEX auth_events_ip ON auth_events(ip, id);"
+		"CREATE TABLE last_ok (user TEXT NOT NULL, proto TEXT NOT NULL,"
+		" t INTEGER NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL, client TEXT NOT NULL,"
+		" PRIMARY KEY (user, proto)) WITHOUT ROWID;"
+		"INSERT INTO auth_events VALUES (1, 1700000000, 'old@example.com', '192.0.2.9',"
+		" 'pop3', 110, 'x', 0, 'wrong-password', 5, '')", NULL, NULL, NULL), SQLITE_OK);
+	const char *err = NULL;
+	struct seen s = { 0 };
+	assert_int_equal(diag_list(dir, "user", "old@example.com", 100, count_cb, &s, &err), 1);
+	assert_int_equal(s.last.kind, DIAG_WRONG_PASSWORD);
+	sqlite3_stmt *st;
+	assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL), SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	assert_int_equal(sqlite3_column_int(st, 0), 1);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	const char *sfx[] = { "", "-wal", "-shm" };
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(p, sizeof(p), "%s/diag.db%s", dir, sfx[i]);
+		unlink(p);
+	}
+	rmdir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_write_list_bound),
+		cmocka_unit_test(test_old_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
