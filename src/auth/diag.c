@@ -114,8 +114,8 @@ int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e)
 		}
 	} else if (ok) {
 		ok = sqldb_prepare(&tdb.stc, "INSERT INTO auth_events(t, user, ip, proto, port, "
-				   "client, tls, kind, delay_ms, detail) VALUES (?,?,?,?,?,?,?,?,?,?)",
-				   &st) == SQLITE_OK;
+				   "client, tls, kind, delay_ms, detail) VALUES "
+				   "(?,?,?,?,?,?,?,?,?,?)", &st) == SQLITE_OK;
 		if (ok) {
 			sqlite3_bind_int64(st, 1, now);
 			sqlite3_bind_text(st, 2, e->user, -1, SQLITE_STATIC);

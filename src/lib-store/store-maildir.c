@@ -238,7 +238,8 @@ static void db_rollback(struct store_account *a)
 static const char index_v1[] =
 	"CREATE TABLE IF NOT EXISTS mailboxes(id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL,"
 	" uidvalidity INTEGER NOT NULL, uidnext INTEGER NOT NULL DEFAULT 1,"
-	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT, subscribed INTEGER DEFAULT 1);"
+	" highestmodseq INTEGER NOT NULL DEFAULT 1, special_use TEXT,"
+	" subscribed INTEGER DEFAULT 1);"
 	"CREATE TABLE IF NOT EXISTS messages(mailbox_id INTEGER NOT NULL, uid INTEGER NOT NULL,"
 	" filename TEXT NOT NULL, flags INTEGER NOT NULL DEFAULT 0, modseq INTEGER NOT NULL,"
 	" internaldate INTEGER NOT NULL, size INTEGER NOT NULL, savedate INTEGER,"

@@ -22,7 +22,8 @@ struct sqldb_step {
 };
 
 struct sqldb_opts {
-	int flags;                    /* SQLITE_OPEN_READONLY / READWRITE [| CREATE]; NOMUTEX added */
+	int flags;                    /* SQLITE_OPEN_READONLY / READWRITE [| CREATE] (NOMUTEX is
+				       * added) */
 	const char *journal_mode;     /* "wal", "delete", ...; NULL: as the file is. The open fails
 				       * if the file cannot take it. */
 	const char *synchronous;      /* "full", "normal"; NULL: SQLite's default */

@@ -15,6 +15,7 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "sqldb.h"
 #include "store-path.h"
 #include "store.h"
 #include "worker.h"
@@ -38,28 +39,29 @@ static const char *const sl_sql[SL_NSTMT] = {
 /* One open limits.db per thread (the loop and each pool thread). */
 struct sldb {
 	sqlite3 *db;
-	sqlite3_stmt *st[SL_NSTMT];
+	struct sqldb_cache stc;
 	char dir[CONFIG_PATH_MAX];
 	unsigned writes;
 };
 static __thread struct sldb tdb;
 
 /* A cached statement of this thread's handle, reset and unbound; NULL on error. The caller
- * resets it after use (an unreset statement keeps a read transaction open). */
+ * gives it back with sl_release after use (an unreset statement keeps a read transaction open). */
 static sqlite3_stmt *sl_stmt(int id)
 {
-	if (tdb.st[id] == NULL &&
-	    sqlite3_prepare_v3(tdb.db, sl_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &tdb.st[id],
-			       NULL) != SQLITE_OK) {
-		tdb.st[id] = NULL;
-		return NULL;
-	}
-	sqlite3_reset(tdb.st[id]);
-	sqlite3_clear_bindings(tdb.st[id]);
-	return tdb.st[id];
+	sqlite3_stmt *st;
+	return sqldb_prepare(&tdb.stc, sl_sql[id], &st) == SQLITE_OK ? st : NULL;
 }
 
-static const char *const sl_schema =
+/* Give back a statement of this thread's handle (cached: reset; otherwise finalized). */
+static void sl_release(sqlite3_stmt *st)
+{
+	sqldb_release(&tdb.stc, st);
+}
+
+/* limits.db's schema by user_version (sqldb.h); step 1 is the schema the file had before
+ * user_version was used, made with IF NOT EXISTS, so such a file passes it unchanged. */
+static const struct sqldb_step sl_steps[] = { { "tables",
 	"CREATE TABLE IF NOT EXISTS sendlog (user TEXT NOT NULL, t INTEGER NOT NULL,"
 	" rcpts INTEGER NOT NULL, new_rcpts INTEGER NOT NULL);"
 	"CREATE INDEX IF NOT EXISTS sendlog_user_t ON sendlog(user, t);"
@@ -69,40 +71,38 @@ static const char *const sl_schema =
 	"CREATE INDEX IF NOT EXISTS refusals_user_t ON refusals(user, t);"
 	/* suspensions live here, not in system.db: the workers may not write system.db */
 	"CREATE TABLE IF NOT EXISTS suspended (user TEXT PRIMARY KEY, t INTEGER NOT NULL,"
-	" reason TEXT NOT NULL) WITHOUT ROWID;";
+	" reason TEXT NOT NULL) WITHOUT ROWID;", NULL } };
 
 /* This thread's handle on <dir>/limits.db, created on first use. NULL on error. */
 static sqlite3 *sl_open(const char *dir, const char **err_r)
 {
 	if (tdb.db && strcmp(tdb.dir, dir) == 0)
 		return tdb.db;
-	for (int i = 0; i < SL_NSTMT; i++) {
-		sqlite3_finalize(tdb.st[i]);
-		tdb.st[i] = NULL;
-	}
-	if (tdb.db)
+	if (tdb.db) {
+		sqldb_cache_clear(&tdb.stc);
 		sqlite3_close(tdb.db);
-	tdb.db = NULL;
-	char path[CONFIG_PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/limits.db", dir);
-	sqlite3 *db;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		*err_r = "cannot open limits.db";
-		sqlite3_close(db);
-		return NULL;
 	}
-	sqlite3_busy_timeout(db, 5000);
+	tdb.db = NULL;
+	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
+	snprintf(path, sizeof(path), "%s/limits.db", dir);
 	/* counters, not mail: losing the last second of them in a power cut is acceptable */
-	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-			 NULL) != SQLITE_OK ||
-	    sqlite3_exec(db, sl_schema, NULL, NULL, NULL) != SQLITE_OK) {
-		log_warn("event=sendlimit-db error=\"%s\"", sqlite3_errmsg(db));
+	const struct sqldb_opts o = {
+		.flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+		.journal_mode = "wal",
+		.synchronous = "normal",
+		.busy_timeout_ms = 5000,
+		.steps = sl_steps,
+		.nsteps = sizeof(sl_steps) / sizeof(sl_steps[0]),
+		.migrate = 1,
+	};
+	sqlite3 *db;
+	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+		log_warn("event=sendlimit-db error=\"%s\"", err);
 		*err_r = "cannot set up limits.db";
-		sqlite3_close(db);
 		return NULL;
 	}
 	tdb.db = db;
+	sqldb_cache_init(&tdb.stc, db);
 	snprintf(tdb.dir, sizeof(tdb.dir), "%s", dir);
 	return db;
 }
@@ -162,7 +162,7 @@ static int sl_window(sqlite3 *db, const char *user, time_t now, uint64_t *msgs_h
 		*new_day = (uint64_t)sqlite3_column_double(st, 2);
 		*msgs_hour = (uint64_t)sqlite3_column_double(st, 3);
 	}
-	sqlite3_reset(st);
+	sl_release(st);
 	return rc == SQLITE_ROW ? 0 : -1;
 }
 
@@ -178,7 +178,8 @@ static time_t sl_reset(sqlite3 *db, const char *user, time_t now, int window, in
 	};
 	sqlite3_stmt *st;
 	time_t when = now + window;
-	if (sqlite3_prepare_v2(db, q[col], -1, &st, NULL) != SQLITE_OK)
+	(void)db;
+	if (sqldb_prepare(&tdb.stc, q[col], &st) != SQLITE_OK)
 		return when;
 	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (int64_t)now - window);
@@ -190,7 +191,7 @@ static time_t sl_reset(sqlite3 *db, const char *user, time_t now, int window, in
 			break;
 		}
 	}
-	sqlite3_finalize(st);
+	sl_release(st);
 	return (when + 59) / 60 * 60;   /* "after 13:05" must not be early */
 }
 
@@ -281,7 +282,7 @@ int sendlimit_rcpt(struct worker *w, const char *user, struct sendlimit_tx *t, c
 		sqlite3_bind_text(st, 2, lc, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, (int64_t)now - KNOWN_FORGET_S);
 		int rc = sqlite3_step(st);
-		sqlite3_reset(st);
+		sl_release(st);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			goto tempfail;
 		if (rc == SQLITE_DONE) {
@@ -340,29 +341,21 @@ int sendlimit_record(const char *data_dir, const char *user, const char *rcpts,
 	}
 	/* now and then, forget what no window looks at any more */
 	if (ok && ++tdb.writes % 256 == 1) {
-		sqlite3_stmt *p;
-		if (sqlite3_prepare_v2(db, "DELETE FROM sendlog WHERE t < ?1 - 2 * 86400", -1, &p, NULL) == SQLITE_OK) {
-			sqlite3_bind_int64(p, 1, now);
-			ok = sqlite3_step(p) == SQLITE_DONE;
-			sqlite3_finalize(p);
-		}
-		if (ok && sqlite3_prepare_v2(db, "DELETE FROM known WHERE t < ?", -1, &p, NULL) ==
-			  SQLITE_OK) {
-			sqlite3_bind_int64(p, 1, now - KNOWN_FORGET_S);
-			ok = sqlite3_step(p) == SQLITE_DONE;
-			sqlite3_finalize(p);
-		}
-		if (ok && sqlite3_prepare_v2(db, "DELETE FROM refusals WHERE t < ?", -1, &p, NULL) ==
-			  SQLITE_OK) {
-			sqlite3_bind_int64(p, 1, now - 2 * DAY);
-			ok = sqlite3_step(p) == SQLITE_DONE;
-			sqlite3_finalize(p);
+		static const char *const forget[] = { "DELETE FROM sendlog WHERE t < ?1",
+						      "DELETE FROM known WHERE t < ?1",
+						      "DELETE FROM refusals WHERE t < ?1" };
+		const int64_t before[] = { now - 2 * DAY, now - KNOWN_FORGET_S, now - 2 * DAY };
+		for (size_t i = 0; ok && i < sizeof(forget) / sizeof(forget[0]); i++) {
+			sqlite3_stmt *p;
+			if (sqldb_prepare(&tdb.stc, forget[i], &p) == SQLITE_OK) {
+				sqlite3_bind_int64(p, 1, before[i]);
+				ok = sqlite3_step(p) == SQLITE_DONE;
+				sl_release(p);
+			}
 		}
 	}
-	if (ins)
-		sqlite3_reset(ins);
-	if (known)
-		sqlite3_reset(known);
+	sl_release(ins);
+	sl_release(known);
 	if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
 		return 0;
 	log_warn("event=sendlimit-record user=%s error=\"%s\"", user, sqlite3_errmsg(db));
@@ -473,34 +466,34 @@ static void refusal_work(void *arg)
 		return;
 	time_t now = time(NULL);
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "INSERT INTO refusals(user, t) VALUES (?, ?)", -1, &st, NULL) !=
+	if (sqldb_prepare(&tdb.stc, "INSERT INTO refusals(user, t) VALUES (?, ?)", &st) !=
 	    SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, j->user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	int rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sl_release(st);
 	if (rc != SQLITE_DONE || j->threshold == 0)
 		return;
-	if (sqlite3_prepare_v2(db, "SELECT count(*) FROM refusals WHERE user = ? AND t > ?", -1,
-			       &st, NULL) != SQLITE_OK)
+	if (sqldb_prepare(&tdb.stc, "SELECT count(*) FROM refusals WHERE user = ? AND t > ?",
+			  &st) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, j->user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now - DAY);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		j->count = (uint64_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
+	sl_release(st);
 	if (j->count < j->threshold)
 		return;
 	/* one row per suspended account: the worker that inserts it is the one that suspended */
-	if (sqlite3_prepare_v2(db, "INSERT OR IGNORE INTO suspended(user, t, reason) VALUES "
-			       "(?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
+	if (sqldb_prepare(&tdb.stc, "INSERT OR IGNORE INTO suspended(user, t, reason) VALUES "
+			  "(?, ?, ?)", &st) != SQLITE_OK)
 		return;
 	sqlite3_bind_text(st, 1, j->user, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, now);
 	sqlite3_bind_text(st, 3, j->why, -1, SQLITE_STATIC);
 	rc = sqlite3_step(st);
-	sqlite3_finalize(st);
+	sl_release(st);
 	if (rc != SQLITE_DONE) {
 		log_warn("event=send-suspend-failed user=%s error=\"%s\"", j->user,
 			 sqlite3_errmsg(db));
@@ -573,16 +566,16 @@ int sendlimit_counts(const char *data_dir, const char *user, struct sendlimit_co
 		return -1;
 	}
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db, "SELECT (SELECT count(*) FROM refusals WHERE user = ?1 AND "
-			       "t > ?2), (SELECT count(*) FROM known WHERE user = ?1)", -1, &st,
-			       NULL) == SQLITE_OK) {
+	if (sqldb_prepare(&tdb.stc, "SELECT (SELECT count(*) FROM refusals WHERE user = ?1 AND "
+			  "t > ?2), (SELECT count(*) FROM known WHERE user = ?1)", &st) ==
+	    SQLITE_OK) {
 		sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, (int64_t)now - DAY);
 		if (sqlite3_step(st) == SQLITE_ROW) {
 			c->refusals_day = (uint64_t)sqlite3_column_int64(st, 0);
 			c->known = (uint64_t)sqlite3_column_int64(st, 1);
 		}
-		sqlite3_finalize(st);
+		sl_release(st);
 	}
 	return 0;
 }
@@ -608,13 +601,13 @@ int sendlimit_unsuspend(const char *data_dir, struct acctdb *db, const char *use
 	int was = legacy;
 	for (size_t i = 0; i < sizeof(clear) / sizeof(clear[0]); i++) {
 		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(l, clear[i], -1, &st, NULL) != SQLITE_OK) {
+		if (sqldb_prepare(&tdb.stc, clear[i], &st) != SQLITE_OK) {
 			*err_r = "cannot clear the suspension in limits.db";
 			return -1;
 		}
 		sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 		int rc = sqlite3_step(st);
-		sqlite3_finalize(st);
+		sl_release(st);
 		if (rc != SQLITE_DONE) {
 			*err_r = "cannot clear the suspension in limits.db";
 			return -1;
@@ -641,7 +634,7 @@ int sendlimit_suspended(const char *data_dir, const char *user, const char **err
 	}
 	sqlite3_bind_text(st, 1, user, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(st);
-	sqlite3_reset(st);
+	sl_release(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
 		*err_r = "cannot read limits.db";
 		return -1;
