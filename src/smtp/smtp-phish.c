@@ -16,6 +16,7 @@
 #include "config.h"
 #include "fsutil.h"
 #include "log.h"
+#include "sqldb.h"
 
 #define PHISH_WBUF 65536             /* write the marked copy in chunks of this size */
 #define PHISH_DOMAINS_TEXT_MAX (PHISH_DOMAINS_MAX * 64)   /* the hosted list, for the cache */
@@ -26,6 +27,7 @@ static __thread struct acctdb *ph_acct;
 static __thread struct phish_policy *ph_policy;
 static __thread struct buf ph_key;          /* brands + '\n' + hosted domains: the cache key */
 static __thread sqlite3 *ph_seen;
+static __thread struct sqldb_cache ph_stc;  /* ph_seen's statements */
 static __thread char ph_dir[CONFIG_PATH_MAX];
 
 struct domlist {
@@ -87,38 +89,42 @@ static const struct phish_policy *ph_policy_get(const struct config *cfg)
 	return ph_policy;
 }
 
-static const char *const seen_schema =
+/* senders.db's schema by user_version (sqldb.h); step 1 is the schema the file had before
+ * user_version was used, made with IF NOT EXISTS, so such a file passes it unchanged. */
+static const struct sqldb_step seen_steps[] = { { "tables",
 	"CREATE TABLE IF NOT EXISTS seen (account TEXT NOT NULL, sender TEXT NOT NULL,"
 	" t INTEGER NOT NULL, PRIMARY KEY (account, sender)) WITHOUT ROWID;"
-	"CREATE INDEX IF NOT EXISTS seen_account_t ON seen(account, t);";
+	"CREATE INDEX IF NOT EXISTS seen_account_t ON seen(account, t);", NULL } };
 
 /* This thread's handle on <data>/senders.db. NULL on error (logged). */
 static sqlite3 *seen_db(const char *dir)
 {
 	if (ph_seen != NULL && strcmp(ph_dir, dir) == 0)
 		return ph_seen;
-	if (ph_seen != NULL)
+	if (ph_seen != NULL) {
+		sqldb_cache_clear(&ph_stc);
 		sqlite3_close(ph_seen);
-	ph_seen = NULL;
-	char path[CONFIG_PATH_MAX + 16];
-	snprintf(path, sizeof(path), "%s/senders.db", dir);
-	sqlite3 *db;
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-			    SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
-		log_warn("event=phish-senders-db error=\"%s\"", sqlite3_errmsg(db));
-		sqlite3_close(db);
-		return NULL;
 	}
-	sqlite3_busy_timeout(db, 5000);
+	ph_seen = NULL;
+	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
+	snprintf(path, sizeof(path), "%s/senders.db", dir);
 	/* a lost row costs one warning too many, not mail: no fsync per delivery */
-	if (sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-			 NULL) != SQLITE_OK ||
-	    sqlite3_exec(db, seen_schema, NULL, NULL, NULL) != SQLITE_OK) {
-		log_warn("event=phish-senders-db error=\"%s\"", sqlite3_errmsg(db));
-		sqlite3_close(db);
+	const struct sqldb_opts o = {
+		.flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+		.journal_mode = "wal",
+		.synchronous = "normal",
+		.busy_timeout_ms = 5000,
+		.steps = seen_steps,
+		.nsteps = sizeof(seen_steps) / sizeof(seen_steps[0]),
+		.migrate = 1,
+	};
+	sqlite3 *db;
+	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+		log_warn("event=phish-senders-db error=\"%s\"", err);
 		return NULL;
 	}
 	ph_seen = db;
+	sqldb_cache_init(&ph_stc, db);
 	snprintf(ph_dir, sizeof(ph_dir), "%s", dir);
 	return db;
 }
@@ -129,13 +135,13 @@ static int seen_before(const char *dir, const char *account, const char *sender)
 	sqlite3 *db = seen_db(dir);
 	sqlite3_stmt *st;
 	int r = 0;
-	if (db == NULL || sqlite3_prepare_v2(db, "SELECT 1 FROM seen WHERE account = ?1 AND "
-					     "sender = ?2", -1, &st, NULL) != SQLITE_OK)
+	if (db == NULL || sqldb_prepare(&ph_stc, "SELECT 1 FROM seen WHERE account = ?1 AND "
+					"sender = ?2", &st) != SQLITE_OK)
 		return 0;
 	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 	r = sqlite3_step(st) == SQLITE_ROW;
-	sqlite3_finalize(st);
+	sqldb_release(&ph_stc, st);
 	return r;
 }
 
@@ -149,32 +155,31 @@ static void seen_record(const char *dir, const char *account, const char *sender
 		return;
 	int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	int added = 0;
-	if (ok && sqlite3_prepare_v2(db, "UPDATE seen SET t = ?3 WHERE account = ?1 AND "
-				     "sender = ?2", -1, &st, NULL) == SQLITE_OK) {
+	if (ok && sqldb_prepare(&ph_stc, "UPDATE seen SET t = ?3 WHERE account = ?1 AND "
+				"sender = ?2", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 		ok = sqlite3_step(st) == SQLITE_DONE;
 		added = ok && sqlite3_changes(db) == 0;
-		sqlite3_finalize(st);
+		sqldb_release(&ph_stc, st);
 	}
-	if (ok && added && sqlite3_prepare_v2(db, "INSERT INTO seen(account, sender, t) VALUES "
-					      "(?1, ?2, ?3)", -1, &st, NULL) == SQLITE_OK) {
+	if (ok && added && sqldb_prepare(&ph_stc, "INSERT INTO seen(account, sender, t) VALUES "
+					 "(?1, ?2, ?3)", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		sqldb_release(&ph_stc, st);
 	}
 	/* a new row may take the account over its bound: forget the oldest */
-	if (ok && added && sqlite3_prepare_v2(db, "DELETE FROM seen WHERE account = ?1 AND sender "
-					      "IN (SELECT sender FROM seen WHERE account = ?1 ORDER BY "
-					      "t DESC, sender LIMIT -1 OFFSET ?2)", -1, &st,
-					      NULL) == SQLITE_OK) {
+	if (ok && added && sqldb_prepare(&ph_stc, "DELETE FROM seen WHERE account = ?1 AND sender "
+					 "IN (SELECT sender FROM seen WHERE account = ?1 ORDER BY "
+					 "t DESC, sender LIMIT -1 OFFSET ?2)", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, SMTP_PHISH_SEEN_MAX);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqlite3_finalize(st);
+		sqldb_release(&ph_stc, st);
 	}
 	if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
 		return;
