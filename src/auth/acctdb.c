@@ -8,6 +8,7 @@
  */
 #include "acctdb.h"
 #include "idn.h"
+#include "sqldb.h"
 #include "utf8.h"
 
 #include <errno.h>
@@ -21,7 +22,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ACCTDB_SCHEMA_VERSION 1
 #define ACCTDB_BUSY_TIMEOUT_MS 5000   /* another process holds the write lock: wait this long */
 #define ACCTDB_DOMAIN_MAX 253         /* RFC 1035 2.3.4: 255 octets on the wire, 253 as text */
 #define ACCTDB_LABEL_MAX 63           /* RFC 1035 2.3.4 */
@@ -102,41 +102,42 @@ static const char *const stmt_sql[ST_COUNT] = {
 	[ST_FIRST_DOMAIN] = "SELECT name FROM domains ORDER BY rowid LIMIT 1",
 };
 
-/* Schema version 1. Later versions append migration steps; never edit these. */
-static const char *const schema_v1[] = {
-	"CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)",
-	"CREATE TABLE IF NOT EXISTS domains ("
-	" name TEXT PRIMARY KEY NOT NULL,"
-	" created INTEGER NOT NULL)",
-	"CREATE TABLE IF NOT EXISTS users ("
-	" address TEXT PRIMARY KEY NOT NULL,"
-	" domain TEXT NOT NULL REFERENCES domains(name),"
-	" hash TEXT NOT NULL,"
-	" suspended INTEGER NOT NULL DEFAULT 0,"
-	" quota_bytes INTEGER NOT NULL DEFAULT 0,"
-	" created INTEGER NOT NULL)",
-	"CREATE INDEX IF NOT EXISTS users_domain ON users(domain)",
-	"CREATE TABLE IF NOT EXISTS aliases ("
-	" alias TEXT PRIMARY KEY NOT NULL,"
-	" domain TEXT NOT NULL REFERENCES domains(name),"
-	" targets TEXT NOT NULL)",
-	"CREATE INDEX IF NOT EXISTS aliases_domain ON aliases(domain)",
-};
-
-/* Additive tables created on every writable open (no data migration needed, so the schema
- * version stays 1; readers treat a missing table as empty). */
-static const char *const schema_extra[] = {
+/* system.db's schema by user_version (sqldb.h); never edit a step, append one. Files made
+ * before user_version was used are level 0 with a schema_version table (version 1): step 1
+ * makes its tables with IF NOT EXISTS, so such a file passes it unchanged, and step 2 the
+ * table that was added later on every writable open; step 3 drops the old version table. */
+static const struct sqldb_step acct_steps[] = {
+	{ "tables",
+	  "CREATE TABLE IF NOT EXISTS domains ("
+	  " name TEXT PRIMARY KEY NOT NULL,"
+	  " created INTEGER NOT NULL);"
+	  "CREATE TABLE IF NOT EXISTS users ("
+	  " address TEXT PRIMARY KEY NOT NULL,"
+	  " domain TEXT NOT NULL REFERENCES domains(name),"
+	  " hash TEXT NOT NULL,"
+	  " suspended INTEGER NOT NULL DEFAULT 0,"
+	  " quota_bytes INTEGER NOT NULL DEFAULT 0,"
+	  " created INTEGER NOT NULL);"
+	  "CREATE INDEX IF NOT EXISTS users_domain ON users(domain);"
+	  "CREATE TABLE IF NOT EXISTS aliases ("
+	  " alias TEXT PRIMARY KEY NOT NULL,"
+	  " domain TEXT NOT NULL REFERENCES domains(name),"
+	  " targets TEXT NOT NULL);"
+	  "CREATE INDEX IF NOT EXISTS aliases_domain ON aliases(domain);", NULL },
 	/* per-account sending limits (issue 5): NULL = the server-wide setting, 0 = no limit */
-	"CREATE TABLE IF NOT EXISTS send_limits ("
-	" address TEXT PRIMARY KEY NOT NULL,"
-	" messages_per_hour INTEGER, messages_per_day INTEGER,"
-	" recipients_per_day INTEGER, new_recipients_per_day INTEGER,"
-	" suspend_threshold INTEGER)",
+	{ "send_limits",
+	  "CREATE TABLE IF NOT EXISTS send_limits ("
+	  " address TEXT PRIMARY KEY NOT NULL,"
+	  " messages_per_hour INTEGER, messages_per_day INTEGER,"
+	  " recipients_per_day INTEGER, new_recipients_per_day INTEGER,"
+	  " suspend_threshold INTEGER);", NULL },
+	{ "drop schema_version", "DROP TABLE IF EXISTS schema_version;", NULL },
 };
+#define ACCTDB_LEVEL (sizeof(acct_steps) / sizeof(acct_steps[0]))
 
 struct acctdb {
 	sqlite3 *db;
-	sqlite3_stmt *st[ST_COUNT];
+	struct sqldb_cache stc;   /* stmt_sql[] and the other constant statements */
 	char err[512];
 };
 
@@ -335,30 +336,22 @@ static int hash_ok(const char *hash)
 	return 1;
 }
 
-/* Hand out the cached statement `id`, preparing it on first use; NULL on error. */
+/* Hand out the cached statement `id`, preparing it on first use; NULL on error. (A callback
+ * that calls back into the listing it is part of gets a statement of its own.) */
 static sqlite3_stmt *stmt_get(struct acctdb *db, enum stmt_id id, const char **err_r)
 {
-	sqlite3_stmt *st = db->st[id];
-	if (st == NULL) {
-		if (sqlite3_prepare_v3(db->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &st,
-				       NULL) != SQLITE_OK) {
-			fail_sql(db, err_r, "preparing a query");
-			return NULL;
-		}
-		db->st[id] = st;
-	} else if (sqlite3_stmt_busy(st)) {
-		/* a callback called back into the listing it is part of */
-		fail(db, err_r, "account database used re-entrantly from a callback (a bug)");
+	sqlite3_stmt *st;
+	if (sqldb_prepare(&db->stc, stmt_sql[id], &st) != SQLITE_OK) {
+		fail_sql(db, err_r, "preparing a query");
 		return NULL;
 	}
 	return st;
 }
 
-/* Make a statement ready for its next use. */
-static void stmt_done(sqlite3_stmt *st)
+/* Give a statement back, ready for its next use. */
+static void stmt_done(struct acctdb *db, sqlite3_stmt *st)
 {
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
+	sqldb_release(&db->stc, st);
 }
 
 /* Bind a string parameter (the caller keeps it alive until stmt_done). */
@@ -376,11 +369,11 @@ static int exec_stmt(struct acctdb *db, enum stmt_id id, const char *a, const ch
 		return -1;
 	if ((a != NULL && bind_str(st, 1, a) != SQLITE_OK) ||
 	    (b != NULL && bind_str(st, 2, b) != SQLITE_OK)) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, doing);
 	}
 	int rc = sqlite3_step(st);
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, doing);
 	return 0;
@@ -394,11 +387,11 @@ static int exists_stmt(struct acctdb *db, enum stmt_id id, const char *key, cons
 	if (st == NULL)
 		return -1;
 	if (bind_str(st, 1, key) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, doing);
 	}
 	int rc = sqlite3_step(st);
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc == SQLITE_ROW)
 		return 1;
 	if (rc == SQLITE_DONE)
@@ -414,13 +407,13 @@ static int count_stmt(struct acctdb *db, enum stmt_id id, const char *key, int64
 	if (st == NULL)
 		return -1;
 	if (bind_str(st, 1, key) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "counting");
 	}
 	int rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW)
 		*n = sqlite3_column_int64(st, 0);
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_ROW)
 		return fail_sql(db, err_r, "counting");
 	return 0;
@@ -474,57 +467,12 @@ static int exec_const(struct acctdb *db, const char *sql, const char *doing, con
 	return 0;
 }
 
-/* Read the schema version: 1 found (*v set), 0 table empty, -1 error or no table. */
-static int schema_version_get(struct acctdb *db, int64_t *v, const char **err_r)
-{
-	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->db, "SELECT max(version) FROM schema_version", -1, &st, NULL) !=
-	    SQLITE_OK)
-		return fail_sql(db, err_r, "reading the schema version");
-	int rc = sqlite3_step(st);
-	int found = 0;
-	if (rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL) {
-		*v = sqlite3_column_int64(st, 0);
-		found = 1;
-	}
-	sqlite3_finalize(st);
-	if (rc != SQLITE_ROW)
-		return fail_sql(db, err_r, "reading the schema version");
-	return found;
-}
-
-/* Create or check the schema inside one write transaction. */
-static int schema_create(struct acctdb *db, const char *path, const char **err_r)
-{
-	int64_t v = 0;
-	if (exec_const(db, "BEGIN IMMEDIATE", "starting a transaction", err_r) < 0)
-		return -1;
-	for (size_t i = 0; i < sizeof(schema_v1) / sizeof(schema_v1[0]); i++)
-		if (exec_const(db, schema_v1[i], "creating the schema", err_r) < 0)
-			return tx_rollback(db);
-	for (size_t i = 0; i < sizeof(schema_extra) / sizeof(schema_extra[0]); i++)
-		if (exec_const(db, schema_extra[i], "creating the schema", err_r) < 0)
-			return tx_rollback(db);
-	int r = schema_version_get(db, &v, err_r);
-	if (r < 0)
-		return tx_rollback(db);
-	if (r == 0 && exec_const(db, "INSERT INTO schema_version(version) VALUES (1)",
-				 "recording the schema version", err_r) < 0)
-		return tx_rollback(db);
-	if (r == 1 && v > ACCTDB_SCHEMA_VERSION) {
-		fail(db, err_r, "account database %s has schema version %lld, newer than this "
-				"postino understands (%d)", path, (long long)v, ACCTDB_SCHEMA_VERSION);
-		return tx_rollback(db);
-	}
-	if (exec_const(db, "COMMIT", "committing the schema", err_r) < 0)
-		return tx_rollback(db);
-	return 0;
-}
-
-/* Check that an existing file holds a schema this code can use. */
+/* An existing file opened without migrating: a level 0 file must be one of the first
+ * versions (a schema_version table holding 1); see acct_steps. */
 static int schema_check(struct acctdb *db, const char *path, const char **err_r)
 {
-	int64_t v = 0;
+	if (sqldb_version(db->db) > 0)
+		return 0;
 	sqlite3_stmt *st;
 	if (sqlite3_prepare_v2(db->db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
 				       "name = 'schema_version'", -1, &st, NULL) != SQLITE_OK)
@@ -535,46 +483,28 @@ static int schema_check(struct acctdb *db, const char *path, const char **err_r)
 		return fail(db, err_r, "%s is not a postino account database (no schema)", path);
 	if (rc != SQLITE_ROW)
 		return fail_sql(db, err_r, "reading the schema");
-	int r = schema_version_get(db, &v, err_r);
-	if (r < 0)
-		return -1;
-	if (r == 0 || v < 1)
+	if (sqlite3_prepare_v2(db->db, "SELECT max(version) FROM schema_version", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return fail_sql(db, err_r, "reading the schema version");
+	rc = sqlite3_step(st);
+	int64_t v = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL ?
+			    sqlite3_column_int64(st, 0) : 0;
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW)
+		return fail_sql(db, err_r, "reading the schema version");
+	if (v < 1)
 		return fail(db, err_r, "%s is not a postino account database (no schema version)",
 			    path);
-	if (v > ACCTDB_SCHEMA_VERSION)
+	if (v > 1)
 		return fail(db, err_r, "account database %s has schema version %lld, newer than "
-				       "this postino understands (%d)", path, (long long)v,
-			    ACCTDB_SCHEMA_VERSION);
+				       "this postino understands (1)", path, (long long)v);
 	return 0;
 }
 
-/* Connection settings every handle needs: busy timeout, foreign keys; a writer also switches the
- * file to a rollback journal (an old WAL file is converted) and durable commits. */
-static int db_configure(struct acctdb *db, enum acctdb_mode mode, const char **err_r)
-{
-	sqlite3_extended_result_codes(db->db, 1);
-	sqlite3_busy_timeout(db->db, ACCTDB_BUSY_TIMEOUT_MS);
-	if (mode != ACCTDB_RO) {
-		sqlite3_stmt *st;
-		if (sqlite3_prepare_v2(db->db, "PRAGMA journal_mode=DELETE", -1, &st, NULL) !=
-		    SQLITE_OK)
-			return fail_sql(db, err_r, "switching to a rollback journal");
-		int rc = sqlite3_step(st);
-		const unsigned char *jm = rc == SQLITE_ROW ? sqlite3_column_text(st, 0) : NULL;
-		int ok = jm != NULL && strcmp((const char *)jm, "delete") == 0;
-		sqlite3_finalize(st);
-		if (rc != SQLITE_ROW)
-			return fail_sql(db, err_r, "switching to a rollback journal");
-		if (!ok)
-			return fail(db, err_r, "account database cannot leave WAL mode (is another "
-					       "process using it? stop postino and try again)");
-		if (exec_const(db, "PRAGMA synchronous=FULL", "setting synchronous=FULL", err_r) < 0)
-			return -1;
-	}
-	return exec_const(db, "PRAGMA foreign_keys=ON", "enabling foreign keys", err_r);
-}
-
-/* Open system.db; see acctdb.h. A new file is created 0600: it holds password hashes. */
+/* Open system.db; see acctdb.h. A new file is created 0600: it holds password hashes. The
+ * workers read it (no journal change: they may not write next to it); a writer switches the
+ * file to a rollback journal (an old WAL file is converted) and durable commits, and with
+ * ACCTDB_CREATE brings the schema up to date. */
 int acctdb_open(const char *path, enum acctdb_mode mode, struct acctdb **db_r,
 		const char **err_r)
 {
@@ -598,16 +528,25 @@ int acctdb_open(const char *path, enum acctdb_mode mode, struct acctdb **db_r,
 		r = fail(db, err_r, "account database %s does not exist", path);
 	}
 	if (r == 0) {
-		int flags = (mode == ACCTDB_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE) |
-			    SQLITE_OPEN_NOMUTEX;
-		if (sqlite3_open_v2(path, &db->db, flags, NULL) != SQLITE_OK)
-			r = fail(db, err_r, "cannot open account database %s: %s", path,
-				 db->db != NULL ? sqlite3_errmsg(db->db) : "out of memory");
+		const struct sqldb_opts o = {
+			.flags = mode == ACCTDB_RO ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE,
+			.journal_mode = mode == ACCTDB_RO ? NULL : "delete",
+			.synchronous = mode == ACCTDB_RO ? NULL : "full",
+			.busy_timeout_ms = ACCTDB_BUSY_TIMEOUT_MS,
+			.steps = acct_steps,
+			.nsteps = ACCTDB_LEVEL,
+			.migrate = create,
+		};
+		char err[sizeof(db->err)];
+		if (sqldb_open(path, &o, &db->db, err, sizeof(err)) < 0)
+			r = fail(db, err_r, "account database: %s", err);
 	}
-	if (r == 0)
-		r = db_configure(db, mode, err_r);
-	if (r == 0)
-		r = create ? schema_create(db, path, err_r) : schema_check(db, path, err_r);
+	if (r == 0) {
+		sqldb_cache_init(&db->stc, db->db);
+		r = exec_const(db, "PRAGMA foreign_keys=ON", "enabling foreign keys", err_r);
+	}
+	if (r == 0 && !create)
+		r = schema_check(db, path, err_r);
 	if (r < 0) {
 		memcpy(open_err, db->err, sizeof(open_err));
 		*err_r = open_err;
@@ -646,8 +585,7 @@ void acctdb_close(struct acctdb **dbp)
 	struct acctdb *db = *dbp;
 	if (db == NULL)
 		return;
-	for (size_t i = 0; i < ST_COUNT; i++)
-		sqlite3_finalize(db->st[i]);
+	sqldb_cache_clear(&db->stc);
 	sqlite3_close(db->db);
 	free(db);
 	*dbp = NULL;
@@ -662,7 +600,7 @@ static int first_text(struct acctdb *db, enum stmt_id id, const char *key, char 
 	if (st == NULL)
 		return -1;
 	if (key != NULL && bind_str(st, 1, key) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "looking up the postmaster");
 	}
 	int rc = sqlite3_step(st), r = 0;
@@ -671,7 +609,7 @@ static int first_text(struct acctdb *db, enum stmt_id id, const char *key, char 
 		snprintf(out, outlen, "%s", t != NULL ? t : "");
 		r = out[0] != '\0';
 	}
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "looking up the postmaster");
 	return r;
@@ -694,11 +632,11 @@ int acctdb_domain_add(struct acctdb *db, const char *domain, const char **err_r)
 		return -1;
 	if (bind_str(st, 1, d) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 2, (sqlite3_int64)time(NULL)) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "adding a domain");
 	}
 	int rc = sqlite3_step(st);
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "adding a domain");
 	return sqlite3_changes(db->db) > 0 ? 1 : 0;
@@ -751,7 +689,7 @@ int acctdb_domain_list(struct acctdb *db, void (*cb)(void *ctx, const char *doma
 		cb(ctx, (const char *)sqlite3_column_text(st, 0));
 		n++;
 	}
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "listing domains");
 	return n;
@@ -783,12 +721,12 @@ int acctdb_user_add(struct acctdb *db, const char *address, const char *hash, co
 	if (bind_str(st, 1, a) != SQLITE_OK || bind_str(st, 2, domain) != SQLITE_OK ||
 	    bind_str(st, 3, hash) != SQLITE_OK ||
 	    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL)) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		fail_sql(db, err_r, "adding an account");
 		return tx_rollback(db);
 	}
 	int rc = sqlite3_step(st);
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE) {
 		fail_sql(db, err_r, "adding an account");
 		return tx_rollback(db);
@@ -825,14 +763,14 @@ int acctdb_user_set_quota(struct acctdb *db, const char *address, uint64_t bytes
 		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
 	if (bytes > INT64_MAX)
 		return fail(db, err_r, "quota too large");
-	if (sqlite3_prepare_v2(db->db, "UPDATE users SET quota_bytes = ? WHERE address = ?", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (sqldb_prepare(&db->stc, "UPDATE users SET quota_bytes = ? WHERE address = ?", &st) !=
+	    SQLITE_OK)
 		return fail(db, err_r, "account database error while setting a quota: %s",
 			    sqlite3_errmsg(db->db));
 	sqlite3_bind_int64(st, 1, (int64_t)bytes);
 	sqlite3_bind_text(st, 2, a, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	stmt_done(db, st);
 	if (r != SQLITE_DONE)
 		return fail(db, err_r, "account database error while setting a quota: %s",
 			    sqlite3_errmsg(db->db));
@@ -847,13 +785,13 @@ int acctdb_user_set_suspended(struct acctdb *db, const char *address, int suspen
 	sqlite3_stmt *st;
 	if (acctdb_normalize_address(address, a, sizeof(a)) < 0)
 		return fail_invalid(db, err_r, "address", address, ADDRESS_RULE);
-	if (sqlite3_prepare_v2(db->db, "UPDATE users SET suspended = ? WHERE address = ?", -1, &st,
-			       NULL) != SQLITE_OK)
+	if (sqldb_prepare(&db->stc, "UPDATE users SET suspended = ? WHERE address = ?", &st) !=
+	    SQLITE_OK)
 		return fail_sql(db, err_r, "suspending an account");
 	sqlite3_bind_int(st, 1, suspended ? 1 : 0);
 	sqlite3_bind_text(st, 2, a, -1, SQLITE_TRANSIENT);
 	int r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	stmt_done(db, st);
 	if (r != SQLITE_DONE)
 		return fail_sql(db, err_r, "suspending an account");
 	return sqlite3_changes(db->db) > 0 ? 1 : 0;
@@ -871,9 +809,9 @@ int acctdb_limits_get(struct acctdb *db, const char *address, struct acct_limits
 	sqlite3_stmt *st;
 	for (int i = 0; i < ACCT_LIM_COUNT; i++)
 		l->v[i] = -1;
-	int rc = sqlite3_prepare_v2(db->db, "SELECT messages_per_hour, messages_per_day, "
-				    "recipients_per_day, new_recipients_per_day, suspend_threshold "
-				    "FROM send_limits WHERE address = ?", -1, &st, NULL);
+	int rc = sqldb_prepare(&db->stc, "SELECT messages_per_hour, messages_per_day, "
+			       "recipients_per_day, new_recipients_per_day, suspend_threshold "
+			       "FROM send_limits WHERE address = ?", &st);
 	if (rc != SQLITE_OK) {
 		/* a database made before the table existed: nobody has limits of their own */
 		if (strstr(sqlite3_errmsg(db->db), "no such table"))
@@ -889,7 +827,7 @@ int acctdb_limits_get(struct acctdb *db, const char *address, struct acct_limits
 			if (sqlite3_column_type(st, i) != SQLITE_NULL)
 				l->v[i] = sqlite3_column_int64(st, i);
 	}
-	sqlite3_finalize(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "reading sending limits");
 	return found;
@@ -908,10 +846,10 @@ int acctdb_limits_set(struct acctdb *db, const char *address, const struct acct_
 	explicit_bzero(&u, sizeof(u));
 	if (r <= 0)
 		return r;
-	if (sqlite3_prepare_v2(db->db, "INSERT OR REPLACE INTO send_limits(address, "
-			       "messages_per_hour, messages_per_day, recipients_per_day, "
-			       "new_recipients_per_day, suspend_threshold) VALUES (?,?,?,?,?,?)",
-			       -1, &st, NULL) != SQLITE_OK)
+	if (sqldb_prepare(&db->stc, "INSERT OR REPLACE INTO send_limits(address, "
+			  "messages_per_hour, messages_per_day, recipients_per_day, "
+			  "new_recipients_per_day, suspend_threshold) VALUES (?,?,?,?,?,?)",
+			  &st) != SQLITE_OK)
 		return fail_sql(db, err_r, "storing sending limits");
 	sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
 	for (int i = 0; i < ACCT_LIM_COUNT; i++) {
@@ -921,7 +859,7 @@ int acctdb_limits_set(struct acctdb *db, const char *address, const struct acct_
 			sqlite3_bind_int64(st, i + 2, l->v[i]);
 	}
 	r = sqlite3_step(st);
-	sqlite3_finalize(st);
+	stmt_done(db, st);
 	if (r != SQLITE_DONE)
 		return fail_sql(db, err_r, "storing sending limits");
 	return 1;
@@ -938,11 +876,11 @@ int acctdb_user_remove(struct acctdb *db, const char *address, const char **err_
 	int removed = sqlite3_changes(db->db) > 0;
 	/* its own sending limits go with it (the table may not exist in an old database) */
 	sqlite3_stmt *st;
-	if (sqlite3_prepare_v2(db->db, "DELETE FROM send_limits WHERE address = ?", -1, &st,
-			       NULL) == SQLITE_OK) {
+	if (sqldb_prepare(&db->stc, "DELETE FROM send_limits WHERE address = ?", &st) ==
+	    SQLITE_OK) {
 		sqlite3_bind_text(st, 1, a, -1, SQLITE_TRANSIENT);
 		sqlite3_step(st);
-		sqlite3_finalize(st);
+		stmt_done(db, st);
 	}
 	return removed ? 1 : 0;
 }
@@ -977,13 +915,13 @@ int acctdb_user_get(struct acctdb *db, const char *address, struct acct_user *u,
 	if (st == NULL)
 		return -1;
 	if (bind_str(st, 1, a) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "looking up an account");
 	}
 	int rc = sqlite3_step(st), r = 0;
 	if (rc == SQLITE_ROW)
 		r = user_from_row(db, st, u, err_r) < 0 ? -1 : 1;
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "looking up an account");
 	return r;
@@ -1000,7 +938,7 @@ int acctdb_user_list(struct acctdb *db, const char *domain,
 			return fail_invalid(db, err_r, "domain name", domain, DOMAIN_RULE);
 		st = stmt_get(db, ST_USER_LIST_DOMAIN, err_r);
 		if (st != NULL && bind_str(st, 1, d) != SQLITE_OK) {
-			stmt_done(st);
+			stmt_done(db, st);
 			return fail_sql(db, err_r, "listing accounts");
 		}
 	} else {
@@ -1012,14 +950,14 @@ int acctdb_user_list(struct acctdb *db, const char *domain,
 	int n = 0, rc;
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		if (user_from_row(db, st, &u, err_r) < 0) {
-			stmt_done(st);
+			stmt_done(db, st);
 			return -1;
 		}
 		cb(ctx, &u);
 		n++;
 	}
 	memset(u.hash, 0, sizeof(u.hash));
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "listing accounts");
 	return n;
@@ -1154,7 +1092,7 @@ int acctdb_alias_add(struct acctdb *db, const char *alias, const char *targets, 
 				fail_sql(db, err_r, "adding an alias");
 			else
 				r = 0;
-			stmt_done(st);
+			stmt_done(db, st);
 		}
 	}
 	free(t);
@@ -1189,7 +1127,7 @@ int acctdb_alias_list(struct acctdb *db, const char *domain,
 			return fail_invalid(db, err_r, "domain name", domain, DOMAIN_RULE);
 		st = stmt_get(db, ST_ALIAS_LIST_DOMAIN, err_r);
 		if (st != NULL && bind_str(st, 1, d) != SQLITE_OK) {
-			stmt_done(st);
+			stmt_done(db, st);
 			return fail_sql(db, err_r, "listing aliases");
 		}
 	} else {
@@ -1204,7 +1142,7 @@ int acctdb_alias_list(struct acctdb *db, const char *domain,
 		cb(ctx, al != NULL ? al : "", tg != NULL ? tg : "");
 		n++;
 	}
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "listing aliases");
 	return n;
@@ -1218,7 +1156,7 @@ static int alias_get(struct acctdb *db, const char *key, char **targets_r, const
 	if (st == NULL)
 		return -1;
 	if (bind_str(st, 1, key) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "looking up an alias");
 	}
 	int rc = sqlite3_step(st), r = 0;
@@ -1227,7 +1165,7 @@ static int alias_get(struct acctdb *db, const char *key, char **targets_r, const
 		*targets_r = strdup(t != NULL ? t : "");
 		r = *targets_r != NULL ? 1 : fail(db, err_r, "out of memory");
 	}
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "looking up an alias");
 	return r;
@@ -1446,7 +1384,7 @@ int acctdb_sendable_addresses(struct acctdb *db, const char *user,
 	if (st == NULL)
 		return -1;
 	if (bind_str(st, 1, u) != SQLITE_OK) {
-		stmt_done(st);
+		stmt_done(db, st);
 		return fail_sql(db, err_r, "listing aliases");
 	}
 	cb(ctx, u);
@@ -1459,7 +1397,7 @@ int acctdb_sendable_addresses(struct acctdb *db, const char *user,
 			n++;
 		}
 	}
-	stmt_done(st);
+	stmt_done(db, st);
 	if (rc != SQLITE_DONE)
 		return fail_sql(db, err_r, "listing aliases");
 	return n;

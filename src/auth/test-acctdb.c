@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -640,6 +641,97 @@ static void test_limits_and_suspend(void **state)
 	assert_int_equal(l.v[ACCT_LIM_MSG_HOUR], -1);
 }
 
+/* Run SQL on a database file with plain SQLite. */
+static void raw_exec(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+/* One integer from a query on a database file (-1 if no row). */
+static long long raw_int(const char *path, const char *sql)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	long long v = -1;
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A system.db made by the first versions (schema_version table, no user_version, no
+ * send_limits, WAL) is read as it is, and brought up to date by a writer's open. */
+static void test_old_file(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct acctdb *db = NULL;
+	struct acct_user u;
+	struct acct_limits l;
+	char p[128], sql[2048];
+	snprintf(p, sizeof(p), "%s/old.db", f->dir);
+	snprintf(sql, sizeof(sql), "PRAGMA journal_mode=WAL;"
+		 "CREATE TABLE schema_version (version INTEGER NOT NULL);"
+		 "CREATE TABLE domains (name TEXT PRIMARY KEY NOT NULL, created INTEGER NOT NULL);"
+		 "CREATE TABLE users (address TEXT PRIMARY KEY NOT NULL,"
+		 " domain TEXT NOT NULL REFERENCES domains(name), hash TEXT NOT NULL,"
+		 " suspended INTEGER NOT NULL DEFAULT 0, quota_bytes INTEGER NOT NULL DEFAULT 0,"
+		 " created INTEGER NOT NULL);"
+		 "CREATE INDEX users_domain ON users(domain);"
+		 "CREATE TABLE aliases (alias TEXT PRIMARY KEY NOT NULL,"
+		 " domain TEXT NOT NULL REFERENCES domains(name), targets TEXT NOT NULL);"
+		 "CREATE INDEX aliases_domain ON aliases(domain);"
+		 "INSERT INTO schema_version(version) VALUES (1);"
+		 "INSERT INTO domains VALUES ('old.example', 1);"
+		 "INSERT INTO users VALUES ('ann@old.example', 'old.example', '%s', 0, 5, 1);", HASH);
+	raw_exec(p, sql);
+	/* the workers' read-only open and the master's read-write one take it as it is */
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db, &err), 0);
+	assert_int_equal(acctdb_user_get(db, "ann@old.example", &u, &err), 1);
+	assert_int_equal(u.quota_bytes, 5);
+	assert_int_equal(acctdb_limits_get(db, "ann@old.example", &l, &err), 0);
+	acctdb_close(&db);
+	assert_int_equal(acctdb_open(p, ACCTDB_RW, &db, &err), 0);
+	acctdb_close(&db);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 0);
+	/* a writer migrates it: rows kept, send_limits made, the version table gone */
+	assert_int_equal(acctdb_open(p, ACCTDB_CREATE, &db, &err), 0);
+	assert_int_equal(acctdb_user_get(db, "ann@old.example", &u, &err), 1);
+	l.v[0] = 7;
+	for (int i = 1; i < ACCT_LIM_COUNT; i++)
+		l.v[i] = -1;
+	assert_int_equal(acctdb_limits_set(db, "ann@old.example", &l, &err), 1);
+	acctdb_close(&db);
+	assert_int_equal(raw_int(p, "PRAGMA user_version"), 3);
+	assert_int_equal(raw_int(p, "SELECT count(*) FROM sqlite_master WHERE name = "
+				    "'schema_version'"), 0);
+	assert_int_equal(raw_int(p, "SELECT messages_per_hour FROM send_limits"), 7);
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db, &err), 0);
+	assert_int_equal(acctdb_limits_get(db, "ann@old.example", &l, &err), 1);
+	assert_int_equal(l.v[0], 7);
+	acctdb_close(&db);
+	/* a file from a newer postino is refused, in either form */
+	raw_exec(p, "PRAGMA user_version = 4");
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db, &err), -1);
+	assert_non_null(strstr(err, "newer"));
+	assert_int_equal(acctdb_open(p, ACCTDB_CREATE, &db, &err), -1);
+	raw_exec(p, "PRAGMA user_version = 0; CREATE TABLE schema_version (version INTEGER);"
+		    "INSERT INTO schema_version VALUES (2)");
+	assert_int_equal(acctdb_open(p, ACCTDB_RO, &db, &err), -1);
+	assert_non_null(strstr(err, "newer"));
+	const char *sfx[] = { "", "-wal", "-shm", "-journal" };
+	for (size_t i = 0; i < 4; i++) {
+		snprintf(sql, sizeof(sql), "%s%s", p, sfx[i]);
+		unlink(sql);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -655,6 +747,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_catch_all, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_may_send_as, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_old_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_limits_and_suspend, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
