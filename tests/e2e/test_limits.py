@@ -232,3 +232,22 @@ def test_limits_cli_refuses_bad_input(srv):
     assert r.returncode == 1 and "no account" in r.stderr
     r = postino("user", "unsuspend", "nobody@example.test", "--data", srv.data, check=False)
     assert r.returncode == 1
+
+
+def test_limits_db_of_an_older_postino_keeps_its_rows(srv):
+    """A limits.db made before user_version was used (level 0, same tables) opens as it is:
+    a suspension recorded in it still holds, and the open marks it level 1."""
+    import sqlite3
+    user = "r4@example.test"
+    db = sqlite3.connect(os.path.join(srv.data, "limits.db"))
+    db.execute("INSERT INTO suspended(user, t, reason) VALUES (?, 1700000000, 'old')", (user,))
+    db.execute("PRAGMA user_version = 0")
+    db.commit()
+    db.close()
+    out = postino("user", "show", user, "--data", srv.data).stdout
+    assert "suspended:   yes" in out, out
+    db = sqlite3.connect(os.path.join(srv.data, "limits.db"))
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1
+    db.close()
+    r = postino("user", "unsuspend", user, "--data", srv.data)
+    assert "may send mail again" in r.stdout
