@@ -38,7 +38,7 @@ run fuzz-imap-parser src/lib/buf.c src/lib/utf8.c src/lib-imap/imap-parser.c src
 	src/lib-imap/fuzz-imap-parser.c
 run fuzz-imap-utf7 src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-imap/imap-utf7.c src/lib-imap/imap-seqset.c \
 	src/lib-imap/fuzz-imap-utf7.c
-run fuzz-imap-url -Isrc/lib-store src/lib-imap/imap-url.c src/lib-imap/fuzz-imap-url.c
+run fuzz-imap-url src/lib-imap/imap-url.c src/lib-imap/imap-mboxname.c src/lib-imap/fuzz-imap-url.c
 if [ -f src/lib-mail/fuzz-mime.c ]; then
 	run fuzz-mime src/lib/buf.c src/lib/utf8.c src/lib/base64.c src/lib-mail/header.c src/lib-mail/mime-*.c src/lib-mail/fuzz-mime.c
 fi
@@ -65,7 +65,7 @@ run fuzz-authrec -Isrc/lib-tls src/lib/buf.c src/lib/utf8.c src/lib/base64.c \
 	src/lib-mail/header.c src/lib-mail/addr.c src/lib-mail/idn.c src/lib-mail/dkim.c \
 	src/lib-mail/dkim-verify.c src/lib-mail/spf.c src/lib-mail/dmarc.c src/lib-tls/tls-crypto.c src/lib/fsutil.c \
 	src/lib-mail/fuzz-authrec.c -lidn2 -lssl -lcrypto -lpsl -lpthread
-run fuzz-queue -Isrc/queue -Isrc/lib-tls src/lib/buf.c src/lib/num.c src/lib/ev.c \
-	src/lib/fsutil.c src/lib-tls/tls.c src/lib/base64.c src/queue/queue-env.c src/queue/smtpc.c src/queue/fuzz-queue.c \
+run fuzz-queue -Isrc/queue -Isrc/lib-tls -Isrc/lib-store src/lib/buf.c src/lib/num.c src/lib/ev.c \
+	src/lib/fsutil.c src/lib-tls/tls.c src/lib/base64.c src/lib-store/queue-spool.c src/queue/smtpc.c src/queue/fuzz-queue.c \
 	-lz -lssl -lcrypto
 exit $fail

@@ -23,7 +23,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "tls.h"
-#include "worker.h"
+#include "http.h"
 
 #define HTTP_IN_MAX 16384
 #define HTTP_OUT_MAX (1024 * 1024)
@@ -66,7 +66,7 @@ static void http_reap(void *arg)
 		http_parser_free(s->p);
 		free(s->p);
 	}
-	worker_session_remove(s->base.w, &s->base);
+	session_remove(s->base.w, &s->base);
 	free(s);
 }
 
@@ -803,13 +803,13 @@ void http_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	worker_session_init(&s->base, w, lst, peer, http_on_shutdown);
+	session_init(&s->base, w, lst, peer, http_on_shutdown);
 	if (conn_init(&s->conn, w->loop, fd, HTTP_IN_MAX, HTTP_OUT_MAX, http_on_event, s) < 0) {
 		close(fd);
 		free(s);
 		return;
 	}
-	worker_session_add(w, &s->base, "http");
+	session_add(w, &s->base, "http");
 	http_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (w->tls == NULL || conn_start_tls(&s->conn, w->tls) < 0)

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "imap-urlauth.h"
+#include "urlauth.h"
 
 #define CATENATE_PARTS_MAX 100   /* parts of one CATENATE: each URL part opens and parses a
 				  * message on the event loop, so a client may not ask for
@@ -37,7 +37,8 @@ static int url_parse(struct imap_session *s, const char *url, struct imap_url *u
 	if (u->form == IMAP_URL_ABSOLUTE && u->user[0] != '\0') {
 		/* iuserinfo: only this session's own user ("name" at a domain, or the address) */
 		char owner[321];
-		if (!imap_urlauth_owner(s->base.w, u, owner, sizeof(owner), why_r) ||
+		if (!imap_urlauth_owner(s->base.w->cfg, s->base.w->db, u, owner, sizeof(owner),
+					why_r) ||
 		    strcasecmp(owner, s->user) != 0) {
 			*why_r = "the URL names another user's mailbox";
 			return -1;
@@ -132,8 +133,9 @@ int imap_catenate_build(struct imap_session *s, const struct imap_arg *list, siz
 			int r = url_parse(s, val->str, &u, &why);
 			if (r == 1) {
 				/* RFC 4469 5: a URLAUTH URL is checked as URLFETCH would */
-				r = imap_urlauth_fetch(s->base.w, val->str, s->user, 0, s->acct, 0,
-						       out, NULL, NULL, &why);
+				r = imap_urlauth_fetch(s->base.w->cfg, s->base.w->db, val->str,
+						       s->user, 0, s->acct, 0, out, NULL, NULL,
+						       &why);
 				r = r == IMAP_URLAUTH_TOOBIG ? -2 : r < 0 ? -1 : 0;
 			} else if (r == 0) {
 				r = url_fetch(s, &u, out, &why);

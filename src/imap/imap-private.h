@@ -10,7 +10,7 @@
 #include "ev.h"
 #include "imap-parser.h"
 #include "store.h"
-#include "worker.h"
+#include "imap.h"
 
 #define IMAP_LINE_MIN 8192             /* RFC 7162 section 4: clients may send lines this long;
 					* a smaller line_length_limit is raised to it */

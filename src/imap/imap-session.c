@@ -19,6 +19,7 @@
 #include "auth-verify.h"
 #include "sasl.h"
 #include "imap-quote.h"
+#include "imap-mboxname.h"
 #include "imap-utf7.h"
 #include "diag.h"
 #include "log.h"
@@ -182,7 +183,7 @@ static void imap_reap(void *arg)
 	imap_unselect(s);
 	store_account_close(&s->acct);
 	imap_parser_free(&s->parser);
-	worker_session_remove(s->base.w, &s->base);
+	session_remove(s->base.w, &s->base);
 	free(s);
 }
 
@@ -626,7 +627,7 @@ int imap_mailbox_arg(struct imap_session *s, const struct imap_arg *a, char *out
 	else
 		rc = -1;
 	buf_free(&b);
-	if (rc == 0 && strcmp(out, "INBOX") != 0 && !store_mailbox_name_valid(out))
+	if (rc == 0 && strcmp(out, "INBOX") != 0 && !imap_mboxname_valid(out))
 		rc = -1;
 	return rc;
 }
@@ -793,7 +794,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 		imap_tagged(s, "NO", "[AUTHENTICATIONFAILED] Wrong address or password (the user name "
 				     "is your full email address)");
 		s->errors++;
-		if (worker_login_failed(&s->base)) {
+		if (session_login_failed(&s->base)) {
 			imap_reply(s, "* BYE Too many failed logins; closing the connection");
 			s->job_running = 0;
 			imap_close(s, "too many failed logins");   /* reaps once, now the job is over */
@@ -811,7 +812,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 static void imap_login(struct imap_session *s, const char *user, const char *pass)
 {
 	struct auth_env env;
-	worker_auth_env(&s->base, &env);
+	session_auth_env(&s->base, &env);
 	if (auth_verify_submit(&env, user, pass, imap_auth_done, s) < 0) {
 		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure");
 		return;
@@ -825,7 +826,7 @@ static int imap_need_tls(struct imap_session *s, const char *user)
 {
 	if (s->tls)
 		return 0;
-	worker_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STARTTLS");
+	session_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STARTTLS");
 	imap_tagged(s, "NO", "[PRIVACYREQUIRED] Plaintext login is not allowed: turn on encryption "
 			     "(SSL/TLS or STARTTLS) in your mail program");
 	s->errors++;
@@ -876,7 +877,7 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
 		char m[64];
 		snprintf(m, sizeof(m), "mechanism %.30s", mech);
-		worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
+		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
 		imap_tagged(s, "NO", "[CANNOT] Unsupported mechanism; use PLAIN or LOGIN");
 		return;
 	}
@@ -1513,7 +1514,7 @@ static void imap_process(struct imap_session *s)
 		}
 		const char *lf = imap_parser_at_start(s->parser) ?
 					 memchr(c->in.data, '\n', c->in.len) : NULL;
-		if (lf && worker_http_line(&s->base, c, c->in.data, (size_t)(lf - c->in.data))) {
+		if (lf && session_http_line(&s->base, c, c->in.data, (size_t)(lf - c->in.data))) {
 			imap_close(s, "HTTP request on a mail port");
 			break;
 		}
@@ -1568,7 +1569,7 @@ static void imap_on_event(struct conn *c)
 	struct imap_session *s = c->owner;
 	if (s->closing)
 		return;
-	switch (worker_session_hello(&s->base, c, imap_tls_hint,
+	switch (session_hello(&s->base, c, imap_tls_hint,
 				     s->base.w->cfg->l[LST_IMAP].port)) {
 	case -2:
 		imap_close(s, "plaintext client on an implicit-TLS port");
@@ -1585,7 +1586,7 @@ static void imap_on_event(struct conn *c)
 	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			worker_tls_failed(&s->base, c, "imap");
+			session_tls_failed(&s->base, c, "imap");
 		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								 "I/O error");
 		return;
@@ -1615,7 +1616,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	worker_session_init(&s->base, w, lst, peer, imap_on_shutdown);
+	session_init(&s->base, w, lst, peer, imap_on_shutdown);
 	struct imap_parser_limits lim;
 	imap_limits(s, &lim);
 	s->parser = imap_parser_new(&lim);
@@ -1627,7 +1628,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		return;
 	}
 	s->conn.alpn = "imap";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	worker_session_add(w, &s->base, "imap");
+	session_add(w, &s->base, "imap");
 	imap_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
@@ -1636,7 +1637,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
-	if (worker_session_wait_hello(&s->base, &s->conn))
+	if (session_wait_hello(&s->base, &s->conn))
 		return;   /* greeting once we know the client is not starting TLS */
 	imap_greet(s);
 	conn_flush(&s->conn);

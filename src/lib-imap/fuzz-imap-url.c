@@ -10,15 +10,8 @@
 #include <string.h>
 
 #include "imap-url.h"
-#include "store.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-/* The store's name check would pull in SQLite; the parser only needs a yes or no. */
-int store_mailbox_name_valid(const char *name)
-{
-	return name[0] != '\0' && strstr(name, "..") == NULL;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

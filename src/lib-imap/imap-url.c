@@ -5,7 +5,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "store.h"
+#include "imap-mboxname.h"
 
 /* Decode %XX escapes of in[0..n) into out (NUL-terminated). 0, or -1 (bad escape, NUL, too
  * long). */
@@ -189,7 +189,7 @@ int imap_url_parse(const char *url, struct imap_url *u, const char **why_r)
 			snprintf(u->box, sizeof(u->box), "INBOX/%s", name + 6);
 		else
 			snprintf(u->box, sizeof(u->box), "%s", name);
-		if (strcmp(u->box, "INBOX") != 0 && !store_mailbox_name_valid(u->box)) {
+		if (strcmp(u->box, "INBOX") != 0 && !imap_mboxname_valid(u->box)) {
 			*why_r = "invalid mailbox name in the URL";
 			return -1;
 		}

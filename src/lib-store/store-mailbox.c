@@ -7,6 +7,7 @@
  * suffix is stale, which store_message_fd() still finds.
  */
 #include "fsutil.h"
+#include "imap-mboxname.h"
 #include "store-private.h"
 
 #include <dirent.h>
@@ -648,7 +649,7 @@ int store_mailbox_create(struct store_account *a, const char *name, const char *
 {
 	struct store_mailbox_info mb;
 	char dir[4300];
-	if (!store_mailbox_name_valid(name) || strcasecmp(name, "INBOX") == 0 ||
+	if (!imap_mboxname_valid(name) || strcasecmp(name, "INBOX") == 0 ||
 	    store_box_dir(a, name, dir, sizeof(dir)) < 0) {
 		*err_r = "invalid mailbox name";
 		return strcasecmp(name, "INBOX") == 0 ? 0 : -1;
@@ -735,7 +736,7 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 			 const char **err_r)
 {
 	struct store_mailbox_info mb, tmb;
-	if (!store_mailbox_name_valid(to) || strcasecmp(to, "INBOX") == 0) {
+	if (!imap_mboxname_valid(to) || strcasecmp(to, "INBOX") == 0) {
 		*err_r = "invalid target name";
 		return -1;
 	}
@@ -786,7 +787,7 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 			continue;
 		char newname[600];
 		snprintf(newname, sizeof(newname), "%s%s", to, name + fl);
-		if (!store_mailbox_name_valid(newname) ||
+		if (!imap_mboxname_valid(newname) ||
 		    store_box_dir(a, name, moves[nm].from, sizeof(moves[nm].from)) < 0 ||
 		    store_box_dir(a, newname, moves[nm].to, sizeof(moves[nm].to)) < 0) {
 			*err_r = "resulting name too long or invalid";

@@ -12,6 +12,7 @@
  * The slow part of a delivery (copy and file fsync) happens before the lock.
  */
 #include "fsutil.h"
+#include "imap-mboxname.h"
 #include "sqldb.h"
 #include "store.h"
 #include "store-private.h"
@@ -33,8 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_NAME_MAX 255             /* octets of a mailbox name */
-#define STORE_DEPTH_MAX 16             /* hierarchy levels of a mailbox name */
 #define STORE_COMPONENT_MAX 255        /* NAME_MAX: ".<escaped name>" must fit one component */
 #define STORE_BUSY_MS 5000             /* SQLite busy timeout per attempt */
 #define STORE_BEGIN_TRIES 3            /* BEGIN IMMEDIATE attempts before giving up */
@@ -61,31 +60,6 @@ const char *store_special_static(const char *v)
 	return NULL;
 }
 
-/* Is this a mailbox name we accept? No empty components, "." or "..", control characters. */
-int store_mailbox_name_valid(const char *name)
-{
-	size_t n = strlen(name), depth = 1;
-	if (n == 0 || n > STORE_NAME_MAX)
-		return 0;
-	for (size_t i = 0, start = 0; i <= n; i++) {
-		unsigned char c = (unsigned char)name[i];
-		if ((c < 0x20 && c != '\0') || c == 0x7f)
-			return 0;
-		if (c != '/' && c != '\0')
-			continue;
-		size_t len = i - start;   /* the component name[start..i) */
-		if (len == 0 || (len == 1 && name[start] == '.') ||
-		    (len == 2 && name[start] == '.' && name[start + 1] == '.'))
-			return 0;
-		if (name[start] == '~')
-			return 0;   /* "~user" means a home directory to other mail tools */
-		if (c == '/' && ++depth > STORE_DEPTH_MAX)
-			return 0;
-		start = i + 1;
-	}
-	return 1;
-}
-
 /* Directory of a mailbox: INBOX is the root, others ".<escaped>" with '/' written as '.' and
  * every octet outside [A-Za-z0-9 _-] (dots included) as "%XX". The escaping is reversible and
  * cannot yield "..", "/", a second leading dot, or cur/new/tmp/index.db (all start with "."). */
@@ -96,7 +70,7 @@ int store_box_dir(const struct store_account *a, const char *box, char *out, siz
 		int n = snprintf(out, outlen, "%s", a->root);
 		return n < 0 || (size_t)n >= outlen ? -1 : 0;
 	}
-	if (!store_mailbox_name_valid(box))
+	if (!imap_mboxname_valid(box))
 		return -1;
 	int n = snprintf(out, outlen, "%s/.", a->root);
 	if (n < 0 || (size_t)n >= outlen)

@@ -266,10 +266,6 @@ const char *store_account_root(const struct store_account *acct);
 /* Open a message file read-only; returns an fd or -1. */
 int store_message_open(struct store_account *acct, const char *box, uint32_t uid, const char **err_r);
 
-/* 1 if `name` is an acceptable mailbox name (no empty, "." or ".." components, no control
- * characters, at most 255 octets and 16 levels), else 0. */
-int store_mailbox_name_valid(const char *name);
-
 /* Reconcile a mailbox's index with its files: adopt files the index does not know (a crash
  * between rename and commit), drop rows whose file is gone. 0 ok, -1 error. */
 int store_mailbox_sync(struct store_account *acct, const char *box, const char **err_r);

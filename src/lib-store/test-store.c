@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "imap-mboxname.h"
 #include "store-path.h"
 #include "store-private.h"
 #include "store.h"
@@ -215,7 +216,7 @@ static void test_names(void **state)
 		{ "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p", 1 }, { "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p/q", 0 },
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (store_mailbox_name_valid(cases[i].name) != cases[i].ok)
+		if (imap_mboxname_valid(cases[i].name) != cases[i].ok)
 			fail_msg("name \"%s\": want %d", cases[i].name, cases[i].ok);
 	char p[600];
 	assert_int_equal(store_account_path("/d", "john.doe@example.test", p, sizeof(p)), 0);
@@ -603,14 +604,14 @@ static void test_name_escaping(void **state)
 	char longname[300];
 	memset(longname, 'a', 255);
 	longname[255] = '\0';
-	assert_int_equal(store_mailbox_name_valid(longname), 1);
+	assert_int_equal(imap_mboxname_valid(longname), 1);
 	assert_int_equal(store_box_dir(&fake, longname, dir, sizeof(dir)), -1);
 	longname[254] = '\0';
 	assert_int_equal(store_box_dir(&fake, longname, dir, sizeof(dir)), 0);
 	longname[254] = 'a';
 	longname[255] = 'a';
 	longname[256] = '\0';
-	assert_int_equal(store_mailbox_name_valid(longname), 0);
+	assert_int_equal(imap_mboxname_valid(longname), 0);
 	/* hostile names through the API leave no directory outside the account */
 	const char *err;
 	struct store_account *a;

@@ -39,7 +39,7 @@
 #include "store.h"
 #include "tls.h"
 #include "wire.h"
-#include "worker.h"
+#include "pop3.h"
 
 /* Command lines: the listener's line_length_limit (at least RFC 2449 4's 255 octets with CRLF,
  * which config.c guarantees with its 512 minimum). */
@@ -190,7 +190,7 @@ static void pop3_reap(void *arg)
 	pop3_drop_mailbox(s);
 	buf_free(&s->chunk);
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
-	worker_session_remove(s->base.w, &s->base);
+	session_remove(s->base.w, &s->base);
 	free(s);
 }
 
@@ -575,7 +575,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 		log_info("sess=%016llx proto=pop3 event=login result=failed reason=\"%s\" user=\"%s\" "
 			 "ip=%s", (unsigned long long)s->base.id, r->reason,
 			 log_escape(r->user, strlen(r->user), esc, sizeof(esc)), s->base.peer_ip);
-		if (worker_login_failed(&s->base)) {
+		if (session_login_failed(&s->base)) {
 			pop3_reply(s, "-ERR [AUTH] Authentication failed: wrong address or password; "
 				      "too many failed logins, closing the connection");
 			pop3_close(s, "too many failed logins");
@@ -600,7 +600,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 static void pop3_login(struct pop3_session *s, const char *user, const char *pass)
 {
 	struct auth_env env;
-	worker_auth_env(&s->base, &env);
+	session_auth_env(&s->base, &env);
 	if (auth_verify_submit(&env, user, pass, pop3_auth_done, s) < 0) {
 		pop3_reply(s, "-ERR [SYS/TEMP] Temporary authentication failure; please try again "
 			      "later");
@@ -616,7 +616,7 @@ static int pop3_need_tls(struct pop3_session *s, const char *user)
 {
 	if (s->tls)
 		return 0;
-	worker_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STLS");
+	session_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STLS");
 	pop3_reply(s, "-ERR [AUTH] Plaintext login is not allowed: turn on encryption (SSL/TLS or "
 		      "STARTTLS) in your mail program");
 	s->policy_error = 1;   /* a valid command refused before STLS: counts toward max_errors */
@@ -1023,7 +1023,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		}
 		char m[64];
 		snprintf(m, sizeof(m), "mechanism %.30s", a1);
-		worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
+		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
 		pop3_reply(s, "-ERR Unsupported authentication mechanism; use PLAIN or LOGIN");
 		pop3_error(s);
 		return;
@@ -1147,7 +1147,7 @@ static void pop3_process(struct pop3_session *s)
 			pop3_error(s);
 		} else if (s->st == P_SASL) {
 			pop3_sasl_line(s, line);
-		} else if (worker_http_line(&s->base, c, line, len)) {
+		} else if (session_http_line(&s->base, c, line, len)) {
 			pop3_close(s, "HTTP request on a mail port");
 		} else {
 			pop3_dispatch(s, line);
@@ -1162,7 +1162,7 @@ static void pop3_on_event(struct conn *c)
 	struct pop3_session *s = c->owner;
 	if (s->closing)
 		return;
-	switch (worker_session_hello(&s->base, c, pop3_tls_hint,
+	switch (session_hello(&s->base, c, pop3_tls_hint,
 				     s->base.w->cfg->l[LST_POP3].port)) {
 	case -2:
 		pop3_close(s, "plaintext client on an implicit-TLS port");
@@ -1179,7 +1179,7 @@ static void pop3_on_event(struct conn *c)
 	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			worker_tls_failed(&s->base, c, "pop3");
+			session_tls_failed(&s->base, c, "pop3");
 		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								  "I/O error");
 		return;
@@ -1209,7 +1209,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	worker_session_init(&s->base, w, lst, peer, pop3_on_shutdown);
+	session_init(&s->base, w, lst, peer, pop3_on_shutdown);
 	s->fd = -1;
 	s->lock_fd = -1;
 	buf_init(&s->chunk, 65536);
@@ -1221,7 +1221,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		return;
 	}
 	s->conn.alpn = "pop3";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	worker_session_add(w, &s->base, "pop3");
+	session_add(w, &s->base, "pop3");
 	pop3_arm_timer(s);
 	if (s->base.lc->implicit_tls) {
 		if (conn_start_tls(&s->conn, w->tls) < 0)
@@ -1230,7 +1230,7 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;
 	}
-	if (worker_session_wait_hello(&s->base, &s->conn))
+	if (session_wait_hello(&s->base, &s->conn))
 		return;   /* greeting once we know the client is not starting TLS */
 	pop3_reply(s, "+OK postino POP3 ready");
 	conn_flush(&s->conn);

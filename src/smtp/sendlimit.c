@@ -1,6 +1,6 @@
 /* sendlimit.c - per-account sending limits (see sendlimit.h). */
 #include "sendlimit.h"
-#include "queue.h"
+#include "queue-spool.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,7 +18,7 @@
 #include "sqldb.h"
 #include "store-path.h"
 #include "store.h"
-#include "worker.h"
+#include "session.h"
 
 #define HOUR 3600
 #define DAY 86400

@@ -27,11 +27,11 @@
 #include "config.h"
 #include "dkim-verify.h"
 #include "dmarc.h"
+#include "dns.h"
 #include "fsutil.h"
 #include "header.h"
 #include "idn.h"
 #include "log.h"
-#include "queue.h"
 #include "smtp-private.h"
 #include "spf.h"
 
@@ -89,12 +89,12 @@ static struct ub_ctx *thread_ub(const char *servers)
 	if (tl_ub != NULL)
 		ub_ctx_delete(tl_ub);
 	char err[256];
-	tl_ub = qdns_ctx_new(servers, "", err, sizeof(err));
+	tl_ub = dns_ctx_new(servers, "", err, sizeof(err));
 	if (tl_ub == NULL) {
 		log_warn("proto=smtp event=authin-dns-failed error=\"%s\"", err);
 		return NULL;
 	}
-	/* qdns_ctx_new made it threaded: a resolver thread, not a forked process */
+	/* dns_ctx_new made it threaded: a resolver thread, not a forked process */
 	snprintf(tl_servers, sizeof(tl_servers), "%s", servers);
 	return tl_ub;
 }
@@ -210,7 +210,7 @@ static int dns_mx(void *ctx, const char *name, struct authdns_mx *out)
 	if (r != AUTHDNS_OK)
 		return r;
 	for (int i = 0; res->data[i] && out->n <= AUTHDNS_MX_MAX; i++) {
-		if (res->len[i] < 3 || qdns_wire_name((const unsigned char *)res->data[i] + 2,
+		if (res->len[i] < 3 || dns_wire_name((const unsigned char *)res->data[i] + 2,
 						  (size_t)res->len[i] - 2, out->name[out->n],
 						  sizeof(out->name[0])) < 0 ||
 		    out->name[out->n][0] == '\0')   /* a null MX (RFC 7505) names no host */

@@ -26,13 +26,13 @@
 
 #include "acctdb.h"
 #include "addr.h"
-#include "imap-urlauth.h"
+#include "urlauth.h"
 #include "log.h"
 #include "metrics.h"
 #include "originator.h"
 #include "pool.h"
 #include "store-path.h"
-#include "queue.h"
+#include "queue-spool.h"
 #include "smtp-authin.h"
 #include "smtp-dkim.h"
 #include "smtp-milter.h"
@@ -276,8 +276,8 @@ void smtp_burl(struct smtp_session *s, const char *url, int last)
 	const char *why = "?";
 	/* one octet over what the message may still grow by tells "too big" apart */
 	buf_init(&data, (size_t)(lc->message_size_limit - tx->size) + 1);
-	int r = imap_urlauth_fetch(s->base.w, url, s->auth_user, 1, NULL, IMAP_URLPART_TRUSTED,
-				   &data, NULL, NULL, &why);
+	int r = imap_urlauth_fetch(s->base.w->cfg, s->base.w->db, url, s->auth_user, 1, NULL,
+				   IMAP_URLPART_TRUSTED, &data, NULL, NULL, &why);
 	/* in slices as the network would bring them: tx_body looks for the end of the header
 	 * section within what it has captured, at most SMTP_HEADER_CAPTURE_MAX */
 	for (size_t off = 0; r == IMAP_URLAUTH_OK && off < data.len; off += SMTP_WBUF_FLUSH)

@@ -3,7 +3,7 @@
  * Called by the delivery pool job (never on the loop thread) after the message file is complete
  * and before its queue entry is written. The file is read back once (it is in the page cache):
  * the header section is kept, the body hashed as it streams. The signatures go into the queue
- * envelope (queue-env.c "dkim" line) and the queue's DATA writer sends them before the message,
+ * envelope (queue-spool.c "dkim" line) and the queue's DATA writer sends them before the message,
  * so a retry sends the same signatures and the spooled body stays the file local recipients got.
  */
 #include "smtp-dkim.h"

@@ -10,7 +10,7 @@
 #include "ev.h"
 #include "linereader.h"
 #include "sendlimit.h"
-#include "worker.h"
+#include "smtp.h"
 
 #define SMTP_ADDR_MAX 321            /* local 64 + '@' + domain 255 + NUL */
 #define SMTP_HEADER_CAPTURE_MAX 262144 /* header section kept for the From: check */
@@ -145,7 +145,7 @@ size_t smtp_data_feed(struct smtp_session *s, const char *p, size_t n);
 size_t smtp_bdat_feed(struct smtp_session *s, const char *p, size_t n);
 void smtp_data_finish(struct smtp_session *s);
 /* BURL url [LAST] (RFC 4468) in a transaction whose chunking has begun: append what the IMAP
- * URL names (resolved in this process, imap-urlauth.h, as the authenticated user's submission
+ * URL names (resolved in this process, urlauth.h, as the authenticated user's submission
  * server: access submit+USER, or a URL of the user's own mailbox without URLAUTH), then
  * answer as a BDAT chunk would; LAST finishes the message as DATA does. */
 void smtp_burl(struct smtp_session *s, const char *url, int last);

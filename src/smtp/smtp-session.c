@@ -24,7 +24,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
-#include "queue.h"
+#include "queue-spool.h"
 #include "store-path.h"
 #include "store.h"
 #include "tls.h"
@@ -138,7 +138,7 @@ void smtp_session_reap(void *arg)
 	smtp_tx_free(&s->tx);
 	smtp_auth_clear(s);
 	milter_session_free(&s->milter);
-	worker_session_remove(s->base.w, &s->base);
+	session_remove(s->base.w, &s->base);
 	free(s);
 }
 
@@ -390,7 +390,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	worker_session_init(&s->base, w, lst, peer, smtp_on_shutdown);
+	session_init(&s->base, w, lst, peer, smtp_on_shutdown);
 	linereader_init(&s->lr, s->base.lc->line_length_limit);
 	if (conn_init(&s->conn, w->loop, fd, SMTP_AUTH_LINE_MAX + 2 > s->base.lc->line_length_limit + 2 ?
 		      SMTP_AUTH_LINE_MAX + 2 : s->base.lc->line_length_limit + 2,
@@ -400,7 +400,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		return;
 	}
 	s->conn.alpn = "smtp";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	worker_session_add(w, &s->base, "smtp");
+	session_add(w, &s->base, "smtp");
 	if (s->base.lc->milters[0]) {
 		struct milter_settings set;
 		smtp_milter_settings(w->cfg, &set);
@@ -418,7 +418,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
 		return;   /* greeting after the handshake */
 	}
-	if (worker_session_wait_hello(&s->base, &s->conn))
+	if (session_wait_hello(&s->base, &s->conn))
 		return;   /* greeting once we know the client is not starting TLS */
 	smtp_greet(s);
 	conn_flush(&s->conn);
@@ -430,7 +430,7 @@ static void smtp_on_event(struct conn *c)
 	struct smtp_session *s = c->owner;
 	if (s->closing)
 		return;
-	switch (worker_session_hello(&s->base, c, smtp_tls_hint,
+	switch (session_hello(&s->base, c, smtp_tls_hint,
 				     s->base.w->cfg->l[LST_SUBMISSION].port)) {
 	case -2:
 		smtp_session_close(s, "plaintext client on an implicit-TLS port");
@@ -448,7 +448,7 @@ static void smtp_on_event(struct conn *c)
 	}
 	if (c->failed) {
 		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			worker_tls_failed(&s->base, c, "smtp");
+			session_tls_failed(&s->base, c, "smtp");
 		smtp_session_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
 								     "I/O error");
 		return;
@@ -807,7 +807,7 @@ static void cmd_mail(struct smtp_session *s, char *args)
 			if (lr == 1)
 				sendlimit_refused(s->base.w, s->auth_user, &s->tx->lim, msg);
 			if (lr == 2)
-				worker_diag(&s->base, DIAG_SUSPENDED, s->auth_user, s->tls,
+				session_diag(&s->base, DIAG_SUSPENDED, s->auth_user, s->tls,
 					    "sending suspended: MAIL FROM refused");
 			smtp_tx_free(&s->tx);
 			return;
@@ -1344,7 +1344,7 @@ static void auth_done(void *ctx, const struct auth_result *r)
 		smtp_reply(s, "535 5.7.8 Authentication failed: the user name or password is wrong "
 			      "(the user name is your full email address)");
 		s->auth_failures++;
-		if (worker_login_failed(&s->base)) {
+		if (session_login_failed(&s->base)) {
 			smtp_reply(s, "421 4.7.0 %s Too many failed logins; closing the connection",
 				   s->base.w->cfg->hostname);
 			smtp_session_close(s, "too many failed logins");
@@ -1365,7 +1365,7 @@ static void auth_done(void *ctx, const struct auth_result *r)
 static void auth_submit(struct smtp_session *s, const char *user, const char *password)
 {
 	struct auth_env env;
-	worker_auth_env(&s->base, &env);
+	session_auth_env(&s->base, &env);
 	if (auth_verify_submit(&env, user, password, auth_done, s) < 0) {
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 		return;
@@ -1465,7 +1465,7 @@ static void cmd_auth(struct smtp_session *s, char *args)
 	}
 	char mech[64];
 	snprintf(mech, sizeof(mech), "mechanism %.30s", args);
-	worker_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, mech);
+	session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, mech);
 	smtp_reply(s, "504 5.5.4 Unsupported authentication mechanism; use PLAIN or LOGIN");
 	smtp_count_error(s);
 }
@@ -1481,7 +1481,7 @@ static void smtp_login_refused(struct smtp_session *s, const char *args, int kin
 	    sasl_plain_decode(ir + 1, user, sizeof(user), pw, sizeof(pw)) < 0)
 		user[0] = '\0';
 	explicit_bzero(pw, sizeof(pw));
-	worker_diag(&s->base, kind, user, s->tls, detail);
+	session_diag(&s->base, kind, user, s->tls, detail);
 }
 
 /* ---- dispatch ---- */
@@ -1655,7 +1655,7 @@ static void smtp_process(struct smtp_session *s)
 		}
 		if (s->st == SMTP_ST_AUTH)
 			auth_continue(s, line);
-		else if (worker_http_line(&s->base, c, line, len))
+		else if (session_http_line(&s->base, c, line, len))
 			smtp_session_close(s, "HTTP request on a mail port");
 		else
 			smtp_dispatch(s, line);

@@ -1,4 +1,4 @@
-/* imap-urlauth.h - URLAUTH-authorized IMAP URLs (RFC 4467) resolved in this process: IMAP's
+/* urlauth.h - URLAUTH-authorized IMAP URLs (RFC 4467) resolved in this process: IMAP's
  * URLFETCH and SMTP's BURL (RFC 4468) use the same checks and the same fetch, so a URL the
  * submission server takes is exactly one the IMAP server would hand out.
  *
@@ -10,16 +10,17 @@
  * Everything here runs on the worker's loop thread (reads of system.db and index.db, like
  * FETCH), except imap_urlauth_token, which is safe on any thread.
  */
-#ifndef POSTINO_IMAP_URLAUTH_H
-#define POSTINO_IMAP_URLAUTH_H
+#ifndef POSTINO_URLAUTH_H
+#define POSTINO_URLAUTH_H
 
 #include <stddef.h>
 
 #include "imap-url.h"
 #include "store.h"
 
+struct acctdb;
 struct buf;
-struct worker;
+struct config;
 
 #define IMAP_URLAUTH_TOKEN_HEX 64   /* HMAC-SHA256 in hex */
 
@@ -47,8 +48,8 @@ int imap_urlauth_token(const unsigned char key[STORE_URLAUTH_KEY_LEN], const cha
  * or "name" at a hosted domain given as the host; the host must be this server's host name,
  * a domain_host name or a hosted domain. 1 (owner filled, lower case), 0 not ours or no
  * such account (*why_r). */
-int imap_urlauth_owner(struct worker *w, const struct imap_url *u, char *owner, size_t len,
-		       const char **why_r);
+int imap_urlauth_owner(const struct config *cfg, struct acctdb *db, const struct imap_url *u,
+		       char *owner, size_t len, const char **why_r);
 
 /* Fetch what a URLAUTH URL names for requester ("" for nobody; as_submit: a submission
  * server sending for requester), after checking it (RFC 4467 7): this server, the owner's
@@ -56,8 +57,8 @@ int imap_urlauth_owner(struct worker *w, const struct imap_url *u, char *owner, 
  * open account handle or NULL. what: IMAP_URLPART_*; the octets are appended to data (at
  * most its limit), the BODYPARTSTRUCTURE to bps. Returns an enum imap_urlauth_result, *why_r
  * a sentence saying what went wrong. *nul_r (may be NULL): the octets hold a NUL. */
-int imap_urlauth_fetch(struct worker *w, const char *url, const char *requester, int as_submit,
-		       struct store_account *own, unsigned what, struct buf *data,
+int imap_urlauth_fetch(const struct config *cfg, struct acctdb *db, const char *url,
+		       const char *requester, int as_submit, struct store_account *own, unsigned what, struct buf *data,
 		       struct buf *bps, int *nul_r, const char **why_r);
 
 /* What URL u names in the message open on fd (section, partial, what as above), appended to

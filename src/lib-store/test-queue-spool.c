@@ -1,4 +1,4 @@
-/* test-queue-env.c - queue envelopes: parsing, round trip, damage detection, hold flags, the
+/* test-queue-spool.c - queue envelopes: parsing, round trip, damage detection, hold flags, the
  * null-sender spool entries of DSNs and TLS reports. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +15,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
-#include "queue.h"
+#include "queue-spool.h"
 
 static const char good[] =
 	"version 1\nid 00aa11bb22cc33dd\narrived 1700000000\nfrom <a@ours.test>\n"

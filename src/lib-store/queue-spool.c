@@ -1,11 +1,11 @@
-/* queue-env.c - envelope files of the outbound spool, their integrity check, and hold flags. */
+/* queue-spool.c - envelope files of the outbound spool, their integrity check, and hold flags. */
 /* Error and reply texts are clipped to fixed-size fields on purpose (bounded memory). */
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
 #include "fsutil.h"
-#include "queue.h"
+#include "queue-spool.h"
 
 #include <ctype.h>
 #include <dirent.h>
