@@ -41,8 +41,6 @@ struct http_session {
 	struct http_parser *p;        /* allocated while a request is under way */
 	struct ev_timer timer;
 	unsigned nrequests;
-	int tls;                      /* the handshake is done (implicit TLS) */
-	int closing;
 	int close_after;              /* close once the output has been sent */
 	int lingering;                /* output sent, write side shut: discard input until EOF */
 	int partial;                  /* a request has begun */
@@ -72,9 +70,9 @@ static void http_reap(void *arg)
 
 static void http_close(struct http_session *s, const char *reason)
 {
-	if (s->closing)
+	if (s->base.closing)
 		return;
-	s->closing = 1;
+	s->base.closing = 1;
 	log_info("sess=%016llx proto=http event=close reason=\"%s\" requests=%u",
 		 (unsigned long long)s->base.id, reason, s->nrequests);
 	conn_pause_read(&s->conn, 1);
@@ -677,7 +675,7 @@ static void http_process(struct http_session *s)
 		return;
 	}
 	int was_partial = s->partial;
-	while (!s->closing && !s->close_after && c->in.len > 0 &&
+	while (!s->base.closing && !s->close_after && c->in.len > 0 &&
 	       conn_out_pending(c) < HTTP_OUT_HIGH && !c->failed) {
 		size_t used = 0;
 		if (s->p == NULL) {
@@ -734,48 +732,51 @@ static void http_process(struct http_session *s)
 	conn_pause_read(c, conn_out_pending(c) >= HTTP_OUT_HIGH || s->close_after);
 }
 
-static void http_on_event(struct conn *c)
+/* The session core's view of HTTP (session.h): the client speaks first; EOF and the lingering
+ * close are after()'s. */
+static const char *http_op_plaintext(struct session *b)
 {
-	struct http_session *s = c->owner;
-	if (s->closing)
-		return;
-	if (c->plaintext_peer) {
-		/* plain HTTP sent to the HTTPS port: say so in plain HTTP, as a browser shows it */
-		static const char r400[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
-			"Content-Length: 60\r\nConnection: close\r\n\r\n"
-			"400 Bad Request: this port speaks HTTPS; use https:// here.\n";
-		conn_write_plain(c, r400);
-		shutdown(c->fd, SHUT_WR);
-		/* read what the client sent, so closing does not reset the connection and lose
-		 * the answer (bounded: the rest, if any, is the client's problem) */
-		char sink[4096];
-		for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
-			;
-		http_close(s, "plain HTTP on the HTTPS port");
-		return;
-	}
-	if (c->failed) {
-		/* between requests a vanished peer is a normal end (TLS clients often skip
-		 * close_notify) */
-		http_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
-			      s->partial ? "I/O error" : "client disconnected");
-		return;
-	}
-	if (c->tls_just_done) {
-		c->tls_just_done = 0;
-		s->tls = 1;
-		log_info("sess=%016llx proto=http event=tls version=%s cipher=%s sni=%s",
-			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls),
-			 tls_sni(c->tls) ? tls_sni(c->tls) : "-");
-	}
-	if (c->tls_state == CONN_TLS_HANDSHAKE)
-		return;
-	http_process(s);
-	conn_flush(c);
-	if (c->failed) {
-		http_close(s, "I/O error");
-		return;
-	}
+	struct conn *c = b->conn;
+	/* plain HTTP sent to the HTTPS port: say so in plain HTTP, as a browser shows it */
+	static const char r400[] = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+		"Content-Length: 60\r\nConnection: close\r\n\r\n"
+		"400 Bad Request: this port speaks HTTPS; use https:// here.\n";
+	conn_write_plain(c, r400);
+	shutdown(c->fd, SHUT_WR);
+	/* read what the client sent, so closing does not reset the connection and lose the
+	 * answer (bounded: the rest, if any, is the client's problem) */
+	char sink[4096];
+	for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+		;
+	return "plain HTTP on the HTTPS port";
+}
+
+/* between requests a vanished peer is a normal end (TLS clients often skip close_notify) */
+static const char *http_op_failed(const struct session *b)
+{
+	return ((const struct http_session *)b)->partial ? "I/O error" : "client disconnected";
+}
+
+static void http_op_process(struct session *b)
+{
+	http_process((struct http_session *)b);
+}
+
+static int http_op_busy(const struct session *b)
+{
+	(void)b;
+	return 1;   /* http_op_after decides what EOF means */
+}
+
+static void http_op_close(struct session *b, const char *why)
+{
+	http_close((struct http_session *)b, why);
+}
+
+static void http_op_after(struct session *b)
+{
+	struct http_session *s = (struct http_session *)b;
+	struct conn *c = &s->conn;
 	if (s->lingering) {
 		buf_reset(&c->in);
 		if (c->eof)
@@ -795,6 +796,17 @@ static void http_on_event(struct conn *c)
 		http_close(s, "client disconnected");
 }
 
+static const struct session_ops http_ops = {
+	.proto = "http",
+	.process = http_op_process,
+	.busy = http_op_busy,
+	.close = http_op_close,
+	.shutdown = http_on_shutdown,
+	.plaintext = http_op_plaintext,
+	.failed = http_op_failed,
+	.after = http_op_after,
+};
+
 void http_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
 {
@@ -803,18 +815,12 @@ void http_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	session_init(&s->base, w, lst, peer, http_on_shutdown);
-	if (conn_init(&s->conn, w->loop, fd, HTTP_IN_MAX, HTTP_OUT_MAX, http_on_event, s) < 0) {
+	session_init(&s->base, w, lst, peer, &http_ops);
+	if (session_connect(&s->base, &s->conn, fd, HTTP_IN_MAX, HTTP_OUT_MAX) < 0) {
 		close(fd);
 		free(s);
 		return;
 	}
-	session_add(w, &s->base, "http");
 	http_arm_timer(s);
-	if (s->base.lc->implicit_tls) {
-		if (w->tls == NULL || conn_start_tls(&s->conn, w->tls) < 0)
-			http_close(s, "TLS setup failed");
-		else
-			conn_detect_plaintext(&s->conn, 3000);
-	}
+	session_begin(&s->base);
 }

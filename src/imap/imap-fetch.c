@@ -571,7 +571,7 @@ static int fetch_resume_txn(struct imap_session *s)
 			munmap(f->map, f->maplen);
 			f->map = NULL;
 		}
-		if (f->pos >= f->n || s->closing)
+		if (f->pos >= f->n || s->base.closing)
 			break;
 		if (conn_out_pending(&s->conn) > IMAP_OUT_HIWAT)
 			return 0;

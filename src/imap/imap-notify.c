@@ -219,7 +219,7 @@ static void notify_report(struct imap_session *s, enum report_mode mode)
 /* See imap-private.h. */
 int imap_notify_ready(const struct imap_session *s)
 {
-	return s->notify != NULL && s->st != IMAP_NOTAUTH && !s->closing && s->resume == NULL &&
+	return s->notify != NULL && s->st != IMAP_NOTAUTH && !s->base.closing && s->resume == NULL &&
 	       !s->job_running && imap_parser_at_start(s->parser);
 }
 

@@ -82,8 +82,6 @@ struct imap_session {
 	struct imap_parser *parser;
 	struct ev_timer timer;
 	enum imap_state st;
-	int tls;
-	int closing;
 	int job_running;
 	unsigned errors;
 	char user[321];

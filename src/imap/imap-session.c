@@ -89,7 +89,7 @@ static void imap_count_error(struct imap_session *s)
 	unsigned max = s->base.lc->max_errors;
 	if (s->st == IMAP_NOTAUTH && max > IMAP_PREAUTH_MAX_ERRORS)
 		max = IMAP_PREAUTH_MAX_ERRORS;
-	if (++s->errors >= max && !s->closing) {
+	if (++s->errors >= max && !s->base.closing) {
 		imap_reply(s, "* BYE Too many invalid commands; closing the connection");
 		imap_close(s, "too many errors");
 	}
@@ -190,9 +190,9 @@ static void imap_reap(void *arg)
 /* Close at the next safe point. */
 void imap_close(struct imap_session *s, const char *reason)
 {
-	if (s->closing)
+	if (s->base.closing)
 		return;
-	s->closing = 1;
+	s->base.closing = 1;
 	log_info("sess=%016llx proto=imap event=close reason=\"%s\" user=%s",
 		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
 	conn_pause_read(&s->conn, 1);
@@ -219,7 +219,7 @@ static void imap_arm_rest(struct imap_session *s);
 static void imap_rest(struct ev_timer *t)
 {
 	struct imap_session *s = t->arg;
-	if (s->acct == NULL || s->acct_root == NULL || s->closing)
+	if (s->acct == NULL || s->acct_root == NULL || s->base.closing)
 		return;
 	if (s->resume || s->cmd_ctx || s->job_running) {
 		log_debug("sess=%016llx proto=imap event=rest-later", (unsigned long long)s->base.id);
@@ -295,7 +295,7 @@ int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *),
 void imap_job_finished(struct imap_session *s)
 {
 	s->job_running = 0;
-	if (s->closing) {
+	if (s->base.closing) {
 		ev_defer(s->base.w->loop, imap_reap, s);
 		return;
 	}
@@ -653,10 +653,10 @@ void imap_append_mailbox(struct imap_session *s, struct buf *out, const char *na
 /* The capability list for the current state. */
 static void imap_caps(struct imap_session *s, char *out, size_t outlen)
 {
-	int can_login = s->tls || s->base.lc->implicit_tls;
+	int can_login = s->base.tls || s->base.lc->implicit_tls;
 	snprintf(out, outlen, "IMAP4rev1 IMAP4rev2 %s %s%s%s%s%s APPENDLIMIT=%llu",
 		 s->st == IMAP_NOTAUTH ? "LITERAL-" : "LITERAL+", imap_caps_common,
-		 !s->tls && s->base.w->tls ? " STARTTLS" : "",
+		 !s->base.tls && s->base.w->tls ? " STARTTLS" : "",
 		 s->st == IMAP_NOTAUTH && can_login ? " AUTH=PLAIN AUTH=LOGIN" : "",
 		 s->st == IMAP_NOTAUTH && !can_login ? " LOGINDISABLED" : "",
 		 s->st != IMAP_NOTAUTH ? " URLAUTH URLAUTH=BINARY" : "",
@@ -753,7 +753,7 @@ static void cmd_enable(struct imap_session *s, const struct imap_arg *args, size
 static void imap_auth_done(void *ctx, const struct auth_result *r)
 {
 	struct imap_session *s = ctx;
-	if (s->closing) {
+	if (s->base.closing) {
 		imap_job_finished(s);
 		return;
 	}
@@ -824,7 +824,7 @@ static void imap_login(struct imap_session *s, const char *user, const char *pas
 /* Refuse logins before TLS (user: the login name when known). 1 refused. */
 static int imap_need_tls(struct imap_session *s, const char *user)
 {
-	if (s->tls)
+	if (s->base.tls)
 		return 0;
 	session_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STARTTLS");
 	imap_tagged(s, "NO", "[PRIVACYREQUIRED] Plaintext login is not allowed: turn on encryption "
@@ -877,7 +877,7 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 	if (strcasecmp(mech, "PLAIN") != 0 && strcasecmp(mech, "LOGIN") != 0) {
 		char m[64];
 		snprintf(m, sizeof(m), "mechanism %.30s", mech);
-		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
+		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->base.tls, m);
 		imap_tagged(s, "NO", "[CANNOT] Unsupported mechanism; use PLAIN or LOGIN");
 		return;
 	}
@@ -952,8 +952,8 @@ static void cmd_starttls(struct imap_session *s, size_t n)
 		imap_bad(s, "STARTTLS takes no arguments");
 		return;
 	}
-	if (s->tls || s->base.w->tls == NULL) {
-		imap_bad(s, "%s", s->tls ? "TLS is already active" : "TLS is not available");
+	if (s->base.tls || s->base.w->tls == NULL) {
+		imap_bad(s, "%s", s->base.tls ? "TLS is already active" : "TLS is not available");
 		return;
 	}
 	imap_tagged(s, "OK", "Begin TLS negotiation now");
@@ -965,7 +965,7 @@ static void cmd_starttls(struct imap_session *s, size_t n)
 /* See imap-private.h. At rest the index is reopened only when its fingerprint changed. */
 void imap_idle_check(struct imap_session *s)
 {
-	if (s->closing || (!s->idling && !imap_notify_ready(s)))
+	if (s->base.closing || (!s->idling && !imap_notify_ready(s)))
 		return;   /* NOTIFY (RFC 5465) hears between commands, IDLE while idling */
 	if (s->acct == NULL) {
 		uint64_t sig[4];
@@ -985,7 +985,7 @@ void imap_idle_check(struct imap_session *s)
 static void imap_idle_timer(struct ev_timer *t)
 {
 	struct imap_session *s = t->arg;
-	if (!s->idling || s->closing)
+	if (!s->idling || s->base.closing)
 		return;
 	imap_idle_check(s);
 	ev_timer_set(s->base.w->loop, &s->idle_timer,
@@ -1486,7 +1486,7 @@ static int imap_special_line(struct imap_session *s)
 static void imap_process(struct imap_session *s)
 {
 	struct conn *c = &s->conn;
-	while (!s->closing && c->fd >= 0) {
+	while (!s->base.closing && c->fd >= 0) {
 		if (s->resume) {
 			if (!s->resume(s)) {
 				c->want_write = 1;   /* resume when the socket drains */
@@ -1541,7 +1541,7 @@ static void imap_process(struct imap_session *s)
 				imap_reply(s, "* BAD %s", imap_parser_error(s->parser));
 				imap_count_error(s);
 			}
-			if (imap_parser_fatal(s->parser) && !s->closing) {
+			if (imap_parser_fatal(s->parser) && !s->base.closing) {
 				/* the rest of the input cannot be told apart from commands */
 				imap_reply(s, "* BYE %s; closing the connection",
 					   imap_parser_error(s->parser));
@@ -1563,49 +1563,39 @@ static void imap_greet(struct imap_session *s)
 	imap_reply(s, "* OK [CAPABILITY %s] postino IMAP ready", caps);
 }
 
-/* The conn callback. */
-static void imap_on_event(struct conn *c)
+/* The session core's view of IMAP (session.h). */
+static void imap_op_greet(struct session *b)
 {
-	struct imap_session *s = c->owner;
-	if (s->closing)
-		return;
-	switch (session_hello(&s->base, c, imap_tls_hint,
-				     s->base.w->cfg->l[LST_IMAP].port)) {
-	case -2:
-		imap_close(s, "plaintext client on an implicit-TLS port");
-		return;
-	case 3:
-	case 2:
-		return;
-	case 1:
-		imap_greet(s);
-		break;
-	case -1:
-		imap_close(s, "TLS setup failed");
-		return;
-	}
-	if (c->failed) {
-		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			session_tls_failed(&s->base, c, "imap");
-		imap_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
-								 "I/O error");
-		return;
-	}
-	if (c->tls_just_done) {
-		c->tls_just_done = 0;
-		s->tls = 1;
-		log_info("sess=%016llx proto=imap event=tls version=%s cipher=%s",
-			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
-		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
-			imap_greet(s);
-	}
-	imap_process(s);
-	if (!s->closing && c->eof && !s->job_running)
-		imap_close(s, "client disconnected");
-	conn_flush(c);
-	if (!s->closing && c->failed)
-		imap_close(s, "I/O error");
+	imap_greet((struct imap_session *)b);
 }
+
+static void imap_op_process(struct session *b)
+{
+	imap_process((struct imap_session *)b);
+}
+
+static int imap_op_busy(const struct session *b)
+{
+	return ((const struct imap_session *)b)->job_running;
+}
+
+static void imap_op_close(struct session *b, const char *why)
+{
+	imap_close((struct imap_session *)b, why);
+}
+
+static const struct session_ops imap_ops = {
+	.proto = "imap",
+	.alpn = "imap",
+	.tls_hint = imap_tls_hint,
+	.hint_listener = LST_IMAP,
+	.tls_failure_diag = 1,
+	.greet = imap_op_greet,
+	.process = imap_op_process,
+	.busy = imap_op_busy,
+	.close = imap_op_close,
+	.shutdown = imap_on_shutdown,
+};
 
 /* Take over an accepted connection. */
 void imap_session_start(struct worker *w, int fd, enum listener_id lst,
@@ -1616,29 +1606,17 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	session_init(&s->base, w, lst, peer, imap_on_shutdown);
+	session_init(&s->base, w, lst, peer, &imap_ops);
 	struct imap_parser_limits lim;
 	imap_limits(s, &lim);
 	s->parser = imap_parser_new(&lim);
-	if (s->parser == NULL || conn_init(&s->conn, w->loop, fd, 262144, IMAP_OUT_MAX,
-					   imap_on_event, s) < 0) {
+	if (s->parser == NULL ||
+	    session_connect(&s->base, &s->conn, fd, 262144, IMAP_OUT_MAX) < 0) {
 		imap_parser_free(&s->parser);
 		close(fd);
 		free(s);
 		return;
 	}
-	s->conn.alpn = "imap";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	session_add(w, &s->base, "imap");
 	imap_arm_timer(s);
-	if (s->base.lc->implicit_tls) {
-		if (conn_start_tls(&s->conn, w->tls) < 0)
-			imap_close(s, "TLS setup failed");
-		else
-			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
-		return;
-	}
-	if (session_wait_hello(&s->base, &s->conn))
-		return;   /* greeting once we know the client is not starting TLS */
-	imap_greet(s);
-	conn_flush(&s->conn);
+	session_begin(&s->base);
 }

@@ -326,7 +326,7 @@ static int urlfetch_resume(struct imap_session *s)
 			imap_write(s, c->out.data + c->off, take);
 			c->off += take;
 		}
-		if (c->pos >= c->n || s->closing)
+		if (c->pos >= c->n || s->base.closing)
 			break;
 		if (conn_out_pending(&s->conn) > IMAP_OUT_HIWAT)
 			return 0;

@@ -164,7 +164,7 @@ static void worker_begin_stop(struct worker *w)
 	}
 	for (struct session *s = w->sessions, *next; s; s = next) {
 		next = s->next;
-		s->shutdown(s);
+		s->ops->shutdown(s);
 	}
 	if (w->nsessions == 0)
 		ev_stop(w->loop);

@@ -81,8 +81,6 @@ struct pop3_session {
 	struct linereader lr;
 	struct ev_timer timer;
 	enum pop3_state st;
-	int tls;
-	int closing;
 	int job_running;
 	unsigned errors;
 	unsigned bad_preauth;            /* invalid commands before login */
@@ -197,9 +195,9 @@ static void pop3_reap(void *arg)
 /* Close at the next safe point. */
 static void pop3_close(struct pop3_session *s, const char *reason)
 {
-	if (s->closing)
+	if (s->base.closing)
 		return;
-	s->closing = 1;
+	s->base.closing = 1;
 	log_info("sess=%016llx proto=pop3 event=close reason=\"%s\" user=%s",
 		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
 	conn_pause_read(&s->conn, 1);
@@ -431,7 +429,7 @@ static void pop3_open_mailbox(struct pop3_session *s);
 static void pop3_lock_retry(struct ev_timer *t)
 {
 	struct pop3_session *s = t->arg;
-	if (s->closing)
+	if (s->base.closing)
 		return;
 	if (s->base.w->stopping) {   /* no more waiting: the worker is shutting down */
 		pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down; nothing was deleted, please "
@@ -469,14 +467,14 @@ static void open_done(void *arg)
 	struct open_job *j = arg;
 	struct pop3_session *s = j->s;
 	s->job_running = 0;
-	if (s->closing || j->result != 1) {
+	if (s->base.closing || j->result != 1) {
 		store_account_close(&j->acct);
 		if (j->lock_fd >= 0)
 			close(j->lock_fd);
 		for (size_t i = 0; i < j->nmsgs; i++)
 			free(j->msgs[i].fname);
 		free(j->msgs);
-		if (s->closing) {
+		if (s->base.closing) {
 			free(j);
 			ev_defer(s->base.w->loop, pop3_reap, s);
 			return;
@@ -561,7 +559,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 {
 	struct pop3_session *s = ctx;
 	s->job_running = 0;
-	if (s->closing) {
+	if (s->base.closing) {
 		ev_defer(s->base.w->loop, pop3_reap, s);
 		return;
 	}
@@ -590,7 +588,7 @@ static void pop3_auth_done(void *ctx, const struct auth_result *r)
 			      "later");
 	}
 	if (s->st != P_BUSY) {
-		if (!s->closing)
+		if (!s->base.closing)
 			conn_pause_read(&s->conn, 0);
 		conn_flush(&s->conn);
 	}
@@ -614,7 +612,7 @@ static void pop3_login(struct pop3_session *s, const char *user, const char *pas
 /* Refuse credentials over plaintext (user: the login name when known). 1 refused. */
 static int pop3_need_tls(struct pop3_session *s, const char *user)
 {
-	if (s->tls)
+	if (s->base.tls)
 		return 0;
 	session_diag(&s->base, DIAG_PLAINTEXT, user, 0, "login before STLS");
 	pop3_reply(s, "-ERR [AUTH] Plaintext login is not allowed: turn on encryption (SSL/TLS or "
@@ -708,11 +706,11 @@ static void cmd_capa(struct pop3_session *s)
 	pop3_reply(s, "RESP-CODES");
 	pop3_reply(s, "AUTH-RESP-CODE");
 	pop3_reply(s, "PIPELINING");
-	if (s->st == P_AUTH && s->tls) {
+	if (s->st == P_AUTH && s->base.tls) {
 		pop3_reply(s, "USER");
 		pop3_reply(s, "SASL PLAIN LOGIN");
 	}
-	if (s->st == P_AUTH && !s->tls && s->base.w->tls)
+	if (s->st == P_AUTH && !s->base.tls && s->base.w->tls)
 		pop3_reply(s, "STLS");
 	const struct config *cfg = s->base.w->cfg;
 	if (strcmp(cfg->pop3_expire, "never") == 0)
@@ -964,8 +962,8 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 	}
 	/* AUTHORIZATION state */
 	if (strcasecmp(verb, "STLS") == 0 && !a1) {
-		if (s->tls || s->base.w->tls == NULL) {
-			pop3_reply(s, "-ERR %s", s->tls ? "TLS is already active" :
+		if (s->base.tls || s->base.w->tls == NULL) {
+			pop3_reply(s, "-ERR %s", s->base.tls ? "TLS is already active" :
 				   "TLS is not available on this server");
 			pop3_error(s);
 			return;
@@ -991,7 +989,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 	if (strcasecmp(verb, "AUTH") == 0) {
 		if (a1 == NULL) {
 			pop3_reply(s, "+OK Mechanisms follow");
-			if (s->tls) {
+			if (s->base.tls) {
 				pop3_reply(s, "PLAIN");
 				pop3_reply(s, "LOGIN");
 			}
@@ -1023,7 +1021,7 @@ static void pop3_dispatch(struct pop3_session *s, char *line)
 		}
 		char m[64];
 		snprintf(m, sizeof(m), "mechanism %.30s", a1);
-		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, m);
+		session_diag(&s->base, DIAG_BAD_MECH, NULL, s->base.tls, m);
 		pop3_reply(s, "-ERR Unsupported authentication mechanism; use PLAIN or LOGIN");
 		pop3_error(s);
 		return;
@@ -1100,7 +1098,7 @@ static void pop3_process(struct pop3_session *s)
 {
 	struct conn *c = &s->conn;
 	static char line[POP3_LINE_LIMIT_MAX + 1];   /* pages are touched only as long lines come */
-	while (!s->closing && c->fd >= 0) {
+	while (!s->base.closing && c->fd >= 0) {
 		if (s->stream != S_NONE) {
 			if (!pop3_stream(s)) {
 				c->want_write = 1;   /* resumes when the output drains */
@@ -1156,49 +1154,39 @@ static void pop3_process(struct pop3_session *s)
 	}
 }
 
-/* The conn callback. */
-static void pop3_on_event(struct conn *c)
+/* The session core's view of POP3 (session.h). */
+static void pop3_op_greet(struct session *b)
 {
-	struct pop3_session *s = c->owner;
-	if (s->closing)
-		return;
-	switch (session_hello(&s->base, c, pop3_tls_hint,
-				     s->base.w->cfg->l[LST_POP3].port)) {
-	case -2:
-		pop3_close(s, "plaintext client on an implicit-TLS port");
-		return;
-	case 3:
-	case 2:
-		return;
-	case 1:
-		pop3_reply(s, "+OK postino POP3 ready");
-		break;
-	case -1:
-		pop3_close(s, "TLS setup failed");
-		return;
-	}
-	if (c->failed) {
-		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			session_tls_failed(&s->base, c, "pop3");
-		pop3_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
-								  "I/O error");
-		return;
-	}
-	if (c->tls_just_done) {
-		c->tls_just_done = 0;
-		s->tls = 1;
-		log_info("sess=%016llx proto=pop3 event=tls version=%s cipher=%s",
-			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls));
-		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
-			pop3_reply(s, "+OK postino POP3 ready");
-	}
-	pop3_process(s);
-	if (!s->closing && c->eof && s->st != P_BUSY)
-		pop3_close(s, "client disconnected");
-	conn_flush(c);
-	if (!s->closing && c->failed)
-		pop3_close(s, "I/O error");
+	pop3_reply((struct pop3_session *)b, "+OK postino POP3 ready");
 }
+
+static void pop3_op_process(struct session *b)
+{
+	pop3_process((struct pop3_session *)b);
+}
+
+static int pop3_op_busy(const struct session *b)
+{
+	return ((const struct pop3_session *)b)->st == P_BUSY;
+}
+
+static void pop3_op_close(struct session *b, const char *why)
+{
+	pop3_close((struct pop3_session *)b, why);
+}
+
+static const struct session_ops pop3_ops = {
+	.proto = "pop3",
+	.alpn = "pop3",
+	.tls_hint = pop3_tls_hint,
+	.hint_listener = LST_POP3,
+	.tls_failure_diag = 1,
+	.greet = pop3_op_greet,
+	.process = pop3_op_process,
+	.busy = pop3_op_busy,
+	.close = pop3_op_close,
+	.shutdown = pop3_on_shutdown,
+};
 
 /* Take over an accepted connection. */
 void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
@@ -1209,29 +1197,16 @@ void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	session_init(&s->base, w, lst, peer, pop3_on_shutdown);
+	session_init(&s->base, w, lst, peer, &pop3_ops);
 	s->fd = -1;
 	s->lock_fd = -1;
 	buf_init(&s->chunk, 65536);
 	linereader_init(&s->lr, pop3_line_max(s));
-	if (conn_init(&s->conn, w->loop, fd, pop3_sasl_max(s) + 2, POP3_OUT_MAX, pop3_on_event,
-		      s) < 0) {
+	if (session_connect(&s->base, &s->conn, fd, pop3_sasl_max(s) + 2, POP3_OUT_MAX) < 0) {
 		close(fd);
 		free(s);
 		return;
 	}
-	s->conn.alpn = "pop3";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	session_add(w, &s->base, "pop3");
 	pop3_arm_timer(s);
-	if (s->base.lc->implicit_tls) {
-		if (conn_start_tls(&s->conn, w->tls) < 0)
-			pop3_close(s, "TLS setup failed");
-		else
-			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
-		return;
-	}
-	if (session_wait_hello(&s->base, &s->conn))
-		return;   /* greeting once we know the client is not starting TLS */
-	pop3_reply(s, "+OK postino POP3 ready");
-	conn_flush(&s->conn);
+	session_begin(&s->base);
 }

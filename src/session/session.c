@@ -19,45 +19,131 @@
 /* Longest wait for a ClientHello on a STARTTLS port (slow links, or no RTT measured) */
 #define SESSION_HELLO_WAIT_MAX_MS 250
 
+/* What the hello step of a connection says (session_hello). */
+enum session_hello {
+	SESSION_HELLO_NONE,       /* nothing pending: carry on */
+	SESSION_HELLO_GREET,      /* the client is not starting TLS: greet now */
+	SESSION_HELLO_TLS,        /* a ClientHello came: TLS started, greet after the handshake */
+	SESSION_HELLO_WAIT,       /* still waiting for the client's first bytes */
+	SESSION_HELLO_FAILED,     /* TLS could not be set up */
+	SESSION_HELLO_PLAINTEXT,  /* a plaintext client on an implicit-TLS port, answered: close */
+};
+
 /* A TLS ClientHello on a STARTTLS port is served as implicit TLS (clients set to "SSL" on 587,
- * 143 or 110 just work); anything else gets the plaintext greeting. */
-int session_hello(struct session *s, struct conn *c, const char *hint_fmt,
-			 unsigned hint_port)
+ * 143 or 110 just work); anything else gets the plaintext greeting. A plaintext client on an
+ * implicit-TLS port is told, in one line of its protocol, to turn on SSL/TLS. */
+static enum session_hello session_hello(struct session *s, struct conn *c, const char **why_r)
 {
+	const struct session_ops *op = s->ops;
 	if (c->plaintext_peer) {
+		if (op->plaintext != NULL) {
+			*why_r = op->plaintext(s);
+			return SESSION_HELLO_PLAINTEXT;
+		}
 		char line[400];
-		snprintf(line, sizeof(line), hint_fmt, hint_port);
+		snprintf(line, sizeof(line), op->tls_hint, s->w->cfg->l[op->hint_listener].port);
 		conn_write_plain(c, line);
 		session_diag(s, DIAG_PLAINTEXT, NULL, 0, "plaintext client on an SSL/TLS port");
-		return -2;
+		*why_r = "plaintext client on an implicit-TLS port";
+		return SESSION_HELLO_PLAINTEXT;
 	}
 	switch (c->hello) {
 	case CONN_HELLO_WAIT:
-		return 3;
+		return SESSION_HELLO_WAIT;
 	case CONN_HELLO_TLS:
 		c->hello = CONN_HELLO_NONE;
 		s->greet_after_tls = 1;
 		log_info("sess=%016llx event=tls-on-starttls-port listener=%s",
 			 (unsigned long long)s->id, s->lc->name);
-		return conn_start_tls(c, s->w->tls) < 0 ? -1 : 2;
+		return conn_start_tls(c, s->w->tls) < 0 ? SESSION_HELLO_FAILED : SESSION_HELLO_TLS;
 	case CONN_HELLO_PLAIN:
 		c->hello = CONN_HELLO_NONE;
-		return 1;
+		return SESSION_HELLO_GREET;
 	default:
-		return 0;
+		return SESSION_HELLO_NONE;
 	}
 }
 
 /* Wait for a ClientHello on client ports that offer STARTTLS (not on the MX port 25), for a few
  * round trips of the connection (conn_wait_hello), so plaintext clients are greeted at once. */
-int session_wait_hello(struct session *s, struct conn *c)
+static int session_wait_hello(struct session *s, struct conn *c)
 {
-	if (s->w->tls == NULL || s->lc->implicit_tls || s->lst == LST_SMTP)
+	if (s->w->tls == NULL || s->lc->implicit_tls || s->lst == LST_SMTP || s->ops->greet == NULL)
 		return 0;
 	unsigned margin = s->w->cfg->tls_hello_margin_ms;
 	conn_wait_hello(c, margin, margin > SESSION_HELLO_WAIT_MAX_MS ? margin :
 			SESSION_HELLO_WAIT_MAX_MS);
 	return 1;
+}
+
+/* A TLS handshake failed: log it and record it by IP (with SNI). */
+static void session_tls_failed(const struct session *s, struct conn *c, const char *proto)
+{
+	char detail[256];
+	const char *sni = c->tls ? tls_sni(c->tls) : NULL;
+	snprintf(detail, sizeof(detail), "%s%s%s", tls_last_error(), sni ? "; SNI " : "",
+		 sni ? sni : "");
+	metrics_count(MC_TLS_FAILED);
+	log_info("sess=%016llx proto=%s event=tls-failed ip=%s reason=\"%s\"",
+		 (unsigned long long)s->id, proto, s->peer_ip, detail);
+	session_diag(s, DIAG_TLS_FAILED, NULL, 0, detail);
+}
+
+/* The connection's callback, for every protocol: handshake results, input, EOF. */
+static void session_on_event(struct conn *c)
+{
+	struct session *s = c->owner;
+	const struct session_ops *op = s->ops;
+	if (s->closing)
+		return;
+	const char *why = NULL;
+	switch (session_hello(s, c, &why)) {
+	case SESSION_HELLO_PLAINTEXT:
+		op->close(s, why);
+		return;
+	case SESSION_HELLO_FAILED:
+		op->close(s, "TLS setup failed");
+		return;
+	case SESSION_HELLO_WAIT:
+	case SESSION_HELLO_TLS:
+		return;   /* TLS from the first byte: the greeting follows the handshake */
+	case SESSION_HELLO_GREET:
+		op->greet(s);
+		break;
+	case SESSION_HELLO_NONE:
+		break;
+	}
+	if (c->failed) {
+		int handshake = c->tls_state == CONN_TLS_HANDSHAKE;
+		if (handshake && op->tls_failure_diag)
+			session_tls_failed(s, c, op->proto);
+		op->close(s, handshake ? "TLS handshake failed" :
+			  op->failed ? op->failed(s) : "I/O error");
+		return;
+	}
+	if (c->tls_just_done) {
+		c->tls_just_done = 0;
+		s->tls = 1;
+		log_info("sess=%016llx proto=%s event=tls version=%s cipher=%s sni=%s",
+			 (unsigned long long)s->id, op->proto, tls_version(c->tls),
+			 tls_cipher(c->tls), tls_sni(c->tls) ? tls_sni(c->tls) : "-");
+		if (op->tls_done)
+			op->tls_done(s);
+		if (op->greet && (s->lc->implicit_tls || s->greet_after_tls))
+			op->greet(s);
+	}
+	if (c->tls_state == CONN_TLS_HANDSHAKE)
+		return;
+	op->process(s);
+	if (!s->closing && c->eof && !op->busy(s))
+		op->close(s, "client disconnected");
+	conn_flush(c);   /* a closing session's last lines too */
+	if (s->closing)
+		return;
+	if (c->failed)
+		op->close(s, "I/O error");
+	else if (op->after)
+		op->after(s);
 }
 
 /* Answer an HTTP request on a mail port with one line of the session's protocol. */
@@ -132,32 +218,20 @@ void session_diag(const struct session *s, int kind, const char *user, int tls, 
 	diag_submit(s->w->pool, s->w->cfg->data_dir, s->w->cfg->diag_keep, &e);
 }
 
-/* A TLS handshake failed. */
-void session_tls_failed(const struct session *s, struct conn *c, const char *proto)
-{
-	char detail[256];
-	const char *sni = c->tls ? tls_sni(c->tls) : NULL;
-	snprintf(detail, sizeof(detail), "%s%s%s", tls_last_error(), sni ? "; SNI " : "",
-		 sni ? sni : "");
-	metrics_count(MC_TLS_FAILED);
-	log_info("sess=%016llx proto=%s event=tls-failed ip=%s reason=\"%s\"",
-		 (unsigned long long)s->id, proto, s->peer_ip, detail);
-	session_diag(s, DIAG_TLS_FAILED, NULL, 0, detail);
-}
 
 /* Fill the common fields of a new session. */
 void session_init(struct session *s, struct worker *w, enum listener_id lst,
-			 const struct sockaddr_storage *peer, void (*shutdown)(struct session *s))
+		  const struct sockaddr_storage *peer, const struct session_ops *ops)
 {
 	s->w = w;
 	s->lst = lst;
 	s->lc = &w->cfg->l[lst];
 	s->peer = *peer;
-	s->shutdown = shutdown;
+	s->ops = ops;
 }
 
 /* Add a session to the worker's list. */
-void session_add(struct worker *w, struct session *s, const char *proto)
+static void session_add(struct worker *w, struct session *s)
 {
 	unsigned char r[8];
 	if (getrandom(r, sizeof(r), 0) == (ssize_t)sizeof(r))
@@ -178,7 +252,37 @@ void session_add(struct worker *w, struct session *s, const char *proto)
 	metrics_connection(s->lst);
 	metrics_sample_memory();
 	log_info("sess=%016llx proto=%s event=connect listener=%s ip=%s", (unsigned long long)s->id,
-		 proto, s->lc->name, s->peer_ip);
+		 s->ops->proto, s->lc->name, s->peer_ip);
+}
+
+/* Give the session its connection and register it. */
+int session_connect(struct session *s, struct conn *c, int fd, size_t in_max, size_t out_max)
+{
+	if (conn_init(c, s->w->loop, fd, in_max, out_max, session_on_event, s) < 0)
+		return -1;
+	c->alpn = s->ops->alpn;   /* TLS refuses clients that ask for another protocol (ALPACA) */
+	s->conn = c;
+	session_add(s->w, s);
+	return 0;
+}
+
+/* Start talking: TLS, the hello wait, or the greeting. */
+void session_begin(struct session *s)
+{
+	struct conn *c = s->conn;
+	if (s->closing)
+		return;
+	if (s->lc->implicit_tls) {
+		if (s->w->tls == NULL || conn_start_tls(c, s->w->tls) < 0)
+			s->ops->close(s, "TLS setup failed");
+		else
+			conn_detect_plaintext(c, 3000);   /* a client that forgot SSL */
+		return;   /* the greeting follows the handshake */
+	}
+	if (s->ops->greet == NULL || session_wait_hello(s, c))
+		return;   /* the client speaks first, or the greeting once it is not starting TLS */
+	s->ops->greet(s);
+	conn_flush(c);
 }
 
 /* Remove a session from the list and the per-IP table. */

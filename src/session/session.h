@@ -36,8 +36,47 @@ struct session {
 	unsigned login_failures;           /* failed logins on this connection */
 	uint64_t cmd_ns, deliver_ns;       /* metrics: when the command / the delivery began */
 	struct session *prev, *next;
+	const struct session_ops *ops;     /* the protocol */
+	struct conn *conn;                 /* the protocol's connection (in its own struct) */
+	int tls;                           /* the handshake is done */
+	int closing;                       /* closed: events are ignored until it is reaped */
+};
+
+/* What a protocol tells the session core (session_start, the connection's events). Every
+ * protocol session embeds struct session first, so a struct session * is also its own. The
+ * core runs the steps every protocol shares, in this order, on each event of the connection:
+ * the hello step of a new connection (a ClientHello on a STARTTLS port is served as implicit
+ * TLS; a plaintext client on an implicit-TLS port is told so and closed), a failed connection,
+ * the end of a handshake (log line, the greeting of an implicit-TLS session), then process,
+ * EOF, the flush of the output, after. */
+struct session_ops {
+	const char *proto;    /* "smtp", "imap", "pop3", "http": log lines */
+	const char *alpn;     /* the ALPN protocol TLS insists on (ALPACA), NULL: any */
+	/* one line of the protocol telling a plaintext client on an implicit-TLS port to turn on
+	 * SSL/TLS, with %u the STARTTLS port of listener hint_listener; NULL: plaintext() */
+	const char *tls_hint;
+	enum listener_id hint_listener;
+	int tls_failure_diag; /* a failed handshake is a login diagnostic of the client's IP */
+	/* the greeting (NULL: the client speaks first) */
+	void (*greet)(struct session *s);
+	/* read and answer what the client sent */
+	void (*process)(struct session *s);
+	/* 1 while EOF must not close the session yet (a command still running, or after() takes
+	 * care of EOF) */
+	int (*busy)(const struct session *s);
+	/* close: log why, mark closing, reap later (never frees inside the event) */
+	void (*close)(struct session *s, const char *why);
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);
+	/* optional: the handshake is done (before the greeting) */
+	void (*tls_done)(struct session *s);
+	/* optional, instead of tls_hint: answer a plaintext client on an implicit-TLS port; returns
+	 * the reason the session is closed for */
+	const char *(*plaintext)(struct session *s);
+	/* optional: why a connection that failed outside a handshake is closed ("I/O error") */
+	const char *(*failed)(const struct session *s);
+	/* optional: after the output was flushed on an event */
+	void (*after)(struct session *s);
 };
 
 struct worker {
@@ -55,15 +94,6 @@ struct worker {
 	/* called when a session has gone (the worker resumes paused listeners) */
 	void (*session_gone)(struct worker *w);
 };
-
-/* What the session should do about the client's first byte (forgiving ports): 0 carry on,
- * 1 greet now, 2 TLS was started (greet after the handshake), 3 wait, -1 TLS setup failed,
- * -2 a plaintext client on an implicit-TLS port was told (hint_fmt with hint_port, one line of
- * the protocol) to turn on SSL/TLS: close the session. */
-int session_hello(struct session *s, struct conn *c, const char *hint_fmt,
-			 unsigned hint_port) __attribute__((format(printf, 3, 0)));
-/* Should a new plaintext session wait for a possible ClientHello before greeting? */
-int session_wait_hello(struct session *s, struct conn *c);
 
 /* A line from the client in command state: if it is an HTTP request line or header (a browser
  * sent to a mail port, cross-protocol attacks such as ALPACA; crossproto.h), queue one error line
@@ -85,14 +115,19 @@ void session_auth_env(const struct session *s, struct auth_env *env);
 /* Record a login diagnostic (diag.h) for this session: kind, the user if known, whether TLS
  * is on, a detail or NULL. Written on the pool. */
 void session_diag(const struct session *s, int kind, const char *user, int tls, const char *detail);
-/* A TLS handshake failed on this session's connection: log it and record it by IP (with SNI). */
-void session_tls_failed(const struct session *s, struct conn *c, const char *proto);
 
-/* Fill the common fields of a new session. */
+/* A new session of a protocol (s: the protocol's zeroed struct, which embeds struct session
+ * first): the common fields, so that the protocol can size its own parts from s->lc. */
 void session_init(struct session *s, struct worker *w, enum listener_id lst,
-			 const struct sockaddr_storage *peer, void (*shutdown)(struct session *s));
-/* Register/unregister a session with its worker (and the per-IP table); logs the connect. */
-void session_add(struct worker *w, struct session *s, const char *proto);
+		  const struct sockaddr_storage *peer, const struct session_ops *ops);
+/* Give the session its connection c on fd (buffers of in_max and out_max octets, events to the
+ * core) and register it with its worker (and the per-IP table); logs the connect. -1: nothing
+ * registered, fd still open (the caller closes it and frees s). */
+int session_connect(struct session *s, struct conn *c, int fd, size_t in_max, size_t out_max);
+/* Start talking, once the protocol has armed its timers: the handshake of an implicit-TLS
+ * port, a short wait for a ClientHello on a STARTTLS port, or else the greeting. */
+void session_begin(struct session *s);
+/* Unregister a session from its worker (when it is reaped). */
 void session_remove(struct worker *w, struct session *s);
 
 #endif

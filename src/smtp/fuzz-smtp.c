@@ -229,7 +229,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (w.nsessions == 1) {
 		struct smtp_session *s = (struct smtp_session *)w.sessions;
 		if (mode & 2) {
-			s->tls = 1;
+			s->base.tls = 1;
 			snprintf(s->tls_info, sizeof(s->tls_info), "using TLSv1.3 with cipher X");
 		}
 		if ((mode & 4) && lst == LST_SUBMISSION)

@@ -140,17 +140,17 @@ int smtp_data_begin(struct smtp_session *s)
 	if (tx->id[0] == '\0')
 		queue_new_id(tx->id);   /* the queue's id format: names the spool files */
 	smtp_date(date, sizeof(date));
-	const char *proto = !s->esmtp ? "SMTP" : s->tls && s->auth_user[0] ? "ESMTPSA" :
-			    s->tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
+	const char *proto = !s->esmtp ? "SMTP" : s->base.tls && s->auth_user[0] ? "ESMTPSA" :
+			    s->base.tls ? "ESMTPS" : s->auth_user[0] ? "ESMTPA" : "ESMTP";
 	if (tx->smtputf8)
-		proto = s->tls && s->auth_user[0] ? "UTF8SMTPSA" : s->tls ? "UTF8SMTPS" :
+		proto = s->base.tls && s->auth_user[0] ? "UTF8SMTPSA" : s->base.tls ? "UTF8SMTPS" :
 			s->auth_user[0] ? "UTF8SMTPA" : "UTF8SMTP";
 	struct buf h;
 	buf_init(&h, 8192);
 	buf_appendf(&h, "Return-Path: <%s>\r\n", tx->null_sender ? "" : tx->from);
 	buf_appendf(&h, "Received: from %s ([%s])\r\n\tby %s (postino) with %s id %s", s->helo,
 		    s->base.peer_ip, cfg->hostname, proto, tx->id);
-	if (s->tls)
+	if (s->base.tls)
 		buf_appendf(&h, "\r\n\t(%s)", s->tls_info);
 	if (s->auth_user[0])
 		buf_appendf(&h, "\r\n\t(authenticated as %s)", s->auth_user);
@@ -657,32 +657,32 @@ static void deliver_done(struct deliver_job *j)
 		metrics_count(MC_RECEIVED);
 		metrics_add(MC_DELIVERED_LOCAL, j->delivered);
 		metrics_observe(MH_DELIVERY, MP_SMTP, &s->base.deliver_ns);
-		if (!s->closing)
+		if (!s->base.closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
 	} else if (j->discard) {
 		/* RFC 5321 has no way to say "dropped": the sender sees success, the log says */
 		log_info("sess=%016llx proto=smtp event=discarded id=%s from=<%s> rcpts=%u",
 			 (unsigned long long)s->base.id, j->id, j->tx->null_sender ? "" : j->tx->from,
 			 j->tx->nrcpts);
-		if (!s->closing)
+		if (!s->base.closing)
 			smtp_reply(s, "250 2.0.0 Ok: message %s accepted", j->id);
 	} else if (j->reply[0]) {   /* refused or deferred by the authentication checks/milters */
 		log_info("sess=%016llx proto=smtp event=%s id=%s from=<%s> reply=\"%s\"",
 			 (unsigned long long)s->base.id, j->reply[0] == '5' ? "refused" :
 			 "deferred", j->id, j->tx->null_sender ? "" : j->tx->from, j->reply);
-		if (!s->closing)
+		if (!s->base.closing)
 			smtp_reply(s, "%s", j->reply);
 	} else {
 		log_warn("sess=%016llx proto=smtp event=delivery-failed id=%s error=\"%s\"",
 			 (unsigned long long)s->base.id, j->id, j->why);
-		if (!s->closing)
+		if (!s->base.closing)
 			smtp_reply(s, "451 4.3.0 Temporary storage failure; the message was not "
 				      "accepted, please try again later");
 	}
 	smtp_tx_free(&j->tx);
 	free(j->dkim);
 	free(j);
-	if (s->closing) {
+	if (s->base.closing) {
 		ev_defer(s->base.w->loop, smtp_session_reap, s);
 		return;
 	}
@@ -690,7 +690,7 @@ static void deliver_done(struct deliver_job *j)
 	conn_pause_read(&s->conn, 0);
 	conn_flush(&s->conn);
 	if (s->base.w->stopping)
-		s->base.shutdown(&s->base);
+		s->base.ops->shutdown(&s->base);
 }
 
 /* Group commit on the loop thread. Finished messages wait in one list per worker process (one

@@ -105,7 +105,7 @@ static void stage_done(void *arg)
 		snprintf(j->res.reply, sizeof(j->res.reply), "451 4.3.0 Out of memory; please try "
 			 "again later");
 	}
-	if (s->closing) {
+	if (s->base.closing) {
 		milter_result_free(&j->res);
 		free(j);
 		ev_defer(s->base.w->loop, smtp_session_reap, s);
@@ -121,13 +121,13 @@ static void stage_done(void *arg)
 	j->cont(s, &j->res);
 	milter_result_free(&j->res);
 	free(j);
-	if (s->closing)
+	if (s->base.closing)
 		return;
 	if (s->st != SMTP_ST_BUSY)
 		conn_pause_read(&s->conn, 0);   /* runs smtp_process over what was pipelined */
 	conn_flush(&s->conn);
 	if (s->st != SMTP_ST_BUSY && s->base.w->stopping)
-		s->base.shutdown(&s->base);
+		s->base.ops->shutdown(&s->base);
 }
 
 /* Run a stage on the pool; the session waits. */

@@ -95,8 +95,6 @@ struct smtp_session {
 	struct ev_timer timer;
 	char helo[256];
 	int esmtp;
-	int tls;                      /* TLS active */
-	int closing;
 	int reaped;
 	int job_running;              /* a pool job holds a pointer to this session */
 	unsigned errors;

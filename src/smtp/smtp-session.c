@@ -34,7 +34,6 @@ static const char smtp_tls_hint[] =
 	"554 5.7.0 This port needs SSL/TLS from the start: "
 	"turn on SSL/TLS in your mail program, or use port %u with STARTTLS\r\n";
 
-static void smtp_on_event(struct conn *c);
 static void smtp_process(struct smtp_session *s);
 
 static const char *state_names[] = { "greet", "ready", "mail", "rcpt", "data", "bdat", "auth",
@@ -145,9 +144,9 @@ void smtp_session_reap(void *arg)
 /* Close the session at the next safe point; see STYLE.md section 7. */
 void smtp_session_close(struct smtp_session *s, const char *reason)
 {
-	if (s->closing)
+	if (s->base.closing)
 		return;
-	s->closing = 1;
+	s->base.closing = 1;
 	log_info("sess=%016llx proto=smtp event=close reason=\"%s\" messages=%u",
 		 (unsigned long long)s->base.id, reason, s->ntx);
 	conn_pause_read(&s->conn, 1);
@@ -244,7 +243,7 @@ static void greet_pass_remember(const char *ip)
 static void smtp_greet_done(struct ev_timer *t)
 {
 	struct smtp_session *s = t->arg;
-	if (s->closing || !s->greet_pending)
+	if (s->base.closing || !s->greet_pending)
 		return;
 	s->greet_pending = 0;
 	greet_pass_remember(s->base.peer_ip);
@@ -303,7 +302,7 @@ static void smtp_greet(struct smtp_session *s)
 static void smtp_greet_now(struct smtp_session *s)
 {
 	const struct config *cfg = s->base.w->cfg;
-	if (cfg->smtp_greet_pause > 0 && !s->base.lc->submission && !s->tls &&
+	if (cfg->smtp_greet_pause > 0 && !s->base.lc->submission && !s->base.tls &&
 	    !greet_pass_known(s->base.peer_ip)) {
 		smtp_reply(s, "220-%s ESMTP postino", cfg->hostname);
 		s->greet_pending = 1;
@@ -336,7 +335,7 @@ static void smtp_delayed_reply_done(struct ev_timer *t)
 	struct smtp_session *s = t->arg;
 	char *text = s->delayed_reply;
 	s->delayed_reply = NULL;
-	if (s->closing || text == NULL) {
+	if (s->base.closing || text == NULL) {
 		free(text);
 		return;
 	}
@@ -381,6 +380,50 @@ static void smtp_unknown_rcpt(struct smtp_session *s, const char *addr)
 		     smtp_delayed_reply_done, s);
 }
 
+/* The session core's view of SMTP (session.h). */
+static void smtp_op_greet(struct session *b)
+{
+	smtp_greet((struct smtp_session *)b);
+}
+
+static void smtp_op_process(struct session *b)
+{
+	smtp_process((struct smtp_session *)b);
+}
+
+/* EOF waits for a running delivery, and for replies still owed to pipelined commands */
+static int smtp_op_busy(const struct session *b)
+{
+	const struct smtp_session *s = (const struct smtp_session *)b;
+	return s->st == SMTP_ST_BUSY || (s->conn.want_write && s->conn.in.len > 0);
+}
+
+static void smtp_op_close(struct session *b, const char *why)
+{
+	smtp_session_close((struct smtp_session *)b, why);
+}
+
+static void smtp_op_tls_done(struct session *b)
+{
+	struct smtp_session *s = (struct smtp_session *)b;
+	snprintf(s->tls_info, sizeof(s->tls_info), "using %s with cipher %s",
+		 tls_version(s->conn.tls), tls_cipher(s->conn.tls));
+}
+
+static const struct session_ops smtp_ops = {
+	.proto = "smtp",
+	.alpn = "smtp",
+	.tls_hint = smtp_tls_hint,
+	.hint_listener = LST_SUBMISSION,
+	.tls_failure_diag = 1,
+	.greet = smtp_op_greet,
+	.process = smtp_op_process,
+	.busy = smtp_op_busy,
+	.close = smtp_op_close,
+	.shutdown = smtp_on_shutdown,
+	.tls_done = smtp_op_tls_done,
+};
+
 /* Take over an accepted connection. */
 void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
@@ -390,17 +433,15 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		close(fd);
 		return;
 	}
-	session_init(&s->base, w, lst, peer, smtp_on_shutdown);
-	linereader_init(&s->lr, s->base.lc->line_length_limit);
-	if (conn_init(&s->conn, w->loop, fd, SMTP_AUTH_LINE_MAX + 2 > s->base.lc->line_length_limit + 2 ?
-		      SMTP_AUTH_LINE_MAX + 2 : s->base.lc->line_length_limit + 2,
-		      SMTP_OUT_MAX, smtp_on_event, s) < 0) {
+	session_init(&s->base, w, lst, peer, &smtp_ops);
+	size_t line_max = s->base.lc->line_length_limit;
+	linereader_init(&s->lr, line_max);
+	if (session_connect(&s->base, &s->conn, fd, SMTP_AUTH_LINE_MAX > line_max ?
+			    SMTP_AUTH_LINE_MAX + 2 : line_max + 2, SMTP_OUT_MAX) < 0) {
 		close(fd);
 		free(s);
 		return;
 	}
-	s->conn.alpn = "smtp";   /* TLS refuses clients that ask for another protocol (ALPACA) */
-	session_add(w, &s->base, "smtp");
 	if (s->base.lc->milters[0]) {
 		struct milter_settings set;
 		smtp_milter_settings(w->cfg, &set);
@@ -411,65 +452,7 @@ void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 		}
 	}
 	smtp_arm_timer(s);
-	if (s->base.lc->implicit_tls) {
-		if (conn_start_tls(&s->conn, w->tls) < 0)
-			smtp_session_close(s, "TLS setup failed");
-		else
-			conn_detect_plaintext(&s->conn, 3000);   /* a client that forgot SSL */
-		return;   /* greeting after the handshake */
-	}
-	if (session_wait_hello(&s->base, &s->conn))
-		return;   /* greeting once we know the client is not starting TLS */
-	smtp_greet(s);
-	conn_flush(&s->conn);
-}
-
-/* The conn callback: handshake results, input, EOF. */
-static void smtp_on_event(struct conn *c)
-{
-	struct smtp_session *s = c->owner;
-	if (s->closing)
-		return;
-	switch (session_hello(&s->base, c, smtp_tls_hint,
-				     s->base.w->cfg->l[LST_SUBMISSION].port)) {
-	case -2:
-		smtp_session_close(s, "plaintext client on an implicit-TLS port");
-		return;
-	case 3:
-		return;
-	case 2:
-		return;   /* TLS from the first byte: greeting after the handshake */
-	case 1:
-		smtp_greet(s);
-		break;
-	case -1:
-		smtp_session_close(s, "TLS setup failed");
-		return;
-	}
-	if (c->failed) {
-		if (c->tls_state == CONN_TLS_HANDSHAKE)
-			session_tls_failed(&s->base, c, "smtp");
-		smtp_session_close(s, c->tls_state == CONN_TLS_HANDSHAKE ? "TLS handshake failed" :
-								     "I/O error");
-		return;
-	}
-	if (c->tls_just_done) {
-		c->tls_just_done = 0;
-		s->tls = 1;
-		snprintf(s->tls_info, sizeof(s->tls_info), "using %s with cipher %s",
-			 tls_version(c->tls), tls_cipher(c->tls));
-		log_info("sess=%016llx proto=smtp event=tls version=%s cipher=%s sni=%s",
-			 (unsigned long long)s->base.id, tls_version(c->tls), tls_cipher(c->tls),
-			 tls_sni(c->tls) ? tls_sni(c->tls) : "-");
-		if (s->base.lc->implicit_tls || s->base.greet_after_tls)
-			smtp_greet(s);
-	}
-	smtp_process(s);
-	if (!s->closing && c->eof && s->st != SMTP_ST_BUSY && !(c->want_write && c->in.len > 0))
-		smtp_session_close(s, "client disconnected");
-	conn_flush(c);
-	if (!s->closing && c->failed)
-		smtp_session_close(s, "I/O error");
+	session_begin(&s->base);
 }
 
 /* ---- commands ---- */
@@ -609,9 +592,9 @@ static void smtp_helo_finish(struct smtp_session *s)
 	smtp_reply(s, "250-SIZE %llu", (unsigned long long)lc->message_size_limit);
 	smtp_reply(s, "250-8BITMIME");
 	smtp_reply(s, "250-ENHANCEDSTATUSCODES");
-	if (!s->tls && s->base.w->tls)
+	if (!s->base.tls && s->base.w->tls)
 		smtp_reply(s, "250-STARTTLS");
-	if (lc->submission && s->tls && s->auth_user[0] == '\0')
+	if (lc->submission && s->base.tls && s->auth_user[0] == '\0')
 		smtp_reply(s, "250-AUTH PLAIN LOGIN");
 	smtp_reply(s, "250-SMTPUTF8");
 	smtp_reply(s, "250-CHUNKING");
@@ -807,7 +790,7 @@ static void cmd_mail(struct smtp_session *s, char *args)
 			if (lr == 1)
 				sendlimit_refused(s->base.w, s->auth_user, &s->tx->lim, msg);
 			if (lr == 2)
-				session_diag(&s->base, DIAG_SUSPENDED, s->auth_user, s->tls,
+				session_diag(&s->base, DIAG_SUSPENDED, s->auth_user, s->base.tls,
 					    "sending suspended: MAIL FROM refused");
 			smtp_tx_free(&s->tx);
 			return;
@@ -1324,7 +1307,7 @@ static void auth_done(void *ctx, const struct auth_result *r)
 {
 	struct smtp_session *s = ctx;
 	s->job_running = 0;
-	if (s->closing) {
+	if (s->base.closing) {
 		ev_defer(s->base.w->loop, smtp_session_reap, s);
 		return;
 	}
@@ -1356,7 +1339,7 @@ static void auth_done(void *ctx, const struct auth_result *r)
 			 (unsigned long long)s->base.id, r->reason);
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 	}
-	if (!s->closing)
+	if (!s->base.closing)
 		conn_pause_read(&s->conn, 0);
 	conn_flush(&s->conn);
 }
@@ -1465,7 +1448,7 @@ static void cmd_auth(struct smtp_session *s, char *args)
 	}
 	char mech[64];
 	snprintf(mech, sizeof(mech), "mechanism %.30s", args);
-	session_diag(&s->base, DIAG_BAD_MECH, NULL, s->tls, mech);
+	session_diag(&s->base, DIAG_BAD_MECH, NULL, s->base.tls, mech);
 	smtp_reply(s, "504 5.5.4 Unsupported authentication mechanism; use PLAIN or LOGIN");
 	smtp_count_error(s);
 }
@@ -1481,7 +1464,7 @@ static void smtp_login_refused(struct smtp_session *s, const char *args, int kin
 	    sasl_plain_decode(ir + 1, user, sizeof(user), pw, sizeof(pw)) < 0)
 		user[0] = '\0';
 	explicit_bzero(pw, sizeof(pw));
-	session_diag(&s->base, kind, user, s->tls, detail);
+	session_diag(&s->base, kind, user, s->base.tls, detail);
 }
 
 /* ---- dispatch ---- */
@@ -1550,7 +1533,7 @@ static void smtp_dispatch(struct smtp_session *s, char *line)
 			smtp_bad_sequence(s, c->verb);
 			return;
 		}
-		if ((c->needs & NEED_NOT_TLS) && s->tls) {
+		if ((c->needs & NEED_NOT_TLS) && s->base.tls) {
 			smtp_reply(s, "503 5.5.1 TLS is already active");
 			smtp_count_error(s);
 			return;
@@ -1566,7 +1549,7 @@ static void smtp_dispatch(struct smtp_session *s, char *line)
 			smtp_count_error(s);
 			return;
 		}
-		if ((c->needs & NEED_TLS_IF_SUBM) && lc->submission && !s->tls) {
+		if ((c->needs & NEED_TLS_IF_SUBM) && lc->submission && !s->base.tls) {
 			if (c->fn == cmd_auth)
 				smtp_login_refused(s, args, DIAG_PLAINTEXT, "AUTH before STARTTLS");
 			smtp_reply(s, "530 5.7.0 Must issue a STARTTLS command first: turn on "
@@ -1595,7 +1578,7 @@ static void smtp_process(struct smtp_session *s)
 {
 	struct conn *c = &s->conn;
 	static char line[SMTP_AUTH_LINE_MAX + 1];
-	while (!s->closing && c->fd >= 0) {
+	while (!s->base.closing && c->fd >= 0) {
 		if (s->greet_pending) {
 			if (c->in.len > 0)
 				smtp_early_talker(s);
