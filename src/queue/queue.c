@@ -346,6 +346,8 @@ static int msg_load(struct queue *q, struct qmsg *m, time_t now)
 		return 0;
 	}
 	if (queue_msg_held(q->dir, m->id) || (env->from[0] && queue_sender_held(q->dir, env->from))) {
+		/* debug only: a held queue would repeat it for every message each recheck */
+		log_debug("event=held id=%s next-look=%ds", m->id, Q_HELD_RECHECK_S);
 		m->next = now + Q_HELD_RECHECK_S;
 		queue_env_free(env);
 		return 0;
