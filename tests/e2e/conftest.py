@@ -81,6 +81,34 @@ def wait_until(pred, timeout=10.0, interval=0.05, what="condition"):
         time.sleep(interval)
 
 
+def open_connections(port):
+    """TCP connections on 127.0.0.1:port that the server's side still holds (listening sockets
+    and TIME_WAIT left out): 0 once the server has closed every connection to that port."""
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                rows = f.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            col = row.split()
+            if int(col[1].split(":")[1], 16) == port and col[3] not in ("0A", "06"):
+                n += 1
+    return n
+
+
+def refuses(port):
+    """Is 127.0.0.1:port refusing connections (every process closed its listening socket)?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+
+
 def port_free(port):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     try:

@@ -72,7 +72,10 @@ class TestMilter(Milter.Base):
         if rcpt.startswith("<discard-rcpt@"):
             return Milter.DISCARD
         if rcpt.startswith("<slow-rcpt@"):
-            time.sleep(SLOW)
+            # a line in LOGDIR/slow-rcpt.log tells a test that postino waits for this answer
+            with open(os.path.join(LOGDIR, "slow-rcpt.log"), "a") as f:
+                f.write("%s\n" % rcpt)
+            time.sleep(SLOW)   # the subject: a milter slower than milter_command_timeout
         return Milter.CONTINUE
 
     def header(self, name, value):
@@ -123,7 +126,7 @@ class TestMilter(Milter.Base):
             self.quarantine("test quarantine reason")
             return Milter.ACCEPT
         if action == "hang":
-            time.sleep(60)
+            time.sleep(60)   # the subject: a milter that never answers the end of message
             return Milter.ACCEPT
         return Milter.ACCEPT
 

@@ -247,12 +247,12 @@ class Hostile:
                 self._send(c, b"220-hello\r\n")
                 while not self.stopped:
                     self._send(c, b"220-more and more and more\r\n" * 50)
-                    time.sleep(0.01)
+                    time.sleep(0.01)   # the subject: a peer that talks on at a steady pace
                 return
             if m == "no-crlf":
                 while not self.stopped:
                     self._send(c, b"220 x" + b"y" * 4096)
-                    time.sleep(0.01)
+                    time.sleep(0.01)   # the subject: a peer that talks on at a steady pace
                 return
             self._send(c, b"220 hostile.test ESMTP\r\n")
             while not self.stopped:
@@ -272,7 +272,7 @@ class Hostile:
                         pass
                     if m == "hang-after-data":
                         while not self.stopped:
-                            time.sleep(0.2)
+                            time.sleep(0.2)   # the subject: a peer that never answers
                         return
                     self._send(c, b"250 ok\r\n")
                 elif line.startswith(b"QUIT"):

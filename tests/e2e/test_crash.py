@@ -70,7 +70,7 @@ class Sender(threading.Thread):
                     except Exception:
                         pass
                 s = None
-                time.sleep(0.01)
+                time.sleep(0.01)   # a client's pause before it reconnects
         if s is not None:
             try:
                 s.quit()
@@ -108,7 +108,7 @@ def test_kill9_during_stream(crash_server):
         # let traffic flow first
         wait_until(lambda: len(acked) >= 5, 20, 0.02, "first messages to be accepted")
         for i in range(KILLS):
-            time.sleep(rnd.uniform(0.02, 0.35))
+            time.sleep(rnd.uniform(0.02, 0.35))   # the subject: kills at random moments
             if i % GROUP_KILL_EVERY == GROUP_KILL_EVERY - 1:
                 srv.kill_all()
                 group_kills += 1

@@ -616,7 +616,7 @@ def test_slow_request_gets_408_and_idle_connection_closes(srv):
     out = b""
     try:
         for _ in range(20):
-            time.sleep(0.3)
+            time.sleep(0.3)   # the subject: a client that trickles its request in
             s.send(b"X")
     except OSError:
         pass
@@ -635,8 +635,11 @@ def test_slow_request_gets_408_and_idle_connection_closes(srv):
     c = conn(srv, False)
     c.request("GET", "/setup", headers={"Host": HOST})
     c.getresponse().read()
-    time.sleep(3)
+    # the server closes the idle connection when its 2 s timer runs out: recv waits for that
+    c.sock.settimeout(10)
+    t1 = time.monotonic()
     assert c.sock.recv(1) == b"", "the idle connection should have been closed"
+    assert 1.5 <= time.monotonic() - t1 < 8, "closed after %.2fs" % (time.monotonic() - t1)
     c.close()
 
 

@@ -269,7 +269,8 @@ def test_partial_uid_fetch_modifier(im):
 
 # ------------------------------------------------------------------ CATENATE (RFC 4469)
 
-from test_imap_helpers import Imap, make_server, new_user  # noqa: E402
+from test_imap_helpers import (Imap, log_bytes, make_server, new_user,  # noqa: E402
+                               sessions_at_rest, wait_until)
 
 
 def cat_cmd(c, *parts, status=None):
@@ -546,18 +547,19 @@ def test_notify_message_new_fetch_attributes(srv, user, clients):
 
 def test_notify_session_at_rest_still_hears():
     """A NOTIFY session that let go of its index (imap_rest_after) is woken by a change."""
-    s = make_server(extra_conf="imap_rest_after = 1s\n")
+    s = make_server(extra_conf="imap_rest_after = 1s\nlog_debug = yes\n")
     try:
         user = new_user(s)
+        mark = len(log_bytes(s))
         c, o = Imap(s, "imaps"), Imap(s, "imaps")
         c.login(user)
         o.login(user)
         c.ok('CREATE "Watched"')
         c.ok("NOTIFY SET (MAILBOXES Watched (MessageNew MessageExpunge))")
-        time.sleep(2.5)   # at rest now
+        wait_until(lambda: sessions_at_rest(s, mark, 2), 8, 0.1, "both sessions to rest")
         append(o, "Watched", message("late"))
         unsolicited(c, rb'\* STATUS "?Watched"? \(MESSAGES 1 UIDNEXT 2 UIDVALIDITY \d+\)')
-        time.sleep(2.5)
+        wait_until(lambda: sessions_at_rest(s, mark, 2), 8, 0.1, "both sessions to rest again")
         append(o, "Watched", message("later"))
         unsolicited(c, rb'\* STATUS "?Watched"? \(MESSAGES 2 UIDNEXT 3 UIDVALIDITY \d+\)')
         c.close()

@@ -111,6 +111,24 @@ def clients():
             pass
 
 
+def all_started(srv):
+    """Have every worker the master spawned and the queue process logged that they run?"""
+    text = log_bytes(srv)
+    m = re.search(rb"event=started hostname=\S+ workers=(\d+)", text)
+    return bool(m) and text.count(b"event=worker-started") >= int(m.group(1)) and \
+        b"event=queue-started" in text
+
+
+def sessions_at_rest(srv, mark, n):
+    """Are at least n IMAP sessions that logged a rest or wake after log offset mark all at
+    rest (their last such event a rest)? Needs log_debug = yes."""
+    last = {}
+    for m in re.finditer(rb"sess=([0-9a-f]+) proto=imap event=(rest|wake)\n",
+                         log_bytes(srv)[mark:]):
+        last[m.group(1)] = m.group(2)
+    return len(last) >= n and all(v == b"rest" for v in last.values())
+
+
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
     end = time.monotonic() + timeout
     while True:

@@ -7,7 +7,8 @@ import poplib
 import socket
 import time
 
-from test_imap_helpers import _no_crash, clients, message, new_user, session, srv   # noqa: F401
+from test_imap_helpers import (_no_crash, clients, message, new_user, session, srv,  # noqa: F401
+                               wait_until)
 from test_imap_multi import idle_done, idle_start, read_until, smtp_deliver_timed
 
 
@@ -139,6 +140,19 @@ def _wakeups(pids):
     return total
 
 
+def _asleep(pids):
+    """Is every thread of these processes asleep (state S: waiting in epoll or on a lock)?"""
+    for pid in pids:
+        try:
+            for t in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "S":
+                        return False
+        except OSError:
+            pass
+    return True
+
+
 def test_idle_sessions_do_not_wake_the_worker_while_nothing_changes(srv, clients):
     """12 IDLE sessions and 3 quiet seconds: the workers sleep (the old 500 ms poll woke every
     worker with an IDLE session at least 6 times). A delivery still reaches the sessions."""
@@ -148,9 +162,10 @@ def test_idle_sessions_do_not_wake_the_worker_while_nothing_changes(srv, clients
         idle_start(c)
     pids = _workers(srv)
     assert len(pids) >= 2, pids
-    time.sleep(0.5)
+    # counting starts once the workers went to sleep after answering the IDLE commands
+    wait_until(lambda: _asleep(pids), 5, 0.02, "the workers to go to sleep")
     before = _wakeups(pids)
-    time.sleep(3)
+    time.sleep(3)   # the subject: 3 quiet seconds
     woke = _wakeups(pids) - before
     assert woke <= 3, "the workers woke %d times in 3 s with 12 IDLE sessions and no change" % woke
     acked = smtp_deliver_timed(srv, users[0], message("wake up", to=users[0]))
@@ -184,9 +199,8 @@ def test_idle_at_rest_woken_once_per_change_no_wake_loop(clients):
             read_until(c, rb"^\* \d+ RECENT\r\n", 5)
         wait_until(lambda: log_bytes(s).count(b"proto=imap event=rest\n") >= 6, 8, 0.1,
                    "the sessions to rest again")
-        time.sleep(0.5)
         wakes = log_bytes(s).count(b"proto=imap event=wake\n")
-        time.sleep(3)
+        time.sleep(3)   # the subject: 3 quiet seconds
         assert log_bytes(s).count(b"proto=imap event=wake\n") == wakes, \
             "IDLE sessions at rest woke with nothing changed"
         assert_quiet(idlers, 0.5)

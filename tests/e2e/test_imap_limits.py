@@ -16,7 +16,7 @@ import zlib
 import pytest
 
 from test_imap_helpers import (HOST, Imap, Lit, _no_crash, clients, make_server, quote, session,
-                               srv, user)
+                               srv, user, all_started, wait_until)
 
 MB = 1 << 20
 
@@ -176,7 +176,8 @@ def test_huge_nonsync_literal_before_login_holds_no_memory(how, cmd):
     s = make_server()
     socks = []
     try:
-        time.sleep(0.5)
+        # the baseline once every child runs (a late one would count as growth)
+        wait_until(lambda: all_started(s), 10, 0.05, "the workers and the queue to start")
         base = worker_rss(s)
         payload = b"x" * (25 * MB)
         replies = []
@@ -189,6 +190,7 @@ def test_huge_nonsync_literal_before_login_holds_no_memory(how, cmd):
             send_quietly(sock, payload)
             more, closed = wait_closed(sock, 1)
             replies.append((data + more, closed))
+        # the observation window: what the workers took in and still hold within it counts
         time.sleep(0.5)
         grown = worker_rss(s) - base
         if SANITIZED:
@@ -355,7 +357,7 @@ def test_command_timeout_after_login_at_least_30_minutes(tight, clients):
     c = Imap(tight, "starttls")
     clients.append(c)
     c.login(u)
-    time.sleep(4)
+    time.sleep(4)   # the subject: idle for longer than imap.command_timeout (2 s)
     assert c.alive(), c.dialogue()
 
 

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from test_imap_helpers import (imaplib_login, make_server, log_bytes, CRASH_MARKERS, HOST, Imap, _no_crash, append, clients, index_rows, message,
-                               new_user, quote, session, srv, user, wait_until)
+                               new_user, quote, session, sessions_at_rest, srv, user, wait_until)
 
 
 def idle_start(c, tag="idle"):
@@ -343,13 +343,13 @@ def test_sessions_at_rest_still_see_everything(resting_srv, clients):
     woken by a delivery within a second, and any command after rest sees what changed."""
     srv = resting_srv
     user = new_user(srv)
+    mark = len(log_bytes(srv))
     srv.deliver(user, message("before rest", to=user))
     idler = session(srv, user, "imaps", clients, select="INBOX")
     other = session(srv, user, "starttls", clients, select="INBOX")
     idle_start(idler)
     # both sessions come to rest (the server logs it at debug level)
-    wait_until(lambda: log_bytes(srv).count(b"proto=imap event=rest\n") >= 2, 8, 0.1,
-               "both sessions to rest")
+    wait_until(lambda: sessions_at_rest(srv, mark, 2), 8, 0.1, "both sessions to rest")
     acked = smtp_deliver_timed(srv, user, message("during rest 1", to=user))
     line, _ = read_until(idler, rb"^\* 2 EXISTS\r\n", 5)
     assert time.monotonic() - acked < 1.0, idler.dialogue()
@@ -360,10 +360,10 @@ def test_sessions_at_rest_still_see_everything(resting_srv, clients):
     f = other.ok("FETCH 2 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])").fetches()
     assert b"during rest 1" in bytes(list(f[2].values())[0]), other.dialogue()
     # changes by a session at rest reach the idler, again after rest
-    time.sleep(2.5)
+    wait_until(lambda: sessions_at_rest(srv, mark, 2), 8, 0.1, "both sessions to rest again")
     other.ok("STORE 1 +FLAGS (\\Flagged)")
     read_until(idler, rb"^\* 1 FETCH \(.*\\Flagged", 3)
-    time.sleep(2.5)
+    wait_until(lambda: sessions_at_rest(srv, mark, 2), 8, 0.1, "both sessions to rest again")
     srv.deliver(user, message("during rest 2", to=user))
     read_until(idler, rb"^\* 3 EXISTS\r\n", 3)
     assert idle_done(idler).status == "OK", idler.dialogue()

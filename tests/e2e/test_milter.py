@@ -96,6 +96,16 @@ class FakeMilter:
         return struct.pack("!I", len(data) + 1) + cmd + data
 
     @staticmethod
+    def until_closed(c, timeout=10):
+        """Hold the connection until postino, having read what was sent, drops it."""
+        c.settimeout(timeout)
+        try:
+            while c.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    @staticmethod
     def read(c):
         hdr = b""
         while len(hdr) < 4:
@@ -125,15 +135,15 @@ class FakeMilter:
                 return
             if mode == "zero-length":
                 c.sendall(struct.pack("!I", 0))
-                time.sleep(0.5)
+                self.until_closed(c)
                 return
             if mode == "short-optneg":
                 c.sendall(self.pkt(b"O", b"\0\0\0\6"))
-                time.sleep(0.5)
+                self.until_closed(c)
                 return
             if mode == "bad-flags":
                 c.sendall(self.pkt(b"O", struct.pack("!III", 6, 0x3f, 0x7fffffff)))
-                time.sleep(0.5)
+                self.until_closed(c)
                 return
             c.sendall(self.pkt(b"O", struct.pack("!III", 6, 0x31, 0)))
             while True:
@@ -435,8 +445,10 @@ def test_rcpt_stage_discard(msrv, token):
     wait_until(lambda: b"event=discarded" in msrv.log_bytes(), 5, 0.05, "the discard log line")
 
 
-def test_slow_milter_times_out_at_rcpt_and_the_loop_serves_others(msrv, token):
+def test_slow_milter_times_out_at_rcpt_and_the_loop_serves_others(msrv, pymilter, token):
     got = {}
+    marks = os.path.join(pymilter[1], "slow-rcpt.log")
+    seen = os.path.getsize(marks) if os.path.exists(marks) else 0
 
     def slow():
         with SMTP(msrv.smtp_port) as s:
@@ -452,7 +464,9 @@ def test_slow_milter_times_out_at_rcpt_and_the_loop_serves_others(msrv, token):
 
     th = threading.Thread(target=slow)
     th.start()
-    time.sleep(0.5)   # the slow RCPT is waiting for the milter now
+    # the milter notes the slow RCPT when it has it: postino is waiting for its answer now
+    wait_until(lambda: os.path.exists(marks) and os.path.getsize(marks) > seen, 10, 0.02,
+               "the slow RCPT to reach the milter")
     t0 = time.monotonic()
     code, text, _ = send25(msrv, token)   # another session on the same worker (workers = 1)
     other = time.monotonic() - t0

@@ -36,6 +36,19 @@ def pop3s(srv, user=USER):
     return p
 
 
+def pop3s_once_free(srv, user=USER, timeout=10):
+    """pop3s() as soon as the server has let go of the maildrop lock of a session it saw
+    drop: until then a login is refused with [IN-USE]."""
+    end = time.monotonic() + timeout
+    while True:
+        try:
+            return pop3s(srv, user)
+        except poplib.error_proto as e:
+            if b"[IN-USE]" not in e.args[0] or time.monotonic() > end:
+                raise
+        time.sleep(0.05)
+
+
 def raw_lines(sock, until):
     data = b""
     while not data.endswith(until):
@@ -164,8 +177,7 @@ def test_dele_rset_quit_and_dropped_connection(srv):
     p.dele(1)
     p.sock.shutdown(socket.SHUT_RDWR)   # dropped: nothing is deleted
     p.sock.close()
-    time.sleep(0.3)
-    p = pop3s(srv, OTHER)
+    p = pop3s_once_free(srv, OTHER)
     assert p.stat()[0] == n
     first_uidl = p.uidl(1)
     p.dele(1)
@@ -337,7 +349,7 @@ def test_expire_zero_and_login_delay():
                 break
             except poplib.error_proto:
                 assert time.time() < deadline
-                time.sleep(0.2)
+                time.sleep(0.2)   # the subject: LOGIN-DELAY is a timer the client waits out
         assert q.stat()[0] == 1   # the downloaded message was not kept
         q.quit()
     finally:

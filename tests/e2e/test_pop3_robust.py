@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import open_connections, wait_until
 from postino_server import Server
 
 USER = "drop@example.test"
@@ -42,6 +43,14 @@ def _line(sock):
 
 
 TCP_REPAIR = 19   # linux/tcp.h
+TCP_INFO_UNACKED = 24   # offset of tcpi_unacked in struct tcp_info (linux/tcp.h)
+
+
+def _all_acked(sock):
+    """Has the server acknowledged every segment sent on sock, and sock every one it got?"""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)   # sends a pending ACK now
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return struct.unpack_from("I", info, TCP_INFO_UNACKED)[0] == 0
 
 
 def _drop(sock, how):
@@ -50,7 +59,8 @@ def _drop(sock, how):
     if how == "rst":
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     elif how == "vanish":
-        time.sleep(0.5)   # every segment acknowledged: no retransmission will meet a RST
+        # every segment acknowledged both ways: no retransmission will meet a RST
+        wait_until(lambda: _all_acked(sock), 5, 0.01, "the segments in flight to be acknowledged")
         sock.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
     sock.close()
 
@@ -103,7 +113,7 @@ def _state_retr(srv, user):
     assert _line(t).startswith(b"+OK")
     assert _line(t).startswith(b"+OK")
     t.recv(1000)   # the message streams; the client stops reading here
-    time.sleep(0.2)
+    time.sleep(0.2)   # the subject: the client stays silent while the server streams on
     return t
 
 
@@ -113,7 +123,7 @@ def _state_top(srv, user):
     t.sendall(b"DELE 2\r\nTOP 1 100000\r\n")
     assert _line(t).startswith(b"+OK")
     assert _line(t).startswith(b"+OK")
-    time.sleep(0.2)
+    time.sleep(0.2)   # the subject: the client stays silent while the server streams on
     return t
 
 
@@ -318,10 +328,12 @@ def _pipeline(srv, t, base):
         try:
             sent += t.send(payload[sent:sent + 65536])
         except (ssl.SSLWantWriteError, BlockingIOError):
-            time.sleep(0.05)
+            time.sleep(0.05)   # the server reads no more for now: try again a little later
     t.setblocking(True)
     t.settimeout(20)
     t.sendall(payload[sent:])    # would block for ever if reading never resumed
+    # the observation window: what the worker takes in within it counts (no event says "it
+    # read all it will", the memory itself is the measure)
     time.sleep(0.5)
     grown = _worker_rss_kb(srv) - base
     assert grown < 8 * 1024, "workers grew by %d KB" % grown
@@ -361,11 +373,13 @@ def test_memory_bounded_before_and_after_login(memsrv):
         except (socket.timeout, ssl.SSLError, OSError):
             pass   # the server stopped reading: that is the point
         socks.append(t)
-    time.sleep(0.5)
+    time.sleep(0.5)   # the observation window (as in _pipeline)
     grown = _worker_rss_kb(srv) - base
     for t in socks:
         t.close()
-    time.sleep(0.5)
+    # the next test's baseline comes after the server let go of these sessions
+    wait_until(lambda: open_connections(srv.port("pop3s")) == 0, 10, 0.02,
+               "the server to close the sessions")
     assert grown < 16 * 1024, "workers grew by %d KB" % grown
 
 

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import wait_until
+from conftest import refuses, wait_until
 from postino_server import BIN, Server
 
 USER = "alice@example.test"
@@ -47,7 +47,7 @@ def test_sighup_reloads_configuration(tmp_path):
                 codes = []   # accepted by a retiring worker: it said 421; a client retries
             if codes == [250, 250, 250, 452]:
                 break
-            time.sleep(0.1)
+            time.sleep(0.1)   # polls until a new worker (the new setting) answers
         assert codes == [250, 250, 250, 452]
         # an idle connection of a retiring worker is told to come back (421), never dropped
         try:
@@ -76,11 +76,13 @@ def test_sigterm_lets_a_message_in_flight_finish():
             read_reply(f)
         sock.sendall(b"Subject: in flight\r\n\r\nfirst half\r\n")
         os.kill(srv.proc.pid, signal.SIGTERM)
-        time.sleep(0.5)
+        # every worker has begun to stop once the port refuses (each closes its listening
+        # socket first): the rest of the message reaches a stopping worker
+        wait_until(lambda: refuses(srv.port("smtp")), 10, 0.02, "the workers to stop listening")
         sock.sendall(b"second half\r\n.\r\n")
         assert read_reply(f).startswith(b"250 ")
         rest = read_reply(f)   # then the server says goodbye and closes
-        assert rest.startswith(b"421 ") or rest == b""
+        assert rest.startswith(b"421 "), rest
         assert srv.proc.wait(15) == 0
         files = os.listdir(os.path.join(srv.maildir(USER), "new"))
         assert len(files) == 1
@@ -236,7 +238,7 @@ def test_late_clienthello_on_starttls_port():
     try:
         for name in GREETING:
             raw = socket.create_connection(("127.0.0.1", srv.port(name)), 10)
-            time.sleep(0.3)
+            time.sleep(0.3)   # the subject: a ClientHello later than the server waits
             with pytest.raises((ssl.SSLError, ConnectionError)):
                 srv.ctx().wrap_socket(raw, server_hostname="mail.example.test")
             raw.close()
@@ -251,7 +253,7 @@ def test_late_clienthello_on_starttls_port():
     try:
         for name, want in GREETING.items():
             raw = socket.create_connection(("127.0.0.1", srv.port(name)), 10)
-            time.sleep(0.02)
+            time.sleep(0.02)   # the subject: a ClientHello 20 ms late, within the margin
             with srv.ctx().wrap_socket(raw, server_hostname="mail.example.test") as t:
                 line = t.makefile("rb").readline()
                 assert line.startswith(want), (name, line)

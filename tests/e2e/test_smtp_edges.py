@@ -15,7 +15,8 @@ import time
 
 import pytest
 
-from conftest import POSTINO_BIN, USERS, postino, start_server, finish_server, wait_until
+from conftest import (POSTINO_BIN, USERS, open_connections, postino, start_server, finish_server,
+                      wait_until)
 from smtphelp import Raw, auth_plain_arg, message
 
 IDN_U = "b\u00fccher.example"          # bücher.example
@@ -245,9 +246,9 @@ def test_early_talker_is_refused_and_its_mail_not_accepted(srv, token):
     assert lines[2].startswith("554 5.5.1 "), lines
     assert "before the greeting" in lines[2], lines
     assert [ln for ln in lines if ln] == lines[:3], lines   # nothing else: no 250 to anything
-    time.sleep(0.5)
+    # the server closed the session (above): a message it took would be stored by now
     assert not srv.grep_store(token), "mail of an early talker was stored"
-    assert b"event=early-talker" in srv.log_bytes()
+    wait_until(lambda: b"event=early-talker" in srv.log_bytes(), 5, 0.02, "the early-talker log")
 
 
 def test_client_that_waits_gets_the_whole_greeting_and_is_remembered(srv, token):
@@ -482,13 +483,17 @@ ATTACKS = {
 def test_pre_auth_client_cannot_make_the_worker_hold_memory(srv, attack):
     fn = ATTACKS[attack]
     fn(srv).close()            # warm up: caches and allocator arenas the attack touches
-    time.sleep(0.3)
+    # the baseline once the server has closed every session (this one, earlier tests' ones)
+    wait_until(lambda: open_connections(srv.smtp_port) == 0, 10, 0.02,
+               "the server to close the warm-up session")
     base = worker_rss(srv)
     socks = []
     try:
         for _ in range(HOSTILE):
             socks.append(fn(srv))
-        time.sleep(0.5)        # let the worker take in what was sent
+        # the observation window: what the worker takes in within it counts against the
+        # budget (no event says "it read all it will", the memory itself is the measure)
+        time.sleep(0.5)
         grown = worker_rss(srv) - base
         budget = HOSTILE * PER_SESSION_BUDGET + 2 * MB
         if not _sanitized():   # ASan keeps freed memory in quarantine: RSS says little there
@@ -522,7 +527,7 @@ def test_pipelining_client_that_reads_late_is_served_in_full(srv):
 
     th = threading.Thread(target=sender)
     th.start()
-    time.sleep(2)
+    time.sleep(2)   # the subject: the client reads nothing for two seconds
     ok = 0
     sock.settimeout(30)
     while True:
