@@ -175,8 +175,9 @@ static int token_equal(const char *a, const char *b)
 
 /* See urlauth.h. */
 int imap_urlauth_fetch(const struct config *cfg, struct acctdb *db, const char *url,
-		       const char *requester, int as_submit, struct store_account *own, unsigned what, struct buf *data,
-		       struct buf *bps, int *nul_r, const char **why_r)
+		       const char *requester, int as_submit, struct store_account *own,
+		       unsigned what, struct buf *data, struct buf *bps, int *nul_r,
+		       const char **why_r)
 {
 	struct imap_url u;
 	char owner[321], root[4096];

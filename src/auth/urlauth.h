@@ -58,8 +58,9 @@ int imap_urlauth_owner(const struct config *cfg, struct acctdb *db, const struct
  * most its limit), the BODYPARTSTRUCTURE to bps. Returns an enum imap_urlauth_result, *why_r
  * a sentence saying what went wrong. *nul_r (may be NULL): the octets hold a NUL. */
 int imap_urlauth_fetch(const struct config *cfg, struct acctdb *db, const char *url,
-		       const char *requester, int as_submit, struct store_account *own, unsigned what, struct buf *data,
-		       struct buf *bps, int *nul_r, const char **why_r);
+		       const char *requester, int as_submit, struct store_account *own,
+		       unsigned what, struct buf *data, struct buf *bps, int *nul_r,
+		       const char **why_r);
 
 /* What URL u names in the message open on fd (section, partial, what as above), appended to
  * data (and bps). 0, -1 no such section (*why_r), -2 data is full, -3 unknown transfer

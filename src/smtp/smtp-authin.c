@@ -479,7 +479,196 @@ static int dkim_aligned_pass(const struct dkim_sig_result *r, size_t n, const ch
 	return 0;
 }
 
-/* Check and annotate a port 25 message. */
+/* What the checks of one message found, for the Authentication-Results field and the verdict. */
+struct authin_findings {
+	struct dkim_sig_result dk[DKIM_VERIFY_SIGS_MAX + 1];
+	size_t ndk;
+	int dk_temp;                       /* some signature's key lookup failed temporarily */
+	enum spf_result spf;
+	const char *spf_why;
+	char spf_domain[AUTHDNS_NAME_MAX + 1];   /* MAIL FROM's domain (A-labels), or HELO's */
+	struct from_list from;
+	struct dmarc_verdict dm;
+	enum arc_result arc;
+	unsigned arc_n;
+	const char *arc_why;
+};
+
+/* Feed the received message (its file, from the header on) to the DKIM verifier. 0, or -1 with
+ * why set. */
+static int authin_feed(const struct smtp_tx *tx, struct dkim_verifier *v, char *chunk,
+		       char *why, size_t whylen)
+{
+	uint64_t total = tx->size + tx->header_len;
+	for (uint64_t pos = tx->header_len; pos < total;) {
+		size_t want = total - pos < AUTHIN_READ_CHUNK ? (size_t)(total - pos) :
+			      AUTHIN_READ_CHUNK;
+		ssize_t got = pread(tx->fd, chunk, want, (off_t)pos);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			snprintf(why, whylen, "authentication checks: read back the message: %s",
+				 got < 0 ? strerror(errno) : "file shorter than written");
+			return -1;
+		}
+		dkim_verifier_feed(v, chunk, (size_t)got);
+		pos += (uint64_t)got;
+	}
+	return 0;
+}
+
+/* SPF once for the transaction (MAIL FROM, or the HELO name for <>), then DMARC for the first
+ * From: domain with the DKIM results already in f. */
+static void authin_spf_dmarc(const struct smtp_session *s, const struct smtp_tx *tx,
+			     struct authdns *dns, time_t now, struct authin_findings *f)
+{
+	struct spf_ip ip;
+	f->spf_why = "";
+	f->spf = SPF_NONE;
+	if (client_ip(s->base.peer_ip, &ip) == 0)
+		f->spf = spf_check(dns, &ip, tx->null_sender ? NULL : tx->from, s->helo, &f->spf_why);
+	else
+		f->spf_why = "the client address is not an IP address";
+	const char *at = tx->null_sender ? NULL : strrchr(tx->from, '@');
+	const char *dom = at ? at + 1 : s->helo;
+	if (idn_to_ascii(dom, strlen(dom), f->spf_domain, sizeof(f->spf_domain)) < 0)
+		f->spf_domain[0] = '\0';
+	struct dmarc_ident spf_id = { f->spf_domain, f->spf == SPF_PASS };
+	struct dmarc_ident dk_id[DKIM_VERIFY_SIGS_MAX + 1];
+	for (size_t i = 0; i < f->ndk; i++) {
+		dk_id[i].domain = f->dk[i].d;
+		dk_id[i].pass = f->dk[i].result == DKIM_R_PASS;
+		f->dk_temp |= f->dk[i].result == DKIM_R_TEMPERROR;
+	}
+	f->dm = (struct dmarc_verdict){ .result = DMARC_R_NONE, .why = "no usable From: address" };
+	unsigned sample = 0;
+	if (getrandom(&sample, sizeof(sample), 0) != sizeof(sample))
+		sample = (unsigned)now;
+	if (f->from.n > 0)
+		dmarc_check(dns, f->from.domain[0], &spf_id, dk_id, f->ndk, sample % 100, &f->dm);
+}
+
+/* The Authentication-Results field (RFC 8601) of what f found, CRLF-terminated, into ar. 0, or
+ * -1 when it does not fit. */
+static int authin_ar(const struct smtp_session *s, const struct smtp_tx *tx,
+		     const struct config *cfg, const struct authin_findings *f, struct buf *ar)
+{
+	buf_appendf(ar, "Authentication-Results: %s", cfg->hostname);
+	if (f->ndk == 0)
+		buf_appendf(ar, ";\r\n\tdkim=none");
+	for (size_t i = 0; i < f->ndk; i++) {
+		const struct dkim_sig_result *r = &f->dk[i];
+		buf_appendf(ar, ";\r\n\tdkim=%s", dkim_names[r->result]);
+		ar_comment(ar, r->why);
+		if (r->d[0]) {
+			buf_appendf(ar, " header.d=");
+			ar_value(ar, r->d);
+		}
+		if (r->s[0]) {
+			buf_appendf(ar, " header.s=");
+			ar_value(ar, r->s);
+		}
+		if (r->d[0])
+			buf_appendf(ar, " header.a=%s", r->ed25519 ? "ed25519-sha256" : "rsa-sha256");
+		if (r->b_prefix[0]) {
+			buf_appendf(ar, " header.b=");
+			ar_value(ar, r->b_prefix);
+		}
+	}
+	buf_appendf(ar, ";\r\n\tspf=%s", spf_result_name(f->spf));
+	ar_comment(ar, f->spf == SPF_PASS ? "" : f->spf_why);
+	if (tx->null_sender) {
+		buf_appendf(ar, " smtp.helo=");
+		ar_value(ar, s->helo[0] ? s->helo : "unknown");
+	} else {
+		buf_appendf(ar, " smtp.mailfrom=");
+		ar_value(ar, tx->from);
+	}
+	/* ARC (RFC 8617): reported, not used to override a policy */
+	buf_appendf(ar, ";\r\n\tarc=%s", f->arc == ARC_R_PASS ? "pass" :
+		    f->arc == ARC_R_FAIL ? "fail" : "none");
+	ar_comment(ar, f->arc_why);
+	if (f->arc != ARC_R_NONE)
+		buf_appendf(ar, " smtp.remote-ip=%s", s->base.peer_ip);
+	buf_appendf(ar, ";\r\n\tdmarc=%s", dmarc_result_name(f->dm.result));
+	if (f->dm.result == DMARC_R_PASS || f->dm.result == DMARC_R_FAIL) {
+		char c[64];
+		snprintf(c, sizeof(c), "p=%s dis=%s", dmarc_policy_name(f->dm.policy),
+			 f->dm.result == DMARC_R_FAIL ? dmarc_policy_name(f->dm.apply) : "none");
+		ar_comment(ar, c);
+	} else {
+		ar_comment(ar, f->dm.why);
+	}
+	if (f->from.n > 0) {
+		buf_appendf(ar, " header.from=");
+		ar_value(ar, f->from.domain[0]);
+	}
+	return buf_append(ar, "\r\n", 2);
+}
+
+/* The verdict on what f found: a hosted domain claimed in MAIL FROM or From: must be
+ * authenticated for, then the From: domain's DMARC policy. AUTHIN_DELIVER or AUTHIN_JUNK with
+ * reply untouched, or AUTHIN_REFUSE / AUTHIN_TEMP with reply set (AUTHIN_TEMP with why set and
+ * reply "" when the account database cannot be read). */
+static enum authin_action authin_verdict(const struct smtp_tx *tx, const struct config *cfg,
+					 const struct authin_findings *f, char *reply,
+					 size_t replylen, char *why, size_t whylen)
+{
+	const char *claims[AUTHIN_FROM_DOMAINS + 1];
+	unsigned nclaims = 0;
+	if (!tx->null_sender && strrchr(tx->from, '@') != NULL)
+		claims[nclaims++] = f->spf_domain;
+	for (unsigned i = 0; i < f->from.n; i++)
+		claims[nclaims++] = f->from.domain[i];
+	for (unsigned i = 0; i < nclaims; i++) {
+		int h = claims[i][0] ? hosted(cfg, claims[i]) : 0;
+		if (h < 0) {
+			snprintf(why, whylen, "authentication checks: the account database cannot be "
+				 "read");
+			return AUTHIN_TEMP;
+		}
+		if (h == 0)
+			continue;
+		int spf_ok = f->spf == SPF_PASS && dmarc_aligned(f->spf_domain, claims[i], 0);
+		if (spf_ok || dkim_aligned_pass(f->dk, f->ndk, claims[i]))
+			continue;
+		if (f->spf == SPF_TEMPERROR || f->dk_temp) {
+			snprintf(reply, replylen, "451 4.4.3 The sender domain %s is hosted here, and "
+				 "a DNS lookup needed to authenticate this message failed; please try "
+				 "again later", claims[i]);
+			return AUTHIN_TEMP;
+		}
+		snprintf(reply, replylen, "550 5.7.1 Message refused: it claims to come from %s, a "
+			 "domain hosted here, but neither SPF nor a DKIM signature of %s "
+			 "authenticates it; users of %s send through the submission port (587 or "
+			 "465) with authentication", claims[i], claims[i], claims[i]);
+		return AUTHIN_REFUSE;
+	}
+	const struct dmarc_verdict *dm = &f->dm;
+	if (dm->result == DMARC_R_TEMPERROR) {
+		snprintf(reply, replylen, "451 4.4.3 The DMARC policy of %s could not be looked up "
+			 "(DNS failure); please try again later", f->from.domain[0]);
+		return AUTHIN_TEMP;
+	}
+	if (dm->result == DMARC_R_FAIL && dm->apply != DMARC_P_NONE &&
+	    (f->spf == SPF_TEMPERROR || f->dk_temp)) {
+		snprintf(reply, replylen, "451 4.4.3 A DNS lookup needed to check the message against "
+			 "the DMARC policy of %s failed; please try again later", dm->policy_domain);
+		return AUTHIN_TEMP;
+	}
+	if (dm->result == DMARC_R_FAIL && dm->apply == DMARC_P_REJECT) {
+		snprintf(reply, replylen, "550 5.7.1 Message refused: the DMARC policy of %s "
+			 "(p=reject) asks receivers to refuse mail from %s that neither SPF nor DKIM "
+			 "authenticates, and this message is such mail; the sender should fix its SPF "
+			 "record or DKIM signing", dm->policy_domain, f->from.domain[0]);
+		return AUTHIN_REFUSE;
+	}
+	return dm->result == DMARC_R_FAIL && dm->apply == DMARC_P_QUARANTINE ? AUTHIN_JUNK :
+	       AUTHIN_DELIVER;
+}
+
+/* Check and annotate a port 25 message: DKIM over the stored file, SPF, DMARC, ARC; the
+ * Authentication-Results field replaces any of ours the message brought; the verdict. */
 enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 				     const struct config *cfg, char *reply, size_t replylen,
 				     char *why, size_t whylen)
@@ -491,30 +680,18 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 	struct authdns dns = { &d, dns_txt, dns_addrs, dns_mx };
 	struct dkim_verifier *v = dkim_verifier_new();
 	char *chunk = malloc(AUTHIN_READ_CHUNK);
-	struct dkim_sig_result dk[DKIM_VERIFY_SIGS_MAX + 1];
+	struct authin_findings *f = calloc(1, sizeof(*f));
 	struct buf ar;
 	buf_init(&ar, AUTHIN_AR_MAX);
 	enum authin_action act = AUTHIN_TEMP;
-	if (v == NULL || chunk == NULL) {
+	if (v == NULL || chunk == NULL || f == NULL) {
 		snprintf(why, whylen, "authentication checks: out of memory");
 		goto out;
 	}
-	uint64_t total = tx->size + tx->header_len;
-	for (uint64_t pos = tx->header_len; pos < total;) {
-		size_t want = total - pos < AUTHIN_READ_CHUNK ? (size_t)(total - pos) : AUTHIN_READ_CHUNK;
-		ssize_t got = pread(tx->fd, chunk, want, (off_t)pos);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			snprintf(why, whylen, "authentication checks: read back the message: %s",
-				 got < 0 ? strerror(errno) : "file shorter than written");
-			goto out;
-		}
-		dkim_verifier_feed(v, chunk, (size_t)got);
-		pos += (uint64_t)got;
-	}
+	if (authin_feed(tx, v, chunk, why, whylen) < 0)
+		goto out;
 	time_t now = time(NULL);
-	size_t ndk = dkim_verifier_finish(v, &dns, now, dk, DKIM_VERIFY_SIGS_MAX + 1);
+	f->ndk = dkim_verifier_finish(v, &dns, now, f->dk, DKIM_VERIFY_SIGS_MAX + 1);
 	size_t hdrlen;
 	const char *hdr = dkim_verifier_header(v, &hdrlen);
 	if (hdr == NULL) {
@@ -524,14 +701,13 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 		goto out;
 	}
 	/* the From: field: exactly one (RFC 5322 3.6), its domains */
-	struct from_list from = { .n = 0 };
-	struct hdr_field f;
+	struct hdr_field hf;
 	unsigned nfrom = 0;
-	for (size_t pos = 0; hdr_next(hdr, hdrlen, &pos, &f) == 1;) {
-		if (!hdr_is(&f, "from") || nfrom++ > 0)
+	for (size_t pos = 0; hdr_next(hdr, hdrlen, &pos, &hf) == 1;) {
+		if (!hdr_is(&hf, "from") || nfrom++ > 0)
 			continue;
-		if (addr_parse_list(f.value, f.value_len, from_cb, &from) <= 0)
-			from.bad = 1;
+		if (addr_parse_list(hf.value, hf.value_len, from_cb, &f->from) <= 0)
+			f->from.bad = 1;
 	}
 	if (nfrom > 1) {
 		snprintf(reply, replylen, "550 5.7.1 Message refused: it has %u From: fields; a "
@@ -539,147 +715,20 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 		act = AUTHIN_REFUSE;
 		goto out;
 	}
-	/* SPF, once for the transaction: MAIL FROM, or the HELO name for <> */
-	struct spf_ip ip;
-	const char *spf_why = "";
-	enum spf_result spf = SPF_NONE;
-	char spf_domain[AUTHDNS_NAME_MAX + 1] = "";
-	if (client_ip(s->base.peer_ip, &ip) == 0) {
-		spf = spf_check(&dns, &ip, tx->null_sender ? NULL : tx->from, s->helo, &spf_why);
-	} else {
-		spf_why = "the client address is not an IP address";
-	}
-	const char *at = tx->null_sender ? NULL : strrchr(tx->from, '@');
-	if (idn_to_ascii(at ? at + 1 : s->helo, strlen(at ? at + 1 : s->helo), spf_domain,
-			 sizeof(spf_domain)) < 0)
-		spf_domain[0] = '\0';
-	/* DMARC for the (first) From: domain */
-	struct dmarc_ident spf_id = { spf_domain, spf == SPF_PASS };
-	struct dmarc_ident dk_id[DKIM_VERIFY_SIGS_MAX + 1];
-	int dk_temp = 0;
-	for (size_t i = 0; i < ndk; i++) {
-		dk_id[i].domain = dk[i].d;
-		dk_id[i].pass = dk[i].result == DKIM_R_PASS;
-		dk_temp |= dk[i].result == DKIM_R_TEMPERROR;
-	}
-	struct dmarc_verdict dm = { .result = DMARC_R_NONE, .why = "no usable From: address" };
-	unsigned sample = 0;
-	if (getrandom(&sample, sizeof(sample), 0) != sizeof(sample))
-		sample = (unsigned)now;
-	if (from.n > 0)
-		dmarc_check(&dns, from.domain[0], &spf_id, dk_id, ndk, sample % 100, &dm);
-	/* the Authentication-Results field */
-	buf_appendf(&ar, "Authentication-Results: %s", cfg->hostname);
-	if (ndk == 0)
-		buf_appendf(&ar, ";\r\n\tdkim=none");
-	for (size_t i = 0; i < ndk; i++) {
-		buf_appendf(&ar, ";\r\n\tdkim=%s", dkim_names[dk[i].result]);
-		ar_comment(&ar, dk[i].why);
-		if (dk[i].d[0]) {
-			buf_appendf(&ar, " header.d=");
-			ar_value(&ar, dk[i].d);
-		}
-		if (dk[i].s[0]) {
-			buf_appendf(&ar, " header.s=");
-			ar_value(&ar, dk[i].s);
-		}
-		if (dk[i].d[0])
-			buf_appendf(&ar, " header.a=%s", dk[i].ed25519 ? "ed25519-sha256" : "rsa-sha256");
-		if (dk[i].b_prefix[0]) {
-			buf_appendf(&ar, " header.b=");
-			ar_value(&ar, dk[i].b_prefix);
-		}
-	}
-	buf_appendf(&ar, ";\r\n\tspf=%s", spf_result_name(spf));
-	ar_comment(&ar, spf == SPF_PASS ? "" : spf_why);
-	if (tx->null_sender) {
-		buf_appendf(&ar, " smtp.helo=");
-		ar_value(&ar, s->helo[0] ? s->helo : "unknown");
-	} else {
-		buf_appendf(&ar, " smtp.mailfrom=");
-		ar_value(&ar, tx->from);
-	}
-	/* ARC (RFC 8617): reported, not used to override a policy */
-	unsigned arc_n;
-	const char *arc_why;
-	enum arc_result arc = dkim_verifier_arc(v, &arc_n, &arc_why);
-	buf_appendf(&ar, ";\r\n\tarc=%s", arc == ARC_R_PASS ? "pass" : arc == ARC_R_FAIL ? "fail" :
-		    "none");
-	ar_comment(&ar, arc_why);
-	if (arc != ARC_R_NONE)
-		buf_appendf(&ar, " smtp.remote-ip=%s", s->base.peer_ip);
-	buf_appendf(&ar, ";\r\n\tdmarc=%s", dmarc_result_name(dm.result));
-	if (dm.result == DMARC_R_PASS || dm.result == DMARC_R_FAIL) {
-		char c[64];
-		snprintf(c, sizeof(c), "p=%s dis=%s", dmarc_policy_name(dm.policy),
-			 dm.result == DMARC_R_FAIL ? dmarc_policy_name(dm.apply) : "none");
-		ar_comment(&ar, c);
-	} else {
-		ar_comment(&ar, dm.why);
-	}
-	if (from.n > 0) {
-		buf_appendf(&ar, " header.from=");
-		ar_value(&ar, from.domain[0]);
-	}
-	if (buf_append(&ar, "\r\n", 2) < 0) {
+	authin_spf_dmarc(s, tx, &dns, now, f);
+	f->arc = dkim_verifier_arc(v, &f->arc_n, &f->arc_why);
+	if (authin_ar(s, tx, cfg, f, &ar) < 0) {
 		snprintf(why, whylen, "authentication results: field too long");
 		goto out;
 	}
 	log_info("sess=%016llx proto=smtp event=authin id=%s spf=%s dkim=%s dmarc=%s arc=%s "
-		 "from_domain=%s", (unsigned long long)s->base.id, tx->id, spf_result_name(spf),
-		 ndk ? dkim_names[dk[0].result] : "none", dmarc_result_name(dm.result),
-		 arc == ARC_R_PASS ? "pass" : arc == ARC_R_FAIL ? "fail" : "none",
-		 from.n ? from.domain[0] : "-");
-	/* a hosted domain claimed in MAIL FROM or From: must be authenticated for */
-	const char *claims[AUTHIN_FROM_DOMAINS + 1];
-	unsigned nclaims = 0;
-	if (!tx->null_sender && at != NULL)
-		claims[nclaims++] = spf_domain;
-	for (unsigned i = 0; i < from.n; i++)
-		claims[nclaims++] = from.domain[i];
-	for (unsigned i = 0; i < nclaims; i++) {
-		int h = claims[i][0] ? hosted(cfg, claims[i]) : 0;
-		if (h < 0) {
-			snprintf(why, whylen, "authentication checks: the account database cannot be "
-				 "read");
-			goto out;
-		}
-		if (h == 0)
-			continue;
-		int spf_ok = spf == SPF_PASS && dmarc_aligned(spf_domain, claims[i], 0);
-		if (spf_ok || dkim_aligned_pass(dk, ndk, claims[i]))
-			continue;
-		if (spf == SPF_TEMPERROR || dk_temp) {
-			snprintf(reply, replylen, "451 4.4.3 The sender domain %s is hosted here, and "
-				 "a DNS lookup needed to authenticate this message failed; please try "
-				 "again later", claims[i]);
-			goto out;
-		}
-		snprintf(reply, replylen, "550 5.7.1 Message refused: it claims to come from %s, a "
-			 "domain hosted here, but neither SPF nor a DKIM signature of %s "
-			 "authenticates it; users of %s send through the submission port (587 or "
-			 "465) with authentication", claims[i], claims[i], claims[i]);
-		act = AUTHIN_REFUSE;
-		goto out;
-	}
-	/* the From: domain's DMARC policy */
-	if (dm.result == DMARC_R_TEMPERROR) {
-		snprintf(reply, replylen, "451 4.4.3 The DMARC policy of %s could not be looked up "
-			 "(DNS failure); please try again later", from.domain[0]);
-		goto out;
-	}
-	if (dm.result == DMARC_R_FAIL && dm.apply != DMARC_P_NONE && (spf == SPF_TEMPERROR ||
-								     dk_temp)) {
-		snprintf(reply, replylen, "451 4.4.3 A DNS lookup needed to check the message against "
-			 "the DMARC policy of %s failed; please try again later", dm.policy_domain);
-		goto out;
-	}
-	if (dm.result == DMARC_R_FAIL && dm.apply == DMARC_P_REJECT) {
-		snprintf(reply, replylen, "550 5.7.1 Message refused: the DMARC policy of %s "
-			 "(p=reject) asks receivers to refuse mail from %s that neither SPF nor DKIM "
-			 "authenticates, and this message is such mail; the sender should fix its SPF "
-			 "record or DKIM signing", dm.policy_domain, from.domain[0]);
-		act = AUTHIN_REFUSE;
+		 "from_domain=%s", (unsigned long long)s->base.id, tx->id, spf_result_name(f->spf),
+		 f->ndk ? dkim_names[f->dk[0].result] : "none", dmarc_result_name(f->dm.result),
+		 f->arc == ARC_R_PASS ? "pass" : f->arc == ARC_R_FAIL ? "fail" : "none",
+		 f->from.n ? f->from.domain[0] : "-");
+	enum authin_action verdict = authin_verdict(tx, cfg, f, reply, replylen, why, whylen);
+	if (verdict != AUTHIN_DELIVER && verdict != AUTHIN_JUNK) {
+		act = verdict;
 		goto out;
 	}
 	if (rewrite(tx, hdr, hdrlen, &ar, cfg->hostname, why, whylen) < 0)
@@ -688,12 +737,12 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 	static const char ar_name[] = "Authentication-Results: ";
 	free(tx->ar_value);
 	tx->ar_value = strndup(ar.data + sizeof(ar_name) - 1, ar.len - (sizeof(ar_name) - 1) - 2);
-	tx->arc_prior = arc_n;
-	tx->arc_prior_pass = arc == ARC_R_PASS;
-	act = dm.result == DMARC_R_FAIL && dm.apply == DMARC_P_QUARANTINE ? AUTHIN_JUNK :
-	      AUTHIN_DELIVER;
+	tx->arc_prior = f->arc_n;
+	tx->arc_prior_pass = f->arc == ARC_R_PASS;
+	act = verdict;
 out:
 	buf_free(&ar);
+	free(f);
 	free(chunk);
 	dkim_verifier_free(&v);
 	return act;
