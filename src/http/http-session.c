@@ -50,33 +50,19 @@ struct http_session {
 
 static void http_process(struct http_session *s);
 
-static void http_reap(void *arg)
+static void http_release(struct session *b)
 {
-	struct http_session *s = arg;
-	if (s->conn.deferred > 0) {
-		ev_defer(s->base.w->loop, http_reap, s);
-		return;
-	}
+	struct http_session *s = (struct http_session *)b;
 	ev_timer_cancel(s->base.w->loop, &s->timer);
-	conn_flush(&s->conn);
-	conn_close(&s->conn);
 	if (s->p) {
 		http_parser_free(s->p);
 		free(s->p);
 	}
-	session_remove(s->base.w, &s->base);
-	free(s);
 }
 
 static void http_close(struct http_session *s, const char *reason)
 {
-	if (s->base.closing)
-		return;
-	s->base.closing = 1;
-	log_info("sess=%016llx proto=http event=close reason=\"%s\" requests=%u",
-		 (unsigned long long)s->base.id, reason, s->nrequests);
-	conn_pause_read(&s->conn, 1);
-	ev_defer(s->base.w->loop, http_reap, s);
+	session_close(&s->base, reason);
 }
 
 static void http_on_timeout(struct ev_timer *t)
@@ -768,9 +754,9 @@ static int http_op_busy(const struct session *b)
 	return 1;   /* http_op_after decides what EOF means */
 }
 
-static void http_op_close(struct session *b, const char *why)
+static void http_op_close_detail(const struct session *b, char *out, size_t outlen)
 {
-	http_close((struct http_session *)b, why);
+	snprintf(out, outlen, "requests=%u", ((const struct http_session *)b)->nrequests);
 }
 
 static void http_op_after(struct session *b)
@@ -800,7 +786,8 @@ static const struct session_ops http_ops = {
 	.proto = "http",
 	.process = http_op_process,
 	.busy = http_op_busy,
-	.close = http_op_close,
+	.close_detail = http_op_close_detail,
+	.release = http_release,
 	.shutdown = http_on_shutdown,
 	.plaintext = http_op_plaintext,
 	.failed = http_op_failed,

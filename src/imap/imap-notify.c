@@ -220,7 +220,7 @@ static void notify_report(struct imap_session *s, enum report_mode mode)
 int imap_notify_ready(const struct imap_session *s)
 {
 	return s->notify != NULL && s->st != IMAP_NOTAUTH && !s->base.closing && s->resume == NULL &&
-	       !s->job_running && imap_parser_at_start(s->parser);
+	       !s->base.job_running && imap_parser_at_start(s->parser);
 }
 
 /* See imap-private.h. */

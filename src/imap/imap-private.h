@@ -82,7 +82,6 @@ struct imap_session {
 	struct imap_parser *parser;
 	struct ev_timer timer;
 	enum imap_state st;
-	int job_running;
 	unsigned errors;
 	char user[321];
 	uint64_t quota;                /* storage limit in octets, 0 = none */

@@ -161,15 +161,9 @@ void imap_unselect(struct imap_session *s)
 }
 
 /* Free the session once nothing points at it. */
-static void imap_reap(void *arg)
+static void imap_release(struct session *b)
 {
-	struct imap_session *s = arg;
-	if (s->job_running)
-		return;
-	if (s->conn.deferred > 0) {
-		ev_defer(s->base.w->loop, imap_reap, s);
-		return;
-	}
+	struct imap_session *s = (struct imap_session *)b;
 	ev_timer_cancel(s->base.w->loop, &s->timer);
 	ev_timer_cancel(s->base.w->loop, &s->idle_timer);
 	ev_timer_cancel(s->base.w->loop, &s->rest_timer);
@@ -178,32 +172,22 @@ static void imap_reap(void *arg)
 	free(s->acct_root);
 	if (s->cmd_free && s->cmd_ctx)
 		s->cmd_free(s->cmd_ctx);
-	conn_flush(&s->conn);
-	conn_close(&s->conn);
 	imap_unselect(s);
 	store_account_close(&s->acct);
 	imap_parser_free(&s->parser);
-	session_remove(s->base.w, &s->base);
-	free(s);
 }
 
 /* Close at the next safe point. */
 void imap_close(struct imap_session *s, const char *reason)
 {
-	if (s->base.closing)
-		return;
-	s->base.closing = 1;
-	log_info("sess=%016llx proto=imap event=close reason=\"%s\" user=%s",
-		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
-	conn_pause_read(&s->conn, 1);
-	ev_defer(s->base.w->loop, imap_reap, s);
+	session_close(&s->base, reason);
 }
 
 /* Autologout. */
 static void imap_on_timeout(struct ev_timer *t)
 {
 	struct imap_session *s = t->arg;
-	if (s->job_running) {
+	if (s->base.job_running) {
 		ev_timer_set(s->base.w->loop, &s->timer, 1000, imap_on_timeout, s);
 		return;
 	}
@@ -221,7 +205,7 @@ static void imap_rest(struct ev_timer *t)
 	struct imap_session *s = t->arg;
 	if (s->acct == NULL || s->acct_root == NULL || s->base.closing)
 		return;
-	if (s->resume || s->cmd_ctx || s->job_running) {
+	if (s->resume || s->cmd_ctx || s->base.job_running) {
 		log_debug("sess=%016llx proto=imap event=rest-later", (unsigned long long)s->base.id);
 		imap_arm_rest(s);
 		return;
@@ -275,7 +259,7 @@ static void imap_arm_rest(struct imap_session *s)
 static void imap_on_shutdown(struct session *b)
 {
 	struct imap_session *s = (struct imap_session *)b;
-	if (s->job_running)
+	if (s->base.job_running)
 		return;
 	imap_reply(s, "* BYE Server shutting down; please reconnect in a minute");
 	imap_close(s, "shutdown");
@@ -286,7 +270,7 @@ int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *),
 {
 	if (pool_submit(s->base.w->pool, work, done, ctx) < 0)
 		return -1;
-	s->job_running = 1;
+	s->base.job_running = 1;
 	conn_pause_read(&s->conn, 1);
 	return 0;
 }
@@ -294,9 +278,9 @@ int imap_job(struct imap_session *s, void (*work)(void *), void (*done)(void *),
 /* A pool job's completion: resume the session (or let it go). */
 void imap_job_finished(struct imap_session *s)
 {
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (s->base.closing) {
-		ev_defer(s->base.w->loop, imap_reap, s);
+		session_reap_later(&s->base);
 		return;
 	}
 	conn_pause_read(&s->conn, 0);
@@ -796,7 +780,7 @@ static void imap_auth_done(void *ctx, const struct auth_result *r)
 		s->errors++;
 		if (session_login_failed(&s->base)) {
 			imap_reply(s, "* BYE Too many failed logins; closing the connection");
-			s->job_running = 0;
+			s->base.job_running = 0;
 			imap_close(s, "too many failed logins");   /* reaps once, now the job is over */
 			return;
 		}
@@ -817,7 +801,7 @@ static void imap_login(struct imap_session *s, const char *user, const char *pas
 		imap_tagged(s, "NO", "[UNAVAILABLE] Temporary authentication failure");
 		return;
 	}
-	s->job_running = 1;
+	s->base.job_running = 1;
 	conn_pause_read(&s->conn, 1);
 }
 
@@ -1499,7 +1483,7 @@ static void imap_process(struct imap_session *s)
 			s->cmd_free = NULL;
 			continue;
 		}
-		if (s->job_running || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
+		if (s->base.job_running || c->tls_state == CONN_TLS_HANDSHAKE || c->want_tls_after_flush)
 			break;
 		if (conn_out_pending(c) > IMAP_OUT_HIWAT) {
 			c->want_write = 1;   /* let a pipelining client read first */
@@ -1576,12 +1560,13 @@ static void imap_op_process(struct session *b)
 
 static int imap_op_busy(const struct session *b)
 {
-	return ((const struct imap_session *)b)->job_running;
+	return b->job_running;
 }
 
-static void imap_op_close(struct session *b, const char *why)
+static void imap_op_close_detail(const struct session *b, char *out, size_t outlen)
 {
-	imap_close((struct imap_session *)b, why);
+	const struct imap_session *s = (const struct imap_session *)b;
+	snprintf(out, outlen, "user=%s", s->user[0] ? s->user : "-");
 }
 
 static const struct session_ops imap_ops = {
@@ -1593,7 +1578,8 @@ static const struct session_ops imap_ops = {
 	.greet = imap_op_greet,
 	.process = imap_op_process,
 	.busy = imap_op_busy,
-	.close = imap_op_close,
+	.close_detail = imap_op_close_detail,
+	.release = imap_release,
 	.shutdown = imap_on_shutdown,
 };
 

@@ -81,7 +81,6 @@ struct pop3_session {
 	struct linereader lr;
 	struct ev_timer timer;
 	enum pop3_state st;
-	int job_running;
 	unsigned errors;
 	unsigned bad_preauth;            /* invalid commands before login */
 	int policy_error;                /* the next error is not a bad command */
@@ -173,35 +172,19 @@ static void pop3_drop_mailbox(struct pop3_session *s)
 }
 
 /* Free the session once nothing points at it. */
-static void pop3_reap(void *arg)
+static void pop3_release(struct session *b)
 {
-	struct pop3_session *s = arg;
-	if (s->job_running)
-		return;
-	if (s->conn.deferred > 0) {
-		ev_defer(s->base.w->loop, pop3_reap, s);
-		return;
-	}
+	struct pop3_session *s = (struct pop3_session *)b;
 	ev_timer_cancel(s->base.w->loop, &s->timer);
-	conn_flush(&s->conn);
-	conn_close(&s->conn);
 	pop3_drop_mailbox(s);
 	buf_free(&s->chunk);
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
-	session_remove(s->base.w, &s->base);
-	free(s);
 }
 
 /* Close at the next safe point. */
 static void pop3_close(struct pop3_session *s, const char *reason)
 {
-	if (s->base.closing)
-		return;
-	s->base.closing = 1;
-	log_info("sess=%016llx proto=pop3 event=close reason=\"%s\" user=%s",
-		 (unsigned long long)s->base.id, reason, s->user[0] ? s->user : "-");
-	conn_pause_read(&s->conn, 1);
-	ev_defer(s->base.w->loop, pop3_reap, s);
+	session_close(&s->base, reason);
 }
 
 /* A protocol error by the client; too many end the session. */
@@ -466,7 +449,7 @@ static void open_done(void *arg)
 {
 	struct open_job *j = arg;
 	struct pop3_session *s = j->s;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (s->base.closing || j->result != 1) {
 		store_account_close(&j->acct);
 		if (j->lock_fd >= 0)
@@ -476,7 +459,7 @@ static void open_done(void *arg)
 		free(j->msgs);
 		if (s->base.closing) {
 			free(j);
-			ev_defer(s->base.w->loop, pop3_reap, s);
+			session_reap_later(&s->base);
 			return;
 		}
 		if (j->result == 0 && ev_now_ms() < s->lock_wait_until) {
@@ -547,7 +530,7 @@ static void pop3_open_mailbox(struct pop3_session *s)
 		s->st = P_AUTH;
 		return;
 	}
-	s->job_running = 1;
+	s->base.job_running = 1;
 	s->st = P_BUSY;
 	if (s->lock_wait_until == 0)
 		s->lock_wait_until = ev_now_ms() + POP3_LOCK_WAIT_MS;
@@ -558,9 +541,9 @@ static void pop3_open_mailbox(struct pop3_session *s)
 static void pop3_auth_done(void *ctx, const struct auth_result *r)
 {
 	struct pop3_session *s = ctx;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (s->base.closing) {
-		ev_defer(s->base.w->loop, pop3_reap, s);
+		session_reap_later(&s->base);
 		return;
 	}
 	s->st = P_AUTH;
@@ -604,7 +587,7 @@ static void pop3_login(struct pop3_session *s, const char *user, const char *pas
 			      "later");
 		return;
 	}
-	s->job_running = 1;
+	s->base.job_running = 1;
 	s->st = P_BUSY;
 	conn_pause_read(&s->conn, 1);
 }
@@ -843,7 +826,7 @@ static void update_done(void *arg)
 {
 	struct update_job *j = arg;
 	struct pop3_session *s = j->s;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (j->result < 0) {
 		log_warn("sess=%016llx proto=pop3 event=update-failed user=%s error=\"%s\"",
 			 (unsigned long long)s->base.id, s->user, j->why);
@@ -909,7 +892,7 @@ static void cmd_quit(struct pop3_session *s)
 		pop3_close(s, "quit");
 		return;
 	}
-	s->job_running = 1;
+	s->base.job_running = 1;
 	s->st = P_BUSY;
 	conn_pause_read(&s->conn, 1);
 }
@@ -1170,9 +1153,10 @@ static int pop3_op_busy(const struct session *b)
 	return ((const struct pop3_session *)b)->st == P_BUSY;
 }
 
-static void pop3_op_close(struct session *b, const char *why)
+static void pop3_op_close_detail(const struct session *b, char *out, size_t outlen)
 {
-	pop3_close((struct pop3_session *)b, why);
+	const struct pop3_session *s = (const struct pop3_session *)b;
+	snprintf(out, outlen, "user=%s", s->user[0] ? s->user : "-");
 }
 
 static const struct session_ops pop3_ops = {
@@ -1184,7 +1168,8 @@ static const struct session_ops pop3_ops = {
 	.greet = pop3_op_greet,
 	.process = pop3_op_process,
 	.busy = pop3_op_busy,
-	.close = pop3_op_close,
+	.close_detail = pop3_op_close_detail,
+	.release = pop3_release,
 	.shutdown = pop3_on_shutdown,
 };
 

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -11,6 +12,7 @@
 #include "conn.h"
 #include "crossproto.h"
 #include "diag.h"
+#include "ev.h"
 #include "iptable.h"
 #include "log.h"
 #include "metrics.h"
@@ -76,6 +78,60 @@ static int session_wait_hello(struct session *s, struct conn *c)
 	return 1;
 }
 
+/* Remove a session from the list and the per-IP table. */
+static void session_remove(struct worker *w, struct session *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		w->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	w->nsessions--;
+	iptable_release(w->ipt, w->index, (struct sockaddr *)&s->peer);
+	if (w->session_gone)
+		w->session_gone(w);
+	if (w->stopping && w->nsessions == 0)
+		ev_stop(w->loop);
+}
+
+static void session_reap(void *arg)
+{
+	struct session *s = arg;
+	struct worker *w = s->w;
+	if (s->job_running)
+		return;   /* the job's completion reaps the session */
+	if (s->conn->deferred > 0) {
+		/* those calls were queued before this one, so they run first */
+		ev_defer(w->loop, session_reap, s);
+		return;
+	}
+	conn_flush(s->conn);
+	conn_close(s->conn);
+	s->ops->release(s);
+	session_remove(w, s);
+	free(s);
+}
+
+void session_reap_later(struct session *s)
+{
+	ev_defer(s->w->loop, session_reap, s);
+}
+
+void session_close(struct session *s, const char *reason)
+{
+	if (s->closing)
+		return;
+	s->closing = 1;
+	char detail[400] = "";
+	if (s->ops->close_detail)
+		s->ops->close_detail(s, detail, sizeof(detail));
+	log_info("sess=%016llx proto=%s event=close reason=\"%s\"%s%s", (unsigned long long)s->id,
+		 s->ops->proto, reason, detail[0] ? " " : "", detail);
+	conn_pause_read(s->conn, 1);
+	session_reap_later(s);
+}
+
 /* A TLS handshake failed: log it and record it by IP (with SNI). */
 static void session_tls_failed(const struct session *s, struct conn *c, const char *proto)
 {
@@ -99,10 +155,10 @@ static void session_on_event(struct conn *c)
 	const char *why = NULL;
 	switch (session_hello(s, c, &why)) {
 	case SESSION_HELLO_PLAINTEXT:
-		op->close(s, why);
+		session_close(s, why);
 		return;
 	case SESSION_HELLO_FAILED:
-		op->close(s, "TLS setup failed");
+		session_close(s, "TLS setup failed");
 		return;
 	case SESSION_HELLO_WAIT:
 	case SESSION_HELLO_TLS:
@@ -117,7 +173,7 @@ static void session_on_event(struct conn *c)
 		int handshake = c->tls_state == CONN_TLS_HANDSHAKE;
 		if (handshake && op->tls_failure_diag)
 			session_tls_failed(s, c, op->proto);
-		op->close(s, handshake ? "TLS handshake failed" :
+		session_close(s, handshake ? "TLS handshake failed" :
 			  op->failed ? op->failed(s) : "I/O error");
 		return;
 	}
@@ -135,13 +191,13 @@ static void session_on_event(struct conn *c)
 	if (c->tls_state == CONN_TLS_HANDSHAKE)
 		return;
 	op->process(s);
-	if (!s->closing && c->eof && !op->busy(s))
-		op->close(s, "client disconnected");
+	if (!s->closing && c->eof && (op->busy ? op->busy(s) : s->job_running) == 0)
+		session_close(s, "client disconnected");
 	conn_flush(c);   /* a closing session's last lines too */
 	if (s->closing)
 		return;
 	if (c->failed)
-		op->close(s, "I/O error");
+		session_close(s, "I/O error");
 	else if (op->after)
 		op->after(s);
 }
@@ -274,7 +330,7 @@ void session_begin(struct session *s)
 		return;
 	if (s->lc->implicit_tls) {
 		if (s->w->tls == NULL || conn_start_tls(c, s->w->tls) < 0)
-			s->ops->close(s, "TLS setup failed");
+			session_close(s, "TLS setup failed");
 		else
 			conn_detect_plaintext(c, 3000);   /* a client that forgot SSL */
 		return;   /* the greeting follows the handshake */
@@ -285,19 +341,3 @@ void session_begin(struct session *s)
 	conn_flush(c);
 }
 
-/* Remove a session from the list and the per-IP table. */
-void session_remove(struct worker *w, struct session *s)
-{
-	if (s->prev)
-		s->prev->next = s->next;
-	else
-		w->sessions = s->next;
-	if (s->next)
-		s->next->prev = s->prev;
-	w->nsessions--;
-	iptable_release(w->ipt, w->index, (struct sockaddr *)&s->peer);
-	if (w->session_gone)
-		w->session_gone(w);
-	if (w->stopping && w->nsessions == 0)
-		ev_stop(w->loop);
-}

@@ -40,6 +40,8 @@ struct session {
 	struct conn *conn;                 /* the protocol's connection (in its own struct) */
 	int tls;                           /* the handshake is done */
 	int closing;                       /* closed: events are ignored until it is reaped */
+	int job_running;                   /* a pool job holds a pointer to this session: its
+					    * completion reaps a closed session */
 };
 
 /* What a protocol tells the session core (session_start, the connection's events). Every
@@ -62,10 +64,12 @@ struct session_ops {
 	/* read and answer what the client sent */
 	void (*process)(struct session *s);
 	/* 1 while EOF must not close the session yet (a command still running, or after() takes
-	 * care of EOF) */
+	 * care of EOF); NULL: while a job runs */
 	int (*busy)(const struct session *s);
-	/* close: log why, mark closing, reap later (never frees inside the event) */
-	void (*close)(struct session *s, const char *why);
+	/* optional: what the close line adds ("messages=3", "user=..."), into out */
+	void (*close_detail)(const struct session *s, char *out, size_t outlen);
+	/* free what the protocol holds, once the connection is closed (session_reap) */
+	void (*release)(struct session *s);
 	/* asked to finish: idle sessions close now (421 / BYE), busy ones after their command */
 	void (*shutdown)(struct session *s);
 	/* optional: the handshake is done (before the greeting) */
@@ -127,7 +131,12 @@ int session_connect(struct session *s, struct conn *c, int fd, size_t in_max, si
 /* Start talking, once the protocol has armed its timers: the handshake of an implicit-TLS
  * port, a short wait for a ClientHello on a STARTTLS port, or else the greeting. */
 void session_begin(struct session *s);
-/* Unregister a session from its worker (when it is reaped). */
-void session_remove(struct worker *w, struct session *s);
+/* Close a session: one event=close line (reason, the protocol's close_detail), no more input,
+ * and the reap deferred (never a free inside the event that closed it). Again: nothing. */
+void session_close(struct session *s, const char *reason);
+/* Reap a closed session once nothing points at it: not while a pool job runs (its completion
+ * calls this again) nor before the connection's deferred calls ran; then the output's last
+ * flush, the connection closed, the protocol's release, the worker's list, free. Deferred. */
+void session_reap_later(struct session *s);
 
 #endif

@@ -647,7 +647,7 @@ static void batch_work(void *arg)
 static void deliver_done(struct deliver_job *j)
 {
 	struct smtp_session *s = j->s;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (j->result == 0) {
 		log_info("sess=%016llx proto=smtp event=accepted id=%s from=<%s> rcpts=%u local=%u "
 			 "queued=%u size=%llu batch=%u", (unsigned long long)s->base.id, j->id,
@@ -683,7 +683,7 @@ static void deliver_done(struct deliver_job *j)
 	free(j->dkim);
 	free(j);
 	if (s->base.closing) {
-		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		session_reap_later(&s->base);
 		return;
 	}
 	smtp_set_state(s, SMTP_ST_READY);
@@ -935,7 +935,7 @@ void smtp_data_finish(struct smtp_session *s)
 	if (j->key_target < 0)
 		j->key[0] = '\0';
 	s->tx = NULL;
-	s->job_running = 1;
+	s->base.job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
 	if (!s->base.lc->submission && !s->auth_user[0] && j->cfg->inbound_auth &&

@@ -99,7 +99,7 @@ static void stage_done(void *arg)
 	static const char *const names[] = { "connect", "helo", "mail", "rcpt", "message" };
 	struct stage_job *j = arg;
 	struct smtp_session *s = j->s;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (j->mj.failed) {
 		j->res.verdict = MILTER_TEMPFAIL;
 		snprintf(j->res.reply, sizeof(j->res.reply), "451 4.3.0 Out of memory; please try "
@@ -108,7 +108,7 @@ static void stage_done(void *arg)
 	if (s->base.closing) {
 		milter_result_free(&j->res);
 		free(j);
-		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		session_reap_later(&s->base);
 		return;
 	}
 	smtp_set_state(s, j->prev);
@@ -150,7 +150,7 @@ void smtp_milter_stage(struct smtp_session *s, enum milter_stage st, const char 
 	j->mj.work = stage_work;
 	j->mj.done = stage_done;
 	j->mj.arg = j;
-	s->job_running = 1;
+	s->base.job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
 	smtp_milter_submit(s->base.w, &j->mj);

@@ -96,7 +96,6 @@ struct smtp_session {
 	char helo[256];
 	int esmtp;
 	int reaped;
-	int job_running;              /* a pool job holds a pointer to this session */
 	unsigned errors;
 	char auth_user[SMTP_ADDR_MAX];/* "" = not authenticated */
 	unsigned auth_failures;
@@ -128,7 +127,6 @@ struct smtp_session {
 void smtp_reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void smtp_session_close(struct smtp_session *s, const char *reason);
 /* Free a closing session once no job or deferred call points at it (an ev_defer callback). */
-void smtp_session_reap(void *arg);
 void smtp_reply_not_yours(struct smtp_session *s, const char *what, const char *addr);
 void smtp_set_state(struct smtp_session *s, enum smtp_state st);
 void smtp_tx_free(struct smtp_tx **txp);

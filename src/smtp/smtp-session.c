@@ -119,38 +119,21 @@ static void smtp_auth_clear(struct smtp_session *s)
 }
 
 /* Free the session once nothing points at it any more. */
-void smtp_session_reap(void *arg)
+static void smtp_release(struct session *b)
 {
-	struct smtp_session *s = arg;
-	if (s->job_running)
-		return;   /* the job's completion reaps the session */
-	if (s->conn.deferred > 0) {
-		/* those calls were queued before this one, so they run first */
-		ev_defer(s->base.w->loop, smtp_session_reap, s);
-		return;
-	}
+	struct smtp_session *s = (struct smtp_session *)b;
 	ev_timer_cancel(s->base.w->loop, &s->timer);
 	ev_timer_cancel(s->base.w->loop, &s->pause_timer);
 	free(s->delayed_reply);
-	conn_flush(&s->conn);
-	conn_close(&s->conn);
 	smtp_tx_free(&s->tx);
 	smtp_auth_clear(s);
 	milter_session_free(&s->milter);
-	session_remove(s->base.w, &s->base);
-	free(s);
 }
 
 /* Close the session at the next safe point; see STYLE.md section 7. */
 void smtp_session_close(struct smtp_session *s, const char *reason)
 {
-	if (s->base.closing)
-		return;
-	s->base.closing = 1;
-	log_info("sess=%016llx proto=smtp event=close reason=\"%s\" messages=%u",
-		 (unsigned long long)s->base.id, reason, s->ntx);
-	conn_pause_read(&s->conn, 1);
-	ev_defer(s->base.w->loop, smtp_session_reap, s);
+	session_close(&s->base, reason);
 }
 
 /* A protocol error by the peer: count it and hang up after too many. */
@@ -398,9 +381,9 @@ static int smtp_op_busy(const struct session *b)
 	return s->st == SMTP_ST_BUSY || (s->conn.want_write && s->conn.in.len > 0);
 }
 
-static void smtp_op_close(struct session *b, const char *why)
+static void smtp_op_close_detail(const struct session *b, char *out, size_t outlen)
 {
-	smtp_session_close((struct smtp_session *)b, why);
+	snprintf(out, outlen, "messages=%u", ((const struct smtp_session *)b)->ntx);
 }
 
 static void smtp_op_tls_done(struct session *b)
@@ -419,7 +402,8 @@ static const struct session_ops smtp_ops = {
 	.greet = smtp_op_greet,
 	.process = smtp_op_process,
 	.busy = smtp_op_busy,
-	.close = smtp_op_close,
+	.close_detail = smtp_op_close_detail,
+	.release = smtp_release,
 	.shutdown = smtp_on_shutdown,
 	.tls_done = smtp_op_tls_done,
 };
@@ -1306,9 +1290,9 @@ static void cmd_help(struct smtp_session *s, char *args)
 static void auth_done(void *ctx, const struct auth_result *r)
 {
 	struct smtp_session *s = ctx;
-	s->job_running = 0;
+	s->base.job_running = 0;
 	if (s->base.closing) {
-		ev_defer(s->base.w->loop, smtp_session_reap, s);
+		session_reap_later(&s->base);
 		return;
 	}
 	smtp_set_state(s, SMTP_ST_READY);
@@ -1353,7 +1337,7 @@ static void auth_submit(struct smtp_session *s, const char *user, const char *pa
 		smtp_reply(s, "454 4.7.0 Temporary authentication failure; please try again later");
 		return;
 	}
-	s->job_running = 1;
+	s->base.job_running = 1;
 	smtp_set_state(s, SMTP_ST_BUSY);
 	conn_pause_read(&s->conn, 1);
 }
