@@ -445,8 +445,9 @@ static int master_secure_accounts(const struct config *cfg)
 	return 0;
 }
 
-/* The master's main. */
-int master_main(const char *config_path)
+/* Everything before the first fork: signals, the shared segments, the configuration and
+ * certificates, the run_user checks. The signalfd, or -1 (logged). */
+static int master_startup(const char *config_path)
 {
 	log_set_ident("postino/master");
 	umask(MASTER_UMASK);
@@ -463,21 +464,21 @@ int master_main(const char *config_path)
 	notify_init();
 	if (pipe2(ready_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
 		log_error("event=startup-failed error=\"%s\"", strerror(errno));
-		return 1;
+		return -1;
 	}
 	if (metrics_init_shared() < 0) {
 		log_error("event=startup-failed error=\"metrics segment: %s\"", strerror(errno));
-		return 1;
+		return -1;
 	}
 	ipt = iptable_new_shared();
 	authfail = authfail_new_shared();
 	if (sfd < 0 || ipt == NULL || authfail == NULL) {
 		log_error("event=startup-failed error=\"%s\"", strerror(errno));
-		return 1;
+		return -1;
 	}
 	current = master_load(config_path, NULL);
 	if (current == NULL)
-		return 1;
+		return -1;
 	current->refs = 1;   /* held by the master while current */
 	if (current->cfg->log_debug)
 		log_set_level(LOG_DEBUG);
@@ -489,12 +490,131 @@ int master_main(const char *config_path)
 			 current->cfg->run_user[0] ? "root" : "not set", current->cfg->data_dir,
 			 config_path);
 	else if (master_secure_accounts(current->cfg) < 0)
-		return 1;
+		return -1;
 	else if (master_check_run_user(current->cfg, why, sizeof(why)) == 0) {
 		log_error("event=startup-failed error=\"%s\" advice=\"give the data directory to "
 			  "run_user (chown -R), or fix run_user in %s\"", why, config_path);
-		return 1;
+		return -1;
 	}
+	return sfd;
+}
+
+/* "signal 9" / "exit 3": how a child ended, for a log line. */
+static const char *master_status_text(int status, char *out, size_t outlen)
+{
+	snprintf(out, outlen, "%s%d", WIFSIGNALED(status) ? "signal " : "exit ",
+		 WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+	return out;
+}
+
+/* The queue process ended: start it again unless stopping (or it cannot start: *fatal). */
+static void master_queue_ended(int status, int stopping, int *fatal)
+{
+	struct generation *g = queue_gen;
+	pid_t pid = queue_pid;
+	queue_pid = 0;
+	queue_gen = NULL;
+	if (!stopping && master_startup_failed(status, queue_started)) {
+		*fatal = 1;
+	} else if (!stopping) {
+		/* died, or stopped for a reload: start it again */
+		char st[32];
+		if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			log_warn("event=queue-died pid=%d status=%s", (int)pid,
+				 master_status_text(status, st, sizeof(st)));
+		if (time(NULL) - queue_started < MASTER_RESTART_BACKOFF_S)
+			sleep(MASTER_RESTART_BACKOFF_S);
+		master_spawn_queue(current);
+	}
+	master_gen_release(g);
+}
+
+/* Worker i ended: clear what it held; restart it if it died unexpectedly (or *fatal when it
+ * cannot start at all). */
+static void master_worker_ended(unsigned i, pid_t pid, int status, int stopping, int *fatal)
+{
+	struct generation *g = slots[i].gen;
+	int expected = slots[i].retiring || stopping;
+	time_t started = slots[i].started;
+	slots[i].pid = 0;
+	slots[i].gen = NULL;
+	metrics_slot_pid(i, 0);
+	iptable_clear_worker(ipt, i);
+	master_clean_tmp(g->cfg, pid);
+	if (!expected && master_startup_failed(status, started)) {
+		*fatal = 1;
+	} else if (!expected) {
+		char st[32];
+		log_warn("event=worker-died index=%u pid=%d status=%s", i, (int)pid,
+			 master_status_text(status, st, sizeof(st)));
+		if (time(NULL) - started < MASTER_RESTART_BACKOFF_S)
+			sleep(MASTER_RESTART_BACKOFF_S);
+		if (g == current)
+			master_spawn(i, current);
+	}
+	master_gen_release(g);
+}
+
+/* SIGHUP: load a new generation and let the old workers finish; on a bad configuration keep
+ * running the old one. */
+static void master_reload(const char *config_path)
+{
+	log_info("event=reload config=%s", config_path);
+	char state[96];
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
+		 (unsigned long long)now.tv_sec * 1000000ull +
+		 (unsigned long long)now.tv_nsec / 1000);
+	master_notify(state);
+	struct generation *g = master_load(config_path, current);
+	if (g == NULL) {
+		log_error("event=reload-failed reason=\"keeping the running configuration\"");
+		master_notify("READY=1\nSTATUS=reload failed: running the previous "
+			      "configuration (see the log)");
+		return;
+	}
+	struct generation *old = current;
+	current = g;
+	current->refs = 1;
+	for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
+		if (slots[i].pid && slots[i].gen == old) {
+			slots[i].retiring = 1;
+			kill(slots[i].pid, SIGTERM);
+		}
+	}
+	notify_due = 1;
+	master_spawn_all();
+	if (queue_pid)
+		kill(queue_pid, SIGTERM);   /* restarted with the new configuration */
+	master_gen_release(old);   /* drop the master's reference */
+}
+
+/* While stopping: 1 once every child is gone; after the deadline the rest is killed. */
+static int master_all_gone(time_t stop_deadline)
+{
+	int alive = queue_pid != 0;
+	for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+		alive += slots[i].pid != 0;
+	if (alive == 0)
+		return 1;
+	if (time(NULL) >= stop_deadline) {
+		for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+			if (slots[i].pid)
+				kill(slots[i].pid, SIGKILL);
+		if (queue_pid)
+			kill(queue_pid, SIGKILL);
+	}
+	alarm(1);    /* wake up to check the deadline */
+	return 0;
+}
+
+/* The master's main: start, then children, reloads and the stop, driven by signals. */
+int master_main(const char *config_path)
+{
+	int sfd = master_startup(config_path);
+	if (sfd < 0)
+		return 1;
 	master_clean_tmp(current->cfg, 0);
 	notify_due = 1;
 	master_spawn_all();
@@ -504,23 +624,8 @@ int master_main(const char *config_path)
 	int stopping = 0, fatal = 0, rc = 0;
 	time_t stop_deadline = 0;
 	for (;;) {
-		struct signalfd_siginfo si;
-		if (stopping) {
-			int alive = 0;
-			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
-				alive += slots[i].pid != 0;
-			alive += queue_pid != 0;
-			if (alive == 0)
-				break;
-			if (time(NULL) >= stop_deadline) {
-				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
-					if (slots[i].pid)
-						kill(slots[i].pid, SIGKILL);
-				if (queue_pid)
-					kill(queue_pid, SIGKILL);
-			}
-			alarm(1);    /* wake up to check the deadline */
-		}
+		if (stopping && master_all_gone(stop_deadline))
+			break;
 		struct pollfd pfd[2] = { { .fd = sfd, .events = POLLIN },
 					 { .fd = ready_pipe[0], .events = POLLIN } };
 		if (poll(pfd, 2, -1) < 0 && errno != EINTR) {
@@ -529,6 +634,7 @@ int master_main(const char *config_path)
 		}
 		if (pfd[1].revents & POLLIN)
 			master_on_ready();
+		struct signalfd_siginfo si;
 		ssize_t r = read(sfd, &si, sizeof(si));
 		if (r != (ssize_t)sizeof(si))
 			continue;
@@ -537,50 +643,12 @@ int master_main(const char *config_path)
 			pid_t pid;
 			while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 				if (pid == queue_pid) {
-					struct generation *g = queue_gen;
-					queue_pid = 0;
-					queue_gen = NULL;
-					if (!stopping && master_startup_failed(status, queue_started)) {
-						fatal = 1;
-					} else if (!stopping) {
-						/* died, or stopped for a reload: start it again */
-						if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0))
-							log_warn("event=queue-died pid=%d status=%s%d",
-								 (int)pid, WIFSIGNALED(status) ? "signal "
-								 : "exit ", WIFSIGNALED(status) ?
-								 WTERMSIG(status) : WEXITSTATUS(status));
-						if (time(NULL) - queue_started < MASTER_RESTART_BACKOFF_S)
-							sleep(MASTER_RESTART_BACKOFF_S);
-						master_spawn_queue(current);
-					}
-					master_gen_release(g);
+					master_queue_ended(status, stopping, &fatal);
 					continue;
 				}
-				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
-					if (slots[i].pid != pid)
-						continue;
-					struct generation *g = slots[i].gen;
-					int expected = slots[i].retiring || stopping;
-					time_t started = slots[i].started;
-					slots[i].pid = 0;
-					slots[i].gen = NULL;
-					metrics_slot_pid(i, 0);
-					iptable_clear_worker(ipt, i);
-					master_clean_tmp(g->cfg, pid);
-					if (!expected && master_startup_failed(status, started)) {
-						fatal = 1;
-					} else if (!expected) {
-						log_warn("event=worker-died index=%u pid=%d status=%s%d",
-							 i, (int)pid, WIFSIGNALED(status) ? "signal " :
-							 "exit ", WIFSIGNALED(status) ?
-							 WTERMSIG(status) : WEXITSTATUS(status));
-						if (time(NULL) - started < MASTER_RESTART_BACKOFF_S)
-							sleep(MASTER_RESTART_BACKOFF_S);
-						if (g == current)
-							master_spawn(i, current);
-					}
-					master_gen_release(g);
-				}
+				for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++)
+					if (slots[i].pid == pid)
+						master_worker_ended(i, pid, status, stopping, &fatal);
 			}
 			if (fatal && !stopping) {
 				log_error("event=startup-failed error=\"the workers cannot start (the "
@@ -591,35 +659,7 @@ int master_main(const char *config_path)
 				master_stop(&stopping, &stop_deadline);
 			}
 		} else if (si.ssi_signo == SIGHUP && !stopping) {
-			log_info("event=reload config=%s", config_path);
-			char state[96];
-			struct timespec now;
-			clock_gettime(CLOCK_MONOTONIC, &now);
-			snprintf(state, sizeof(state), "RELOADING=1\nMONOTONIC_USEC=%llu",
-				 (unsigned long long)now.tv_sec * 1000000ull +
-				 (unsigned long long)now.tv_nsec / 1000);
-			master_notify(state);
-			struct generation *g = master_load(config_path, current);
-			if (g == NULL) {
-				log_error("event=reload-failed reason=\"keeping the running configuration\"");
-				master_notify("READY=1\nSTATUS=reload failed: running the previous "
-					      "configuration (see the log)");
-				continue;
-			}
-			struct generation *old = current;
-			current = g;
-			current->refs = 1;
-			for (unsigned i = 0; i < MASTER_MAX_WORKERS; i++) {
-				if (slots[i].pid && slots[i].gen == old) {
-					slots[i].retiring = 1;
-					kill(slots[i].pid, SIGTERM);
-				}
-			}
-			notify_due = 1;
-			master_spawn_all();
-			if (queue_pid)
-				kill(queue_pid, SIGTERM);   /* restarted with the new configuration */
-			master_gen_release(old);   /* drop the master's reference */
+			master_reload(config_path);
 		} else if ((si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) && !stopping) {
 			log_info("event=stopping");
 			master_notify("STOPPING=1");
