@@ -147,6 +147,146 @@ static int dane_check_tls(struct smtpc *c, const char *dest, int usable, char *w
 	return -1;
 }
 
+/* What MTA-STS (RFC 8461) asks of the hosts of one destination. */
+struct dest_sts {
+	struct sts_policy policy;
+	int on;                      /* a policy applies (never to the relay host) */
+	int enforce;                 /* mode enforce: a failing host is not used */
+	char mx[512];                /* its MX patterns, for messages */
+};
+
+/* AUTH PLAIN to the relay host with relayhost_user. 0 logged in, 1 refused (why set, QUIT
+ * sent), -1 connection error. */
+static int relay_auth(const struct config *cfg, struct smtpc *c, const char *host,
+		      struct smtpc_reply *r, char *why, size_t whylen)
+{
+	char plain[600], b64[900];
+	size_t ul = strlen(cfg->relayhost_user), pl = strlen(cfg->relayhost_password);
+	plain[0] = '\0';
+	memcpy(plain + 1, cfg->relayhost_user, ul);
+	plain[ul + 1] = '\0';
+	memcpy(plain + ul + 2, cfg->relayhost_password, pl);
+	base64_encode((const unsigned char *)plain, ul + pl + 2, b64, sizeof(b64));
+	explicit_bzero(plain, sizeof(plain));
+	int rc = 0;
+	if (smtpc_sendf(c, "AUTH PLAIN %s\r\n", b64) < 0 || smtpc_read_reply(c, r) < 0) {
+		rc = -1;
+	} else if (r->code != 235) {
+		snprintf(why, whylen, "4.7.8 the relay host %s refused our login as %s: %s (check "
+			 "relayhost_user and relayhost_password)", host, cfg->relayhost_user, r->text);
+		smtpc_quit(c);
+		rc = 1;
+	}
+	explicit_bzero(b64, sizeof(b64));
+	return rc;
+}
+
+/* One address of the destination: the policies for this host (DANE, MTA-STS), connect, the
+ * greeting, EHLO, STARTTLS, the TLS checks, the relay login. 0 connected (c open), -1 try the
+ * next address (why says what went wrong here). */
+static int dest_try(struct queue *q, const char *dest, const struct qdns_target *t,
+		    unsigned port, const struct dest_sts *sts, struct smtpc *c, char *why,
+		    size_t whylen)
+{
+	const struct config *cfg = q->cfg;
+	int relay = q->relay_host[0] != '\0';
+	struct smtpc_reply r;
+	/* DANE (RFC 7672): DNSSEC-secure TLSA records of a securely found MX host make TLS
+	 * mandatory and authenticate it; they take precedence over MTA-STS (RFC 8461 2) */
+	struct tls_tlsa tlsa[DANE_TLSA_MAX];
+	int ntlsa = 0;
+	if (!relay && qdns_validating() && t->secure) {
+		ntlsa = qdns_tlsa(t->host, port, tlsa, DANE_TLSA_MAX);
+		if (ntlsa < 0) {
+			snprintf(why, whylen, "4.7.5 the TLSA records of %s cannot be looked up or "
+				 "fail DNSSEC validation; delivery waits (DANE, RFC 7672)", t->host);
+			log_warn("event=dane-failure dest=%s host=%s error=\"TLSA lookup failed or "
+				 "bogus\"", dest, t->host);
+			return -1;
+		}
+	}
+	int dane = ntlsa > 0, dane_usable = dane_usable_count(tlsa, ntlsa);
+	int host_sts = sts->on && !dane;
+	if (host_sts && !sts_mx_match(&sts->policy, t->host)) {
+		tlsrpt_record(q, dest, &sts->policy, t->host, t->ip, "validation-failure");
+		log_warn("event=mta-sts-failure dest=%s host=%s result=validation-failure "
+			 "mode=%s error=\"not an mx of the policy (%s)\"", dest, t->host,
+			 sts->enforce ? "enforce" : "testing", sts->mx);
+		if (sts->enforce) {
+			snprintf(why, whylen, "4.7.5 the MTA-STS policy of %s does not list its "
+				 "MX host %s (it lists %s); delivery waits for a listed one",
+				 dest, t->host, sts->mx);
+			return -1;
+		}
+	}
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+	c->reply_timeout_ms = cfg->smtp_reply_timeout * 1000;
+	queue_strlcpy(c->host, sizeof(c->host), t->host);
+	if (smtpc_connect(c, t->ip, port, cfg->smtp_connect_timeout * 1000) < 0) {
+		snprintf(why, whylen, "4.4.1 %s[%s]: %s", t->host, t->ip, c->err);
+		log_info("event=connect-failed dest=%s host=%s ip=%s error=\"%s\"", dest,
+			 t->host, t->ip, c->err);
+		return -1;
+	}
+	unsigned saved = c->reply_timeout_ms;
+	c->reply_timeout_ms = cfg->smtp_connect_timeout * 1000;   /* the greeting */
+	int rr = smtpc_read_reply(c, &r);
+	c->reply_timeout_ms = saved;
+	if (rr < 0 || r.code != 220) {
+		snprintf(why, whylen, "4.4.2 %s[%s]: %s", t->host, t->ip, rr < 0 ? c->err : r.text);
+		smtpc_close(c);
+		return -1;
+	}
+	int e = smtpc_ehlo(c, cfg->hostname, &r);
+	if (e == 0 && c->starttls) {
+		int verify = relay ? (cfg->relayhost_tls_verify ? TLS_VERIFY_FAIL : TLS_VERIFY_OFF) :
+			     host_sts || dane_usable ? TLS_VERIFY_CHECK : TLS_VERIFY_OFF;
+		if (dane_usable) {
+			c->dane = tlsa;
+			c->ndane = (size_t)ntlsa;
+		}
+		e = smtpc_starttls(c, q->tls, verify, &r);
+		if (e == 0)
+			e = smtpc_ehlo(c, cfg->hostname, &r);
+		else if (e > 0 && !relay && !(host_sts && sts->enforce) && !dane)
+			e = 0;   /* refused STARTTLS: carry on in plaintext (opportunistic TLS) */
+	}
+	if (e == 0 && dane && dane_check_tls(c, dest, dane_usable, why, whylen) < 0) {
+		smtpc_quit(c);
+		return -1;
+	}
+	if (e == 0 && host_sts &&
+	    sts_check_tls(q, &sts->policy, c, dest, sts->enforce, why, whylen) < 0) {
+		smtpc_quit(c);
+		return -1;
+	}
+	if (e == 0 && relay && c->tls == NULL) {
+		snprintf(why, whylen, "4.7.5 the relay host %s does not offer STARTTLS, which is "
+			 "required to it", t->host);
+		smtpc_quit(c);
+		return -1;
+	}
+	if (e == 0 && relay && cfg->relayhost_user[0]) {
+		int a = relay_auth(cfg, c, t->host, &r, why, whylen);
+		if (a > 0)
+			return -1;
+		e = a;
+	}
+	/* the TLSA records live on this stack: nothing may keep pointing at them */
+	c->dane = NULL;
+	c->ndane = 0;
+	if (e != 0) {
+		snprintf(why, whylen, "4.4.2 %s[%s]: %s", t->host, t->ip, e < 0 ? c->err : r.text);
+		if (e < 0)
+			smtpc_close(c);
+		else
+			smtpc_quit(c);
+		return -1;
+	}
+	return 0;
+}
+
 /* Connect to the destination: resolve, then try each address until one greets and takes EHLO
  * (and STARTTLS where offered; required and authenticated for the relay host).
  * 0 connected; otherwise the result class (4 or 5) with why filled. */
@@ -173,128 +313,18 @@ static int dest_connect(struct queue *q, const char *dest, struct smtpc *c, char
 	}
 	snprintf(why, whylen, "4.4.1 no mail server for %s could be reached", dest);
 	/* MTA-STS (RFC 8461): only the policy's MX hosts, over TLS verified for their names */
-	struct sts_policy sts;
-	char stsdir[CONFIG_PATH_MAX + 32], stsmx[512] = "";
+	struct dest_sts sts = { .on = 0 };
+	char stsdir[CONFIG_PATH_MAX + 32];
 	snprintf(stsdir, sizeof(stsdir), "%s/mta-sts", q->dir);
-	int sts_on = !relay && cfg->mta_sts &&
-		     sts_lookup(dest, stsdir, q->tls, cfg->mta_sts_port,
-				cfg->smtp_connect_timeout * 1000, &sts);
-	int enforce = sts_on && sts.mode == STS_ENFORCE;
-	if (sts_on)
-		sts_mx_list(&sts, stsmx, sizeof(stsmx));
-	for (int i = 0; i < n; i++) {
-		struct smtpc_reply r;
-		/* DANE (RFC 7672): DNSSEC-secure TLSA records of a securely found MX host make TLS
-		 * mandatory and authenticate it; they take precedence over MTA-STS (RFC 8461 2) */
-		struct tls_tlsa tlsa[DANE_TLSA_MAX];
-		int ntlsa = 0;
-		if (!relay && qdns_validating() && t[i].secure) {
-			ntlsa = qdns_tlsa(t[i].host, port, tlsa, DANE_TLSA_MAX);
-			if (ntlsa < 0) {
-				snprintf(why, whylen, "4.7.5 the TLSA records of %s cannot be looked up or "
-					 "fail DNSSEC validation; delivery waits (DANE, RFC 7672)",
-					 t[i].host);
-				log_warn("event=dane-failure dest=%s host=%s error=\"TLSA lookup failed or "
-					 "bogus\"", dest, t[i].host);
-				continue;
-			}
-		}
-		int dane = ntlsa > 0, dane_usable = dane_usable_count(tlsa, ntlsa);
-		int host_sts = sts_on && !dane;
-		if (host_sts && !sts_mx_match(&sts, t[i].host)) {
-			tlsrpt_record(q, dest, &sts, t[i].host, t[i].ip, "validation-failure");
-			log_warn("event=mta-sts-failure dest=%s host=%s result=validation-failure "
-				 "mode=%s error=\"not an mx of the policy (%s)\"", dest, t[i].host,
-				 enforce ? "enforce" : "testing", stsmx);
-			if (enforce) {
-				snprintf(why, whylen, "4.7.5 the MTA-STS policy of %s does not list its "
-					 "MX host %s (it lists %s); delivery waits for a listed one",
-					 dest, t[i].host, stsmx);
-				continue;
-			}
-		}
-		memset(c, 0, sizeof(*c));
-		c->fd = -1;
-		c->reply_timeout_ms = cfg->smtp_reply_timeout * 1000;
-		queue_strlcpy(c->host, sizeof(c->host), t[i].host);
-		if (smtpc_connect(c, t[i].ip, port, cfg->smtp_connect_timeout * 1000) < 0) {
-			snprintf(why, whylen, "4.4.1 %s[%s]: %s", t[i].host, t[i].ip, c->err);
-			log_info("event=connect-failed dest=%s host=%s ip=%s error=\"%s\"", dest,
-				 t[i].host, t[i].ip, c->err);
-			continue;
-		}
-		unsigned saved = c->reply_timeout_ms;
-		c->reply_timeout_ms = cfg->smtp_connect_timeout * 1000;   /* the greeting */
-		int rr = smtpc_read_reply(c, &r);
-		c->reply_timeout_ms = saved;
-		if (rr < 0 || r.code != 220) {
-			snprintf(why, whylen, "4.4.2 %s[%s]: %s", t[i].host, t[i].ip,
-				 rr < 0 ? c->err : r.text);
-			smtpc_close(c);
-			continue;
-		}
-		int e = smtpc_ehlo(c, cfg->hostname, &r);
-		if (e == 0 && c->starttls) {
-			int verify = relay ? (cfg->relayhost_tls_verify ? TLS_VERIFY_FAIL :
-					      TLS_VERIFY_OFF) :
-				     host_sts || dane_usable ? TLS_VERIFY_CHECK : TLS_VERIFY_OFF;
-			if (dane_usable) {
-				c->dane = tlsa;
-				c->ndane = (size_t)ntlsa;
-			}
-			e = smtpc_starttls(c, q->tls, verify, &r);
-			if (e == 0)
-				e = smtpc_ehlo(c, cfg->hostname, &r);
-			else if (e > 0 && !relay && !(host_sts && enforce) && !dane) {
-				/* refused STARTTLS: carry on in plaintext (opportunistic TLS) */
-				e = 0;
-			}
-		}
-		if (e == 0 && dane && dane_check_tls(c, dest, dane_usable, why, whylen) < 0) {
-			smtpc_quit(c);
-			continue;
-		}
-		if (e == 0 && host_sts && sts_check_tls(q, &sts, c, dest, enforce, why, whylen) < 0) {
-			smtpc_quit(c);
-			continue;
-		}
-		if (e == 0 && relay && c->tls == NULL) {
-			snprintf(why, whylen, "4.7.5 the relay host %s does not offer STARTTLS, which "
-				 "is required to it", t[i].host);
-			smtpc_quit(c);
-			continue;
-		}
-		if (e == 0 && relay && cfg->relayhost_user[0]) {
-			char plain[600], b64[900];
-			size_t ul = strlen(cfg->relayhost_user), pl = strlen(cfg->relayhost_password);
-			plain[0] = '\0';
-			memcpy(plain + 1, cfg->relayhost_user, ul);
-			plain[ul + 1] = '\0';
-			memcpy(plain + ul + 2, cfg->relayhost_password, pl);
-			base64_encode((const unsigned char *)plain, ul + pl + 2, b64, sizeof(b64));
-			if (smtpc_sendf(c, "AUTH PLAIN %s\r\n", b64) < 0 ||
-			    smtpc_read_reply(c, &r) < 0) {
-				e = -1;
-			} else if (r.code != 235) {
-				snprintf(why, whylen, "4.7.8 the relay host %s refused our login as %s: "
-					 "%s (check relayhost_user and relayhost_password)", t[i].host,
-					 cfg->relayhost_user, r.text);
-				smtpc_quit(c);
-				continue;
-			}
-			memset(plain, 0, sizeof(plain));
-		}
-		if (e != 0) {
-			snprintf(why, whylen, "4.4.2 %s[%s]: %s", t[i].host, t[i].ip,
-				 e < 0 ? c->err : r.text);
-			if (e < 0)
-				smtpc_close(c);
-			else
-				smtpc_quit(c);
-			continue;
-		}
-		return 0;
-	}
+	sts.on = !relay && cfg->mta_sts &&
+		 sts_lookup(dest, stsdir, q->tls, cfg->mta_sts_port,
+			    cfg->smtp_connect_timeout * 1000, &sts.policy);
+	sts.enforce = sts.on && sts.policy.mode == STS_ENFORCE;
+	if (sts.on)
+		sts_mx_list(&sts.policy, sts.mx, sizeof(sts.mx));
+	for (int i = 0; i < n; i++)
+		if (dest_try(q, dest, &t[i], port, &sts, c, why, whylen) == 0)
+			return 0;
 	return 4;
 }
 
