@@ -142,103 +142,149 @@ static void span_text(unsigned s, char *out, size_t outlen)
 		snprintf(out, outlen, "%u second%s", s, s == 1 ? "" : "s");
 }
 
+/* Recipients of one attempt, by what their DSN says (indexes into env->rcpts). */
+struct finalize_lists {
+	unsigned *failed, *delayed, *relayed;
+	unsigned nfail, ndelay, nrel;
+	unsigned pending, sent;
+};
+
+/* Apply one recipient's attempt result (2 sent, 5 failed, 4 or 0 still pending) and its expiry
+ * and delay notice; record it in the lists. */
+static void finalize_rcpt(const struct config *cfg, struct qenv *env, unsigned i, time_t now,
+			  const char *life, struct finalize_lists *l)
+{
+	struct qrcpt *r = &env->rcpts[i];
+	int res = r->result;
+	r->result = 0;
+	if (res == 2) {
+		r->state = QR_SENT;
+		l->sent++;
+		metrics_count(MC_DELIVERED_REMOTE);
+		log_info("event=sent id=%s to=<%s> remote=%s reply=\"%.200s\"", env->id, r->addr,
+			 r->remote, r->err);
+		if (r->relayed_nodsn)
+			l->relayed[l->nrel++] = i;
+		return;
+	}
+	if (res == 5) {
+		r->state = QR_FAILED;
+		l->failed[l->nfail++] = i;
+		metrics_count(MC_BOUNCED);
+		log_info("event=bounced id=%s to=<%s> error=\"%.300s\"", env->id, r->addr, r->err);
+		return;
+	}
+	if (res == 4) {
+		metrics_count(MC_DEFERRED);
+		log_info("event=deferred id=%s to=<%s> error=\"%.300s\"", env->id, r->addr, r->err);
+	}
+	if (now - env->arrived >= (time_t)cfg->queue_lifetime) {
+		char e[QUEUE_ERR_MAX];
+		snprintf(e, sizeof(e), "4.4.7 Delivery was tried for %s without success; the last "
+			 "problem was: %s", life, r->err[0] ? r->err : "unknown");
+		queue_strlcpy(r->err, sizeof(r->err), e);
+		r->state = QR_FAILED;
+		l->failed[l->nfail++] = i;
+		log_info("event=expired id=%s to=<%s>", env->id, r->addr);
+		return;
+	}
+	l->pending++;
+	if (cfg->queue_delay_notice && now - env->arrived >= (time_t)cfg->queue_delay_notice &&
+	    !r->delay_notified && (r->notify & QN_DELAY)) {
+		r->delay_notified = 1;
+		l->delayed[l->ndelay++] = i;
+	}
+}
+
+/* The DSNs of an attempt, before the envelope forgets why: failures (NOTIFY=FAILURE), delay
+ * notices, relayed-without-DSN notices. One that cannot be stored puts its recipients back. */
+static void finalize_dsns(struct queue *q, struct qenv *env, struct finalize_lists *l)
+{
+	if (env->from[0] == '\0')
+		return;   /* never a DSN to the null sender */
+	unsigned nf = 0;
+	for (unsigned i = 0; i < l->nfail; i++)
+		if (env->rcpts[l->failed[i]].notify & QN_FAILURE)
+			l->failed[nf++] = l->failed[i];
+	if (nf > 0 && queue_dsn_send(q, env, 'F', l->failed, nf) < 0) {
+		/* could not store the bounce: keep those recipients to try again */
+		for (unsigned i = 0; i < nf; i++)
+			env->rcpts[l->failed[i]].state = QR_PENDING;
+		l->pending += nf;
+	}
+	if (l->ndelay > 0 && queue_dsn_send(q, env, 'D', l->delayed, l->ndelay) < 0)
+		for (unsigned i = 0; i < l->ndelay; i++)
+			env->rcpts[l->delayed[i]].delay_notified = 0;
+	if (l->nrel > 0)
+		queue_dsn_send(q, env, 'R', l->relayed, l->nrel);
+}
+
+/* When to try a message with pending recipients again: the backoff, but in time for a due delay
+ * notice and for the expiry. */
+static time_t finalize_next(const struct config *cfg, const struct qenv *env, time_t now)
+{
+	time_t next = now + backoff(cfg, env->attempts);
+	time_t notice = env->arrived + (time_t)cfg->queue_delay_notice;
+	int want_notice = 0;
+	for (unsigned i = 0; i < env->nrcpts; i++)
+		if (env->rcpts[i].state == QR_PENDING && !env->rcpts[i].delay_notified &&
+		    (env->rcpts[i].notify & QN_DELAY))
+			want_notice = 1;
+	if (cfg->queue_delay_notice && want_notice && notice > now && notice < next)
+		next = notice;
+	time_t expiry = env->arrived + (time_t)cfg->queue_lifetime;
+	if (expiry < next)
+		next = expiry > now ? expiry : now + 1;
+	return next;
+}
+
+/* Hand the message back to the scheduler: gone (the scheduler frees it) or idle until next. */
+static void finalize_release(struct queue *q, struct qmsg *m, int gone, time_t next)
+{
+	pthread_mutex_lock(&q->lock);
+	q->inflight--;
+	queue_env_free(&m->env);
+	if (gone) {
+		m->state = QM_DEAD;   /* the scheduler frees it: it may hold a pointer to it */
+	} else {
+		m->next = next;
+		m->state = QM_IDLE;
+		if (m->next < q->earliest)
+			q->earliest = m->next;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
 /* Apply the results of a message's attempt: DSNs, envelope rewrite or removal, next time. */
 void queue_finalize(struct queue *q, struct qmsg *m)
 {
 	const struct config *cfg = q->cfg;
 	struct qenv *env = &m->env;
 	time_t now = time(NULL);
-	unsigned nr = env->nrcpts, nfail = 0, ndelay = 0, nrel = 0, pending = 0, sent = 0;
-	unsigned *failed = calloc(nr, sizeof(unsigned)), *delayed = calloc(nr, sizeof(unsigned)),
-		 *relayed = calloc(nr, sizeof(unsigned));
-	if (failed == NULL || delayed == NULL || relayed == NULL) {
+	unsigned nr = env->nrcpts;
+	struct finalize_lists l = { calloc(nr, sizeof(unsigned)), calloc(nr, sizeof(unsigned)),
+				    calloc(nr, sizeof(unsigned)), 0, 0, 0, 0, 0 };
+	if (l.failed == NULL || l.delayed == NULL || l.relayed == NULL) {
 		/* try again later, nothing changed on disk */
-		free(failed);
-		free(delayed);
-		free(relayed);
-		pthread_mutex_lock(&q->lock);
-		queue_env_free(env);
-		m->state = QM_IDLE;
-		m->next = now + (time_t)cfg->queue_retry_min;
-		if (m->next < q->earliest)
-			q->earliest = m->next;
-		q->inflight--;
-		pthread_mutex_unlock(&q->lock);
+		free(l.failed);
+		free(l.delayed);
+		free(l.relayed);
+		finalize_release(q, m, 0, now + (time_t)cfg->queue_retry_min);
 		return;
 	}
-	int expired = now - env->arrived >= (time_t)cfg->queue_lifetime;
 	char life[64];
 	span_text(cfg->queue_lifetime, life, sizeof(life));
-	for (unsigned i = 0; i < nr; i++) {
-		struct qrcpt *r = &env->rcpts[i];
-		if (r->state != QR_PENDING)
-			continue;
-		int res = r->result;
-		r->result = 0;
-		if (res == 2) {
-			r->state = QR_SENT;
-			sent++;
-			metrics_count(MC_DELIVERED_REMOTE);
-			log_info("event=sent id=%s to=<%s> remote=%s reply=\"%.200s\"", env->id, r->addr,
-				 r->remote, r->err);
-			if (r->relayed_nodsn)
-				relayed[nrel++] = i;
-			continue;
-		}
-		if (res == 5) {
-			r->state = QR_FAILED;
-			failed[nfail++] = i;
-			metrics_count(MC_BOUNCED);
-			log_info("event=bounced id=%s to=<%s> error=\"%.300s\"", env->id, r->addr, r->err);
-			continue;
-		}
-		if (res == 4)
-			metrics_count(MC_DEFERRED);
-		if (res == 4)
-			log_info("event=deferred id=%s to=<%s> error=\"%.300s\"", env->id, r->addr,
-				 r->err);
-		if (expired) {
-			char e[QUEUE_ERR_MAX];
-			snprintf(e, sizeof(e), "4.4.7 Delivery was tried for %s without success; the last "
-				 "problem was: %s", life, r->err[0] ? r->err : "unknown");
-			queue_strlcpy(r->err, sizeof(r->err), e);
-			r->state = QR_FAILED;
-			failed[nfail++] = i;
-			log_info("event=expired id=%s to=<%s>", env->id, r->addr);
-			continue;
-		}
-		pending++;
-		if (cfg->queue_delay_notice && now - env->arrived >= (time_t)cfg->queue_delay_notice &&
-		    !r->delay_notified && (r->notify & QN_DELAY)) {
-			r->delay_notified = 1;
-			delayed[ndelay++] = i;
-		}
-	}
-	/* DSNs first: they are durable before the envelope forgets why */
-	if (env->from[0]) {
-		unsigned nf = 0;
-		for (unsigned i = 0; i < nfail; i++)
-			if (env->rcpts[failed[i]].notify & QN_FAILURE)
-				failed[nf++] = failed[i];
-		if (nf > 0 && queue_dsn_send(q, env, 'F', failed, nf) < 0) {
-			/* could not store the bounce: keep those recipients to try again */
-			for (unsigned i = 0; i < nf; i++)
-				env->rcpts[failed[i]].state = QR_PENDING;
-			pending += nf;
-		}
-		if (ndelay > 0 && queue_dsn_send(q, env, 'D', delayed, ndelay) < 0)
-			for (unsigned i = 0; i < ndelay; i++)
-				env->rcpts[delayed[i]].delay_notified = 0;
-		if (nrel > 0)
-			queue_dsn_send(q, env, 'R', relayed, nrel);
-	}
-	free(failed);
-	free(delayed);
-	free(relayed);
+	for (unsigned i = 0; i < nr; i++)
+		if (env->rcpts[i].state == QR_PENDING)
+			finalize_rcpt(cfg, env, i, now, life, &l);
+	finalize_dsns(q, env, &l);
+	free(l.failed);
+	free(l.delayed);
+	free(l.relayed);
 	char p[CONFIG_PATH_MAX + 100];
 	snprintf(p, sizeof(p), "%s/%s.env", q->dir, env->id);
 	int gone = 0;
-	if (pending == 0) {
+	if (l.pending == 0) {
 		entry_remove(q, env->id);
 		log_info("event=removed id=%s", env->id);
 		gone = 1;
@@ -246,38 +292,13 @@ void queue_finalize(struct queue *q, struct qmsg *m)
 		gone = 1;   /* deleted by "postino queue delete" meanwhile */
 	} else {
 		env->attempts++;
-		time_t next = now + backoff(cfg, env->attempts);
-		/* come back in time for the delay notice and the expiry */
-		time_t notice = env->arrived + (time_t)cfg->queue_delay_notice;
-		int want_notice = 0;
-		for (unsigned i = 0; i < nr; i++)
-			if (env->rcpts[i].state == QR_PENDING && !env->rcpts[i].delay_notified &&
-			    (env->rcpts[i].notify & QN_DELAY))
-				want_notice = 1;
-		if (cfg->queue_delay_notice && want_notice && notice > now && notice < next)
-			next = notice;
-		time_t expiry = env->arrived + (time_t)cfg->queue_lifetime;
-		if (expiry < next)
-			next = expiry > now ? expiry : now + 1;
-		env->next = next;
+		env->next = finalize_next(cfg, env, now);
 		if (queue_env_write(q->dir, env) < 0)
 			log_error("event=envelope-write-failed id=%s error=\"%s\" result=\"the attempt "
 				  "will be repeated\"", env->id, strerror(errno));
 	}
-	log_debug("event=attempt-done id=%s sent=%u pending=%u", env->id, sent, pending);
-	pthread_mutex_lock(&q->lock);
-	q->inflight--;
-	if (gone) {
-		queue_env_free(env);
-		m->state = QM_DEAD;   /* the scheduler frees it: it may hold a pointer to it */
-	} else {
-		m->next = env->next;
-		queue_env_free(env);
-		m->state = QM_IDLE;
-		if (m->next < q->earliest)
-			q->earliest = m->next;
-	}
-	pthread_mutex_unlock(&q->lock);
+	log_debug("event=attempt-done id=%s sent=%u pending=%u", env->id, l.sent, l.pending);
+	finalize_release(q, m, gone, env->next);
 }
 
 /* Queue one job for dest (with the lock). */
