@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,50 @@
 #define MILTER_EDIT_OCTETS_MAX (256 * 1024) /* their total size */
 #define MILTER_HEADER_MAX (1024 * 1024) /* header section read for the milters and for edits */
 #define MILTER_HNAME_MAX 998         /* RFC 5322 2.1.1: a line is at most 998 octets */
+#define MILTER_COPY_CHUNK 65536      /* body copied per read by milter_apply_edits */
+
+/* The big buffers of milter conversations, one set per thread, allocated at its first use (and
+ * then only the pages touched are resident). As __thread arrays they were static TLS, which every
+ * thread of every process zeroes, so keeps resident, from its start: 320 KB a thread, with or
+ * without milters. */
+struct milter_bufs {
+	char reply[MILTER_PACKET_MAX + 1];    /* read_reply */
+	char optneg[MILTER_PACKET_MAX + 1];   /* negotiate */
+	char header[MILTER_PACKET_MAX];       /* send_headers */
+	char body[MILTER_CHUNK];              /* send_body */
+	char copy[MILTER_COPY_CHUNK];         /* milter_apply_edits */
+};
+static pthread_key_t mbufs_key;
+static pthread_once_t mbufs_once = PTHREAD_ONCE_INIT;
+static __thread struct milter_bufs *mbufs;
+
+/* Thread exit: its buffers go. */
+static void mbufs_free(void *p)
+{
+	free(p);
+}
+
+/* Create the thread-specific key once per process. */
+static void mbufs_key_init(void)
+{
+	if (pthread_key_create(&mbufs_key, mbufs_free) != 0)
+		abort();
+}
+
+/* This thread's buffers, or NULL if out of memory. */
+static struct milter_bufs *milter_bufs(void)
+{
+	if (mbufs != NULL)
+		return mbufs;
+	pthread_once(&mbufs_once, mbufs_key_init);
+	struct milter_bufs *b = malloc(sizeof(*b));
+	if (b == NULL || pthread_setspecific(mbufs_key, b) != 0) {
+		free(b);
+		return NULL;
+	}
+	mbufs = b;
+	return b;
+}
 
 /* commands (MTA to milter) */
 #define SMFIC_ABORT 'A'              /* no reply */
@@ -509,7 +554,12 @@ static const char *what_of(char stage)
  * end-of-message actions, 'B' accepts skip). */
 static enum mreply read_reply(struct mconn *m, char stage, unsigned timeout, size_t *octets)
 {
-	static __thread char buf[MILTER_PACKET_MAX + 1];
+	struct milter_bufs *mb = milter_bufs();
+	if (mb == NULL) {
+		snprintf(m->err, sizeof(m->err), "out of memory");
+		return MR_ERROR;
+	}
+	char *buf = mb->reply;
 	struct milter_result *res = m->res;
 	for (;;) {
 		char cmd;
@@ -693,7 +743,12 @@ static size_t field_end(const char *h, size_t i, size_t hlen)
 static enum mreply send_headers(struct mconn *m, const char *h, size_t hlen, unsigned timeout,
 				size_t *octets)
 {
-	static __thread char p[MILTER_PACKET_MAX];
+	struct milter_bufs *mb = milter_bufs();
+	if (mb == NULL) {
+		snprintf(m->err, sizeof(m->err), "out of memory");
+		return MR_ERROR;
+	}
+	char *p = mb->header;
 	size_t i = 0;
 	while (i < hlen) {
 		size_t e = field_end(h, i, hlen);
@@ -705,12 +760,12 @@ static enum mreply send_headers(struct mconn *m, const char *h, size_t hlen, uns
 			const char *v = colon + 1;
 			if (!(m->proto & SMFIP_HDR_LEADSPC) && v < h + e && *v == ' ')
 				v++;
-			if (nl + 2 < sizeof(p)) {
+			if (nl + 2 < sizeof(mb->header)) {
 				memcpy(p, h + i, nl);
 				n = nl;
 				p[n++] = '\0';
 				/* the value with its line ends as LF, as sendmail hands them over */
-				for (const char *c = v; c < h + e && n + 2 < sizeof(p); c++)
+				for (const char *c = v; c < h + e && n + 2 < sizeof(mb->header); c++)
 					if (*c != '\r' && *c != '\0')
 						p[n++] = *c;
 				while (n > nl + 1 && p[n - 1] == '\n')
@@ -731,7 +786,12 @@ static enum mreply send_headers(struct mconn *m, const char *h, size_t hlen, uns
 static enum mreply send_body(struct mconn *m, int fd, uint64_t from, uint64_t total,
 			     unsigned timeout, size_t *octets)
 {
-	static __thread char chunk[MILTER_CHUNK];
+	struct milter_bufs *mb = milter_bufs();
+	if (mb == NULL) {
+		snprintf(m->err, sizeof(m->err), "out of memory");
+		return MR_ERROR;
+	}
+	char *chunk = mb->body;
 	uint64_t pos = from;
 	while (pos < total) {
 		size_t want = total - pos < MILTER_CHUNK ? (size_t)(total - pos) : MILTER_CHUNK;
@@ -760,7 +820,12 @@ static enum mreply negotiate(struct mconn *m, unsigned timeout)
 	uint32_t o[3] = { htonl(MILTER_VERSION), htonl(MILTER_ACTIONS), htonl(MILTER_PROTO) };
 	if (send_packet(m, SMFIC_OPTNEG, o, sizeof(o), timeout) < 0)
 		return MR_ERROR;
-	static __thread char buf[MILTER_PACKET_MAX + 1];
+	struct milter_bufs *mb = milter_bufs();
+	if (mb == NULL) {
+		snprintf(m->err, sizeof(m->err), "out of memory");
+		return MR_ERROR;
+	}
+	char *buf = mb->optneg;
 	char cmd;
 	size_t n;
 	if (read_packet(m, timeout, &cmd, buf, &n) < 0)
@@ -1235,10 +1300,14 @@ int milter_apply_edits(int in_fd, uint64_t off, uint64_t total, const struct mil
 		if (write_all(out_fd, f[j].p, f[j].n, crc_r, len_r) < 0)
 			goto out;
 	/* the empty line and the body, as they were */
-	static __thread char chunk[65536];
+	struct milter_bufs *mb = milter_bufs();
+	if (mb == NULL)
+		goto out;
+	char *chunk = mb->copy;
 	uint64_t pos = off + hlen;
 	while (pos < total) {
-		size_t want = total - pos < sizeof(chunk) ? (size_t)(total - pos) : sizeof(chunk);
+		size_t want = total - pos < MILTER_COPY_CHUNK ? (size_t)(total - pos) :
+								    MILTER_COPY_CHUNK;
 		ssize_t r = pread(in_fd, chunk, want, (off_t)pos);
 		if (r < 0 && errno == EINTR)
 			continue;
