@@ -40,6 +40,12 @@ struct auth_job {
 
 static __thread struct acctdb *pool_db;   /* one handle per pool thread */
 
+/* See auth-verify.h. */
+void auth_verify_thread_release(void)
+{
+	acctdb_close(&pool_db);
+}
+
 /* ---- the login cache (see the header) ---- */
 
 #define LCACHE_SLOTS 4096         /* per worker process: 4096 x 48 bytes */

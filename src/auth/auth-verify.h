@@ -55,5 +55,8 @@ typedef void auth_verify_cb(void *ctx, const struct auth_result *r);
  * a sleep); a success at once. 0 queued, -1 out of memory. */
 int auth_verify_submit(const struct auth_env *env, const char *user, const char *password,
 		       auth_verify_cb *cb, void *ctx);
+/* Close the calling pool thread's system.db handle (the thread goes idle); the next check
+ * reopens it. */
+void auth_verify_thread_release(void);
 
 #endif

@@ -72,6 +72,16 @@ static sqlite3 *diag_open(const char *dir, int create)
 	return db;
 }
 
+/* See diag.h. */
+void diag_thread_release(void)
+{
+	if (tdb.db == NULL)
+		return;
+	sqldb_cache_clear(&tdb.stc);
+	sqlite3_close(tdb.db);
+	tdb.db = NULL;
+}
+
 /* Run one statement with up to two text and one integer parameter. */
 static int diag_exec(const char *sql, const char *a, const char *b, int64_t n)
 {

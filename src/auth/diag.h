@@ -51,6 +51,8 @@ struct diag_event {
 void diag_submit(struct pool *pool, const char *data_dir, unsigned keep, const struct diag_event *e);
 /* Any thread (each has its own handle): write e now. 0 ok, -1 error. */
 int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e);
+/* Close the calling thread's handle (a pool thread going idle); the next write reopens it. */
+void diag_thread_release(void);
 
 /* Events of an account (by = "user") or an IP (by = "ip"), newest first, at most max. The last
  * successful login per protocol comes with by = "ok" (key: the account). The text fields of

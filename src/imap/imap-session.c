@@ -222,6 +222,7 @@ static void imap_rest(struct ev_timer *t)
 	store_account_close(&s->acct);
 	store_account_signature(s->acct_root, s->acct_sig);
 	imap_parser_release(s->parser);
+	session_trim_soon(s->base.w);
 }
 
 /* The index handle of a session at rest, back. 0, or -1 (then NO [UNAVAILABLE] is the answer). */

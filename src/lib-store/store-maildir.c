@@ -572,6 +572,17 @@ static void borrow_key_init(void)
 }
 
 /* See store.h. */
+void store_account_borrow_release(void)
+{
+	pthread_once(&borrow_once, borrow_key_init);
+	struct borrow_cache *c = pthread_getspecific(borrow_key);
+	if (c == NULL)
+		return;
+	for (size_t i = 0; i < STORE_BORROW_MAX; i++)
+		store_account_close(&c->e[i].a);
+}
+
+/* See store.h. */
 int store_account_borrow(const char *root, struct store_account **acct_r, const char **err_r)
 {
 	char p[STORE_PATH_MAX];

@@ -83,6 +83,9 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
  * index.db is another file (the account was removed and made again). Never close it; valid until this thread's next
  * borrow. 1 ok, -1 error (also: no index.db). */
 int store_account_borrow(const char *root, struct store_account **acct_r, const char **err_r);
+/* Close the calling thread's kept handles (store_account_borrow) now, e.g. when it goes idle:
+ * each holds a SQLite connection with its schema, statements and pages. */
+void store_account_borrow_release(void);
 /* Many lookups in one read transaction (one snapshot, one lock instead of one per lookup).
  * Never across a return to the event loop. Returns what store_read_end wants. */
 int store_read_begin(struct store_account *acct);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct job {
@@ -27,6 +28,9 @@ struct pool {
 	unsigned nthreads;
 	size_t pending;
 	pthread_t *threads;
+	pool_fn *idle_fn;                    /* pool_set_idle */
+	void *idle_arg;
+	unsigned idle_ms;
 };
 
 /* Append a job to a singly linked FIFO. */
@@ -44,12 +48,35 @@ static void jobq_push(struct job **head, struct job **tail, struct job *j)
 static void *pool_thread(void *arg)
 {
 	struct pool *p = arg;
+	int idled = 1;   /* nothing to let go of before the first job */
 	pthread_mutex_lock(&p->mu);
 	for (;;) {
-		while (p->todo_head == NULL && !p->quit)
-			pthread_cond_wait(&p->cv, &p->mu);
+		while (p->todo_head == NULL && !p->quit) {
+			if (idled || p->idle_fn == NULL) {
+				pthread_cond_wait(&p->cv, &p->mu);
+				continue;
+			}
+			struct timespec until;
+			clock_gettime(CLOCK_MONOTONIC, &until);
+			until.tv_sec += p->idle_ms / 1000;
+			until.tv_nsec += (long)(p->idle_ms % 1000) * 1000000L;
+			if (until.tv_nsec >= 1000000000L) {
+				until.tv_sec++;
+				until.tv_nsec -= 1000000000L;
+			}
+			while (p->todo_head == NULL && !p->quit &&
+			       pthread_cond_timedwait(&p->cv, &p->mu, &until) == 0)
+				;
+			if (p->todo_head == NULL && !p->quit) {
+				idled = 1;
+				pthread_mutex_unlock(&p->mu);
+				p->idle_fn(p->idle_arg);
+				pthread_mutex_lock(&p->mu);
+			}
+		}
 		if (p->todo_head == NULL && p->quit)
 			break;
+		idled = 0;
 		struct job *j = p->todo_head;
 		p->todo_head = j->next;
 		if (p->todo_head == NULL)
@@ -97,7 +124,11 @@ struct pool *pool_new(struct ev_loop *loop, unsigned nthreads)
 	p->loop = loop;
 	p->nthreads = nthreads ? nthreads : 1;
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	pthread_condattr_t ca;   /* idle waits measure time that a clock change cannot move */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	p->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	p->threads = calloc(p->nthreads, sizeof(*p->threads));
 	if (p->efd < 0 || p->threads == NULL ||
@@ -129,6 +160,16 @@ void pool_free(struct pool **pp)
 	pthread_cond_destroy(&p->cv);
 	free(p);
 	*pp = NULL;
+}
+
+/* See pool.h. */
+void pool_set_idle(struct pool *p, unsigned ms, pool_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&p->mu);
+	p->idle_fn = fn;
+	p->idle_arg = arg;
+	p->idle_ms = ms;
+	pthread_mutex_unlock(&p->mu);
 }
 
 /* Queue a job. */

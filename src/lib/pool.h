@@ -18,6 +18,10 @@ struct pool *pool_new(struct ev_loop *loop, unsigned nthreads);
 void pool_free(struct pool **p);
 /* 0 queued, -1 out of memory or the pool is being freed. */
 int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg);
+/* A thread that has had no job for ms after running one calls fn(arg) once, on itself, before it
+ * waits on: the place to give back what the thread keeps for its next jobs (open handles, freed
+ * memory its malloc arena still holds). Jobs queued meanwhile go to the other threads. */
+void pool_set_idle(struct pool *p, unsigned ms, pool_fn *fn, void *arg);
 /* Jobs queued or running whose done() has not run yet. */
 size_t pool_pending(const struct pool *p);
 

@@ -1,5 +1,5 @@
 /* test-pool.c - the thread pool's lanes: a lane never runs more than its limit at once and
- * runs every job once. */
+ * runs every job once; a thread idle after a job calls the idle hook once, on itself. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -81,10 +81,63 @@ static void test_lane_limit(void **state)
 	ev_loop_free(&loop);
 }
 
+static atomic_int nidle;
+static _Thread_local int did_job;
+static atomic_int idle_after_job;   /* the hook ran on a thread that had run a job */
+
+/* Pool thread. */
+static void mark_work(void *arg)
+{
+	(void)arg;
+	did_job = 1;
+}
+
+/* Loop thread. */
+static void mark_done(void *arg)
+{
+	(void)arg;
+	ev_stop(loop);
+}
+
+/* Pool thread, idle. */
+static void on_idle(void *arg)
+{
+	assert_ptr_equal(arg, &nidle);
+	atomic_fetch_add(&nidle, 1);
+	if (did_job)
+		atomic_fetch_add(&idle_after_job, 1);
+}
+
+/* The idle hook: once per thread that ran a job and then waited, never for threads that
+ * ran none; again only after another job. */
+static void test_idle_hook(void **state)
+{
+	(void)state;
+	loop = ev_loop_new();
+	assert_non_null(loop);
+	struct pool *p = pool_new(loop, 3);
+	assert_non_null(p);
+	pool_set_idle(p, 50, on_idle, &nidle);
+	assert_int_equal(pool_submit(p, mark_work, mark_done, NULL), 0);
+	ev_run(loop);
+	struct timespec ts = { 0, 300 * 1000 * 1000 };
+	nanosleep(&ts, NULL);
+	assert_int_equal(atomic_load(&nidle), 1);
+	assert_int_equal(atomic_load(&idle_after_job), 1);
+	assert_int_equal(pool_submit(p, mark_work, mark_done, NULL), 0);
+	ev_run(loop);
+	nanosleep(&ts, NULL);
+	assert_int_equal(atomic_load(&nidle), 2);
+	assert_int_equal(atomic_load(&idle_after_job), 2);
+	pool_free(&p);
+	ev_loop_free(&loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lane_limit),
+		cmocka_unit_test(test_idle_hook),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

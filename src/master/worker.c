@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
@@ -37,10 +38,14 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "store.h"
 #include "tls.h"
 
 #define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
 #define WORKER_POOL_THREADS 8   /* deliveries wait on the disk, not the CPU */
+/* A pool thread idle this long closes the SQLite handles it keeps (a burst of logins leaves each
+ * thread some 2 MB of account handles); under a steady load no thread waits this long. */
+#define WORKER_POOL_IDLE_MS 5000
 
 struct listener {
 	struct ev_io io;
@@ -53,6 +58,18 @@ static struct listener listeners[LST_COUNT];
 static int ready_fd = -1;   /* the master's ready pipe (worker_set_ready_fd) */
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
+
+/* A pool thread with no work for WORKER_POOL_IDLE_MS: its account, system.db and diag.db
+ * handles and the memory the jobs freed go back (they would otherwise stay with the thread until
+ * the worker stops). The next job reopens what it needs. */
+static void worker_pool_idle(void *arg)
+{
+	(void)arg;
+	store_account_borrow_release();
+	auth_verify_thread_release();
+	diag_thread_release();
+	malloc_trim(0);
+}
 
 /* Resume listeners paused at the session cap or on fd exhaustion. */
 static void worker_resume_listeners(struct worker *w)
@@ -253,6 +270,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 		_exit(3);
 	}
 	w.pool = pool_new(w.loop, WORKER_POOL_THREADS);
+	pool_set_idle(w.pool, WORKER_POOL_IDLE_MS, worker_pool_idle, NULL);
 	int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || ev_io_add(w.loop, &sig_io, sfd, EV_READ, worker_on_signal, &w) < 0)
 		_exit(3);

@@ -2,6 +2,7 @@
 #include "session.h"
 
 #include <arpa/inet.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,11 @@
 
 /* Longest wait for a ClientHello on a STARTTLS port (slow links, or no RTT measured) */
 #define SESSION_HELLO_WAIT_MAX_MS 250
+/* Memory freed on the loop (sessions at rest close their index handles) is trimmed once this
+ * long after the first free, so that a wave of sessions going to rest costs one trim. */
+#define SESSION_TRIM_DELAY_MS 2000
+
+static struct ev_timer trim_timer;   /* session_trim_soon; one worker per process */
 
 /* What the hello step of a connection says (session_hello). */
 enum session_hello {
@@ -341,3 +347,18 @@ void session_begin(struct session *s)
 	conn_flush(c);
 }
 
+/* Give the pages of freed memory back to the system. glibc keeps free chunks in its arenas, and
+ * what many sessions free at once lies in holes between the data of the sessions that stay:
+ * malloc_trim returns the whole pages inside those holes, of every arena. */
+static void session_trim(struct ev_timer *t)
+{
+	(void)t;
+	malloc_trim(0);
+}
+
+/* See session.h. */
+void session_trim_soon(struct worker *w)
+{
+	if (trim_timer.heap_idx == 0)
+		ev_timer_set(w->loop, &trim_timer, SESSION_TRIM_DELAY_MS, session_trim, w);
+}

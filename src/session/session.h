@@ -138,5 +138,8 @@ void session_close(struct session *s, const char *reason);
  * calls this again) nor before the connection's deferred calls ran; then the output's last
  * flush, the connection closed, the protocol's release, the worker's list, free. Deferred. */
 void session_reap_later(struct session *s);
+/* Much memory was just freed on the loop thread (a session at rest closed its index handle):
+ * give its pages back to the system a little later, once for the whole wave. */
+void session_trim_soon(struct worker *w);
 
 #endif
