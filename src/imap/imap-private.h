@@ -113,8 +113,9 @@ struct imap_session {
 	uint64_t acct_sig[4];
 	uint32_t *searchres;           /* SEARCHRES "$" */
 	size_t nsearchres;
-	char keyword_names[64][64];   /* keyword id -> name cache */
-	int nkeywords_known;
+	char (*keyword_names)[64];    /* keyword id -> name cache (64 rows, allocated at the first
+				       * name: most mailboxes have none), or NULL */
+	int nkeywords_known;          /* > 0 only with keyword_names allocated */
 	uint64_t kw_announced;        /* keywords the last untagged FLAGS listed */
 	struct imap_context *contexts[IMAP_CONTEXTS_MAX];   /* RFC 5267 UPDATE searches */
 	size_t ncontexts;
@@ -158,6 +159,8 @@ int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, 
 		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw);
 /* 0 if every flag of the list is valid (no side effect), else -1. */
 int imap_flags_valid(const struct imap_arg *list, size_t n);
+/* Remember keyword id's name (0 <= id < 64); a name that finds no memory stays unknown. */
+void imap_keyword_name_set(struct imap_session *s, int id, const char *name);
 /* done(): take the keyword names a write learnt into the session's cache. */
 void imap_keywords_learn(struct imap_session *s, const struct imap_kwnames *kw);
 

@@ -175,6 +175,7 @@ static void imap_release(struct session *b)
 	imap_unselect(s);
 	store_account_close(&s->acct);
 	imap_parser_free(&s->parser);
+	free(s->keyword_names);
 }
 
 /* Close at the next safe point. */
@@ -364,15 +365,25 @@ void imap_announce_keywords(struct imap_session *s)
 	s->kw_announced = known;
 }
 
+/* See imap-private.h. */
+void imap_keyword_name_set(struct imap_session *s, int id, const char *name)
+{
+	if (id < 0 || id >= 64)
+		return;
+	if (s->keyword_names == NULL) {
+		s->keyword_names = calloc(64, sizeof(*s->keyword_names));
+		if (s->keyword_names == NULL)
+			return;
+	}
+	snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", name);
+	if (id + 1 > s->nkeywords_known)
+		s->nkeywords_known = id + 1;
+}
+
 /* Keyword cache callback. */
 static void keyword_cb(void *ctx, int id, const char *name)
 {
-	struct imap_session *s = ctx;
-	if (id >= 0 && id < 64) {
-		snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", name);
-		if (id + 1 > s->nkeywords_known)
-			s->nkeywords_known = id + 1;
-	}
+	imap_keyword_name_set(ctx, id, name);
 }
 
 /* Add or update a message in the table (kept in UID order). Returns its index or -1. */

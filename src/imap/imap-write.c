@@ -82,8 +82,6 @@ void imap_keywords_learn(struct imap_session *s, const struct imap_kwnames *kw)
 	for (int id = 0; id < 64; id++) {
 		if (!(kw->mask & (1ull << id)))
 			continue;
-		snprintf(s->keyword_names[id], sizeof(s->keyword_names[id]), "%s", kw->name[id]);
-		if (id + 1 > s->nkeywords_known)
-			s->nkeywords_known = id + 1;
+		imap_keyword_name_set(s, id, kw->name[id]);
 	}
 }
