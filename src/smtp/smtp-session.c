@@ -959,6 +959,125 @@ static void smtp_rcpt_postmaster(struct smtp_session *s, const char *rest)
 
 static void smtp_rcpt_milter_done(struct smtp_session *s, const struct milter_result *res);
 
+/* The path of RCPT TO: into a, end after it. 0, or -1 refused (replied). */
+static int rcpt_path(struct smtp_session *s, const char *p, struct addr *a, const char **end)
+{
+	if (*p != '<' || addr_parse_path(p, strlen(p), 1, a, end) < 0) {
+		/* "u@remote@ours" and similar tricks fail the syntax; call them what they are */
+		const char *at = strchr(p, '@');
+		if (at && (strchr(at + 1, '@') || strpbrk(p, "%!:")))
+			smtp_relay_denied(s);
+		else
+			smtp_reply(s, "501 5.1.3 Bad recipient address syntax: use "
+				      "RCPT TO:<someone@example.com>");
+		smtp_count_error(s);
+		return -1;
+	}
+	if (a->flags & ADDR_F_NULL) {
+		smtp_reply(s, "501 5.1.3 The null address <> cannot be a recipient");
+		smtp_count_error(s);
+		return -1;
+	}
+	if (**end != '\0' && **end != ' ') {
+		smtp_syntax(s, "unexpected text after the address");
+		return -1;
+	}
+	if ((a->flags & ADDR_F_UTF8) && !s->tx->smtputf8) {
+		smtp_reply(s, "553 5.6.7 This address has non-ASCII characters: it needs the SMTPUTF8 "
+			      "parameter on MAIL FROM");
+		return -1;
+	}
+	if (a->flags & (ADDR_F_ROUTE | ADDR_F_IPLITERAL | ADDR_F_RELAYCHARS)) {
+		smtp_relay_denied(s);
+		return -1;
+	}
+	return 0;
+}
+
+/* Where mail for r goes: a hosted address through its aliases to local mailboxes (each under
+ * its quota), anything else only for an authenticated sender (never an open relay). The targets
+ * are added to the transaction (c->added of them). 0, or -1 refused (replied). */
+static int rcpt_targets(struct smtp_session *s, const struct smtp_rcpt *r, const char *domain,
+			struct target_ctx *c)
+{
+	struct smtp_tx *tx = s->tx;
+	const char *err;
+	int hosted = acctdb_domain_exists(s->base.w->db, domain, &err);
+	if (hosted < 0) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		return -1;
+	}
+	if (!hosted && !s->auth_user[0]) {
+		smtp_relay_denied(s);
+		return -1;
+	}
+	if (!hosted) {
+		add_target(c, r->addr);
+		if (c->overflow) {
+			smtp_reply(s, "452 4.5.3 Too many recipients; send the rest in another message");
+			return -1;
+		}
+		tx->targets[tx->ntargets - 1].local = 0;
+		return 0;
+	}
+	/* lookups are case-insensitive; the stored address is lower-case */
+	char lc[SMTP_ADDR_MAX];
+	snprintf(lc, sizeof(lc), "%s", r->addr);
+	for (char *q = lc; *q; q++)
+		if (*q >= 'A' && *q <= 'Z')
+			*q = (char)(*q - 'A' + 'a');
+	int n = acctdb_resolve(s->base.w->db, lc, add_target, c, &err);
+	if (n < 0) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		return -1;
+	}
+	if (n == 0) {
+		smtp_unknown_rcpt(s, r->addr);
+		return -1;
+	}
+	if (c->overflow) {
+		smtp_reply(s, "452 4.5.3 Too many recipients after alias expansion; please try "
+			      "again later");
+		return -1;
+	}
+	for (unsigned t = tx->ntargets - c->added; t < tx->ntargets; t++) {
+		if (tx->targets[t].local && smtp_over_quota(s, tx->targets[t].addr)) {
+			tx->ntargets -= c->added;
+			smtp_reply(s, "452 4.2.2 <%s>: mailbox full; the recipient has to delete some "
+				      "mail before more can arrive", r->addr);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* The sender's limits on one more recipient (sendlimit.c). 0, or -1 refused (replied, the
+ * recipient's targets dropped). */
+static int rcpt_limits(struct smtp_session *s, struct smtp_rcpt *r, unsigned added)
+{
+	struct smtp_tx *tx = s->tx;
+	s->pending_is_new = -1;
+	if (!tx->lim.active)
+		return 0;
+	int dup = 0, is_new = 0;
+	for (unsigned i = 0; i < tx->nrcpts && !dup; i++)
+		dup = strcasecmp(tx->rcpts[i].addr, r->addr) == 0;
+	char msg[512];
+	int lr = sendlimit_rcpt(s->base.w, s->auth_user, &tx->lim, r->addr, dup, &is_new, msg,
+				sizeof(msg));
+	if (lr != 0) {
+		tx->ntargets -= added;
+		smtp_reply(s, "%s", msg);
+		if (lr == 1)
+			sendlimit_refused(s->base.w, s->auth_user, &tx->lim, msg);
+		return -1;
+	}
+	r->is_new = is_new;
+	if (!dup)
+		s->pending_is_new = is_new;   /* counted by sendlimit_rcpt */
+	return 0;
+}
+
 /* RCPT TO:<path> [params]. */
 static void cmd_rcpt(struct smtp_session *s, char *args)
 {
@@ -975,41 +1094,14 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 			      "rest in another message", s->base.lc->max_recipients);
 		return;
 	}
-	struct addr a;
-	const char *end;
 	if (strncasecmp(p, "<postmaster>", 12) == 0) {
 		smtp_rcpt_postmaster(s, p + 12);
 		return;
 	}
-	if (*p != '<' || addr_parse_path(p, strlen(p), 1, &a, &end) < 0) {
-		/* "u@remote@ours" and similar tricks fail the syntax; call them what they are */
-		const char *at = strchr(p, '@');
-		if (at && (strchr(at + 1, '@') || strpbrk(p, "%!:")))
-			smtp_relay_denied(s);
-		else
-			smtp_reply(s, "501 5.1.3 Bad recipient address syntax: use "
-				      "RCPT TO:<someone@example.com>");
-		smtp_count_error(s);
+	struct addr a;
+	const char *end;
+	if (rcpt_path(s, p, &a, &end) < 0)
 		return;
-	}
-	if (a.flags & ADDR_F_NULL) {
-		smtp_reply(s, "501 5.1.3 The null address <> cannot be a recipient");
-		smtp_count_error(s);
-		return;
-	}
-	if (*end != '\0' && *end != ' ') {
-		smtp_syntax(s, "unexpected text after the address");
-		return;
-	}
-	if ((a.flags & ADDR_F_UTF8) && !tx->smtputf8) {
-		smtp_reply(s, "553 5.6.7 This address has non-ASCII characters: it needs the SMTPUTF8 "
-			      "parameter on MAIL FROM");
-		return;
-	}
-	if (a.flags & (ADDR_F_ROUTE | ADDR_F_IPLITERAL | ADDR_F_RELAYCHARS)) {
-		smtp_relay_denied(s);
-		return;
-	}
 	if (tx->rcpts == NULL || tx->nrcpts % 8 == 0) {
 		void *n = realloc(tx->rcpts, (tx->nrcpts + 8) * sizeof(*tx->rcpts));
 		if (n == NULL) {
@@ -1026,72 +1118,9 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 	}
 	if (smtp_each_param(s, (char *)end, rcpt_param) < 0)
 		return;
-	const char *err;
 	struct target_ctx c = { s, 0, 0 };
-	int hosted = acctdb_domain_exists(s->base.w->db, a.domain, &err);
-	if (hosted < 0) {
-		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+	if (rcpt_targets(s, r, a.domain, &c) < 0 || rcpt_limits(s, r, c.added) < 0)
 		return;
-	}
-	if (hosted) {
-		/* lookups are case-insensitive; the stored address is lower-case */
-		char lc[SMTP_ADDR_MAX];
-		snprintf(lc, sizeof(lc), "%s", r->addr);
-		for (char *q = lc; *q; q++)
-			if (*q >= 'A' && *q <= 'Z')
-				*q = (char)(*q - 'A' + 'a');
-		int n = acctdb_resolve(s->base.w->db, lc, add_target, &c, &err);
-		if (n < 0) {
-			smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
-			return;
-		}
-		if (n == 0) {
-			smtp_unknown_rcpt(s, r->addr);
-			return;
-		}
-		if (c.overflow) {
-			smtp_reply(s, "452 4.5.3 Too many recipients after alias expansion; please try "
-				      "again later");
-			return;
-		}
-		for (unsigned t = tx->ntargets - c.added; t < tx->ntargets; t++) {
-			if (tx->targets[t].local && smtp_over_quota(s, tx->targets[t].addr)) {
-				tx->ntargets -= c.added;
-				smtp_reply(s, "452 4.2.2 <%s>: mailbox full; the recipient has to delete "
-					      "some mail before more can arrive", r->addr);
-				return;
-			}
-		}
-	} else if (s->auth_user[0]) {
-		add_target(&c, r->addr);
-		if (c.overflow) {
-			smtp_reply(s, "452 4.5.3 Too many recipients; send the rest in another message");
-			return;
-		}
-		tx->targets[tx->ntargets - 1].local = 0;
-	} else {
-		smtp_relay_denied(s);
-		return;
-	}
-	s->pending_is_new = -1;
-	if (tx->lim.active) {
-		int dup = 0, is_new = 0;
-		for (unsigned i = 0; i < tx->nrcpts && !dup; i++)
-			dup = strcasecmp(tx->rcpts[i].addr, r->addr) == 0;
-		char msg[512];
-		int lr = sendlimit_rcpt(s->base.w, s->auth_user, &tx->lim, r->addr, dup, &is_new, msg,
-					sizeof(msg));
-		if (lr != 0) {
-			tx->ntargets -= c.added;
-			smtp_reply(s, "%s", msg);
-			if (lr == 1)
-				sendlimit_refused(s->base.w, s->auth_user, &tx->lim, msg);
-			return;
-		}
-		r->is_new = is_new;
-		if (!dup)
-			s->pending_is_new = is_new;   /* counted by sendlimit_rcpt */
-	}
 	if (s->milter != NULL && !tx->milter_discard) {
 		s->pending_targets = c.added;
 		smtp_milter_stage(s, MILTER_STAGE_RCPT, r->addr, smtp_rcpt_milter_done);
