@@ -440,91 +440,98 @@ static int status_items(struct imap_session *s, const struct store_mailbox_info 
 	return 0;
 }
 
-/* LIST / LSUB, with LIST-EXTENDED selection options and RETURN (SUBSCRIBED CHILDREN STATUS). */
-void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n, int lsub)
+/* What one LIST or LSUB asks for. */
+struct list_req {
+	int lsub;
+	int sel_subscribed, sel_special, sel_recursive;   /* LIST-EXTENDED selection options */
+	int ret_special;
+	const struct imap_arg *status_list;   /* RETURN (STATUS (items)), or NULL */
+	char refname[1024];                   /* the reference, decoded */
+	const struct imap_arg *patv;          /* the patterns */
+	size_t npat;
+};
+
+/* The selection options, the reference, the patterns and the RETURN options of LIST / LSUB
+ * into q. 0, or -1 (answered BAD). */
+static int list_parse(struct imap_session *s, const struct imap_arg *args, size_t n,
+		      struct list_req *q)
 {
-	const char *err;
 	size_t a = 0;
-	int sel_subscribed = lsub, sel_special = 0, sel_recursive = 0, ret_status = 0;
-	int ret_special = 1;
-	const struct imap_arg *status_list = NULL;
-	if (!lsub && n > 0 && args[0].type == IMAP_ARG_LIST) {
+	if (!q->lsub && n > 0 && args[0].type == IMAP_ARG_LIST) {
 		/* RFC 5258 3.1: unknown selection options and RECURSIVEMATCH alone are errors */
 		for (size_t i = 0; i < args[0].nlist; i++) {
 			const char *o = args[0].list[i].type == IMAP_ARG_ATOM ? args[0].list[i].str : "";
 			if (strcasecmp(o, "SUBSCRIBED") == 0) {
-				sel_subscribed = 1;
+				q->sel_subscribed = 1;
 			} else if (strcasecmp(o, "SPECIAL-USE") == 0) {
-				sel_special = 1;
+				q->sel_special = 1;
 			} else if (strcasecmp(o, "RECURSIVEMATCH") == 0) {
-				sel_recursive = 1;
+				q->sel_recursive = 1;
 			} else if (strcasecmp(o, "REMOTE") != 0) {
 				imap_bad(s, "Unknown LIST selection option (known: SUBSCRIBED, REMOTE, "
 					    "RECURSIVEMATCH, SPECIAL-USE)");
-				return;
+				return -1;
 			}
 		}
-		if (sel_recursive && !sel_subscribed && !sel_special) {
+		if (q->sel_recursive && !q->sel_subscribed && !q->sel_special) {
 			imap_bad(s, "RECURSIVEMATCH needs another selection option");
-			return;
+			return -1;
 		}
 		a = 1;
 	}
 	if (n < a + 2) {
 		imap_bad(s, "Use LIST reference pattern");
-		return;
+		return -1;
 	}
 	const struct imap_arg *ref = &args[a], *pats = &args[a + 1];
 	for (size_t i = a + 2; i + 1 < n; i++) {
-		if (args[i].type == IMAP_ARG_ATOM && strcasecmp(args[i].str, "RETURN") == 0 &&
-		    args[i + 1].type == IMAP_ARG_LIST) {
-			const struct imap_arg *r = &args[i + 1];
-			for (size_t k = 0; k < r->nlist; k++) {
-				const char *o = r->list[k].type == IMAP_ARG_ATOM ? r->list[k].str : "";
-				if (strcasecmp(o, "STATUS") == 0 && k + 1 < r->nlist &&
-				    r->list[k + 1].type == IMAP_ARG_LIST) {
-					ret_status = 1;
-					status_list = &r->list[k + 1];
-					k++;
-				} else if (strcasecmp(o, "SUBSCRIBED") != 0 &&
-					   strcasecmp(o, "CHILDREN") != 0 &&
-					   strcasecmp(o, "SPECIAL-USE") != 0) {
-					imap_bad(s, "Unknown LIST return option (known: SUBSCRIBED, "
-						    "CHILDREN, SPECIAL-USE, STATUS (items))");
-					return;
-				}
+		if (args[i].type != IMAP_ARG_ATOM || strcasecmp(args[i].str, "RETURN") != 0 ||
+		    args[i + 1].type != IMAP_ARG_LIST)
+			continue;
+		const struct imap_arg *r = &args[i + 1];
+		for (size_t k = 0; k < r->nlist; k++) {
+			const char *o = r->list[k].type == IMAP_ARG_ATOM ? r->list[k].str : "";
+			if (strcasecmp(o, "STATUS") == 0 && k + 1 < r->nlist &&
+			    r->list[k + 1].type == IMAP_ARG_LIST) {
+				q->status_list = &r->list[k + 1];
+				k++;
+			} else if (strcasecmp(o, "SUBSCRIBED") != 0 &&
+				   strcasecmp(o, "CHILDREN") != 0 &&
+				   strcasecmp(o, "SPECIAL-USE") != 0) {
+				imap_bad(s, "Unknown LIST return option (known: SUBSCRIBED, "
+					    "CHILDREN, SPECIAL-USE, STATUS (items))");
+				return -1;
 			}
 		}
 	}
 	/* the reference is a name prefix, not a mailbox: decode it but do not validate it */
-	char refname[1024] = "";
 	if (ref->type != IMAP_ARG_NIL && ref->type != IMAP_ARG_LIST && ref->len > 0 &&
-	    ref->len < sizeof(refname)) {
+	    ref->len < sizeof(q->refname)) {
 		struct buf rb;
-		buf_init(&rb, sizeof(refname) - 1);
+		buf_init(&rb, sizeof(q->refname) - 1);
 		if (!s->utf8 && imap_mutf7_to_utf8(ref->str, &rb) == 0 && rb.data)
-			snprintf(refname, sizeof(refname), "%s", rb.data);
+			snprintf(q->refname, sizeof(q->refname), "%s", rb.data);
 		else
-			snprintf(refname, sizeof(refname), "%s", ref->str);
+			snprintf(q->refname, sizeof(q->refname), "%s", ref->str);
 		buf_free(&rb);
 	}
-	size_t npat = pats->type == IMAP_ARG_LIST ? pats->nlist : 1;
-	const struct imap_arg *patv = pats->type == IMAP_ARG_LIST ? pats->list : pats;
-	if (npat == 1 && patv[0].len == 0) {
-		imap_reply(s, "* %s (\\Noselect) \"/\" \"\"", lsub ? "LSUB" : "LIST");
-		imap_tagged(s, "OK", "%s completed", lsub ? "LSUB" : "LIST");
-		return;
-	}
+	q->npat = pats->type == IMAP_ARG_LIST ? pats->nlist : 1;
+	q->patv = pats->type == IMAP_ARG_LIST ? pats->list : pats;
+	return 0;
+}
+
+/* The account's mailboxes, and for a SUBSCRIBED selection the subscribed names without a
+ * mailbox as rows with id 0 (RFC 5258 3.1: LIST (SUBSCRIBED) shows them \NonExistent; LSUB
+ * shows them too). How many, or -1 (*err_r). */
+static int list_boxes(struct imap_session *s, const struct list_req *q,
+		      struct store_mailbox_info **boxes_r, const char **err_r)
+{
 	struct store_mailbox_info *boxes;
-	int nb = store_mailbox_list(s->acct, &boxes, &err);
-	if (nb < 0) {
-		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
-		return;
-	}
-	/* subscribed names without a mailbox take part as rows with id 0 (RFC 5258 3.1:
-	 * LIST (SUBSCRIBED) shows them \NonExistent; LSUB shows them too) */
+	int nb = store_mailbox_list(s->acct, &boxes, err_r);
+	if (nb < 0)
+		return -1;
 	char **orphans = NULL;
-	int no = sel_subscribed ? store_subscriptions_orphaned(s->acct, &orphans, &err) : 0;
+	int no = q->sel_subscribed ? store_subscriptions_orphaned(s->acct, &orphans, err_r) : 0;
 	if (no > 0) {
 		struct store_mailbox_info *nbx = realloc(boxes, (size_t)(nb + no) * sizeof(*boxes));
 		if (nbx != NULL) {
@@ -539,84 +546,121 @@ void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n
 	for (int k = 0; orphans && orphans[k]; k++)
 		free(orphans[k]);
 	free(orphans);
-	struct buf line;
-	buf_init(&line, 65536);
-	for (int i = 0; i < nb; i++) {
-		const char *name = boxes[i].name;
-		int match = 0;
-		for (size_t p = 0; p < npat && !match; p++) {
-			char pat[2048];
-			struct buf pb;
-			buf_init(&pb, 1024);
-			const char *praw = patv[p].str;
-			if (!s->utf8 && imap_mutf7_to_utf8(praw, &pb) == 0 && pb.data)
-				praw = pb.data;
-			snprintf(pat, sizeof(pat), "%s%s", refname, praw);
-			if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/'))
-				memcpy(pat, "INBOX", 5);
-			match = list_match(pat, name);
-			buf_free(&pb);
-		}
-		int children = 0, child_selected = 0, child_matches = 0, child_other = 0;
-		int exists = boxes[i].id != 0;
-		size_t nl = strlen(name);
-		for (int k = 0; k < nb; k++) {
-			if (strncmp(boxes[k].name, name, nl) == 0 && boxes[k].name[nl] == '/') {
-				children |= boxes[k].id != 0;
-				if ((!sel_subscribed || boxes[k].subscribed) &&
-				    (!sel_special || boxes[k].special_use)) {
-					child_selected = 1;
-					for (size_t p = 0; p < npat && (lsub || sel_recursive); p++) {
-						char cp[2048];
-						snprintf(cp, sizeof(cp), "%s%s", refname, patv[p].str);
-						if (!list_match(cp, boxes[k].name))
-							continue;
-						child_matches = 1;
-						if (!list_match(cp, name))
-							child_other = 1;
-					}
-				}
-			}
-		}
-		int selected = (!sel_subscribed || boxes[i].subscribed) &&
-			       (!sel_special || boxes[i].special_use != NULL);
-		/* RFC 5258 3.5: with RECURSIVEMATCH a parent that is not selected itself is listed
-		 * when a descendant is, with CHILDINFO saying why (not when another pattern, one that
-		 * does not match the parent, lists that descendant itself; as Dovecot) */
-		int childinfo = sel_recursive && !selected && child_selected && !child_other;
-		/* RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name (that
-		 * the pattern does not reach itself) as \Noselect */
-		int lsub_parent = lsub && !selected && child_selected && !child_matches;
-		if (!match || (!selected && !childinfo && !lsub_parent))
+	*boxes_r = boxes;
+	return nb;
+}
+
+/* Does a pattern of q (after the reference; INBOX in any case) match name? */
+static int list_matches(const struct imap_session *s, const struct list_req *q,
+			const char *name)
+{
+	int match = 0;
+	for (size_t p = 0; p < q->npat && !match; p++) {
+		char pat[2048];
+		struct buf pb;
+		buf_init(&pb, 1024);
+		const char *praw = q->patv[p].str;
+		if (!s->utf8 && imap_mutf7_to_utf8(praw, &pb) == 0 && pb.data)
+			praw = pb.data;
+		snprintf(pat, sizeof(pat), "%s%s", q->refname, praw);
+		if (strncasecmp(pat, "INBOX", 5) == 0 && (pat[5] == '\0' || pat[5] == '/'))
+			memcpy(pat, "INBOX", 5);
+		match = list_match(pat, name);
+		buf_free(&pb);
+	}
+	return match;
+}
+
+/* The LIST / LSUB row of boxes[i] (and its STATUS), if it is to be listed. */
+static void list_row(struct imap_session *s, const struct list_req *q,
+		     const struct store_mailbox_info *boxes, int nb, int i, struct buf *line)
+{
+	const char *name = boxes[i].name;
+	int match = list_matches(s, q, name);
+	int children = 0, child_selected = 0, child_matches = 0, child_other = 0;
+	int exists = boxes[i].id != 0;
+	size_t nl = strlen(name);
+	for (int k = 0; k < nb; k++) {
+		if (strncmp(boxes[k].name, name, nl) != 0 || boxes[k].name[nl] != '/')
 			continue;
-		buf_reset(&line);
-		buf_appendf(&line, "* %s (%s", lsub ? "LSUB" : "LIST",
-			    lsub_parent ? "\\Noselect" : !exists ? (lsub ? "" : "\\NonExistent") :
-			    children ? "\\HasChildren" : "\\HasNoChildren");
-		if (boxes[i].subscribed && (sel_subscribed || !lsub) && !lsub)
-			buf_appendstr(&line, " \\Subscribed");
-		if (ret_special && boxes[i].special_use)
-			buf_appendf(&line, " %s", boxes[i].special_use);
-		buf_appendstr(&line, ") \"/\" ");
-		imap_append_mailbox(s, &line, name);
-		if (childinfo)
-			buf_appendf(&line, " (\"CHILDINFO\" (%s%s%s))",
-				    sel_subscribed ? "\"SUBSCRIBED\"" : "",
-				    sel_subscribed && sel_special ? " " : "",
-				    sel_special ? "\"SPECIAL-USE\"" : "");
-		buf_appendstr(&line, "\r\n");
-		imap_write(s, line.data, line.len);
-		if (ret_status && status_list && exists) {
-			buf_reset(&line);
-			buf_appendstr(&line, "* STATUS ");
-			imap_append_mailbox(s, &line, name);
-			buf_appendstr(&line, " (");
-			if (status_items(s, &boxes[i], status_list->list, status_list->nlist, &line) == 0) {
-				buf_appendstr(&line, ")\r\n");
-				imap_write(s, line.data, line.len);
-			}
+		children |= boxes[k].id != 0;
+		if ((q->sel_subscribed && !boxes[k].subscribed) ||
+		    (q->sel_special && !boxes[k].special_use))
+			continue;
+		child_selected = 1;
+		for (size_t p = 0; p < q->npat && (q->lsub || q->sel_recursive); p++) {
+			char cp[2048];
+			snprintf(cp, sizeof(cp), "%s%s", q->refname, q->patv[p].str);
+			if (!list_match(cp, boxes[k].name))
+				continue;
+			child_matches = 1;
+			if (!list_match(cp, name))
+				child_other = 1;
 		}
 	}
+	int selected = (!q->sel_subscribed || boxes[i].subscribed) &&
+		       (!q->sel_special || boxes[i].special_use != NULL);
+	/* RFC 5258 3.5: with RECURSIVEMATCH a parent that is not selected itself is listed when a
+	 * descendant is, with CHILDINFO saying why (not when another pattern, one that does not
+	 * match the parent, lists that descendant itself; as Dovecot) */
+	int childinfo = q->sel_recursive && !selected && child_selected && !child_other;
+	/* RFC 3501 6.3.9: LSUB "%" lists an unsubscribed parent of a subscribed name (that the
+	 * pattern does not reach itself) as \Noselect */
+	int lsub_parent = q->lsub && !selected && child_selected && !child_matches;
+	if (!match || (!selected && !childinfo && !lsub_parent))
+		return;
+	buf_reset(line);
+	buf_appendf(line, "* %s (%s", q->lsub ? "LSUB" : "LIST",
+		    lsub_parent ? "\\Noselect" : !exists ? (q->lsub ? "" : "\\NonExistent") :
+		    children ? "\\HasChildren" : "\\HasNoChildren");
+	if (boxes[i].subscribed && !q->lsub)
+		buf_appendstr(line, " \\Subscribed");
+	if (q->ret_special && boxes[i].special_use)
+		buf_appendf(line, " %s", boxes[i].special_use);
+	buf_appendstr(line, ") \"/\" ");
+	imap_append_mailbox(s, line, name);
+	if (childinfo)
+		buf_appendf(line, " (\"CHILDINFO\" (%s%s%s))",
+			    q->sel_subscribed ? "\"SUBSCRIBED\"" : "",
+			    q->sel_subscribed && q->sel_special ? " " : "",
+			    q->sel_special ? "\"SPECIAL-USE\"" : "");
+	buf_appendstr(line, "\r\n");
+	imap_write(s, line->data, line->len);
+	if (q->status_list && exists) {
+		buf_reset(line);
+		buf_appendstr(line, "* STATUS ");
+		imap_append_mailbox(s, line, name);
+		buf_appendstr(line, " (");
+		if (status_items(s, &boxes[i], q->status_list->list, q->status_list->nlist,
+				 line) == 0) {
+			buf_appendstr(line, ")\r\n");
+			imap_write(s, line->data, line->len);
+		}
+	}
+}
+
+/* LIST / LSUB, with LIST-EXTENDED selection options and RETURN (SUBSCRIBED CHILDREN STATUS). */
+void imap_cmd_list(struct imap_session *s, const struct imap_arg *args, size_t n, int lsub)
+{
+	struct list_req q = { .lsub = lsub, .sel_subscribed = lsub, .ret_special = 1 };
+	if (list_parse(s, args, n, &q) < 0)
+		return;
+	if (q.npat == 1 && q.patv[0].len == 0) {
+		imap_reply(s, "* %s (\\Noselect) \"/\" \"\"", lsub ? "LSUB" : "LIST");
+		imap_tagged(s, "OK", "%s completed", lsub ? "LSUB" : "LIST");
+		return;
+	}
+	const char *err;
+	struct store_mailbox_info *boxes;
+	int nb = list_boxes(s, &q, &boxes, &err);
+	if (nb < 0) {
+		imap_tagged(s, "NO", "[SERVERBUG] %s", err);
+		return;
+	}
+	struct buf line;
+	buf_init(&line, 65536);
+	for (int i = 0; i < nb; i++)
+		list_row(s, &q, boxes, nb, i, &line);
 	buf_free(&line);
 	free(boxes);
 	imap_tagged(s, "OK", "%s completed", lsub ? "LSUB" : "LIST");
