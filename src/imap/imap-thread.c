@@ -319,6 +319,110 @@ static void tread(struct imap_session *s, size_t i, struct store_header_cursor *
 	free(hdr);
 }
 
+/* Step 1 of RFC 5256 REFERENCES (for ORDEREDSUBJECT: one node a message): a node for every
+ * message of match and every id its References name, linked parent to child. */
+static void thread_link(struct imap_session *s, struct tctx *t, const size_t *match, size_t nm,
+			int refs_algo)
+{
+	struct store_header_cursor *hc = NULL;
+	store_header_open(s->acct, s->box, &hc);
+	int began = store_read_begin(s->acct);
+	for (size_t k = 0; t->hash && k < nm; k++) {
+		char msgid[THREAD_ID_MAX], refs[8192], subject[256];
+		int is_reply;
+		int64_t date;
+		tread(s, match[k], hc, msgid, sizeof(msgid), refs, sizeof(refs), subject, &is_reply,
+		      &date);
+		if (!refs_algo)
+			refs[0] = '\0';
+		if (msgid[0] == '\0' || !refs_algo)   /* a unique id of our own */
+			snprintf(msgid, sizeof(msgid), "<postino-%zu@local>", match[k]);
+		struct tnode *c = tget(t, msgid);
+		if (c == NULL)
+			break;
+		if (c->msg >= 0) {   /* duplicate Message-ID: treat as its own message */
+			char uniq[THREAD_ID_MAX];
+			snprintf(uniq, sizeof(uniq), "<postino-dup-%zu@local>", match[k]);
+			c = tget(t, uniq);
+			if (c == NULL)
+				break;
+		}
+		c->msg = (ssize_t)match[k];
+		c->date = date;
+		c->is_reply = is_reply;
+		snprintf(c->subject, sizeof(c->subject), "%s", subject);
+		/* step 1A: chain the references */
+		struct tnode *prev = NULL;
+		const char *p = refs;
+		char id[THREAD_ID_MAX];
+		unsigned nrefs = 0;
+		while (p && nrefs++ < THREAD_REFS_MAX && (p = next_id(p, id, sizeof(id))) != NULL) {
+			struct tnode *r = tget(t, id);
+			if (r == NULL)
+				break;
+			/* the depth test first: it bounds the ancestor walk after it */
+			if (prev && r->parent == NULL && tdepth(prev) < THREAD_DEPTH_MAX &&
+			    !tancestor(r, prev))
+				tlink(prev, r);
+			prev = r;
+		}
+		/* step 1B: the last reference is the parent; a parent guessed earlier from
+		 * another message's References is dropped even when the new link would make a
+		 * loop and is not made (as Dovecot does) */
+		if (prev && prev != c && tdepth(prev) < THREAD_DEPTH_MAX && !tancestor(c, prev))
+			tlink(prev, c);
+		else if (c->parent && c->parent != prev)
+			tunlink(c);
+	}
+	store_header_close(&hc);
+	store_read_end(s->acct, began);
+}
+
+/* Steps 2 to 5: the root set, empty containers pruned, roots gathered by base subject
+ * (ORDEREDSUBJECT: every message is a root, the first of a subject the parent of the rest),
+ * sorted. */
+static void thread_roots(struct tctx *t, struct tnode *root, int refs_algo)
+{
+	for (size_t k = 0; k < t->nall; k++)
+		if (t->all[k]->parent == NULL)
+			tlink(root, t->all[k]);
+	/* step 3: prune empty containers (repeat until nothing changes) */
+	for (int changed = 1; changed;) {
+		changed = 0;
+		for (size_t k = 0; k < t->nall; k++) {
+			struct tnode *c = t->all[k];
+			if (c->msg >= 0 || c->parent == NULL)
+				continue;
+			if (c->child == NULL) {
+				tunlink(c);
+				changed = 1;
+			} else if (c->parent != root || c->child->next == NULL) {
+				struct tnode *p = c->parent;
+				while (c->child)
+					tlink(p, c->child);
+				tunlink(c);
+				changed = 1;
+			}
+		}
+	}
+	/* step 4/5: gather roots by base subject */
+	root->child = tsort(root->child, 0);
+	if (refs_algo)
+		tgather(t, root);
+	for (struct tnode *a = refs_algo ? NULL : root->child; a; a = a->next) {
+		/* messages without a subject form one thread too, as in Dovecot */
+		const char *sa = a->msg >= 0 ? a->subject : a->child ? a->child->subject : "";
+		for (struct tnode *b = a->next, *bn; b; b = bn) {
+			bn = b->next;
+			const char *sb = b->msg >= 0 ? b->subject : b->child ? b->child->subject : "";
+			if (strcmp(sa, sb) != 0)
+				continue;
+			tlink(a, b);
+		}
+	}
+	root->child = tsort(root->child, 0);
+}
+
 /* THREAD algorithm charset keys. */
 void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
@@ -350,99 +454,9 @@ void imap_cmd_thread(struct imap_session *s, const struct imap_arg *args, size_t
 	struct tnode root;
 	memset(&root, 0, sizeof(root));
 	root.msg = -1;
-	struct store_header_cursor *hc = NULL;
-	store_header_open(s->acct, s->box, &hc);
-	int began = store_read_begin(s->acct);
-	for (size_t k = 0; t.hash && k < nm; k++) {
-		char msgid[THREAD_ID_MAX], refs[8192], subject[256];
-		int is_reply;
-		int64_t date;
-		tread(s, match[k], hc, msgid, sizeof(msgid), refs, sizeof(refs), subject, &is_reply,
-		      &date);
-		if (!refs_algo)
-			refs[0] = '\0';
-		if (msgid[0] == '\0' || !refs_algo)   /* a unique id of our own */
-			snprintf(msgid, sizeof(msgid), "<postino-%zu@local>", match[k]);
-		struct tnode *c = tget(&t, msgid);
-		if (c == NULL)
-			break;
-		if (c->msg >= 0) {   /* duplicate Message-ID: treat as its own message */
-			char uniq[THREAD_ID_MAX];
-			snprintf(uniq, sizeof(uniq), "<postino-dup-%zu@local>", match[k]);
-			c = tget(&t, uniq);
-			if (c == NULL)
-				break;
-		}
-		c->msg = (ssize_t)match[k];
-		c->date = date;
-		c->is_reply = is_reply;
-		snprintf(c->subject, sizeof(c->subject), "%s", subject);
-		/* step 1A: chain the references */
-		struct tnode *prev = NULL;
-		const char *p = refs;
-		char id[THREAD_ID_MAX];
-		unsigned nrefs = 0;
-		while (p && nrefs++ < THREAD_REFS_MAX && (p = next_id(p, id, sizeof(id))) != NULL) {
-			struct tnode *r = tget(&t, id);
-			if (r == NULL)
-				break;
-			/* the depth test first: it bounds the ancestor walk after it */
-			if (prev && r->parent == NULL && tdepth(prev) < THREAD_DEPTH_MAX &&
-			    !tancestor(r, prev))
-				tlink(prev, r);
-			prev = r;
-		}
-		/* step 1B: the last reference is the parent; a parent guessed earlier from
-		 * another message's References is dropped even when the new link would make a
-		 * loop and is not made (as Dovecot does) */
-		if (prev && prev != c && tdepth(prev) < THREAD_DEPTH_MAX && !tancestor(c, prev))
-			tlink(prev, c);
-		else if (c->parent && c->parent != prev)
-			tunlink(c);
-	}
-	store_header_close(&hc);
-	store_read_end(s->acct, began);
+	thread_link(s, &t, match, nm, refs_algo);
 	free(match);
-	/* step 2: the root set */
-	for (size_t k = 0; k < t.nall; k++)
-		if (t.all[k]->parent == NULL)
-			tlink(&root, t.all[k]);
-	/* step 3: prune empty containers (repeat until nothing changes) */
-	for (int changed = 1; changed;) {
-		changed = 0;
-		for (size_t k = 0; k < t.nall; k++) {
-			struct tnode *c = t.all[k];
-			if (c->msg >= 0 || c->parent == NULL)
-				continue;
-			if (c->child == NULL) {
-				tunlink(c);
-				changed = 1;
-			} else if (c->parent != &root || c->child->next == NULL) {
-				struct tnode *p = c->parent;
-				while (c->child)
-					tlink(p, c->child);
-				tunlink(c);
-				changed = 1;
-			}
-		}
-	}
-	/* step 4/5: gather roots by base subject (ORDEREDSUBJECT: every message is a root) */
-	root.child = tsort(root.child, 0);
-	if (refs_algo)
-		tgather(&t, &root);
-	for (struct tnode *a = refs_algo ? NULL : root.child; a; a = a->next) {
-		/* messages without a subject form one thread too, as in Dovecot */
-		const char *sa = a->msg >= 0 ? a->subject : a->child ? a->child->subject : "";
-		for (struct tnode *b = a->next, *bn; b; b = bn) {
-			bn = b->next;
-			const char *sb = b->msg >= 0 ? b->subject : b->child ? b->child->subject : "";
-			if (strcmp(sa, sb) != 0)
-				continue;
-			/* ORDEREDSUBJECT: the first message is the parent of the rest */
-			tlink(a, b);
-		}
-	}
-	root.child = tsort(root.child, 0);
+	thread_roots(&t, &root, refs_algo);
 	struct buf out;
 	buf_init(&out, 64u << 20);
 	buf_appendstr(&out, "* THREAD ");
