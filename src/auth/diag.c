@@ -33,23 +33,12 @@ static const struct sqldb_step diag_steps[] = { { "tables",
 	" t INTEGER NOT NULL, ip TEXT NOT NULL, port INTEGER NOT NULL, client TEXT NOT NULL,"
 	" PRIMARY KEY (user, proto)) WITHOUT ROWID;", NULL } };
 
-static __thread struct {
-	sqlite3 *db;
-	struct sqldb_cache stc;
-	char dir[CONFIG_PATH_MAX];
-	unsigned writes;
-} tdb;
+static __thread struct sqldb_handle tdb;
+static __thread unsigned tdb_writes;
 
 /* This thread's handle on <dir>/diag.db. NULL on error. */
 static sqlite3 *diag_open(const char *dir, int create)
 {
-	if (tdb.db && strcmp(tdb.dir, dir) == 0)
-		return tdb.db;
-	if (tdb.db) {
-		sqldb_cache_clear(&tdb.stc);
-		sqlite3_close(tdb.db);
-	}
-	tdb.db = NULL;
 	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
 	snprintf(path, sizeof(path), "%s/diag.db", dir);
 	const struct sqldb_opts o = {
@@ -61,25 +50,16 @@ static sqlite3 *diag_open(const char *dir, int create)
 		.nsteps = sizeof(diag_steps) / sizeof(diag_steps[0]),
 		.migrate = 1,
 	};
-	sqlite3 *db;
-	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+	sqlite3 *db = sqldb_handle_get(&tdb, path, &o, err, sizeof(err));
+	if (db == NULL)
 		log_warn("event=diag-db error=\"%s\"", err);
-		return NULL;
-	}
-	tdb.db = db;
-	sqldb_cache_init(&tdb.stc, db);
-	snprintf(tdb.dir, sizeof(tdb.dir), "%s", dir);
 	return db;
 }
 
 /* See diag.h. */
 void diag_thread_release(void)
 {
-	if (tdb.db == NULL)
-		return;
-	sqldb_cache_clear(&tdb.stc);
-	sqlite3_close(tdb.db);
-	tdb.db = NULL;
+	sqldb_handle_close(&tdb);
 }
 
 /* Run one statement with up to two text and one integer parameter. */
@@ -149,7 +129,7 @@ int diag_write(const char *data_dir, unsigned keep, const struct diag_event *e)
 			ok = diag_exec("DELETE FROM auth_events WHERE ip = ?1 AND id <= "
 				       "(SELECT id FROM auth_events WHERE ip = ?1 ORDER BY id DESC "
 				       "LIMIT 1 OFFSET ?2)", e->ip, NULL, keep) == 0;
-		if (ok && ++tdb.writes % 1024 == 1) {
+		if (ok && ++tdb_writes % 1024 == 1) {
 			ok = diag_exec("DELETE FROM auth_events WHERE t < ?", NULL, NULL,
 				       now - DIAG_MAX_AGE_S) == 0 &&
 			     diag_exec("DELETE FROM auth_events WHERE id <= (SELECT max(id) FROM "

@@ -238,3 +238,34 @@ void sqldb_cache_clear(struct sqldb_cache *c)
 		c->e[i].sql = NULL;
 	}
 }
+
+/* See sqldb.h. */
+sqlite3 *sqldb_handle_get(struct sqldb_handle *h, const char *path, const struct sqldb_opts *o,
+			  char *err, size_t errlen)
+{
+	if (h->db && strcmp(h->path, path) == 0)
+		return h->db;
+	sqldb_handle_close(h);
+	if (strlen(path) >= sizeof(h->path)) {
+		snprintf(err, errlen, "%s: path too long", path);
+		return NULL;
+	}
+	sqlite3 *db;
+	if (sqldb_open(path, o, &db, err, errlen) < 0)
+		return NULL;
+	h->db = db;
+	sqldb_cache_init(&h->stc, db);
+	snprintf(h->path, sizeof(h->path), "%s", path);
+	return db;
+}
+
+/* See sqldb.h. */
+void sqldb_handle_close(struct sqldb_handle *h)
+{
+	if (h->db == NULL)
+		return;
+	sqldb_cache_clear(&h->stc);
+	sqlite3_close(h->db);
+	h->db = NULL;
+	h->path[0] = '\0';
+}

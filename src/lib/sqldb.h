@@ -73,4 +73,19 @@ void sqldb_release(struct sqldb_cache *c, sqlite3_stmt *st);
 /* Finalize every cached statement (before closing the connection). */
 void sqldb_cache_clear(struct sqldb_cache *c);
 
+/* A database a thread keeps open (per-thread handles of diag.db, limits.db, senders.db): the
+ * connection, its statement cache and the path it was opened on. Zero-initialised = closed. */
+struct sqldb_handle {
+	sqlite3 *db;
+	struct sqldb_cache stc;
+	char path[4200];
+};
+
+/* The handle's connection to path: the open one if it is on that path, else (the old one
+ * closed) path opened with o. NULL on error (err set, the handle closed). */
+sqlite3 *sqldb_handle_get(struct sqldb_handle *h, const char *path, const struct sqldb_opts *o,
+			  char *err, size_t errlen);
+/* Close the handle's statements and connection (nothing if closed). */
+void sqldb_handle_close(struct sqldb_handle *h);
+
 #endif

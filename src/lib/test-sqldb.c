@@ -324,6 +324,40 @@ static void test_stmt_cache(void **state)
 	assert_int_equal(sqlite3_close(db), SQLITE_OK);   /* nothing left unfinalized */
 }
 
+/* A thread's handle: the same connection while the path stays, a new one for another path (the
+ * old one closed), nothing left open after close; a failed open leaves it closed. */
+static void test_handle(void **state)
+{
+	struct fixture *f = *state;
+	struct sqldb_handle h;
+	memset(&h, 0, sizeof(h));
+	struct sqldb_opts o = opts(3);
+	char err[256], other[128];
+	sqlite3 *a = sqldb_handle_get(&h, f->path, &o, err, sizeof(err));
+	assert_non_null(a);
+	assert_ptr_equal(sqldb_handle_get(&h, f->path, &o, err, sizeof(err)), a);
+	sqlite3_stmt *st;
+	assert_int_equal(sqldb_prepare(&h.stc, "SELECT count(*) FROM t", &st), SQLITE_OK);
+	sqldb_release(&h.stc, st);
+	snprintf(other, sizeof(other), "%s/u.db", f->dir);
+	sqlite3 *b = sqldb_handle_get(&h, other, &o, err, sizeof(err));
+	assert_non_null(b);
+	assert_string_equal(h.path, other);
+	assert_int_equal(q_int(b, "PRAGMA user_version"), 3);
+	sqldb_handle_close(&h);
+	assert_null(h.db);
+	sqldb_handle_close(&h);   /* twice is fine */
+	unlink(other);
+	snprintf(other, sizeof(other), "%s/u.db-wal", f->dir);
+	unlink(other);
+	snprintf(other, sizeof(other), "%s/u.db-shm", f->dir);
+	unlink(other);
+	snprintf(other, sizeof(other), "%s/missing/x.db", f->dir);
+	assert_null(sqldb_handle_get(&h, other, &o, err, sizeof(err)));
+	assert_null(h.db);
+	assert_true(err[0] != '\0');
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -334,6 +368,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_journal_and_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_busy_handler, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stmt_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_handle, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

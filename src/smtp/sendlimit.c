@@ -37,13 +37,8 @@ static const char *const sl_sql[SL_NSTMT] = {
 };
 
 /* One open limits.db per thread (the loop and each pool thread). */
-struct sldb {
-	sqlite3 *db;
-	struct sqldb_cache stc;
-	char dir[CONFIG_PATH_MAX];
-	unsigned writes;
-};
-static __thread struct sldb tdb;
+static __thread struct sqldb_handle tdb;
+static __thread unsigned tdb_writes;
 
 /* A cached statement of this thread's handle, reset and unbound; NULL on error. The caller
  * gives it back with sl_release after use (an unreset statement keeps a read transaction open). */
@@ -76,13 +71,6 @@ static const struct sqldb_step sl_steps[] = { { "tables",
 /* This thread's handle on <dir>/limits.db, created on first use. NULL on error. */
 static sqlite3 *sl_open(const char *dir, const char **err_r)
 {
-	if (tdb.db && strcmp(tdb.dir, dir) == 0)
-		return tdb.db;
-	if (tdb.db) {
-		sqldb_cache_clear(&tdb.stc);
-		sqlite3_close(tdb.db);
-	}
-	tdb.db = NULL;
 	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
 	snprintf(path, sizeof(path), "%s/limits.db", dir);
 	/* counters, not mail: losing the last second of them in a power cut is acceptable */
@@ -95,15 +83,11 @@ static sqlite3 *sl_open(const char *dir, const char **err_r)
 		.nsteps = sizeof(sl_steps) / sizeof(sl_steps[0]),
 		.migrate = 1,
 	};
-	sqlite3 *db;
-	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+	sqlite3 *db = sqldb_handle_get(&tdb, path, &o, err, sizeof(err));
+	if (db == NULL) {
 		log_warn("event=sendlimit-db error=\"%s\"", err);
 		*err_r = "cannot set up limits.db";
-		return NULL;
 	}
-	tdb.db = db;
-	sqldb_cache_init(&tdb.stc, db);
-	snprintf(tdb.dir, sizeof(tdb.dir), "%s", dir);
 	return db;
 }
 
@@ -340,7 +324,7 @@ int sendlimit_record(const char *data_dir, const char *user, const char *rcpts,
 		ok = sqlite3_step(known) == SQLITE_DONE;
 	}
 	/* now and then, forget what no window looks at any more */
-	if (ok && ++tdb.writes % 256 == 1) {
+	if (ok && ++tdb_writes % 256 == 1) {
 		static const char *const forget[] = { "DELETE FROM sendlog WHERE t < ?1",
 						      "DELETE FROM known WHERE t < ?1",
 						      "DELETE FROM refusals WHERE t < ?1" };

@@ -26,9 +26,7 @@
 static __thread struct acctdb *ph_acct;
 static __thread struct phish_policy *ph_policy;
 static __thread struct buf ph_key;          /* brands + '\n' + hosted domains: the cache key */
-static __thread sqlite3 *ph_seen;
-static __thread struct sqldb_cache ph_stc;  /* ph_seen's statements */
-static __thread char ph_dir[CONFIG_PATH_MAX];
+static __thread struct sqldb_handle ph_seen;   /* senders.db */
 
 struct domlist {
 	struct buf text;              /* the domains, NUL separated */
@@ -99,13 +97,6 @@ static const struct sqldb_step seen_steps[] = { { "tables",
 /* This thread's handle on <data>/senders.db. NULL on error (logged). */
 static sqlite3 *seen_db(const char *dir)
 {
-	if (ph_seen != NULL && strcmp(ph_dir, dir) == 0)
-		return ph_seen;
-	if (ph_seen != NULL) {
-		sqldb_cache_clear(&ph_stc);
-		sqlite3_close(ph_seen);
-	}
-	ph_seen = NULL;
 	char path[CONFIG_PATH_MAX + 16], err[CONFIG_PATH_MAX + 200];
 	snprintf(path, sizeof(path), "%s/senders.db", dir);
 	/* a lost row costs one warning too many, not mail: no fsync per delivery */
@@ -118,14 +109,9 @@ static sqlite3 *seen_db(const char *dir)
 		.nsteps = sizeof(seen_steps) / sizeof(seen_steps[0]),
 		.migrate = 1,
 	};
-	sqlite3 *db;
-	if (sqldb_open(path, &o, &db, err, sizeof(err)) < 0) {
+	sqlite3 *db = sqldb_handle_get(&ph_seen, path, &o, err, sizeof(err));
+	if (db == NULL)
 		log_warn("event=phish-senders-db error=\"%s\"", err);
-		return NULL;
-	}
-	ph_seen = db;
-	sqldb_cache_init(&ph_stc, db);
-	snprintf(ph_dir, sizeof(ph_dir), "%s", dir);
 	return db;
 }
 
@@ -135,13 +121,13 @@ static int seen_before(const char *dir, const char *account, const char *sender)
 	sqlite3 *db = seen_db(dir);
 	sqlite3_stmt *st;
 	int r = 0;
-	if (db == NULL || sqldb_prepare(&ph_stc, "SELECT 1 FROM seen WHERE account = ?1 AND "
+	if (db == NULL || sqldb_prepare(&ph_seen.stc, "SELECT 1 FROM seen WHERE account = ?1 AND "
 					"sender = ?2", &st) != SQLITE_OK)
 		return 0;
 	sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 	r = sqlite3_step(st) == SQLITE_ROW;
-	sqldb_release(&ph_stc, st);
+	sqldb_release(&ph_seen.stc, st);
 	return r;
 }
 
@@ -155,31 +141,31 @@ static void seen_record(const char *dir, const char *account, const char *sender
 		return;
 	int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	int added = 0;
-	if (ok && sqldb_prepare(&ph_stc, "UPDATE seen SET t = ?3 WHERE account = ?1 AND "
+	if (ok && sqldb_prepare(&ph_seen.stc, "UPDATE seen SET t = ?3 WHERE account = ?1 AND "
 				"sender = ?2", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 		ok = sqlite3_step(st) == SQLITE_DONE;
 		added = ok && sqlite3_changes(db) == 0;
-		sqldb_release(&ph_stc, st);
+		sqldb_release(&ph_seen.stc, st);
 	}
-	if (ok && added && sqldb_prepare(&ph_stc, "INSERT INTO seen(account, sender, t) VALUES "
+	if (ok && added && sqldb_prepare(&ph_seen.stc, "INSERT INTO seen(account, sender, t) VALUES "
 					 "(?1, ?2, ?3)", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 3, now);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqldb_release(&ph_stc, st);
+		sqldb_release(&ph_seen.stc, st);
 	}
 	/* a new row may take the account over its bound: forget the oldest */
-	if (ok && added && sqldb_prepare(&ph_stc, "DELETE FROM seen WHERE account = ?1 AND sender "
+	if (ok && added && sqldb_prepare(&ph_seen.stc, "DELETE FROM seen WHERE account = ?1 AND sender "
 					 "IN (SELECT sender FROM seen WHERE account = ?1 ORDER BY "
 					 "t DESC, sender LIMIT -1 OFFSET ?2)", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_int64(st, 2, SMTP_PHISH_SEEN_MAX);
 		ok = sqlite3_step(st) == SQLITE_DONE;
-		sqldb_release(&ph_stc, st);
+		sqldb_release(&ph_seen.stc, st);
 	}
 	if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
 		return;
