@@ -17,6 +17,7 @@
 
 #include "acctdb.h"
 #include "auth-verify.h"
+#include "base64.h"
 #include "sasl.h"
 #include "imap-quote.h"
 #include "imap-mboxname.h"
@@ -848,6 +849,23 @@ struct sasl_ctx {
 	char user[321];
 };
 
+/* Is a client's SASL response base64 at all ("=" is the empty one)? Not base64 is a broken client
+ * and gets BAD (RFC 9051 6.2.2), a NO would make it ask its user for the password again. */
+static int imap_sasl_is_base64(const char *r)
+{
+	size_t n = strlen(r), pad = 0;
+	if (strcmp(r, "=") == 0)
+		return 1;
+	if (n % 4 != 0)
+		return 0;
+	while (pad < 2 && pad < n && r[n - 1 - pad] == '=')
+		pad++;
+	for (size_t i = 0; i < n - pad; i++)
+		if (base64_value((unsigned char)r[i], BASE64_STD) < 0)
+			return 0;
+	return 1;
+}
+
 static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args, size_t n)
 {
 	if (n < 1 || n > 2 || args[0].type != IMAP_ARG_ATOM) {
@@ -857,6 +875,10 @@ static void cmd_authenticate(struct imap_session *s, const struct imap_arg *args
 	if (imap_need_tls(s, NULL))
 		return;
 	const char *mech = args[0].str;
+	if (n == 2 && !imap_sasl_is_base64(args[1].str)) {
+		imap_bad(s, "The initial response is not base64");
+		return;
+	}
 	if (strcasecmp(mech, "PLAIN") == 0 && n == 2) {
 		char user[321], pw[1024];
 		int r = strcmp(args[1].str, "=") == 0 ? -1 :
@@ -905,6 +927,12 @@ static void imap_sasl_line(struct imap_session *s, const char *line)
 		free(c);
 		s->cmd_ctx = NULL;
 		imap_tagged(s, "BAD", "Authentication cancelled");
+		return;
+	}
+	if (!imap_sasl_is_base64(line)) {
+		free(c);
+		s->cmd_ctx = NULL;
+		imap_bad(s, "The response is not base64");
 		return;
 	}
 	if (c->mech == 1) {
