@@ -23,6 +23,8 @@
 
 #define SEARCH_DEPTH_MAX 1000    /* nested NOT/OR/() before we call it too complex */
 #define SEARCH_NODES_MAX 20000
+/* the answer when they run out: the keys are valid, there are just too many of them */
+#define SEARCH_TOO_MANY "Search is too complex (too many keys)"
 
 enum skey {
 	K_ALL, K_FLAG, K_NOTFLAG, K_KEYWORD, K_UNKEYWORD, K_HEADER, K_BODY, K_TEXT, K_LARGER,
@@ -110,8 +112,10 @@ static int compile_all(struct search *x, const struct imap_arg *args, size_t n, 
 			acc = k;
 			continue;
 		}
-		if (x->n >= x->cap)
+		if (x->n >= x->cap) {
+			x->err = SEARCH_TOO_MANY;
 			return -1;
+		}
 		struct snode *a = &x->nodes[x->n];
 		memset(a, 0, sizeof(*a));
 		a->k = K_AND;
@@ -340,6 +344,8 @@ static int compile(struct search *x, const struct imap_arg *args, size_t n, size
 		x->err = "Search is too complex (nested too deeply)";
 		return -1;
 	}
+	if (x->n >= x->cap)
+		x->err = SEARCH_TOO_MANY;
 	if (*i >= n || x->n >= x->cap)
 		return -1;
 	const struct imap_arg *a = &args[(*i)++];
