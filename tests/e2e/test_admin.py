@@ -278,7 +278,7 @@ def test_run_user_that_cannot_reach_data_dir(tmp_path):
         pass
     text = _log_text(log)
     _stop(p)
-    assert p.returncode not in (None, 0), text
+    assert p.returncode == 1, text   # on its own (after _stop's SIGTERM it would be 0)
     assert "event=startup-failed" in text and "cannot enter" in text, text
     assert text.count("event=worker-died") == 0, text
     with pytest.raises(OSError):
@@ -304,9 +304,11 @@ def test_workers_that_cannot_start_stop_the_master(tmp_path):
         pass
     text = _log_text(log)
     _stop(p)
-    assert p.returncode not in (None, 0), text
+    assert p.returncode == 1, text   # on its own (after _stop's SIGTERM it would be 0)
     assert text.count("the workers cannot start") == 1, text
-    assert text.count("event=worker-died") <= 3, text
+    # the third failed start in a row stops the master; the two before it are logged and
+    # restarted, workers or the queue, whichever the master reaped first
+    assert text.count("event=worker-died") + text.count("event=queue-died") == 2, text
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=2).close()
 

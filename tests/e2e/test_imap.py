@@ -150,7 +150,8 @@ def test_authenticate_plain_with_and_without_sasl_ir(srv, user, how, clients):
     c.send(b64("\0%s\0%s" % (user, srv.password)) + "\r\n")
     r = c.collect("p1")
     assert r.status == "OK", c.dialogue()
-    assert caps_of(r.raw) is None or "AUTH=PLAIN" not in caps_of(r.raw), c.dialogue()
+    caps = caps_of(r.raw)   # the OK of a login carries the capabilities after login
+    assert caps is not None and "AUTH=PLAIN" not in caps, c.dialogue()
     c.ok("SELECT INBOX")
     # wrong password, malformed response, cancel
     c = Imap(srv, how)
@@ -158,7 +159,7 @@ def test_authenticate_plain_with_and_without_sasl_ir(srv, user, how, clients):
     r = c.expect("NO", "AUTHENTICATE PLAIN", b64("\0%s\0nope" % user))
     assert r.code == "AUTHENTICATIONFAILED", c.dialogue()
     r = c.cmd("AUTHENTICATE PLAIN", "%%%notbase64")
-    assert r.status in ("NO", "BAD"), c.dialogue()
+    assert r.status == "BAD", c.dialogue()   # RFC 9051 6.2.2: not base64 MUST be BAD
     c.send("p2 AUTHENTICATE PLAIN\r\n")
     assert c.read_response().startswith(b"+"), c.dialogue()
     c.send("*\r\n")
@@ -202,7 +203,7 @@ def test_imaplib_every_command(srv, how):
         assert m.unsubscribe("Lib2/Sub")[0] == "OK"
         typ, data = m.list('""', "Lib2*")
         names = [d.rsplit(b" ", 1)[1] for d in data]
-        assert names == [b"Lib2", b"Lib2/Sub"] or sorted(names) == [b"Lib2", b"Lib2/Sub"], data
+        assert names == [b"Lib2", b"Lib2/Sub"], data
         for i in range(3):
             typ, data = m.append("INBOX", "(\\Flagged)" if i == 0 else None,
                                  imaplib.Time2Internaldate(time.time()),
@@ -216,7 +217,9 @@ def test_imaplib_every_command(srv, how):
         typ, data = m.select("INBOX")
         assert typ == "OK" and data == [b"3"]
         typ, data = m.search(None, "FLAGGED")
-        assert data == [b"1"] or data[0].startswith(b"1 "), data
+        # of the three, only the first is \\Flagged; with CONDSTORE enabled (above) the highest
+        # mod-sequence of the hits follows
+        assert re.fullmatch(rb"1 \(MODSEQ \d+\)", data[0]) and len(data) == 1, data
         typ, data = m.uid("SEARCH", None, "ALL")
         assert data[0].split()[:3] == [b"1", b"2", b"3"], data
         typ, data = m.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
@@ -284,7 +287,7 @@ def test_enable_id_namespace(srv, user, clients):
     c.ok("CREATE", quote("Entwürfe-utf8"))
     r = c.ok("LIST", '""', quote("Entw*"))
     names = {l[-1] for l in r.of("LIST")}
-    assert b"Entw\xc3\xbcrfe-utf8" in names or "Entwürfe-utf8" in names, c.dialogue()
+    assert "Entwürfe-utf8".encode() in names, c.dialogue()   # sent as a literal: bytes
 
 
 # ------------------------------------------------------------------ SELECT / EXAMINE
@@ -378,7 +381,7 @@ def test_create_hierarchy_special_use_and_mutf7(srv, user, clients):
     # invalid modified UTF-7 is refused
     for bad in ('"Bad&AAA"', '"Bad&-x&Jjo"', '"Bad&Jjo"'):
         r = c.cmd("CREATE", bad)
-        assert r.status in ("NO", "BAD"), c.dialogue()
+        assert r.status == "NO", c.dialogue()
     # a second session that ENABLEs UTF8=ACCEPT sees the UTF-8 name
     d = Imap(srv)
     clients.append(d)
@@ -471,7 +474,7 @@ def test_subscribe_lsub(srv, user, clients):
     assert r.of("LSUB") == [], c.dialogue()
     c.ok("SUBSCRIBE SubA")
     r = c.ok('LSUB "" "Sub*"')
-    assert [l[-1] for l in r.of("LSUB")] in (["SubA"], [b"SubA"]), c.dialogue()
+    assert [l[-1] for l in r.of("LSUB")] == ["SubA"], c.dialogue()
     r = c.ok('LIST (SUBSCRIBED) "" "Sub*"')
     attrs = list_attrs(r)
     assert set(attrs) == {"SubA"} and "\\subscribed" in attrs["SubA"], c.dialogue()
@@ -590,7 +593,7 @@ def test_status_items(srv, user, clients):
     c.ok("UNSELECT")
     r = c.ok("STATUS INBOX (MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ)")
     s = r.of("STATUS")[0]
-    assert s[0] in ("INBOX", b"INBOX"), c.dialogue()
+    assert s[0] == "INBOX", c.dialogue()
     d = dict(zip(s[1][::2], s[1][1::2]))
     rows = index_rows(srv, user)
     con = srv.index(user)
@@ -860,7 +863,7 @@ def test_esearch_and_searchres(search_box):
     es = r.of("ESEARCH")
     assert len(es) == 1, c.dialogue()
     e = es[0]
-    assert e[0] == ["TAG", r.tag.encode()] or e[0] == ["TAG", r.tag], c.dialogue()
+    assert e[0] == ["TAG", r.tag.encode()], c.dialogue()   # the tag is a quoted string
     d = dict(zip(e[1::2], e[2::2]))
     assert d == {"MIN": "2", "MAX": "5", "COUNT": "4", "ALL": "2:5"}, c.dialogue()
     assert not r.of("SEARCH"), c.dialogue()
@@ -1017,8 +1020,9 @@ def test_fetch_items(srv, user, clients):
     # bad items and sets
     c.expect("BAD", "FETCH 1 (FLAGS BOGUS)")
     c.expect("BAD", "FETCH 1 BODY[TEXT]<5.0>")
+    # a message number past the end names nothing (RFC 9051 would rather have BAD here)
     r = c.cmd("FETCH 99 FLAGS")
-    assert r.status in ("OK", "NO", "BAD") and not r.fetches(), c.dialogue()
+    assert r.status == "OK" and not r.fetches(), c.dialogue()
     r = c.ok("UID FETCH 99 FLAGS")        # UID sets may name nothing
     assert not r.fetches(), c.dialogue()
 
@@ -1098,7 +1102,7 @@ def test_store_flags_keywords_unchangedsince(srv, user, clients):
     assert "\\Deleted" in f[1]["FLAGS"] and "\\Deleted" in f[3]["FLAGS"], c.dialogue()
     assert "\\Deleted" not in f[2]["FLAGS"], c.dialogue()
     r = c.ok("UID STORE 2 (UNCHANGEDSINCE %d) +FLAGS (\\Flagged)" % new2)
-    assert r.code is None or "MODIFIED" not in r.code, c.dialogue()
+    assert r.code is None, c.dialogue()
     assert "\\Flagged" in c.ok("FETCH 2 FLAGS").fetches()[2]["FLAGS"], c.dialogue()
 
 

@@ -54,7 +54,7 @@ def test_nul_in_literal_needs_literal8(sel):
     c = sel
     msg = b"Subject: nul\r\n\r\nbinary \x00 here\r\n"
     r = c.cmd("APPEND INBOX", Lit(msg))
-    assert r.status in ("NO", "BAD"), c.dialogue()
+    assert r.status == "BAD", c.dialogue()
     assert c.alive()
     r = c.cmd("APPEND INBOX", Lit(msg, binary=True))
     assert r.status == "OK", c.dialogue()
@@ -78,22 +78,23 @@ def test_deep_parentheses_bad(sel, cmd):
     assert c.ok("FETCH 1 FLAGS").fetches()[1] is not None
 
 
-@pytest.mark.parametrize("line", [
-    b"n1 NOOP\x00\r\n",
-    b"n1 SELECT IN\x00BOX\r\n",
-    b'n1 SELECT "IN\x00BOX"\r\n',
-    b"n1\x00 NOOP\r\n",
-    b"\x00\x00\x00\r\n",
-    b"n1 FETCH 1 (FLAGS\x00)\r\n",
-    b'n1 LOGIN "a\x00b" "c"\r\n',
+@pytest.mark.parametrize("line,want", [
+    (b"n1 NOOP\x00\r\n", b"n1 BAD"),
+    (b"n1 SELECT IN\x00BOX\r\n", b"n1 BAD"),
+    (b'n1 SELECT "IN\x00BOX"\r\n', b"n1 BAD"),
+    (b"n1\x00 NOOP\r\n", b"* BAD"),
+    (b"\x00\x00\x00\r\n", b"* BAD"),
+    (b"n1 FETCH 1 (FLAGS\x00)\r\n", b"n1 BAD"),
+    (b'n1 LOGIN "a\x00b" "c"\r\n', b"n1 BAD"),
 ])
-def test_nul_in_command(sel, line):
+def test_nul_in_command(sel, line, want):
+    """A NUL is a syntax error wherever it is: BAD, tagged when the tag could be read."""
     c = sel
     c.send(line)
     r = c.read_response()
     while not (r.startswith(b"n1 ") or r.startswith(b"* BAD")):
         r = c.read_response()
-    assert re.match(rb"(n1|\*) (BAD|NO)", r), c.dialogue()
+    assert r.startswith(want + b" "), c.dialogue()
     assert c.alive(), c.dialogue()
     assert c.ok("FETCH 1 FLAGS").fetches()
 
@@ -101,9 +102,10 @@ def test_nul_in_command(sel, line):
 def test_nul_in_mailbox_literal(sel):
     c = sel
     r = c.cmd("CREATE", Lit(b"a\x00b"))
-    assert r.status in ("NO", "BAD"), c.dialogue()
+    assert r.status == "BAD", c.dialogue()
+    # a literal8 where a mailbox name belongs: the name is refused like any invalid one
     r = c.cmd("CREATE", Lit(b"a\x00b", binary=True))
-    assert r.status in ("NO", "BAD"), c.dialogue()
+    assert r.status == "NO", c.dialogue()
     assert c.alive()
 
 
@@ -206,8 +208,8 @@ def snapshot(srv):
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_hostile_mailbox_names_refused(srv, user, clients, name):
-    """CREATE, DELETE and RENAME answer NO; SELECT, STATUS, APPEND and SUBSCRIBE may also
-    call the name a bad argument. Nothing appears in the data directory either way."""
+    """Every command that names such a mailbox is answered NO (the syntax is fine, the name is
+    refused). Nothing appears in the data directory."""
     for form in (quote(name), Lit(name.encode())):
         c = session(srv, user, "imaps", clients)
         before = snapshot(srv)
@@ -216,8 +218,7 @@ def test_hostile_mailbox_names_refused(srv, user, clients, name):
                     ("STATUS", form, "(MESSAGES)"),
                     ("APPEND", form, Lit(b"Subject: x\r\n\r\nx\r\n")), ("SUBSCRIBE", form)):
             r = c.cmd(*cmd)
-            assert r.status == "NO" or (r.status == "BAD" and cmd[0] in (
-                "SELECT", "STATUS", "APPEND", "SUBSCRIBE")), \
+            assert r.status == "NO", \
                 "%s with name %r: %s %s\n%s" % (cmd[0], name, r.status, r.text, c.dialogue())
         created = snapshot(srv) - before
         assert not created, created
@@ -247,9 +248,7 @@ def test_names_like_maildir_internals_do_not_collide(srv, user, clients):
     for name in ("cur", "new", "tmp", "index.db", ".hidden", "INBOX.evil", "Sent.Sub",
                  "%2E%2E", "a.b"):
         r = c.cmd("CREATE", quote(name))
-        if r.status != "OK":
-            assert r.status == "NO", c.dialogue()
-            continue
+        assert r.status == "OK", c.dialogue()   # valid names, kept apart from maildir's own
         append(c, name, message("in %s" % name, to=user))
         r = c.ok("STATUS", quote(name), "(MESSAGES)")
         assert r.of("STATUS")[0][1] == ["MESSAGES", "1"], c.dialogue()
@@ -266,27 +265,34 @@ def test_names_like_maildir_internals_do_not_collide(srv, user, clients):
 
 # ------------------------------------------------------------------ SEARCH complexity
 
-@pytest.mark.parametrize("keys", [
-    "OR 1 " * 10000 + "1",                 # 50,001 octets: within the line limit
-    "OR " * 10000 + "1 " * 10001,
-    "NOT " * 10000 + "ALL",
-    "OR (OR ALL " * 3000 + "ALL" + ") ALL" * 3000,
+# the search compiler's depth limit, or (parenthesised lists) the parser's, which comes first
+TOO_DEEP = "Search is too complex (nested too deeply)"
+
+
+@pytest.mark.parametrize("keys,why", [
+    ("OR 1 " * 10000 + "1", TOO_DEEP),          # 50,001 octets: within the line limit
+    ("OR " * 10000 + "1 " * 10001, TOO_DEEP),
+    ("NOT " * 10000 + "ALL", TOO_DEEP),
+    ("OR (OR ALL " * 3000 + "ALL" + ") ALL" * 3000, "Too deeply nested lists"),
 ], ids=["or-right-nested", "or-left-nested", "not-nested", "or-with-parens"])
-def test_search_too_complex_is_bad_not_a_crash(sel, keys):
+def test_search_too_complex_is_bad_not_a_crash(sel, keys, why):
     c = sel
     r = c.cmd("SEARCH " + keys.strip(), timeout=30)
-    assert r.status == "BAD", c.dialogue()
-    assert "complex" in r.text.lower() or "nest" in r.text.lower(), c.dialogue()
+    assert r.status == "BAD" and r.text == why, c.dialogue()
     assert c.alive(), c.dialogue()
     assert c.ok("SEARCH ALL").of("SEARCH") == [["1", "2", "3"]], c.dialogue()
 
 
 def test_many_flat_search_keys(sel):
+    """Keys side by side: 5000 are searched; 16000 fit the 64 KB command line but are more
+    than a search takes (20000 nodes); 30000 do not fit the line."""
     c = sel
+    r = c.cmd("SEARCH " + "ALL " * 5000 + "ALL", timeout=30)
+    assert r.status == "OK" and r.of("SEARCH") == [["1", "2", "3"]], c.dialogue()
+    r = c.cmd("SEARCH " + "ALL " * 16000 + "ALL", timeout=30)
+    assert r.status == "BAD" and r.text == "Search is too complex (too many keys)", c.dialogue()
     r = c.cmd("SEARCH " + "ALL " * 30000 + "ALL", timeout=30)
-    assert r.status in ("OK", "BAD"), c.dialogue()
-    if r.status == "OK":
-        assert r.of("SEARCH") == [["1", "2", "3"]], c.dialogue()
+    assert r.status == "BAD" and r.text == "Command line too long", c.dialogue()
     assert c.alive()
 
 

@@ -179,19 +179,21 @@ def send(srv, mail_from, msg, source=CLIENT, helo="client.helo.test"):
         return code, resp.decode()
 
 
-def stored(srv, token, folder=""):
+def stored(srv, token, folder="", timeout=5):
+    """The message with token in ALICE's folder, polled for up to timeout seconds; None."""
     base = srv.maildir(ALICE)
     d = os.path.join(base, folder, "new") if folder else os.path.join(base, "new")
-    end = time.time() + 5
-    while time.time() < end:
+    end = time.time() + timeout
+    while True:
         if os.path.isdir(d):
             for name in os.listdir(d):
                 with open(os.path.join(d, name), "rb") as f:
                     data = f.read()
                 if token.encode() in data:
                     return data
+        if time.time() >= end:
+            return None
         time.sleep(0.05)
-    return None
 
 
 def ar_of(data):
@@ -303,7 +305,8 @@ def test_dkim_hostile_signatures(srv):
     head, rest = msg.split(b"b=", 1)
     msg = head + b"b=!!!" + rest
     ar, raw, _ = deliver_and_parse(srv, "bob@signer.test", msg.replace(b"bh=!!!", b"bh="), t)
-    assert results(ar, "dkim")[0].result in ("permerror", "fail"), raw
+    # a signature that cannot be decoded is a syntax error (RFC 6376 3.5), not a mismatch
+    assert results(ar, "dkim")[0].result == "permerror", raw
     # h= names a field the message lacks: it contributes nothing (RFC 6376 5.4), still a pass
     t = tok()
     msg = sign(message("bob@signer.test", t), "rsa",
@@ -375,7 +378,7 @@ def test_dmarc_reject_refused_with_policy_sentence(srv):
     code, text = send(srv, "bob@outside.test", message("ceo@reject.test", t))
     assert code == 550 and text.startswith("5.7.1"), text
     assert "reject.test" in text and "p=reject" in text, text
-    assert stored(srv, t) is None
+    assert stored(srv, t, timeout=0) is None   # refused in the session: nothing to wait for
 
 
 def test_dmarc_reject_passes_with_aligned_dkim(srv):
@@ -393,7 +396,8 @@ def test_dmarc_quarantine_goes_to_junk(srv):
     assert data is not None, "not in Junk"
     parsed, raw = ar_of(data)
     assert results(parsed[0], "dmarc")[0].result == "fail", raw
-    assert stored(srv, t) is None or stored(srv, t) == data
+    # one delivery, into Junk: done once it is there, so the INBOX is checked at once
+    assert stored(srv, t, timeout=0) is None, "also in the INBOX"
 
 
 def test_dmarc_strict_spf_alignment(srv):

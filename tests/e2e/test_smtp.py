@@ -102,7 +102,7 @@ def test_port25_starttls_delivery(server, ctx, token):
         s.ehlo()
         assert not s.has_extn("starttls")
         tls = tls_info(s)
-        assert tls[0] in ("TLSv1.2", "TLSv1.3")
+        assert tls[0] == "TLSv1.3", tls   # both ends offer it
         s.sendmail("sender@remote.test", [ALICE], msg)
     check_stored(server, ALICE, token, msg, "sender@remote.test", tls=tls)
 
@@ -258,9 +258,7 @@ def test_unknown_user_550(server, token, rcpt):
         r = c.cmd("RCPT TO:<%s>" % rcpt)
         assert r.code == 550 and r.lines[0].startswith("5.1.1"), r
         r = c.cmd("DATA")
-        assert r.code in (503, 554), r
-        if r.code == 354:  # pragma: no cover - server bug path, keep store clean check
-            c.data_body(message(token))
+        assert r.code == 554 and r.lines[0].startswith("5.5.1"), r   # no valid recipients
     assert_nowhere(server, token)
 
 
@@ -295,7 +293,7 @@ def test_relay_denied(server, ctx, token, rcpt, use_tls):
         if r.code == 354:
             r2 = c.data_body(message(token))
             pytest.fail("DATA accepted after refused RCPT (%r), end of data -> %r" % (r, r2))
-        assert r.code in (503, 554), r
+        assert r.code == 554 and r.lines[0].startswith("5.5.1"), r   # no valid recipients
         assert c.cmd("QUIT").code == 221
     assert_nowhere(server, token)
     assert server.queue_files() == before
@@ -333,10 +331,11 @@ def test_unauthenticated_submission_530(server, ctx, token, port_name):
         c.ehlo()
         r = c.cmd("MAIL FROM:<%s>" % ALICE)
         assert r.code == 530 and r.lines[0].startswith("5.7.0"), r
+        # no transaction was started: the sequence is wrong before anything else
         r = c.cmd("RCPT TO:<u@remote.test>")
-        assert r.code in (503, 530), r
+        assert r.code == 503 and r.lines[0].startswith("5.5.1"), r
         r = c.cmd("DATA")
-        assert r.code in (503, 530, 554), r
+        assert r.code == 503 and r.lines[0].startswith("5.5.1"), r
     assert_nowhere(server, token)
     assert server.queue_files() == before
 
@@ -353,10 +352,11 @@ def test_587_auth_before_tls_refused(server, ctx):
     with Raw(server.submission_port) as c:
         kw = c.keywords(c.ehlo())
         assert "AUTH" not in kw, kw
+        # RFC 3207 section 4: 530 "Must issue a STARTTLS command first"
         r = c.cmd("AUTH PLAIN " + auth_plain_arg(ALICE, USERS[ALICE]))
-        assert r.code in (530, 538) and r.lines[0].startswith("5.7."), r
+        assert r.code == 530 and r.lines[0].startswith("5.7.0"), r
         r = c.cmd("AUTH LOGIN")
-        assert r.code in (530, 538), r
+        assert r.code == 530 and r.lines[0].startswith("5.7.0"), r
         # the refused AUTH did not authenticate the session
         c.starttls(ctx)
         c.ehlo()
@@ -636,9 +636,8 @@ def test_too_many_errors_421(server):
             codes.append(r.code)
             if r.code == 421:
                 break
-        assert 421 in codes, codes
-        assert len(codes) <= 7, "421 came only after %d bad commands (max_errors = 5)" % len(codes)
-        assert all(x >= 500 for x in codes[:-1]), codes
+        # max_errors = 5: five 500s, then the sixth error is answered 421
+        assert codes == [500] * 5 + [421], codes
         assert c.wait_closed(10), "server did not close after 421"
 
 
@@ -739,7 +738,10 @@ def test_smuggling(server, ctx, token, ending, port_name):
     codes = [r.code for r in replies]
     assert len(replies) == 2 and codes[1] == 221, \
         "expected one reply to the data and one to QUIT, got %r" % replies
-    assert codes[0] == 250 or 500 <= codes[0] < 600, replies
+    # port 25 takes the message with its bare line ends as one message (smtp.bare_lf =
+    # normalize); submission refuses it (bare_lf = reject there by default)
+    want = 250 if port_name == "smtp" else 550
+    assert codes[0] == want, replies
     # nothing smuggled to bob
     assert server.find_messages(BOB, tok2) == [], "smuggled message delivered to bob"
     holders = server.grep_store(tok2)
@@ -855,13 +857,14 @@ def test_dsn_parameters_port25(server, token):
 def test_dsn_bad_parameters_refused(server):
     with Raw(server.smtp_port) as c:
         c.ehlo()
+        # a known parameter with a bad value: 501; an unknown parameter: 555 (RFC 5321 4.2.2)
         r = c.cmd("MAIL FROM:<x@y.test> RET=BOGUS")
-        assert r.code in (501, 555), r
+        assert r.code == 501, r
         assert c.cmd("MAIL FROM:<x@y.test>").code == 250
         r = c.cmd("RCPT TO:<%s> NOTIFY=NEVER,SUCCESS" % ALICE)
-        assert r.code in (501, 555), r
+        assert r.code == 501, r
         r = c.cmd("RCPT TO:<%s> FROBNICATE=1" % ALICE)
-        assert r.code in (501, 555), r
+        assert r.code == 555, r
 
 
 def test_smtputf8(server, token):

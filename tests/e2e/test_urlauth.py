@@ -179,7 +179,8 @@ def test_urlfetch_binary(srv, owner):  # noqa: F811
     assert data == b"hello world"
     assert b"BODYPARTSTRUCTURE (\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"BASE64\" 11" \
         in head, head
-    assert head.rstrip().endswith(b"BINARY {11}") or head.rstrip().endswith(b"BINARY ~{11}"), head
+    # no NUL in the decoded data: a plain literal (literal8 only for data holding NUL)
+    assert head.rstrip().endswith(b"BINARY {11}"), head
     # without BINARY the part comes as stored
     typ, untagged, dat = cmd(m, "URLFETCH", "(%s BODY)" % url)
     assert untagged[0][1] == B64.encode()
