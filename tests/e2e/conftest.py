@@ -123,7 +123,7 @@ def port_free(port):
 
 def pick_port_offset():
     for _ in range(200):
-        off = 30000 + random.randrange(0, 3000) * 10
+        off = 10000 + random.randrange(0, 1900) * 10   # below the ephemeral ports
         if all(port_free(off + p) for p in PORT_NAMES.values()):
             return off
     raise RuntimeError("no free port offset found")

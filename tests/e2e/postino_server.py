@@ -46,7 +46,10 @@ class Server:
         self.data = os.path.join(self.dir, "data")
         self.password = password
         while True:
-            self.offset = random.randrange(30000, 59000, 10)
+            # listeners stay below the kernel's ephemeral ports (32768-60999): a client's
+            # outgoing connection holding one of them as its local port would make a restart's
+            # bind fail (EADDRINUSE); peers the tests start (queuehelp.free_port) use 30000-32699
+            self.offset = random.randrange(10000, 29000, 10)
             if _free(self.offset):
                 break
         self._make_ca()

@@ -26,7 +26,8 @@ from aiosmtpd.controller import Controller
 def free_port(hosts=("127.0.0.1",), udp=False):
     """A port free on every host given (TCP, and UDP when asked)."""
     while True:
-        p = random.randrange(20000, 60000)
+        # below the ephemeral ports (32768-) and above the servers' listeners (10000-29985)
+        p = random.randrange(30000, 32700)
         ok = True
         for h in hosts:
             for kind in ([socket.SOCK_STREAM, socket.SOCK_DGRAM] if udp else [socket.SOCK_STREAM]):
