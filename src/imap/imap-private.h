@@ -30,6 +30,7 @@
 #define IMAP_AUTOLOGOUT_S 1800         /* RFC 9051: at least 30 minutes once logged in; a
 					* longer command_timeout raises it */
 #define IMAP_PREAUTH_TIMEOUT_S 60      /* before login when command_timeout is 0 */
+#define IMAP_BOX_MAX 1024              /* a selected mailbox's name, with its NUL (longer is cut) */
 #define IMAP_CONTEXTS_MAX 10           /* RFC 5267 UPDATE searches kept per session; more get
 					* OK [NOUPDATE] (each is evaluated again after changes) */
 #define IMAP_SORT_KEYS_MAX 8           /* criteria in one SORT program */
@@ -89,7 +90,8 @@ struct imap_session {
 	int rev2, utf8, condstore, qresync;
 	/* the account and the selected mailbox */
 	struct store_account *acct;
-	char box[1024];
+	char *box;                     /* the selected mailbox, "" when none (imap_no_box; the
+					* others are allocated: an idle session keeps no 1 KB) */
 	int readonly;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;        /* flag changes and new messages reported up to here */
@@ -159,6 +161,8 @@ int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, 
 		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw);
 /* 0 if every flag of the list is valid (no side effect), else -1. */
 int imap_flags_valid(const struct imap_arg *list, size_t n);
+/* The "no mailbox selected" value of imap_session.box (never freed). */
+extern char imap_no_box[1];
 /* Remember keyword id's name (0 <= id < 64); a name that finds no memory stays unknown. */
 void imap_keyword_name_set(struct imap_session *s, int id, const char *name);
 /* done(): take the keyword names a write learnt into the session's cache. */

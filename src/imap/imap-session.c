@@ -138,6 +138,8 @@ static void imap_limits(struct imap_session *s, struct imap_parser_limits *lim)
 	}
 }
 
+char imap_no_box[1];   /* see imap-private.h */
+
 /* Free the selected mailbox's message table. */
 static void imap_free_msgs(struct imap_session *s)
 {
@@ -153,7 +155,9 @@ void imap_unselect(struct imap_session *s)
 {
 	imap_context_free_all(s);
 	imap_free_msgs(s);
-	s->box[0] = '\0';
+	if (s->box != imap_no_box)
+		free(s->box);
+	s->box = imap_no_box;
 	free(s->searchres);
 	s->searchres = NULL;
 	s->nsearchres = 0;
@@ -469,7 +473,16 @@ int imap_load_mailbox(struct imap_session *s, const char *box, const char **err_
 	s->nkeywords_known = 0;
 	store_keyword_list(s->acct, keyword_cb, s, err_r);
 	s->kw_announced = keywords_known_mask(s);   /* SELECT's FLAGS lists them all */
-	snprintf(s->box, sizeof(s->box), "%s", box);
+	if (box != s->box) {
+		char *b = strndup(box, IMAP_BOX_MAX - 1);   /* as long as the old 1 KB array took */
+		if (b == NULL) {
+			*err_r = "out of memory";
+			return -1;
+		}
+		if (s->box != imap_no_box)
+			free(s->box);
+		s->box = b;
+	}
 	return 0;
 }
 
@@ -1633,6 +1646,7 @@ void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 		return;
 	}
 	session_init(&s->base, w, lst, peer, &imap_ops);
+	s->box = imap_no_box;
 	struct imap_parser_limits lim;
 	imap_limits(s, &lim);
 	s->parser = imap_parser_new(&lim);
