@@ -24,6 +24,7 @@ struct hist {
 
 struct slot {
 	int pid;                            /* worker slots: set by the master, 0 = none */
+	uint32_t sessions;                  /* open now (METRICS_NOT_ACCEPTING: stopping) */
 	uint64_t rss_bytes, rss_at_ns;
 	uint64_t counter[MC_COUNT];
 	uint64_t conn[METRICS_LISTENERS];
@@ -56,8 +57,10 @@ void metrics_slot_pid(unsigned i, int pid)
 {
 	if (seg != NULL && i < METRICS_WORKERS) {
 		__atomic_store_n(&seg[i].pid, pid, __ATOMIC_RELAXED);
-		if (pid == 0)
+		if (pid == 0) {
 			__atomic_store_n(&seg[i].rss_bytes, 0, __ATOMIC_RELAXED);
+			__atomic_store_n(&seg[i].sessions, 0, __ATOMIC_RELAXED);
+		}
 	}
 }
 
@@ -65,6 +68,29 @@ void metrics_slot_pid(unsigned i, int pid)
 static void add(uint64_t *c, uint64_t n)
 {
 	__atomic_fetch_add(c, n, __ATOMIC_RELAXED);
+}
+
+/* Publish this worker's session count. */
+void metrics_sessions(uint32_t n)
+{
+	if (mine != NULL)
+		__atomic_store_n(&mine->sessions, n, __ATOMIC_RELAXED);
+}
+
+/* The least busy other worker. */
+uint32_t metrics_sessions_fewest_other(void)
+{
+	uint32_t fewest = METRICS_NOT_ACCEPTING;
+	if (seg == NULL || mine == NULL)
+		return fewest;
+	for (size_t i = 0; i < METRICS_WORKERS; i++) {
+		if (&seg[i] == mine || __atomic_load_n(&seg[i].pid, __ATOMIC_RELAXED) == 0)
+			continue;
+		uint32_t n = __atomic_load_n(&seg[i].sessions, __ATOMIC_RELAXED);
+		if (n < fewest)
+			fewest = n;
+	}
+	return fewest;
 }
 
 /* Count an event. */
@@ -250,6 +276,16 @@ int metrics_render(struct buf *b, const char *const *listeners, size_t nlistener
 			r |= buf_appendf(b, "postino_worker_resident_bytes{worker=\"%zu\","
 					 "pid=\"%d\"} %llu\n", i, pid, (unsigned long long)
 					 __atomic_load_n(&seg[i].rss_bytes, __ATOMIC_RELAXED));
+	}
+	r |= buf_appendstr(b, "# HELP postino_worker_sessions Open sessions of each worker (new "
+			   "connections go to the least busy)\n"
+			   "# TYPE postino_worker_sessions gauge\n");
+	for (size_t i = 0; i < METRICS_WORKERS; i++) {
+		int pid = __atomic_load_n(&seg[i].pid, __ATOMIC_RELAXED);
+		uint32_t n = __atomic_load_n(&seg[i].sessions, __ATOMIC_RELAXED);
+		if (pid != 0 && n != METRICS_NOT_ACCEPTING)
+			r |= buf_appendf(b, "postino_worker_sessions{worker=\"%zu\",pid=\"%d\"} %u\n",
+					 i, pid, n);
 	}
 	return r < 0 ? -1 : 0;
 }

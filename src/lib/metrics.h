@@ -50,6 +50,12 @@ void metrics_observe(enum metrics_hist h, enum metrics_proto p, uint64_t *start_
 /* Add n to a counter. */
 void metrics_add(enum metrics_counter c, uint64_t n);
 uint64_t metrics_now_ns(void);
+/* This worker's open sessions now; METRICS_NOT_ACCEPTING once it takes no more (stopping). */
+#define METRICS_NOT_ACCEPTING UINT32_MAX
+void metrics_sessions(uint32_t n);
+/* The fewest open sessions of any other live worker that accepts, or METRICS_NOT_ACCEPTING when
+ * there is none (the workers balance new connections by it). */
+uint32_t metrics_sessions_fewest_other(void);
 /* Refresh this worker's resident memory (at most once a second; from /proc/self/statm). */
 void metrics_sample_memory(void);
 

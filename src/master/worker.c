@@ -46,12 +46,25 @@
 /* A pool thread idle this long closes the SQLite handles it keeps (a burst of logins leaves each
  * thread some 2 MB of account handles); under a steady load no thread waits this long. */
 #define WORKER_POOL_IDLE_MS 5000
+/* New connections go to the least busy worker. Every worker waits on the same listening sockets;
+ * one that took a whole burst (clients that connect together and stay, as a mail client with
+ * several connections or imaptest with logout=0 does) served all of them on one core while the
+ * others idled. So a worker accepts one connection per wake-up, and one with more than
+ * WORKER_BALANCE_SLACK sessions over the least busy other worker (metrics.h's shared counts)
+ * leaves the listener to it for WORKER_BALANCE_WAIT_MS; if the connection is still waiting
+ * then (the other worker is busy), it takes it. */
+#define WORKER_ACCEPT_BATCH 1
+#define WORKER_BALANCE_SLACK 1
+#define WORKER_BALANCE_WAIT_MS 5
 
 struct listener {
 	struct ev_io io;
 	enum listener_id id;
 	struct worker *w;
-	int paused;
+	int paused;                 /* at the session cap or out of fds: resumed by a close */
+	int balancing;              /* left to a less busy worker: balance_timer resumes it */
+	int balance_waited;         /* the wait is over: take the next connection regardless */
+	struct ev_timer balance_timer;
 };
 
 static struct listener listeners[LST_COUNT];
@@ -78,19 +91,48 @@ static void worker_resume_listeners(struct worker *w)
 		struct listener *l = &listeners[i];
 		if (l->paused && l->io.fd >= 0 && !w->stopping) {
 			l->paused = 0;
-			ev_io_mod(w->loop, &l->io, EV_READ);
+			if (!l->balancing)   /* else balance_timer resumes it */
+				ev_io_mod(w->loop, &l->io, EV_READ);
 		}
 	}
 }
 
-/* Accept every pending connection on a listener. */
+/* The balancing wait of a listener is over. */
+static void worker_balance_resume(struct ev_timer *t)
+{
+	struct listener *l = t->arg;
+	l->balancing = 0;
+	l->balance_waited = 1;
+	if (!l->paused && !l->w->stopping && l->io.fd >= 0)
+		ev_io_mod(l->w->loop, &l->io, EV_READ);
+}
+
+/* Should this worker leave new connections to a less busy one for a moment? */
+static int worker_leave_to_others(struct worker *w, struct listener *l)
+{
+	if (l->balance_waited) {
+		l->balance_waited = 0;
+		return 0;
+	}
+	uint32_t fewest = metrics_sessions_fewest_other();
+	if (fewest == METRICS_NOT_ACCEPTING || w->nsessions <= fewest + WORKER_BALANCE_SLACK)
+		return 0;
+	l->balancing = 1;
+	ev_io_mod(w->loop, &l->io, 0);
+	ev_timer_set(w->loop, &l->balance_timer, WORKER_BALANCE_WAIT_MS, worker_balance_resume, l);
+	return 1;
+}
+
+/* Accept a connection on a listener (WORKER_ACCEPT_BATCH), unless a less busy worker should. */
 static void worker_on_accept(struct ev_io *io, unsigned events)
 {
 	struct listener *l = io->arg;
 	struct worker *w = l->w;
 	const struct listener_conf *lc = &w->cfg->l[l->id];
 	(void)events;
-	for (int i = 0; i < 64 && !w->stopping; i++) {
+	if (worker_leave_to_others(w, l))
+		return;
+	for (int i = 0; i < WORKER_ACCEPT_BATCH && !w->stopping; i++) {
 		struct sockaddr_storage peer;
 		socklen_t plen = sizeof(peer);
 		int fd = accept4(io->fd, (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -172,7 +214,9 @@ static void worker_begin_stop(struct worker *w)
 	if (w->stopping)
 		return;
 	w->stopping = 1;
+	metrics_sessions(METRICS_NOT_ACCEPTING);   /* the others stop leaving connections to it */
 	for (int i = 0; i < LST_COUNT; i++) {
+		ev_timer_cancel(w->loop, &listeners[i].balance_timer);
 		if (listeners[i].io.fd >= 0) {
 			int fd = listeners[i].io.fd;
 			ev_io_del(w->loop, &listeners[i].io);

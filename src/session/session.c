@@ -94,6 +94,8 @@ static void session_remove(struct worker *w, struct session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	w->nsessions--;
+	if (!w->stopping)
+		metrics_sessions(w->nsessions);
 	iptable_release(w->ipt, w->index, (struct sockaddr *)&s->peer);
 	if (w->session_gone)
 		w->session_gone(w);
@@ -311,6 +313,8 @@ static void session_add(struct worker *w, struct session *s)
 		w->sessions->prev = s;
 	w->sessions = s;
 	w->nsessions++;
+	if (!w->stopping)
+		metrics_sessions(w->nsessions);   /* the workers balance new connections by it */
 	metrics_connection(s->lst);
 	metrics_sample_memory();
 	log_info("sess=%016llx proto=%s event=connect listener=%s ip=%s", (unsigned long long)s->id,

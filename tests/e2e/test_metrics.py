@@ -126,6 +126,33 @@ def test_counters_move_with_logins_and_deliveries(srv):
     assert all(after[k] > 1_000_000 for k in workers)
 
 
+def worker_sessions(m):
+    return {dict(k[1])["worker"]: v for k, v in m.items() if k[0] == "postino_worker_sessions"}
+
+
+def test_new_connections_go_to_the_least_busy_worker(srv):
+    """Clients that connect together and stay (a mail client's several connections, imaptest
+    with logout=0) are spread over the workers instead of all landing on the one that woke
+    first; postino_worker_sessions shows each worker's share."""
+    base = sum(worker_sessions(scrape(srv)).values())
+    n = 18   # under max_conn_per_ip (20)
+    socks = [socket.create_connection(("127.0.0.1", srv.port("imap")), timeout=10)
+             for _ in range(n)]
+    try:
+        for s in socks:
+            assert s.recv(512).startswith(b"* OK ")
+        wait_until(lambda: sum(worker_sessions(scrape(srv)).values()) == base + n, timeout=30,
+                   what="every connection counted in a worker's sessions")
+        shares = worker_sessions(scrape(srv))
+        assert len(shares) == 3, shares
+        # balanced to within one session (6 each) while every worker is free to accept; 3 leaves
+        # room for a worker that was busy for longer than the balancing wait (5 ms)
+        assert min(shares.values()) >= 3, shares
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_queue_length_and_oldest_age(srv):
     with smtplib.SMTP("127.0.0.1", srv.port("submission"), timeout=10) as s:
         s.starttls(context=srv.ctx())
