@@ -217,16 +217,21 @@ static void imap_rest(struct ev_timer *t)
 		return;
 	}
 	log_debug("sess=%016llx proto=imap event=rest", (unsigned long long)s->base.id);
+	/* the fingerprint before the last look: a change committed after it, even while the look
+	 * below reads, differs from it, so the next check (its inotify event) reopens the index.
+	 * Taken after the close, it would already include such a change and the check would find
+	 * nothing new: the change missed until the next one. Closing the last handle of a process
+	 * may checkpoint the WAL, which changes the fingerprint too: that costs at most one look
+	 * that finds nothing (at the next change or the safety poll). */
+	store_account_signature(s->acct_root, s->acct_sig);
 	if (s->idling) {
-		imap_sync_mailbox(s, 1);   /* up to date now; later changes change the fingerprint */
+		imap_sync_mailbox(s, 1);
 		conn_flush(&s->conn);
 	} else if (imap_notify_ready(s)) {
 		imap_notify_check(s);      /* the same for NOTIFY (RFC 5465) */
 		conn_flush(&s->conn);
 	}
-	/* after the close: closing the last handle of a process may checkpoint the WAL */
 	store_account_close(&s->acct);
-	store_account_signature(s->acct_root, s->acct_sig);
 	imap_parser_release(s->parser);
 	session_trim_soon(s->base.w);
 }
