@@ -797,14 +797,10 @@ static const struct session_ops http_ops = {
 void http_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
 {
-	struct http_session *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
+	struct http_session *s = session_new(w, fd, lst, peer, &http_ops, sizeof(*s));
+	if (s == NULL)
 		return;
-	}
-	session_init(&s->base, w, lst, peer, &http_ops);
 	if (session_connect(&s->base, &s->conn, fd, HTTP_IN_MAX, HTTP_OUT_MAX) < 0) {
-		close(fd);
 		free(s);
 		return;
 	}

@@ -1645,20 +1645,20 @@ static const struct session_ops imap_ops = {
 void imap_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
 {
-	struct imap_session *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
+	struct imap_session *s = session_new(w, fd, lst, peer, &imap_ops, sizeof(*s));
+	if (s == NULL)
 		return;
-	}
-	session_init(&s->base, w, lst, peer, &imap_ops);
 	s->box = imap_no_box;
 	struct imap_parser_limits lim;
 	imap_limits(s, &lim);
 	s->parser = imap_parser_new(&lim);
-	if (s->parser == NULL ||
-	    session_connect(&s->base, &s->conn, fd, 262144, IMAP_OUT_MAX) < 0) {
-		imap_parser_free(&s->parser);
+	if (s->parser == NULL) {
 		close(fd);
+		free(s);
+		return;
+	}
+	if (session_connect(&s->base, &s->conn, fd, 262144, IMAP_OUT_MAX) < 0) {
+		imap_parser_free(&s->parser);
 		free(s);
 		return;
 	}

@@ -2,6 +2,7 @@
 #include "sqldb.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -246,16 +247,19 @@ sqlite3 *sqldb_handle_get(struct sqldb_handle *h, const char *path, const struct
 	if (h->db && strcmp(h->path, path) == 0)
 		return h->db;
 	sqldb_handle_close(h);
-	if (strlen(path) >= sizeof(h->path)) {
-		snprintf(err, errlen, "%s: path too long", path);
+	char *copy = strdup(path);
+	if (copy == NULL) {
+		snprintf(err, errlen, "%s: out of memory", path);
 		return NULL;
 	}
 	sqlite3 *db;
-	if (sqldb_open(path, o, &db, err, errlen) < 0)
+	if (sqldb_open(path, o, &db, err, errlen) < 0) {
+		free(copy);
 		return NULL;
+	}
 	h->db = db;
+	h->path = copy;
 	sqldb_cache_init(&h->stc, db);
-	snprintf(h->path, sizeof(h->path), "%s", path);
 	return db;
 }
 
@@ -267,5 +271,6 @@ void sqldb_handle_close(struct sqldb_handle *h)
 	sqldb_cache_clear(&h->stc);
 	sqlite3_close(h->db);
 	h->db = NULL;
-	h->path[0] = '\0';
+	free(h->path);
+	h->path = NULL;
 }

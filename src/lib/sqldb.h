@@ -74,11 +74,13 @@ void sqldb_release(struct sqldb_cache *c, sqlite3_stmt *st);
 void sqldb_cache_clear(struct sqldb_cache *c);
 
 /* A database a thread keeps open (per-thread handles of diag.db, limits.db, senders.db): the
- * connection, its statement cache and the path it was opened on. Zero-initialised = closed. */
+ * connection, its statement cache and the path it was opened on. Zero-initialised = closed.
+ * The path is allocated: handles live in thread-local storage, which every thread has resident
+ * from its start, so they hold no path-sized array. */
 struct sqldb_handle {
 	sqlite3 *db;
 	struct sqldb_cache stc;
-	char path[4200];
+	char *path;
 };
 
 /* The handle's connection to path: the open one if it is on that path, else (the old one

@@ -1177,18 +1177,14 @@ static const struct session_ops pop3_ops = {
 void pop3_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
 {
-	struct pop3_session *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
+	struct pop3_session *s = session_new(w, fd, lst, peer, &pop3_ops, sizeof(*s));
+	if (s == NULL)
 		return;
-	}
-	session_init(&s->base, w, lst, peer, &pop3_ops);
 	s->fd = -1;
 	s->lock_fd = -1;
 	buf_init(&s->chunk, 65536);
 	linereader_init(&s->lr, pop3_line_max(s));
 	if (session_connect(&s->base, &s->conn, fd, pop3_sasl_max(s) + 2, POP3_OUT_MAX) < 0) {
-		close(fd);
 		free(s);
 		return;
 	}

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "auth-verify.h"
 #include "conn.h"
@@ -283,15 +284,21 @@ void session_diag(const struct session *s, int kind, const char *user, int tls, 
 }
 
 
-/* Fill the common fields of a new session. */
-void session_init(struct session *s, struct worker *w, enum listener_id lst,
-		  const struct sockaddr_storage *peer, const struct session_ops *ops)
+/* A zeroed session with the common fields. */
+void *session_new(struct worker *w, int fd, enum listener_id lst,
+		  const struct sockaddr_storage *peer, const struct session_ops *ops, size_t size)
 {
+	struct session *s = calloc(1, size);
+	if (s == NULL) {
+		close(fd);
+		return NULL;
+	}
 	s->w = w;
 	s->lst = lst;
 	s->lc = &w->cfg->l[lst];
 	s->peer = *peer;
 	s->ops = ops;
+	return s;
 }
 
 /* Add a session to the worker's list. */
@@ -324,8 +331,10 @@ static void session_add(struct worker *w, struct session *s)
 /* Give the session its connection and register it. */
 int session_connect(struct session *s, struct conn *c, int fd, size_t in_max, size_t out_max)
 {
-	if (conn_init(c, s->w->loop, fd, in_max, out_max, session_on_event, s) < 0)
+	if (conn_init(c, s->w->loop, fd, in_max, out_max, session_on_event, s) < 0) {
+		close(fd);
 		return -1;
+	}
 	c->alpn = s->ops->alpn;   /* TLS refuses clients that ask for another protocol (ALPACA) */
 	s->conn = c;
 	session_add(s->w, s);

@@ -120,13 +120,14 @@ void session_auth_env(const struct session *s, struct auth_env *env);
  * is on, a detail or NULL. Written on the pool. */
 void session_diag(const struct session *s, int kind, const char *user, int tls, const char *detail);
 
-/* A new session of a protocol (s: the protocol's zeroed struct, which embeds struct session
- * first): the common fields, so that the protocol can size its own parts from s->lc. */
-void session_init(struct session *s, struct worker *w, enum listener_id lst,
-		  const struct sockaddr_storage *peer, const struct session_ops *ops);
+/* A new session of a protocol: size zeroed octets (the protocol's struct, which embeds struct
+ * session first) with the common fields set, so that the protocol can size its own parts from
+ * s->lc. NULL when out of memory (fd closed). */
+void *session_new(struct worker *w, int fd, enum listener_id lst,
+		  const struct sockaddr_storage *peer, const struct session_ops *ops, size_t size);
 /* Give the session its connection c on fd (buffers of in_max and out_max octets, events to the
  * core) and register it with its worker (and the per-IP table); logs the connect. -1: nothing
- * registered, fd still open (the caller closes it and frees s). */
+ * registered and fd closed (the caller frees what it allocated, and s). */
 int session_connect(struct session *s, struct conn *c, int fd, size_t in_max, size_t out_max);
 /* Start talking, once the protocol has armed its timers: the handshake of an implicit-TLS
  * port, a short wait for a ClientHello on a STARTTLS port, or else the greeting. */

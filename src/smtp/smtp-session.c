@@ -412,17 +412,13 @@ static const struct session_ops smtp_ops = {
 void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer)
 {
-	struct smtp_session *s = calloc(1, sizeof(*s));
-	if (s == NULL) {
-		close(fd);
+	struct smtp_session *s = session_new(w, fd, lst, peer, &smtp_ops, sizeof(*s));
+	if (s == NULL)
 		return;
-	}
-	session_init(&s->base, w, lst, peer, &smtp_ops);
 	size_t line_max = s->base.lc->line_length_limit;
 	linereader_init(&s->lr, line_max);
 	if (session_connect(&s->base, &s->conn, fd, SMTP_AUTH_LINE_MAX > line_max ?
 			    SMTP_AUTH_LINE_MAX + 2 : line_max + 2, SMTP_OUT_MAX) < 0) {
-		close(fd);
 		free(s);
 		return;
 	}
