@@ -139,6 +139,8 @@ struct acctdb {
 	sqlite3 *db;
 	struct sqldb_cache stc;   /* stmt_sql[] and the other constant statements */
 	char err[512];
+	unsigned read_depth;      /* acctdb_read_begin nesting; the transaction is the outermost's */
+	int read_open;            /* the outermost begin opened a transaction */
 };
 
 /* acctdb_open() has no handle to keep its message in when it fails. */
@@ -589,6 +591,26 @@ void acctdb_close(struct acctdb **dbp)
 	sqlite3_close(db->db);
 	free(db);
 	*dbp = NULL;
+}
+
+/* See acctdb.h. */
+void acctdb_read_begin(struct acctdb *db)
+{
+	if (db->read_depth++ > 0)
+		return;
+	db->read_open = sqlite3_get_autocommit(db->db) &&
+			sqlite3_exec(db->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+}
+
+/* See acctdb.h. */
+void acctdb_read_end(struct acctdb *db)
+{
+	if (db->read_depth == 0 || --db->read_depth > 0)
+		return;
+	if (db->read_open && !sqlite3_get_autocommit(db->db) &&
+	    sqlite3_exec(db->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		sqlite3_exec(db->db, "ROLLBACK", NULL, NULL, NULL);
+	db->read_open = 0;
 }
 
 /* Run a one-row, one-column query (key bound as ?1 unless NULL) and copy the value into out.

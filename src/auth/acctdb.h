@@ -101,6 +101,13 @@ int acctdb_alias_list(struct acctdb *db, const char *domain,
 int acctdb_resolve(struct acctdb *db, const char *address,
 		   void (*cb)(void *ctx, const char *target), void *ctx, const char **err_r);
 
+/* Run the lookups between acctdb_read_begin and acctdb_read_end in one read transaction: one
+ * lock and one look at the file's change counter for all of them instead of one per query (an
+ * RCPT makes five or six). Keep the span short: a writer (the admin) waits for it. Pairs may
+ * nest; a failed begin leaves each query its own transaction. */
+void acctdb_read_begin(struct acctdb *db);
+void acctdb_read_end(struct acctdb *db);
+
 /* The server's own domain for "<Postmaster>" (RFC 5321 4.1.1.3): the parent of hostname or
  * hostname itself when hosted, else the oldest hosted domain. 1 found (out set), 0 none. */
 int acctdb_primary_domain(struct acctdb *db, const char *hostname, char *out, size_t outlen,

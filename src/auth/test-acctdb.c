@@ -606,6 +606,49 @@ static void test_open(void **state)
 	unlink(q);
 }
 
+/* A write through a third connection that does not wait: 0 committed, -1 busy. */
+static int raw_write(const char *path)
+{
+	sqlite3 *raw;
+	assert_int_equal(sqlite3_open(path, &raw), SQLITE_OK);
+	int rc = sqlite3_exec(raw, "BEGIN IMMEDIATE; UPDATE domains SET name = name; COMMIT;", NULL,
+			      NULL, NULL);
+	if (rc != SQLITE_OK)
+		sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_close(raw);
+	return rc == SQLITE_OK ? 0 : -1;
+}
+
+/* acctdb_read_begin/end hold one read transaction across lookups (nested pairs: the outermost)
+ * and let it go at the end, so the admin's writes go through again. */
+static void test_read_span(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct acctdb *ro = NULL;
+	struct acct_user u;
+	assert_int_equal(acctdb_user_add(f->db, "alice@example.com", HASH, &err), 1);
+	assert_int_equal(acctdb_open(f->path, ACCTDB_RO, &ro, &err), 0);
+	assert_int_equal(raw_write(f->path), 0);
+	acctdb_read_begin(ro);
+	assert_int_equal(acctdb_user_get(ro, "alice@example.com", &u, &err), 1);
+	assert_int_equal(raw_write(f->path), -1);   /* the span holds the read lock */
+	acctdb_read_begin(ro);
+	assert_int_equal(acctdb_domain_exists(ro, "example.org", &err), 1);
+	acctdb_read_end(ro);
+	assert_int_equal(raw_write(f->path), -1);   /* still the outer span's */
+	assert_int_equal(acctdb_user_get(ro, "bob@example.com", &u, &err), 0);
+	acctdb_read_end(ro);
+	assert_int_equal(raw_write(f->path), 0);
+	acctdb_read_end(ro);                         /* an unpaired end does nothing */
+	assert_int_equal(acctdb_user_add(f->db, "bob@example.com", HASH, &err), 1);
+	acctdb_read_begin(ro);
+	assert_int_equal(acctdb_user_get(ro, "bob@example.com", &u, &err), 1);
+	acctdb_read_end(ro);
+	assert_int_equal(raw_write(f->path), 0);
+	acctdb_close(&ro);
+}
+
 /* Run every test on a fresh database. */
 /* Per-account sending limits and the suspension flag (issue 5). */
 static void test_limits_and_suspend(void **state)
@@ -736,6 +779,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_span, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_invalid, setup, teardown),

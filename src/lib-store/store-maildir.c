@@ -514,6 +514,12 @@ int store_account_open(const char *root, struct store_account **acct_r, const ch
 		store_account_close(&a);
 		return -1;
 	}
+	struct statx sx;
+	if (statx(AT_FDCWD, p, 0, STATX_INO | STATX_BTIME, &sx) == 0 && (sx.stx_mask & STATX_BTIME)) {
+		a->db_id[0] = ((uint64_t)sx.stx_dev_major << 32) | sx.stx_dev_minor;
+		a->db_id[1] = sx.stx_ino;
+		a->db_id[2] = (uint64_t)sx.stx_btime.tv_sec * 1000000000u + sx.stx_btime.tv_nsec;
+	}
 	*acct_r = a;
 	return 1;
 }
@@ -949,18 +955,52 @@ static int rename_noreplace(const char *from, const char *to)
 	return rename(from, to);
 }
 
-/* Reconcile a mailbox the first time this handle delivers into it, so a message a crash left in
- * new/ without its row (kill -9 between rename and commit) is indexed by the next delivery.
- * Best effort: a failed sync does not stop the delivery. */
-static void sync_once(struct store_account *a, const char *box, int64_t id)
+/* The mailboxes this process has reconciled, by index.db file and mailbox: a slot per hash, a
+ * collision forgets the older one (which then costs one more sync, nothing else). */
+#define STORE_SYNCED_SLOTS 1024
+static struct synced_slot {
+	uint64_t db[3];
+	int64_t box;
+	uint32_t uidvalidity;
+} synced_slots[STORE_SYNCED_SLOTS];
+static pthread_mutex_t synced_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* Reconcile a mailbox the first time this process delivers into it, so a message a crash left in
+ * new/ without its row (kill -9 between rename and commit) is indexed by the next delivery. Once
+ * per process, not per handle: the pool threads open their handles again after each idle spell,
+ * and a sync reads the whole of new/, cur/ and the mailbox's index rows (for a busy mailbox, tens
+ * of milliseconds per thread at the start of every burst of mail). A worker that crashed is
+ * replaced by a new process, which reconciles again. Best effort: a failed sync does not stop
+ * the delivery. */
+static void sync_once(struct store_account *a, const char *box, const struct store_mailbox_info *mb)
 {
 	const char *ignored;
 	size_t n = a->nsynced < 8 ? a->nsynced : 8;
 	for (size_t i = 0; i < n; i++)
-		if (a->synced[i] == id)
+		if (a->synced[i] == mb->id)
 			return;
-	if (store_mailbox_sync(a, box, &ignored) == 0)
-		a->synced[a->nsynced++ % 8] = id;
+	struct synced_slot key = {
+		.db = { a->db_id[0], a->db_id[1], a->db_id[2] },
+		.box = mb->id, .uidvalidity = mb->uidvalidity,
+	};
+	uint64_t h = key.db[0] * 0x9e3779b97f4a7c15u ^ key.db[1] * 0xbf58476d1ce4e5b9u ^
+		     key.db[2] * 0x94d049bb133111ebu ^ (uint64_t)key.box * 31u ^ key.uidvalidity;
+	struct synced_slot *sl = &synced_slots[(h ^ h >> 31) % STORE_SYNCED_SLOTS];
+	int known = 0;
+	if (key.db[2] != 0) {
+		pthread_mutex_lock(&synced_mu);
+		known = memcmp(sl->db, key.db, sizeof(key.db)) == 0 && sl->box == key.box &&
+			sl->uidvalidity == key.uidvalidity;
+		pthread_mutex_unlock(&synced_mu);
+	}
+	if (!known && store_mailbox_sync(a, box, &ignored) < 0)
+		return;
+	a->synced[a->nsynced++ % 8] = mb->id;
+	if (!known && key.db[2] != 0) {
+		pthread_mutex_lock(&synced_mu);
+		*sl = key;
+		pthread_mutex_unlock(&synced_mu);
+	}
 }
 
 /* Where one message of a group delivery stands (store_deliver_batch). */
@@ -1056,7 +1096,7 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		store_errf(a, &err, ENAMETOOLONG, "deliver");
 		goto fail_all;
 	}
-	sync_once(a, box, mb.id);
+	sync_once(a, box, &mb);
 	/* 1. every message into tmp/, each on its own: one that fails is refused alone */
 	size_t intmp = 0;
 	for (size_t i = 0; i < n; i++) {

@@ -17,6 +17,9 @@ struct store_account {
 	char err[512];
 	int64_t synced[8];     /* mailbox ids this handle has reconciled (store_deliver) */
 	size_t nsynced;
+	uint64_t db_id[3];     /* index.db's file (device, inode, birth time in ns; 0s unknown):
+				* names the account in the process-wide record of reconciled
+				* mailboxes (sync_once), so a file made again is a new account */
 	struct sqldb_cache stc;  /* prepared statements kept for reuse (store_prepare) */
 	uint64_t busy_since_us;   /* when the current wait for the write lock began (store_busy) */
 	unsigned shared_refs;  /* > 0: shared by that many sessions (store_account_open_shared) */

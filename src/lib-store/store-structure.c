@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/mman.h>
 
 #include "buf.h"
+#include "fsutil.h"
 #include "mime.h"
 
 #define STRUCTURE_MAX (1u << 20)   /* larger structures are not cached (computed on demand) */
@@ -19,10 +19,10 @@ void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
 	memset(sc, 0, sizeof(*sc));
 	if (size == 0 || size > SIZE_MAX)
 		return;
-	void *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED)
+	struct fs_view view;
+	if (fs_view_open(&view, fd, (size_t)size) < 0)
 		return;
-	const char *msg = map;
+	const char *msg = view.data;
 	struct mime_part *root = mime_parse(msg, (size_t)size);
 	struct buf bs, body, env;
 	buf_init(&bs, STRUCTURE_MAX);
@@ -46,7 +46,7 @@ void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
 		buf_free(&env);
 	}
 	mime_free(&root);
-	munmap(map, (size_t)size);
+	fs_view_close(&view);
 }
 
 /* Free the strings. */

@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 /* fsync a directory by path; errno survives the close. */
@@ -49,4 +51,50 @@ int fs_write_all(int fd, const void *p, size_t n)
 int fs_pwrite_all(int fd, const void *p, size_t n, off_t off)
 {
 	return write_loop(fd, p, n, off);
+}
+
+/* See fsutil.h. */
+int fs_view_open(struct fs_view *v, int fd, size_t len)
+{
+	*v = (struct fs_view){ .len = len };
+	if (len == 0)
+		return 0;
+	if (len > FS_VIEW_READ_MAX) {
+		void *m = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (m == MAP_FAILED)
+			return -1;
+		v->data = m;
+		v->mapped = 1;
+		return 0;
+	}
+	char *p = malloc(len);
+	if (p == NULL)
+		return -1;
+	size_t got = 0;
+	while (got < len) {
+		ssize_t n = pread(fd, p + got, len - got, (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			int e = n == 0 ? EIO : errno;
+			free(p);
+			errno = e;
+			return -1;
+		}
+		got += (size_t)n;
+	}
+	v->data = p;
+	return 0;
+}
+
+/* See fsutil.h. */
+void fs_view_close(struct fs_view *v)
+{
+	if (v->data != NULL) {
+		if (v->mapped)
+			munmap((void *)v->data, v->len);
+		else
+			free((void *)v->data);
+	}
+	*v = (struct fs_view){ 0 };
 }

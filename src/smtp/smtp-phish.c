@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -131,7 +130,11 @@ static int seen_before(const char *dir, const char *account, const char *sender)
 	return r;
 }
 
-/* Remember that account had mail from sender; keep the account's rows bounded. */
+/* Remember that account had mail from sender; keep the account's rows bounded. A row touched
+ * within SEEN_REFRESH is left alone: its time only orders the rows for the bound, and a write
+ * transaction per message (for a busy sender, every message) made the deliveries of both
+ * workers queue for senders.db's write lock. */
+#define SEEN_REFRESH 3600
 static void seen_record(const char *dir, const char *account, const char *sender)
 {
 	sqlite3 *db = seen_db(dir);
@@ -139,6 +142,16 @@ static void seen_record(const char *dir, const char *account, const char *sender
 	int64_t now = (int64_t)time(NULL);
 	if (db == NULL)
 		return;
+	if (sqldb_prepare(&ph_seen.stc, "SELECT 1 FROM seen WHERE account = ?1 AND sender = ?2 "
+			  "AND t >= ?3", &st) == SQLITE_OK) {
+		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
+		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
+		sqlite3_bind_int64(st, 3, now - SEEN_REFRESH);
+		int fresh = sqlite3_step(st) == SQLITE_ROW;
+		sqldb_release(&ph_seen.stc, st);
+		if (fresh)
+			return;
+	}
 	int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	int added = 0;
 	if (ok && sqldb_prepare(&ph_seen.stc, "UPDATE seen SET t = ?3 WHERE account = ?1 AND "
@@ -173,7 +186,7 @@ static void seen_record(const char *dir, const char *account, const char *sender
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-/* Map the received file and look at its header; see smtp-phish.h. */
+/* Read the received file and look at its header; see smtp-phish.h. */
 int smtp_phish_begin(struct smtp_phish *ph, const struct config *cfg, int fd, uint64_t size,
 		     uint64_t prefix_len, char *why, size_t whylen)
 {
@@ -183,12 +196,11 @@ int smtp_phish_begin(struct smtp_phish *ph, const struct config *cfg, int fd, ui
 		ph->var[i].fd = -1;
 	if (!cfg->phishing_checks || size == 0 || prefix_len >= size || size > SIZE_MAX)
 		return 0;
-	void *m = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (m == MAP_FAILED) {
-		snprintf(why, whylen, "map message: %s", strerror(errno));
+	if (fs_view_open(&ph->view, fd, (size_t)size) < 0) {
+		snprintf(why, whylen, "read message: %s", strerror(errno));
 		return -1;
 	}
-	ph->msg = m;
+	ph->msg = ph->view.data;
 	ph->len = (size_t)size;
 	ph->prefix_len = (size_t)prefix_len;
 	const char *hdr = ph->msg + ph->prefix_len;
@@ -342,8 +354,7 @@ void smtp_phish_end(struct smtp_phish *ph, int delivered)
 	ph->nvar = 0;
 	free(ph->accounts);
 	ph->accounts = NULL;
-	if (ph->msg != NULL)
-		munmap((void *)ph->msg, ph->len);
+	fs_view_close(&ph->view);
 	ph->msg = NULL;
 	ph->active = 0;
 }

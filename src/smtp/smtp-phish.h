@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fsutil.h"
 #include "phish.h"
 
 struct config;
@@ -46,7 +47,8 @@ struct smtp_phish_variant {
 struct smtp_phish {
 	const struct config *cfg;
 	int active;                    /* 0: deliver the received file unchanged */
-	const char *msg;               /* the received file, mapped */
+	struct fs_view view;           /* the received file */
+	const char *msg;               /* its octets (view.data) */
 	size_t len, prefix_len;
 	int forged;                    /* the sender wrote an X-Postino-Phishing field */
 	struct phish_verdict v;
@@ -56,7 +58,7 @@ struct smtp_phish {
 	unsigned naccounts, cap;
 };
 
-/* Map the received file fd (size octets, prefix_len of them our trace fields) and look at it.
+/* Read the received file fd (size octets, prefix_len of them our trace fields) and look at it.
  * 0 ok (ph->active tells whether anything may change), -1 error (why set). */
 int smtp_phish_begin(struct smtp_phish *ph, const struct config *cfg, int fd, uint64_t size,
 		     uint64_t prefix_len, char *why, size_t whylen);

@@ -1115,7 +1115,10 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 	if (smtp_each_param(s, (char *)end, rcpt_param) < 0)
 		return;
 	struct target_ctx c = { s, 0, 0 };
-	if (rcpt_targets(s, r, a.domain, &c) < 0 || rcpt_limits(s, r, c.added) < 0)
+	acctdb_read_begin(s->base.w->db);   /* the recipient's five or six lookups: one lock */
+	int refused = rcpt_targets(s, r, a.domain, &c) < 0;
+	acctdb_read_end(s->base.w->db);
+	if (refused || rcpt_limits(s, r, c.added) < 0)
 		return;
 	if (s->milter != NULL && !tx->milter_discard) {
 		s->pending_targets = c.added;
