@@ -13,6 +13,7 @@
  */
 #include "fsutil.h"
 #include "imap-mboxname.h"
+#include "procid.h"
 #include "sqldb.h"
 #include "store.h"
 #include "store-private.h"
@@ -887,15 +888,13 @@ void store_maildir_name(char *out, size_t outlen, uint64_t size)
 	char host[65];
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
-	if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0')
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
+	snprintf(host, sizeof(host), "%s", proc_hostname());
 	for (char *p = host; *p; p++)   /* '/' ':' ',' are special in Maildir names */
 		if (*p == '/' || *p == ':' || *p == ',' || (unsigned char)*p <= ' ' || *p == 0x7f)
 			*p = '_';
 	unsigned q = atomic_fetch_add(&counter, 1) + 1;
 	snprintf(out, outlen, "%lld.M%ldP%ldQ%u.%s,S=%llu", (long long)tv.tv_sec,
-		 (long)tv.tv_usec, (long)getpid(), q, host, (unsigned long long)size);
+		 (long)tv.tv_usec, (long)proc_pid(), q, host, (unsigned long long)size);
 }
 
 /* Add an index row for a file already in new/ or cur/: UID = UIDNEXT, MODSEQ bumped.

@@ -77,6 +77,7 @@ static int conn_fill(struct conn *c)
 			break;
 		}
 		ssize_t n;
+		int drained = 0;
 		if (c->tls) {
 			n = tls_read(c->tls, dst->data + dst->len, room);
 			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
@@ -87,6 +88,9 @@ static int conn_fill(struct conn *c)
 				break;
 			if (n < 0 && errno == EINTR)
 				continue;
+			/* less than asked for: the socket is empty for now, and epoll (level-
+			 * triggered) reports what comes next; no read just to see EAGAIN */
+			drained = n > 0 && (size_t)n < room;
 		}
 		if (n == 0) {
 			c->eof = 1;
@@ -102,6 +106,8 @@ static int conn_fill(struct conn *c)
 			got |= conn_inflate(c);
 		else
 			got = 1;
+		if (drained)
+			break;
 	}
 	return got;
 }
@@ -222,8 +228,11 @@ static void conn_update_events(struct conn *c)
 	unsigned ev = 0;
 	if (c->tls_state == CONN_TLS_HANDSHAKE)
 		ev = EV_READ;   /* the handshake step below adds EV_WRITE when it must */
-	else if (!c->read_paused && c->in.len < c->in.max && !c->eof)
-		ev |= EV_READ;
+	else if (c->in.len < c->in.max && !c->eof && (!c->read_paused ||
+		 ((c->io.events & EV_READ) && !c->paused_ready)))
+		ev |= EV_READ;   /* a pause keeps the interest until input comes: most pauses
+				  * (a delivery, a pool job) end before the client says more, and
+				  * dropping and restoring it cost two epoll_ctl calls each time */
 	if (c->out.len > 0 || c->want_write)
 		ev |= EV_WRITE;
 	ev_io_mod(c->loop, &c->io, ev);
@@ -260,6 +269,12 @@ static void conn_on_io(struct ev_io *io, unsigned events)
 		c->failed = 1;
 		ev_io_del(c->loop, &c->io);
 		c->on_event(c);
+		return;
+	}
+	if (c->read_paused && events == EV_READ && c->tls_state != CONN_TLS_HANDSHAKE &&
+	    c->hello != CONN_HELLO_WAIT) {
+		c->paused_ready = 1;   /* the owner is busy: now stop watching for input */
+		conn_update_events(c);
 		return;
 	}
 	if (c->hello == CONN_HELLO_WAIT) {
@@ -314,7 +329,8 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->tls_state = CONN_PLAIN;
 	c->deferred = 0;
 	c->want_write = 0;
-	c->eof = c->failed = c->read_paused = c->tls_just_done = c->want_tls_after_flush = 0;
+	c->eof = c->failed = c->read_paused = c->paused_ready = 0;
+	c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
 	c->alpn = NULL;
 	c->z = NULL;
@@ -462,6 +478,7 @@ void conn_pause_read(struct conn *c, int paused)
 	if (c->read_paused == paused)
 		return;
 	c->read_paused = paused;
+	c->paused_ready = 0;
 	if (!paused && ev_defer(c->loop, conn_resume, c) == 0)
 		c->deferred++;
 	conn_update_events(c);

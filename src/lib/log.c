@@ -1,5 +1,6 @@
 /* log.c - one-line key=value logs on stderr. */
 #include "log.h"
+#include "procid.h"
 #include "utf8.h"
 
 #include <ctype.h>
@@ -164,7 +165,7 @@ static void log_vwrite(const char *lvl, const char *fmt, va_list ap)
 	if (log_json) {
 		static _Thread_local char js[LOG_JSON_MAX];   /* pool threads log too */
 		int n = snprintf(js, sizeof(js), "{\"time\":\"%s\",\"level\":\"%s\","
-				 "\"proc\":\"%s\",\"pid\":%d", stamp, lvl, ident, (int)getpid());
+				 "\"proc\":\"%s\",\"pid\":%d", stamp, lvl, ident, (int)proc_pid());
 		if (n < 0)
 			return;
 		size_t k = json_fields(js, (size_t)n, sizeof(js) - 2, msg);
@@ -174,7 +175,7 @@ static void log_vwrite(const char *lvl, const char *fmt, va_list ap)
 		(void)w;
 		return;
 	}
-	int n = snprintf(line, sizeof(line), "%s %s %s[%d] %s", stamp, lvl, ident, (int)getpid(),
+	int n = snprintf(line, sizeof(line), "%s %s %s[%d] %s", stamp, lvl, ident, (int)proc_pid(),
 			 msg);
 	if (n < 0)
 		return;

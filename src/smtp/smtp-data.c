@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "originator.h"
 #include "pool.h"
+#include "procid.h"
 #include "store-path.h"
 #include "queue-spool.h"
 #include "smtp-authin.h"
@@ -123,7 +124,7 @@ int smtp_data_begin(struct smtp_session *s)
 	const struct config *cfg = s->base.w->cfg;
 	/* the pid in the name lets the master clean up after a worker that died */
 	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.%d.XXXXXX", cfg->data_dir,
-		 (int)getpid());
+		 (int)proc_pid());
 	tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
 	if (tx->fd < 0) {
 		log_warn("sess=%016llx proto=smtp event=tmpfile-failed path=%s error=\"%s\"",

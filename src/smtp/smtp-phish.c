@@ -26,6 +26,13 @@ static __thread struct acctdb *ph_acct;
 static __thread struct phish_policy *ph_policy;
 static __thread struct buf ph_key;          /* brands + '\n' + hosted domains: the cache key */
 static __thread struct sqldb_handle ph_seen;   /* senders.db */
+static __thread uint64_t ph_checked_ms;     /* when the list was last read (monotonic) */
+static __thread const struct config *ph_cfg;   /* the configuration it was built for */
+
+/* The hosted domains are read again at most this often per thread: reading the list cost each
+ * message a lock cycle on system.db (and, for a provider with thousands of domains, all their
+ * rows); a domain added is protected against look-alikes within this time. */
+#define PH_POLICY_RECHECK_MS 2000
 
 struct domlist {
 	struct buf text;              /* the domains, NUL separated */
@@ -44,6 +51,11 @@ static void dom_add(void *ctx, const char *domain)
 static const struct phish_policy *ph_policy_get(const struct config *cfg)
 {
 	const char *err = NULL;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	uint64_t now_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	if (ph_policy != NULL && ph_cfg == cfg && now_ms - ph_checked_ms < PH_POLICY_RECHECK_MS)
+		return ph_policy;
 	if (ph_acct == NULL) {
 		char path[CONFIG_PATH_MAX + 16];
 		snprintf(path, sizeof(path), "%s/system.db", cfg->data_dir);
@@ -64,6 +76,8 @@ static const struct phish_policy *ph_policy_get(const struct config *cfg)
 		buf_free(&l.text);
 		return NULL;
 	}
+	ph_checked_ms = now_ms;
+	ph_cfg = cfg;
 	if (ph_policy != NULL && ph_key.len == l.text.len &&
 	    memcmp(ph_key.data, l.text.data, l.text.len) == 0) {
 		buf_free(&l.text);
