@@ -149,22 +149,50 @@ static int seen_before(const char *dir, const char *account, const char *sender)
  * transaction per message (for a busy sender, every message) made the deliveries of both
  * workers queue for senders.db's write lock. */
 #define SEEN_REFRESH 3600
+
+/* Per thread, the (account, sender) pairs this thread found or made fresh lately, by a hash of
+ * the pair, with when: a repeat within SEEN_REFRESH / 2 of that skips even the read (a lock
+ * cycle on senders.db, half a dozen system calls per message). A collision costs a read. */
+#define SEEN_MEMO_SLOTS 64
+static __thread struct { uint64_t h; int64_t t; } seen_memo[SEEN_MEMO_SLOTS];
+
+/* FNV-1a of account, NUL, sender (0 is kept for "empty slot"). */
+static uint64_t seen_hash(const char *account, const char *sender)
+{
+	uint64_t h = 0xcbf29ce484222325u;
+	for (const char *p = account;; p++) {
+		h = (h ^ (unsigned char)*p) * 0x100000001b3u;
+		if (*p == '\0')
+			break;
+	}
+	for (const char *p = sender; *p; p++)
+		h = (h ^ (unsigned char)*p) * 0x100000001b3u;
+	return h ? h : 1;
+}
+
 static void seen_record(const char *dir, const char *account, const char *sender)
 {
-	sqlite3 *db = seen_db(dir);
 	sqlite3_stmt *st;
 	int64_t now = (int64_t)time(NULL);
+	uint64_t h = seen_hash(account, sender);
+	unsigned slot = (unsigned)(h % SEEN_MEMO_SLOTS);
+	if (seen_memo[slot].h == h && now - seen_memo[slot].t < SEEN_REFRESH / 2)
+		return;
+	sqlite3 *db = seen_db(dir);
 	if (db == NULL)
 		return;
 	if (sqldb_prepare(&ph_seen.stc, "SELECT 1 FROM seen WHERE account = ?1 AND sender = ?2 "
 			  "AND t >= ?3", &st) == SQLITE_OK) {
 		sqlite3_bind_text(st, 1, account, -1, SQLITE_STATIC);
 		sqlite3_bind_text(st, 2, sender, -1, SQLITE_STATIC);
-		sqlite3_bind_int64(st, 3, now - SEEN_REFRESH);
+		sqlite3_bind_int64(st, 3, now - SEEN_REFRESH / 2);
 		int fresh = sqlite3_step(st) == SQLITE_ROW;
 		sqldb_release(&ph_seen.stc, st);
-		if (fresh)
+		if (fresh) {
+			seen_memo[slot].h = h;
+			seen_memo[slot].t = now;
 			return;
+		}
 	}
 	int ok = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
 	int added = 0;
@@ -194,8 +222,11 @@ static void seen_record(const char *dir, const char *account, const char *sender
 		ok = sqlite3_step(st) == SQLITE_DONE;
 		sqldb_release(&ph_seen.stc, st);
 	}
-	if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+	if (ok && sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK) {
+		seen_memo[slot].h = h;
+		seen_memo[slot].t = now;
 		return;
+	}
 	log_warn("event=phish-senders-record account=%s error=\"%s\"", account, sqlite3_errmsg(db));
 	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
