@@ -1,5 +1,7 @@
 /* test-pool.c - the thread pool's lanes: a lane never runs more than its limit at once and
- * runs every job once; a thread idle after a job calls the idle hook once, on itself. */
+ * runs every job once; a thread idle after a job calls the idle hook once, on itself; threads
+ * start as jobs need them, all but the last end when idle (calling the leave hook), and jobs
+ * submitted after that still run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -117,7 +119,7 @@ static void test_idle_hook(void **state)
 	assert_non_null(loop);
 	struct pool *p = pool_new(loop, 3);
 	assert_non_null(p);
-	pool_set_idle(p, 50, on_idle, &nidle);
+	pool_set_idle(p, 50, on_idle, NULL, &nidle);
 	assert_int_equal(pool_submit(p, mark_work, mark_done, NULL), 0);
 	ev_run(loop);
 	struct timespec ts = { 0, 300 * 1000 * 1000 };
@@ -133,11 +135,126 @@ static void test_idle_hook(void **state)
 	ev_loop_free(&loop);
 }
 
+/* ---- threads that start on demand and end when idle ---- */
+
+#define GROW 4
+
+static pthread_mutex_t gmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gcv = PTHREAD_COND_INITIALIZER;
+static int gwaiting, gndone, gwant;
+static atomic_int nleave, nidle2;
+static pthread_t last_thread;
+
+/* Pool thread: wait until gwant jobs run at once (so each needs its own thread). */
+static void together_work(void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&gmu);
+	gwaiting++;
+	pthread_cond_broadcast(&gcv);
+	while (gwaiting < gwant)
+		pthread_cond_wait(&gcv, &gmu);
+	pthread_mutex_unlock(&gmu);
+}
+
+/* Pool thread: note which thread ran it. */
+static void which_work(void *arg)
+{
+	*(pthread_t *)arg = pthread_self();
+}
+
+/* Loop thread: stop after gwant jobs. */
+static void count_done(void *arg)
+{
+	(void)arg;
+	if (++gndone == gwant)
+		ev_stop(loop);
+}
+
+static void on_leave(void *arg)
+{
+	assert_ptr_equal(arg, &nleave);
+	atomic_fetch_add(&nleave, 1);
+}
+
+static void on_idle2(void *arg)
+{
+	assert_ptr_equal(arg, &nleave);
+	atomic_fetch_add(&nidle2, 1);
+}
+
+/* Run n jobs of work at once on p and wait for their done(). */
+static void run_jobs(struct pool *p, pool_fn *work, void **args, int n)
+{
+	gwaiting = 0;
+	gndone = 0;
+	gwant = n;
+	for (int i = 0; i < n; i++)
+		assert_int_equal(pool_submit(p, work, count_done, args ? args[i] : NULL), 0);
+	ev_run(loop);
+	assert_int_equal(gndone, n);
+}
+
+static void stop_timer(struct ev_timer *t)
+{
+	(void)t;
+	ev_stop(loop);
+}
+
+/* Let the loop run for ms (joins the threads that ended). */
+static void spin_loop(unsigned ms)
+{
+	static struct ev_timer t;
+	ev_timer_set(loop, &t, ms, stop_timer, NULL);
+	ev_run(loop);
+}
+
+static void test_threads_end(void **state)
+{
+	(void)state;
+	loop = ev_loop_new();
+	assert_non_null(loop);
+	struct pool *p = pool_new(loop, GROW + 2);
+	assert_non_null(p);
+	pool_set_idle(p, 100, on_idle2, on_leave, &nleave);
+	struct pool_stats st;
+	pool_stats(p, &st);
+	assert_int_equal(st.live, 0);        /* none before the first job */
+	run_jobs(p, together_work, NULL, GROW);
+	pool_stats(p, &st);
+	assert_int_equal(st.started, GROW);  /* one per job that had to run at once */
+	spin_loop(600);
+	pool_stats(p, &st);
+	assert_int_equal(st.live, 1);        /* the last stays */
+	assert_int_equal(st.ended, GROW - 1);
+	assert_int_equal(atomic_load(&nleave), GROW - 1);
+	assert_int_equal(atomic_load(&nidle2), 1);
+	/* jobs one after the other go to the thread left, none is started */
+	pthread_t a = 0, b = 0;
+	void *args[1] = { &a };
+	run_jobs(p, which_work, args, 1);
+	args[0] = &b;
+	run_jobs(p, which_work, args, 1);
+	assert_true(pthread_equal(a, b));
+	last_thread = a;
+	pool_stats(p, &st);
+	assert_int_equal(st.started, GROW);
+	/* a burst again starts what it needs */
+	run_jobs(p, together_work, NULL, GROW);
+	pool_stats(p, &st);
+	assert_int_equal(st.started, GROW + GROW - 1);
+	assert_int_equal(st.live, GROW);
+	pool_free(&p);                      /* the leave hook runs on every thread left */
+	assert_int_equal(atomic_load(&nleave), (GROW - 1) + GROW);
+	ev_loop_free(&loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lane_limit),
 		cmocka_unit_test(test_idle_hook),
+		cmocka_unit_test(test_threads_end),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

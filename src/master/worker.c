@@ -42,9 +42,10 @@
 #include "tls.h"
 
 #define WORKER_STOP_GRACE_MS 30000   /* in-flight messages get this long after SIGTERM */
-#define WORKER_POOL_THREADS 8   /* deliveries wait on the disk, not the CPU */
-/* A pool thread idle this long closes the SQLite handles it keeps (a burst of logins leaves each
- * thread some 2 MB of account handles); under a steady load no thread waits this long. */
+#define WORKER_POOL_THREADS 8   /* at most; deliveries wait on the disk, not the CPU */
+/* A pool thread idle this long ends, or closes the SQLite handles it keeps when it is the last
+ * (a burst of logins leaves each thread some 2 MB of account handles and ~600 KB of malloc
+ * cache); under a steady load no thread waits this long. */
 #define WORKER_POOL_IDLE_MS 5000
 /* New connections go to the least busy worker. Every worker waits on the same listening sockets;
  * one that took a whole burst (clients that connect together and stay, as a mail client with
@@ -72,16 +73,30 @@ static int ready_fd = -1;   /* the master's ready pipe (worker_set_ready_fd) */
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
 
-/* A pool thread with no work for WORKER_POOL_IDLE_MS: its account, system.db and diag.db
- * handles and the memory the jobs freed go back (they would otherwise stay with the thread until
- * the worker stops). The next job reopens what it needs. */
+/* A pool thread with no work for WORKER_POOL_IDLE_MS, the last one of the pool: its account,
+ * system.db, diag.db, limits.db and senders.db handles and the memory the jobs freed go back
+ * (they would otherwise stay with the thread until the worker stops). The next job reopens what
+ * it needs. */
 static void worker_pool_idle(void *arg)
 {
 	(void)arg;
 	store_account_borrow_release();
 	auth_verify_thread_release();
 	diag_thread_release();
+	smtp_thread_release(0);
 	malloc_trim(0);
+}
+
+/* A pool thread that ends (idle while others are left, or the pool is freed): everything it
+ * keeps, caches and the inbound checks' resolver too. Its malloc cache goes back as it ends
+ * and the pool trims then. */
+static void worker_pool_leave(void *arg)
+{
+	(void)arg;
+	store_account_borrow_release();
+	auth_verify_thread_release();
+	diag_thread_release();
+	smtp_thread_release(1);
 }
 
 /* Resume listeners paused at the session cap or on fd exhaustion. */
@@ -314,7 +329,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 		_exit(3);
 	}
 	w.pool = pool_new(w.loop, WORKER_POOL_THREADS);
-	pool_set_idle(w.pool, WORKER_POOL_IDLE_MS, worker_pool_idle, NULL);
+	pool_set_idle(w.pool, WORKER_POOL_IDLE_MS, worker_pool_idle, worker_pool_leave, NULL);
 	int sfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || ev_io_add(w.loop, &sig_io, sfd, EV_READ, worker_on_signal, &w) < 0)
 		_exit(3);

@@ -360,6 +360,14 @@ struct refusal_job {
 
 static __thread struct acctdb *pool_acct;
 
+/* See sendlimit.h. */
+void sendlimit_thread_release(void)
+{
+	sqldb_handle_close(&tdb);
+	tdb_writes = 0;
+	acctdb_close(&pool_acct);
+}
+
 /* Write a notice to the postmaster of domain (or of the server) into their mailboxes. */
 struct pm_ctx {
 	char targets[16][SMTP_ADDR_MAX_SL];

@@ -70,6 +70,10 @@ void sendlimit_refused(struct worker *w, const char *user, const struct sendlimi
 int sendlimit_record(const char *data_dir, const char *user, const char *rcpts,
 		     const int *is_new, unsigned nrcpts, size_t stride);
 
+/* Close this thread's limits.db and system.db handles (a pool thread gone idle or ending); the
+ * next use reopens them. */
+void sendlimit_thread_release(void);
+
 /* Admin side (CLI). */
 int sendlimit_counts(const char *data_dir, const char *user, struct sendlimit_counts *c,
 		     const char **err_r);

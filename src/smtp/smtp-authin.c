@@ -81,6 +81,17 @@ static long elapsed_ms(const struct dnsctx *d)
 	return (now.tv_sec - d->start.tv_sec) * 1000 + (now.tv_nsec - d->start.tv_nsec) / 1000000;
 }
 
+/* See smtp-authin.h. */
+void smtp_authin_thread_release(int all)
+{
+	acctdb_close(&tl_db);
+	if (all && tl_ub != NULL) {
+		ub_ctx_delete(tl_ub);   /* joins its resolver thread */
+		tl_ub = NULL;
+		tl_servers[0] = '\0';
+	}
+}
+
 /* The thread's resolver for servers (made on first use). NULL on error. */
 static struct ub_ctx *thread_ub(const char *servers)
 {

@@ -23,4 +23,8 @@ enum authin_action smtp_authin_check(struct smtp_session *s, struct smtp_tx *tx,
 				     const struct config *cfg, char *reply, size_t replylen,
 				     char *why, size_t whylen);
 
+/* Close this thread's system.db handle; all: also its resolver (and the resolver's thread), for
+ * a pool thread that ends. The next check reopens what it needs. */
+void smtp_authin_thread_release(int all);
+
 #endif

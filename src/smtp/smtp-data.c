@@ -953,3 +953,11 @@ refuse:
 	smtp_tx_free(&s->tx);
 	smtp_set_state(s, SMTP_ST_READY);
 }
+
+/* See smtp.h. */
+void smtp_thread_release(int all)
+{
+	sendlimit_thread_release();
+	smtp_phish_thread_release(all);
+	smtp_authin_thread_release(all);
+}

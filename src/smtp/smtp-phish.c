@@ -47,6 +47,19 @@ static void dom_add(void *ctx, const char *domain)
 		l->n++;
 }
 
+/* See smtp-phish.h. */
+void smtp_phish_thread_release(int all)
+{
+	acctdb_close(&ph_acct);
+	sqldb_handle_close(&ph_seen);
+	if (all) {
+		phish_policy_free(&ph_policy);
+		buf_free(&ph_key);
+		ph_cfg = NULL;
+		ph_checked_ms = 0;
+	}
+}
+
 /* This thread's policy for cfg, up to date with the hosted domains. NULL on error. */
 static const struct phish_policy *ph_policy_get(const struct config *cfg)
 {

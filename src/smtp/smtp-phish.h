@@ -72,4 +72,8 @@ int smtp_phish_file(struct smtp_phish *ph, const char *account, int fd, uint64_t
  * case unmap and remove the copies. */
 void smtp_phish_end(struct smtp_phish *ph, int delivered);
 
+/* Close this thread's system.db and senders.db handles; all: also free its policy, for a pool
+ * thread that ends. The next message reopens and rebuilds what it needs. */
+void smtp_phish_thread_release(int all);
+
 #endif

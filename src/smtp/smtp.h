@@ -8,4 +8,8 @@
 void smtp_session_start(struct worker *w, int fd, enum listener_id lst,
 			const struct sockaddr_storage *peer);
 
+/* Pool thread: give back this thread's SMTP handles (limits.db, senders.db, system.db); all:
+ * also its caches and resolver (the thread ends). The next job reopens what it needs. */
+void smtp_thread_release(int all);
+
 #endif
