@@ -329,7 +329,7 @@ int conn_init(struct conn *c, struct ev_loop *loop, int fd, size_t in_max, size_
 	c->tls_state = CONN_PLAIN;
 	c->deferred = 0;
 	c->want_write = 0;
-	c->eof = c->failed = c->read_paused = c->paused_ready = 0;
+	c->eof = c->failed = c->read_paused = c->paused_ready = c->resume_nofill = 0;
 	c->tls_just_done = c->want_tls_after_flush = 0;
 	c->tls_ctx = NULL;
 	c->alpn = NULL;
@@ -448,7 +448,9 @@ static void conn_resume(void *arg)
 	c->deferred--;
 	if (c->fd < 0 || c->read_paused)
 		return;
-	conn_fill(c);
+	if (!c->resume_nofill)
+		conn_fill(c);
+	c->resume_nofill = 0;
 	c->on_event(c);
 	conn_after_event(c);
 }
@@ -477,6 +479,10 @@ void conn_pause_read(struct conn *c, int paused)
 {
 	if (c->read_paused == paused)
 		return;
+	/* epoll watched for input all through a pause that ends without any: the socket is empty
+	 * (what comes now epoll reports), so the resume reads nothing, it only runs the owner over
+	 * what it had buffered already */
+	c->resume_nofill = !paused && !c->paused_ready && (c->io.events & EV_READ);
 	c->read_paused = paused;
 	c->paused_ready = 0;
 	if (!paused && ev_defer(c->loop, conn_resume, c) == 0)

@@ -34,6 +34,7 @@ struct conn {
 	int failed;          /* I/O or TLS error; the owner should close */
 	int read_paused;     /* owner does not want input now */
 	int paused_ready;    /* input arrived while paused: stop watching for it until resumed */
+	int resume_nofill;   /* the resume after a pause that saw no input skips the read */
 	int tls_just_done;   /* set when the handshake completes, cleared by the owner */
 	int want_tls_after_flush;
 	int deferred;        /* deferred calls that still point at this conn: free only at 0 */
