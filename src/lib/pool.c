@@ -43,6 +43,7 @@ struct pool {
 	struct job *done_head, *done_tail;   /* waiting for the loop */
 	int quit;
 	int efd;
+	int signaled;        /* efd was written since the loop last took the done list */
 	struct ev_io io;
 	unsigned max;                        /* threads at most */
 	unsigned nlive;                      /* started, still taking jobs */
@@ -95,6 +96,18 @@ static struct timespec deadline_in(unsigned ms)
 	return until;
 }
 
+/* With p->mu held: wake the loop, unless it was woken and has not looked yet (jobs that end
+ * together cost it one wake-up and one eventfd write, not one each). */
+static void pool_signal(struct pool *p)
+{
+	if (p->signaled)
+		return;
+	p->signaled = 1;
+	uint64_t one = 1;
+	ssize_t w = write(p->efd, &one, sizeof(one));
+	(void)w;
+}
+
 /* A pool thread: take jobs, run them, hand them back; after idle_ms without a job, give back
  * what it keeps and, unless it is the last thread, end. */
 static void *pool_thread(void *arg)
@@ -113,9 +126,7 @@ static void *pool_thread(void *arg)
 			j->work(j->arg);
 			pthread_mutex_lock(&p->mu);
 			jobq_push(&p->done_head, &p->done_tail, j);
-			uint64_t one = 1;
-			ssize_t w = write(p->efd, &one, sizeof(one));
-			(void)w;
+			pool_signal(p);
 			idled = 0;
 			continue;
 		}
@@ -161,11 +172,8 @@ static void *pool_thread(void *arg)
 	p->nended++;
 	if (--p->nthreads == 0)
 		pthread_cond_signal(&p->all_ended);
-	if (!quitting) {   /* the loop joins it; pool_free joins the ones that end for it */
-		uint64_t one = 1;
-		ssize_t w = write(p->efd, &one, sizeof(one));
-		(void)w;
-	}
+	if (!quitting)   /* the loop joins it; pool_free joins the ones that end for it */
+		pool_signal(p);
 	pthread_mutex_unlock(&p->mu);
 	return NULL;
 }
@@ -224,6 +232,7 @@ static void pool_on_event(struct ev_io *io, unsigned events)
 	pthread_mutex_lock(&p->mu);
 	struct job *j = p->done_head;
 	p->done_head = p->done_tail = NULL;
+	p->signaled = 0;   /* what ends from now on writes efd again */
 	pthread_mutex_unlock(&p->mu);
 	while (j) {
 		struct job *next = j->next;
@@ -303,10 +312,10 @@ int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg)
 		free(j);
 		return -1;
 	}
+	struct pthr *wake = NULL;
 	if (p->idle != NULL) {
-		struct pthr *t = p->idle;
-		idle_remove(p, t);
-		pthread_cond_signal(&t->cv);
+		wake = p->idle;
+		idle_remove(p, wake);
 	} else if (p->nlive < p->max && pool_start_thread(p) < 0 && p->nlive == 0) {
 		pthread_mutex_unlock(&p->mu);   /* no thread would ever take it */
 		free(j);
@@ -314,6 +323,10 @@ int pool_submit(struct pool *p, pool_fn *work, pool_fn *done, void *arg)
 	}
 	jobq_push(&p->todo_head, &p->todo_tail, j);
 	pthread_mutex_unlock(&p->mu);
+	/* signalled after the unlock, so the thread does not wake only to wait for the mutex;
+	 * its struct stays until the loop (this thread) joins it */
+	if (wake != NULL)
+		pthread_cond_signal(&wake->cv);
 	p->pending++;
 	return 0;
 }
