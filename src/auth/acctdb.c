@@ -139,6 +139,7 @@ struct acctdb {
 	sqlite3 *db;
 	struct sqldb_cache stc;   /* stmt_sql[] and the other constant statements */
 	char err[512];
+	int ctr_fd;               /* the file, for acctdb_change_counter (-1 not open yet) */
 	unsigned read_depth;      /* acctdb_read_begin nesting; the transaction is the outermost's */
 	int read_open;            /* the outermost begin opened a transaction */
 };
@@ -518,6 +519,7 @@ int acctdb_open(const char *path, enum acctdb_mode mode, struct acctdb **db_r,
 		*err_r = open_err;
 		return -1;
 	}
+	db->ctr_fd = -1;
 	int r = 0;
 	if (create) {
 		int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
@@ -589,8 +591,29 @@ void acctdb_close(struct acctdb **dbp)
 		return;
 	sqldb_cache_clear(&db->stc);
 	sqlite3_close(db->db);
+	if (db->ctr_fd >= 0)
+		close(db->ctr_fd);
 	free(db);
 	*dbp = NULL;
+}
+
+/* See acctdb.h. */
+int acctdb_change_counter(struct acctdb *db, uint32_t *out)
+{
+	if (db->ctr_fd < 0) {
+		const char *path = db->db ? sqlite3_db_filename(db->db, "main") : NULL;
+		if (path == NULL || path[0] == '\0' ||
+		    (db->ctr_fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+			return -1;
+	}
+	unsigned char h[28];
+	if (pread(db->ctr_fd, h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
+	    memcmp(h, "SQLite format 3", 16) != 0)
+		return -1;
+	if (h[18] != 1 || h[19] != 1)
+		return -1;   /* WAL: commits leave the counter alone */
+	*out = (uint32_t)h[24] << 24 | (uint32_t)h[25] << 16 | (uint32_t)h[26] << 8 | h[27];
+	return 0;
 }
 
 /* See acctdb.h. */

@@ -101,6 +101,13 @@ int acctdb_alias_list(struct acctdb *db, const char *domain,
 int acctdb_resolve(struct acctdb *db, const char *address,
 		   void (*cb)(void *ctx, const char *target), void *ctx, const char **err_r);
 
+/* The file's change counter (SQLite's header, offset 24), read without a lock: every commit
+ * to a rollback-journal database moves it, so an answer kept from a lookup made after the
+ * counter was read is still good while it reads the same (a lookup racing a commit sees the
+ * commit, which can only make the kept answer newer than its counter says). 0 ok, -1 unknown
+ * (unreadable, or WAL mode, where commits leave it alone): then keep nothing. */
+int acctdb_change_counter(struct acctdb *db, uint32_t *out);
+
 /* Run the lookups between acctdb_read_begin and acctdb_read_end in one read transaction: one
  * lock and one look at the file's change counter for all of them instead of one per query (an
  * RCPT makes five or six). Keep the span short: a writer (the admin) waits for it. Pairs may

@@ -619,6 +619,36 @@ static int raw_write(const char *path)
 	return rc == SQLITE_OK ? 0 : -1;
 }
 
+/* The change counter moves with every commit, and only then; a WAL file has none to offer. */
+static void test_change_counter(void **state)
+{
+	struct fixture *f = *state;
+	const char *err = NULL;
+	struct acctdb *ro = NULL;
+	struct acct_user u;
+	uint32_t c1 = 0, c2 = 0, c3 = 0;
+	assert_int_equal(acctdb_open(f->path, ACCTDB_RO, &ro, &err), 0);
+	assert_int_equal(acctdb_change_counter(ro, &c1), 0);
+	assert_int_equal(acctdb_user_get(ro, "alice@example.com", &u, &err), 0);
+	assert_int_equal(acctdb_change_counter(ro, &c2), 0);
+	assert_int_equal(c1, c2);                       /* reads move nothing */
+	assert_int_equal(acctdb_user_add(f->db, "alice@example.com", HASH, &err), 1);
+	assert_int_equal(acctdb_change_counter(ro, &c3), 0);
+	assert_int_not_equal(c2, c3);                   /* a commit elsewhere does */
+	assert_int_equal(acctdb_alias_add(f->db, "team@example.com", "alice@example.com", &err), 1);
+	assert_int_equal(acctdb_change_counter(ro, &c1), 0);
+	assert_int_not_equal(c1, c3);
+	acctdb_close(&ro);
+	sqlite3 *raw;
+	assert_int_equal(sqlite3_open(f->path, &raw), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(raw, "PRAGMA journal_mode=WAL", NULL, NULL, NULL), SQLITE_OK);
+	assert_int_equal(acctdb_open(f->path, ACCTDB_RO, &ro, &err), 0);
+	assert_int_equal(acctdb_change_counter(ro, &c1), -1);
+	acctdb_close(&ro);
+	sqlite3_exec(raw, "PRAGMA journal_mode=DELETE", NULL, NULL, NULL);
+	sqlite3_close(raw);
+}
+
 /* acctdb_read_begin/end hold one read transaction across lookups (nested pairs: the outermost)
  * and let it go at the end, so the admin's writes go through again. */
 static void test_read_span(void **state)
@@ -780,6 +810,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_domains, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_read_span, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_change_counter, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_invalid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_users, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_address_invalid, setup, teardown),

@@ -852,15 +852,50 @@ static int rcpt_param(struct smtp_session *s, const char *k, const char *v)
 }
 
 /* Collects alias expansion results into the transaction's target list. */
+/* RCPT's answers from system.db, kept per worker process while the file is unchanged (its
+ * change counter, acctdb_change_counter: one pread instead of a read transaction of five or
+ * six queries per recipient): whether the domain is hosted, the final targets (at most
+ * RCPT_MEMO_TARGETS: larger aliases are looked up every time), which of them are local and
+ * their quotas. Filled only from a lookup that met no error; what a hit decides (relay,
+ * unknown user, quota against the mailbox's current size) is decided anew each time. */
+#define RCPT_MEMO_SLOTS 64
+#define RCPT_MEMO_TARGETS 2
+struct rcpt_memo {
+	uint32_t counter;
+	int used;
+	int hosted;
+	unsigned n;                   /* targets; 0: unknown recipient */
+	char addr[SMTP_ADDR_MAX];     /* the recipient, lower-cased */
+	struct {
+		char addr[SMTP_ADDR_MAX];
+		int local;
+		uint64_t quota;       /* bytes, 0 none */
+	} t[RCPT_MEMO_TARGETS];
+};
+static struct rcpt_memo *rcpt_memo;   /* RCPT_MEMO_SLOTS, allocated at first use */
+
+/* The slot for a lower-cased address. */
+static struct rcpt_memo *rcpt_memo_slot(const char *lc)
+{
+	if (rcpt_memo == NULL && (rcpt_memo = calloc(RCPT_MEMO_SLOTS, sizeof(*rcpt_memo))) == NULL)
+		return NULL;
+	uint32_t h = 2166136261u;
+	for (const char *p = lc; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &rcpt_memo[h % RCPT_MEMO_SLOTS];
+}
+
 struct target_ctx {
 	struct smtp_session *s;
 	int overflow;
 	unsigned added;
+	int failed;                   /* a lookup failed: the answer is not memorised */
+	struct rcpt_memo m;           /* what the lookups said, for the memo */
 };
 
-static void add_target(void *ctx, const char *target)
+/* Add one final target to the transaction (once per message), local or not. */
+static void add_target_as(struct target_ctx *c, const char *target, int local)
 {
-	struct target_ctx *c = ctx;
 	struct smtp_tx *tx = c->s->tx;
 	for (unsigned i = 0; i < tx->ntargets; i++)
 		if (strcmp(tx->targets[i].addr, target) == 0)
@@ -879,32 +914,55 @@ static void add_target(void *ctx, const char *target)
 	}
 	struct smtp_target *t = &tx->targets[tx->ntargets];
 	snprintf(t->addr, sizeof(t->addr), "%s", target);
-	const char *at = strrchr(target, '@');
-	const char *err;
-	t->local = at && acctdb_domain_exists(c->s->base.w->db, at + 1, &err) == 1;
+	t->local = local;
 	t->rcpt = tx->nrcpts;
 	tx->ntargets++;
 	c->added++;
 }
 
-/* Is a local account at or over its storage quota? (Read on the loop: only accounts with a
- * quota pay for the index lookup.) */
-static int smtp_over_quota(struct smtp_session *s, const char *addr)
+/* acctdb_resolve's callback: a target is local when its domain is hosted. */
+static void add_target(void *ctx, const char *target)
+{
+	struct target_ctx *c = ctx;
+	const char *at = strrchr(target, '@');
+	const char *err;
+	int r = at ? acctdb_domain_exists(c->s->base.w->db, at + 1, &err) : 0;
+	c->failed |= r < 0;
+	if (c->m.n < RCPT_MEMO_TARGETS) {
+		snprintf(c->m.t[c->m.n].addr, sizeof(c->m.t[0].addr), "%s", target);
+		c->m.t[c->m.n].local = r == 1;
+	}
+	c->m.n++;
+	add_target_as(c, target, r == 1);
+}
+
+/* The storage quota of a local account (0: none, or no such account); -1 lookup failed. */
+static int64_t rcpt_quota(struct smtp_session *s, const char *addr)
 {
 	struct acct_user u;
 	const char *err;
-	if (acctdb_user_get(s->base.w->db, addr, &u, &err) != 1 || u.quota_bytes == 0)
+	int r = acctdb_user_get(s->base.w->db, addr, &u, &err);
+	int64_t q = r == 1 ? (int64_t)u.quota_bytes : r < 0 ? -1 : 0;
+	explicit_bzero(&u, sizeof(u));
+	return q;
+}
+
+/* Is a local account with a quota at or over it? (Read on the loop: only accounts with a
+ * quota pay for the index lookup.) */
+static int smtp_over_quota(struct smtp_session *s, const char *addr, uint64_t quota)
+{
+	if (quota == 0)
 		return 0;
 	char root[CONFIG_PATH_MAX + 700];
 	struct store_account *a = NULL;
+	const char *err;
 	int over = 0;
 	if (store_account_path(s->base.w->cfg->data_dir, addr, root, sizeof(root)) == 0 &&
 	    store_account_open(root, &a, &err) == 1) {
 		int64_t used = store_account_usage(a, &err);
-		over = used >= 0 && (uint64_t)used + (s->tx ? s->tx->declared_size : 0) >= u.quota_bytes;
+		over = used >= 0 && (uint64_t)used + (s->tx ? s->tx->declared_size : 0) >= quota;
 	}
 	store_account_close(&a);
-	explicit_bzero(&u, sizeof(u));
 	return over;
 }
 
@@ -997,54 +1055,96 @@ static int rcpt_targets(struct smtp_session *s, const struct smtp_rcpt *r, const
 			struct target_ctx *c)
 {
 	struct smtp_tx *tx = s->tx;
+	struct acctdb *db = s->base.w->db;
 	const char *err;
-	int hosted = acctdb_domain_exists(s->base.w->db, domain, &err);
-	if (hosted < 0) {
-		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
-		return -1;
-	}
-	if (!hosted && !s->auth_user[0]) {
-		smtp_relay_denied(s);
-		return -1;
-	}
-	if (!hosted) {
-		add_target(c, r->addr);
-		if (c->overflow) {
-			smtp_reply(s, "452 4.5.3 Too many recipients; send the rest in another message");
-			return -1;
-		}
-		tx->targets[tx->ntargets - 1].local = 0;
-		return 0;
-	}
 	/* lookups are case-insensitive; the stored address is lower-case */
 	char lc[SMTP_ADDR_MAX];
 	snprintf(lc, sizeof(lc), "%s", r->addr);
 	for (char *q = lc; *q; q++)
 		if (*q >= 'A' && *q <= 'Z')
 			*q = (char)(*q - 'A' + 'a');
-	int n = acctdb_resolve(s->base.w->db, lc, add_target, c, &err);
-	if (n < 0) {
+	uint32_t counter = 0;   /* read before any lookup: see acctdb_change_counter */
+	struct rcpt_memo *slot = acctdb_change_counter(db, &counter) == 0 ? rcpt_memo_slot(lc) : NULL;
+	const struct rcpt_memo *hit = slot && slot->used && slot->counter == counter &&
+				      strcmp(slot->addr, lc) == 0 ? slot : NULL;
+	int n = 0, rc = -1;
+	if (!hit)
+		acctdb_read_begin(db);   /* the recipient's five or six lookups: one lock */
+	int hosted = hit ? hit->hosted : acctdb_domain_exists(db, domain, &err);
+	if (hosted < 0) {
 		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
-		return -1;
+		c->failed = 1;
+		goto out;
+	}
+	c->m.hosted = hosted;
+	if (!hosted && !s->auth_user[0]) {
+		smtp_relay_denied(s);
+		goto out;
+	}
+	if (!hosted) {
+		add_target_as(c, r->addr, 0);
+		if (c->overflow) {
+			smtp_reply(s, "452 4.5.3 Too many recipients; send the rest in another message");
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+	if (hit) {
+		n = (int)hit->n;
+		for (unsigned i = 0; i < hit->n; i++)
+			add_target_as(c, hit->t[i].addr, hit->t[i].local);
+	} else if ((n = acctdb_resolve(db, lc, add_target, c, &err)) < 0) {
+		smtp_reply(s, "451 4.3.0 Temporary lookup failure; please try again later");
+		c->failed = 1;
+		goto out;
 	}
 	if (n == 0) {
 		smtp_unknown_rcpt(s, r->addr);
-		return -1;
+		goto out;
 	}
+	if (!hit)   /* the quotas of the local targets the memo keeps */
+		for (unsigned i = 0; i < c->m.n && i < RCPT_MEMO_TARGETS; i++) {
+			int64_t q = c->m.t[i].local ? rcpt_quota(s, c->m.t[i].addr) : 0;
+			c->failed |= q < 0;
+			c->m.t[i].quota = q > 0 ? (uint64_t)q : 0;
+		}
 	if (c->overflow) {
 		smtp_reply(s, "452 4.5.3 Too many recipients after alias expansion; please try "
 			      "again later");
-		return -1;
+		goto out;
 	}
+	const struct rcpt_memo *m = hit ? hit : &c->m;
 	for (unsigned t = tx->ntargets - c->added; t < tx->ntargets; t++) {
-		if (tx->targets[t].local && smtp_over_quota(s, tx->targets[t].addr)) {
+		if (!tx->targets[t].local)
+			continue;
+		int64_t q = -1;
+		for (unsigned i = 0; i < m->n && i < RCPT_MEMO_TARGETS && q < 0; i++)
+			if (strcmp(m->t[i].addr, tx->targets[t].addr) == 0)
+				q = (int64_t)m->t[i].quota;
+		if (q < 0 && (q = rcpt_quota(s, tx->targets[t].addr)) < 0)
+			q = 0;   /* as before: an unreadable quota does not refuse mail */
+		if (smtp_over_quota(s, tx->targets[t].addr, (uint64_t)q)) {
 			tx->ntargets -= c->added;
 			smtp_reply(s, "452 4.2.2 <%s>: mailbox full; the recipient has to delete some "
 				      "mail before more can arrive", r->addr);
-			return -1;
+			goto out;
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	if (!hit)
+		acctdb_read_end(db);
+	/* keep what a complete, error-free lookup said */
+	if (!hit && slot && !c->failed && c->m.n <= RCPT_MEMO_TARGETS) {
+		c->m.used = 1;
+		c->m.counter = counter;
+		snprintf(c->m.addr, sizeof(c->m.addr), "%s", lc);
+		if (!hosted)
+			c->m.n = 0;
+		*slot = c->m;
+	}
+	return rc;
 }
 
 /* The sender's limits on one more recipient (sendlimit.c). 0, or -1 refused (replied, the
@@ -1114,11 +1214,8 @@ static void cmd_rcpt(struct smtp_session *s, char *args)
 	}
 	if (smtp_each_param(s, (char *)end, rcpt_param) < 0)
 		return;
-	struct target_ctx c = { s, 0, 0 };
-	acctdb_read_begin(s->base.w->db);   /* the recipient's five or six lookups: one lock */
-	int refused = rcpt_targets(s, r, a.domain, &c) < 0;
-	acctdb_read_end(s->base.w->db);
-	if (refused || rcpt_limits(s, r, c.added) < 0)
+	struct target_ctx c = { .s = s };
+	if (rcpt_targets(s, r, a.domain, &c) < 0 || rcpt_limits(s, r, c.added) < 0)
 		return;
 	if (s->milter != NULL && !tx->milter_discard) {
 		s->pending_targets = c.added;

@@ -249,6 +249,45 @@ def test_domain_is_case_insensitive(server, token):
     check_stored(server, ALICE, token, msg, "x@remote.test")
 
 
+def test_recipient_answers_follow_admin_changes(server, token):
+    """A worker keeps RCPT's answers from system.db while the file is unchanged: in one session
+    (one worker), every admin change shows at the next RCPT: a new account, an alias that goes
+    elsewhere, a quota that is full, a removed account, a removed domain. Fails if a kept
+    answer outlived its change."""
+    addr = "late-%s@example.test" % token[-8:]
+    alias = "fwd-%s@example.test" % token[-8:]
+
+    def rcpt(c, to, size=""):
+        c.cmd("RSET")
+        assert c.cmd("MAIL FROM:<x@remote.test>%s" % size).code == 250
+        return c.cmd("RCPT TO:<%s>" % to)
+
+    with Raw(server.smtp_port) as c:
+        c.ehlo()
+        assert rcpt(c, addr).code == 550
+        assert rcpt(c, addr).code == 550              # asked twice: now from the kept answer
+        postino("user", "add", addr, "--data", server.data, input="late-user-pw\n")
+        assert rcpt(c, addr).code == 250
+        assert rcpt(c, addr.upper()).code == 250      # kept lower-cased
+        assert rcpt(c, addr, " SIZE=1000").code == 250
+        postino("user", "quota", addr, "1", "--data", server.data)
+        r = rcpt(c, addr, " SIZE=1000")               # a 1-octet quota: 1000 octets do not fit
+        assert r.code == 452 and r.lines[0].startswith("4.2.2"), r
+        postino("user", "remove", addr, "--data", server.data)
+        assert rcpt(c, addr).code == 550
+        assert rcpt(c, alias).code == 550
+        postino("alias", "add", alias, ALICE, "--data", server.data)
+        assert rcpt(c, alias).code == 250
+        postino("alias", "remove", alias, "--data", server.data)
+        assert rcpt(c, alias).code == 550
+        r = rcpt(c, "someone@late-%s.test" % token[-8:])   # not hosted: no relay
+        assert r.code == 554, r
+        postino("domain", "add", "late-%s.test" % token[-8:], "--data", server.data)
+        assert rcpt(c, "someone@late-%s.test" % token[-8:]).code == 550   # hosted, no such user
+        postino("domain", "remove", "late-%s.test" % token[-8:], "--data", server.data)
+        assert rcpt(c, "someone@late-%s.test" % token[-8:]).code == 554
+
+
 @pytest.mark.parametrize("rcpt", ["nobody-%s@example.test", "nobody-%s@other.test"])
 def test_unknown_user_550(server, token, rcpt):
     rcpt = rcpt % token[-8:]
