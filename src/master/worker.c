@@ -313,6 +313,12 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 	prctl(PR_SET_PDEATHSIG, SIGTERM);
 	if (getppid() != master)
 		_exit(0);
+	/* No fastbins: a chunk freed past the thread's cache (tcache) coalesces at once. With them, a
+	 * pool thread that ends left its freed chunks in fastbins, which trimming consolidates
+	 * into the top of the thread's arena but never gives back (only the main arena's top is
+	 * trimmed): ~300 KB resident per arena that had a thread, 1,000 IDLE sessions 34 -> 31 KB
+	 * PSS each. The cache in front serves the small frees fastbins were for. */
+	mallopt(M_MXFAST, 0);
 	w.index = index;
 	w.cfg = cfg;
 	w.tls = tls;
