@@ -108,3 +108,16 @@ int proc_mem_kb(int pid, long *pss_kb, long *rss_kb)
 	proc_read_kb(path, "Rss:", rss_kb);
 	return 0;
 }
+
+int proc_anon_kb(int pid, long *anon_kb)
+{
+	char path[64];
+	long shmem = 0;
+	*anon_kb = 0;
+	snprintf(path, sizeof path, "/proc/%d/smaps_rollup", pid);
+	if (proc_read_kb(path, "Pss_Anon:", anon_kb) < 0)
+		return -1;
+	proc_read_kb(path, "Pss_Shmem:", &shmem);
+	*anon_kb += shmem;
+	return 0;
+}

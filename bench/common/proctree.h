@@ -26,4 +26,9 @@ int proc_read_kb(const char *path, const char *key, long *val);
  * kernel has no smaps_rollup). */
 int proc_mem_kb(int pid, long *pss_kb, long *rss_kb);
 
+/* The anonymous and shared-memory part of pid's Pss in kB (Pss_Anon + Pss_Shmem): what the
+ * process allocated itself, without the pages of files it maps, whose share moves whenever other
+ * processes on the machine map the same libraries. 0, or -1 (gone, or an older kernel). */
+int proc_anon_kb(int pid, long *anon_kb);
+
 #endif

@@ -657,16 +657,18 @@ static int do_mem(int root)
 {
 	struct proc_info *ps;
 	size_t n = proc_tree(root, &ps);
-	long procs = 0, pss = 0, rss = 0;
+	long procs = 0, pss = 0, rss = 0, anon = 0;
 	for (size_t i = 0; i < n; i++) {
-		long p, r;
+		long p, r, a;
 		if (proc_mem_kb(ps[i].pid, &p, &r) < 0)
 			continue;
 		procs++;
 		pss += p;
 		rss += r;
+		if (proc_anon_kb(ps[i].pid, &a) == 0)
+			anon += a;
 	}
-	printf("MEM procs=%ld pss_kb=%ld rss_kb=%ld\n", procs, pss, rss);
+	printf("MEM procs=%ld pss_kb=%ld rss_kb=%ld anon_kb=%ld\n", procs, pss, rss, anon);
 	free(ps);
 	return procs ? 0 : 1;
 }
