@@ -978,8 +978,42 @@ out:
 	free(j->ch);
 }
 
-/* STORE set [(UNCHANGEDSINCE n)] [+-]FLAGS[.SILENT] (flags): checked here, written on the
- * pool (the table of the selected mailbox does not change while the session waits). */
+/* A flag change waits for no disk (store_set_flags: synchronous=NORMAL), so it is made here,
+ * on the loop's handle, when the index's write lock is free at once and every keyword exists:
+ * the hand-off to a pool thread and back cost more than the change. 1 if done (answered). */
+static int store_inline(struct imap_session *s, struct store_job *j)
+{
+	unsigned flags;
+	uint64_t kw;
+	const struct imap_arg *fl = j->fl;
+	int r = fl->type == IMAP_ARG_LIST ?
+			imap_flags_lookup(s->acct, fl->list, fl->nlist, &flags, &kw, &j->kw) :
+			imap_flags_lookup(s->acct, fl, 1, &flags, &kw, &j->kw);
+	if (r != 0)
+		return 0;   /* a keyword to create (or the pool's answer to a bad flag) */
+	for (size_t k = 0; k < j->ni; k++) {
+		j->ch[k].flags = flags;
+		j->ch[k].keywords = kw;
+		j->ch[k].mode = j->mode;
+		j->ch[k].unchangedsince = j->unchangedsince;
+	}
+	const char *err;
+	j->rc = store_set_flags_nowait(s->acct, j->box, j->ch, j->ni, &j->modseq, &err);
+	if (j->rc == STORE_WOULD_WAIT) {
+		memset(&j->kw, 0, sizeof(j->kw));
+		return 0;
+	}
+	j->job.s = s;
+	if (j->rc < 0)
+		imap_wjob_error(&j->job, err);
+	store_done(&j->job);
+	free(j);
+	return 1;
+}
+
+/* STORE set [(UNCHANGEDSINCE n)] [+-]FLAGS[.SILENT] (flags): checked here, written here when
+ * that cannot wait (store_inline), else on the pool (the table of the selected mailbox does not
+ * change while the session waits). */
 void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t n, int uid)
 {
 	size_t a = 1;
@@ -1048,6 +1082,8 @@ void imap_cmd_store(struct imap_session *s, const struct imap_arg *args, size_t 
 	j->idx = idx;
 	j->ni = ni;
 	j->ch = ch;
+	if (store_inline(s, j))
+		return;
 	imap_write_job(s, &j->job, store_work, store_done);
 }
 

@@ -732,8 +732,8 @@ int imap_flags_valid(const struct imap_arg *list, size_t n)
 }
 
 /* See imap-private.h. */
-int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
-		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw)
+static int flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
+			 int create, unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw)
 {
 	const char *err;
 	*flags_r = 0;
@@ -749,7 +749,9 @@ int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, 
 			*flags_r |= imap_sys_flags[c - 2].f;
 			continue;
 		}
-		int id = store_keyword_id(acct, f, 1, &err);
+		int id = store_keyword_id(acct, f, create, &err);
+		if (id < 0 && !create)
+			return 1;
 		if (id < 0 || id >= 64)
 			continue;   /* all 64 keyword slots in use: ignored, like a full PERMANENTFLAGS */
 		*kw_r |= 1ull << id;
@@ -757,6 +759,20 @@ int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, 
 		snprintf(kw->name[id], sizeof(kw->name[id]), "%s", f);
 	}
 	return 0;
+}
+
+/* See imap-private.h. */
+int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
+		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw)
+{
+	return flags_resolve(acct, list, n, 1, flags_r, kw_r, kw);
+}
+
+/* See imap-private.h. */
+int imap_flags_lookup(struct store_account *acct, const struct imap_arg *list, size_t n,
+		      unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw)
+{
+	return flags_resolve(acct, list, n, 0, flags_r, kw_r, kw);
 }
 
 /* Parse an IMAP date-time "dd-Mon-yyyy hh:mm:ss +zzzz". -1 invalid. */

@@ -159,6 +159,10 @@ struct imap_kwnames {
  * (acct: the job's handle). Names go to kw. -1 invalid (nothing created). */
 int imap_flags_resolve(struct store_account *acct, const struct imap_arg *list, size_t n,
 		       unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw);
+/* The same without creating keywords (a read, for the loop's handle): 1 if one does not exist
+ * yet (then the pool must resolve them), 0 ok, -1 invalid. */
+int imap_flags_lookup(struct store_account *acct, const struct imap_arg *list, size_t n,
+		      unsigned *flags_r, uint64_t *kw_r, struct imap_kwnames *kw);
 /* 0 if every flag of the list is valid (no side effect), else -1. */
 int imap_flags_valid(const struct imap_arg *list, size_t n);
 /* The "no mailbox selected" value of imap_session.box (never freed). */

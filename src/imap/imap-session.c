@@ -1524,8 +1524,8 @@ static int imap_special_line(struct imap_session *s)
 	return 1;
 }
 
-/* Work through buffered input and any command in progress. */
-static void imap_process(struct imap_session *s)
+/* Work through buffered input and any command in progress (imap_process). */
+static void imap_process_cmds(struct imap_session *s)
 {
 	struct conn *c = &s->conn;
 	while (!s->base.closing && c->fd >= 0) {
@@ -1595,6 +1595,17 @@ static void imap_process(struct imap_session *s)
 		const struct imap_arg *args = imap_parser_args(s->parser, &n);
 		imap_dispatch(s, imap_parser_name(s->parser), args, n);
 	}
+}
+
+/* Work through buffered input and any command in progress. The index reads of one turn share
+ * one read transaction (a snapshot lock instead of one per lookup): it ends before the loop
+ * gets control back, and the commands of a turn stop at the first pool job. */
+static void imap_process(struct imap_session *s)
+{
+	struct store_account *acct = s->acct;
+	int began = store_read_begin(acct);
+	imap_process_cmds(s);
+	store_read_end(acct, began);
 }
 
 /* The greeting, with the capabilities of the current state. */

@@ -37,7 +37,10 @@ static void wjob_done(void *arg)
 	if (j->no_handle)
 		log_warn("sess=%016llx proto=imap event=write-failed error=\"%s\"",
 			 (unsigned long long)s->base.id, j->err ? j->err : "?");
+	struct store_account *acct = s->acct;   /* the answer's reads share a snapshot */
+	int began = store_read_begin(acct);
 	j->done(j);
+	store_read_end(acct, began);
 	free(j);
 	imap_job_finished(s);
 }

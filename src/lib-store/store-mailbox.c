@@ -152,7 +152,7 @@ int store_keyword_list(struct store_account *a, void (*cb)(void *ctx, int id, co
  * rename their files to carry the flags. changes[i].uid selects; unknown UIDs are skipped.
  * On success *modseq_r is the MODSEQ given to the changed messages. */
 static int set_flags_txn(struct store_account *a, const char *box,
-			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r, int nowait,
 			 const char **err_r);
 
 /* See store.h. A cache of what the files hold: synchronous=NORMAL like flag changes. */
@@ -185,7 +185,7 @@ int store_set_wire_sizes(struct store_account *a, const char *box, const uint32_
 			r = store_dbfail(a, err_r, "update wire size");
 	}
 	store_finalize(a, upd);
-	if (r == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (r == 0 && store_db_commit(a) != SQLITE_OK)
 		r = store_dbfail(a, err_r, "commit wire size");
 	if (r < 0)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
@@ -201,7 +201,21 @@ int store_set_flags(struct store_account *a, const char *box, struct store_flag_
 		    size_t n, uint64_t *modseq_r, const char **err_r)
 {
 	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-	int r = set_flags_txn(a, box, ch, n, modseq_r, err_r);
+	int r = set_flags_txn(a, box, ch, n, modseq_r, 0, err_r);
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	return r;
+}
+
+/* See store.h. */
+int store_set_flags_nowait(struct store_account *a, const char *box,
+			   struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			   const char **err_r)
+{
+	if (!store_db_quick_write(a))
+		return STORE_WOULD_WAIT;
+	store_read_leave(a);   /* or the PRAGMA would not take */
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	int r = set_flags_txn(a, box, ch, n, modseq_r, 1, err_r);
 	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	return r;
 }
@@ -211,7 +225,7 @@ int store_set_flags(struct store_account *a, const char *box, struct store_flag_
  * would then give a message a MODSEQ below the one it already had, or write back flags the
  * other had just changed. */
 static int set_flags_txn(struct store_account *a, const char *box,
-			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			 struct store_flag_change *ch, size_t n, uint64_t *modseq_r, int nowait,
 			 const char **err_r)
 {
 	struct store_mailbox_info mb;
@@ -231,8 +245,11 @@ static int set_flags_txn(struct store_account *a, const char *box,
 	}
 	size_t nren = 0;
 	sqlite3_stmt *sel = NULL, *upd = NULL;
-	if (store_db_begin(a) != SQLITE_OK) {
+	int b = nowait ? store_db_try_begin(a) : store_db_begin(a);
+	if (b != SQLITE_OK) {
 		free(rens);
+		if (nowait && (b & 0xff) == SQLITE_BUSY)
+			return STORE_WOULD_WAIT;
 		return store_dbfail(a, err_r, "begin");
 	}
 	int rc = 0;
@@ -314,15 +331,21 @@ static int set_flags_txn(struct store_account *a, const char *box,
 		changed++;
 	}
 	if (changed) {
-		char sql[128];
-		snprintf(sql, sizeof(sql), "UPDATE mailboxes SET highestmodseq = %llu WHERE id = %lld",
-			 (unsigned long long)modseq, (long long)mb.id);
-		if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+		sqlite3_stmt *hm;
+		int hr = store_prepare(a, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1,
+				       &hm, NULL);
+		if (hr == SQLITE_OK) {
+			sqlite3_bind_int64(hm, 1, (int64_t)modseq);
+			sqlite3_bind_int64(hm, 2, mb.id);
+			hr = sqlite3_step(hm) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
+			store_finalize(a, hm);
+		}
+		if (hr != SQLITE_OK) {
 			rc = store_dbfail(a, err_r, "update modseq");
 			goto out;
 		}
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_commit(a) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "commit flags");
 		goto out;
 	}
@@ -499,7 +522,7 @@ int store_append_multi(struct store_account *a, const char *box, const struct st
 			goto fail_db;
 		store_structure_save(a, mb.id, uids_r[i], &st[i].sc);
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (store_db_commit(a) != SQLITE_OK)
 		goto fail_db;
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&st[i].sc);
@@ -622,7 +645,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 		rc = store_fail(a, err_r, "fsync");
 		goto out;
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_commit(a) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "commit copy");
 		goto out;
 	}
@@ -817,7 +840,7 @@ int store_mailbox_rename(struct store_account *a, const char *from, const char *
 			break;
 		}
 	}
-	if (rc == 1 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (rc == 1 && store_db_commit(a) != SQLITE_OK)
 		rc = store_dbfail(a, err_r, "commit rename");
 	if (rc != 1) {
 		while (done-- > 0)
@@ -915,10 +938,20 @@ again:
 	}
 	rc = 0;
 	/* the write lock only when there is something to claim (a write of another session may
-	 * hold it while it syncs), then the look again under it */
+	 * hold it while it syncs), then the look again under it. A read transaction of the
+	 * caller's (store_read_begin) ends first: its snapshot may be older than the last commit,
+	 * and SQLite cannot make such a snapshot a write transaction. */
+	if (claim_upto > *from_r && !began)
+		store_read_leave(a);
 	if (claim_upto > *from_r && !began && sqlite3_get_autocommit(a->db)) {
-		if (store_db_begin(a) != SQLITE_OK)
-			return store_dbfail(a, err_r, "begin recent");
+		/* \Recent is a hint to one session (RFC 3501 2.3.2): its claim does not wait for
+		 * the disk, as flag changes do not (store_set_flags) */
+		sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		if (store_db_begin(a) != SQLITE_OK) {
+			rc = store_dbfail(a, err_r, "begin recent");
+			sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+			return rc;
+		}
 		began = 1;
 		rc = -1;
 		goto again;
@@ -937,10 +970,11 @@ again:
 	}
 out:
 	if (began) {
-		if (rc == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		if (rc == 0 && store_db_commit(a) != SQLITE_OK)
 			rc = store_dbfail(a, err_r, "commit recent");
 		if (!sqlite3_get_autocommit(a->db))
 			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	}
 	return rc;
 }
@@ -1066,7 +1100,7 @@ int store_urlauth_key(struct store_account *a, const char *box, int create,
 			r = s2 == SQLITE_DONE ? 1 : store_dbfail(a, err_r, "store urlauth key");
 		}
 	}
-	if (r == 1 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (r == 1 && store_db_commit(a) != SQLITE_OK)
 		r = store_dbfail(a, err_r, "commit urlauth key");
 	if (r != 1) {
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);

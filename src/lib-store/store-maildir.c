@@ -37,6 +37,7 @@
 
 #define STORE_COMPONENT_MAX 255        /* NAME_MAX: ".<escaped name>" must fit one component */
 #define STORE_BUSY_MS 5000             /* SQLite busy timeout per attempt */
+#define STORE_WAL_CHECKPOINT_PAGES 1000 /* SQLite's default auto-checkpoint size */
 #define STORE_BEGIN_TRIES 3            /* BEGIN IMMEDIATE attempts before giving up */
 #define STORE_TMP_STALE (36 * 3600)    /* Maildir: tmp/ files this old are litter */
 #define STORE_COPY_CHUNK (1u << 20)    /* octets per copy_file_range call */
@@ -185,13 +186,76 @@ int store_dbfail(struct store_account *a, const char **err_r, const char *what)
 	return store_errf(a, err_r, 0, "%s: %s", what, sqlite3_errmsg(a->db));
 }
 
+/* One of the fixed statements that begin and end transactions, through the statement cache:
+ * parsed again by sqlite3_exec on every transaction they were a few per cent of the CPU under
+ * IMAP load. Not for PRAGMAs, which act when they are prepared. An SQLite code. */
+static int store_db_exec(struct store_account *a, const char *sql)
+{
+	sqlite3_stmt *st;
+	int r = store_prepare(a, sql, -1, &st, NULL);
+	if (r != SQLITE_OK)
+		return r;
+	r = sqlite3_step(st);
+	store_finalize(a, st);
+	return r == SQLITE_DONE || r == SQLITE_ROW ? SQLITE_OK : r;
+}
+
 /* BEGIN IMMEDIATE (the write lock), trying again while another process holds it. */
 int store_db_begin(struct store_account *a)
 {
 	int r = SQLITE_BUSY;
 	for (int i = 0; i < STORE_BEGIN_TRIES && (r == SQLITE_BUSY || r == SQLITE_LOCKED); i++)
-		r = sqlite3_exec(a->db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+		r = store_db_exec(a, "BEGIN IMMEDIATE");
 	return r;
+}
+
+/* See store-private.h. */
+int store_db_commit(struct store_account *a)
+{
+	return store_db_exec(a, "COMMIT");
+}
+
+static int store_busy(void *arg, int n);
+
+/* See store-private.h. */
+void store_read_leave(struct store_account *a)
+{
+	if (!sqlite3_get_autocommit(a->db) && sqlite3_txn_state(a->db, NULL) != SQLITE_TXN_WRITE)
+		store_db_commit(a);
+}
+
+/* See store-private.h. */
+int store_db_try_begin(struct store_account *a)
+{
+	store_read_leave(a);
+	if (!sqlite3_get_autocommit(a->db))
+		return SQLITE_MISUSE;
+	sqlite3_busy_handler(a->db, NULL, NULL);
+	int r = store_db_exec(a, "BEGIN IMMEDIATE");
+	sqlite3_busy_handler(a->db, store_busy, a);
+	return r;
+}
+
+/* See store-private.h. Once the WAL was big at a commit of this handle the answer is no once
+ * (the write goes to a pool handle, whose commit checkpoints), then yes again. */
+int store_db_quick_write(struct store_account *a)
+{
+	if (!a->wal_big)
+		return 1;
+	a->wal_big = 0;
+	return 0;
+}
+
+/* The shared handles' WAL hook, in place of SQLite's auto-checkpoint: the event loop never
+ * checkpoints (it syncs index.db); the pool's handles and deliveries, which commit with
+ * synchronous=FULL anyway, keep SQLite's default. Only remembers that the WAL is big. */
+static int store_wal_hook(void *arg, sqlite3 *db, const char *name, int pages)
+{
+	struct store_account *a = arg;
+	(void)db;
+	(void)name;
+	a->wal_big = pages >= STORE_WAL_CHECKPOINT_PAGES;
+	return SQLITE_OK;
 }
 
 /* Roll back the open transaction, if there is one. */
@@ -350,13 +414,13 @@ int store_read_begin(struct store_account *a)
 {
 	if (a == NULL || !sqlite3_get_autocommit(a->db))
 		return 0;
-	return sqlite3_exec(a->db, "BEGIN", NULL, NULL, NULL) == SQLITE_OK;
+	return store_db_exec(a, "BEGIN") == SQLITE_OK;
 }
 
 void store_read_end(struct store_account *a, int began)
 {
 	if (began && !sqlite3_get_autocommit(a->db))
-		sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL);
+		store_db_commit(a);
 }
 
 /* This thread's shared handles (store_account_open_shared). */
@@ -477,7 +541,7 @@ int store_account_create(const char *root, const char **err_r)
 	}
 	if (create_default_boxes(a, err_r) < 0)
 		goto out;
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_commit(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "commit index");
 		goto out;
 	}
@@ -541,6 +605,7 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
 	}
 	int r = store_account_open(root, acct_r, err_r);
 	if (r == 1) {
+		sqlite3_wal_hook((*acct_r)->db, store_wal_hook, *acct_r);
 		(*acct_r)->shared_refs = 1;
 		(*acct_r)->shared_next = shared_accounts;
 		shared_accounts = *acct_r;
@@ -1148,7 +1213,7 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 			goto undo;
 		store_structure_save(a, mb.id, items[i].uid, &p[i].sc);
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_commit(a) != SQLITE_OK) {
 		store_dbfail(a, &err, "deliver: commit index rows");
 		goto undo;
 	}
@@ -1263,10 +1328,15 @@ out:
 static int set_highestmodseq(struct store_account *a, int64_t box_id, uint64_t modseq,
 			     const char **err_r)
 {
-	char sql[128];
-	snprintf(sql, sizeof(sql), "UPDATE mailboxes SET highestmodseq = %llu WHERE id = %lld",
-		 (unsigned long long)modseq, (long long)box_id);
-	if (sqlite3_exec(a->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+	sqlite3_stmt *st;
+	if (store_prepare(a, "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?", -1, &st,
+			  NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "update HIGHESTMODSEQ");
+	sqlite3_bind_int64(st, 1, (int64_t)modseq);
+	sqlite3_bind_int64(st, 2, box_id);
+	int r = sqlite3_step(st);
+	store_finalize(a, st);
+	if (r != SQLITE_DONE)
 		return store_dbfail(a, err_r, "update HIGHESTMODSEQ");
 	return 0;
 }
@@ -1326,7 +1396,7 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 		rc = -1;
 		goto out;
 	}
-	if (sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+	if (store_db_commit(a) != SQLITE_OK) {
 		rc = store_dbfail(a, err_r, "commit expunge");
 		goto out;
 	}
@@ -1489,7 +1559,7 @@ int store_mailbox_sync(struct store_account *a, const char *box, const char **er
 		rc = set_highestmodseq(a, mb.id, modseq, err_r);
 	free(rows);
 	free(seen);
-	if (rc == 0 && sqlite3_exec(a->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+	if (rc == 0 && store_db_commit(a) != SQLITE_OK)
 		rc = store_dbfail(a, err_r, "sync: commit");
 	if (rc < 0) {
 		db_rollback(a);

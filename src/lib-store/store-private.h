@@ -23,6 +23,8 @@ struct store_account {
 	struct sqldb_cache stc;  /* prepared statements kept for reuse (store_prepare) */
 	uint64_t busy_since_us;   /* when the current wait for the write lock began (store_busy) */
 	unsigned shared_refs;  /* > 0: shared by that many sessions (store_account_open_shared) */
+	int wal_big;           /* shared handle: the WAL had grown to a checkpoint's size at its
+				* last commit (store_db_quick_write) */
 	struct store_account *shared_next;
 };
 
@@ -41,6 +43,17 @@ int store_fail(struct store_account *a, const char **err_r, const char *what);
 int store_dbfail(struct store_account *a, const char **err_r, const char *what);
 /* BEGIN IMMEDIATE, trying again while another process holds the write lock: an SQLite code. */
 int store_db_begin(struct store_account *a);
+/* COMMIT (a cached statement): an SQLite code. */
+int store_db_commit(struct store_account *a);
+/* End a read transaction the caller has open (store_read_begin; none in a write transaction):
+ * before a write on the same handle, whose snapshot must be the newest, and before a PRAGMA
+ * synchronous, which SQLite refuses inside a transaction. */
+void store_read_leave(struct store_account *a);
+/* BEGIN IMMEDIATE without waiting for the lock (SQLITE_BUSY when another holds it); a read
+ * transaction the caller has open (store_read_begin) is ended first. An SQLite code. */
+int store_db_try_begin(struct store_account *a);
+/* 1 if a commit on this handle would not checkpoint (see store_set_flags_nowait). */
+int store_db_quick_write(struct store_account *a);
 void store_maildir_name(char *out, size_t outlen, uint64_t size);
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,

@@ -186,6 +186,14 @@ int store_keyword_list(struct store_account *acct, void (*cb)(void *ctx, int id,
 		       void *ctx, const char **err_r);
 int store_set_flags(struct store_account *acct, const char *box, struct store_flag_change *ch,
 		    size_t n, uint64_t *modseq_r, const char **err_r);
+/* store_set_flags, but only if the index's write lock is free at once and the WAL is small
+ * enough that this commit does not checkpoint (which syncs): for the event loop's shared handle,
+ * which must not wait. A read transaction of the caller's (store_read_begin) is ended first.
+ * STORE_WOULD_WAIT when it did nothing for that reason (do it with store_set_flags elsewhere). */
+#define STORE_WOULD_WAIT (-2)
+int store_set_flags_nowait(struct store_account *acct, const char *box,
+			   struct store_flag_change *ch, size_t n, uint64_t *modseq_r,
+			   const char **err_r);
 int store_append(struct store_account *acct, const char *box, const char *data, size_t len,
 		 unsigned flags, uint64_t keywords, time_t date, uint32_t *uid_r,
 		 uint32_t *uidvalidity_r, const char **err_r);
