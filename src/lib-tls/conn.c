@@ -82,6 +82,9 @@ static int conn_fill(struct conn *c)
 			n = tls_read(c->tls, dst->data + dst->len, room);
 			if (n == TLS_WANT_READ || n == TLS_WANT_WRITE)
 				break;
+			/* the same once OpenSSL, which reads ahead, holds nothing more: what the
+			 * socket may still have, epoll reports */
+			drained = n > 0 && tls_pending(c->tls) == 0;
 		} else {
 			n = read(c->fd, dst->data + dst->len, room);
 			if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))

@@ -109,6 +109,8 @@ static SSL_CTX *tls_make_ctx(const char *cert, const char *key, const char **err
 				 SSL_OP_CIPHER_SERVER_PREFERENCE);
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 			      SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+	/* one read() takes what the socket has, not a record header and then its body */
+	SSL_CTX_set_read_ahead(ctx, 1);
 	SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!RC4");
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"postino", 7);
@@ -377,10 +379,12 @@ ssize_t tls_write(struct tls_session *s, const void *buf, size_t n)
 	return r == 0 ? -1 : r;
 }
 
-/* Decrypted bytes waiting inside OpenSSL. */
+/* Bytes waiting inside OpenSSL: decrypted, or read ahead from the socket and not yet
+ * decrypted (then 1 stands for an unknown amount). */
 size_t tls_pending(struct tls_session *s)
 {
-	return (size_t)SSL_pending(s->ssl);
+	size_t n = (size_t)SSL_pending(s->ssl);
+	return n > 0 ? n : SSL_has_pending(s->ssl) ? 1 : 0;
 }
 
 /* Best-effort close_notify. */

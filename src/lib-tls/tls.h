@@ -34,7 +34,8 @@ int tls_handshake(struct tls_session *s);
 /* >0 bytes, 0 clean EOF, -1 error, TLS_WANT_*. */
 ssize_t tls_read(struct tls_session *s, void *buf, size_t n);
 ssize_t tls_write(struct tls_session *s, const void *buf, size_t n);
-/* Bytes decrypted and buffered inside the TLS layer, not yet read. */
+/* Bytes buffered inside the TLS layer, not yet read: decrypted ones, or 1 when only raw bytes
+ * read ahead from the socket wait there (the socket may then be empty: read anyway). */
 size_t tls_pending(struct tls_session *s);
 /* Send close_notify (best effort, non-blocking). */
 void tls_shutdown(struct tls_session *s);
