@@ -1140,9 +1140,7 @@ out:
 		c->m.used = 1;
 		c->m.counter = counter;
 		snprintf(c->m.addr, sizeof(c->m.addr), "%s", lc);
-		if (!hosted)
-			c->m.n = 0;
-		*slot = c->m;
+		*slot = c->m;   /* not hosted: no targets were looked up, n stays 0 */
 	}
 	return rc;
 }
