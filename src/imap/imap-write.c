@@ -3,8 +3,8 @@
  * thread pool: fsync and SQLite commits never run on the loop thread, so one session's 25 MB
  * APPEND being synced does not hold up the other sessions of its worker.
  *
- * A pool thread uses its own handle of the account (store_account_borrow), never the handle the
- * loop's sessions share: one SQLite connection is used by one thread at a time, and SQLite's
+ * A pool thread uses a handle of the account lent to it for the job (store_account_borrow), never
+ * the handle the loop's sessions share: one SQLite connection is used by one thread at a time, and SQLite's
  * locks order the writers as they do between processes.
  */
 #include "imap-private.h"
@@ -20,13 +20,13 @@ static void wjob_work(void *arg)
 {
 	struct imap_wjob *j = arg;
 	const char *err;
-	if (store_account_borrow(j->root, &j->acct, &err) < 0) {
+	if (store_account_borrow(j->root, &j->acct, &err) != 1) {
 		j->no_handle = 1;
 		imap_wjob_error(j, err);
 		return;
 	}
 	j->work(j);
-	j->acct = NULL;   /* the thread's, not the loop's */
+	store_account_return(&j->acct);   /* lent to this job, not the loop's */
 }
 
 /* Loop side: the command's answer, then the session goes on (or is reaped). */

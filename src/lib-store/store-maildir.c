@@ -41,9 +41,9 @@
 #define STORE_BEGIN_TRIES 3            /* BEGIN IMMEDIATE attempts before giving up */
 #define STORE_TMP_STALE (36 * 3600)    /* Maildir: tmp/ files this old are litter */
 #define STORE_COPY_CHUNK (1u << 20)    /* octets per copy_file_range call */
-#define STORE_BORROW_MAX 32            /* account handles a pool thread keeps open (deliveries,
-					* IMAP writes): opening index.db costs several syncs (WAL
-					* creation, checkpoint and removal on close) */
+#define STORE_BORROW_MAX 32            /* account handles a worker keeps open for its pool threads
+					* (deliveries, IMAP writes): opening index.db costs several
+					* syncs (WAL creation, checkpoint and removal on close) */
 
 static const struct {
 	const char *name, *special;
@@ -613,45 +613,38 @@ int store_account_open_shared(const char *root, struct store_account **acct_r,
 	return r;
 }
 
-/* A pool thread's kept handles (store_account_borrow), closed when the thread exits. */
-struct borrow_cache {
+/* The pool threads' kept handles (store_account_borrow): one set per process, each handle lent
+ * to one thread at a time. A mailbox's deliveries and IMAP writes thus reuse the connection that
+ * made the last change, whose page cache is still valid (SQLite empties a connection's cache
+ * when another connection committed since its last transaction: with a handle per thread, every
+ * change re-read its pages from the file). */
+static struct {
+	pthread_mutex_t mu;
 	struct {
 		struct store_account *a;
 		dev_t dev;
 		ino_t ino;
 		uint64_t used;
+		int out;           /* lent to a thread now */
 	} e[STORE_BORROW_MAX];
 	uint64_t clock;
-};
-
-static pthread_key_t borrow_key;
-static pthread_once_t borrow_once = PTHREAD_ONCE_INIT;
-
-/* Thread exit: close the thread's kept handles. */
-static void borrow_cache_free(void *p)
-{
-	struct borrow_cache *c = p;
-	for (size_t i = 0; i < STORE_BORROW_MAX; i++)
-		store_account_close(&c->e[i].a);
-	free(c);
-}
-
-/* Create the thread-specific key once per process. */
-static void borrow_key_init(void)
-{
-	if (pthread_key_create(&borrow_key, borrow_cache_free) != 0)
-		abort();
-}
+} lender = { .mu = PTHREAD_MUTEX_INITIALIZER };
 
 /* See store.h. */
 void store_account_borrow_release(void)
 {
-	pthread_once(&borrow_once, borrow_key_init);
-	struct borrow_cache *c = pthread_getspecific(borrow_key);
-	if (c == NULL)
-		return;
-	for (size_t i = 0; i < STORE_BORROW_MAX; i++)
-		store_account_close(&c->e[i].a);
+	struct store_account *idle[STORE_BORROW_MAX];
+	size_t n = 0;
+	pthread_mutex_lock(&lender.mu);
+	for (size_t i = 0; i < STORE_BORROW_MAX; i++) {
+		if (lender.e[i].a != NULL && !lender.e[i].out) {
+			idle[n++] = lender.e[i].a;
+			lender.e[i].a = NULL;
+		}
+	}
+	pthread_mutex_unlock(&lender.mu);
+	for (size_t i = 0; i < n; i++)
+		store_account_close(&idle[i]);
 }
 
 /* See store.h. */
@@ -659,50 +652,86 @@ int store_account_borrow(const char *root, struct store_account **acct_r, const 
 {
 	char p[STORE_PATH_MAX];
 	struct stat st;
-	pthread_once(&borrow_once, borrow_key_init);
-	struct borrow_cache *c = pthread_getspecific(borrow_key);
-	if (c == NULL) {
-		c = calloc(1, sizeof(*c));
-		if (c == NULL || pthread_setspecific(borrow_key, c) != 0) {
-			free(c);
-			*err_r = "out of memory";
-			return -1;
-		}
-	}
+	struct store_account *stale = NULL, *a = NULL;
 	if (path_fmt(p, sizeof(p), "%s/index.db", root) < 0) {
 		*err_r = "account path too long";
 		return -1;
 	}
 	if (stat(p, &st) < 0) {
 		*err_r = errno == ENOENT ? "the account has no index" : "cannot stat index.db";
-		return -1;
+		return errno == ENOENT ? 0 : -1;
 	}
-	size_t victim = 0;
-	for (size_t i = 0; i < STORE_BORROW_MAX; i++) {
-		if (c->e[i].a && strcmp(c->e[i].a->root, root) == 0) {
-			/* the same file still: an account removed and made again gets a new one */
-			if (c->e[i].dev == st.st_dev && c->e[i].ino == st.st_ino) {
-				c->e[i].used = ++c->clock;
-				*acct_r = c->e[i].a;
-				return 1;
-			}
-			store_account_close(&c->e[i].a);
+	pthread_mutex_lock(&lender.mu);
+	for (size_t i = 0; i < STORE_BORROW_MAX && a == NULL; i++) {
+		if (lender.e[i].a == NULL || lender.e[i].out || strcmp(lender.e[i].a->root, root) != 0)
+			continue;
+		/* the same file still: an account removed and made again gets a new one */
+		if (lender.e[i].dev == st.st_dev && lender.e[i].ino == st.st_ino) {
+			lender.e[i].out = 1;
+			a = lender.e[i].a;
+		} else if (stale == NULL) {
+			stale = lender.e[i].a;
+			lender.e[i].a = NULL;
 		}
-		if (c->e[i].a == NULL || (c->e[victim].a && c->e[i].used < c->e[victim].used))
-			victim = i;
 	}
-	store_account_close(&c->e[victim].a);
-	int r = store_account_open(root, &c->e[victim].a, err_r);
+	pthread_mutex_unlock(&lender.mu);
+	store_account_close(&stale);
+	if (a != NULL) {
+		*acct_r = a;
+		return 1;
+	}
+	/* none idle: a new handle, opened outside the lock (opening costs syncs); it joins the
+	 * set when it comes back (store_account_return) */
+	int r = store_account_open(root, &a, err_r);
 	if (r != 1) {
 		if (r == 0)
 			*err_r = "the account has no index";
-		return -1;
+		return r;
 	}
-	c->e[victim].dev = st.st_dev;
-	c->e[victim].ino = st.st_ino;
-	c->e[victim].used = ++c->clock;
-	*acct_r = c->e[victim].a;
+	a->lent_dev = st.st_dev;
+	a->lent_ino = st.st_ino;
+	*acct_r = a;
 	return 1;
+}
+
+/* See store.h. */
+void store_account_return(struct store_account **acct)
+{
+	struct store_account *a = *acct, *evict = NULL;
+	*acct = NULL;
+	if (a == NULL)
+		return;
+	pthread_mutex_lock(&lender.mu);
+	size_t slot = STORE_BORROW_MAX;
+	for (size_t i = 0; i < STORE_BORROW_MAX && slot == STORE_BORROW_MAX; i++)
+		if (lender.e[i].a == a)
+			slot = i;
+	if (slot == STORE_BORROW_MAX) {
+		/* a new handle: into a free slot, else in place of the least recently used idle one */
+		for (size_t i = 0; i < STORE_BORROW_MAX; i++) {
+			if (lender.e[i].a == NULL) {
+				slot = i;
+				break;
+			}
+			if (!lender.e[i].out && (slot == STORE_BORROW_MAX ||
+						 lender.e[i].used < lender.e[slot].used))
+				slot = i;
+		}
+		if (slot != STORE_BORROW_MAX) {
+			evict = lender.e[slot].a;
+			lender.e[slot].a = a;
+			lender.e[slot].dev = a->lent_dev;
+			lender.e[slot].ino = a->lent_ino;
+		}
+	}
+	if (slot != STORE_BORROW_MAX) {
+		lender.e[slot].out = 0;
+		lender.e[slot].used = ++lender.clock;
+	} else {
+		evict = a;   /* every slot lent out: this one is not kept */
+	}
+	pthread_mutex_unlock(&lender.mu);
+	store_account_close(&evict);
 }
 
 /* The columns box_row() reads, for a query on mailboxes. */

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "sqldb.h"
@@ -26,6 +27,8 @@ struct store_account {
 	int wal_big;           /* shared handle: the WAL had grown to a checkpoint's size at its
 				* last commit (store_db_quick_write) */
 	struct store_account *shared_next;
+	dev_t lent_dev;        /* a lent handle (store_account_borrow): index.db's file when opened */
+	ino_t lent_ino;
 };
 
 /* sqlite3_prepare_v2 on the account's index through its statement cache (sqldb_prepare); give

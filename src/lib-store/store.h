@@ -77,14 +77,17 @@ int store_mailbox_state(struct store_account *acct, const char *box, uint32_t *u
 /* Sessions of one thread share one handle per account (IMAP's loop): 1 opened, 0 none, -1. */
 int store_account_open_shared(const char *root, struct store_account **acct_r,
 			      const char **err_r);
-/* A handle of root for the calling thread's own use (a pool thread delivering, or writing for
- * the IMAP loop): kept open for the thread's next calls (beyond STORE_BORROW_MAX
- * the least recently used is closed; all are closed when the thread exits), reopened when
- * index.db is another file (the account was removed and made again). Never close it; valid until this thread's next
- * borrow. 1 ok, -1 error (also: no index.db). */
+/* A handle of root for the calling thread's use until it gives it back with
+ * store_account_return (a pool thread delivering, or writing for the IMAP loop). The worker keeps
+ * up to STORE_BORROW_MAX of them between uses, each lent to one thread at a time, so the next
+ * change of the same mailbox finds the connection, and its page cache, that made the last one;
+ * reopened when index.db is another file (the account was removed and made again). Never close
+ * it. 1 ok, 0 no index.db (the account has none yet), -1 error. */
 int store_account_borrow(const char *root, struct store_account **acct_r, const char **err_r);
-/* Close the calling thread's kept handles (store_account_borrow) now, e.g. when it goes idle:
- * each holds a SQLite connection with its schema, statements and pages. */
+/* Give a borrowed handle back (sets *acct to NULL); it must be outside any transaction. */
+void store_account_return(struct store_account **acct);
+/* Close the kept handles that no thread has borrowed now, e.g. when the pool goes idle: each
+ * holds a SQLite connection with its schema, statements and pages. */
 void store_account_borrow_release(void);
 /* Many lookups in one read transaction (one snapshot, one lock instead of one per lookup).
  * Never across a return to the event loop. Returns what store_read_end wants. */

@@ -73,8 +73,9 @@ static int ready_fd = -1;   /* the master's ready pipe (worker_set_ready_fd) */
 static struct ev_timer stop_timer;
 static struct ev_io sig_io;
 
-/* A pool thread with no work for WORKER_POOL_IDLE_MS, the last one of the pool: its account,
- * system.db, diag.db, limits.db and senders.db handles and the memory the jobs freed go back
+/* A pool thread with no work for WORKER_POOL_IDLE_MS, the last one of the pool: the worker's kept
+ * account handles, the thread's system.db, diag.db, limits.db and senders.db handles and the
+ * memory the jobs freed go back
  * (they would otherwise stay with the thread until the worker stops). The next job reopens what
  * it needs. */
 static void worker_pool_idle(void *arg)
@@ -88,12 +89,12 @@ static void worker_pool_idle(void *arg)
 }
 
 /* A pool thread that ends (idle while others are left, or the pool is freed): everything it
- * keeps, caches and the inbound checks' resolver too. Its malloc cache goes back as it ends
+ * keeps, caches and the inbound checks' resolver too (the account handles are the worker's, not
+ * the thread's: they stay for the threads left). Its malloc cache goes back as it ends
  * and the pool trims then. */
 static void worker_pool_leave(void *arg)
 {
 	(void)arg;
-	store_account_borrow_release();
 	auth_verify_thread_release();
 	diag_thread_release();
 	smtp_thread_release(1);
@@ -359,6 +360,7 @@ void worker_main(unsigned index, const struct config *cfg, struct tls_ctx *tls, 
 		close(ready_fd);
 	ev_run(w.loop);
 	pool_free(&w.pool);
+	store_account_borrow_release();
 	acctdb_close(&w.db);
 	log_info("event=worker-stopped index=%u", index);
 	_exit(0);

@@ -442,17 +442,16 @@ static int spool_remote(struct deliver_job *j)
 	return 0;
 }
 
-/* An open account for root (created if missing): the pool thread's kept handle
- * (store_account_borrow), since opening index.db costs several syncs. NULL on error. */
+/* An open account for root (created if missing), lent to the calling thread until
+ * store_account_return (store_account_borrow: opening index.db costs several syncs). NULL on
+ * error. */
 static struct store_account *deliver_account(const char *root, const char **err_r)
 {
-	char idx[CONFIG_PATH_MAX + 720];
-	struct stat st;
 	struct store_account *a;
-	snprintf(idx, sizeof(idx), "%s/index.db", root);
-	if (stat(idx, &st) < 0 && store_account_create(root, err_r) < 0)
-		return NULL;
-	return store_account_borrow(root, &a, err_r) == 1 ? a : NULL;
+	int r = store_account_borrow(root, &a, err_r);
+	if (r == 0 && store_account_create(root, err_r) == 0)
+		r = store_account_borrow(root, &a, err_r);
+	return r == 1 ? a : NULL;
 }
 
 /* Pool thread: the parts of one message's delivery that are not shared with its batch: the
@@ -488,20 +487,24 @@ static void deliver_rest(struct deliver_job *j)
 		uint64_t size;
 		if (smtp_phish_file(&j->ph, tx->targets[i].addr, tx->fd, total, &fd, &size, j->why,
 				    sizeof(j->why)) < 0) {
+			store_account_return(&acct);
 			j->result = -1;
 			return;
 		}
 		/* DMARC quarantine: into Junk (INBOX if the user removed Junk) */
 		if (j->junk &&
 		    store_deliver(acct, "Junk", fd, size, 1, time(NULL), 0, &uid, &err) == 0) {
+			store_account_return(&acct);
 			j->delivered++;
 			continue;
 		}
 		if (store_deliver(acct, NULL, fd, size, 1, time(NULL), 0, &uid, &err) < 0) {
 			snprintf(j->why, sizeof(j->why), "deliver to %s: %s", tx->targets[i].addr, err);
+			store_account_return(&acct);
 			j->result = -1;
 			return;
 		}
+		store_account_return(&acct);
 		j->delivered++;
 	}
 	if (remote) {
@@ -531,10 +534,11 @@ static void batch_fail(struct deliver_job *lead, const char *why)
 }
 
 /* Pool thread, group commit: the received files of the batch are written out together and then
- * fsync'd (the first fsync commits the journal for all, the others find nothing left to do); a
- * failed fsync refuses the whole batch, whose syncs were shared. Then the batch's mailbox gets
- * all of them with one fsync of new/ and one index transaction (store_deliver_batch), and each
- * message goes on to its other targets. */
+ * fsync'd (the writes of all are under way before the first fsync waits; the block layer merges
+ * the cache flushes of concurrent fsyncs, also of other batches: one syncfs for the batches
+ * syncing together, tried, was slower, as it made them wait for each other); a failed fsync
+ * refuses the whole batch. Then the batch's mailbox gets all of them with one fsync of new/ and one index
+ * transaction (store_deliver_batch), and each message goes on to its other targets. */
 static void batch_run(struct deliver_job *lead)
 {
 	struct deliver_job *j;
@@ -591,6 +595,7 @@ static void batch_run(struct deliver_job *lead)
 				 lead->tx->targets[lead->key_target].addr,
 				 items == NULL ? "out of memory" : err ? err : "missing");
 			free(items);
+			store_account_return(&acct);
 			batch_fail(lead, why);
 			return;
 		}
@@ -614,6 +619,7 @@ static void batch_run(struct deliver_job *lead)
 			n++;
 		}
 		store_deliver_batch(acct, NULL, items, n);
+		store_account_return(&acct);
 		n = 0;
 		for (j = lead; j; j = j->next) {
 			if (j->result < 0)
@@ -688,8 +694,10 @@ static void deliver_done(struct deliver_job *j)
 		return;
 	}
 	smtp_set_state(s, SMTP_ST_READY);
-	conn_pause_read(&s->conn, 0);
+	/* the reply first: the socket takes it now, so epoll never watches for room to send it
+	 * (resuming with output queued would add the interest, the send remove it again) */
 	conn_flush(&s->conn);
+	conn_pause_read(&s->conn, 0);
 	if (s->base.w->stopping)
 		s->base.ops->shutdown(&s->base);
 }
