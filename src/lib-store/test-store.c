@@ -970,6 +970,48 @@ static void test_concurrent(void **state)
 	store_account_close(&a);
 }
 
+/* Kept handles: one lent per borrower at a time, the same one back after its return, none for
+ * an account without an index, a new one when index.db is another file. */
+static void test_borrow(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a, *b, *c;
+	assert_int_equal(store_account_borrow(root, &a, &err), 0);   /* no index yet */
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_borrow(root, &a, &err), 1);
+	assert_int_equal(store_account_borrow(root, &b, &err), 1);
+	assert_ptr_not_equal(a, b);                  /* a is out: the second borrower gets its own */
+	struct store_account *first = a;
+	store_account_return(&a);
+	assert_null(a);
+	assert_int_equal(store_account_borrow(root, &c, &err), 1);
+	assert_ptr_equal(c, first);                  /* kept, with its connection and pages */
+	store_account_return(&c);
+	store_account_return(&b);
+	/* the account removed and made again: the kept handles point to the old file */
+	char p[400];
+	snprintf(p, sizeof(p), "%s/index.db", root);
+	assert_int_equal(unlink(p), 0);
+	snprintf(p, sizeof(p), "%s/index.db-wal", root);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/index.db-shm", root);
+	unlink(p);
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_borrow(root, &a, &err), 1);
+	const char *msg = "Subject: x\r\n\r\nbody\r\n";
+	int fd = source(msg);
+	uint32_t uid = 0;
+	assert_int_equal(store_deliver(a, NULL, fd, strlen(msg), 0, time(NULL), 0, &uid, &err), 0);
+	assert_int_equal(uid, 1);                    /* the new index, not the removed one */
+	close(fd);
+	store_account_return(&a);
+	store_account_borrow_release();              /* closes what is not lent */
+	assert_int_equal(store_account_borrow(root, &a, &err), 1);
+	store_account_return(&a);
+	store_account_borrow_release();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -988,6 +1030,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sync_repairs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_borrow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_cache, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_old_index, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_index_migration_fails, setup, teardown),
