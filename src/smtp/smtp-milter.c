@@ -180,6 +180,7 @@ static int rewrite(struct smtp_session *s, struct smtp_tx *tx, const struct conf
 	close(tx->fd);
 	unlink(tx->tmppath);
 	tx->fd = fd;
+	tx->fseq = smtp_file_seq();
 	memcpy(tx->tmppath, path, sizeof(path));
 	tx->size = len;
 	tx->crc = crc;

@@ -61,6 +61,7 @@ struct smtp_tx {
 	unsigned ntargets;
 	/* message being received */
 	int fd;
+	uint64_t fseq;                /* the file's place in the order this process made them */
 	char tmppath[1100];
 	uint64_t size;                /* octets of the body received (after unstuffing) */
 	uint64_t header_len;          /* trace header octets written before the body */
@@ -134,6 +135,8 @@ void smtp_count_error(struct smtp_session *s);
 const char *smtp_size_text(uint64_t bytes, char *out, size_t outlen);
 
 /* smtp-data.c */
+/* A number for each received file this process makes, in the order they are made. */
+uint64_t smtp_file_seq(void);
 int smtp_data_begin(struct smtp_session *s);
 /* Consume DATA bytes from the input; returns octets consumed. Sets the state to BUSY when the
  * end of data was seen (and the delivery job is queued). */

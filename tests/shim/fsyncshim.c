@@ -1,8 +1,10 @@
-/* fsyncshim.c - a test-only LD_PRELOAD library that watches and breaks fsync(2)/fdatasync(2).
+/* fsyncshim.c - a test-only LD_PRELOAD library that watches and breaks fsync(2)/fdatasync(2)
+ * and syncfs(2).
  *
  * Never linked into postino; tests/e2e/test_group_commit.py builds it with cc and starts a server
  * with LD_PRELOAD=fsyncshim.so POSTINO_FSYNC_SHIM=<dir>. In <dir>:
- *   log    every synced path is appended, one line each (what was synced and how often)
+ *   log    every synced path is appended, one line each (what was synced and how often); a
+ *          syncfs is "syncfs <path of the descriptor it was given>"
  *   delay  "<ms> <pattern>": sleep before each sync of a path containing pattern
  *   fail   "<skip> <count> <pattern>": of the syncs of paths containing pattern, let <skip> pass,
  *          then fail <count> (-1: all) with EIO; the file is rewritten under flock
@@ -96,12 +98,17 @@ static void shim_path(int fd, char *out, size_t outlen)
 	out[n] = '\0';
 }
 
-/* Common body of the two wrappers. */
+/* Common body of the wrappers. */
 static int shim_sync(int fd, const char *name)
 {
 	char path[SHIM_PATH_MAX];
 	sync_fn *real = (sync_fn *)dlsym(RTLD_NEXT, name);
-	shim_path(fd, path, sizeof(path));
+	if (strcmp(name, "syncfs") == 0) {
+		memcpy(path, "syncfs ", 7);
+		shim_path(fd, path + 7, sizeof(path) - 7);
+	} else {
+		shim_path(fd, path, sizeof(path));
+	}
 	if (shim_before(path) < 0) {
 		errno = EIO;
 		return -1;
@@ -119,4 +126,10 @@ int fsync(int fd)
 int fdatasync(int fd)
 {
 	return shim_sync(fd, "fdatasync");
+}
+
+/* syncfs(2), watched. */
+int syncfs(int fd)
+{
+	return shim_sync(fd, "syncfs");
 }
