@@ -43,6 +43,17 @@ int wire_finish(struct wire_state *w, struct buf *out)
 	return buf_append(out, w->prev_cr ? "\n" : "\r\n", w->prev_cr ? 1 : 2);
 }
 
+/* Add n octets to a running POP3 size (wire_size_fd, wire_size_mem). */
+static void wire_count(const char *p, size_t n, int64_t *size, int *at_start, int *prev_cr)
+{
+	for (size_t i = 0; i < n; i++) {
+		char c = p[i];
+		*size += 1 + (c == '\n' && !*prev_cr);
+		*prev_cr = c == '\r';
+		*at_start = c == '\n';
+	}
+}
+
 /* Count the POP3 size of a file: CRLF line ends, no dot-stuffing. */
 int64_t wire_size_fd(int fd)
 {
@@ -58,14 +69,20 @@ int64_t wire_size_fd(int fd)
 			return -1;
 		if (n == 0)
 			break;
-		for (ssize_t i = 0; i < n; i++) {
-			char c = buf[i];
-			size += 1 + (c == '\n' && !prev_cr);
-			prev_cr = c == '\r';
-			at_start = c == '\n';
-		}
+		wire_count(buf, (size_t)n, &size, &at_start, &prev_cr);
 		off += n;
 	}
+	if (!at_start)
+		size += prev_cr ? 1 : 2;
+	return size;
+}
+
+/* The same count of a message in memory. */
+int64_t wire_size_mem(const char *p, size_t n)
+{
+	int64_t size = 0;
+	int at_start = 1, prev_cr = 0;
+	wire_count(p, n, &size, &at_start, &prev_cr);
 	if (!at_start)
 		size += prev_cr ? 1 : 2;
 	return size;

@@ -29,5 +29,7 @@ int wire_finish(struct wire_state *w, struct buf *out);
 /* Octets of the whole file with CRLF line ends and a CRLF after a last line without one, not
  * counting dot-stuffing (read with pread from offset 0), or -1 on a read error. */
 int64_t wire_size_fd(int fd);
+/* wire_size_fd of the n octets at p. */
+int64_t wire_size_mem(const char *p, size_t n);
 
 #endif

@@ -407,8 +407,7 @@ static int append_write_tmp(struct store_account *a, const char *dir,
 	store_maildir_name(st->base, sizeof(st->base), m->len);
 	snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, st->base);
 	errno = 0;
-	/* read-write: the POP3 size and the IMAP structure are computed from the file */
-	int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
 	if (fd < 0)
 		return store_fail(a, err_r, "create message file");
 	st->written = 1;
@@ -418,16 +417,10 @@ static int append_write_tmp(struct store_account *a, const char *dir,
 		errno = e;
 		return store_fail(a, err_r, "write message file");
 	}
-	int64_t wire = wire_size_fd(fd);
-	if (wire < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return store_fail(a, err_r, "read message file back");
-	}
-	st->wire = (uint64_t)wire;
-	store_structure_compute(fd, m->len, &st->sc);
 	close(fd);
+	/* the POP3 size and the IMAP structure from the message in memory, not read back */
+	st->wire = (uint64_t)wire_size_mem(m->data, m->len);
+	store_structure_compute_mem(m->data, m->len, &st->sc);
 	return 0;
 }
 

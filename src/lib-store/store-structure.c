@@ -22,17 +22,26 @@ void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
 	struct fs_view view;
 	if (fs_view_open(&view, fd, (size_t)size) < 0)
 		return;
-	const char *msg = view.data;
-	struct mime_part *root = mime_parse(msg, (size_t)size);
+	store_structure_compute_mem(view.data, (size_t)size, sc);
+	fs_view_close(&view);
+}
+
+/* The same from the message in memory (APPEND has it there: no reading the file back). */
+void store_structure_compute_mem(const char *msg, size_t size, struct store_structure *sc)
+{
+	memset(sc, 0, sizeof(*sc));
+	if (size == 0)
+		return;
+	struct mime_part *root = mime_parse(msg, size);
 	struct buf bs, body, env;
 	buf_init(&bs, STRUCTURE_MAX);
 	buf_init(&body, STRUCTURE_MAX);
 	buf_init(&env, STRUCTURE_MAX);
 	if (root && mime_bodystructure(root, msg, 1, &bs) == 0 &&
 	    mime_bodystructure(root, msg, 0, &body) == 0 &&
-	    mime_envelope(msg, mime_header_len(msg, (size_t)size), &env) == 0 && bs.data &&
+	    mime_envelope(msg, mime_header_len(msg, size), &env) == 0 && bs.data &&
 	    body.data && env.data) {
-		size_t hl = mime_header_len(msg, (size_t)size);
+		size_t hl = mime_header_len(msg, size);
 		if (hl > 0 && hl <= STORE_HEADER_CACHE_MAX && (sc->header = malloc(hl)) != NULL) {
 			memcpy(sc->header, msg, hl);
 			sc->header_len = hl;
@@ -46,7 +55,6 @@ void store_structure_compute(int fd, uint64_t size, struct store_structure *sc)
 		buf_free(&env);
 	}
 	mime_free(&root);
-	fs_view_close(&view);
 }
 
 /* Free the strings. */

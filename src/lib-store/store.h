@@ -258,6 +258,7 @@ int store_header_get(struct store_header_cursor *c, uint32_t uid, const char **h
 		     size_t *len_r);
 void store_header_close(struct store_header_cursor **c);
 void store_structure_compute(int fd, uint64_t size, struct store_structure *sc);
+void store_structure_compute_mem(const char *msg, size_t size, struct store_structure *sc);
 void store_structure_free(struct store_structure *sc);
 /* 1 found (free sc with store_structure_free), 0 not cached. */
 int store_structure_get(struct store_account *acct, const char *box, uint32_t uid,
