@@ -825,6 +825,8 @@ struct append_job {
 	size_t nbuilt;
 	uint32_t *uids;
 	uint32_t uidvalidity;
+	int claim;              /* the session has the mailbox selected read-write */
+	uint32_t recent_from;   /* with claim: \Recent from here to the last UID is the session's */
 	int rc;
 	struct imap_kwnames kw;
 };
@@ -854,7 +856,11 @@ static void append_work(struct imap_wjob *w)
 			return;
 		}
 	}
-	j->rc = store_append_multi(w->acct, j->box, j->msgs, j->nm, j->uids, &j->uidvalidity, &err);
+	/* a session with the mailbox selected claims \Recent of what it stored in the same
+	 * commit: otherwise its look right after (append_done) claims it in a commit of its
+	 * own on the loop */
+	j->rc = store_append_multi_claim(w->acct, j->box, j->msgs, j->nm, j->uids, &j->uidvalidity,
+					 j->claim ? &j->recent_from : NULL, &err);
 	if (j->rc < 0)
 		imap_wjob_error(w, err);
 }
@@ -877,8 +883,14 @@ static void append_done(struct imap_wjob *w)
 		append_job_free(j);
 		return;
 	}
-	if (s->st == IMAP_SELECTED && strcmp(s->box, j->box) == 0)
+	if (s->st == IMAP_SELECTED && strcmp(s->box, j->box) == 0) {
+		if (j->claim) {
+			s->recent_mine_from = j->recent_from;
+			s->recent_mine_to = j->uids[j->nm - 1] + 1;
+		}
 		imap_sync_mailbox(s, 0);
+		s->recent_mine_from = s->recent_mine_to = 0;
+	}
 	struct buf set;
 	buf_init(&set, 1024);
 	if (uid_set_text(j->uids, j->nm, &set) == 0)
@@ -991,6 +1003,7 @@ void imap_cmd_append(struct imap_session *s, const struct imap_arg *args, size_t
 	j->uids = uids;
 	j->built = built;
 	j->nbuilt = n;
+	j->claim = s->st == IMAP_SELECTED && !s->readonly && strcmp(s->box, j->box) == 0;
 	imap_write_job(s, &j->job, append_work, append_done);
 	return;
 out:

@@ -93,6 +93,8 @@ struct imap_session {
 	char *box;                     /* the selected mailbox, "" when none (imap_no_box; the
 					* others are allocated: an idle session keeps no 1 KB) */
 	int readonly;
+	uint32_t recent_mine_from;     /* [from, to): UIDs whose \Recent this session's APPEND */
+	uint32_t recent_mine_to;       /* claimed (store_append_multi_claim), for its next look */
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;        /* flag changes and new messages reported up to here */
 	uint64_t expmodseq;            /* expunges reported up to here (they may lag, RFC 9051

@@ -343,7 +343,8 @@ size_t imap_recent_sync(struct imap_session *s, int claim)
 	if (store_recent(s->acct, s->box, upto, &from, NULL, &err) < 0)
 		from = UINT32_MAX;
 	for (size_t i = 0; i < s->nmsgs; i++) {
-		if (s->msgs[i].uid >= from)
+		uint32_t uid = s->msgs[i].uid;
+		if (uid >= from || (uid >= s->recent_mine_from && uid < s->recent_mine_to))
 			s->msgs[i].recent = 1;
 		n += s->msgs[i].recent != 0;
 	}

@@ -456,9 +456,45 @@ static void append_undo(const char *dir, const struct store_append_msg *m,
 	free(st);
 }
 
+/* In an APPEND's write transaction: \Recent of every message below upto goes to the caller,
+ * who learns from where (*from_r). 0 ok, -1 error. */
+static int append_claim_recent(struct store_account *a, int64_t box_id, uint32_t upto,
+			       uint32_t *from_r, const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (store_prepare(a, "SELECT recent_from FROM mailboxes WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return store_dbfail(a, err_r, "recent");
+	sqlite3_bind_int64(st, 1, box_id);
+	int r = sqlite3_step(st);
+	if (r == SQLITE_ROW)
+		*from_r = (uint32_t)sqlite3_column_int64(st, 0);
+	store_finalize(a, st);
+	if (r != SQLITE_ROW)
+		return store_dbfail(a, err_r, "recent");
+	if (*from_r >= upto)
+		return 0;
+	if (store_prepare(a, "UPDATE mailboxes SET recent_from = max(recent_from, ?) WHERE id = ?",
+			  -1, &st, NULL) != SQLITE_OK)
+		return store_dbfail(a, err_r, "claim recent");
+	sqlite3_bind_int64(st, 1, upto);
+	sqlite3_bind_int64(st, 2, box_id);
+	r = sqlite3_step(st);
+	store_finalize(a, st);
+	return r == SQLITE_DONE ? 0 : store_dbfail(a, err_r, "claim recent");
+}
+
 /* MULTIAPPEND, all or nothing; see store.h. */
 int store_append_multi(struct store_account *a, const char *box, const struct store_append_msg *m,
 		       size_t n, uint32_t *uids_r, uint32_t *uidvalidity_r, const char **err_r)
+{
+	return store_append_multi_claim(a, box, m, n, uids_r, uidvalidity_r, NULL, err_r);
+}
+
+/* See store.h. */
+int store_append_multi_claim(struct store_account *a, const char *box,
+			     const struct store_append_msg *m, size_t n, uint32_t *uids_r,
+			     uint32_t *uidvalidity_r, uint32_t *recent_from_r, const char **err_r)
 {
 	struct store_mailbox_info mb;
 	char dir[4300], tmp[4700], dst[4700], sub[4400];
@@ -515,6 +551,9 @@ int store_append_multi(struct store_account *a, const char *box, const struct st
 			goto fail_db;
 		store_structure_save(a, mb.id, uids_r[i], &st[i].sc);
 	}
+	if (recent_from_r &&
+	    append_claim_recent(a, mb.id, uids_r[n - 1] + 1, recent_from_r, err_r) < 0)
+		goto fail_db;
 	if (store_db_commit(a) != SQLITE_OK)
 		goto fail_db;
 	for (size_t i = 0; i < n; i++)

@@ -217,6 +217,12 @@ struct store_append_msg {
 int store_append_multi(struct store_account *acct, const char *box,
 		       const struct store_append_msg *msgs, size_t n, uint32_t *uids_r,
 		       uint32_t *uidvalidity_r, const char **err_r);
+/* store_append_multi that also claims \Recent (store_recent) of every message up to the last one
+ * stored, in the same transaction, for a caller that has the mailbox selected: the messages
+ * from *recent_from_r on are recent to it. Saves the commit of a separate claim. */
+int store_append_multi_claim(struct store_account *acct, const char *box,
+			     const struct store_append_msg *msgs, size_t n, uint32_t *uids_r,
+			     uint32_t *uidvalidity_r, uint32_t *recent_from_r, const char **err_r);
 int store_copy(struct store_account *acct, const char *src, const uint32_t *uids, size_t n,
 	       const char *dst, uint32_t *new_uids, uint32_t *dst_uidvalidity_r, const char **err_r);
 int store_mailbox_create(struct store_account *acct, const char *name, const char *special_use,

@@ -248,6 +248,30 @@ def test_recent_for_imap4rev1_sessions(srv, user, clients):  # noqa: F811
     assert b"\\Recent" not in b"".join(rev2.ok("FETCH 1:* FLAGS").untagged), rev2.dialogue()
 
 
+def test_recent_of_own_append(srv, user, clients):  # noqa: F811
+    """A session that APPENDs to the mailbox it has selected read-write claims \\Recent in the
+    APPEND's own commit: of its message and of any it had not seen yet (they reach it in the
+    same answer); no other session sees them as recent. An EXAMINE session claims nothing."""
+    c = login(srv, user, clients)
+    c.ok("SELECT INBOX")
+    other = login(srv, user, clients)
+    append(other, "INBOX", "Subject: a\r\n\r\nx\r\n")   # nothing selected: claims nothing
+    r = c.ok("APPEND INBOX", Lit(b"Subject: b\r\n\r\nx\r\n"))
+    assert b"* 2 EXISTS\r\n" in r.untagged and b"* 2 RECENT\r\n" in r.untagged, c.dialogue()
+    assert c.ok("SEARCH RECENT").of("SEARCH") == [["1", "2"]], c.dialogue()
+    r = other.ok("SELECT INBOX")
+    assert b"* 0 RECENT\r\n" in r.untagged, other.dialogue()
+    ex = login(srv, user, clients)
+    ex.ok("EXAMINE INBOX")
+    r = ex.ok("APPEND INBOX", Lit(b"Subject: c\r\n\r\nx\r\n"))
+    assert b"* 3 EXISTS\r\n" in r.untagged, ex.dialogue()
+    r = c.ok("NOOP")      # c sees it first: the EXAMINE session left it unclaimed
+    assert b"* 3 EXISTS\r\n" in r.untagged and b"* 3 RECENT\r\n" in r.untagged, c.dialogue()
+    r = other.ok("NOOP")
+    assert b"* 3 EXISTS\r\n" in r.untagged and b"* 0 RECENT\r\n" in r.untagged, \
+        other.dialogue()
+
+
 def test_condstore_enabled_by_fetch_modseq(srv, user, clients):  # noqa: F811
     """RFC 7162 3.1: the first FETCH MODSEQ enables CONDSTORE and reports HIGHESTMODSEQ; later
     STORE answers carry MODSEQ; ESEARCH MIN/MAX report the modseq of those messages."""
