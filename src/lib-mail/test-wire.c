@@ -36,7 +36,8 @@ static size_t unstuffed_len(const char *w)
 }
 
 /* Each case, transformed in chunks of 1..4 octets, gives the wanted bytes, and wire_size_fd
- * of a file with the input counts them without the stuffing (the size LIST reports). */
+ * of a file with the input (and wire_size_mem of the input) counts them without the stuffing
+ * (the size LIST reports). */
 static void test_cases(void **state)
 {
 	(void)state;
@@ -63,6 +64,7 @@ static void test_cases(void **state)
 		unlink(path);
 		assert_int_equal(write(fd, in, n), (ssize_t)n);
 		assert_int_equal(wire_size_fd(fd), (int64_t)unstuffed_len(cases[i].want));
+		assert_int_equal(wire_size_mem(in, n), (int64_t)unstuffed_len(cases[i].want));
 		close(fd);
 	}
 }

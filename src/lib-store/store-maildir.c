@@ -1099,8 +1099,10 @@ static void sync_once(struct store_account *a, const char *box, const struct sto
 /* Where one message of a group delivery stands (store_deliver_batch). */
 enum batch_stage {
 	BATCH_FAILED = 0,          /* refused; nothing of it is visible */
-	BATCH_IN_TMP,              /* linked or copied into tmp/ */
-	BATCH_IN_NEW,              /* renamed into new/, not yet committed */
+	BATCH_TO_LINK,             /* a synced source on the mailbox's file system: linked
+				    * straight into new/ under the lock */
+	BATCH_IN_TMP,              /* copied into tmp/ */
+	BATCH_IN_NEW,              /* in new/, not yet committed */
 };
 
 /* Per-message state of a group delivery that callers never see. */
@@ -1118,9 +1120,11 @@ static void batch_item_err(struct store_batch_item *it, const char *err)
 }
 
 /* Step 1 of a group delivery for one message, before any lock: check the source, compute what
- * the index caches, and put it into tmp/ (a hard link of a synced source, else a synced copy).
+ * the index caches, and decide how it gets into new/: a synced source on the mailbox's file
+ * system (dir_dev) is hard-linked there under the lock (no copy, no fsync, no name in tmp/ to
+ * rename and no rename), anything else is copied into tmp/ and synced now. Sets p->stage.
  * 0 ok, -1 with the error on the account. */
-static int batch_prepare(struct store_account *a, const char *dir,
+static int batch_prepare(struct store_account *a, const char *dir, dev_t dir_dev,
 			 const struct store_batch_item *it, struct batch_prep *p, const char **err_r)
 {
 	struct stat st;
@@ -1130,23 +1134,52 @@ static int batch_prepare(struct store_account *a, const char *dir,
 	if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size != it->size)
 		return store_errf(a, err_r, 0, "deliver: source is not a regular file of %llu octets",
 				  (unsigned long long)it->size);
-	p->wire = wire_size_fd(it->src_fd);   /* POP3's LIST size, computed once */
-	if (p->wire < 0)
+	/* POP3's LIST size and IMAP's cache (best effort), computed once from one read */
+	struct fs_view view = { 0 };
+	if (it->size > 0 && it->size <= SIZE_MAX && fs_view_open(&view, it->src_fd, it->size) < 0)
 		return store_errf(a, err_r, errno, "deliver: read source");
+	p->wire = wire_size_mem(view.data, view.len);
+	store_structure_compute_mem(view.data, view.len, &p->sc);
+	fs_view_close(&view);
 	store_maildir_name(p->fname, sizeof(p->fname), it->size);
-	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0)
+	if (it->src_already_synced && st.st_dev == dir_dev) {
+		p->stage = BATCH_TO_LINK;
+	} else {
+		if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0)
+			return store_errf(a, err_r, ENAMETOOLONG, "deliver");
+		if (copy_file(a, it->src_fd, it->size, tmp, err_r) < 0)
+			return -1;
+		p->stage = BATCH_IN_TMP;
+	}
+	return 0;
+}
+
+/* Step 2 for one message, under the write lock: into new/ (a link of the source, or the rename
+ * of its copy in tmp/; a link that fails, e.g. without /proc, falls back to a copy). 0 ok, -1
+ * with the error on the account (nothing of it left in tmp/ or new/). */
+static int batch_into_new(struct store_account *a, const char *dir,
+			  const struct store_batch_item *it, struct batch_prep *p, const char **err_r)
+{
+	char tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
+	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0 ||
+	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, p->fname) < 0)
 		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
-	/* a hard link of an already synced source costs no copy and no fsync; any failure to
-	 * link (EXDEV, an unlinked source, no /proc) falls back to a copy */
-	int linked = 0;
-	if (it->src_already_synced) {
+	if (p->stage == BATCH_TO_LINK) {
 		char proc[64];
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", it->src_fd);
-		linked = linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) == 0;
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, dst, AT_SYMLINK_FOLLOW) == 0)
+			return 0;
+		if (errno == EEXIST)
+			return store_errf(a, err_r, errno, "deliver: link into new/");
+		if (copy_file(a, it->src_fd, it->size, tmp, err_r) < 0)
+			return -1;
+		p->stage = BATCH_IN_TMP;
 	}
-	if (!linked && copy_file(a, it->src_fd, it->size, tmp, err_r) < 0)
+	if (rename_noreplace(tmp, dst) < 0) {
+		store_errf(a, err_r, errno, "deliver: rename tmp/ into new/");
+		unlink(tmp);
 		return -1;
-	store_structure_compute(it->src_fd, it->size, &p->sc);   /* IMAP's cache; best effort */
+	}
 	return 0;
 }
 
@@ -1164,7 +1197,7 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 			   size_t n)
 {
 	struct store_mailbox_info mb;
-	char dir[STORE_PATH_MAX], newdir[STORE_PATH_MAX], tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
+	char dir[STORE_PATH_MAX], newdir[STORE_PATH_MAX];
 	const char *err = NULL;
 	size_t innew = 0, ok = 0;
 	for (size_t i = 0; i < n; i++) {
@@ -1190,18 +1223,21 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		goto fail_all;
 	}
 	sync_once(a, box, &mb);
-	/* 1. every message into tmp/, each on its own: one that fails is refused alone */
-	size_t intmp = 0;
+	/* 1. every message prepared (into tmp/ unless it is linked later), each on its own: one
+	 * that fails is refused alone */
+	struct stat nst;
+	dev_t dir_dev = stat(newdir, &nst) == 0 ? nst.st_dev : (dev_t)-1;
+	size_t ready = 0;
 	for (size_t i = 0; i < n; i++) {
-		if (batch_prepare(a, dir, &items[i], &p[i], &err) < 0) {
+		if (batch_prepare(a, dir, dir_dev, &items[i], &p[i], &err) < 0) {
 			batch_item_err(&items[i], err);
 			store_structure_free(&p[i].sc);
+			p[i].stage = BATCH_FAILED;
 			continue;
 		}
-		p[i].stage = BATCH_IN_TMP;
-		intmp++;
+		ready++;
 	}
-	if (intmp == 0)
+	if (ready == 0)
 		goto out;
 	/* 2. the write lock, then new/ and one fsync of it for all: nothing visible without the
 	 * lock held */
@@ -1211,14 +1247,10 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		goto undo;
 	}
 	for (size_t i = 0; i < n; i++) {
-		if (p[i].stage != BATCH_IN_TMP)
+		if (p[i].stage == BATCH_FAILED)
 			continue;
-		if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p[i].fname) < 0 ||
-		    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, p[i].fname) < 0 ||
-		    rename_noreplace(tmp, dst) < 0) {
-			store_errf(a, &err, errno, "deliver: rename tmp/ into new/");
+		if (batch_into_new(a, dir, &items[i], &p[i], &err) < 0) {
 			batch_item_err(&items[i], err);
-			unlink(tmp);
 			p[i].stage = BATCH_FAILED;
 			continue;
 		}

@@ -567,6 +567,26 @@ static void test_deliver_link(void **state)
 	assert_int_equal(read(fd, buf, sizeof(buf)), 16);
 	assert_memory_equal(buf, "L: 1\r\n\r\nlinked\r\n", 16);
 	close(fd);
+	/* a source without a name (O_TMPFILE, as SMTP receives): its only name is the one in new/ */
+	snprintf(src, sizeof(src), "%s/..", root);
+	fd = open(src, O_TMPFILE | O_RDWR, 0600);
+	if (fd >= 0) {
+		assert_int_equal(write(fd, "L: 2\r\n\r\nlinked\r\n", 16), 16);
+		assert_int_equal(fsync(fd), 0);
+		assert_int_equal(store_deliver(a, "Archive", fd, 16, 1, 0, 0, &uid, &err), 0);
+		assert_int_equal(uid, 2);
+		assert_int_equal(fstat(fd, &st), 0);
+		assert_int_equal(st.st_nlink, 1);
+		close(fd);
+		fd = store_message_open(a, "Archive", 2, &err);
+		assert_true(fd >= 0);
+		assert_int_equal(read(fd, buf, sizeof(buf)), 16);
+		assert_memory_equal(buf, "L: 2\r\n\r\nlinked\r\n", 16);
+		close(fd);
+	}
+	char tmpdir[400];
+	snprintf(tmpdir, sizeof(tmpdir), "%s/.Archive/tmp", root);
+	assert_int_equal(count_files(tmpdir), 0);   /* linked straight into new/ */
 	store_account_close(&a);
 }
 

@@ -130,10 +130,19 @@ int smtp_data_begin(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	const struct config *cfg = s->base.w->cfg;
-	/* the pid in the name lets the master clean up after a worker that died */
-	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.%d.XXXXXX", cfg->data_dir,
-		 (int)proc_pid());
-	tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
+	/* a file without a name: the deliveries link it where it goes (the mailbox's new/, the
+	 * queue), nothing is unlinked afterwards, and a worker that dies leaves nothing behind.
+	 * Where the file system has no O_TMPFILE, a named file; the pid in the name lets the
+	 * master clean up after a worker that died. */
+	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp", cfg->data_dir);
+	tx->fd = open(tx->tmppath, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (tx->fd >= 0) {
+		tx->tmppath[0] = '\0';
+	} else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+		snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.%d.XXXXXX", cfg->data_dir,
+			 (int)proc_pid());
+		tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
+	}
 	tx->fseq = smtp_file_seq();
 	if (tx->fd < 0) {
 		log_warn("sess=%016llx proto=smtp event=tmpfile-failed path=%s error=\"%s\"",
@@ -414,7 +423,10 @@ static int spool_remote(struct deliver_job *j)
 	snprintf(body, sizeof(body), "%s/%s.msg", qdir, j->id);
 	snprintf(env, sizeof(env), "%s/%s.env", qdir, j->id);
 	snprintf(envtmp, sizeof(envtmp), "%s/%s.env.tmp", qdir, j->id);
-	if (link(tx->tmppath, body) < 0) {
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", tx->fd);
+	if (tx->tmppath[0] ? link(tx->tmppath, body) < 0 :
+	    linkat(AT_FDCWD, proc, AT_FDCWD, body, AT_SYMLINK_FOLLOW) < 0) {
 		snprintf(j->why, sizeof(j->why), "link into queue: %s", strerror(errno));
 		return -1;
 	}
@@ -542,8 +554,9 @@ static void batch_fail(struct deliver_job *lead, const char *why)
 	}
 }
 
-/* Pool thread, group commit: the received files of the batch are written out together and then
- * made durable with one sync (a lone file: its fsync); a failed sync refuses the whole batch.
+/* Pool thread, group commit: the received files of the batch are made durable with one sync
+ * (a lone file: its fsync; either starts the writes itself); a failed sync refuses the whole
+ * batch.
  * Batches of different mailboxes sync on their own: the block layer merges the cache flushes of
  * concurrent syncs anyway, and one syncfs shared by the batches syncing at the same time,
  * tried, was slower (each waited for the others). Then the batch's mailbox gets all of them with
@@ -554,10 +567,8 @@ static void batch_run(struct deliver_job *lead)
 	struct deliver_job *j;
 	char why[1024];
 	const char *err = NULL;
-	for (j = lead; j; j = j->next) {
+	for (j = lead; j; j = j->next)
 		j->result = 0;
-		sync_file_range(j->tx->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-	}
 	if (lead->batch_len > 1) {
 		/* one syncfs for the batch: every file written so far is durable after it (data
 		 * and inode, as after an fsync of each), with one cache flush of the disk instead of

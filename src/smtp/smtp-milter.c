@@ -178,7 +178,8 @@ static int rewrite(struct smtp_session *s, struct smtp_tx *tx, const struct conf
 			       res->nedits, fd, &len, &crc) < 0)
 		goto fail;
 	close(tx->fd);
-	unlink(tx->tmppath);
+	if (tx->tmppath[0])
+		unlink(tx->tmppath);
 	tx->fd = fd;
 	tx->fseq = smtp_file_seq();
 	memcpy(tx->tmppath, path, sizeof(path));

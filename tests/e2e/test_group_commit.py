@@ -24,6 +24,8 @@ SENDERS = 20
 PER_SENDER = 5
 MSGID_RE = re.compile(rb"^Message-ID: <([^>]+)>", re.M | re.I)
 SHIM_SRC = os.path.join(os.path.dirname(__file__), "..", "shim", "fsyncshim.c")
+# a received file has no name (O_TMPFILE in <data>/tmp): /proc shows it as "<data>/tmp/#<inode>"
+RECEIVED = "/tmp/#"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +158,7 @@ def test_concurrent_sessions_exactly_once(gc_server):
 def test_syncs_are_shared(gc_server):
     srv, ctl = gc_server
     ctl_clear(ctl)
-    ctl_write(ctl, "delay", "40 /tmp/in.\n")
+    ctl_write(ctl, "delay", "40 %s\n" % RECEIVED)
     try:
         acked, replies = send_concurrently(srv, "share", SENDERS, PER_SENDER)
         lines = synced(ctl)
@@ -167,8 +169,8 @@ def test_syncs_are_shared(gc_server):
     check_exactly_once(srv, replies)
     newdir = os.path.join(srv.maildir(RCPT), "new")
     dir_syncs = sum(1 for p in lines if p == newdir)
-    data_syncs = sum(1 for p in lines if "/tmp/in." in p)
-    shared_data_syncs = sum(1 for p in lines if p.startswith("syncfs ") and "/tmp/in." in p)
+    data_syncs = sum(1 for p in lines if RECEIVED in p)
+    shared_data_syncs = sum(1 for p in lines if p.startswith("syncfs ") and RECEIVED in p)
     # every batch syncs its received files before new/: an fsync for a lone message, one
     # syncfs for several
     assert data_syncs >= dir_syncs, \
@@ -188,7 +190,7 @@ def test_failed_sync_refuses_the_whole_batch(gc_server):
     # the first message starts alone at once (no waiting for company) and its sync succeeds;
     # the ones that finish while its received file syncs form the second batch, whose fsync of
     # new/ fails: every message of that batch gets 4xx, none is stored
-    ctl_write(ctl, "delay", "300 /tmp/in.\n")
+    ctl_write(ctl, "delay", "300 %s\n" % RECEIVED)
     ctl_write(ctl, "fail", "1 1 %s\n" % newdir)
     try:
         acked, replies = send_concurrently(srv, "fail", 10, 1)
@@ -206,7 +208,7 @@ def test_failed_sync_refuses_the_whole_batch(gc_server):
 def test_failed_data_sync_is_4xx_then_recovers(gc_server):
     srv, ctl = gc_server
     ctl_clear(ctl)
-    ctl_write(ctl, "fail", "0 -1 /tmp/in.\n")
+    ctl_write(ctl, "fail", "0 -1 %s\n" % RECEIVED)
     try:
         acked, replies = send_concurrently(srv, "datafail", 5, 2)
     finally:
