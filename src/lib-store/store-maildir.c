@@ -386,10 +386,13 @@ static int store_db_open(struct store_account *a, int create, const char **err_r
 }
 
 /* SQLite's page cache starts with a bulk allocation of 20 pages (~90 KB) per connection; with
- * one connection per logged-in session that would be most of a session's memory. */
+ * one connection per logged-in session that would be most of a session's memory. Its memory
+ * statistics (which nothing here reads) take one process-wide mutex around every allocation
+ * and free: the loop and the pool threads waited on each other for it (futex calls). */
 void store_global_init(void)
 {
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
+	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 }
 
 /* See store.h. */
