@@ -64,7 +64,7 @@ def ctl_write(ctl, name, text):
 
 
 def ctl_clear(ctl):
-    for name in ("fail", "delay", "log"):
+    for name in ("fail", "delay", "log", "notmpfile"):
         try:
             os.unlink(os.path.join(ctl, name))
         except FileNotFoundError:
@@ -220,3 +220,25 @@ def test_failed_data_sync_is_4xx_then_recovers(gc_server):
     acked, replies = send_concurrently(srv, "after", 3, 1)
     assert len(acked) == 3, replies
     check_exactly_once(srv, replies)
+
+
+def test_named_received_files_without_o_tmpfile(gc_server):
+    """Where the file system has no O_TMPFILE the received files get names (in.<pid>.*): each
+    is synced like the unnamed ones, delivered exactly once, and gone from <data>/tmp after its
+    250, accepted or not."""
+    srv, ctl = gc_server
+    ctl_clear(ctl)
+    ctl_write(ctl, "notmpfile", "")
+    ctl_write(ctl, "delay", "40 /tmp/in.\n")
+    try:
+        acked, replies = send_concurrently(srv, "named", 10, 2)
+        lines = synced(ctl)
+    finally:
+        ctl_clear(ctl)
+    assert len(acked) == 20, replies
+    check_exactly_once(srv, replies)
+    assert any("/tmp/in." in p for p in lines), \
+        "no named received file was synced: %s" % lines[:20]
+    assert not any(RECEIVED in p for p in lines), "an O_TMPFILE was made although refused"
+    left = [n for n in os.listdir(os.path.join(srv.data, "tmp")) if n.startswith("in.")]
+    assert not left, "received files left behind: %s" % left

@@ -8,11 +8,14 @@
  *   delay  "<ms> <pattern>": sleep before each sync of a path containing pattern
  *   fail   "<skip> <count> <pattern>": of the syncs of paths containing pattern, let <skip> pass,
  *          then fail <count> (-1: all) with EIO; the file is rewritten under flock
+ *   notmpfile  present: open(2) with O_TMPFILE fails with EOPNOTSUPP, as on a file system
+ *          without it
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +135,47 @@ int fdatasync(int fd)
 int syncfs(int fd)
 {
 	return shim_sync(fd, "syncfs");
+}
+
+/* open(2): O_TMPFILE refused while "notmpfile" exists; everything else passed on. */
+static int shim_open(const char *name, const char *path, int flags, mode_t mode)
+{
+	typedef int open_fn(const char *, int, ...);
+	open_fn *real = (open_fn *)dlsym(RTLD_NEXT, name);
+	const char *dir = getenv("POSTINO_FSYNC_SHIM");
+	if (dir != NULL && (flags & O_TMPFILE) == O_TMPFILE) {
+		char p[SHIM_PATH_MAX + 16];
+		snprintf(p, sizeof(p), "%s/notmpfile", dir);
+		if (access(p, F_OK) == 0) {
+			errno = EOPNOTSUPP;
+			return -1;
+		}
+	}
+	return real(path, flags, mode);
+}
+
+/* open(2), watched for O_TMPFILE. */
+int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	return shim_open("open", path, flags, mode);
+}
+
+/* open64(2), the same. */
+int open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
+	return shim_open("open64", path, flags, mode);
 }
