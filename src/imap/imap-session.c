@@ -295,8 +295,8 @@ void imap_job_finished(struct imap_session *s)
 		session_reap_later(&s->base);
 		return;
 	}
+	conn_flush(&s->conn);   /* first: the answer goes out without EV_WRITE coming and going */
 	conn_pause_read(&s->conn, 0);
-	conn_flush(&s->conn);
 }
 
 /* "\Seen \Flagged kw1" for flags + keywords. */

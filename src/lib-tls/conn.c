@@ -488,7 +488,10 @@ void conn_pause_read(struct conn *c, int paused)
 	c->resume_nofill = !paused && !c->paused_ready && (c->io.events & EV_READ);
 	c->read_paused = paused;
 	c->paused_ready = 0;
-	if (!paused && ev_defer(c->loop, conn_resume, c) == 0)
+	if (paused)
+		return;   /* the interest stays as it is (above); the flush after the owner's
+			   * turn sets it, and changing it here first only cost epoll_ctl calls */
+	if (ev_defer(c->loop, conn_resume, c) == 0)
 		c->deferred++;
 	conn_update_events(c);
 }
