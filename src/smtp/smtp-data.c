@@ -132,13 +132,16 @@ int smtp_data_begin(struct smtp_session *s)
 	const struct config *cfg = s->base.w->cfg;
 	/* a file without a name: the deliveries link it where it goes (the mailbox's new/, the
 	 * queue), nothing is unlinked afterwards, and a worker that dies leaves nothing behind.
-	 * Where the file system has no O_TMPFILE, a named file; the pid in the name lets the
-	 * master clean up after a worker that died. */
+	 * Where the file system has no O_TMPFILE (or there is no /proc to link it through), a
+	 * named file; the pid in the name lets the master clean up after a worker that died. */
+	static int proc_links = -1;   /* /proc/self/fd/N is how an unnamed file gets linked */
+	if (proc_links < 0)
+		proc_links = access("/proc/self/fd", X_OK) == 0;
 	snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp", cfg->data_dir);
-	tx->fd = open(tx->tmppath, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	tx->fd = proc_links ? open(tx->tmppath, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600) : -1;
 	if (tx->fd >= 0) {
 		tx->tmppath[0] = '\0';
-	} else if (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
+	} else if (!proc_links || errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL) {
 		snprintf(tx->tmppath, sizeof(tx->tmppath), "%s/tmp/in.%d.XXXXXX", cfg->data_dir,
 			 (int)proc_pid());
 		tx->fd = mkostemp(tx->tmppath, O_CLOEXEC);
