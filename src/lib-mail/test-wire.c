@@ -69,10 +69,38 @@ static void test_cases(void **state)
 	}
 }
 
+/* wire_size_fd reads 64 KB at a time: a CRLF or a bare LF split across two reads counts as in
+ * one piece (the count carries the previous octet over). */
+static void test_read_boundary(void **state)
+{
+	(void)state;
+	static char msg[65536 + 64];
+	for (int k = 0; k < 4; k++) {
+		memset(msg, 'x', sizeof(msg));
+		msg[65534] = k & 1 ? '\r' : 'x';          /* CR just before the boundary, or not */
+		msg[65535] = k & 2 ? '\n' : '\r';
+		msg[65536] = k & 2 ? 'x' : '\n';          /* LF last in the first read, or first in
+						 * the second */
+		msg[sizeof(msg) - 1] = '\n';
+		char path[] = "/tmp/postino-test-wire-XXXXXX";
+		int fd = mkstemp(path);
+		assert_true(fd >= 0);
+		unlink(path);
+		assert_int_equal(write(fd, msg, sizeof(msg)), (ssize_t)sizeof(msg));
+		int64_t want = (int64_t)sizeof(msg) + 1;   /* the bare LF at the end */
+		if (k & 2)
+			want += !(k & 1);                        /* LF at 65535 after x, not CR */
+		assert_int_equal(wire_size_mem(msg, sizeof(msg)), want);
+		assert_int_equal(wire_size_fd(fd), want);
+		close(fd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cases),
+		cmocka_unit_test(test_read_boundary),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
