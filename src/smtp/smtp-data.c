@@ -3,7 +3,7 @@
  * The message goes to a temp file under <data>/tmp with our trace headers in front. At the end
  * it joins the group commit: the messages for one mailbox that finish together form a batch, one
  * thread-pool job that syncs their files, links them into the Maildir (store_deliver_batch:
- * rename into new/, one fsync of new/, one index transaction) and each into its other targets
+ * a link into new/, one fsync of new/, one index transaction) and each into its other targets
  * and the outbound spool; only then does each session answer 250. Any failure is a 4xx and
  * leaves no partial message visible; a failed shared sync is a 4xx for the whole batch.
  *
@@ -559,12 +559,11 @@ static void batch_fail(struct deliver_job *lead, const char *why)
 
 /* Pool thread, group commit: the received files of the batch are made durable with one sync
  * (a lone file: its fsync; either starts the writes itself); a failed sync refuses the whole
- * batch.
- * Batches of different mailboxes sync on their own: the block layer merges the cache flushes of
- * concurrent syncs anyway, and one syncfs shared by the batches syncing at the same time,
- * tried, was slower (each waited for the others). Then the batch's mailbox gets all of them with
- * one fsync of new/ and one index transaction (store_deliver_batch), and each message goes on to
- * its other targets. */
+ * batch. Batches of different mailboxes sync on their own: the block layer merges the cache
+ * flushes of concurrent syncs anyway, and one syncfs shared by the batches syncing at the same
+ * time, tried, was slower (each waited for the others). Then the batch's mailbox gets all of
+ * them with one fsync of new/ and one index transaction (store_deliver_batch), and each message
+ * goes on to its other targets. */
 static void batch_run(struct deliver_job *lead)
 {
 	struct deliver_job *j;
