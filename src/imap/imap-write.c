@@ -3,9 +3,9 @@
  * thread pool: fsync and SQLite commits never run on the loop thread, so one session's 25 MB
  * APPEND being synced does not hold up the other sessions of its worker.
  *
- * A pool thread uses a handle of the account lent to it for the job (store_account_borrow), never
- * the handle the loop's sessions share: one SQLite connection is used by one thread at a time, and SQLite's
- * locks order the writers as they do between processes.
+ * A pool thread uses a handle of the account lent to it for the job (store_account_borrow),
+ * never the handle the loop's sessions share: one SQLite connection is used by one thread at a
+ * time, and SQLite's locks order the writers as they do between processes.
  */
 #include "imap-private.h"
 

@@ -7,8 +7,9 @@
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
  * processes. store_deliver takes it before the link or rename into new/ and keeps it until the
- * rows are committed, and store_mailbox_sync takes it before it reads the directories, so a sync never
- * sees a delivered file without its row and never adopts a message a delivery is committing.
+ * rows are committed, and store_mailbox_sync takes it before it reads the directories, so a sync
+ * never sees a delivered file without its row and never adopts a message a delivery is
+ * committing.
  * The slow part of a delivery (copy and file fsync) happens before the lock.
  */
 #include "fsutil.h"
