@@ -573,6 +573,15 @@ def test_arc_seal_on_forwarded_mail_verifies_with_dkimpy(srv, sink):
 
 # ---- the Authentication-Results field goes into the received file in place ----
 
+def has_tmpfile(srv):
+    """Does <data>/tmp take files without a name (O_TMPFILE), as postino makes them there?"""
+    try:
+        os.close(os.open(os.path.join(srv.data, "tmp"), os.O_TMPFILE | os.O_RDWR, 0o600))
+        return True
+    except OSError:
+        return False
+
+
 def tmp_creates(srv, action):
     """Run action(); the names of the files created meanwhile in <data>/tmp (inotify)."""
     import ctypes
@@ -604,7 +613,8 @@ def tmp_creates(srv, action):
 
 @pytest.mark.parametrize("forged", [0, 60])
 def test_results_written_in_place_one_file_per_message(srv, sink, forged):
-    """A port 25 message creates one file in <data>/tmp with the checks on, as without them:
+    """A port 25 message creates one file in <data>/tmp with the checks on, as without them
+    (one without a name, O_TMPFILE, where the file system has it):
     the Authentication-Results field is written into the received file, whose body moves by
     the difference (a second file, created and deleted for every message, made ext4 without
     a journal scan every recently deleted inode on each new file: half the throughput of the
@@ -622,7 +632,9 @@ def test_results_written_in_place_one_file_per_message(srv, sink, forged):
     box = {}
     names = tmp_creates(srv, lambda: box.update(r=send(srv, "bob@signer.test", sent)))
     assert box["r"][0] == 250, box["r"]
-    assert len([n for n in names if n.startswith("in.")]) == 1, names
+    # the received file has no name where the file system offers O_TMPFILE (inotify sees no
+    # create then), else it is the one in.* file; a second file for the rewrite would have one
+    assert len([n for n in names if n.startswith("in.")]) == (0 if has_tmpfile(srv) else 1), names
     data = stored(srv, t)
     assert data is not None
     parsed, raw = ar_of(data)
