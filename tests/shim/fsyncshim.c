@@ -138,10 +138,17 @@ int syncfs(int fd)
 }
 
 /* open(2): O_TMPFILE refused while "notmpfile" exists; everything else passed on. */
-static int shim_open(const char *name, const char *path, int flags, mode_t mode)
+int open(const char *path, int flags, ...)
 {
 	typedef int open_fn(const char *, int, ...);
-	open_fn *real = (open_fn *)dlsym(RTLD_NEXT, name);
+	open_fn *real = (open_fn *)dlsym(RTLD_NEXT, "open");
+	mode_t mode = 0;
+	if (flags & (O_CREAT | O_TMPFILE)) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = (mode_t)va_arg(ap, int);
+		va_end(ap);
+	}
 	const char *dir = getenv("POSTINO_FSYNC_SHIM");
 	if (dir != NULL && (flags & O_TMPFILE) == O_TMPFILE) {
 		char p[SHIM_PATH_MAX + 16];
@@ -154,28 +161,5 @@ static int shim_open(const char *name, const char *path, int flags, mode_t mode)
 	return real(path, flags, mode);
 }
 
-/* open(2), watched for O_TMPFILE. */
-int open(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	return shim_open("open", path, flags, mode);
-}
-
-/* open64(2), the same. */
-int open64(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-	if (flags & (O_CREAT | O_TMPFILE)) {
-		va_list ap;
-		va_start(ap, flags);
-		mode = (mode_t)va_arg(ap, int);
-		va_end(ap);
-	}
-	return shim_open("open64", path, flags, mode);
-}
+/* open64(2) is the same function on 64-bit systems. */
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
