@@ -93,6 +93,7 @@ struct fetch_ctx {
 	int need_body;          /* some item needs the message (or its structure) */
 	int need_file;          /* some item needs the message text itself */
 	int need_full;          /* ... more of it than the top-level header section */
+	int need_struct;        /* BODY or BODYSTRUCTURE: the cached structure serves them */
 	struct store_header_cursor *hc;   /* cached header sections (opened on first need) */
 	int hc_tried;
 	uint64_t changedsince;
@@ -219,9 +220,8 @@ static int fetch_parse_item(struct fetch_ctx *f, const char *a)
 			f->need_body |= simple[i].body;
 			f->need_file |= simple[i].body && it->kind != F_ENVELOPE &&
 					it->kind != F_BODYSTRUCTURE && it->kind != F_BODY;
-			/* computed from the text when the file is read anyway */
-			f->need_full |= it->kind == F_RFC822 || it->kind == F_RFC822_TEXT ||
-					it->kind == F_BODYSTRUCTURE || it->kind == F_BODY;
+			f->need_full |= it->kind == F_RFC822 || it->kind == F_RFC822_TEXT;
+			f->need_struct |= it->kind == F_BODYSTRUCTURE || it->kind == F_BODY;
 			if (it->kind == F_RFC822_HEADER)
 				it->peek = 1;
 			f->nitems++;
@@ -320,8 +320,11 @@ static int fetch_src_open(struct imap_session *s, struct fetch_ctx *f, const str
 	if (f->need_body && !f->need_file &&
 	    store_structure_get(s->acct, s->box, m->uid, &src->sc) == 1)
 		f->need_body = 2;   /* structure from the cache: the file is not opened */
-	if (f->need_body == 1 && !f->need_full) {
-		/* only the header section: from the index's cache when it is there */
+	if (f->need_body == 1 && !f->need_full &&
+	    (!f->need_struct || store_structure_get(s->acct, s->box, m->uid, &src->sc) == 1)) {
+		/* only the header section, and BODY/BODYSTRUCTURE from the cached structure: from
+		 * the index's caches when they are there (imaptest's FETCH of BODYSTRUCTURE with
+		 * HEADER.FIELDS read and parsed every message file for it) */
 		if (!f->hc_tried) {
 			f->hc_tried = 1;
 			store_header_open(s->acct, s->box, &f->hc);

@@ -1027,6 +1027,36 @@ def test_fetch_items(srv, user, clients):
     assert not r.fetches(), c.dialogue()
 
 
+def test_fetch_structure_with_header_fields_comes_from_the_index(srv, user, clients):
+    """BODYSTRUCTURE, BODY and ENVELOPE together with header sections (imaptest's FETCH) are
+    answered from the structure and header section the index keeps, as each alone is: the file
+    is not read (here it is overwritten, same size, after the first look; the answers stay)."""
+    c = Imap(srv)
+    clients.append(c)
+    c.login(user)
+    append(c, "INBOX", MULTIPART)
+    c.ok("SELECT INBOX")
+    items = ("(UID BODYSTRUCTURE BODY ENVELOPE BODY.PEEK[HEADER.FIELDS (Subject From)] "
+             "RFC822.HEADER BODY.PEEK[HEADER])")
+    first = c.ok("FETCH 1 " + items).fetches()[1]
+    alone = c.ok("FETCH 1 (BODYSTRUCTURE BODY ENVELOPE)").fetches()[1]
+    for k in ("BODYSTRUCTURE", "BODY", "ENVELOPE"):
+        assert first[k] == alone[k], c.dialogue()
+    hdr_end = MULTIPART.index(b"\r\n\r\n") + 4
+    assert first["BODY[HEADER.FIELDS (SUBJECT FROM)]"] == (
+        b'From: "Ann Example" <ann@remote.test>\r\nSubject: Report\r\n\r\n'), c.dialogue()
+    assert first["RFC822.HEADER"] == first["BODY[HEADER]"] == MULTIPART[:hdr_end], c.dialogue()
+    ((_, fn, _, _),) = index_rows(srv, user)
+    path = message_file(srv, user, fn)
+    with open(path, "r+b") as f:
+        f.write(b"X" * len(MULTIPART))
+    again = c.ok("FETCH 1 " + items).fetches()[1]
+    assert again == first, c.dialogue()
+    # what needs the text still reads the file
+    body = c.ok("FETCH 1 (BODYSTRUCTURE BODY.PEEK[])").fetches()[1]
+    assert body["BODY[]"] == b"X" * len(MULTIPART), c.dialogue()
+
+
 def test_rfc822_size_and_body_equal_stored_file(srv, user, clients):
     msgs = [message("size %d" % i, to=user, body=("line %d\r\n" % i) * (i * 50 + 1))
             for i in range(4)]
