@@ -1,0 +1,175 @@
+"""APPEND's path to disk (docs/architecture.md, IMAP): each message is written to a file without
+a name in the mailbox's tmp/ (O_TMPFILE), synced while it still has no name, then linked into
+new/ (or cur/ with flags) under the index's write lock, new/ is synced, and the index row
+committed, all before the tagged OK. Where the file system has no O_TMPFILE the file is
+tmp/<name>, synced, and renamed. Either way nothing is left in tmp/, every answered message is
+in the index with the UID its APPENDUID named, and a failed sync of a message file stores
+nothing.
+
+The server runs with tests/shim/fsyncshim.c preloaded (built here with cc): it logs every synced
+path, can refuse O_TMPFILE and can make chosen syncs fail with EIO."""
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from test_imap_helpers import (CRASH_MARKERS, Imap, Lit, append, clients, index_rows, log_bytes,
+                               make_server, message, quote)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHIM_SRC = os.path.join(HERE, "..", "shim", "fsyncshim.c")
+USER = "appender@example.test"
+
+
+@pytest.fixture(scope="module")
+def shim():
+    d = tempfile.mkdtemp(prefix="postino-appendsync-")
+    so = os.path.join(d, "fsyncshim.so")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the fsync shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, SHIM_SRC, "-ldl"], check=True)
+    ctl = os.path.join(d, "ctl")
+    os.mkdir(ctl)
+    os.chmod(d, 0o755)
+    os.chmod(ctl, 0o777)   # the workers may run as another user (run_user)
+    yield so, ctl
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def srv(shim):
+    so, ctl = shim
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = (so + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else so
+    env["POSTINO_FSYNC_SHIM"] = ctl
+    env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
+                                               "verify_asan_link_order=0") if x)
+    s = make_server(extra_conf="workers = 1\n", users=(USER,), env=env)
+    yield s
+    bad = [m for m in CRASH_MARKERS if m in log_bytes(s)]
+    s.stop()
+    assert not bad, "server log shows %s" % bad
+
+
+def ctl_set(ctl, name, text):
+    p = os.path.join(ctl, name)
+    with open(p + ".new", "w") as f:
+        f.write(text)
+    os.chmod(p + ".new", 0o666)
+    os.rename(p + ".new", p)
+
+
+def ctl_clear(ctl):
+    for name in ("fail", "delay", "log", "notmpfile"):
+        try:
+            os.unlink(os.path.join(ctl, name))
+        except FileNotFoundError:
+            pass
+
+
+def synced(ctl):
+    try:
+        with open(os.path.join(ctl, "log")) as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def tmp_files(srv):
+    d = os.path.join(srv.maildir(USER), "tmp")
+    return os.listdir(d) if os.path.isdir(d) else []
+
+
+def box_files(srv):
+    out = []
+    for sub in ("new", "cur"):
+        d = os.path.join(srv.maildir(USER), sub)
+        out += [n for n in os.listdir(d)] if os.path.isdir(d) else []
+    return sorted(out)
+
+
+def appended(srv, shim, clients, tag):
+    """APPEND one message and MULTIAPPEND two (one with \\Seen): the UIDs answered, checked
+    against the index rows and the files."""
+    c = Imap(srv)
+    clients.append(c)
+    c.login(USER)
+    before = {r[0] for r in index_rows(srv, USER)}
+    msgs = [message("%s %d" % (tag, i), to=USER).encode() for i in range(3)]
+    uids = [append(c, "INBOX", msgs[0])]
+    r = c.ok("APPEND", "INBOX", Lit(msgs[1]), "(\\Seen)", Lit(msgs[2]))
+    m = re.match(r"\[APPENDUID \d+ (\d+):(\d+)\]", r.text)
+    assert m, c.dialogue()
+    uids += list(range(int(m.group(1)), int(m.group(2)) + 1))
+    assert len(set(uids)) == 3, c.dialogue()
+    rows = {r[0]: r for r in index_rows(srv, USER)}
+    assert set(rows) - before == set(uids), (rows, uids)
+    files = box_files(srv)
+    c.ok("EXAMINE INBOX")
+    for uid, msg in zip(uids, msgs):
+        (name,) = [n for n in files if n.split(":2,")[0] == rows[uid][1].split(":2,")[0]]
+        sub = "cur" if ":2," in name else "new"
+        with open(os.path.join(srv.maildir(USER), sub, name), "rb") as f:
+            assert f.read() == msg, uid
+        f = c.ok("UID FETCH %d BODY.PEEK[]" % uid).fetches()
+        assert list(f.values())[0]["BODY[]"] == msg, c.dialogue()
+    assert tmp_files(srv) == [], tmp_files(srv)
+    return uids
+
+
+def test_append_syncs_an_unnamed_file_then_links_it(srv, shim, clients):
+    _, ctl = shim
+    ctl_clear(ctl)
+    appended(srv, shim, clients, "unnamed")
+    log = synced(ctl)
+    # three message files synced while they had no name (/proc shows "<dir>/tmp/#<inode>"), then
+    # new/ and cur/ (the directories the names went into) and the index, in that order
+    box = srv.maildir(USER)
+    files = [i for i, p in enumerate(log) if p.startswith(box + "/tmp/#")]
+    assert len(files) == 3, log
+    dirs = [i for i, p in enumerate(log) if p in (box + "/new", box + "/cur")]
+    wal = [i for i, p in enumerate(log) if p.endswith("index.db-wal")]
+    assert dirs and wal, log
+    assert files[0] < dirs[0] and files[-1] < dirs[-1] < wal[-1], log
+    assert not [p for p in log if p.startswith(box + "/tmp/") and "/tmp/#" not in p], log
+
+
+def test_append_without_o_tmpfile_uses_a_named_file(srv, shim, clients):
+    _, ctl = shim
+    ctl_clear(ctl)
+    ctl_set(ctl, "notmpfile", "")
+    try:
+        appended(srv, shim, clients, "named")
+        log = synced(ctl)
+        tmp = srv.maildir(USER) + "/tmp/"
+        assert len([p for p in log if p.startswith(tmp) and "/tmp/#" not in p]) == 3, log
+    finally:
+        ctl_clear(ctl)
+
+
+@pytest.mark.parametrize("notmpfile", [False, True])
+def test_failed_message_sync_stores_nothing(srv, shim, clients, notmpfile):
+    _, ctl = shim
+    ctl_clear(ctl)
+    if notmpfile:
+        ctl_set(ctl, "notmpfile", "")
+    c = Imap(srv)
+    clients.append(c)
+    c.login(USER)
+    rows, files = index_rows(srv, USER), box_files(srv)
+    # the second message's file sync fails: neither message of the MULTIAPPEND is stored
+    ctl_set(ctl, "fail", "1 1 %s/tmp/\n" % srv.maildir(USER))
+    try:
+        r = c.expect("NO", "APPEND", "INBOX", Lit(message("fail a", to=USER).encode()),
+                     Lit(message("fail b", to=USER).encode()))
+        assert "UNAVAILABLE" in r.text or r.code == "UNAVAILABLE", c.dialogue()
+    finally:
+        ctl_clear(ctl)
+    assert index_rows(srv, USER) == rows
+    assert box_files(srv) == files
+    assert tmp_files(srv) == []
+    # and the next APPEND works
+    append(c, "INBOX", message("after the failure", to=USER))
