@@ -2,6 +2,7 @@
  * stored and kept in index.db, so FETCH of them never rereads the message. */
 #include "store-private.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -116,8 +117,15 @@ int store_structure_get(struct store_account *a, const char *box, uint32_t uid,
 }
 
 struct store_header_cursor {
+	struct store_account *a;
 	sqlite3_stmt *st;
+	char box[1024];
 };
+
+/* The cursor's query: one of the handle's cached statements (sqldb_prepare finds it by this
+ * address), not parsed again for every FETCH, SEARCH or SORT that reads header sections. */
+static const char header_sql[] = "SELECT s.header FROM structure s WHERE s.mailbox_id = "
+				 "(SELECT id FROM mailboxes WHERE name = ?1) AND s.uid = ?2";
 
 /* A cursor over the cached headers of box. 0, or -1 (then nothing is cached: read the files). */
 int store_header_open(struct store_account *a, const char *box, struct store_header_cursor **c_r)
@@ -126,25 +134,27 @@ int store_header_open(struct store_account *a, const char *box, struct store_hea
 	struct store_header_cursor *c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -1;
-	/* its own statement, not a cached one: the cursor keeps its bindings across calls */
-	if (sqlite3_prepare_v2(a->db, "SELECT s.header FROM structure s WHERE s.mailbox_id = "
-			       "(SELECT id FROM mailboxes WHERE name = ?1) AND s.uid = ?2", -1,
-			       &c->st, NULL) != SQLITE_OK) {
+	if (snprintf(c->box, sizeof(c->box), "%s",
+		     box == NULL || strcasecmp(box, "INBOX") == 0 ? "INBOX" : box) >=
+		    (int)sizeof(c->box) ||
+	    store_prepare(a, header_sql, -1, &c->st, NULL) != SQLITE_OK) {
 		free(c);
 		return -1;
 	}
-	sqlite3_bind_text(c->st, 1, box == NULL || strcasecmp(box, "INBOX") == 0 ? "INBOX" : box,
-			  -1, SQLITE_TRANSIENT);
+	c->a = a;
 	*c_r = c;
 	return 0;
 }
 
+/* Both parameters are bound at every call: the cached statement may have served another
+ * cursor of the same handle (another session's) since this one's last call. */
 int store_header_get(struct store_header_cursor *c, uint32_t uid, const char **hdr_r,
 		     size_t *len_r)
 {
 	if (c == NULL)
 		return 0;
 	sqlite3_reset(c->st);
+	sqlite3_bind_text(c->st, 1, c->box, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(c->st, 2, uid);
 	if (sqlite3_step(c->st) != SQLITE_ROW || sqlite3_column_type(c->st, 0) != SQLITE_BLOB)
 		return 0;
@@ -157,7 +167,7 @@ void store_header_close(struct store_header_cursor **cp)
 {
 	if (*cp == NULL)
 		return;
-	sqlite3_finalize((*cp)->st);
+	store_finalize((*cp)->a, (*cp)->st);
 	free(*cp);
 	*cp = NULL;
 }

@@ -456,15 +456,37 @@ static void test_header_cache(void **state)
 		assert_int_equal(store_structure_get(a, boxes[k], uids[k], &sc), 1);
 		store_structure_free(&sc);
 	}
+	/* two cursors of one handle (two sessions' FETCHes) share its cached statement: each call
+	 * binds its own mailbox again, so interleaved calls answer for their own mailbox */
+	const char *text2 = "Subject: other\r\n\r\nx\r\n";
+	uint32_t uid3;
+	assert_int_equal(store_append(a, "Drafts", text2, strlen(text2), 0, 0, 7, &uid3, &uv, &err),
+			 0);
+	assert_int_equal(uid3, uid2 + 1);
+	struct store_header_cursor *ci, *cd;
+	const char *h;
+	size_t len;
+	assert_int_equal(store_header_open(a, "INBOX", &ci), 0);
+	assert_int_equal(store_header_open(a, "Drafts", &cd), 0);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(store_header_get(cd, uid3, &h, &len), 1);
+		assert_memory_equal(h, text2, strlen("Subject: other\r\n\r\n"));
+		assert_int_equal(store_header_get(ci, uid, &h, &len), 1);
+		assert_int_equal(len, hl);
+		assert_memory_equal(h, text, hl);
+		assert_int_equal(store_header_get(ci, uid3, &h, &len), uid3 == uid ? 1 : 0);
+	}
+	store_header_close(&cd);
+	assert_int_equal(store_header_get(ci, uid, &h, &len), 1);   /* the other's close */
+	assert_memory_equal(h, text, hl);
+	store_header_close(&ci);
 	/* POP3 size of the appended message: the bare LF becomes CRLF, ".dot" is not stuffed */
 	assert_int_equal(sql_int("SELECT wire_size FROM messages m JOIN mailboxes b ON "
-				 "b.id = m.mailbox_id WHERE b.name = 'Drafts'"),
+				 "b.id = m.mailbox_id WHERE b.name = 'Drafts' ORDER BY uid"),
 			 (long long)strlen(text) + 1);
 	uint32_t nu[1];
 	assert_int_equal(store_copy(a, "INBOX", &uid, 1, "Archive", nu, &uv, &err), 1);
 	struct store_header_cursor *c;
-	const char *h;
-	size_t len;
 	assert_int_equal(store_header_open(a, "Archive", &c), 0);
 	assert_int_equal(store_header_get(c, nu[0], &h, &len), 1);
 	assert_memory_equal(h, text, hl);
