@@ -1,7 +1,7 @@
 """SMTP group commit (issue 13 item 1): messages that finish together share the sync of their
-received files (one syncfs), the fsync of new/ and the index transaction, every acknowledged
-message is on disk and in the index exactly once, and a failed sync answers 4xx to every
-message whose sync it was.
+received files (one syncfs) and the index transaction, the next batch's syncfs makes the
+previous one's links and index rows durable, every acknowledged message is on disk and in the
+index exactly once, and a failed sync answers 4xx to every message whose sync it was.
 
 The server runs with tests/shim/fsyncshim.c preloaded (built here with cc): it logs every synced
 path, can slow down the syncs of the received files (so that messages pile up while one batch
@@ -12,6 +12,7 @@ import shutil
 import smtplib
 import subprocess
 import threading
+import time
 import uuid
 
 import pytest
@@ -64,7 +65,7 @@ def ctl_write(ctl, name, text):
 
 
 def ctl_clear(ctl):
-    for name in ("fail", "delay", "log", "notmpfile"):
+    for name in ("fail", "delay", "log", "notmpfile", "timeline"):
         try:
             os.unlink(os.path.join(ctl, name))
         except FileNotFoundError:
@@ -79,8 +80,9 @@ def synced(ctl):
         return []
 
 
-def send_concurrently(srv, tag, senders, per_sender):
-    """senders sessions at once, per_sender messages each: (acked tokens, {token: reply code})."""
+def send_concurrently(srv, tag, senders, per_sender, acked_at=None):
+    """senders sessions at once, per_sender messages each: (acked tokens, {token: reply code}).
+    acked_at, a dict: token -> time.monotonic_ns() when its 250 had arrived."""
     acked, replies, lock = [], {}, threading.Lock()
     start = threading.Barrier(senders)
 
@@ -96,7 +98,10 @@ def send_concurrently(srv, tag, senders, per_sender):
                     s.sendmail("load@remote.test", [RCPT], message(tok, to=RCPT))
                 except smtplib.SMTPDataError as e:
                     code = e.smtp_code
+                when = time.monotonic_ns()
                 with lock:
+                    if acked_at is not None and code == 250:
+                        acked_at[tok] = when
                     replies[tok] = code
                     if code == 250:
                         acked.append(tok)
@@ -155,53 +160,89 @@ def test_concurrent_sessions_exactly_once(gc_server):
     check_exactly_once(srv, replies)
 
 
+def timeline(ctl):
+    """The shim's timeline: [(begin ns, end ns, "sync" | "link", path)]."""
+    out = []
+    try:
+        with open(os.path.join(ctl, "timeline")) as f:
+            for line in f:
+                begin, end, what, path = line.rstrip("\n").split(" ", 3)
+                out.append((int(begin), int(end), what, path))
+    except FileNotFoundError:
+        pass
+    return out
+
+
+def check_synced_before_250(srv, acked_at, events):
+    """Every acknowledged message was linked into new/, and a sync that covers new/ and the
+    index (a syncfs, or an fsync of new/) began after that link and ended before its 250."""
+    newdir = os.path.join(srv.maildir(RCPT), "new")
+    files, _rows = stored(srv)
+    links = {os.path.basename(p): end for _b, end, what, p in events
+             if what == "link" and os.path.dirname(p) == newdir}
+    syncs = [(b, e) for b, e, what, p in events
+             if what == "sync" and (p.startswith("syncfs ") or p == newdir)]
+    for tok, t250 in acked_at.items():
+        names = files.get(tok, [])
+        assert len(names) == 1, "acknowledged %s is stored %d times" % (tok, len(names))
+        name = names[0].split(":2,")[0]
+        assert name in links, "acknowledged %s was never linked into new/ (%s)" % (tok, name)
+        assert any(links[name] < b and e < t250 for b, e in syncs), \
+            "%s got its 250 before a sync of new/ and the index that began after its link" % tok
+
+
 def test_syncs_are_shared(gc_server):
+    """Batches share their syncs: one syncfs per batch makes its received files durable and,
+    pipelined, new/ and the index rows of the batch before it; no 250 comes before the sync
+    that covers its message's link and index row."""
     srv, ctl = gc_server
     ctl_clear(ctl)
     ctl_write(ctl, "delay", "40 %s\n" % RECEIVED)
+    acked_at = {}
     try:
-        acked, replies = send_concurrently(srv, "share", SENDERS, PER_SENDER)
+        acked, replies = send_concurrently(srv, "share", SENDERS, PER_SENDER, acked_at)
         lines = synced(ctl)
+        events = timeline(ctl)
     finally:
         ctl_clear(ctl)
     total = SENDERS * PER_SENDER
     assert len(acked) == total
     check_exactly_once(srv, replies)
-    newdir = os.path.join(srv.maildir(RCPT), "new")
-    dir_syncs = sum(1 for p in lines if p == newdir)
-    data_syncs = sum(1 for p in lines if RECEIVED in p)
-    shared_data_syncs = sum(1 for p in lines if p.startswith("syncfs ") and RECEIVED in p)
-    # every batch syncs its received files before new/: an fsync for a lone message, one
-    # syncfs for several
-    assert data_syncs >= dir_syncs, \
-        "%d syncs of received files for %d batches" % (data_syncs, dir_syncs)
-    assert shared_data_syncs >= 1 and data_syncs < total, \
-        "%d syncs of received files (%d shared) for %d messages: they were not shared" % (
-            data_syncs, shared_data_syncs, total)
-    # one fsync of new/ per batch instead of one per message
-    assert 1 <= dir_syncs <= total // 3, \
-        "%d fsyncs of new/ for %d messages: the syncs were not shared" % (dir_syncs, total)
+    check_synced_before_250(srv, acked_at, events)
+    shared = sum(1 for p in lines if p.startswith("syncfs ") and RECEIVED in p)
+    assert shared >= 1, "no syncfs: the received files were not synced together"
+    # a sync per batch of any kind (files, new/, index) instead of three per message
+    assert len(lines) <= total // 2, \
+        "%d syncs for %d messages: they were not shared: %s" % (len(lines), total, lines[:30])
 
 
 def test_failed_sync_refuses_the_whole_batch(gc_server):
+    """A failed syncfs refuses every message it was for, including those of the batch before,
+    already linked and in the index: they are taken out again and answered 4xx."""
     srv, ctl = gc_server
     ctl_clear(ctl)
-    newdir = os.path.join(srv.maildir(RCPT), "new")
-    # the first message starts alone at once (no waiting for company) and its sync succeeds;
-    # the ones that finish while its received file syncs form the second batch, whose fsync of
-    # new/ fails: every message of that batch gets 4xx, none is stored
+    # the first message starts alone at once (no waiting for company): its file's fsync (slow)
+    # passes, it is linked and committed; the others form the second batch meanwhile, whose
+    # syncfs (the first) passes too and makes the first message durable; the second batch is
+    # linked and committed, and the syncfs for it fails: each of its messages gets 4xx and
+    # none of them stays in new/ or in the index
     ctl_write(ctl, "delay", "300 %s\n" % RECEIVED)
-    ctl_write(ctl, "fail", "1 1 %s\n" % newdir)
+    ctl_write(ctl, "fail", "1 1 syncfs\n")
     try:
         acked, replies = send_concurrently(srv, "fail", 10, 1)
+        events = timeline(ctl)
     finally:
         ctl_clear(ctl)
     refused = [t for t, c in replies.items() if c != 250]
     assert all(400 <= replies[t] < 500 for t in refused), replies
     assert len(refused) >= 2, \
-        "one failed fsync of new/ must refuse every message that shared it: %s" % replies
+        "one failed syncfs must refuse every message that shared it: %s" % replies
     assert acked, "the first batch synced fine and must be accepted: %s" % replies
     check_exactly_once(srv, replies)
+    newdir = os.path.join(srv.maildir(RCPT), "new")
+    linked = sum(1 for _b, _e, what, p in events if what == "link" and p.startswith(newdir))
+    assert linked > len(acked), \
+        "the refused batch was never linked and committed, so nothing was undone (%d links)" % linked
     assert "event=delivery-failed" in srv.log_tail(400)
 
 

@@ -10,6 +10,9 @@
  *          then fail <count> (-1: all) with EIO; the file is rewritten under flock
  *   notmpfile  present: open(2) with O_TMPFILE fails with EOPNOTSUPP, as on a file system
  *          without it
+ *   timeline  every sync that succeeded, "<begin> <end> sync <path>" (syncfs: "syncfs <path>"),
+ *          and every linkat(2) that succeeded, "<when> <when> link <new path>", in
+ *          CLOCK_MONOTONIC nanoseconds: which 250 came after which sync
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -90,6 +93,31 @@ static int shim_before(const char *path)
 	return verdict;
 }
 
+/* Nanoseconds of CLOCK_MONOTONIC. */
+static unsigned long long shim_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec;
+}
+
+/* One line of the timeline. */
+static void shim_timeline(unsigned long long begin, const char *what, const char *path)
+{
+	const char *dir = getenv("POSTINO_FSYNC_SHIM");
+	char p[SHIM_PATH_MAX + 16], line[SHIM_PATH_MAX + 80];
+	if (dir == NULL)
+		return;
+	snprintf(p, sizeof(p), "%s/timeline", dir);
+	int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	int n = snprintf(line, sizeof(line), "%llu %llu %s %s\n", begin, shim_now(), what, path);
+	ssize_t w = write(fd, line, (size_t)n);   /* one write: lines never interleave */
+	(void)w;
+	close(fd);
+}
+
 /* The path behind fd, or "?" */
 static void shim_path(int fd, char *out, size_t outlen)
 {
@@ -116,7 +144,22 @@ static int shim_sync(int fd, const char *name)
 		errno = EIO;
 		return -1;
 	}
-	return real(fd);
+	unsigned long long begin = shim_now();
+	int rc = real(fd);
+	if (rc == 0)
+		shim_timeline(begin, "sync", path);
+	return rc;
+}
+
+/* linkat(2), watched: the timeline notes where a file was linked. */
+int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+{
+	typedef int linkat_fn(int, const char *, int, const char *, int);
+	linkat_fn *real = (linkat_fn *)dlsym(RTLD_NEXT, "linkat");
+	int rc = real(olddirfd, oldpath, newdirfd, newpath, flags);
+	if (rc == 0)
+		shim_timeline(shim_now(), "link", newpath);
+	return rc;
 }
 
 /* fsync(2), watched. */
