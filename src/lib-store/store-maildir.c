@@ -3,7 +3,9 @@
  * Durability contract of store_deliver and store_deliver_batch: a message is in <box>/new/ (file
  * data synced, the directory synced) and its index row committed before it counts as delivered.
  * A failure at any step removes what that call made visible; a group delivery shares one fsync
- * of new/ and one index transaction, so a failed sync or commit refuses the whole group.
+ * of new/ and one index transaction, so a failed sync or commit refuses the whole group. A
+ * group whose caller makes the file system durable itself afterwards (store_deliver_batch's
+ * sync_later: one syncfs) skips the fsync of new/ and commits with synchronous=NORMAL.
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
  * processes. store_deliver takes it before the link or rename into new/ and keeps it until the

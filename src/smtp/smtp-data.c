@@ -2,10 +2,12 @@
  *
  * The message goes to a temp file under <data>/tmp with our trace headers in front. At the end
  * it joins the group commit: the messages for one mailbox that finish together form a batch, one
- * thread-pool job that syncs their files, links them into the Maildir (store_deliver_batch:
- * a link into new/, one fsync of new/, one index transaction) and each into its other targets
- * and the outbound spool; only then does each session answer 250. Any failure is a 4xx and
- * leaves no partial message visible; a failed shared sync is a 4xx for the whole batch.
+ * thread-pool job that syncs their files (one syncfs), links them into the Maildir and commits
+ * their index rows without waiting for the disk (store_deliver_batch with sync_later); the
+ * mailbox's next job's syncfs makes that durable, then each message goes into its other targets
+ * and the outbound spool, and only then does each session answer 250 (batch_run). Any failure is
+ * a 4xx and leaves no partial message visible; a failed shared sync is a 4xx for every message
+ * it was for.
  *
  * SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A line ending in a bare LF never ends the message,
  * and neither does a "." after such a line; bare CR is never a line end at all.
@@ -563,6 +565,10 @@ static void batch_fail(struct deliver_job *lead, const char *why)
 	}
 }
 
+/* Messages in the waiting list of the group commit (commitq, on the loop thread): a pool
+ * thread looks whether a next batch is coming to share its sync. */
+static atomic_uint commit_waiting;
+
 /* The batch's oldest received file (the first made): syncfs given it reports every write
  * error of the file system since then (errseq), so any error since the batch began counts. */
 static struct deliver_job *batch_oldest(struct deliver_job *lead, struct deliver_job *oldest)
@@ -609,7 +615,8 @@ static void batch_finish(struct deliver_job *lead)
  * them new/ and the index rows of the mailbox's previous batch (lead->prev, committed by the
  * job before without waiting for the disk), which is then done; then its own files are linked
  * into new/ and committed, and the batch waits (lead->unsynced) for the next job's syncfs: the
- * next batch's, or one that only syncs (lead itself, unsynced) when nothing else waits. So a
+ * next batch's, or one that only syncs (lead itself, unsynced) when none of its mailbox waits
+ * then; when no message waits at all at the end of the job, it makes that syncfs itself. So a
  * file is durable before it is linked, and every 250 follows the sync of what it answers
  * for. A lone message with nothing pending syncs its file with fsync. A failed sync refuses
  * every message it was for; those already visible are expunged again. Batches of different
@@ -733,8 +740,16 @@ static void batch_run(struct deliver_job *lead)
 			j->delivered++;
 		}
 		free(items);
-		if (later) {
+		/* nothing waits for a batch: no next job would share the sync, so it runs now,
+		 * without a trip through the loop */
+		if (later && atomic_load_explicit(&commit_waiting, memory_order_relaxed) > 0) {
 			lead->unsynced = 1;   /* the rest after the next sync */
+			return;
+		}
+		if (later && syncfs(batch_oldest(lead, NULL)->tx->fd) != 0) {
+			snprintf(why, sizeof(why), "sync of the mailbox (a batch of %u): %s",
+				 lead->batch_len, strerror(errno));
+			batch_unsync_fail(lead, why);
 			return;
 		}
 	}
@@ -900,6 +915,7 @@ static void commit_gather(struct deliver_job *lead, struct deliver_job **pp)
 	}
 	for (struct deliver_job *j = lead; j; j = j->next)
 		j->batch_size = lead->batch_len;
+	atomic_fetch_sub_explicit(&commit_waiting, lead->batch_len, memory_order_relaxed);
 }
 
 /* Put a batch back at the head of the waiting list (its job could not be queued). */
@@ -910,6 +926,7 @@ static void commit_putback(struct deliver_job *lead)
 		last = last->next;
 	last->next = commitq.head;
 	commitq.head = lead;
+	atomic_fetch_add_explicit(&commit_waiting, lead->batch_len, memory_order_relaxed);
 }
 
 /* Start, as far as SMTP_COMMIT_RUNNING_MAX allows: first every batch waiting for its sync
@@ -974,6 +991,7 @@ static void commit_enqueue(struct worker *w, struct deliver_job *j)
 	else
 		commitq.head = j;
 	commitq.tail = j;
+	atomic_fetch_add_explicit(&commit_waiting, 1, memory_order_relaxed);
 	commit_kick(w);
 }
 
