@@ -7,12 +7,14 @@ in the index with the UID its APPENDUID named, and a failed sync of a message fi
 nothing.
 
 The server runs with tests/shim/fsyncshim.c preloaded (built here with cc): it logs every synced
-path, can refuse O_TMPFILE and can make chosen syncs fail with EIO."""
+path, notes when each sync began and ended and each link was made (its timeline), can refuse
+O_TMPFILE and can make chosen syncs fail with EIO."""
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -63,7 +65,7 @@ def ctl_set(ctl, name, text):
 
 
 def ctl_clear(ctl):
-    for name in ("fail", "delay", "log", "notmpfile"):
+    for name in ("fail", "delay", "log", "notmpfile", "timeline"):
         try:
             os.unlink(os.path.join(ctl, name))
         except FileNotFoundError:
@@ -76,6 +78,19 @@ def synced(ctl):
             return f.read().splitlines()
     except FileNotFoundError:
         return []
+
+
+def timeline(ctl):
+    """The shim's timeline: [(begin ns, end ns, "sync" | "link", path)]."""
+    out = []
+    try:
+        with open(os.path.join(ctl, "timeline")) as f:
+            for line in f:
+                begin, end, what, path = line.rstrip("\n").split(" ", 3)
+                out.append((int(begin), int(end), what, path))
+    except FileNotFoundError:
+        pass
+    return out
 
 
 def tmp_files(srv):
@@ -91,19 +106,25 @@ def box_files(srv):
     return sorted(out)
 
 
-def appended(srv, shim, clients, tag):
+def appended(srv, shim, clients, tag, oks=None):
     """APPEND one message and MULTIAPPEND two (one with \\Seen): the UIDs answered, checked
-    against the index rows and the files."""
+    against the index rows and the files. oks, a list: gets (CLOCK_MONOTONIC ns once the tagged
+    OK had arrived, the UIDs it answered for) of each command."""
     c = Imap(srv)
     clients.append(c)
     c.login(USER)
     before = {r[0] for r in index_rows(srv, USER)}
     msgs = [message("%s %d" % (tag, i), to=USER).encode() for i in range(3)]
     uids = [append(c, "INBOX", msgs[0])]
+    if oks is not None:
+        oks.append((time.monotonic_ns(), uids[:1]))
     r = c.ok("APPEND", "INBOX", Lit(msgs[1]), "(\\Seen)", Lit(msgs[2]))
+    t_ok = time.monotonic_ns()
     m = re.match(r"\[APPENDUID \d+ (\d+):(\d+)\]", r.text)
     assert m, c.dialogue()
     uids += list(range(int(m.group(1)), int(m.group(2)) + 1))
+    if oks is not None:
+        oks.append((t_ok, uids[1:]))
     assert len(set(uids)) == 3, c.dialogue()
     rows = {r[0]: r for r in index_rows(srv, USER)}
     assert set(rows) - before == set(uids), (rows, uids)
@@ -123,8 +144,9 @@ def appended(srv, shim, clients, tag):
 def test_append_syncs_an_unnamed_file_then_links_it(srv, shim, clients):
     _, ctl = shim
     ctl_clear(ctl)
-    appended(srv, shim, clients, "unnamed")
-    log = synced(ctl)
+    oks = []
+    uids = appended(srv, shim, clients, "unnamed", oks)
+    log, events = synced(ctl), timeline(ctl)
     # three message files synced while they had no name (/proc shows "<dir>/tmp/#<inode>"), then
     # new/ and cur/ (the directories the names went into) and the index, in that order
     box = srv.maildir(USER)
@@ -135,6 +157,22 @@ def test_append_syncs_an_unnamed_file_then_links_it(srv, shim, clients):
     assert dirs and wal, log
     assert files[0] < dirs[0] and files[-1] < dirs[-1] < wal[-1], log
     assert not [p for p in log if p.startswith(box + "/tmp/") and "/tmp/#" not in p], log
+    # each OK came after a sync of the directory its files were linked into and of the index's
+    # WAL, both begun after the command's last link and ended before the OK
+    rows = {r[0]: r[1].split(":2,")[0] for r in index_rows(srv, USER)}
+    links = {}
+    for _b, end, what, p in events:
+        if what == "link" and os.path.dirname(p) in (box + "/new", box + "/cur"):
+            links[os.path.basename(p).split(":2,")[0]] = (end, os.path.dirname(p))
+    assert len(oks) == 2 and sum(len(u) for _t, u in oks) == len(uids) == 3, oks
+    for t_ok, cmd_uids in oks:
+        linked = [links[rows[u]] for u in cmd_uids]
+        last = max(t for t, _d in linked)
+        for d in {d for _t, d in linked} | {box + "/index.db-wal"}:
+            assert any(p == d and last < b and e < t_ok for b, e, what, p in events
+                       if what == "sync"), \
+                "the OK for UIDs %s came before a sync of %s that began after their links: " \
+                "%s" % (cmd_uids, d, events)
 
 
 def test_append_without_o_tmpfile_uses_a_named_file(srv, shim, clients):
@@ -173,3 +211,27 @@ def test_failed_message_sync_stores_nothing(srv, shim, clients, notmpfile):
     assert tmp_files(srv) == []
     # and the next APPEND works
     append(c, "INBOX", message("after the failure", to=USER))
+
+
+def test_copy_is_answered_after_the_syncs_that_cover_its_links(srv, shim, clients):
+    """COPY hard-links the files into the target, syncs its new/ and cur/ and commits the rows
+    (the WAL synced): the OK follows those syncs, each begun after the last link."""
+    _, ctl = shim
+    c = Imap(srv)
+    clients.append(c)
+    c.login(USER)
+    c.ok("CREATE", "CopyDest")
+    append(c, "INBOX", message("to copy", to=USER))
+    c.ok("SELECT INBOX")
+    target = os.path.join(srv.maildir(USER), ".CopyDest")
+    ctl_clear(ctl)
+    r = c.ok("UID COPY 1:* CopyDest")
+    t_ok = time.monotonic_ns()
+    events = timeline(ctl)
+    assert "COPYUID" in r.text, c.dialogue()
+    links = [end for _b, end, what, p in events if what == "link" and p.startswith(target + "/")]
+    assert links and len(index_rows(srv, USER, "CopyDest")) == len(links), events
+    for d in (target + "/new", target + "/cur", srv.maildir(USER) + "/index.db-wal"):
+        assert any(p == d and max(links) < b and e < t_ok for b, e, what, p in events
+                   if what == "sync"), \
+            "the COPY's OK came before a sync of %s that began after its links: %s" % (d, events)

@@ -11,7 +11,7 @@
  *   notmpfile  present: open(2) with O_TMPFILE fails with EOPNOTSUPP, as on a file system
  *          without it
  *   timeline  every sync that succeeded, "<begin> <end> sync <path>" (syncfs: "syncfs <path>"),
- *          and every linkat(2) that succeeded, "<when> <when> link <new path>", in
+ *          and every linkat(2) or link(2) that succeeded, "<when> <when> link <new path>", in
  *          CLOCK_MONOTONIC nanoseconds: which 250 came after which sync
  */
 #define _GNU_SOURCE
@@ -157,6 +157,17 @@ int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath,
 	typedef int linkat_fn(int, const char *, int, const char *, int);
 	linkat_fn *real = (linkat_fn *)dlsym(RTLD_NEXT, "linkat");
 	int rc = real(olddirfd, oldpath, newdirfd, newpath, flags);
+	if (rc == 0)
+		shim_timeline(shim_now(), "link", newpath);
+	return rc;
+}
+
+/* link(2), watched as linkat (COPY hard-links with it). */
+int link(const char *oldpath, const char *newpath)
+{
+	typedef int link_fn(const char *, const char *);
+	link_fn *real = (link_fn *)dlsym(RTLD_NEXT, "link");
+	int rc = real(oldpath, newpath);
 	if (rc == 0)
 		shim_timeline(shim_now(), "link", newpath);
 	return rc;
