@@ -722,7 +722,10 @@ static void batch_run(struct deliver_job *lead)
 			};
 			n++;
 		}
-		int later = 1;
+		/* a lone message with no batch before it shares nothing: a syncfs (which waits for
+		 * every dirty file of the file system, e.g. the other mailboxes' messages) would
+		 * cost more than the fsyncs of new/ and of the index's WAL that it replaces */
+		int later = lead->batch_len > 1 || prev != NULL;
 		store_deliver_batch(acct, NULL, items, n, &later);
 		store_account_return(&acct);
 		n = 0;
