@@ -3,9 +3,7 @@
  * Durability contract of store_deliver and store_deliver_batch: a message is in <box>/new/ (file
  * data synced, the directory synced) and its index row committed before it counts as delivered.
  * A failure at any step removes what that call made visible; a group delivery shares one fsync
- * of new/ and one index transaction, so a failed sync or commit refuses the whole group. A
- * group whose caller makes the file system durable itself afterwards (store_deliver_batch's
- * sync_later: one syncfs) skips the fsync of new/ and commits with synchronous=NORMAL.
+ * of new/ and one index transaction, so a failed sync or commit refuses the whole group.
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
  * processes. store_deliver takes it before the link or rename into new/ and keeps it until the
@@ -34,7 +32,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -1201,11 +1198,8 @@ static void batch_unlink(const char *dir, const struct batch_prep *p)
 
 /* The durable group delivery; see store.h and the top of this file. */
 size_t store_deliver_batch(struct store_account *a, const char *box, struct store_batch_item *items,
-			   size_t n, int *sync_later)
+			   size_t n)
 {
-	int later = sync_later != NULL && *sync_later;
-	if (sync_later != NULL)
-		*sync_later = 0;
 	struct store_mailbox_info mb;
 	char dir[STORE_PATH_MAX], newdir[STORE_PATH_MAX];
 	const char *err = NULL;
@@ -1249,18 +1243,6 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 	}
 	if (ready == 0)
 		goto out;
-	/* the caller's syncfs covers new/ and the index only when every message is a link of a
-	 * synced source on the file system of new/ and of index.db */
-	for (size_t i = 0; later && i < n; i++)
-		if (p[i].stage != BATCH_FAILED && p[i].stage != BATCH_TO_LINK)
-			later = 0;
-	if (later && (a->db_id[0] == 0 || makedev((unsigned)(a->db_id[0] >> 32),
-						   (unsigned)a->db_id[0]) != dir_dev))
-		later = 0;
-	if (later) {
-		store_read_leave(a);   /* or the PRAGMA would not take */
-		sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
-	}
 	/* 2. the write lock, then new/ and one fsync of it for all: nothing visible without the
 	 * lock held */
 	if (store_db_begin(a) != SQLITE_OK) {
@@ -1283,7 +1265,7 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		db_rollback(a);
 		goto out;
 	}
-	if (!later && fs_fsync_dir(newdir) < 0) {
+	if (fs_fsync_dir(newdir) < 0) {
 		store_errf(a, &err, errno, "deliver: fsync new/");
 		goto undo;
 	}
@@ -1306,8 +1288,6 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 			ok++;
 		}
 	}
-	if (later && sync_later != NULL)
-		*sync_later = 1;
 	goto out;
 undo:
 	/* a failed lock, sync or commit refuses every message of the group: none is visible */
@@ -1322,8 +1302,6 @@ undo:
 	if (innew > 0)
 		fs_fsync_dir(newdir);
 out:
-	if (later)
-		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&p[i].sc);
 	free(p);
@@ -1344,7 +1322,7 @@ int store_deliver(struct store_account *a, const char *box, int src_fd, uint64_t
 		.src_fd = src_fd, .size = size, .src_already_synced = src_already_synced,
 		.internaldate = internaldate, .flags = flags,
 	};
-	if (store_deliver_batch(a, box, &it, 1, NULL) != 1) {
+	if (store_deliver_batch(a, box, &it, 1) != 1) {
 		snprintf(a->err, sizeof(a->err), "%s", it.err);
 		*err_r = a->err;
 		return -1;

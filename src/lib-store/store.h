@@ -130,15 +130,9 @@ struct store_batch_item {
 /* Deliver n messages into one mailbox with one fsync of new/ and one index transaction for all
  * (group commit), each as durable as store_deliver makes it. A message that cannot be put into
  * tmp/ or renamed is refused alone; a failed lock, fsync of new/ or commit refuses every message
- * of the group and leaves none visible. Returns how many were delivered.
- * sync_later: NULL, or in: non-zero lets the caller make new/ and the index durable with a
- * syncfs(2) of the sources' file system after the call. Out: 1 when the store left them to it
- * (every source was a synced file on the file system of new/ and index.db: linked, no fsync of
- * new/, the commit without waiting for the disk); the messages are visible but not durable
- * until that syncfs succeeds, and if it fails the caller must store_expunge them. 0 when the
- * store synced them itself. */
+ * of the group and leaves none visible. Returns how many were delivered. */
 size_t store_deliver_batch(struct store_account *acct, const char *box,
-			   struct store_batch_item *items, size_t n, int *sync_later);
+			   struct store_batch_item *items, size_t n);
 
 /* Mailbox listing and status. Returns the count, or -1. *boxes_r is malloc'd (free()). */
 int store_mailbox_list(struct store_account *acct, struct store_mailbox_info **boxes_r,

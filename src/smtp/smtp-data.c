@@ -2,12 +2,10 @@
  *
  * The message goes to a temp file under <data>/tmp with our trace headers in front. At the end
  * it joins the group commit: the messages for one mailbox that finish together form a batch, one
- * thread-pool job that syncs their files (one syncfs), links them into the Maildir and commits
- * their index rows without waiting for the disk (store_deliver_batch with sync_later); the
- * mailbox's next job's syncfs makes that durable, then each message goes into its other targets
- * and the outbound spool, and only then does each session answer 250 (batch_run). Any failure is
- * a 4xx and leaves no partial message visible; a failed shared sync is a 4xx for every message
- * it was for.
+ * thread-pool job that syncs their files, links them into the Maildir (store_deliver_batch:
+ * a link into new/, one fsync of new/, one index transaction) and each into its other targets
+ * and the outbound spool; only then does each session answer 250. Any failure is a 4xx and
+ * leaves no partial message visible; a failed shared sync is a 4xx for the whole batch.
  *
  * SMTP smuggling: only <CRLF>.<CRLF> ends DATA. A line ending in a bare LF never ends the message,
  * and neither does a "." after such a line; bare CR is never a line end at all.
@@ -407,12 +405,6 @@ struct deliver_job {
 	struct deliver_job *next;  /* waiting list, then the batch (the first job leads it) */
 	unsigned batch_len;        /* in the leading job: messages in the batch */
 	unsigned batch_size;       /* in every job: messages of its batch (for the log) */
-	uint32_t uid;              /* its UID in the key mailbox once committed there */
-	/* in the leading job: the batch is committed but new/ and the index wait for the next
-	 * syncfs (see batch_run); prev is the batch of the same mailbox whose sync this batch's
-	 * job makes first; pnext links the batches waiting for their sync */
-	int unsynced;
-	struct deliver_job *prev, *pnext;
 	/* port 25 authentication (smtp-authin.c), before the group commit */
 	int junk;                  /* deliver the local copies into Junk (DMARC quarantine) */
 	char reply[512];           /* a refusal (5xx) or temporary failure (4xx) to answer */
@@ -565,99 +557,39 @@ static void batch_fail(struct deliver_job *lead, const char *why)
 	}
 }
 
-/* Messages in the waiting list of the group commit (commitq, on the loop thread): a pool
- * thread looks whether a next batch is coming to share its sync. */
-static atomic_uint commit_waiting;
-
-/* The batch's oldest received file (the first made): syncfs given it reports every write
- * error of the file system since then (errseq), so any error since the batch began counts. */
-static struct deliver_job *batch_oldest(struct deliver_job *lead, struct deliver_job *oldest)
-{
-	for (struct deliver_job *j = lead; j; j = j->next)
-		if (oldest == NULL || j->tx->fseq < oldest->tx->fseq)
-			oldest = j;
-	return oldest;
-}
-
-/* A committed batch whose sync failed: its messages are taken out of the mailbox again
- * (store_expunge, so IMAP sessions that saw them hear of it) and every one is refused. */
-static void batch_unsync_fail(struct deliver_job *lead, const char *why)
-{
-	const char *err = NULL;
-	uint32_t *uids = calloc(lead->batch_len, sizeof(*uids));
-	size_t n = 0;
-	for (struct deliver_job *j = lead; j && uids; j = j->next)
-		if (j->result == 0 && j->uid != 0)
-			uids[n++] = j->uid;
-	struct store_account *acct = n > 0 ? deliver_account(lead->key, &err) : NULL;
-	if (n > 0 && (acct == NULL || store_expunge(acct, NULL, uids, n, &err) < 0))
-		log_warn("proto=smtp event=unsynced-batch-left error=\"%s\" messages=%zu",
-			 err ? err : "out of memory", n);
-	else if (uids == NULL)
-		log_warn("proto=smtp event=unsynced-batch-left error=\"out of memory\"");
-	store_account_return(&acct);
-	free(uids);
-	lead->unsynced = 0;
-	batch_fail(lead, why);
-}
-
-/* Each message of a batch whose mailbox copy is durable goes on to its other targets. */
-static void batch_finish(struct deliver_job *lead)
-{
-	for (struct deliver_job *j = lead; j; j = j->next)
-		if (j->result == 0)
-			deliver_rest(j);
-}
-
-/* Pool thread, group commit (one job per batch; see the top of the file and
- * docs/architecture.md, "Durable delivery"). A mailbox's batches are pipelined on one sync
- * each: a job starts with one syncfs, which makes the batch's received files durable and with
- * them new/ and the index rows of the mailbox's previous batch (lead->prev, committed by the
- * job before without waiting for the disk), which is then done; then its own files are linked
- * into new/ and committed, and the batch waits (lead->unsynced) for the next job's syncfs: the
- * next batch's, or one that only syncs (lead itself, unsynced) when none of its mailbox waits
- * then; when no message waits at all at the end of the job, it makes that syncfs itself. So a
- * file is durable before it is linked, and every 250 follows the sync of what it answers
- * for. A lone message with nothing pending syncs its file with fsync. A failed sync refuses
- * every message it was for; those already visible are expunged again. Batches of different
- * mailboxes sync on their own: the block layer merges the cache flushes of concurrent syncs,
- * and one syncfs shared by the batches syncing at the same time, tried, was slower (each
- * waited for the others). */
+/* Pool thread, group commit: the received files of the batch are made durable with one sync
+ * (a lone file: its fsync; either starts the writes itself); a failed sync refuses the whole
+ * batch. Batches of different mailboxes sync on their own: the block layer merges the cache
+ * flushes of concurrent syncs anyway, and one syncfs shared by the batches syncing at the same
+ * time, tried, was slower (each waited for the others). Then the batch's mailbox gets all of
+ * them with one fsync of new/ and one index transaction (store_deliver_batch), and each message
+ * goes on to its other targets. */
 static void batch_run(struct deliver_job *lead)
 {
-	struct deliver_job *j, *prev = lead->prev;
-	int fresh = !lead->unsynced;   /* else lead only waits for its sync */
+	struct deliver_job *j;
 	char why[1024];
 	const char *err = NULL;
-	if (fresh)
-		for (j = lead; j; j = j->next)
-			j->result = 0;
-	int rc;
-	if (fresh && prev == NULL && lead->batch_len == 1) {
-		rc = fsync(lead->tx->fd);
-	} else {
-		/* one syncfs: every file written so far is durable after it (data and inode, as
-		 * after an fsync of each; directories and the index's WAL too), with one cache
-		 * flush of the disk instead of one per file */
-		struct deliver_job *oldest = batch_oldest(lead, prev ? batch_oldest(prev, NULL) : NULL);
-		rc = syncfs(oldest->tx->fd);
-	}
-	if (rc != 0) {
-		snprintf(why, sizeof(why), "sync of the received files (a batch of %u): %s",
-			 lead->batch_len, strerror(errno));
-		if (prev != NULL)
-			batch_unsync_fail(prev, why);
-		if (fresh)
+	for (j = lead; j; j = j->next)
+		j->result = 0;
+	if (lead->batch_len > 1) {
+		/* one syncfs for the batch: every file written so far is durable after it (data
+		 * and inode, as after an fsync of each), with one cache flush of the disk instead of
+		 * one per file. It reports the file system's write errors since the descriptor it
+		 * is given was opened (errseq), so it gets the batch's oldest file: any error since
+		 * the first of them was made fails the batch. */
+		struct deliver_job *oldest = lead;
+		for (j = lead->next; j; j = j->next)
+			if (j->tx->fseq < oldest->tx->fseq)
+				oldest = j;
+		if (syncfs(oldest->tx->fd) != 0) {
+			snprintf(why, sizeof(why), "sync of the received files (a batch of %u): %s",
+				 lead->batch_len, strerror(errno));
 			batch_fail(lead, why);
-		else
-			batch_unsync_fail(lead, why);
-		return;
-	}
-	if (prev != NULL)
-		batch_finish(prev);
-	if (!fresh) {
-		lead->unsynced = 0;
-		batch_finish(lead);
+			return;
+		}
+	} else if (fsync(lead->tx->fd) != 0) {
+		snprintf(why, sizeof(why), "fsync of message %s: %s", lead->id, strerror(errno));
+		batch_fail(lead, why);
 		return;
 	}
 	/* what our users send to other servers is DKIM-signed here, once (smtp-dkim.c); port 25
@@ -722,11 +654,7 @@ static void batch_run(struct deliver_job *lead)
 			};
 			n++;
 		}
-		/* a lone message with no batch before it shares nothing: a syncfs (which waits for
-		 * every dirty file of the file system, e.g. the other mailboxes' messages) would
-		 * cost more than the fsyncs of new/ and of the index's WAL that it replaces */
-		int later = lead->batch_len > 1 || prev != NULL;
-		store_deliver_batch(acct, NULL, items, n, &later);
+		store_deliver_batch(acct, NULL, items, n);
 		store_account_return(&acct);
 		n = 0;
 		for (j = lead; j; j = j->next) {
@@ -739,24 +667,13 @@ static void batch_run(struct deliver_job *lead)
 				j->result = -1;
 				continue;
 			}
-			j->uid = it->uid;
 			j->delivered++;
 		}
 		free(items);
-		/* nothing waits for a batch: no next job would share the sync, so it runs now,
-		 * without a trip through the loop */
-		if (later && atomic_load_explicit(&commit_waiting, memory_order_relaxed) > 0) {
-			lead->unsynced = 1;   /* the rest after the next sync */
-			return;
-		}
-		if (later && syncfs(batch_oldest(lead, NULL)->tx->fd) != 0) {
-			snprintf(why, sizeof(why), "sync of the mailbox (a batch of %u): %s",
-				 lead->batch_len, strerror(errno));
-			batch_unsync_fail(lead, why);
-			return;
-		}
 	}
-	batch_finish(lead);
+	for (j = lead; j; j = j->next)
+		if (j->result == 0)
+			deliver_rest(j);
 }
 
 /* Pool thread: one batch; then each message's phishing state is released (its sender
@@ -765,9 +682,7 @@ static void batch_work(void *arg)
 {
 	struct deliver_job *lead = arg;
 	batch_run(lead);
-	for (struct deliver_job *j = lead->prev; j; j = j->next)
-		smtp_phish_end(&j->ph, j->result == 0);
-	for (struct deliver_job *j = lead; j && !lead->unsynced; j = j->next)
+	for (struct deliver_job *j = lead; j; j = j->next)
 		smtp_phish_end(&j->ph, j->result == 0);
 }
 
@@ -827,9 +742,7 @@ static void deliver_done(struct deliver_job *j)
  * loop each); a batch is every waiting message for one mailbox, up to SMTP_COMMIT_BATCH_MAX, run
  * as one pool job. A mailbox has at most one batch in flight, so the messages that finish while
  * its syncs run form the next batch; a message for an idle mailbox starts at once, so a lone
- * message never waits for company. A batch committed without its sync (batch_run) waits in
- * the pending list and rides on the next job of its mailbox: the next batch's, or at once a
- * job of its own when none waits. */
+ * message never waits for company. */
 #define SMTP_COMMIT_BATCH_MAX 64     /* messages per batch: bounds one job's memory and time */
 #define SMTP_COMMIT_RUNNING_MAX 6    /* batches in flight: 2 of the 8 pool threads stay free for
 				      * logins and IMAP/POP3 work */
@@ -837,7 +750,6 @@ static struct {
 	struct deliver_job *head, *tail;      /* waiting for a batch, in finishing order */
 	struct deliver_job *running[SMTP_COMMIT_RUNNING_MAX];   /* leaders of batches in flight */
 	unsigned nrunning;
-	struct deliver_job *pending;          /* committed batches waiting for a sync (pnext) */
 } commitq;
 
 static void commit_kick(struct worker *w);
@@ -851,8 +763,7 @@ static int commit_key_running(const char *key)
 	return 0;
 }
 
-/* Loop thread: a batch is done; answer each of its messages (and of the batch whose sync it
- * made), or keep it for its sync; then start what waits. */
+/* Loop thread: a batch is done; answer each of its messages, then start what waits. */
 static void batch_done(void *arg)
 {
 	struct deliver_job *lead = arg;
@@ -863,109 +774,17 @@ static void batch_done(void *arg)
 			break;
 		}
 	}
-	struct deliver_job *prev = lead->prev;
-	lead->prev = NULL;
-	for (struct deliver_job *j = prev, *next; j; j = next) {
+	for (struct deliver_job *j = lead, *next; j; j = next) {
 		next = j->next;
 		deliver_done(j);
-	}
-	if (lead->unsynced) {
-		lead->pnext = commitq.pending;
-		commitq.pending = lead;
-	} else {
-		for (struct deliver_job *j = lead, *next; j; j = next) {
-			next = j->next;
-			deliver_done(j);
-		}
 	}
 	commit_kick(w);
 }
 
-/* Submit a batch's job (lead->prev set or not); -1 when the pool cannot take it. */
-static int commit_submit(struct worker *w, struct deliver_job *lead)
-{
-	if (pool_submit(w->pool, batch_work, batch_done, lead) < 0) {
-		/* out of memory (or the worker is past its stop timeout): the next finish or
-		 * batch retries */
-		log_warn("proto=smtp event=batch-deferred error=\"cannot queue the pool job\" "
-			 "messages=%u", lead->batch_len);
-		return -1;
-	}
-	commitq.running[commitq.nrunning++] = lead;
-	return 0;
-}
-
-/* Take the waiting messages for lead's mailbox (lead is the first of them, already unlinked)
- * into its batch. */
-static void commit_gather(struct deliver_job *lead, struct deliver_job **pp)
-{
-	struct deliver_job *last = lead;
-	lead->next = NULL;
-	lead->batch_len = 1;
-	/* the later messages for the same mailbox join it (none for a keyless message) */
-	for (struct deliver_job **qq = pp; *qq != NULL && lead->key[0] &&
-	     lead->batch_len < SMTP_COMMIT_BATCH_MAX;) {
-		struct deliver_job *j = *qq;
-		if (strcmp(j->key, lead->key) != 0) {
-			qq = &j->next;
-			continue;
-		}
-		*qq = j->next;
-		j->next = NULL;
-		last->next = j;
-		last = j;
-		lead->batch_len++;
-	}
-	for (struct deliver_job *j = lead; j; j = j->next)
-		j->batch_size = lead->batch_len;
-	atomic_fetch_sub_explicit(&commit_waiting, lead->batch_len, memory_order_relaxed);
-}
-
-/* Put a batch back at the head of the waiting list (its job could not be queued). */
-static void commit_putback(struct deliver_job *lead)
-{
-	struct deliver_job *last = lead;
-	while (last->next)
-		last = last->next;
-	last->next = commitq.head;
-	commitq.head = lead;
-	atomic_fetch_add_explicit(&commit_waiting, lead->batch_len, memory_order_relaxed);
-}
-
-/* Start, as far as SMTP_COMMIT_RUNNING_MAX allows: first every batch waiting for its sync
- * (with the next batch of its mailbox if messages wait for it, else alone), then a batch for
- * every other mailbox that has messages waiting and none in flight. */
+/* Start a batch for every mailbox that has messages waiting and none in flight, as far as
+ * SMTP_COMMIT_RUNNING_MAX allows. */
 static void commit_kick(struct worker *w)
 {
-	for (struct deliver_job **pp = &commitq.pending; *pp != NULL &&
-	     commitq.nrunning < SMTP_COMMIT_RUNNING_MAX;) {
-		struct deliver_job *p = *pp;
-		if (commit_key_running(p->key)) {
-			pp = &p->pnext;
-			continue;
-		}
-		*pp = p->pnext;
-		p->pnext = NULL;
-		struct deliver_job **wq = &commitq.head;
-		while (*wq != NULL && strcmp((*wq)->key, p->key) != 0)
-			wq = &(*wq)->next;
-		struct deliver_job *lead = *wq, *job = p;
-		if (lead != NULL) {
-			*wq = lead->next;
-			commit_gather(lead, wq);
-			lead->prev = p;
-			job = lead;
-		}
-		if (commit_submit(w, job) < 0) {
-			if (lead != NULL) {
-				lead->prev = NULL;
-				commit_putback(lead);
-			}
-			p->pnext = *pp;
-			*pp = p;
-			break;
-		}
-	}
 	struct deliver_job **pp = &commitq.head;
 	while (*pp != NULL && commitq.nrunning < SMTP_COMMIT_RUNNING_MAX) {
 		struct deliver_job *lead = *pp;
@@ -974,11 +793,35 @@ static void commit_kick(struct worker *w)
 			continue;
 		}
 		*pp = lead->next;
-		commit_gather(lead, pp);
-		if (commit_submit(w, lead) < 0) {
-			commit_putback(lead);
+		lead->next = NULL;
+		lead->batch_len = 1;
+		struct deliver_job *last = lead;
+		/* the later messages for the same mailbox join it (none for a keyless message) */
+		for (struct deliver_job **qq = pp; *qq != NULL && lead->key[0] &&
+		     lead->batch_len < SMTP_COMMIT_BATCH_MAX;) {
+			struct deliver_job *j = *qq;
+			if (strcmp(j->key, lead->key) != 0) {
+				qq = &j->next;
+				continue;
+			}
+			*qq = j->next;
+			j->next = NULL;
+			last->next = j;
+			last = j;
+			lead->batch_len++;
+		}
+		for (struct deliver_job *j = lead; j; j = j->next)
+			j->batch_size = lead->batch_len;
+		if (pool_submit(w->pool, batch_work, batch_done, lead) < 0) {
+			/* out of memory (or the worker is past its stop timeout): put the batch
+			 * back; the next finish or batch retries */
+			log_warn("proto=smtp event=batch-deferred error=\"cannot queue the pool job\" "
+				 "messages=%u", lead->batch_len);
+			last->next = *pp;
+			*pp = lead;
 			break;
 		}
+		commitq.running[commitq.nrunning++] = lead;
 	}
 	commitq.tail = NULL;
 	for (struct deliver_job *j = commitq.head; j; j = j->next)
@@ -994,7 +837,6 @@ static void commit_enqueue(struct worker *w, struct deliver_job *j)
 	else
 		commitq.head = j;
 	commitq.tail = j;
-	atomic_fetch_add_explicit(&commit_waiting, 1, memory_order_relaxed);
 	commit_kick(w);
 }
 
