@@ -3,14 +3,18 @@
  * Durability contract of store_deliver and store_deliver_batch: a message is in <box>/new/ (file
  * data synced, the directory synced) and its index row committed before it counts as delivered.
  * A failure at any step removes what that call made visible; a group delivery shares one fsync
- * of new/ and one index transaction, so a failed sync or commit refuses the whole group.
+ * of new/ and one index transaction, so a failed sync or commit refuses the whole group. The
+ * transaction commits with synchronous=NORMAL under the lock; the fsync of new/ and the sync of
+ * the WAL follow after it (the lock is held for no disk flush), and a failed one takes the group
+ * back (files removed, store_mailbox_sync records their rows as expunged).
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
  * processes. store_deliver takes it before the link or rename into new/ and keeps it until the
  * rows are committed, and store_mailbox_sync takes it before it reads the directories, so a sync
  * never sees a delivered file without its row and never adopts a message a delivery is
  * committing.
- * The slow part of a delivery (copy and file fsync) happens before the lock.
+ * The slow part of a delivery (copy and file fsync) happens before the lock, its directory and
+ * index syncs after it.
  */
 #include "fsutil.h"
 #include "imap-mboxname.h"
@@ -1187,6 +1191,26 @@ static int batch_into_new(struct store_account *a, const char *dir,
 	return 0;
 }
 
+/* Sync the index's WAL: what this handle committed with synchronous=NORMAL is then durable (a
+ * checkpoint since has synced it into index.db anyway). Through SQLite's own file handle, so the
+ * sync is of the WAL it wrote. 0 ok, -1 (errno set). */
+static int store_wal_sync(struct store_account *a)
+{
+	sqlite3_file *f = NULL;
+	if (sqlite3_file_control(a->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK ||
+	    f == NULL || f->pMethods == NULL) {
+		errno = EIO;
+		return -1;
+	}
+	errno = 0;
+	if (f->pMethods->xSync(f, SQLITE_SYNC_NORMAL) != SQLITE_OK) {
+		if (errno == 0)
+			errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
 /* Remove a prepared message's file from tmp/ or new/ (dir is the mailbox directory). */
 static void batch_unlink(const char *dir, const struct batch_prep *p)
 {
@@ -1243,8 +1267,11 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 	}
 	if (ready == 0)
 		goto out;
-	/* 2. the write lock, then new/ and one fsync of it for all: nothing visible without the
-	 * lock held */
+	/* 2. the write lock, then new/ and the rows of all in one transaction, committed without
+	 * waiting for the disk (synchronous=NORMAL): the lock is held for no sync, so the next
+	 * group (another worker's, into the same mailbox) goes on meanwhile */
+	store_read_leave(a);   /* or the PRAGMA would not take */
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, &err, "deliver: lock index");
 		db_rollback(a);
@@ -1265,11 +1292,6 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		db_rollback(a);
 		goto out;
 	}
-	if (fs_fsync_dir(newdir) < 0) {
-		store_errf(a, &err, errno, "deliver: fsync new/");
-		goto undo;
-	}
-	/* 3. the index rows, one transaction for the group */
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].stage != BATCH_IN_NEW)
 			continue;
@@ -1282,6 +1304,17 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		store_dbfail(a, &err, "deliver: commit index rows");
 		goto undo;
 	}
+	/* 3. after the lock, what makes them count as delivered: new/ synced (the files' data
+	 * were synced before) and the index's WAL synced. A failure takes them back: the files
+	 * are removed and the sync of the mailbox records their rows as expunged */
+	if (fs_fsync_dir(newdir) < 0) {
+		store_errf(a, &err, errno, "deliver: fsync new/");
+		goto take_back;
+	}
+	if (store_wal_sync(a) < 0) {
+		store_errf(a, &err, errno, "deliver: sync index WAL");
+		goto take_back;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].stage == BATCH_IN_NEW) {
 			items[i].result = 0;
@@ -1289,8 +1322,23 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		}
 	}
 	goto out;
+take_back:
+	for (size_t i = 0; i < n; i++) {
+		if (p[i].stage != BATCH_IN_NEW)
+			continue;
+		batch_unlink(dir, &p[i]);
+		batch_item_err(&items[i], err);
+		items[i].uid = 0;
+	}
+	fs_fsync_dir(newdir);
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	{
+		const char *ignored;
+		(void)store_mailbox_sync(a, box, &ignored);
+	}
+	goto out;
 undo:
-	/* a failed lock, sync or commit refuses every message of the group: none is visible */
+	/* a failed lock or commit refuses every message of the group: none is visible */
 	db_rollback(a);
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].stage == BATCH_FAILED)
@@ -1302,6 +1350,7 @@ undo:
 	if (innew > 0)
 		fs_fsync_dir(newdir);
 out:
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&p[i].sc);
 	free(p);

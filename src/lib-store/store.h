@@ -129,8 +129,9 @@ struct store_batch_item {
 
 /* Deliver n messages into one mailbox with one fsync of new/ and one index transaction for all
  * (group commit), each as durable as store_deliver makes it. A message that cannot be put into
- * tmp/ or renamed is refused alone; a failed lock, fsync of new/ or commit refuses every message
- * of the group and leaves none visible. Returns how many were delivered. */
+ * tmp/ or renamed is refused alone; a failed lock, commit, fsync of new/ or sync of the index
+ * WAL refuses every message of the group and leaves none (a failed sync after the commit: its
+ * rows recorded as expunged). Returns how many were delivered. */
 size_t store_deliver_batch(struct store_account *acct, const char *box,
 			   struct store_batch_item *items, size_t n);
 

@@ -268,6 +268,28 @@ def test_failed_data_sync_is_4xx_then_recovers(gc_server):
     check_exactly_once(srv, replies)
 
 
+def test_failed_index_sync_is_4xx(gc_server):
+    """The index rows of a batch are committed without waiting for the disk and their WAL is
+    synced after the lock: a failed sync of the WAL answers 451 and takes the messages back
+    (files removed, rows recorded as expunged), and the next message is accepted."""
+    srv, ctl = gc_server
+    ctl_clear(ctl)
+    wal = os.path.join(srv.maildir(RCPT), "index.db-wal")
+    ctl_write(ctl, "fail", "0 1 %s\n" % wal)
+    try:
+        acked, replies = send_concurrently(srv, "walfail", 1, 1)
+        lines = synced(ctl)
+    finally:
+        ctl_clear(ctl)
+    assert any(p.endswith("index.db-wal") for p in lines), \
+        "the index WAL was not synced: %s" % lines[-20:]
+    assert not acked and all(c == 451 for c in replies.values()), replies
+    check_exactly_once(srv, replies)
+    acked, replies = send_concurrently(srv, "walok", 2, 1)
+    assert len(acked) == 2, replies
+    check_exactly_once(srv, replies)
+
+
 def test_named_received_files_without_o_tmpfile(gc_server):
     """Where the file system has no O_TMPFILE the received files get names (in.<pid>.*): each
     is synced like the unnamed ones, delivered exactly once, and gone from <data>/tmp after its
