@@ -1016,6 +1016,8 @@ out:
 	free(uids);
 }
 
+#define IMAP_EXPUNGE_INLINE_MAX 64   /* messages an EXPUNGE removes on the loop at most */
+
 struct expunge_job {
 	struct imap_wjob job;
 	char box[1024];
@@ -1058,6 +1060,27 @@ static void expunge_done(struct imap_wjob *w)
 			expunge_answer(w->s, j->uid, j->close_after);
 	}
 	free(j->uids);
+}
+
+/* Loop: the expunge made here with the session's shared handle when that cannot wait (the
+ * write lock free at once, no checkpoint due) and the messages are few (each is an unlink on
+ * the loop): no pool job, no sync (like a flag change, see store_expunge_nowait), and the
+ * shared handle keeps its page cache, which a pool handle's commit would make it read again.
+ * 1 done (answered), 0 the pool does it. */
+static int expunge_inline(struct imap_session *s, struct expunge_job *j)
+{
+	if (s->acct == NULL || j->n > IMAP_EXPUNGE_INLINE_MAX)
+		return 0;
+	const char *err;
+	j->rc = store_expunge_nowait(s->acct, j->box, j->uids, j->n, &err);
+	if (j->rc == STORE_WOULD_WAIT)
+		return 0;
+	j->job.s = s;
+	if (j->rc < 0)
+		imap_wjob_error(&j->job, err);
+	expunge_done(&j->job);
+	free(j);
+	return 1;
 }
 
 /* EXPUNGE, UID EXPUNGE set, CLOSE. */
@@ -1113,5 +1136,7 @@ void imap_cmd_expunge(struct imap_session *s, const struct imap_arg *args, size_
 	j->n = nu;
 	j->uid = uid;
 	j->close_after = close_after;
+	if (expunge_inline(s, j))
+		return;
 	imap_write_job(s, &j->job, expunge_work, expunge_done);
 }

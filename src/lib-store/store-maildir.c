@@ -1455,9 +1455,33 @@ static int set_highestmodseq(struct store_account *a, int64_t box_id, uint64_t m
 	return 0;
 }
 
+static int expunge_txn(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
+		       int nowait, const char **err_r);
+
 /* Expunge by UID: commit the index change first, then remove the files. */
 int store_expunge(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r)
+{
+	return expunge_txn(a, box, uids, n, 0, err_r);
+}
+
+/* See store.h. Like a flag change, the commit does not wait for the disk. */
+int store_expunge_nowait(struct store_account *a, const char *box, const uint32_t *uids,
+			 size_t n, const char **err_r)
+{
+	if (!store_db_quick_write(a))
+		return STORE_WOULD_WAIT;
+	store_read_leave(a);   /* or the PRAGMA would not take */
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	int r = expunge_txn(a, box, uids, n, 1, err_r);
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	return r;
+}
+
+/* The transaction of store_expunge and store_expunge_nowait (nowait: the write lock only if
+ * it is free at once, else STORE_WOULD_WAIT and nothing done). */
+static int expunge_txn(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
+		       int nowait, const char **err_r)
 {
 	struct store_mailbox_info mb;
 	char dir[STORE_PATH_MAX];
@@ -1471,7 +1495,12 @@ int store_expunge(struct store_account *a, const char *box, const uint32_t *uids
 	size_t np = 0;
 	int rc = 0;
 	sqlite3_stmt *sel = NULL;
-	if (store_db_begin(a) != SQLITE_OK) {
+	int b = nowait ? store_db_try_begin(a) : store_db_begin(a);
+	if (b != SQLITE_OK) {
+		if (nowait && (b & 0xff) == SQLITE_BUSY) {
+			free(paths);
+			return STORE_WOULD_WAIT;
+		}
 		rc = store_dbfail(a, err_r, "begin expunge");
 		goto out;
 	}

@@ -155,6 +155,13 @@ int store_message_path(struct store_account *acct, const char *box, const struct
  * present are ignored. Returns the number expunged, or -1 (nothing changed). */
 int store_expunge(struct store_account *acct, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r);
+/* store_expunge for the event loop's shared handle, which must not wait: only if the write lock
+ * is free at once and the commit does not checkpoint (see store_set_flags_nowait), else
+ * STORE_WOULD_WAIT and nothing done. The commit does not wait for the disk either
+ * (synchronous=NORMAL, as flag changes): a crash of the process loses nothing, a power cut may
+ * bring back the last expunges. */
+int store_expunge_nowait(struct store_account *acct, const char *box, const uint32_t *uids,
+			 size_t n, const char **err_r);
 
 /* ---- mailboxes, flags, copy, append, changes (store-mailbox.c) ---- */
 

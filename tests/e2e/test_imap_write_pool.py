@@ -138,10 +138,12 @@ def test_25mb_append_being_synced_leaves_other_sessions_served(srv, gate, client
 
 
 # command run by session A while its index sync is held, with the setup it needs. Flag changes
-# are committed without a sync (synchronous=NORMAL: the files' names hold the flags too), so
-# STORE and FETCH's \Seen are held by the test holding the index's write lock instead, and so
-# is SELECT, whose reconciling of index and files takes that lock.
-LOCKED = ("STORE", "STORE-new-keyword", "FETCH-sets-Seen", "SELECT")
+# and expunges are committed without a sync (synchronous=NORMAL: the files' names hold the flags
+# too; an expunge of a few messages is made on the loop when the lock is free), so STORE,
+# FETCH's \Seen, EXPUNGE and CLOSE are held by the test holding the index's write lock instead,
+# and so is SELECT, whose reconciling of index and files takes that lock.
+LOCKED = ("STORE", "STORE-new-keyword", "FETCH-sets-Seen", "SELECT", "EXPUNGE", "UID-EXPUNGE",
+          "CLOSE")
 LOCK_ANSWER_S = 3   # below SQLite's 5 s busy timeout: an old server answers only after it
 WRITES = {
     "APPEND": None,

@@ -1,0 +1,168 @@
+"""EXPUNGE on the event loop (docs/architecture.md, IMAP): an EXPUNGE, UID EXPUNGE or CLOSE of
+a few messages is made with the session's shared index handle when the write lock is free at
+once, committed without waiting for the disk (like a flag change), with no pool job; when the
+lock is held elsewhere, or the messages are many, it goes to the pool, whose commit is synced.
+Either way the answer, the index, the files and what other sessions hear are the same.
+
+The server runs with tests/shim/fsyncshim.c preloaded (built here with cc), which logs every
+synced path: the sync of index.db-wal tells the two ways apart."""
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+from test_imap_helpers import (CRASH_MARKERS, Imap, append, clients, index_rows, log_bytes,
+                               make_server, message, message_file)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SHIM_SRC = os.path.join(HERE, "..", "shim", "fsyncshim.c")
+USER = "expunger@example.test"
+INLINE_MAX = 64   # IMAP_EXPUNGE_INLINE_MAX in src/imap/imap-mailbox.c
+
+
+@pytest.fixture(scope="module")
+def shim():
+    d = tempfile.mkdtemp(prefix="postino-expunge-")
+    so = os.path.join(d, "fsyncshim.so")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the fsync shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, SHIM_SRC, "-ldl"], check=True)
+    ctl = os.path.join(d, "ctl")
+    os.mkdir(ctl)
+    os.chmod(d, 0o755)
+    os.chmod(ctl, 0o777)   # the workers may run as another user (run_user)
+    yield so, ctl
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def srv(shim):
+    so, ctl = shim
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = (so + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else so
+    env["POSTINO_FSYNC_SHIM"] = ctl
+    env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
+                                               "verify_asan_link_order=0") if x)
+    s = make_server(extra_conf="workers = 1\n", users=(USER,), env=env)
+    yield s
+    bad = [m for m in CRASH_MARKERS if m in log_bytes(s)]
+    s.stop()
+    assert not bad, "server log shows %s" % bad
+
+
+def start_log(ctl):
+    p = os.path.join(ctl, "log")
+    try:
+        os.unlink(p)
+    except FileNotFoundError:
+        pass
+    with open(os.path.join(ctl, "log.new"), "w"):
+        pass
+    os.chmod(os.path.join(ctl, "log.new"), 0o666)
+    os.rename(os.path.join(ctl, "log.new"), p)
+
+
+def wal_syncs(ctl):
+    try:
+        with open(os.path.join(ctl, "log")) as f:
+            return [p for p in f.read().splitlines() if p.endswith("index.db-wal")]
+    except FileNotFoundError:
+        return []
+
+
+def filled(srv, clients, n, tag):
+    """A fresh session with n new messages in INBOX, every one marked \\Deleted except the
+    first: (session, uids, file paths of the deleted ones)."""
+    c = Imap(srv)
+    clients.append(c)
+    c.login(USER)
+    c.ok("SELECT INBOX")
+    uids = [append(c, "INBOX", message("%s %d" % (tag, i), to=USER)) for i in range(n)]
+    c.ok("NOOP")
+    c.ok("UID STORE %d:%d +FLAGS.SILENT (\\Deleted)" % (uids[1], uids[-1]))
+    rows = {r[0]: r[1] for r in index_rows(srv, USER)}
+    paths = [message_file(srv, USER, rows[u]) for u in uids[1:]]
+    assert all(paths), paths
+    return c, uids, paths
+
+
+def check_gone(srv, c, watcher, uids, paths, resp):
+    """The deleted messages are gone from the answer, the index, the disk and the other
+    session's view; the first one stays."""
+    assert len(resp.expunges()) == len(uids) - 1, c.dialogue()
+    left = {r[0] for r in index_rows(srv, USER)}
+    assert uids[0] in left and not (set(uids[1:]) & left), (left, uids)
+    assert not [p for p in paths if os.path.exists(p)], "expunged files still on disk"
+    r = watcher.ok("NOOP")
+    assert len(r.expunges()) == len(uids) - 1, watcher.dialogue()
+    f = c.ok("UID FETCH %d FLAGS" % uids[0]).fetches()
+    assert f, c.dialogue()
+
+
+def watching(srv, clients):
+    w = Imap(srv)
+    clients.append(w)
+    w.login(USER)
+    w.ok("SELECT INBOX")
+    return w
+
+
+def test_few_messages_expunged_on_the_loop_without_a_sync(srv, shim, clients):
+    _so, ctl = shim
+    c, uids, paths = filled(srv, clients, 4, "inline")
+    w = watching(srv, clients)
+    start_log(ctl)
+    r = c.ok("EXPUNGE")
+    synced = wal_syncs(ctl)
+    check_gone(srv, c, w, uids, paths, r)
+    # the pool's expunge commits with synchronous=FULL (a sync of the WAL); the loop's does not
+    assert synced == [], "the EXPUNGE of 3 messages synced the index: %s" % synced
+
+
+def test_busy_index_sends_the_expunge_to_the_pool(srv, shim, clients):
+    """Another process holds the index's write lock: the loop must not wait for it; the pool
+    does, and answers once the lock is free."""
+    _so, ctl = shim
+    c, uids, paths = filled(srv, clients, 3, "busy")
+    w = watching(srv, clients)
+    other = Imap(srv)
+    clients.append(other)
+    other.login(USER)
+    con = sqlite3.connect(os.path.join(srv.maildir(USER), "index.db"), isolation_level=None,
+                          check_same_thread=False, timeout=5)
+    start_log(ctl)
+    con.execute("BEGIN IMMEDIATE")
+    released = threading.Timer(1.0, lambda: con.execute("ROLLBACK"))
+    try:
+        c.send(b"X1 UID EXPUNGE %d:%d\r\n" % (uids[1], uids[-1]))
+        # the worker's loop still answers other sessions while the pool waits for the lock
+        t0 = time.monotonic()
+        other.ok("NOOP")
+        assert time.monotonic() - t0 < 0.9, "the loop waited for the index lock"
+        released.start()
+        r = c.collect("X1", timeout=15)
+    finally:
+        released.join()
+        con.close()
+    assert r.status == "OK", c.dialogue()
+    check_gone(srv, c, w, uids, paths, r)
+    assert wal_syncs(ctl), "the pool's expunge did not sync the index"
+
+
+def test_many_messages_expunged_on_the_pool(srv, shim, clients):
+    _so, ctl = shim
+    c, uids, paths = filled(srv, clients, INLINE_MAX + 6, "many")
+    w = watching(srv, clients)
+    start_log(ctl)
+    r = c.ok("CLOSE")
+    assert r.status == "OK", c.dialogue()
+    assert wal_syncs(ctl), "an expunge of %d messages ran on the loop" % (len(uids) - 1)
+    left = {x[0] for x in index_rows(srv, USER)}
+    assert uids[0] in left and not (set(uids[1:]) & left)
+    assert not [p for p in paths if os.path.exists(p)], "expunged files still on disk"
+    assert len(w.ok("NOOP").expunges()) == len(uids) - 1, w.dialogue()
