@@ -548,9 +548,15 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 			return -1;
 		}
 	}
-	/* 2: under the index lock (so a concurrent sync cannot adopt them), into new/ or cur/ */
+	/* 2: under the index lock (so a concurrent sync cannot adopt them), into new/ or cur/,
+	 * and the rows committed without waiting for the disk (synchronous=NORMAL): the lock is
+	 * held for no sync, so other writers of the account (the loop's flag changes and
+	 * expunges, deliveries) go on meanwhile */
+	store_read_leave(a);   /* or the PRAGMA would not take */
+	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "begin append");
+		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 		append_undo(dir, m, st, n);
 		return -1;
 	}
@@ -574,12 +580,6 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		need_new |= in_new;
 		need_cur |= !in_new;
 	}
-	snprintf(sub, sizeof(sub), "%s/new", dir);
-	if (need_new && fs_fsync_dir(sub) < 0)
-		goto fail_move;
-	snprintf(sub, sizeof(sub), "%s/cur", dir);
-	if (need_cur && fs_fsync_dir(sub) < 0)
-		goto fail_move;
 	/* 3: the index rows in one transaction: UIDs are consecutive and appear together */
 	for (size_t i = 0; i < n; i++) {
 		if (insert_with_flags(a, mb.id, st[i].base, m[i].flags, m[i].keywords, m[i].date,
@@ -592,6 +592,18 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		goto fail_db;
 	if (store_db_commit(a) != SQLITE_OK)
 		goto fail_db;
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	/* 4: after the lock, what makes them count as stored: the directories their names went
+	 * into, then the WAL. A failure takes them back: the files removed, and the mailbox's
+	 * reconciling records their rows as expunged */
+	snprintf(sub, sizeof(sub), "%s/new", dir);
+	if (need_new && fs_fsync_dir(sub) < 0)
+		goto fail_sync;
+	snprintf(sub, sizeof(sub), "%s/cur", dir);
+	if (need_cur && fs_fsync_dir(sub) < 0)
+		goto fail_sync;
+	if (store_wal_sync(a) < 0)
+		goto fail_sync;
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&st[i].sc);
 	free(st);
@@ -599,9 +611,18 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		*uidvalidity_r = mb.uidvalidity;
 	return 0;
 
+fail_sync: {
+		int e = errno;
+		const char *ignored;
+		append_undo(dir, m, st, n);
+		(void)store_mailbox_sync(a, box, &ignored);
+		errno = e;
+		return store_fail(a, err_r, "sync the stored message");
+	}
 fail_move: {
 		int e = errno;
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 		append_undo(dir, m, st, n);
 		errno = e;
 		return store_fail(a, err_r, "move message into place");
@@ -610,6 +631,7 @@ fail_db:
 	if (*err_r == NULL)
 		store_dbfail(a, err_r, "commit");
 	sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
+	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
 	append_undo(dir, m, st, n);
 	return -1;
 }

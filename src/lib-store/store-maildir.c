@@ -1191,10 +1191,10 @@ static int batch_into_new(struct store_account *a, const char *dir,
 	return 0;
 }
 
-/* Sync the index's WAL: what this handle committed with synchronous=NORMAL is then durable (a
- * checkpoint since has synced it into index.db anyway). Through SQLite's own file handle, so the
- * sync is of the WAL it wrote. 0 ok, -1 (errno set). */
-static int store_wal_sync(struct store_account *a)
+/* See store-private.h. What this handle committed with synchronous=NORMAL is durable after it
+ * (a checkpoint since has synced it into index.db anyway). Through SQLite's own file handle, so
+ * the sync is of the WAL it wrote. */
+int store_wal_sync(struct store_account *a)
 {
 	sqlite3_file *f = NULL;
 	if (sqlite3_file_control(a->db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) != SQLITE_OK ||

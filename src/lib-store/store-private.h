@@ -55,6 +55,9 @@ void store_read_leave(struct store_account *a);
 /* BEGIN IMMEDIATE without waiting for the lock (SQLITE_BUSY when another holds it); a read
  * transaction the caller has open (store_read_begin) is ended first. An SQLite code. */
 int store_db_try_begin(struct store_account *a);
+/* Sync the index's WAL, making what this handle committed with synchronous=NORMAL durable.
+ * 0 ok, -1 (errno set). */
+int store_wal_sync(struct store_account *a);
 /* 1 if a commit on this handle would not checkpoint (see store_set_flags_nowait). */
 int store_db_quick_write(struct store_account *a);
 void store_maildir_name(char *out, size_t outlen, uint64_t size);

@@ -213,6 +213,38 @@ def test_failed_message_sync_stores_nothing(srv, shim, clients, notmpfile):
     append(c, "INBOX", message("after the failure", to=USER))
 
 
+@pytest.mark.parametrize("what", ["new", "index.db-wal"])
+def test_failed_sync_after_the_commit_takes_the_messages_back(srv, shim, clients, what):
+    """The rows are committed before the syncs of new/ and of the WAL (the lock is held for
+    no sync): when one of those fails the APPEND is answered NO, its files are removed and its
+    rows dropped, and a session that had the mailbox selected hears of them as expunged."""
+    _, ctl = shim
+    ctl_clear(ctl)
+    c = Imap(srv)
+    clients.append(c)
+    c.login(USER)
+    w = Imap(srv)
+    clients.append(w)
+    w.login(USER)
+    w.ok("SELECT INBOX")
+    rows, files = index_rows(srv, USER), box_files(srv)
+    ctl_set(ctl, "fail", "0 1 %s/%s\n" % (srv.maildir(USER), what))
+    try:
+        r = c.expect("NO", "APPEND", "INBOX", Lit(message("late fail a", to=USER).encode()),
+                     Lit(message("late fail b", to=USER).encode()))
+        log = synced(ctl)
+    finally:
+        ctl_clear(ctl)
+    assert "UNAVAILABLE" in r.text or r.code == "UNAVAILABLE", c.dialogue()
+    assert any(p.endswith("/" + what) for p in log), log
+    assert index_rows(srv, USER) == rows
+    assert box_files(srv) == files
+    assert tmp_files(srv) == []
+    n = w.ok("NOOP")
+    assert n.exists() is None or n.exists() == len(rows), w.dialogue()
+    append(c, "INBOX", message("after the late failure", to=USER))
+
+
 def test_copy_is_answered_after_the_syncs_that_cover_its_links(srv, shim, clients):
     """COPY hard-links the files into the target, syncs its new/ and cur/ and commits the rows
     (the WAL synced): the OK follows those syncs, each begun after the last link."""
