@@ -7,52 +7,27 @@ Either way the answer, the index, the files and what other sessions hear are the
 The server runs with tests/shim/fsyncshim.c preloaded (built here with cc), which logs every
 synced path: the sync of index.db-wal tells the two ways apart."""
 import os
-import shutil
 import sqlite3
-import subprocess
-import tempfile
 import threading
 import time
 
 import pytest
 
-from test_imap_helpers import (CRASH_MARKERS, Imap, append, clients, index_rows, log_bytes,
-                               make_server, message, message_file)
+from test_imap_helpers import (Imap, append, clients, fsync_shim, index_rows, message,
+                               message_file, shim_server)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SHIM_SRC = os.path.join(HERE, "..", "shim", "fsyncshim.c")
 USER = "expunger@example.test"
 INLINE_MAX = 64   # IMAP_EXPUNGE_INLINE_MAX in src/imap/imap-mailbox.c
 
 
 @pytest.fixture(scope="module")
 def shim():
-    d = tempfile.mkdtemp(prefix="postino-expunge-")
-    so = os.path.join(d, "fsyncshim.so")
-    cc = shutil.which("cc") or shutil.which("gcc")
-    assert cc, "a C compiler is needed to build the fsync shim"
-    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, SHIM_SRC, "-ldl"], check=True)
-    ctl = os.path.join(d, "ctl")
-    os.mkdir(ctl)
-    os.chmod(d, 0o755)
-    os.chmod(ctl, 0o777)   # the workers may run as another user (run_user)
-    yield so, ctl
-    shutil.rmtree(d, ignore_errors=True)
+    yield from fsync_shim("postino-expunge-")
 
 
 @pytest.fixture(scope="module")
 def srv(shim):
-    so, ctl = shim
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = (so + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else so
-    env["POSTINO_FSYNC_SHIM"] = ctl
-    env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
-                                               "verify_asan_link_order=0") if x)
-    s = make_server(extra_conf="workers = 1\n", users=(USER,), env=env)
-    yield s
-    bad = [m for m in CRASH_MARKERS if m in log_bytes(s)]
-    s.stop()
-    assert not bad, "server log shows %s" % bad
+    yield from shim_server(*shim, USER)
 
 
 def start_log(ctl):

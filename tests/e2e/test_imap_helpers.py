@@ -13,6 +13,7 @@ import atexit
 import imaplib
 import os
 import shutil
+import subprocess
 import tempfile
 import re
 import socket
@@ -53,6 +54,40 @@ def make_server(**kw):
     kw.setdefault("users", ())
     kw.setdefault("wait_for", ("smtp", "imap", "imaps", "pop3", "pop3s"))
     return Server(**kw)
+
+
+SHIM_SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shim", "fsyncshim.c")
+
+
+def fsync_shim(prefix):
+    """Generator for a module fixture: tests/shim/fsyncshim.c built here with cc, and its
+    control directory: yields (shared object, control dir), removes both after."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    so = os.path.join(d, "fsyncshim.so")
+    cc = shutil.which("cc") or shutil.which("gcc")
+    assert cc, "a C compiler is needed to build the fsync shim"
+    subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", so, SHIM_SRC, "-ldl"], check=True)
+    ctl = os.path.join(d, "ctl")
+    os.mkdir(ctl)
+    os.chmod(d, 0o755)
+    os.chmod(ctl, 0o777)   # the workers may run as another user (run_user)
+    yield so, ctl
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def shim_server(so, ctl, user):
+    """Generator for a module fixture: a one-worker server with the fsync shim preloaded and
+    one account; fails the module if its log shows a crash."""
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = (so + " " + env["LD_PRELOAD"]) if env.get("LD_PRELOAD") else so
+    env["POSTINO_FSYNC_SHIM"] = ctl
+    env["ASAN_OPTIONS"] = ":".join(x for x in (env.get("ASAN_OPTIONS", ""),
+                                               "verify_asan_link_order=0") if x)
+    s = make_server(extra_conf="workers = 1\n", users=(user,), env=env)
+    yield s
+    bad = [m for m in CRASH_MARKERS if m in log_bytes(s)]
+    s.stop()
+    assert not bad, "server log shows %s" % bad
 
 
 def log_bytes(s):
