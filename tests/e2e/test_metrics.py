@@ -99,7 +99,12 @@ def test_counters_move_with_logins_and_deliveries(srv):
             c.recv(100)
         except OSError:
             pass
-    after = scrape(srv)
+    # the worker counts the failure after OpenSSL has sent its alert, so the client can be
+    # here first: wait for it (a failure that is never counted still fails, after 10 s)
+    after = wait_until(lambda: (lambda m: m if val(m, "postino_tls_handshake_failures_total")
+                                > val(before, "postino_tls_handshake_failures_total")
+                                else None)(scrape(srv)),
+                       what="the failed handshake to be counted")
 
     def moved(name, **labels):
         return val(after, name, **labels) - val(before, name, **labels)
