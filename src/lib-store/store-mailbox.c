@@ -167,7 +167,7 @@ int store_set_wire_sizes(struct store_account *a, const char *box, const uint32_
 			*err_r = "no such mailbox";
 		return -1;
 	}
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	if (store_db_begin(a) != SQLITE_OK) {
 		r = store_dbfail(a, err_r, "begin");
 		goto out;
@@ -190,7 +190,7 @@ int store_set_wire_sizes(struct store_account *a, const char *box, const uint32_
 	if (r < 0)
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
 out:
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	return r < 0 ? -1 : 0;
 }
 
@@ -200,9 +200,9 @@ out:
 int store_set_flags(struct store_account *a, const char *box, struct store_flag_change *ch,
 		    size_t n, uint64_t *modseq_r, const char **err_r)
 {
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	int r = set_flags_txn(a, box, ch, n, modseq_r, 0, err_r);
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	return r;
 }
 
@@ -213,10 +213,9 @@ int store_set_flags_nowait(struct store_account *a, const char *box,
 {
 	if (!store_db_quick_write(a))
 		return STORE_WOULD_WAIT;
-	store_read_leave(a);   /* or the PRAGMA would not take */
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	int r = set_flags_txn(a, box, ch, n, modseq_r, 1, err_r);
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	return r;
 }
 
@@ -552,11 +551,10 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 	 * and the rows committed without waiting for the disk (synchronous=NORMAL): the lock is
 	 * held for no sync, so other writers of the account (the loop's flag changes and
 	 * expunges, deliveries) go on meanwhile */
-	store_read_leave(a);   /* or the PRAGMA would not take */
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, err_r, "begin append");
-		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		store_db_commits(a, STORE_COMMITS_SYNCED);
 		append_undo(dir, m, st, n);
 		return -1;
 	}
@@ -592,7 +590,7 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		goto fail_db;
 	if (store_db_commit(a) != SQLITE_OK)
 		goto fail_db;
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	/* 4: after the lock, what makes them count as stored: the directories their names went
 	 * into, then the WAL. A failure takes them back: the files removed, and the mailbox's
 	 * reconciling records their rows as expunged */
@@ -622,7 +620,7 @@ fail_sync: {
 fail_move: {
 		int e = errno;
 		sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		store_db_commits(a, STORE_COMMITS_SYNCED);
 		append_undo(dir, m, st, n);
 		errno = e;
 		return store_fail(a, err_r, "move message into place");
@@ -631,7 +629,7 @@ fail_db:
 	if (*err_r == NULL)
 		store_dbfail(a, err_r, "commit");
 	sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	append_undo(dir, m, st, n);
 	return -1;
 }
@@ -1036,10 +1034,10 @@ again:
 	if (claim_upto > *from_r && !began && sqlite3_get_autocommit(a->db)) {
 		/* \Recent is a hint to one session (RFC 3501 2.3.2): its claim does not wait for
 		 * the disk, as flag changes do not (store_set_flags) */
-		sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+		store_db_commits(a, STORE_COMMITS_UNSYNCED);
 		if (store_db_begin(a) != SQLITE_OK) {
 			rc = store_dbfail(a, err_r, "begin recent");
-			sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+			store_db_commits(a, STORE_COMMITS_SYNCED);
 			return rc;
 		}
 		began = 1;
@@ -1064,7 +1062,7 @@ out:
 			rc = store_dbfail(a, err_r, "commit recent");
 		if (!sqlite3_get_autocommit(a->db))
 			sqlite3_exec(a->db, "ROLLBACK", NULL, NULL, NULL);
-		sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+		store_db_commits(a, STORE_COMMITS_SYNCED);
 	}
 	return rc;
 }

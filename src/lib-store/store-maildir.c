@@ -230,6 +230,18 @@ void store_read_leave(struct store_account *a)
 }
 
 /* See store-private.h. */
+void store_db_commits(struct store_account *a, enum store_commits how)
+{
+	int unsynced = how == STORE_COMMITS_UNSYNCED;
+	store_read_leave(a);
+	if (a->unsynced == unsynced || !sqlite3_get_autocommit(a->db))
+		return;
+	if (sqlite3_exec(a->db, unsynced ? "PRAGMA synchronous=NORMAL" : "PRAGMA synchronous=FULL",
+			 NULL, NULL, NULL) == SQLITE_OK)
+		a->unsynced = unsynced;
+}
+
+/* See store-private.h. */
 int store_db_try_begin(struct store_account *a)
 {
 	store_read_leave(a);
@@ -1270,8 +1282,7 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 	/* 2. the write lock, then new/ and the rows of all in one transaction, committed without
 	 * waiting for the disk (synchronous=NORMAL): the lock is held for no sync, so the next
 	 * group (another worker's, into the same mailbox) goes on meanwhile */
-	store_read_leave(a);   /* or the PRAGMA would not take */
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	if (store_db_begin(a) != SQLITE_OK) {
 		store_dbfail(a, &err, "deliver: lock index");
 		db_rollback(a);
@@ -1331,7 +1342,7 @@ take_back:
 		items[i].uid = 0;
 	}
 	fs_fsync_dir(newdir);
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	{
 		const char *ignored;
 		(void)store_mailbox_sync(a, box, &ignored);
@@ -1350,7 +1361,7 @@ undo:
 	if (innew > 0)
 		fs_fsync_dir(newdir);
 out:
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&p[i].sc);
 	free(p);
@@ -1471,10 +1482,9 @@ int store_expunge_nowait(struct store_account *a, const char *box, const uint32_
 {
 	if (!store_db_quick_write(a))
 		return STORE_WOULD_WAIT;
-	store_read_leave(a);   /* or the PRAGMA would not take */
-	sqlite3_exec(a->db, "PRAGMA synchronous=NORMAL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_UNSYNCED);
 	int r = expunge_txn(a, box, uids, n, 1, err_r);
-	sqlite3_exec(a->db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+	store_db_commits(a, STORE_COMMITS_SYNCED);
 	return r;
 }
 

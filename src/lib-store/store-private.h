@@ -29,6 +29,7 @@ struct store_account {
 	struct store_account *shared_next;
 	dev_t lent_dev;        /* a lent handle (store_account_borrow): index.db's file when opened */
 	ino_t lent_ino;
+	int unsynced;          /* commits do not sync the WAL (store_db_commits) */
 };
 
 /* sqlite3_prepare_v2 on the account's index through its statement cache (sqldb_prepare); give
@@ -52,6 +53,14 @@ int store_db_commit(struct store_account *a);
  * before a write on the same handle, whose snapshot must be the newest, and before a PRAGMA
  * synchronous, which SQLite refuses inside a transaction. */
 void store_read_leave(struct store_account *a);
+/* Whether this handle's commits sync the WAL: STORE_COMMITS_SYNCED (SQLite's sync at each
+ * commit; the default every write relies on unless it says otherwise) or
+ * STORE_COMMITS_UNSYNCED (no sync: the caller syncs with store_wal_sync before it answers, or
+ * the change may be lost to a power cut, as flags, \Recent and wire sizes may). A read
+ * transaction the caller has open is ended first, since SQLite refuses the change inside a
+ * transaction; nothing is done when the handle is in that mode already or inside a write. */
+enum store_commits { STORE_COMMITS_SYNCED, STORE_COMMITS_UNSYNCED };
+void store_db_commits(struct store_account *a, enum store_commits how);
 /* BEGIN IMMEDIATE without waiting for the lock (SQLITE_BUSY when another holds it); a read
  * transaction the caller has open (store_read_begin) is ended first. An SQLite code. */
 int store_db_try_begin(struct store_account *a);
