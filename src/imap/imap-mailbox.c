@@ -13,6 +13,7 @@
 #include "imap-seqset.h"
 #include "imap-utf7.h"
 #include "log.h"
+#include "pool.h"
 
 struct select_job {
 	struct imap_wjob job;
@@ -1062,19 +1063,35 @@ static void expunge_done(struct imap_wjob *w)
 	free(j->uids);
 }
 
+/* Pool: remove the files of an expunge made on the loop; nobody waits for it. */
+static void expunge_unlink_work(void *files)
+{
+	store_unlink_files(files);
+}
+
+static void expunge_unlink_done(void *files)
+{
+	(void)files;
+}
+
 /* Loop: the expunge made here with the session's shared handle when that cannot wait (the
- * write lock free at once, no checkpoint due) and the messages are few (each is an unlink on
- * the loop): no pool job, no sync (like a flag change, see store_expunge_nowait), and the
- * shared handle keeps its page cache, which a pool handle's commit would make it read again.
- * 1 done (answered), 0 the pool does it. */
+ * write lock free at once, no checkpoint due) and the messages are few: no pool job to wait
+ * for, no sync (like a flag change, see store_expunge_nowait), and the shared handle keeps its
+ * page cache, which a pool handle's commit would make it read again. The files are removed by
+ * the pool after the answer: an unlink can wait for the disk (a discard), and the loop must
+ * not. 1 done (answered), 0 the pool does it. */
 static int expunge_inline(struct imap_session *s, struct expunge_job *j)
 {
 	if (s->acct == NULL || j->n > IMAP_EXPUNGE_INLINE_MAX)
 		return 0;
 	const char *err;
-	j->rc = store_expunge_nowait(s->acct, j->box, j->uids, j->n, &err);
+	char **files;
+	j->rc = store_expunge_nowait(s->acct, j->box, j->uids, j->n, &files, &err);
 	if (j->rc == STORE_WOULD_WAIT)
 		return 0;
+	if (files != NULL &&
+	    pool_submit(s->base.w->pool, expunge_unlink_work, expunge_unlink_done, files) < 0)
+		store_unlink_files(files);   /* no thread to take it: here, then */
 	j->job.s = s;
 	if (j->rc < 0)
 		imap_wjob_error(&j->job, err);

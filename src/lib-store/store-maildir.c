@@ -1467,32 +1467,45 @@ static int set_highestmodseq(struct store_account *a, int64_t box_id, uint64_t m
 }
 
 static int expunge_txn(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
-		       int nowait, const char **err_r);
+		       char ***files_r, const char **err_r);
 
 /* Expunge by UID: commit the index change first, then remove the files. */
 int store_expunge(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
 		  const char **err_r)
 {
-	return expunge_txn(a, box, uids, n, 0, err_r);
+	return expunge_txn(a, box, uids, n, NULL, err_r);
 }
 
 /* See store.h. Like a flag change, the commit does not wait for the disk. */
 int store_expunge_nowait(struct store_account *a, const char *box, const uint32_t *uids,
-			 size_t n, const char **err_r)
+			 size_t n, char ***files_r, const char **err_r)
 {
+	*files_r = NULL;
 	if (!store_db_quick_write(a))
 		return STORE_WOULD_WAIT;
 	store_db_commits(a, STORE_COMMITS_UNSYNCED);
-	int r = expunge_txn(a, box, uids, n, 1, err_r);
+	int r = expunge_txn(a, box, uids, n, files_r, err_r);
 	store_db_commits(a, STORE_COMMITS_SYNCED);
 	return r;
 }
 
-/* The transaction of store_expunge and store_expunge_nowait (nowait: the write lock only if
- * it is free at once, else STORE_WOULD_WAIT and nothing done). */
-static int expunge_txn(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
-		       int nowait, const char **err_r)
+/* See store.h. */
+void store_unlink_files(char **files)
 {
+	for (size_t i = 0; files != NULL && files[i] != NULL; i++) {
+		unlink(files[i]);
+		free(files[i]);
+	}
+	free(files);
+}
+
+/* The transaction of store_expunge and store_expunge_nowait (files_r set: the write lock only
+ * if it is free at once, else STORE_WOULD_WAIT and nothing done; the files' paths go to
+ * *files_r instead of being removed). */
+static int expunge_txn(struct store_account *a, const char *box, const uint32_t *uids, size_t n,
+		       char ***files_r, const char **err_r)
+{
+	int nowait = files_r != NULL;
 	struct store_mailbox_info mb;
 	char dir[STORE_PATH_MAX];
 	if (mailbox_need(a, box, &mb, err_r) < 0)
@@ -1553,9 +1566,14 @@ static int expunge_txn(struct store_account *a, const char *box, const uint32_t 
 		rc = store_dbfail(a, err_r, "commit expunge");
 		goto out;
 	}
+	rc = (int)np;
+	if (files_r != NULL && np > 0) {
+		*files_r = paths;   /* NULL-terminated: calloc'd with room for one more */
+		paths = NULL;
+		np = 0;
+	}
 	for (size_t i = 0; i < np; i++)
 		unlink(paths[i]);
-	rc = (int)np;
 out:
 	store_finalize(a, sel);
 	if (rc < 0)

@@ -159,9 +159,14 @@ int store_expunge(struct store_account *acct, const char *box, const uint32_t *u
  * is free at once and the commit does not checkpoint (see store_set_flags_nowait), else
  * STORE_WOULD_WAIT and nothing done. The commit does not wait for the disk either
  * (synchronous=NORMAL, as flag changes): a crash of the process loses nothing, a power cut may
- * bring back the last expunges. */
+ * bring back the last expunges. Nor does it remove the files (an unlink can wait for the disk:
+ * a discard on file systems mounted with it): *files_r gets their paths, a NULL-terminated
+ * array (NULL when none) for store_unlink_files. A file a crash leaves behind is removed by the
+ * mailbox's next reconciling, which finds its name among the expunged. */
 int store_expunge_nowait(struct store_account *acct, const char *box, const uint32_t *uids,
-			 size_t n, const char **err_r);
+			 size_t n, char ***files_r, const char **err_r);
+/* Remove the files store_expunge_nowait handed over (any thread), then free the array. */
+void store_unlink_files(char **files);
 
 /* ---- mailboxes, flags, copy, append, changes (store-mailbox.c) ---- */
 

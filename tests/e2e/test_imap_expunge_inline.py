@@ -2,7 +2,9 @@
 a few messages is made with the session's shared index handle when the write lock is free at
 once, committed without waiting for the disk (like a flag change), with no pool job; when the
 lock is held elsewhere, or the messages are many, it goes to the pool, whose commit is synced.
-Either way the answer, the index, the files and what other sessions hear are the same.
+Either way the answer, the index, the files and what other sessions hear are the same; the
+loop's expunge leaves the removal of the files to the pool, after the answer (an unlink can wait
+for the disk).
 
 The server runs with tests/shim/fsyncshim.c preloaded (built here with cc), which logs every
 synced path: the sync of index.db-wal tells the two ways apart."""
@@ -13,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import wait_until
 from test_imap_helpers import (Imap, append, clients, fsync_shim, index_rows, message,
                                message_file, shim_server)
 
@@ -72,7 +75,9 @@ def check_gone(srv, c, watcher, uids, paths, resp):
     assert len(resp.expunges()) == len(uids) - 1, c.dialogue()
     left = {r[0] for r in index_rows(srv, USER)}
     assert uids[0] in left and not (set(uids[1:]) & left), (left, uids)
-    assert not [p for p in paths if os.path.exists(p)], "expunged files still on disk"
+    # the loop's expunge has the pool remove the files after the answer
+    wait_until(lambda: not [p for p in paths if os.path.exists(p)], timeout=10,
+               what="the expunged files to be removed")
     r = watcher.ok("NOOP")
     assert len(r.expunges()) == len(uids) - 1, watcher.dialogue()
     f = c.ok("UID FETCH %d FLAGS" % uids[0]).fetches()
@@ -141,3 +146,29 @@ def test_many_messages_expunged_on_the_pool(srv, shim, clients):
     assert uids[0] in left and not (set(uids[1:]) & left)
     assert not [p for p in paths if os.path.exists(p)], "expunged files still on disk"
     assert len(w.ok("NOOP").expunges()) == len(uids) - 1, w.dialogue()
+
+
+def test_files_are_removed_after_the_answer(srv, shim, clients):
+    """Unlinks that wait for the disk (here 1.5 s each, as a discard can make them) do not hold
+    the loop: the EXPUNGE is answered, and the other sessions hear it, while its files are
+    still there; the pool removes them after."""
+    _so, ctl = shim
+    c, uids, paths = filled(srv, clients, 3, "slow-unlink")
+    w = watching(srv, clients)
+    delay = os.path.join(ctl, "unlinkdelay")
+    with open(delay, "w") as f:
+        f.write("1500 %s\n" % os.path.dirname(paths[0]))
+    try:
+        start_log(ctl)
+        r = c.ok("EXPUNGE")
+        there = [p for p in paths if os.path.exists(p)]
+        assert wal_syncs(ctl) == [], "this EXPUNGE was meant for the loop"
+        assert there == paths, "the EXPUNGE was answered after its files were removed"
+        assert len(r.expunges()) == len(uids) - 1, c.dialogue()
+        assert len(w.ok("NOOP").expunges()) == len(uids) - 1, w.dialogue()
+        left = {x[0] for x in index_rows(srv, USER)}
+        assert uids[0] in left and not (set(uids[1:]) & left)
+        wait_until(lambda: not [p for p in paths if os.path.exists(p)], timeout=20,
+                   what="the pool to remove the expunged files")
+    finally:
+        os.unlink(delay)

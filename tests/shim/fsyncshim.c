@@ -10,6 +10,8 @@
  *          then fail <count> (-1: all) with EIO; the file is rewritten under flock
  *   notmpfile  present: open(2) with O_TMPFILE fails with EOPNOTSUPP, as on a file system
  *          without it
+ *   unlinkdelay  "<ms> <pattern>": sleep before each unlink(2) of a path containing pattern (a
+ *          file system that discards freed blocks makes an unlink wait for the disk)
  *   timeline  every sync that succeeded, "<begin> <end> sync <path>" (syncfs: "syncfs <path>"),
  *          and every linkat(2) or link(2) that succeeded, "<when> <when> link <new path>", in
  *          CLOCK_MONOTONIC nanoseconds: which 250 came after which sync
@@ -41,6 +43,26 @@ static int shim_read(int fd, char *out, size_t outlen)
 	return 0;
 }
 
+/* Sleep as the control file <name> ("<ms> <pattern>") says when path contains the pattern. */
+static void shim_delay(const char *name, const char *path)
+{
+	const char *dir = getenv("POSTINO_FSYNC_SHIM");
+	char p[SHIM_PATH_MAX + 16], text[SHIM_PATTERN_MAX + 64], pat[SHIM_PATTERN_MAX];
+	if (dir == NULL)
+		return;
+	snprintf(p, sizeof(p), "%s/%s", dir, name);
+	int fd = open(p, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	long ms;
+	if (shim_read(fd, text, sizeof(text)) == 0 &&
+	    sscanf(text, "%ld %255s", &ms, pat) == 2 && strstr(path, pat) != NULL) {
+		struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	close(fd);
+}
+
 /* Decide about one sync of path: 0 let it run, -1 fail it. Logs and delays as configured. */
 static int shim_before(const char *path)
 {
@@ -57,17 +79,7 @@ static int shim_before(const char *path)
 		(void)w;
 		close(fd);
 	}
-	snprintf(p, sizeof(p), "%s/delay", dir);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		long ms;
-		if (shim_read(fd, text, sizeof(text)) == 0 &&
-		    sscanf(text, "%ld %255s", &ms, pat) == 2 && strstr(path, pat) != NULL) {
-			struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-			nanosleep(&ts, NULL);
-		}
-		close(fd);
-	}
+	shim_delay("delay", path);
 	snprintf(p, sizeof(p), "%s/fail", dir);
 	fd = open(p, O_RDWR | O_CLOEXEC);
 	if (fd < 0)
@@ -171,6 +183,15 @@ int link(const char *oldpath, const char *newpath)
 	if (rc == 0)
 		shim_timeline(shim_now(), "link", newpath);
 	return rc;
+}
+
+/* unlink(2), delayed as "unlinkdelay" says. */
+int unlink(const char *path)
+{
+	typedef int unlink_fn(const char *);
+	unlink_fn *real = (unlink_fn *)dlsym(RTLD_NEXT, "unlink");
+	shim_delay("unlinkdelay", path);
+	return real(path);
 }
 
 /* fsync(2), watched. */
