@@ -1,12 +1,14 @@
 /* auth-verify.c - login checks on the thread pool. */
 #include "auth-verify.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sodium.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,7 +50,7 @@ void auth_verify_thread_release(void)
 
 /* ---- the login cache (see the header) ---- */
 
-#define LCACHE_SLOTS 4096         /* per worker process: 4096 x 48 bytes */
+#define LCACHE_SLOTS 8192         /* 8192 x 48 bytes, shared by the workers */
 
 struct lcache_slot {
 	unsigned char tag[crypto_generichash_BYTES];   /* keyed hash of address, hash, password */
@@ -56,10 +58,59 @@ struct lcache_slot {
 	uint32_t addr;                                 /* keyed hash of the address alone */
 };
 
-static struct lcache_slot lcache[LCACHE_SLOTS];
-static pthread_mutex_t lcache_lock = PTHREAD_MUTEX_INITIALIZER;
-static unsigned char lcache_key[crypto_generichash_KEYBYTES];
-static pid_t lcache_pid;          /* the process that drew the key (a fork draws its own) */
+struct lcache {
+	pthread_mutex_t lock;     /* process-shared and robust in the shared table */
+	unsigned char key[crypto_generichash_KEYBYTES];
+	struct lcache_slot slot[LCACHE_SLOTS];
+};
+
+/* The workers' table, mapped by the master before it forks them (auth_login_cache_share), or
+ * NULL: then each process has its own, with a key it draws at its first login. */
+static struct lcache *lcache_shared;
+static struct lcache lcache_own = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static pid_t lcache_pid;          /* the process that drew lcache_own's key */
+
+/* See auth-verify.h. */
+int auth_login_cache_share(void)
+{
+	struct lcache *c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+				-1, 0);
+	if (c == MAP_FAILED)
+		return -1;
+	pthread_mutexattr_t at;
+	int r = pthread_mutexattr_init(&at);
+	if (r == 0) {
+		pthread_mutexattr_setpshared(&at, PTHREAD_PROCESS_SHARED);
+		pthread_mutexattr_setrobust(&at, PTHREAD_MUTEX_ROBUST);
+		r = pthread_mutex_init(&c->lock, &at);
+		pthread_mutexattr_destroy(&at);
+	}
+	if (r != 0 || sodium_init() < 0) {
+		munmap(c, sizeof(*c));
+		errno = r ? r : EIO;
+		return -1;
+	}
+	randombytes_buf(c->key, sizeof(c->key));
+	lcache_shared = c;
+	return 0;
+}
+
+/* The table, locked. A worker that died holding the shared lock may have left its slot half
+ * written: such a slot can only miss (its tag is checked whole). */
+static struct lcache *lcache_lock(void)
+{
+	struct lcache *c = lcache_shared ? lcache_shared : &lcache_own;
+	if (pthread_mutex_lock(&c->lock) == EOWNERDEAD)
+		pthread_mutex_consistent(&c->lock);
+	if (c == &lcache_own && lcache_pid != getpid()) {
+		/* first use in this process (zero pages until then); a fork draws its own key */
+		randombytes_buf(c->key, sizeof(c->key));
+		if (lcache_pid != 0)
+			memset(c->slot, 0, sizeof(c->slot));
+		lcache_pid = getpid();
+	}
+	return c;
+}
 
 static uint64_t lcache_now(void)
 {
@@ -69,26 +120,21 @@ static uint64_t lcache_now(void)
 }
 
 /* Under the lock: the slot of user, and the tag of (user, hash, password). */
-static struct lcache_slot *lcache_tag(const char *user, const char *hash, const char *password,
+static struct lcache_slot *lcache_tag(struct lcache *c, const char *user, const char *hash,
+				      const char *password,
 				      unsigned char tag[crypto_generichash_BYTES], uint32_t *addr)
 {
-	if (lcache_pid != getpid()) {   /* first use in this process (zero pages until then) */
-		randombytes_buf(lcache_key, sizeof(lcache_key));
-		if (lcache_pid != 0)
-			memset(lcache, 0, sizeof(lcache));
-		lcache_pid = getpid();
-	}
 	unsigned char a[8];
-	crypto_generichash(a, sizeof(a), (const unsigned char *)user, strlen(user), lcache_key,
-			   sizeof(lcache_key));
+	crypto_generichash(a, sizeof(a), (const unsigned char *)user, strlen(user), c->key,
+			   sizeof(c->key));
 	crypto_generichash_state st;
-	crypto_generichash_init(&st, lcache_key, sizeof(lcache_key), crypto_generichash_BYTES);
+	crypto_generichash_init(&st, c->key, sizeof(c->key), crypto_generichash_BYTES);
 	crypto_generichash_update(&st, (const unsigned char *)user, strlen(user) + 1);
 	crypto_generichash_update(&st, (const unsigned char *)hash, strlen(hash) + 1);
 	crypto_generichash_update(&st, (const unsigned char *)password, strlen(password));
 	crypto_generichash_final(&st, tag, crypto_generichash_BYTES);
 	memcpy(addr, a, sizeof(*addr));
-	return &lcache[(a[4] | (unsigned)a[5] << 8) % LCACHE_SLOTS];
+	return &c->slot[(a[4] | (unsigned)a[5] << 8) % LCACHE_SLOTS];
 }
 
 /* Was this password accepted for this stored hash within the TTL? */
@@ -96,11 +142,11 @@ static int lcache_hit(const char *user, const char *hash, const char *password)
 {
 	unsigned char tag[crypto_generichash_BYTES];
 	uint32_t addr;
-	pthread_mutex_lock(&lcache_lock);
-	struct lcache_slot *e = lcache_tag(user, hash, password, tag, &addr);
+	struct lcache *c = lcache_lock();
+	struct lcache_slot *e = lcache_tag(c, user, hash, password, tag, &addr);
 	int hit = e->expires > lcache_now() && e->addr == addr &&
 		  sodium_memcmp(e->tag, tag, sizeof(tag)) == 0;
-	pthread_mutex_unlock(&lcache_lock);
+	pthread_mutex_unlock(&c->lock);
 	sodium_memzero(tag, sizeof(tag));
 	return hit;
 }
@@ -111,8 +157,8 @@ static void lcache_put(const char *user, const char *hash, const char *password,
 {
 	unsigned char tag[crypto_generichash_BYTES];
 	uint32_t addr;
-	pthread_mutex_lock(&lcache_lock);
-	struct lcache_slot *e = lcache_tag(user, hash, password, tag, &addr);
+	struct lcache *c = lcache_lock();
+	struct lcache_slot *e = lcache_tag(c, user, hash, password, tag, &addr);
 	if (ok) {
 		memcpy(e->tag, tag, sizeof(tag));
 		e->addr = addr;
@@ -120,7 +166,7 @@ static void lcache_put(const char *user, const char *hash, const char *password,
 	} else if (e->addr == addr) {
 		memset(e, 0, sizeof(*e));
 	}
-	pthread_mutex_unlock(&lcache_lock);
+	pthread_mutex_unlock(&c->lock);
 	sodium_memzero(tag, sizeof(tag));
 }
 

@@ -5,7 +5,9 @@
  * unknown user costs the same time as a wrong password, so names cannot be probed by timing.
  *
  * Login cache: a correct login is remembered for cache_ttl seconds as a keyed BLAKE2b of
- * (address, stored hash, password) under a key drawn at random in each process; the next login
+ * (address, stored hash, password) under a random key, in a table the workers share (mapped by
+ * the master before it forks them: a client's next connection usually lands on another
+ * worker) or, without it, in each process with a key of its own; the next login
  * of that address with the same password and the same stored hash is accepted without running
  * the password hash (yescrypt costs milliseconds and megabytes; clients that log in every few
  * minutes, and IMAP clients that open several connections, pay it once). The account is still
@@ -58,5 +60,8 @@ int auth_verify_submit(const struct auth_env *env, const char *user, const char 
 /* Close the calling pool thread's system.db handle (the thread goes idle); the next check
  * reopens it. */
 void auth_verify_thread_release(void);
+/* Map the login cache's table in memory shared with the processes forked after (the master,
+ * before its workers). 0, or -1 (errno set; each process then keeps its own table). */
+int auth_login_cache_share(void);
 
 #endif

@@ -28,6 +28,7 @@
 
 #include "acctdb.h"
 #include "config.h"
+#include "auth-verify.h"
 #include "authfail.h"
 #include "iptable.h"
 #include "log.h"
@@ -472,6 +473,10 @@ static int master_startup(const char *config_path)
 	}
 	ipt = iptable_new_shared();
 	authfail = authfail_new_shared();
+	if (auth_login_cache_share() < 0)
+		log_warn("event=login-cache-not-shared error=\"%s\" advice=\"each worker keeps "
+			 "its own login cache: a client's logins on other workers run the password "
+			 "hash again\"", strerror(errno));
 	if (sfd < 0 || ipt == NULL || authfail == NULL) {
 		log_error("event=startup-failed error=\"%s\"", strerror(errno));
 		return -1;

@@ -132,3 +132,37 @@ def test_ttl_zero_turns_the_cache_off():
         assert hits(s) == 0
     finally:
         s.stop()
+
+
+def worker_sessions(srv):
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % srv.admin, timeout=10) as r:
+        text = r.read().decode()
+    return {smp.labels["worker"]: smp.value for fam in text_string_to_metric_families(text)
+            for smp in fam.samples if smp.name == "postino_worker_sessions"}
+
+
+def test_the_workers_share_the_cache():
+    """A client's connections land on different workers (the least busy takes the next one):
+    a password one worker accepted lets the same client in on the others without the hash."""
+    port = free_port()
+    s = Server(extra_conf="admin_port = %d\nworkers = 3\nlogin_cache_ttl = 10m\n" % port,
+               users=(USER,), wait_for=("imaps",))
+    s.admin = port
+    conns = []
+    try:
+        before = hits(s)
+        for _ in range(6):   # held open, so they spread over the workers
+            m = imaplib.IMAP4_SSL("127.0.0.1", s.port("imaps"), ssl_context=s.ctx(), timeout=15)
+            conns.append(m)
+            m.login(USER, s.password)
+        busy = [w for w, n in worker_sessions(s).items() if n > 0]
+        assert len(busy) >= 2, "the connections did not spread over the workers: %s" % busy
+        # only the first login ran the hash
+        assert hits(s) - before == len(conns) - 1
+    finally:
+        for m in conns:
+            try:
+                m.logout()
+            except Exception:
+                pass
+        s.stop()
