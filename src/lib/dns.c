@@ -59,26 +59,6 @@ bad:
 	return -1;
 }
 
-static struct ub_ctx *dns_ctx_make(const char *servers, const char *ta_file, char *err,
-				   size_t errlen);
-
-/* libunbound's contexts are made one at a time in a process: ub_ctx_create and
- * ub_ctx_debugout set up its global log state (a mutex initialised on first use, checked and set
- * without a lock), so two pool threads making their first resolver at once (the first messages
- * after a worker starts, each thread with its own context) could initialise that mutex while the
- * other held it; glibc then aborted the worker ("pthread_mutex_lock: Assertion
- * 'mutex->__data.__owner == 0' failed", seen once in test_group_commit's first messages). */
-static pthread_mutex_t dns_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
-
-/* A resolver context for the dns_servers setting (see dns.h). */
-struct ub_ctx *dns_ctx_new(const char *servers, const char *ta_file, char *err, size_t errlen)
-{
-	pthread_mutex_lock(&dns_ctx_mu);
-	struct ub_ctx *u = dns_ctx_make(servers, ta_file, err, errlen);
-	pthread_mutex_unlock(&dns_ctx_mu);
-	return u;
-}
-
 /* dns_ctx_new's work, under its lock. */
 static struct ub_ctx *dns_ctx_make(const char *servers, const char *ta_file, char *err,
 				   size_t errlen)
@@ -126,6 +106,23 @@ static struct ub_ctx *dns_ctx_make(const char *servers, const char *ta_file, cha
 			return NULL;
 		}
 	}
+	return u;
+}
+
+/* libunbound's contexts are made one at a time in a process: ub_ctx_create and
+ * ub_ctx_debugout set up its global log state (a mutex initialised on first use, checked and set
+ * without a lock), so two pool threads making their first resolver at once (the first messages
+ * after a worker starts, each thread with its own context) could initialise that mutex while the
+ * other held it; glibc then aborted the worker ("pthread_mutex_lock: Assertion
+ * 'mutex->__data.__owner == 0' failed", seen once in test_group_commit's first messages). */
+static pthread_mutex_t dns_ctx_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* A resolver context for the dns_servers setting (see dns.h). */
+struct ub_ctx *dns_ctx_new(const char *servers, const char *ta_file, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&dns_ctx_mu);
+	struct ub_ctx *u = dns_ctx_make(servers, ta_file, err, errlen);
+	pthread_mutex_unlock(&dns_ctx_mu);
 	return u;
 }
 

@@ -101,10 +101,12 @@ def test_counters_move_with_logins_and_deliveries(srv):
             pass
     # the worker counts the failure after OpenSSL has sent its alert, so the client can be
     # here first: wait for it (a failure that is never counted still fails, after 10 s)
-    after = wait_until(lambda: (lambda m: m if val(m, "postino_tls_handshake_failures_total")
-                                > val(before, "postino_tls_handshake_failures_total")
-                                else None)(scrape(srv)),
-                       what="the failed handshake to be counted")
+    def tls_failure_counted():
+        m = scrape(srv)
+        failed = "postino_tls_handshake_failures_total"
+        return m if val(m, failed) > val(before, failed) else None
+
+    after = wait_until(tls_failure_counted, what="the failed handshake to be counted")
 
     def moved(name, **labels):
         return val(after, name, **labels) - val(before, name, **labels)
