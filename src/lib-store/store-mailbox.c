@@ -364,15 +364,20 @@ out:
 	return rc;
 }
 
-/* Insert a file already in place under a fresh UID (inside a transaction) with flags set. */
+/* Insert a file already in place (inside a transaction) with flags set, under the UID want (0:
+ * a fresh one; else the UID its name carries, which must then be UIDNEXT). */
 static int insert_with_flags(struct store_account *a, int64_t box_id, const char *base,
 			     unsigned flags, uint64_t keywords, time_t date, uint64_t size,
-			     uint64_t wire, uint32_t *uid_r, const char **err_r)
+			     uint64_t wire, uint32_t want, uint32_t *uid_r, const char **err_r)
 {
 	uint32_t uid;
-	if (store_index_insert(a, box_id, base, flags == 0 && keywords == 0, flags, date, size, wire,
-			       &uid, err_r) < 0)
+	if (store_index_insert_at(a, box_id, base, flags == 0 && keywords == 0, flags, date, size,
+				  wire, want, &uid, err_r) < 0)
 		return -1;
+	if (want != 0 && uid != want) {   /* cannot be, under the lock; the name would lie */
+		errno = EIO;
+		return store_fail(a, err_r, "the UID the file name carries is not UIDNEXT");
+	}
 	if (keywords) {
 		sqlite3_stmt *st;
 		store_prepare(a, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND "
@@ -392,7 +397,8 @@ static int insert_with_flags(struct store_account *a, int64_t box_id, const char
 /* One message of a MULTIAPPEND on its way in: written to a file without a name in tmp/ (or,
  * where there is no O_TMPFILE, tmp/<base>), then linked (renamed) into place and indexed. */
 struct append_stage {
-	char base[256];
+	char base[256];   /* the base name made for it (its name in tmp/ without O_TMPFILE) */
+	char name[280];   /* its name in new/ or cur/ and in the index: base,U=<uid> */
 	struct store_structure sc;
 	uint64_t wire;
 	int fd;        /* the unnamed file until it is linked, or -1 */
@@ -431,7 +437,11 @@ static int append_write_tmp(struct store_account *a, const char *dir,
 	}
 	if (fd < 0)
 		return store_fail(a, err_r, "create message file");
-	if (fs_write_all(fd, m->data, m->len) < 0 || fsync(fd) != 0) {
+	/* the internal date as the file's mtime: what the mailbox's reconciling gives a file whose
+	 * row a power cut took away (the APPEND's rows are committed without a sync of the WAL) */
+	struct timespec times[2] = { { .tv_nsec = UTIME_OMIT }, { .tv_sec = m->date } };
+	if (fs_write_all(fd, m->data, m->len) < 0 || (m->date > 0 && futimens(fd, times) != 0) ||
+	    fsync(fd) != 0) {
 		int e = errno;
 		if (st->fd < 0)
 			close(fd);   /* else append_undo closes it */
@@ -455,7 +465,7 @@ static void append_undo(const char *dir, const struct store_append_msg *m,
 	for (size_t i = 0; i < n; i++) {
 		int in_new = m[i].flags == 0 && m[i].keywords == 0;
 		if (st[i].placed) {
-			if (store_msg_path(dir, st[i].base, in_new, m[i].flags, path,
+			if (store_msg_path(dir, st[i].name, in_new, m[i].flags, path,
 					   sizeof(path)) == 0)
 				unlink(path);
 			synced_new |= in_new;
@@ -558,10 +568,21 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		append_undo(dir, m, st, n);
 		return -1;
 	}
-	int need_new = 0, need_cur = 0;
+	/* each name carries the UID its row gets: UIDNEXT on, in order, under the lock */
+	uint32_t next;
+	if (store_uidnext(a, mb.id, &next, err_r) < 0)
+		goto fail_db;
+	int need_new = 0, need_cur = 0, keyworded = 0;
 	for (size_t i = 0; i < n; i++) {
 		int in_new = m[i].flags == 0 && m[i].keywords == 0;
-		if (store_msg_path(dir, st[i].base, in_new, m[i].flags, dst, sizeof(dst)) < 0)
+		keyworded |= m[i].keywords != 0;
+		if (next + i > UINT32_MAX - 1) {
+			*err_r = "the mailbox's UIDs are exhausted";
+			goto fail_db;
+		}
+		if (store_name_with_uid(st[i].name, sizeof(st[i].name), st[i].base,
+					next + (uint32_t)i) < 0 ||
+		    store_msg_path(dir, st[i].name, in_new, m[i].flags, dst, sizeof(dst)) < 0)
 			goto fail_move;
 		if (st[i].fd >= 0) {
 			snprintf(tmp, sizeof(tmp), "/proc/self/fd/%d", st[i].fd);
@@ -580,8 +601,9 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 	}
 	/* 3: the index rows in one transaction: UIDs are consecutive and appear together */
 	for (size_t i = 0; i < n; i++) {
-		if (insert_with_flags(a, mb.id, st[i].base, m[i].flags, m[i].keywords, m[i].date,
-				      m[i].len, st[i].wire, &uids_r[i], err_r) < 0)
+		if (insert_with_flags(a, mb.id, st[i].name, m[i].flags, m[i].keywords, m[i].date,
+				      m[i].len, st[i].wire, next + (uint32_t)i, &uids_r[i],
+				      err_r) < 0)
 			goto fail_db;
 		store_structure_save(a, mb.id, uids_r[i], &st[i].sc);
 	}
@@ -592,15 +614,19 @@ int store_append_multi_claim(struct store_account *a, const char *box,
 		goto fail_db;
 	store_db_commits(a, STORE_COMMITS_SYNCED);
 	/* 4: after the lock, what makes them count as stored: the directories their names went
-	 * into, then the WAL. A failure takes them back: the files removed, and the mailbox's
-	 * reconciling records their rows as expunged */
+	 * into. The rows need no sync of the WAL: each name carries its UID, its flags (cur/'s
+	 * ":2," letters) and its internal date (mtime), so should a power cut take the commit
+	 * away, the mailbox's reconciling gives the files back their UIDs (store_mailbox_sync).
+	 * Keywords are in the rows only: an APPEND with keywords syncs the WAL. A failure takes
+	 * them back: the files removed, and the mailbox's reconciling records their rows as
+	 * expunged */
 	snprintf(sub, sizeof(sub), "%s/new", dir);
 	if (need_new && fs_fsync_dir(sub) < 0)
 		goto fail_sync;
 	snprintf(sub, sizeof(sub), "%s/cur", dir);
 	if (need_cur && fs_fsync_dir(sub) < 0)
 		goto fail_sync;
-	if (store_wal_sync(a) < 0)
+	if (keyworded && store_wal_sync(a) < 0)
 		goto fail_sync;
 	for (size_t i = 0; i < n; i++)
 		store_structure_free(&st[i].sc);
@@ -707,7 +733,7 @@ int store_copy(struct store_account *a, const char *src, const uint32_t *uids, s
 			goto out;
 		}
 		nmade++;
-		if (insert_with_flags(a, dmb.id, base, flags, kw, date, size, wire, &new_uids[i],
+		if (insert_with_flags(a, dmb.id, base, flags, kw, date, size, wire, 0, &new_uids[i],
 				      err_r) < 0) {
 			rc = -1;
 			goto out;

@@ -1,12 +1,15 @@
 /* store-maildir.c - the Maildir++ backend of the mailbox store, with index.db (SQLite).
  *
  * Durability contract of store_deliver and store_deliver_batch: a message is in <box>/new/ (file
- * data synced, the directory synced) and its index row committed before it counts as delivered.
- * A failure at any step removes what that call made visible; a group delivery shares one fsync
- * of new/ and one index transaction, so a failed sync or commit refuses the whole group. The
- * transaction commits with synchronous=NORMAL under the lock; the fsync of new/ and the sync of
- * the WAL follow after it (the lock is held for no disk flush), and a failed one takes the group
- * back (files removed, store_mailbox_sync records their rows as expunged).
+ * data synced, the directory synced) under a name that ends in ",U=<its UID>", and its index row
+ * committed, before it counts as delivered. A failure at any step removes what that call made
+ * visible; a group delivery shares one fsync of new/ and one index transaction, so a failed sync
+ * or commit refuses the whole group. The transaction commits with synchronous=NORMAL under the
+ * lock and the WAL is not synced for it (only for a message given flags, which its name does not
+ * hold): should a power cut take the commit back, store_mailbox_sync adopts the file under the
+ * UID its name carries, which is not below UIDNEXT then. The fsync of new/ follows after the
+ * lock (held for no disk flush), and a failed one takes the group back (files removed,
+ * store_mailbox_sync records their rows as expunged).
  *
  * Locking: SQLite's write lock (BEGIN IMMEDIATE, WAL, busy timeout) serialises writers across
  * processes. store_deliver takes it before the link or rename into new/ and keeps it until the
@@ -1011,18 +1014,76 @@ void store_maildir_name(char *out, size_t outlen, uint64_t size)
 		 (long)tv.tv_usec, (long)proc_pid(), q, host, (unsigned long long)size);
 }
 
+/* See store-private.h. */
+int store_name_with_uid(char *out, size_t outlen, const char *base, uint32_t uid)
+{
+	int len = snprintf(out, outlen, "%s,U=%u", base, uid);
+	return len < 0 || (size_t)len >= outlen ? -1 : 0;
+}
+
+/* See store-private.h. Strict: digits only, no leading zero, below 2^32 - 1, ended by ',', ':'
+ * or the end of the name; anything else is "no UID". */
+uint32_t store_uid_from_name(const char *name)
+{
+	const char *p = name, *colon = strchr(name, ':');
+	for (;;) {
+		p = strstr(p, ",U=");
+		if (p == NULL || (colon != NULL && p > colon))
+			return 0;
+		p += 3;
+		uint64_t v = 0;
+		const char *d = p;
+		while (*d >= '0' && *d <= '9' && d - p < 10)
+			v = v * 10 + (uint64_t)(*d++ - '0');
+		if (d > p && *p != '0' && (*d == '\0' || *d == ',' || *d == ':') &&
+		    v < UINT32_MAX)
+			return (uint32_t)v;
+	}
+}
+
+/* See store-private.h. */
+int store_uidnext(struct store_account *a, int64_t box_id, uint32_t *uidnext_r,
+		  const char **err_r)
+{
+	sqlite3_stmt *st;
+	if (store_prepare(a, "SELECT uidnext FROM mailboxes WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return store_dbfail(a, err_r, "read UIDNEXT");
+	sqlite3_bind_int64(st, 1, box_id);
+	int r = sqlite3_step(st);
+	int64_t v = r == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+	store_finalize(a, st);
+	if (r != SQLITE_ROW)
+		return r == SQLITE_DONE ? store_errf(a, err_r, 0, "no such mailbox")
+					: store_dbfail(a, err_r, "read UIDNEXT");
+	if (v < 1 || v > (int64_t)UINT32_MAX - 1)
+		return store_errf(a, err_r, 0, "the mailbox's UIDs are exhausted");
+	*uidnext_r = (uint32_t)v;
+	return 0;
+}
+
 /* Add an index row for a file already in new/ or cur/: UID = UIDNEXT, MODSEQ bumped.
  * Runs inside the caller's transaction. */
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
 		       uint32_t *uid_r, const char **err_r)
 {
+	return store_index_insert_at(a, box_id, fname, in_new, flags, internaldate, size,
+				     wire_size, 0, uid_r, err_r);
+}
+
+/* See store-private.h. */
+int store_index_insert_at(struct store_account *a, int64_t box_id, const char *fname, int in_new,
+			  unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
+			  uint32_t want, uint32_t *uid_r, const char **err_r)
+{
 	sqlite3_stmt *st;
-	if (store_prepare(a, "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = "
-			       "highestmodseq + 1 WHERE id = ? RETURNING uidnext - 1, highestmodseq",
+	if (store_prepare(a, "UPDATE mailboxes SET uidnext = max(uidnext, ?2) + 1, highestmodseq = "
+			       "highestmodseq + 1 WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
 			       -1, &st, NULL) != SQLITE_OK)
 		return store_dbfail(a, err_r, "update UIDNEXT");
 	sqlite3_bind_int64(st, 1, box_id);
+	sqlite3_bind_int64(st, 2, (int64_t)want);
 	int64_t uid = 0, modseq = 0;
 	int r = sqlite3_step(st);
 	if (r == SQLITE_ROW) {
@@ -1128,7 +1189,9 @@ enum batch_stage {
 /* Per-message state of a group delivery that callers never see. */
 struct batch_prep {
 	enum batch_stage stage;
-	char fname[256];
+	char fname[256];   /* the base name made for it, its name in tmp/ */
+	char name[280];    /* its name in new/ and in the index: fname,U=<uid> */
+	uint32_t uid;
 	int64_t wire;
 	struct store_structure sc;
 };
@@ -1174,15 +1237,17 @@ static int batch_prepare(struct store_account *a, const char *dir, dev_t dir_dev
 	return 0;
 }
 
-/* Step 2 for one message, under the write lock: into new/ (a link of the source, or the rename
- * of its copy in tmp/; a link that fails, e.g. without /proc, falls back to a copy). 0 ok, -1
- * with the error on the account (nothing of it left in tmp/ or new/). */
+/* Step 2 for one message, under the write lock: into new/ as <fname>,U=<uid> (a link of the
+ * source, or the rename of its copy in tmp/; a link that fails, e.g. without /proc, falls back
+ * to a copy). 0 ok, -1 with the error on the account (nothing of it left in tmp/ or new/). */
 static int batch_into_new(struct store_account *a, const char *dir,
-			  const struct store_batch_item *it, struct batch_prep *p, const char **err_r)
+			  const struct store_batch_item *it, struct batch_prep *p, uint32_t uid,
+			  const char **err_r)
 {
 	char tmp[STORE_PATH_MAX], dst[STORE_PATH_MAX];
-	if (path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0 ||
-	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, p->fname) < 0)
+	if (store_name_with_uid(p->name, sizeof(p->name), p->fname, uid) < 0 ||
+	    path_fmt(tmp, sizeof(tmp), "%s/tmp/%s", dir, p->fname) < 0 ||
+	    path_fmt(dst, sizeof(dst), "%s/new/%s", dir, p->name) < 0)
 		return store_errf(a, err_r, ENAMETOOLONG, "deliver");
 	if (p->stage == BATCH_TO_LINK) {
 		char proc[64];
@@ -1228,7 +1293,7 @@ static void batch_unlink(const char *dir, const struct batch_prep *p)
 {
 	char path[STORE_PATH_MAX];
 	if (path_fmt(path, sizeof(path), "%s/%s/%s", dir, p->stage == BATCH_IN_NEW ? "new" : "tmp",
-		     p->fname) == 0)
+		     p->stage == BATCH_IN_NEW ? p->name : p->fname) == 0)
 		unlink(path);
 }
 
@@ -1288,15 +1353,22 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		db_rollback(a);
 		goto undo;
 	}
+	/* each name carries the UID its row gets (UIDNEXT on, in this order, under the lock) */
+	uint32_t uid = 0;
+	if (store_uidnext(a, mb.id, &uid, &err) < 0)
+		goto undo;
+	int flagged = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].stage == BATCH_FAILED)
 			continue;
-		if (batch_into_new(a, dir, &items[i], &p[i], &err) < 0) {
+		if (batch_into_new(a, dir, &items[i], &p[i], uid, &err) < 0) {
 			batch_item_err(&items[i], err);
 			p[i].stage = BATCH_FAILED;
 			continue;
 		}
 		p[i].stage = BATCH_IN_NEW;
+		p[i].uid = uid++;
+		flagged |= items[i].flags != 0;
 		innew++;
 	}
 	if (innew == 0) {
@@ -1306,9 +1378,14 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 	for (size_t i = 0; i < n; i++) {
 		if (p[i].stage != BATCH_IN_NEW)
 			continue;
-		if (store_index_insert(a, mb.id, p[i].fname, 1, items[i].flags, items[i].internaldate,
-				       items[i].size, (uint64_t)p[i].wire, &items[i].uid, &err) < 0)
+		if (store_index_insert_at(a, mb.id, p[i].name, 1, items[i].flags,
+					  items[i].internaldate, items[i].size, (uint64_t)p[i].wire,
+					  p[i].uid, &items[i].uid, &err) < 0)
 			goto undo;
+		if (items[i].uid != p[i].uid) {   /* cannot be, under the lock; the name would lie */
+			store_errf(a, &err, 0, "deliver: UID %u instead of %u", items[i].uid, p[i].uid);
+			goto undo;
+		}
 		store_structure_save(a, mb.id, items[i].uid, &p[i].sc);
 	}
 	if (store_db_commit(a) != SQLITE_OK) {
@@ -1316,13 +1393,17 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 		goto undo;
 	}
 	/* 3. after the lock, what makes them count as delivered: new/ synced (the files' data
-	 * were synced before) and the index's WAL synced. A failure takes them back: the files
-	 * are removed and the sync of the mailbox records their rows as expunged */
+	 * were synced before). Their names carry their UIDs, so the rows need no sync of the WAL:
+	 * should a power cut take the commit away, the mailbox's reconciling gives each file its
+	 * UID back, and the internal date from its mtime (the time it was received). Flags given
+	 * at delivery are in the row only, so such a batch syncs the WAL. A failure takes them
+	 * back: the files are removed and the sync of the mailbox records their rows as
+	 * expunged */
 	if (fs_fsync_dir(newdir) < 0) {
 		store_errf(a, &err, errno, "deliver: fsync new/");
 		goto take_back;
 	}
-	if (store_wal_sync(a) < 0) {
+	if (flagged && store_wal_sync(a) < 0) {
 		store_errf(a, &err, errno, "deliver: sync index WAL");
 		goto take_back;
 	}
@@ -1605,33 +1686,79 @@ static int msg_name_cmp(const void *x, const void *y)
 		      ((const struct store_msg_info *)y)->filename);
 }
 
-/* Adopt one unknown file of new/ or cur/ under a fresh UID, or finish its interrupted expunge. */
-static int sync_adopt(struct store_account *a, int64_t box_id, int dfd, const char *name,
-		      const char *base, int in_new, const char **err_r)
+/* A file of new/ or cur/ the index does not know, waiting to be adopted. */
+struct sync_orphan {
+	char *name;     /* its name in new/ or cur/ */
+	uint32_t uid;   /* the UID its name carries, or 0 */
+	int in_new;
+	int left;       /* not adopted under its name's UID: adopted under a fresh one */
+};
+
+/* How far above UIDNEXT a name's UID is believed (a crash takes back at most the commits since
+ * the WAL's last sync): a ",U=" written by another program (mbsync's, in a Maildir copied in)
+ * cannot push UIDNEXT toward the end of the 32-bit range. */
+#define STORE_ADOPT_UID_AHEAD (1u << 20)
+
+/* Adopt one unknown file of new/ or cur/ (dir is the mailbox directory), or finish its
+ * interrupted expunge. by_name: only under the UID its name carries, and only when that is not
+ * below UIDNEXT (else 1: left for the second pass); otherwise under a fresh UID. 0 done (or
+ * nothing to do), 1 left, -1 error. */
+static int sync_adopt(struct store_account *a, int64_t box_id, const char *dir,
+		      const struct sync_orphan *o, int by_name, const char **err_r)
 {
+	char path[STORE_PATH_MAX], base[STORE_PATH_MAX];
 	struct stat st;
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+	uint32_t want = 0, next;
+	if (by_name) {
+		if (o->uid == 0 || store_uidnext(a, box_id, &next, err_r) < 0)
+			return o->uid == 0 ? 1 : -1;
+		if (o->uid < next || o->uid - next >= STORE_ADOPT_UID_AHEAD)
+			return 1;
+		want = o->uid;
+	}
+	if (path_fmt(path, sizeof(path), "%s/%s/%s", dir, o->in_new ? "new" : "cur", o->name) < 0)
+		return 0;
+	snprintf(base, sizeof(base), "%s", o->name);
+	char *colon = o->in_new ? NULL : strchr(base, ':');
+	if (colon)
+		*colon = '\0';
+	if (lstat(path, &st) < 0 || !S_ISREG(st.st_mode))
 		return 0;   /* gone meanwhile, or not a message */
 	if (store_was_expunged(a, box_id, base)) {
-		unlinkat(dfd, name, 0);   /* expunged, the unlink was cut short by a crash */
+		unlink(path);   /* expunged, the unlink was cut short by a crash */
 		return 0;
 	}
-	int fd = openat(dfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (fd < 0)
-		return store_errf(a, err_r, errno, "sync: open %s", name);
+		return store_errf(a, err_r, errno, "sync: open %s", o->name);
 	int64_t wire = wire_size_fd(fd);
 	int e = errno;
 	close(fd);
 	if (wire < 0)
-		return store_errf(a, err_r, e, "sync: read %s", name);
-	return store_index_insert(a, box_id, base, in_new, in_new ? 0 : store_flags_from_name(name),
-				  st.st_mtime, (uint64_t)st.st_size, (uint64_t)wire, NULL, err_r);
+		return store_errf(a, err_r, e, "sync: read %s", o->name);
+	return store_index_insert_at(a, box_id, base, o->in_new,
+				     o->in_new ? 0 : store_flags_from_name(o->name), st.st_mtime,
+				     (uint64_t)st.st_size, (uint64_t)wire, want, NULL, err_r);
+}
+
+/* Orphans with a UID in their names first, by that UID (so each gets it back while it is not
+ * below UIDNEXT), then the others by name: the order of the two passes of adoption. */
+static int orphan_cmp(const void *x, const void *y)
+{
+	const struct sync_orphan *a = x, *b = y;
+	if ((a->uid == 0) != (b->uid == 0))
+		return a->uid == 0 ? 1 : -1;
+	if (a->uid != b->uid)
+		return a->uid < b->uid ? -1 : 1;
+	return strcmp(a->name, b->name);
 }
 
 /* Walk new/ or cur/: mark (seen[i]) files the index knows, give stale cur/ suffixes the
- * index's flags, adopt the rest. rows is sorted by file name. 0 ok, -1 error. */
-static int sync_dir(struct store_account *a, int64_t box_id, const char *dir, int in_new,
-		    struct store_msg_info *rows, size_t n, char *seen, const char **err_r)
+ * index's flags, list the rest in *orph (adopted after both directories were read). rows is
+ * sorted by file name. 0 ok, -1 error. */
+static int sync_dir(struct store_account *a, const char *dir, int in_new,
+		    struct store_msg_info *rows, size_t n, char *seen, struct sync_orphan **orph,
+		    size_t *norph, size_t *cap, const char **err_r)
 {
 	char sub[STORE_PATH_MAX];
 	if (path_fmt(sub, sizeof(sub), "%s/%s", dir, in_new ? "new" : "cur") < 0)
@@ -1652,7 +1779,24 @@ static int sync_dir(struct store_account *a, int64_t box_id, const char *dir, in
 		struct store_msg_info *k = n ? bsearch(&key, rows, n, sizeof(*rows), msg_name_cmp)
 					     : NULL;
 		if (k == NULL) {
-			rc = sync_adopt(a, box_id, dirfd(d), e->d_name, key.filename, in_new, err_r);
+			if (*norph == *cap) {
+				size_t nc = *cap ? *cap * 2 : 16;
+				struct sync_orphan *no = realloc(*orph, nc * sizeof(*no));
+				if (no == NULL) {
+					rc = store_errf(a, err_r, ENOMEM, "sync");
+					break;
+				}
+				*orph = no;
+				*cap = nc;
+			}
+			struct sync_orphan *o = &(*orph)[*norph];
+			if ((o->name = strdup(e->d_name)) == NULL) {
+				rc = store_errf(a, err_r, ENOMEM, "sync");
+				break;
+			}
+			o->uid = store_uid_from_name(key.filename);
+			o->in_new = in_new;
+			(*norph)++;
 			continue;
 		}
 		seen[k - rows] = 1;
@@ -1710,10 +1854,28 @@ int store_mailbox_sync(struct store_account *a, const char *box, const char **er
 	if (rc == 0 && n > 1)
 		qsort(rows, (size_t)n, sizeof(*rows), msg_name_cmp);
 	/* new/ before cur/: a file moving new/ -> cur/ meanwhile is met at least once */
+	struct sync_orphan *orph = NULL;
+	size_t norph = 0, cap = 0;
 	if (rc == 0)
-		rc = sync_dir(a, mb.id, dir, 1, rows, (size_t)n, seen, err_r);
+		rc = sync_dir(a, dir, 1, rows, (size_t)n, seen, &orph, &norph, &cap, err_r);
 	if (rc == 0)
-		rc = sync_dir(a, mb.id, dir, 0, rows, (size_t)n, seen, err_r);
+		rc = sync_dir(a, dir, 0, rows, (size_t)n, seen, &orph, &norph, &cap, err_r);
+	if (rc == 0 && norph > 1)
+		qsort(orph, norph, sizeof(*orph), orphan_cmp);
+	/* first each file whose name carries a UID not yet given (the rows of an APPEND or a
+	 * delivery a power cut took back: the files were synced before the answer, the WAL was
+	 * not), in UID order; then the rest under fresh UIDs */
+	for (size_t i = 0; rc == 0 && i < norph; i++) {
+		rc = sync_adopt(a, mb.id, dir, &orph[i], 1, err_r);
+		orph[i].left = rc == 1;
+		rc = rc < 0 ? -1 : 0;
+	}
+	for (size_t i = 0; rc == 0 && i < norph; i++)
+		if (orph[i].left)
+			rc = sync_adopt(a, mb.id, dir, &orph[i], 0, err_r);
+	for (size_t i = 0; i < norph; i++)
+		free(orph[i].name);
+	free(orph);
 	uint64_t modseq = 0;
 	for (int i = 0; rc == 0 && i < n; i++) {
 		if (seen[i])

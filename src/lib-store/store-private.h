@@ -73,6 +73,21 @@ void store_maildir_name(char *out, size_t outlen, uint64_t size);
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
 		       uint32_t *uid_r, const char **err_r);
+/* store_index_insert under the UID want when it is not below UIDNEXT (UIDNEXT then becomes
+ * want + 1), else under UIDNEXT as usual; want 0 is UIDNEXT. */
+int store_index_insert_at(struct store_account *a, int64_t box_id, const char *fname, int in_new,
+			  unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
+			  uint32_t want, uint32_t *uid_r, const char **err_r);
+/* A mailbox's UIDNEXT, read inside the caller's write transaction. 0 ok, -1 error. */
+int store_uidnext(struct store_account *a, int64_t box_id, uint32_t *uidnext_r,
+		  const char **err_r);
+/* The final name of a message the index commits without syncing its WAL: "<base>,U=<uid>".
+ * The UID in the name is what lets the mailbox's reconciling give the file back the UID the
+ * client was told, should a power cut take the unsynced commit away (store_mailbox_sync).
+ * 0 ok, -1 too long. */
+int store_name_with_uid(char *out, size_t outlen, const char *base, uint32_t uid);
+/* The UID a file name carries (",U=<n>" before any ":2," info), or 0 when it has none. */
+uint32_t store_uid_from_name(const char *name);
 unsigned store_flags_from_name(const char *name);
 /* Where a message file should be: new/<base>, or cur/<base>:2,<flag letters>. */
 int store_msg_path(const char *dir, const char *base, int in_new, unsigned flags, char *out,

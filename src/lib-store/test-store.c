@@ -953,6 +953,114 @@ static void test_deliver_adopts_orphan(void **state)
 	store_account_close(&a);
 }
 
+/* Write a small message file at root/<rel>. */
+static void put_file(const char *rel)
+{
+	char p[400];
+	snprintf(p, sizeof(p), "%s/%s", root, rel);
+	int f = open(p, O_CREAT | O_WRONLY | O_EXCL, 0600);
+	assert_true(f >= 0);
+	assert_int_equal(write(f, "x\r\n", 3), 3);
+	close(f);
+}
+
+/* APPEND and delivery commit their rows without a sync of the WAL; each file's name carries
+ * its UID, so when a power cut takes the rows back, the mailbox's reconciling gives each file
+ * the UID its client was told, and the flags and internal date it was stored with. A name's
+ * UID below UIDNEXT, or far above it, is not believed: that file gets a fresh UID. */
+static void test_sync_uid_in_name(void **state)
+{
+	(void)state;
+	const char *err;
+	struct store_account *a;
+	uint32_t uid[6], uv;
+	const time_t t0 = 1577836800;   /* 2020-01-01 */
+	assert_int_equal(store_account_create(root, &err), 0);
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(store_append(a, "INBOX", "a\r\n", 3,
+					      i == 2 ? STORE_F_SEEN | STORE_F_FLAGGED : 0, 0,
+					      t0 + i * 86400, &uid[i], &uv, &err), 0);
+	int fd = source("d\r\n");
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, &uid[4], &err), 0);
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, &uid[5], &err), 0);
+	close(fd);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(uid[i], i + 1);
+	struct store_msg_info *was, *m;
+	assert_int_equal(store_message_list(a, "INBOX", &was, &err), 6);
+	for (int i = 0; i < 6; i++) {
+		char want[40];
+		snprintf(want, sizeof(want), ",U=%d", i + 1);
+		assert_non_null(strstr(was[i].filename, want));
+		assert_int_equal(store_uid_from_name(was[i].filename), i + 1);
+	}
+	store_account_close(&a);
+	/* the power cut: every commit after the first APPEND's is gone from the index, among them
+	 * that of an expunge of UID 4 whose file had been removed */
+	index_exec("DELETE FROM messages WHERE uid > 1; DELETE FROM structure WHERE uid > 1; "
+		   "UPDATE mailboxes SET uidnext = 2 WHERE name = 'INBOX'", 0);
+	char p4[700];
+	assert_int_equal(store_msg_path(root, was[3].filename, was[3].in_new, was[3].flags, p4,
+					sizeof(p4)), 0);
+	assert_int_equal(unlink(p4), 0);
+	/* and files put there by hand: a UID below UIDNEXT, one too far above it, none */
+	put_file("new/900.low,U=1,S=3");
+	put_file("new/901.far,U=3000000000,S=3");
+	put_file("cur/902.none,S=3:2,S");
+	assert_int_equal(store_account_open(root, &a, &err), 1);
+	assert_int_equal(store_mailbox_sync(a, "INBOX", &err), 0);
+	assert_int_equal(store_message_list(a, "INBOX", &m, &err), 8);
+	for (int j = 0; j < 5; j++) {
+		int i = j < 3 ? j : j + 1;   /* UID 4 is gone */
+		assert_int_equal(m[j].uid, i + 1);
+		assert_string_equal(m[j].filename, was[i].filename);
+		assert_int_equal(m[j].flags, was[i].flags);
+		assert_int_equal(m[j].in_new, was[i].in_new);
+		if (i < 4)
+			assert_int_equal(m[j].internaldate, t0 + i * 86400);
+	}
+	assert_int_equal(m[2].flags, STORE_F_SEEN | STORE_F_FLAGGED);
+	assert_int_equal(m[5].uid, 7);
+	assert_string_equal(m[5].filename, "900.low,U=1,S=3");
+	assert_int_equal(m[6].uid, 8);
+	assert_string_equal(m[6].filename, "901.far,U=3000000000,S=3");
+	assert_int_equal(m[7].uid, 9);
+	assert_int_equal(m[7].flags, STORE_F_SEEN);
+	assert_int_equal(sql_int("SELECT uidnext FROM mailboxes WHERE name = 'INBOX'"), 10);
+	free(was);
+	free(m);
+	/* the next message comes after all of them */
+	fd = source("e\r\n");
+	assert_int_equal(store_deliver(a, NULL, fd, 3, 0, 0, 0, &uid[0], &err), 0);
+	close(fd);
+	assert_int_equal(uid[0], 10);
+	store_account_close(&a);
+}
+
+/* Only a well-formed ",U=<n>" before the info part is a UID. */
+static void test_uid_from_name(void **state)
+{
+	(void)state;
+	assert_int_equal(store_uid_from_name("1.M1P1Q1.h,S=3,U=42"), 42);
+	assert_int_equal(store_uid_from_name("1.M1P1Q1.h,S=3,U=42:2,S"), 42);
+	assert_int_equal(store_uid_from_name("1.h,U=7,S=3"), 7);
+	assert_int_equal(store_uid_from_name("1.h,U=x,U=8"), 8);
+	assert_int_equal(store_uid_from_name("1.M1P1Q1.h,S=3"), 0);
+	assert_int_equal(store_uid_from_name("1.h,S=3:2,U=5"), 0);
+	assert_int_equal(store_uid_from_name("1.h,U=0"), 0);
+	assert_int_equal(store_uid_from_name("1.h,U=007"), 0);
+	assert_int_equal(store_uid_from_name("1.h,U=12a"), 0);
+	assert_int_equal(store_uid_from_name("1.h,U="), 0);
+	assert_int_equal(store_uid_from_name("1.h,U=4294967294"), 4294967294u);
+	assert_int_equal(store_uid_from_name("1.h,U=4294967295"), 0);
+	assert_int_equal(store_uid_from_name("1.h,U=99999999999"), 0);
+	char n[32];
+	assert_int_equal(store_name_with_uid(n, sizeof(n), "1.h,S=3", 9), 0);
+	assert_string_equal(n, "1.h,S=3,U=9");
+	assert_int_equal(store_name_with_uid(n, 8, "1.h,S=3", 9), -1);
+}
+
 #define CONC_PROCS 4     /* delivering processes */
 #define CONC_EACH 25     /* messages each */
 
@@ -1071,6 +1179,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_deliver_batch, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_sync_repairs, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_deliver_adopts_orphan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_uid_in_name, setup, teardown),
+		cmocka_unit_test(test_uid_from_name),
 		cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_borrow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_header_cache, setup, teardown),

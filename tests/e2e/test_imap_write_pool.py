@@ -186,6 +186,8 @@ def test_write_being_synced_leaves_other_sessions_served(srv, gate, clients, nam
                                isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")   # A's write waits for it (SQLite's busy handler)
         arm(g, "busy", 0)
+    elif name == "APPEND":
+        arm(g, "/%s/new" % local)   # A's new/ (its name carries its UID: no sync of the WAL)
     else:
         arm(g, "/%s/index.db-wal" % local)     # A's index commit
     try:
