@@ -374,10 +374,6 @@ static int insert_with_flags(struct store_account *a, int64_t box_id, const char
 	if (store_index_insert_at(a, box_id, base, flags == 0 && keywords == 0, flags, date, size,
 				  wire, want, &uid, err_r) < 0)
 		return -1;
-	if (want != 0 && uid != want) {   /* cannot be, under the lock; the name would lie */
-		errno = EIO;
-		return store_fail(a, err_r, "the UID the file name carries is not UIDNEXT");
-	}
 	if (keywords) {
 		sqlite3_stmt *st;
 		store_prepare(a, "UPDATE messages SET keywords = ? WHERE mailbox_id = ? AND "

@@ -1096,6 +1096,9 @@ int store_index_insert_at(struct store_account *a, int64_t box_id, const char *f
 		return store_dbfail(a, err_r, "update UIDNEXT");
 	if (uid < 1 || uid > (int64_t)UINT32_MAX - 1)   /* also: mailbox deleted meanwhile */
 		return store_errf(a, err_r, 0, "no such mailbox or its UIDs are exhausted");
+	if (want != 0 && uid != want)   /* want below UIDNEXT: the name would lie */
+		return store_errf(a, err_r, 0, "UID %u asked for, below UIDNEXT %lld", want,
+				  (long long)uid);
 	if (store_prepare(a, "INSERT INTO messages(mailbox_id, uid, filename, flags, "
 			       "modseq, internaldate, size, savedate, in_new, wire_size) VALUES "
 			       "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", -1, &st, NULL) != SQLITE_OK)
@@ -1382,10 +1385,6 @@ size_t store_deliver_batch(struct store_account *a, const char *box, struct stor
 					  items[i].internaldate, items[i].size, (uint64_t)p[i].wire,
 					  p[i].uid, &items[i].uid, &err) < 0)
 			goto undo;
-		if (items[i].uid != p[i].uid) {   /* cannot be, under the lock; the name would lie */
-			store_errf(a, &err, 0, "deliver: UID %u instead of %u", items[i].uid, p[i].uid);
-			goto undo;
-		}
 		store_structure_save(a, mb.id, items[i].uid, &p[i].sc);
 	}
 	if (store_db_commit(a) != SQLITE_OK) {

@@ -73,8 +73,9 @@ void store_maildir_name(char *out, size_t outlen, uint64_t size);
 int store_index_insert(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 		       unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
 		       uint32_t *uid_r, const char **err_r);
-/* store_index_insert under the UID want when it is not below UIDNEXT (UIDNEXT then becomes
- * want + 1), else under UIDNEXT as usual; want 0 is UIDNEXT. */
+/* store_index_insert under the UID want, which must not be below UIDNEXT (UIDNEXT then becomes
+ * want + 1; below it is an error: the file's name would carry a UID its row does not have);
+ * want 0 is UIDNEXT. */
 int store_index_insert_at(struct store_account *a, int64_t box_id, const char *fname, int in_new,
 			  unsigned flags, time_t internaldate, uint64_t size, uint64_t wire_size,
 			  uint32_t want, uint32_t *uid_r, const char **err_r);
