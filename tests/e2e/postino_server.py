@@ -119,6 +119,20 @@ class Server:
                 time.sleep(0.05)
         raise RuntimeError("postino did not start: " + open(self.log.name).read())
 
+    def wait_group_gone(self, timeout=10):
+        """After the master was killed or stopped: wait until its workers are gone too. Until
+        the last one exits, its listening sockets still complete handshakes, so a restart's
+        wait_ready could pass on them and the next connection be reset or refused."""
+        end = time.time() + timeout
+        while True:
+            try:
+                os.killpg(self.proc.pid, 0)
+            except ProcessLookupError:
+                return
+            if time.time() > end:
+                raise RuntimeError("the workers of %d did not exit" % self.proc.pid)
+            time.sleep(0.02)
+
     def maildir(self, address):
         local, domain = address.split("@")
         return os.path.join(self.data, "mail", domain, local)

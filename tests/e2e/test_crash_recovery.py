@@ -88,15 +88,7 @@ def power_cut(s, keep_uid):
     above it, their cached structure and expunge records gone, UIDNEXT keep_uid + 1."""
     os.killpg(s.proc.pid, signal.SIGKILL)
     s.proc.wait(10)
-    # the workers die after the master: until the last is gone its listening sockets still
-    # complete handshakes, and a restart's wait_ready would connect to them, not to its own
-    def group_gone():
-        try:
-            os.killpg(s.proc.pid, 0)
-            return False
-        except ProcessLookupError:
-            return True
-    wait_for(group_gone, "the killed workers to vanish")
+    s.wait_group_gone()   # the workers die after the master
     db = os.path.join(s.maildir(ADDR), "index.db")
     st = os.stat(db)
     con = sqlite3.connect(db, isolation_level=None)

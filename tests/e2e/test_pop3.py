@@ -228,6 +228,7 @@ def test_uidl_stable_across_restart(srv):
     import signal
     os.killpg(os_pid, signal.SIGTERM)
     srv.proc.wait(10)
+    srv.wait_group_gone()
     import subprocess as sp
     from postino_server import BIN
     srv.proc = sp.Popen([BIN, "serve", "--data", srv.data], stdout=srv.log, stderr=sp.STDOUT,
