@@ -23,6 +23,7 @@
 #include "imap-mboxname.h"
 #include "procid.h"
 #include "sqldb.h"
+#include "sqlvfs.h"
 #include "store.h"
 #include "store-private.h"
 #include "wire.h"
@@ -408,11 +409,15 @@ static int store_db_open(struct store_account *a, int create, const char **err_r
 /* SQLite's page cache starts with a bulk allocation of 20 pages (~90 KB) per connection; with
  * one connection per logged-in session that would be most of a session's memory. Its memory
  * statistics (which nothing here reads) take one process-wide mutex around every allocation
- * and free: the loop and the pool threads waited on each other for it (futex calls). */
+ * and free: the loop and the pool threads waited on each other for it (futex calls). Every
+ * database is opened through sqlvfs, which writes a commit's WAL frames with one system call. */
 void store_global_init(void)
 {
 	sqlite3_config(SQLITE_CONFIG_PAGECACHE, NULL, 0, 0);
 	sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+	/* after the configs: registering a VFS initialises SQLite */
+	if (sqlite3_vfs_find("postino-wal") == NULL)
+		sqlvfs_register(NULL, "postino-wal", 1);
 }
 
 /* See store.h. */

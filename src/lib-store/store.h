@@ -97,7 +97,8 @@ void store_read_end(struct store_account *acct, int began);
  * WAL grows, or is checkpointed into index.db): lets a session that closed its handle see
  * cheaply whether it must look. */
 void store_account_signature(const char *root, uint64_t sig[4]);
-/* Before any other SQLite use in the process: keep per-connection memory small. */
+/* Before any other SQLite use in the process: keep per-connection memory small, and make
+ * sqlvfs (one write per WAL commit) the default VFS. */
 void store_global_init(void);
 
 /* Deliver one message durably into mailbox `box` (NULL = INBOX).
