@@ -13,6 +13,8 @@ struct wb_file {
 	int page;                 /* the WAL's page size, once a commit frame showed it */
 	sqlite3_int64 commit_at;  /* where the page of a commit frame being written starts; -1 */
 	sqlite3_int64 read_at;    /* where the last read was, if no write came after it; -1 */
+	struct wb_file *peer;     /* a WAL's database file and the database's WAL, while both
+				   * are open */
 	unsigned char *buf;       /* pending writes, contiguous from off */
 	size_t len, cap;
 	sqlite3_int64 off;
@@ -127,6 +129,8 @@ static int wb_write(sqlite3_file *f, const void *p, int n, sqlite3_int64 off)
 static int wb_close(sqlite3_file *f)
 {
 	struct wb_file *w = (struct wb_file *)f;
+	if (w->peer != NULL)
+		w->peer->peer = NULL;
 	int rc = pending_flush(w);
 	int rc2 = w->real->pMethods->xClose(w->real);
 	return rc != SQLITE_OK ? rc : rc2;
@@ -209,15 +213,27 @@ static int wb_shm_map(sqlite3_file *f, int pg, int pgsz, int extend, void volati
 	return w->real->pMethods->xShmMap(w->real, pg, pgsz, extend, pp);
 }
 
+/* A lock of the -shm taken or released while the WAL holds writes: the frames of a transaction
+ * that spilled pages and is now rolled back (a commit writes all before its page's xWrite
+ * returns). They go out while the write lock is still held; later they could land on the
+ * frames of another connection's commit at the same offsets. A failure refuses a lock being
+ * taken; a lock being released is released anyway (what was held was not committed). */
 static int wb_shm_lock(sqlite3_file *f, int offset, int n, int flags)
 {
 	struct wb_file *w = (struct wb_file *)f;
+	if (w->peer != NULL && w->peer->len > 0) {
+		int rc = pending_flush(w->peer);
+		if (rc != SQLITE_OK && (flags & SQLITE_SHM_LOCK))
+			return rc;
+	}
 	return w->real->pMethods->xShmLock(w->real, offset, n, flags);
 }
 
 static void wb_shm_barrier(sqlite3_file *f)
 {
 	struct wb_file *w = (struct wb_file *)f;
+	if (w->peer != NULL && w->peer->len > 0)
+		pending_flush(w->peer);
 	w->real->pMethods->xShmBarrier(w->real);
 }
 
@@ -279,8 +295,17 @@ static int wb_open(sqlite3_vfs *vfs, const char *name, sqlite3_file *f, int flag
 		f->pMethods = NULL;
 		return rc == SQLITE_OK ? SQLITE_CANTOPEN : rc;
 	}
-	w->wal = (flags & SQLITE_OPEN_WAL) != 0;
 	w->commit_at = -1;
+	/* a WAL's writes are held only when its database file is one of ours, whose -shm locks
+	 * then write them out (wb_shm_lock) */
+	if (flags & SQLITE_OPEN_WAL) {
+		sqlite3_file *db = sqlite3_database_file_object(name);
+		if (db != NULL && db->pMethods == &wb_methods) {
+			w->peer = (struct wb_file *)db;
+			w->peer->peer = w;
+			w->wal = 1;
+		}
+	}
 	w->read_at = -1;
 	f->pMethods = &wb_methods;
 	return rc;

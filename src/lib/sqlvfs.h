@@ -16,6 +16,10 @@
  * adds after a synchronous=FULL commit on a device without powersafe overwrite): what is
  * pending goes out at the sync, and the write that completes the page, whose size the first
  * commit on the handle showed, writes the rest. Files other than WALs pass straight through.
+ * Frames of a transaction that spilled pages and then rolled back are written when the
+ * database file's -shm locks next change (the release of the write lock), so they can never
+ * land later on another connection's commit; a WAL whose database file is not opened through
+ * this VFS (sqlite3_database_file_object) is not buffered at all.
  * The buffer is freed after each write-out: an idle handle holds none. If it cannot grow, the
  * file's writes pass straight through from then on. */
 #ifndef POSTINO_SQLVFS_H

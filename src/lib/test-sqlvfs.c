@@ -246,6 +246,45 @@ static void test_big_transaction_spills(void **state)
 	assert_int_equal(bytes, want);
 }
 
+/* A transaction that spilled a few frames (less than one write's worth, so they were still
+ * held) and rolled back releases the WAL's write lock; another connection then commits frames
+ * at the same offsets. The spilled frames must be written before the lock goes, never later
+ * over the other connection's commit (before the -shm lock hook, the reads below found
+ * "not a database"). */
+static void test_spill_rolled_back(void **state)
+{
+	struct fixture *f = *state;
+	f->db = open_db(f->path, "postino-wal", "NORMAL");
+	exec_ok(f->db, "CREATE TABLE t(id INTEGER PRIMARY KEY, v BLOB)");
+	insert_rows(f->db, 1, 5);
+	/* every page in the database file: the rollback reads none back from the WAL (a read
+	 * there would have written what was held, still under the write lock) */
+	exec_ok(f->db, "PRAGMA wal_checkpoint(TRUNCATE)");
+	exec_ok(f->db, "PRAGMA cache_size=5");
+	wal_writes = 0;
+	exec_ok(f->db, "BEGIN");
+	insert_rows(f->db, 6, 40);   /* ~10 pages through a cache of 5: a few spill */
+	exec_ok(f->db, "ROLLBACK");
+	assert_true(wal_writes >= 1);   /* written before the write lock went */
+
+	sqlite3 *r = open_db(f->path, "unix", "NORMAL");
+	exec_ok(r, "UPDATE t SET v = zeroblob(1000)");
+	insert_rows(r, 6, 10);
+	sqlite3_close(r);
+
+	/* the first handle reads again (a read transaction, pages from the WAL) and writes */
+	assert_int_equal(one_int(f->db, "SELECT count(*) FROM t"), 15);
+	assert_int_equal(one_int(f->db, "SELECT count(*) FROM t WHERE v = zeroblob(1000)"), 5);
+	insert_rows(f->db, 16, 2);
+	sqlite3_int64 count, bytes;
+	recovered(f, &count, &bytes);
+	assert_int_equal(count, 17);
+	assert_int_equal(bytes, 17 * 1000);
+	r = open_db(f->path, "unix", "NORMAL");
+	assert_int_equal(one_int(r, "SELECT count(*) FROM t WHERE v = zeroblob(1000)"), 5);
+	sqlite3_close(r);
+}
+
 /* synchronous=FULL on a device without powersafe overwrite (psow=0): SQLite pads each commit
  * to a sector boundary, repeating the commit frame, and splits the write that crosses the
  * boundary with a sync between its halves. Every commit must be recoverable from the files. */
@@ -317,6 +356,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_commit_is_one_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_fails_the_commit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_big_transaction_spills, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_spill_rolled_back, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_full_sync_with_padding, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_wal_restart, setup, teardown),
 	};
